@@ -1,0 +1,165 @@
+//! Typed identifiers. Each is a validated string so ids stay readable in logs, URLs and the
+//! CLI, and a node id can never be passed where an instance id is expected.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not a valid {kind} id: {reason}")]
+pub struct IdError {
+    pub kind: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A host in the fleet, named by the certificate its agent holds (a DNS label).
+    NodeId,
+    "node"
+);
+string_id!(
+    /// A VPS or GPU instance: `i-` followed by 20 lowercase hex digits.
+    InstanceId,
+    "instance"
+);
+string_id!(
+    /// A customer account.
+    AccountId,
+    "account"
+);
+
+fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+}
+
+impl InstanceId {
+    pub fn generate() -> Self {
+        InstanceId(format!("i-{}", random_hex(10)))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let err = |reason| IdError {
+            kind: "instance",
+            value: s.to_owned(),
+            reason,
+        };
+        let hex = s
+            .strip_prefix("i-")
+            .ok_or_else(|| err("instance ids start with `i-`"))?;
+        if hex.len() != 20 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(err("expected `i-` and 20 lowercase hex digits"));
+        }
+        Ok(InstanceId(s.to_owned()))
+    }
+}
+
+impl NodeId {
+    /// A node id is a DNS label: 1–63 of `a-z`, `0-9`, `-`, not starting or ending with `-`.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let err = |reason| IdError {
+            kind: "node",
+            value: s.to_owned(),
+            reason,
+        };
+        if s.is_empty() || s.len() > 63 {
+            return Err(err("must be 1 to 63 characters"));
+        }
+        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Err(err("only lowercase letters, digits and `-` are allowed"));
+        }
+        if s.starts_with('-') || s.ends_with('-') {
+            return Err(err("must not start or end with `-`"));
+        }
+        Ok(NodeId(s.to_owned()))
+    }
+
+    /// Turns a host name into a valid node id (lowercased, other characters replaced by `-`).
+    pub fn from_hostname(hostname: &str) -> Self {
+        let label = hostname.split('.').next().unwrap_or_default().to_ascii_lowercase();
+        let cleaned: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(63)
+            .collect();
+        let trimmed = cleaned.trim_matches('-');
+        NodeId(if trimmed.is_empty() { "node".to_owned() } else { trimmed.to_owned() })
+    }
+}
+
+impl AccountId {
+    pub fn generate() -> Self {
+        AccountId(format!("acct-{}", random_hex(8)))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(IdError {
+                kind: "account",
+                value: s.to_owned(),
+                reason: "1 to 64 letters, digits or `-`",
+            });
+        }
+        Ok(AccountId(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_instance_ids_parse() {
+        for _ in 0..100 {
+            let id = InstanceId::generate();
+            assert_eq!(InstanceId::parse(id.as_str()).unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn bad_instance_ids_are_refused() {
+        for bad in ["", "i-", "x-0123456789abcdef0123", "i-0123456789ABCDEF0123", "i-0123"] {
+            assert!(InstanceId::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn node_ids() {
+        assert!(NodeId::parse("dev-par-1").is_ok());
+        for bad in ["", "-a", "a-", "A", "a_b", &"a".repeat(64)] {
+            assert!(NodeId::parse(bad).is_err(), "{bad} should be refused");
+        }
+        assert_eq!(NodeId::from_hostname("Host_01.example.com").as_str(), "host-01");
+        assert_eq!(NodeId::from_hostname("___").as_str(), "node");
+    }
+}
