@@ -6,7 +6,8 @@ fn main() {
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }
-    let descriptors = protox::compile(files, ["."]).expect("the .proto files under proto/vmcloud/v1 must compile");
+    let descriptors = protox::compile(files, ["."])
+        .expect("the .proto files under proto/vmcloud/v1 must compile");
     prost_build::Config::new()
         .compile_fds(descriptors)
         .expect("prost code generation for vmcloud.v1");

@@ -60,7 +60,9 @@ string_id!(
 
 fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
-    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
 }
 
 impl InstanceId {
@@ -77,7 +79,11 @@ impl InstanceId {
         let hex = s
             .strip_prefix("i-")
             .ok_or_else(|| err("instance ids start with `i-`"))?;
-        if hex.len() != 20 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 20
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(err("expected `i-` and 20 lowercase hex digits"));
         }
         Ok(InstanceId(s.to_owned()))
@@ -95,7 +101,10 @@ impl NodeId {
         if s.is_empty() || s.len() > 63 {
             return Err(err("must be 1 to 63 characters"));
         }
-        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err(err("only lowercase letters, digits and `-` are allowed"));
         }
         if s.starts_with('-') || s.ends_with('-') {
@@ -106,14 +115,22 @@ impl NodeId {
 
     /// Turns a host name into a valid node id (lowercased, other characters replaced by `-`).
     pub fn from_hostname(hostname: &str) -> Self {
-        let label = hostname.split('.').next().unwrap_or_default().to_ascii_lowercase();
+        let label = hostname
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let cleaned: String = label
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .take(63)
             .collect();
         let trimmed = cleaned.trim_matches('-');
-        NodeId(if trimmed.is_empty() { "node".to_owned() } else { trimmed.to_owned() })
+        NodeId(if trimmed.is_empty() {
+            "node".to_owned()
+        } else {
+            trimmed.to_owned()
+        })
     }
 }
 
@@ -123,7 +140,10 @@ impl AccountId {
     }
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if s.is_empty()
+            || s.len() > 64
+            || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(IdError {
                 kind: "account",
                 value: s.to_owned(),
@@ -148,7 +168,13 @@ mod tests {
 
     #[test]
     fn bad_instance_ids_are_refused() {
-        for bad in ["", "i-", "x-0123456789abcdef0123", "i-0123456789ABCDEF0123", "i-0123"] {
+        for bad in [
+            "",
+            "i-",
+            "x-0123456789abcdef0123",
+            "i-0123456789ABCDEF0123",
+            "i-0123",
+        ] {
             assert!(InstanceId::parse(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -159,7 +185,10 @@ mod tests {
         for bad in ["", "-a", "a-", "A", "a_b", &"a".repeat(64)] {
             assert!(NodeId::parse(bad).is_err(), "{bad} should be refused");
         }
-        assert_eq!(NodeId::from_hostname("Host_01.example.com").as_str(), "host-01");
+        assert_eq!(
+            NodeId::from_hostname("Host_01.example.com").as_str(),
+            "host-01"
+        );
         assert_eq!(NodeId::from_hostname("___").as_str(), "node");
     }
 }

@@ -69,7 +69,9 @@ impl Ca {
         params
             .distinguished_name
             .push(DnType::CommonName, format!("{cluster_name} cluster CA"));
-        params.distinguished_name.push(DnType::OrganizationName, "VMCloud");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "VMCloud");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         validity(&mut params, 3650);
@@ -115,7 +117,9 @@ impl Ca {
     /// A node's client certificate: its common name is the node id.
     pub fn issue_node(&self, node: &NodeId) -> Result<Identity, PkiError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, node.as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, node.as_str());
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(params, 365)
     }

@@ -1,0 +1,456 @@
+//! The raft runner (owns the `RawNode`) and the applier, and [`Raft`], their handle.
+//!
+//! The runner and the applier are OS threads: the runner blocks on fsync, and both must keep
+//! going while the async side of the process is busy. They talk through channels:
+//! `Raft` → runner (`Request`), runner → applier (committed entries), applier → runner
+//! (applied index, so raft-rs knows what has been applied), applier → proposers (oneshot).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use raft::prelude::{Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use rand::Rng;
+use tokio::sync::{oneshot, watch};
+
+use crate::storage::{LogStore, StorageError};
+use crate::{StateMachine, Transport};
+
+/// How a replica runs Raft.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    /// This replica's Raft id (non-zero).
+    pub id: u64,
+    /// The log file (redb).
+    pub log_path: PathBuf,
+    /// Voters of a brand-new cluster; ignored when the log already exists.
+    pub bootstrap_voters: Vec<u64>,
+    /// One Raft tick.
+    pub tick: Duration,
+    /// Election timeout in ticks (randomized by raft-rs between this and twice this).
+    pub election_ticks: usize,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: usize,
+    /// How long `propose` waits for its entry to be applied.
+    pub propose_timeout: Duration,
+}
+
+impl RaftConfig {
+    /// Defaults: 100 ms ticks, 1 s election timeout, 100 ms heartbeats.
+    pub fn new(id: u64, log_path: PathBuf, bootstrap_voters: Vec<u64>) -> Self {
+        RaftConfig {
+            id,
+            log_path,
+            bootstrap_voters,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            propose_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a replica knows about the group, published after every `Ready`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub id: u64,
+    pub term: u64,
+    /// 0 when no leader is known.
+    pub leader_id: u64,
+    pub is_leader: bool,
+    pub commit: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the raft log")]
+    Storage(#[from] StorageError),
+    #[error("invalid raft configuration")]
+    Config(#[source] raft::Error),
+    #[error("cannot start the raft threads")]
+    Thread(#[source] std::io::Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("this replica is not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    #[error("the proposal was not applied within {0:?}")]
+    Timeout(Duration),
+    #[error("the replica is shutting down")]
+    ShuttingDown,
+    #[error("the proposal was dropped by raft: {0}")]
+    Dropped(String),
+}
+
+enum Request {
+    Propose {
+        context: Vec<u8>,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
+    /// A message from a peer, delivered by the transport.
+    Step(Message),
+    /// The applier has applied everything up to this index.
+    Applied(u64),
+    Shutdown,
+}
+
+type Waiters<O> = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<Option<O>>>>>;
+
+/// Handle to a running replica. Cheap to clone.
+pub struct Raft<O> {
+    requests: mpsc::Sender<Request>,
+    waiters: Waiters<O>,
+    status: watch::Receiver<RaftStatus>,
+    applied: watch::Receiver<u64>,
+    propose_timeout: Duration,
+    threads: Arc<Mutex<Vec<thread::JoinHandle<()>>>>,
+}
+
+impl<O> Clone for Raft<O> {
+    fn clone(&self) -> Self {
+        Raft {
+            requests: self.requests.clone(),
+            waiters: self.waiters.clone(),
+            status: self.status.clone(),
+            applied: self.applied.clone(),
+            propose_timeout: self.propose_timeout,
+            threads: self.threads.clone(),
+        }
+    }
+}
+
+impl<O: Send + 'static> Raft<O> {
+    /// Opens the log and starts the runner and the applier. Committed entries already in the
+    /// log are applied to `state_machine` again, in order, before anything new.
+    pub fn start<S, T>(
+        config: RaftConfig,
+        state_machine: S,
+        transport: T,
+    ) -> Result<Raft<O>, StartError>
+    where
+        S: StateMachine<Output = O>,
+        T: Transport,
+    {
+        let store = LogStore::open(&config.log_path, &config.bootstrap_voters)?;
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            // The state machine is rebuilt from the log, so nothing is applied at start.
+            applied: 0,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_config.validate().map_err(StartError::Config)?;
+        let single_voter = store
+            .initial_state_voters()
+            .is_some_and(|v| v == [config.id]);
+        let mut node = RawNode::new(&raft_config, store, &crate::slog_bridge::logger())
+            .map_err(StartError::Config)?;
+        if single_voter {
+            // Nobody else can win: do not wait a whole election timeout to become leader.
+            node.campaign().map_err(StartError::Config)?;
+        }
+
+        let (requests_tx, requests_rx) = mpsc::channel();
+        let (apply_tx, apply_rx) = mpsc::channel::<Vec<Entry>>();
+        let (status_tx, status_rx) = watch::channel(RaftStatus {
+            id: config.id,
+            ..Default::default()
+        });
+        let (applied_tx, applied_rx) = watch::channel(0u64);
+        let waiters: Waiters<O> = Arc::default();
+
+        let runner = Runner {
+            node,
+            requests: requests_rx,
+            apply: apply_tx,
+            status: status_tx,
+            transport,
+            tick: config.tick,
+        };
+        let applier = Applier {
+            state_machine,
+            entries: apply_rx,
+            waiters: waiters.clone(),
+            applied: applied_tx,
+            runner: requests_tx.clone(),
+        };
+        let runner = thread::Builder::new()
+            .name("raft-runner".into())
+            .spawn(move || runner.run())
+            .map_err(StartError::Thread)?;
+        let applier = thread::Builder::new()
+            .name("raft-applier".into())
+            .spawn(move || applier.run())
+            .map_err(StartError::Thread)?;
+        Ok(Raft {
+            requests: requests_tx,
+            waiters,
+            status: status_rx,
+            applied: applied_rx,
+            propose_timeout: config.propose_timeout,
+            threads: Arc::new(Mutex::new(vec![runner, applier])),
+        })
+    }
+
+    /// Proposes `data` and waits until it is committed and applied; returns the state
+    /// machine's output for it.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<O, ProposeError> {
+        self.propose_entry(data)
+            .await?
+            .ok_or_else(|| ProposeError::Dropped("an entry with data produced no output".into()))
+    }
+
+    /// Waits until an empty entry proposed now is applied: everything committed before this
+    /// call is then applied too. Used at start to replay the log before serving.
+    pub async fn barrier(&self) -> Result<(), ProposeError> {
+        self.propose_entry(Vec::new()).await.map(|_| ())
+    }
+
+    async fn propose_entry(&self, data: Vec<u8>) -> Result<Option<O>, ProposeError> {
+        let context: Vec<u8> = rand::rng().random::<[u8; 16]>().to_vec();
+        let (done_tx, done_rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap()
+            .insert(context.clone(), done_tx);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let forget = |e| {
+            self.waiters.lock().unwrap().remove(&context);
+            e
+        };
+        self.requests
+            .send(Request::Propose {
+                context: context.clone(),
+                data,
+                reply: reply_tx,
+            })
+            .map_err(|_| forget(ProposeError::ShuttingDown))?;
+        reply_rx
+            .await
+            .map_err(|_| forget(ProposeError::ShuttingDown))?
+            .map_err(forget)?;
+        match tokio::time::timeout(self.propose_timeout, done_rx).await {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(_)) => Err(ProposeError::ShuttingDown),
+            Err(_) => Err(forget(ProposeError::Timeout(self.propose_timeout))),
+        }
+    }
+
+    /// Delivers a message from a peer.
+    pub fn step(&self, message: Message) {
+        let _ = self.requests.send(Request::Step(message));
+    }
+
+    pub fn status(&self) -> watch::Receiver<RaftStatus> {
+        self.status.clone()
+    }
+
+    /// The index of the last applied entry; changes after every applied batch.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    /// Stops the runner and the applier and waits for them. Entries already committed are
+    /// applied first; proposals still waiting get `ShuttingDown`.
+    pub fn shutdown(&self) {
+        let _ = self.requests.send(Request::Shutdown);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap());
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl LogStore {
+    fn initial_state_voters(&self) -> Option<Vec<u64>> {
+        use raft::Storage;
+        self.initial_state().ok().map(|s| s.conf_state.voters)
+    }
+}
+
+struct Runner<T> {
+    node: RawNode<LogStore>,
+    requests: mpsc::Receiver<Request>,
+    apply: mpsc::Sender<Vec<Entry>>,
+    status: watch::Sender<RaftStatus>,
+    transport: T,
+    tick: Duration,
+}
+
+impl<T: Transport> Runner<T> {
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.requests.recv_timeout(wait) {
+                Ok(Request::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(request) => {
+                    if self.handle(request).is_break() {
+                        break;
+                    }
+                    // Group commit: take everything already queued into this one Ready.
+                    let mut stop = false;
+                    while let Ok(request) = self.requests.try_recv() {
+                        if matches!(request, Request::Shutdown) || self.handle(request).is_break() {
+                            stop = true;
+                            break;
+                        }
+                    }
+                    if stop {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_tick {
+                self.node.tick();
+                next_tick = Instant::now() + self.tick;
+            }
+            if let Err(e) = self.on_ready() {
+                // Continuing after a failed fsync could acknowledge writes that are not on
+                // disk: stop this replica instead.
+                tracing::error!(error = %e, "raft log write failed; stopping this replica");
+                break;
+            }
+        }
+        tracing::debug!("raft runner stopped");
+    }
+
+    fn handle(&mut self, request: Request) -> std::ops::ControlFlow<()> {
+        match request {
+            Request::Propose {
+                context,
+                data,
+                reply,
+            } => {
+                let result = if self.node.raft.state != StateRole::Leader {
+                    let leader = self.node.raft.leader_id;
+                    Err(ProposeError::NotLeader {
+                        leader: (leader != 0).then_some(leader),
+                    })
+                } else {
+                    self.node
+                        .propose(context, data)
+                        .map_err(|e| ProposeError::Dropped(e.to_string()))
+                };
+                let _ = reply.send(result);
+            }
+            Request::Step(message) => {
+                if let Err(e) = self.node.step(message) {
+                    tracing::debug!(error = %e, "raft step refused a message");
+                }
+            }
+            Request::Applied(index) => self.node.advance_apply_to(index),
+            Request::Shutdown => return std::ops::ControlFlow::Break(()),
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    /// Handles one `Ready` in raft-rs's documented order.
+    fn on_ready(&mut self) -> Result<(), StorageError> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        // 1. Messages that need no persistence (a leader's appends go out in parallel with
+        //    its own fsync; raft thesis §10.2.1).
+        if !ready.messages().is_empty() {
+            self.transport.send(ready.take_messages());
+        }
+        // 2. Snapshots arrive with log compaction (not yet).
+        // 3. Committed entries go to the applier, which runs concurrently.
+        let committed = ready.take_committed_entries();
+        if !committed.is_empty() {
+            let _ = self.apply.send(committed);
+        }
+        // 4–5. Entries and hard state: one transaction, fsynced.
+        self.node.mut_store().persist(ready.entries(), ready.hs())?;
+        // 6. Messages that must follow the fsync (votes, follower acks).
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
+        }
+        // 7. Advance.
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.node.mut_store().set_commit(commit)?;
+        }
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        let committed = light.take_committed_entries();
+        if !committed.is_empty() {
+            let _ = self.apply.send(committed);
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.node.raft;
+        let status = RaftStatus {
+            id: raft.id,
+            term: raft.term,
+            leader_id: raft.leader_id,
+            is_leader: raft.state == StateRole::Leader,
+            commit: raft.raft_log.committed,
+        };
+        self.status.send_if_modified(|s| {
+            let changed = *s != status;
+            *s = status;
+            changed
+        });
+    }
+}
+
+struct Applier<S: StateMachine> {
+    state_machine: S,
+    entries: mpsc::Receiver<Vec<Entry>>,
+    waiters: Waiters<S::Output>,
+    applied: watch::Sender<u64>,
+    runner: mpsc::Sender<Request>,
+}
+
+impl<S: StateMachine> Applier<S> {
+    fn run(mut self) {
+        while let Ok(batch) = self.entries.recv() {
+            let mut last = 0;
+            for entry in batch {
+                last = entry.index;
+                let output = match entry.get_entry_type() {
+                    EntryType::EntryNormal if !entry.data.is_empty() => {
+                        Some(self.state_machine.apply(entry.index, &entry.data))
+                    }
+                    EntryType::EntryNormal => None,
+                    // Membership changes come with multi-replica clusters.
+                    _ => {
+                        tracing::warn!(
+                            index = entry.index,
+                            "configuration change entries are not supported yet; skipped"
+                        );
+                        None
+                    }
+                };
+                if entry.context.is_empty() {
+                    continue;
+                }
+                if let Some(waiter) = self.waiters.lock().unwrap().remove(&entry.context[..]) {
+                    let _ = waiter.send(output);
+                }
+            }
+            let _ = self.applied.send(last);
+            let _ = self.runner.send(Request::Applied(last));
+        }
+        tracing::debug!("raft applier stopped");
+    }
+}

@@ -1,0 +1,337 @@
+//! The Raft log and hard state in redb.
+//!
+//! One redb write transaction per `Ready` holds its entries and hard state and is fsynced on
+//! commit (`Durability::Immediate`) before anything that depends on it is sent or answered.
+//! Commit-index-only updates are written without fsync: raft-rs can recompute the commit
+//! index, and the next fsynced transaction makes them durable anyway. redb checksums its pages,
+//! so a torn or corrupted write is detected on open rather than read back as data.
+
+use std::path::{Path, PathBuf};
+
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, HardState};
+use raft::{GetEntriesContext, RaftState, Storage};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_entries");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+const HARD_STATE: &str = "hard_state";
+const CONF_STATE: &str = "conf_state";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot open the raft log at {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("raft log I/O failed")]
+    Redb(#[source] Box<redb::Error>),
+    #[error(
+        "raft log entry {index} cannot be decoded: the log is corrupt; wipe this replica's data dir and let it re-join from its peers"
+    )]
+    CorruptEntry { index: u64 },
+    #[error(
+        "raft metadata `{key}` cannot be decoded: the log is corrupt; wipe this replica's data dir and let it re-join from its peers"
+    )]
+    CorruptMeta { key: &'static str },
+}
+
+impl<E: Into<redb::Error>> From<E> for StorageError {
+    fn from(e: E) -> Self {
+        StorageError::Redb(Box::new(e.into()))
+    }
+}
+
+fn to_raft(e: StorageError) -> raft::Error {
+    raft::Error::Store(raft::StorageError::Other(Box::new(e)))
+}
+
+/// The Raft log of one replica. Owned by the raft runner (through the `RawNode`).
+pub struct LogStore {
+    db: Database,
+    hard_state: HardState,
+    conf_state: ConfState,
+    first_index: u64,
+    last_index: u64,
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("first_index", &self.first_index)
+            .field("last_index", &self.last_index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogStore {
+    /// Opens (or creates) the log at `path`. A new log is bootstrapped with `voters` as its
+    /// configuration; an existing one keeps the configuration it has.
+    pub fn open(path: &Path, voters: &[u64]) -> Result<LogStore, StorageError> {
+        let db = Database::create(path).map_err(|source| StorageError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let txn = db.begin_write()?;
+        let (hard_state, conf_state, first_index, last_index) = {
+            let mut meta = txn.open_table(META)?;
+            let entries = txn.open_table(ENTRIES)?;
+            let hard_state = match meta.get(HARD_STATE)? {
+                Some(v) => decode_meta::<HardState>(HARD_STATE, v.value())?,
+                None => HardState::default(),
+            };
+            let existing = meta.get(CONF_STATE)?.map(|v| v.value().to_vec());
+            let conf_state = match existing {
+                Some(v) => decode_meta::<ConfState>(CONF_STATE, &v)?,
+                None => {
+                    let mut cs = ConfState::default();
+                    cs.voters = voters.to_vec();
+                    let bytes = cs
+                        .write_to_bytes()
+                        .expect("encoding a ConfState cannot fail");
+                    meta.insert(CONF_STATE, bytes.as_slice())?;
+                    cs
+                }
+            };
+            let first_index = match entries.first()? {
+                Some((k, _)) => k.value(),
+                None => 1,
+            };
+            let last_index = match entries.last()? {
+                Some((k, _)) => k.value(),
+                None => 0,
+            };
+            (hard_state, conf_state, first_index, last_index)
+        };
+        txn.commit()?;
+        Ok(LogStore {
+            db,
+            hard_state,
+            conf_state,
+            first_index,
+            last_index,
+        })
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// Appends `entries` (replacing any conflicting suffix) and sets `hard_state`, in one
+    /// transaction that is fsynced before this returns.
+    pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), StorageError> {
+        if entries.is_empty() && hard_state.is_none() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(ENTRIES)?;
+            if let Some(first) = entries.first() {
+                // A leader may overwrite an uncommitted suffix: drop everything from here on.
+                if first.index <= self.last_index {
+                    table.retain_in(first.index.., |_, _| false)?;
+                }
+                for e in entries {
+                    let bytes = e.write_to_bytes().expect("encoding an Entry cannot fail");
+                    table.insert(e.index, bytes.as_slice())?;
+                }
+            }
+            if let Some(hs) = hard_state {
+                let mut meta = txn.open_table(META)?;
+                let bytes = hs
+                    .write_to_bytes()
+                    .expect("encoding a HardState cannot fail");
+                meta.insert(HARD_STATE, bytes.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        if let Some(last) = entries.last() {
+            self.last_index = last.index;
+            if self.last_index < self.first_index {
+                self.first_index = 1;
+            }
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = hs.clone();
+        }
+        Ok(())
+    }
+
+    /// Records a new commit index without an fsync (see the module docs).
+    pub fn set_commit(&mut self, commit: u64) -> Result<(), StorageError> {
+        self.hard_state.commit = commit;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)
+            .expect("no persistent savepoints are used");
+        {
+            let mut meta = txn.open_table(META)?;
+            let bytes = self
+                .hard_state
+                .write_to_bytes()
+                .expect("encoding a HardState cannot fail");
+            meta.insert(HARD_STATE, bytes.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn read_entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENTRIES)?;
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        for item in table.range(low..high)? {
+            let (k, v) = item?;
+            let index = k.value();
+            let mut e = Entry::default();
+            e.merge_from_bytes(v.value())
+                .map_err(|_| StorageError::CorruptEntry { index })?;
+            if e.index != index {
+                return Err(StorageError::CorruptEntry { index });
+            }
+            size += v.value().len() as u64;
+            if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+}
+
+fn decode_meta<M: protobuf::Message>(key: &'static str, bytes: &[u8]) -> Result<M, StorageError> {
+    let mut m = M::new();
+    m.merge_from_bytes(bytes)
+        .map_err(|_| StorageError::CorruptMeta { key })?;
+    Ok(m)
+}
+
+impl Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first_index {
+            return Err(raft::Error::Store(raft::StorageError::Compacted));
+        }
+        if high > self.last_index + 1 {
+            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+        }
+        let entries = self
+            .read_entries(low, high, max_size.into())
+            .map_err(to_raft)?;
+        if entries.is_empty() && low < high {
+            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+        }
+        Ok(entries)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == 0 {
+            return Ok(0);
+        }
+        if idx < self.first_index {
+            return Err(raft::Error::Store(raft::StorageError::Compacted));
+        }
+        if idx > self.last_index {
+            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+        }
+        let e = self.read_entries(idx, idx + 1, None).map_err(to_raft)?;
+        e.first()
+            .map(|e| e.term)
+            .ok_or(raft::Error::Store(raft::StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first_index)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index)
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<raft::prelude::Snapshot> {
+        // Snapshots come with log compaction; until then a lagging peer is sent the log.
+        Err(raft::Error::Store(
+            raft::StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e.data = data.to_vec().into();
+        e
+    }
+
+    #[test]
+    fn entries_and_hard_state_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        {
+            let mut store = LogStore::open(&path, &[1]).unwrap();
+            let mut hs = HardState::default();
+            hs.term = 2;
+            hs.vote = 1;
+            hs.commit = 2;
+            store
+                .persist(
+                    &[entry(1, 1, b"a"), entry(2, 2, b"b"), entry(3, 2, b"c")],
+                    Some(&hs),
+                )
+                .unwrap();
+            // A new leader overwrites the uncommitted suffix from index 3.
+            store.persist(&[entry(3, 3, b"x")], None).unwrap();
+        }
+        let store = LogStore::open(&path, &[7]).unwrap();
+        let state = store.initial_state().unwrap();
+        assert_eq!(state.hard_state.term, 2);
+        assert_eq!(
+            state.conf_state.voters,
+            vec![1],
+            "the bootstrap configuration is kept"
+        );
+        assert_eq!(store.last_index().unwrap(), 3);
+        assert_eq!(store.term(3).unwrap(), 3);
+        let all = store
+            .entries(1, 4, None, GetEntriesContext::empty(false))
+            .unwrap();
+        let data: Vec<&[u8]> = all.iter().map(|e| &e.data[..]).collect();
+        assert_eq!(data, vec![&b"a"[..], b"b", b"x"]);
+        let limited = store
+            .entries(1, 4, Some(1), GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(
+            limited.len(),
+            1,
+            "max_size still returns at least one entry"
+        );
+    }
+}
