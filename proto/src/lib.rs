@@ -9,6 +9,7 @@
 //!
 //! Nothing here does I/O.
 
+pub mod config;
 pub mod frame;
 pub mod ids;
 pub mod pki;

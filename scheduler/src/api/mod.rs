@@ -1,0 +1,117 @@
+//! The HTTP API (`/v1/...`), served by axum.
+//!
+//! Handlers decode the request, call one function on the cluster, and encode the answer;
+//! every error is a [`Problem`]. [`router`] builds the whole API from an [`ApiState`], so tests
+//! can drive it without a socket.
+
+mod instances;
+mod nodes;
+pub mod problem;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+use axum::{Json, Router};
+use vmcloud_proto::{AccountId, BuildInfo};
+
+pub use problem::Problem;
+
+use crate::auth::ApiKeyToken;
+use crate::catalog::Catalog;
+use crate::cluster::Cluster;
+use crate::gateway::NodeLinks;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub cluster: Cluster,
+    pub catalog: Arc<Catalog>,
+    pub build: BuildInfo,
+    pub links: NodeLinks,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/version", get(version))
+        .route("/v1/catalog", get(catalog))
+        .route(
+            "/v1/instances",
+            get(instances::list).post(instances::create),
+        )
+        .route(
+            "/v1/instances/{id}",
+            get(instances::get).delete(instances::delete),
+        )
+        .route("/v1/nodes", get(nodes::list))
+        .fallback(|| async { Problem::not_found("no such endpoint; see docs/api.md for the API") })
+        .with_state(state)
+}
+
+async fn version(axum::extract::State(s): axum::extract::State<ApiState>) -> Json<BuildInfo> {
+    Json(s.build)
+}
+
+async fn catalog(axum::extract::State(s): axum::extract::State<ApiState>) -> Json<Catalog> {
+    Json((*s.catalog).clone())
+}
+
+/// A JSON body whose decoding errors become problem+json 400s.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(Problem))]
+pub struct ApiJson<T>(pub T);
+
+/// The account that sent the request, from `Authorization: Bearer <API key>`.
+#[derive(Debug, Clone)]
+pub struct Caller(pub AccountId);
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Caller, Problem> {
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            Problem::unauthorized(
+                "missing API key: send `Authorization: Bearer <key>` (`vmcloud dev` prints where the dev key is)",
+            )
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Problem::unauthorized("the Authorization header must be `Bearer <API key>`")
+            })?;
+        let invalid =
+            || Problem::unauthorized("invalid API key: it is malformed, unknown or revoked");
+        let key = ApiKeyToken::parse(token.trim()).ok_or_else(invalid)?;
+        let state = state.cluster.state();
+        let account = state
+            .authenticate(&key.key_id, &key.secret_sha256())
+            .ok_or_else(invalid)?;
+        Ok(Caller(account.clone()))
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC).
+pub(crate) fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn created<T: serde::Serialize>(location: String, body: T) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response()
+}

@@ -1,0 +1,153 @@
+//! RFC 9457 problem details: every API error is `application/problem+json` with a stable
+//! `type` (`urn:vmcloud:problem:<kind>`), a short `title` and a `detail` that says what was
+//! wrong and what to do.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use vmcloud_consensus::ProposeError;
+
+use crate::state::Rejected;
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unprocessable(
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, kind, title, detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = Body {
+            kind: format!("urn:vmcloud:problem:{}", self.kind),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for Problem {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ),
+            JsonRejection::JsonSyntaxError(e) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "Malformed JSON",
+                format!("the request body is not valid JSON: {}", e.body_text()),
+            ),
+            JsonRejection::JsonDataError(e) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-body",
+                "Invalid request body",
+                format!(
+                    "the request body does not match what this endpoint takes: {}",
+                    e.body_text()
+                ),
+            ),
+            other => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-body",
+                "Invalid request body",
+                other.body_text(),
+            ),
+        }
+    }
+}
+
+impl From<ProposeError> for Problem {
+    fn from(e: ProposeError) -> Self {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Scheduler unavailable",
+            format!("the change could not be committed: {e}; retry shortly"),
+        )
+    }
+}
+
+impl From<Rejected> for Problem {
+    fn from(r: Rejected) -> Self {
+        match r {
+            Rejected::NotFound(what) => Problem::not_found(format!("{what} does not exist")),
+            Rejected::Exists(what) => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                format!("{what} already exists"),
+            ),
+            Rejected::Invalid(msg) => Problem::unprocessable("invalid", "Invalid request", msg),
+            Rejected::Malformed => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "the command could not be decoded by the state machine",
+            ),
+        }
+    }
+}

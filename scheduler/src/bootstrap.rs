@@ -1,0 +1,53 @@
+//! First-start set-up of a development cluster: the dev account and its API key.
+
+use vmcloud_proto::AccountId;
+use vmcloud_proto::pb::{self, command::Body};
+
+use crate::auth::ApiKeyToken;
+use crate::cluster::Cluster;
+
+/// The account `vmcloud dev` creates.
+pub const DEV_ACCOUNT: &str = "acct-dev";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("could not commit the dev account")]
+    Propose(#[from] vmcloud_consensus::ProposeError),
+    #[error("the dev account was refused")]
+    Rejected(#[from] crate::state::Rejected),
+}
+
+/// Makes sure the dev account exists and `existing` is one of its keys; if `existing` is
+/// missing or no longer valid, creates a new key and returns it.
+pub async fn ensure_dev_account(
+    cluster: &Cluster,
+    existing: Option<ApiKeyToken>,
+) -> Result<ApiKeyToken, BootstrapError> {
+    let account = AccountId::parse(DEV_ACCOUNT).expect("a valid account id");
+    if let Some(token) = existing {
+        if cluster
+            .state()
+            .authenticate(&token.key_id, &token.secret_sha256())
+            == Some(&account)
+        {
+            return Ok(token);
+        }
+    }
+    if !cluster.state().accounts.contains_key(&account) {
+        cluster
+            .propose(Body::CreateAccount(pb::CreateAccount {
+                account_id: account.to_string(),
+                name: "Development".into(),
+            }))
+            .await??;
+    }
+    let token = ApiKeyToken::generate();
+    cluster
+        .propose(Body::AddApiKey(pb::AddApiKey {
+            account_id: account.to_string(),
+            key_id: token.key_id.clone(),
+            secret_sha256: token.secret_sha256(),
+        }))
+        .await??;
+    Ok(token)
+}

@@ -1,0 +1,207 @@
+//! The catalog: regions (and whether they take new workloads), flavors and images.
+//!
+//! Loaded once at start from TOML (the shipped `config/catalog.toml` unless another file is
+//! named) and validated; the API checks every request against it before proposing anything.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::config::{ConfigError, parse_toml};
+
+/// The catalog that ships with the scheduler.
+pub const DEFAULT_CATALOG: &str = include_str!("../../config/catalog.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub regions: BTreeMap<String, Region>,
+    pub flavors: BTreeMap<String, Flavor>,
+    pub images: BTreeMap<String, Image>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub name: String,
+    pub status: RegionStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionStatus {
+    Active,
+    Maintenance,
+    Planned,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flavor {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSpec {
+    pub model: String,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub name: String,
+}
+
+impl Catalog {
+    /// The catalog that ships with the scheduler.
+    pub fn builtin() -> Catalog {
+        Catalog::parse(Path::new("config/catalog.toml (built in)"), DEFAULT_CATALOG)
+            .expect("the built-in catalog is valid")
+    }
+
+    /// Reads and validates the catalog at `path`.
+    pub fn load(path: &Path) -> Result<Catalog, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, "", format!("cannot read the file: {e}")))?;
+        Catalog::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Catalog, ConfigError> {
+        let catalog: Catalog = parse_toml(path, text)?;
+        catalog.validate(path)?;
+        Ok(catalog)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = |key: String, msg: &str| Err(ConfigError::new(path, key, msg));
+        if !self
+            .regions
+            .values()
+            .any(|r| r.status == RegionStatus::Active)
+        {
+            return err("regions".into(), "at least one region must be `active`");
+        }
+        for (code, _) in &self.regions {
+            if !is_slug(code) {
+                return err(
+                    format!("regions.{code}"),
+                    "region codes are lowercase letters, digits and `-`",
+                );
+            }
+        }
+        for (name, f) in &self.flavors {
+            if !is_slug(name) {
+                return err(
+                    format!("flavors.{name}"),
+                    "flavor names are lowercase letters, digits, `.` and `-`",
+                );
+            }
+            if f.vcpus == 0 {
+                return err(format!("flavors.{name}.vcpus"), "must be at least 1");
+            }
+            if f.memory_mib < 64 {
+                return err(format!("flavors.{name}.memory_mib"), "must be at least 64");
+            }
+            if let Some(gpu) = &f.gpu {
+                if gpu.count == 0 {
+                    return err(format!("flavors.{name}.gpu.count"), "must be at least 1");
+                }
+                if gpu.model.is_empty() {
+                    return err(format!("flavors.{name}.gpu.model"), "must not be empty");
+                }
+            }
+        }
+        for name in self.images.keys() {
+            if !is_slug(name) {
+                return err(
+                    format!("images.{name}"),
+                    "image names are lowercase letters, digits, `.` and `-`",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Region codes that take new workloads, for error messages.
+    pub fn active_regions(&self) -> Vec<&str> {
+        self.regions
+            .iter()
+            .filter(|(_, r)| r.status == RegionStatus::Active)
+            .map(|(c, _)| c.as_str())
+            .collect()
+    }
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+/// Where a catalog came from, for the startup banner.
+#[derive(Debug, Clone)]
+pub enum CatalogSource {
+    Builtin,
+    File(PathBuf),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_has_what_the_product_sells() {
+        let c = Catalog::builtin();
+        for f in [
+            "vps-s",
+            "vps-m",
+            "vps-l",
+            "vps-xl",
+            "gpu-l40s-1",
+            "gpu-a100-1",
+            "gpu-h100-1",
+            "gpu-h100-8",
+        ] {
+            assert!(c.flavors.contains_key(f), "{f}");
+        }
+        for i in ["debian-12", "ubuntu-24.04"] {
+            assert!(c.images.contains_key(i), "{i}");
+        }
+        assert_eq!(c.active_regions(), vec!["ams", "fra", "par"]);
+        assert_eq!(c.regions["lon"].status, RegionStatus::Maintenance);
+    }
+
+    #[test]
+    fn bad_catalogs_name_the_key() {
+        let path = Path::new("cat.toml");
+        let cases = [
+            (
+                "[regions.par]\nname='P'\nstatus='closed'\n[flavors]\n[images]\n",
+                "regions.par.status",
+            ),
+            (
+                "[regions.par]\nname='P'\nstatus='active'\n[flavors.x]\nvcpus=0\nmemory_mib=512\ndisk_gib=1\n[images]\n",
+                "flavors.x.vcpus",
+            ),
+            (
+                "[regions.par]\nname='P'\nstatus='active'\n[flavors.x]\nvcpu=1\nmemory_mib=512\ndisk_gib=1\n[images]\n",
+                "flavors.x",
+            ),
+            (
+                "[regions.par]\nname='P'\nstatus='maintenance'\n[flavors]\n[images]\n",
+                "regions",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Catalog::parse(path, text).unwrap_err();
+            assert!(e.key.starts_with(key), "{text}: got key `{}` ({e})", e.key);
+            assert!(e.to_string().contains("cat.toml"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! [`Cluster`]: the scheduler's handle on the replicated state — propose a command (stamped
+//! with the proposer's clock) and read the state the log has built.
+
+use std::sync::RwLockReadGuard;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use tokio::sync::watch;
+use vmcloud_consensus::{ProposeError, Raft, RaftStatus};
+use vmcloud_proto::pb::{self, command::Body};
+
+use crate::state::{ApplyResult, ClusterState, SharedState};
+
+#[derive(Clone)]
+pub struct Cluster {
+    raft: Raft<ApplyResult>,
+    state: SharedState,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Cluster {
+    pub fn new(raft: Raft<ApplyResult>, state: SharedState) -> Self {
+        Cluster { raft, state }
+    }
+
+    /// Proposes a command and waits for it to be applied; returns what applying it gave.
+    pub async fn propose(&self, body: Body) -> Result<ApplyResult, ProposeError> {
+        let command = pb::Command {
+            at_unix_ms: now_ms(),
+            body: Some(body),
+        };
+        self.raft.propose(command.encode_to_vec()).await
+    }
+
+    pub fn state(&self) -> RwLockReadGuard<'_, ClusterState> {
+        self.state.read()
+    }
+
+    /// Changes after every applied batch of log entries.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.raft.applied()
+    }
+
+    pub fn raft_status(&self) -> watch::Receiver<RaftStatus> {
+        self.raft.status()
+    }
+
+    pub fn raft(&self) -> &Raft<ApplyResult> {
+        &self.raft
+    }
+}

@@ -1,0 +1,54 @@
+//! The placement controller: on the leader, after every applied batch, plans the pending
+//! instances against the newest state and proposes the plan. Idempotent: it reads everything
+//! it needs from the state each round, so it can be restarted or run on a new leader at any
+//! time.
+
+use std::time::Duration;
+
+use vmcloud_proto::pb::command::Body;
+
+use crate::cluster::Cluster;
+use crate::placement::{Plan, plan_pending};
+
+pub async fn run_placement(cluster: Cluster) {
+    let mut applied = cluster.applied();
+    let mut status = cluster.raft_status();
+    let mut last: Option<Plan> = None;
+    loop {
+        let is_leader = status.borrow_and_update().is_leader;
+        if is_leader {
+            let plan = plan_pending(&cluster.state());
+            // The same plan twice in a row made no progress: wait for something to change
+            // rather than spin.
+            if !plan.is_empty() && last.as_ref() != Some(&plan) {
+                match cluster
+                    .propose(Body::PlaceInstances(plan.to_command()))
+                    .await
+                {
+                    Ok(_) => {
+                        if !plan.placements.is_empty() {
+                            tracing::info!(
+                                placed = plan.placements.len(),
+                                waiting = plan.unplaced.len(),
+                                "placement plan committed"
+                            );
+                        }
+                        last = Some(plan);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "placement plan not committed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
+            }
+        }
+        // Both are cancel-safe watch receivers; whichever fires, the loop re-reads the state.
+        tokio::select! {
+            r = applied.changed() => if r.is_err() { return },
+            r = status.changed() => if r.is_err() { return },
+        }
+        last = None;
+    }
+}

@@ -1,0 +1,378 @@
+//! The agent gateway: the QUIC server (ALPN `vmcloud-agent/1`, mutual TLS) that agents
+//! connect to.
+//!
+//! Tasks: one accept loop; one task per agent connection. Each connection task reads the
+//! agent's frames and, woken by every applied log batch, pushes the node's desired config when
+//! its generation grows. The node's identity is the common name of its verified client
+//! certificate — never anything the agent says — so an agent can only register, report for and
+//! receive the config of its own node.
+//!
+//! Liveness is kept here, in memory ([`NodeLinks`]), not in the Raft log.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use prost::Message;
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use vmcloud_proto::pb::{self, agent_message, command::Body, scheduler_message};
+use vmcloud_proto::{NodeId, frame, pki};
+
+use crate::cluster::Cluster;
+use crate::state::{Applied, ClusterState, InstanceState};
+
+/// What the leader knows about each connected agent.
+#[derive(Debug, Clone)]
+pub struct LinkInfo {
+    /// Distinguishes a reconnect from the connection it replaces.
+    pub connection: u64,
+    pub connected_since: Instant,
+    pub last_heartbeat: Instant,
+    /// The desired-config generation the agent last reported it reconciled.
+    pub acked_generation: Option<u64>,
+}
+
+/// Connected agents, by node. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct NodeLinks(Arc<Mutex<HashMap<NodeId, LinkInfo>>>);
+
+impl NodeLinks {
+    pub fn snapshot(&self) -> HashMap<NodeId, LinkInfo> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn update(&self, node: &NodeId, f: impl FnOnce(&mut LinkInfo)) {
+        if let Some(link) = self.0.lock().unwrap().get_mut(node) {
+            f(link);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid TLS configuration for the agent gateway")]
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(
+        "cannot listen for agents on udp {addr}: is another scheduler running there? choose another port with --gateway-listen"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("QUIC connection failed")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("the agent's identity could not be established")]
+    Identity(#[source] Option<pki::PkiError>),
+    #[error("stream I/O failed")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+}
+
+/// The running gateway.
+pub struct Gateway {
+    endpoint: quinn::Endpoint,
+    accept: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("addr", &self.endpoint.local_addr().ok())
+            .finish()
+    }
+}
+
+pub(crate) fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(frame::MAX_FRAME_BYTES)
+        .new_codec()
+}
+
+impl Gateway {
+    pub fn start(
+        addr: SocketAddr,
+        tls: rustls::ServerConfig,
+        cluster: Cluster,
+        links: NodeLinks,
+    ) -> Result<Gateway, GatewayError> {
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| GatewayError::Tls(Box::new(e)))?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_idle_timeout(Some(
+            Duration::from_secs(30)
+                .try_into()
+                .expect("30 s is a valid idle timeout"),
+        ));
+        config.transport_config(Arc::new(transport));
+        let endpoint = quinn::Endpoint::server(config, addr)
+            .map_err(|source| GatewayError::Bind { addr, source })?;
+        let accept = tokio::spawn(accept_loop(endpoint.clone(), cluster, links));
+        Ok(Gateway { endpoint, accept })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .expect("a bound endpoint has an address")
+    }
+
+    /// Closes every agent connection and stops accepting new ones.
+    pub async fn shutdown(self) {
+        self.accept.abort();
+        self.endpoint.close(0u32.into(), b"scheduler shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, cluster: Cluster, links: NodeLinks) {
+    let mut next_connection = 0u64;
+    while let Some(incoming) = endpoint.accept().await {
+        next_connection += 1;
+        let connection = next_connection;
+        let (cluster, links) = (cluster.clone(), links.clone());
+        let remote = incoming.remote_address();
+        tokio::spawn(async move {
+            let mut node = None;
+            let result = serve(incoming, &cluster, &links, connection, &mut node).await;
+            if let Some(node) = &node {
+                let mut map = links.0.lock().unwrap();
+                if map.get(node).is_some_and(|l| l.connection == connection) {
+                    map.remove(node);
+                }
+            }
+            match (result, node) {
+                (Ok(()), Some(node)) => tracing::info!(%node, "agent disconnected"),
+                (Ok(()), None) => {}
+                (Err(e), node) => {
+                    let node = node.map(|n| n.to_string()).unwrap_or_default();
+                    tracing::warn!(%remote, node, error = %ErrorChain(&e), "agent link ended");
+                }
+            }
+        });
+    }
+}
+
+/// Formats an error with its whole source chain.
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+fn node_of(connection: &quinn::Connection) -> Result<NodeId, LinkError> {
+    let certs = connection
+        .peer_identity()
+        .and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .ok_or(LinkError::Identity(None))?;
+    let leaf = certs.first().ok_or(LinkError::Identity(None))?;
+    pki::node_id_from_cert(leaf).map_err(|e| LinkError::Identity(Some(e)))
+}
+
+fn encode(body: scheduler_message::Body) -> Bytes {
+    pb::SchedulerMessage { body: Some(body) }
+        .encode_to_vec()
+        .into()
+}
+
+async fn serve(
+    incoming: quinn::Incoming,
+    cluster: &Cluster,
+    links: &NodeLinks,
+    connection: u64,
+    node_out: &mut Option<NodeId>,
+) -> Result<(), LinkError> {
+    let conn = incoming.await?;
+    let node = node_of(&conn)?;
+    *node_out = Some(node.clone());
+    let (send, recv) = conn.accept_bi().await?;
+    let mut reader = FramedRead::new(recv, codec());
+    let mut writer = FramedWrite::new(send, codec());
+
+    let first = reader.next().await.ok_or(LinkError::Protocol(
+        "the agent closed the stream before registering",
+    ))??;
+    let message: pb::AgentMessage = frame::decode("agent", &first)?;
+    let Some(agent_message::Body::Register(register)) = message.body else {
+        return Err(LinkError::Protocol("the first message must be Register"));
+    };
+    register_node(cluster, &node, &register).await;
+    writer
+        .send(encode(scheduler_message::Body::Registered(
+            pb::Registered {
+                node_id: node.to_string(),
+            },
+        )))
+        .await?;
+    let now = Instant::now();
+    links.0.lock().unwrap().insert(
+        node.clone(),
+        LinkInfo {
+            connection,
+            connected_since: now,
+            last_heartbeat: now,
+            acked_generation: None,
+        },
+    );
+    tracing::info!(%node, remote = %conn.remote_address(), version = register.build.as_ref().map(|b| b.version.as_str()).unwrap_or(""), "agent connected");
+
+    let mut applied = cluster.applied();
+    let mut sent_generation = None;
+    loop {
+        let desired = {
+            let state = cluster.state();
+            state
+                .desired_config(&node)
+                .filter(|d| Some(d.generation) != sent_generation)
+        };
+        if let Some(desired) = desired {
+            sent_generation = Some(desired.generation);
+            writer
+                .send(encode(scheduler_message::Body::Desired(desired)))
+                .await?;
+        }
+        // Both arms are cancel-safe: `FramedRead::next` keeps partial frames in its buffer,
+        // and `watch::Receiver::changed` loses nothing (the loop re-reads the state).
+        tokio::select! {
+            frame = reader.next() => {
+                let Some(frame) = frame else { return Ok(()) };
+                let message: pb::AgentMessage = frame::decode("agent", &frame?)?;
+                match message.body {
+                    Some(agent_message::Body::Heartbeat(hb)) => links.update(&node, |l| {
+                        l.last_heartbeat = Instant::now();
+                        let _ = hb.sequence;
+                    }),
+                    Some(agent_message::Body::Status(report)) => {
+                        links.update(&node, |l| {
+                            l.last_heartbeat = Instant::now();
+                            l.acked_generation = Some(report.generation);
+                        });
+                        observe(cluster, &node, &report).await;
+                    }
+                    Some(agent_message::Body::Register(_)) => return Err(LinkError::Protocol("Register sent twice")),
+                    None => return Err(LinkError::Protocol("empty agent message")),
+                }
+            }
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Records the node's inventory in the replicated state when it is new or has changed.
+async fn register_node(cluster: &Cluster, node: &NodeId, register: &pb::Register) {
+    let inventory = register.inventory.clone().unwrap_or_default();
+    let build = register.build.clone().unwrap_or_default();
+    let unchanged = cluster.state().nodes.get(node).is_some_and(|n| {
+        n.region == inventory.region
+            && n.hostname == inventory.hostname
+            && n.cpu_threads == inventory.cpu_threads
+            && n.memory_bytes == inventory.memory_bytes
+            && n.hypervisor_uri == inventory.hypervisor_uri
+            && n.agent_version == build.version
+            && n.agent_git_sha == build.git_sha
+    });
+    if unchanged {
+        return;
+    }
+    let command = Body::RegisterNode(pb::RegisterNode {
+        node_id: node.to_string(),
+        inventory: Some(inventory),
+        build: Some(build),
+    });
+    match cluster.propose(command).await {
+        Ok(Ok(Applied::Done | Applied::Instance(_))) => tracing::info!(%node, "node registered"),
+        Ok(Err(e)) => tracing::warn!(%node, error = %e, "node registration rejected"),
+        Err(e) => tracing::warn!(%node, error = %e, "node registration not committed"),
+    }
+}
+
+/// The status changes in `report` that the replicated state does not know yet.
+pub fn observations(
+    state: &ClusterState,
+    node: &NodeId,
+    report: &pb::StatusReport,
+) -> Vec<pb::InstanceStatus> {
+    let mut out = Vec::new();
+    let mut reported = std::collections::HashSet::new();
+    for status in &report.instances {
+        reported.insert(status.instance_id.as_str());
+        let Some(instance) = state
+            .instances
+            .values()
+            .find(|i| i.id.as_str() == status.instance_id && i.node.as_ref() == Some(node))
+        else {
+            continue;
+        };
+        let known = match status.state() {
+            pb::ObservedState::Running => instance.state == InstanceState::Running,
+            pb::ObservedState::Stopped => instance.state == InstanceState::Stopped,
+            pb::ObservedState::Failed => {
+                instance.state == InstanceState::Failed
+                    && instance.status_message.as_deref().unwrap_or("") == status.message
+            }
+            pb::ObservedState::Absent | pb::ObservedState::Unspecified => true,
+        };
+        if !known && instance.state != InstanceState::Deleting {
+            out.push(status.clone());
+        }
+    }
+    // A full report for a generation that no longer holds a deleted instance, and does not
+    // list it, means its VM is gone.
+    for instance in state.instances.values() {
+        if instance.node.as_ref() == Some(node)
+            && instance.state == InstanceState::Deleting
+            && instance
+                .deleted_in_generation
+                .is_some_and(|g| report.generation >= g)
+            && !reported.contains(instance.id.as_str())
+        {
+            out.push(pb::InstanceStatus {
+                instance_id: instance.id.to_string(),
+                state: pb::ObservedState::Absent as i32,
+                message: String::new(),
+            });
+        }
+    }
+    out
+}
+
+async fn observe(cluster: &Cluster, node: &NodeId, report: &pb::StatusReport) {
+    let changes = observations(&cluster.state(), node, report);
+    if changes.is_empty() {
+        return;
+    }
+    let command = Body::ObserveInstances(pb::ObserveInstances {
+        node_id: node.to_string(),
+        instances: changes,
+    });
+    if let Err(e) = cluster.propose(command).await {
+        tracing::warn!(%node, error = %e, "instance status not committed; it is sent again with the next report");
+    }
+}
