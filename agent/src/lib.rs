@@ -1,1 +1,201 @@
-//! stub
+//! The VMCloud node agent.
+//!
+//! Hardware sits behind narrow traits — [`hypervisor::Hypervisor`] (real: [`libvirt::Libvirt`])
+//! and [`host_info::HostInfo`] (real: sysinfo). Tasks of a running [`Agent`]:
+//! - the **link** ([`link`]) to the scheduler: registers, receives desired configs and persists
+//!   them in the **ledger** ([`ledger`], redb) before anything acts on them, sends status and
+//!   heartbeats;
+//! - the **reconciler** ([`reconciler`]): converges the hypervisor onto the desired config;
+//! - the local **API** ([`api`]).
+//!
+//! They talk through `watch` channels: desired config (link → reconciler), status report
+//! (reconciler → link), link state (link → API).
+
+pub mod api;
+pub mod host_info;
+pub mod hypervisor;
+pub mod ledger;
+pub mod libvirt;
+pub mod link;
+pub mod reconciler;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use vmcloud_proto::{ALPN_AGENT, BuildInfo, NodeId, pb, pki};
+
+use crate::host_info::HostInfo;
+use crate::hypervisor::Hypervisor;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node this agent speaks for; must match the common name of `identity`.
+    pub node: NodeId,
+    /// Region code of this host (e.g. `par`).
+    pub region: String,
+    pub scheduler: SocketAddr,
+    pub ca_pem: String,
+    pub identity: pki::Identity,
+    pub hypervisor_uri: String,
+    /// The agent's own directory (`ledger.redb` lives here).
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    pub build: BuildInfo,
+    pub heartbeat: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot create the agent data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
+    #[error("cannot open the hypervisor")]
+    Hypervisor(#[from] hypervisor::HypervisorError),
+    #[error("invalid node certificate")]
+    Tls(#[from] pki::PkiError),
+    #[error(transparent)]
+    Link(#[from] link::LinkError),
+    #[error(
+        "cannot listen for the agent API on {addr}: choose another address with --agent-listen"
+    )]
+    ApiBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running agent.
+pub struct Agent {
+    api_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+    api_stop: oneshot::Sender<()>,
+    endpoint: quinn::Endpoint,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("api_addr", &self.api_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Starts an agent on real hardware: libvirt at `config.hypervisor_uri`, sysinfo.
+    pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
+        let uri = config.hypervisor_uri.clone();
+        let hv = tokio::task::spawn_blocking(move || libvirt::Libvirt::connect(&uri))
+            .await
+            .expect("connecting to libvirt does not panic")?;
+        let host = host_info::SysinfoHost::read();
+        Agent::start_with(config, Arc::new(hv), &host).await
+    }
+
+    /// Starts an agent on the given hardware.
+    pub async fn start_with(
+        config: AgentConfig,
+        hv: Arc<dyn Hypervisor>,
+        host: &dyn HostInfo,
+    ) -> Result<Agent, AgentError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let ledger = ledger::Ledger::open(&config.data_dir.join("ledger.redb"))?;
+        let persisted = ledger.current().cloned();
+        if let Some(p) = &persisted {
+            tracing::info!(
+                generation = p.generation,
+                instances = p.instances.len(),
+                "resuming from the persisted desired config"
+            );
+        }
+        let (desired_tx, desired_rx) = watch::channel(persisted);
+        let (status_tx, status_rx) = watch::channel::<Option<pb::StatusReport>>(None);
+        let (connected_tx, connected_rx) = watch::channel(false);
+
+        let tls = pki::client_config(&config.ca_pem, &config.identity, ALPN_AGENT)?;
+        let endpoint = link::endpoint(config.scheduler, tls)?;
+        let link = link::Link {
+            scheduler: config.scheduler,
+            endpoint: endpoint.clone(),
+            build: (&config.build).into(),
+            inventory: host.inventory(&config.region, hv.uri()),
+            heartbeat: config.heartbeat,
+            ledger: Arc::new(Mutex::new(ledger)),
+            desired: desired_tx,
+            status: status_rx.clone(),
+            connected: connected_tx,
+        };
+
+        let listener = tokio::net::TcpListener::bind(config.api_listen)
+            .await
+            .map_err(|source| AgentError::ApiBind {
+                addr: config.api_listen,
+                source,
+            })?;
+        let api_addr = listener
+            .local_addr()
+            .map_err(|source| AgentError::ApiBind {
+                addr: config.api_listen,
+                source,
+            })?;
+        let router = api::router(api::AgentApiState {
+            node: config.node.to_string(),
+            hypervisor: hv.clone(),
+            desired: desired_rx.clone(),
+            status: status_rx,
+            connected: connected_rx,
+        });
+        let (api_stop, stopped) = oneshot::channel::<()>();
+        let api = tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "agent API stopped");
+            }
+        });
+        let reconciler = tokio::spawn(reconciler::run(hv, desired_rx, status_tx));
+        let link = tokio::spawn(link.run());
+        Ok(Agent {
+            api_addr,
+            tasks: vec![link, reconciler, api],
+            api_stop,
+            endpoint,
+        })
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Stops the agent's tasks. VMs are left as they are.
+    pub async fn shutdown(self) {
+        let _ = self.api_stop.send(());
+        self.endpoint.close(0u32.into(), b"agent shutting down");
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Tests that use libvirt's shared `test:///default` driver take this lock, so one test's
+/// reconcile pass never removes another test's domains.
+#[cfg(test)]
+pub(crate) static TEST_DRIVER: Mutex<()> = Mutex::new(());

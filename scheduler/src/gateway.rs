@@ -20,7 +20,7 @@ use prost::Message;
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use vmcloud_proto::pb::{self, agent_message, command::Body, scheduler_message};
-use vmcloud_proto::{NodeId, frame, pki};
+use vmcloud_proto::{ErrorChain, NodeId, frame, pki};
 
 use crate::cluster::Cluster;
 use crate::state::{Applied, ClusterState, InstanceState};
@@ -162,21 +162,6 @@ async fn accept_loop(endpoint: quinn::Endpoint, cluster: Cluster, links: NodeLin
                 }
             }
         });
-    }
-}
-
-/// Formats an error with its whole source chain.
-pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
     }
 }
 

@@ -1,0 +1,91 @@
+//! The `HostInfo` trait: what the host is (CPU, memory, name). The real implementation reads
+//! it with sysinfo; GPUs, disks, NICs and periodic utilization come with the inventory work.
+
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+use vmcloud_proto::pb;
+
+pub trait HostInfo: Send + Sync + 'static {
+    fn hostname(&self) -> String;
+    fn cpu_model(&self) -> String;
+    fn cpu_threads(&self) -> u32;
+    fn memory_bytes(&self) -> u64;
+
+    /// The inventory sent at registration.
+    fn inventory(&self, region: &str, hypervisor_uri: &str) -> pb::HostInventory {
+        pb::HostInventory {
+            hostname: self.hostname(),
+            region: region.to_owned(),
+            cpu_model: self.cpu_model(),
+            cpu_threads: self.cpu_threads(),
+            memory_bytes: self.memory_bytes(),
+            hypervisor_uri: hypervisor_uri.to_owned(),
+        }
+    }
+}
+
+/// This machine, read with sysinfo.
+#[derive(Debug, Clone)]
+pub struct SysinfoHost {
+    hostname: String,
+    cpu_model: String,
+    cpu_threads: u32,
+    memory_bytes: u64,
+}
+
+impl SysinfoHost {
+    pub fn read() -> SysinfoHost {
+        let refresh = RefreshKind::nothing()
+            .with_cpu(CpuRefreshKind::nothing())
+            .with_memory(MemoryRefreshKind::nothing().with_ram());
+        let (cpu_model, cpu_threads, memory_bytes) = match System::new_with_specifics(refresh) {
+            Ok(sys) => (
+                sys.cpus()
+                    .first()
+                    .map(|c| c.brand().trim().to_owned())
+                    .unwrap_or_default(),
+                sys.cpus().len() as u32,
+                sys.total_memory(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read CPU and memory; reporting none");
+                (String::new(), 0, 0)
+            }
+        };
+        SysinfoHost {
+            hostname: System::host_name().unwrap_or_else(|_| "localhost".into()),
+            cpu_model,
+            cpu_threads,
+            memory_bytes,
+        }
+    }
+}
+
+impl HostInfo for SysinfoHost {
+    fn hostname(&self) -> String {
+        self.hostname.clone()
+    }
+    fn cpu_model(&self) -> String {
+        self.cpu_model.clone()
+    }
+    fn cpu_threads(&self) -> u32 {
+        self.cpu_threads
+    }
+    fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_machine() {
+        let host = SysinfoHost::read();
+        assert!(host.cpu_threads() >= 1);
+        assert!(host.memory_bytes() > 0);
+        assert!(!host.hostname().is_empty());
+        let inv = host.inventory("par", "test:///default");
+        assert_eq!(inv.region, "par");
+    }
+}

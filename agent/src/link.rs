@@ -1,0 +1,254 @@
+//! The scheduler link: the agent's QUIC connection (mutual TLS, ALPN `vmcloud-agent/1`) to the
+//! scheduler.
+//!
+//! One task. Per session: register (build, inventory, persisted generation), then send status
+//! reports when the reconciler's observation changes and heartbeats on a timer, and accept
+//! desired configs — each persisted in the ledger before the reconciler sees it. When the link
+//! drops it reconnects with exponential backoff and full jitter; everything on the host keeps
+//! running meanwhile.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use prost::Message;
+use rand::Rng;
+use tokio::sync::watch;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use vmcloud_proto::pb::{self, agent_message, scheduler_message};
+use vmcloud_proto::{ErrorChain, frame, pki};
+
+use crate::ledger::{Ledger, Stored};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("invalid TLS configuration for the scheduler link")]
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot open a UDP socket for the scheduler link")]
+    Socket(#[source] std::io::Error),
+    #[error("cannot connect to the scheduler")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("the QUIC connection failed")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("stream I/O failed")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+    #[error("cannot persist the desired config")]
+    Ledger(#[from] crate::ledger::LedgerError),
+}
+
+/// What the link needs to run.
+pub struct Link {
+    pub scheduler: SocketAddr,
+    pub endpoint: quinn::Endpoint,
+    pub build: pb::BuildInfo,
+    pub inventory: pb::HostInventory,
+    pub heartbeat: Duration,
+    pub ledger: Arc<Mutex<Ledger>>,
+    pub desired: watch::Sender<Option<pb::DesiredConfig>>,
+    pub status: watch::Receiver<Option<pb::StatusReport>>,
+    pub connected: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("scheduler", &self.scheduler)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client endpoint for `scheduler`, trusting only the cluster CA and presenting the node's
+/// certificate.
+pub fn endpoint(
+    scheduler: SocketAddr,
+    tls: rustls::ClientConfig,
+) -> Result<quinn::Endpoint, LinkError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| LinkError::Tls(Box::new(e)))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.max_idle_timeout(Some(
+        Duration::from_secs(30)
+            .try_into()
+            .expect("a valid idle timeout"),
+    ));
+    config.transport_config(Arc::new(transport));
+    let local: SocketAddr = match scheduler {
+        SocketAddr::V4(a) if a.ip().is_loopback() => (Ipv4Addr::LOCALHOST, 0).into(),
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let mut endpoint = quinn::Endpoint::client(local).map_err(LinkError::Socket)?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
+
+fn encode(body: agent_message::Body) -> Bytes {
+    pb::AgentMessage { body: Some(body) }.encode_to_vec().into()
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(frame::MAX_FRAME_BYTES)
+        .new_codec()
+}
+
+impl Link {
+    /// Runs sessions forever, reconnecting after each.
+    pub async fn run(mut self) {
+        let mut attempt = 0u32;
+        loop {
+            let registered = self.session().await;
+            let _ = self.connected.send(false);
+            match registered {
+                Ok(()) => {
+                    tracing::info!(scheduler = %self.scheduler, "the scheduler closed the link")
+                }
+                Err((was_registered, e)) => {
+                    if was_registered {
+                        attempt = 0;
+                    }
+                    let level_warn = attempt == 0 || attempt.is_multiple_of(10);
+                    if level_warn {
+                        tracing::warn!(scheduler = %self.scheduler, error = %ErrorChain(&e), "scheduler link down; reconnecting");
+                    }
+                }
+            }
+            // Exponential backoff with full jitter.
+            let cap = BACKOFF_MIN
+                .saturating_mul(1 << attempt.min(10))
+                .min(BACKOFF_MAX);
+            attempt = attempt.saturating_add(1);
+            let wait = rand::rng().random_range(Duration::ZERO..=cap);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One session; the error says whether registration had succeeded.
+    async fn session(&mut self) -> Result<(), (bool, LinkError)> {
+        let early = |e: LinkError| (false, e);
+        let conn = self
+            .endpoint
+            .connect(self.scheduler, pki::SCHEDULER_SERVER_NAME)
+            .map_err(|e| early(e.into()))?
+            .await
+            .map_err(|e| early(e.into()))?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| early(e.into()))?;
+        let mut reader = FramedRead::new(recv, codec());
+        let mut writer = FramedWrite::new(send, codec());
+        let generation = self
+            .ledger
+            .lock()
+            .unwrap()
+            .current()
+            .map_or(0, |c| c.generation);
+        writer
+            .send(encode(agent_message::Body::Register(pb::Register {
+                build: Some(self.build.clone()),
+                inventory: Some(self.inventory.clone()),
+                desired_generation: generation,
+            })))
+            .await
+            .map_err(|e| early(e.into()))?;
+        let first = reader
+            .next()
+            .await
+            .ok_or_else(|| {
+                early(LinkError::Protocol(
+                    "the scheduler closed the stream before answering Register",
+                ))
+            })?
+            .map_err(|e| early(e.into()))?;
+        let answer: pb::SchedulerMessage =
+            frame::decode("scheduler", &first).map_err(|e| early(e.into()))?;
+        let Some(scheduler_message::Body::Registered(registered)) = answer.body else {
+            return Err(early(LinkError::Protocol(
+                "the first answer must be Registered",
+            )));
+        };
+        tracing::info!(scheduler = %self.scheduler, node = registered.node_id, "registered with the scheduler");
+        let _ = self.connected.send(true);
+        self.serve(&mut reader, &mut writer)
+            .await
+            .map_err(|e| (true, e))
+    }
+
+    async fn serve(
+        &mut self,
+        reader: &mut FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
+        writer: &mut FramedWrite<quinn::SendStream, LengthDelimitedCodec>,
+    ) -> Result<(), LinkError> {
+        // The scheduler has not seen any report from this session yet.
+        self.status.mark_changed();
+        let mut heartbeat = tokio::time::interval(self.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sequence = 0u64;
+        loop {
+            // All arms are cancel-safe: `FramedRead::next` buffers partial frames, `changed`
+            // only marks a value seen, and a missed interval tick fires on the next poll.
+            tokio::select! {
+                frame = reader.next() => {
+                    let Some(frame) = frame else { return Ok(()) };
+                    let message: pb::SchedulerMessage = frame::decode("scheduler", &frame?)?;
+                    match message.body {
+                        Some(scheduler_message::Body::Desired(config)) => self.accept(config).await?,
+                        Some(scheduler_message::Body::Registered(_)) => return Err(LinkError::Protocol("Registered sent twice")),
+                        None => return Err(LinkError::Protocol("empty scheduler message")),
+                    }
+                }
+                changed = self.status.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let report = self.status.borrow_and_update().clone();
+                    if let Some(report) = report {
+                        writer.send(encode(agent_message::Body::Status(report))).await?;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    sequence += 1;
+                    let applied_generation = self.status.borrow().as_ref().map_or(0, |r| r.generation);
+                    writer.send(encode(agent_message::Body::Heartbeat(pb::Heartbeat { sequence, applied_generation }))).await?;
+                }
+            }
+        }
+    }
+
+    /// Persists a desired config, then hands it to the reconciler.
+    async fn accept(&mut self, config: pb::DesiredConfig) -> Result<(), LinkError> {
+        let ledger = self.ledger.clone();
+        let to_store = config.clone();
+        let stored = tokio::task::spawn_blocking(move || ledger.lock().unwrap().store(&to_store))
+            .await
+            .map_err(|_| LinkError::Protocol("the ledger task panicked"))??;
+        match stored {
+            Stored::Accepted => {
+                tracing::debug!(
+                    generation = config.generation,
+                    instances = config.instances.len(),
+                    "desired config accepted"
+                );
+                let _ = self.desired.send(Some(config));
+            }
+            Stored::Unchanged => {}
+            Stored::Stale { current } => {
+                tracing::warn!(
+                    received = config.generation,
+                    current,
+                    "refused a desired config older than the one persisted"
+                );
+            }
+        }
+        Ok(())
+    }
+}
