@@ -1,1 +1,88 @@
-fn main() {}
+//! `vmcloud`: one binary for the whole system. `main` parses arguments, sets up logging and
+//! hands over to a subcommand.
+
+mod build_info;
+mod client;
+mod data_dir;
+mod dev;
+mod dev_pki;
+mod profile;
+
+use std::process::ExitCode;
+use std::sync::LazyLock;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+static VERSION: LazyLock<String> = LazyLock::new(build_info::long_version);
+
+#[derive(Debug, Parser)]
+#[command(name = "vmcloud", version = VERSION.as_str(), about = "VMCloud fleet: scheduler, node agent and API client")]
+struct Cli {
+    /// Log format (logs go to stderr; RUST_LOG filters them).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a whole fleet on this machine: scheduler, one agent, the API.
+    Dev(dev::DevArgs),
+    /// Manage instances through the API.
+    Instance {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::InstanceCommand,
+    },
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Dev(_) => "info,raft=warn,quinn=warn,rustls=warn",
+        Command::Instance { .. } => "warn",
+    };
+    init_logging(cli.log_format, default_filter);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Dev(args) => dev::run(args).await,
+            Command::Instance { client, command } => client::run(client, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

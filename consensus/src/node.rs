@@ -94,7 +94,7 @@ enum Request {
         reply: oneshot::Sender<Result<(), ProposeError>>,
     },
     /// A message from a peer, delivered by the transport.
-    Step(Message),
+    Step(Box<Message>),
     /// The applier has applied everything up to this index.
     Applied(u64),
     Shutdown,
@@ -249,7 +249,7 @@ impl<O: Send + 'static> Raft<O> {
 
     /// Delivers a message from a peer.
     pub fn step(&self, message: Message) {
-        let _ = self.requests.send(Request::Step(message));
+        let _ = self.requests.send(Request::Step(Box::new(message)));
     }
 
     pub fn status(&self) -> watch::Receiver<RaftStatus> {
@@ -347,7 +347,7 @@ impl<T: Transport> Runner<T> {
                 let _ = reply.send(result);
             }
             Request::Step(message) => {
-                if let Err(e) = self.node.step(message) {
+                if let Err(e) = self.node.step(*message) {
                     tracing::debug!(error = %e, "raft step refused a message");
                 }
             }

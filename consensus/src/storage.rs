@@ -86,8 +86,10 @@ impl LogStore {
             let conf_state = match existing {
                 Some(v) => decode_meta::<ConfState>(CONF_STATE, &v)?,
                 None => {
-                    let mut cs = ConfState::default();
-                    cs.voters = voters.to_vec();
+                    let cs = ConfState {
+                        voters: voters.to_vec(),
+                        ..Default::default()
+                    };
                     let bytes = cs
                         .write_to_bytes()
                         .expect("encoding a ConfState cannot fail");

@@ -24,14 +24,13 @@ pub async fn ensure_dev_account(
     existing: Option<ApiKeyToken>,
 ) -> Result<ApiKeyToken, BootstrapError> {
     let account = AccountId::parse(DEV_ACCOUNT).expect("a valid account id");
-    if let Some(token) = existing {
-        if cluster
+    if let Some(token) = existing
+        && cluster
             .state()
             .authenticate(&token.key_id, &token.secret_sha256())
             == Some(&account)
-        {
-            return Ok(token);
-        }
+    {
+        return Ok(token);
     }
     if !cluster.state().accounts.contains_key(&account) {
         cluster

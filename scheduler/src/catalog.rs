@@ -87,7 +87,7 @@ impl Catalog {
         {
             return err("regions".into(), "at least one region must be `active`");
         }
-        for (code, _) in &self.regions {
+        for code in self.regions.keys() {
             if !is_slug(code) {
                 return err(
                     format!("regions.{code}"),

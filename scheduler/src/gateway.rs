@@ -193,6 +193,21 @@ async fn serve(
     let conn = incoming.await?;
     let node = node_of(&conn)?;
     *node_out = Some(node.clone());
+    let result = serve_link(&conn, node, cluster, links, connection).await;
+    // An agent that closes its connection on purpose (e.g. shutting down) is not an error.
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(_)) => Ok(()),
+        _ => result,
+    }
+}
+
+async fn serve_link(
+    conn: &quinn::Connection,
+    node: NodeId,
+    cluster: &Cluster,
+    links: &NodeLinks,
+    connection: u64,
+) -> Result<(), LinkError> {
     let (send, recv) = conn.accept_bi().await?;
     let mut reader = FramedRead::new(recv, codec());
     let mut writer = FramedWrite::new(send, codec());

@@ -250,7 +250,7 @@ impl ClusterState {
             vcpus: c.vcpus,
             memory_mib: c.memory_mib,
             disk_gib: c.disk_gib,
-            gpu: (c.gpu_count > 0).then(|| GpuRequest {
+            gpu: (c.gpu_count > 0).then_some(GpuRequest {
                 model: c.gpu_model,
                 count: c.gpu_count,
             }),
@@ -308,10 +308,10 @@ impl ClusterState {
             let Ok(id) = InstanceId::parse(&u.instance_id) else {
                 continue;
             };
-            if let Some(instance) = self.instances.get_mut(&id) {
-                if instance.state == InstanceState::Pending {
-                    instance.pending_reason = Some(u.reason);
-                }
+            if let Some(instance) = self.instances.get_mut(&id)
+                && instance.state == InstanceState::Pending
+            {
+                instance.pending_reason = Some(u.reason);
             }
         }
         Ok(Applied::Done)

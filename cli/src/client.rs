@@ -1,0 +1,342 @@
+//! Client commands: `vmcloud instance ...` over the HTTP API.
+//!
+//! Each command sends one request (or polls, with `--wait`), prints the answer as a table or as
+//! the API's JSON (`-o json`), and turns problem+json errors into a message and a non-zero
+//! exit.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::profile::{self, Endpoint};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
+    pub output: Output,
+    /// API base URL (overrides VMCLOUD_API and the profile).
+    #[arg(long, global = true)]
+    pub api: Option<String>,
+    /// API key (overrides VMCLOUD_TOKEN and the profile).
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// CLI profile to use (default: the current profile, or `dev`).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Create an instance; prints its id.
+    Create {
+        /// Flavor, e.g. vps-s (see GET /v1/catalog).
+        #[arg(long)]
+        flavor: String,
+        /// Image, e.g. debian-12.
+        #[arg(long)]
+        image: String,
+        /// Region code: par, fra or ams.
+        #[arg(long)]
+        region: String,
+        /// Name (lowercase letters, digits, `-`); generated if omitted.
+        #[arg(long)]
+        name: Option<String>,
+        /// Wait until the instance is running (or failed).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List your instances.
+    List,
+    /// Show one instance.
+    Get { id: String },
+    /// Delete an instance (its VM is destroyed).
+    Delete {
+        id: String,
+        /// Wait until the VM is gone.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+struct Client {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+}
+
+impl Client {
+    fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        let endpoint =
+            profile::resolve(args.api.clone(), args.token.clone(), args.profile.clone())?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("vmcloud-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client { http, endpoint })
+    }
+
+    /// Sends a request; `Ok(None)` for 404 when `allow_404`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        allow_404: bool,
+    ) -> anyhow::Result<Option<Value>> {
+        let url = format!("{}{path}", self.endpoint.api);
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.endpoint.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                .json(&body);
+        }
+        let response = request.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the VMCloud API at {} ({}): {}. Is `vmcloud dev` running?",
+                self.endpoint.api,
+                self.endpoint.source,
+                root_cause(&e)
+            )
+        })?;
+        let status = response.status();
+        let text = response.text().await.context("reading the API's answer")?;
+        if status.is_success() {
+            return serde_json::from_str(&text).map(Some).with_context(|| {
+                format!("the API answered {status} with a body that is not JSON")
+            });
+        }
+        if status == StatusCode::NOT_FOUND && allow_404 {
+            return Ok(None);
+        }
+        let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let title = problem["title"]
+            .as_str()
+            .unwrap_or(status.canonical_reason().unwrap_or("error"));
+        let detail = problem["detail"].as_str().unwrap_or(text.trim());
+        let mut message = format!("{title} ({}): {detail}", status.as_u16());
+        if status == StatusCode::UNAUTHORIZED {
+            message.push_str(&format!(" [API key from {}]", self.key_source()));
+        }
+        bail!(message)
+    }
+
+    fn key_source(&self) -> String {
+        if self.endpoint.token.is_none() {
+            "nowhere: set VMCLOUD_TOKEN or run `vmcloud dev` to write a dev profile".to_owned()
+        } else {
+            self.endpoint.source.clone()
+        }
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("-")
+}
+
+fn print_table(instances: &[Value]) {
+    let rows: Vec<[String; 8]> = instances
+        .iter()
+        .map(|i| {
+            [
+                s(i, "id").to_owned(),
+                s(i, "name").to_owned(),
+                s(i, "flavor").to_owned(),
+                s(i, "image").to_owned(),
+                s(i, "region").to_owned(),
+                s(i, "state").to_owned(),
+                s(i, "node").to_owned(),
+                s(i, "created_at").to_owned(),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID", "NAME", "FLAVOR", "IMAGE", "REGION", "STATE", "NODE", "CREATED",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn print_details(i: &Value) {
+    let mut fields = vec![
+        ("id", s(i, "id").to_owned()),
+        ("name", s(i, "name").to_owned()),
+        ("state", s(i, "state").to_owned()),
+        ("region", s(i, "region").to_owned()),
+        ("node", s(i, "node").to_owned()),
+        ("flavor", s(i, "flavor").to_owned()),
+        ("image", s(i, "image").to_owned()),
+        ("vcpus", i["vcpus"].to_string()),
+        ("memory", format!("{} MiB", i["memory_mib"])),
+        ("disk", format!("{} GiB", i["disk_gib"])),
+    ];
+    if let Some(gpu) = i["gpu"].as_object() {
+        fields.push((
+            "gpus",
+            format!("{}× {}", gpu["count"], gpu["model"].as_str().unwrap_or("?")),
+        ));
+    }
+    for (k, label) in [("pending_reason", "pending"), ("status_message", "message")] {
+        if let Some(v) = i[k].as_str() {
+            fields.push((label, v.to_owned()));
+        }
+    }
+    for (k, label) in [
+        ("created_at", "created"),
+        ("placed_at", "placed"),
+        ("running_at", "running since"),
+    ] {
+        if let Some(v) = i[k].as_str() {
+            fields.push((label, v.to_owned()));
+        }
+    }
+    for (k, v) in fields {
+        println!("{:<14} {v}", format!("{k}:"));
+    }
+}
+
+pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args)?;
+    let json = args.output == Output::Json;
+    match command {
+        InstanceCommand::Create {
+            flavor,
+            image,
+            region,
+            name,
+            wait,
+        } => {
+            let mut body =
+                serde_json::json!({ "flavor": flavor, "image": image, "region": region });
+            if let Some(name) = name {
+                body["name"] = Value::String(name);
+            }
+            let mut instance = client
+                .call(Method::POST, "/v1/instances", Some(body), false)
+                .await?
+                .ok_or_else(|| anyhow!("the API returned no instance"))?;
+            let id = s(&instance, "id").to_owned();
+            if wait {
+                instance = wait_for(&client, &id, |i| {
+                    matches!(i.map(|i| s(i, "state")), Some("running" | "failed"))
+                })
+                .await?
+                .ok_or_else(|| anyhow!("instance {id} disappeared while waiting for it"))?;
+                if s(&instance, "state") == "failed" && !json {
+                    bail!("instance {id} failed: {}", s(&instance, "status_message"));
+                }
+            }
+            if json {
+                print_json(&instance);
+            } else {
+                println!("{id}");
+                eprintln!("instance {id} is {}", s(&instance, "state"));
+            }
+        }
+        InstanceCommand::List => {
+            let list = client
+                .call(Method::GET, "/v1/instances", None, false)
+                .await?
+                .unwrap_or_default();
+            if json {
+                print_json(&list);
+            } else {
+                print_table(
+                    list["instances"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        InstanceCommand::Get { id } => {
+            let instance = client
+                .call(Method::GET, &format!("/v1/instances/{id}"), None, true)
+                .await?
+                .ok_or_else(|| anyhow!("instance {id} does not exist"))?;
+            if json {
+                print_json(&instance);
+            } else {
+                print_details(&instance);
+            }
+        }
+        InstanceCommand::Delete { id, wait } => {
+            let instance = client
+                .call(Method::DELETE, &format!("/v1/instances/{id}"), None, true)
+                .await?
+                .ok_or_else(|| anyhow!("instance {id} does not exist"))?;
+            let mut state = s(&instance, "state").to_owned();
+            if wait && state != "deleted" {
+                wait_for(&client, &id, |i| i.is_none()).await?;
+                state = "deleted".to_owned();
+            }
+            if json {
+                print_json(&serde_json::json!({ "id": id, "state": state }));
+            } else {
+                println!("{id} {state}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Polls the instance until `done` says so (60 s at most).
+async fn wait_for(
+    client: &Client,
+    id: &str,
+    done: impl Fn(Option<&Value>) -> bool,
+) -> anyhow::Result<Option<Value>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let instance = client
+            .call(Method::GET, &format!("/v1/instances/{id}"), None, true)
+            .await?;
+        if done(instance.as_ref()) {
+            return Ok(instance);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "gave up waiting for instance {id} after 60 s; it is {}",
+                instance.as_ref().map_or("gone", |i| s(i, "state"))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

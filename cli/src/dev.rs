@@ -1,0 +1,214 @@
+//! `vmcloud dev`: a whole fleet in one process — a single-replica scheduler (raft-rs, one
+//! voter, redb), one agent on libvirt's `test:///default` driver connected over QUIC with
+//! mutual TLS, and the HTTP API — with defaults that need no configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use vmcloud_agent::{Agent, AgentConfig};
+use vmcloud_proto::NodeId;
+use vmcloud_scheduler::auth::ApiKeyToken;
+use vmcloud_scheduler::bootstrap::ensure_dev_account;
+use vmcloud_scheduler::catalog::Catalog;
+use vmcloud_scheduler::{Scheduler, SchedulerConfig};
+
+use crate::build_info::build_info;
+use crate::data_dir::{self, read_optional, write_private};
+use crate::{dev_pki, profile};
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the replicated log, the agent's ledger and the dev PKI live.
+    #[arg(long, default_value = ".vmcloud", env = "VMCLOUD_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// UDP address agents connect to (QUIC).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub gateway_listen: SocketAddr,
+    /// The local agent's HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub agent_listen: SocketAddr,
+    /// Node name of the local agent (default: this host's name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Region of the local agent's host.
+    #[arg(long, default_value = "par")]
+    pub region: String,
+    /// libvirt URI the local agent drives.
+    #[arg(long, default_value = "test:///default")]
+    pub hypervisor: String,
+    /// Catalog file (regions, flavors, images); default: the built-in config/catalog.toml.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Do not write the `dev` profile to the CLI config.
+    #[arg(long)]
+    pub no_profile: bool,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let data_dir = absolute(&args.data_dir)?;
+    let _lock = data_dir::lock(&data_dir)?;
+    let catalog = match &args.catalog {
+        Some(path) => Catalog::load(path)?,
+        None => Catalog::builtin(),
+    };
+    if !catalog.regions.contains_key(&args.region) {
+        anyhow::bail!(
+            "--region {}: no such region in the catalog; choose one of: {}",
+            args.region,
+            catalog
+                .regions
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let node = match &args.node_name {
+        Some(name) => NodeId::parse(name).with_context(|| "--node-name".to_owned())?,
+        None => NodeId::from_hostname(&hostname()),
+    };
+    let pki = dev_pki::load_or_create(&data_dir.join("pki"), &node)?;
+    if pki.generated {
+        tracing::info!(dir = %data_dir.join("pki").display(), "generated a dev CA and certificates");
+    }
+    let build = build_info();
+
+    let scheduler = Scheduler::start(SchedulerConfig {
+        data_dir: data_dir.join("scheduler"),
+        api_listen: args.listen,
+        gateway_listen: args.gateway_listen,
+        catalog,
+        build: build.clone(),
+        ca_pem: pki.ca.identity.cert_pem.clone(),
+        identity: pki.scheduler.clone(),
+    })
+    .await
+    .context("cannot start the scheduler")?;
+
+    let key_path = data_dir.join("dev-api-key");
+    let existing = read_optional(&key_path)?.and_then(|k| ApiKeyToken::parse(k.trim()));
+    let token = ensure_dev_account(scheduler.cluster(), existing.clone())
+        .await
+        .context("cannot set up the dev account")?;
+    if existing.as_ref() != Some(&token) {
+        write_private(&key_path, &format!("{token}\n"))?;
+    }
+
+    let agent = Agent::start(AgentConfig {
+        node: node.clone(),
+        region: args.region.clone(),
+        scheduler: scheduler.gateway_addr(),
+        ca_pem: pki.ca.identity.cert_pem.clone(),
+        identity: pki.node.clone(),
+        hypervisor_uri: args.hypervisor.clone(),
+        data_dir: data_dir.join("agent"),
+        api_listen: args.agent_listen,
+        build: build.clone(),
+        heartbeat: Duration::from_secs(5),
+    })
+    .await
+    .context("cannot start the agent")?;
+
+    let api = format!("http://{}", scheduler.api_addr());
+    let profile_note = if args.no_profile {
+        "not written (--no-profile)".to_owned()
+    } else {
+        match profile::save_profile(
+            "dev",
+            profile::Profile {
+                api: api.clone(),
+                token: token.to_string(),
+            },
+        ) {
+            Ok(path) => format!(
+                "`dev` written to {} (API address + dev API key)",
+                path.display()
+            ),
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "the CLI profile was not written");
+                format!("not written: {e:#}")
+            }
+        }
+    };
+    let exe = cli_name();
+    println!(
+        "VMCloud dev fleet is running (vmcloud {}, git {})\n\
+         \n  API          {api}\n  \
+         agent API    http://{agent_api}  (node {node} in {region}, hypervisor {hv})\n  \
+         agent link   quic://{gateway}  (mutual TLS, dev CA in {pki})\n  \
+         data dir     {data}\n  \
+         CLI profile  {profile_note}\n  \
+         API key      in {key}\n\
+         \nTry, in another terminal:\n  \
+         {exe} instance create --flavor vps-s --image debian-12 --region {region}\n  \
+         {exe} instance list\n  \
+         {exe} instance delete <ID>\n\
+         \nPress Ctrl-C to stop.",
+        build.version,
+        build.git_sha,
+        agent_api = agent.api_addr(),
+        region = args.region,
+        hv = args.hypervisor,
+        gateway = scheduler.gateway_addr(),
+        pki = data_dir.join("pki").display(),
+        data = data_dir.display(),
+        key = key_path.display(),
+    );
+
+    wait_for_signal().await?;
+    eprintln!("stopping…");
+    agent.shutdown().await;
+    scheduler.shutdown().await;
+    eprintln!("stopped; state is kept in {}", data_dir.display());
+    Ok(())
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_owned())
+    } else {
+        Ok(std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(path))
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// `vmcloud` if that is what the shell finds on PATH, else this binary's full path.
+fn cli_name() -> String {
+    let exe = std::env::current_exe().ok();
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let candidate = dir.join("vmcloud");
+            candidate.is_file()
+                && exe
+                    .as_ref()
+                    .is_some_and(|e| candidate.canonicalize().ok() == e.canonicalize().ok())
+        })
+    });
+    match exe {
+        Some(exe) if !on_path => exe.display().to_string(),
+        _ => "vmcloud".to_owned(),
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C"),
+        _ = term.recv() => Ok(()),
+    }
+}

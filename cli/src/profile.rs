@@ -1,0 +1,146 @@
+//! The CLI's own config: named profiles of API address + API key, in
+//! `$XDG_CONFIG_HOME/vmcloud/config.toml` (default `~/.config/vmcloud/config.toml`).
+//! `VMCLOUD_API` and `VMCLOUD_TOKEN` override the profile; `vmcloud dev` writes the `dev` one.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::config::parse_toml;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CliConfig {
+    /// The profile used when none is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_profile: Option<String>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Base URL of the API, e.g. `http://127.0.0.1:8080`.
+    pub api: String,
+    /// API key (`vmc_...`).
+    pub token: String,
+}
+
+pub fn config_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from(".config"));
+    base.join("vmcloud").join("config.toml")
+}
+
+/// Reads the CLI config; a missing file is an empty config.
+pub fn load() -> anyhow::Result<(PathBuf, CliConfig)> {
+    let path = config_path();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((path, CliConfig::default()));
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let config: CliConfig = parse_toml(&path, &text)?;
+    for (name, p) in &config.profiles {
+        if !(p.api.starts_with("http://") || p.api.starts_with("https://")) {
+            bail!(vmcloud_proto::config::ConfigError::new(
+                &path,
+                format!("profiles.{name}.api"),
+                format!("`{}` is not an http:// or https:// URL", p.api)
+            ));
+        }
+    }
+    if let Some(current) = &config.current_profile
+        && !config.profiles.contains_key(current)
+    {
+        bail!(vmcloud_proto::config::ConfigError::new(
+            &path,
+            "current_profile",
+            format!("no profile named `{current}` in [profiles]")
+        ));
+    }
+    Ok((path, config))
+}
+
+/// Writes `profile` under `name` (creating the file, mode 0600: it holds a key) and makes it
+/// the current profile if none is set.
+pub fn save_profile(name: &str, profile: Profile) -> anyhow::Result<PathBuf> {
+    let (path, mut config) = load()?;
+    config.profiles.insert(name.to_owned(), profile);
+    config
+        .current_profile
+        .get_or_insert_with(|| name.to_owned());
+    let text = toml::to_string(&config).context("encoding the CLI config")?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("toml.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(b"# Written by `vmcloud dev`; profiles may be edited by hand.\n")?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Where the API address and key come from for a client command.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub api: String,
+    pub token: Option<String>,
+    /// Said in errors: `VMCLOUD_API`, `--api`, or `profile dev in ~/.config/...`.
+    pub source: String,
+}
+
+pub fn resolve(
+    api_flag: Option<String>,
+    token_flag: Option<String>,
+    profile_flag: Option<String>,
+) -> anyhow::Result<Endpoint> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (path, config) = load()?;
+    let profile_name = profile_flag
+        .or_else(|| env("VMCLOUD_PROFILE"))
+        .or(config.current_profile.clone())
+        .unwrap_or_else(|| "dev".to_owned());
+    let profile = config.profiles.get(&profile_name);
+    let (api, source) = if let Some(api) = api_flag {
+        (api, "--api".to_owned())
+    } else if let Some(api) = env("VMCLOUD_API") {
+        (api, "VMCLOUD_API".to_owned())
+    } else if let Some(p) = profile {
+        (
+            p.api.clone(),
+            format!("profile `{profile_name}` in {}", path.display()),
+        )
+    } else {
+        bail!(
+            "no API configured: start a local fleet with `vmcloud dev` (it writes a `dev` profile to {}), \
+             or set VMCLOUD_API and VMCLOUD_TOKEN",
+            path.display()
+        );
+    };
+    let token = token_flag
+        .or_else(|| env("VMCLOUD_TOKEN"))
+        .or_else(|| profile.map(|p| p.token.clone()));
+    Ok(Endpoint {
+        api: api.trim_end_matches('/').to_owned(),
+        token,
+        source,
+    })
+}
