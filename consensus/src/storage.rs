@@ -286,11 +286,12 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.to_vec().into();
-        e
+        Entry {
+            index,
+            term,
+            data: data.to_vec(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -299,10 +300,11 @@ mod tests {
         let path = dir.path().join("raft.redb");
         {
             let mut store = LogStore::open(&path, &[1]).unwrap();
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.vote = 1;
-            hs.commit = 2;
+            let hs = HardState {
+                term: 2,
+                vote: 1,
+                commit: 2,
+            };
             store
                 .persist(
                     &[entry(1, 1, b"a"), entry(2, 2, b"b"), entry(3, 2, b"c")],
