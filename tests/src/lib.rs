@@ -1,1 +1,233 @@
-//! stub
+//! Harness for whole-fleet tests: starts `vmcloud dev` as a real process on free ports with its
+//! own data dir and CLI config, reads the addresses it prints, runs the CLI against it, and
+//! stops it with SIGINT (what Ctrl-C sends) or kills it.
+//!
+//! The `vmcloud` binary is found next to the test executable (`target/<profile>/vmcloud`), or
+//! at `$VMCLOUD_BIN`. `cargo test --workspace` builds it (the cli package has integration
+//! tests, so cargo builds its binary).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub fn vmcloud_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("VMCLOUD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    // target/debug/deps/all-<hash> → target/debug/vmcloud
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("vmcloud"))
+        .expect("the test executable is in target/<profile>/deps");
+    assert!(
+        bin.is_file(),
+        "{} does not exist: build it with `cargo build -p vmcloud-cli` (scripts/test does), or set VMCLOUD_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A `vmcloud dev` process.
+pub struct DevFleet {
+    child: Option<Child>,
+    pub api: String,
+    pub agent_api: String,
+    pub node: String,
+    pub token: String,
+    pub data_dir: PathBuf,
+    pub config_home: PathBuf,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// How a start that was expected to fail ended.
+#[derive(Debug)]
+pub struct Failed {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+fn command(config_home: &Path) -> Command {
+    let mut cmd = Command::new(vmcloud_bin());
+    cmd.env("XDG_CONFIG_HOME", config_home)
+        .env_remove("VMCLOUD_API")
+        .env_remove("VMCLOUD_TOKEN")
+        .env_remove("VMCLOUD_PROFILE")
+        .env_remove("VMCLOUD_DATA_DIR")
+        .env("RUST_LOG", "info,raft=warn,quinn=warn");
+    cmd
+}
+
+impl DevFleet {
+    /// Starts `vmcloud dev` and waits until it says it is running.
+    pub fn start(data_dir: &Path, config_home: &Path) -> DevFleet {
+        match DevFleet::try_start(data_dir, config_home) {
+            Ok(fleet) => fleet,
+            Err(failed) => panic!(
+                "vmcloud dev did not start ({}):\n{}",
+                failed.status, failed.stderr
+            ),
+        }
+    }
+
+    pub fn try_start(data_dir: &Path, config_home: &Path) -> Result<DevFleet, Failed> {
+        let mut child = command(config_home)
+            .args([
+                "dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--gateway-listen",
+                "127.0.0.1:0",
+                "--agent-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vmcloud starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err_pipe = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        let out_pipe = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut api, mut agent_api, mut node) = (None, None, None);
+        while api.is_none() || agent_api.is_none() {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
+                Ok(line) => {
+                    let t = line.trim();
+                    if let Some(rest) = t.strip_prefix("API ") {
+                        api = Some(rest.trim().to_owned());
+                    } else if let Some(rest) = t.strip_prefix("agent API ") {
+                        let mut words = rest.split_whitespace();
+                        agent_api = words.next().map(str::to_owned);
+                        node = rest
+                            .split("(node ")
+                            .nth(1)
+                            .and_then(|r| r.split_whitespace().next())
+                            .map(str::to_owned);
+                    }
+                }
+                Err(_) => {
+                    if let Some(status) = child.try_wait().expect("waitable") {
+                        std::thread::sleep(Duration::from_millis(100));
+                        return Err(Failed {
+                            status,
+                            stderr: stderr.lock().unwrap().clone(),
+                        });
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        panic!(
+                            "vmcloud dev printed no addresses within 30 s:\n{}",
+                            stderr.lock().unwrap()
+                        );
+                    }
+                }
+            }
+        }
+        let token = std::fs::read_to_string(data_dir.join("dev-api-key"))
+            .expect("vmcloud dev writes the dev API key")
+            .trim()
+            .to_owned();
+        Ok(DevFleet {
+            child: Some(child),
+            api: api.unwrap(),
+            agent_api: agent_api.unwrap(),
+            node: node.expect("the banner names the node"),
+            token,
+            data_dir: data_dir.to_owned(),
+            config_home: config_home.to_owned(),
+            stderr,
+        })
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    /// What the process has logged so far.
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the process to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        kill(self.pid(), Signal::SIGINT).expect("signal the process");
+        self.wait(Duration::from_secs(15))
+    }
+
+    /// `kill -9`.
+    pub fn kill9(mut self) -> ExitStatus {
+        kill(self.pid(), Signal::SIGKILL).expect("signal the process");
+        self.wait(Duration::from_secs(15))
+    }
+
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("waitable") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "vmcloud dev did not exit within {limit:?}:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a CLI command against this fleet (through the `dev` profile it wrote).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        command(&self.config_home)
+            .args(args)
+            .output()
+            .expect("the CLI runs")
+    }
+}
+
+impl Drop for DevFleet {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the CLI with a given config home (no fleet needed).
+pub fn cli(config_home: &Path, args: &[&str]) -> Output {
+    command(config_home)
+        .args(args)
+        .output()
+        .expect("the CLI runs")
+}

@@ -1,0 +1,136 @@
+//! The `vmcloud` binary without a fleet: version, CLI config errors, missing configuration.
+
+use std::process::Command;
+
+fn vmcloud(config_home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .env("XDG_CONFIG_HOME", config_home)
+        .env_remove("VMCLOUD_API")
+        .env_remove("VMCLOUD_TOKEN")
+        .env_remove("VMCLOUD_PROFILE")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn version_names_git_sha_and_build_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vmcloud(dir.path(), &["--version"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(concat!("vmcloud ", env!("CARGO_PKG_VERSION"), " (git ")),
+        "{text}"
+    );
+    assert!(text.contains(", built 20"), "{text}");
+}
+
+#[test]
+fn config_errors_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vmcloud/config.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let cases = [
+        (
+            "[profiles.dev]\napi = \"http://127.0.0.1:8080\"\ntokn = \"x\"\n",
+            "profiles.dev.tokn",
+            "unknown field `tokn`",
+        ),
+        (
+            "[profiles.dev]\napi = \"127.0.0.1:8080\"\ntoken = \"x\"\n",
+            "profiles.dev.api",
+            "not an http:// or https:// URL",
+        ),
+        (
+            "current_profile = \"prod\"\n",
+            "current_profile",
+            "no profile named `prod`",
+        ),
+        ("[profiles.dev\n", "", "line 1"),
+    ];
+    for (text, key, says) in cases {
+        std::fs::write(&file, text).unwrap();
+        let out = vmcloud(dir.path(), &["instance", "list"]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+        assert!(
+            stderr.contains(&format!("key `{key}`")) || key.is_empty(),
+            "{stderr}"
+        );
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
+
+#[test]
+fn without_configuration_the_cli_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vmcloud(dir.path(), &["instance", "list"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no API configured") && stderr.contains("vmcloud dev"),
+        "{stderr}"
+    );
+
+    // An API that is not there: the error names the address and where it came from.
+    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env("VMCLOUD_API", "http://127.0.0.1:9")
+        .env(
+            "VMCLOUD_TOKEN",
+            "vmc_0123456789abcdef_0123456789abcdef0123456789abcdef",
+        )
+        .args(["instance", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach the VMCloud API at http://127.0.0.1:9 (VMCLOUD_API)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_dev_flags_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = vmcloud(
+        dir.path(),
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--region",
+            "nyc",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--region nyc: no such region"), "{stderr}");
+
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        "[regions.par]\nname = \"Paris\"\nstatus = \"open\"\n[flavors]\n[images]\n",
+    )
+    .unwrap();
+    let out = vmcloud(
+        dir.path(),
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--catalog",
+            catalog.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&catalog.display().to_string()) && stderr.contains("regions.par.status"),
+        "{stderr}"
+    );
+}

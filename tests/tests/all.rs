@@ -1,0 +1,3 @@
+//! Whole-fleet tests, one binary (see STYLE.md §15).
+
+mod dev;
