@@ -68,13 +68,13 @@ pub enum InstanceCommand {
     },
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     endpoint: Endpoint,
 }
 
 impl Client {
-    fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+    pub(crate) fn new(args: &ClientArgs) -> anyhow::Result<Client> {
         let endpoint =
             profile::resolve(args.api.clone(), args.token.clone(), args.profile.clone())?;
         let http = reqwest::Client::builder()
@@ -86,7 +86,7 @@ impl Client {
     }
 
     /// Sends a request; `Ok(None)` for 404 when `allow_404`.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,

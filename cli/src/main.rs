@@ -1,6 +1,7 @@
 //! `vmcloud`: one binary for the whole system. `main` parses arguments, sets up logging and
 //! hands over to a subcommand.
 
+mod bench;
 mod build_info;
 mod client;
 mod data_dir;
@@ -42,6 +43,22 @@ enum Command {
         #[command(subcommand)]
         command: client::InstanceCommand,
     },
+    /// Benchmarks that print our figure beside the budget in DESIGN.md §6.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// API create → running on the agent, against a running fleet (`vmcloud dev`).
+    Create {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: bench::CreateBenchArgs,
+    },
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -62,7 +79,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Dev(_) => "info,raft=warn,quinn=warn,rustls=warn",
-        Command::Instance { .. } => "warn",
+        Command::Instance { .. } | Command::Bench { .. } => "warn",
     };
     init_logging(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -76,6 +93,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
             Command::Instance { client, command } => client::run(client, command).await,
+            Command::Bench {
+                command: BenchCommand::Create { client, args },
+            } => bench::create(client, args).await,
         }
     });
     match result {
