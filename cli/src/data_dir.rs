@@ -57,7 +57,9 @@ pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
 
 /// Writes a secret file with mode 0600, atomically (temp file, fsync, rename).
 pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -3,8 +3,6 @@
 //! `VMCLOUD_API` and `VMCLOUD_TOKEN` override the profile; `vmcloud dev` writes the `dev` one.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -83,18 +81,8 @@ pub fn save_profile(name: &str, profile: Profile) -> anyhow::Result<PathBuf> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let tmp = path.with_extension("toml.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(b"# Written by `vmcloud dev`; profiles may be edited by hand.\n")?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    let text = format!("# Written by `vmcloud dev`; profiles may be edited by hand.\n{text}");
+    crate::data_dir::write_private(&path, &text)?;
     Ok(path)
 }
 
