@@ -19,10 +19,11 @@
 mod node;
 mod slog_bridge;
 mod storage;
-mod transport;
+pub mod transport;
 
 pub use node::{ProposeError, Raft, RaftConfig, RaftStatus, StartError};
 pub use storage::{LogStore, StorageError};
+pub use transport::mem::{Faults, MemNetwork, MemTransport};
 pub use transport::{NoPeers, Transport};
 
 /// The deterministic state machine the log drives.

@@ -77,7 +77,7 @@ pub enum StartError {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
-    #[error("this replica is not the leader (leader: {leader:?})")]
+    #[error("no leader could take the proposal (last known leader: {leader:?})")]
     NotLeader { leader: Option<u64> },
     #[error("the proposal was not applied within {0:?}")]
     Timeout(Duration),
@@ -334,16 +334,16 @@ impl<T: Transport> Runner<T> {
                 data,
                 reply,
             } => {
-                let result = if self.node.raft.state != StateRole::Leader {
-                    let leader = self.node.raft.leader_id;
-                    Err(ProposeError::NotLeader {
+                // A follower forwards the proposal to the leader (raft-rs does it); the entry
+                // carries its context, so this replica's applier answers the waiter when it
+                // applies it. Without a known leader raft-rs drops the proposal.
+                let leader = self.node.raft.leader_id;
+                let result = self.node.propose(context, data).map_err(|e| match e {
+                    raft::Error::ProposalDropped => ProposeError::NotLeader {
                         leader: (leader != 0).then_some(leader),
-                    })
-                } else {
-                    self.node
-                        .propose(context, data)
-                        .map_err(|e| ProposeError::Dropped(e.to_string()))
-                };
+                    },
+                    other => ProposeError::Dropped(other.to_string()),
+                });
                 let _ = reply.send(result);
             }
             Request::Step(message) => {
@@ -380,8 +380,9 @@ impl<T: Transport> Runner<T> {
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());
         }
-        // 7. Advance.
-        let mut light = self.node.advance(ready);
+        // 7. Advance. Not `advance`, which would also mark every committed entry handed out
+        //    as applied: the applier reports what it has applied (`Request::Applied`).
+        let mut light = self.node.advance_append(ready);
         if let Some(commit) = light.commit_index() {
             self.node.mut_store().set_commit(commit)?;
         }

@@ -18,3 +18,5 @@ impl Transport for NoPeers {
         }
     }
 }
+
+pub mod mem;

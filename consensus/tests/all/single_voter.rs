@@ -1,4 +1,4 @@
-//! Integration tests of the consensus crate: a real `Raft` over a redb log on disk.
+//! A single-voter group: becomes leader at once, applies in order, replays after restart.
 
 use std::sync::{Arc, Mutex};
 

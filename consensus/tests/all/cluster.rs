@@ -1,0 +1,139 @@
+//! Scenario tests: elections, replication, leader loss, partitions.
+
+use std::time::Duration;
+
+use vmcloud_consensus::{Faults, ProposeError};
+
+use crate::harness::Cluster;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_elect_one_leader_and_replicate_through_any_replica() {
+    let cluster = Cluster::start(3, 1, Faults::default());
+    let leader = cluster.leader(5 * SECOND).await;
+    let leaders: Vec<u64> = cluster
+        .live()
+        .into_iter()
+        .filter(|id| cluster.replicas[id].raft.status().borrow().is_leader)
+        .collect();
+    assert_eq!(leaders, vec![leader], "exactly one leader");
+    // Followers forward proposals to the leader; every replica answers with the entry's index.
+    for i in 0..30u32 {
+        let via = cluster.ids[i as usize % 3];
+        cluster
+            .propose_until_acked(via, &i.to_be_bytes(), 5 * SECOND)
+            .await;
+    }
+    cluster.wait_converged(30, 5 * SECOND).await;
+    let data: Vec<Vec<u8>> = cluster.applied(1).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(
+        data,
+        (0..30u32)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect::<Vec<_>>()
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_takes_over_and_the_old_one_catches_up() {
+    let mut cluster = Cluster::start(3, 2, Faults::default());
+    let first = cluster.leader(5 * SECOND).await;
+    cluster
+        .propose_until_acked(first, b"before", 5 * SECOND)
+        .await;
+    cluster.crash(first).await;
+
+    let second = cluster.leader(5 * SECOND).await;
+    assert_ne!(first, second);
+    cluster
+        .propose_until_acked(second, b"after", 5 * SECOND)
+        .await;
+
+    // The old leader comes back from its log and catches up.
+    cluster.start_replica(first);
+    cluster.wait_converged(2, 5 * SECOND).await;
+    let data: Vec<Vec<u8>> = cluster.applied(first).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(data, vec![b"before".to_vec(), b"after".to_vec()]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_cannot_commit_and_the_majority_goes_on() {
+    let cluster = Cluster::start(5, 3, Faults::default());
+    let old = cluster.leader(5 * SECOND).await;
+    cluster.propose_until_acked(old, b"a", 5 * SECOND).await;
+    cluster.net.isolate(old, &cluster.ids);
+
+    // A write through the isolated leader is never acknowledged.
+    let stuck = cluster.propose(old, b"lost").await;
+    assert!(
+        matches!(
+            stuck,
+            Err(ProposeError::Timeout(_) | ProposeError::NotLeader { .. })
+        ),
+        "a leader cut off from its majority acknowledged a write: {stuck:?}"
+    );
+    // The majority elects a new leader and commits.
+    let others: Vec<u64> = cluster
+        .ids
+        .iter()
+        .copied()
+        .filter(|&id| id != old)
+        .collect();
+    let new = {
+        let mut found = None;
+        for _ in 0..500 {
+            found = others
+                .iter()
+                .copied()
+                .find(|id| cluster.replicas[id].raft.status().borrow().is_leader);
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        found.expect("the majority elects a leader")
+    };
+    cluster.propose_until_acked(new, b"b", 5 * SECOND).await;
+
+    // Healed, the old leader steps down and gets the majority's log; "lost" is never applied
+    // anywhere.
+    cluster.net.heal();
+    cluster.wait_converged(2, 5 * SECOND).await;
+    for id in cluster.live() {
+        let data: Vec<Vec<u8>> = cluster.applied(id).into_iter().map(|(_, d)| d).collect();
+        assert!(
+            !data.contains(&b"lost".to_vec()),
+            "replica {id} applied an unacknowledged write from a deposed leader"
+        );
+        assert!(
+            data.starts_with(&[b"a".to_vec(), b"b".to_vec()]),
+            "replica {id}: {data:?}"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asymmetric_partition_does_not_split_the_log() {
+    let cluster = Cluster::start(3, 4, Faults::default());
+    let leader = cluster.leader(5 * SECOND).await;
+    let follower = cluster
+        .ids
+        .iter()
+        .copied()
+        .find(|&id| id != leader)
+        .unwrap();
+    // The follower hears nothing from the leader but the leader hears the follower.
+    cluster.net.cut(leader, follower);
+    for i in 0..10u32 {
+        cluster
+            .propose_until_acked(leader, &i.to_be_bytes(), 10 * SECOND)
+            .await;
+    }
+    cluster.net.heal();
+    cluster.wait_converged(10, 10 * SECOND).await;
+    cluster.shutdown().await;
+}

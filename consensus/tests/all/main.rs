@@ -1,0 +1,7 @@
+//! Integration tests of the consensus crate: real `Raft` replicas over redb logs on disk,
+//! connected by the in-memory fault-injecting network (one test binary, STYLE.md §15).
+
+mod cluster;
+mod harness;
+mod randomized;
+mod single_voter;
