@@ -93,6 +93,11 @@ enum Request {
         data: Vec<u8>,
         reply: oneshot::Sender<Result<(), ProposeError>>,
     },
+    /// A linearizable read: answered with the commit index a read must wait for.
+    ReadIndex {
+        context: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, ProposeError>>,
+    },
     /// A message from a peer, delivered by the transport.
     Step(Box<Message>),
     /// The applier has applied everything up to this index.
@@ -172,6 +177,7 @@ impl<O: Send + 'static> Raft<O> {
 
         let runner = Runner {
             node,
+            reads: HashMap::new(),
             requests: requests_rx,
             apply: apply_tx,
             status: status_tx,
@@ -247,6 +253,34 @@ impl<O: Send + 'static> Raft<O> {
         }
     }
 
+    /// Waits until this replica has applied everything committed before the call, confirmed
+    /// with a quorum (raft ReadIndex, `ReadOnlyOption::Safe`): state read from this replica's
+    /// state machine afterwards is linearizable. A deposed or partitioned leader cannot get the
+    /// quorum's confirmation, so it never answers; the caller gets `Timeout` (or `NotLeader`
+    /// when no leader is known).
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        let context: Vec<u8> = rand::rng().random::<[u8; 16]>().to_vec();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.requests
+            .send(Request::ReadIndex {
+                context,
+                reply: reply_tx,
+            })
+            .map_err(|_| ProposeError::ShuttingDown)?;
+        let limit = self.propose_timeout;
+        let index = match tokio::time::timeout(limit, reply_rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err(ProposeError::ShuttingDown),
+            Err(_) => return Err(ProposeError::Timeout(limit)),
+        };
+        let mut applied = self.applied.clone();
+        match tokio::time::timeout(limit, applied.wait_for(|a| *a >= index)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ProposeError::ShuttingDown),
+            Err(_) => Err(ProposeError::Timeout(limit)),
+        }
+    }
+
     /// Delivers a message from a peer.
     pub fn step(&self, message: Message) {
         let _ = self.requests.send(Request::Step(Box::new(message)));
@@ -281,6 +315,8 @@ impl LogStore {
 
 struct Runner<T> {
     node: RawNode<LogStore>,
+    /// ReadIndex requests waiting for their read state, by context.
+    reads: HashMap<Vec<u8>, oneshot::Sender<Result<u64, ProposeError>>>,
     requests: mpsc::Receiver<Request>,
     apply: mpsc::Sender<Vec<Entry>>,
     status: watch::Sender<RaftStatus>,
@@ -346,6 +382,18 @@ impl<T: Transport> Runner<T> {
                 });
                 let _ = reply.send(result);
             }
+            Request::ReadIndex { context, reply } => {
+                let leader = self.node.raft.leader_id;
+                if leader == 0 {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+                } else {
+                    // A follower forwards it to the leader; the answer comes back as a read
+                    // state in a later Ready. Unanswered reads time out at the caller.
+                    self.node.read_index(context.clone());
+                    self.reads.retain(|_, r| !r.is_closed());
+                    self.reads.insert(context, reply);
+                }
+            }
             Request::Step(message) => {
                 if let Err(e) = self.node.step(*message) {
                     tracing::debug!(error = %e, "raft step refused a message");
@@ -363,6 +411,11 @@ impl<T: Transport> Runner<T> {
             return Ok(());
         }
         let mut ready = self.node.ready();
+        for state in ready.take_read_states() {
+            if let Some(reply) = self.reads.remove(&state.request_ctx) {
+                let _ = reply.send(Ok(state.index));
+            }
+        }
         // 1. Messages that need no persistence (a leader's appends go out in parallel with
         //    its own fsync; raft thesis §10.2.1).
         if !ready.messages().is_empty() {

@@ -1,10 +1,13 @@
-//! Harness for whole-fleet tests: starts `vmcloud dev` as a real process on free ports with its
+//! Test support shared by the crates' tests: [`linearizability`], a checker for recorded
+//! histories, and the harness for whole-fleet tests: starts `vmcloud dev` as a real process on free ports with its
 //! own data dir and CLI config, reads the addresses it prints, runs the CLI against it, and
 //! stops it with SIGINT (what Ctrl-C sends) or kills it.
 //!
 //! The `vmcloud` binary is found next to the test executable (`target/<profile>/vmcloud`), or
 //! at `$VMCLOUD_BIN`. `cargo test --workspace` builds it (the cli package has integration
 //! tests, so cargo builds its binary).
+
+pub mod linearizability;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -3,5 +3,6 @@
 
 mod cluster;
 mod harness;
+mod linearizable;
 mod randomized;
 mod single_voter;
