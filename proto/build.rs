@@ -2,7 +2,11 @@
 //! so building this crate needs no `protoc`) and generates Rust types with prost.
 
 fn main() {
-    let files = ["vmcloud/v1/agent.proto", "vmcloud/v1/log.proto"];
+    let files = [
+        "vmcloud/v1/agent.proto",
+        "vmcloud/v1/log.proto",
+        "vmcloud/v1/raft.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -24,6 +24,7 @@ pub mod transport;
 pub use node::{ProposeError, Raft, RaftConfig, RaftStatus, StartError};
 pub use storage::{LogStore, StorageError};
 pub use transport::mem::{Faults, MemNetwork, MemTransport};
+pub use transport::quic::{QuicCloser, QuicEndpoint, QuicTransport, QuicTransportError};
 pub use transport::{NoPeers, Transport};
 
 /// The deterministic state machine the log drives.

@@ -31,8 +31,11 @@ pub struct RaftConfig {
     pub bootstrap_voters: Vec<u64>,
     /// One Raft tick.
     pub tick: Duration,
-    /// Election timeout in ticks (randomized by raft-rs between this and twice this).
+    /// Election timeout in ticks: randomized by raft-rs in `[election_ticks,
+    /// max_election_ticks)`; a leader that has not heard from a quorum for `election_ticks`
+    /// steps down.
     pub election_ticks: usize,
+    pub max_election_ticks: usize,
     /// Heartbeat interval in ticks.
     pub heartbeat_ticks: usize,
     /// How long `propose` waits for its entry to be applied.
@@ -40,14 +43,16 @@ pub struct RaftConfig {
 }
 
 impl RaftConfig {
-    /// Defaults: 100 ms ticks, 1 s election timeout, 100 ms heartbeats.
+    /// Defaults: 100 ms ticks and heartbeats, election timeout randomized in [0.8 s, 1.2 s)
+    /// (etcd's default election timeout is 1 s).
     pub fn new(id: u64, log_path: PathBuf, bootstrap_voters: Vec<u64>) -> Self {
         RaftConfig {
             id,
             log_path,
             bootstrap_voters,
             tick: Duration::from_millis(100),
-            election_ticks: 10,
+            election_ticks: 8,
+            max_election_ticks: 12,
             heartbeat_ticks: 1,
             propose_timeout: Duration::from_secs(10),
         }
@@ -146,6 +151,8 @@ impl<O: Send + 'static> Raft<O> {
         let raft_config = raft::Config {
             id: config.id,
             election_tick: config.election_ticks,
+            min_election_tick: config.election_ticks,
+            max_election_tick: config.max_election_ticks,
             heartbeat_tick: config.heartbeat_ticks,
             // The state machine is rebuilt from the log, so nothing is applied at start.
             applied: 0,
@@ -427,8 +434,12 @@ impl<T: Transport> Runner<T> {
         if !committed.is_empty() {
             let _ = self.apply.send(committed);
         }
-        // 4–5. Entries and hard state: one transaction, fsynced.
-        self.node.mut_store().persist(ready.entries(), ready.hs())?;
+        // 4–5. Entries and hard state: one transaction, fsynced when raft-rs says it must be
+        //      (new entries, term or vote); a commit-index-only change is not.
+        let sync = ready.must_sync();
+        self.node
+            .mut_store()
+            .persist(ready.entries(), ready.hs(), sync)?;
         // 6. Messages that must follow the fsync (votes, follower acks).
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());

@@ -122,16 +122,21 @@ impl LogStore {
     }
 
     /// Appends `entries` (replacing any conflicting suffix) and sets `hard_state`, in one
-    /// transaction that is fsynced before this returns.
+    /// transaction, fsynced before this returns when `sync`.
     pub fn persist(
         &mut self,
         entries: &[Entry],
         hard_state: Option<&HardState>,
+        sync: bool,
     ) -> Result<(), StorageError> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        if !sync {
+            txn.set_durability(Durability::None)
+                .expect("no persistent savepoints are used");
+        }
         {
             let mut table = txn.open_table(ENTRIES)?;
             if let Some(first) = entries.first() {
@@ -309,10 +314,11 @@ mod tests {
                 .persist(
                     &[entry(1, 1, b"a"), entry(2, 2, b"b"), entry(3, 2, b"c")],
                     Some(&hs),
+                    true,
                 )
                 .unwrap();
             // A new leader overwrites the uncommitted suffix from index 3.
-            store.persist(&[entry(3, 3, b"x")], None).unwrap();
+            store.persist(&[entry(3, 3, b"x")], None, true).unwrap();
         }
         let store = LogStore::open(&path, &[7]).unwrap();
         let state = store.initial_state().unwrap();

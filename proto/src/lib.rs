@@ -25,6 +25,9 @@ pub use ids::{AccountId, InstanceId, NodeId};
 /// ALPN protocol id of the agent ↔ scheduler link.
 pub const ALPN_AGENT: &[u8] = b"vmcloud-agent/1";
 
+/// ALPN protocol id of the link between scheduler replicas (Raft).
+pub const ALPN_RAFT: &[u8] = b"vmcloud-raft/1";
+
 /// Version, git sha and build date of a binary, stamped at build time by the binary crate.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BuildInfo {

@@ -190,6 +190,14 @@ pub fn client_config(
     Ok(config)
 }
 
+/// The Raft id of the scheduler replica named by a verified peer certificate (common name
+/// `scheduler <id>`), or `None` if it is not a scheduler certificate.
+pub fn replica_id_from_cert(der: &[u8]) -> Option<u64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    cn.strip_prefix("scheduler ")?.parse().ok()
+}
+
 /// The node id named by a verified peer certificate (its common name).
 pub fn node_id_from_cert(der: &[u8]) -> Result<NodeId, PkiError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| PkiError::Parse)?;
@@ -215,6 +223,12 @@ mod tests {
         assert_eq!(node_id_from_cert(der).unwrap(), node);
         client_config(&ca.identity.cert_pem, &id, crate::ALPN_AGENT).unwrap();
         let server = ca.issue_scheduler("1").unwrap();
+        let der = &certs("scheduler", &server.cert_pem).unwrap()[0];
+        assert_eq!(replica_id_from_cert(der), Some(1));
+        assert_eq!(
+            replica_id_from_cert(&certs("node", &id.cert_pem).unwrap()[0]),
+            None
+        );
         server_config(&ca.identity.cert_pem, &server, crate::ALPN_AGENT).unwrap();
     }
 }

@@ -20,3 +20,4 @@ impl Transport for NoPeers {
 }
 
 pub mod mem;
+pub mod quic;

@@ -64,6 +64,7 @@ impl Cluster {
         );
         config.tick = TICK;
         config.election_ticks = 10;
+        config.max_election_ticks = 20;
         config.heartbeat_ticks = 2;
         config.propose_timeout = Duration::from_millis(500);
         let applied = Recorder::default();

@@ -47,6 +47,7 @@ impl KvCluster {
                 RaftConfig::new(id, dir.path().join(format!("raft-{id}.redb")), ids.clone());
             config.tick = TICK;
             config.election_ticks = 10;
+            config.max_election_ticks = 20;
             config.heartbeat_ticks = 2;
             config.propose_timeout = Duration::from_millis(500);
             let kv = Kv::default();

@@ -4,5 +4,6 @@
 mod cluster;
 mod harness;
 mod linearizable;
+mod quic;
 mod randomized;
 mod single_voter;

@@ -1,0 +1,314 @@
+//! The Raft transport between scheduler replicas: QUIC with mutual TLS (certificates from the
+//! cluster CA, ALPN `vmcloud-raft/1`).
+//!
+//! Tasks: one accept loop and one reader per incoming connection (decode batches, check that
+//! every message's `from` is the replica the certificate names, deliver); one sender per peer,
+//! which keeps one connection and one unidirectional stream open, drains its queue into a
+//! single batch per write, and reconnects with exponential backoff and full jitter. `send`
+//! never blocks the raft runner: a message for a peer whose queue is full is dropped, as the
+//! network could have (raft retransmits).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::prelude::Message;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use vmcloud_proto::{ErrorChain, frame, pb, pki};
+
+use super::Transport;
+
+/// Messages waiting for one peer before new ones are dropped.
+const QUEUE: usize = 4096;
+/// Most messages in one batch.
+const BATCH: usize = 256;
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuicTransportError {
+    #[error("invalid TLS configuration for the raft link")]
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot listen for raft peers on udp {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(frame::MAX_FRAME_BYTES)
+        .new_codec()
+}
+
+/// A bound endpoint, before the peers are known (so every replica can bind, then learn the
+/// others' addresses).
+pub struct QuicEndpoint {
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+}
+
+impl std::fmt::Debug for QuicEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicEndpoint")
+            .field("addr", &self.endpoint.local_addr().ok())
+            .finish()
+    }
+}
+
+impl QuicEndpoint {
+    /// Binds `addr` with this replica's certificate (`identity`, from the cluster CA).
+    pub fn bind(
+        addr: SocketAddr,
+        ca_pem: &str,
+        identity: &pki::Identity,
+    ) -> Result<QuicEndpoint, QuicTransportError> {
+        let tls_err = |e: pki::PkiError| QuicTransportError::Tls(Box::new(e));
+        let server =
+            pki::server_config(ca_pem, identity, vmcloud_proto::ALPN_RAFT).map_err(tls_err)?;
+        let client =
+            pki::client_config(ca_pem, identity, vmcloud_proto::ALPN_RAFT).map_err(tls_err)?;
+        let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
+            .map_err(|e| QuicTransportError::Tls(Box::new(e)))?;
+        let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
+            .map_err(|e| QuicTransportError::Tls(Box::new(e)))?;
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(1)));
+        transport.max_idle_timeout(Some(
+            Duration::from_secs(10)
+                .try_into()
+                .expect("a valid idle timeout"),
+        ));
+        let transport = Arc::new(transport);
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+        server.transport_config(transport.clone());
+        let mut client = quinn::ClientConfig::new(Arc::new(client));
+        client.transport_config(transport);
+        let endpoint = quinn::Endpoint::server(server, addr)
+            .map_err(|source| QuicTransportError::Bind { addr, source })?;
+        Ok(QuicEndpoint { endpoint, client })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .expect("a bound endpoint has an address")
+    }
+
+    /// Starts the transport of replica `id`: senders to `peers` and the accept loop, which
+    /// hands every verified incoming message to `deliver`.
+    pub fn start(
+        self,
+        id: u64,
+        peers: HashMap<u64, SocketAddr>,
+        deliver: impl Fn(Message) + Send + Sync + 'static,
+    ) -> QuicTransport {
+        let deliver: Arc<dyn Fn(Message) + Send + Sync> = Arc::new(deliver);
+        let mut tasks = vec![tokio::spawn(accept_loop(self.endpoint.clone(), deliver))];
+        let mut queues = HashMap::new();
+        for (peer, addr) in peers.into_iter().filter(|(p, _)| *p != id) {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            queues.insert(peer, tx);
+            tasks.push(tokio::spawn(sender(
+                self.endpoint.clone(),
+                self.client.clone(),
+                peer,
+                addr,
+                rx,
+            )));
+        }
+        QuicTransport {
+            queues,
+            endpoint: self.endpoint,
+            tasks: Arc::new(tasks),
+        }
+    }
+}
+
+/// The running transport. Give it to `Raft::start`; drop or [`QuicTransport::close`] it to
+/// stop.
+pub struct QuicTransport {
+    queues: HashMap<u64, mpsc::Sender<Message>>,
+    endpoint: quinn::Endpoint,
+    tasks: Arc<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for QuicTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicTransport")
+            .field("peers", &self.queues.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl QuicTransport {
+    /// A handle that closes this transport's connections and tasks (the transport itself is
+    /// owned by the raft runner).
+    pub fn closer(&self) -> QuicCloser {
+        QuicCloser {
+            endpoint: self.endpoint.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
+}
+
+impl Transport for QuicTransport {
+    fn send(&mut self, messages: Vec<Message>) {
+        for m in messages {
+            if let Some(queue) = self.queues.get(&m.to) {
+                // Full or closed: drop it, as a lossy network would.
+                let _ = queue.try_send(m);
+            }
+        }
+    }
+}
+
+/// Closes a [`QuicTransport`]'s endpoint and stops its tasks.
+#[derive(Clone)]
+pub struct QuicCloser {
+    endpoint: quinn::Endpoint,
+    tasks: Arc<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for QuicCloser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicCloser").finish()
+    }
+}
+
+impl QuicCloser {
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"replica stopping");
+        for t in self.tasks.iter() {
+            t.abort();
+        }
+    }
+}
+
+async fn sender(
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    peer: u64,
+    addr: SocketAddr,
+    mut queue: mpsc::Receiver<Message>,
+) {
+    let mut attempt = 0u32;
+    loop {
+        let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = async {
+            let conn = endpoint
+                .connect_with(client.clone(), addr, pki::SCHEDULER_SERVER_NAME)?
+                .await?;
+            let stream = conn.open_uni().await?;
+            let mut writer = FramedWrite::new(stream, codec());
+            attempt = 0;
+            tracing::debug!(peer, %addr, "raft link up");
+            let mut batch = Vec::with_capacity(BATCH);
+            loop {
+                let Some(first) = queue.recv().await else {
+                    return Ok(());
+                };
+                batch.push(first);
+                while batch.len() < BATCH {
+                    match queue.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+                let frame = pb::RaftBatch {
+                    messages: batch
+                        .drain(..)
+                        .map(|m| {
+                            m.write_to_bytes()
+                                .expect("encoding a raft message cannot fail")
+                        })
+                        .collect(),
+                };
+                writer.send(Bytes::from(frame.encode_to_vec())).await?;
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                if attempt.is_multiple_of(20) {
+                    tracing::debug!(peer, %addr, error = %ErrorChain(&*e), "raft link down; reconnecting");
+                }
+            }
+        }
+        // Messages queued while the link is down are stale by the time it is back.
+        while queue.try_recv().is_ok() {}
+        let cap = BACKOFF_MIN
+            .saturating_mul(1 << attempt.min(8))
+            .min(BACKOFF_MAX);
+        attempt = attempt.saturating_add(1);
+        let wait = rand::rng().random_range(Duration::ZERO..=cap);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, deliver: Arc<dyn Fn(Message) + Send + Sync>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let deliver = deliver.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_peer(incoming, deliver).await {
+                tracing::debug!(error = %ErrorChain(&*e), "raft peer connection ended");
+            }
+        });
+    }
+}
+
+async fn serve_peer(
+    incoming: quinn::Incoming,
+    deliver: Arc<dyn Fn(Message) + Send + Sync>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let conn = incoming.await?;
+    let peer = conn
+        .peer_identity()
+        .and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .and_then(|certs| certs.first().and_then(|c| pki::replica_id_from_cert(c)))
+        .ok_or("the peer's certificate does not name a scheduler replica")?;
+    loop {
+        let stream = conn.accept_uni().await?;
+        let deliver = deliver.clone();
+        tokio::spawn(async move {
+            let mut reader = FramedRead::new(stream, codec());
+            while let Some(frame) = reader.next().await {
+                let Ok(frame) = frame else { return };
+                let Ok(batch) = frame::decode::<pb::RaftBatch>("raft batch", &frame) else {
+                    tracing::warn!(peer, "malformed raft batch; closing the stream");
+                    return;
+                };
+                for bytes in batch.messages {
+                    let mut m = Message::default();
+                    if m.merge_from_bytes(&bytes).is_err() {
+                        tracing::warn!(peer, "malformed raft message dropped");
+                        continue;
+                    }
+                    // A replica speaks only for itself.
+                    if m.from != peer {
+                        tracing::warn!(
+                            peer,
+                            claimed = m.from,
+                            "raft message from a replica speaking for another; dropped"
+                        );
+                        continue;
+                    }
+                    deliver(m);
+                }
+            }
+        });
+    }
+}
