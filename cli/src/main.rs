@@ -57,8 +57,10 @@ enum BenchCommand {
         #[command(flatten)]
         client: client::ClientArgs,
         #[command(flatten)]
-        args: bench::CreateBenchArgs,
+        args: bench::create::CreateBenchArgs,
     },
+    /// Raft commits/s, latency and failover: replicas over QUIC on loopback, fsync on.
+    Raft(bench::raft::RaftBenchArgs),
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -95,7 +97,10 @@ fn main() -> ExitCode {
             Command::Instance { client, command } => client::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },
-            } => bench::create(client, args).await,
+            } => bench::create::create(client, args).await,
+            Command::Bench {
+                command: BenchCommand::Raft(args),
+            } => bench::raft::raft(args).await,
         }
     });
     match result {

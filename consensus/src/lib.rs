@@ -16,6 +16,7 @@
 //! snapshots, log compaction, peers over QUIC and membership changes come with the multi-replica
 //! work (see docs/architecture.md).
 
+pub mod local;
 mod node;
 mod slog_bridge;
 mod storage;

@@ -112,6 +112,18 @@ enum Request {
 
 type Waiters<O> = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<Option<O>>>>>;
 
+/// Removes a proposal's waiter when the proposing future ends.
+struct Forget<'a, O> {
+    waiters: &'a Waiters<O>,
+    context: &'a [u8],
+}
+
+impl<O> Drop for Forget<'_, O> {
+    fn drop(&mut self) {
+        self.waiters.lock().unwrap().remove(self.context);
+    }
+}
+
 /// Handle to a running replica. Cheap to clone.
 pub struct Raft<O> {
     requests: mpsc::Sender<Request>,
@@ -237,26 +249,25 @@ impl<O: Send + 'static> Raft<O> {
             .lock()
             .unwrap()
             .insert(context.clone(), done_tx);
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let forget = |e| {
-            self.waiters.lock().unwrap().remove(&context);
-            e
+        // However this future ends (answered, failed, timed out or dropped by the caller), the
+        // waiter goes.
+        let _forget = Forget {
+            waiters: &self.waiters,
+            context: &context,
         };
+        let (reply_tx, reply_rx) = oneshot::channel();
         self.requests
             .send(Request::Propose {
                 context: context.clone(),
                 data,
                 reply: reply_tx,
             })
-            .map_err(|_| forget(ProposeError::ShuttingDown))?;
-        reply_rx
-            .await
-            .map_err(|_| forget(ProposeError::ShuttingDown))?
-            .map_err(forget)?;
+            .map_err(|_| ProposeError::ShuttingDown)?;
+        reply_rx.await.map_err(|_| ProposeError::ShuttingDown)??;
         match tokio::time::timeout(self.propose_timeout, done_rx).await {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(_)) => Err(ProposeError::ShuttingDown),
-            Err(_) => Err(forget(ProposeError::Timeout(self.propose_timeout))),
+            Err(_) => Err(ProposeError::Timeout(self.propose_timeout)),
         }
     }
 

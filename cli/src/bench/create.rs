@@ -10,6 +10,7 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::percentile;
 use crate::client::{Client, ClientArgs};
 
 /// DESIGN.md §6: API create → VM defined and started on the agent (libvirt test driver).
@@ -26,14 +27,6 @@ pub struct CreateBenchArgs {
     pub image: String,
     #[arg(long, default_value = "par")]
     pub region: String,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn parse_ms(v: &Value) -> Option<i128> {
