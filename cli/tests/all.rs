@@ -134,3 +134,41 @@ fn bad_dev_flags_are_refused_before_anything_starts() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_raft_runs_and_ends_with_a_json_line_of_figures() {
+    // Not a timed test: it checks the benchmark works and reports, whatever the numbers.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .args([
+            "bench",
+            "raft",
+            "--replicas",
+            "3",
+            "--duration",
+            "300ms",
+            "--clients",
+            "4",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    let figures: serde_json::Value = serde_json::from_str(last).unwrap();
+    for key in ["commits_per_s", "p50_ms", "p99_ms", "failover_ms"] {
+        assert!(
+            figures[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} missing in {last}"
+        );
+    }
+    assert!(stdout.contains("budget"), "{stdout}");
+    // The replicas' logs are cleaned up.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
