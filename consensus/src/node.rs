@@ -72,8 +72,12 @@ pub struct RaftStatus {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the raft log")]
-    Storage(#[from] StorageError),
+    #[error("cannot open the raft log {path}")]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: StorageError,
+    },
     #[error("invalid raft configuration")]
     Config(#[source] raft::Error),
     #[error("cannot start the raft threads")]
@@ -159,7 +163,13 @@ impl<O: Send + 'static> Raft<O> {
         S: StateMachine<Output = O>,
         T: Transport,
     {
-        let store = LogStore::open(&config.log_path, &config.bootstrap_voters)?;
+        let store =
+            LogStore::open(&config.log_path, &config.bootstrap_voters).map_err(|source| {
+                StartError::Storage {
+                    path: config.log_path.clone(),
+                    source,
+                }
+            })?;
         let raft_config = raft::Config {
             id: config.id,
             election_tick: config.election_ticks,

@@ -4,7 +4,9 @@
 //! commit (`Durability::Immediate`) before anything that depends on it is sent or answered.
 //! Commit-index-only updates are written without fsync: raft-rs can recompute the commit
 //! index, and the next fsynced transaction makes them durable anyway. redb checksums its pages,
-//! so a torn or corrupted write is detected on open rather than read back as data.
+//! and every record we store carries its own CRC-32 (entry bytes and metadata), checked on
+//! every read and for the whole log when it is opened: a corrupt log is reported and the
+//! replica refuses to start, rather than applying or silently truncating committed data.
 
 use std::path::{Path, PathBuf};
 
@@ -29,19 +31,36 @@ pub enum StorageError {
     #[error("raft log I/O failed")]
     Redb(#[source] Box<redb::Error>),
     #[error(
-        "raft log entry {index} cannot be decoded: the log is corrupt; wipe this replica's data dir and let it re-join from its peers"
+        "raft log entry {index} is corrupt ({reason}); this replica must not start on it: wipe its data dir and let it re-join from its peers"
     )]
-    CorruptEntry { index: u64 },
+    CorruptEntry { index: u64, reason: &'static str },
     #[error(
-        "raft metadata `{key}` cannot be decoded: the log is corrupt; wipe this replica's data dir and let it re-join from its peers"
+        "raft metadata `{key}` is corrupt ({reason}); this replica must not start on it: wipe its data dir and let it re-join from its peers"
     )]
-    CorruptMeta { key: &'static str },
+    CorruptMeta {
+        key: &'static str,
+        reason: &'static str,
+    },
 }
 
 impl<E: Into<redb::Error>> From<E> for StorageError {
     fn from(e: E) -> Self {
         StorageError::Redb(Box::new(e.into()))
     }
+}
+
+/// A stored record: CRC-32 (little endian) of `bytes`, then `bytes`.
+fn seal(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + bytes.len());
+    out.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The bytes of a sealed record, if its checksum holds.
+fn unseal(record: &[u8]) -> Option<&[u8]> {
+    let (crc, bytes) = record.split_at_checked(4)?;
+    (crc32fast::hash(bytes).to_le_bytes() == crc).then_some(bytes)
 }
 
 fn to_raft(e: StorageError) -> raft::Error {
@@ -93,7 +112,7 @@ impl LogStore {
                     let bytes = cs
                         .write_to_bytes()
                         .expect("encoding a ConfState cannot fail");
-                    meta.insert(CONF_STATE, bytes.as_slice())?;
+                    meta.insert(CONF_STATE, seal(&bytes).as_slice())?;
                     cs
                 }
             };
@@ -105,6 +124,29 @@ impl LogStore {
                 Some((k, _)) => k.value(),
                 None => 0,
             };
+            // Check the whole log before raft-rs sees any of it: consecutive indexes,
+            // non-decreasing terms, every checksum.
+            let mut expected = first_index;
+            let mut last_term = 0;
+            for item in entries.iter()? {
+                let (k, v) = item?;
+                let index = k.value();
+                if index != expected {
+                    return Err(StorageError::CorruptEntry {
+                        index: expected,
+                        reason: "missing from the log",
+                    });
+                }
+                let e = decode_entry(index, v.value())?;
+                if e.term < last_term {
+                    return Err(StorageError::CorruptEntry {
+                        index,
+                        reason: "term goes backwards",
+                    });
+                }
+                last_term = e.term;
+                expected += 1;
+            }
             (hard_state, conf_state, first_index, last_index)
         };
         txn.commit()?;
@@ -146,7 +188,7 @@ impl LogStore {
                 }
                 for e in entries {
                     let bytes = e.write_to_bytes().expect("encoding an Entry cannot fail");
-                    table.insert(e.index, bytes.as_slice())?;
+                    table.insert(e.index, seal(&bytes).as_slice())?;
                 }
             }
             if let Some(hs) = hard_state {
@@ -154,7 +196,7 @@ impl LogStore {
                 let bytes = hs
                     .write_to_bytes()
                     .expect("encoding a HardState cannot fail");
-                meta.insert(HARD_STATE, bytes.as_slice())?;
+                meta.insert(HARD_STATE, seal(&bytes).as_slice())?;
             }
         }
         txn.commit()?;
@@ -182,7 +224,7 @@ impl LogStore {
                 .hard_state
                 .write_to_bytes()
                 .expect("encoding a HardState cannot fail");
-            meta.insert(HARD_STATE, bytes.as_slice())?;
+            meta.insert(HARD_STATE, seal(&bytes).as_slice())?;
         }
         txn.commit()?;
         Ok(())
@@ -201,12 +243,7 @@ impl LogStore {
         for item in table.range(low..high)? {
             let (k, v) = item?;
             let index = k.value();
-            let mut e = Entry::default();
-            e.merge_from_bytes(v.value())
-                .map_err(|_| StorageError::CorruptEntry { index })?;
-            if e.index != index {
-                return Err(StorageError::CorruptEntry { index });
-            }
+            let e = decode_entry(index, v.value())?;
             size += v.value().len() as u64;
             if !out.is_empty() && max_size.is_some_and(|m| size > m) {
                 break;
@@ -217,10 +254,24 @@ impl LogStore {
     }
 }
 
-fn decode_meta<M: protobuf::Message>(key: &'static str, bytes: &[u8]) -> Result<M, StorageError> {
+fn decode_entry(index: u64, record: &[u8]) -> Result<Entry, StorageError> {
+    let corrupt = |reason| StorageError::CorruptEntry { index, reason };
+    let bytes = unseal(record).ok_or(corrupt("checksum mismatch"))?;
+    let mut e = Entry::default();
+    e.merge_from_bytes(bytes)
+        .map_err(|_| corrupt("undecodable"))?;
+    if e.index != index {
+        return Err(corrupt("stored under another index"));
+    }
+    Ok(e)
+}
+
+fn decode_meta<M: protobuf::Message>(key: &'static str, record: &[u8]) -> Result<M, StorageError> {
+    let corrupt = |reason| StorageError::CorruptMeta { key, reason };
+    let bytes = unseal(record).ok_or(corrupt("checksum mismatch"))?;
     let mut m = M::new();
     m.merge_from_bytes(bytes)
-        .map_err(|_| StorageError::CorruptMeta { key })?;
+        .map_err(|_| corrupt("undecodable"))?;
     Ok(m)
 }
 
@@ -342,6 +393,82 @@ mod tests {
             limited.len(),
             1,
             "max_size still returns at least one entry"
+        );
+    }
+
+    /// Flips one byte in every copy of `needle` in the file (redb is copy-on-write, so old
+    /// pages may hold copies too).
+    fn flip(path: &Path, needle: &[u8]) -> usize {
+        let mut bytes = std::fs::read(path).unwrap();
+        let mut hits = 0;
+        let mut i = 0;
+        while let Some(pos) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
+            bytes[i + pos + needle.len() / 2] ^= 0x40;
+            hits += 1;
+            i += pos + needle.len();
+        }
+        std::fs::write(path, bytes).unwrap();
+        hits
+    }
+
+    #[test]
+    fn a_flipped_byte_in_an_entry_is_detected_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        {
+            let mut store = LogStore::open(&path, &[1]).unwrap();
+            let entries = [
+                entry(1, 1, b"first entry"),
+                entry(2, 1, b"CORRUPT-ME-PLEASE-0042"),
+                entry(3, 1, b"third"),
+            ];
+            store.persist(&entries, None, true).unwrap();
+        }
+        assert!(
+            flip(&path, b"CORRUPT-ME-PLEASE-0042") > 0,
+            "the payload is in the file"
+        );
+        let err = LogStore::open(&path, &[1]).unwrap_err();
+        let text = vmcloud_proto::ErrorChain(&err).to_string();
+        assert!(
+            matches!(err, StorageError::CorruptEntry { index: 2, .. }),
+            "the corruption must be reported: {text}"
+        );
+        assert!(text.contains("wipe") || text.contains("orrupt"), "{text}");
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_hard_state_is_detected_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        {
+            let mut store = LogStore::open(&path, &[1]).unwrap();
+            // A distinctive vote/term makes the record findable: term 0x0badcafe.
+            let hs = HardState {
+                term: 0x0bad_cafe,
+                vote: 1,
+                commit: 0,
+            };
+            store.persist(&[], Some(&hs), true).unwrap();
+        }
+        let needle = HardState {
+            term: 0x0bad_cafe,
+            vote: 1,
+            commit: 0,
+        }
+        .write_to_bytes()
+        .unwrap();
+        assert!(flip(&path, &needle) > 0);
+        let err = LogStore::open(&path, &[1]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::CorruptMeta {
+                    key: "hard_state",
+                    ..
+                }
+            ),
+            "{err}"
         );
     }
 }

@@ -91,3 +91,52 @@ async fn state_survives_restart_and_data_dir_is_locked() {
     );
     assert!(fleet.stop().success());
 }
+
+#[tokio::test]
+async fn a_corrupt_log_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, config) = (dir.path().join("data"), dir.path().join("config"));
+    let fleet = DevFleet::start(&data, &config);
+    let out = fleet.cli(&[
+        "instance",
+        "create",
+        "--flavor",
+        "vps-s",
+        "--image",
+        "debian-12",
+        "--region",
+        "par",
+    ]);
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(fleet.stop().success());
+
+    // Flip a byte in every copy of the instance id in the Raft log.
+    let log = data.join("scheduler/raft.redb");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let needle = id.as_bytes();
+    let mut flipped = 0;
+    let mut i = 0;
+    while let Some(pos) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
+        bytes[i + pos + 5] ^= 0x01;
+        flipped += 1;
+        i += pos + needle.len();
+    }
+    assert!(flipped > 0, "the instance id is in the log");
+    std::fs::write(&log, bytes).unwrap();
+
+    let failed = DevFleet::try_start(&data, &config)
+        .err()
+        .expect("vmcloud dev must not start on a corrupt log");
+    assert!(!failed.status.success());
+    assert!(failed.stderr.contains("is corrupt"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("wipe its data dir"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed.stderr.contains(&log.display().to_string()),
+        "{}",
+        failed.stderr
+    );
+}
