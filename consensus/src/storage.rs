@@ -126,9 +126,8 @@ impl LogStore {
             };
             // Check the whole log before raft-rs sees any of it: consecutive indexes,
             // non-decreasing terms, every checksum.
-            let mut expected = first_index;
             let mut last_term = 0;
-            for item in entries.iter()? {
+            for (expected, item) in (first_index..).zip(entries.iter()?) {
                 let (k, v) = item?;
                 let index = k.value();
                 if index != expected {
@@ -145,7 +144,6 @@ impl LogStore {
                     });
                 }
                 last_term = e.term;
-                expected += 1;
             }
             (hard_state, conf_state, first_index, last_index)
         };
