@@ -18,6 +18,7 @@
 
 pub mod local;
 mod node;
+pub mod snapshot;
 mod slog_bridge;
 mod storage;
 pub mod transport;
