@@ -12,14 +12,16 @@
 //! The handle, [`Raft`], is what the rest of the scheduler uses: `propose` returns the state
 //! machine's output for that entry once it is applied.
 //!
-//! The state machine lives in memory and is rebuilt by re-applying the log on start;
-//! snapshots, log compaction, peers over QUIC and membership changes come with the multi-replica
-//! work (see docs/architecture.md).
+//! The state machine lives in memory. Every `snapshot_every` applied entries the applier takes
+//! a snapshot, the runner saves it ([`snapshot`]) and compacts the log; on start the newest
+//! snapshot is restored and the log after it replayed; a follower too far behind gets the
+//! leader's snapshot. Peers talk over [`transport`]: QUIC in production, an in-memory
+//! fault-injecting network in tests.
 
 pub mod local;
 mod node;
-pub mod snapshot;
 mod slog_bridge;
+pub mod snapshot;
 mod storage;
 pub mod transport;
 
@@ -37,4 +39,10 @@ pub trait StateMachine: Send + 'static {
     /// Applies the command in one committed entry. Must depend only on the state and `data`
     /// (never on clocks or randomness), so every replica computes the same state.
     fn apply(&mut self, index: u64, data: &[u8]) -> Self::Output;
+
+    /// The whole state, encoded; [`StateMachine::restore`] must rebuild the same state from it.
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Replaces the state with one from [`StateMachine::snapshot`]; an error stops the replica.
+    fn restore(&mut self, data: &[u8]) -> Result<(), String>;
 }

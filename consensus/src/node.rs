@@ -40,6 +40,10 @@ pub struct RaftConfig {
     pub heartbeat_ticks: usize,
     /// How long `propose` waits for its entry to be applied.
     pub propose_timeout: Duration,
+    /// Where snapshots go (default: beside the log, `<log>.snapshots/`).
+    pub snapshot_dir: PathBuf,
+    /// Take a snapshot and compact the log every this many applied entries (0: never).
+    pub snapshot_every: u64,
 }
 
 impl RaftConfig {
@@ -48,13 +52,15 @@ impl RaftConfig {
     pub fn new(id: u64, log_path: PathBuf, bootstrap_voters: Vec<u64>) -> Self {
         RaftConfig {
             id,
-            log_path,
             bootstrap_voters,
             tick: Duration::from_millis(100),
             election_ticks: 8,
             max_election_ticks: 12,
             heartbeat_ticks: 1,
             propose_timeout: Duration::from_secs(10),
+            snapshot_dir: log_path.with_extension("snapshots"),
+            snapshot_every: 10_000,
+            log_path,
         }
     }
 }
@@ -82,6 +88,8 @@ pub enum StartError {
     Config(#[source] raft::Error),
     #[error("cannot start the raft threads")]
     Thread(#[source] std::io::Error),
+    #[error("the state machine cannot be restored from snapshot {index}: {message}")]
+    Restore { index: u64, message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +119,12 @@ enum Request {
     Step(Box<Message>),
     /// The applier has applied everything up to this index.
     Applied(u64),
+    /// The applier took a snapshot of the state machine at `index`: save it, compact.
+    Snapshot {
+        index: u64,
+        term: u64,
+        data: Vec<u8>,
+    },
     Shutdown,
 }
 
@@ -163,21 +177,33 @@ impl<O: Send + 'static> Raft<O> {
         S: StateMachine<Output = O>,
         T: Transport,
     {
-        let store =
-            LogStore::open(&config.log_path, &config.bootstrap_voters).map_err(|source| {
-                StartError::Storage {
-                    path: config.log_path.clone(),
-                    source,
-                }
-            })?;
+        let (store, snapshot) = LogStore::open(
+            &config.log_path,
+            &config.snapshot_dir,
+            &config.bootstrap_voters,
+        )
+        .map_err(|source| StartError::Storage {
+            path: config.log_path.clone(),
+            source,
+        })?;
+        let mut state_machine = state_machine;
+        let snapshot_index = store.snapshot_index();
+        if let Some(snapshot) = &snapshot {
+            state_machine
+                .restore(&snapshot.data)
+                .map_err(|message| StartError::Restore {
+                    index: snapshot.index,
+                    message,
+                })?;
+        }
         let raft_config = raft::Config {
             id: config.id,
             election_tick: config.election_ticks,
             min_election_tick: config.election_ticks,
             max_election_tick: config.max_election_ticks,
             heartbeat_tick: config.heartbeat_ticks,
-            // The state machine is rebuilt from the log, so nothing is applied at start.
-            applied: 0,
+            // The state machine starts from the snapshot and replays the log after it.
+            applied: snapshot_index,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
             check_quorum: true,
@@ -196,12 +222,12 @@ impl<O: Send + 'static> Raft<O> {
         }
 
         let (requests_tx, requests_rx) = mpsc::channel();
-        let (apply_tx, apply_rx) = mpsc::channel::<Vec<Entry>>();
+        let (apply_tx, apply_rx) = mpsc::channel::<ApplyWork>();
         let (status_tx, status_rx) = watch::channel(RaftStatus {
             id: config.id,
             ..Default::default()
         });
-        let (applied_tx, applied_rx) = watch::channel(0u64);
+        let (applied_tx, applied_rx) = watch::channel(snapshot_index);
         let waiters: Waiters<O> = Arc::default();
 
         let runner = Runner {
@@ -215,6 +241,8 @@ impl<O: Send + 'static> Raft<O> {
         };
         let applier = Applier {
             state_machine,
+            snapshot_every: config.snapshot_every,
+            last_snapshot: snapshot_index,
             entries: apply_rx,
             waiters: waiters.clone(),
             applied: applied_tx,
@@ -346,7 +374,7 @@ struct Runner<T> {
     /// ReadIndex requests waiting for their read state, by context.
     reads: HashMap<Vec<u8>, oneshot::Sender<Result<u64, ProposeError>>>,
     requests: mpsc::Receiver<Request>,
-    apply: mpsc::Sender<Vec<Entry>>,
+    apply: mpsc::Sender<ApplyWork>,
     status: watch::Sender<RaftStatus>,
     transport: T,
     tick: Duration,
@@ -428,6 +456,15 @@ impl<T: Transport> Runner<T> {
                 }
             }
             Request::Applied(index) => self.node.advance_apply_to(index),
+            Request::Snapshot { index, term, data } => {
+                // A failed compaction loses nothing: the log is still whole.
+                match self.node.mut_store().compact(index, term, data) {
+                    Ok(()) => tracing::debug!(index, "snapshot saved, log compacted"),
+                    Err(e) => {
+                        tracing::warn!(index, error = %vmcloud_proto::ErrorChain(&e), "snapshot failed; the log is kept")
+                    }
+                }
+            }
             Request::Shutdown => return std::ops::ControlFlow::Break(()),
         }
         std::ops::ControlFlow::Continue(())
@@ -439,6 +476,7 @@ impl<T: Transport> Runner<T> {
             return Ok(());
         }
         let mut ready = self.node.ready();
+        let mut snapshots_sent = Vec::new();
         for state in ready.take_read_states() {
             if let Some(reply) = self.reads.remove(&state.request_ctx) {
                 let _ = reply.send(Ok(state.index));
@@ -447,13 +485,21 @@ impl<T: Transport> Runner<T> {
         // 1. Messages that need no persistence (a leader's appends go out in parallel with
         //    its own fsync; raft thesis §10.2.1).
         if !ready.messages().is_empty() {
-            self.transport.send(ready.take_messages());
+            let messages = ready.take_messages();
+            note_snapshots(&messages, &mut snapshots_sent);
+            self.transport.send(messages);
         }
-        // 2. Snapshots arrive with log compaction (not yet).
+        // 2. A snapshot from the leader replaces the log; the applier restores the state
+        //    machine from it before applying anything after it.
+        if !ready.snapshot().is_empty() {
+            let file = self.node.mut_store().install(ready.snapshot())?;
+            tracing::info!(index = file.index, "installed a snapshot from the leader");
+            let _ = self.apply.send(ApplyWork::Restore(file));
+        }
         // 3. Committed entries go to the applier, which runs concurrently.
         let committed = ready.take_committed_entries();
         if !committed.is_empty() {
-            let _ = self.apply.send(committed);
+            let _ = self.apply.send(ApplyWork::Entries(committed));
         }
         // 4–5. Entries and hard state: one transaction, fsynced when raft-rs says it must be
         //      (new entries, term or vote); a commit-index-only change is not.
@@ -463,7 +509,9 @@ impl<T: Transport> Runner<T> {
             .persist(ready.entries(), ready.hs(), sync)?;
         // 6. Messages that must follow the fsync (votes, follower acks).
         if !ready.persisted_messages().is_empty() {
-            self.transport.send(ready.take_persisted_messages());
+            let messages = ready.take_persisted_messages();
+            note_snapshots(&messages, &mut snapshots_sent);
+            self.transport.send(messages);
         }
         // 7. Advance. Not `advance`, which would also mark every committed entry handed out
         //    as applied: the applier reports what it has applied (`Request::Applied`).
@@ -472,11 +520,18 @@ impl<T: Transport> Runner<T> {
             self.node.mut_store().set_commit(commit)?;
         }
         if !light.messages().is_empty() {
-            self.transport.send(light.take_messages());
+            let messages = light.take_messages();
+            note_snapshots(&messages, &mut snapshots_sent);
+            self.transport.send(messages);
         }
         let committed = light.take_committed_entries();
         if !committed.is_empty() {
-            let _ = self.apply.send(committed);
+            let _ = self.apply.send(ApplyWork::Entries(committed));
+        }
+        // A snapshot handed to the transport counts as delivered: if it was lost, the
+        // follower rejects the next append and the leader sends a snapshot again.
+        for to in snapshots_sent {
+            self.node.report_snapshot(to, raft::SnapshotStatus::Finish);
         }
         self.publish_status();
         Ok(())
@@ -499,9 +554,27 @@ impl<T: Transport> Runner<T> {
     }
 }
 
+/// Work for the applier, in log order.
+enum ApplyWork {
+    Entries(Vec<Entry>),
+    /// Replace the state machine with this snapshot (installed from the leader).
+    Restore(crate::snapshot::SnapshotFile),
+}
+
+fn note_snapshots(messages: &[Message], sent: &mut Vec<u64>) {
+    sent.extend(
+        messages
+            .iter()
+            .filter(|m| m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot)
+            .map(|m| m.to),
+    );
+}
+
 struct Applier<S: StateMachine> {
     state_machine: S,
-    entries: mpsc::Receiver<Vec<Entry>>,
+    snapshot_every: u64,
+    last_snapshot: u64,
+    entries: mpsc::Receiver<ApplyWork>,
     waiters: Waiters<S::Output>,
     applied: watch::Sender<u64>,
     runner: mpsc::Sender<Request>,
@@ -509,10 +582,29 @@ struct Applier<S: StateMachine> {
 
 impl<S: StateMachine> Applier<S> {
     fn run(mut self) {
-        while let Ok(batch) = self.entries.recv() {
-            let mut last = 0;
+        while let Ok(work) = self.entries.recv() {
+            let batch = match work {
+                ApplyWork::Entries(batch) => batch,
+                ApplyWork::Restore(snapshot) => {
+                    if let Err(message) = self.state_machine.restore(&snapshot.data) {
+                        // Applying anything after a failed restore would diverge.
+                        tracing::error!(
+                            index = snapshot.index,
+                            message,
+                            "cannot restore the state machine from the leader's snapshot; this replica stops applying"
+                        );
+                        return;
+                    }
+                    self.last_snapshot = snapshot.index;
+                    let _ = self.applied.send(snapshot.index);
+                    let _ = self.runner.send(Request::Applied(snapshot.index));
+                    continue;
+                }
+            };
+            let (mut last, mut last_term) = (0, 0);
             for entry in batch {
                 last = entry.index;
+                last_term = entry.term;
                 let output = match entry.get_entry_type() {
                     EntryType::EntryNormal if !entry.data.is_empty() => {
                         Some(self.state_machine.apply(entry.index, &entry.data))
@@ -536,6 +628,15 @@ impl<S: StateMachine> Applier<S> {
             }
             let _ = self.applied.send(last);
             let _ = self.runner.send(Request::Applied(last));
+            if self.snapshot_every > 0 && last >= self.last_snapshot + self.snapshot_every {
+                let data = self.state_machine.snapshot();
+                self.last_snapshot = last;
+                let _ = self.runner.send(Request::Snapshot {
+                    index: last,
+                    term: last_term,
+                    data,
+                });
+            }
         }
         tracing::debug!("raft applier stopped");
     }

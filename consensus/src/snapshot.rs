@@ -32,7 +32,9 @@ pub enum SnapshotError {
         #[source]
         source: std::io::Error,
     },
-    #[error("snapshot {path} is corrupt ({reason}); this replica must not start on it: wipe its data dir and let it re-join from its peers")]
+    #[error(
+        "snapshot {path} is corrupt ({reason}); this replica must not start on it: wipe its data dir and let it re-join from its peers"
+    )]
     Corrupt { path: PathBuf, reason: &'static str },
 }
 
@@ -49,7 +51,10 @@ fn file_name(index: u64) -> String {
 
 impl SnapshotFile {
     fn encode(&self) -> Vec<u8> {
-        let cs = self.conf_state.write_to_bytes().expect("encoding a ConfState cannot fail");
+        let cs = self
+            .conf_state
+            .write_to_bytes()
+            .expect("encoding a ConfState cannot fail");
         let mut out = Vec::with_capacity(8 + 8 + 8 + 4 + cs.len() + 8 + self.data.len() + 4);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.index.to_le_bytes());
@@ -68,11 +73,15 @@ impl SnapshotFile {
             path: path.to_owned(),
             reason,
         };
-        let (body, crc) = bytes.split_at_checked(bytes.len().saturating_sub(4)).ok_or(corrupt("truncated"))?;
+        let (body, crc) = bytes
+            .split_at_checked(bytes.len().saturating_sub(4))
+            .ok_or(corrupt("truncated"))?;
         if crc.len() != 4 || crc32fast::hash(body).to_le_bytes() != crc {
             return Err(corrupt("checksum mismatch"));
         }
-        let mut rest = body.strip_prefix(MAGIC.as_slice()).ok_or(corrupt("not a snapshot file"))?;
+        let mut rest = body
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or(corrupt("not a snapshot file"))?;
         let mut take = |n: usize| -> Result<&[u8], SnapshotError> {
             let (head, tail) = rest.split_at_checked(n).ok_or(corrupt("truncated"))?;
             rest = tail;
@@ -83,13 +92,20 @@ impl SnapshotFile {
         let term = u64_at(take(8)?);
         let cs_len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
         let mut conf_state = ConfState::default();
-        conf_state.merge_from_bytes(take(cs_len)?).map_err(|_| corrupt("undecodable configuration"))?;
+        conf_state
+            .merge_from_bytes(take(cs_len)?)
+            .map_err(|_| corrupt("undecodable configuration"))?;
         let data_len = u64_at(take(8)?) as usize;
         let data = take(data_len)?.to_vec();
         if !rest.is_empty() {
             return Err(corrupt("trailing bytes"));
         }
-        Ok(SnapshotFile { index, term, conf_state, data })
+        Ok(SnapshotFile {
+            index,
+            term,
+            conf_state,
+            data,
+        })
     }
 }
 
@@ -115,7 +131,11 @@ impl SnapshotDir {
         for entry in entries {
             let path = entry.map_err(io(&self.dir))?.path();
             let is_snapshot = path.extension().is_some_and(|e| e == "snap");
-            if is_snapshot && newest.as_ref().is_none_or(|n| path.file_name() > n.file_name()) {
+            if is_snapshot
+                && newest
+                    .as_ref()
+                    .is_none_or(|n| path.file_name() > n.file_name())
+            {
                 newest = Some(path);
             }
         }
@@ -135,7 +155,9 @@ impl SnapshotDir {
             file.sync_all().map_err(io(&tmp))?;
         }
         fs::rename(&tmp, &path).map_err(io(&path))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
         for entry in fs::read_dir(&self.dir).map_err(io(&self.dir))?.flatten() {
             let other = entry.path();
             if other != path && other.extension().is_some_and(|e| e == "snap" || e == "tmp") {
@@ -154,7 +176,10 @@ mod tests {
         SnapshotFile {
             index,
             term: 3,
-            conf_state: ConfState { voters: vec![1, 2, 3], ..Default::default() },
+            conf_state: ConfState {
+                voters: vec![1, 2, 3],
+                ..Default::default()
+            },
             data: format!("state at {index}").into_bytes(),
         }
     }
@@ -167,7 +192,10 @@ mod tests {
         snaps.save(&snapshot(10)).unwrap();
         snaps.save(&snapshot(20)).unwrap();
         assert_eq!(snaps.latest().unwrap(), Some(snapshot(20)));
-        assert_eq!(fs::read_dir(dir.path().join("snapshots")).unwrap().count(), 1);
+        assert_eq!(
+            fs::read_dir(dir.path().join("snapshots")).unwrap().count(),
+            1
+        );
     }
 
     #[test]
@@ -181,7 +209,16 @@ mod tests {
         bytes[at] ^= 0x10;
         fs::write(&path, bytes).unwrap();
         let err = snaps.latest().unwrap_err();
-        assert!(matches!(err, SnapshotError::Corrupt { reason: "checksum mismatch", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                SnapshotError::Corrupt {
+                    reason: "checksum mismatch",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("wipe its data dir"));
     }
 }

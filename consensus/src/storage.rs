@@ -11,9 +11,11 @@
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, HardState};
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::snapshot::{SnapshotDir, SnapshotError, SnapshotFile};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -41,6 +43,8 @@ pub enum StorageError {
         key: &'static str,
         reason: &'static str,
     },
+    #[error(transparent)]
+    Snapshot(SnapshotError),
 }
 
 impl<E: Into<redb::Error>> From<E> for StorageError {
@@ -74,6 +78,10 @@ pub struct LogStore {
     conf_state: ConfState,
     first_index: u64,
     last_index: u64,
+    snapshots: SnapshotDir,
+    /// Index and term of the newest snapshot (0, 0 without one); the log starts after it.
+    snapshot_index: u64,
+    snapshot_term: u64,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -86,9 +94,18 @@ impl std::fmt::Debug for LogStore {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log at `path`. A new log is bootstrapped with `voters` as its
-    /// configuration; an existing one keeps the configuration it has.
-    pub fn open(path: &Path, voters: &[u64]) -> Result<LogStore, StorageError> {
+    /// Opens (or creates) the log at `path`, with its snapshots in `snapshot_dir`. A new log
+    /// is bootstrapped with `voters` as its configuration; an existing one keeps the one it
+    /// has. Returns the newest snapshot too, for the state machine to start from.
+    pub fn open(
+        path: &Path,
+        snapshot_dir: &Path,
+        voters: &[u64],
+    ) -> Result<(LogStore, Option<SnapshotFile>), StorageError> {
+        let snapshots = SnapshotDir::new(snapshot_dir.to_owned());
+        let snapshot = snapshots.latest().map_err(StorageError::Snapshot)?;
+        let (snapshot_index, snapshot_term) =
+            snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
         let db = Database::create(path).map_err(|source| StorageError::Open {
             path: path.to_owned(),
             source,
@@ -96,7 +113,11 @@ impl LogStore {
         let txn = db.begin_write()?;
         let (hard_state, conf_state, first_index, last_index) = {
             let mut meta = txn.open_table(META)?;
-            let entries = txn.open_table(ENTRIES)?;
+            let mut entries = txn.open_table(ENTRIES)?;
+            // A compaction interrupted after its snapshot was saved: finish it.
+            if snapshot_index > 0 {
+                entries.retain_in(..=snapshot_index, |_, _| false)?;
+            }
             let hard_state = match meta.get(HARD_STATE)? {
                 Some(v) => decode_meta::<HardState>(HARD_STATE, v.value())?,
                 None => HardState::default(),
@@ -118,15 +139,21 @@ impl LogStore {
             };
             let first_index = match entries.first()? {
                 Some((k, _)) => k.value(),
-                None => 1,
+                None => snapshot_index + 1,
             };
+            if first_index != snapshot_index + 1 {
+                return Err(StorageError::CorruptEntry {
+                    index: snapshot_index + 1,
+                    reason: "missing from the log",
+                });
+            }
             let last_index = match entries.last()? {
                 Some((k, _)) => k.value(),
-                None => 0,
+                None => snapshot_index,
             };
             // Check the whole log before raft-rs sees any of it: consecutive indexes,
             // non-decreasing terms, every checksum.
-            let mut last_term = 0;
+            let mut last_term = snapshot_term;
             for (expected, item) in (first_index..).zip(entries.iter()?) {
                 let (k, v) = item?;
                 let index = k.value();
@@ -148,13 +175,87 @@ impl LogStore {
             (hard_state, conf_state, first_index, last_index)
         };
         txn.commit()?;
-        Ok(LogStore {
+        let mut hard_state = hard_state;
+        // Everything in a snapshot was committed.
+        hard_state.commit = hard_state.commit.max(snapshot_index);
+        let store = LogStore {
             db,
             hard_state,
             conf_state,
             first_index,
             last_index,
-        })
+            snapshots,
+            snapshot_index,
+            snapshot_term,
+        };
+        Ok((store, snapshot))
+    }
+
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot_index
+    }
+
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// Saves a snapshot of the state machine at `index` (term `term`), then drops the log up
+    /// to it. The snapshot is durable before any entry goes.
+    pub fn compact(&mut self, index: u64, term: u64, data: Vec<u8>) -> Result<(), StorageError> {
+        if index <= self.snapshot_index {
+            return Ok(());
+        }
+        self.snapshots
+            .save(&SnapshotFile {
+                index,
+                term,
+                conf_state: self.conf_state.clone(),
+                data,
+            })
+            .map_err(StorageError::Snapshot)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(ENTRIES)?.retain_in(..=index, |_, _| false)?;
+        txn.commit()?;
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        self.first_index = index + 1;
+        self.last_index = self.last_index.max(index);
+        Ok(())
+    }
+
+    /// Installs a snapshot received from the leader: it replaces the whole log.
+    pub fn install(&mut self, snapshot: &Snapshot) -> Result<SnapshotFile, StorageError> {
+        let meta = snapshot.get_metadata();
+        let file = SnapshotFile {
+            index: meta.index,
+            term: meta.term,
+            conf_state: meta.get_conf_state().clone(),
+            data: snapshot.data.to_vec(),
+        };
+        self.snapshots.save(&file).map_err(StorageError::Snapshot)?;
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(ENTRIES)?.retain(|_, _| false)?;
+            let mut table = txn.open_table(META)?;
+            let cs = file
+                .conf_state
+                .write_to_bytes()
+                .expect("encoding a ConfState cannot fail");
+            table.insert(CONF_STATE, seal(&cs).as_slice())?;
+            self.hard_state.commit = self.hard_state.commit.max(file.index);
+            let hs = self
+                .hard_state
+                .write_to_bytes()
+                .expect("encoding a HardState cannot fail");
+            table.insert(HARD_STATE, seal(&hs).as_slice())?;
+        }
+        txn.commit()?;
+        self.conf_state = file.conf_state.clone();
+        self.snapshot_index = file.index;
+        self.snapshot_term = file.term;
+        self.first_index = file.index + 1;
+        self.last_index = file.index;
+        Ok(file)
     }
 
     pub fn hard_state(&self) -> &HardState {
@@ -307,6 +408,9 @@ impl Storage for LogStore {
         if idx == 0 {
             return Ok(0);
         }
+        if idx == self.snapshot_index {
+            return Ok(self.snapshot_term);
+        }
         if idx < self.first_index {
             return Err(raft::Error::Store(raft::StorageError::Compacted));
         }
@@ -327,11 +431,23 @@ impl Storage for LogStore {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<raft::prelude::Snapshot> {
-        // Snapshots come with log compaction; until then a lagging peer is sent the log.
-        Err(raft::Error::Store(
-            raft::StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let file = self
+            .snapshots
+            .latest()
+            .map_err(|e| to_raft(StorageError::Snapshot(e)))?
+            .filter(|f| f.index >= request_index)
+            .ok_or(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ))?;
+        Ok(Snapshot {
+            data: file.data,
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(file.conf_state),
+                index: file.index,
+                term: file.term,
+            }),
+        })
     }
 }
 
@@ -353,7 +469,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raft.redb");
         {
-            let mut store = LogStore::open(&path, &[1]).unwrap();
+            let mut store = LogStore::open(&path, &dir.path().join("snapshots"), &[1])
+                .unwrap()
+                .0;
             let hs = HardState {
                 term: 2,
                 vote: 1,
@@ -369,7 +487,9 @@ mod tests {
             // A new leader overwrites the uncommitted suffix from index 3.
             store.persist(&[entry(3, 3, b"x")], None, true).unwrap();
         }
-        let store = LogStore::open(&path, &[7]).unwrap();
+        let store = LogStore::open(&path, &dir.path().join("snapshots"), &[7])
+            .unwrap()
+            .0;
         let state = store.initial_state().unwrap();
         assert_eq!(state.hard_state.term, 2);
         assert_eq!(
@@ -414,7 +534,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raft.redb");
         {
-            let mut store = LogStore::open(&path, &[1]).unwrap();
+            let mut store = LogStore::open(&path, &dir.path().join("snapshots"), &[1])
+                .unwrap()
+                .0;
             let entries = [
                 entry(1, 1, b"first entry"),
                 entry(2, 1, b"CORRUPT-ME-PLEASE-0042"),
@@ -426,7 +548,7 @@ mod tests {
             flip(&path, b"CORRUPT-ME-PLEASE-0042") > 0,
             "the payload is in the file"
         );
-        let err = LogStore::open(&path, &[1]).unwrap_err();
+        let err = LogStore::open(&path, &dir.path().join("snapshots"), &[1]).unwrap_err();
         let text = vmcloud_proto::ErrorChain(&err).to_string();
         assert!(
             matches!(err, StorageError::CorruptEntry { index: 2, .. }),
@@ -440,7 +562,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raft.redb");
         {
-            let mut store = LogStore::open(&path, &[1]).unwrap();
+            let mut store = LogStore::open(&path, &dir.path().join("snapshots"), &[1])
+                .unwrap()
+                .0;
             // A distinctive vote/term makes the record findable: term 0x0badcafe.
             let hs = HardState {
                 term: 0x0bad_cafe,
@@ -457,7 +581,7 @@ mod tests {
         .write_to_bytes()
         .unwrap();
         assert!(flip(&path, &needle) > 0);
-        let err = LogStore::open(&path, &[1]).unwrap_err();
+        let err = LogStore::open(&path, &dir.path().join("snapshots"), &[1]).unwrap_err();
         assert!(
             matches!(
                 err,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use prost::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{AccountId, InstanceId, NodeId};
 
@@ -18,34 +18,33 @@ pub const CPU_OVERCOMMIT: u32 = 4;
 /// Memory kept back on every host for the host itself and the hypervisor.
 pub const HOST_RESERVED_MEMORY_MIB: u64 = 1024;
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     pub accounts: BTreeMap<AccountId, Account>,
     /// API keys by their public id.
     pub api_keys: BTreeMap<String, ApiKey>,
     pub instances: BTreeMap<InstanceId, Instance>,
     pub nodes: BTreeMap<NodeId, Node>,
-    /// `(account, Idempotency-Key)` → the instance that key created.
-    pub idempotency: BTreeMap<(AccountId, String), InstanceId>,
+    /// account → Idempotency-Key → the instance that key created.
+    pub idempotency: BTreeMap<AccountId, BTreeMap<String, InstanceId>>,
     /// Index of the last applied log entry.
     pub applied_index: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     pub id: AccountId,
     pub name: String,
     pub created_at_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     pub account: AccountId,
-    #[serde(skip)]
     pub secret_sha256: Vec<u8>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceState {
     /// Waiting for a host (see `pending_reason`).
@@ -72,13 +71,13 @@ impl InstanceState {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuRequest {
     pub model: String,
     pub count: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
     pub id: InstanceId,
     pub account: AccountId,
@@ -110,7 +109,7 @@ impl Instance {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     pub id: NodeId,
     pub region: String,
@@ -223,22 +222,23 @@ impl ClusterState {
         if !self.accounts.contains_key(&account) {
             return Err(Rejected::NotFound(format!("account {account}")));
         }
-        if !c.idempotency_key.is_empty() {
-            let key = (account.clone(), c.idempotency_key.clone());
-            if let Some(instance) = self
+        if !c.idempotency_key.is_empty()
+            && let Some(instance) = self
                 .idempotency
-                .get(&key)
+                .get(&account)
+                .and_then(|keys| keys.get(&c.idempotency_key))
                 .and_then(|id| self.instances.get(id))
-            {
-                return Ok(Applied::Instance(Box::new(instance.clone())));
-            }
+        {
+            return Ok(Applied::Instance(Box::new(instance.clone())));
         }
         if self.instances.contains_key(&id) {
             return Err(Rejected::Exists(format!("instance {id}")));
         }
         if !c.idempotency_key.is_empty() {
             self.idempotency
-                .insert((account.clone(), c.idempotency_key.clone()), id.clone());
+                .entry(account.clone())
+                .or_default()
+                .insert(c.idempotency_key.clone(), id.clone());
         }
         let instance = Instance {
             id: id.clone(),
@@ -463,6 +463,18 @@ impl SharedState {
 impl vmcloud_consensus::StateMachine for SharedState {
     type Output = ApplyResult;
 
+    /// The whole state as JSON (versioned by the `Command` types it was built from).
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&*self.read()).expect("the cluster state serializes")
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        let state: ClusterState =
+            serde_json::from_slice(data).map_err(|e| format!("undecodable cluster state: {e}"))?;
+        *self.0.write().expect("cluster state lock poisoned") = state;
+        Ok(())
+    }
+
     fn apply(&mut self, index: u64, data: &[u8]) -> ApplyResult {
         let mut state = self.0.write().expect("cluster state lock poisoned");
         match pb::Command::decode(data) {
@@ -575,6 +587,50 @@ mod tests {
             ),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn snapshot_restores_the_same_state() {
+        use vmcloud_consensus::StateMachine;
+        let (mut s, account, node) = state_with_node();
+        let id = create(&mut s, &account, 1024);
+        place(&mut s, &id, &node);
+        s.apply(
+            20,
+            cmd(
+                20,
+                Body::CreateInstance(pb::CreateInstance {
+                    instance_id: InstanceId::generate().to_string(),
+                    account_id: account.to_string(),
+                    idempotency_key: "k".into(),
+                    ..Default::default()
+                }),
+            ),
+        )
+        .unwrap();
+        s.apply(
+            21,
+            cmd(
+                21,
+                Body::AddApiKey(pb::AddApiKey {
+                    account_id: account.to_string(),
+                    key_id: "0011223344556677".into(),
+                    secret_sha256: vec![7; 32],
+                }),
+            ),
+        )
+        .unwrap();
+        let original = SharedState(Arc::new(RwLock::new(s)));
+        let mut copy = SharedState::default();
+        copy.restore(&original.snapshot()).unwrap();
+        assert_eq!(*copy.read(), *original.read());
+        assert!(
+            copy.read()
+                .authenticate("0011223344556677", &[7; 32])
+                .is_some(),
+            "API key hashes survive"
+        );
+        assert!(copy.restore(b"not json").is_err());
     }
 
     #[test]

@@ -53,6 +53,14 @@ impl StateMachine for Counter {
     fn apply(&mut self, index: u64, _data: &[u8]) -> u64 {
         index
     }
+
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn restore(&mut self, _data: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 type Cluster = Arc<RwLock<LocalQuicCluster<u64>>>;

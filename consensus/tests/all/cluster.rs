@@ -137,3 +137,32 @@ async fn asymmetric_partition_does_not_split_the_log() {
     cluster.wait_converged(10, 10 * SECOND).await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_the_compacted_log_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start(3, 5, Faults::default());
+    let leader = cluster.leader(5 * SECOND).await;
+    let behind = cluster
+        .ids
+        .iter()
+        .copied()
+        .find(|&id| id != leader)
+        .unwrap();
+    cluster.crash(behind).await;
+    // Far more than one snapshot interval: the entries it misses are compacted away.
+    for i in 0..40u32 {
+        cluster
+            .propose_until_acked(leader, &i.to_be_bytes(), 5 * SECOND)
+            .await;
+    }
+    cluster.start_replica(behind);
+    cluster.wait_converged(40, 10 * SECOND).await;
+    let snapshots = std::fs::read_dir(cluster.snapshot_dir(behind))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(
+        snapshots, 1,
+        "the lagging replica installed (or took) a snapshot"
+    );
+    cluster.shutdown().await;
+}

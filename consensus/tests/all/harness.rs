@@ -20,6 +20,31 @@ impl StateMachine for Recorder {
         self.0.lock().unwrap().push((index, data.to_vec()));
         index
     }
+
+    /// `(index u64 LE, length u32 LE, bytes)` per entry.
+    fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (index, data) in self.0.lock().unwrap().iter() {
+            out.extend_from_slice(&index.to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    fn restore(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+        let mut log = Vec::new();
+        while !bytes.is_empty() {
+            let (head, rest) = bytes.split_at_checked(12).ok_or("truncated")?;
+            let index = u64::from_le_bytes(head[..8].try_into().unwrap());
+            let len = u32::from_le_bytes(head[8..].try_into().unwrap()) as usize;
+            let (data, rest) = rest.split_at_checked(len).ok_or("truncated")?;
+            log.push((index, data.to_vec()));
+            bytes = rest;
+        }
+        *self.0.lock().unwrap() = log;
+        Ok(())
+    }
 }
 
 pub struct Replica {
@@ -67,6 +92,8 @@ impl Cluster {
         config.max_election_ticks = 20;
         config.heartbeat_ticks = 2;
         config.propose_timeout = Duration::from_millis(500);
+        // Snapshot often, so compaction, snapshot transfer and restore run in every test.
+        config.snapshot_every = 7;
         let applied = Recorder::default();
         let raft = Raft::start(config, applied.clone(), self.net.transport(id)).unwrap();
         let inbox = raft.clone();
@@ -82,6 +109,10 @@ impl Cluster {
         tokio::task::spawn_blocking(move || replica.raft.shutdown())
             .await
             .unwrap();
+    }
+
+    pub fn snapshot_dir(&self, id: u64) -> std::path::PathBuf {
+        self.dir.path().join(format!("raft-{id}.snapshots"))
     }
 
     pub fn live(&self) -> Vec<u64> {

@@ -27,6 +27,25 @@ impl StateMachine for Kv {
             .unwrap()
             .insert(key.to_owned(), value.parse().unwrap());
     }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let map = self.0.lock().unwrap();
+        map.iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
+        let mut map = HashMap::new();
+        for line in text.lines() {
+            let (k, v) = line.split_once('=').ok_or("no `=`")?;
+            map.insert(k.to_owned(), v.parse().map_err(|_| "bad value")?);
+        }
+        *self.0.lock().unwrap() = map;
+        Ok(())
+    }
 }
 
 struct KvCluster {

@@ -1,24 +1,12 @@
 //! A single-voter group: becomes leader at once, applies in order, replays after restart.
 
-use std::sync::{Arc, Mutex};
+use vmcloud_consensus::{NoPeers, ProposeError, Raft, RaftConfig};
 
-use vmcloud_consensus::{NoPeers, ProposeError, Raft, RaftConfig, StateMachine};
+use crate::harness::Recorder;
 
-/// A register log: remembers every applied command, returns its position.
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
-
-impl StateMachine for Recorder {
-    type Output = usize;
-    fn apply(&mut self, _index: u64, data: &[u8]) -> usize {
-        let mut log = self.0.lock().unwrap();
-        log.push(data.to_vec());
-        log.len()
-    }
-}
-
-async fn start(dir: &std::path::Path, sm: Recorder) -> Raft<usize> {
-    let config = RaftConfig::new(1, dir.join("raft.redb"), vec![1]);
+async fn start(dir: &std::path::Path, sm: Recorder, snapshot_every: u64) -> Raft<u64> {
+    let mut config = RaftConfig::new(1, dir.join("raft.redb"), vec![1]);
+    config.snapshot_every = snapshot_every;
     let raft = Raft::start(config, sm, NoPeers).unwrap();
     let mut status = raft.status();
     tokio::time::timeout(
@@ -36,9 +24,9 @@ async fn start(dir: &std::path::Path, sm: Recorder) -> Raft<usize> {
 async fn single_voter_applies_in_order_and_replays_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let first = Recorder::default();
-    let raft = start(dir.path(), first.clone()).await;
+    let raft = start(dir.path(), first.clone(), 0).await;
 
-    // Concurrent proposals are all applied, each exactly once.
+    // Concurrent proposals are all applied, each exactly once, each answered with its index.
     let mut tasks = Vec::new();
     for i in 0..50u32 {
         let raft = raft.clone();
@@ -46,13 +34,14 @@ async fn single_voter_applies_in_order_and_replays_after_restart() {
             raft.propose(i.to_be_bytes().to_vec()).await
         }));
     }
-    let mut positions = Vec::new();
+    let mut indexes = Vec::new();
     for t in tasks {
-        positions.push(t.await.unwrap().unwrap());
+        indexes.push(t.await.unwrap().unwrap());
     }
-    positions.sort();
-    assert_eq!(positions, (1..=50).collect::<Vec<_>>());
+    indexes.sort();
     let applied = first.0.lock().unwrap().clone();
+    assert_eq!(applied.len(), 50);
+    assert_eq!(indexes, applied.iter().map(|(i, _)| *i).collect::<Vec<_>>());
     raft.shutdown();
     assert!(matches!(
         raft.propose(b"late".to_vec()).await,
@@ -61,8 +50,51 @@ async fn single_voter_applies_in_order_and_replays_after_restart() {
 
     // The same log rebuilds the same state.
     let second = Recorder::default();
-    let raft = start(dir.path(), second.clone()).await;
+    let raft = start(dir.path(), second.clone(), 0).await;
     assert_eq!(*second.0.lock().unwrap(), applied);
-    assert_eq!(raft.propose(b"next".to_vec()).await.unwrap(), 51);
+    let next = raft.propose(b"next".to_vec()).await.unwrap();
+    assert!(next > *indexes.last().unwrap());
     raft.shutdown();
+}
+
+#[tokio::test]
+async fn snapshots_compact_the_log_and_restarts_start_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Recorder::default();
+    let raft = start(dir.path(), first.clone(), 10).await;
+    for i in 0..35u32 {
+        raft.propose(i.to_be_bytes().to_vec()).await.unwrap();
+    }
+    let applied = first.0.lock().unwrap().clone();
+    raft.shutdown();
+    let snapshots: Vec<_> = std::fs::read_dir(dir.path().join("raft.snapshots"))
+        .unwrap()
+        .collect();
+    assert_eq!(snapshots.len(), 1, "one snapshot is kept");
+
+    // Restarted: the state comes back from the snapshot plus the log after it.
+    let second = Recorder::default();
+    let raft = start(dir.path(), second.clone(), 10).await;
+    assert_eq!(*second.0.lock().unwrap(), applied);
+    raft.shutdown();
+
+    // A corrupt snapshot is refused, with what to do.
+    let path = std::fs::read_dir(dir.path().join("raft.snapshots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let config = RaftConfig::new(1, dir.path().join("raft.redb"), vec![1]);
+    let err = Raft::start(config, Recorder::default(), NoPeers)
+        .err()
+        .expect("a corrupt snapshot must stop the start");
+    let text = vmcloud_proto::ErrorChain(&err).to_string();
+    assert!(
+        text.contains("is corrupt") && text.contains("wipe its data dir"),
+        "{text}"
+    );
 }
