@@ -13,7 +13,7 @@ use vmcloud_proto::NodeId;
 use vmcloud_scheduler::auth::ApiKeyToken;
 use vmcloud_scheduler::bootstrap::ensure_dev_account;
 use vmcloud_scheduler::catalog::Catalog;
-use vmcloud_scheduler::{Scheduler, SchedulerConfig};
+use vmcloud_scheduler::{Replication, Scheduler, SchedulerConfig};
 
 use crate::build_info::build_info;
 use crate::data_dir::{self, read_optional, write_private};
@@ -87,6 +87,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         build: build.clone(),
         ca_pem: pki.ca.identity.cert_pem.clone(),
         identity: pki.scheduler.clone(),
+        replication: Replication::Single,
     })
     .await
     .context("cannot start the scheduler")?;
@@ -204,7 +205,7 @@ fn cli_name() -> String {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
     tokio::select! {

@@ -8,6 +8,7 @@ mod data_dir;
 mod dev;
 mod dev_pki;
 mod profile;
+mod scheduler_cmd;
 
 use std::process::ExitCode;
 use std::sync::LazyLock;
@@ -36,6 +37,13 @@ enum LogFormat {
 enum Command {
     /// Run a whole fleet on this machine: scheduler, one agent, the API.
     Dev(dev::DevArgs),
+    /// Run one replica of a multi-replica scheduler.
+    Scheduler(scheduler_cmd::SchedulerArgs),
+    /// Cluster set-up.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Manage instances through the API.
     Instance {
         #[command(flatten)]
@@ -48,6 +56,12 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Create the cluster CA and the scheduler replicas' certificates.
+    Init(scheduler_cmd::ClusterInitArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,7 +94,8 @@ fn init_logging(format: LogFormat, default: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Dev(_) => "info,raft=warn,quinn=warn,rustls=warn",
+        Command::Dev(_) | Command::Scheduler(_) => "info,raft=warn,quinn=warn,rustls=warn",
+        Command::Cluster { .. } => "warn",
         Command::Instance { .. } | Command::Bench { .. } => "warn",
     };
     init_logging(cli.log_format, default_filter);
@@ -94,6 +109,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
+            Command::Scheduler(args) => scheduler_cmd::run(args).await,
+            Command::Cluster {
+                command: ClusterCommand::Init(args),
+            } => scheduler_cmd::init(args),
             Command::Instance { client, command } => client::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },

@@ -50,3 +50,41 @@ pub async fn ensure_dev_account(
         .await??;
     Ok(token)
 }
+
+/// Makes sure `token` is a key of the dev account, creating the account and the key when
+/// missing. Idempotent, so every replica of a cluster may call it at start.
+pub async fn ensure_api_key(cluster: &Cluster, token: &ApiKeyToken) -> Result<(), BootstrapError> {
+    let account = AccountId::parse(DEV_ACCOUNT).expect("a valid account id");
+    if cluster
+        .state()
+        .authenticate(&token.key_id, &token.secret_sha256())
+        == Some(&account)
+    {
+        return Ok(());
+    }
+    let exists_is_fine =
+        |r: Result<crate::state::ApplyResult, vmcloud_consensus::ProposeError>| match r {
+            Ok(Ok(_)) | Ok(Err(crate::state::Rejected::Exists(_))) => Ok(()),
+            Ok(Err(e)) => Err(BootstrapError::Rejected(e)),
+            Err(e) => Err(BootstrapError::Propose(e)),
+        };
+    if !cluster.state().accounts.contains_key(&account) {
+        exists_is_fine(
+            cluster
+                .propose(Body::CreateAccount(pb::CreateAccount {
+                    account_id: account.to_string(),
+                    name: "Development".into(),
+                }))
+                .await,
+        )?;
+    }
+    exists_is_fine(
+        cluster
+            .propose(Body::AddApiKey(pb::AddApiKey {
+                account_id: account.to_string(),
+                key_id: token.key_id.clone(),
+                secret_sha256: token.secret_sha256(),
+            }))
+            .await,
+    )
+}

@@ -18,4 +18,4 @@ pub mod placement;
 pub mod server;
 pub mod state;
 
-pub use server::{Scheduler, SchedulerConfig, StartError};
+pub use server::{Replication, Scheduler, SchedulerConfig, StartError};

@@ -1,21 +1,22 @@
 //! [`Scheduler`]: one scheduler replica with everything it serves — the Raft node and the
 //! state it applies, the agent gateway, the placement controller and the HTTP API.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use vmcloud_consensus::{NoPeers, Raft, RaftConfig};
+use vmcloud_consensus::{NoPeers, QuicCloser, QuicEndpoint, Raft, RaftConfig};
 use vmcloud_proto::{ALPN_AGENT, BuildInfo, pki};
 
 use crate::api::{self, ApiState};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::gateway::{Gateway, GatewayError, NodeLinks};
-use crate::state::SharedState;
+use crate::state::{ApplyResult, SharedState};
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -27,8 +28,23 @@ pub struct SchedulerConfig {
     pub build: BuildInfo,
     /// Cluster CA certificate (PEM) that agents' certificates must chain to.
     pub ca_pem: String,
-    /// This scheduler's certificate and key.
+    /// This scheduler's certificate and key (for agents and for its peers).
     pub identity: pki::Identity,
+    pub replication: Replication,
+}
+
+/// How this replica's Raft group is made.
+#[derive(Debug, Clone)]
+pub enum Replication {
+    /// One voter, no peers (`vmcloud dev`).
+    Single,
+    /// Voters talking over QUIC: this replica's id, the UDP address it listens on for its
+    /// peers, and every voter's address (its own included).
+    Peers {
+        id: u64,
+        listen: SocketAddr,
+        peers: BTreeMap<u64, SocketAddr>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +57,12 @@ pub enum StartError {
     },
     #[error("cannot start the replicated log")]
     Raft(#[from] vmcloud_consensus::StartError),
-    #[error("the replica did not become leader within {0:?}")]
+    #[error(
+        "no leader was elected within {0:?}: are a majority of the replicas running and reachable?"
+    )]
     NoLeader(Duration),
+    #[error("cannot open the raft link")]
+    RaftLink(#[from] vmcloud_consensus::QuicTransportError),
     #[error("replaying the log failed")]
     Replay(#[from] vmcloud_consensus::ProposeError),
     #[error("invalid scheduler certificate")]
@@ -67,6 +87,8 @@ pub struct Scheduler {
     controller: JoinHandle<()>,
     api: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
+    /// Closes the raft link to the peers, when there are peers.
+    raft_link: Option<QuicCloser>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -85,20 +107,59 @@ impl Scheduler {
             source,
         })?;
         let state = SharedState::default();
-        // A single-voter group for now (`vmcloud dev`); peers come with multi-replica clusters.
-        let raft_config = RaftConfig::new(1, config.data_dir.join("raft.redb"), vec![1]);
-        let raft = Raft::start(raft_config, state.clone(), NoPeers)?;
-        let limit = Duration::from_secs(10);
+        let log = config.data_dir.join("raft.redb");
+        let (raft, closer) = match &config.replication {
+            Replication::Single => (
+                Raft::start(RaftConfig::new(1, log, vec![1]), state.clone(), NoPeers)?,
+                None,
+            ),
+            Replication::Peers { id, listen, peers } => {
+                let endpoint = QuicEndpoint::bind(*listen, &config.ca_pem, &config.identity)?;
+                // The transport exists before the replica it delivers to.
+                let cell: Arc<OnceLock<Raft<ApplyResult>>> = Arc::default();
+                let inbox = cell.clone();
+                let transport =
+                    endpoint.start(*id, peers.clone().into_iter().collect(), move |m| {
+                        if let Some(raft) = inbox.get() {
+                            raft.step(m);
+                        }
+                    });
+                let closer = transport.closer();
+                let voters = peers.keys().copied().collect();
+                let raft =
+                    Raft::start(RaftConfig::new(*id, log, voters), state.clone(), transport)?;
+                let _ = cell.set(raft.clone());
+                (raft, Some(closer))
+            }
+        };
+        // Wait for a leader (a majority must be up), then replay everything committed.
+        let limit = Duration::from_secs(60);
         let mut status = raft.status();
-        if tokio::time::timeout(limit, status.wait_for(|s| s.is_leader))
+        tracing::info!("waiting for a leader");
+        if tokio::time::timeout(limit, status.wait_for(|s| s.leader_id != 0))
             .await
             .is_err()
         {
+            if let Some(c) = &closer {
+                c.close();
+            }
             raft.shutdown();
             return Err(StartError::NoLeader(limit));
         }
-        // Everything committed before now is applied once this empty entry is.
-        raft.barrier().await?;
+        // Everything committed before now is applied once this empty entry is (a follower
+        // forwards it to the leader). A leader change can drop it: try again.
+        let mut tries = 0;
+        loop {
+            match raft.barrier().await {
+                Ok(()) => break,
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    tracing::info!(error = %e, "replay barrier not committed yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let cluster = Cluster::new(raft, state);
         {
             let s = cluster.state();
@@ -151,6 +212,7 @@ impl Scheduler {
             controller,
             api,
             api_stop,
+            raft_link: closer,
         })
     }
 
@@ -174,5 +236,8 @@ impl Scheduler {
         self.gateway.shutdown().await;
         let raft = self.cluster.raft().clone();
         let _ = tokio::task::spawn_blocking(move || raft.shutdown()).await;
+        if let Some(link) = self.raft_link {
+            link.close();
+        }
     }
 }

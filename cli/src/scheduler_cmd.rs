@@ -1,0 +1,189 @@
+//! `vmcloud scheduler`: one replica of a multi-replica scheduler (Raft over QUIC between
+//! replicas), and `vmcloud cluster init`, which makes the cluster CA and the replicas'
+//! certificates.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use vmcloud_proto::pki::{Ca, Identity};
+use vmcloud_scheduler::auth::ApiKeyToken;
+use vmcloud_scheduler::catalog::Catalog;
+use vmcloud_scheduler::{Replication, Scheduler, SchedulerConfig};
+
+use crate::build_info::build_info;
+use crate::data_dir::{self, read_optional, write_private};
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// This replica's Raft id (1, 2, 3, …), one of --peers.
+    #[arg(long)]
+    pub id: u64,
+    /// Every voter as ID=HOST:PORT (UDP, QUIC), comma-separated, this replica included.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub peers: Vec<String>,
+    /// Directory with ca.pem and this replica's scheduler-<id>.{pem,key} (`vmcloud cluster init`).
+    #[arg(long)]
+    pub pki_dir: PathBuf,
+    /// This replica's data directory (Raft log, snapshots).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// UDP address agents connect to (QUIC).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub gateway_listen: SocketAddr,
+    /// Catalog file; default: the built-in config/catalog.toml.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Make sure this API key (vmc_…) belongs to the dev account (for test clusters).
+    #[arg(long, env = "VMCLOUD_BOOTSTRAP_API_KEY", hide_env_values = true)]
+    pub bootstrap_api_key: Option<String>,
+}
+
+fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
+    let mut out = BTreeMap::new();
+    for p in peers {
+        let (id, addr) = p
+            .split_once('=')
+            .with_context(|| format!("--peers: `{p}` is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .parse()
+            .ok()
+            .filter(|&i| i > 0)
+            .with_context(|| format!("--peers: `{id}` is not a replica id (1, 2, …)"))?;
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("--peers: `{addr}` is not HOST:PORT"))?;
+        if out.insert(id, addr).is_some() {
+            bail!("--peers: replica {id} is listed twice");
+        }
+    }
+    Ok(out)
+}
+
+fn read_identity(dir: &Path, name: &str) -> anyhow::Result<Identity> {
+    let read = |ext: &str| {
+        let path = dir.join(format!("{name}.{ext}"));
+        read_optional(&path)?.with_context(|| {
+            format!(
+                "{} is missing: run `vmcloud cluster init --pki-dir {}` first",
+                path.display(),
+                dir.display()
+            )
+        })
+    };
+    Ok(Identity {
+        cert_pem: read("pem")?,
+        key_pem: read("key")?,
+    })
+}
+
+pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
+    let peers = parse_peers(&args.peers)?;
+    let listen = *peers.get(&args.id).with_context(|| {
+        format!(
+            "--id {}: not one of --peers ({})",
+            args.id,
+            peers
+                .keys()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let token = match &args.bootstrap_api_key {
+        Some(k) => Some(
+            ApiKeyToken::parse(k.trim())
+                .context("--bootstrap-api-key: not an API key (vmc_<16 hex>_<32 hex>)")?,
+        ),
+        None => None,
+    };
+    let _lock = data_dir::lock(&args.data_dir)?;
+    let catalog = match &args.catalog {
+        Some(path) => Catalog::load(path)?,
+        None => Catalog::builtin(),
+    };
+    let ca_pem = read_identity(&args.pki_dir, "ca")?.cert_pem;
+    let identity = read_identity(&args.pki_dir, &format!("scheduler-{}", args.id))?;
+    let scheduler = Scheduler::start(SchedulerConfig {
+        data_dir: args.data_dir.clone(),
+        api_listen: args.listen,
+        gateway_listen: args.gateway_listen,
+        catalog,
+        build: build_info(),
+        ca_pem,
+        identity,
+        replication: Replication::Peers {
+            id: args.id,
+            listen,
+            peers,
+        },
+    })
+    .await
+    .context("cannot start the scheduler")?;
+    if let Some(token) = &token {
+        vmcloud_scheduler::bootstrap::ensure_api_key(scheduler.cluster(), token)
+            .await
+            .context("cannot set up the bootstrap API key")?;
+    }
+    println!(
+        "scheduler replica {} is running\n  API          http://{}\n  agent link   quic://{}\n  raft link    quic://{listen}",
+        args.id,
+        scheduler.api_addr(),
+        scheduler.gateway_addr(),
+    );
+    crate::dev::wait_for_signal().await?;
+    eprintln!("stopping…");
+    scheduler.shutdown().await;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterInitArgs {
+    /// Where to write the CA and the replicas' certificates.
+    #[arg(long)]
+    pub pki_dir: PathBuf,
+    /// How many scheduler replicas to issue certificates for.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u64,
+    /// Name of the cluster (in the CA's name).
+    #[arg(long, default_value = "vmcloud")]
+    pub name: String,
+}
+
+pub fn init(args: ClusterInitArgs) -> anyhow::Result<()> {
+    let dir = &args.pki_dir;
+    if dir.join("ca.pem").exists() {
+        bail!(
+            "{} already holds a cluster CA; refusing to replace it (delete it first to start over)",
+            dir.display()
+        );
+    }
+    if args.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ca = Ca::generate(&args.name).context("generating the cluster CA")?;
+    let save = |name: &str, id: &Identity| -> anyhow::Result<()> {
+        std::fs::write(dir.join(format!("{name}.pem")), &id.cert_pem)
+            .with_context(|| format!("cannot write {name}.pem"))?;
+        write_private(&dir.join(format!("{name}.key")), &id.key_pem)
+    };
+    for id in 1..=args.replicas {
+        save(
+            &format!("scheduler-{id}"),
+            &ca.issue_scheduler(&id.to_string())?,
+        )?;
+    }
+    save("ca", &ca.identity)?;
+    println!(
+        "cluster CA and certificates for scheduler replicas 1..={} written to {} (keys mode 0600)",
+        args.replicas,
+        dir.display()
+    );
+    Ok(())
+}
