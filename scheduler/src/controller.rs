@@ -14,10 +14,20 @@ pub async fn run_placement(cluster: Cluster) {
     let mut applied = cluster.applied();
     let mut status = cluster.raft_status();
     let mut last: Option<Plan> = None;
+    // Capacity epoch of the last full pass; `None` forces one (e.g. on a new leader).
+    let mut planned_epoch: Option<u64> = None;
     loop {
         let is_leader = status.borrow_and_update().is_leader;
+        if !is_leader {
+            planned_epoch = None;
+        }
         if is_leader {
-            let plan = plan_pending(&cluster.state());
+            let plan = {
+                let state = cluster.state();
+                let all = planned_epoch != Some(state.capacity_epoch);
+                planned_epoch = Some(state.capacity_epoch);
+                plan_pending(&state, all)
+            };
             // The same plan twice in a row made no progress: wait for something to change
             // rather than spin.
             if !plan.is_empty() && last.as_ref() != Some(&plan) {
@@ -37,6 +47,7 @@ pub async fn run_placement(cluster: Cluster) {
                         continue;
                     }
                     Err(e) => {
+                        planned_epoch = None;
                         tracing::warn!(error = %e, "placement plan not committed; retrying");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;

@@ -45,15 +45,23 @@ impl Plan {
     }
 }
 
-/// Plans every pending instance, oldest first, counting capacity taken earlier in the same
-/// plan. Unplaced reasons are only included when they differ from the recorded one, so a
-/// stable state produces an empty plan.
-pub fn plan_pending(state: &ClusterState) -> Plan {
+/// The reason a new instance carries until placement has looked at it.
+pub const WAITING_FOR_PLACEMENT: &str = "waiting for placement";
+
+/// Plans pending instances, oldest first, counting capacity taken earlier in the same plan:
+/// every pending instance when `all`, else only those placement has not looked at yet (when
+/// no capacity has appeared, the others still do not fit). Unplaced reasons are only included
+/// when they differ from the recorded one, so a stable state produces an empty plan.
+pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
     let mut pending: Vec<&Instance> = state
         .instances
         .values()
         .filter(|i| i.state == InstanceState::Pending)
+        .filter(|i| all || i.pending_reason.as_deref() == Some(WAITING_FOR_PLACEMENT))
         .collect();
+    if pending.is_empty() {
+        return Plan::default();
+    }
     pending.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
 
     let mut usage: std::collections::BTreeMap<&NodeId, Usage> =
@@ -226,7 +234,7 @@ mod tests {
         ];
         for c in cases {
             let s = state(c.nodes, c.instances);
-            let plan = plan_pending(&s);
+            let plan = plan_pending(&s, true);
             assert_eq!(plan.placements.len(), c.placed, "{}", c.name);
             assert_eq!(
                 plan.unplaced.first().map(|(_, r)| r.as_str()),
@@ -245,7 +253,7 @@ mod tests {
             count: 1,
         });
         let s = state(vec![node("a", "par", 2, 4)], vec![i]);
-        let plan = plan_pending(&s);
+        let plan = plan_pending(&s, true);
         assert_eq!(
             plan.unplaced[0].1,
             "no host in par with 1×H100 free: 1 hosts, none with GPUs"
@@ -258,9 +266,9 @@ mod tests {
             vec![node("a", "par", 8, 4), node("b", "par", 8, 16)],
             vec![pending("par", 1, 1024, 1)],
         );
-        let plan = plan_pending(&s);
+        let plan = plan_pending(&s, true);
         assert_eq!(plan.placements[0].1.as_str(), "b");
-        assert_eq!(plan_pending(&s), plan, "placement is deterministic");
+        assert_eq!(plan_pending(&s, true), plan, "placement is deterministic");
     }
 
     #[test]
@@ -268,6 +276,10 @@ mod tests {
         let mut i = pending("fra", 1, 1024, 1);
         i.pending_reason = Some("no host in region fra yet".into());
         let s = state(vec![node("a", "par", 2, 4)], vec![i]);
-        assert!(plan_pending(&s).is_empty());
+        assert!(plan_pending(&s, true).is_empty());
+        assert!(
+            plan_pending(&s, false).is_empty(),
+            "an instance already looked at waits for capacity"
+        );
     }
 }

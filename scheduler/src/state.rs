@@ -29,6 +29,10 @@ pub struct ClusterState {
     pub idempotency: BTreeMap<AccountId, BTreeMap<String, InstanceId>>,
     /// Index of the last applied log entry.
     pub applied_index: u64,
+    /// Grows whenever capacity may have appeared (a node registered, an instance's capacity
+    /// released), so the placement controller knows when waiting instances may now fit.
+    #[serde(default)]
+    pub capacity_epoch: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,7 +260,7 @@ impl ClusterState {
             }),
             state: InstanceState::Pending,
             node: None,
-            pending_reason: Some("waiting for placement".into()),
+            pending_reason: Some(crate::placement::WAITING_FOR_PLACEMENT.into()),
             status_message: None,
             created_at_ms: at,
             placed_at_ms: None,
@@ -328,6 +332,7 @@ impl ClusterState {
             (_, InstanceState::Deleting) => {}
             (None, _) => {
                 let removed = self.instances.remove(&id).expect("found above");
+                self.capacity_epoch += 1;
                 return Ok(Applied::Instance(Box::new(removed)));
             }
             (Some(node_id), _) => {
@@ -344,6 +349,7 @@ impl ClusterState {
     }
 
     fn register_node(&mut self, c: pb::RegisterNode, at: i64) -> ApplyResult {
+        self.capacity_epoch += 1;
         let id = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
         let inv = c.inventory.unwrap_or_default();
         let build = c.build.unwrap_or_default();
@@ -387,6 +393,7 @@ impl ClusterState {
             match (observed, instance.state) {
                 (pb::ObservedState::Absent, InstanceState::Deleting) => {
                     self.instances.remove(&id);
+                    self.capacity_epoch += 1;
                 }
                 (_, InstanceState::Deleting) | (pb::ObservedState::Absent, _) => {}
                 (pb::ObservedState::Running, _) => {

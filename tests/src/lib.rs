@@ -7,6 +7,7 @@
 //! at `$VMCLOUD_BIN`. `cargo test --workspace` builds it (the cli package has integration
 //! tests, so cargo builds its binary).
 
+pub mod cluster;
 pub mod linearizability;
 
 use std::io::{BufRead, BufReader};

@@ -19,7 +19,9 @@ use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::Message;
 use rand::Rng;
-use tokio::sync::mpsc;
+use std::sync::Mutex;
+
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use vmcloud_proto::{ErrorChain, frame, pb, pki};
@@ -114,18 +116,32 @@ impl QuicEndpoint {
         deliver: impl Fn(Message) + Send + Sync + 'static,
     ) -> QuicTransport {
         let deliver: Arc<dyn Fn(Message) + Send + Sync> = Arc::new(deliver);
-        let mut tasks = vec![tokio::spawn(accept_loop(self.endpoint.clone(), deliver))];
+        let incarnation: u64 = rand::rng().random();
+        let peers: HashMap<u64, SocketAddr> = peers.into_iter().filter(|(p, _)| *p != id).collect();
+        let restarts: Restarts = Arc::new(
+            peers
+                .keys()
+                .map(|&p| (p, Arc::new(Notify::new())))
+                .collect(),
+        );
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            self.endpoint.clone(),
+            deliver,
+            restarts.clone(),
+        ))];
         let mut queues = HashMap::new();
-        for (peer, addr) in peers.into_iter().filter(|(p, _)| *p != id) {
+        for (peer, addr) in peers {
             let (tx, rx) = mpsc::channel(QUEUE);
             queues.insert(peer, tx);
-            tasks.push(tokio::spawn(sender(
-                self.endpoint.clone(),
-                self.client.clone(),
+            let link = Outbound {
+                endpoint: self.endpoint.clone(),
+                client: self.client.clone(),
                 peer,
                 addr,
-                rx,
-            )));
+                incarnation,
+                restarted: restarts[&peer].clone(),
+            };
+            tasks.push(tokio::spawn(sender(link, rx)));
         }
         QuicTransport {
             queues,
@@ -195,13 +211,27 @@ impl QuicCloser {
     }
 }
 
-async fn sender(
+/// One peer's outbound side.
+struct Outbound {
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
     peer: u64,
     addr: SocketAddr,
-    mut queue: mpsc::Receiver<Message>,
-) {
+    /// This process's incarnation, sent with every batch.
+    incarnation: u64,
+    /// Notified when the peer has restarted: the current connection is dead.
+    restarted: Arc<Notify>,
+}
+
+async fn sender(link: Outbound, mut queue: mpsc::Receiver<Message>) {
+    let Outbound {
+        endpoint,
+        client,
+        peer,
+        addr,
+        incarnation,
+        restarted,
+    } = link;
     let mut attempt = 0u32;
     loop {
         let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = async {
@@ -214,9 +244,13 @@ async fn sender(
             tracing::debug!(peer, %addr, "raft link up");
             let mut batch = Vec::with_capacity(BATCH);
             loop {
-                let Some(first) = queue.recv().await else {
-                    return Ok(());
+                // Both arms are cancel-safe: `recv` loses nothing, and `notified` only
+                // consumes the notification.
+                let first = tokio::select! {
+                    first = queue.recv() => first,
+                    () = restarted.notified() => return Err("the peer restarted".into()),
                 };
+                let Some(first) = first else { return Ok(()) };
                 batch.push(first);
                 while batch.len() < BATCH {
                     match queue.try_recv() {
@@ -225,6 +259,7 @@ async fn sender(
                     }
                 }
                 let frame = pb::RaftBatch {
+                    incarnation,
                     messages: batch
                         .drain(..)
                         .map(|m| {
@@ -256,11 +291,19 @@ async fn sender(
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, deliver: Arc<dyn Fn(Message) + Send + Sync>) {
+type Restarts = Arc<HashMap<u64, Arc<Notify>>>;
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    deliver: Arc<dyn Fn(Message) + Send + Sync>,
+    restarts: Restarts,
+) {
+    let incarnations: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
     while let Some(incoming) = endpoint.accept().await {
-        let deliver = deliver.clone();
+        let (deliver, restarts, incarnations) =
+            (deliver.clone(), restarts.clone(), incarnations.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_peer(incoming, deliver).await {
+            if let Err(e) = serve_peer(incoming, deliver, restarts, incarnations).await {
                 tracing::debug!(error = %ErrorChain(&*e), "raft peer connection ended");
             }
         });
@@ -270,6 +313,8 @@ async fn accept_loop(endpoint: quinn::Endpoint, deliver: Arc<dyn Fn(Message) + S
 async fn serve_peer(
     incoming: quinn::Incoming,
     deliver: Arc<dyn Fn(Message) + Send + Sync>,
+    restarts: Restarts,
+    incarnations: Arc<Mutex<HashMap<u64, u64>>>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let conn = incoming.await?;
     let peer = conn
@@ -282,7 +327,8 @@ async fn serve_peer(
         .ok_or("the peer's certificate does not name a scheduler replica")?;
     loop {
         let stream = conn.accept_uni().await?;
-        let deliver = deliver.clone();
+        let (deliver, restarts, incarnations) =
+            (deliver.clone(), restarts.clone(), incarnations.clone());
         tokio::spawn(async move {
             let mut reader = FramedRead::new(stream, codec());
             while let Some(frame) = reader.next().await {
@@ -291,6 +337,13 @@ async fn serve_peer(
                     tracing::warn!(peer, "malformed raft batch; closing the stream");
                     return;
                 };
+                let previous = incarnations.lock().unwrap().insert(peer, batch.incarnation);
+                if previous.is_some_and(|p| p != batch.incarnation)
+                    && let Some(restarted) = restarts.get(&peer)
+                {
+                    tracing::debug!(peer, "peer restarted; reconnecting to it");
+                    restarted.notify_one();
+                }
                 for bytes in batch.messages {
                     let mut m = Message::default();
                     if m.merge_from_bytes(&bytes).is_err() {

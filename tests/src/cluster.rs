@@ -1,0 +1,186 @@
+//! A multi-replica scheduler as real processes (`vmcloud scheduler`), for crash tests: start,
+//! `kill -9` and restart replicas, on free loopback ports.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::vmcloud_bin;
+
+/// The API key every replica makes sure the dev account has.
+pub const TEST_API_KEY: &str = "vmc_0123456789abcdef_0123456789abcdef0123456789abcdef";
+
+fn free_tcp() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+pub struct SchedulerCluster {
+    pub dir: tempfile::TempDir,
+    raft: Vec<SocketAddr>,
+    api: Vec<SocketAddr>,
+    gateway: Vec<SocketAddr>,
+    processes: Vec<Option<Child>>,
+}
+
+impl SchedulerCluster {
+    /// Makes the PKI (`vmcloud cluster init`) and picks ports for `n` replicas; starts none.
+    pub fn new(n: usize) -> SchedulerCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(vmcloud_bin())
+            .args(["cluster", "init", "--replicas", &n.to_string(), "--pki-dir"])
+            .arg(dir.path().join("pki"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cluster init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SchedulerCluster {
+            dir,
+            raft: (0..n).map(|_| free_udp()).collect(),
+            api: (0..n).map(|_| free_tcp()).collect(),
+            gateway: (0..n).map(|_| free_udp()).collect(),
+            processes: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.processes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.processes.is_empty()
+    }
+
+    /// Base URL of replica `i` (0-based)'s API.
+    pub fn api(&self, i: usize) -> String {
+        format!("http://{}", self.api[i])
+    }
+
+    fn log(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("replica-{}.log", i + 1))
+    }
+
+    /// Starts replica `i` (0-based) and returns without waiting for it.
+    pub fn start(&mut self, i: usize) {
+        assert!(self.processes[i].is_none(), "replica {} is running", i + 1);
+        let peers: Vec<String> = self
+            .raft
+            .iter()
+            .enumerate()
+            .map(|(j, a)| format!("{}={a}", j + 1))
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))
+            .unwrap();
+        let child = Command::new(vmcloud_bin())
+            .arg("scheduler")
+            .args(["--id", &(i + 1).to_string(), "--peers", &peers.join(",")])
+            .arg("--pki-dir")
+            .arg(self.dir.path().join("pki"))
+            .arg("--data-dir")
+            .arg(self.dir.path().join(format!("data-{}", i + 1)))
+            .args([
+                "--listen",
+                &self.api[i].to_string(),
+                "--gateway-listen",
+                &self.gateway[i].to_string(),
+            ])
+            .env("VMCLOUD_BOOTSTRAP_API_KEY", TEST_API_KEY)
+            .env("RUST_LOG", "info,raft=warn,quinn=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.processes[i] = Some(child);
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.processes[i].is_some()
+    }
+
+    /// `kill -9` replica `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.processes[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until replica `i`'s API answers (it serves only once its log is replayed).
+    pub fn wait_ready(&mut self, i: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        let url = format!("{}/healthz", self.api(i));
+        loop {
+            if let Some(child) = self.processes[i].as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "replica {} exited ({status}):\n{}",
+                    i + 1,
+                    std::fs::read_to_string(self.log(i)).unwrap_or_default()
+                );
+            }
+            if std::net::TcpStream::connect_timeout(&self.api[i], Duration::from_millis(100))
+                .is_ok()
+                && http_ok(&url)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {} not ready within {within:?}:\n{}",
+                i + 1,
+                std::fs::read_to_string(self.log(i)).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A minimal blocking GET that only checks for a 200.
+fn http_ok(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+impl Drop for SchedulerCluster {
+    fn drop(&mut self) {
+        for i in 0..self.processes.len() {
+            self.kill9(i);
+        }
+    }
+}
