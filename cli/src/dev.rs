@@ -53,6 +53,7 @@ pub struct DevArgs {
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let data_dir = absolute(&args.data_dir)?;
     let _lock = data_dir::lock(&data_dir)?;
+    let mut signals = StopSignals::register()?;
     let catalog = match &args.catalog {
         Some(path) => Catalog::load(path)?,
         None => Catalog::builtin(),
@@ -79,18 +80,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let build = build_info();
 
-    let scheduler = Scheduler::start(SchedulerConfig {
-        data_dir: data_dir.join("scheduler"),
-        api_listen: args.listen,
-        gateway_listen: args.gateway_listen,
-        catalog,
-        build: build.clone(),
-        ca_pem: pki.ca.identity.cert_pem.clone(),
-        identity: pki.scheduler.clone(),
-        replication: Replication::Single,
-    })
-    .await
-    .context("cannot start the scheduler")?;
+    let scheduler = signals
+        .unless_stopped("starting the scheduler", async {
+            Scheduler::start(SchedulerConfig {
+                data_dir: data_dir.join("scheduler"),
+                api_listen: args.listen,
+                gateway_listen: args.gateway_listen,
+                catalog,
+                build: build.clone(),
+                ca_pem: pki.ca.identity.cert_pem.clone(),
+                identity: pki.scheduler.clone(),
+                replication: Replication::Single,
+            })
+            .await
+            .context("cannot start the scheduler")
+        })
+        .await?;
 
     let key_path = data_dir.join("dev-api-key");
     let existing = read_optional(&key_path)?.and_then(|k| ApiKeyToken::parse(k.trim()));
@@ -162,7 +167,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         key = key_path.display(),
     );
 
-    wait_for_signal().await?;
+    signals.wait().await;
     eprintln!("stopping…");
     agent.shutdown().await;
     scheduler.shutdown().await;
@@ -205,11 +210,41 @@ fn cli_name() -> String {
     }
 }
 
-pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot install the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C"),
-        _ = term.recv() => Ok(()),
+/// SIGINT (Ctrl-C) and SIGTERM, registered when this is made: make it before saying
+/// "running", so a signal that comes right after is never lost to the default handler.
+pub(crate) struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn register() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())
+                .context("cannot install the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate())
+                .context("cannot install the SIGTERM handler")?,
+        })
+    }
+
+    pub(crate) async fn wait(&mut self) {
+        // Both are cancel-safe: whichever comes first ends the wait.
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+
+    /// Runs `work` unless a stop signal comes first (e.g. Ctrl-C while waiting for peers).
+    pub(crate) async fn unless_stopped<T>(
+        &mut self,
+        what: &str,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        tokio::select! {
+            result = work => result,
+            () = self.wait() => anyhow::bail!("interrupted while {what}"),
+        }
     }
 }

@@ -103,28 +103,33 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         None => None,
     };
     let _lock = data_dir::lock(&args.data_dir)?;
+    let mut signals = crate::dev::StopSignals::register()?;
     let catalog = match &args.catalog {
         Some(path) => Catalog::load(path)?,
         None => Catalog::builtin(),
     };
     let ca_pem = read_identity(&args.pki_dir, "ca")?.cert_pem;
     let identity = read_identity(&args.pki_dir, &format!("scheduler-{}", args.id))?;
-    let scheduler = Scheduler::start(SchedulerConfig {
-        data_dir: args.data_dir.clone(),
-        api_listen: args.listen,
-        gateway_listen: args.gateway_listen,
-        catalog,
-        build: build_info(),
-        ca_pem,
-        identity,
-        replication: Replication::Peers {
-            id: args.id,
-            listen,
-            peers,
-        },
-    })
-    .await
-    .context("cannot start the scheduler")?;
+    let scheduler = signals
+        .unless_stopped("waiting for the cluster", async {
+            Scheduler::start(SchedulerConfig {
+                data_dir: args.data_dir.clone(),
+                api_listen: args.listen,
+                gateway_listen: args.gateway_listen,
+                catalog,
+                build: build_info(),
+                ca_pem,
+                identity,
+                replication: Replication::Peers {
+                    id: args.id,
+                    listen,
+                    peers,
+                },
+            })
+            .await
+            .context("cannot start the scheduler")
+        })
+        .await?;
     if let Some(token) = &token {
         vmcloud_scheduler::bootstrap::ensure_api_key(scheduler.cluster(), token)
             .await
@@ -136,7 +141,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         scheduler.api_addr(),
         scheduler.gateway_addr(),
     );
-    crate::dev::wait_for_signal().await?;
+    signals.wait().await;
     eprintln!("stopping…");
     scheduler.shutdown().await;
     Ok(())

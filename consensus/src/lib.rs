@@ -19,6 +19,7 @@
 //! fault-injecting network in tests.
 
 pub mod local;
+pub mod metrics;
 mod node;
 mod slog_bridge;
 pub mod snapshot;

@@ -66,14 +66,14 @@ impl<O: Send + 'static> LocalQuicCluster<O> {
             // The transport is created before the replica it delivers to.
             let cell: Arc<OnceLock<Raft<O>>> = Arc::default();
             let inbox = cell.clone();
-            let transport = endpoint.start(id, addrs.clone(), move |m| {
+            let mut config = RaftConfig::new(id, dir.join(format!("raft-{id}.redb")), ids.clone());
+            tune(&mut config);
+            let transport = endpoint.start(id, addrs.clone(), config.metrics.clone(), move |m| {
                 if let Some(raft) = inbox.get() {
                     raft.step(m);
                 }
             });
             let closer = transport.closer();
-            let mut config = RaftConfig::new(id, dir.join(format!("raft-{id}.redb")), ids.clone());
-            tune(&mut config);
             let raft = Raft::start(config, make(id), transport)?;
             let _ = cell.set(raft.clone());
             replicas.push(LocalReplica { id, raft, closer });

@@ -17,6 +17,7 @@ use raft::{RawNode, StateRole};
 use rand::Rng;
 use tokio::sync::{oneshot, watch};
 
+use crate::metrics::RaftMetrics;
 use crate::storage::{LogStore, StorageError};
 use crate::{StateMachine, Transport};
 
@@ -44,6 +45,8 @@ pub struct RaftConfig {
     pub snapshot_dir: PathBuf,
     /// Take a snapshot and compact the log every this many applied entries (0: never).
     pub snapshot_every: u64,
+    /// Where this replica's metrics go (share it with the transport).
+    pub metrics: Arc<RaftMetrics>,
 }
 
 impl RaftConfig {
@@ -60,6 +63,7 @@ impl RaftConfig {
             propose_timeout: Duration::from_secs(10),
             snapshot_dir: log_path.with_extension("snapshots"),
             snapshot_every: 10_000,
+            metrics: Arc::default(),
             log_path,
         }
     }
@@ -150,6 +154,7 @@ pub struct Raft<O> {
     applied: watch::Receiver<u64>,
     propose_timeout: Duration,
     threads: Arc<Mutex<Vec<thread::JoinHandle<()>>>>,
+    metrics: Arc<RaftMetrics>,
 }
 
 impl<O> Clone for Raft<O> {
@@ -161,6 +166,7 @@ impl<O> Clone for Raft<O> {
             applied: self.applied.clone(),
             propose_timeout: self.propose_timeout,
             threads: self.threads.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -238,6 +244,7 @@ impl<O: Send + 'static> Raft<O> {
             status: status_tx,
             transport,
             tick: config.tick,
+            metrics: config.metrics.clone(),
         };
         let applier = Applier {
             state_machine,
@@ -247,6 +254,7 @@ impl<O: Send + 'static> Raft<O> {
             waiters: waiters.clone(),
             applied: applied_tx,
             runner: requests_tx.clone(),
+            metrics: config.metrics.clone(),
         };
         let runner = thread::Builder::new()
             .name("raft-runner".into())
@@ -263,6 +271,7 @@ impl<O: Send + 'static> Raft<O> {
             applied: applied_rx,
             propose_timeout: config.propose_timeout,
             threads: Arc::new(Mutex::new(vec![runner, applier])),
+            metrics: config.metrics,
         })
     }
 
@@ -281,6 +290,7 @@ impl<O: Send + 'static> Raft<O> {
     }
 
     async fn propose_entry(&self, data: Vec<u8>) -> Result<Option<O>, ProposeError> {
+        let started = Instant::now();
         let context: Vec<u8> = rand::rng().random::<[u8; 16]>().to_vec();
         let (done_tx, done_rx) = oneshot::channel();
         self.waiters
@@ -303,7 +313,12 @@ impl<O: Send + 'static> Raft<O> {
             .map_err(|_| ProposeError::ShuttingDown)?;
         reply_rx.await.map_err(|_| ProposeError::ShuttingDown)??;
         match tokio::time::timeout(self.propose_timeout, done_rx).await {
-            Ok(Ok(output)) => Ok(output),
+            Ok(Ok(output)) => {
+                self.metrics
+                    .proposal_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(output)
+            }
             Ok(Err(_)) => Err(ProposeError::ShuttingDown),
             Err(_) => Err(ProposeError::Timeout(self.propose_timeout)),
         }
@@ -346,6 +361,10 @@ impl<O: Send + 'static> Raft<O> {
         self.status.clone()
     }
 
+    pub fn metrics(&self) -> &Arc<RaftMetrics> {
+        &self.metrics
+    }
+
     /// The index of the last applied entry; changes after every applied batch.
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()
@@ -378,6 +397,7 @@ struct Runner<T> {
     status: watch::Sender<RaftStatus>,
     transport: T,
     tick: Duration,
+    metrics: Arc<RaftMetrics>,
 }
 
 impl<T: Transport> Runner<T> {
@@ -504,9 +524,18 @@ impl<T: Transport> Runner<T> {
         // 4–5. Entries and hard state: one transaction, fsynced when raft-rs says it must be
         //      (new entries, term or vote); a commit-index-only change is not.
         let sync = ready.must_sync();
+        let started = Instant::now();
         self.node
             .mut_store()
             .persist(ready.entries(), ready.hs(), sync)?;
+        if sync {
+            self.metrics
+                .fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .entries_per_write
+                .observe(ready.entries().len() as f64);
+        }
         // 6. Messages that must follow the fsync (votes, follower acks).
         if !ready.persisted_messages().is_empty() {
             let messages = ready.take_persisted_messages();
@@ -531,6 +560,10 @@ impl<T: Transport> Runner<T> {
         // A snapshot handed to the transport counts as delivered: if it was lost, the
         // follower rejects the next append and the leader sends a snapshot again.
         for to in snapshots_sent {
+            self.metrics
+                .snapshots_sent
+                .get_or_create(&RaftMetrics::peer(to))
+                .inc();
             self.node.report_snapshot(to, raft::SnapshotStatus::Finish);
         }
         self.publish_status();
@@ -546,6 +579,10 @@ impl<T: Transport> Runner<T> {
             is_leader: raft.state == StateRole::Leader,
             commit: raft.raft_log.committed,
         };
+        self.metrics.term.set(status.term as i64);
+        self.metrics.leader.set(status.leader_id as i64);
+        self.metrics.is_leader.set(i64::from(status.is_leader));
+        self.metrics.commit_index.set(status.commit as i64);
         self.status.send_if_modified(|s| {
             let changed = *s != status;
             *s = status;
@@ -578,6 +615,7 @@ struct Applier<S: StateMachine> {
     waiters: Waiters<S::Output>,
     applied: watch::Sender<u64>,
     runner: mpsc::Sender<Request>,
+    metrics: Arc<RaftMetrics>,
 }
 
 impl<S: StateMachine> Applier<S> {
@@ -627,9 +665,11 @@ impl<S: StateMachine> Applier<S> {
                 }
             }
             let _ = self.applied.send(last);
+            self.metrics.applied_index.set(last as i64);
             let _ = self.runner.send(Request::Applied(last));
             if self.snapshot_every > 0 && last >= self.last_snapshot + self.snapshot_every {
                 let data = self.state_machine.snapshot();
+                self.metrics.snapshots_taken.inc();
                 self.last_snapshot = last;
                 let _ = self.runner.send(Request::Snapshot {
                     index: last,

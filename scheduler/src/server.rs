@@ -118,16 +118,20 @@ impl Scheduler {
                 // The transport exists before the replica it delivers to.
                 let cell: Arc<OnceLock<Raft<ApplyResult>>> = Arc::default();
                 let inbox = cell.clone();
-                let transport =
-                    endpoint.start(*id, peers.clone().into_iter().collect(), move |m| {
+                let raft_config = RaftConfig::new(*id, log, peers.keys().copied().collect());
+                let metrics = raft_config.metrics.clone();
+                let transport = endpoint.start(
+                    *id,
+                    peers.clone().into_iter().collect(),
+                    metrics,
+                    move |m| {
                         if let Some(raft) = inbox.get() {
                             raft.step(m);
                         }
-                    });
+                    },
+                );
                 let closer = transport.closer();
-                let voters = peers.keys().copied().collect();
-                let raft =
-                    Raft::start(RaftConfig::new(*id, log, voters), state.clone(), transport)?;
+                let raft = Raft::start(raft_config, state.clone(), transport)?;
                 let _ = cell.set(raft.clone());
                 (raft, Some(closer))
             }
@@ -188,11 +192,14 @@ impl Scheduler {
                 addr: config.api_listen,
                 source,
             })?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        cluster.raft().metrics().register(&mut registry);
         let router = api::router(ApiState {
             cluster: cluster.clone(),
             catalog: Arc::new(config.catalog),
             build: config.build,
             links,
+            metrics: Arc::new(registry),
         });
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api = tokio::spawn(async move {

@@ -27,6 +27,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use vmcloud_proto::{ErrorChain, frame, pb, pki};
 
 use super::Transport;
+use crate::metrics::RaftMetrics;
 
 /// Messages waiting for one peer before new ones are dropped.
 const QUEUE: usize = 4096;
@@ -113,6 +114,7 @@ impl QuicEndpoint {
         self,
         id: u64,
         peers: HashMap<u64, SocketAddr>,
+        metrics: Arc<RaftMetrics>,
         deliver: impl Fn(Message) + Send + Sync + 'static,
     ) -> QuicTransport {
         let deliver: Arc<dyn Fn(Message) + Send + Sync> = Arc::new(deliver);
@@ -140,6 +142,7 @@ impl QuicEndpoint {
                 addr,
                 incarnation,
                 restarted: restarts[&peer].clone(),
+                metrics: metrics.clone(),
             };
             tasks.push(tokio::spawn(sender(link, rx)));
         }
@@ -221,6 +224,7 @@ struct Outbound {
     incarnation: u64,
     /// Notified when the peer has restarted: the current connection is dead.
     restarted: Arc<Notify>,
+    metrics: Arc<RaftMetrics>,
 }
 
 async fn sender(link: Outbound, mut queue: mpsc::Receiver<Message>) {
@@ -231,7 +235,9 @@ async fn sender(link: Outbound, mut queue: mpsc::Receiver<Message>) {
         addr,
         incarnation,
         restarted,
+        metrics,
     } = link;
+    let labels = RaftMetrics::peer(peer);
     let mut attempt = 0u32;
     loop {
         let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = async {
@@ -268,7 +274,16 @@ async fn sender(link: Outbound, mut queue: mpsc::Receiver<Message>) {
                         })
                         .collect(),
                 };
-                writer.send(Bytes::from(frame.encode_to_vec())).await?;
+                let bytes = frame.encode_to_vec();
+                metrics
+                    .sent_messages
+                    .get_or_create(&labels)
+                    .inc_by(frame.messages.len() as u64);
+                metrics
+                    .sent_bytes
+                    .get_or_create(&labels)
+                    .inc_by(bytes.len() as u64);
+                writer.send(Bytes::from(bytes)).await?;
             }
         }
         .await;

@@ -31,11 +31,14 @@ pub struct ApiState {
     pub catalog: Arc<Catalog>,
     pub build: BuildInfo,
     pub links: NodeLinks,
+    /// Everything `/metrics` serves.
+    pub metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .route("/v1/version", get(version))
         .route("/v1/catalog", get(catalog))
         .route(
@@ -49,6 +52,25 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/nodes", get(nodes::list))
         .fallback(|| async { Problem::not_found("no such endpoint; see docs/api.md for the API") })
         .with_state(state)
+}
+
+/// Prometheus metrics (OpenMetrics text).
+async fn metrics(
+    axum::extract::State(s): axum::extract::State<ApiState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &s.metrics).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn version(axum::extract::State(s): axum::extract::State<ApiState>) -> Json<BuildInfo> {
