@@ -114,6 +114,9 @@ impl Client {
         let status = response.status();
         let text = response.text().await.context("reading the API's answer")?;
         if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(Some(Value::Null));
+            }
             return serde_json::from_str(&text).map(Some).with_context(|| {
                 format!("the API answered {status} with a body that is not JSON")
             });
@@ -339,4 +342,54 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `vmcloud cluster status`: the Raft group as the replica at `--api` sees it.
+pub async fn cluster_status(args: ClientArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args)?;
+    let view = client
+        .call(Method::GET, "/v1/cluster", None, false)
+        .await?
+        .ok_or_else(|| anyhow!("the API returned nothing"))?;
+    if args.output == Output::Json {
+        print_json(&view);
+        return Ok(());
+    }
+    let leader = view["leader"]
+        .as_u64()
+        .map_or("none known".to_owned(), |l| l.to_string());
+    println!(
+        "replica:       {}{}",
+        view["replica"],
+        if view["is_leader"] == true {
+            " (leader)"
+        } else {
+            ""
+        }
+    );
+    println!("leader:        {leader}");
+    println!("term:          {}", view["term"]);
+    let voters: Vec<String> = view["voters"]
+        .as_array()
+        .map(|v| v.iter().map(|x| x.to_string()).collect())
+        .unwrap_or_default();
+    println!("voters:        {}", voters.join(", "));
+    println!("commit index:  {}", view["commit_index"]);
+    println!("applied index: {}", view["applied_index"]);
+    Ok(())
+}
+
+/// `vmcloud cluster transfer-leader --to N`, sent to the current leader.
+pub async fn transfer_leader(args: ClientArgs, to: u64) -> anyhow::Result<()> {
+    let client = Client::new(&args)?;
+    client
+        .call(
+            Method::POST,
+            "/v1/cluster/transfer-leader",
+            Some(serde_json::json!({ "to": to })),
+            false,
+        )
+        .await?;
+    println!("leadership transfer to replica {to} started");
+    Ok(())
 }

@@ -62,6 +62,19 @@ enum Command {
 enum ClusterCommand {
     /// Create the cluster CA and the scheduler replicas' certificates.
     Init(scheduler_cmd::ClusterInitArgs),
+    /// Show the Raft group as the replica at --api sees it.
+    Status {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Hand leadership to another replica (send it to the leader).
+    TransferLeader {
+        /// Raft id of the replica that should lead.
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +126,12 @@ fn main() -> ExitCode {
             Command::Cluster {
                 command: ClusterCommand::Init(args),
             } => scheduler_cmd::init(args),
+            Command::Cluster {
+                command: ClusterCommand::Status { client },
+            } => client::cluster_status(client).await,
+            Command::Cluster {
+                command: ClusterCommand::TransferLeader { to, client },
+            } => client::transfer_leader(client, to).await,
             Command::Instance { client, command } => client::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },

@@ -78,6 +78,8 @@ pub struct RaftStatus {
     pub leader_id: u64,
     pub is_leader: bool,
     pub commit: u64,
+    /// The group's voters, by Raft id.
+    pub voters: Vec<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,11 @@ enum Request {
     ReadIndex {
         context: Vec<u8>,
         reply: oneshot::Sender<Result<u64, ProposeError>>,
+    },
+    /// Hand leadership to another voter (for maintenance).
+    TransferLeader {
+        to: u64,
+        reply: oneshot::Sender<Result<(), ProposeError>>,
     },
     /// A message from a peer, delivered by the transport.
     Step(Box<Message>),
@@ -352,6 +359,16 @@ impl<O: Send + 'static> Raft<O> {
         }
     }
 
+    /// Asks this replica, which must lead, to hand leadership to voter `to`; returns once the
+    /// transfer has started (watch `status()` for the new leader).
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::TransferLeader { to, reply })
+            .map_err(|_| ProposeError::ShuttingDown)?;
+        answer.await.map_err(|_| ProposeError::ShuttingDown)?
+    }
+
     /// Delivers a message from a peer.
     pub fn step(&self, message: Message) {
         let _ = self.requests.send(Request::Step(Box::new(message)));
@@ -470,6 +487,23 @@ impl<T: Transport> Runner<T> {
                     self.reads.insert(context, reply);
                 }
             }
+            Request::TransferLeader { to, reply } => {
+                let raft = &self.node.raft;
+                let result = if raft.state != StateRole::Leader {
+                    let leader = raft.leader_id;
+                    Err(ProposeError::NotLeader {
+                        leader: (leader != 0).then_some(leader),
+                    })
+                } else if !raft.prs().conf().voters().contains(to) {
+                    Err(ProposeError::Dropped(format!(
+                        "{to} is not a voter of this group"
+                    )))
+                } else {
+                    self.node.transfer_leader(to);
+                    Ok(())
+                };
+                let _ = reply.send(result);
+            }
             Request::Step(message) => {
                 if let Err(e) = self.node.step(*message) {
                     tracing::debug!(error = %e, "raft step refused a message");
@@ -578,6 +612,11 @@ impl<T: Transport> Runner<T> {
             leader_id: raft.leader_id,
             is_leader: raft.state == StateRole::Leader,
             commit: raft.raft_log.committed,
+            voters: {
+                let mut v: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+                v.sort_unstable();
+                v
+            },
         };
         self.metrics.term.set(status.term as i64);
         self.metrics.leader.set(status.leader_id as i64);

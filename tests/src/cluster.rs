@@ -153,28 +153,32 @@ impl SchedulerCluster {
     }
 }
 
-/// A minimal blocking GET that only checks for a 200.
-fn http_ok(url: &str) -> bool {
+/// A minimal blocking `GET` over plain HTTP/1.1: the status and the body.
+pub fn http_get(url: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let rest = url.trim_start_matches("http://");
+    let rest = url.strip_prefix("http://")?;
     let (host, path) = rest
         .split_once('/')
         .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let Ok(mut stream) = std::net::TcpStream::connect(host) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    if write!(
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
-    .is_err()
-    {
-        return false;
-    }
+    .ok()?;
     let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.get(9..12)?.parse().ok()?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn http_ok(url: &str) -> bool {
+    http_get(url).is_some_and(|(status, _)| status == 200)
 }
 
 impl Drop for SchedulerCluster {

@@ -1,4 +1,5 @@
 //! Whole-fleet tests, one binary (see STYLE.md §15).
 
+mod cluster;
 mod crash;
 mod dev;

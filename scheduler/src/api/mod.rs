@@ -4,6 +4,7 @@
 //! every error is a [`Problem`]. [`router`] builds the whole API from an [`ApiState`], so tests
 //! can drive it without a socket.
 
+mod cluster;
 mod instances;
 mod nodes;
 pub mod problem;
@@ -50,6 +51,11 @@ pub fn router(state: ApiState) -> Router {
             get(instances::get).delete(instances::delete),
         )
         .route("/v1/nodes", get(nodes::list))
+        .route("/v1/cluster", get(cluster::status))
+        .route(
+            "/v1/cluster/transfer-leader",
+            axum::routing::post(cluster::transfer_leader),
+        )
         .fallback(|| async { Problem::not_found("no such endpoint; see docs/api.md for the API") })
         .with_state(state)
 }

@@ -1,0 +1,150 @@
+//! A three-replica `vmcloud scheduler` cluster run by hand: `vmcloud cluster status` and
+//! `transfer-leader`, writes through followers, metrics on every replica.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vmcloud_tests::cluster::{SchedulerCluster, TEST_API_KEY, http_get};
+use vmcloud_tests::vmcloud_bin;
+
+fn cli(cluster: &SchedulerCluster, replica: usize, args: &[&str]) -> std::process::Output {
+    Command::new(vmcloud_bin())
+        .env("XDG_CONFIG_HOME", cluster.dir.path().join("cli-config"))
+        .env_remove("VMCLOUD_API")
+        .env_remove("VMCLOUD_TOKEN")
+        .args(args)
+        .args(["--api", &cluster.api(replica), "--token", TEST_API_KEY])
+        .output()
+        .unwrap()
+}
+
+fn status(cluster: &SchedulerCluster, replica: usize) -> Value {
+    let out = cli(cluster, replica, &["cluster", "status", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Index (0-based) of the replica every replica agrees leads, once they do.
+fn agreed_leader(cluster: &SchedulerCluster, except: Option<u64>) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let leaders: Vec<Option<u64>> = (0..cluster.len())
+            .map(|i| status(cluster, i)["leader"].as_u64())
+            .collect();
+        if let Some(Some(l)) = leaders.first()
+            && leaders.iter().all(|x| *x == Some(*l))
+            && Some(*l) != except
+        {
+            return *l as usize - 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas do not agree on a leader: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn status_and_leadership_transfer_from_the_cli() {
+    let mut cluster = SchedulerCluster::new(3);
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    for i in 0..3 {
+        cluster.wait_ready(i, Duration::from_secs(60));
+    }
+    let leader = agreed_leader(&cluster, None);
+    let view = status(&cluster, leader);
+    assert_eq!(view["is_leader"], true);
+    assert_eq!(view["voters"], serde_json::json!([1, 2, 3]));
+    let table = String::from_utf8(cli(&cluster, leader, &["cluster", "status"]).stdout).unwrap();
+    assert!(
+        table.contains("(leader)") && table.contains("voters:        1, 2, 3"),
+        "{table}"
+    );
+
+    // A write through a follower is forwarded and lands everywhere.
+    let follower = (leader + 1) % 3;
+    let out = cli(
+        &cluster,
+        follower,
+        &[
+            "instance",
+            "create",
+            "--flavor",
+            "vps-s",
+            "--image",
+            "debian-12",
+            "--region",
+            "ams",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Only the leader hands over leadership; the error says where to go.
+    let out = cli(
+        &cluster,
+        follower,
+        &[
+            "cluster",
+            "transfer-leader",
+            "--to",
+            &(follower + 1).to_string(),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("send this to replica {}", leader + 1)),
+        "{stderr}"
+    );
+    let out = cli(
+        &cluster,
+        leader,
+        &["cluster", "transfer-leader", "--to", "9"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("9 is not a voter"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let target = follower as u64 + 1;
+    let out = cli(
+        &cluster,
+        leader,
+        &["cluster", "transfer-leader", "--to", &target.to_string()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = agreed_leader(&cluster, Some(leader as u64 + 1));
+    assert_eq!(
+        new as u64 + 1,
+        target,
+        "leadership went to the replica asked for"
+    );
+
+    // Every replica serves its Raft metrics.
+    for i in 0..3 {
+        let (status, text) =
+            http_get(&format!("{}/metrics", cluster.api(i))).expect("the metrics endpoint answers");
+        assert_eq!(status, 200);
+        assert!(
+            text.contains("vmcloud_raft_term") && text.contains("vmcloud_raft_fsync_seconds"),
+            "{text}"
+        );
+    }
+}
