@@ -44,6 +44,7 @@ pub trait StateMachine: Send + 'static {
     /// The whole state, encoded; [`StateMachine::restore`] must rebuild the same state from it.
     fn snapshot(&self) -> Vec<u8>;
 
-    /// Replaces the state with one from [`StateMachine::snapshot`]; an error stops the replica.
+    /// Replaces the state with one from [`StateMachine::snapshot`]; empty `data` means the
+    /// initial state (a new group starts from an empty snapshot). An error stops the replica.
     fn restore(&mut self, data: &[u8]) -> Result<(), String>;
 }

@@ -5,14 +5,14 @@
 //! `Raft` → runner (`Request`), runner → applier (committed entries), applier → runner
 //! (applied index, so raft-rs knows what has been applied), applier → proposers (oneshot).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use raft::prelude::{Entry, EntryType, Message};
+use raft::prelude::{ConfChange, ConfChangeType, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use rand::Rng;
 use tokio::sync::{oneshot, watch};
@@ -80,6 +80,9 @@ pub struct RaftStatus {
     pub commit: u64,
     /// The group's voters, by Raft id.
     pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// On the leader: the highest log index known replicated on each replica.
+    pub matched: BTreeMap<u64, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +111,8 @@ pub enum ProposeError {
     ShuttingDown,
     #[error("the proposal was dropped by raft: {0}")]
     Dropped(String),
+    #[error("{0}")]
+    Membership(String),
 }
 
 enum Request {
@@ -121,6 +126,14 @@ enum Request {
         context: Vec<u8>,
         reply: oneshot::Sender<Result<u64, ProposeError>>,
     },
+    /// Propose a membership change.
+    ConfChange {
+        context: Vec<u8>,
+        change: ConfChange,
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
+    /// The applier reached a committed membership change: apply it to the group.
+    ApplyConfChange(ConfChange),
     /// Hand leadership to another voter (for maintenance).
     TransferLeader {
         to: u64,
@@ -257,6 +270,7 @@ impl<O: Send + 'static> Raft<O> {
             state_machine,
             snapshot_every: config.snapshot_every,
             last_snapshot: snapshot_index,
+            last_term: snapshot.as_ref().map_or(0, |s| s.term),
             entries: apply_rx,
             waiters: waiters.clone(),
             applied: applied_tx,
@@ -356,6 +370,71 @@ impl<O: Send + 'static> Raft<O> {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(ProposeError::ShuttingDown),
             Err(_) => Err(ProposeError::Timeout(limit)),
+        }
+    }
+
+    /// Adds replica `id` (reachable at `address`) as a learner: it receives the log but does
+    /// not vote. Returns when the change is applied here.
+    pub async fn add_learner(&self, id: u64, address: &str) -> Result<(), ProposeError> {
+        self.change(ConfChangeType::AddLearnerNode, id, address)
+            .await
+    }
+
+    /// Makes learner `id` a voter.
+    pub async fn promote(&self, id: u64, address: &str) -> Result<(), ProposeError> {
+        self.change(ConfChangeType::AddNode, id, address).await
+    }
+
+    /// Removes replica `id` from the group.
+    pub async fn remove(&self, id: u64) -> Result<(), ProposeError> {
+        self.change(ConfChangeType::RemoveNode, id, "").await
+    }
+
+    async fn change(
+        &self,
+        kind: ConfChangeType,
+        id: u64,
+        address: &str,
+    ) -> Result<(), ProposeError> {
+        let mut change = ConfChange::default();
+        change.set_change_type(kind);
+        change.node_id = id;
+        change.context = address.as_bytes().to_vec();
+        let context: Vec<u8> = rand::rng().random::<[u8; 16]>().to_vec();
+        let (done_tx, done_rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap()
+            .insert(context.clone(), done_tx);
+        let _forget = Forget {
+            waiters: &self.waiters,
+            context: &context,
+        };
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::ConfChange {
+                context: context.clone(),
+                change,
+                reply,
+            })
+            .map_err(|_| ProposeError::ShuttingDown)?;
+        answer.await.map_err(|_| ProposeError::ShuttingDown)??;
+        match tokio::time::timeout(self.propose_timeout, done_rx).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(ProposeError::ShuttingDown),
+            Err(_) => return Err(ProposeError::Timeout(self.propose_timeout)),
+        }
+        // Committed and applied; wait until the runner has changed the group too.
+        let done = |s: &RaftStatus| match kind {
+            ConfChangeType::AddLearnerNode => s.learners.contains(&id) || s.voters.contains(&id),
+            ConfChangeType::AddNode => s.voters.contains(&id),
+            ConfChangeType::RemoveNode => !s.voters.contains(&id) && !s.learners.contains(&id),
+        };
+        let mut status = self.status.clone();
+        match tokio::time::timeout(self.propose_timeout, status.wait_for(done)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ProposeError::ShuttingDown),
+            Err(_) => Err(ProposeError::Timeout(self.propose_timeout)),
         }
     }
 
@@ -487,6 +566,25 @@ impl<T: Transport> Runner<T> {
                     self.reads.insert(context, reply);
                 }
             }
+            Request::ConfChange {
+                context,
+                change,
+                reply,
+            } => {
+                let result = if self.node.raft.state != StateRole::Leader {
+                    let leader = self.node.raft.leader_id;
+                    Err(ProposeError::NotLeader {
+                        leader: (leader != 0).then_some(leader),
+                    })
+                } else {
+                    // raft-rs refuses a change while another is not yet applied.
+                    self.node.propose_conf_change(context, change).map_err(|e| {
+                        ProposeError::Membership(format!("membership change refused: {e}"))
+                    })
+                };
+                let _ = reply.send(result);
+            }
+            Request::ApplyConfChange(change) => self.apply_conf_change(&change),
             Request::TransferLeader { to, reply } => {
                 let raft = &self.node.raft;
                 let result = if raft.state != StateRole::Leader {
@@ -522,6 +620,37 @@ impl<T: Transport> Runner<T> {
             Request::Shutdown => return std::ops::ControlFlow::Break(()),
         }
         std::ops::ControlFlow::Continue(())
+    }
+
+    fn apply_conf_change(&mut self, change: &ConfChange) {
+        let id = change.node_id;
+        match self.node.apply_conf_change(change) {
+            Ok(conf_state) => {
+                if let Err(e) = self.node.mut_store().set_conf_state(conf_state.clone()) {
+                    tracing::error!(error = %vmcloud_proto::ErrorChain(&e), "cannot persist the new configuration");
+                }
+                match change.get_change_type() {
+                    ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                        if id != self.node.raft.id {
+                            let address = String::from_utf8_lossy(&change.context);
+                            self.transport.add_peer(id, &address);
+                        }
+                    }
+                    ConfChangeType::RemoveNode => {
+                        if id == self.node.raft.id {
+                            tracing::warn!(
+                                "this replica was removed from the group; it no longer takes part"
+                            );
+                        } else {
+                            self.transport.remove_peer(id);
+                        }
+                    }
+                }
+                tracing::info!(voters = ?conf_state.voters, learners = ?conf_state.learners, "membership changed");
+                self.publish_status();
+            }
+            Err(e) => tracing::warn!(node = id, error = %e, "membership change not applied"),
+        }
     }
 
     /// Handles one `Ready` in raft-rs's documented order.
@@ -600,6 +729,9 @@ impl<T: Transport> Runner<T> {
                 .inc();
             self.node.report_snapshot(to, raft::SnapshotStatus::Finish);
         }
+        if self.node.store().take_snapshot_wanted() {
+            let _ = self.apply.send(ApplyWork::SnapshotNow);
+        }
         self.publish_status();
         Ok(())
     }
@@ -617,6 +749,23 @@ impl<T: Transport> Runner<T> {
                 v.sort_unstable();
                 v
             },
+            learners: raft
+                .prs()
+                .conf()
+                .learners()
+                .iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            matched: if raft.state == StateRole::Leader {
+                raft.prs()
+                    .iter()
+                    .map(|(id, pr)| (*id, pr.matched))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            },
         };
         self.metrics.term.set(status.term as i64);
         self.metrics.leader.set(status.leader_id as i64);
@@ -633,6 +782,8 @@ impl<T: Transport> Runner<T> {
 /// Work for the applier, in log order.
 enum ApplyWork {
     Entries(Vec<Entry>),
+    /// A peer needs a snapshot newer than the newest one: take one now.
+    SnapshotNow,
     /// Replace the state machine with this snapshot (installed from the leader).
     Restore(crate::snapshot::SnapshotFile),
 }
@@ -650,6 +801,8 @@ struct Applier<S: StateMachine> {
     state_machine: S,
     snapshot_every: u64,
     last_snapshot: u64,
+    /// Term of the last applied entry (for snapshots taken on request).
+    last_term: u64,
     entries: mpsc::Receiver<ApplyWork>,
     waiters: Waiters<S::Output>,
     applied: watch::Sender<u64>,
@@ -658,10 +811,24 @@ struct Applier<S: StateMachine> {
 }
 
 impl<S: StateMachine> Applier<S> {
+    fn snapshot(&mut self, index: u64, term: u64) {
+        let data = self.state_machine.snapshot();
+        self.metrics.snapshots_taken.inc();
+        self.last_snapshot = index;
+        let _ = self.runner.send(Request::Snapshot { index, term, data });
+    }
+
     fn run(mut self) {
         while let Ok(work) = self.entries.recv() {
             let batch = match work {
                 ApplyWork::Entries(batch) => batch,
+                ApplyWork::SnapshotNow => {
+                    let last = *self.applied.borrow();
+                    if last > self.last_snapshot {
+                        self.snapshot(last, self.last_term);
+                    }
+                    continue;
+                }
                 ApplyWork::Restore(snapshot) => {
                     if let Err(message) = self.state_machine.restore(&snapshot.data) {
                         // Applying anything after a failed restore would diverge.
@@ -673,6 +840,7 @@ impl<S: StateMachine> Applier<S> {
                         return;
                     }
                     self.last_snapshot = snapshot.index;
+                    self.last_term = snapshot.term;
                     let _ = self.applied.send(snapshot.index);
                     let _ = self.runner.send(Request::Applied(snapshot.index));
                     continue;
@@ -687,11 +855,24 @@ impl<S: StateMachine> Applier<S> {
                         Some(self.state_machine.apply(entry.index, &entry.data))
                     }
                     EntryType::EntryNormal => None,
-                    // Membership changes come with multi-replica clusters.
-                    _ => {
+                    EntryType::EntryConfChange => {
+                        let mut change = ConfChange::default();
+                        match protobuf::Message::merge_from_bytes(&mut change, &entry.data) {
+                            // Applied to the group by the runner, in log order with the rest.
+                            Ok(()) => {
+                                let _ = self.runner.send(Request::ApplyConfChange(change));
+                            }
+                            Err(_) => tracing::error!(
+                                index = entry.index,
+                                "undecodable membership change skipped"
+                            ),
+                        }
+                        None
+                    }
+                    EntryType::EntryConfChangeV2 => {
                         tracing::warn!(
                             index = entry.index,
-                            "configuration change entries are not supported yet; skipped"
+                            "joint-consensus membership changes are not used; skipped"
                         );
                         None
                     }

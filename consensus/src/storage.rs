@@ -82,6 +82,8 @@ pub struct LogStore {
     /// Index and term of the newest snapshot (0, 0 without one); the log starts after it.
     snapshot_index: u64,
     snapshot_term: u64,
+    /// Set when a peer needs a newer snapshot than the newest one (see `snapshot`).
+    snapshot_wanted: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -103,13 +105,35 @@ impl LogStore {
         voters: &[u64],
     ) -> Result<(LogStore, Option<SnapshotFile>), StorageError> {
         let snapshots = SnapshotDir::new(snapshot_dir.to_owned());
-        let snapshot = snapshots.latest().map_err(StorageError::Snapshot)?;
-        let (snapshot_index, snapshot_term) =
-            snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
+        let mut snapshot = snapshots.latest().map_err(StorageError::Snapshot)?;
         let db = Database::create(path).map_err(|source| StorageError::Open {
             path: path.to_owned(),
             source,
         })?;
+        let brand_new = match db.begin_read()?.open_table(META) {
+            Ok(meta) => meta.get(CONF_STATE)?.is_none(),
+            Err(redb::TableError::TableDoesNotExist(_)) => true,
+            Err(e) => return Err(e.into()),
+        };
+        if brand_new && !voters.is_empty() && snapshot.is_none() {
+            // A replica of a new group starts from a snapshot at index 1 that holds the
+            // configuration, like every other replica of the group, so the log starts at 2 and
+            // a replica added later always catches up from a snapshot (which carries the
+            // configuration) rather than from a log that does not.
+            let bootstrap = SnapshotFile {
+                index: 1,
+                term: 1,
+                conf_state: ConfState {
+                    voters: voters.to_vec(),
+                    ..Default::default()
+                },
+                data: Vec::new(),
+            };
+            snapshots.save(&bootstrap).map_err(StorageError::Snapshot)?;
+            snapshot = Some(bootstrap);
+        }
+        let (snapshot_index, snapshot_term) =
+            snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
         let txn = db.begin_write()?;
         let (hard_state, conf_state, first_index, last_index) = {
             let mut meta = txn.open_table(META)?;
@@ -176,8 +200,9 @@ impl LogStore {
         };
         txn.commit()?;
         let mut hard_state = hard_state;
-        // Everything in a snapshot was committed.
+        // Everything in a snapshot was committed, in its term or later.
         hard_state.commit = hard_state.commit.max(snapshot_index);
+        hard_state.term = hard_state.term.max(snapshot_term);
         let store = LogStore {
             db,
             hard_state,
@@ -187,6 +212,7 @@ impl LogStore {
             snapshots,
             snapshot_index,
             snapshot_term,
+            snapshot_wanted: Default::default(),
         };
         Ok((store, snapshot))
     }
@@ -197,6 +223,28 @@ impl LogStore {
 
     pub fn conf_state(&self) -> &ConfState {
         &self.conf_state
+    }
+
+    /// Records the configuration after a membership change (fsynced).
+    pub fn set_conf_state(&mut self, conf_state: ConfState) -> Result<(), StorageError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let bytes = conf_state
+                .write_to_bytes()
+                .expect("encoding a ConfState cannot fail");
+            meta.insert(CONF_STATE, seal(&bytes).as_slice())?;
+        }
+        txn.commit()?;
+        self.conf_state = conf_state;
+        Ok(())
+    }
+
+    /// Whether raft-rs asked for a snapshot the newest one could not serve (a peer that is not
+    /// in its configuration); clears the request.
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Saves a snapshot of the state machine at `index` (term `term`), then drops the log up
@@ -431,15 +479,22 @@ impl Storage for LogStore {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // A peer added after the newest snapshot would refuse it (raft-rs only restores a
+        // snapshot whose configuration names it): ask for a fresh one and let raft-rs retry.
+        let names = |cs: &ConfState| cs.voters.contains(&to) || cs.learners.contains(&to);
         let file = self
             .snapshots
             .latest()
             .map_err(|e| to_raft(StorageError::Snapshot(e)))?
-            .filter(|f| f.index >= request_index)
-            .ok_or(raft::Error::Store(
+            .filter(|f| f.index >= request_index && names(&f.conf_state));
+        let Some(file) = file else {
+            self.snapshot_wanted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(raft::Error::Store(
                 raft::StorageError::SnapshotTemporarilyUnavailable,
-            ))?;
+            ));
+        };
         Ok(Snapshot {
             data: file.data,
             metadata: Some(SnapshotMetadata {
@@ -472,20 +527,23 @@ mod tests {
             let mut store = LogStore::open(&path, &dir.path().join("snapshots"), &[1])
                 .unwrap()
                 .0;
+            // A new group starts from its bootstrap snapshot at index 1.
+            assert_eq!(store.first_index().unwrap(), 2);
+            assert_eq!(store.term(1).unwrap(), 1);
             let hs = HardState {
                 term: 2,
                 vote: 1,
-                commit: 2,
+                commit: 3,
             };
             store
                 .persist(
-                    &[entry(1, 1, b"a"), entry(2, 2, b"b"), entry(3, 2, b"c")],
+                    &[entry(2, 1, b"a"), entry(3, 2, b"b"), entry(4, 2, b"c")],
                     Some(&hs),
                     true,
                 )
                 .unwrap();
-            // A new leader overwrites the uncommitted suffix from index 3.
-            store.persist(&[entry(3, 3, b"x")], None, true).unwrap();
+            // A new leader overwrites the uncommitted suffix from index 4.
+            store.persist(&[entry(4, 3, b"x")], None, true).unwrap();
         }
         let store = LogStore::open(&path, &dir.path().join("snapshots"), &[7])
             .unwrap()
@@ -497,15 +555,15 @@ mod tests {
             vec![1],
             "the bootstrap configuration is kept"
         );
-        assert_eq!(store.last_index().unwrap(), 3);
-        assert_eq!(store.term(3).unwrap(), 3);
+        assert_eq!(store.last_index().unwrap(), 4);
+        assert_eq!(store.term(4).unwrap(), 3);
         let all = store
-            .entries(1, 4, None, GetEntriesContext::empty(false))
+            .entries(2, 5, None, GetEntriesContext::empty(false))
             .unwrap();
         let data: Vec<&[u8]> = all.iter().map(|e| &e.data[..]).collect();
         assert_eq!(data, vec![&b"a"[..], b"b", b"x"]);
         let limited = store
-            .entries(1, 4, Some(1), GetEntriesContext::empty(false))
+            .entries(2, 5, Some(1), GetEntriesContext::empty(false))
             .unwrap();
         assert_eq!(
             limited.len(),
@@ -538,9 +596,9 @@ mod tests {
                 .unwrap()
                 .0;
             let entries = [
-                entry(1, 1, b"first entry"),
-                entry(2, 1, b"CORRUPT-ME-PLEASE-0042"),
-                entry(3, 1, b"third"),
+                entry(2, 1, b"first entry"),
+                entry(3, 1, b"CORRUPT-ME-PLEASE-0042"),
+                entry(4, 1, b"third"),
             ];
             store.persist(&entries, None, true).unwrap();
         }
@@ -551,7 +609,7 @@ mod tests {
         let err = LogStore::open(&path, &dir.path().join("snapshots"), &[1]).unwrap_err();
         let text = vmcloud_proto::ErrorChain(&err).to_string();
         assert!(
-            matches!(err, StorageError::CorruptEntry { index: 2, .. }),
+            matches!(err, StorageError::CorruptEntry { index: 3, .. }),
             "the corruption must be reported: {text}"
         );
         assert!(text.contains("wipe") || text.contains("orrupt"), "{text}");

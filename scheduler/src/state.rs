@@ -476,8 +476,11 @@ impl vmcloud_consensus::StateMachine for SharedState {
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
-        let state: ClusterState =
-            serde_json::from_slice(data).map_err(|e| format!("undecodable cluster state: {e}"))?;
+        let state: ClusterState = if data.is_empty() {
+            ClusterState::default()
+        } else {
+            serde_json::from_slice(data).map_err(|e| format!("undecodable cluster state: {e}"))?
+        };
         *self.0.write().expect("cluster state lock poisoned") = state;
         Ok(())
     }

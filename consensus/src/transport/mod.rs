@@ -5,6 +5,12 @@ use raft::prelude::Message;
 /// Sends Raft messages to peers. Implementations must not block the runner: queue and return.
 pub trait Transport: Send + 'static {
     fn send(&mut self, messages: Vec<Message>);
+
+    /// A replica joined the group at `address` (from the membership change).
+    fn add_peer(&mut self, _id: u64, _address: &str) {}
+
+    /// A replica left the group.
+    fn remove_peer(&mut self, _id: u64) {}
 }
 
 /// The transport of a single-replica cluster: there is no peer, so any message is a bug.

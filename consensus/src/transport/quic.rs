@@ -118,48 +118,41 @@ impl QuicEndpoint {
         deliver: impl Fn(Message) + Send + Sync + 'static,
     ) -> QuicTransport {
         let deliver: Arc<dyn Fn(Message) + Send + Sync> = Arc::new(deliver);
-        let incarnation: u64 = rand::rng().random();
-        let peers: HashMap<u64, SocketAddr> = peers.into_iter().filter(|(p, _)| *p != id).collect();
-        let restarts: Restarts = Arc::new(
-            peers
-                .keys()
-                .map(|&p| (p, Arc::new(Notify::new())))
-                .collect(),
-        );
-        let mut tasks = vec![tokio::spawn(accept_loop(
+        let restarts: Restarts = Arc::default();
+        let accept = tokio::spawn(accept_loop(
             self.endpoint.clone(),
             deliver,
             restarts.clone(),
-        ))];
-        let mut queues = HashMap::new();
-        for (peer, addr) in peers {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            queues.insert(peer, tx);
-            let link = Outbound {
-                endpoint: self.endpoint.clone(),
-                client: self.client.clone(),
-                peer,
-                addr,
-                incarnation,
-                restarted: restarts[&peer].clone(),
-                metrics: metrics.clone(),
-            };
-            tasks.push(tokio::spawn(sender(link, rx)));
-        }
-        QuicTransport {
-            queues,
+        ));
+        let mut transport = QuicTransport {
+            id,
+            queues: HashMap::new(),
             endpoint: self.endpoint,
-            tasks: Arc::new(tasks),
+            client: self.client,
+            incarnation: rand::rng().random(),
+            restarts,
+            metrics,
+            tasks: Arc::new(Mutex::new(vec![accept])),
+        };
+        for (peer, addr) in peers {
+            transport.connect(peer, addr);
         }
+        transport
     }
 }
 
 /// The running transport. Give it to `Raft::start`; drop or [`QuicTransport::close`] it to
 /// stop.
 pub struct QuicTransport {
+    id: u64,
     queues: HashMap<u64, mpsc::Sender<Message>>,
     endpoint: quinn::Endpoint,
-    tasks: Arc<Vec<JoinHandle<()>>>,
+    client: quinn::ClientConfig,
+    /// Random per process start; sent with every batch.
+    incarnation: u64,
+    restarts: Restarts,
+    metrics: Arc<RaftMetrics>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for QuicTransport {
@@ -171,6 +164,34 @@ impl std::fmt::Debug for QuicTransport {
 }
 
 impl QuicTransport {
+    /// Starts the sender to `peer` at `addr` (replacing one that exists).
+    fn connect(&mut self, peer: u64, addr: SocketAddr) {
+        if peer == self.id {
+            return;
+        }
+        self.remove_peer(peer);
+        let restarted = Arc::new(Notify::new());
+        self.restarts
+            .lock()
+            .unwrap()
+            .insert(peer, restarted.clone());
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.queues.insert(peer, tx);
+        let link = Outbound {
+            endpoint: self.endpoint.clone(),
+            client: self.client.clone(),
+            peer,
+            addr,
+            incarnation: self.incarnation,
+            restarted,
+            metrics: self.metrics.clone(),
+        };
+        let task = tokio::spawn(sender(link, rx));
+        let mut tasks = self.tasks.lock().unwrap();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
     /// A handle that closes this transport's connections and tasks (the transport itself is
     /// owned by the raft runner).
     pub fn closer(&self) -> QuicCloser {
@@ -182,6 +203,23 @@ impl QuicTransport {
 }
 
 impl Transport for QuicTransport {
+    fn add_peer(&mut self, id: u64, address: &str) {
+        match address.parse() {
+            Ok(addr) => self.connect(id, addr),
+            Err(_) => tracing::warn!(
+                peer = id,
+                address,
+                "new replica has no valid raft address; it cannot be reached"
+            ),
+        }
+    }
+
+    fn remove_peer(&mut self, id: u64) {
+        // Dropping the queue ends the peer's sender.
+        self.queues.remove(&id);
+        self.restarts.lock().unwrap().remove(&id);
+    }
+
     fn send(&mut self, messages: Vec<Message>) {
         for m in messages {
             if let Some(queue) = self.queues.get(&m.to) {
@@ -196,7 +234,7 @@ impl Transport for QuicTransport {
 #[derive(Clone)]
 pub struct QuicCloser {
     endpoint: quinn::Endpoint,
-    tasks: Arc<Vec<JoinHandle<()>>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for QuicCloser {
@@ -208,7 +246,7 @@ impl std::fmt::Debug for QuicCloser {
 impl QuicCloser {
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"replica stopping");
-        for t in self.tasks.iter() {
+        for t in self.tasks.lock().unwrap().iter() {
             t.abort();
         }
     }
@@ -306,7 +344,7 @@ async fn sender(link: Outbound, mut queue: mpsc::Receiver<Message>) {
     }
 }
 
-type Restarts = Arc<HashMap<u64, Arc<Notify>>>;
+type Restarts = Arc<Mutex<HashMap<u64, Arc<Notify>>>>;
 
 async fn accept_loop(
     endpoint: quinn::Endpoint,
@@ -354,7 +392,7 @@ async fn serve_peer(
                 };
                 let previous = incarnations.lock().unwrap().insert(peer, batch.incarnation);
                 if previous.is_some_and(|p| p != batch.incarnation)
-                    && let Some(restarted) = restarts.get(&peer)
+                    && let Some(restarted) = restarts.lock().unwrap().get(&peer).cloned()
                 {
                     tracing::debug!(peer, "peer restarted; reconnecting to it");
                     restarted.notify_one();

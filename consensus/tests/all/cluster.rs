@@ -166,3 +166,77 @@ async fn a_replica_behind_the_compacted_log_catches_up_from_a_snapshot() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_under_load() {
+    let mut cluster = Cluster::start(3, 6, Faults::default());
+    let leader = cluster.leader(5 * SECOND).await;
+    let load = |cluster: &Cluster, from: u32, to: u32| {
+        let rafts: Vec<_> = cluster.replicas.values().map(|r| r.raft.clone()).collect();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in from..to {
+                for attempt in 0..50 {
+                    let raft = &rafts[(i as usize + attempt) % rafts.len()];
+                    if raft.propose(i.to_be_bytes().to_vec()).await.is_ok() {
+                        acked.push(i);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            acked
+        })
+    };
+    let writes = load(&cluster, 0, 60);
+
+    // A fourth replica joins as a learner, catches up from a snapshot, and is promoted.
+    cluster.start_joining(4);
+    let raft = cluster.replicas[&leader].raft.clone();
+    raft.add_learner(4, "").await.unwrap();
+    assert_eq!(raft.status().borrow().learners, vec![4]);
+    raft.promote(4, "").await.unwrap();
+    let status = raft.status().borrow().clone();
+    assert_eq!(status.voters, vec![1, 2, 3, 4]);
+    assert!(status.learners.is_empty());
+
+    // One of the original followers leaves.
+    let leaving = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    raft.remove(leaving).await.unwrap();
+    assert!(!raft.status().borrow().voters.contains(&leaving));
+    cluster.crash(leaving).await;
+    let acked = writes.await.unwrap();
+    assert_eq!(
+        acked.len(),
+        60,
+        "every write during the changes was acknowledged"
+    );
+
+    // The new voter counts: with the old leader gone, the remaining three elect one.
+    cluster.crash(leader).await;
+    let next = cluster.leader(10 * SECOND).await;
+    assert!(next != leader && next != leaving);
+    cluster
+        .propose_until_acked(next, b"after", 5 * SECOND)
+        .await;
+    cluster.wait_converged(61, 10 * SECOND).await;
+    let on_new: Vec<Vec<u8>> = cluster.applied(4).into_iter().map(|(_, d)| d).collect();
+    for i in 0..60u32 {
+        assert!(
+            on_new.contains(&i.to_be_bytes().to_vec()),
+            "write {i} missing on the new replica"
+        );
+    }
+    // A change through a follower is refused with who leads.
+    let follower = cluster.live().into_iter().find(|&id| id != next).unwrap();
+    let err = cluster.replicas[&follower]
+        .raft
+        .remove(next)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, vmcloud_consensus::ProposeError::NotLeader { leader: Some(l) } if l == next),
+        "{err}"
+    );
+    cluster.shutdown().await;
+}

@@ -78,15 +78,26 @@ impl Cluster {
 
     /// Starts (or restarts, from its log on disk) replica `id`.
     pub fn start_replica(&mut self, id: u64) {
+        let voters = self.ids.clone();
+        self.start_with(id, voters);
+    }
+
+    /// Starts a brand-new replica that is not in the group yet: it waits, with an empty log,
+    /// for the leader to add it and send it a snapshot.
+    pub fn start_joining(&mut self, id: u64) {
+        if !self.ids.contains(&id) {
+            self.ids.push(id);
+        }
+        self.start_with(id, Vec::new());
+    }
+
+    fn start_with(&mut self, id: u64, voters: Vec<u64>) {
         assert!(
             !self.replicas.contains_key(&id),
             "replica {id} is already running"
         );
-        let mut config = RaftConfig::new(
-            id,
-            self.dir.path().join(format!("raft-{id}.redb")),
-            self.ids.clone(),
-        );
+        let mut config =
+            RaftConfig::new(id, self.dir.path().join(format!("raft-{id}.redb")), voters);
         config.tick = TICK;
         config.election_ticks = 10;
         config.max_election_ticks = 20;

@@ -150,7 +150,11 @@ async fn client(
             let ret = match result {
                 Ok(()) => Some(ret),
                 // Refused before it was appended anywhere: it did not happen.
-                Err(ProposeError::NotLeader { .. } | ProposeError::Dropped(_)) => continue,
+                Err(
+                    ProposeError::NotLeader { .. }
+                    | ProposeError::Dropped(_)
+                    | ProposeError::Membership(_),
+                ) => continue,
                 // It may or may not have been committed.
                 Err(ProposeError::Timeout(_) | ProposeError::ShuttingDown) => None,
             };
