@@ -393,3 +393,37 @@ pub async fn transfer_leader(args: ClientArgs, to: u64) -> anyhow::Result<()> {
     println!("leadership transfer to replica {to} started");
     Ok(())
 }
+
+/// `vmcloud cluster join --id N --raft-address A`, sent to the leader: adds the replica as a
+/// learner, waits until it has caught up, and makes it a voter.
+pub async fn cluster_join(args: ClientArgs, id: u64, raft_address: String) -> anyhow::Result<()> {
+    let client = Client::new(&args)?;
+    eprintln!("adding replica {id} as a learner; it becomes a voter once it has caught up…");
+    let view = client
+        .call(
+            Method::POST,
+            "/v1/cluster/members",
+            Some(serde_json::json!({ "id": id, "raft_address": raft_address })),
+            false,
+        )
+        .await?
+        .unwrap_or_default();
+    println!("replica {id} joined; voters: {}", view["voters"]);
+    Ok(())
+}
+
+/// `vmcloud cluster leave --id N`, sent to the leader.
+pub async fn cluster_leave(args: ClientArgs, id: u64) -> anyhow::Result<()> {
+    let client = Client::new(&args)?;
+    let view = client
+        .call(
+            Method::DELETE,
+            &format!("/v1/cluster/members/{id}"),
+            None,
+            false,
+        )
+        .await?
+        .unwrap_or_default();
+    println!("replica {id} left; voters: {}", view["voters"]);
+    Ok(())
+}

@@ -67,6 +67,25 @@ enum ClusterCommand {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Add a replica (started with `vmcloud scheduler --join`) to the group (send it to the leader).
+    Join {
+        /// Raft id of the new replica.
+        #[arg(long)]
+        id: u64,
+        /// Its raft link address, HOST:PORT (UDP).
+        #[arg(long)]
+        raft_address: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Remove a replica from the group (send it to the leader).
+    Leave {
+        /// Raft id of the replica.
+        #[arg(long)]
+        id: u64,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
     /// Hand leadership to another replica (send it to the leader).
     TransferLeader {
         /// Raft id of the replica that should lead.
@@ -132,6 +151,17 @@ fn main() -> ExitCode {
             Command::Cluster {
                 command: ClusterCommand::TransferLeader { to, client },
             } => client::transfer_leader(client, to).await,
+            Command::Cluster {
+                command:
+                    ClusterCommand::Join {
+                        id,
+                        raft_address,
+                        client,
+                    },
+            } => client::cluster_join(client, id, raft_address).await,
+            Command::Cluster {
+                command: ClusterCommand::Leave { id, client },
+            } => client::cluster_leave(client, id).await,
             Command::Instance { client, command } => client::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },

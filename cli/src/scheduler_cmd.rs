@@ -39,6 +39,10 @@ pub struct SchedulerArgs {
     /// Catalog file; default: the built-in config/catalog.toml.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+    /// Join an existing group: start empty and wait to be added with `vmcloud cluster join`
+    /// (instead of forming a new group with --peers).
+    #[arg(long)]
+    pub join: bool,
     /// Make sure this API key (vmc_…) belongs to the dev account (for test clusters).
     #[arg(long, env = "VMCLOUD_BOOTSTRAP_API_KEY", hide_env_values = true)]
     pub bootstrap_api_key: Option<String>,
@@ -124,6 +128,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                     id: args.id,
                     listen,
                     peers,
+                    join: args.join,
                 },
             })
             .await

@@ -256,6 +256,17 @@ impl<O: Send + 'static> Raft<O> {
         let (applied_tx, applied_rx) = watch::channel(snapshot_index);
         let waiters: Waiters<O> = Arc::default();
 
+        let mut transport = transport;
+        match node.store().peer_addresses() {
+            Ok(peers) => {
+                for (peer, address) in peers.iter().filter(|(p, _)| **p != config.id) {
+                    transport.add_peer(*peer, address);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %vmcloud_proto::ErrorChain(&e), "cannot read the addresses of joined replicas")
+            }
+        }
         let runner = Runner {
             node,
             reads: HashMap::new(),

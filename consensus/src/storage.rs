@@ -8,6 +8,7 @@
 //! every read and for the whole log when it is opened: a corrupt log is reported and the
 //! replica refuses to start, rather than applying or silently truncating committed data.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
@@ -21,6 +22,8 @@ const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_entries"
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const HARD_STATE: &str = "hard_state";
 const CONF_STATE: &str = "conf_state";
+/// Addresses of replicas that joined by a membership change: `id=address` lines.
+const PEERS: &str = "peer_addresses";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -237,6 +240,47 @@ impl LogStore {
         }
         txn.commit()?;
         self.conf_state = conf_state;
+        Ok(())
+    }
+
+    /// Addresses of replicas added by membership changes, so a restarted replica can reach
+    /// them even when its command line predates them.
+    pub fn peer_addresses(&self) -> Result<BTreeMap<u64, String>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(record) = table.get(PEERS)? else {
+            return Ok(BTreeMap::new());
+        };
+        let corrupt = |reason| StorageError::CorruptMeta { key: PEERS, reason };
+        let bytes = unseal(record.value()).ok_or(corrupt("checksum mismatch"))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| corrupt("undecodable"))?;
+        text.lines()
+            .map(|line| {
+                let (id, addr) = line.split_once('=').ok_or(corrupt("undecodable"))?;
+                Ok((
+                    id.parse().map_err(|_| corrupt("undecodable"))?,
+                    addr.to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Remembers (or, with `None`, forgets) the address of replica `id`.
+    pub fn set_peer_address(&mut self, id: u64, address: Option<&str>) -> Result<(), StorageError> {
+        let mut peers = self.peer_addresses()?;
+        match address {
+            Some(a) if !a.is_empty() => peers.insert(id, a.to_owned()),
+            _ => peers.remove(&id),
+        };
+        let text: String = peers.iter().map(|(id, a)| format!("{id}={a}\n")).collect();
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(PEERS, seal(text.as_bytes()).as_slice())?;
+        txn.commit()?;
         Ok(())
     }
 

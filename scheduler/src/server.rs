@@ -44,6 +44,9 @@ pub enum Replication {
         id: u64,
         listen: SocketAddr,
         peers: BTreeMap<u64, SocketAddr>,
+        /// A new replica of an existing group: it starts empty and waits to be added
+        /// (`vmcloud cluster join`), instead of forming a new group with `peers`.
+        join: bool,
     },
 }
 
@@ -113,12 +116,22 @@ impl Scheduler {
                 Raft::start(RaftConfig::new(1, log, vec![1]), state.clone(), NoPeers)?,
                 None,
             ),
-            Replication::Peers { id, listen, peers } => {
+            Replication::Peers {
+                id,
+                listen,
+                peers,
+                join,
+            } => {
                 let endpoint = QuicEndpoint::bind(*listen, &config.ca_pem, &config.identity)?;
                 // The transport exists before the replica it delivers to.
                 let cell: Arc<OnceLock<Raft<ApplyResult>>> = Arc::default();
                 let inbox = cell.clone();
-                let raft_config = RaftConfig::new(*id, log, peers.keys().copied().collect());
+                let voters = if *join {
+                    Vec::new()
+                } else {
+                    peers.keys().copied().collect()
+                };
+                let raft_config = RaftConfig::new(*id, log, voters);
                 let metrics = raft_config.metrics.clone();
                 let transport = endpoint.start(
                     *id,
@@ -136,10 +149,25 @@ impl Scheduler {
                 (raft, Some(closer))
             }
         };
-        // Wait for a leader (a majority must be up), then replay everything committed.
-        let limit = Duration::from_secs(60);
+        // Wait for a leader (a majority must be up), then replay everything committed. A
+        // joining replica hears from the leader only once it has been added, however long
+        // that takes.
+        let joining = matches!(config.replication, Replication::Peers { join: true, .. });
+        let limit = if joining {
+            Duration::MAX
+        } else {
+            Duration::from_secs(60)
+        };
         let mut status = raft.status();
-        tracing::info!("waiting for a leader");
+        if joining {
+            if let Replication::Peers { id, listen, .. } = &config.replication {
+                tracing::info!(
+                    "waiting to be added to the group: run `vmcloud cluster join --id {id} --raft-address {listen}` against the leader"
+                );
+            }
+        } else {
+            tracing::info!("waiting for a leader");
+        }
         if tokio::time::timeout(limit, status.wait_for(|s| s.leader_id != 0))
             .await
             .is_err()

@@ -31,11 +31,20 @@ pub struct SchedulerCluster {
     api: Vec<SocketAddr>,
     gateway: Vec<SocketAddr>,
     processes: Vec<Option<Child>>,
+    /// Replicas `0..initial` form the group; later ones join it.
+    initial: usize,
 }
 
 impl SchedulerCluster {
     /// Makes the PKI (`vmcloud cluster init`) and picks ports for `n` replicas; starts none.
     pub fn new(n: usize) -> SchedulerCluster {
+        SchedulerCluster::with_spares(n, 0)
+    }
+
+    /// A group of `n` replicas plus `spares` that can join it later ([`Self::start_joining`]).
+    pub fn with_spares(n: usize, spares: usize) -> SchedulerCluster {
+        let initial = n;
+        let n = n + spares;
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(vmcloud_bin())
             .args(["cluster", "init", "--replicas", &n.to_string(), "--pki-dir"])
@@ -53,7 +62,13 @@ impl SchedulerCluster {
             api: (0..n).map(|_| free_tcp()).collect(),
             gateway: (0..n).map(|_| free_udp()).collect(),
             processes: (0..n).map(|_| None).collect(),
+            initial,
         }
+    }
+
+    /// Replica `i`'s raft link address.
+    pub fn raft_address(&self, i: usize) -> SocketAddr {
+        self.raft[i]
     }
 
     pub fn len(&self) -> usize {
@@ -75,9 +90,19 @@ impl SchedulerCluster {
 
     /// Starts replica `i` (0-based) and returns without waiting for it.
     pub fn start(&mut self, i: usize) {
+        let join = i >= self.initial;
+        self.spawn(i, join);
+    }
+
+    /// Starts spare replica `i` with `--join`: it waits to be added to the group.
+    pub fn start_joining(&mut self, i: usize) {
+        self.spawn(i, true);
+    }
+
+    fn spawn(&mut self, i: usize, join: bool) {
         assert!(self.processes[i].is_none(), "replica {} is running", i + 1);
-        let peers: Vec<String> = self
-            .raft
+        let known = if join { self.raft.len() } else { self.initial };
+        let peers: Vec<String> = self.raft[..known]
             .iter()
             .enumerate()
             .map(|(j, a)| format!("{}={a}", j + 1))
@@ -100,6 +125,7 @@ impl SchedulerCluster {
                 "--gateway-listen",
                 &self.gateway[i].to_string(),
             ])
+            .args(if join { &["--join"][..] } else { &[][..] })
             .env("VMCLOUD_BOOTSTRAP_API_KEY", TEST_API_KEY)
             .env("RUST_LOG", "info,raft=warn,quinn=warn")
             .stdin(Stdio::null())

@@ -127,12 +127,14 @@ impl QuicEndpoint {
         let mut transport = QuicTransport {
             id,
             queues: HashMap::new(),
+            addresses: HashMap::new(),
             endpoint: self.endpoint,
             client: self.client,
             incarnation: rand::rng().random(),
             restarts,
             metrics,
             tasks: Arc::new(Mutex::new(vec![accept])),
+            runtime: tokio::runtime::Handle::current(),
         };
         for (peer, addr) in peers {
             transport.connect(peer, addr);
@@ -146,6 +148,7 @@ impl QuicEndpoint {
 pub struct QuicTransport {
     id: u64,
     queues: HashMap<u64, mpsc::Sender<Message>>,
+    addresses: HashMap<u64, SocketAddr>,
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
     /// Random per process start; sent with every batch.
@@ -153,6 +156,8 @@ pub struct QuicTransport {
     restarts: Restarts,
     metrics: Arc<RaftMetrics>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Senders for peers added later are spawned from the raft runner's thread.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for QuicTransport {
@@ -166,10 +171,11 @@ impl std::fmt::Debug for QuicTransport {
 impl QuicTransport {
     /// Starts the sender to `peer` at `addr` (replacing one that exists).
     fn connect(&mut self, peer: u64, addr: SocketAddr) {
-        if peer == self.id {
+        if peer == self.id || self.addresses.get(&peer) == Some(&addr) {
             return;
         }
         self.remove_peer(peer);
+        self.addresses.insert(peer, addr);
         let restarted = Arc::new(Notify::new());
         self.restarts
             .lock()
@@ -186,7 +192,7 @@ impl QuicTransport {
             restarted,
             metrics: self.metrics.clone(),
         };
-        let task = tokio::spawn(sender(link, rx));
+        let task = self.runtime.spawn(sender(link, rx));
         let mut tasks = self.tasks.lock().unwrap();
         tasks.retain(|t| !t.is_finished());
         tasks.push(task);
@@ -217,6 +223,7 @@ impl Transport for QuicTransport {
     fn remove_peer(&mut self, id: u64) {
         // Dropping the queue ends the peer's sender.
         self.queues.remove(&id);
+        self.addresses.remove(&id);
         self.restarts.lock().unwrap().remove(&id);
     }
 

@@ -52,6 +52,11 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/cluster", get(cluster::status))
+        .route("/v1/cluster/members", axum::routing::post(cluster::join))
+        .route(
+            "/v1/cluster/members/{id}",
+            axum::routing::delete(cluster::leave),
+        )
         .route(
             "/v1/cluster/transfer-leader",
             axum::routing::post(cluster::transfer_leader),
