@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 use rand::Rng;
 use std::sync::Mutex;
 
@@ -29,6 +29,8 @@ use vmcloud_proto::{ErrorChain, frame, pb, pki};
 use super::Transport;
 use crate::metrics::RaftMetrics;
 
+/// Snapshot data larger than this is streamed in chunks of this size.
+const CHUNK: usize = 1024 * 1024;
 /// Messages waiting for one peer before new ones are dropped.
 const QUEUE: usize = 4096;
 /// Most messages in one batch.
@@ -309,25 +311,35 @@ async fn sender(link: Outbound, mut queue: mpsc::Receiver<Message>) {
                         Err(_) => break,
                     }
                 }
-                let frame = pb::RaftBatch {
-                    incarnation,
-                    messages: batch
-                        .drain(..)
-                        .map(|m| {
-                            m.write_to_bytes()
-                                .expect("encoding a raft message cannot fail")
-                        })
-                        .collect(),
+                let mut encoded = Vec::with_capacity(batch.len());
+                for mut m in batch.drain(..) {
+                    // A large snapshot goes on a stream of its own, in chunks, beside the
+                    // batches, so it holds up nothing and no frame outgrows the limit.
+                    if m.get_msg_type() == MessageType::MsgSnapshot && m.get_snapshot().data.len() > CHUNK {
+                        let data = std::mem::take(&mut m.mut_snapshot().data);
+                        let (conn, metrics, labels) = (conn.clone(), metrics.clone(), labels.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = send_snapshot(&conn, incarnation, m, data, &metrics, &labels).await {
+                                tracing::debug!(peer, error = %ErrorChain(&*e), "snapshot stream failed; raft will send it again");
+                            }
+                        });
+                        continue;
+                    }
+                    encoded.push(m.write_to_bytes().expect("encoding a raft message cannot fail"));
+                }
+                if encoded.is_empty() {
+                    continue;
+                }
+                let count = encoded.len() as u64;
+                let frame = pb::RaftFrame {
+                    body: Some(pb::raft_frame::Body::Batch(pb::RaftBatch {
+                        incarnation,
+                        messages: encoded,
+                    })),
                 };
                 let bytes = frame.encode_to_vec();
-                metrics
-                    .sent_messages
-                    .get_or_create(&labels)
-                    .inc_by(frame.messages.len() as u64);
-                metrics
-                    .sent_bytes
-                    .get_or_create(&labels)
-                    .inc_by(bytes.len() as u64);
+                metrics.sent_messages.get_or_create(&labels).inc_by(count);
+                metrics.sent_bytes.get_or_create(&labels).inc_by(bytes.len() as u64);
                 writer.send(Bytes::from(bytes)).await?;
             }
         }
@@ -349,6 +361,72 @@ async fn sender(link: Outbound, mut queue: mpsc::Receiver<Message>) {
         let wait = rand::rng().random_range(Duration::ZERO..=cap);
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Hands a message from `peer` on, if it speaks for `peer`: a replica speaks only for itself.
+fn deliver_from(peer: u64, m: Message, deliver: &(dyn Fn(Message) + Send + Sync)) {
+    if m.from != peer {
+        tracing::warn!(
+            peer,
+            claimed = m.from,
+            "raft message from a replica speaking for another; dropped"
+        );
+        return;
+    }
+    deliver(m);
+}
+
+/// A changed incarnation means the peer restarted: our connection to it is stale.
+fn note_incarnation(
+    peer: u64,
+    incarnation: u64,
+    incarnations: &Mutex<HashMap<u64, u64>>,
+    restarts: &Restarts,
+) {
+    let previous = incarnations.lock().unwrap().insert(peer, incarnation);
+    if previous.is_some_and(|p| p != incarnation)
+        && let Some(restarted) = restarts.lock().unwrap().get(&peer).cloned()
+    {
+        tracing::debug!(peer, "peer restarted; reconnecting to it");
+        restarted.notify_one();
+    }
+}
+
+/// Streams one snapshot message on its own unidirectional stream.
+async fn send_snapshot(
+    conn: &quinn::Connection,
+    incarnation: u64,
+    message: Message,
+    data: Vec<u8>,
+    metrics: &RaftMetrics,
+    labels: &crate::metrics::PeerLabels,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut writer = FramedWrite::new(conn.open_uni().await?, codec());
+    let start = pb::RaftFrame {
+        body: Some(pb::raft_frame::Body::SnapshotStart(pb::SnapshotStart {
+            incarnation,
+            message: message
+                .write_to_bytes()
+                .expect("encoding a raft message cannot fail"),
+            data_len: data.len() as u64,
+            data_crc32: crc32fast::hash(&data),
+        })),
+    };
+    writer.send(Bytes::from(start.encode_to_vec())).await?;
+    for chunk in data.chunks(CHUNK) {
+        let frame = pb::RaftFrame {
+            body: Some(pb::raft_frame::Body::SnapshotChunk(chunk.to_vec())),
+        };
+        let bytes = frame.encode_to_vec();
+        metrics
+            .sent_bytes
+            .get_or_create(labels)
+            .inc_by(bytes.len() as u64);
+        writer.send(Bytes::from(bytes)).await?;
+    }
+    metrics.sent_messages.get_or_create(labels).inc();
+    writer.get_mut().finish()?;
+    Ok(())
 }
 
 type Restarts = Arc<Mutex<HashMap<u64, Arc<Notify>>>>;
@@ -391,35 +469,70 @@ async fn serve_peer(
             (deliver.clone(), restarts.clone(), incarnations.clone());
         tokio::spawn(async move {
             let mut reader = FramedRead::new(stream, codec());
+            let mut snapshot: Option<(Message, Vec<u8>, u64, u32)> = None;
             while let Some(frame) = reader.next().await {
                 let Ok(frame) = frame else { return };
-                let Ok(batch) = frame::decode::<pb::RaftBatch>("raft batch", &frame) else {
-                    tracing::warn!(peer, "malformed raft batch; closing the stream");
+                let Ok(frame) = frame::decode::<pb::RaftFrame>("raft frame", &frame) else {
+                    tracing::warn!(peer, "malformed raft frame; closing the stream");
                     return;
                 };
-                let previous = incarnations.lock().unwrap().insert(peer, batch.incarnation);
-                if previous.is_some_and(|p| p != batch.incarnation)
-                    && let Some(restarted) = restarts.lock().unwrap().get(&peer).cloned()
-                {
-                    tracing::debug!(peer, "peer restarted; reconnecting to it");
-                    restarted.notify_one();
-                }
-                for bytes in batch.messages {
-                    let mut m = Message::default();
-                    if m.merge_from_bytes(&bytes).is_err() {
-                        tracing::warn!(peer, "malformed raft message dropped");
-                        continue;
+                match frame.body {
+                    Some(pb::raft_frame::Body::Batch(batch)) => {
+                        note_incarnation(peer, batch.incarnation, &incarnations, &restarts);
+                        for bytes in batch.messages {
+                            let mut m = Message::default();
+                            if m.merge_from_bytes(&bytes).is_err() {
+                                tracing::warn!(peer, "malformed raft message dropped");
+                                continue;
+                            }
+                            deliver_from(peer, m, &*deliver);
+                        }
                     }
-                    // A replica speaks only for itself.
-                    if m.from != peer {
-                        tracing::warn!(
-                            peer,
-                            claimed = m.from,
-                            "raft message from a replica speaking for another; dropped"
-                        );
-                        continue;
+                    Some(pb::raft_frame::Body::SnapshotStart(start)) => {
+                        note_incarnation(peer, start.incarnation, &incarnations, &restarts);
+                        let mut m = Message::default();
+                        if m.merge_from_bytes(&start.message).is_err() {
+                            tracing::warn!(peer, "malformed snapshot message; closing the stream");
+                            return;
+                        }
+                        let capacity = (start.data_len as usize).min(64 * CHUNK);
+                        snapshot = Some((
+                            m,
+                            Vec::with_capacity(capacity),
+                            start.data_len,
+                            start.data_crc32,
+                        ));
                     }
-                    deliver(m);
+                    Some(pb::raft_frame::Body::SnapshotChunk(chunk)) => {
+                        let Some((_, data, len, _)) = snapshot.as_mut() else {
+                            tracing::warn!(
+                                peer,
+                                "snapshot chunk without a start; closing the stream"
+                            );
+                            return;
+                        };
+                        data.extend_from_slice(&chunk);
+                        if data.len() as u64 > *len {
+                            tracing::warn!(peer, "snapshot longer than announced; dropped");
+                            return;
+                        }
+                        if data.len() as u64 == *len {
+                            let (mut m, data, _, crc) = snapshot.take().expect("checked above");
+                            if crc32fast::hash(&data) != crc {
+                                tracing::warn!(
+                                    peer,
+                                    "snapshot checksum mismatch; dropped (raft sends it again)"
+                                );
+                                return;
+                            }
+                            m.mut_snapshot().data = data;
+                            deliver_from(peer, m, &*deliver);
+                        }
+                    }
+                    None => {
+                        tracing::warn!(peer, "empty raft frame; closing the stream");
+                        return;
+                    }
                 }
             }
         });

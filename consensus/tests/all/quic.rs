@@ -94,3 +94,100 @@ async fn a_replica_with_a_certificate_from_another_ca_is_shut_out() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_larger_than_a_frame_is_streamed_in_chunks() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, OnceLock};
+    use vmcloud_consensus::{QuicEndpoint, Raft};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::generate("test").unwrap();
+    let endpoints: Vec<QuicEndpoint> = (1..=3u64)
+        .map(|id| {
+            let identity = ca.issue_scheduler(&id.to_string()).unwrap();
+            QuicEndpoint::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                &ca.identity.cert_pem,
+                &identity,
+            )
+            .unwrap()
+        })
+        .collect();
+    let addrs: HashMap<u64, _> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i as u64 + 1, e.local_addr()))
+        .collect();
+    let start = |id: u64, endpoint: QuicEndpoint, sm: Recorder| {
+        let mut config = RaftConfig::new(
+            id,
+            dir.path().join(format!("raft-{id}.redb")),
+            vec![1, 2, 3],
+        );
+        tune(&mut config);
+        config.snapshot_every = 5;
+        let cell: Arc<OnceLock<Raft<u64>>> = Arc::default();
+        let inbox = cell.clone();
+        let transport = endpoint.start(id, addrs.clone(), config.metrics.clone(), move |m| {
+            if let Some(raft) = inbox.get() {
+                raft.step(m);
+            }
+        });
+        let closer = transport.closer();
+        let raft = Raft::start(config, sm, transport).unwrap();
+        let _ = cell.set(raft.clone());
+        (raft, closer)
+    };
+    let mut endpoints = endpoints.into_iter();
+    let (e1, e2, e3) = (
+        endpoints.next().unwrap(),
+        endpoints.next().unwrap(),
+        endpoints.next().unwrap(),
+    );
+    let recorders = [
+        Recorder::default(),
+        Recorder::default(),
+        Recorder::default(),
+    ];
+    let r1 = start(1, e1, recorders[0].clone());
+    let r2 = start(2, e2, recorders[1].clone());
+    // Two of three make a quorum; replica 3 is not running yet.
+    let mut leader = None;
+    for _ in 0..500 {
+        leader = [&r1, &r2]
+            .into_iter()
+            .find(|(r, _)| r.status().borrow().is_leader)
+            .map(|(r, _)| r.clone());
+        if leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(TICK).await;
+    }
+    let leader = leader.expect("a leader among replicas 1 and 2");
+    // 24 MiB of state: its snapshot is larger than the 16 MiB frame limit.
+    for i in 0..24u8 {
+        leader.propose(vec![i; 1024 * 1024]).await.unwrap();
+    }
+    // Replica 3 starts with an empty log; the log it misses is compacted: it needs the
+    // snapshot, in chunks.
+    let r3 = start(3, e3, recorders[2].clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while recorders[2].0.lock().unwrap().len() < 24 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica 3 did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        *recorders[2].0.lock().unwrap(),
+        *recorders[0].0.lock().unwrap()
+    );
+    for (raft, closer) in [r1, r2, r3] {
+        closer.close();
+        tokio::task::spawn_blocking(move || raft.shutdown())
+            .await
+            .unwrap();
+    }
+}
