@@ -21,6 +21,7 @@
 pub mod local;
 pub mod metrics;
 mod node;
+pub mod requests;
 mod slog_bridge;
 pub mod snapshot;
 mod storage;

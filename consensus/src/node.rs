@@ -18,6 +18,7 @@ use rand::Rng;
 use tokio::sync::{oneshot, watch};
 
 use crate::metrics::RaftMetrics;
+use crate::requests::{self, RequestId, Requests};
 use crate::storage::{LogStore, StorageError};
 use crate::{StateMachine, Transport};
 
@@ -113,6 +114,8 @@ pub enum ProposeError {
     Dropped(String),
     #[error("{0}")]
     Membership(String),
+    #[error("this request was applied already, at log index {index}")]
+    AlreadyApplied { index: u64 },
 }
 
 enum Request {
@@ -152,7 +155,16 @@ enum Request {
     Shutdown,
 }
 
-type Waiters<O> = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<Option<O>>>>>;
+/// What the applier tells a proposer about its entry.
+enum Outcome<O> {
+    Applied(O),
+    /// An entry without data (a barrier) or a membership change.
+    Done,
+    /// Its request id had been applied already, at this index.
+    Duplicate(u64),
+}
+
+type Waiters<O> = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<Outcome<O>>>>>;
 
 /// Removes a proposal's waiter when the proposing future ends.
 struct Forget<'a, O> {
@@ -214,13 +226,15 @@ impl<O: Send + 'static> Raft<O> {
         })?;
         let mut state_machine = state_machine;
         let snapshot_index = store.snapshot_index();
+        let mut applied_requests = Requests::default();
         if let Some(snapshot) = &snapshot {
-            state_machine
-                .restore(&snapshot.data)
-                .map_err(|message| StartError::Restore {
-                    index: snapshot.index,
-                    message,
-                })?;
+            let restore_err = |message| StartError::Restore {
+                index: snapshot.index,
+                message,
+            };
+            let (requests, state) = requests::unwrap(&snapshot.data).map_err(restore_err)?;
+            state_machine.restore(state).map_err(restore_err)?;
+            applied_requests = requests;
         }
         let raft_config = raft::Config {
             id: config.id,
@@ -280,6 +294,7 @@ impl<O: Send + 'static> Raft<O> {
         let applier = Applier {
             state_machine,
             snapshot_every: config.snapshot_every,
+            requests: applied_requests,
             last_snapshot: snapshot_index,
             last_term: snapshot.as_ref().map_or(0, |s| s.term),
             entries: apply_rx,
@@ -310,20 +325,49 @@ impl<O: Send + 'static> Raft<O> {
     /// Proposes `data` and waits until it is committed and applied; returns the state
     /// machine's output for it.
     pub async fn propose(&self, data: Vec<u8>) -> Result<O, ProposeError> {
-        self.propose_entry(data)
+        let id = rand::rng().random::<RequestId>();
+        match self
+            .propose_entry(requests::context(requests::PLAIN, id), data)
             .await?
-            .ok_or_else(|| ProposeError::Dropped("an entry with data produced no output".into()))
+        {
+            Outcome::Applied(output) => Ok(output),
+            _ => Err(ProposeError::Dropped(
+                "an entry with data produced no output".into(),
+            )),
+        }
+    }
+
+    /// Like [`Raft::propose`], with a client request id: proposing the same id again — a
+    /// retry after a timeout, through any replica — is not applied again and answers
+    /// `AlreadyApplied` (ids are remembered for [`requests::WINDOW`] entries).
+    pub async fn propose_once(&self, request: RequestId, data: Vec<u8>) -> Result<O, ProposeError> {
+        match self
+            .propose_entry(requests::context(requests::ONCE, request), data)
+            .await?
+        {
+            Outcome::Applied(output) => Ok(output),
+            Outcome::Duplicate(index) => Err(ProposeError::AlreadyApplied { index }),
+            Outcome::Done => Err(ProposeError::Dropped(
+                "an entry with data produced no output".into(),
+            )),
+        }
     }
 
     /// Waits until an empty entry proposed now is applied: everything committed before this
     /// call is then applied too. Used at start to replay the log before serving.
     pub async fn barrier(&self) -> Result<(), ProposeError> {
-        self.propose_entry(Vec::new()).await.map(|_| ())
+        let id = rand::rng().random::<RequestId>();
+        self.propose_entry(requests::context(requests::PLAIN, id), Vec::new())
+            .await
+            .map(|_| ())
     }
 
-    async fn propose_entry(&self, data: Vec<u8>) -> Result<Option<O>, ProposeError> {
+    async fn propose_entry(
+        &self,
+        context: Vec<u8>,
+        data: Vec<u8>,
+    ) -> Result<Outcome<O>, ProposeError> {
         let started = Instant::now();
-        let context: Vec<u8> = rand::rng().random::<[u8; 16]>().to_vec();
         let (done_tx, done_rx) = oneshot::channel();
         self.waiters
             .lock()
@@ -811,6 +855,8 @@ fn note_snapshots(messages: &[Message], sent: &mut Vec<u64>) {
 struct Applier<S: StateMachine> {
     state_machine: S,
     snapshot_every: u64,
+    /// Request ids applied (replicated state, kept in snapshots).
+    requests: Requests,
     last_snapshot: u64,
     /// Term of the last applied entry (for snapshots taken on request).
     last_term: u64,
@@ -823,7 +869,7 @@ struct Applier<S: StateMachine> {
 
 impl<S: StateMachine> Applier<S> {
     fn snapshot(&mut self, index: u64, term: u64) {
-        let data = self.state_machine.snapshot();
+        let data = requests::wrap(&self.requests, self.state_machine.snapshot());
         self.metrics.snapshots_taken.inc();
         self.last_snapshot = index;
         let _ = self.runner.send(Request::Snapshot { index, term, data });
@@ -841,7 +887,15 @@ impl<S: StateMachine> Applier<S> {
                     continue;
                 }
                 ApplyWork::Restore(snapshot) => {
-                    if let Err(message) = self.state_machine.restore(&snapshot.data) {
+                    let restored =
+                        requests::unwrap(&snapshot.data).and_then(|(requests, state)| {
+                            self.state_machine.restore(state)?;
+                            Ok(requests)
+                        });
+                    if let Ok(requests) = &restored {
+                        self.requests = requests.clone();
+                    }
+                    if let Err(message) = restored {
                         // Applying anything after a failed restore would diverge.
                         tracing::error!(
                             index = snapshot.index,
@@ -863,9 +917,22 @@ impl<S: StateMachine> Applier<S> {
                 last_term = entry.term;
                 let output = match entry.get_entry_type() {
                     EntryType::EntryNormal if !entry.data.is_empty() => {
-                        Some(self.state_machine.apply(entry.index, &entry.data))
+                        match requests::request_id(&entry.context) {
+                            Some(id) => match self.requests.seen(&id) {
+                                Some(first) => Outcome::Duplicate(first),
+                                None => {
+                                    self.requests.record(id, entry.index);
+                                    Outcome::Applied(
+                                        self.state_machine.apply(entry.index, &entry.data),
+                                    )
+                                }
+                            },
+                            None => {
+                                Outcome::Applied(self.state_machine.apply(entry.index, &entry.data))
+                            }
+                        }
                     }
-                    EntryType::EntryNormal => None,
+                    EntryType::EntryNormal => Outcome::Done,
                     EntryType::EntryConfChange => {
                         let mut change = ConfChange::default();
                         match protobuf::Message::merge_from_bytes(&mut change, &entry.data) {
@@ -878,14 +945,14 @@ impl<S: StateMachine> Applier<S> {
                                 "undecodable membership change skipped"
                             ),
                         }
-                        None
+                        Outcome::Done
                     }
                     EntryType::EntryConfChangeV2 => {
                         tracing::warn!(
                             index = entry.index,
                             "joint-consensus membership changes are not used; skipped"
                         );
-                        None
+                        Outcome::Done
                     }
                 };
                 if entry.context.is_empty() {
@@ -896,17 +963,11 @@ impl<S: StateMachine> Applier<S> {
                 }
             }
             let _ = self.applied.send(last);
+            self.last_term = last_term;
             self.metrics.applied_index.set(last as i64);
             let _ = self.runner.send(Request::Applied(last));
             if self.snapshot_every > 0 && last >= self.last_snapshot + self.snapshot_every {
-                let data = self.state_machine.snapshot();
-                self.metrics.snapshots_taken.inc();
-                self.last_snapshot = last;
-                let _ = self.runner.send(Request::Snapshot {
-                    index: last,
-                    term: last_term,
-                    data,
-                });
+                self.snapshot(last, last_term);
             }
         }
         tracing::debug!("raft applier stopped");

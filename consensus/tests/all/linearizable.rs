@@ -153,7 +153,8 @@ async fn client(
                 Err(
                     ProposeError::NotLeader { .. }
                     | ProposeError::Dropped(_)
-                    | ProposeError::Membership(_),
+                    | ProposeError::Membership(_)
+                    | ProposeError::AlreadyApplied { .. },
                 ) => continue,
                 // It may or may not have been committed.
                 Err(ProposeError::Timeout(_) | ProposeError::ShuttingDown) => None,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use vmcloud_consensus::Faults;
+use vmcloud_consensus::{Faults, ProposeError};
 
 use crate::harness::{Cluster, SeedGuard};
 
@@ -67,6 +67,7 @@ async fn run_seed(seed: u64) {
             }
         }
         let data = format!("w{i}").into_bytes();
+        let request: [u8; 16] = rng.random();
         let live = cluster.live();
         let via = live[rng.random_range(0..live.len())];
         // Writes that cannot be acknowledged within a short while (partitioned) are abandoned:
@@ -85,10 +86,18 @@ async fn run_seed(seed: u64) {
                     None => continue,
                 }
             };
-            if let Ok(index) = cluster.propose(target, &data).await {
-                acked.push((index, data.clone()));
-                done = true;
-                break;
+            // Every try carries the same request id: however many reach the log, one applies.
+            match cluster.replicas[&target]
+                .raft
+                .propose_once(request, data.clone())
+                .await
+            {
+                Ok(index) | Err(ProposeError::AlreadyApplied { index }) => {
+                    acked.push((index, data.clone()));
+                    done = true;
+                    break;
+                }
+                Err(_) => {}
             }
         }
         if !done {
@@ -109,6 +118,14 @@ async fn run_seed(seed: u64) {
         .wait_converged(acked.len() + 1, Duration::from_secs(15))
         .await;
     let log = cluster.applied(leader);
+    let mut seen = std::collections::HashSet::new();
+    for (_, data) in &log {
+        assert!(
+            seen.insert(data.clone()),
+            "seed {seed}: {:?} was applied twice",
+            String::from_utf8_lossy(data)
+        );
+    }
     for (index, data) in &acked {
         assert!(
             log.contains(&(*index, data.clone())),

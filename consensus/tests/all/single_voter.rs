@@ -98,3 +98,38 @@ async fn snapshots_compact_the_log_and_restarts_start_from_them() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_retried_request_is_applied_once_even_across_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Recorder::default();
+    let raft = start(dir.path(), log.clone(), 3).await;
+    let id = [42u8; 16];
+    let index = raft.propose_once(id, b"pay 10".to_vec()).await.unwrap();
+    assert_eq!(
+        raft.propose_once(id, b"pay 10".to_vec()).await,
+        Err(ProposeError::AlreadyApplied { index })
+    );
+    // Enough other entries for a snapshot or two: the table of ids goes into them.
+    for i in 0..10u32 {
+        raft.propose_once([i as u8; 16], i.to_be_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    raft.shutdown();
+    let again = Recorder::default();
+    let raft = start(dir.path(), again.clone(), 3).await;
+    assert_eq!(
+        raft.propose_once(id, b"pay 10".to_vec()).await,
+        Err(ProposeError::AlreadyApplied { index })
+    );
+    let paid = again
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, d)| d == b"pay 10")
+        .count();
+    assert_eq!(paid, 1);
+    raft.shutdown();
+}
