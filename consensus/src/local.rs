@@ -67,6 +67,7 @@ impl<O: Send + 'static> LocalQuicCluster<O> {
             let cell: Arc<OnceLock<Raft<O>>> = Arc::default();
             let inbox = cell.clone();
             let mut config = RaftConfig::new(id, dir.join(format!("raft-{id}.redb")), ids.clone());
+            config.peer_addresses = addrs.iter().map(|(id, a)| (*id, a.to_string())).collect();
             tune(&mut config);
             let transport = endpoint.start(id, addrs.clone(), config.metrics.clone(), move |m| {
                 if let Some(raft) = inbox.get() {

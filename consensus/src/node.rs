@@ -48,6 +48,8 @@ pub struct RaftConfig {
     pub snapshot_every: u64,
     /// Where this replica's metrics go (share it with the transport).
     pub metrics: Arc<RaftMetrics>,
+    /// Raft link addresses of the replicas known at start (for `NotLeader` answers).
+    pub peer_addresses: BTreeMap<u64, String>,
 }
 
 impl RaftConfig {
@@ -65,6 +67,7 @@ impl RaftConfig {
             snapshot_dir: log_path.with_extension("snapshots"),
             snapshot_every: 10_000,
             metrics: Arc::default(),
+            peer_addresses: BTreeMap::new(),
             log_path,
         }
     }
@@ -104,8 +107,12 @@ pub enum StartError {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
-    #[error("no leader could take the proposal (last known leader: {leader:?})")]
-    NotLeader { leader: Option<u64> },
+    #[error("no leader could take the request (last known leader: {leader:?} at {address:?})")]
+    NotLeader {
+        leader: Option<u64>,
+        /// The leader's raft link address, when this replica knows it.
+        address: Option<String>,
+    },
     #[error("the proposal was not applied within {0:?}")]
     Timeout(Duration),
     #[error("the replica is shutting down")]
@@ -281,7 +288,13 @@ impl<O: Send + 'static> Raft<O> {
                 tracing::warn!(error = %vmcloud_proto::ErrorChain(&e), "cannot read the addresses of joined replicas")
             }
         }
+        let mut addresses: HashMap<u64, String> =
+            config.peer_addresses.clone().into_iter().collect();
+        if let Ok(joined) = node.store().peer_addresses() {
+            addresses.extend(joined);
+        }
         let runner = Runner {
+            addresses,
             node,
             reads: HashMap::new(),
             requests: requests_rx,
@@ -541,6 +554,8 @@ impl LogStore {
 
 struct Runner<T> {
     node: RawNode<LogStore>,
+    /// Raft link addresses of the other replicas, for `NotLeader` answers.
+    addresses: HashMap<u64, String>,
     /// ReadIndex requests waiting for their read state, by context.
     reads: HashMap<Vec<u8>, oneshot::Sender<Result<u64, ProposeError>>>,
     requests: mpsc::Receiver<Request>,
@@ -604,6 +619,7 @@ impl<T: Transport> Runner<T> {
                 let result = self.node.propose(context, data).map_err(|e| match e {
                     raft::Error::ProposalDropped => ProposeError::NotLeader {
                         leader: (leader != 0).then_some(leader),
+                        address: self.addresses.get(&leader).cloned(),
                     },
                     other => ProposeError::Dropped(other.to_string()),
                 });
@@ -612,7 +628,10 @@ impl<T: Transport> Runner<T> {
             Request::ReadIndex { context, reply } => {
                 let leader = self.node.raft.leader_id;
                 if leader == 0 {
-                    let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+                    let _ = reply.send(Err(ProposeError::NotLeader {
+                        leader: None,
+                        address: None,
+                    }));
                 } else {
                     // A follower forwards it to the leader; the answer comes back as a read
                     // state in a later Ready. Unanswered reads time out at the caller.
@@ -630,6 +649,7 @@ impl<T: Transport> Runner<T> {
                     let leader = self.node.raft.leader_id;
                     Err(ProposeError::NotLeader {
                         leader: (leader != 0).then_some(leader),
+                        address: self.addresses.get(&leader).cloned(),
                     })
                 } else {
                     // raft-rs refuses a change while another is not yet applied.
@@ -646,6 +666,7 @@ impl<T: Transport> Runner<T> {
                     let leader = raft.leader_id;
                     Err(ProposeError::NotLeader {
                         leader: (leader != 0).then_some(leader),
+                        address: self.addresses.get(&leader).cloned(),
                     })
                 } else if !raft.prs().conf().voters().contains(to) {
                     Err(ProposeError::Dropped(format!(

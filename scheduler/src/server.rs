@@ -131,7 +131,9 @@ impl Scheduler {
                 } else {
                     peers.keys().copied().collect()
                 };
-                let raft_config = RaftConfig::new(*id, log, voters);
+                let mut raft_config = RaftConfig::new(*id, log, voters);
+                raft_config.peer_addresses =
+                    peers.iter().map(|(id, a)| (*id, a.to_string())).collect();
                 let metrics = raft_config.metrics.clone();
                 let transport = endpoint.start(
                     *id,

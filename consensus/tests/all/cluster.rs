@@ -235,7 +235,7 @@ async fn membership_changes_under_load() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, vmcloud_consensus::ProposeError::NotLeader { leader: Some(l) } if l == next),
+        matches!(err, vmcloud_consensus::ProposeError::NotLeader { leader: Some(l), .. } if l == next),
         "{err}"
     );
     cluster.shutdown().await;

@@ -41,7 +41,7 @@ fn view(s: &ApiState) -> ClusterView {
 
 fn membership_problem(e: ProposeError) -> Problem {
     match e {
-        ProposeError::NotLeader { leader } => Problem::new(
+        ProposeError::NotLeader { leader, .. } => Problem::new(
             StatusCode::CONFLICT,
             "not-leader",
             "Not the leader",
@@ -178,7 +178,7 @@ pub async fn transfer_leader(
 ) -> Result<StatusCode, Problem> {
     match s.cluster.raft().transfer_leader(req.to).await {
         Ok(()) => Ok(StatusCode::ACCEPTED),
-        Err(ProposeError::NotLeader { leader }) => Err(Problem::new(
+        Err(ProposeError::NotLeader { leader, .. }) => Err(Problem::new(
             StatusCode::CONFLICT,
             "not-leader",
             "Not the leader",
