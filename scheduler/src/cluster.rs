@@ -44,6 +44,14 @@ impl Cluster {
         self.raft.propose(command.encode_to_vec()).await
     }
 
+    /// Waits until this replica's state holds everything committed before the call,
+    /// confirmed with a quorum (ReadIndex): a read of `state()` after it is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        self.raft.read_barrier().await
+    }
+
+    /// This replica's state as applied so far: current on the leader, possibly behind on a
+    /// follower. Call [`Cluster::read_barrier`] first for a linearizable read.
     pub fn state(&self) -> RwLockReadGuard<'_, ClusterState> {
         self.state.read()
     }

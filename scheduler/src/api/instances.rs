@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::InstanceId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use super::{ApiJson, ApiState, Caller, Problem, created, rfc3339};
+use super::{ApiJson, ApiQuery, ApiState, Caller, Problem, ReadOptions, created, rfc3339};
 use crate::catalog::{Catalog, RegionStatus};
 use crate::state::{Applied, Instance};
 
@@ -212,7 +212,12 @@ pub async fn create(
     }
 }
 
-pub async fn list(State(s): State<ApiState>, Caller(account): Caller) -> Json<InstanceList> {
+pub async fn list(
+    State(s): State<ApiState>,
+    Caller(account): Caller,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<InstanceList>, Problem> {
+    read.prepare(&s.cluster).await?;
     let state = s.cluster.state();
     let mut mine: Vec<&Instance> = state
         .instances
@@ -220,9 +225,9 @@ pub async fn list(State(s): State<ApiState>, Caller(account): Caller) -> Json<In
         .filter(|i| i.account == account)
         .collect();
     mine.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-    Json(InstanceList {
+    Ok(Json(InstanceList {
         instances: mine.into_iter().map(InstanceView::new).collect(),
-    })
+    }))
 }
 
 fn parse_id(id: &str) -> Result<InstanceId, Problem> {
@@ -233,8 +238,10 @@ pub async fn get(
     State(s): State<ApiState>,
     Caller(account): Caller,
     Path(id): Path<String>,
+    ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<InstanceView>, Problem> {
     let id = parse_id(&id)?;
+    read.prepare(&s.cluster).await?;
     let state = s.cluster.state();
     state
         .instances

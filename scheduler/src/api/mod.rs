@@ -92,6 +92,38 @@ async fn catalog(axum::extract::State(s): axum::extract::State<ApiState>) -> Jso
     Json((*s.catalog).clone())
 }
 
+/// A query string whose decoding errors become problem+json 400s.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Problem))]
+pub struct ApiQuery<T>(pub T);
+
+/// How current a read must be. By default reads are linearizable: the answering replica
+/// confirms with a quorum that it has everything committed (ReadIndex), so a read through
+/// any replica sees every write acknowledged before it. `?stale=true` skips that (cheaper,
+/// for dashboards) and answers from whatever the replica has applied.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadOptions {
+    #[serde(default)]
+    pub stale: bool,
+}
+
+impl ReadOptions {
+    pub async fn prepare(&self, cluster: &Cluster) -> Result<(), Problem> {
+        if self.stale {
+            return Ok(());
+        }
+        cluster.read_barrier().await.map_err(|e| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read-not-confirmed",
+                "Read not confirmed",
+                format!("this replica cannot confirm it is current ({e}); retry, or add ?stale=true for an answer that may be behind"),
+            )
+        })
+    }
+}
+
 /// A JSON body whose decoding errors become problem+json 400s.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(Problem))]

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use super::{ApiState, Caller, rfc3339};
+use super::{ApiQuery, ApiState, Caller, Problem, ReadOptions, rfc3339};
 
 #[derive(Debug, Serialize)]
 pub struct NodeView {
@@ -32,7 +32,12 @@ pub struct NodeList {
     pub nodes: Vec<NodeView>,
 }
 
-pub async fn list(State(s): State<ApiState>, _caller: Caller) -> Json<NodeList> {
+pub async fn list(
+    State(s): State<ApiState>,
+    _caller: Caller,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<NodeList>, Problem> {
+    read.prepare(&s.cluster).await?;
     let links = s.links.snapshot();
     let state = s.cluster.state();
     let nodes = state
@@ -62,5 +67,5 @@ pub async fn list(State(s): State<ApiState>, _caller: Caller) -> Json<NodeList> 
             }
         })
         .collect();
-    Json(NodeList { nodes })
+    Ok(Json(NodeList { nodes }))
 }

@@ -2,7 +2,7 @@
 //! `type` (`urn:vmcloud:problem:<kind>`), a short `title` and a `detail` that says what was
 //! wrong and what to do.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -117,6 +117,17 @@ impl From<JsonRejection> for Problem {
                 other.body_text(),
             ),
         }
+    }
+}
+
+impl From<QueryRejection> for Problem {
+    fn from(rejection: QueryRejection) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query string",
+            rejection.body_text(),
+        )
     }
 }
 

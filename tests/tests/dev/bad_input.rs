@@ -190,6 +190,8 @@ async fn bad_requests_get_problem_json_and_create_nothing() {
 
     // Other endpoints answer problem+json too.
     for (url, status) in [
+        (format!("{}/v1/instances?stale=maybe", fleet.api), 400),
+        (format!("{}/v1/instances?fresh=true", fleet.api), 400),
         (format!("{}/v1/instances/i-nope", fleet.api), 404),
         (
             format!("{}/v1/instances/i-0123456789abcdef0123", fleet.api),
