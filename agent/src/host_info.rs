@@ -19,6 +19,9 @@ pub trait HostInfo: Send + Sync + 'static {
             cpu_threads: self.cpu_threads(),
             memory_bytes: self.memory_bytes(),
             hypervisor_uri: hypervisor_uri.to_owned(),
+            // GPUs come from NVML (issue 5); racks from the agent's config.
+            gpus: Vec::new(),
+            rack: String::new(),
         }
     }
 }

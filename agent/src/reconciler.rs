@@ -161,6 +161,7 @@ mod tests {
                     memory_mib: 256,
                     disk_gib: 10,
                     image: "debian-12".into(),
+                    gpus: vec![],
                 })
                 .collect(),
         }

@@ -2,19 +2,34 @@
 //!
 //! No I/O, no clock, no randomness: the same state gives the same plan. The placement
 //! controller runs it on the leader and proposes the plan; applying the plan re-checks every
-//! placement against the newest state. Today it filters on region, GPU and capacity and picks
-//! the host with the most free memory (ties by node id); the full pipeline (eval broker,
-//! scoring, preemption, reservations) grows here.
+//! placement against the newest state (no GPU bound twice, no host over capacity).
+//!
+//! For each pending instance, oldest first: **filter** the hosts of its region on vCPUs,
+//! memory and, for GPU flavors, free GPUs of the model; **choose GPUs** on each host (the
+//! tightest NVLink group that holds the request, else one NUMA node, else any); **score**:
+//! GPU requests bin-pack (the host left with the fewest free GPUs wins, so whole hosts and
+//! NVLink groups stay free for big requests; local GPU sets break ties), CPU-only requests
+//! stay off GPU hosts when they can and spread by free memory. Every "no" is explained with
+//! counts. Preemption, reservations, pools and queues grow here (issue 4).
+
+use std::collections::{BTreeMap, HashMap};
 
 use vmcloud_proto::pb;
 use vmcloud_proto::{InstanceId, NodeId};
 
-use crate::state::{ClusterState, Instance, InstanceState, Usage};
+use crate::state::{ClusterState, Gpu, GpuRequest, Instance, InstanceState, Node, Usage};
+
+/// One decision: the node and the GPUs (PCI addresses) to bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub node: NodeId,
+    pub gpus: Vec<String>,
+}
 
 /// Where each pending instance goes, or why it cannot go anywhere yet.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
-    pub placements: Vec<(InstanceId, NodeId)>,
+    pub placements: Vec<(InstanceId, Choice)>,
     pub unplaced: Vec<(InstanceId, String)>,
 }
 
@@ -28,9 +43,10 @@ impl Plan {
             placements: self
                 .placements
                 .iter()
-                .map(|(i, n)| pb::Placement {
+                .map(|(i, c)| pb::Placement {
                     instance_id: i.to_string(),
-                    node_id: n.to_string(),
+                    node_id: c.node.to_string(),
+                    gpus: c.gpus.clone(),
                 })
                 .collect(),
             unplaced: self
@@ -48,6 +64,24 @@ impl Plan {
 /// The reason a new instance carries until placement has looked at it.
 pub const WAITING_FOR_PLACEMENT: &str = "waiting for placement";
 
+/// Hosts by region, for the decisions of one plan.
+pub struct FleetIndex<'s> {
+    by_region: HashMap<&'s str, Vec<&'s Node>>,
+}
+
+impl<'s> FleetIndex<'s> {
+    pub fn new(state: &'s ClusterState) -> Self {
+        let mut by_region: HashMap<&str, Vec<&Node>> = HashMap::new();
+        for node in state.nodes.values() {
+            by_region
+                .entry(node.region.as_str())
+                .or_default()
+                .push(node);
+        }
+        FleetIndex { by_region }
+    }
+}
+
 /// Plans pending instances, oldest first, counting capacity taken earlier in the same plan:
 /// every pending instance when `all`, else only those placement has not looked at yet (when
 /// no capacity has appeared, the others still do not fit). Unplaced reasons are only included
@@ -64,16 +98,19 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
     }
     pending.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
 
-    let mut usage: std::collections::BTreeMap<&NodeId, Usage> =
-        state.nodes.keys().map(|n| (n, state.usage(n))).collect();
+    let index = FleetIndex::new(state);
+    let mut usage = state.usage_by_node();
     let mut plan = Plan::default();
     for instance in pending {
-        match place_one(state, &usage, instance) {
-            Ok(node) => {
-                let u = usage.get_mut(node).expect("every node has a usage entry");
+        match place_one(&index, &usage, instance) {
+            Ok(choice) => {
+                let u = usage
+                    .get_mut(&choice.node)
+                    .expect("every node has a usage entry");
                 u.vcpus += instance.vcpus;
                 u.memory_mib += instance.memory_mib;
-                plan.placements.push((instance.id.clone(), node.clone()));
+                u.gpus.extend(choice.gpus.iter().cloned());
+                plan.placements.push((instance.id.clone(), choice));
             }
             Err(reason) => {
                 if instance.pending_reason.as_deref() != Some(reason.as_str()) {
@@ -85,46 +122,160 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
     plan
 }
 
-fn place_one<'s>(
-    state: &'s ClusterState,
-    usage: &std::collections::BTreeMap<&NodeId, Usage>,
-    instance: &Instance,
-) -> Result<&'s NodeId, String> {
-    let in_region: Vec<_> = state
-        .nodes
-        .values()
-        .filter(|n| n.region == instance.region)
+/// Picks `count` free GPUs of `model` on `node`, as local as possible: the smallest NVLink
+/// group with enough free GPUs (an exact fit leaves no group broken), else the NUMA node with
+/// the fewest free ones that suffices, else the first free ones. Returns the GPUs and whether
+/// the set is local (one NVLink group or one NUMA node).
+pub fn pick_gpus(
+    node: &Node,
+    used: &Usage,
+    model: &str,
+    count: usize,
+) -> Option<(Vec<String>, bool)> {
+    let free: Vec<&Gpu> = node
+        .gpus
+        .iter()
+        .filter(|g| g.model == model && !used.gpus.contains(&g.pci_address))
         .collect();
-    if in_region.is_empty() {
+    if free.len() < count {
+        return None;
+    }
+    let take = |set: &[&Gpu]| {
+        set.iter()
+            .take(count)
+            .map(|g| g.pci_address.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut groups: BTreeMap<u32, Vec<&Gpu>> = BTreeMap::new();
+    let mut numa: BTreeMap<u32, Vec<&Gpu>> = BTreeMap::new();
+    for g in &free {
+        if g.nvlink_group != 0 {
+            groups.entry(g.nvlink_group).or_default().push(g);
+        }
+        numa.entry(g.numa_node).or_default().push(g);
+    }
+    let tightest = |sets: &BTreeMap<u32, Vec<&Gpu>>| {
+        sets.values()
+            .filter(|set| set.len() >= count)
+            .min_by_key(|set| set.len())
+            .map(|set| take(set))
+    };
+    if let Some(set) = tightest(&groups) {
+        return Some((set, true));
+    }
+    if let Some(set) = tightest(&numa) {
+        return Some((set, true));
+    }
+    Some((take(&free), false))
+}
+
+fn fits_cpu_mem(node: &Node, used: &Usage, instance: &Instance) -> bool {
+    used.vcpus + instance.vcpus <= node.allocatable_vcpus()
+        && used.memory_mib + instance.memory_mib <= node.allocatable_memory_mib()
+}
+
+/// Decides one instance against the current usage.
+pub fn place_one(
+    index: &FleetIndex<'_>,
+    usage: &HashMap<&NodeId, Usage>,
+    instance: &Instance,
+) -> Result<Choice, String> {
+    let Some(hosts) = index
+        .by_region
+        .get(instance.region.as_str())
+        .filter(|h| !h.is_empty())
+    else {
         return Err(format!("no host in region {} yet", instance.region));
+    };
+    let empty = Usage::default();
+    let used = |n: &Node| usage.get(&n.id).unwrap_or(&empty);
+    match &instance.gpu {
+        Some(req) => place_gpu(hosts, &used, instance, req),
+        None => place_cpu(hosts, &used, instance),
     }
-    if let Some(gpu) = &instance.gpu {
-        return Err(format!(
-            "no host in {} with {}×{} free: {} hosts, none with GPUs",
-            instance.region,
-            gpu.count,
-            gpu.model,
-            in_region.len()
-        ));
-    }
-    let mut full = 0;
-    let mut best: Option<(u64, &NodeId)> = None;
-    for node in in_region {
-        let used = usage[&node.id];
-        let free_vcpus = node.allocatable_vcpus().saturating_sub(used.vcpus);
-        let free_mem = node
-            .allocatable_memory_mib()
-            .saturating_sub(used.memory_mib);
-        if free_vcpus < instance.vcpus || free_mem < instance.memory_mib {
+}
+
+fn place_gpu<'a>(
+    hosts: &[&'a Node],
+    used: &impl Fn(&Node) -> &'a Usage,
+    instance: &Instance,
+    req: &GpuRequest,
+) -> Result<Choice, String> {
+    let (mut without_model, mut gpus_busy, mut full) = (0, 0, 0);
+    // (free GPUs of the model left after placing, not local, node id) — smallest wins.
+    type Rank<'n> = (usize, bool, &'n NodeId);
+    let mut best: Option<(Rank<'a>, Vec<String>)> = None;
+    for node in hosts {
+        let u = used(node);
+        let total = node.gpus.iter().filter(|g| g.model == req.model).count();
+        if total == 0 {
+            without_model += 1;
+            continue;
+        }
+        let Some((gpus, local)) = pick_gpus(node, u, &req.model, req.count as usize) else {
+            gpus_busy += 1;
+            continue;
+        };
+        if !fits_cpu_mem(node, u, instance) {
             full += 1;
             continue;
         }
-        // Most free memory wins; on a tie the first node id (BTreeMap order) stays.
-        if best.is_none_or(|(m, _)| free_mem > m) {
-            best = Some((free_mem, &node.id));
+        let free_after = total
+            - u.gpus
+                .iter()
+                .filter(|pci| {
+                    node.gpus
+                        .iter()
+                        .any(|g| &g.pci_address == *pci && g.model == req.model)
+                })
+                .count()
+            - gpus.len();
+        let key = (free_after, !local, &node.id);
+        if best.as_ref().is_none_or(|(k, _)| key < *k) {
+            best = Some((key, gpus));
         }
     }
-    best.map(|(_, n)| n).ok_or_else(|| {
+    match best {
+        Some(((_, _, node), gpus)) => Ok(Choice {
+            node: node.clone(),
+            gpus,
+        }),
+        None => Err(format!(
+            "no host in {} with {}×{} free: {} hosts, {without_model} without {}, {gpus_busy} with too few free, {full} without the vCPUs or memory",
+            instance.region,
+            req.count,
+            req.model,
+            hosts.len(),
+            req.model
+        )),
+    }
+}
+
+fn place_cpu<'a>(
+    hosts: &[&'a Node],
+    used: &impl Fn(&Node) -> &'a Usage,
+    instance: &Instance,
+) -> Result<Choice, String> {
+    let mut full = 0;
+    // (has GPUs, most free memory first, node id) — smallest wins.
+    let mut best: Option<(bool, std::cmp::Reverse<u64>, &NodeId)> = None;
+    for node in hosts {
+        let u = used(node);
+        if !fits_cpu_mem(node, u, instance) {
+            full += 1;
+            continue;
+        }
+        let free_mem = node.allocatable_memory_mib().saturating_sub(u.memory_mib);
+        let key = (!node.gpus.is_empty(), std::cmp::Reverse(free_mem), &node.id);
+        if best.is_none_or(|b| key < b) {
+            best = Some(key);
+        }
+    }
+    best.map(|(_, _, n)| Choice {
+        node: n.clone(),
+        gpus: Vec::new(),
+    })
+    .ok_or_else(|| {
         format!(
             "no host in {} with {} vCPU and {} MiB free: {full} full",
             instance.region, instance.vcpus, instance.memory_mib
@@ -151,7 +302,33 @@ mod tests {
             agent_git_sha: String::new(),
             registered_at_ms: 0,
             generation: 0,
+            rack: String::new(),
+            gpus: Vec::new(),
         }
+    }
+
+    /// A GPU host: `n` GPUs of `model`, NVLink groups of `group` (0: none), two NUMA nodes.
+    fn gpu_node(id: &str, model: &str, n: u32, group: u32) -> Node {
+        let mut node = node(id, "par", 64, 512);
+        node.gpus = (0..n)
+            .map(|i| Gpu {
+                model: model.into(),
+                memory_mib: 81920,
+                pci_address: format!("0000:{:02x}:00.0", i + 1),
+                numa_node: i / (n / 2).max(1),
+                nvlink_group: i.checked_div(group).map_or(0, |g| g + 1),
+            })
+            .collect();
+        node
+    }
+
+    fn gpu_pending(model: &str, count: u32, at: i64) -> Instance {
+        let mut i = pending("par", 8, 16384, at);
+        i.gpu = Some(GpuRequest {
+            model: model.into(),
+            count,
+        });
+        i
     }
 
     fn pending(region: &str, vcpus: u32, memory_mib: u64, at: i64) -> Instance {
@@ -174,6 +351,7 @@ mod tests {
             placed_at_ms: None,
             running_at_ms: None,
             deleted_in_generation: None,
+            gpus: Vec::new(),
         }
     }
 
@@ -256,7 +434,61 @@ mod tests {
         let plan = plan_pending(&s, true);
         assert_eq!(
             plan.unplaced[0].1,
-            "no host in par with 1×H100 free: 1 hosts, none with GPUs"
+            "no host in par with 1×H100 free: 1 hosts, 1 without H100, 0 with too few free, 0 without the vCPUs or memory"
+        );
+    }
+
+    #[test]
+    fn gpus_bin_pack_and_stay_local() {
+        // Two 8×H100 hosts with NVLink groups of 4; one already has 2 GPUs bound.
+        let a = gpu_node("a", "H100", 8, 4);
+        let b = gpu_node("b", "H100", 8, 4);
+        let mut busy = gpu_pending("H100", 2, 0);
+        busy.state = InstanceState::Running;
+        busy.node = Some(a.id.clone());
+        busy.gpus = vec!["0000:01:00.0".into(), "0000:02:00.0".into()];
+        let s = state(
+            vec![a, b],
+            vec![busy, gpu_pending("H100", 2, 1), gpu_pending("H100", 4, 2)],
+        );
+        let plan = plan_pending(&s, true);
+        assert_eq!(plan.placements.len(), 2);
+        // The pair goes where it fills a half-used NVLink group (host a, group 1)…
+        let (_, pair) = &plan.placements[0];
+        assert_eq!(pair.node.as_str(), "a");
+        assert_eq!(
+            pair.gpus,
+            vec!["0000:03:00.0".to_owned(), "0000:04:00.0".to_owned()]
+        );
+        // …and the four take a's other whole group, leaving host b entirely free.
+        let (_, four) = &plan.placements[1];
+        assert_eq!(four.node.as_str(), "a");
+        assert_eq!(four.gpus.len(), 4);
+        assert!(
+            four.gpus.iter().all(|g| !pair.gpus.contains(g)),
+            "no GPU bound twice"
+        );
+    }
+
+    #[test]
+    fn cpu_only_work_stays_off_gpu_hosts() {
+        let s = state(
+            vec![gpu_node("g", "L40S", 4, 0), node("c", "par", 8, 16)],
+            vec![pending("par", 1, 1024, 1)],
+        );
+        assert_eq!(plan_pending(&s, true).placements[0].1.node.as_str(), "c");
+    }
+
+    #[test]
+    fn a_gpu_request_that_does_not_fit_says_why() {
+        let s = state(
+            vec![gpu_node("g", "H100", 8, 8), node("c", "par", 8, 16)],
+            vec![gpu_pending("H100", 16, 1)],
+        );
+        let plan = plan_pending(&s, true);
+        assert_eq!(
+            plan.unplaced[0].1,
+            "no host in par with 16×H100 free: 2 hosts, 1 without H100, 1 with too few free, 0 without the vCPUs or memory"
         );
     }
 
@@ -267,7 +499,7 @@ mod tests {
             vec![pending("par", 1, 1024, 1)],
         );
         let plan = plan_pending(&s, true);
-        assert_eq!(plan.placements[0].1.as_str(), "b");
+        assert_eq!(plan.placements[0].1.node.as_str(), "b");
         assert_eq!(plan_pending(&s, true), plan, "placement is deterministic");
     }
 

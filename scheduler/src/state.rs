@@ -5,7 +5,7 @@
 //! replica that applies the same log holds the same state. [`StateMachine`] plugs it into the
 //! consensus crate; readers share it through an `Arc<RwLock<_>>`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use prost::Message;
@@ -104,6 +104,9 @@ pub struct Instance {
     pub running_at_ms: Option<i64>,
     /// The node's desired-config generation that no longer contains this instance.
     pub deleted_in_generation: Option<u64>,
+    /// GPUs (PCI addresses on its node) bound to it.
+    #[serde(default)]
+    pub gpus: Vec<String>,
 }
 
 impl Instance {
@@ -127,6 +130,33 @@ pub struct Node {
     pub registered_at_ms: i64,
     /// Generation of this node's desired config; grows whenever what should run there changes.
     pub generation: u64,
+    #[serde(default)]
+    pub rack: String,
+    #[serde(default)]
+    pub gpus: Vec<Gpu>,
+}
+
+/// One GPU of a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpu {
+    pub model: String,
+    pub memory_mib: u64,
+    pub pci_address: String,
+    pub numa_node: u32,
+    /// GPUs joined by NVLink share a group (0: none).
+    pub nvlink_group: u32,
+}
+
+impl From<pb::GpuDevice> for Gpu {
+    fn from(g: pb::GpuDevice) -> Self {
+        Gpu {
+            model: g.model,
+            memory_mib: g.memory_mib,
+            pci_address: g.pci_address,
+            numa_node: g.numa_node,
+            nvlink_group: g.nvlink_group,
+        }
+    }
 }
 
 impl Node {
@@ -140,10 +170,20 @@ impl Node {
 }
 
 /// vCPUs and memory in use on a node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
     pub vcpus: u32,
     pub memory_mib: u64,
+    /// PCI addresses of the GPUs bound on the node.
+    pub gpus: BTreeSet<String>,
+}
+
+impl Usage {
+    fn add(&mut self, i: &Instance) {
+        self.vcpus += i.vcpus;
+        self.memory_mib += i.memory_mib;
+        self.gpus.extend(i.gpus.iter().cloned());
+    }
 }
 
 /// What applying a command gives back to its proposer.
@@ -266,6 +306,7 @@ impl ClusterState {
             placed_at_ms: None,
             running_at_ms: None,
             deleted_in_generation: None,
+            gpus: Vec::new(),
         };
         self.instances.insert(id, instance.clone());
         Ok(Applied::Instance(Box::new(instance)))
@@ -291,14 +332,31 @@ impl ClusterState {
                 continue;
             };
             let used = self.usage(&node_id);
+            let gpus_ok = match &instance.gpu {
+                None => p.gpus.is_empty(),
+                Some(req) => {
+                    let distinct: BTreeSet<&String> = p.gpus.iter().collect();
+                    distinct.len() == p.gpus.len()
+                        && p.gpus.len() == req.count as usize
+                        && p.gpus.iter().all(|pci| {
+                            !used.gpus.contains(pci)
+                                && node
+                                    .gpus
+                                    .iter()
+                                    .any(|g| &g.pci_address == pci && g.model == req.model)
+                        })
+                }
+            };
+            // Invariant: no GPU bound twice, no host over its capacity.
             let fits = node.region == instance.region
-                && instance.gpu.is_none()
+                && gpus_ok
                 && used.vcpus + instance.vcpus <= node.allocatable_vcpus()
                 && used.memory_mib + instance.memory_mib <= node.allocatable_memory_mib();
             if !fits {
                 continue;
             }
             let instance = self.instances.get_mut(&id).expect("checked above");
+            instance.gpus = p.gpus;
             instance.state = InstanceState::Scheduled;
             instance.node = Some(node_id.clone());
             instance.pending_reason = None;
@@ -369,6 +427,8 @@ impl ClusterState {
                 agent_git_sha: build.git_sha,
                 registered_at_ms,
                 generation,
+                rack: inv.rack,
+                gpus: inv.gpus.into_iter().map(Gpu::from).collect(),
             },
         );
         Ok(Applied::Done)
@@ -417,13 +477,27 @@ impl ClusterState {
 
     /// vCPUs and memory held on `node`.
     pub fn usage(&self, node: &NodeId) -> Usage {
-        self.instances
+        let mut usage = Usage::default();
+        for i in self
+            .instances
             .values()
-            .filter(|i| i.node.as_ref() == Some(node) && i.holds_capacity())
-            .fold(Usage::default(), |u, i| Usage {
-                vcpus: u.vcpus + i.vcpus,
-                memory_mib: u.memory_mib + i.memory_mib,
-            })
+            .filter(|i| i.node.as_ref() == Some(node))
+        {
+            usage.add(i);
+        }
+        usage
+    }
+
+    /// What every node holds, in one pass over the instances.
+    pub fn usage_by_node(&self) -> HashMap<&NodeId, Usage> {
+        let mut map: HashMap<&NodeId, Usage> =
+            self.nodes.keys().map(|n| (n, Usage::default())).collect();
+        for i in self.instances.values() {
+            if let Some(u) = i.node.as_ref().and_then(|n| map.get_mut(n)) {
+                u.add(i);
+            }
+        }
+        map
     }
 
     /// What should run on `node`: every instance placed there that is not being deleted.
@@ -440,6 +514,7 @@ impl ClusterState {
                 memory_mib: i.memory_mib,
                 disk_gib: i.disk_gib,
                 image: i.image.clone(),
+                gpus: i.gpus.clone(),
             })
             .collect();
         Some(pb::DesiredConfig {
@@ -573,6 +648,7 @@ mod tests {
                     placements: vec![pb::Placement {
                         instance_id: id.to_string(),
                         node_id: node.to_string(),
+                        gpus: vec![],
                     }],
                     unplaced: vec![],
                 }),
