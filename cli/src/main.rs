@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: client::InstanceCommand,
     },
+    /// Simulated fleets.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
     /// Benchmarks that print our figure beside the budget in DESIGN.md §6.
     Bench {
         #[command(subcommand)]
@@ -107,6 +112,14 @@ enum BenchCommand {
     },
     /// Raft commits/s, latency and failover: replicas over QUIC on loopback, fsync on.
     Raft(bench::raft::RaftBenchArgs),
+    /// Placement decision latency over a generated fleet.
+    Placement(bench::placement::PlacementBenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Generate a fleet (seeded) and print its summary as JSON.
+    Fleet(bench::placement::FleetArgs),
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -128,7 +141,7 @@ fn main() -> ExitCode {
     let default_filter = match cli.command {
         Command::Dev(_) | Command::Scheduler(_) => "info,raft=warn,quinn=warn,rustls=warn",
         Command::Cluster { .. } => "warn",
-        Command::Instance { .. } | Command::Bench { .. } => "warn",
+        Command::Instance { .. } | Command::Bench { .. } | Command::Sim { .. } => "warn",
     };
     init_logging(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -169,6 +182,12 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Raft(args),
             } => bench::raft::raft(args).await,
+            Command::Bench {
+                command: BenchCommand::Placement(args),
+            } => bench::placement::placement(args),
+            Command::Sim {
+                command: SimCommand::Fleet(args),
+            } => bench::placement::fleet(args),
         }
     });
     match result {

@@ -172,3 +172,42 @@ fn bench_raft_runs_and_ends_with_a_json_line_of_figures() {
     // The replicas' logs are cleaned up.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn sim_fleet_and_bench_placement_run_at_small_size() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .args(["sim", "fleet", "--hosts", "300", "--seed", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fleet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fleet["hosts"], 300);
+    let utilization = fleet["gpu_utilization"].as_f64().unwrap();
+    assert!(
+        (0.6..0.95).contains(&utilization),
+        "GPU pools about 80 % full: {utilization}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .args(["bench", "placement", "--hosts", "300", "--decisions", "300"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let figures: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for key in ["hosts", "p50_ms", "p99_ms", "placements_per_s"] {
+        assert!(
+            figures[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} missing: {stdout}"
+        );
+    }
+    assert!(figures["placed"].as_u64().unwrap() > 0);
+}

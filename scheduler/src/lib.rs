@@ -16,6 +16,7 @@ pub mod controller;
 pub mod gateway;
 pub mod placement;
 pub mod server;
+pub mod sim;
 pub mod state;
 
 pub use server::{Replication, Scheduler, SchedulerConfig, StartError};

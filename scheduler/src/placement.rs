@@ -64,21 +64,73 @@ impl Plan {
 /// The reason a new instance carries until placement has looked at it.
 pub const WAITING_FOR_PLACEMENT: &str = "waiting for placement";
 
-/// Hosts by region, for the decisions of one plan.
+/// The hosts of one snapshot, indexed for placement: by region, and by region and GPU model.
+/// Usage is a `Vec` aligned with [`FleetIndex::hosts`], so a decision does no hashing per host.
 pub struct FleetIndex<'s> {
-    by_region: HashMap<&'s str, Vec<&'s Node>>,
+    pub hosts: Vec<&'s Node>,
+    position: HashMap<&'s NodeId, usize>,
+    by_region: HashMap<&'s str, Vec<usize>>,
+    by_region_model: HashMap<(&'s str, &'s str), Vec<usize>>,
+    /// Whether all of a host's GPUs are one model (then its free count is arithmetic).
+    single_model: Vec<bool>,
 }
 
 impl<'s> FleetIndex<'s> {
     pub fn new(state: &'s ClusterState) -> Self {
-        let mut by_region: HashMap<&str, Vec<&Node>> = HashMap::new();
-        for node in state.nodes.values() {
-            by_region
-                .entry(node.region.as_str())
-                .or_default()
-                .push(node);
+        let hosts: Vec<&Node> = state.nodes.values().collect();
+        let mut by_region: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_region_model: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        let mut single_model = Vec::with_capacity(hosts.len());
+        for (pos, node) in hosts.iter().enumerate() {
+            by_region.entry(node.region.as_str()).or_default().push(pos);
+            let mut models: Vec<&str> = node.gpus.iter().map(|g| g.model.as_str()).collect();
+            models.dedup();
+            single_model.push(models.len() <= 1);
+            models.sort_unstable();
+            models.dedup();
+            for model in models {
+                by_region_model
+                    .entry((node.region.as_str(), model))
+                    .or_default()
+                    .push(pos);
+            }
         }
-        FleetIndex { by_region }
+        let position = hosts.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
+        FleetIndex {
+            hosts,
+            position,
+            by_region,
+            by_region_model,
+            single_model,
+        }
+    }
+
+    /// What each host holds, aligned with `hosts`.
+    pub fn usage(&self, state: &ClusterState) -> Vec<Usage> {
+        let mut usage = vec![Usage::default(); self.hosts.len()];
+        for i in state.instances.values() {
+            if let Some(pos) = i.node.as_ref().and_then(|n| self.position.get(n)) {
+                let u = &mut usage[*pos];
+                u.vcpus += i.vcpus;
+                u.memory_mib += i.memory_mib;
+                u.gpus.extend(i.gpus.iter().cloned());
+            }
+        }
+        usage
+    }
+
+    pub fn position(&self, node: &NodeId) -> Option<usize> {
+        self.position.get(node).copied()
+    }
+
+    /// Records a decision in `usage`, so later decisions of the same plan see it.
+    pub fn take(&self, usage: &mut [Usage], choice: &Choice, instance: &Instance) {
+        if let Some(pos) = self.position(&choice.node) {
+            let u = &mut usage[pos];
+            u.vcpus += instance.vcpus;
+            u.memory_mib += instance.memory_mib;
+            u.gpus.extend(choice.gpus.iter().cloned());
+        }
     }
 }
 
@@ -99,17 +151,12 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
     pending.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
 
     let index = FleetIndex::new(state);
-    let mut usage = state.usage_by_node();
+    let mut usage = index.usage(state);
     let mut plan = Plan::default();
     for instance in pending {
         match place_one(&index, &usage, instance) {
             Ok(choice) => {
-                let u = usage
-                    .get_mut(&choice.node)
-                    .expect("every node has a usage entry");
-                u.vcpus += instance.vcpus;
-                u.memory_mib += instance.memory_mib;
-                u.gpus.extend(choice.gpus.iter().cloned());
+                index.take(&mut usage, &choice, instance);
                 plan.placements.push((instance.id.clone(), choice));
             }
             Err(reason) => {
@@ -174,10 +221,10 @@ fn fits_cpu_mem(node: &Node, used: &Usage, instance: &Instance) -> bool {
         && used.memory_mib + instance.memory_mib <= node.allocatable_memory_mib()
 }
 
-/// Decides one instance against the current usage.
+/// Decides one instance against `usage` (aligned with `index.hosts`).
 pub fn place_one(
     index: &FleetIndex<'_>,
-    usage: &HashMap<&NodeId, Usage>,
+    usage: &[Usage],
     instance: &Instance,
 ) -> Result<Choice, String> {
     let Some(hosts) = index
@@ -187,92 +234,109 @@ pub fn place_one(
     else {
         return Err(format!("no host in region {} yet", instance.region));
     };
-    let empty = Usage::default();
-    let used = |n: &Node| usage.get(&n.id).unwrap_or(&empty);
     match &instance.gpu {
-        Some(req) => place_gpu(hosts, &used, instance, req),
-        None => place_cpu(hosts, &used, instance),
+        Some(req) => place_gpu(index, hosts.len(), usage, instance, req),
+        None => place_cpu(index, hosts, usage, instance),
     }
 }
 
-fn place_gpu<'a>(
-    hosts: &[&'a Node],
-    used: &impl Fn(&Node) -> &'a Usage,
+fn place_gpu(
+    index: &FleetIndex<'_>,
+    in_region: usize,
+    usage: &[Usage],
     instance: &Instance,
     req: &GpuRequest,
 ) -> Result<Choice, String> {
-    let (mut without_model, mut gpus_busy, mut full) = (0, 0, 0);
-    // (free GPUs of the model left after placing, not local, node id) — smallest wins.
-    type Rank<'n> = (usize, bool, &'n NodeId);
-    let mut best: Option<(Rank<'a>, Vec<String>)> = None;
-    for node in hosts {
-        let u = used(node);
-        let total = node.gpus.iter().filter(|g| g.model == req.model).count();
-        if total == 0 {
-            without_model += 1;
-            continue;
-        }
-        let Some((gpus, local)) = pick_gpus(node, u, &req.model, req.count as usize) else {
+    let count = req.count as usize;
+    let empty = Vec::new();
+    let with_model = index
+        .by_region_model
+        .get(&(instance.region.as_str(), req.model.as_str()))
+        .unwrap_or(&empty);
+    let (mut gpus_busy, mut full) = (0, 0);
+    // Bin-packing: the host left with the fewest free GPUs of the model wins; among those,
+    // one where the GPUs can be local; then the first by node id.
+    let mut best_free_after = usize::MAX;
+    let mut tied: Vec<usize> = Vec::new();
+    for &pos in with_model {
+        let node = index.hosts[pos];
+        let u = &usage[pos];
+        let free = if index.single_model[pos] {
+            node.gpus.len().saturating_sub(u.gpus.len())
+        } else {
+            node.gpus
+                .iter()
+                .filter(|g| g.model == req.model && !u.gpus.contains(&g.pci_address))
+                .count()
+        };
+        if free < count {
             gpus_busy += 1;
             continue;
-        };
+        }
         if !fits_cpu_mem(node, u, instance) {
             full += 1;
             continue;
         }
-        let free_after = total
-            - u.gpus
-                .iter()
-                .filter(|pci| {
-                    node.gpus
-                        .iter()
-                        .any(|g| &g.pci_address == *pci && g.model == req.model)
-                })
-                .count()
-            - gpus.len();
-        let key = (free_after, !local, &node.id);
-        if best.as_ref().is_none_or(|(k, _)| key < *k) {
-            best = Some((key, gpus));
+        let free_after = free - count;
+        if free_after < best_free_after {
+            best_free_after = free_after;
+            tied.clear();
+        }
+        if free_after == best_free_after && tied.len() < 32 {
+            tied.push(pos);
         }
     }
-    match best {
-        Some(((_, _, node), gpus)) => Ok(Choice {
-            node: node.clone(),
-            gpus,
-        }),
-        None => Err(format!(
-            "no host in {} with {}×{} free: {} hosts, {without_model} without {}, {gpus_busy} with too few free, {full} without the vCPUs or memory",
+    let mut fallback = None;
+    for pos in tied {
+        let node = index.hosts[pos];
+        if let Some((gpus, local)) = pick_gpus(node, &usage[pos], &req.model, count) {
+            let choice = Choice {
+                node: node.id.clone(),
+                gpus,
+            };
+            if local {
+                return Ok(choice);
+            }
+            fallback.get_or_insert(choice);
+        }
+    }
+    fallback.ok_or_else(|| {
+        format!(
+            "no host in {} with {}×{} free: {} hosts, {} without {}, {gpus_busy} with too few free, {full} without the vCPUs or memory",
             instance.region,
             req.count,
             req.model,
-            hosts.len(),
+            in_region,
+            in_region - with_model.len(),
             req.model
-        )),
-    }
+        )
+    })
 }
 
-fn place_cpu<'a>(
-    hosts: &[&'a Node],
-    used: &impl Fn(&Node) -> &'a Usage,
+fn place_cpu(
+    index: &FleetIndex<'_>,
+    hosts: &[usize],
+    usage: &[Usage],
     instance: &Instance,
 ) -> Result<Choice, String> {
     let mut full = 0;
-    // (has GPUs, most free memory first, node id) — smallest wins.
-    let mut best: Option<(bool, std::cmp::Reverse<u64>, &NodeId)> = None;
-    for node in hosts {
-        let u = used(node);
+    // (has GPUs, most free memory first, position = node id order) — smallest wins.
+    let mut best: Option<(bool, std::cmp::Reverse<u64>, usize)> = None;
+    for &pos in hosts {
+        let node = index.hosts[pos];
+        let u = &usage[pos];
         if !fits_cpu_mem(node, u, instance) {
             full += 1;
             continue;
         }
         let free_mem = node.allocatable_memory_mib().saturating_sub(u.memory_mib);
-        let key = (!node.gpus.is_empty(), std::cmp::Reverse(free_mem), &node.id);
+        let key = (!node.gpus.is_empty(), std::cmp::Reverse(free_mem), pos);
         if best.is_none_or(|b| key < b) {
             best = Some(key);
         }
     }
-    best.map(|(_, _, n)| Choice {
-        node: n.clone(),
+    best.map(|(_, _, pos)| Choice {
+        node: index.hosts[pos].id.clone(),
         gpus: Vec::new(),
     })
     .ok_or_else(|| {

@@ -2,6 +2,7 @@
 //! one JSON line of the figures.
 
 pub mod create;
+pub mod placement;
 pub mod raft;
 
 /// The `p`th percentile of sorted samples (nearest rank); NaN when there are none.
