@@ -316,6 +316,21 @@ impl ClusterState {
     /// was computed on a snapshot, and a placement that no longer fits is dropped (the
     /// instance stays pending and is planned again).
     fn place_instances(&mut self, c: pb::PlaceInstances, at: i64) -> ApplyResult {
+        // Usage of the nodes this plan touches, computed once and kept current as placements
+        // are accepted (a plan may hold thousands).
+        let touched: BTreeSet<NodeId> = c
+            .placements
+            .iter()
+            .filter_map(|p| NodeId::parse(&p.node_id).ok())
+            .filter(|n| self.nodes.contains_key(n))
+            .collect();
+        let mut usage: HashMap<NodeId, Usage> =
+            touched.into_iter().map(|n| (n, Usage::default())).collect();
+        for i in self.instances.values() {
+            if let Some(u) = i.node.as_ref().and_then(|n| usage.get_mut(n)) {
+                u.add(i);
+            }
+        }
         for p in c.placements {
             let (Ok(id), Ok(node_id)) =
                 (InstanceId::parse(&p.instance_id), NodeId::parse(&p.node_id))
@@ -331,7 +346,9 @@ impl ClusterState {
             let Some(node) = self.nodes.get(&node_id) else {
                 continue;
             };
-            let used = self.usage(&node_id);
+            let Some(used) = usage.get_mut(&node_id) else {
+                continue;
+            };
             let gpus_ok = match &instance.gpu {
                 None => p.gpus.is_empty(),
                 Some(req) => {
@@ -357,6 +374,9 @@ impl ClusterState {
             }
             let instance = self.instances.get_mut(&id).expect("checked above");
             instance.gpus = p.gpus;
+            used.vcpus += instance.vcpus;
+            used.memory_mib += instance.memory_mib;
+            used.gpus.extend(instance.gpus.iter().cloned());
             instance.state = InstanceState::Scheduled;
             instance.node = Some(node_id.clone());
             instance.pending_reason = None;
