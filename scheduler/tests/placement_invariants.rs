@@ -4,7 +4,8 @@
 //! bound GPU exists on its host and is of the requested model. And every placement the
 //! planner proposes is accepted by apply (planner and verifier agree).
 //!
-//! proptest prints the failing case and its seed; `PROPTEST_CASES` sets how many run.
+//! proptest prints the minimal failing case and keeps it in the `.proptest-regressions` file
+//! beside this one, so it is replayed on every later run.
 
 use std::collections::{BTreeSet, HashSet};
 
