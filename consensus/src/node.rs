@@ -381,33 +381,43 @@ impl<O: Send + 'static> Raft<O> {
         data: Vec<u8>,
     ) -> Result<Outcome<O>, ProposeError> {
         let started = Instant::now();
+        let outcome = self
+            .submit(context, |context, reply| Request::Propose {
+                context,
+                data,
+                reply,
+            })
+            .await?;
+        self.metrics
+            .proposal_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+
+    /// Registers a waiter for `context`, sends the request `make` builds, and waits until the
+    /// entry is applied here. However this future ends (answered, failed, timed out or
+    /// dropped by the caller), the waiter goes.
+    async fn submit(
+        &self,
+        context: Vec<u8>,
+        make: impl FnOnce(Vec<u8>, oneshot::Sender<Result<(), ProposeError>>) -> Request,
+    ) -> Result<Outcome<O>, ProposeError> {
         let (done_tx, done_rx) = oneshot::channel();
         self.waiters
             .lock()
             .unwrap()
             .insert(context.clone(), done_tx);
-        // However this future ends (answered, failed, timed out or dropped by the caller), the
-        // waiter goes.
         let _forget = Forget {
             waiters: &self.waiters,
             context: &context,
         };
         let (reply_tx, reply_rx) = oneshot::channel();
         self.requests
-            .send(Request::Propose {
-                context: context.clone(),
-                data,
-                reply: reply_tx,
-            })
+            .send(make(context.clone(), reply_tx))
             .map_err(|_| ProposeError::ShuttingDown)?;
         reply_rx.await.map_err(|_| ProposeError::ShuttingDown)??;
         match tokio::time::timeout(self.propose_timeout, done_rx).await {
-            Ok(Ok(output)) => {
-                self.metrics
-                    .proposal_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                Ok(output)
-            }
+            Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err(ProposeError::ShuttingDown),
             Err(_) => Err(ProposeError::Timeout(self.propose_timeout)),
         }
@@ -468,30 +478,14 @@ impl<O: Send + 'static> Raft<O> {
         change.set_change_type(kind);
         change.node_id = id;
         change.context = address.as_bytes().to_vec();
-        let context: Vec<u8> = rand::rng().random::<[u8; 16]>().to_vec();
-        let (done_tx, done_rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap()
-            .insert(context.clone(), done_tx);
-        let _forget = Forget {
-            waiters: &self.waiters,
-            context: &context,
-        };
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request::ConfChange {
-                context: context.clone(),
-                change,
-                reply,
-            })
-            .map_err(|_| ProposeError::ShuttingDown)?;
-        answer.await.map_err(|_| ProposeError::ShuttingDown)??;
-        match tokio::time::timeout(self.propose_timeout, done_rx).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => return Err(ProposeError::ShuttingDown),
-            Err(_) => return Err(ProposeError::Timeout(self.propose_timeout)),
-        }
+        let id_bytes = rand::rng().random::<RequestId>();
+        let context = requests::context(requests::PLAIN, id_bytes);
+        self.submit(context, |context, reply| Request::ConfChange {
+            context,
+            change,
+            reply,
+        })
+        .await?;
         // Committed and applied; wait until the runner has changed the group too.
         let done = |s: &RaftStatus| match kind {
             ConfChangeType::AddLearnerNode => s.learners.contains(&id) || s.voters.contains(&id),
