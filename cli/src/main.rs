@@ -114,6 +114,8 @@ enum BenchCommand {
     Raft(bench::raft::RaftBenchArgs),
     /// Placement decision latency over a generated fleet.
     Placement(bench::placement::PlacementBenchArgs),
+    /// Placements committed/s through a Raft group of scheduler replicas over a generated fleet.
+    Schedule(bench::schedule::ScheduleBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +187,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Placement(args),
             } => bench::placement::placement(args),
+            Command::Bench {
+                command: BenchCommand::Schedule(args),
+            } => bench::schedule::schedule(args).await,
             Command::Sim {
                 command: SimCommand::Fleet(args),
             } => bench::placement::fleet(args),

@@ -211,3 +211,38 @@ fn sim_fleet_and_bench_placement_run_at_small_size() {
     }
     assert!(figures["placed"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn bench_schedule_places_through_three_replicas_at_small_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .args([
+            "bench",
+            "schedule",
+            "--hosts",
+            "300",
+            "--workloads",
+            "3000",
+            "--clients",
+            "32",
+        ])
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let figures: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(figures["replicas"], 3);
+    let placed = figures["placed"].as_u64().unwrap();
+    let waiting = figures["waiting"].as_u64().unwrap();
+    assert_eq!(placed + waiting, 3000, "every workload decided: {stdout}");
+    assert!(placed > 2000, "most fit in 300 hosts: {stdout}");
+    assert!(figures["placements_per_s"].as_f64().unwrap() > 0.0);
+    let fragmentation = figures["gpu_fragmentation"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&fragmentation), "{stdout}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use vmcloud_proto::pb;
 use vmcloud_proto::{InstanceId, NodeId};
 
-use crate::state::{ClusterState, Gpu, GpuRequest, Instance, InstanceState, Node, Usage};
+use crate::state::{ClusterState, Gpu, GpuRequest, Instance, Node, Usage};
 
 /// One decision: the node and the GPUs (PCI addresses) to bind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +60,10 @@ impl Plan {
         }
     }
 }
+
+/// Most new instances one plan takes: planning holds the state's read lock, so a burst of
+/// creates is planned in slices and the applier is never held up for long.
+pub const MAX_NEW_PER_PLAN: usize = 4096;
 
 /// The reason a new instance carries until placement has looked at it.
 pub const WAITING_FOR_PLACEMENT: &str = "waiting for placement";
@@ -107,16 +111,7 @@ impl<'s> FleetIndex<'s> {
 
     /// What each host holds, aligned with `hosts`.
     pub fn usage(&self, state: &ClusterState) -> Vec<Usage> {
-        let mut usage = vec![Usage::default(); self.hosts.len()];
-        for i in state.instances.values() {
-            if let Some(pos) = i.node.as_ref().and_then(|n| self.position.get(n)) {
-                let u = &mut usage[*pos];
-                u.vcpus += i.vcpus;
-                u.memory_mib += i.memory_mib;
-                u.gpus.extend(i.gpus.iter().cloned());
-            }
-        }
-        usage
+        self.hosts.iter().map(|n| state.usage(&n.id)).collect()
     }
 
     pub fn position(&self, node: &NodeId) -> Option<usize> {
@@ -136,19 +131,17 @@ impl<'s> FleetIndex<'s> {
 
 /// Plans pending instances, oldest first, counting capacity taken earlier in the same plan:
 /// every pending instance when `all`, else only those placement has not looked at yet (when
-/// no capacity has appeared, the others still do not fit). Unplaced reasons are only included
+/// no capacity has appeared, the others still do not fit; at most [`MAX_NEW_PER_PLAN`]). Unplaced reasons are only included
 /// when they differ from the recorded one, so a stable state produces an empty plan.
 pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
-    let mut pending: Vec<&Instance> = state
-        .instances
-        .values()
-        .filter(|i| i.state == InstanceState::Pending)
+    let pending: Vec<&Instance> = state
+        .pending()
         .filter(|i| all || i.pending_reason.as_deref() == Some(WAITING_FOR_PLACEMENT))
+        .take(if all { usize::MAX } else { MAX_NEW_PER_PLAN })
         .collect();
     if pending.is_empty() {
         return Plan::default();
     }
-    pending.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
 
     let index = FleetIndex::new(state);
     let mut usage = index.usage(state);
@@ -350,7 +343,7 @@ fn place_cpu(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Node;
+    use crate::state::{InstanceState, Node};
     use vmcloud_proto::AccountId;
 
     fn node(id: &str, region: &str, threads: u32, mem_gib: u64) -> Node {
@@ -427,6 +420,7 @@ mod tests {
         for i in instances {
             s.instances.insert(i.id.clone(), i);
         }
+        s.reindex();
         s
     }
 

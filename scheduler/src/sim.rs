@@ -131,6 +131,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
             created_at_ms: 0,
         },
     );
+    state.reindex();
     state
 }
 

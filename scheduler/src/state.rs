@@ -33,6 +33,20 @@ pub struct ClusterState {
     /// released), so the placement controller knows when waiting instances may now fit.
     #[serde(default)]
     pub capacity_epoch: u64,
+    /// Derived from the maps above and never serialized: kept current by `apply`, rebuilt by
+    /// [`ClusterState::reindex`] after a restore or after building a state by hand.
+    #[serde(skip)]
+    index: StateIndex,
+}
+
+/// What placement asks of the state on every round, kept current instead of recomputed from
+/// every instance (a fleet holds hundreds of thousands).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct StateIndex {
+    /// What each node holds.
+    usage: HashMap<NodeId, Usage>,
+    /// Pending instances, oldest first.
+    pending: BTreeSet<(i64, InstanceId)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +198,14 @@ impl Usage {
         self.memory_mib += i.memory_mib;
         self.gpus.extend(i.gpus.iter().cloned());
     }
+
+    fn remove(&mut self, i: &Instance) {
+        self.vcpus = self.vcpus.saturating_sub(i.vcpus);
+        self.memory_mib = self.memory_mib.saturating_sub(i.memory_mib);
+        for g in &i.gpus {
+            self.gpus.remove(g);
+        }
+    }
 }
 
 /// What applying a command gives back to its proposer.
@@ -308,6 +330,7 @@ impl ClusterState {
             deleted_in_generation: None,
             gpus: Vec::new(),
         };
+        self.index.pending.insert((at, id.clone()));
         self.instances.insert(id, instance.clone());
         Ok(Applied::Instance(Box::new(instance)))
     }
@@ -316,21 +339,6 @@ impl ClusterState {
     /// was computed on a snapshot, and a placement that no longer fits is dropped (the
     /// instance stays pending and is planned again).
     fn place_instances(&mut self, c: pb::PlaceInstances, at: i64) -> ApplyResult {
-        // Usage of the nodes this plan touches, computed once and kept current as placements
-        // are accepted (a plan may hold thousands).
-        let touched: BTreeSet<NodeId> = c
-            .placements
-            .iter()
-            .filter_map(|p| NodeId::parse(&p.node_id).ok())
-            .filter(|n| self.nodes.contains_key(n))
-            .collect();
-        let mut usage: HashMap<NodeId, Usage> =
-            touched.into_iter().map(|n| (n, Usage::default())).collect();
-        for i in self.instances.values() {
-            if let Some(u) = i.node.as_ref().and_then(|n| usage.get_mut(n)) {
-                u.add(i);
-            }
-        }
         for p in c.placements {
             let (Ok(id), Ok(node_id)) =
                 (InstanceId::parse(&p.instance_id), NodeId::parse(&p.node_id))
@@ -346,7 +354,7 @@ impl ClusterState {
             let Some(node) = self.nodes.get(&node_id) else {
                 continue;
             };
-            let Some(used) = usage.get_mut(&node_id) else {
+            let Some(used) = self.index.usage.get_mut(&node_id) else {
                 continue;
             };
             let gpus_ok = match &instance.gpu {
@@ -374,9 +382,10 @@ impl ClusterState {
             }
             let instance = self.instances.get_mut(&id).expect("checked above");
             instance.gpus = p.gpus;
-            used.vcpus += instance.vcpus;
-            used.memory_mib += instance.memory_mib;
-            used.gpus.extend(instance.gpus.iter().cloned());
+            used.add(instance);
+            self.index
+                .pending
+                .remove(&(instance.created_at_ms, id.clone()));
             instance.state = InstanceState::Scheduled;
             instance.node = Some(node_id.clone());
             instance.pending_reason = None;
@@ -410,6 +419,9 @@ impl ClusterState {
             (_, InstanceState::Deleting) => {}
             (None, _) => {
                 let removed = self.instances.remove(&id).expect("found above");
+                self.index
+                    .pending
+                    .remove(&(removed.created_at_ms, removed.id.clone()));
                 self.capacity_epoch += 1;
                 return Ok(Applied::Instance(Box::new(removed)));
             }
@@ -431,6 +443,7 @@ impl ClusterState {
         let id = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
         let inv = c.inventory.unwrap_or_default();
         let build = c.build.unwrap_or_default();
+        self.index.usage.entry(id.clone()).or_default();
         let generation = self.nodes.get(&id).map_or(0, |n| n.generation);
         let registered_at_ms = self.nodes.get(&id).map_or(at, |n| n.registered_at_ms);
         self.nodes.insert(
@@ -472,6 +485,9 @@ impl ClusterState {
             let message = (!status.message.is_empty()).then_some(status.message);
             match (observed, instance.state) {
                 (pb::ObservedState::Absent, InstanceState::Deleting) => {
+                    if let Some(u) = self.index.usage.get_mut(&node) {
+                        u.remove(instance);
+                    }
                     self.instances.remove(&id);
                     self.capacity_epoch += 1;
                 }
@@ -495,29 +511,44 @@ impl ClusterState {
         Ok(Applied::Done)
     }
 
-    /// vCPUs and memory held on `node`.
-    pub fn usage(&self, node: &NodeId) -> Usage {
-        let mut usage = Usage::default();
-        for i in self
-            .instances
-            .values()
-            .filter(|i| i.node.as_ref() == Some(node))
-        {
-            usage.add(i);
-        }
-        usage
-    }
-
-    /// What every node holds, in one pass over the instances.
-    pub fn usage_by_node(&self) -> HashMap<&NodeId, Usage> {
-        let mut map: HashMap<&NodeId, Usage> =
-            self.nodes.keys().map(|n| (n, Usage::default())).collect();
+    /// Rebuilds the derived index from the maps: after a restore, or after building a state
+    /// by hand (generators, tests).
+    pub fn reindex(&mut self) {
+        let mut index = StateIndex {
+            usage: self
+                .nodes
+                .keys()
+                .map(|n| (n.clone(), Usage::default()))
+                .collect(),
+            pending: BTreeSet::new(),
+        };
         for i in self.instances.values() {
-            if let Some(u) = i.node.as_ref().and_then(|n| map.get_mut(n)) {
+            if let Some(u) = i.node.as_ref().and_then(|n| index.usage.get_mut(n)) {
                 u.add(i);
             }
+            if i.state == InstanceState::Pending {
+                index.pending.insert((i.created_at_ms, i.id.clone()));
+            }
         }
-        map
+        self.index = index;
+    }
+
+    /// vCPUs, memory and GPUs held on `node`.
+    pub fn usage(&self, node: &NodeId) -> Usage {
+        self.index.usage.get(node).cloned().unwrap_or_default()
+    }
+
+    /// What every node holds.
+    pub fn usage_by_node(&self) -> HashMap<&NodeId, &Usage> {
+        self.index.usage.iter().collect()
+    }
+
+    /// Pending instances, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &Instance> {
+        self.index
+            .pending
+            .iter()
+            .filter_map(|(_, id)| self.instances.get(id))
     }
 
     /// What should run on `node`: every instance placed there that is not being deleted.
@@ -576,6 +607,8 @@ impl vmcloud_consensus::StateMachine for SharedState {
         } else {
             serde_json::from_slice(data).map_err(|e| format!("undecodable cluster state: {e}"))?
         };
+        let mut state = state;
+        state.reindex();
         *self.0.write().expect("cluster state lock poisoned") = state;
         Ok(())
     }

@@ -109,6 +109,10 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
             node.id
         );
     }
+    // The index kept current by apply equals one rebuilt from scratch.
+    let mut rebuilt = state.clone();
+    rebuilt.reindex();
+    prop_assert!(&rebuilt == state, "the derived index drifted from the maps");
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 pub mod create;
 pub mod placement;
 pub mod raft;
+pub mod schedule;
 
 /// The `p`th percentile of sorted samples (nearest rank); NaN when there are none.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -49,11 +49,15 @@ pub struct PlacementBenchArgs {
     pub decisions: usize,
 }
 
-/// A request drawn from the catalog: mostly VPS, some GPU instances.
-fn request(rng: &mut StdRng, catalog: &Catalog, account: &AccountId) -> Instance {
+/// A request drawn from the catalog: a VPS, or a GPU instance with probability `gpu_share`.
+pub(super) fn request(
+    rng: &mut StdRng,
+    catalog: &Catalog,
+    account: &AccountId,
+    gpu_share: f64,
+) -> Instance {
     let flavors: Vec<(&String, _)> = catalog.flavors.iter().collect();
-    // 70 % VPS, 30 % GPU.
-    let gpu = rng.random_bool(0.3);
+    let gpu = rng.random_bool(gpu_share);
     let pool: Vec<_> = flavors
         .iter()
         .filter(|(_, f)| f.gpu.is_some() == gpu)
@@ -108,7 +112,7 @@ pub fn placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
     let state = generate_fleet(args.hosts, args.seed, 0.8);
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5eed);
     let requests: Vec<Instance> = (0..args.decisions)
-        .map(|_| request(&mut rng, &catalog, &account))
+        .map(|_| request(&mut rng, &catalog, &account, 0.3))
         .collect();
 
     // One thread, each decision applied before the next.
