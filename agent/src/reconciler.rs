@@ -162,6 +162,7 @@ mod tests {
                     disk_gib: 10,
                     image: "debian-12".into(),
                     gpus: vec![],
+                    terminate_at_unix_ms: 0,
                 })
                 .collect(),
         }

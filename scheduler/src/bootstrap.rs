@@ -1,4 +1,5 @@
-//! First-start set-up of a development cluster: the dev account and its API key.
+//! First-start set-up of a development cluster: the dev account (an operator of its fleet)
+//! and its API key.
 
 use vmcloud_proto::AccountId;
 use vmcloud_proto::pb::{self, command::Body};
@@ -37,6 +38,7 @@ pub async fn ensure_dev_account(
             .propose(Body::CreateAccount(pb::CreateAccount {
                 account_id: account.to_string(),
                 name: "Development".into(),
+                operator: true,
             }))
             .await??;
     }
@@ -74,6 +76,7 @@ pub async fn ensure_api_key(cluster: &Cluster, token: &ApiKeyToken) -> Result<()
                 .propose(Body::CreateAccount(pb::CreateAccount {
                     account_id: account.to_string(),
                     name: "Development".into(),
+                    operator: true,
                 }))
                 .await,
         )?;

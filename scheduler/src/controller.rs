@@ -1,13 +1,13 @@
 //! The placement controller: on the leader, after every applied batch, plans the pending
-//! instances against the newest state and proposes the plan. Idempotent: it reads everything
-//! it needs from the state each round, so it can be restarted or run on a new leader at any
-//! time.
+//! instances against the newest state and proposes the plan; and when a spot instance's
+//! notice runs out, proposes its reclaim. Idempotent: it reads everything it needs from the
+//! state each round, so it can be restarted or run on a new leader at any time.
 
 use std::time::Duration;
 
-use vmcloud_proto::pb::command::Body;
+use vmcloud_proto::pb::{self, command::Body};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, now_ms};
 use crate::placement::{Plan, plan_pending};
 
 pub async fn run_placement(cluster: Cluster) {
@@ -21,7 +21,30 @@ pub async fn run_placement(cluster: Cluster) {
         if !is_leader {
             planned_epoch = None;
         }
+        // When the next spot notice runs out (the leader wakes for it).
+        let mut next_notice_end = None;
         if is_leader {
+            let (next, due) = cluster.state().notices_ending(now_ms());
+            next_notice_end = next;
+            if !due.is_empty() {
+                let command = pb::ReclaimInstances {
+                    instance_ids: due.iter().map(ToString::to_string).collect(),
+                };
+                match cluster.propose(Body::ReclaimInstances(command)).await {
+                    Ok(_) => {
+                        tracing::info!(
+                            reclaimed = due.len(),
+                            "spot instances reclaimed after their notice"
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reclaim not committed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
+            }
             let plan = {
                 let state = cluster.state();
                 let all = planned_epoch != Some(state.capacity_epoch);
@@ -55,10 +78,20 @@ pub async fn run_placement(cluster: Cluster) {
                 }
             }
         }
-        // Both are cancel-safe watch receivers; whichever fires, the loop re-reads the state.
+        let notice_ends = async {
+            match next_notice_end {
+                Some(at) => {
+                    let wait = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(wait + 1)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        // All are cancel-safe; whichever fires, the loop re-reads the state.
         tokio::select! {
             r = applied.changed() => if r.is_err() { return },
             r = status.changed() => if r.is_err() { return },
+            () = notice_ends => {}
         }
         last = None;
     }

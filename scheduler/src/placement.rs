@@ -12,12 +12,12 @@
 //! stay off GPU hosts when they can and spread by free memory. Every "no" is explained with
 //! counts. Preemption, reservations, pools and queues grow here (issue 4).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use vmcloud_proto::pb;
-use vmcloud_proto::{InstanceId, NodeId};
+use vmcloud_proto::{AccountId, InstanceId, NodeId};
 
-use crate::state::{ClusterState, Gpu, GpuRequest, Instance, Node, Usage};
+use crate::state::{ClusterState, Gpu, GpuRequest, Instance, Market, Node, NodeState, Usage};
 
 /// One decision: the node and the GPUs (PCI addresses) to bind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +31,13 @@ pub struct Choice {
 pub struct Plan {
     pub placements: Vec<(InstanceId, Choice)>,
     pub unplaced: Vec<(InstanceId, String)>,
+    /// (spot instance to preempt, the waiting instance it makes room for).
+    pub preemptions: Vec<(InstanceId, InstanceId)>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.placements.is_empty() && self.unplaced.is_empty()
+        self.placements.is_empty() && self.unplaced.is_empty() && self.preemptions.is_empty()
     }
 
     pub fn to_command(&self) -> pb::PlaceInstances {
@@ -55,6 +57,14 @@ impl Plan {
                 .map(|(i, r)| pb::Unplaced {
                     instance_id: i.to_string(),
                     reason: r.clone(),
+                })
+                .collect(),
+            preemptions: self
+                .preemptions
+                .iter()
+                .map(|(victim, for_instance)| pb::Preemption {
+                    instance_id: victim.to_string(),
+                    for_instance_id: for_instance.to_string(),
                 })
                 .collect(),
         }
@@ -129,12 +139,15 @@ impl<'s> FleetIndex<'s> {
     }
 }
 
-/// Plans pending instances, oldest first, counting capacity taken earlier in the same plan:
-/// every pending instance when `all`, else only those placement has not looked at yet (when
-/// no capacity has appeared, the others still do not fit; at most [`MAX_NEW_PER_PLAN`]). Unplaced reasons are only included
-/// when they differ from the recorded one, so a stable state produces an empty plan.
+/// Plans pending instances, oldest first (those nominated to a host by a preemption before
+/// the rest), counting capacity taken earlier in the same plan: every pending instance when
+/// `all`, else only those placement has not looked at yet (when no capacity has appeared, the
+/// others still do not fit; at most [`MAX_NEW_PER_PLAN`]). An on-demand instance that fits
+/// nowhere gets the cheapest set of spot instances on one host preempted for it. Unplaced
+/// reasons are only included when they differ from the recorded one, so a stable state
+/// produces an empty plan.
 pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
-    let pending: Vec<&Instance> = state
+    let mut pending: Vec<&Instance> = state
         .pending()
         .filter(|i| all || i.pending_reason.as_deref() == Some(WAITING_FOR_PLACEMENT))
         .take(if all { usize::MAX } else { MAX_NEW_PER_PLAN })
@@ -142,17 +155,44 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
     if pending.is_empty() {
         return Plan::default();
     }
+    pending.sort_by_key(|i| i.nominated_node.is_none());
 
     let index = FleetIndex::new(state);
     let mut usage = index.usage(state);
     let mut plan = Plan::default();
+    // Hosts where spot instances are still leaving: their nominees wait for them.
+    let reclaiming: HashSet<&NodeId> = state.reclaiming_nodes().collect();
+    let mut spread = SpreadGroups::new(state, &pending);
+    let mut spot: Option<SpotByHost> = None;
+    let mut claimed: HashSet<InstanceId> = HashSet::new();
     for instance in pending {
-        match place_one(&index, &usage, instance) {
+        if instance
+            .nominated_node
+            .as_ref()
+            .is_some_and(|n| reclaiming.contains(n))
+        {
+            continue;
+        }
+        let group = spread.get(instance);
+        match place_with(&index, &usage, instance, group) {
             Ok(choice) => {
                 index.take(&mut usage, &choice, instance);
+                spread.record(instance, &index, &choice.node);
                 plan.placements.push((instance.id.clone(), choice));
             }
             Err(reason) => {
+                if instance.market != Market::Spot {
+                    let spot = spot.get_or_insert_with(|| SpotByHost::new(state, &index));
+                    if let Some(victims) =
+                        find_preemption(&index, &usage, instance, group, spot, &claimed)
+                    {
+                        for v in victims {
+                            claimed.insert(v.clone());
+                            plan.preemptions.push((v, instance.id.clone()));
+                        }
+                        continue;
+                    }
+                }
                 if instance.pending_reason.as_deref() != Some(reason.as_str()) {
                     plan.unplaced.push((instance.id.clone(), reason));
                 }
@@ -160,6 +200,181 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
         }
     }
     plan
+}
+
+/// Where the instances of each (account, spread group) in this plan already are.
+struct SpreadGroups<'s> {
+    groups: HashMap<(&'s AccountId, &'s str), Spread>,
+}
+
+/// One spread group: the hosts holding one of its instances (never a second) and how many
+/// sit in each rack (fewest first).
+#[derive(Debug, Default)]
+pub struct Spread {
+    pub name: String,
+    pub hosts: HashSet<NodeId>,
+    pub racks: HashMap<String, u32>,
+}
+
+impl<'s> SpreadGroups<'s> {
+    fn new(state: &'s ClusterState, pending: &[&'s Instance]) -> Self {
+        let mut groups: HashMap<(&AccountId, &str), Spread> = pending
+            .iter()
+            .filter_map(|i| Some(((&i.account, i.spread_group.as_deref()?), i)))
+            .map(|(k, i)| {
+                (
+                    k,
+                    Spread {
+                        name: i.spread_group.clone().unwrap_or_default(),
+                        ..Spread::default()
+                    },
+                )
+            })
+            .collect();
+        if !groups.is_empty() {
+            for i in state.instances.values() {
+                let (Some(g), Some(node)) = (i.spread_group.as_deref(), i.node.as_ref()) else {
+                    continue;
+                };
+                if let Some(spread) = groups.get_mut(&(&i.account, g)) {
+                    spread.hosts.insert(node.clone());
+                    let rack = state.nodes.get(node).map(|n| n.rack.clone());
+                    *spread.racks.entry(rack.unwrap_or_default()).or_default() += 1;
+                }
+            }
+        }
+        SpreadGroups { groups }
+    }
+
+    fn get(&self, i: &'s Instance) -> Option<&Spread> {
+        self.groups.get(&(&i.account, i.spread_group.as_deref()?))
+    }
+
+    fn record(&mut self, i: &'s Instance, index: &FleetIndex<'_>, node: &NodeId) {
+        let Some(g) = i.spread_group.as_deref() else {
+            return;
+        };
+        if let Some(spread) = self.groups.get_mut(&(&i.account, g)) {
+            spread.hosts.insert(node.clone());
+            let rack = index
+                .position(node)
+                .map(|p| index.hosts[p].rack.clone())
+                .unwrap_or_default();
+            *spread.racks.entry(rack).or_default() += 1;
+        }
+    }
+}
+
+/// Spot instances that a preemption may pick, by host position.
+struct SpotByHost<'s> {
+    by_host: HashMap<usize, Vec<&'s Instance>>,
+}
+
+impl<'s> SpotByHost<'s> {
+    fn new(state: &'s ClusterState, index: &FleetIndex<'_>) -> Self {
+        let mut by_host: HashMap<usize, Vec<&Instance>> = HashMap::new();
+        for i in state.instances.values().filter(|i| i.preemptible()) {
+            if let Some(pos) = i.node.as_ref().and_then(|n| index.position(n)) {
+                by_host.entry(pos).or_default().push(i);
+            }
+        }
+        SpotByHost { by_host }
+    }
+}
+
+/// (instances stopped, GPUs freed, vCPUs freed, host position): smaller is cheaper.
+type PreemptionCost = (usize, usize, u32, usize);
+
+/// The cheapest set of spot instances on one host whose leaving lets `instance` fit there:
+/// fewest instances, then fewest GPUs, then fewest vCPUs stopped, then the first host. Per host
+/// the smallest single instance that suffices, else a greedy set taken largest first. `None`
+/// when no host can be freed enough.
+fn find_preemption(
+    index: &FleetIndex<'_>,
+    usage: &[Usage],
+    instance: &Instance,
+    spread: Option<&Spread>,
+    spot: &SpotByHost<'_>,
+    claimed: &HashSet<InstanceId>,
+) -> Option<Vec<InstanceId>> {
+    let mut best: Option<(PreemptionCost, Vec<InstanceId>)> = None;
+    for (&pos, victims) in &spot.by_host {
+        let node = index.hosts[pos];
+        if node.region != instance.region || host_filter(node, instance, spread).is_err() {
+            continue;
+        }
+        let mut candidates: Vec<&&Instance> = victims
+            .iter()
+            .filter(|v| !claimed.contains(&v.id))
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let fits = |u: &Usage| {
+            fits_cpu_mem(node, u, instance)
+                && instance
+                    .gpu
+                    .as_ref()
+                    .is_none_or(|req| pick_gpus(node, u, &req.model, req.count as usize).is_some())
+        };
+        let without = |u: &mut Usage, v: &Instance| {
+            u.vcpus = u.vcpus.saturating_sub(v.vcpus);
+            u.memory_mib = u.memory_mib.saturating_sub(v.memory_mib);
+            for g in &v.gpus {
+                u.gpus.remove(g);
+            }
+        };
+        // The cost of a set: how many instances, then GPUs, then vCPUs it stops.
+        let cost = |set: &[&&Instance]| {
+            (
+                set.len(),
+                set.iter().map(|v| v.gpus.len()).sum::<usize>(),
+                set.iter().map(|v| v.vcpus).sum::<u32>(),
+                pos,
+            )
+        };
+        // Largest first (GPUs, then memory), so the greedy set stays small.
+        candidates.sort_by_key(|v| {
+            (
+                std::cmp::Reverse(v.gpus.len()),
+                std::cmp::Reverse(v.memory_mib),
+                &v.id,
+            )
+        });
+        // One victim that suffices, the smallest such; else the greedy set, largest first.
+        let single = candidates
+            .iter()
+            .filter(|v| {
+                let mut u = usage[pos].clone();
+                without(&mut u, v);
+                fits(&u)
+            })
+            .min_by_key(|v| cost(&[*v]));
+        let set: Option<Vec<&&Instance>> = match single {
+            Some(v) => Some(vec![*v]),
+            None => {
+                let mut u = usage[pos].clone();
+                let mut taken = Vec::new();
+                let mut found = false;
+                for v in &candidates {
+                    without(&mut u, v);
+                    taken.push(*v);
+                    if fits(&u) {
+                        found = true;
+                        break;
+                    }
+                }
+                found.then_some(taken)
+            }
+        };
+        if let Some(set) = set {
+            let c = cost(&set);
+            if best.as_ref().is_none_or(|(b, _)| c < *b) {
+                best = Some((c, set.iter().map(|v| v.id.clone()).collect()));
+            }
+        }
+    }
+    best.map(|(_, victims)| victims)
 }
 
 /// Picks `count` free GPUs of `model` on `node`, as local as possible: the smallest NVLink
@@ -214,11 +429,90 @@ fn fits_cpu_mem(node: &Node, used: &Usage, instance: &Instance) -> bool {
         && used.memory_mib + instance.memory_mib <= node.allocatable_memory_mib()
 }
 
-/// Decides one instance against `usage` (aligned with `index.hosts`).
+/// Why a host is out for an instance before its capacity is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// Cordoned, draining, in maintenance or down.
+    NotReady,
+    /// Not in the pool asked for, or missing a label.
+    Selector,
+    /// Already holds one of the instance's spread group.
+    Spread,
+}
+
+fn host_filter(node: &Node, instance: &Instance, spread: Option<&Spread>) -> Result<(), Skip> {
+    if node.state != NodeState::Ready {
+        return Err(Skip::NotReady);
+    }
+    if !node.matches(instance.pool.as_deref(), &instance.node_selector) {
+        return Err(Skip::Selector);
+    }
+    if spread.is_some_and(|s| s.hosts.contains(&node.id)) {
+        return Err(Skip::Spread);
+    }
+    Ok(())
+}
+
+/// Counts of hosts left out by [`host_filter`], for explanations.
+#[derive(Debug, Default)]
+struct Skipped {
+    not_ready: usize,
+    selector: usize,
+    spread: usize,
+}
+
+impl Skipped {
+    fn count(&mut self, skip: Skip) {
+        match skip {
+            Skip::NotReady => self.not_ready += 1,
+            Skip::Selector => self.selector += 1,
+            Skip::Spread => self.spread += 1,
+        }
+    }
+
+    /// ", 3 not ready (cordoned, draining, in maintenance or down), …" — only the non-zero.
+    fn explain(&self, instance: &Instance, spread: Option<&Spread>) -> String {
+        let mut out = String::new();
+        if self.not_ready > 0 {
+            out += &format!(
+                ", {} not ready (cordoned, draining, in maintenance or down)",
+                self.not_ready
+            );
+        }
+        if self.selector > 0 {
+            let what = match &instance.pool {
+                Some(p) => format!("outside pool {p} or without the labels asked for"),
+                None if instance.node_selector.is_empty() => "in a dedicated pool".to_owned(),
+                None => "in a dedicated pool or without the labels asked for".to_owned(),
+            };
+            out += &format!(", {} {what}", self.selector);
+        }
+        if self.spread > 0 {
+            out += &format!(
+                ", {} already hold one of spread group {}",
+                self.spread,
+                spread.map_or("", |s| s.name.as_str())
+            );
+        }
+        out
+    }
+}
+
+/// Decides one instance against `usage` (aligned with `index.hosts`), without spread groups.
 pub fn place_one(
     index: &FleetIndex<'_>,
     usage: &[Usage],
     instance: &Instance,
+) -> Result<Choice, String> {
+    place_with(index, usage, instance, None)
+}
+
+/// Decides one instance; `spread` is where its spread group already is.
+pub fn place_with(
+    index: &FleetIndex<'_>,
+    usage: &[Usage],
+    instance: &Instance,
+    spread: Option<&Spread>,
 ) -> Result<Choice, String> {
     let Some(hosts) = index
         .by_region
@@ -228,9 +522,17 @@ pub fn place_one(
         return Err(format!("no host in region {} yet", instance.region));
     };
     match &instance.gpu {
-        Some(req) => place_gpu(index, hosts.len(), usage, instance, req),
-        None => place_cpu(index, hosts, usage, instance),
+        Some(req) => place_gpu(index, hosts.len(), usage, instance, req, spread),
+        None => place_cpu(index, hosts, usage, instance, spread),
     }
+}
+
+/// How many instances of the spread group sit in `node`'s rack (0 without a group).
+fn rack_load(spread: Option<&Spread>, node: &Node) -> u32 {
+    spread
+        .and_then(|s| s.racks.get(&node.rack))
+        .copied()
+        .unwrap_or(0)
 }
 
 fn place_gpu(
@@ -239,6 +541,7 @@ fn place_gpu(
     usage: &[Usage],
     instance: &Instance,
     req: &GpuRequest,
+    spread: Option<&Spread>,
 ) -> Result<Choice, String> {
     let count = req.count as usize;
     let empty = Vec::new();
@@ -247,12 +550,18 @@ fn place_gpu(
         .get(&(instance.region.as_str(), req.model.as_str()))
         .unwrap_or(&empty);
     let (mut gpus_busy, mut full) = (0, 0);
-    // Bin-packing: the host left with the fewest free GPUs of the model wins; among those,
-    // one where the GPUs can be local; then the first by node id.
-    let mut best_free_after = usize::MAX;
+    let mut skipped = Skipped::default();
+    // Spread first (the rack holding the fewest of the group), then bin-packing: the host
+    // left with the fewest free GPUs of the model wins; among those, one where the GPUs can
+    // be local; then the first by node id.
+    let mut best: (u32, usize) = (u32::MAX, usize::MAX);
     let mut tied: Vec<usize> = Vec::new();
     for &pos in with_model {
         let node = index.hosts[pos];
+        if let Err(skip) = host_filter(node, instance, spread) {
+            skipped.count(skip);
+            continue;
+        }
         let u = &usage[pos];
         let free = if index.single_model[pos] {
             node.gpus.len().saturating_sub(u.gpus.len())
@@ -270,12 +579,12 @@ fn place_gpu(
             full += 1;
             continue;
         }
-        let free_after = free - count;
-        if free_after < best_free_after {
-            best_free_after = free_after;
+        let key = (rack_load(spread, node), free - count);
+        if key < best {
+            best = key;
             tied.clear();
         }
-        if free_after == best_free_after && tied.len() < 32 {
+        if key == best && tied.len() < 32 {
             tied.push(pos);
         }
     }
@@ -295,13 +604,14 @@ fn place_gpu(
     }
     fallback.ok_or_else(|| {
         format!(
-            "no host in {} with {}×{} free: {} hosts, {} without {}, {gpus_busy} with too few free, {full} without the vCPUs or memory",
+            "no host in {} with {}×{} free: {} hosts, {} without {}, {gpus_busy} with too few free, {full} without the vCPUs or memory{}",
             instance.region,
             req.count,
             req.model,
             in_region,
             in_region - with_model.len(),
-            req.model
+            req.model,
+            skipped.explain(instance, spread)
         )
     })
 }
@@ -311,31 +621,46 @@ fn place_cpu(
     hosts: &[usize],
     usage: &[Usage],
     instance: &Instance,
+    spread: Option<&Spread>,
 ) -> Result<Choice, String> {
     let mut full = 0;
-    // (has GPUs, most free memory first, position = node id order) — smallest wins.
-    let mut best: Option<(bool, std::cmp::Reverse<u64>, usize)> = None;
+    let mut skipped = Skipped::default();
+    // (rack load of the spread group, has GPUs, most free memory first, position = node id
+    // order) — smallest wins.
+    let mut best: Option<(u32, bool, std::cmp::Reverse<u64>, usize)> = None;
     for &pos in hosts {
         let node = index.hosts[pos];
+        if let Err(skip) = host_filter(node, instance, spread) {
+            skipped.count(skip);
+            continue;
+        }
         let u = &usage[pos];
         if !fits_cpu_mem(node, u, instance) {
             full += 1;
             continue;
         }
         let free_mem = node.allocatable_memory_mib().saturating_sub(u.memory_mib);
-        let key = (!node.gpus.is_empty(), std::cmp::Reverse(free_mem), pos);
+        let key = (
+            rack_load(spread, node),
+            !node.gpus.is_empty(),
+            std::cmp::Reverse(free_mem),
+            pos,
+        );
         if best.is_none_or(|b| key < b) {
             best = Some(key);
         }
     }
-    best.map(|(_, _, pos)| Choice {
+    best.map(|(.., pos)| Choice {
         node: index.hosts[pos].id.clone(),
         gpus: Vec::new(),
     })
     .ok_or_else(|| {
         format!(
-            "no host in {} with {} vCPU and {} MiB free: {full} full",
-            instance.region, instance.vcpus, instance.memory_mib
+            "no host in {} with {} vCPU and {} MiB free: {full} full{}",
+            instance.region,
+            instance.vcpus,
+            instance.memory_mib,
+            skipped.explain(instance, spread)
         )
     })
 }
@@ -361,6 +686,11 @@ mod tests {
             generation: 0,
             rack: String::new(),
             gpus: Vec::new(),
+            state: Default::default(),
+            state_reason: None,
+            drain_deadline_ms: None,
+            labels: Default::default(),
+            pools: Default::default(),
         }
     }
 
@@ -409,6 +739,14 @@ mod tests {
             running_at_ms: None,
             deleted_in_generation: None,
             gpus: Vec::new(),
+            market: Default::default(),
+            pool: None,
+            node_selector: Default::default(),
+            spread_group: None,
+            preemption_notice_s: crate::state::DEFAULT_PREEMPTION_NOTICE_S,
+            terminate_at_ms: None,
+            nominated_node: None,
+            notices: Vec::new(),
         }
     }
 

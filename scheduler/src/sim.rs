@@ -71,6 +71,11 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
             generation: 0,
             rack: format!("{region}-r{:03}", h / REGIONS.len() / 40),
             gpus,
+            state: Default::default(),
+            state_reason: None,
+            drain_deadline_ms: None,
+            labels: Default::default(),
+            pools: Default::default(),
         };
         // Fill: GPU hosts get GPU instances on ~gpu_fill of their GPUs; CPU hosts get VPSes.
         let mut bound = Vec::new();
@@ -106,6 +111,14 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 running_at_ms: Some(0),
                 deleted_in_generation: None,
                 gpus: gpus.into_iter().map(|g| g.pci_address).collect(),
+                market: Default::default(),
+                pool: None,
+                node_selector: Default::default(),
+                spread_group: None,
+                preemption_notice_s: crate::state::DEFAULT_PREEMPTION_NOTICE_S,
+                terminate_at_ms: None,
+                nominated_node: None,
+                notices: Vec::new(),
             };
             state.instances.insert(instance.id.clone(), instance);
         };
@@ -129,6 +142,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
             id: account,
             name: "simulated".into(),
             created_at_ms: 0,
+            operator: false,
         },
     );
     state.reindex();

@@ -17,6 +17,10 @@ use vmcloud_proto::{AccountId, InstanceId, NodeId};
 pub const CPU_OVERCOMMIT: u32 = 4;
 /// Memory kept back on every host for the host itself and the hypervisor.
 pub const HOST_RESERVED_MEMORY_MIB: u64 = 1024;
+/// Notice a spot instance gets before it is reclaimed, unless it asked for another.
+pub const DEFAULT_PREEMPTION_NOTICE_S: u32 = 120;
+/// Notices kept per instance (the oldest go first).
+const MAX_NOTICES: usize = 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -47,6 +51,9 @@ struct StateIndex {
     usage: HashMap<NodeId, Usage>,
     /// Pending instances, oldest first.
     pending: BTreeSet<(i64, InstanceId)>,
+    /// Spot instances given notice, by the time their notice runs out, until they are gone
+    /// (reclaimed ones still hold capacity until their agent has removed them).
+    terminating: BTreeSet<(i64, InstanceId)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +61,9 @@ pub struct Account {
     pub id: AccountId,
     pub name: String,
     pub created_at_ms: i64,
+    /// Operators run the fleet (host states, labels, pools, cluster membership).
+    #[serde(default)]
+    pub operator: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +84,8 @@ pub enum InstanceState {
     Failed,
     /// Delete requested; waiting for the agent to remove the VM.
     Deleting,
+    /// Its host is down: it may be gone or may come back with the host; its owner was told.
+    Impaired,
 }
 
 impl InstanceState {
@@ -85,8 +97,43 @@ impl InstanceState {
             InstanceState::Stopped => "stopped",
             InstanceState::Failed => "failed",
             InstanceState::Deleting => "deleting",
+            InstanceState::Impaired => "impaired",
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Market {
+    #[default]
+    #[serde(rename = "on-demand")]
+    OnDemand,
+    #[serde(rename = "spot")]
+    Spot,
+}
+
+impl Market {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Market::OnDemand => "on-demand",
+            Market::Spot => "spot",
+        }
+    }
+}
+
+impl From<pb::Market> for Market {
+    fn from(m: pb::Market) -> Self {
+        match m {
+            pb::Market::OnDemand => Market::OnDemand,
+            pb::Market::Spot => Market::Spot,
+        }
+    }
+}
+
+/// Something an instance's owner was told (a host event, a preemption).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub at_ms: i64,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,12 +168,115 @@ pub struct Instance {
     /// GPUs (PCI addresses on its node) bound to it.
     #[serde(default)]
     pub gpus: Vec<String>,
+    #[serde(default)]
+    pub market: Market,
+    /// The dedicated pool it runs in; `None`: the general fleet.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Labels its host must carry.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Instances of one account in one spread group never share a host and spread across
+    /// racks.
+    #[serde(default)]
+    pub spread_group: Option<String>,
+    /// Notice it gets before it is reclaimed (spot).
+    #[serde(default = "default_notice")]
+    pub preemption_notice_s: u32,
+    /// When a spot instance's notice runs out: it is stopped then.
+    #[serde(default)]
+    pub terminate_at_ms: Option<i64>,
+    /// A pending instance waiting for preempted spot capacity on this node.
+    #[serde(default)]
+    pub nominated_node: Option<NodeId>,
+    /// What its owner was told, oldest first.
+    #[serde(default)]
+    pub notices: Vec<Notice>,
+}
+
+fn default_notice() -> u32 {
+    DEFAULT_PREEMPTION_NOTICE_S
 }
 
 impl Instance {
     /// Whether it holds capacity on its node.
     pub fn holds_capacity(&self) -> bool {
         self.node.is_some()
+    }
+
+    /// Whether a preemption may pick it: spot, on a node, and not already leaving.
+    pub fn preemptible(&self) -> bool {
+        self.market == Market::Spot
+            && self.node.is_some()
+            && self.terminate_at_ms.is_none()
+            && !matches!(
+                self.state,
+                InstanceState::Deleting | InstanceState::Impaired
+            )
+    }
+
+    fn notify(&mut self, at_ms: i64, message: String) {
+        if self.notices.len() >= MAX_NOTICES {
+            self.notices.remove(0);
+        }
+        self.notices.push(Notice { at_ms, message });
+    }
+}
+
+/// A host's state, set by operators (and by liveness, issue 6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    #[default]
+    Ready,
+    Cordoned,
+    Draining,
+    Maintenance,
+    Down,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Ready => "ready",
+            NodeState::Cordoned => "cordoned",
+            NodeState::Draining => "draining",
+            NodeState::Maintenance => "maintenance",
+            NodeState::Down => "down",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeState> {
+        [
+            NodeState::Ready,
+            NodeState::Cordoned,
+            NodeState::Draining,
+            NodeState::Maintenance,
+            NodeState::Down,
+        ]
+        .into_iter()
+        .find(|n| n.as_str() == s)
+    }
+
+    fn from_pb(s: pb::NodeState) -> Option<NodeState> {
+        Some(match s {
+            pb::NodeState::Unspecified => return None,
+            pb::NodeState::Ready => NodeState::Ready,
+            pb::NodeState::Cordoned => NodeState::Cordoned,
+            pb::NodeState::Draining => NodeState::Draining,
+            pb::NodeState::Maintenance => NodeState::Maintenance,
+            pb::NodeState::Down => NodeState::Down,
+        })
+    }
+
+    pub fn to_pb(self) -> pb::NodeState {
+        match self {
+            NodeState::Ready => pb::NodeState::Ready,
+            NodeState::Cordoned => pb::NodeState::Cordoned,
+            NodeState::Draining => pb::NodeState::Draining,
+            NodeState::Maintenance => pb::NodeState::Maintenance,
+            NodeState::Down => pb::NodeState::Down,
+        }
     }
 }
 
@@ -148,6 +298,19 @@ pub struct Node {
     pub rack: String,
     #[serde(default)]
     pub gpus: Vec<Gpu>,
+    #[serde(default)]
+    pub state: NodeState,
+    /// The operator's reason for the state.
+    #[serde(default)]
+    pub state_reason: Option<String>,
+    /// For a drain: when the host must be empty.
+    #[serde(default)]
+    pub drain_deadline_ms: Option<i64>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Dedicated pools; empty: the general fleet.
+    #[serde(default)]
+    pub pools: BTreeSet<String>,
 }
 
 /// One GPU of a host.
@@ -174,6 +337,15 @@ impl From<pb::GpuDevice> for Gpu {
 }
 
 impl Node {
+    /// Whether a workload asking for `pool` and `selector` may run here (state aside).
+    pub fn matches(&self, pool: Option<&str>, selector: &BTreeMap<String, String>) -> bool {
+        let pool_ok = match pool {
+            None => self.pools.is_empty(),
+            Some(p) => self.pools.contains(p),
+        };
+        pool_ok && selector.iter().all(|(k, v)| self.labels.get(k) == Some(v))
+    }
+
     pub fn allocatable_vcpus(&self) -> u32 {
         self.cpu_threads.saturating_mul(CPU_OVERCOMMIT)
     }
@@ -243,6 +415,9 @@ impl ClusterState {
             Body::DeleteInstance(c) => self.delete_instance(c),
             Body::RegisterNode(c) => self.register_node(c, at),
             Body::ObserveInstances(c) => self.observe_instances(c, at),
+            Body::SetNodeState(c) => self.set_node_state(c, at),
+            Body::SetNodeLabels(c) => self.set_node_labels(c),
+            Body::ReclaimInstances(c) => self.reclaim_instances(c, at),
         }
     }
 
@@ -257,6 +432,7 @@ impl ClusterState {
                 id,
                 name: c.name,
                 created_at_ms: at,
+                operator: c.operator,
             },
         );
         Ok(Applied::Done)
@@ -306,6 +482,7 @@ impl ClusterState {
                 .or_default()
                 .insert(c.idempotency_key.clone(), id.clone());
         }
+        let market = c.market();
         let instance = Instance {
             id: id.clone(),
             account,
@@ -329,6 +506,18 @@ impl ClusterState {
             running_at_ms: None,
             deleted_in_generation: None,
             gpus: Vec::new(),
+            market: market.into(),
+            pool: (!c.pool.is_empty()).then_some(c.pool),
+            node_selector: c.node_selector.into_iter().collect(),
+            spread_group: (!c.spread_group.is_empty()).then_some(c.spread_group),
+            preemption_notice_s: if c.preemption_notice_s == 0 {
+                DEFAULT_PREEMPTION_NOTICE_S
+            } else {
+                c.preemption_notice_s
+            },
+            terminate_at_ms: None,
+            nominated_node: None,
+            notices: Vec::new(),
         };
         self.index.pending.insert((at, id.clone()));
         self.instances.insert(id, instance.clone());
@@ -372,8 +561,11 @@ impl ClusterState {
                         })
                 }
             };
-            // Invariant: no GPU bound twice, no host over its capacity.
+            // Invariant: no GPU bound twice, no host over its capacity; and the host still
+            // takes this workload (its state, pools or labels may have changed since the plan).
             let fits = node.region == instance.region
+                && node.state == NodeState::Ready
+                && node.matches(instance.pool.as_deref(), &instance.node_selector)
                 && gpus_ok
                 && used.vcpus + instance.vcpus <= node.allocatable_vcpus()
                 && used.memory_mib + instance.memory_mib <= node.allocatable_memory_mib();
@@ -388,6 +580,7 @@ impl ClusterState {
                 .remove(&(instance.created_at_ms, id.clone()));
             instance.state = InstanceState::Scheduled;
             instance.node = Some(node_id.clone());
+            instance.nominated_node = None;
             instance.pending_reason = None;
             instance.placed_at_ms = Some(at);
             self.nodes
@@ -405,6 +598,214 @@ impl ClusterState {
                 instance.pending_reason = Some(u.reason);
             }
         }
+        self.preempt(c.preemptions, at);
+        Ok(Applied::Done)
+    }
+
+    /// Gives spot instances their notice so that waiting workloads can take their capacity;
+    /// each waiting workload is nominated to its victims' node.
+    fn preempt(&mut self, preemptions: Vec<pb::Preemption>, at: i64) {
+        let mut victims_for: BTreeMap<InstanceId, (NodeId, u32, i64)> = BTreeMap::new();
+        for p in preemptions {
+            let (Ok(victim_id), Ok(for_id)) = (
+                InstanceId::parse(&p.instance_id),
+                InstanceId::parse(&p.for_instance_id),
+            ) else {
+                continue;
+            };
+            let waiting = self
+                .instances
+                .get(&for_id)
+                .is_some_and(|i| i.state == InstanceState::Pending && i.market != Market::Spot);
+            let Some(victim) = self.instances.get_mut(&victim_id) else {
+                continue;
+            };
+            if !waiting || !victim.preemptible() {
+                continue;
+            }
+            let node_id = victim
+                .node
+                .clone()
+                .expect("preemptible instances are placed");
+            let deadline = at + i64::from(victim.preemption_notice_s) * 1000;
+            victim.terminate_at_ms = Some(deadline);
+            victim.notify(
+                at,
+                format!(
+                    "spot capacity reclaimed: this instance stops at {} ({} s notice)",
+                    crate::cluster::rfc3339(deadline),
+                    victim.preemption_notice_s
+                ),
+            );
+            self.index.terminating.insert((deadline, victim_id));
+            if let Some(node) = self.nodes.get_mut(&node_id) {
+                node.generation += 1;
+            }
+            let e = victims_for.entry(for_id).or_insert((node_id, 0, deadline));
+            e.1 += 1;
+            e.2 = e.2.max(deadline);
+        }
+        for (id, (node, count, until)) in victims_for {
+            let instance = self.instances.get_mut(&id).expect("checked above");
+            instance.pending_reason = Some(format!(
+                "waiting for {count} spot instance(s) on {node} to stop (notice ends {})",
+                crate::cluster::rfc3339(until)
+            ));
+            instance.nominated_node = Some(node);
+        }
+    }
+
+    /// Stops spot instances whose notice has run out: they leave their node's desired config
+    /// and their capacity is freed once the agent has removed them.
+    fn reclaim_instances(&mut self, c: pb::ReclaimInstances, at: i64) -> ApplyResult {
+        for id in c.instance_ids {
+            let Ok(id) = InstanceId::parse(&id) else {
+                continue;
+            };
+            let Some(instance) = self.instances.get_mut(&id) else {
+                continue;
+            };
+            if instance.terminate_at_ms.is_none_or(|d| d > at)
+                || instance.state == InstanceState::Deleting
+            {
+                continue;
+            }
+            instance.status_message = Some("reclaimed: its spot capacity was needed".into());
+            instance.notify(at, "reclaimed: stopped at the end of its notice".into());
+            Self::begin_delete(&mut self.nodes, instance);
+        }
+        Ok(Applied::Done)
+    }
+
+    /// Takes an instance that holds capacity out of its node's desired config; it is removed
+    /// when its agent reports it gone.
+    fn begin_delete(nodes: &mut BTreeMap<NodeId, Node>, instance: &mut Instance) {
+        instance.state = InstanceState::Deleting;
+        if let Some(node) = instance.node.as_ref().and_then(|n| nodes.get_mut(n)) {
+            node.generation += 1;
+            instance.deleted_in_generation = Some(node.generation);
+        }
+    }
+
+    /// An operator's change of a host's state, and what it means for what runs there.
+    fn set_node_state(&mut self, c: pb::SetNodeState, at: i64) -> ApplyResult {
+        let id = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let state = NodeState::from_pb(c.state())
+            .ok_or_else(|| Rejected::Invalid("no node state given".into()))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| Rejected::NotFound(format!("node {id}")))?;
+        let before = node.state;
+        node.state = state;
+        node.state_reason = (!c.reason.is_empty()).then_some(c.reason.clone());
+        node.drain_deadline_ms =
+            (state == NodeState::Draining && c.deadline_unix_ms > 0).then_some(c.deadline_unix_ms);
+        let deadline = node.drain_deadline_ms;
+        if state == NodeState::Ready && before != NodeState::Ready {
+            self.capacity_epoch += 1;
+        }
+        if state == before {
+            return Ok(Applied::Done);
+        }
+        let reason = if c.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", c.reason)
+        };
+        let on_node: Vec<InstanceId> = self
+            .instances
+            .values()
+            .filter(|i| i.node.as_ref() == Some(&id) && i.state != InstanceState::Deleting)
+            .map(|i| i.id.clone())
+            .collect();
+        let mut changed = false;
+        for iid in on_node {
+            let instance = self.instances.get_mut(&iid).expect("listed above");
+            match state {
+                NodeState::Draining if instance.preemptible() => {
+                    // Spot work gets its notice now (cut short by the drain's deadline).
+                    let mut until = at + i64::from(instance.preemption_notice_s) * 1000;
+                    if let Some(d) = deadline {
+                        until = until.min(d.max(at));
+                    }
+                    instance.terminate_at_ms = Some(until);
+                    instance.notify(
+                        at,
+                        format!(
+                            "host {id} is draining{reason}: this spot instance stops at {}",
+                            crate::cluster::rfc3339(until)
+                        ),
+                    );
+                    self.index.terminating.insert((until, iid));
+                    changed = true;
+                }
+                NodeState::Draining => instance.notify(
+                    at,
+                    match deadline {
+                        Some(d) => format!(
+                            "host {id} is draining{reason} and must be empty by {}; this instance keeps running until you or an operator stop it (VMs with local disks are not moved)",
+                            crate::cluster::rfc3339(d)
+                        ),
+                        None => format!(
+                            "host {id} is draining{reason}; this instance keeps running until you or an operator stop it (VMs with local disks are not moved)"
+                        ),
+                    },
+                ),
+                NodeState::Maintenance => instance.notify(
+                    at,
+                    format!("host {id} is entering maintenance{reason}"),
+                ),
+                NodeState::Down => {
+                    if instance.market == Market::Spot {
+                        // Spot work on a lost host is over; if the host comes back, its agent
+                        // removes it.
+                        instance.status_message = Some(format!("host {id} is down{reason}"));
+                        instance.notify(at, format!("host {id} is down{reason}: this spot instance has ended"));
+                        Self::begin_delete(&mut self.nodes, instance);
+                    } else {
+                        // Never silently recreated elsewhere: its disk is on that host.
+                        instance.state = InstanceState::Impaired;
+                        instance.status_message = Some(format!("host {id} is down{reason}"));
+                        instance.notify(
+                            at,
+                            format!(
+                                "host {id} is down{reason}: this instance is impaired; it comes back with the host, or you may delete it and create another"
+                            ),
+                        );
+                    }
+                }
+                NodeState::Ready if before == NodeState::Down => instance.notify(
+                    at,
+                    format!("host {id} is back; the instance's state follows its agent's next report"),
+                ),
+                NodeState::Ready | NodeState::Cordoned => {}
+            }
+        }
+        if changed && let Some(node) = self.nodes.get_mut(&id) {
+            node.generation += 1;
+        }
+        // Waiting workloads nominated to a host that no longer takes work look again.
+        if state != NodeState::Ready {
+            for i in self.instances.values_mut() {
+                if i.nominated_node.as_ref() == Some(&id) {
+                    i.nominated_node = None;
+                    i.pending_reason = Some(crate::placement::WAITING_FOR_PLACEMENT.into());
+                }
+            }
+        }
+        Ok(Applied::Done)
+    }
+
+    fn set_node_labels(&mut self, c: pb::SetNodeLabels) -> ApplyResult {
+        let id = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| Rejected::NotFound(format!("node {id}")))?;
+        node.labels = c.labels.into_iter().collect();
+        node.pools = c.pools.into_iter().collect();
+        self.capacity_epoch += 1;
         Ok(Applied::Done)
     }
 
@@ -425,15 +826,7 @@ impl ClusterState {
                 self.capacity_epoch += 1;
                 return Ok(Applied::Instance(Box::new(removed)));
             }
-            (Some(node_id), _) => {
-                instance.state = InstanceState::Deleting;
-                let node = self
-                    .nodes
-                    .get_mut(node_id)
-                    .expect("an instance's node exists");
-                node.generation += 1;
-                instance.deleted_in_generation = Some(node.generation);
-            }
+            (Some(_), _) => Self::begin_delete(&mut self.nodes, instance),
         }
         Ok(Applied::Instance(Box::new(self.instances[&id].clone())))
     }
@@ -446,6 +839,17 @@ impl ClusterState {
         self.index.usage.entry(id.clone()).or_default();
         let generation = self.nodes.get(&id).map_or(0, |n| n.generation);
         let registered_at_ms = self.nodes.get(&id).map_or(at, |n| n.registered_at_ms);
+        // What operators set survives a re-registration.
+        let (state, state_reason, drain_deadline_ms, labels, pools) = match self.nodes.get(&id) {
+            Some(n) => (
+                n.state,
+                n.state_reason.clone(),
+                n.drain_deadline_ms,
+                n.labels.clone(),
+                n.pools.clone(),
+            ),
+            None => Default::default(),
+        };
         self.nodes.insert(
             id.clone(),
             Node {
@@ -462,6 +866,11 @@ impl ClusterState {
                 generation,
                 rack: inv.rack,
                 gpus: inv.gpus.into_iter().map(Gpu::from).collect(),
+                state,
+                state_reason,
+                drain_deadline_ms,
+                labels,
+                pools,
             },
         );
         Ok(Applied::Done)
@@ -487,6 +896,9 @@ impl ClusterState {
                 (pb::ObservedState::Absent, InstanceState::Deleting) => {
                     if let Some(u) = self.index.usage.get_mut(&node) {
                         u.remove(instance);
+                    }
+                    if let Some(d) = instance.terminate_at_ms {
+                        self.index.terminating.remove(&(d, id.clone()));
                     }
                     self.instances.remove(&id);
                     self.capacity_epoch += 1;
@@ -521,6 +933,7 @@ impl ClusterState {
                 .map(|n| (n.clone(), Usage::default()))
                 .collect(),
             pending: BTreeSet::new(),
+            terminating: BTreeSet::new(),
         };
         for i in self.instances.values() {
             if let Some(u) = i.node.as_ref().and_then(|n| index.usage.get_mut(n)) {
@@ -528,6 +941,9 @@ impl ClusterState {
             }
             if i.state == InstanceState::Pending {
                 index.pending.insert((i.created_at_ms, i.id.clone()));
+            }
+            if let Some(d) = i.terminate_at_ms {
+                index.terminating.insert((d, i.id.clone()));
             }
         }
         self.index = index;
@@ -541,6 +957,37 @@ impl ClusterState {
     /// What every node holds.
     pub fn usage_by_node(&self) -> HashMap<&NodeId, &Usage> {
         self.index.usage.iter().collect()
+    }
+
+    /// The earliest time a spot instance's notice runs out, and the instances whose notice
+    /// has run out by `now_ms`.
+    pub fn notices_ending(&self, now_ms: i64) -> (Option<i64>, Vec<InstanceId>) {
+        let running = |id: &InstanceId| {
+            self.instances
+                .get(id)
+                .is_some_and(|i| i.state != InstanceState::Deleting)
+        };
+        let mut next = None;
+        let mut due = Vec::new();
+        for (d, id) in &self.index.terminating {
+            if !running(id) {
+                continue;
+            }
+            if *d > now_ms {
+                next = Some(*d);
+                break;
+            }
+            due.push(id.clone());
+        }
+        (next, due)
+    }
+
+    /// Hosts where spot instances given notice still hold capacity.
+    pub fn reclaiming_nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.index
+            .terminating
+            .iter()
+            .filter_map(|(_, id)| self.instances.get(id)?.node.as_ref())
     }
 
     /// Pending instances, oldest first.
@@ -566,6 +1013,7 @@ impl ClusterState {
                 disk_gib: i.disk_gib,
                 image: i.image.clone(),
                 gpus: i.gpus.clone(),
+                terminate_at_unix_ms: i.terminate_at_ms.unwrap_or(0),
             })
             .collect();
         Some(pb::DesiredConfig {
@@ -647,6 +1095,7 @@ mod tests {
                 Body::CreateAccount(pb::CreateAccount {
                     account_id: account.to_string(),
                     name: "a".into(),
+                    operator: false,
                 }),
             ),
         )
@@ -704,6 +1153,7 @@ mod tests {
                         gpus: vec![],
                     }],
                     unplaced: vec![],
+                    preemptions: vec![],
                 }),
             ),
         )

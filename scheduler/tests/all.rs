@@ -1,3 +1,4 @@
 //! Integration tests of the scheduler crate (one binary, STYLE.md §15).
 
+mod host_events;
 mod placement_invariants;

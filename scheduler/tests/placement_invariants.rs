@@ -1,8 +1,11 @@
-//! Property tests: random fleets and random sequences of creates, placements, deletes and
-//! new hosts, through the real `apply` and the real placement; after every step the
-//! invariants of DESIGN.md §5 (3) hold: no GPU bound twice, no host over its capacity, every
-//! bound GPU exists on its host and is of the requested model. And every placement the
-//! planner proposes is accepted by apply (planner and verifier agree).
+//! Property tests: random fleets and random sequences of creates (on-demand and spot),
+//! placements (with preemptions), deletes, new hosts, host state changes and the passing of
+//! time (notices running out, reclaims, agents removing VMs), through the real `apply` and the
+//! real placement; after every step the invariants of DESIGN.md §5 (3) hold: no GPU bound
+//! twice, no host over its capacity, every bound GPU exists on its host and is of the
+//! requested model; nothing is placed on a host that is not ready; only spot instances are
+//! preempted, and only once their notice has run out; a plan never stops anything by itself.
+//! And every placement the planner proposes is accepted by apply (planner and verifier agree).
 //!
 //! proptest prints the minimal failing case and keeps it in the `.proptest-regressions` file
 //! beside this one, so it is replayed on every later run.
@@ -13,7 +16,7 @@ use proptest::prelude::*;
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{InstanceId, NodeId};
 use vmcloud_scheduler::placement::plan_pending;
-use vmcloud_scheduler::state::{ClusterState, InstanceState};
+use vmcloud_scheduler::state::{ClusterState, InstanceState, Market, NodeState};
 
 const MODELS: [&str; 2] = ["H100", "L40S"];
 
@@ -25,26 +28,41 @@ enum Event {
         memory_gib: u64,
         gpus: Option<(usize, u32, u32)>,
     },
-    /// A create: vCPUs, memory MiB, GPU request (model index, count).
+    /// A create: vCPUs, memory MiB, GPU request (model index, count), spot.
     Create {
         vcpus: u32,
         memory_mib: u64,
         gpu: Option<(usize, u32)>,
+        spot: bool,
     },
     /// Delete the n-th instance (modulo), and its VM goes.
     Delete(usize),
     /// Plan and apply.
     Place,
+    /// The n-th host (modulo) goes to a state (index into `HOST_STATES`).
+    HostState(usize, usize),
+    /// Seconds pass: notices that ran out are reclaimed, agents remove what is deleting.
+    Tick(u32),
 }
+
+const HOST_STATES: [pb::NodeState; 5] = [
+    pb::NodeState::Ready,
+    pb::NodeState::Cordoned,
+    pb::NodeState::Draining,
+    pb::NodeState::Maintenance,
+    pb::NodeState::Down,
+];
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         1 => (1u32..16, 2u64..64, prop::option::of((0usize..2, 1u32..9, prop_oneof![Just(0u32), Just(2), Just(4)])))
             .prop_map(|(threads, memory_gib, gpus)| Event::Host { threads, memory_gib, gpus }),
-        4 => (1u32..8, 256u64..8192, prop::option::of((0usize..2, 1u32..5)))
-            .prop_map(|(vcpus, memory_mib, gpu)| Event::Create { vcpus, memory_mib, gpu }),
+        4 => (1u32..8, 256u64..8192, prop::option::of((0usize..2, 1u32..5)), any::<bool>())
+            .prop_map(|(vcpus, memory_mib, gpu, spot)| Event::Create { vcpus, memory_mib, gpu, spot }),
         1 => any::<usize>().prop_map(Event::Delete),
         3 => Just(Event::Place),
+        1 => (any::<usize>(), prop_oneof![4 => Just(0usize), 1 => 1usize..5]).prop_map(|(n, s)| Event::HostState(n, s)),
+        1 => (1u32..200).prop_map(Event::Tick),
     ]
 }
 
@@ -59,14 +77,24 @@ struct World {
     state: ClusterState,
     index: u64,
     hosts: usize,
+    /// The proposers' clock, ms.
+    at: i64,
 }
 
 impl World {
     fn apply(&mut self, body: Body) {
         self.index += 1;
-        let _ = self
-            .state
-            .apply(self.index, command(self.index as i64, body));
+        self.at += 1;
+        let _ = self.state.apply(self.index, command(self.at, body));
+    }
+
+    fn deleting(&self) -> BTreeSet<InstanceId> {
+        self.state
+            .instances
+            .values()
+            .filter(|i| i.state == InstanceState::Deleting)
+            .map(|i| i.id.clone())
+            .collect()
     }
 }
 
@@ -121,8 +149,8 @@ proptest! {
 
     #[test]
     fn placement_never_breaks_the_invariants(events in prop::collection::vec(event(), 1..60)) {
-        let mut w = World { state: ClusterState::default(), index: 0, hosts: 0 };
-        w.apply(Body::CreateAccount(pb::CreateAccount { account_id: "acct-p".into(), name: "p".into() }));
+        let mut w = World { state: ClusterState::default(), index: 0, hosts: 0, at: 0 };
+        w.apply(Body::CreateAccount(pb::CreateAccount { account_id: "acct-p".into(), name: "p".into(), operator: false }));
         for e in events {
             match e {
                 Event::Host { threads, memory_gib, gpus } => {
@@ -147,7 +175,7 @@ proptest! {
                         build: None,
                     }));
                 }
-                Event::Create { vcpus, memory_mib, gpu } => {
+                Event::Create { vcpus, memory_mib, gpu, spot } => {
                     w.apply(Body::CreateInstance(pb::CreateInstance {
                         instance_id: InstanceId::generate().to_string(),
                         account_id: "acct-p".into(),
@@ -156,6 +184,8 @@ proptest! {
                         memory_mib,
                         gpu_model: gpu.map(|(m, _)| MODELS[m].to_owned()).unwrap_or_default(),
                         gpu_count: gpu.map_or(0, |(_, c)| c),
+                        market: if spot { pb::Market::Spot as i32 } else { pb::Market::OnDemand as i32 },
+                        preemption_notice_s: 60,
                         ..Default::default()
                     }));
                 }
@@ -175,9 +205,51 @@ proptest! {
                 Event::Place => {
                     let plan = plan_pending(&w.state, true);
                     let proposed: BTreeSet<InstanceId> = plan.placements.iter().map(|(i, _)| i.clone()).collect();
+                    let deleting = w.deleting();
                     w.apply(Body::PlaceInstances(plan.to_command()));
                     for id in proposed {
-                        prop_assert_eq!(w.state.instances[&id].state, InstanceState::Scheduled, "apply refused a planned placement of {}", id);
+                        let i = &w.state.instances[&id];
+                        prop_assert_eq!(i.state, InstanceState::Scheduled, "apply refused a planned placement of {}", id);
+                        let node = &w.state.nodes[i.node.as_ref().unwrap()];
+                        prop_assert_eq!(node.state, NodeState::Ready, "{} placed on a host that is not ready", id);
+                    }
+                    prop_assert_eq!(w.deleting(), deleting, "a plan stopped something by itself");
+                    for (victim, _) in &plan.preemptions {
+                        let v = &w.state.instances[victim];
+                        prop_assert_eq!(v.market, Market::Spot, "{} is not spot but was preempted", victim);
+                        prop_assert!(v.terminate_at_ms.is_some_and(|t| t >= w.at + 60_000 - 1), "{} preempted without its notice", victim);
+                    }
+                }
+                Event::HostState(n, s) => {
+                    let nodes: Vec<NodeId> = w.state.nodes.keys().cloned().collect();
+                    if !nodes.is_empty() {
+                        w.apply(Body::SetNodeState(pb::SetNodeState {
+                            node_id: nodes[n % nodes.len()].to_string(),
+                            state: HOST_STATES[s] as i32,
+                            reason: String::new(),
+                            deadline_unix_ms: 0,
+                        }));
+                    }
+                }
+                Event::Tick(secs) => {
+                    w.at += i64::from(secs) * 1000;
+                    let (_, due) = w.state.notices_ending(w.at);
+                    let before = w.deleting();
+                    w.apply(Body::ReclaimInstances(pb::ReclaimInstances {
+                        instance_ids: due.iter().map(ToString::to_string).collect(),
+                    }));
+                    for id in w.deleting().difference(&before) {
+                        let i = &w.state.instances[id];
+                        prop_assert_eq!(i.market, Market::Spot);
+                        prop_assert!(i.terminate_at_ms.is_some_and(|t| t <= w.at), "{} reclaimed before its notice ran out", id);
+                    }
+                    // Agents remove what is being deleted.
+                    for id in w.deleting() {
+                        let node = w.state.instances[&id].node.clone().unwrap();
+                        w.apply(Body::ObserveInstances(pb::ObserveInstances {
+                            node_id: node.to_string(),
+                            instances: vec![pb::InstanceStatus { instance_id: id.to_string(), state: pb::ObservedState::Absent as i32, message: String::new() }],
+                        }));
                     }
                 }
             }

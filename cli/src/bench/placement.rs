@@ -86,6 +86,14 @@ pub(super) fn request(
         running_at_ms: None,
         deleted_in_generation: None,
         gpus: Vec::new(),
+        market: Default::default(),
+        pool: None,
+        node_selector: Default::default(),
+        spread_group: None,
+        preemption_notice_s: vmcloud_scheduler::state::DEFAULT_PREEMPTION_NOTICE_S,
+        terminate_at_ms: None,
+        nominated_node: None,
+        notices: Vec::new(),
     }
 }
 

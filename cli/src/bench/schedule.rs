@@ -129,7 +129,7 @@ async fn run(args: &ScheduleBenchArgs, dir: &Path) -> anyhow::Result<()> {
                     disk_gib: i.disk_gib,
                     gpu_model: i.gpu.as_ref().map(|g| g.model.clone()).unwrap_or_default(),
                     gpu_count: i.gpu.as_ref().map_or(0, |g| g.count),
-                    idempotency_key: String::new(),
+                    ..Default::default()
                 }
             })
             .collect(),
@@ -171,6 +171,7 @@ async fn run(args: &ScheduleBenchArgs, dir: &Path) -> anyhow::Result<()> {
         .propose(Body::CreateAccount(pb::CreateAccount {
             account_id: account.to_string(),
             name: "bench".into(),
+            operator: false,
         }))
         .await
         .context("creating the bench account")?

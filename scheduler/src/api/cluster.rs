@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use vmcloud_consensus::ProposeError;
 
-use super::{ApiJson, ApiState, Caller, Problem};
+use super::{ApiJson, ApiState, Operator, Problem};
 
 #[derive(Debug, Serialize)]
 pub struct ClusterView {
@@ -72,7 +72,7 @@ pub struct JoinRequest {
 /// Adds a replica: first as a learner, then, once it has caught up, as a voter.
 pub async fn join(
     State(s): State<ApiState>,
-    _caller: Caller,
+    _operator: Operator,
     ApiJson(req): ApiJson<JoinRequest>,
 ) -> Result<Json<ClusterView>, Problem> {
     if req.raft_address.parse::<std::net::SocketAddr>().is_err() {
@@ -133,7 +133,7 @@ pub async fn join(
 /// Removes a replica from the group.
 pub async fn leave(
     State(s): State<ApiState>,
-    _caller: Caller,
+    _operator: Operator,
     Path(id): Path<u64>,
 ) -> Result<Json<ClusterView>, Problem> {
     let status = s.cluster.raft_status().borrow().clone();
@@ -160,7 +160,7 @@ pub async fn leave(
     Ok(Json(view(&s)))
 }
 
-pub async fn status(State(s): State<ApiState>, _caller: Caller) -> Json<ClusterView> {
+pub async fn status(State(s): State<ApiState>, _operator: Operator) -> Json<ClusterView> {
     Json(view(&s))
 }
 
@@ -173,7 +173,7 @@ pub struct TransferRequest {
 
 pub async fn transfer_leader(
     State(s): State<ApiState>,
-    _caller: Caller,
+    _operator: Operator,
     ApiJson(req): ApiJson<TransferRequest>,
 ) -> Result<StatusCode, Problem> {
     match s.cluster.raft().transfer_leader(req.to).await {

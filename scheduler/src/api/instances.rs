@@ -1,5 +1,7 @@
 //! `/v1/instances`: create, list, get and delete VPS and GPU instances.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -20,6 +22,22 @@ pub struct CreateInstanceRequest {
     pub region: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// `on-demand` (the default) or `spot`.
+    #[serde(default)]
+    pub market: Option<String>,
+    /// A dedicated pool (e.g. `anti-cheat`, `partner:acme`); absent: the general fleet.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Labels the host must carry.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Instances of the account in one spread group never share a host and spread across
+    /// racks.
+    #[serde(default)]
+    pub spread_group: Option<String>,
+    /// Spot only: seconds of notice before the instance is reclaimed (default 120).
+    #[serde(default)]
+    pub preemption_notice_s: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +58,27 @@ pub struct InstanceView {
     pub created_at: String,
     pub placed_at: Option<String>,
     pub running_at: Option<String>,
+    pub market: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread_group: Option<String>,
+    /// Spot under notice: when it is stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terminate_at: Option<String>,
+    /// Pending: the host whose spot capacity is being reclaimed for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nominated_node: Option<String>,
+    /// What the owner was told (host events, preemption), oldest first.
+    pub notices: Vec<NoticeView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NoticeView {
+    pub at: String,
+    pub message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +109,20 @@ impl InstanceView {
             created_at: rfc3339(i.created_at_ms),
             placed_at: i.placed_at_ms.map(rfc3339),
             running_at: i.running_at_ms.map(rfc3339),
+            market: i.market.as_str().to_owned(),
+            pool: i.pool.clone(),
+            node_selector: i.node_selector.clone(),
+            spread_group: i.spread_group.clone(),
+            terminate_at: i.terminate_at_ms.map(rfc3339),
+            nominated_node: i.nominated_node.as_ref().map(|n| n.to_string()),
+            notices: i
+                .notices
+                .iter()
+                .map(|n| NoticeView {
+                    at: rfc3339(n.at_ms),
+                    message: n.message.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -135,6 +188,33 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<(), Proble
             ),
         ));
     }
+    let market = parse_market(req.market.as_deref())?;
+    if req.preemption_notice_s.is_some() && market != pb::Market::Spot {
+        return Err(Problem::unprocessable(
+            "invalid-notice",
+            "Notice is for spot",
+            "preemption_notice_s applies to spot instances only; drop it or set \"market\": \"spot\"",
+        ));
+    }
+    if let Some(n) = req.preemption_notice_s
+        && !(30..=3600).contains(&n)
+    {
+        return Err(Problem::unprocessable(
+            "invalid-notice",
+            "Invalid notice",
+            format!("preemption_notice_s {n} must be between 30 and 3600 seconds"),
+        ));
+    }
+    if let Some(pool) = &req.pool {
+        check_label("pool", pool)?;
+    }
+    if let Some(group) = &req.spread_group {
+        check_label("spread_group", group)?;
+    }
+    for (k, v) in &req.node_selector {
+        check_label("node_selector key", k)?;
+        check_label("node_selector value", v)?;
+    }
     if let Some(name) = &req.name {
         let ok = !name.is_empty()
             && name.len() <= 63
@@ -154,6 +234,44 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<(), Proble
         }
     }
     Ok(())
+}
+
+/// The market named in a request; the error lists the choices.
+pub(crate) fn parse_market(market: Option<&str>) -> Result<pb::Market, Problem> {
+    match market {
+        None | Some("on-demand") => Ok(pb::Market::OnDemand),
+        Some("spot") => Ok(pb::Market::Spot),
+        Some("reserved") => Err(Problem::unprocessable(
+            "reservations-unavailable",
+            "Reservations not available yet",
+            "market `reserved` draws on a reservation, and reservations are not available yet; use `on-demand` or `spot`",
+        )),
+        Some(other) => Err(Problem::unprocessable(
+            "unknown-market",
+            "Unknown market",
+            format!("market `{other}` does not exist; choose one of: on-demand, spot"),
+        )),
+    }
+}
+
+/// Pools, label keys and values, spread groups: 1 to 63 of `a-z 0-9 - _ . : /`.
+pub(crate) fn check_label(what: &str, value: &str) -> Result<(), Problem> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.:/".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::unprocessable(
+            "invalid-label",
+            "Invalid label",
+            format!(
+                "{what} `{value}` must be 1 to 63 of: lowercase letters, digits, `-`, `_`, `.`, `:`, `/`"
+            ),
+        ))
+    }
 }
 
 pub async fn create(
@@ -202,6 +320,11 @@ pub async fn create(
             .unwrap_or_default(),
         gpu_count: flavor.gpu.as_ref().map_or(0, |g| g.count),
         idempotency_key,
+        market: parse_market(req.market.as_deref())? as i32,
+        pool: req.pool.clone().unwrap_or_default(),
+        node_selector: req.node_selector.clone().into_iter().collect(),
+        spread_group: req.spread_group.clone().unwrap_or_default(),
+        preemption_notice_s: req.preemption_notice_s.unwrap_or(0),
     };
     match s.cluster.propose(Body::CreateInstance(command)).await?? {
         Applied::Instance(instance) => Ok(created(

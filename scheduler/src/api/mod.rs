@@ -51,6 +51,7 @@ pub fn router(state: ApiState) -> Router {
             get(instances::get).delete(instances::delete),
         )
         .route("/v1/nodes", get(nodes::list))
+        .route("/v1/nodes/{id}", get(nodes::get).patch(nodes::patch))
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/members", axum::routing::post(cluster::join))
         .route(
@@ -160,16 +161,37 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
-/// Milliseconds since the epoch as RFC 3339 (UTC).
-pub(crate) fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+/// A caller whose account operates the fleet; anyone else gets a 403.
+#[derive(Debug, Clone)]
+pub struct Operator(pub AccountId);
+
+impl FromRequestParts<ApiState> for Operator {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Operator, Problem> {
+        let Caller(account) = Caller::from_request_parts(parts, state).await?;
+        let operator = state
+            .cluster
+            .state()
+            .accounts
+            .get(&account)
+            .is_some_and(|a| a.operator);
+        if operator {
+            Ok(Operator(account))
+        } else {
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "operator-only",
+                "Operators only",
+                format!(
+                    "account {account} is not an operator of this fleet; use an operator's API key"
+                ),
+            ))
+        }
+    }
 }
+
+pub(crate) use crate::cluster::rfc3339;
 
 pub(crate) fn created<T: serde::Serialize>(location: String, body: T) -> axum::response::Response {
     use axum::response::IntoResponse;
