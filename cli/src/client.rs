@@ -51,6 +51,21 @@ pub enum InstanceCommand {
         /// Name (lowercase letters, digits, `-`); generated if omitted.
         #[arg(long)]
         name: Option<String>,
+        /// `on-demand` or `spot` (cheaper; reclaimed with notice when capacity is needed).
+        #[arg(long, default_value = "on-demand")]
+        market: String,
+        /// Spot: seconds of notice before it is reclaimed (30 to 3600; default 120).
+        #[arg(long)]
+        notice: Option<u32>,
+        /// A dedicated pool to run in (e.g. anti-cheat).
+        #[arg(long)]
+        pool: Option<String>,
+        /// A label the host must carry, KEY=VALUE (repeat for several).
+        #[arg(long = "selector")]
+        selector: Vec<String>,
+        /// Your instances in one spread group never share a host and spread across racks.
+        #[arg(long)]
+        spread_group: Option<String>,
         /// Wait until the instance is running (or failed).
         #[arg(long)]
         wait: bool,
@@ -216,7 +231,15 @@ fn print_details(i: &Value) {
             format!("{}× {}", gpu["count"], gpu["model"].as_str().unwrap_or("?")),
         ));
     }
-    for (k, label) in [("pending_reason", "pending"), ("status_message", "message")] {
+    fields.push(("market", s(i, "market").to_owned()));
+    for (k, label) in [
+        ("pending_reason", "pending"),
+        ("status_message", "message"),
+        ("pool", "pool"),
+        ("spread_group", "spread group"),
+        ("terminate_at", "stops at"),
+        ("nominated_node", "nominated to"),
+    ] {
         if let Some(v) = i[k].as_str() {
             fields.push((label, v.to_owned()));
         }
@@ -233,6 +256,9 @@ fn print_details(i: &Value) {
     for (k, v) in fields {
         println!("{:<14} {v}", format!("{k}:"));
     }
+    for n in i["notices"].as_array().into_iter().flatten() {
+        println!("{:<14} {} {}", "notice:", s(n, "at"), s(n, "message"));
+    }
 }
 
 pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<()> {
@@ -244,12 +270,30 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
             image,
             region,
             name,
+            market,
+            notice,
+            pool,
+            selector,
+            spread_group,
             wait,
         } => {
-            let mut body =
-                serde_json::json!({ "flavor": flavor, "image": image, "region": region });
+            let mut body = serde_json::json!({
+                "flavor": flavor, "image": image, "region": region, "market": market,
+            });
             if let Some(name) = name {
                 body["name"] = Value::String(name);
+            }
+            if let Some(n) = notice {
+                body["preemption_notice_s"] = n.into();
+            }
+            if let Some(p) = pool {
+                body["pool"] = Value::String(p);
+            }
+            if !selector.is_empty() {
+                body["node_selector"] = crate::node_cmd::key_values(&selector, "selector")?;
+            }
+            if let Some(g) = spread_group {
+                body["spread_group"] = Value::String(g);
             }
             let mut instance = client
                 .call(Method::POST, "/v1/instances", Some(body), false)

@@ -7,6 +7,7 @@ mod client;
 mod data_dir;
 mod dev;
 mod dev_pki;
+mod node_cmd;
 mod profile;
 mod scheduler_cmd;
 
@@ -50,6 +51,13 @@ enum Command {
         client: client::ClientArgs,
         #[command(subcommand)]
         command: client::InstanceCommand,
+    },
+    /// The fleet's hosts: list, cordon, drain, maintenance, down, labels and pools (operators).
+    Node {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: node_cmd::NodeCommand,
     },
     /// Simulated fleets.
     Sim {
@@ -143,7 +151,10 @@ fn main() -> ExitCode {
     let default_filter = match cli.command {
         Command::Dev(_) | Command::Scheduler(_) => "info,raft=warn,quinn=warn,rustls=warn",
         Command::Cluster { .. } => "warn",
-        Command::Instance { .. } | Command::Bench { .. } | Command::Sim { .. } => "warn",
+        Command::Instance { .. }
+        | Command::Node { .. }
+        | Command::Bench { .. }
+        | Command::Sim { .. } => "warn",
     };
     init_logging(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -178,6 +189,7 @@ fn main() -> ExitCode {
                 command: ClusterCommand::Leave { id, client },
             } => client::cluster_leave(client, id).await,
             Command::Instance { client, command } => client::run(client, command).await,
+            Command::Node { client, command } => node_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },
             } => bench::create::create(client, args).await,
