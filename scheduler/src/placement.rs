@@ -87,6 +87,9 @@ pub struct FleetIndex<'s> {
     by_region_model: HashMap<(&'s str, &'s str), Vec<usize>>,
     /// Whether all of a host's GPUs are one model (then its free count is arithmetic).
     single_model: Vec<bool>,
+    /// Whether a host is ready and in no pool: the common case, checked without touching the
+    /// host's record.
+    ready_general: Vec<bool>,
 }
 
 impl<'s> FleetIndex<'s> {
@@ -110,12 +113,17 @@ impl<'s> FleetIndex<'s> {
             }
         }
         let position = hosts.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
+        let ready_general = hosts
+            .iter()
+            .map(|n| n.state == NodeState::Ready && n.pools.is_empty())
+            .collect();
         FleetIndex {
             hosts,
             position,
             by_region,
             by_region_model,
             single_model,
+            ready_general,
         }
     }
 
@@ -440,6 +448,21 @@ enum Skip {
     Spread,
 }
 
+/// [`host_filter`] for the host at `pos`, without reading its record when the instance asks
+/// for nothing special and the host is a ready general-fleet host.
+fn host_filter_at(
+    index: &FleetIndex<'_>,
+    pos: usize,
+    instance: &Instance,
+    spread: Option<&Spread>,
+) -> Result<(), Skip> {
+    let plain = instance.pool.is_none() && instance.node_selector.is_empty() && spread.is_none();
+    if plain && index.ready_general[pos] {
+        return Ok(());
+    }
+    host_filter(index.hosts[pos], instance, spread)
+}
+
 fn host_filter(node: &Node, instance: &Instance, spread: Option<&Spread>) -> Result<(), Skip> {
     if node.state != NodeState::Ready {
         return Err(Skip::NotReady);
@@ -558,7 +581,7 @@ fn place_gpu(
     let mut tied: Vec<usize> = Vec::new();
     for &pos in with_model {
         let node = index.hosts[pos];
-        if let Err(skip) = host_filter(node, instance, spread) {
+        if let Err(skip) = host_filter_at(index, pos, instance, spread) {
             skipped.count(skip);
             continue;
         }
@@ -630,7 +653,7 @@ fn place_cpu(
     let mut best: Option<(u32, bool, std::cmp::Reverse<u64>, usize)> = None;
     for &pos in hosts {
         let node = index.hosts[pos];
-        if let Err(skip) = host_filter(node, instance, spread) {
+        if let Err(skip) = host_filter_at(index, pos, instance, spread) {
             skipped.count(skip);
             continue;
         }
