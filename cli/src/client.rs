@@ -192,17 +192,24 @@ fn print_table(instances: &[Value]) {
             ]
         })
         .collect();
-    let header = [
-        "ID", "NAME", "FLAVOR", "IMAGE", "REGION", "STATE", "NODE", "CREATED",
-    ]
-    .map(String::from);
+    print_rows(
+        [
+            "ID", "NAME", "FLAVOR", "IMAGE", "REGION", "STATE", "NODE", "CREATED",
+        ],
+        &rows,
+    );
+}
+
+/// Prints a header and rows as left-aligned columns two spaces apart.
+pub(crate) fn print_rows<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let header = header.map(String::from);
     let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
     }
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let line: Vec<String> = row
             .iter()
             .zip(widths)

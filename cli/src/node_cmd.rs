@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::bench::parse_duration;
-use crate::client::{Client, ClientArgs, Output};
+use crate::client::{Client, ClientArgs, Output, print_rows};
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -77,10 +77,6 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 fn print_nodes(nodes: &[Value]) {
-    let header = [
-        "ID", "REGION", "RACK", "STATE", "VCPUS", "MEMORY", "GPUS", "POOLS",
-    ]
-    .map(String::from);
     let rows: Vec<[String; 8]> = nodes
         .iter()
         .map(|n| {
@@ -113,20 +109,12 @@ fn print_nodes(nodes: &[Value]) {
             ]
         })
         .collect();
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
+    print_rows(
+        [
+            "ID", "REGION", "RACK", "STATE", "VCPUS", "MEMORY", "GPUS", "POOLS",
+        ],
+        &rows,
+    );
 }
 
 fn print_node(n: &Value) {

@@ -25,6 +25,22 @@ fn cli_fails(fx: &Fixture, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `vmcloud instance create` of a vps-s in par with `extra` flags; the new instance's id.
+fn create(fx: &Fixture, extra: &[&str]) -> String {
+    let mut args = vec![
+        "instance",
+        "create",
+        "--flavor",
+        "vps-s",
+        "--image",
+        "debian-12",
+        "--region",
+        "par",
+    ];
+    args.extend(extra);
+    cli_json(fx, &args)["id"].as_str().unwrap().to_owned()
+}
+
 async fn instance(fx: &Fixture, id: &str) -> Option<Value> {
     let resp = http()
         .get(format!("{}/v1/instances/{id}", fx.fleet.api))
@@ -60,20 +76,7 @@ async fn cordon_pools_and_drain_through_the_cli() {
     let n = cli_json(&fx, &["node", "cordon", &node, "--reason", "disk swap"]);
     assert_eq!(n["state"], "cordoned");
     assert_eq!(n["state_reason"], "disk swap");
-    let created = cli_json(
-        &fx,
-        &[
-            "instance",
-            "create",
-            "--flavor",
-            "vps-s",
-            "--image",
-            "debian-12",
-            "--region",
-            "par",
-        ],
-    );
-    let vps = created["id"].as_str().unwrap().to_owned();
+    let vps = create(&fx, &[]);
     let waiting = eventually(Duration::from_secs(5), "a pending reason", || async {
         instance(&fx, &vps).await.filter(|i| {
             i["pending_reason"]
@@ -93,33 +96,10 @@ async fn cordon_pools_and_drain_through_the_cli() {
     );
     assert_eq!(n["pools"], json!(["anti-cheat"]));
     assert_eq!(n["labels"], json!({"gpu": "none"}));
-    let general = cli_json(
+    let general = create(&fx, &[]);
+    let pooled = create(
         &fx,
         &[
-            "instance",
-            "create",
-            "--flavor",
-            "vps-s",
-            "--image",
-            "debian-12",
-            "--region",
-            "par",
-        ],
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let pooled = cli_json(
-        &fx,
-        &[
-            "instance",
-            "create",
-            "--flavor",
-            "vps-s",
-            "--image",
-            "debian-12",
-            "--region",
-            "par",
             "--pool",
             "anti-cheat",
             "--selector",
@@ -129,10 +109,7 @@ async fn cordon_pools_and_drain_through_the_cli() {
             "--notice",
             "30",
         ],
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    );
     let spot = wait_state(&fx, &pooled, "running").await;
     assert_eq!(spot["market"], "spot");
     let general_view = eventually(Duration::from_secs(5), "a pool reason", || async {
