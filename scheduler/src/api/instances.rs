@@ -133,7 +133,8 @@ pub struct InstanceList {
 }
 
 /// Checks a create request against the catalog; the error names the field and the choices.
-fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<(), Problem> {
+/// Gives back the market it asks for.
+fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market, Problem> {
     let choices = |names: Vec<&str>| names.join(", ");
     match catalog.regions.get(&req.region) {
         None => {
@@ -233,7 +234,7 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<(), Proble
             ));
         }
     }
-    Ok(())
+    Ok(market)
 }
 
 /// The market named in a request; the error lists the choices.
@@ -280,7 +281,7 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateInstanceRequest>,
 ) -> Result<Response, Problem> {
-    validate(&s.catalog, &req)?;
+    let market = validate(&s.catalog, &req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
     let idempotency_key = match headers.get("idempotency-key") {
         None => String::new(),
@@ -320,7 +321,7 @@ pub async fn create(
             .unwrap_or_default(),
         gpu_count: flavor.gpu.as_ref().map_or(0, |g| g.count),
         idempotency_key,
-        market: parse_market(req.market.as_deref())? as i32,
+        market: market as i32,
         pool: req.pool.clone().unwrap_or_default(),
         node_selector: req.node_selector.clone().into_iter().collect(),
         spread_group: req.spread_group.clone().unwrap_or_default(),
