@@ -51,9 +51,14 @@ pub enum InstanceCommand {
         /// Name (lowercase letters, digits, `-`); generated if omitted.
         #[arg(long)]
         name: Option<String>,
-        /// `on-demand` or `spot` (cheaper; reclaimed with notice when capacity is needed).
+        /// `on-demand`, `spot` (cheaper; reclaimed with notice when capacity is needed) or
+        /// `reserved` (draws on one of your reservations).
         #[arg(long, default_value = "on-demand")]
         market: String,
+        /// Reserved: the reservation to draw on (default: your active one for this flavor and
+        /// region with a free slot).
+        #[arg(long)]
+        reservation: Option<String>,
         /// Spot: seconds of notice before it is reclaimed (30 to 3600; default 120).
         #[arg(long)]
         notice: Option<u32>,
@@ -246,6 +251,7 @@ fn print_details(i: &Value) {
         ("spread_group", "spread group"),
         ("terminate_at", "stops at"),
         ("nominated_node", "nominated to"),
+        ("reservation", "reservation"),
     ] {
         if let Some(v) = i[k].as_str() {
             fields.push((label, v.to_owned()));
@@ -278,6 +284,7 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
             region,
             name,
             market,
+            reservation,
             notice,
             pool,
             selector,
@@ -295,6 +302,9 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
             }
             if let Some(p) = pool {
                 body["pool"] = Value::String(p);
+            }
+            if let Some(r) = reservation {
+                body["reservation"] = Value::String(r);
             }
             if !selector.is_empty() {
                 body["node_selector"] = crate::node_cmd::key_values(&selector, "selector")?;

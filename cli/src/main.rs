@@ -9,6 +9,7 @@ mod dev;
 mod dev_pki;
 mod node_cmd;
 mod profile;
+mod reservation_cmd;
 mod scheduler_cmd;
 
 use std::process::ExitCode;
@@ -51,6 +52,13 @@ enum Command {
         client: client::ClientArgs,
         #[command(subcommand)]
         command: client::InstanceCommand,
+    },
+    /// Capacity held for your account, drawn on by reserved instances.
+    Reservation {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: reservation_cmd::ReservationCommand,
     },
     /// The fleet's hosts: list, cordon, drain, maintenance, down, labels and pools (operators).
     Node {
@@ -153,6 +161,7 @@ fn main() -> ExitCode {
         Command::Cluster { .. } => "warn",
         Command::Instance { .. }
         | Command::Node { .. }
+        | Command::Reservation { .. }
         | Command::Bench { .. }
         | Command::Sim { .. } => "warn",
     };
@@ -190,6 +199,7 @@ fn main() -> ExitCode {
             } => client::cluster_leave(client, id).await,
             Command::Instance { client, command } => client::run(client, command).await,
             Command::Node { client, command } => node_cmd::run(client, command).await,
+            Command::Reservation { client, command } => reservation_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },
             } => bench::create::create(client, args).await,

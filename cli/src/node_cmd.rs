@@ -135,6 +135,13 @@ fn print_node(n: &Value) {
                 n["used_memory_mib"], n["allocatable_memory_mib"]
             ),
         ),
+        (
+            "held",
+            format!(
+                "{} vCPUs, {} MiB, {} GPUs for reservations",
+                n["held_vcpus"], n["held_memory_mib"], n["held_gpus"]
+            ),
+        ),
         ("labels", n["labels"].to_string()),
         ("pools", n["pools"].to_string()),
         ("connected", n["connected"].to_string()),

@@ -57,6 +57,11 @@ string_id!(
     AccountId,
     "account"
 );
+string_id!(
+    /// Capacity held for an account: `rsv-` followed by 16 lowercase hex digits.
+    ReservationId,
+    "reservation"
+);
 
 fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
@@ -131,6 +136,28 @@ impl NodeId {
         } else {
             trimmed.to_owned()
         })
+    }
+}
+
+impl ReservationId {
+    pub fn generate() -> Self {
+        ReservationId(format!("rsv-{}", random_hex(8)))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let hex = s.strip_prefix("rsv-").unwrap_or_default();
+        if hex.len() != 16
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(IdError {
+                kind: "reservation",
+                value: s.to_owned(),
+                reason: "expected `rsv-` and 16 lowercase hex digits",
+            });
+        }
+        Ok(ReservationId(s.to_owned()))
     }
 }
 

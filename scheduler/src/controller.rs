@@ -1,6 +1,6 @@
 //! The placement controller: on the leader, after every applied batch, plans the pending
-//! instances against the newest state and proposes the plan; and when a spot instance's
-//! notice runs out, proposes its reclaim. Idempotent: it reads everything it needs from the
+//! instances against the newest state and proposes the plan; when a spot instance's notice
+//! runs out, proposes its reclaim; when a reservation's end passes, proposes its expiry. Idempotent: it reads everything it needs from the
 //! state each round, so it can be restarted or run on a new leader at any time.
 
 use std::time::Duration;
@@ -21,29 +21,39 @@ pub async fn run_placement(cluster: Cluster) {
         if !is_leader {
             planned_epoch = None;
         }
-        // When the next spot notice runs out (the leader wakes for it).
+        // When the next spot notice or reservation runs out (the leader wakes for it).
         let mut next_notice_end = None;
         if is_leader {
             let (next, due) = cluster.state().notices_ending(now_ms());
-            next_notice_end = next;
-            if !due.is_empty() {
-                let command = pb::ReclaimInstances {
-                    instance_ids: due.iter().map(ToString::to_string).collect(),
-                };
-                match cluster.propose(Body::ReclaimInstances(command)).await {
-                    Ok(_) => {
-                        tracing::info!(
-                            reclaimed = due.len(),
-                            "spot instances reclaimed after their notice"
-                        );
-                        continue;
-                    }
+            let (next_end, ended) = cluster.state().reservations_ending(now_ms());
+            next_notice_end = [next, next_end].into_iter().flatten().min();
+            let timed = if !ended.is_empty() {
+                let n = ended.len();
+                let ids = ended.iter().map(ToString::to_string).collect();
+                let body = Body::ExpireReservations(pb::ExpireReservations {
+                    reservation_ids: ids,
+                });
+                Some((body, format!("{n} reservation(s) ended")))
+            } else if !due.is_empty() {
+                let n = due.len();
+                let ids = due.iter().map(ToString::to_string).collect();
+                let body = Body::ReclaimInstances(pb::ReclaimInstances { instance_ids: ids });
+                Some((
+                    body,
+                    format!("{n} spot instance(s) reclaimed after their notice"),
+                ))
+            } else {
+                None
+            };
+            if let Some((body, what)) = timed {
+                match cluster.propose(body).await {
+                    Ok(_) => tracing::info!("{what}"),
                     Err(e) => {
-                        tracing::warn!(error = %e, "reclaim not committed; retrying");
+                        tracing::warn!(error = %e, "not committed, retrying: {what}");
                         tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
                     }
                 }
+                continue;
             }
             let plan = {
                 let state = cluster.state();

@@ -23,7 +23,7 @@ use vmcloud_proto::pb::{self, agent_message, command::Body, scheduler_message};
 use vmcloud_proto::{ErrorChain, NodeId, frame, pki};
 
 use crate::cluster::Cluster;
-use crate::state::{Applied, ClusterState, InstanceState};
+use crate::state::{ClusterState, InstanceState};
 
 /// What the leader knows about each connected agent.
 #[derive(Debug, Clone)]
@@ -307,7 +307,7 @@ async fn register_node(cluster: &Cluster, node: &NodeId, register: &pb::Register
         build: Some(build),
     });
     match cluster.propose(command).await {
-        Ok(Ok(Applied::Done | Applied::Instance(_))) => tracing::info!(%node, "node registered"),
+        Ok(Ok(_)) => tracing::info!(%node, "node registered"),
         Ok(Err(e)) => tracing::warn!(%node, error = %e, "node registration rejected"),
         Err(e) => tracing::warn!(%node, error = %e, "node registration not committed"),
     }

@@ -15,8 +15,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use vmcloud_proto::pb;
-use vmcloud_proto::{AccountId, InstanceId, NodeId};
+use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
 
+use crate::reservation::Held;
 use crate::state::{ClusterState, Gpu, GpuRequest, Instance, Market, Node, NodeState, Usage};
 
 /// One decision: the node and the GPUs (PCI addresses) to bind.
@@ -143,6 +144,10 @@ impl<'s> FleetIndex<'s> {
             u.vcpus += instance.vcpus;
             u.memory_mib += instance.memory_mib;
             u.gpus.extend(choice.gpus.iter().cloned());
+            if instance.market == Market::Reserved {
+                // It took one of the slots held here.
+                u.held = u.held.against(instance, true);
+            }
         }
     }
 }
@@ -173,27 +178,47 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
     let mut spread = SpreadGroups::new(state, &pending);
     let mut spot: Option<SpotByHost> = None;
     let mut claimed: HashSet<InstanceId> = HashSet::new();
+    // Reservation slots taken earlier in this plan, by (reservation, host position).
+    let mut slots_taken: HashMap<(&ReservationId, usize), u32> = HashMap::new();
     for instance in pending {
-        if instance
+        // Waiting for spot instances to leave its nominated host: it goes elsewhere if room
+        // has appeared there, and otherwise keeps waiting (no new preemption, same reason).
+        let waiting = instance
             .nominated_node
             .as_ref()
-            .is_some_and(|n| reclaiming.contains(n))
-        {
-            continue;
-        }
+            .is_some_and(|n| reclaiming.contains(n));
         let group = spread.get(instance);
-        match place_with(&index, &usage, instance, group) {
+        // A reserved instance goes to a free slot of its reservation, nowhere else.
+        let slots = (instance.market == Market::Reserved)
+            .then(|| free_slots(state, &index, instance, &slots_taken));
+        let decision = match &slots {
+            Some(slots) => place_reserved(&index, &usage, instance, slots),
+            None => place_with(&index, &usage, instance, group),
+        };
+        match decision {
             Ok(choice) => {
                 index.take(&mut usage, &choice, instance);
                 spread.record(instance, &index, &choice.node);
+                if let (Some(rid), Some(pos)) =
+                    (&instance.reservation, index.position(&choice.node))
+                {
+                    *slots_taken.entry((rid, pos)).or_default() += 1;
+                }
                 plan.placements.push((instance.id.clone(), choice));
             }
+            Err(_) if waiting => {}
             Err(reason) => {
                 if instance.market != Market::Spot {
                     let spot = spot.get_or_insert_with(|| SpotByHost::new(state, &index));
-                    if let Some(victims) =
-                        find_preemption(&index, &usage, instance, group, spot, &claimed)
-                    {
+                    if let Some(victims) = find_preemption(
+                        &index,
+                        &usage,
+                        instance,
+                        group,
+                        spot,
+                        &claimed,
+                        slots.as_ref(),
+                    ) {
                         for v in victims {
                             claimed.insert(v.clone());
                             plan.preemptions.push((v, instance.id.clone()));
@@ -208,6 +233,83 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
         }
     }
     plan
+}
+
+/// Free slots of a reserved instance's reservation, by host position, less those taken
+/// earlier in the plan.
+fn free_slots(
+    state: &ClusterState,
+    index: &FleetIndex<'_>,
+    instance: &Instance,
+    taken: &HashMap<(&ReservationId, usize), u32>,
+) -> HashMap<usize, u32> {
+    let Some((rid, r)) = instance
+        .reservation
+        .as_ref()
+        .and_then(|rid| Some((rid, state.reservations.get(rid)?)))
+    else {
+        return HashMap::new();
+    };
+    r.free_slots()
+        .into_iter()
+        .filter_map(|(node, n)| {
+            let pos = index.position(node)?;
+            let left = n.saturating_sub(taken.get(&(rid, pos)).copied().unwrap_or(0));
+            (left > 0).then_some((pos, left))
+        })
+        .collect()
+}
+
+/// Decides a reserved instance: the first host (by node id) holding a free slot of its
+/// reservation where the slot's capacity is free now. When spot instances borrowed it, the
+/// caller preempts them.
+fn place_reserved(
+    index: &FleetIndex<'_>,
+    usage: &[Usage],
+    instance: &Instance,
+    slots: &HashMap<usize, u32>,
+) -> Result<Choice, String> {
+    let rid = instance
+        .reservation
+        .as_ref()
+        .map_or(String::new(), ToString::to_string);
+    let (mut not_ready, mut lent) = (0, 0);
+    let mut positions: Vec<usize> = slots.keys().copied().collect();
+    positions.sort_unstable();
+    for pos in positions {
+        let node = index.hosts[pos];
+        if host_filter(node, instance, None).is_err() {
+            not_ready += 1;
+            continue;
+        }
+        let u = &usage[pos];
+        let held = u.held.against(instance, true);
+        let gpus = match &instance.gpu {
+            _ if !fits_cpu_mem(node, u, instance, &held) => None,
+            None => Some(Vec::new()),
+            Some(req) if leaves_held_gpus(node, u, req.count as usize, &held) => {
+                pick_gpus(node, u, &req.model, req.count as usize).map(|(g, _)| g)
+            }
+            Some(_) => None,
+        };
+        match gpus {
+            Some(gpus) => {
+                return Ok(Choice {
+                    node: node.id.clone(),
+                    gpus,
+                });
+            }
+            None => lent += 1,
+        }
+    }
+    Err(if slots.is_empty() {
+        format!("reservation {rid} has no free slot (its instances use them all, or it has ended)")
+    } else {
+        format!(
+            "reservation {rid} holds a free slot on {} host(s): {lent} lent to spot instances that must stop first, {not_ready} not ready (cordoned, draining, in maintenance or down)",
+            slots.len()
+        )
+    })
 }
 
 /// Where the instances of each (account, spread group) in this plan already are.
@@ -304,13 +406,19 @@ fn find_preemption(
     spread: Option<&Spread>,
     spot: &SpotByHost<'_>,
     claimed: &HashSet<InstanceId>,
+    slots: Option<&HashMap<usize, u32>>,
 ) -> Option<Vec<InstanceId>> {
     let mut best: Option<(PreemptionCost, Vec<InstanceId>)> = None;
     for (&pos, victims) in &spot.by_host {
         let node = index.hosts[pos];
-        if node.region != instance.region || host_filter(node, instance, spread).is_err() {
+        if node.region != instance.region
+            || host_filter(node, instance, spread).is_err()
+            || slots.is_some_and(|s| !s.contains_key(&pos))
+        {
             continue;
         }
+        // Evicting spot changes nothing held; a reserved instance takes one of its slots.
+        let held = usage[pos].held.against(instance, slots.is_some());
         let mut candidates: Vec<&&Instance> = victims
             .iter()
             .filter(|v| !claimed.contains(&v.id))
@@ -319,11 +427,11 @@ fn find_preemption(
             continue;
         }
         let fits = |u: &Usage| {
-            fits_cpu_mem(node, u, instance)
-                && instance
-                    .gpu
-                    .as_ref()
-                    .is_none_or(|req| pick_gpus(node, u, &req.model, req.count as usize).is_some())
+            fits_cpu_mem(node, u, instance, &held)
+                && instance.gpu.as_ref().is_none_or(|req| {
+                    leaves_held_gpus(node, u, req.count as usize, &held)
+                        && pick_gpus(node, u, &req.model, req.count as usize).is_some()
+                })
         };
         let without = |u: &mut Usage, v: &Instance| {
             u.vcpus = u.vcpus.saturating_sub(v.vcpus);
@@ -432,9 +540,15 @@ pub fn pick_gpus(
     Some((take(&free), false))
 }
 
-fn fits_cpu_mem(node: &Node, used: &Usage, instance: &Instance) -> bool {
-    used.vcpus + instance.vcpus <= node.allocatable_vcpus()
-        && used.memory_mib + instance.memory_mib <= node.allocatable_memory_mib()
+/// Whether `instance`'s vCPUs and memory fit on `node` beside `used` and what is `held`.
+fn fits_cpu_mem(node: &Node, used: &Usage, instance: &Instance, held: &Held) -> bool {
+    used.vcpus + held.vcpus + instance.vcpus <= node.allocatable_vcpus()
+        && used.memory_mib + held.memory_mib + instance.memory_mib <= node.allocatable_memory_mib()
+}
+
+/// Whether binding `count` more GPUs on `node` leaves the `held` ones free.
+fn leaves_held_gpus(node: &Node, used: &Usage, count: usize, held: &Held) -> bool {
+    node.gpus.len().saturating_sub(used.gpus.len() + count) >= held.gpus as usize
 }
 
 /// Why a host is out for an instance before its capacity is looked at.
@@ -550,6 +664,15 @@ pub fn place_with(
     }
 }
 
+/// ", 3 with the room held for reservations" — empty for 0.
+fn held_note(reserved: usize) -> String {
+    if reserved == 0 {
+        String::new()
+    } else {
+        format!(", {reserved} with the room held for reservations")
+    }
+}
+
 /// How many instances of the spread group sit in `node`'s rack (0 without a group).
 fn rack_load(spread: Option<&Spread>, node: &Node) -> u32 {
     spread
@@ -572,7 +695,7 @@ fn place_gpu(
         .by_region_model
         .get(&(instance.region.as_str(), req.model.as_str()))
         .unwrap_or(&empty);
-    let (mut gpus_busy, mut full) = (0, 0);
+    let (mut gpus_busy, mut full, mut reserved) = (0, 0, 0);
     let mut skipped = Skipped::default();
     // Spread first (the rack holding the fewest of the group), then bin-packing: the host
     // left with the fewest free GPUs of the model wins; among those, one where the GPUs can
@@ -598,8 +721,17 @@ fn place_gpu(
             gpus_busy += 1;
             continue;
         }
-        if !fits_cpu_mem(node, u, instance) {
-            full += 1;
+        let held = u.held.against(instance, false);
+        if !fits_cpu_mem(node, u, instance, &held) {
+            if fits_cpu_mem(node, u, instance, &Held::default()) {
+                reserved += 1;
+            } else {
+                full += 1;
+            }
+            continue;
+        }
+        if !leaves_held_gpus(node, u, count, &held) {
+            reserved += 1;
             continue;
         }
         let key = (rack_load(spread, node), free - count);
@@ -627,13 +759,14 @@ fn place_gpu(
     }
     fallback.ok_or_else(|| {
         format!(
-            "no host in {} with {}×{} free: {} hosts, {} without {}, {gpus_busy} with too few free, {full} without the vCPUs or memory{}",
+            "no host in {} with {}×{} free: {} hosts, {} without {}, {gpus_busy} with too few free, {full} without the vCPUs or memory{}{}",
             instance.region,
             req.count,
             req.model,
             in_region,
             in_region - with_model.len(),
             req.model,
+            held_note(reserved),
             skipped.explain(instance, spread)
         )
     })
@@ -646,7 +779,7 @@ fn place_cpu(
     instance: &Instance,
     spread: Option<&Spread>,
 ) -> Result<Choice, String> {
-    let mut full = 0;
+    let (mut full, mut reserved) = (0, 0);
     let mut skipped = Skipped::default();
     // (rack load of the spread group, has GPUs, most free memory first, position = node id
     // order) — smallest wins.
@@ -658,8 +791,12 @@ fn place_cpu(
             continue;
         }
         let u = &usage[pos];
-        if !fits_cpu_mem(node, u, instance) {
-            full += 1;
+        if !fits_cpu_mem(node, u, instance, &u.held.against(instance, false)) {
+            if fits_cpu_mem(node, u, instance, &Held::default()) {
+                reserved += 1;
+            } else {
+                full += 1;
+            }
             continue;
         }
         let free_mem = node.allocatable_memory_mib().saturating_sub(u.memory_mib);
@@ -679,10 +816,11 @@ fn place_cpu(
     })
     .ok_or_else(|| {
         format!(
-            "no host in {} with {} vCPU and {} MiB free: {full} full{}",
+            "no host in {} with {} vCPU and {} MiB free: {full} full{}{}",
             instance.region,
             instance.vcpus,
             instance.memory_mib,
+            held_note(reserved),
             skipped.explain(instance, spread)
         )
     })
@@ -769,6 +907,7 @@ mod tests {
             preemption_notice_s: crate::state::DEFAULT_PREEMPTION_NOTICE_S,
             terminate_at_ms: None,
             nominated_node: None,
+            reservation: None,
             notices: Vec::new(),
         }
     }

@@ -118,6 +118,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 preemption_notice_s: crate::state::DEFAULT_PREEMPTION_NOTICE_S,
                 terminate_at_ms: None,
                 nominated_node: None,
+                reservation: None,
                 notices: Vec::new(),
             };
             state.instances.insert(instance.id.clone(), instance);

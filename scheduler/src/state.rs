@@ -11,7 +11,9 @@ use std::sync::{Arc, RwLock};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_proto::{AccountId, InstanceId, NodeId};
+use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
+
+use crate::reservation::{Held, Reservation};
 
 /// Share of a host's hardware threads offered as vCPUs (VPS CPUs are shared).
 pub const CPU_OVERCOMMIT: u32 = 4;
@@ -31,6 +33,12 @@ pub struct ClusterState {
     pub nodes: BTreeMap<NodeId, Node>,
     /// account → Idempotency-Key → the instance that key created.
     pub idempotency: BTreeMap<AccountId, BTreeMap<String, InstanceId>>,
+    /// Capacity held for accounts (see [`crate::reservation`]).
+    #[serde(default)]
+    pub reservations: BTreeMap<ReservationId, Reservation>,
+    /// account → Idempotency-Key → the reservation that key created.
+    #[serde(default)]
+    pub reservation_keys: BTreeMap<AccountId, BTreeMap<String, ReservationId>>,
     /// Index of the last applied log entry.
     pub applied_index: u64,
     /// Grows whenever capacity may have appeared (a node registered, an instance's capacity
@@ -109,6 +117,8 @@ pub enum Market {
     OnDemand,
     #[serde(rename = "spot")]
     Spot,
+    #[serde(rename = "reserved")]
+    Reserved,
 }
 
 impl Market {
@@ -116,6 +126,7 @@ impl Market {
         match self {
             Market::OnDemand => "on-demand",
             Market::Spot => "spot",
+            Market::Reserved => "reserved",
         }
     }
 }
@@ -125,6 +136,7 @@ impl From<pb::Market> for Market {
         match m {
             pb::Market::OnDemand => Market::OnDemand,
             pb::Market::Spot => Market::Spot,
+            pb::Market::Reserved => Market::Reserved,
         }
     }
 }
@@ -192,6 +204,9 @@ pub struct Instance {
     /// What its owner was told, oldest first.
     #[serde(default)]
     pub notices: Vec<Notice>,
+    /// Market reserved: the reservation it draws on.
+    #[serde(default)]
+    pub reservation: Option<ReservationId>,
 }
 
 fn default_notice() -> u32 {
@@ -215,7 +230,7 @@ impl Instance {
             )
     }
 
-    fn notify(&mut self, at_ms: i64, message: String) {
+    pub(crate) fn notify(&mut self, at_ms: i64, message: String) {
         if self.notices.len() >= MAX_NOTICES {
             self.notices.remove(0);
         }
@@ -362,6 +377,8 @@ pub struct Usage {
     pub memory_mib: u64,
     /// PCI addresses of the GPUs bound on the node.
     pub gpus: BTreeSet<String>,
+    /// Capacity held for reservation slots nobody uses yet.
+    pub held: Held,
 }
 
 impl Usage {
@@ -385,6 +402,7 @@ impl Usage {
 pub enum Applied {
     Done,
     Instance(Box<Instance>),
+    Reservation(Box<Reservation>),
 }
 
 /// A command that was committed but changed nothing, and why.
@@ -398,6 +416,9 @@ pub enum Rejected {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// Valid, but the state does not allow it now (capacity taken, a reservation full).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub type ApplyResult = Result<Applied, Rejected>;
@@ -418,6 +439,8 @@ impl ClusterState {
             Body::SetNodeState(c) => self.set_node_state(c, at),
             Body::SetNodeLabels(c) => self.set_node_labels(c),
             Body::ReclaimInstances(c) => self.reclaim_instances(c, at),
+            Body::CreateReservation(c) => self.create_reservation(c, at),
+            Body::ExpireReservations(c) => self.expire_reservations(c, at),
         }
     }
 
@@ -476,13 +499,8 @@ impl ClusterState {
         if self.instances.contains_key(&id) {
             return Err(Rejected::Exists(format!("instance {id}")));
         }
-        if !c.idempotency_key.is_empty() {
-            self.idempotency
-                .entry(account.clone())
-                .or_default()
-                .insert(c.idempotency_key.clone(), id.clone());
-        }
         let market = c.market();
+        let idempotency_key = c.idempotency_key.clone();
         let instance = Instance {
             id: id.clone(),
             account,
@@ -518,7 +536,17 @@ impl ClusterState {
             terminate_at_ms: None,
             nominated_node: None,
             notices: Vec::new(),
+            reservation: ReservationId::parse(&c.reservation_id).ok(),
         };
+        if instance.market == Market::Reserved {
+            self.admit_reserved(&instance, at)?;
+        }
+        if !idempotency_key.is_empty() {
+            self.idempotency
+                .entry(instance.account.clone())
+                .or_default()
+                .insert(idempotency_key, id.clone());
+        }
         self.index.pending.insert((at, id.clone()));
         self.instances.insert(id, instance.clone());
         Ok(Applied::Instance(Box::new(instance)))
@@ -546,29 +574,50 @@ impl ClusterState {
             let Some(used) = self.index.usage.get_mut(&node_id) else {
                 continue;
             };
-            let gpus_ok = match &instance.gpu {
-                None => p.gpus.is_empty(),
-                Some(req) => {
-                    let distinct: BTreeSet<&String> = p.gpus.iter().collect();
-                    distinct.len() == p.gpus.len()
-                        && p.gpus.len() == req.count as usize
-                        && p.gpus.iter().all(|pci| {
-                            !used.gpus.contains(pci)
-                                && node
-                                    .gpus
-                                    .iter()
-                                    .any(|g| &g.pci_address == pci && g.model == req.model)
-                        })
-                }
-            };
+            // A reserved instance takes a free slot of its reservation on this node; the
+            // capacity held for other slots stays out of everyone's reach but spot's.
+            let own_slot = instance
+                .reservation
+                .as_ref()
+                .and_then(|r| self.reservations.get(r))
+                .is_some_and(|r| {
+                    r.slots
+                        .iter()
+                        .any(|s| s.node == node_id && s.instance.is_none())
+                });
+            if instance.market == Market::Reserved && !own_slot {
+                continue;
+            }
+            let held = used.held.against(instance, own_slot);
+            let gpus_left = node
+                .gpus
+                .len()
+                .saturating_sub(used.gpus.len() + p.gpus.len());
+            let gpus_ok = (p.gpus.is_empty() || gpus_left >= held.gpus as usize)
+                && match &instance.gpu {
+                    None => p.gpus.is_empty(),
+                    Some(req) => {
+                        let distinct: BTreeSet<&String> = p.gpus.iter().collect();
+                        distinct.len() == p.gpus.len()
+                            && p.gpus.len() == req.count as usize
+                            && p.gpus.iter().all(|pci| {
+                                !used.gpus.contains(pci)
+                                    && node
+                                        .gpus
+                                        .iter()
+                                        .any(|g| &g.pci_address == pci && g.model == req.model)
+                            })
+                    }
+                };
             // Invariant: no GPU bound twice, no host over its capacity; and the host still
             // takes this workload (its state, pools or labels may have changed since the plan).
             let fits = node.region == instance.region
                 && node.state == NodeState::Ready
                 && node.matches(instance.pool.as_deref(), &instance.node_selector)
                 && gpus_ok
-                && used.vcpus + instance.vcpus <= node.allocatable_vcpus()
-                && used.memory_mib + instance.memory_mib <= node.allocatable_memory_mib();
+                && used.vcpus + held.vcpus + instance.vcpus <= node.allocatable_vcpus()
+                && used.memory_mib + held.memory_mib + instance.memory_mib
+                    <= node.allocatable_memory_mib();
             if !fits {
                 continue;
             }
@@ -587,6 +636,10 @@ impl ClusterState {
                 .get_mut(&node_id)
                 .expect("checked above")
                 .generation += 1;
+            if own_slot {
+                let instance = self.instances[&id].clone();
+                self.bind_slot(&instance, &node_id);
+            }
         }
         for u in c.unplaced {
             let Ok(id) = InstanceId::parse(&u.instance_id) else {
@@ -823,6 +876,7 @@ impl ClusterState {
                 self.index
                     .pending
                     .remove(&(removed.created_at_ms, removed.id.clone()));
+                self.release_slot(&removed);
                 self.capacity_epoch += 1;
                 return Ok(Applied::Instance(Box::new(removed)));
             }
@@ -900,7 +954,9 @@ impl ClusterState {
                     if let Some(d) = instance.terminate_at_ms {
                         self.index.terminating.remove(&(d, id.clone()));
                     }
-                    self.instances.remove(&id);
+                    if let Some(removed) = self.instances.remove(&id) {
+                        self.release_slot(&removed);
+                    }
                     self.capacity_epoch += 1;
                 }
                 (_, InstanceState::Deleting) | (pb::ObservedState::Absent, _) => {}
@@ -935,6 +991,11 @@ impl ClusterState {
             pending: BTreeSet::new(),
             terminating: BTreeSet::new(),
         };
+        for r in self.reservations.values() {
+            for s in r.slots.iter().filter(|s| s.instance.is_none()) {
+                index.usage.entry(s.node.clone()).or_default().held.add(r);
+            }
+        }
         for i in self.instances.values() {
             if let Some(u) = i.node.as_ref().and_then(|n| index.usage.get_mut(n)) {
                 u.add(i);
@@ -947,6 +1008,11 @@ impl ClusterState {
             }
         }
         self.index = index;
+    }
+
+    /// The capacity held for unused reservation slots on `node`.
+    pub(crate) fn held_mut(&mut self, node: &NodeId) -> &mut Held {
+        &mut self.index.usage.entry(node.clone()).or_default().held
     }
 
     /// vCPUs, memory and GPUs held on `node`.

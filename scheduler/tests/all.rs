@@ -1,4 +1,6 @@
 //! Integration tests of the scheduler crate (one binary, STYLE.md §15).
 
+mod fleet;
 mod host_events;
 mod placement_invariants;
+mod reservations;

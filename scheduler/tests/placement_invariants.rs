@@ -1,11 +1,14 @@
-//! Property tests: random fleets and random sequences of creates (on-demand and spot),
-//! placements (with preemptions), deletes, new hosts, host state changes and the passing of
-//! time (notices running out, reclaims, agents removing VMs), through the real `apply` and the
-//! real placement; after every step the invariants of DESIGN.md §5 (3) hold: no GPU bound
-//! twice, no host over its capacity, every bound GPU exists on its host and is of the
-//! requested model; nothing is placed on a host that is not ready; only spot instances are
-//! preempted, and only once their notice has run out; a plan never stops anything by itself.
-//! And every placement the planner proposes is accepted by apply (planner and verifier agree).
+//! Property tests: random fleets and random sequences of creates (on-demand, spot and
+//! reserved), reservations, placements (with preemptions), deletes, new hosts, host state
+//! changes and the passing of time (notices running out, reclaims, reservations ending, agents
+//! removing VMs), through the real `apply` and the real placement; after every step the
+//! invariants of DESIGN.md §5 (3, 4, 5) hold: no GPU bound twice, no host over its capacity,
+//! every bound GPU exists on its host and is of the requested model; nothing is placed on a
+//! host that is not ready; reserved capacity is backed (non-spot work plus what is held fits
+//! every host, so evicting spot always frees a slot) and a reserved instance with a free slot
+//! on a ready host without spot work is placed at once; only spot instances are preempted,
+//! and only once their notice has run out; a plan never stops anything by itself. And every
+//! placement the planner proposes is accepted by apply (planner and verifier agree).
 //!
 //! proptest prints the minimal failing case and keeps it in the `.proptest-regressions` file
 //! beside this one, so it is replayed on every later run.
@@ -14,8 +17,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use proptest::prelude::*;
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_proto::{InstanceId, NodeId};
+use vmcloud_proto::{InstanceId, NodeId, ReservationId};
 use vmcloud_scheduler::placement::plan_pending;
+use vmcloud_scheduler::reservation::plan_reservation;
 use vmcloud_scheduler::state::{ClusterState, InstanceState, Market, NodeState};
 
 const MODELS: [&str; 2] = ["H100", "L40S"];
@@ -35,6 +39,16 @@ enum Event {
         gpu: Option<(usize, u32)>,
         spot: bool,
     },
+    /// A reservation: slots of (vCPUs, memory MiB, GPU request), how many, lasting seconds.
+    Reserve {
+        vcpus: u32,
+        memory_mib: u64,
+        gpu: Option<(usize, u32)>,
+        count: u32,
+        secs: u32,
+    },
+    /// A reserved instance drawing on the n-th reservation (modulo).
+    CreateReserved(usize),
     /// Delete the n-th instance (modulo), and its VM goes.
     Delete(usize),
     /// Plan and apply.
@@ -59,6 +73,9 @@ fn event() -> impl Strategy<Value = Event> {
             .prop_map(|(threads, memory_gib, gpus)| Event::Host { threads, memory_gib, gpus }),
         4 => (1u32..8, 256u64..8192, prop::option::of((0usize..2, 1u32..5)), any::<bool>())
             .prop_map(|(vcpus, memory_mib, gpu, spot)| Event::Create { vcpus, memory_mib, gpu, spot }),
+        1 => (1u32..8, 256u64..8192, prop::option::of((0usize..2, 1u32..5)), 1u32..4, 10u32..600)
+            .prop_map(|(vcpus, memory_mib, gpu, count, secs)| Event::Reserve { vcpus, memory_mib, gpu, count, secs }),
+        2 => any::<usize>().prop_map(Event::CreateReserved),
         1 => any::<usize>().prop_map(Event::Delete),
         3 => Just(Event::Place),
         1 => (any::<usize>(), prop_oneof![4 => Just(0usize), 1 => 1usize..5]).prop_map(|(n, s)| Event::HostState(n, s)),
@@ -137,6 +154,9 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
             node.id
         );
     }
+    if let Err(e) = state.check_reservations_backed() {
+        prop_assert!(false, "reserved capacity not backed: {}", e);
+    }
     // The index kept current by apply equals one rebuilt from scratch.
     let mut rebuilt = state.clone();
     rebuilt.reindex();
@@ -189,6 +209,44 @@ proptest! {
                         ..Default::default()
                     }));
                 }
+                Event::Reserve { vcpus, memory_mib, gpu, count, secs } => {
+                    let mut req = pb::CreateReservation {
+                        reservation_id: ReservationId::generate().to_string(),
+                        account_id: "acct-p".into(),
+                        region: "par".into(),
+                        flavor: "f".into(),
+                        vcpus,
+                        memory_mib,
+                        gpu_model: gpu.map(|(m, _)| MODELS[m].to_owned()).unwrap_or_default(),
+                        gpu_count: gpu.map_or(0, |(_, c)| c),
+                        start_unix_ms: w.at,
+                        end_unix_ms: w.at + i64::from(secs) * 1000,
+                        count,
+                        ..Default::default()
+                    };
+                    if let Ok(nodes) = plan_reservation(&w.state, &req) {
+                        req.slot_nodes = nodes.iter().map(ToString::to_string).collect();
+                        w.apply(Body::CreateReservation(req));
+                    }
+                }
+                Event::CreateReserved(n) => {
+                    let rsv: Vec<_> = w.state.reservations.values().cloned().collect();
+                    if !rsv.is_empty() {
+                        let r = &rsv[n % rsv.len()];
+                        w.apply(Body::CreateInstance(pb::CreateInstance {
+                            instance_id: InstanceId::generate().to_string(),
+                            account_id: "acct-p".into(),
+                            region: "par".into(),
+                            vcpus: r.vcpus,
+                            memory_mib: r.memory_mib,
+                            gpu_model: r.gpu.as_ref().map(|g| g.model.clone()).unwrap_or_default(),
+                            gpu_count: r.gpu.as_ref().map_or(0, |g| g.count),
+                            market: pb::Market::Reserved as i32,
+                            reservation_id: r.id.to_string(),
+                            ..Default::default()
+                        }));
+                    }
+                }
                 Event::Delete(n) => {
                     let ids: Vec<_> = w.state.instances.values().map(|i| (i.id.clone(), i.node.clone())).collect();
                     if !ids.is_empty() {
@@ -214,6 +272,19 @@ proptest! {
                         prop_assert_eq!(node.state, NodeState::Ready, "{} placed on a host that is not ready", id);
                     }
                     prop_assert_eq!(w.deleting(), deleting, "a plan stopped something by itself");
+                    // A reserved instance whose slot's host is ready and has no spot work (so
+                    // nothing to evict) is placed by the plan.
+                    for i in w.state.pending().filter(|i| i.market == Market::Reserved) {
+                        let r = &w.state.reservations[i.reservation.as_ref().unwrap()];
+                        for node in r.free_slots().keys() {
+                            let n = &w.state.nodes[*node];
+                            let spot_there = w.state.instances.values().any(|s| s.market == Market::Spot && s.node.as_ref() == Some(*node));
+                            prop_assert!(
+                                n.state != NodeState::Ready || spot_there,
+                                "reserved {} waits though its slot on {} is free: {:?}", i.id, node, i.pending_reason
+                            );
+                        }
+                    }
                     for (victim, _) in &plan.preemptions {
                         let v = &w.state.instances[victim];
                         prop_assert_eq!(v.market, Market::Spot, "{} is not spot but was preempted", victim);
@@ -233,6 +304,10 @@ proptest! {
                 }
                 Event::Tick(secs) => {
                     w.at += i64::from(secs) * 1000;
+                    let (_, ended) = w.state.reservations_ending(w.at);
+                    w.apply(Body::ExpireReservations(pb::ExpireReservations {
+                        reservation_ids: ended.iter().map(ToString::to_string).collect(),
+                    }));
                     let (_, due) = w.state.notices_ending(w.at);
                     let before = w.deleting();
                     w.apply(Body::ReclaimInstances(pb::ReclaimInstances {

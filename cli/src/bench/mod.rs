@@ -28,7 +28,13 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s or m)")),
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
     };
     if !(seconds > 0.0 && seconds.is_finite()) {
         return Err(format!("`{s}` must be positive"));

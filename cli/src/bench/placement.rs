@@ -93,6 +93,7 @@ pub(super) fn request(
         preemption_notice_s: vmcloud_scheduler::state::DEFAULT_PREEMPTION_NOTICE_S,
         terminate_at_ms: None,
         nominated_node: None,
+        reservation: None,
         notices: Vec::new(),
     }
 }

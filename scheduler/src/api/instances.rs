@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::InstanceId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use super::{ApiJson, ApiQuery, ApiState, Caller, Problem, ReadOptions, created, rfc3339};
+use super::{
+    ApiJson, ApiQuery, ApiState, Caller, Problem, ReadOptions, created, idempotency_key, rfc3339,
+};
 use crate::catalog::{Catalog, RegionStatus};
 use crate::state::{Applied, Instance};
 
@@ -22,9 +24,13 @@ pub struct CreateInstanceRequest {
     pub region: String,
     #[serde(default)]
     pub name: Option<String>,
-    /// `on-demand` (the default) or `spot`.
+    /// `on-demand` (the default), `spot` or `reserved`.
     #[serde(default)]
     pub market: Option<String>,
+    /// Market reserved: the reservation to draw on (default: the account's active
+    /// reservation for this flavor and region with a free slot).
+    #[serde(default)]
+    pub reservation: Option<String>,
     /// A dedicated pool (e.g. `anti-cheat`, `partner:acme`); absent: the general fleet.
     #[serde(default)]
     pub pool: Option<String>,
@@ -71,6 +77,9 @@ pub struct InstanceView {
     /// Pending: the host whose spot capacity is being reclaimed for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nominated_node: Option<String>,
+    /// Market reserved: the reservation it draws on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<String>,
     /// What the owner was told (host events, preemption), oldest first.
     pub notices: Vec<NoticeView>,
 }
@@ -115,6 +124,7 @@ impl InstanceView {
             spread_group: i.spread_group.clone(),
             terminate_at: i.terminate_at_ms.map(rfc3339),
             nominated_node: i.nominated_node.as_ref().map(|n| n.to_string()),
+            reservation: i.reservation.as_ref().map(|r| r.to_string()),
             notices: i
                 .notices
                 .iter()
@@ -135,49 +145,9 @@ pub struct InstanceList {
 /// Checks a create request against the catalog; the error names the field and the choices.
 /// Gives back the market it asks for.
 fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market, Problem> {
+    check_region(catalog, &req.region)?;
+    check_flavor(catalog, &req.flavor)?;
     let choices = |names: Vec<&str>| names.join(", ");
-    match catalog.regions.get(&req.region) {
-        None => {
-            return Err(Problem::unprocessable(
-                "unknown-region",
-                "Unknown region",
-                format!(
-                    "region `{}` does not exist; choose one of: {}",
-                    req.region,
-                    choices(catalog.active_regions())
-                ),
-            ));
-        }
-        Some(r) if r.status != RegionStatus::Active => {
-            let status = match r.status {
-                RegionStatus::Maintenance => "in maintenance",
-                RegionStatus::Planned => "not open yet",
-                RegionStatus::Active => unreachable!(),
-            };
-            return Err(Problem::unprocessable(
-                "region-unavailable",
-                "Region unavailable",
-                format!(
-                    "region `{}` ({}) is {status} and takes no new instances; choose one of: {}",
-                    req.region,
-                    r.name,
-                    choices(catalog.active_regions())
-                ),
-            ));
-        }
-        Some(_) => {}
-    }
-    if !catalog.flavors.contains_key(&req.flavor) {
-        return Err(Problem::unprocessable(
-            "unknown-flavor",
-            "Unknown flavor",
-            format!(
-                "flavor `{}` does not exist; choose one of: {}",
-                req.flavor,
-                choices(catalog.flavors.keys().map(String::as_str).collect())
-            ),
-        ));
-    }
     if !catalog.images.contains_key(&req.image) {
         return Err(Problem::unprocessable(
             "unknown-image",
@@ -204,6 +174,22 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market
             "invalid-notice",
             "Invalid notice",
             format!("preemption_notice_s {n} must be between 30 and 3600 seconds"),
+        ));
+    }
+    if market == pb::Market::Reserved
+        && (req.pool.is_some() || !req.node_selector.is_empty() || req.spread_group.is_some())
+    {
+        return Err(Problem::unprocessable(
+            "invalid-reserved",
+            "Reserved instances run on their reservation's hosts",
+            "a reserved instance runs on the hosts its reservation holds; drop pool, node_selector and spread_group",
+        ));
+    }
+    if req.reservation.is_some() && market != pb::Market::Reserved {
+        return Err(Problem::unprocessable(
+            "invalid-reservation",
+            "A reservation is for market reserved",
+            "reservation applies to reserved instances only; drop it or set \"market\": \"reserved\"",
         ));
     }
     if let Some(pool) = &req.pool {
@@ -237,20 +223,70 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market
     Ok(market)
 }
 
+/// The region must exist and take new work; the error lists the open ones.
+pub(crate) fn check_region(catalog: &Catalog, region: &str) -> Result<(), Problem> {
+    let choices = |names: Vec<&str>| names.join(", ");
+    match catalog.regions.get(region) {
+        None => {
+            return Err(Problem::unprocessable(
+                "unknown-region",
+                "Unknown region",
+                format!(
+                    "region `{}` does not exist; choose one of: {}",
+                    region,
+                    choices(catalog.active_regions())
+                ),
+            ));
+        }
+        Some(r) if r.status != RegionStatus::Active => {
+            let status = match r.status {
+                RegionStatus::Maintenance => "in maintenance",
+                RegionStatus::Planned => "not open yet",
+                RegionStatus::Active => unreachable!(),
+            };
+            return Err(Problem::unprocessable(
+                "region-unavailable",
+                "Region unavailable",
+                format!(
+                    "region `{}` ({}) is {status} and takes no new work; choose one of: {}",
+                    region,
+                    r.name,
+                    choices(catalog.active_regions())
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// The flavor must exist; the error lists them.
+pub(crate) fn check_flavor(catalog: &Catalog, flavor: &str) -> Result<(), Problem> {
+    let choices = |names: Vec<&str>| names.join(", ");
+    if !catalog.flavors.contains_key(flavor) {
+        return Err(Problem::unprocessable(
+            "unknown-flavor",
+            "Unknown flavor",
+            format!(
+                "flavor `{}` does not exist; choose one of: {}",
+                flavor,
+                choices(catalog.flavors.keys().map(String::as_str).collect())
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The market named in a request; the error lists the choices.
 pub(crate) fn parse_market(market: Option<&str>) -> Result<pb::Market, Problem> {
     match market {
         None | Some("on-demand") => Ok(pb::Market::OnDemand),
         Some("spot") => Ok(pb::Market::Spot),
-        Some("reserved") => Err(Problem::unprocessable(
-            "reservations-unavailable",
-            "Reservations not available yet",
-            "market `reserved` draws on a reservation, and reservations are not available yet; use `on-demand` or `spot`",
-        )),
+        Some("reserved") => Ok(pb::Market::Reserved),
         Some(other) => Err(Problem::unprocessable(
             "unknown-market",
             "Unknown market",
-            format!("market `{other}` does not exist; choose one of: on-demand, spot"),
+            format!("market `{other}` does not exist; choose one of: on-demand, spot, reserved"),
         )),
     }
 }
@@ -283,21 +319,17 @@ pub async fn create(
 ) -> Result<Response, Problem> {
     let market = validate(&s.catalog, &req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => String::new(),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .filter(|k| !k.is_empty() && k.len() <= 255)
-            .ok_or_else(|| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-idempotency-key",
-                    "Invalid Idempotency-Key",
-                    "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
-                )
-            })?
-            .to_owned(),
+    let idempotency_key = idempotency_key(&headers)?;
+    let reservation = match market {
+        pb::Market::Reserved => crate::api::reservations::choose(
+            &s,
+            &account,
+            &req.flavor,
+            &req.region,
+            req.reservation.as_deref(),
+        )?
+        .to_string(),
+        _ => String::new(),
     };
     let id = InstanceId::generate();
     let name = req
@@ -326,13 +358,14 @@ pub async fn create(
         node_selector: req.node_selector.clone().into_iter().collect(),
         spread_group: req.spread_group.clone().unwrap_or_default(),
         preemption_notice_s: req.preemption_notice_s.unwrap_or(0),
+        reservation_id: reservation,
     };
     match s.cluster.propose(Body::CreateInstance(command)).await?? {
         Applied::Instance(instance) => Ok(created(
             format!("/v1/instances/{}", instance.id),
             InstanceView::new(&instance),
         )),
-        Applied::Done => Err(Problem::from(crate::state::Rejected::Malformed)),
+        _ => Err(Problem::from(crate::state::Rejected::Malformed)),
     }
 }
 
@@ -393,6 +426,6 @@ pub async fn delete(
             }
             Ok((StatusCode::ACCEPTED, Json(view)).into_response())
         }
-        Applied::Done => Err(Problem::from(crate::state::Rejected::Malformed)),
+        _ => Err(Problem::from(crate::state::Rejected::Malformed)),
     }
 }

@@ -8,6 +8,7 @@ mod cluster;
 mod instances;
 mod nodes;
 pub mod problem;
+pub(crate) mod reservations;
 
 use std::sync::Arc;
 
@@ -50,6 +51,11 @@ pub fn router(state: ApiState) -> Router {
             "/v1/instances/{id}",
             get(instances::get).delete(instances::delete),
         )
+        .route(
+            "/v1/reservations",
+            get(reservations::list).post(reservations::create),
+        )
+        .route("/v1/reservations/{id}", get(reservations::get))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{id}", get(nodes::get).patch(nodes::patch))
         .route("/v1/cluster", get(cluster::status))
@@ -201,4 +207,24 @@ pub(crate) fn created<T: serde::Serialize>(location: String, body: T) -> axum::r
         Json(body),
     )
         .into_response()
+}
+
+/// The request's `Idempotency-Key` header (empty when absent).
+pub(crate) fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<String, Problem> {
+    match headers.get("idempotency-key") {
+        None => Ok(String::new()),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Problem::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "invalid-idempotency-key",
+                    "Invalid Idempotency-Key",
+                    "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+                )
+            }),
+    }
 }

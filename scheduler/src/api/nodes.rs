@@ -35,6 +35,10 @@ pub struct NodeView {
     pub allocatable_memory_mib: u64,
     pub used_vcpus: u32,
     pub used_memory_mib: u64,
+    /// Held for reservation slots nobody uses yet (spot may borrow it).
+    pub held_vcpus: u32,
+    pub held_memory_mib: u64,
+    pub held_gpus: u32,
     pub gpus: Vec<GpuView>,
     pub hypervisor_uri: String,
     pub agent_version: String,
@@ -81,6 +85,9 @@ fn view(s: &ApiState, state: &ClusterState, n: &Node) -> NodeView {
         allocatable_memory_mib: n.allocatable_memory_mib(),
         used_vcpus: used.vcpus,
         used_memory_mib: used.memory_mib,
+        held_vcpus: used.held.vcpus,
+        held_memory_mib: used.held.memory_mib,
+        held_gpus: used.held.gpus,
         gpus: n
             .gpus
             .iter()

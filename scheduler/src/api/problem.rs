@@ -153,6 +153,9 @@ impl From<Rejected> for Problem {
                 format!("{what} already exists"),
             ),
             Rejected::Invalid(msg) => Problem::unprocessable("invalid", "Invalid request", msg),
+            Rejected::Conflict(msg) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", msg)
+            }
             Rejected::Malformed => Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

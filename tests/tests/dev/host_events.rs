@@ -5,63 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Fixture, agent_domains, eventually, http};
-
-fn cli_json(fx: &Fixture, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let out = fx.fleet.cli(&all);
-    assert!(
-        out.status.success(),
-        "vmcloud {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn cli_fails(fx: &Fixture, args: &[&str]) -> String {
-    let out = fx.fleet.cli(args);
-    assert!(!out.status.success(), "vmcloud {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// `vmcloud instance create` of a vps-s in par with `extra` flags; the new instance's id.
-fn create(fx: &Fixture, extra: &[&str]) -> String {
-    let mut args = vec![
-        "instance",
-        "create",
-        "--flavor",
-        "vps-s",
-        "--image",
-        "debian-12",
-        "--region",
-        "par",
-    ];
-    args.extend(extra);
-    cli_json(fx, &args)["id"].as_str().unwrap().to_owned()
-}
-
-async fn instance(fx: &Fixture, id: &str) -> Option<Value> {
-    let resp = http()
-        .get(format!("{}/v1/instances/{id}", fx.fleet.api))
-        .bearer_auth(&fx.fleet.token)
-        .send()
-        .await
-        .unwrap();
-    if resp.status() != 200 {
-        return None;
-    }
-    Some(resp.json().await.unwrap())
-}
-
-async fn wait_state(fx: &Fixture, id: &str, state: &str) -> Value {
-    eventually(
-        Duration::from_secs(10),
-        &format!("{id} {state}"),
-        || async { instance(fx, id).await.filter(|i| i["state"] == state) },
-    )
-    .await
-}
+use super::{
+    Fixture, agent_domains, cli_fails, cli_json, create, eventually, http, instance, wait_state,
+};
 
 #[tokio::test]
 async fn cordon_pools_and_drain_through_the_cli() {
@@ -190,8 +136,11 @@ async fn cordon_pools_and_drain_through_the_cli() {
             "--region",
             "par",
             "--market",
-            "reserved",
+            "reservd",
         ],
     );
-    assert!(err.contains("reservations are not available yet"), "{err}");
+    assert!(
+        err.contains("choose one of: on-demand, spot, reserved"),
+        "{err}"
+    );
 }

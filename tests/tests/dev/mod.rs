@@ -3,6 +3,7 @@
 mod bad_input;
 mod host_events;
 mod lifecycle;
+mod reservations;
 mod restart;
 
 use std::time::{Duration, Instant};
@@ -86,4 +87,61 @@ pub async fn instance_state(fleet: &DevFleet, id: &str) -> Option<String> {
     )
     .await;
     (status == 200).then(|| body["state"].as_str().unwrap().to_owned())
+}
+
+/// `vmcloud ARGS -o json`, which must succeed; its JSON answer.
+pub fn cli_json(fx: &Fixture, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = fx.fleet.cli(&all);
+    assert!(
+        out.status.success(),
+        "vmcloud {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn cli_fails(fx: &Fixture, args: &[&str]) -> String {
+    let out = fx.fleet.cli(args);
+    assert!(!out.status.success(), "vmcloud {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `vmcloud instance create` of a vps-s in par with `extra` flags; the new instance's id.
+pub fn create(fx: &Fixture, extra: &[&str]) -> String {
+    let mut args = vec![
+        "instance",
+        "create",
+        "--flavor",
+        "vps-s",
+        "--image",
+        "debian-12",
+        "--region",
+        "par",
+    ];
+    args.extend(extra);
+    cli_json(fx, &args)["id"].as_str().unwrap().to_owned()
+}
+
+pub async fn instance(fx: &Fixture, id: &str) -> Option<Value> {
+    let resp = http()
+        .get(format!("{}/v1/instances/{id}", fx.fleet.api))
+        .bearer_auth(&fx.fleet.token)
+        .send()
+        .await
+        .unwrap();
+    if resp.status() != 200 {
+        return None;
+    }
+    Some(resp.json().await.unwrap())
+}
+
+pub async fn wait_state(fx: &Fixture, id: &str, state: &str) -> Value {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{id} {state}"),
+        || async { instance(fx, id).await.filter(|i| i["state"] == state) },
+    )
+    .await
 }

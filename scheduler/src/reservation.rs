@@ -1,0 +1,490 @@
+//! Reservations: capacity held for one account.
+//!
+//! A reservation is `count` slots of one flavor in one region, each held on a host chosen
+//! when the reservation is made ([`plan_reservation`], re-checked by apply). From then until
+//! its end, the capacity of its unused slots is **held**: on-demand work and other tenants'
+//! reservations may not use it; spot work may borrow it. When the owner starts a reserved
+//! instance, it takes a free slot; if spot borrowed the capacity, the spot instances there
+//! are preempted with their notice and the reserved instance is placed when they are gone.
+//!
+//! The rule that makes this a guarantee (DESIGN.md §5, invariant 4): on every host, the
+//! capacity used by non-spot work plus the capacity held for unused slots never exceeds what
+//! the host has. Admission and every placement keep it; evicting spot always frees a slot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::pb;
+use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
+
+use crate::state::{
+    Applied, ApplyResult, ClusterState, GpuRequest, Instance, Market, Node, NodeState, Rejected,
+};
+
+/// Most slots one reservation may hold.
+pub const MAX_SLOTS: u32 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub account: AccountId,
+    pub region: String,
+    pub flavor: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub gpu: Option<GpuRequest>,
+    pub count: u32,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub created_at_ms: i64,
+    /// One per `count` while it lasts; empty once it has ended.
+    pub slots: Vec<Slot>,
+    /// Instances drawing on it (placed or still pending).
+    pub instances: BTreeSet<InstanceId>,
+    /// It has ended: nothing held any more.
+    pub expired: bool,
+}
+
+/// One unit of held capacity on one host, and the instance using it, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    pub node: NodeId,
+    pub instance: Option<InstanceId>,
+}
+
+/// Capacity held on a host for reservation slots nobody uses yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub gpus: u32,
+}
+
+impl Held {
+    pub(crate) fn add(&mut self, r: &Reservation) {
+        self.vcpus += r.vcpus;
+        self.memory_mib += r.memory_mib;
+        self.gpus += r.gpu.as_ref().map_or(0, |g| g.count);
+    }
+
+    pub(crate) fn remove(&mut self, r: &Reservation) {
+        self.vcpus = self.vcpus.saturating_sub(r.vcpus);
+        self.memory_mib = self.memory_mib.saturating_sub(r.memory_mib);
+        self.gpus = self
+            .gpus
+            .saturating_sub(r.gpu.as_ref().map_or(0, |g| g.count));
+    }
+
+    /// What of this is held back from `instance`: nothing for spot (it borrows held
+    /// capacity); everything for other work; all but one slot for a reserved instance taking
+    /// a slot of its reservation on this host (`own_slot`).
+    pub fn against(&self, instance: &Instance, own_slot: bool) -> Held {
+        if instance.market == Market::Spot {
+            return Held::default();
+        }
+        let mut held = *self;
+        if own_slot {
+            held.vcpus = held.vcpus.saturating_sub(instance.vcpus);
+            held.memory_mib = held.memory_mib.saturating_sub(instance.memory_mib);
+            held.gpus = held
+                .gpus
+                .saturating_sub(instance.gpu.as_ref().map_or(0, |g| g.count));
+        }
+        held
+    }
+}
+
+impl Reservation {
+    /// Active: the owner may start instances on it now.
+    pub fn active_at(&self, at_ms: i64) -> bool {
+        !self.expired && self.start_ms <= at_ms && at_ms < self.end_ms
+    }
+
+    /// `scheduled` (not started), `active` or `expired`.
+    pub fn status_at(&self, at_ms: i64) -> &'static str {
+        if self.expired || at_ms >= self.end_ms {
+            "expired"
+        } else if at_ms < self.start_ms {
+            "scheduled"
+        } else {
+            "active"
+        }
+    }
+
+    /// Hosts holding a slot nobody uses, with how many.
+    pub fn free_slots(&self) -> BTreeMap<&NodeId, u32> {
+        let mut free = BTreeMap::new();
+        for s in self.slots.iter().filter(|s| s.instance.is_none()) {
+            *free.entry(&s.node).or_default() += 1;
+        }
+        free
+    }
+
+    /// Whether an instance of this shape, from this account, may draw on it.
+    fn shape_matches(&self, i: &Instance) -> bool {
+        i.account == self.account
+            && i.region == self.region
+            && i.vcpus == self.vcpus
+            && i.memory_mib == self.memory_mib
+            && i.gpu == self.gpu
+    }
+}
+
+/// How many more slots of a reservation's shape `node` can hold, given what non-spot work
+/// uses there and what is held already.
+fn room_for(node: &Node, used: &NonSpot, held: &Held, shape: &pb::CreateReservation) -> u32 {
+    let vcpus = node
+        .allocatable_vcpus()
+        .saturating_sub(used.vcpus + held.vcpus);
+    let memory = node
+        .allocatable_memory_mib()
+        .saturating_sub(used.memory_mib + held.memory_mib);
+    let mut room = (vcpus / shape.vcpus.max(1))
+        .min(u32::try_from(memory / shape.memory_mib.max(1)).unwrap_or(u32::MAX));
+    let with_model = node
+        .gpus
+        .iter()
+        .filter(|g| g.model == shape.gpu_model)
+        .count() as u32;
+    let free_gpus = with_model.saturating_sub(used.gpus + held.gpus);
+    if let Some(gpu_room) = free_gpus.checked_div(shape.gpu_count) {
+        room = room.min(gpu_room);
+    }
+    room
+}
+
+/// What non-spot work holds on a host: the part of its capacity that evicting spot cannot
+/// free.
+#[derive(Debug, Default, Clone, Copy)]
+struct NonSpot {
+    vcpus: u32,
+    memory_mib: u64,
+    gpus: u32,
+}
+
+fn non_spot_usage<'a>(
+    state: &ClusterState,
+    nodes: impl IntoIterator<Item = &'a NodeId>,
+) -> HashMap<NodeId, NonSpot> {
+    let mut out: HashMap<NodeId, NonSpot> = nodes
+        .into_iter()
+        .map(|n| (n.clone(), NonSpot::default()))
+        .collect();
+    for i in state.instances.values() {
+        if i.market == Market::Spot {
+            continue;
+        }
+        if let Some(u) = i.node.as_ref().and_then(|n| out.get_mut(n)) {
+            u.vcpus += i.vcpus;
+            u.memory_mib += i.memory_mib;
+            u.gpus += i.gpus.len() as u32;
+        }
+    }
+    out
+}
+
+/// A host may hold slots when it is ready, in the general fleet and in the region.
+fn may_hold(node: &Node, region: &str) -> bool {
+    node.region == region && node.state == NodeState::Ready && node.pools.is_empty()
+}
+
+/// Chooses a host for each slot of a reservation request, on a snapshot: hosts that fit the
+/// fewest slots first (bin-packing keeps big hosts whole), then by node id. The error says
+/// how many slots could be held and why not more.
+pub fn plan_reservation(
+    state: &ClusterState,
+    req: &pb::CreateReservation,
+) -> Result<Vec<NodeId>, String> {
+    let hosts: Vec<&Node> = state
+        .nodes
+        .values()
+        .filter(|n| n.region == req.region)
+        .collect();
+    let usable: Vec<&Node> = hosts
+        .iter()
+        .copied()
+        .filter(|n| may_hold(n, &req.region))
+        .collect();
+    let used = non_spot_usage(state, usable.iter().map(|n| &n.id));
+    let mut rooms: Vec<(u32, &NodeId)> = usable
+        .iter()
+        .map(|n| {
+            let held = state.usage(&n.id).held;
+            (room_for(n, &used[&n.id], &held, req), &n.id)
+        })
+        .filter(|(room, _)| *room > 0)
+        .collect();
+    rooms.sort();
+    let mut slots = Vec::with_capacity(req.count as usize);
+    for (room, node) in rooms {
+        let take = room.min(req.count - slots.len() as u32);
+        slots.extend(std::iter::repeat_n(node.clone(), take as usize));
+        if slots.len() as u32 == req.count {
+            return Ok(slots);
+        }
+    }
+    Err(format!(
+        "only {} of {} {} slots can be held in {} now: {} hosts, {} of them ready and in the general fleet; the rest of their capacity is used by on-demand and reserved work or held for other reservations",
+        slots.len(),
+        req.count,
+        req.flavor,
+        req.region,
+        hosts.len(),
+        usable.len()
+    ))
+}
+
+impl ClusterState {
+    pub(crate) fn create_reservation(&mut self, c: pb::CreateReservation, at: i64) -> ApplyResult {
+        let id = ReservationId::parse(&c.reservation_id)
+            .map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let account =
+            AccountId::parse(&c.account_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        if !self.accounts.contains_key(&account) {
+            return Err(Rejected::NotFound(format!("account {account}")));
+        }
+        if !c.idempotency_key.is_empty()
+            && let Some(r) = self
+                .reservation_keys
+                .get(&account)
+                .and_then(|keys| keys.get(&c.idempotency_key))
+                .and_then(|id| self.reservations.get(id))
+        {
+            return Ok(Applied::Reservation(Box::new(r.clone())));
+        }
+        if self.reservations.contains_key(&id) {
+            return Err(Rejected::Exists(format!("reservation {id}")));
+        }
+        if c.count == 0 || c.count > MAX_SLOTS || c.slot_nodes.len() != c.count as usize {
+            return Err(Rejected::Invalid(format!(
+                "a reservation holds 1 to {MAX_SLOTS} slots, one node each"
+            )));
+        }
+        if c.end_unix_ms <= c.start_unix_ms || c.end_unix_ms <= at {
+            return Err(Rejected::Invalid(
+                "a reservation must end after it starts and in the future".into(),
+            ));
+        }
+        // Re-check the leader's choice against the newest state: every slot must be backed by
+        // capacity that only spot work uses.
+        let mut wanted: BTreeMap<NodeId, u32> = BTreeMap::new();
+        for n in &c.slot_nodes {
+            let node = NodeId::parse(n).map_err(|e| Rejected::Invalid(e.to_string()))?;
+            *wanted.entry(node).or_default() += 1;
+        }
+        let used = non_spot_usage(self, wanted.keys());
+        for (node_id, n) in &wanted {
+            let node = self
+                .nodes
+                .get(node_id)
+                .filter(|node| may_hold(node, &c.region))
+                .ok_or_else(|| {
+                    Rejected::Conflict(format!(
+                        "host {node_id} can no longer hold a slot in {}; try again",
+                        c.region
+                    ))
+                })?;
+            let held = self.usage(node_id).held;
+            if room_for(node, &used[node_id], &held, &c) < *n {
+                return Err(Rejected::Conflict(format!(
+                    "the capacity chosen on {node_id} was taken meanwhile; try again"
+                )));
+            }
+        }
+        if !c.idempotency_key.is_empty() {
+            self.reservation_keys
+                .entry(account.clone())
+                .or_default()
+                .insert(c.idempotency_key.clone(), id.clone());
+        }
+        let reservation = Reservation {
+            id: id.clone(),
+            account,
+            region: c.region,
+            flavor: c.flavor,
+            vcpus: c.vcpus,
+            memory_mib: c.memory_mib,
+            disk_gib: c.disk_gib,
+            gpu: (c.gpu_count > 0).then_some(GpuRequest {
+                model: c.gpu_model,
+                count: c.gpu_count,
+            }),
+            count: c.count,
+            start_ms: c.start_unix_ms,
+            end_ms: c.end_unix_ms,
+            created_at_ms: at,
+            slots: c
+                .slot_nodes
+                .iter()
+                .map(|n| Slot {
+                    node: NodeId::parse(n).expect("parsed above"),
+                    instance: None,
+                })
+                .collect(),
+            instances: BTreeSet::new(),
+            expired: false,
+        };
+        for s in &reservation.slots {
+            self.held_mut(&s.node).add(&reservation);
+        }
+        self.reservations.insert(id, reservation.clone());
+        Ok(Applied::Reservation(Box::new(reservation)))
+    }
+
+    /// Checks that a new reserved instance may draw on the reservation it names and records
+    /// it there.
+    pub(crate) fn admit_reserved(&mut self, instance: &Instance, at: i64) -> Result<(), Rejected> {
+        let rid = instance
+            .reservation
+            .as_ref()
+            .ok_or_else(|| Rejected::Invalid("a reserved instance names its reservation".into()))?;
+        let r = self
+            .reservations
+            .get_mut(rid)
+            .filter(|r| r.account == instance.account)
+            .ok_or_else(|| Rejected::NotFound(format!("reservation {rid}")))?;
+        if !r.active_at(at) {
+            return Err(Rejected::Conflict(format!(
+                "reservation {rid} is {} (it runs from {} to {})",
+                r.status_at(at),
+                crate::cluster::rfc3339(r.start_ms),
+                crate::cluster::rfc3339(r.end_ms)
+            )));
+        }
+        if !r.shape_matches(instance) {
+            return Err(Rejected::Conflict(format!(
+                "reservation {rid} holds {} in {}; create the instance with that flavor and region",
+                r.flavor, r.region
+            )));
+        }
+        if r.instances.len() >= r.count as usize {
+            return Err(Rejected::Conflict(format!(
+                "all {} slots of reservation {rid} are in use; delete one of its instances or create this one on demand",
+                r.count
+            )));
+        }
+        r.instances.insert(instance.id.clone());
+        Ok(())
+    }
+
+    /// A reserved instance placed on `node` takes a free slot there.
+    pub(crate) fn bind_slot(&mut self, instance: &Instance, node: &NodeId) -> bool {
+        let Some(r) = instance
+            .reservation
+            .as_ref()
+            .and_then(|rid| self.reservations.get_mut(rid))
+        else {
+            return false;
+        };
+        let Some(slot) = r
+            .slots
+            .iter_mut()
+            .find(|s| &s.node == node && s.instance.is_none())
+        else {
+            return false;
+        };
+        slot.instance = Some(instance.id.clone());
+        let r = r.clone();
+        self.held_mut(node).remove(&r);
+        true
+    }
+
+    /// An instance drawing on a reservation is gone: its slot, if it had one, is held again.
+    pub(crate) fn release_slot(&mut self, instance: &Instance) {
+        let Some(r) = instance
+            .reservation
+            .as_ref()
+            .and_then(|rid| self.reservations.get_mut(rid))
+        else {
+            return;
+        };
+        r.instances.remove(&instance.id);
+        let Some(slot) = r
+            .slots
+            .iter_mut()
+            .find(|s| s.instance.as_ref() == Some(&instance.id))
+        else {
+            return;
+        };
+        slot.instance = None;
+        let (node, r) = (slot.node.clone(), r.clone());
+        self.held_mut(&node).add(&r);
+        self.capacity_epoch += 1;
+    }
+
+    /// Ends reservations whose time is up: nothing is held any more, and their instances go
+    /// on running on demand (their owners are told).
+    pub(crate) fn expire_reservations(
+        &mut self,
+        c: pb::ExpireReservations,
+        at: i64,
+    ) -> ApplyResult {
+        for rid in c.reservation_ids {
+            let Ok(rid) = ReservationId::parse(&rid) else {
+                continue;
+            };
+            let Some(r) = self.reservations.get_mut(&rid) else {
+                continue;
+            };
+            if r.expired || r.end_ms > at {
+                continue;
+            }
+            r.expired = true;
+            let slots = std::mem::take(&mut r.slots);
+            let instances = std::mem::take(&mut r.instances);
+            let r = r.clone();
+            for s in slots.iter().filter(|s| s.instance.is_none()) {
+                self.held_mut(&s.node).remove(&r);
+            }
+            for iid in instances {
+                if let Some(i) = self.instances.get_mut(&iid) {
+                    i.market = Market::OnDemand;
+                    i.reservation = None;
+                    i.notify(
+                        at,
+                        format!(
+                            "reservation {rid} has ended: this instance goes on running on demand"
+                        ),
+                    );
+                }
+            }
+            self.capacity_epoch += 1;
+        }
+        Ok(Applied::Done)
+    }
+
+    /// The earliest end of a reservation still holding capacity, and those ended by `now_ms`.
+    pub fn reservations_ending(&self, now_ms: i64) -> (Option<i64>, Vec<ReservationId>) {
+        let mut next: Option<i64> = None;
+        let mut due = Vec::new();
+        for r in self.reservations.values().filter(|r| !r.expired) {
+            if r.end_ms <= now_ms {
+                due.push(r.id.clone());
+            } else {
+                next = Some(next.map_or(r.end_ms, |n| n.min(r.end_ms)));
+            }
+        }
+        (next, due)
+    }
+
+    /// Checks invariant 4 on every host: non-spot work plus held capacity fits the host, so
+    /// evicting spot always frees a reserved slot. Gives the first host where it does not.
+    pub fn check_reservations_backed(&self) -> Result<(), String> {
+        let used = non_spot_usage(self, self.nodes.keys());
+        for (id, node) in &self.nodes {
+            let u = &used[id];
+            let held = self.usage(id).held;
+            let gpus = node.gpus.len() as u32;
+            if u.vcpus + held.vcpus > node.allocatable_vcpus()
+                || u.memory_mib + held.memory_mib > node.allocatable_memory_mib()
+                || u.gpus + held.gpus > gpus
+            {
+                return Err(format!(
+                    "host {id}: non-spot use {u:?} plus held {held:?} exceeds its capacity"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
