@@ -43,6 +43,17 @@ pub struct Flavor {
     pub disk_gib: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuSpec>,
+    /// Notice a spot instance of this flavor gets before it is reclaimed, unless it asks for
+    /// another (default 120 s).
+    #[serde(default = "default_spot_notice")]
+    pub spot_notice_s: u32,
+}
+
+/// Seconds of notice spot work may ask for, or a flavor may set.
+pub const SPOT_NOTICE_RANGE: std::ops::RangeInclusive<u32> = 30..=3600;
+
+fn default_spot_notice() -> u32 {
+    crate::state::DEFAULT_PREEMPTION_NOTICE_S
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +118,12 @@ impl Catalog {
             }
             if f.memory_mib < 64 {
                 return err(format!("flavors.{name}.memory_mib"), "must be at least 64");
+            }
+            if !SPOT_NOTICE_RANGE.contains(&f.spot_notice_s) {
+                return err(
+                    format!("flavors.{name}.spot_notice_s"),
+                    "must be between 30 and 3600 seconds",
+                );
             }
             if let Some(gpu) = &f.gpu {
                 if gpu.count == 0 {
@@ -196,6 +213,10 @@ mod tests {
             (
                 "[regions.par]\nname='P'\nstatus='maintenance'\n[flavors]\n[images]\n",
                 "regions",
+            ),
+            (
+                "[regions.par]\nname='P'\nstatus='active'\n[flavors.x]\nvcpus=1\nmemory_mib=512\ndisk_gib=1\nspot_notice_s=5\n[images]\n",
+                "flavors.x.spot_notice_s",
             ),
         ];
         for (text, key) in cases {

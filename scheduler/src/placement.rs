@@ -4,13 +4,17 @@
 //! controller runs it on the leader and proposes the plan; applying the plan re-checks every
 //! placement against the newest state (no GPU bound twice, no host over capacity).
 //!
-//! For each pending instance, oldest first: **filter** the hosts of its region on vCPUs,
-//! memory and, for GPU flavors, free GPUs of the model; **choose GPUs** on each host (the
-//! tightest NVLink group that holds the request, else one NUMA node, else any); **score**:
-//! GPU requests bin-pack (the host left with the fewest free GPUs wins, so whole hosts and
-//! NVLink groups stay free for big requests; local GPU sets break ties), CPU-only requests
-//! stay off GPU hosts when they can and spread by free memory. Every "no" is explained with
-//! counts. Preemption, reservations, pools and queues grow here (issue 4).
+//! For each pending instance, oldest first: **filter** the hosts of its region on state,
+//! pool and labels, spread group, vCPUs, memory and, for GPU flavors, free GPUs of the model,
+//! leaving capacity held for reservations to its owners (and to spot, which borrows it);
+//! **choose GPUs** on each host (the tightest NVLink group that holds the request, else one
+//! NUMA node, else any); **score**: spread groups across racks; spot where it is easy to
+//! reclaim (beside other spot, or on held capacity); GPU requests bin-pack (the host left with
+//! the fewest free GPUs wins, so whole hosts and NVLink groups stay free for big requests;
+//! local GPU sets break ties), CPU-only requests stay off GPU hosts when they can and spread
+//! by free memory. A reserved instance goes to a free slot of its reservation. Work that
+//! fits nowhere may **preempt** spot (the cheapest set on one host, with notice). Every "no"
+//! is explained with counts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -144,6 +148,7 @@ impl<'s> FleetIndex<'s> {
             u.vcpus += instance.vcpus;
             u.memory_mib += instance.memory_mib;
             u.gpus.extend(choice.gpus.iter().cloned());
+            u.spot += u32::from(instance.market == Market::Spot);
             if instance.market == Market::Reserved {
                 // It took one of the slots held here.
                 u.held = u.held.against(instance, true);
@@ -664,6 +669,13 @@ pub fn place_with(
     }
 }
 
+/// Whether `instance` is spot and the host is where spot is easy to reclaim: it already runs
+/// spot work (one preemption frees more) or lends capacity held for reservations (their owners
+/// will want it back). Other work never prefers such hosts.
+fn easy_to_reclaim(instance: &Instance, used: &Usage) -> bool {
+    instance.market == Market::Spot && (used.spot > 0 || used.held != Held::default())
+}
+
 /// ", 3 with the room held for reservations" — empty for 0.
 fn held_note(reserved: usize) -> String {
     if reserved == 0 {
@@ -697,10 +709,10 @@ fn place_gpu(
         .unwrap_or(&empty);
     let (mut gpus_busy, mut full, mut reserved) = (0, 0, 0);
     let mut skipped = Skipped::default();
-    // Spread first (the rack holding the fewest of the group), then bin-packing: the host
-    // left with the fewest free GPUs of the model wins; among those, one where the GPUs can
-    // be local; then the first by node id.
-    let mut best: (u32, usize) = (u32::MAX, usize::MAX);
+    // Spread first (the rack holding the fewest of the group); spot where it is easy to
+    // reclaim; then bin-packing: the host left with the fewest free GPUs of the model wins;
+    // among those, one where the GPUs can be local; then the first by node id.
+    let mut best: (u32, bool, usize) = (u32::MAX, true, usize::MAX);
     let mut tied: Vec<usize> = Vec::new();
     for &pos in with_model {
         let node = index.hosts[pos];
@@ -734,7 +746,11 @@ fn place_gpu(
             reserved += 1;
             continue;
         }
-        let key = (rack_load(spread, node), free - count);
+        let key = (
+            rack_load(spread, node),
+            !easy_to_reclaim(instance, u),
+            free - count,
+        );
         if key < best {
             best = key;
             tied.clear();
@@ -783,7 +799,7 @@ fn place_cpu(
     let mut skipped = Skipped::default();
     // (rack load of the spread group, has GPUs, most free memory first, position = node id
     // order) — smallest wins.
-    let mut best: Option<(u32, bool, std::cmp::Reverse<u64>, usize)> = None;
+    let mut best: Option<(u32, bool, bool, std::cmp::Reverse<u64>, usize)> = None;
     for &pos in hosts {
         let node = index.hosts[pos];
         if let Err(skip) = host_filter_at(index, pos, instance, spread) {
@@ -803,6 +819,7 @@ fn place_cpu(
         let key = (
             rack_load(spread, node),
             !node.gpus.is_empty(),
+            !easy_to_reclaim(instance, u),
             std::cmp::Reverse(free_mem),
             pos,
         );

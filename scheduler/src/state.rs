@@ -379,16 +379,22 @@ pub struct Usage {
     pub gpus: BTreeSet<String>,
     /// Capacity held for reservation slots nobody uses yet.
     pub held: Held,
+    /// Spot instances holding capacity here.
+    pub spot: u32,
 }
 
 impl Usage {
-    fn add(&mut self, i: &Instance) {
+    pub(crate) fn add(&mut self, i: &Instance) {
+        self.spot += u32::from(i.market == Market::Spot);
         self.vcpus += i.vcpus;
         self.memory_mib += i.memory_mib;
         self.gpus.extend(i.gpus.iter().cloned());
     }
 
     fn remove(&mut self, i: &Instance) {
+        self.spot = self
+            .spot
+            .saturating_sub(u32::from(i.market == Market::Spot));
         self.vcpus = self.vcpus.saturating_sub(i.vcpus);
         self.memory_mib = self.memory_mib.saturating_sub(i.memory_mib);
         for g in &i.gpus {

@@ -270,3 +270,27 @@ fn operator_settings_survive_reregistration_and_restore() {
     copy.restore(&original.snapshot()).unwrap();
     assert_eq!(*copy.read(), f.state);
 }
+
+#[test]
+fn spot_goes_where_it_is_easy_to_reclaim() {
+    let mut f = Fleet::new();
+    let busy = f.host("a", "r1", 8);
+    let spotty = f.host("b", "r1", 8);
+    let on_demand = f.create(4, |c| c.vcpus = 4);
+    f.place();
+    assert_eq!(f.instance(&on_demand).node.as_ref(), Some(&busy));
+    // Put a spot instance on b by cordoning a for a moment.
+    f.set_state(&busy, pb::NodeState::Cordoned, 0);
+    let first_spot = f.create(2, spot);
+    f.place();
+    assert_eq!(f.instance(&first_spot).node.as_ref(), Some(&spotty));
+    f.set_state(&busy, pb::NodeState::Ready, 0);
+
+    // Bin-packing alone would put the next 2 GPUs on a (4 free, the tightest); spot goes
+    // beside the other spot instead, on-demand still bin-packs.
+    let second_spot = f.create(2, spot);
+    let second_on_demand = f.create(2, |_| {});
+    f.place();
+    assert_eq!(f.instance(&second_spot).node.as_ref(), Some(&spotty));
+    assert_eq!(f.instance(&second_on_demand).node.as_ref(), Some(&busy));
+}

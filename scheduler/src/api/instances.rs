@@ -14,7 +14,7 @@ use super::{
     ApiJson, ApiQuery, ApiState, Caller, Problem, ReadOptions, created, idempotency_key, rfc3339,
 };
 use crate::catalog::{Catalog, RegionStatus};
-use crate::state::{Applied, Instance};
+use crate::state::{Applied, Instance, Market};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +41,8 @@ pub struct CreateInstanceRequest {
     /// racks.
     #[serde(default)]
     pub spread_group: Option<String>,
-    /// Spot only: seconds of notice before the instance is reclaimed (default 120).
+    /// Spot only: seconds of notice before the instance is reclaimed (default: the flavor's,
+    /// 120 unless the catalog says otherwise).
     #[serde(default)]
     pub preemption_notice_s: Option<u32>,
 }
@@ -71,6 +72,9 @@ pub struct InstanceView {
     pub node_selector: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spread_group: Option<String>,
+    /// Spot: seconds of notice it gets before it is reclaimed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preemption_notice_s: Option<u32>,
     /// Spot under notice: when it is stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub terminate_at: Option<String>,
@@ -122,6 +126,7 @@ impl InstanceView {
             pool: i.pool.clone(),
             node_selector: i.node_selector.clone(),
             spread_group: i.spread_group.clone(),
+            preemption_notice_s: (i.market == Market::Spot).then_some(i.preemption_notice_s),
             terminate_at: i.terminate_at_ms.map(rfc3339),
             nominated_node: i.nominated_node.as_ref().map(|n| n.to_string()),
             reservation: i.reservation.as_ref().map(|r| r.to_string()),
@@ -168,7 +173,7 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market
         ));
     }
     if let Some(n) = req.preemption_notice_s
-        && !(30..=3600).contains(&n)
+        && !crate::catalog::SPOT_NOTICE_RANGE.contains(&n)
     {
         return Err(Problem::unprocessable(
             "invalid-notice",
@@ -357,7 +362,7 @@ pub async fn create(
         pool: req.pool.clone().unwrap_or_default(),
         node_selector: req.node_selector.clone().into_iter().collect(),
         spread_group: req.spread_group.clone().unwrap_or_default(),
-        preemption_notice_s: req.preemption_notice_s.unwrap_or(0),
+        preemption_notice_s: req.preemption_notice_s.unwrap_or(flavor.spot_notice_s),
         reservation_id: reservation,
     };
     match s.cluster.propose(Body::CreateInstance(command)).await?? {

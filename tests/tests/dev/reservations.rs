@@ -93,8 +93,12 @@ async fn reserve_the_host_run_on_it_and_let_it_end() {
     assert_eq!(r["instances"][0], mine.as_str());
 
     // Spot borrows the capacity still held.
-    let spot = create(&fx, &["--market", "spot", "--notice", "30"]);
-    wait_state(&fx, &spot, "running").await;
+    let spot = create(&fx, &["--market", "spot"]);
+    let borrowed = wait_state(&fx, &spot, "running").await;
+    assert_eq!(
+        borrowed["preemption_notice_s"], 120,
+        "vps flavors give spot the default notice: {borrowed}"
+    );
 
     // The reservation ends: its instance goes on running on demand and the waiting work runs.
     eventually(
