@@ -62,6 +62,52 @@ string_id!(
     ReservationId,
     "reservation"
 );
+string_id!(
+    /// An AI batch job (one or more member instances): `job-` followed by 16 lowercase hex
+    /// digits.
+    JobId,
+    "job"
+);
+
+/// `prefix` followed by `digits` lowercase hex digits.
+fn parse_prefixed_hex(
+    s: &str,
+    prefix: &str,
+    digits: usize,
+    kind: &'static str,
+    reason: &'static str,
+) -> Result<String, IdError> {
+    let hex = s.strip_prefix(prefix).unwrap_or_default();
+    if hex.len() != digits
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(IdError {
+            kind,
+            value: s.to_owned(),
+            reason,
+        });
+    }
+    Ok(s.to_owned())
+}
+
+impl JobId {
+    pub fn generate() -> Self {
+        JobId(format!("job-{}", random_hex(8)))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        parse_prefixed_hex(
+            s,
+            "job-",
+            16,
+            "job",
+            "expected `job-` and 16 lowercase hex digits",
+        )
+        .map(JobId)
+    }
+}
 
 fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
@@ -145,19 +191,14 @@ impl ReservationId {
     }
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        let hex = s.strip_prefix("rsv-").unwrap_or_default();
-        if hex.len() != 16
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(IdError {
-                kind: "reservation",
-                value: s.to_owned(),
-                reason: "expected `rsv-` and 16 lowercase hex digits",
-            });
-        }
-        Ok(ReservationId(s.to_owned()))
+        parse_prefixed_hex(
+            s,
+            "rsv-",
+            16,
+            "reservation",
+            "expected `rsv-` and 16 lowercase hex digits",
+        )
+        .map(ReservationId)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod controller;
 pub mod gateway;
 pub mod placement;
+pub mod queue;
 pub mod reservation;
 pub mod server;
 pub mod sim;

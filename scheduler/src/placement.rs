@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use vmcloud_proto::pb;
-use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
+use vmcloud_proto::{AccountId, InstanceId, JobId, NodeId, ReservationId};
 
 use crate::reservation::Held;
 use crate::state::{ClusterState, Gpu, GpuRequest, Instance, Market, Node, NodeState, Usage};
@@ -141,6 +141,19 @@ impl<'s> FleetIndex<'s> {
         self.position.get(node).copied()
     }
 
+    /// Undoes [`FleetIndex::take`].
+    pub fn give_back(&self, usage: &mut [Usage], choice: &Choice, instance: &Instance) {
+        if let Some(pos) = self.position(&choice.node) {
+            let u = &mut usage[pos];
+            u.vcpus -= instance.vcpus;
+            u.memory_mib -= instance.memory_mib;
+            for g in &choice.gpus {
+                u.gpus.remove(g);
+            }
+            u.spot -= u32::from(instance.market == Market::Spot);
+        }
+    }
+
     /// Records a decision in `usage`, so later decisions of the same plan see it.
     pub fn take(&self, usage: &mut [Usage], choice: &Choice, instance: &Instance) {
         if let Some(pos) = self.position(&choice.node) {
@@ -174,6 +187,9 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
         return Plan::default();
     }
     pending.sort_by_key(|i| i.nominated_node.is_none());
+    // AI jobs wait in queues of their own, served after instances (below).
+    let jobs_waiting = pending.iter().any(|i| i.job.is_some());
+    pending.retain(|i| i.job.is_none());
 
     let index = FleetIndex::new(state);
     let mut usage = index.usage(state);
@@ -237,7 +253,78 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
             }
         }
     }
+    if jobs_waiting {
+        plan_jobs(state, &index, &mut usage, &mut plan);
+    }
     plan
+}
+
+/// Serves the AI job queues in order (see [`crate::queue`]): each job's members all at once
+/// or not at all; behind a job that cannot start, only jobs that finish before its estimated
+/// start (backfill).
+fn plan_jobs(state: &ClusterState, index: &FleetIndex<'_>, usage: &mut [Usage], plan: &mut Plan) {
+    // Per region and GPU model: the first job that could not start and when it should.
+    let mut blocked: HashMap<(&str, &str), (&JobId, Option<i64>)> = HashMap::new();
+    for gang in crate::queue::queue(state, state.pending()) {
+        let key = (gang.region, gang.model);
+        let reason = match blocked.get(&key) {
+            // A head with no estimated start (waiting cannot be told to help) blocks nobody.
+            Some((head, Some(start))) if state.now_ms + gang.runtime_ms() > *start => Err(format!(
+                "queued behind job {head}, which needs these {} GPUs first; only jobs that finish before it starts may go ahead",
+                if gang.model.is_empty() {
+                    "CPU"
+                } else {
+                    gang.model
+                }
+            )),
+            _ => place_gang(index, usage, &gang.members),
+        };
+        match reason {
+            Ok(choices) => plan.placements.extend(choices),
+            Err(reason) => {
+                if !blocked.contains_key(&key) && gang.gpus > 0 {
+                    blocked.insert(key, (&gang.spec.id, crate::queue::head_start(state, &gang)));
+                }
+                let reason = if gang.members.len() > 1 {
+                    format!(
+                        "job of {} members, all or none: {reason}",
+                        gang.members.len()
+                    )
+                } else {
+                    reason
+                };
+                for m in &gang.members {
+                    if m.pending_reason.as_deref() != Some(reason.as_str()) {
+                        plan.unplaced.push((m.id.clone(), reason.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Places every member of a job, or none (what was taken is given back).
+fn place_gang(
+    index: &FleetIndex<'_>,
+    usage: &mut [Usage],
+    members: &[&Instance],
+) -> Result<Vec<(InstanceId, Choice)>, String> {
+    let mut taken: Vec<(InstanceId, Choice)> = Vec::with_capacity(members.len());
+    for m in members {
+        match place_with(index, usage, m, None) {
+            Ok(choice) => {
+                index.take(usage, &choice, m);
+                taken.push((m.id.clone(), choice));
+            }
+            Err(reason) => {
+                for ((_, choice), m) in taken.iter().zip(members) {
+                    index.give_back(usage, choice, m);
+                }
+                return Err(reason);
+            }
+        }
+    }
+    Ok(taken)
 }
 
 /// Free slots of a reserved instance's reservation, by host position, less those taken
@@ -925,6 +1012,7 @@ mod tests {
             terminate_at_ms: None,
             nominated_node: None,
             reservation: None,
+            job: None,
             notices: Vec::new(),
         }
     }

@@ -119,6 +119,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 terminate_at_ms: None,
                 nominated_node: None,
                 reservation: None,
+                job: None,
                 notices: Vec::new(),
             };
             state.instances.insert(instance.id.clone(), instance);
@@ -144,6 +145,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
             name: "simulated".into(),
             created_at_ms: 0,
             operator: false,
+            share_weight: 1,
         },
     );
     state.reindex();

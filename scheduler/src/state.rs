@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
+use vmcloud_proto::{AccountId, InstanceId, JobId, NodeId, ReservationId};
 
 use crate::reservation::{Held, Reservation};
 
@@ -41,6 +41,10 @@ pub struct ClusterState {
     pub reservation_keys: BTreeMap<AccountId, BTreeMap<String, ReservationId>>,
     /// Index of the last applied log entry.
     pub applied_index: u64,
+    /// The proposer's clock when the last entry was proposed: "now" for pure functions of the
+    /// state (queue estimates).
+    #[serde(default)]
+    pub now_ms: i64,
     /// Grows whenever capacity may have appeared (a node registered, an instance's capacity
     /// released), so the placement controller knows when waiting instances may now fit.
     #[serde(default)]
@@ -72,6 +76,13 @@ pub struct Account {
     /// Operators run the fleet (host states, labels, pools, cluster membership).
     #[serde(default)]
     pub operator: bool,
+    /// Weight of its fair share of the AI job queues (default 1).
+    #[serde(default = "one")]
+    pub share_weight: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,6 +218,52 @@ pub struct Instance {
     /// Market reserved: the reservation it draws on.
     #[serde(default)]
     pub reservation: Option<ReservationId>,
+    /// Set when it is one member of an AI batch job.
+    #[serde(default)]
+    pub job: Option<JobSpec>,
+}
+
+/// Priority classes of AI batch jobs: a higher class is always served first.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum JobPriority {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl JobPriority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobPriority::Low => "low",
+            JobPriority::Normal => "normal",
+            JobPriority::High => "high",
+        }
+    }
+}
+
+impl From<pb::JobPriority> for JobPriority {
+    fn from(p: pb::JobPriority) -> Self {
+        match p {
+            pb::JobPriority::Low => JobPriority::Low,
+            pb::JobPriority::Normal => JobPriority::Normal,
+            pb::JobPriority::High => JobPriority::High,
+        }
+    }
+}
+
+/// What makes an instance a member of an AI batch job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub id: JobId,
+    pub priority: JobPriority,
+    pub max_runtime_s: u32,
+    /// Members of the job; they start all together or not at all.
+    pub gang_size: u32,
+    pub member: u32,
 }
 
 fn default_notice() -> u32 {
@@ -434,6 +491,7 @@ impl ClusterState {
     pub fn apply(&mut self, index: u64, command: pb::Command) -> ApplyResult {
         self.applied_index = index;
         let at = command.at_unix_ms;
+        self.now_ms = self.now_ms.max(at);
         match command.body.ok_or(Rejected::Malformed)? {
             Body::CreateAccount(c) => self.create_account(c, at),
             Body::AddApiKey(c) => self.add_api_key(c),
@@ -447,6 +505,7 @@ impl ClusterState {
             Body::ReclaimInstances(c) => self.reclaim_instances(c, at),
             Body::CreateReservation(c) => self.create_reservation(c, at),
             Body::ExpireReservations(c) => self.expire_reservations(c, at),
+            Body::CreateJob(c) => self.create_job(c, at),
         }
     }
 
@@ -462,6 +521,7 @@ impl ClusterState {
                 name: c.name,
                 created_at_ms: at,
                 operator: c.operator,
+                share_weight: 1,
             },
         );
         Ok(Applied::Done)
@@ -543,6 +603,15 @@ impl ClusterState {
             nominated_node: None,
             notices: Vec::new(),
             reservation: ReservationId::parse(&c.reservation_id).ok(),
+            job: c.job.as_ref().and_then(|j| {
+                Some(JobSpec {
+                    id: JobId::parse(&j.job_id).ok()?,
+                    priority: j.priority().into(),
+                    max_runtime_s: j.max_runtime_s,
+                    gang_size: j.gang_size.max(1),
+                    member: j.member,
+                })
+            }),
         };
         if instance.market == Market::Reserved {
             self.admit_reserved(&instance, at)?;
@@ -562,6 +631,11 @@ impl ClusterState {
     /// was computed on a snapshot, and a placement that no longer fits is dropped (the
     /// instance stays pending and is planned again).
     fn place_instances(&mut self, c: pb::PlaceInstances, at: i64) -> ApplyResult {
+        // A job's members start all together or not at all: a plan must place every waiting
+        // member, and if one no longer fits, the others are taken back.
+        let incomplete = self.incomplete_gangs(&c.placements);
+        let mut gangs: BTreeMap<JobId, Vec<InstanceId>> = BTreeMap::new();
+        let mut broken: BTreeSet<JobId> = BTreeSet::new();
         for p in c.placements {
             let (Ok(id), Ok(node_id)) =
                 (InstanceId::parse(&p.instance_id), NodeId::parse(&p.node_id))
@@ -571,6 +645,10 @@ impl ClusterState {
             let Some(instance) = self.instances.get(&id) else {
                 continue;
             };
+            let job = instance.job.as_ref().map(|j| j.id.clone());
+            if job.as_ref().is_some_and(|j| incomplete.contains(j)) {
+                continue;
+            }
             if instance.state != InstanceState::Pending {
                 continue;
             }
@@ -625,9 +703,19 @@ impl ClusterState {
                 && used.memory_mib + held.memory_mib + instance.memory_mib
                     <= node.allocatable_memory_mib();
             if !fits {
+                if let Some(j) = job {
+                    broken.insert(j);
+                }
                 continue;
             }
             let instance = self.instances.get_mut(&id).expect("checked above");
+            if let Some(spec) = &instance.job {
+                // A job member runs for at most its maximum run time.
+                let until = at + i64::from(spec.max_runtime_s) * 1000;
+                instance.terminate_at_ms = Some(until);
+                self.index.terminating.insert((until, id.clone()));
+                gangs.entry(spec.id.clone()).or_default().push(id.clone());
+            }
             instance.gpus = p.gpus;
             used.add(instance);
             self.index
@@ -647,6 +735,11 @@ impl ClusterState {
                 self.bind_slot(&instance, &node_id);
             }
         }
+        for job in &broken {
+            for id in gangs.remove(job).unwrap_or_default() {
+                self.unplace(&id);
+            }
+        }
         for u in c.unplaced {
             let Ok(id) = InstanceId::parse(&u.instance_id) else {
                 continue;
@@ -659,6 +752,103 @@ impl ClusterState {
         }
         self.preempt(c.preemptions, at);
         Ok(Applied::Done)
+    }
+
+    /// Jobs with members in `placements` whose waiting members are not all there.
+    fn incomplete_gangs(&self, placements: &[pb::Placement]) -> BTreeSet<JobId> {
+        let mut planned: BTreeMap<&JobId, usize> = BTreeMap::new();
+        for p in placements {
+            let job = InstanceId::parse(&p.instance_id)
+                .ok()
+                .and_then(|id| self.instances.get(&id)?.job.as_ref());
+            if let Some(j) = job {
+                *planned.entry(&j.id).or_default() += 1;
+            }
+        }
+        if planned.is_empty() {
+            return BTreeSet::new();
+        }
+        let mut waiting: BTreeMap<&JobId, usize> = BTreeMap::new();
+        for i in self.pending() {
+            if let Some(j) = i.job.as_ref().filter(|j| planned.contains_key(&j.id)) {
+                *waiting.entry(&j.id).or_default() += 1;
+            }
+        }
+        planned
+            .into_iter()
+            .filter(|(j, n)| waiting.get(j) != Some(n))
+            .map(|(j, _)| j.clone())
+            .collect()
+    }
+
+    /// Takes back a placement made earlier in the same command (a gang that did not fit
+    /// whole): the instance is pending again and holds nothing.
+    fn unplace(&mut self, id: &InstanceId) {
+        let Some(instance) = self.instances.get_mut(id) else {
+            return;
+        };
+        if let Some(u) = instance
+            .node
+            .as_ref()
+            .and_then(|n| self.index.usage.get_mut(n))
+        {
+            u.remove(instance);
+        }
+        if let Some(d) = instance.terminate_at_ms.take() {
+            self.index.terminating.remove(&(d, id.clone()));
+        }
+        instance.gpus.clear();
+        instance.node = None;
+        instance.placed_at_ms = None;
+        instance.state = InstanceState::Pending;
+        instance.pending_reason =
+            Some("another member of its job no longer fits; planned again".into());
+        self.index
+            .pending
+            .insert((instance.created_at_ms, id.clone()));
+    }
+
+    /// Creates every member of an AI batch job at once.
+    fn create_job(&mut self, c: pb::CreateJob, at: i64) -> ApplyResult {
+        let first = c
+            .members
+            .first()
+            .ok_or_else(|| Rejected::Invalid("a job has at least one member".into()))?;
+        let key = (first.account_id.clone(), first.idempotency_key.clone());
+        if !key.1.is_empty()
+            && let Ok(account) = AccountId::parse(&key.0)
+            && let Some(i) = self
+                .idempotency
+                .get(&account)
+                .and_then(|keys| keys.get(&key.1))
+                .and_then(|id| self.instances.get(id))
+        {
+            return Ok(Applied::Instance(Box::new(i.clone())));
+        }
+        let valid = c.members.iter().all(|m| {
+            m.job.is_some()
+                && m.market() == pb::Market::OnDemand
+                && m.account_id == key.0
+                && InstanceId::parse(&m.instance_id)
+                    .is_ok_and(|id| !self.instances.contains_key(&id))
+        });
+        if !valid {
+            return Err(Rejected::Invalid(
+                "job members are new on-demand instances of one account".into(),
+            ));
+        }
+        let mut first_created = None;
+        for (n, mut m) in c.members.into_iter().enumerate() {
+            if n > 0 {
+                m.idempotency_key.clear();
+            }
+            if let Applied::Instance(i) = self.create_instance(m, at)? {
+                first_created.get_or_insert(i);
+            }
+        }
+        Ok(Applied::Instance(
+            first_created.expect("one member at least"),
+        ))
     }
 
     /// Gives spot instances their notice so that waiting workloads can take their capacity;
@@ -729,8 +919,17 @@ impl ClusterState {
             {
                 continue;
             }
-            instance.status_message = Some("reclaimed: its spot capacity was needed".into());
-            instance.notify(at, "reclaimed: stopped at the end of its notice".into());
+            if let Some(job) = &instance.job {
+                let message = format!(
+                    "stopped: job {} reached its maximum run time ({} s)",
+                    job.id, job.max_runtime_s
+                );
+                instance.status_message = Some(message.clone());
+                instance.notify(at, message);
+            } else {
+                instance.status_message = Some("reclaimed: its spot capacity was needed".into());
+                instance.notify(at, "reclaimed: stopped at the end of its notice".into());
+            }
             Self::begin_delete(&mut self.nodes, instance);
         }
         Ok(Applied::Done)
@@ -1056,10 +1255,10 @@ impl ClusterState {
 
     /// Hosts where spot instances given notice still hold capacity.
     pub fn reclaiming_nodes(&self) -> impl Iterator<Item = &NodeId> {
-        self.index
-            .terminating
-            .iter()
-            .filter_map(|(_, id)| self.instances.get(id)?.node.as_ref())
+        self.index.terminating.iter().filter_map(|(_, id)| {
+            let i = self.instances.get(id)?;
+            (i.market == Market::Spot).then_some(i.node.as_ref()?)
+        })
     }
 
     /// Pending instances, oldest first.

@@ -2,5 +2,6 @@
 
 mod fleet;
 mod host_events;
+mod jobs;
 mod placement_invariants;
 mod reservations;

@@ -7,7 +7,8 @@
 //! host that is not ready; reserved capacity is backed (non-spot work plus what is held fits
 //! every host, so evicting spot always frees a slot) and a reserved instance with a free slot
 //! on a ready host without spot work is placed at once; only spot instances are preempted,
-//! and only once their notice has run out; a plan never stops anything by itself. And every
+//! and only once their notice has run out (jobs only at their maximum run time); a job's
+//! members are all placed or all waiting; a plan never stops anything by itself. And every
 //! placement the planner proposes is accepted by apply (planner and verifier agree).
 //!
 //! proptest prints the minimal failing case and keeps it in the `.proptest-regressions` file
@@ -49,6 +50,13 @@ enum Event {
     },
     /// A reserved instance drawing on the n-th reservation (modulo).
     CreateReserved(usize),
+    /// An AI job: members, GPUs of each (model index, count), max run time s, priority.
+    Job {
+        members: u32,
+        gpu: Option<(usize, u32)>,
+        runtime_s: u32,
+        priority: i32,
+    },
     /// Delete the n-th instance (modulo), and its VM goes.
     Delete(usize),
     /// Plan and apply.
@@ -76,6 +84,8 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (1u32..8, 256u64..8192, prop::option::of((0usize..2, 1u32..5)), 1u32..4, 10u32..600)
             .prop_map(|(vcpus, memory_mib, gpu, count, secs)| Event::Reserve { vcpus, memory_mib, gpu, count, secs }),
         2 => any::<usize>().prop_map(Event::CreateReserved),
+        2 => (1u32..4, prop::option::of((0usize..2, 1u32..5)), 10u32..400, 0i32..3)
+            .prop_map(|(members, gpu, runtime_s, priority)| Event::Job { members, gpu, runtime_s, priority }),
         1 => any::<usize>().prop_map(Event::Delete),
         3 => Just(Event::Place),
         1 => (any::<usize>(), prop_oneof![4 => Just(0usize), 1 => 1usize..5]).prop_map(|(n, s)| Event::HostState(n, s)),
@@ -152,6 +162,28 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
             used.memory_mib <= node.allocatable_memory_mib(),
             "{} over its memory",
             node.id
+        );
+    }
+    // A job's members start together: never some placed while others wait.
+    let mut gangs: std::collections::HashMap<&vmcloud_proto::JobId, (usize, usize)> =
+        Default::default();
+    for i in state.instances.values() {
+        if let Some(j) = &i.job {
+            let g = gangs.entry(&j.id).or_default();
+            if i.state == InstanceState::Pending {
+                g.0 += 1
+            } else {
+                g.1 += 1
+            }
+        }
+    }
+    for (job, (waiting, started)) in gangs {
+        prop_assert!(
+            waiting == 0 || started == 0,
+            "job {} half started: {} waiting, {} started",
+            job,
+            waiting,
+            started
         );
     }
     if let Err(e) = state.check_reservations_backed() {
@@ -247,6 +279,22 @@ proptest! {
                         }));
                     }
                 }
+                Event::Job { members, gpu, runtime_s, priority } => {
+                    let job = vmcloud_proto::JobId::generate().to_string();
+                    w.apply(Body::CreateJob(pb::CreateJob {
+                        members: (0..members).map(|n| pb::CreateInstance {
+                            instance_id: InstanceId::generate().to_string(),
+                            account_id: "acct-p".into(),
+                            region: "par".into(),
+                            vcpus: 2,
+                            memory_mib: 1024,
+                            gpu_model: gpu.map(|(m, _)| MODELS[m].to_owned()).unwrap_or_default(),
+                            gpu_count: gpu.map_or(0, |(_, c)| c),
+                            job: Some(pb::JobSpec { job_id: job.clone(), priority, max_runtime_s: runtime_s, gang_size: members, member: n }),
+                            ..Default::default()
+                        }).collect(),
+                    }));
+                }
                 Event::Delete(n) => {
                     let ids: Vec<_> = w.state.instances.values().map(|i| (i.id.clone(), i.node.clone())).collect();
                     if !ids.is_empty() {
@@ -315,7 +363,7 @@ proptest! {
                     }));
                     for id in w.deleting().difference(&before) {
                         let i = &w.state.instances[id];
-                        prop_assert_eq!(i.market, Market::Spot);
+                        prop_assert!(i.market == Market::Spot || i.job.is_some(), "{} stopped though neither spot nor a job", id);
                         prop_assert!(i.terminate_at_ms.is_some_and(|t| t <= w.at), "{} reclaimed before its notice ran out", id);
                     }
                     // Agents remove what is being deleted.

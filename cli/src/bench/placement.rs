@@ -94,6 +94,7 @@ pub(super) fn request(
         terminate_at_ms: None,
         nominated_node: None,
         reservation: None,
+        job: None,
         notices: Vec::new(),
     }
 }

@@ -364,6 +364,7 @@ pub async fn create(
         spread_group: req.spread_group.clone().unwrap_or_default(),
         preemption_notice_s: req.preemption_notice_s.unwrap_or(flavor.spot_notice_s),
         reservation_id: reservation,
+        job: None,
     };
     match s.cluster.propose(Body::CreateInstance(command)).await?? {
         Applied::Instance(instance) => Ok(created(
