@@ -7,6 +7,7 @@ mod client;
 mod data_dir;
 mod dev;
 mod dev_pki;
+mod job_cmd;
 mod node_cmd;
 mod profile;
 mod reservation_cmd;
@@ -52,6 +53,13 @@ enum Command {
         client: client::ClientArgs,
         #[command(subcommand)]
         command: client::InstanceCommand,
+    },
+    /// AI batch jobs: submit, list (queue position, estimated start), get, cancel.
+    Job {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: job_cmd::JobCommand,
     },
     /// Capacity held for your account, drawn on by reserved instances.
     Reservation {
@@ -162,6 +170,7 @@ fn main() -> ExitCode {
         Command::Instance { .. }
         | Command::Node { .. }
         | Command::Reservation { .. }
+        | Command::Job { .. }
         | Command::Bench { .. }
         | Command::Sim { .. } => "warn",
     };
@@ -199,6 +208,7 @@ fn main() -> ExitCode {
             } => client::cluster_leave(client, id).await,
             Command::Instance { client, command } => client::run(client, command).await,
             Command::Node { client, command } => node_cmd::run(client, command).await,
+            Command::Job { client, command } => job_cmd::run(client, command).await,
             Command::Reservation { client, command } => reservation_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },

@@ -6,6 +6,7 @@
 
 mod cluster;
 mod instances;
+mod jobs;
 mod nodes;
 pub mod problem;
 pub(crate) mod reservations;
@@ -56,6 +57,8 @@ pub fn router(state: ApiState) -> Router {
             get(reservations::list).post(reservations::create),
         )
         .route("/v1/reservations/{id}", get(reservations::get))
+        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{id}", get(nodes::get).patch(nodes::patch))
         .route("/v1/cluster", get(cluster::status))

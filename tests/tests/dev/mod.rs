@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod host_events;
+mod jobs;
 mod lifecycle;
 mod reservations;
 mod restart;
