@@ -152,18 +152,7 @@ pub struct InstanceList {
 fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market, Problem> {
     check_region(catalog, &req.region)?;
     check_flavor(catalog, &req.flavor)?;
-    let choices = |names: Vec<&str>| names.join(", ");
-    if !catalog.images.contains_key(&req.image) {
-        return Err(Problem::unprocessable(
-            "unknown-image",
-            "Unknown image",
-            format!(
-                "image `{}` does not exist; choose one of: {}",
-                req.image,
-                choices(catalog.images.keys().map(String::as_str).collect())
-            ),
-        ));
-    }
+    check_image(catalog, &req.image)?;
     let market = parse_market(req.market.as_deref())?;
     if req.preemption_notice_s.is_some() && market != pb::Market::Spot {
         return Err(Problem::unprocessable(
@@ -263,6 +252,22 @@ pub(crate) fn check_region(catalog: &Catalog, region: &str) -> Result<(), Proble
         Some(_) => {}
     }
     Ok(())
+}
+
+/// The image must exist; the error lists them.
+pub(crate) fn check_image(catalog: &Catalog, image: &str) -> Result<(), Problem> {
+    if catalog.images.contains_key(image) {
+        return Ok(());
+    }
+    let names: Vec<&str> = catalog.images.keys().map(String::as_str).collect();
+    Err(Problem::unprocessable(
+        "unknown-image",
+        "Unknown image",
+        format!(
+            "image `{image}` does not exist; choose one of: {}",
+            names.join(", ")
+        ),
+    ))
 }
 
 /// The flavor must exist; the error lists them.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{AccountId, InstanceId, JobId};
 
-use super::instances::{check_flavor, check_region};
+use super::instances::{check_flavor, check_image, check_region};
 use super::{
     ApiJson, ApiQuery, ApiState, Caller, Problem, ReadOptions, created, idempotency_key, rfc3339,
 };
@@ -112,22 +112,7 @@ pub struct JobList {
 fn validate(s: &ApiState, req: &SubmitJobRequest) -> Result<(JobPriority, u32), Problem> {
     check_region(&s.catalog, &req.region)?;
     check_flavor(&s.catalog, &req.flavor)?;
-    if !s.catalog.images.contains_key(&req.image) {
-        return Err(Problem::unprocessable(
-            "unknown-image",
-            "Unknown image",
-            format!(
-                "image `{}` does not exist; choose one of: {}",
-                req.image,
-                s.catalog
-                    .images
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
+    check_image(&s.catalog, &req.image)?;
     if !(60..=MAX_RUNTIME_S).contains(&req.max_runtime_s) {
         return Err(Problem::unprocessable(
             "invalid-runtime",
