@@ -2,6 +2,7 @@
 //! voter, redb), one agent on libvirt's `test:///default` driver connected over QUIC with
 //! mutual TLS, and the HTTP API — with defaults that need no configuration.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -143,7 +144,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     };
     let exe = cli_name();
-    println!(
+    // Written, not `println!`ed: a closed stdout (`vmcloud dev | head`) must not stop the fleet.
+    let _ = writeln!(
+        std::io::stdout(),
         "VMCloud dev fleet is running (vmcloud {}, git {})\n\
          \n  API          {api}\n  \
          agent API    http://{agent_api}  (node {node} in {region}, hypervisor {hv})\n  \

@@ -112,10 +112,10 @@ impl DevFleet {
         let (tx, rx) = mpsc::channel();
         let out_pipe = child.stdout.take().expect("piped stdout");
         std::thread::spawn(move || {
+            // Keep reading after the banner has been seen (the receiver is gone then): a
+            // closed pipe would make the process's next write to stdout fail.
             for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
+                let _ = tx.send(line);
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -180,10 +180,32 @@ impl DevFleet {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The last `n` lines the process has logged, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Sends SIGINT (Ctrl-C) and waits for the process to exit.
     pub fn stop(mut self) -> ExitStatus {
         kill(self.pid(), Signal::SIGINT).expect("signal the process");
         self.wait(Duration::from_secs(15))
+    }
+
+    /// Sends SIGINT and checks the process exits 0; if not, fails with its exit status and
+    /// the end of its log.
+    pub fn stop_cleanly(self) {
+        let stderr = self.stderr.clone();
+        let status = self.stop();
+        if !status.success() {
+            let logs = stderr.lock().unwrap().clone();
+            let lines: Vec<&str> = logs.lines().collect();
+            panic!(
+                "vmcloud dev exited with {status} on Ctrl-C; the end of its log:\n{}",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
     }
 
     /// `kill -9`.
@@ -221,6 +243,14 @@ impl DevFleet {
 
 impl Drop for DevFleet {
     fn drop(&mut self) {
+        // A failing test shows what the process said.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- the end of vmcloud dev's log ({}) ---\n{}",
+                self.data_dir.display(),
+                self.log_tail(60)
+            );
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

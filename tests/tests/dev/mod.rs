@@ -97,8 +97,9 @@ pub fn cli_json(fx: &Fixture, args: &[&str]) -> Value {
     let out = fx.fleet.cli(&all);
     assert!(
         out.status.success(),
-        "vmcloud {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "vmcloud {args:?} failed: {}\nlast lines of vmcloud dev's log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        fx.fleet.log_tail(40)
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -54,11 +54,7 @@ async fn state_survives_restart_and_data_dir_is_locked() {
 
     // Ctrl-C stops cleanly.
     let token = fleet.token.clone();
-    let status = fleet.stop();
-    assert!(
-        status.success(),
-        "vmcloud dev exits 0 on Ctrl-C, got {status}"
-    );
+    fleet.stop_cleanly();
 
     // Started again: the instance is still there, the API key still works, and the agent
     // (whose test-driver VMs went with the old process) runs it again.
@@ -89,7 +85,7 @@ async fn state_survives_restart_and_data_dir_is_locked() {
         instance_state(&fleet, &id).await.as_deref(),
         Some("running")
     );
-    assert!(fleet.stop().success());
+    fleet.stop_cleanly();
 }
 
 #[tokio::test]
@@ -108,7 +104,7 @@ async fn a_corrupt_log_is_refused_with_what_to_do() {
         "par",
     ]);
     let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    assert!(fleet.stop().success());
+    fleet.stop_cleanly();
 
     // Flip a byte in every copy of the instance id in the Raft log.
     let log = data.join("scheduler/raft.redb");
