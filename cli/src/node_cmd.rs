@@ -160,7 +160,23 @@ fn print_node(n: &Value) {
                 s(g, "model"),
                 g["numa_node"],
                 g["nvlink_group"],
-                if g["bound"] == true { " (bound)" } else { "" }
+                if g["mig"] == true {
+                    let slices: Vec<&str> = g["mig_slices"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str())
+                        .collect();
+                    if slices.is_empty() {
+                        " MIG (no slices bound)".to_owned()
+                    } else {
+                        format!(" MIG slices {}", slices.join(" "))
+                    }
+                } else if g["bound"] == true {
+                    " (bound)".to_owned()
+                } else {
+                    String::new()
+                }
             ),
         ));
     }

@@ -61,6 +61,9 @@ fn default_spot_notice() -> u32 {
 pub struct GpuSpec {
     pub model: String,
     pub count: u32,
+    /// A MIG profile ("1g.10gb"): one slice of a GPU in MIG mode instead of whole GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,6 +134,30 @@ impl Catalog {
                 }
                 if gpu.model.is_empty() {
                     return err(format!("flavors.{name}.gpu.model"), "must not be empty");
+                }
+                if let Some(profile) = &gpu.mig {
+                    if !crate::mig::capable(&gpu.model) {
+                        return err(
+                            format!("flavors.{name}.gpu.mig"),
+                            &format!(
+                                "{} has no MIG; MIG profiles exist on {}",
+                                gpu.model,
+                                crate::mig::MIG_MODELS.join(", ")
+                            ),
+                        );
+                    }
+                    if !crate::mig::is_profile_name(profile) {
+                        return err(
+                            format!("flavors.{name}.gpu.mig"),
+                            "a MIG profile is named `<compute>g.<memory>gb` with 1, 2, 3, 4 or 7 compute slices, e.g. `1g.10gb`",
+                        );
+                    }
+                    if gpu.count != 1 {
+                        return err(
+                            format!("flavors.{name}.gpu.count"),
+                            "must be 1 with a MIG profile (one slice per instance)",
+                        );
+                    }
                 }
             }
         }
@@ -217,6 +244,18 @@ mod tests {
             (
                 "[regions.par]\nname='P'\nstatus='active'\n[flavors.x]\nvcpus=1\nmemory_mib=512\ndisk_gib=1\nspot_notice_s=5\n[images]\n",
                 "flavors.x.spot_notice_s",
+            ),
+            (
+                "[regions.par]\nname='P'\nstatus='active'\n[flavors.x]\nvcpus=1\nmemory_mib=512\ndisk_gib=1\ngpu={model='L40S',count=1,mig='1g.6gb'}\n[images]\n",
+                "flavors.x.gpu.mig",
+            ),
+            (
+                "[regions.par]\nname='P'\nstatus='active'\n[flavors.x]\nvcpus=1\nmemory_mib=512\ndisk_gib=1\ngpu={model='H100',count=1,mig='5g.50gb'}\n[images]\n",
+                "flavors.x.gpu.mig",
+            ),
+            (
+                "[regions.par]\nname='P'\nstatus='active'\n[flavors.x]\nvcpus=1\nmemory_mib=512\ndisk_gib=1\ngpu={model='H100',count=2,mig='1g.10gb'}\n[images]\n",
+                "flavors.x.gpu.count",
             ),
         ];
         for (text, key) in cases {

@@ -1,7 +1,7 @@
 //! The VMCloud scheduler.
 //!
 //! - [`state`]: the replicated cluster state and `apply`, its only writer;
-//! - [`placement`]: the pure placement function; [`controller`]: the loop that runs it on the
+//! - [`placement`]: the pure placement function ([`mig`]: GPU slices); [`controller`]: the loop that runs it on the
 //!   leader and proposes plans;
 //! - [`gateway`]: the QUIC server agents connect to (desired configs out, status in);
 //! - [`api`]: the HTTP API; [`auth`]: API keys; [`catalog`]: regions, flavors, images;
@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod controller;
 pub mod gateway;
+pub mod mig;
 pub mod placement;
 pub mod queue;
 pub mod reservation;

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use vmcloud_proto::pb;
 use vmcloud_proto::{AccountId, InstanceId, JobId, NodeId, ReservationId};
 
+use crate::mig;
 use crate::reservation::Held;
 use crate::state::{ClusterState, Gpu, GpuRequest, Instance, Market, Node, NodeState, Usage};
 
@@ -90,7 +91,8 @@ pub struct FleetIndex<'s> {
     position: HashMap<&'s NodeId, usize>,
     by_region: HashMap<&'s str, Vec<usize>>,
     by_region_model: HashMap<(&'s str, &'s str), Vec<usize>>,
-    /// Whether all of a host's GPUs are one model (then its free count is arithmetic).
+    /// Whether all of a host's GPUs are one model and none is in MIG mode (then its free count
+    /// is arithmetic).
     single_model: Vec<bool>,
     /// Whether a host is ready and in no pool: the common case, checked without touching the
     /// host's record.
@@ -107,7 +109,7 @@ impl<'s> FleetIndex<'s> {
             by_region.entry(node.region.as_str()).or_default().push(pos);
             let mut models: Vec<&str> = node.gpus.iter().map(|g| g.model.as_str()).collect();
             models.dedup();
-            single_model.push(models.len() <= 1);
+            single_model.push(models.len() <= 1 && node.gpus.iter().all(|g| !g.mig));
             models.sort_unstable();
             models.dedup();
             for model in models {
@@ -148,7 +150,7 @@ impl<'s> FleetIndex<'s> {
             u.vcpus -= instance.vcpus;
             u.memory_mib -= instance.memory_mib;
             for g in &choice.gpus {
-                u.gpus.remove(g);
+                u.unbind(g);
             }
             u.spot -= u32::from(instance.market == Market::Spot);
         }
@@ -160,7 +162,9 @@ impl<'s> FleetIndex<'s> {
             let u = &mut usage[pos];
             u.vcpus += instance.vcpus;
             u.memory_mib += instance.memory_mib;
-            u.gpus.extend(choice.gpus.iter().cloned());
+            for g in &choice.gpus {
+                u.bind(g);
+            }
             u.spot += u32::from(instance.market == Market::Spot);
             if instance.market == Market::Reserved {
                 // It took one of the slots held here.
@@ -379,8 +383,8 @@ fn place_reserved(
         let gpus = match &instance.gpu {
             _ if !fits_cpu_mem(node, u, instance, &held) => None,
             None => Some(Vec::new()),
-            Some(req) if leaves_held_gpus(node, u, req.count as usize, &held) => {
-                pick_gpus(node, u, &req.model, req.count as usize).map(|(g, _)| g)
+            Some(req) if leaves_held_gpus(node, u, req, &held) => {
+                pick_for(node, u, req).map(|(g, _)| g)
             }
             Some(_) => None,
         };
@@ -521,15 +525,14 @@ fn find_preemption(
         let fits = |u: &Usage| {
             fits_cpu_mem(node, u, instance, &held)
                 && instance.gpu.as_ref().is_none_or(|req| {
-                    leaves_held_gpus(node, u, req.count as usize, &held)
-                        && pick_gpus(node, u, &req.model, req.count as usize).is_some()
+                    leaves_held_gpus(node, u, req, &held) && pick_for(node, u, req).is_some()
                 })
         };
         let without = |u: &mut Usage, v: &Instance| {
             u.vcpus = u.vcpus.saturating_sub(v.vcpus);
             u.memory_mib = u.memory_mib.saturating_sub(v.memory_mib);
             for g in &v.gpus {
-                u.gpus.remove(g);
+                u.unbind(g);
             }
         };
         // The cost of a set: how many instances, then GPUs, then vCPUs it stops.
@@ -598,7 +601,7 @@ pub fn pick_gpus(
     let free: Vec<&Gpu> = node
         .gpus
         .iter()
-        .filter(|g| g.model == model && !used.gpus.contains(&g.pci_address))
+        .filter(|g| g.model == model && !g.mig && !used.gpus.contains(&g.pci_address))
         .collect();
     if free.len() < count {
         return None;
@@ -638,9 +641,70 @@ fn fits_cpu_mem(node: &Node, used: &Usage, instance: &Instance, held: &Held) -> 
         && used.memory_mib + held.memory_mib + instance.memory_mib <= node.allocatable_memory_mib()
 }
 
-/// Whether binding `count` more GPUs on `node` leaves the `held` ones free.
-fn leaves_held_gpus(node: &Node, used: &Usage, count: usize, held: &Held) -> bool {
-    node.gpus.len().saturating_sub(used.gpus.len() + count) >= held.gpus as usize
+/// Whether `instance`'s vCPUs and memory fit on `node` beside `used` and `held`; if not,
+/// counts the host as `full`, or as `reserved` when only the held capacity is in the way.
+fn has_room(
+    node: &Node,
+    used: &Usage,
+    instance: &Instance,
+    held: &Held,
+    full: &mut usize,
+    reserved: &mut usize,
+) -> bool {
+    if fits_cpu_mem(node, used, instance, held) {
+        return true;
+    }
+    if fits_cpu_mem(node, used, instance, &Held::default()) {
+        *reserved += 1;
+    } else {
+        *full += 1;
+    }
+    false
+}
+
+/// Whether binding what `req` asks on `node` leaves the `held` GPUs free (a MIG slice takes
+/// no whole GPU).
+fn leaves_held_gpus(node: &Node, used: &Usage, req: &GpuRequest, held: &Held) -> bool {
+    let count = if req.mig_profile.is_some() {
+        0
+    } else {
+        req.count as usize
+    };
+    node.whole_gpus().saturating_sub(used.gpus.len() + count) >= held.gpus as usize
+}
+
+/// The GPUs (or MIG slice) `req` would get on `node`, and whether they are local.
+fn pick_for(node: &Node, used: &Usage, req: &GpuRequest) -> Option<(Vec<String>, bool)> {
+    match &req.mig_profile {
+        Some(profile) => pick_slice(node, used, &req.model, profile).map(|(s, _)| (vec![s], true)),
+        None => pick_gpus(node, used, &req.model, req.count as usize),
+    }
+}
+
+/// A MIG slice of `profile` on one of `node`'s GPUs of `model` in MIG mode: on the GPU that
+/// keeps the fewest compute slices free afterwards (bin-packing keeps other GPUs whole for big
+/// profiles), at the first allowed position. Returns the slice's name and the compute slices
+/// left free on that GPU.
+pub fn pick_slice(node: &Node, used: &Usage, model: &str, profile: &str) -> Option<(String, u8)> {
+    let mut best: Option<(u8, String)> = None;
+    for gpu in node.gpus.iter().filter(|g| g.mig && g.model == model) {
+        let Some(p) = mig::profile(&gpu.model, gpu.memory_mib, profile) else {
+            continue;
+        };
+        let bound = mig::slices_on(&used.slices, &gpu.pci_address);
+        let Some(layout) = mig::Layout::of(&gpu.model, gpu.memory_mib, &gpu.pci_address, bound)
+        else {
+            continue;
+        };
+        let Some(start) = layout.first_fit(&p) else {
+            continue;
+        };
+        let left = layout.free_compute() - p.compute;
+        if best.as_ref().is_none_or(|(l, _)| left < *l) {
+            best = Some((left, mig::slice_name(&gpu.pci_address, profile, start)));
+        }
+    }
+    best.map(|(left, name)| (name, left))
 }
 
 /// Why a host is out for an instance before its capacity is looked at.
@@ -751,6 +815,9 @@ pub fn place_with(
         return Err(format!("no host in region {} yet", instance.region));
     };
     match &instance.gpu {
+        Some(req) if req.mig_profile.is_some() => {
+            place_mig(index, hosts.len(), usage, instance, req, spread)
+        }
         Some(req) => place_gpu(index, hosts.len(), usage, instance, req, spread),
         None => place_cpu(index, hosts, usage, instance, spread),
     }
@@ -813,7 +880,7 @@ fn place_gpu(
         } else {
             node.gpus
                 .iter()
-                .filter(|g| g.model == req.model && !u.gpus.contains(&g.pci_address))
+                .filter(|g| g.model == req.model && !g.mig && !u.gpus.contains(&g.pci_address))
                 .count()
         };
         if free < count {
@@ -821,15 +888,10 @@ fn place_gpu(
             continue;
         }
         let held = u.held.against(instance, false);
-        if !fits_cpu_mem(node, u, instance, &held) {
-            if fits_cpu_mem(node, u, instance, &Held::default()) {
-                reserved += 1;
-            } else {
-                full += 1;
-            }
+        if !has_room(node, u, instance, &held, &mut full, &mut reserved) {
             continue;
         }
-        if !leaves_held_gpus(node, u, count, &held) {
+        if !leaves_held_gpus(node, u, req, &held) {
             reserved += 1;
             continue;
         }
@@ -875,6 +937,73 @@ fn place_gpu(
     })
 }
 
+/// Decides a MIG slice: hosts with a GPU of the model in MIG mode and room for the profile;
+/// spread and spot scoring as for whole GPUs, then the GPU left with the fewest free compute
+/// slices (partly used GPUs fill up first), then node id order.
+fn place_mig(
+    index: &FleetIndex<'_>,
+    in_region: usize,
+    usage: &[Usage],
+    instance: &Instance,
+    req: &GpuRequest,
+    spread: Option<&Spread>,
+) -> Result<Choice, String> {
+    let profile = req.mig_profile.as_deref().unwrap_or_default();
+    let empty = Vec::new();
+    let with_model = index
+        .by_region_model
+        .get(&(instance.region.as_str(), req.model.as_str()))
+        .unwrap_or(&empty);
+    let (mut no_mig, mut no_room, mut full, mut reserved) = (0, 0, 0, 0);
+    let mut skipped = Skipped::default();
+    let mut best: Option<((u32, bool, u8, usize), String)> = None;
+    for &pos in with_model {
+        let node = index.hosts[pos];
+        if let Err(skip) = host_filter_at(index, pos, instance, spread) {
+            skipped.count(skip);
+            continue;
+        }
+        if !node.gpus.iter().any(|g| g.mig && g.model == req.model) {
+            no_mig += 1;
+            continue;
+        }
+        let u = &usage[pos];
+        let held = u.held.against(instance, false);
+        if !has_room(node, u, instance, &held, &mut full, &mut reserved) {
+            continue;
+        }
+        let Some((slice, left)) = pick_slice(node, u, &req.model, profile) else {
+            no_room += 1;
+            continue;
+        };
+        let key = (
+            rack_load(spread, node),
+            !easy_to_reclaim(instance, u),
+            left,
+            pos,
+        );
+        if best.as_ref().is_none_or(|(b, _)| key < *b) {
+            best = Some((key, slice));
+        }
+    }
+    best.map(|((.., pos), slice)| Choice {
+        node: index.hosts[pos].id.clone(),
+        gpus: vec![slice],
+    })
+    .ok_or_else(|| {
+        format!(
+            "no host in {} with a free {} MIG slice {profile}: {} hosts, {} without {}, {no_mig} without one in MIG mode, {no_room} with no room for the slice, {full} without the vCPUs or memory{}{}",
+            instance.region,
+            req.model,
+            in_region,
+            in_region - with_model.len(),
+            req.model,
+            held_note(reserved),
+            skipped.explain(instance, spread)
+        )
+    })
+}
+
 fn place_cpu(
     index: &FleetIndex<'_>,
     hosts: &[usize],
@@ -894,12 +1023,8 @@ fn place_cpu(
             continue;
         }
         let u = &usage[pos];
-        if !fits_cpu_mem(node, u, instance, &u.held.against(instance, false)) {
-            if fits_cpu_mem(node, u, instance, &Held::default()) {
-                reserved += 1;
-            } else {
-                full += 1;
-            }
+        let held = u.held.against(instance, false);
+        if !has_room(node, u, instance, &held, &mut full, &mut reserved) {
             continue;
         }
         let free_mem = node.allocatable_memory_mib().saturating_sub(u.memory_mib);
@@ -969,6 +1094,7 @@ mod tests {
                 pci_address: format!("0000:{:02x}:00.0", i + 1),
                 numa_node: i / (n / 2).max(1),
                 nvlink_group: i.checked_div(group).map_or(0, |g| g + 1),
+                mig: false,
             })
             .collect();
         node
@@ -979,7 +1105,15 @@ mod tests {
         i.gpu = Some(GpuRequest {
             model: model.into(),
             count,
+            mig_profile: None,
         });
+        i
+    }
+
+    fn mig_pending(profile: &str, at: i64) -> Instance {
+        let mut i = gpu_pending("H100", 1, at);
+        i.vcpus = 2;
+        i.gpu.as_mut().unwrap().mig_profile = Some(profile.into());
         i
     }
 
@@ -1092,6 +1226,7 @@ mod tests {
         i.gpu = Some(crate::state::GpuRequest {
             model: "H100".into(),
             count: 1,
+            mig_profile: None,
         });
         let s = state(vec![node("a", "par", 2, 4)], vec![i]);
         let plan = plan_pending(&s, true);
@@ -1131,6 +1266,92 @@ mod tests {
             four.gpus.iter().all(|g| !pair.gpus.contains(g)),
             "no GPU bound twice"
         );
+    }
+
+    #[test]
+    fn mig_slices_pack_onto_mig_gpus_and_whole_requests_avoid_them() {
+        // Host m: 4 H100, the first two in MIG mode.
+        let mut m = gpu_node("m", "H100", 4, 0);
+        m.gpus[0].mig = true;
+        m.gpus[1].mig = true;
+        let s = state(
+            vec![m],
+            vec![
+                mig_pending("3g.40gb", 1),
+                mig_pending("1g.10gb", 2),
+                mig_pending("7g.80gb", 3),
+                mig_pending("3g.40gb", 4),
+                gpu_pending("H100", 3, 5),
+                gpu_pending("H100", 2, 6),
+            ],
+        );
+        let plan = plan_pending(&s, true);
+        let bound: Vec<&str> = plan
+            .placements
+            .iter()
+            .flat_map(|(_, c)| c.gpus.iter().map(String::as_str))
+            .collect();
+        // The 3g and the 1g share GPU 1 (the 1g packs beside the 3g, at the first free
+        // position); the 7g takes GPU 2 whole; the second 3g finds no room; the whole-GPU
+        // requests see only the two GPUs outside MIG mode.
+        assert_eq!(
+            bound,
+            [
+                "0000:01:00.0/3g.40gb@0",
+                "0000:01:00.0/1g.10gb@4",
+                "0000:02:00.0/7g.80gb@0",
+                "0000:03:00.0",
+                "0000:04:00.0",
+            ]
+        );
+        let reasons: Vec<&str> = plan.unplaced.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "no host in par with a free H100 MIG slice 3g.40gb: 1 hosts, 0 without H100, 0 without one in MIG mode, 1 with no room for the slice, 0 without the vCPUs or memory",
+                "no host in par with 3×H100 free: 1 hosts, 0 without H100, 1 with too few free, 0 without the vCPUs or memory",
+            ]
+        );
+        // Apply agrees, and the layout shows on the state.
+        let mut applied = s.clone();
+        applied
+            .apply(
+                1,
+                pb::Command {
+                    at_unix_ms: 10,
+                    body: Some(pb::command::Body::PlaceInstances(plan.to_command())),
+                },
+            )
+            .unwrap();
+        let used = applied.usage(&NodeId::parse("m").unwrap());
+        assert_eq!(used.slices.len(), 3);
+        assert_eq!(used.gpus.len(), 2);
+        // A plan that binds an overlapping slice is refused by apply.
+        let mut clash = mig_pending("1g.10gb", 7);
+        let clash_id = clash.id.clone();
+        clash.pending_reason = None;
+        applied.instances.insert(clash_id.clone(), clash);
+        applied.reindex();
+        let bad = Plan {
+            placements: vec![(
+                clash_id.clone(),
+                Choice {
+                    node: NodeId::parse("m").unwrap(),
+                    gpus: vec!["0000:01:00.0/1g.10gb@1".into()],
+                },
+            )],
+            ..Plan::default()
+        };
+        applied
+            .apply(
+                2,
+                pb::Command {
+                    at_unix_ms: 11,
+                    body: Some(pb::command::Body::PlaceInstances(bad.to_command())),
+                },
+            )
+            .unwrap();
+        assert_eq!(applied.instances[&clash_id].state, InstanceState::Pending);
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Timeline {
             let used = state.usage(&node.id);
             let with_model = node.gpus.iter().filter(|g| g.model == model);
             let free = with_model
-                .filter(|g| !used.gpus.contains(&g.pci_address))
+                .filter(|g| !g.mig && !used.gpus.contains(&g.pci_address))
                 .count() as i64;
             free_now += (free - i64::from(used.held.gpus)).max(0);
         }
@@ -143,7 +143,9 @@ impl Timeline {
             .filter(|i| {
                 i.region == region
                     && i.node.is_some()
-                    && i.gpu.as_ref().is_some_and(|g| g.model == model)
+                    && i.gpu
+                        .as_ref()
+                        .is_some_and(|g| g.model == model && g.mig_profile.is_none())
             })
             .filter_map(|i| {
                 // Jobs end at their maximum run time, spot at the end of its notice.

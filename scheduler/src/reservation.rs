@@ -145,7 +145,7 @@ fn room_for(node: &Node, used: &NonSpot, held: &Held, shape: &pb::CreateReservat
     let with_model = node
         .gpus
         .iter()
-        .filter(|g| g.model == shape.gpu_model)
+        .filter(|g| g.model == shape.gpu_model && !g.mig)
         .count() as u32;
     let free_gpus = with_model.saturating_sub(used.gpus + held.gpus);
     if let Some(gpu_room) = free_gpus.checked_div(shape.gpu_count) {
@@ -178,7 +178,7 @@ fn non_spot_usage<'a>(
         if let Some(u) = i.node.as_ref().and_then(|n| out.get_mut(n)) {
             u.vcpus += i.vcpus;
             u.memory_mib += i.memory_mib;
-            u.gpus += i.gpus.len() as u32;
+            u.gpus += i.gpus.iter().filter(|g| !crate::mig::is_slice(g)).count() as u32;
         }
     }
     out
@@ -309,6 +309,7 @@ impl ClusterState {
             gpu: (c.gpu_count > 0).then_some(GpuRequest {
                 model: c.gpu_model,
                 count: c.gpu_count,
+                mig_profile: None,
             }),
             count: c.count,
             start_ms: c.start_unix_ms,
@@ -475,7 +476,7 @@ impl ClusterState {
         for (id, node) in &self.nodes {
             let u = &used[id];
             let held = self.usage(id).held;
-            let gpus = node.gpus.len() as u32;
+            let gpus = node.whole_gpus() as u32;
             if u.vcpus + held.vcpus > node.allocatable_vcpus()
                 || u.memory_mib + held.memory_mib > node.allocatable_memory_mib()
                 || u.gpus + held.gpus > gpus

@@ -3,7 +3,8 @@
 //!
 //! The mix (per 100 hosts): 60 CPU hosts (64 threads, 512 GiB), 15 with 8×H100 in one
 //! NVLink group, 10 with 8×A100 in two NVLink groups of 4, 10 with 4×L40S, 5 with 2×RTX4090
-//! (PCIe, no NVLink). Racks hold 40 hosts. Used capacity is made of running instances bound
+//! (PCIe, no NVLink). One H100 or A100 host in ten has its GPUs in MIG mode, about 80 % of
+//! their 1g slices bound. Racks hold 40 hosts. Used capacity is made of running instances bound
 //! directly (not through placement), so generating 65,000 hosts takes a moment, not minutes.
 
 use rand::rngs::StdRng;
@@ -49,6 +50,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                     pci_address: format!("0000:{:02x}:00.0", 0x17 + i),
                     numa_node: i / (n / 2).max(1),
                     nvlink_group: i.checked_div(group).map_or(0, |g| g + 1),
+                    mig: crate::mig::capable(model) && h % 10 == 3,
                 })
                 .collect(),
         };
@@ -84,7 +86,11 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 bound.push(g.clone());
             }
         }
-        let mut filled = |rng: &mut StdRng, vcpus: u32, memory_mib: u64, gpus: Vec<Gpu>| {
+        let mut filled = |rng: &mut StdRng,
+                          vcpus: u32,
+                          memory_mib: u64,
+                          gpu: Option<GpuRequest>,
+                          gpus: Vec<String>| {
             let hex: String = (0..10)
                 .map(|_| format!("{:02x}", rng.random::<u8>()))
                 .collect();
@@ -98,10 +104,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 vcpus,
                 memory_mib,
                 disk_gib: 25,
-                gpu: gpus.first().map(|g| GpuRequest {
-                    model: g.model.clone(),
-                    count: gpus.len() as u32,
-                }),
+                gpu,
                 state: InstanceState::Running,
                 node: Some(id.clone()),
                 pending_reason: None,
@@ -110,7 +113,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 placed_at_ms: Some(0),
                 running_at_ms: Some(0),
                 deleted_in_generation: None,
-                gpus: gpus.into_iter().map(|g| g.pci_address).collect(),
+                gpus,
                 market: Default::default(),
                 pool: None,
                 node_selector: Default::default(),
@@ -128,12 +131,35 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
             // About 60 % of the vCPUs and memory, in VPSes of 2 vCPU / 4 GiB.
             let count = rng.random_range(50..100);
             for _ in 0..count {
-                filled(&mut rng, 2, 4096, Vec::new());
+                filled(&mut rng, 2, 4096, None, Vec::new());
             }
         } else {
-            // One instance per bound GPU (and its share of CPU and memory).
+            // One instance per bound GPU (and its share of CPU and memory); on a GPU in MIG
+            // mode, one per bound 1g slice.
             for g in bound {
-                filled(&mut rng, 12, 98_304, vec![g]);
+                let whole = GpuRequest {
+                    model: g.model.clone(),
+                    count: 1,
+                    mig_profile: None,
+                };
+                if !g.mig {
+                    filled(&mut rng, 12, 98_304, Some(whole), vec![g.pci_address]);
+                    continue;
+                }
+                let profile = crate::mig::profiles(&g.model, g.memory_mib)
+                    .into_iter()
+                    .next()
+                    .expect("a MIG-capable model has profiles");
+                for start in 0..7 {
+                    if rng.random_bool(gpu_fill) {
+                        let slice = crate::mig::slice_name(&g.pci_address, &profile.name, start);
+                        let req = GpuRequest {
+                            mig_profile: Some(profile.name.clone()),
+                            ..whole.clone()
+                        };
+                        filled(&mut rng, 2, 12_288, Some(req), vec![slice]);
+                    }
+                }
             }
         }
         state.nodes.insert(id, node);
@@ -153,7 +179,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
 }
 
 /// Share of free GPUs that sit on hosts where no whole-host request of that model would fit
-/// (they are free but fragmented).
+/// (they are free but fragmented). GPUs in MIG mode are left out: they are never given whole.
 pub fn gpu_fragmentation(state: &ClusterState) -> f64 {
     let usage = state.usage_by_node();
     let (mut free, mut stranded) = (0usize, 0usize);
@@ -162,13 +188,15 @@ pub fn gpu_fragmentation(state: &ClusterState) -> f64 {
             continue;
         }
         let used = &usage[&node.id];
+        // GPUs in MIG mode are given out as slices and are not counted.
+        let whole = node.whole_gpus();
         let free_here = node
             .gpus
             .iter()
-            .filter(|g| !used.gpus.contains(&g.pci_address))
+            .filter(|g| !g.mig && !used.gpus.contains(&g.pci_address))
             .count();
         free += free_here;
-        if free_here < node.gpus.len() {
+        if free_here < whole {
             stranded += free_here;
         }
     }
@@ -179,7 +207,8 @@ pub fn gpu_fragmentation(state: &ClusterState) -> f64 {
     }
 }
 
-/// A summary of a fleet: hosts per region, GPUs per model and how many are bound.
+/// A summary of a fleet: hosts per region, GPUs per model and how many are bound (whole, or
+/// with at least one MIG slice bound).
 pub fn summary(state: &ClusterState) -> serde_json::Value {
     use std::collections::BTreeMap;
     let usage = state.usage_by_node();
@@ -190,7 +219,13 @@ pub fn summary(state: &ClusterState) -> serde_json::Value {
         for g in &node.gpus {
             let e = gpus.entry(&g.model).or_default();
             e.0 += 1;
-            if usage[&node.id].gpus.contains(&g.pci_address) {
+            let u = &usage[&node.id];
+            let sliced = || {
+                crate::mig::slices_on(&u.slices, &g.pci_address)
+                    .next()
+                    .is_some()
+            };
+            if u.gpus.contains(&g.pci_address) || sliced() {
                 e.1 += 1;
             }
         }

@@ -163,6 +163,9 @@ pub struct Notice {
 pub struct GpuRequest {
     pub model: String,
     pub count: u32,
+    /// A MIG profile ("1g.10gb"): one slice of a GPU in MIG mode (`count` is 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig_profile: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -394,6 +397,9 @@ pub struct Gpu {
     pub numa_node: u32,
     /// GPUs joined by NVLink share a group (0: none).
     pub nvlink_group: u32,
+    /// MIG mode is on: given out only as MIG slices, never whole.
+    #[serde(default)]
+    pub mig: bool,
 }
 
 impl From<pb::GpuDevice> for Gpu {
@@ -404,11 +410,47 @@ impl From<pb::GpuDevice> for Gpu {
             pci_address: g.pci_address,
             numa_node: g.numa_node,
             nvlink_group: g.nvlink_group,
+            mig: g.mig_mode,
         }
     }
 }
 
 impl Node {
+    /// GPUs that can be given out whole (not in MIG mode).
+    pub fn whole_gpus(&self) -> usize {
+        self.gpus.iter().filter(|g| !g.mig).count()
+    }
+
+    /// Whether MIG slice `binding` may be bound here for `req` beside what `used` holds: its
+    /// GPU is in MIG mode and of the model, the profile is one of the GPU's, the position is
+    /// allowed and free (invariant 3 for slices).
+    pub fn slice_fits(&self, used: &Usage, req: &GpuRequest, binding: &str) -> bool {
+        let Some(slice) = crate::mig::Slice::parse(binding) else {
+            return false;
+        };
+        let Some(gpu) = self
+            .gpus
+            .iter()
+            .find(|g| g.pci_address == slice.pci && g.mig && g.model == req.model)
+        else {
+            return false;
+        };
+        if req.mig_profile.as_deref() != Some(slice.profile) {
+            return false;
+        }
+        let Some(profile) = crate::mig::profile(&gpu.model, gpu.memory_mib, slice.profile) else {
+            return false;
+        };
+        crate::mig::Layout::of(
+            &gpu.model,
+            gpu.memory_mib,
+            &gpu.pci_address,
+            crate::mig::slices_on(&used.slices, &gpu.pci_address),
+        )
+        .and_then(|layout| layout.with(&profile, slice.start))
+        .is_some()
+    }
+
     /// Whether a workload asking for `pool` and `selector` may run here (state aside).
     pub fn matches(&self, pool: Option<&str>, selector: &BTreeMap<String, String>) -> bool {
         let pool_ok = match pool {
@@ -432,8 +474,10 @@ impl Node {
 pub struct Usage {
     pub vcpus: u32,
     pub memory_mib: u64,
-    /// PCI addresses of the GPUs bound on the node.
+    /// PCI addresses of the GPUs bound whole on the node.
     pub gpus: BTreeSet<String>,
+    /// MIG slices bound on the node (`<pci>/<profile>@<start>`, see [`crate::mig`]).
+    pub slices: BTreeSet<String>,
     /// Capacity held for reservation slots nobody uses yet.
     pub held: Held,
     /// Spot instances holding capacity here.
@@ -445,7 +489,27 @@ impl Usage {
         self.spot += u32::from(i.market == Market::Spot);
         self.vcpus += i.vcpus;
         self.memory_mib += i.memory_mib;
-        self.gpus.extend(i.gpus.iter().cloned());
+        for g in &i.gpus {
+            self.bind(g);
+        }
+    }
+
+    /// Records a GPU or MIG slice as bound.
+    pub fn bind(&mut self, binding: &str) {
+        if crate::mig::is_slice(binding) {
+            self.slices.insert(binding.to_owned());
+        } else {
+            self.gpus.insert(binding.to_owned());
+        }
+    }
+
+    /// Undoes [`Usage::bind`].
+    pub fn unbind(&mut self, binding: &str) {
+        if crate::mig::is_slice(binding) {
+            self.slices.remove(binding);
+        } else {
+            self.gpus.remove(binding);
+        }
     }
 
     fn remove(&mut self, i: &Instance) {
@@ -455,7 +519,7 @@ impl Usage {
         self.vcpus = self.vcpus.saturating_sub(i.vcpus);
         self.memory_mib = self.memory_mib.saturating_sub(i.memory_mib);
         for g in &i.gpus {
-            self.gpus.remove(g);
+            self.unbind(g);
         }
     }
 }
@@ -580,6 +644,7 @@ impl ClusterState {
             gpu: (c.gpu_count > 0).then_some(GpuRequest {
                 model: c.gpu_model,
                 count: c.gpu_count,
+                mig_profile: (!c.gpu_mig_profile.is_empty()).then_some(c.gpu_mig_profile),
             }),
             state: InstanceState::Pending,
             node: None,
@@ -674,25 +739,27 @@ impl ClusterState {
             }
             let held = used.held.against(instance, own_slot);
             let gpus_left = node
-                .gpus
-                .len()
+                .whole_gpus()
                 .saturating_sub(used.gpus.len() + p.gpus.len());
-            let gpus_ok = (p.gpus.is_empty() || gpus_left >= held.gpus as usize)
-                && match &instance.gpu {
-                    None => p.gpus.is_empty(),
-                    Some(req) => {
+            let gpus_ok = match &instance.gpu {
+                None => p.gpus.is_empty(),
+                Some(req) if req.mig_profile.is_some() => {
+                    p.gpus.len() == 1 && node.slice_fits(used, req, &p.gpus[0])
+                }
+                Some(req) => {
+                    gpus_left >= held.gpus as usize && {
                         let distinct: BTreeSet<&String> = p.gpus.iter().collect();
                         distinct.len() == p.gpus.len()
                             && p.gpus.len() == req.count as usize
                             && p.gpus.iter().all(|pci| {
                                 !used.gpus.contains(pci)
-                                    && node
-                                        .gpus
-                                        .iter()
-                                        .any(|g| &g.pci_address == pci && g.model == req.model)
+                                    && node.gpus.iter().any(|g| {
+                                        &g.pci_address == pci && g.model == req.model && !g.mig
+                                    })
                             })
                     }
-                };
+                }
+            };
             // Invariant: no GPU bound twice, no host over its capacity; and the host still
             // takes this workload (its state, pools or labels may have changed since the plan).
             let fits = node.region == instance.region

@@ -62,6 +62,7 @@ impl Fleet {
                         pci_address: format!("0000:{:02x}:00.0", g + 1),
                         numa_node: 0,
                         nvlink_group: 1,
+                        mig_mode: false,
                     })
                     .collect(),
                 ..Default::default()

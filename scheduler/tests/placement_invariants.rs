@@ -3,7 +3,8 @@
 //! changes and the passing of time (notices running out, reclaims, reservations ending, agents
 //! removing VMs), through the real `apply` and the real placement; after every step the
 //! invariants of DESIGN.md §5 (3, 4, 5) hold: no GPU bound twice, no host over its capacity,
-//! every bound GPU exists on its host and is of the requested model; nothing is placed on a
+//! every bound GPU exists on its host and is of the requested model; no MIG slice bound twice
+//! (slices of one GPU never overlap, only on GPUs in MIG mode, never a MIG GPU bound whole); nothing is placed on a
 //! host that is not ready; reserved capacity is backed (non-spot work plus what is held fits
 //! every host, so evicting spot always frees a slot) and a reserved instance with a free slot
 //! on a ready host without spot work is placed at once; only spot instances are preempted,
@@ -14,30 +15,44 @@
 //! proptest prints the minimal failing case and keeps it in the `.proptest-regressions` file
 //! beside this one, so it is replayed on every later run.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use proptest::prelude::*;
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{InstanceId, NodeId, ReservationId};
+use vmcloud_scheduler::mig;
 use vmcloud_scheduler::placement::plan_pending;
 use vmcloud_scheduler::reservation::plan_reservation;
-use vmcloud_scheduler::state::{ClusterState, InstanceState, Market, NodeState};
+use vmcloud_scheduler::state::{ClusterState, Gpu, InstanceState, Market, NodeState};
 
 const MODELS: [&str; 2] = ["H100", "L40S"];
 
+/// The MIG profiles of an 80 GB H100 (the memory the generated GPUs have).
+const MIG_PROFILES: [&str; 6] = [
+    "1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb",
+];
+
 #[derive(Debug, Clone)]
 enum Event {
-    /// A host joins: threads, memory GiB, GPUs (model index, count, NVLink group size).
+    /// A host joins: threads, memory GiB, GPUs (model index, count, NVLink group size), MIG
+    /// mode on (H100 only).
     Host {
         threads: u32,
         memory_gib: u64,
         gpus: Option<(usize, u32, u32)>,
+        mig: bool,
     },
     /// A create: vCPUs, memory MiB, GPU request (model index, count), spot.
     Create {
         vcpus: u32,
         memory_mib: u64,
         gpu: Option<(usize, u32)>,
+        spot: bool,
+    },
+    /// A create of one H100 MIG slice: vCPUs, profile index into `MIG_PROFILES`, spot.
+    CreateMig {
+        vcpus: u32,
+        profile: usize,
         spot: bool,
     },
     /// A reservation: slots of (vCPUs, memory MiB, GPU request), how many, lasting seconds.
@@ -77,8 +92,10 @@ const HOST_STATES: [pb::NodeState; 5] = [
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        1 => (1u32..16, 2u64..64, prop::option::of((0usize..2, 1u32..9, prop_oneof![Just(0u32), Just(2), Just(4)])))
-            .prop_map(|(threads, memory_gib, gpus)| Event::Host { threads, memory_gib, gpus }),
+        1 => (1u32..16, 2u64..64, prop::option::of((0usize..2, 1u32..9, prop_oneof![Just(0u32), Just(2), Just(4)])), prop::bool::weighted(0.3))
+            .prop_map(|(threads, memory_gib, gpus, mig)| Event::Host { threads, memory_gib, gpus, mig }),
+        2 => (1u32..4, 0usize..6, any::<bool>())
+            .prop_map(|(vcpus, profile, spot)| Event::CreateMig { vcpus, profile, spot }),
         4 => (1u32..8, 256u64..8192, prop::option::of((0usize..2, 1u32..5)), any::<bool>())
             .prop_map(|(vcpus, memory_mib, gpu, spot)| Event::Create { vcpus, memory_mib, gpu, spot }),
         1 => (1u32..8, 256u64..8192, prop::option::of((0usize..2, 1u32..5)), 1u32..4, 10u32..600)
@@ -127,6 +144,7 @@ impl World {
 
 fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
     let mut bound: HashSet<(&NodeId, &String)> = HashSet::new();
+    let mut slices: HashMap<(&NodeId, &str), (&Gpu, Vec<String>)> = HashMap::new();
     for i in state.instances.values() {
         let Some(node_id) = &i.node else {
             prop_assert!(i.gpus.is_empty(), "an instance without a host holds GPUs");
@@ -135,6 +153,25 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
         let node = &state.nodes[node_id];
         match &i.gpu {
             None => prop_assert!(i.gpus.is_empty()),
+            Some(req) if req.mig_profile.is_some() => {
+                prop_assert_eq!(i.gpus.len(), 1, "one slice for {}", i.id);
+                let slice = mig::Slice::parse(&i.gpus[0]);
+                prop_assert!(slice.is_some(), "{} is not a MIG slice", i.gpus[0]);
+                let slice = slice.unwrap();
+                prop_assert_eq!(Some(slice.profile), req.mig_profile.as_deref());
+                let gpu = node.gpus.iter().find(|g| g.pci_address == slice.pci);
+                prop_assert!(
+                    gpu.is_some_and(|g| g.mig && g.model == req.model),
+                    "slice {} on a GPU missing, not in MIG mode or of another model",
+                    i.gpus[0]
+                );
+                let gpu = gpu.unwrap();
+                slices
+                    .entry((node_id, gpu.pci_address.as_str()))
+                    .or_insert((gpu, Vec::new()))
+                    .1
+                    .push(i.gpus[0].clone());
+            }
             Some(req) => {
                 prop_assert_eq!(i.gpus.len(), req.count as usize, "GPU count of {}", i.id);
                 for pci in &i.gpus {
@@ -144,12 +181,23 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
                     );
                     let gpu = node.gpus.iter().find(|g| &g.pci_address == pci);
                     prop_assert!(
-                        gpu.is_some_and(|g| g.model == req.model),
-                        "GPU {pci} missing or of another model"
+                        gpu.is_some_and(|g| g.model == req.model && !g.mig),
+                        "GPU {pci} missing, of another model or in MIG mode"
                     );
                 }
             }
         }
+    }
+    // No MIG slice bound twice: the slices of each GPU overlap in no memory slice and take at
+    // most its 7 compute slices, each at a position NVIDIA allows for its profile.
+    for ((node, _), (gpu, bound)) in &slices {
+        prop_assert!(
+            mig::Layout::of(&gpu.model, gpu.memory_mib, &gpu.pci_address, bound).is_some(),
+            "MIG slices {:?} on {} of {} overlap or do not fit",
+            bound,
+            gpu.pci_address,
+            node
+        );
     }
     for node in state.nodes.values() {
         let used = state.usage(&node.id);
@@ -205,15 +253,17 @@ proptest! {
         w.apply(Body::CreateAccount(pb::CreateAccount { account_id: "acct-p".into(), name: "p".into(), operator: false }));
         for e in events {
             match e {
-                Event::Host { threads, memory_gib, gpus } => {
+                Event::Host { threads, memory_gib, gpus, mig } => {
                     let id = format!("h{}", w.hosts);
                     w.hosts += 1;
                     let gpus = gpus.map(|(m, n, group)| (0..n).map(|g| pb::GpuDevice {
                         model: MODELS[m].into(),
-                        memory_mib: 1,
+                        memory_mib: 81920,
                         pci_address: format!("0000:{g:02x}:00.0"),
                         numa_node: g % 2,
                         nvlink_group: g.checked_div(group).map_or(0, |x| x + 1),
+                        // Some hosts run part of their H100s in MIG mode.
+                        mig_mode: mig && m == 0 && g % 2 == 0,
                     }).collect()).unwrap_or_default();
                     w.apply(Body::RegisterNode(pb::RegisterNode {
                         node_id: id,
@@ -236,6 +286,21 @@ proptest! {
                         memory_mib,
                         gpu_model: gpu.map(|(m, _)| MODELS[m].to_owned()).unwrap_or_default(),
                         gpu_count: gpu.map_or(0, |(_, c)| c),
+                        market: if spot { pb::Market::Spot as i32 } else { pb::Market::OnDemand as i32 },
+                        preemption_notice_s: 60,
+                        ..Default::default()
+                    }));
+                }
+                Event::CreateMig { vcpus, profile, spot } => {
+                    w.apply(Body::CreateInstance(pb::CreateInstance {
+                        instance_id: InstanceId::generate().to_string(),
+                        account_id: "acct-p".into(),
+                        region: "par".into(),
+                        vcpus,
+                        memory_mib: 1024,
+                        gpu_model: "H100".into(),
+                        gpu_count: 1,
+                        gpu_mig_profile: MIG_PROFILES[profile].into(),
                         market: if spot { pb::Market::Spot as i32 } else { pb::Market::OnDemand as i32 },
                         preemption_notice_s: 60,
                         ..Default::default()

@@ -76,6 +76,7 @@ pub(super) fn request(
         gpu: flavor.gpu.as_ref().map(|g| GpuRequest {
             model: g.model.clone(),
             count: g.count,
+            mig_profile: g.mig.clone(),
         }),
         state: InstanceState::Pending,
         node: None,

@@ -129,6 +129,11 @@ async fn run(args: &ScheduleBenchArgs, dir: &Path) -> anyhow::Result<()> {
                     disk_gib: i.disk_gib,
                     gpu_model: i.gpu.as_ref().map(|g| g.model.clone()).unwrap_or_default(),
                     gpu_count: i.gpu.as_ref().map_or(0, |g| g.count),
+                    gpu_mig_profile: i
+                        .gpu
+                        .as_ref()
+                        .and_then(|g| g.mig_profile.clone())
+                        .unwrap_or_default(),
                     ..Default::default()
                 }
             })

@@ -287,6 +287,25 @@ pub(crate) fn check_flavor(catalog: &Catalog, flavor: &str) -> Result<(), Proble
     Ok(())
 }
 
+/// Refuses a MIG flavor where only whole GPUs are offered (`what`: "AI jobs",
+/// "reservations").
+pub(crate) fn check_whole_gpus(catalog: &Catalog, flavor: &str, what: &str) -> Result<(), Problem> {
+    let mig = catalog.flavors[flavor]
+        .gpu
+        .as_ref()
+        .and_then(|g| g.mig.as_deref());
+    match mig {
+        Some(profile) => Err(Problem::unprocessable(
+            "mig-not-offered",
+            "MIG slices are not offered here",
+            format!(
+                "flavor `{flavor}` is a MIG slice ({profile}); {what} take whole GPUs: choose a flavor without `mig`, or create a MIG instance with POST /v1/instances"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The market named in a request; the error lists the choices.
 pub(crate) fn parse_market(market: Option<&str>) -> Result<pb::Market, Problem> {
     match market {
@@ -362,6 +381,11 @@ pub async fn create(
             .map(|g| g.model.clone())
             .unwrap_or_default(),
         gpu_count: flavor.gpu.as_ref().map_or(0, |g| g.count),
+        gpu_mig_profile: flavor
+            .gpu
+            .as_ref()
+            .and_then(|g| g.mig.clone())
+            .unwrap_or_default(),
         idempotency_key,
         market: market as i32,
         pool: req.pool.clone().unwrap_or_default(),

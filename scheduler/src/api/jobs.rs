@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{AccountId, InstanceId, JobId};
 
-use super::instances::{check_flavor, check_image, check_region};
+use super::instances::{check_flavor, check_image, check_region, check_whole_gpus};
 use super::{
     ApiJson, ApiQuery, ApiState, Caller, Problem, ReadOptions, created, idempotency_key, rfc3339,
 };
@@ -112,6 +112,7 @@ pub struct JobList {
 fn validate(s: &ApiState, req: &SubmitJobRequest) -> Result<(JobPriority, u32), Problem> {
     check_region(&s.catalog, &req.region)?;
     check_flavor(&s.catalog, &req.flavor)?;
+    check_whole_gpus(&s.catalog, &req.flavor, "AI jobs")?;
     check_image(&s.catalog, &req.image)?;
     if !(60..=MAX_RUNTIME_S).contains(&req.max_runtime_s) {
         return Err(Problem::unprocessable(

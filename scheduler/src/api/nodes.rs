@@ -13,6 +13,7 @@ use vmcloud_proto::pb::{self, command::Body};
 use super::instances::check_label;
 use super::{ApiJson, ApiQuery, ApiState, Operator, Problem, ReadOptions, rfc3339};
 use crate::cluster::now_ms;
+use crate::mig;
 use crate::state::{ClusterState, Node, NodeState};
 
 #[derive(Debug, Serialize)]
@@ -55,8 +56,16 @@ pub struct GpuView {
     pub pci_address: String,
     pub numa_node: u32,
     pub nvlink_group: u32,
-    /// The instance it is bound to.
+    /// Bound whole to an instance, or (in MIG mode) at least one slice bound.
     pub bound: bool,
+    /// MIG mode is on: given out only as slices.
+    pub mig: bool,
+    /// The MIG profiles it offers (empty without MIG).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mig_profiles: Vec<String>,
+    /// Its current MIG layout: the slices bound (`<profile>@<first memory slice>`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mig_slices: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,12 +100,23 @@ fn view(s: &ApiState, state: &ClusterState, n: &Node) -> NodeView {
         gpus: n
             .gpus
             .iter()
-            .map(|g| GpuView {
-                model: g.model.clone(),
-                pci_address: g.pci_address.clone(),
-                numa_node: g.numa_node,
-                nvlink_group: g.nvlink_group,
-                bound: used.gpus.contains(&g.pci_address),
+            .map(|g| {
+                let mig_slices: Vec<String> = mig::slices_on(&used.slices, &g.pci_address)
+                    .filter_map(|b| b.split_once('/').map(|(_, s)| s.to_owned()))
+                    .collect();
+                GpuView {
+                    model: g.model.clone(),
+                    pci_address: g.pci_address.clone(),
+                    numa_node: g.numa_node,
+                    nvlink_group: g.nvlink_group,
+                    bound: used.gpus.contains(&g.pci_address) || !mig_slices.is_empty(),
+                    mig: g.mig,
+                    mig_profiles: mig::profiles(&g.model, g.memory_mib)
+                        .into_iter()
+                        .map(|p| p.name)
+                        .collect(),
+                    mig_slices,
+                }
             })
             .collect(),
         hypervisor_uri: n.hypervisor_uri.clone(),

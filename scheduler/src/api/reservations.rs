@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{AccountId, ReservationId};
 
-use super::instances::{check_flavor, check_region};
+use super::instances::{check_flavor, check_region, check_whole_gpus};
 use super::{
     ApiJson, ApiQuery, ApiState, Caller, Problem, ReadOptions, created, idempotency_key, rfc3339,
 };
@@ -93,6 +93,7 @@ fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
 fn validate(s: &ApiState, req: &CreateReservationRequest, now: i64) -> Result<(i64, i64), Problem> {
     check_region(&s.catalog, &req.region)?;
     check_flavor(&s.catalog, &req.flavor)?;
+    check_whole_gpus(&s.catalog, &req.flavor, "reservations")?;
     if req.count == 0 || req.count > MAX_SLOTS {
         return Err(Problem::unprocessable(
             "invalid-count",

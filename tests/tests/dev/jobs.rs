@@ -80,6 +80,25 @@ async fn a_gang_job_runs_whole_and_is_cancelled_whole() {
         &[&base[..], &["--max-runtime", "1h", "--members", "65"]].concat(),
     );
     assert!(err.contains("members 65 must be between 1 and 64"), "{err}");
+    let err = cli_fails(
+        &fx,
+        &[
+            "job",
+            "submit",
+            "--flavor",
+            "gpu-h100-1g.10gb",
+            "--image",
+            "debian-12",
+            "--region",
+            "par",
+            "--max-runtime",
+            "1h",
+        ],
+    );
+    assert!(
+        err.contains("is a MIG slice (1g.10gb); AI jobs take whole GPUs"),
+        "{err}"
+    );
     eventually(Duration::from_secs(10), "no jobs left", || async {
         let list = cli_json(&fx, &["job", "list"]);
         list["jobs"].as_array().unwrap().is_empty().then_some(())

@@ -222,6 +222,11 @@ async fn instance_without_a_host_waits_and_says_why() {
     for (flavor, region, reason) in [
         ("vps-s", "fra", "no host in region fra yet"),
         ("gpu-h100-1", "par", "no host in par with 1×H100 free"),
+        (
+            "gpu-h100-1g.10gb",
+            "par",
+            "no host in par with a free H100 MIG slice 1g.10gb",
+        ),
     ] {
         let out = fleet.cli(&[
             "instance",

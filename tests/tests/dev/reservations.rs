@@ -147,6 +147,22 @@ async fn reservations_refuse_bad_input_and_change_nothing() {
     assert!(err.contains("is in maintenance"), "{err}");
     let err = cli_fails(
         &fx,
+        &[
+            "reservation",
+            "create",
+            "--flavor",
+            "gpu-h100-3g.40gb",
+            "--region",
+            "par",
+            "--count",
+            "1",
+            "--for",
+            "1h",
+        ],
+    );
+    assert!(err.contains("reservations take whole GPUs"), "{err}");
+    let err = cli_fails(
+        &fx,
         &[&base[..], &["par", "--count", "1000", "--for", "1h"]].concat(),
     );
     assert!(

@@ -1,0 +1,324 @@
+//! Multi-Instance GPU (MIG): the profiles a GPU in MIG mode can be sliced into, where each
+//! slice may sit, and the names of bound slices.
+//!
+//! NVIDIA's A100, H100 and H200 split into 8 memory slices and 7 compute slices. A GPU instance
+//! of a profile takes a contiguous run of memory slices starting at one of the profile's
+//! allowed positions, plus some compute slices; two instances never overlap and together
+//! never take more than 7 compute slices (NVIDIA MIG user guide, "Supported MIG profiles").
+//! Profile names follow NVIDIA's: `<compute>g.<memory>gb`, the memory being the GPU's share
+//! (`1g.10gb` on an 80 GB H100, `1g.5gb` on a 40 GB A100).
+//!
+//! A bound slice is written `<pci address>/<profile>@<start>` (`0000:17:00.0/3g.40gb@4`) in an
+//! instance's GPU list, so the GPU it lives on, its size and its place can be read back from
+//! the replicated state alone. Pure: no I/O.
+
+use std::collections::BTreeSet;
+
+/// Model families with MIG.
+pub const MIG_MODELS: &[&str] = &["A100", "H100", "H200"];
+
+const MEMORY_SLICES: u8 = 8;
+const COMPUTE_SLICES: u8 = 7;
+
+/// One profile's geometry: compute slices, memory slices, allowed first memory slices.
+struct Geometry {
+    compute: u8,
+    memory: u8,
+    starts: &'static [u8],
+}
+
+const GEOMETRIES: &[Geometry] = &[
+    Geometry {
+        compute: 1,
+        memory: 1,
+        starts: &[0, 1, 2, 3, 4, 5, 6],
+    },
+    Geometry {
+        compute: 1,
+        memory: 2,
+        starts: &[0, 2, 4, 6],
+    },
+    Geometry {
+        compute: 2,
+        memory: 2,
+        starts: &[0, 2, 4],
+    },
+    Geometry {
+        compute: 3,
+        memory: 4,
+        starts: &[0, 4],
+    },
+    Geometry {
+        compute: 4,
+        memory: 4,
+        starts: &[0],
+    },
+    Geometry {
+        compute: 7,
+        memory: 8,
+        starts: &[0],
+    },
+];
+
+/// A profile as offered on one GPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub compute: u8,
+    pub memory: u8,
+    starts: &'static [u8],
+}
+
+/// Whether GPUs of `model` can be sliced.
+pub fn capable(model: &str) -> bool {
+    MIG_MODELS.contains(&model)
+}
+
+/// The profiles a GPU of `model` with `memory_mib` offers (none without MIG).
+pub fn profiles(model: &str, memory_mib: u64) -> Vec<Profile> {
+    if !capable(model) {
+        return Vec::new();
+    }
+    // NVIDIA rounds the share to whole GB: 141 GB × 4/8 → 71 GB.
+    let gb = memory_mib as f64 / 1024.0;
+    GEOMETRIES
+        .iter()
+        .map(|g| Profile {
+            name: format!(
+                "{}g.{}gb",
+                g.compute,
+                (gb * f64::from(g.memory) / f64::from(MEMORY_SLICES)).round()
+            ),
+            compute: g.compute,
+            memory: g.memory,
+            starts: g.starts,
+        })
+        .collect()
+}
+
+/// The profile `name` on a GPU of `model` with `memory_mib`.
+pub fn profile(model: &str, memory_mib: u64, name: &str) -> Option<Profile> {
+    profiles(model, memory_mib)
+        .into_iter()
+        .find(|p| p.name == name)
+}
+
+/// Whether `name` has the shape of a profile name, for checking the catalog (which profiles a
+/// GPU offers depends on its memory, known only when hosts register).
+pub fn is_profile_name(name: &str) -> bool {
+    let Some((g, gb)) = name.split_once("g.") else {
+        return false;
+    };
+    let Some(gb) = gb.strip_suffix("gb") else {
+        return false;
+    };
+    g.parse::<u8>()
+        .is_ok_and(|g| GEOMETRIES.iter().any(|x| x.compute == g))
+        && gb.parse::<u32>().is_ok_and(|gb| gb > 0)
+}
+
+/// A bound slice, parsed from `<pci>/<profile>@<start>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice<'a> {
+    pub pci: &'a str,
+    pub profile: &'a str,
+    pub start: u8,
+}
+
+impl<'a> Slice<'a> {
+    pub fn parse(s: &'a str) -> Option<Slice<'a>> {
+        let (pci, rest) = s.split_once('/')?;
+        let (profile, start) = rest.split_once('@')?;
+        Some(Slice {
+            pci,
+            profile,
+            start: start.parse().ok()?,
+        })
+    }
+}
+
+/// The name of a bound slice.
+pub fn slice_name(pci: &str, profile: &str, start: u8) -> String {
+    format!("{pci}/{profile}@{start}")
+}
+
+/// Whether a GPU binding names a MIG slice rather than a whole GPU.
+pub fn is_slice(binding: &str) -> bool {
+    binding.contains('/')
+}
+
+/// What is taken on one GPU: memory slices (bit i = slice i) and compute slices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layout {
+    memory: u8,
+    compute: u8,
+}
+
+impl Layout {
+    /// The layout of GPU `pci` (of `model`, `memory_mib`) given the bound slices; `None` when
+    /// a binding names no profile of this GPU (state from another catalog) or slices overlap.
+    pub fn of<'a>(
+        model: &str,
+        memory_mib: u64,
+        pci: &str,
+        bound: impl IntoIterator<Item = &'a String>,
+    ) -> Option<Layout> {
+        let mut layout = Layout::default();
+        for b in bound {
+            let Some(s) = Slice::parse(b).filter(|s| s.pci == pci) else {
+                continue;
+            };
+            let p = profile(model, memory_mib, s.profile)?;
+            layout = layout.with(&p, s.start)?;
+        }
+        Some(layout)
+    }
+
+    fn mask(p: &Profile, start: u8) -> u8 {
+        (((1u16 << p.memory) - 1) << start) as u8
+    }
+
+    /// This layout with a slice of `p` at `start`, if it is allowed there and free.
+    pub fn with(self, p: &Profile, start: u8) -> Option<Layout> {
+        let mask = Self::mask(p, start);
+        let fits = p.starts.contains(&start)
+            && start + p.memory <= MEMORY_SLICES
+            && self.memory & mask == 0
+            && self.compute + p.compute <= COMPUTE_SLICES;
+        fits.then_some(Layout {
+            memory: self.memory | mask,
+            compute: self.compute + p.compute,
+        })
+    }
+
+    /// The first position where a slice of `p` fits.
+    pub fn first_fit(self, p: &Profile) -> Option<u8> {
+        p.starts
+            .iter()
+            .copied()
+            .find(|&s| self.with(p, s).is_some())
+    }
+
+    /// Compute slices still free.
+    pub fn free_compute(self) -> u8 {
+        COMPUTE_SLICES - self.compute
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.compute == 0
+    }
+}
+
+/// The slices of `bound` that live on GPU `pci`.
+pub fn slices_on<'a>(
+    bound: &'a BTreeSet<String>,
+    pci: &'a str,
+) -> impl Iterator<Item = &'a String> {
+    let prefix = format!("{pci}/");
+    bound
+        .range(prefix.clone()..)
+        .take_while(move |b| b.starts_with(&prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_names_follow_the_gpu_memory() {
+        let names = |model, gib: u64| -> Vec<String> {
+            profiles(model, gib * 1024)
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+        };
+        assert_eq!(
+            names("H100", 80),
+            [
+                "1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"
+            ]
+        );
+        assert_eq!(
+            names("A100", 40),
+            [
+                "1g.5gb", "1g.10gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"
+            ]
+        );
+        assert_eq!(
+            names("H200", 141),
+            [
+                "1g.18gb", "1g.35gb", "2g.35gb", "3g.71gb", "4g.71gb", "7g.141gb"
+            ]
+        );
+        assert!(names("L40S", 48).is_empty());
+    }
+
+    /// Table: (slices already bound, profile asked, first fit).
+    #[test]
+    fn slices_go_where_nvidia_allows_and_never_overlap() {
+        type Case = (&'static [(&'static str, u8)], &'static str, Option<u8>);
+        let cases: &[Case] = &[
+            (&[], "7g.80gb", Some(0)),
+            (&[("1g.10gb", 0)], "7g.80gb", None),
+            (&[("1g.10gb", 0)], "3g.40gb", Some(4)),
+            (&[("1g.10gb", 0), ("1g.10gb", 4)], "3g.40gb", None),
+            (&[("3g.40gb", 0), ("3g.40gb", 4)], "1g.10gb", None), // 6 of 7 compute left 1, but no memory
+            (&[("4g.40gb", 0)], "3g.40gb", Some(4)),
+            (&[("4g.40gb", 0), ("3g.40gb", 4)], "1g.10gb", None),
+            (
+                &[("2g.20gb", 0), ("2g.20gb", 2), ("2g.20gb", 4)],
+                "1g.10gb",
+                Some(6),
+            ),
+            (
+                &[
+                    ("1g.10gb", 0),
+                    ("1g.10gb", 1),
+                    ("1g.10gb", 2),
+                    ("1g.10gb", 3),
+                    ("1g.10gb", 4),
+                    ("1g.10gb", 5),
+                    ("1g.10gb", 6),
+                ],
+                "1g.10gb",
+                None, // slice 7 is never a 1g.10gb's
+            ),
+            (&[("1g.20gb", 6)], "4g.40gb", Some(0)),
+        ];
+        for (bound, asked, want) in cases {
+            let bound: Vec<String> = bound
+                .iter()
+                .map(|(p, s)| slice_name("0000:17:00.0", p, *s))
+                .collect();
+            let layout = Layout::of("H100", 81920, "0000:17:00.0", &bound).unwrap();
+            let p = profile("H100", 81920, asked).unwrap();
+            assert_eq!(layout.first_fit(&p), *want, "{bound:?} + {asked}");
+        }
+        // Overlapping bindings are not a layout.
+        let twice = vec![
+            slice_name("0000:17:00.0", "2g.20gb", 0),
+            slice_name("0000:17:00.0", "1g.10gb", 1),
+        ];
+        assert_eq!(Layout::of("H100", 81920, "0000:17:00.0", &twice), None);
+    }
+
+    #[test]
+    fn slice_names_round_trip_and_profile_names_are_checked() {
+        let name = slice_name("0000:17:00.0", "3g.40gb", 4);
+        assert_eq!(
+            Slice::parse(&name),
+            Some(Slice {
+                pci: "0000:17:00.0",
+                profile: "3g.40gb",
+                start: 4
+            })
+        );
+        assert!(is_slice(&name) && !is_slice("0000:17:00.0"));
+        for ok in ["1g.10gb", "7g.80gb", "3g.71gb"] {
+            assert!(is_profile_name(ok), "{ok}");
+        }
+        for bad in ["5g.10gb", "1g10gb", "1g.gb", "1g.10", "h100"] {
+            assert!(!is_profile_name(bad), "{bad}");
+        }
+    }
+}
