@@ -12,6 +12,7 @@ mod node_cmd;
 mod profile;
 mod reservation_cmd;
 mod scheduler_cmd;
+mod session_cmd;
 
 use std::process::ExitCode;
 use std::sync::LazyLock;
@@ -60,6 +61,20 @@ enum Command {
         client: client::ClientArgs,
         #[command(subcommand)]
         command: job_cmd::JobCommand,
+    },
+    /// Cloud-gaming sessions: launch, list (queue position, estimated start), get, end.
+    Session {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: session_cmd::SessionCommand,
+    },
+    /// Accounts: read one; operators set its fair share weight and gaming tier.
+    Account {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: session_cmd::AccountCommand,
     },
     /// Capacity held for your account, drawn on by reserved instances.
     Reservation {
@@ -171,6 +186,8 @@ fn main() -> ExitCode {
         | Command::Node { .. }
         | Command::Reservation { .. }
         | Command::Job { .. }
+        | Command::Session { .. }
+        | Command::Account { .. }
         | Command::Bench { .. }
         | Command::Sim { .. } => "warn",
     };
@@ -209,6 +226,8 @@ fn main() -> ExitCode {
             Command::Instance { client, command } => client::run(client, command).await,
             Command::Node { client, command } => node_cmd::run(client, command).await,
             Command::Job { client, command } => job_cmd::run(client, command).await,
+            Command::Session { client, command } => session_cmd::run(client, command).await,
+            Command::Account { client, command } => session_cmd::run_account(client, command).await,
             Command::Reservation { client, command } => reservation_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },

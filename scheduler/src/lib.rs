@@ -19,6 +19,7 @@ pub mod placement;
 pub mod queue;
 pub mod reservation;
 pub mod server;
+pub mod session;
 pub mod sim;
 pub mod state;
 

@@ -190,7 +190,8 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
     if pending.is_empty() {
         return Plan::default();
     }
-    pending.sort_by_key(|i| i.nominated_node.is_none());
+    // Game launches of VIP, then Priority+ gamers go first (see [`crate::session`]).
+    pending.sort_by_key(|i| (i.nominated_node.is_none(), crate::session::launch_rank(i)));
     // AI jobs wait in queues of their own, served after instances (below).
     let jobs_waiting = pending.iter().any(|i| i.job.is_some());
     pending.retain(|i| i.job.is_none());
@@ -1147,6 +1148,7 @@ mod tests {
             nominated_node: None,
             reservation: None,
             job: None,
+            session: None,
             notices: Vec::new(),
         }
     }

@@ -115,7 +115,7 @@ pub fn queue<'s>(
 
 /// GPUs of one model in one region over time: free now, plus what running (and simulated)
 /// jobs give back when they end.
-struct Timeline {
+pub(crate) struct Timeline {
     now: i64,
     free_now: i64,
     /// (time, change in free GPUs), sorted by time.
@@ -124,12 +124,22 @@ struct Timeline {
 
 impl Timeline {
     fn new(state: &ClusterState, region: &str, model: &str) -> Timeline {
+        Self::new_in_pool(state, region, model, None)
+    }
+
+    /// The GPUs of `model` on the ready hosts of `region` in `pool` (`None`: the general
+    /// fleet).
+    pub(crate) fn new_in_pool(
+        state: &ClusterState,
+        region: &str,
+        model: &str,
+        pool: Option<&str>,
+    ) -> Timeline {
         let mut free_now = 0i64;
-        for node in state
-            .nodes
-            .values()
-            .filter(|n| n.region == region && n.state == NodeState::Ready && n.pools.is_empty())
-        {
+        let no_labels = BTreeMap::new();
+        for node in state.nodes.values().filter(|n| {
+            n.region == region && n.state == NodeState::Ready && n.matches(pool, &no_labels)
+        }) {
             let used = state.usage(&node.id);
             let with_model = node.gpus.iter().filter(|g| g.model == model);
             let free = with_model
@@ -148,8 +158,9 @@ impl Timeline {
                         .is_some_and(|g| g.model == model && g.mig_profile.is_none())
             })
             .filter_map(|i| {
-                // Jobs end at their maximum run time, spot at the end of its notice.
-                let ends = i.job.is_some() || i.market == Market::Spot;
+                // Jobs end at their maximum run time, sessions at their tier's length, spot
+                // at the end of its notice.
+                let ends = i.job.is_some() || i.session.is_some() || i.market == Market::Spot;
                 Some((i.terminate_at_ms.filter(|_| ends)?, i.gpus.len() as i64))
             })
             .collect();
@@ -162,7 +173,7 @@ impl Timeline {
     }
 
     /// The earliest time from now at which `need` GPUs are free and stay free for good.
-    fn earliest(&self, need: i64) -> Option<i64> {
+    pub(crate) fn earliest(&self, need: i64) -> Option<i64> {
         // Free GPUs just after each event, and the lowest level from each event on.
         let mut levels = Vec::with_capacity(self.events.len() + 1);
         let mut level = self.free_now;
@@ -185,7 +196,7 @@ impl Timeline {
     }
 
     /// Books `need` GPUs from `start` for `runtime_ms`.
-    fn book(&mut self, start: i64, need: i64, runtime_ms: i64) {
+    pub(crate) fn book(&mut self, start: i64, need: i64, runtime_ms: i64) {
         for e in [(start, -need), (start.saturating_add(runtime_ms), need)] {
             let at = self.events.partition_point(|x| x <= &e);
             self.events.insert(at, e);

@@ -123,6 +123,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 nominated_node: None,
                 reservation: None,
                 job: None,
+                session: None,
                 notices: Vec::new(),
             };
             state.instances.insert(instance.id.clone(), instance);
@@ -172,6 +173,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
             created_at_ms: 0,
             operator: false,
             share_weight: 1,
+            gaming_tier: Default::default(),
         },
     );
     state.reindex();

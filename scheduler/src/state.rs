@@ -14,6 +14,7 @@ use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{AccountId, InstanceId, JobId, NodeId, ReservationId};
 
 use crate::reservation::{Held, Reservation};
+use crate::session::{SessionSpec, SessionTier};
 
 /// Share of a host's hardware threads offered as vCPUs (VPS CPUs are shared).
 pub const CPU_OVERCOMMIT: u32 = 4;
@@ -79,11 +80,17 @@ pub struct Account {
     /// Weight of its fair share of the AI job queues (default 1).
     #[serde(default = "one")]
     pub share_weight: u32,
+    /// The gamer's subscription tier: its session launches are served in that order.
+    #[serde(default)]
+    pub gaming_tier: SessionTier,
 }
 
 fn one() -> u32 {
     1
 }
+
+/// Largest fair-share weight an operator may give an account.
+pub const MAX_SHARE_WEIGHT: u32 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
@@ -224,6 +231,9 @@ pub struct Instance {
     /// Set when it is one member of an AI batch job.
     #[serde(default)]
     pub job: Option<JobSpec>,
+    /// Set when it is a cloud-gaming session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionSpec>,
 }
 
 /// Priority classes of AI batch jobs: a higher class is always served first.
@@ -274,6 +284,15 @@ fn default_notice() -> u32 {
 }
 
 impl Instance {
+    /// How long it may run once placed: a job member's maximum run time, a session's tier
+    /// length; `None`: as long as its owner wants.
+    pub fn time_limit_s(&self) -> Option<u32> {
+        self.job
+            .as_ref()
+            .map(|j| j.max_runtime_s)
+            .or_else(|| self.session.as_ref().map(|s| s.tier.max_length_s()))
+    }
+
     /// Whether it holds capacity on its node.
     pub fn holds_capacity(&self) -> bool {
         self.node.is_some()
@@ -570,6 +589,7 @@ impl ClusterState {
             Body::CreateReservation(c) => self.create_reservation(c, at),
             Body::ExpireReservations(c) => self.expire_reservations(c, at),
             Body::CreateJob(c) => self.create_job(c, at),
+            Body::UpdateAccount(c) => self.update_account(c),
         }
     }
 
@@ -586,8 +606,32 @@ impl ClusterState {
                 created_at_ms: at,
                 operator: c.operator,
                 share_weight: 1,
+                gaming_tier: SessionTier::Standard,
             },
         );
+        Ok(Applied::Done)
+    }
+
+    fn update_account(&mut self, c: pb::UpdateAccount) -> ApplyResult {
+        let id = AccountId::parse(&c.account_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let tier = c.gaming_tier.map(|_| SessionTier::from(c.gaming_tier()));
+        if c.share_weight
+            .is_some_and(|w| !(1..=MAX_SHARE_WEIGHT).contains(&w))
+        {
+            return Err(Rejected::Invalid(format!(
+                "share_weight must be between 1 and {MAX_SHARE_WEIGHT}"
+            )));
+        }
+        let account = self
+            .accounts
+            .get_mut(&id)
+            .ok_or_else(|| Rejected::NotFound(format!("account {id}")))?;
+        if let Some(w) = c.share_weight {
+            account.share_weight = w;
+        }
+        if let Some(t) = tier {
+            account.gaming_tier = t;
+        }
         Ok(Applied::Done)
     }
 
@@ -677,7 +721,31 @@ impl ClusterState {
                     member: j.member,
                 })
             }),
+            session: c.session.as_ref().map(|s| SessionSpec {
+                tier: s.tier().into(),
+                title: s.title.clone(),
+            }),
         };
+        if instance.session.is_some() {
+            if instance.market != Market::OnDemand || instance.job.is_some() {
+                return Err(Rejected::Invalid(
+                    "a game session is an on-demand instance, not spot, reserved or a job".into(),
+                ));
+            }
+            // Invariant 7: one session per account at a time.
+            if let Some(other) = crate::session::live_session(self, &instance.account) {
+                return Err(Rejected::Conflict(format!(
+                    "account {} already has session {} ({}); end it before launching another",
+                    instance.account,
+                    other.id,
+                    if other.state == InstanceState::Deleting {
+                        "still ending; try again in a moment"
+                    } else {
+                        other.state.as_str()
+                    }
+                )));
+            }
+        }
         if instance.market == Market::Reserved {
             self.admit_reserved(&instance, at)?;
         }
@@ -777,11 +845,14 @@ impl ClusterState {
             }
             let instance = self.instances.get_mut(&id).expect("checked above");
             if let Some(spec) = &instance.job {
-                // A job member runs for at most its maximum run time.
-                let until = at + i64::from(spec.max_runtime_s) * 1000;
+                gangs.entry(spec.id.clone()).or_default().push(id.clone());
+            }
+            // A job member runs for at most its maximum run time, a session for its tier's
+            // length.
+            if let Some(limit_s) = instance.time_limit_s() {
+                let until = at + i64::from(limit_s) * 1000;
                 instance.terminate_at_ms = Some(until);
                 self.index.terminating.insert((until, id.clone()));
-                gangs.entry(spec.id.clone()).or_default().push(id.clone());
             }
             instance.gpus = p.gpus;
             used.add(instance);
@@ -993,6 +1064,14 @@ impl ClusterState {
                 );
                 instance.status_message = Some(message.clone());
                 instance.notify(at, message);
+            } else if let Some(s) = &instance.session {
+                let message = format!(
+                    "ended: {} sessions last at most {} h",
+                    s.tier.as_str(),
+                    s.tier.max_length_s() / 3600
+                );
+                instance.status_message = Some(message.clone());
+                instance.notify(at, message);
             } else {
                 instance.status_message = Some("reclaimed: its spot capacity was needed".into());
                 instance.notify(at, "reclaimed: stopped at the end of its notice".into());
@@ -1045,9 +1124,23 @@ impl ClusterState {
             .map(|i| i.id.clone())
             .collect();
         let mut changed = false;
+        let mut requeue: BTreeSet<JobId> = BTreeSet::new();
         for iid in on_node {
             let instance = self.instances.get_mut(&iid).expect("listed above");
             match state {
+                NodeState::Down if instance.job.is_some() => {
+                    requeue.extend(instance.job.as_ref().map(|j| j.id.clone()));
+                }
+                NodeState::Down if instance.session.is_some() => {
+                    // A game is live: the gamer is better served by a new launch than by
+                    // waiting for the host.
+                    instance.status_message = Some(format!("host {id} is down{reason}"));
+                    instance.notify(
+                        at,
+                        format!("host {id} is down{reason}: this session has ended; launch it again"),
+                    );
+                    Self::begin_delete(&mut self.nodes, instance);
+                }
                 NodeState::Draining if instance.preemptible() => {
                     // Spot work gets its notice now (cut short by the drain's deadline).
                     let mut until = at + i64::from(instance.preemption_notice_s) * 1000;
@@ -1109,6 +1202,34 @@ impl ClusterState {
         }
         if changed && let Some(node) = self.nodes.get_mut(&id) {
             node.generation += 1;
+        }
+        // A job with a member on a lost host starts again from the queue, all members
+        // together (batch work restarts from its checkpoints; nothing of it is impaired).
+        for job in requeue {
+            self.capacity_epoch += 1;
+            let members: Vec<InstanceId> = self
+                .instances
+                .values()
+                .filter(|i| i.job.as_ref().is_some_and(|j| j.id == job) && i.node.is_some())
+                .map(|i| i.id.clone())
+                .collect();
+            for m in members {
+                if let Some(node) = self.instances[&m]
+                    .node
+                    .as_ref()
+                    .and_then(|n| self.nodes.get_mut(n))
+                {
+                    node.generation += 1;
+                }
+                self.unplace(&m);
+                let i = self.instances.get_mut(&m).expect("listed above");
+                i.running_at_ms = None;
+                let message = format!(
+                    "requeued: host {id} is down{reason}; job {job} starts again when its members fit"
+                );
+                i.pending_reason = Some(message.clone());
+                i.notify(at, message);
+            }
         }
         // Waiting workloads nominated to a host that no longer takes work look again.
         if state != NodeState::Ready {

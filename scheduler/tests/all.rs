@@ -5,3 +5,4 @@ mod host_events;
 mod jobs;
 mod placement_invariants;
 mod reservations;
+mod sessions;

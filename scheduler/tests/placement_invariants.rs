@@ -9,7 +9,7 @@
 //! every host, so evicting spot always frees a slot) and a reserved instance with a free slot
 //! on a ready host without spot work is placed at once; only spot instances are preempted,
 //! and only once their notice has run out (jobs only at their maximum run time); a job's
-//! members are all placed or all waiting; a plan never stops anything by itself. And every
+//! members are all placed or all waiting; an account has at most one game session (7); a plan never stops anything by itself. And every
 //! placement the planner proposes is accepted by apply (planner and verifier agree).
 //!
 //! proptest prints the minimal failing case and keeps it in the `.proptest-regressions` file
@@ -63,6 +63,8 @@ enum Event {
         count: u32,
         secs: u32,
     },
+    /// A game session launch at a tier (0 standard, 1 Priority+, 2 VIP), one GPU of a model.
+    Launch { tier: i32, model: usize },
     /// A reserved instance drawing on the n-th reservation (modulo).
     CreateReserved(usize),
     /// An AI job: members, GPUs of each (model index, count), max run time s, priority.
@@ -101,6 +103,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (1u32..8, 256u64..8192, prop::option::of((0usize..2, 1u32..5)), 1u32..4, 10u32..600)
             .prop_map(|(vcpus, memory_mib, gpu, count, secs)| Event::Reserve { vcpus, memory_mib, gpu, count, secs }),
         2 => any::<usize>().prop_map(Event::CreateReserved),
+        1 => (0i32..3, 0usize..2).prop_map(|(tier, model)| Event::Launch { tier, model }),
         2 => (1u32..4, prop::option::of((0usize..2, 1u32..5)), 10u32..400, 0i32..3)
             .prop_map(|(members, gpu, runtime_s, priority)| Event::Job { members, gpu, runtime_s, priority }),
         1 => any::<usize>().prop_map(Event::Delete),
@@ -234,6 +237,13 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
             started
         );
     }
+    // Invariant 7: one game session per account at a time.
+    let sessions = state
+        .instances
+        .values()
+        .filter(|i| i.session.is_some())
+        .count();
+    prop_assert!(sessions <= 1, "{} sessions of one account", sessions);
     if let Err(e) = state.check_reservations_backed() {
         prop_assert!(false, "reserved capacity not backed: {}", e);
     }
@@ -325,6 +335,19 @@ proptest! {
                         req.slot_nodes = nodes.iter().map(ToString::to_string).collect();
                         w.apply(Body::CreateReservation(req));
                     }
+                }
+                Event::Launch { tier, model } => {
+                    w.apply(Body::CreateInstance(pb::CreateInstance {
+                        instance_id: InstanceId::generate().to_string(),
+                        account_id: "acct-p".into(),
+                        region: "par".into(),
+                        vcpus: 2,
+                        memory_mib: 2048,
+                        gpu_model: MODELS[model].into(),
+                        gpu_count: 1,
+                        session: Some(pb::GameSession { tier, title: "t".into() }),
+                        ..Default::default()
+                    }));
                 }
                 Event::CreateReserved(n) => {
                     let rsv: Vec<_> = w.state.reservations.values().cloned().collect();

@@ -96,6 +96,7 @@ pub(super) fn request(
         nominated_node: None,
         reservation: None,
         job: None,
+        session: None,
         notices: Vec::new(),
     }
 }

@@ -386,6 +386,7 @@ pub async fn create(
             .as_ref()
             .and_then(|g| g.mig.clone())
             .unwrap_or_default(),
+        session: None,
         idempotency_key,
         market: market as i32,
         pool: req.pool.clone().unwrap_or_default(),

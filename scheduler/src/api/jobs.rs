@@ -11,7 +11,8 @@ use vmcloud_proto::{AccountId, InstanceId, JobId};
 
 use super::instances::{check_flavor, check_image, check_region, check_whole_gpus};
 use super::{
-    ApiJson, ApiQuery, ApiState, Caller, Problem, ReadOptions, created, idempotency_key, rfc3339,
+    ApiJson, ApiQuery, ApiState, Caller, Problem, QueuePlace, ReadOptions, created,
+    idempotency_key, rfc3339,
 };
 use crate::queue::{Standing, parse_priority, standings};
 use crate::state::{ClusterState, Instance, InstanceState, JobPriority};
@@ -50,14 +51,9 @@ pub struct JobView {
     /// `queued`, `running` or `stopping`.
     pub state: String,
     pub instances: Vec<String>,
-    /// Queued: 1 = next among the queued jobs of its region.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub position: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue_length: Option<u32>,
-    /// Queued: when it is expected to start (absent when it cannot be told).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub estimated_start: Option<String>,
+    /// Queued: its place in the queue.
+    #[serde(flatten)]
+    pub queue: QueuePlace,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_reason: Option<String>,
     /// Running: when it is stopped at the latest.
@@ -87,12 +83,7 @@ impl JobView {
             max_runtime_s: spec.max_runtime_s,
             state: state.to_owned(),
             instances: members.iter().map(|i| i.id.to_string()).collect(),
-            position: standing.filter(|_| queued).map(|s| s.position),
-            queue_length: standing.filter(|_| queued).map(|s| s.of),
-            estimated_start: standing
-                .filter(|_| queued)
-                .and_then(|s| s.eta_ms)
-                .map(rfc3339),
+            queue: QueuePlace::new(standing, queued),
             pending_reason: first.pending_reason.clone().filter(|_| queued),
             ends_by: members
                 .iter()

@@ -4,12 +4,14 @@
 //! every error is a [`Problem`]. [`router`] builds the whole API from an [`ApiState`], so tests
 //! can drive it without a socket.
 
+mod accounts;
 mod cluster;
 mod instances;
 mod jobs;
 mod nodes;
 pub mod problem;
 pub(crate) mod reservations;
+mod sessions;
 
 use std::sync::Arc;
 
@@ -59,6 +61,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/reservations/{id}", get(reservations::get))
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/v1/sessions", get(sessions::list).post(sessions::launch))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::get).delete(sessions::end),
+        )
+        .route(
+            "/v1/accounts/{id}",
+            get(accounts::get).patch(accounts::update),
+        )
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{id}", get(nodes::get).patch(nodes::patch))
         .route("/v1/cluster", get(cluster::status))
@@ -201,6 +212,32 @@ impl FromRequestParts<ApiState> for Operator {
 }
 
 pub(crate) use crate::cluster::rfc3339;
+
+/// Where a queued workload (a job, a game launch) stands; all absent once it is not queued.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct QueuePlace {
+    /// 1 = next in its queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_length: Option<u32>,
+    /// When it is expected to start (absent when it cannot be told).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_start: Option<String>,
+}
+
+impl QueuePlace {
+    pub fn new(standing: Option<&crate::queue::Standing>, queued: bool) -> QueuePlace {
+        match standing.filter(|_| queued) {
+            None => QueuePlace::default(),
+            Some(s) => QueuePlace {
+                position: Some(s.position),
+                queue_length: Some(s.of),
+                estimated_start: s.eta_ms.map(rfc3339),
+            },
+        }
+    }
+}
 
 pub(crate) fn created<T: serde::Serialize>(location: String, body: T) -> axum::response::Response {
     use axum::response::IntoResponse;

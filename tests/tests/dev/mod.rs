@@ -6,6 +6,7 @@ mod jobs;
 mod lifecycle;
 mod reservations;
 mod restart;
+mod sessions;
 
 use std::time::{Duration, Instant};
 

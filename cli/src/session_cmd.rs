@@ -1,0 +1,234 @@
+//! `vmcloud session ...` (cloud-gaming sessions: launch, list, get, end) and
+//! `vmcloud account ...` (an account's share weight and gaming tier, set by operators).
+
+use anyhow::anyhow;
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::client::{Client, ClientArgs, Output, print_rows};
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Launch a session; prints its id. It waits in the region's launch queue when no GPU is
+    /// free (VIP, then Priority+, then standard).
+    Launch {
+        /// The game, e.g. cyberpunk-2077.
+        #[arg(long)]
+        title: String,
+        /// A GPU flavor, e.g. game-rtx4090.
+        #[arg(long)]
+        flavor: String,
+        #[arg(long)]
+        region: String,
+        /// A dedicated pool, e.g. anti-cheat.
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Your sessions, with queue position and estimated start.
+    List,
+    /// Show one session.
+    Get { id: String },
+    /// End a session (leave the queue, or stop the game VM).
+    End { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Show an account (yours, or any for an operator).
+    Get { id: String },
+    /// Change an account (operators).
+    Set {
+        id: String,
+        /// Weight of its fair share of the AI job queues (1 to 1000).
+        #[arg(long)]
+        share_weight: Option<u32>,
+        /// standard, priority-plus or vip.
+        #[arg(long)]
+        gaming_tier: Option<String>,
+    },
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("-")
+}
+
+fn print_fields(v: &Value, keys: &[&str]) {
+    for key in keys {
+        match &v[*key] {
+            Value::String(x) => println!("{:<16} {x}", format!("{key}:")),
+            Value::Number(x) => println!("{:<16} {x}", format!("{key}:")),
+            Value::Bool(x) => println!("{:<16} {x}", format!("{key}:")),
+            _ => {}
+        }
+    }
+}
+
+fn print_session(v: &Value) {
+    print_fields(
+        v,
+        &[
+            "id",
+            "title",
+            "tier",
+            "state",
+            "region",
+            "flavor",
+            "node",
+            "estimated_start",
+            "pending_reason",
+            "ends_by",
+            "launched_at",
+        ],
+    );
+    if let Some(p) = v["position"].as_u64() {
+        println!("{:<16} {p} of {}", "position:", v["queue_length"]);
+    }
+    for n in v["notices"].as_array().into_iter().flatten() {
+        println!("{:<16} {}", "notice:", n.as_str().unwrap_or("-"));
+    }
+}
+
+pub async fn run(args: ClientArgs, command: SessionCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args)?;
+    let json_out = args.output == Output::Json;
+    let session = match command {
+        SessionCommand::Launch {
+            title,
+            flavor,
+            region,
+            pool,
+        } => {
+            let mut body = json!({ "title": title, "flavor": flavor, "region": region });
+            if let Some(p) = pool {
+                body["pool"] = Value::String(p);
+            }
+            let v = client
+                .call(Method::POST, "/v1/sessions", Some(body), false)
+                .await?
+                .ok_or_else(|| anyhow!("the API returned no session"))?;
+            if !json_out {
+                println!("{}", s(&v, "id"));
+                match v["position"].as_u64() {
+                    Some(p) => eprintln!(
+                        "session {} is queued: {p} of {} ({})",
+                        s(&v, "id"),
+                        v["queue_length"],
+                        s(&v, "pending_reason")
+                    ),
+                    None => eprintln!("session {} is {}", s(&v, "id"), s(&v, "state")),
+                }
+                return Ok(());
+            }
+            v
+        }
+        SessionCommand::List => {
+            let list = client
+                .call(Method::GET, "/v1/sessions", None, false)
+                .await?
+                .unwrap_or_default();
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            let rows: Vec<[String; 7]> = list["sessions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    [
+                        s(v, "id").to_owned(),
+                        s(v, "title").to_owned(),
+                        s(v, "tier").to_owned(),
+                        s(v, "state").to_owned(),
+                        s(v, "region").to_owned(),
+                        v["position"]
+                            .as_u64()
+                            .map_or("-".to_owned(), |p| format!("{p}/{}", v["queue_length"])),
+                        s(v, "estimated_start").to_owned(),
+                    ]
+                })
+                .collect();
+            print_rows(
+                [
+                    "ID",
+                    "TITLE",
+                    "TIER",
+                    "STATE",
+                    "REGION",
+                    "POSITION",
+                    "ESTIMATED START",
+                ],
+                &rows,
+            );
+            return Ok(());
+        }
+        SessionCommand::Get { id } => client
+            .call(Method::GET, &format!("/v1/sessions/{id}"), None, true)
+            .await?
+            .ok_or_else(|| anyhow!("session {id} does not exist"))?,
+        SessionCommand::End { id } => client
+            .call(Method::DELETE, &format!("/v1/sessions/{id}"), None, true)
+            .await?
+            .ok_or_else(|| anyhow!("session {id} does not exist"))?,
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&session)?);
+    } else {
+        print_session(&session);
+    }
+    Ok(())
+}
+
+pub async fn run_account(args: ClientArgs, command: AccountCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args)?;
+    let account = match command {
+        AccountCommand::Get { id } => client
+            .call(Method::GET, &format!("/v1/accounts/{id}"), None, true)
+            .await?
+            .ok_or_else(|| anyhow!("account {id} does not exist"))?,
+        AccountCommand::Set {
+            id,
+            share_weight,
+            gaming_tier,
+        } => {
+            if share_weight.is_none() && gaming_tier.is_none() {
+                return Err(anyhow!(
+                    "nothing to change: give --share-weight and/or --gaming-tier"
+                ));
+            }
+            let mut body = json!({});
+            if let Some(w) = share_weight {
+                body["share_weight"] = json!(w);
+            }
+            if let Some(t) = gaming_tier {
+                body["gaming_tier"] = json!(t);
+            }
+            client
+                .call(
+                    Method::PATCH,
+                    &format!("/v1/accounts/{id}"),
+                    Some(body),
+                    true,
+                )
+                .await?
+                .ok_or_else(|| anyhow!("account {id} does not exist"))?
+        }
+    };
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&account)?);
+    } else {
+        print_fields(
+            &account,
+            &[
+                "id",
+                "name",
+                "operator",
+                "share_weight",
+                "gaming_tier",
+                "created_at",
+            ],
+        );
+    }
+    Ok(())
+}

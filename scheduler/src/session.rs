@@ -1,0 +1,160 @@
+//! Cloud-gaming sessions: a gamer's GPU VM running a streaming server, launched from the
+//! portal, one at a time per account (invariant 7), ended at its tier's maximum length.
+//!
+//! **Launch queues**: one per region and GPU class (model and pool). A launch that cannot start
+//! waits there; VIP launches are served before Priority+ ones, Priority+ before standard, and
+//! launches of one tier in the order they came. Placement serves them in that order (see
+//! [`launch_rank`]). **Position and estimate**: [`standings`] walks each queue against the
+//! GPUs of its region over time: free now, plus what running sessions, jobs and reclaimed spot
+//! give back when they end (every session has a known latest end, its tier's length).
+//! Pure functions of the state, like placement.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::{InstanceId, pb};
+
+use crate::queue::{MAX_ESTIMATED, Standing, Timeline};
+use crate::state::{ClusterState, Instance};
+
+/// Gamers' subscription tiers.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionTier {
+    #[default]
+    Standard,
+    PriorityPlus,
+    Vip,
+}
+
+impl SessionTier {
+    pub const ALL: [SessionTier; 3] = [
+        SessionTier::Standard,
+        SessionTier::PriorityPlus,
+        SessionTier::Vip,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionTier::Standard => "standard",
+            SessionTier::PriorityPlus => "priority-plus",
+            SessionTier::Vip => "vip",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SessionTier> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// How long one session may last: 1 h standard, 6 h Priority+, 8 h VIP (the shape of
+    /// GeForce NOW's free, Priority and Ultimate tiers).
+    pub fn max_length_s(self) -> u32 {
+        match self {
+            SessionTier::Standard => 3600,
+            SessionTier::PriorityPlus => 6 * 3600,
+            SessionTier::Vip => 8 * 3600,
+        }
+    }
+}
+
+impl From<pb::SessionTier> for SessionTier {
+    fn from(t: pb::SessionTier) -> Self {
+        match t {
+            pb::SessionTier::Standard => SessionTier::Standard,
+            pb::SessionTier::PriorityPlus => SessionTier::PriorityPlus,
+            pb::SessionTier::Vip => SessionTier::Vip,
+        }
+    }
+}
+
+impl From<SessionTier> for pb::SessionTier {
+    fn from(t: SessionTier) -> Self {
+        match t {
+            SessionTier::Standard => pb::SessionTier::Standard,
+            SessionTier::PriorityPlus => pb::SessionTier::PriorityPlus,
+            SessionTier::Vip => pb::SessionTier::Vip,
+        }
+    }
+}
+
+/// What makes an instance a game session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSpec {
+    pub tier: SessionTier,
+    pub title: String,
+}
+
+/// Where a pending instance goes in placement's order: VIP launches first, then Priority+;
+/// everything else (standard launches included) keeps the order it came in.
+pub fn launch_rank(i: &Instance) -> u8 {
+    match i.session.as_ref().map(|s| s.tier) {
+        Some(SessionTier::Vip) => 0,
+        Some(SessionTier::PriorityPlus) => 1,
+        _ => 2,
+    }
+}
+
+/// The session an account has now (pending, starting, running or ending), if any.
+pub fn live_session<'s>(
+    state: &'s ClusterState,
+    account: &vmcloud_proto::AccountId,
+) -> Option<&'s Instance> {
+    state
+        .instances
+        .values()
+        .find(|i| &i.account == account && i.session.is_some())
+}
+
+/// Position and estimated start of every waiting launch, per region and GPU class.
+pub fn standings(state: &ClusterState) -> HashMap<InstanceId, Standing> {
+    let mut waiting: Vec<&Instance> = state.pending().filter(|i| i.session.is_some()).collect();
+    // Pending is in creation order; a stable sort by tier keeps it within a tier.
+    waiting.sort_by_key(|i| launch_rank(i));
+    let class = |i: &Instance| {
+        (
+            i.region.clone(),
+            i.gpu.as_ref().map(|g| g.model.clone()).unwrap_or_default(),
+            i.pool.clone(),
+        )
+    };
+    let mut per_queue: HashMap<_, u32> = HashMap::new();
+    for i in &waiting {
+        *per_queue.entry(class(i)).or_default() += 1;
+    }
+    let mut seen: HashMap<_, (u32, Option<Timeline>)> = HashMap::new();
+    let mut out = HashMap::new();
+    for i in waiting {
+        let key = class(i);
+        let of = per_queue[&key];
+        let (position, timeline) = seen.entry(key.clone()).or_insert_with(|| {
+            let (region, model, pool) = &key;
+            let t = (!model.is_empty())
+                .then(|| Timeline::new_in_pool(state, region, model, pool.as_deref()));
+            (0, t)
+        });
+        *position += 1;
+        let need = i64::from(i.gpu.as_ref().map_or(0, |g| g.count));
+        let eta_ms = match timeline {
+            Some(t) if *position as usize <= MAX_ESTIMATED => {
+                let start = t.earliest(need);
+                let length = i64::from(i.session.as_ref().map_or(0, |s| s.tier.max_length_s()));
+                if let Some(s) = start {
+                    t.book(s, need, length * 1000);
+                }
+                start
+            }
+            _ => None,
+        };
+        out.insert(
+            i.id.clone(),
+            Standing {
+                position: *position,
+                of,
+                eta_ms,
+            },
+        );
+    }
+    out
+}

@@ -1,0 +1,250 @@
+//! Game sessions: launch queues served VIP first, then Priority+, then standard (in order
+//! within a tier); one session per account; position and estimated start from the ends of
+//! running sessions; a session ends at its tier's length.
+
+use vmcloud_proto::InstanceId;
+use vmcloud_proto::pb::{self, command::Body};
+use vmcloud_scheduler::session::standings;
+use vmcloud_scheduler::state::{InstanceState, Rejected};
+
+use crate::fleet::Fleet;
+
+/// An account with a gaming tier.
+fn gamer(f: &mut Fleet, id: &str, tier: pb::SessionTier) {
+    f.apply(Body::CreateAccount(pb::CreateAccount {
+        account_id: id.into(),
+        name: id.into(),
+        operator: false,
+    }));
+    f.apply(Body::UpdateAccount(pb::UpdateAccount {
+        account_id: id.into(),
+        share_weight: None,
+        gaming_tier: Some(tier as i32),
+    }));
+}
+
+/// Launches a one-GPU session for `account` at its tier.
+fn launch(f: &mut Fleet, account: &str, tier: pb::SessionTier) -> Result<InstanceId, Rejected> {
+    let id = InstanceId::generate();
+    let r = f.try_apply(Body::CreateInstance(pb::CreateInstance {
+        instance_id: id.to_string(),
+        account_id: account.into(),
+        name: "game".into(),
+        region: "par".into(),
+        vcpus: 8,
+        memory_mib: 16384,
+        gpu_model: "H100".into(),
+        gpu_count: 1,
+        session: Some(pb::GameSession {
+            tier: tier as i32,
+            title: "chess".into(),
+        }),
+        ..Default::default()
+    }));
+    f.at += 1;
+    r.map(|_| id)
+}
+
+#[test]
+fn launches_queue_vip_first_and_know_their_place_and_start() {
+    let mut f = Fleet::new();
+    let host = f.host("h1", "r1", 2);
+    for (id, tier) in [
+        ("acct-s1", pb::SessionTier::Standard),
+        ("acct-s2", pb::SessionTier::Standard),
+        ("acct-s3", pb::SessionTier::Standard),
+        ("acct-p1", pb::SessionTier::PriorityPlus),
+        ("acct-v1", pb::SessionTier::Vip),
+    ] {
+        gamer(&mut f, id, tier);
+    }
+    // Two standard sessions take both GPUs.
+    let s1 = launch(&mut f, "acct-s1", pb::SessionTier::Standard).unwrap();
+    let s2 = launch(&mut f, "acct-s2", pb::SessionTier::Standard).unwrap();
+    f.place();
+    for id in [&s1, &s2] {
+        assert_eq!(f.instance(id).state, InstanceState::Scheduled);
+        // A standard session lasts at most an hour.
+        assert_eq!(f.instance(id).terminate_at_ms.unwrap(), f.at + 3_600_000);
+    }
+    // Then a standard, a Priority+ and a VIP gamer launch, in that order.
+    let s3 = launch(&mut f, "acct-s3", pb::SessionTier::Standard).unwrap();
+    let p1 = launch(&mut f, "acct-p1", pb::SessionTier::PriorityPlus).unwrap();
+    let v1 = launch(&mut f, "acct-v1", pb::SessionTier::Vip).unwrap();
+    f.place();
+    let st = standings(&f.state);
+    let order: Vec<(u32, u32)> = [&v1, &p1, &s3]
+        .iter()
+        .map(|id| (st[*id].position, st[*id].of))
+        .collect();
+    assert_eq!(order, [(1, 3), (2, 3), (3, 3)], "VIP, Priority+, standard");
+    // Estimates: the VIP starts when the first standard session ends (its hour is up), the
+    // Priority+ when the second does, the standard when the Priority+ session's 6 hours are
+    // over (before the VIP's 8).
+    let first_end = f.instance(&s1).terminate_at_ms.unwrap();
+    let second_end = f.instance(&s2).terminate_at_ms.unwrap();
+    assert_eq!(st[&v1].eta_ms, Some(first_end));
+    assert_eq!(st[&p1].eta_ms, Some(second_end));
+    assert_eq!(st[&s3].eta_ms, Some(second_end + 6 * 3_600_000));
+    assert!(
+        f.instance(&v1)
+            .pending_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("no host in par with 1×H100 free"),
+        "{:?}",
+        f.instance(&v1).pending_reason
+    );
+
+    // A gamer ends the first session: the VIP gets the GPU, not the earlier standard launch.
+    f.apply(Body::DeleteInstance(pb::DeleteInstance {
+        instance_id: s2.to_string(),
+        account_id: "acct-s2".into(),
+    }));
+    f.observe(&host, &s2, pb::ObservedState::Absent);
+    f.place();
+    assert_eq!(f.instance(&v1).state, InstanceState::Scheduled);
+    assert_eq!(f.instance(&p1).state, InstanceState::Pending);
+    assert_eq!(f.instance(&s3).state, InstanceState::Pending);
+
+    // The standard session that reaches its hour is ended, with the reason.
+    f.at = first_end;
+    let (_, due) = f.state.notices_ending(f.at);
+    assert_eq!(due, vec![s1.clone()]);
+    f.apply(Body::ReclaimInstances(pb::ReclaimInstances {
+        instance_ids: due.iter().map(ToString::to_string).collect(),
+    }));
+    assert_eq!(f.instance(&s1).state, InstanceState::Deleting);
+    assert_eq!(
+        f.instance(&s1).status_message.as_deref(),
+        Some("ended: standard sessions last at most 1 h")
+    );
+    f.observe(&host, &s1, pb::ObservedState::Absent);
+    f.place();
+    assert_eq!(f.instance(&p1).state, InstanceState::Scheduled);
+}
+
+#[test]
+fn one_session_per_account_and_sessions_are_on_demand() {
+    let mut f = Fleet::new();
+    f.host("h1", "r1", 4);
+    gamer(&mut f, "acct-g", pb::SessionTier::Standard);
+    let first = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap();
+    let again = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap_err();
+    assert!(
+        matches!(&again, Rejected::Conflict(m) if m.contains(&format!("already has session {first}"))),
+        "{again}"
+    );
+    f.place();
+    assert!(launch(&mut f, "acct-g", pb::SessionTier::Standard).is_err());
+    // Once ended and gone, the gamer may launch again.
+    let node = f.instance(&first).node.clone().unwrap();
+    f.apply(Body::DeleteInstance(pb::DeleteInstance {
+        instance_id: first.to_string(),
+        account_id: "acct-g".into(),
+    }));
+    let ending = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap_err();
+    assert!(ending.to_string().contains("still ending"), "{ending}");
+    f.observe(&node, &first, pb::ObservedState::Absent);
+    launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap();
+
+    // A spot session is refused.
+    gamer(&mut f, "acct-h", pb::SessionTier::Vip);
+    let spot = f.try_apply(Body::CreateInstance(pb::CreateInstance {
+        instance_id: InstanceId::generate().to_string(),
+        account_id: "acct-h".into(),
+        region: "par".into(),
+        vcpus: 1,
+        memory_mib: 1024,
+        market: pb::Market::Spot as i32,
+        session: Some(pb::GameSession {
+            tier: pb::SessionTier::Vip as i32,
+            title: "chess".into(),
+        }),
+        ..Default::default()
+    }));
+    assert!(matches!(spot, Err(Rejected::Invalid(_))), "{spot:?}");
+}
+
+#[test]
+fn a_lost_host_ends_its_sessions_and_requeues_its_jobs_whole() {
+    let mut f = Fleet::new();
+    for h in ["a", "b", "c", "d"] {
+        f.host(h, h, 2);
+    }
+    gamer(&mut f, "acct-g", pb::SessionTier::Standard);
+    // A job of 2 members of 2 GPUs each (so on two hosts), and a session on a third.
+    let job = vmcloud_proto::JobId::generate();
+    let members: Vec<InstanceId> = (0..2).map(|_| InstanceId::generate()).collect();
+    f.apply(Body::CreateJob(pb::CreateJob {
+        members: members
+            .iter()
+            .enumerate()
+            .map(|(n, id)| pb::CreateInstance {
+                instance_id: id.to_string(),
+                account_id: crate::fleet::ACCOUNT.into(),
+                region: "par".into(),
+                vcpus: 4,
+                memory_mib: 8192,
+                gpu_model: "H100".into(),
+                gpu_count: 2,
+                job: Some(pb::JobSpec {
+                    job_id: job.to_string(),
+                    priority: pb::JobPriority::Normal as i32,
+                    max_runtime_s: 3600,
+                    gang_size: 2,
+                    member: n as u32,
+                }),
+                ..Default::default()
+            })
+            .collect(),
+    }));
+    f.place();
+    let session = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap();
+    f.place();
+    let host_of = |f: &Fleet, id: &InstanceId| f.instance(id).node.clone().unwrap();
+    let (m0, m1, s) = (
+        host_of(&f, &members[0]),
+        host_of(&f, &members[1]),
+        host_of(&f, &session),
+    );
+    assert!(m0 != m1 && s != m0 && s != m1);
+
+    // The host of one member is lost: every member goes back to the queue (the one on the
+    // healthy host too), and the job starts again, whole, elsewhere.
+    f.set_state(&m0, pb::NodeState::Down, 0);
+    for m in &members {
+        let i = f.instance(m);
+        assert_eq!(i.state, InstanceState::Pending, "{m}");
+        assert!(i.gpus.is_empty() && i.terminate_at_ms.is_none());
+        assert!(
+            i.pending_reason
+                .as_deref()
+                .unwrap()
+                .starts_with("requeued: host"),
+            "{:?}",
+            i.pending_reason
+        );
+    }
+    f.place();
+    for m in &members {
+        let i = f.instance(m);
+        assert_eq!(i.state, InstanceState::Scheduled, "{m} placed again");
+        assert_ne!(i.node.as_ref(), Some(&m0));
+    }
+    assert_eq!(f.instance(&session).state, InstanceState::Scheduled);
+
+    // The session's host is lost: the session is over, with the reason.
+    f.set_state(&s, pb::NodeState::Down, 0);
+    assert_eq!(f.instance(&session).state, InstanceState::Deleting);
+    assert!(
+        f.instance(&session)
+            .notices
+            .last()
+            .unwrap()
+            .message
+            .contains("this session has ended"),
+        "{:?}",
+        f.instance(&session).notices
+    );
+}
