@@ -437,6 +437,30 @@ pub async fn cluster_status(args: ClientArgs) -> anyhow::Result<()> {
     println!("voters:        {}", voters.join(", "));
     println!("commit index:  {}", view["commit_index"]);
     println!("applied index: {}", view["applied_index"]);
+    let e = &view["evaluations"];
+    if view["is_leader"] == true {
+        println!(
+            "evaluations:   {} ready, {} being planned, {} failed (delivered {}, acked {}, nacked {})",
+            e["ready"],
+            e["unacked"],
+            e["failed"],
+            e["delivered_total"],
+            e["acked_total"],
+            e["nacked_total"]
+        );
+        for ev in e["evaluations"].as_array().into_iter().flatten() {
+            println!(
+                "  {} {} priority {} attempt {}: {}",
+                ev["region"].as_str().unwrap_or("-"),
+                ev["state"].as_str().unwrap_or("-"),
+                ev["priority"],
+                ev["attempts"],
+                ev["reason"].as_str().unwrap_or("-")
+            );
+        }
+    } else {
+        println!("evaluations:   kept by the leader; ask it");
+    }
     Ok(())
 }
 

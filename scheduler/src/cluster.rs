@@ -15,6 +15,8 @@ use crate::state::{ApplyResult, ClusterState, SharedState};
 pub struct Cluster {
     raft: Raft<ApplyResult>,
     state: SharedState,
+    /// The leader's eval broker (empty on followers).
+    broker: crate::broker::SharedBroker,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -43,7 +45,16 @@ pub fn rfc3339(ms: i64) -> String {
 
 impl Cluster {
     pub fn new(raft: Raft<ApplyResult>, state: SharedState) -> Self {
-        Cluster { raft, state }
+        Cluster {
+            raft,
+            state,
+            broker: Default::default(),
+        }
+    }
+
+    /// The eval broker the placement controller runs on this replica.
+    pub fn broker(&self) -> &crate::broker::SharedBroker {
+        &self.broker
     }
 
     /// Proposes a command and waits for it to be applied; returns what applying it gave.

@@ -1,16 +1,51 @@
-//! The placement controller: on the leader, after every applied batch, plans the pending
-//! instances against the newest state and proposes the plan; when a spot instance's notice
-//! runs out, proposes its reclaim; when a reservation's end passes, proposes its expiry. Idempotent: it reads everything it needs from the
+//! The placement controller, on the leader. After every applied batch it turns what changed
+//! into evaluations in the [`crate::broker`] (a region with new waiting work, or every region
+//! with waiting work once capacity has changed), dequeues the ready ones, plans them in
+//! parallel on one snapshot (one pure [`plan_region`] per region, on its own thread), merges
+//! the plans into one Raft proposal, and acks the evaluations whose plan was committed and
+//! took whole; an evaluation whose proposal failed, or part of whose plan apply refused (the
+//! state changed since the snapshot), is nacked and delivered again. It also proposes the
+//! reclaim of spot whose notice ran out (and of jobs and sessions at their time limit) and the
+//! expiry of reservations whose end passed. Idempotent: it reads everything it needs from the
 //! state each round, so it can be restarted or run on a new leader at any time.
 
 use std::time::Duration;
 
 use vmcloud_proto::pb::{self, command::Body};
 
+use crate::broker::{Evaluation, region_priorities};
 use crate::cluster::{Cluster, now_ms};
-use crate::placement::{Plan, plan_pending};
+use crate::placement::{Plan, WAITING_FOR_PLACEMENT, plan_region};
+use crate::state::{ClusterState, InstanceState};
+
+/// Plans each evaluation's region on the same snapshot, in parallel when there are several,
+/// and merges the plans (regions share no host, so they never conflict).
+fn plan_evaluations(state: &ClusterState, evals: &[Evaluation], all: bool) -> Plan {
+    let plans: Vec<Plan> = if evals.len() == 1 {
+        vec![plan_region(state, all, Some(&evals[0].region))]
+    } else {
+        std::thread::scope(|s| {
+            let planners: Vec<_> = evals
+                .iter()
+                .map(|e| s.spawn(move || plan_region(state, all, Some(&e.region))))
+                .collect();
+            planners
+                .into_iter()
+                .map(|p| p.join().expect("placement is pure and does not panic"))
+                .collect()
+        })
+    };
+    let mut merged = Plan::default();
+    for p in plans {
+        merged.placements.extend(p.placements);
+        merged.unplaced.extend(p.unplaced);
+        merged.preemptions.extend(p.preemptions);
+    }
+    merged
+}
 
 pub async fn run_placement(cluster: Cluster) {
+    let broker = cluster.broker().clone();
     let mut applied = cluster.applied();
     let mut status = cluster.raft_status();
     let mut last: Option<Plan> = None;
@@ -20,6 +55,8 @@ pub async fn run_placement(cluster: Cluster) {
         let is_leader = status.borrow_and_update().is_leader;
         if !is_leader {
             planned_epoch = None;
+            // A new leader rebuilds its evaluations from the state.
+            broker.lock().expect("broker lock").clear();
         }
         // When the next spot notice or reservation runs out (the leader wakes for it).
         let mut next_notice_end = None;
@@ -55,38 +92,67 @@ pub async fn run_placement(cluster: Cluster) {
                 }
                 continue;
             }
-            let plan = {
+            // What changed becomes evaluations: every region with waiting work once capacity
+            // has changed, else the regions with work placement has not looked at yet.
+            let (evals, all) = {
                 let state = cluster.state();
                 let all = planned_epoch != Some(state.capacity_epoch);
                 planned_epoch = Some(state.capacity_epoch);
-                plan_pending(&state, all)
+                let looking = state
+                    .pending()
+                    .filter(|i| all || i.pending_reason.as_deref() == Some(WAITING_FOR_PLACEMENT));
+                let reason = if all { "capacity changed" } else { "new work" };
+                let mut b = broker.lock().expect("broker lock");
+                for (region, priority) in region_priorities(looking) {
+                    b.enqueue(region, priority, reason);
+                }
+                (b.dequeue(now_ms()), all)
             };
-            // The same plan twice in a row made no progress: wait for something to change
-            // rather than spin.
-            if !plan.is_empty() && last.as_ref() != Some(&plan) {
-                match cluster
-                    .propose(Body::PlaceInstances(plan.to_command()))
-                    .await
-                {
-                    Ok(_) => {
-                        if !plan.placements.is_empty() {
-                            tracing::info!(
-                                placed = plan.placements.len(),
-                                waiting = plan.unplaced.len(),
-                                "placement plan committed"
-                            );
-                        }
-                        last = Some(plan);
-                        continue;
+            if !evals.is_empty() {
+                let plan = plan_evaluations(&cluster.state(), &evals, all);
+                // The same plan twice in a row made no progress: wait for something to change
+                // rather than spin.
+                if plan.is_empty() || last.as_ref() == Some(&plan) {
+                    let mut b = broker.lock().expect("broker lock");
+                    for e in &evals {
+                        b.ack(e);
                     }
-                    Err(e) => {
-                        planned_epoch = None;
-                        tracing::warn!(error = %e, "placement plan not committed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
+                } else {
+                    match cluster
+                        .propose(Body::PlaceInstances(plan.to_command()))
+                        .await
+                    {
+                        Ok(_) => {
+                            if !plan.placements.is_empty() {
+                                tracing::info!(
+                                    placed = plan.placements.len(),
+                                    waiting = plan.unplaced.len(),
+                                    evaluations = evals.len(),
+                                    "placement plan committed"
+                                );
+                            }
+                            settle(&cluster, &evals, &plan);
+                            last = Some(plan);
+                            continue;
+                        }
+                        Err(e) => {
+                            planned_epoch = None;
+                            {
+                                let mut b = broker.lock().expect("broker lock");
+                                for ev in &evals {
+                                    b.nack(ev, now_ms(), &format!("plan not committed: {e}"));
+                                }
+                            }
+                            tracing::warn!(error = %e, "placement plan not committed; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
                     }
                 }
             }
+            // A parked (failed) evaluation wakes the loop when it may be tried again.
+            let retry = broker.lock().expect("broker lock").next_retry();
+            next_notice_end = [next_notice_end, retry].into_iter().flatten().min();
         }
         let notice_ends = async {
             match next_notice_end {
@@ -104,5 +170,31 @@ pub async fn run_placement(cluster: Cluster) {
             () = notice_ends => {}
         }
         last = None;
+    }
+}
+
+/// After a committed plan: acks the evaluations whose placements all took, nacks those where
+/// apply refused some (the state changed after the snapshot), so they are planned again.
+fn settle(cluster: &Cluster, evals: &[Evaluation], plan: &Plan) {
+    let refused: std::collections::HashSet<String> = {
+        let state = cluster.state();
+        plan.placements
+            .iter()
+            .filter_map(|(id, _)| state.instances.get(id))
+            .filter(|i| i.state == InstanceState::Pending)
+            .map(|i| i.region.clone())
+            .collect()
+    };
+    let mut b = cluster.broker().lock().expect("broker lock");
+    for e in evals {
+        if refused.contains(&e.region) {
+            b.nack(
+                e,
+                now_ms(),
+                "apply refused part of the plan (the state changed since the snapshot)",
+            );
+        } else {
+            b.ack(e);
+        }
     }
 }

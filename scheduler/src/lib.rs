@@ -1,7 +1,8 @@
 //! The VMCloud scheduler.
 //!
 //! - [`state`]: the replicated cluster state and `apply`, its only writer;
-//! - [`placement`]: the pure placement function ([`mig`]: GPU slices); [`controller`]: the loop that runs it on the
+//! - [`placement`]: the pure placement function ([`mig`]: GPU slices); [`broker`]: the eval
+//!   broker; [`controller`]: the loop that runs it on the
 //!   leader and proposes plans;
 //! - [`gateway`]: the QUIC server agents connect to (desired configs out, status in);
 //! - [`api`]: the HTTP API; [`auth`]: API keys; [`catalog`]: regions, flavors, images;
@@ -10,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+pub mod broker;
 pub mod catalog;
 pub mod cluster;
 pub mod controller;

@@ -101,7 +101,16 @@ pub struct FleetIndex<'s> {
 
 impl<'s> FleetIndex<'s> {
     pub fn new(state: &'s ClusterState) -> Self {
-        let hosts: Vec<&Node> = state.nodes.values().collect();
+        Self::new_in(state, None)
+    }
+
+    /// The hosts of one region (`None`: all).
+    pub fn new_in(state: &'s ClusterState, region: Option<&str>) -> Self {
+        let hosts: Vec<&Node> = state
+            .nodes
+            .values()
+            .filter(|n| region.is_none_or(|r| n.region == r))
+            .collect();
         let mut by_region: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut by_region_model: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
         let mut single_model = Vec::with_capacity(hosts.len());
@@ -182,8 +191,16 @@ impl<'s> FleetIndex<'s> {
 /// reasons are only included when they differ from the recorded one, so a stable state
 /// produces an empty plan.
 pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
+    plan_region(state, all, None)
+}
+
+/// [`plan_pending`] for the waiting work of one region (`None`: all regions). Regions share
+/// no host, so plans of different regions made on one snapshot never conflict: the eval
+/// broker's evaluations are planned in parallel this way.
+pub fn plan_region(state: &ClusterState, all: bool, region: Option<&str>) -> Plan {
     let mut pending: Vec<&Instance> = state
         .pending()
+        .filter(|i| region.is_none_or(|r| i.region == r))
         .filter(|i| all || i.pending_reason.as_deref() == Some(WAITING_FOR_PLACEMENT))
         .take(if all { usize::MAX } else { MAX_NEW_PER_PLAN })
         .collect();
@@ -196,7 +213,7 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
     let jobs_waiting = pending.iter().any(|i| i.job.is_some());
     pending.retain(|i| i.job.is_none());
 
-    let index = FleetIndex::new(state);
+    let index = FleetIndex::new_in(state, region);
     let mut usage = index.usage(state);
     let mut plan = Plan::default();
     // Hosts where spot instances are still leaving: their nominees wait for them.
@@ -259,7 +276,7 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
         }
     }
     if jobs_waiting {
-        plan_jobs(state, &index, &mut usage, &mut plan);
+        plan_jobs(state, region, &index, &mut usage, &mut plan);
     }
     plan
 }
@@ -267,10 +284,19 @@ pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
 /// Serves the AI job queues in order (see [`crate::queue`]): each job's members all at once
 /// or not at all; behind a job that cannot start, only jobs that finish before its estimated
 /// start (backfill).
-fn plan_jobs(state: &ClusterState, index: &FleetIndex<'_>, usage: &mut [Usage], plan: &mut Plan) {
+fn plan_jobs(
+    state: &ClusterState,
+    region: Option<&str>,
+    index: &FleetIndex<'_>,
+    usage: &mut [Usage],
+    plan: &mut Plan,
+) {
     // Per region and GPU model: the first job that could not start and when it should.
     let mut blocked: HashMap<(&str, &str), (&JobId, Option<i64>)> = HashMap::new();
-    for gang in crate::queue::queue(state, state.pending()) {
+    let pending = state
+        .pending()
+        .filter(|i| region.is_none_or(|r| i.region == r));
+    for gang in crate::queue::queue(state, pending) {
         let key = (gang.region, gang.model);
         let reason = match blocked.get(&key) {
             // A head with no estimated start (waiting cannot be told to help) blocks nobody.

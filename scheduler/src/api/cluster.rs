@@ -22,6 +22,8 @@ pub struct ClusterView {
     pub learners: Vec<u64>,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// The eval broker's backlog (kept by the leader; empty on a follower).
+    pub evaluations: crate::broker::Backlog,
 }
 
 fn view(s: &ApiState) -> ClusterView {
@@ -36,6 +38,7 @@ fn view(s: &ApiState) -> ClusterView {
         learners: status.learners,
         commit_index: status.commit,
         applied_index: applied,
+        evaluations: s.cluster.broker().lock().expect("broker lock").backlog(),
     }
 }
 

@@ -103,4 +103,12 @@ async fn a_launch_waits_in_the_queue_one_per_account_and_tiers_are_set_by_operat
             .len(),
         1
     );
+
+    // The launches went through the eval broker: delivered, planned and acked, and nothing
+    // is stuck.
+    eventually(Duration::from_secs(10), "evaluations acked", || async {
+        let e = cli_json(&fx, &["cluster", "status"])["evaluations"].clone();
+        (e["acked_total"].as_u64() >= Some(2) && e["failed"] == 0).then_some(())
+    })
+    .await;
 }
