@@ -79,16 +79,10 @@ pub fn profiles(model: &str, memory_mib: u64) -> Vec<Profile> {
     if !capable(model) {
         return Vec::new();
     }
-    // NVIDIA rounds the share to whole GB: 141 GB × 4/8 → 71 GB.
-    let gb = memory_mib as f64 / 1024.0;
     GEOMETRIES
         .iter()
         .map(|g| Profile {
-            name: format!(
-                "{}g.{}gb",
-                g.compute,
-                (gb * f64::from(g.memory) / f64::from(MEMORY_SLICES)).round()
-            ),
+            name: format!("{}g.{}gb", g.compute, share_gb(memory_mib, g)),
             compute: g.compute,
             memory: g.memory,
             starts: g.starts,
@@ -96,11 +90,31 @@ pub fn profiles(model: &str, memory_mib: u64) -> Vec<Profile> {
         .collect()
 }
 
-/// The profile `name` on a GPU of `model` with `memory_mib`.
+/// A geometry's share of a GPU's memory in whole GB, as NVIDIA rounds it (141 GB × 4/8 → 71).
+fn share_gb(memory_mib: u64, g: &Geometry) -> u64 {
+    (memory_mib as f64 / 1024.0 * f64::from(g.memory) / f64::from(MEMORY_SLICES)).round() as u64
+}
+
+/// The profile `name` on a GPU of `model` with `memory_mib`. Allocates nothing unless found:
+/// placement asks for it on every candidate GPU.
 pub fn profile(model: &str, memory_mib: u64, name: &str) -> Option<Profile> {
-    profiles(model, memory_mib)
-        .into_iter()
-        .find(|p| p.name == name)
+    geometry(model, memory_mib, name).map(|g| Profile {
+            name: name.to_owned(),
+            compute: g.compute,
+            memory: g.memory,
+            starts: g.starts,
+        })
+}
+
+fn geometry(model: &str, memory_mib: u64, name: &str) -> Option<&'static Geometry> {
+    if !capable(model) {
+        return None;
+    }
+    let (compute, gb) = name.strip_suffix("gb")?.split_once("g.")?;
+    let (compute, gb): (u8, u64) = (compute.parse().ok()?, gb.parse().ok()?);
+    GEOMETRIES
+        .iter()
+        .find(|g| g.compute == compute && share_gb(memory_mib, g) == gb)
 }
 
 /// Whether `name` has the shape of a profile name, for checking the catalog (which profiles a
@@ -168,26 +182,26 @@ impl Layout {
             let Some(s) = Slice::parse(b).filter(|s| s.pci == pci) else {
                 continue;
             };
-            let p = profile(model, memory_mib, s.profile)?;
-            layout = layout.with(&p, s.start)?;
+            let g = geometry(model, memory_mib, s.profile)?;
+            layout = layout.place(g.compute, g.memory, g.starts, s.start)?;
         }
         Some(layout)
     }
 
-    fn mask(p: &Profile, start: u8) -> u8 {
-        (((1u16 << p.memory) - 1) << start) as u8
-    }
-
     /// This layout with a slice of `p` at `start`, if it is allowed there and free.
     pub fn with(self, p: &Profile, start: u8) -> Option<Layout> {
-        let mask = Self::mask(p, start);
-        let fits = p.starts.contains(&start)
-            && start + p.memory <= MEMORY_SLICES
+        self.place(p.compute, p.memory, p.starts, start)
+    }
+
+    fn place(self, compute: u8, memory: u8, starts: &[u8], start: u8) -> Option<Layout> {
+        let mask = (((1u16 << memory) - 1) << start) as u8;
+        let fits = starts.contains(&start)
+            && start + memory <= MEMORY_SLICES
             && self.memory & mask == 0
-            && self.compute + p.compute <= COMPUTE_SLICES;
+            && self.compute + compute <= COMPUTE_SLICES;
         fits.then_some(Layout {
             memory: self.memory | mask,
-            compute: self.compute + p.compute,
+            compute: self.compute + compute,
         })
     }
 
@@ -214,10 +228,12 @@ pub fn slices_on<'a>(
     bound: &'a BTreeSet<String>,
     pci: &'a str,
 ) -> impl Iterator<Item = &'a String> {
-    let prefix = format!("{pci}/");
+    use std::ops::Bound;
+    // Names sort by PCI address first, so a GPU's slices follow its address.
     bound
-        .range(prefix.clone()..)
-        .take_while(move |b| b.starts_with(&prefix))
+        .range::<str, _>((Bound::Included(pci), Bound::Unbounded))
+        .take_while(move |b| b.starts_with(pci))
+        .filter(move |b| b.as_bytes().get(pci.len()) == Some(&b'/'))
 }
 
 #[cfg(test)]
