@@ -99,11 +99,11 @@ fn share_gb(memory_mib: u64, g: &Geometry) -> u64 {
 /// placement asks for it on every candidate GPU.
 pub fn profile(model: &str, memory_mib: u64, name: &str) -> Option<Profile> {
     geometry(model, memory_mib, name).map(|g| Profile {
-            name: name.to_owned(),
-            compute: g.compute,
-            memory: g.memory,
-            starts: g.starts,
-        })
+        name: name.to_owned(),
+        compute: g.compute,
+        memory: g.memory,
+        starts: g.starts,
+    })
 }
 
 fn geometry(model: &str, memory_mib: u64, name: &str) -> Option<&'static Geometry> {
