@@ -33,6 +33,17 @@ pub enum JobCommand {
         priority: String,
         #[arg(long)]
         name: Option<String>,
+        /// `on-demand`, `spot` (cheaper; preempted with notice when the GPUs are needed, then
+        /// queued again) or `reserved` (one slot of your reservation per member).
+        #[arg(long, default_value = "on-demand")]
+        market: String,
+        /// Reserved: the reservation to draw on (default: your active one for this flavor and
+        /// region with a slot free for every member).
+        #[arg(long)]
+        reservation: Option<String>,
+        /// Spot: seconds of notice before a preemption stops it (30 to 3600).
+        #[arg(long)]
+        notice: Option<u32>,
     },
     /// List your jobs, with queue position and estimated start.
     List,
@@ -52,6 +63,7 @@ fn print_job(j: &Value) {
         "name",
         "state",
         "priority",
+        "market",
         "region",
         "flavor",
         "estimated_start",
@@ -83,11 +95,20 @@ pub async fn run(args: ClientArgs, command: JobCommand) -> anyhow::Result<()> {
             members,
             priority,
             name,
+            market,
+            reservation,
+            notice,
         } => {
             let mut body = json!({
                 "flavor": flavor, "image": image, "region": region, "members": members,
-                "priority": priority, "max_runtime_s": max_runtime.as_secs(),
+                "priority": priority, "max_runtime_s": max_runtime.as_secs(), "market": market,
             });
+            if let Some(r) = reservation {
+                body["reservation"] = Value::String(r);
+            }
+            if let Some(n) = notice {
+                body["preemption_notice_s"] = n.into();
+            }
             if let Some(n) = name {
                 body["name"] = Value::String(n);
             }

@@ -19,11 +19,26 @@ pub enum SessionCommand {
         /// A GPU flavor, e.g. game-rtx4090.
         #[arg(long)]
         flavor: String,
-        #[arg(long)]
-        region: String,
+        /// Where to play; or give --rtt and --max-latency and the scheduler picks.
+        #[arg(long, required_unless_present = "rtt", conflicts_with = "rtt")]
+        region: Option<String>,
+        /// Round trip measured to a region's beacon, REGION=MS (repeat for several).
+        #[arg(long, requires = "max_latency")]
+        rtt: Vec<String>,
+        /// The most round trip you accept, in ms: the launch goes to the region within it
+        /// where it starts first.
+        #[arg(long, requires = "rtt")]
+        max_latency: Option<u32>,
         /// A dedicated pool, e.g. anti-cheat.
         #[arg(long)]
         pool: Option<String>,
+        /// `on-demand`, `spot` (cheaper; ended with notice when the GPU is needed) or
+        /// `reserved` (on one of your reservations).
+        #[arg(long, default_value = "on-demand")]
+        market: String,
+        /// Reserved: the reservation to draw on.
+        #[arg(long)]
+        reservation: Option<String>,
     },
     /// Your sessions, with queue position and estimated start.
     List,
@@ -73,7 +88,9 @@ fn print_session(v: &Value) {
             "tier",
             "state",
             "region",
+            "rtt_ms",
             "flavor",
+            "market",
             "node",
             "estimated_start",
             "pending_reason",
@@ -97,11 +114,34 @@ pub async fn run(args: ClientArgs, command: SessionCommand) -> anyhow::Result<()
             title,
             flavor,
             region,
+            rtt,
+            max_latency,
             pool,
+            market,
+            reservation,
         } => {
-            let mut body = json!({ "title": title, "flavor": flavor, "region": region });
+            let mut body = json!({ "title": title, "flavor": flavor, "market": market });
+            if let Some(r) = region {
+                body["region"] = Value::String(r);
+            }
+            if let Some(max_ms) = max_latency {
+                let mut rtt_ms = serde_json::Map::new();
+                for kv in &rtt {
+                    let (r, ms) = kv
+                        .split_once('=')
+                        .and_then(|(r, ms)| {
+                            Some((r, ms.trim_end_matches("ms").parse::<u32>().ok()?))
+                        })
+                        .ok_or_else(|| anyhow!("--rtt {kv}: expected REGION=MS, e.g. par=12"))?;
+                    rtt_ms.insert(r.to_owned(), ms.into());
+                }
+                body["latency"] = json!({ "max_ms": max_ms, "rtt_ms": rtt_ms });
+            }
             if let Some(p) = pool {
                 body["pool"] = Value::String(p);
+            }
+            if let Some(r) = reservation {
+                body["reservation"] = Value::String(r);
             }
             let v = client
                 .call(Method::POST, "/v1/sessions", Some(body), false)

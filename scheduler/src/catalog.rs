@@ -25,6 +25,10 @@ pub struct Catalog {
 pub struct Region {
     pub name: String,
     pub status: RegionStatus,
+    /// A partner POP: the site and its hosts belong to this partner (its id, as in the
+    /// `partner:<id>` pools); absent: one of VMCloud's own datacenters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,11 +105,19 @@ impl Catalog {
         {
             return err("regions".into(), "at least one region must be `active`");
         }
-        for code in self.regions.keys() {
+        for (code, r) in &self.regions {
             if !is_slug(code) {
                 return err(
                     format!("regions.{code}"),
                     "region codes are lowercase letters, digits and `-`",
+                );
+            }
+            if let Some(partner) = &r.partner
+                && (partner.is_empty() || !is_slug(partner))
+            {
+                return err(
+                    format!("regions.{code}.partner"),
+                    "a partner id is lowercase letters, digits, `.` and `-`",
                 );
             }
         }
@@ -172,6 +184,11 @@ impl Catalog {
         Ok(())
     }
 
+    /// The partner owning a region's site, when it is a partner POP.
+    pub fn partner_of(&self, region: &str) -> Option<&str> {
+        self.regions.get(region)?.partner.as_deref()
+    }
+
     /// Region codes that take new workloads, for error messages.
     pub fn active_regions(&self) -> Vec<&str> {
         self.regions
@@ -217,7 +234,9 @@ mod tests {
         for i in ["debian-12", "ubuntu-24.04"] {
             assert!(c.images.contains_key(i), "{i}");
         }
-        assert_eq!(c.active_regions(), vec!["ams", "fra", "par"]);
+        assert_eq!(c.active_regions(), vec!["ams", "fra", "mrs-edge", "par"]);
+        assert_eq!(c.partner_of("mrs-edge"), Some("edgenet"));
+        assert_eq!(c.partner_of("par"), None);
         assert_eq!(c.regions["lon"].status, RegionStatus::Maintenance);
     }
 
@@ -228,6 +247,10 @@ mod tests {
             (
                 "[regions.par]\nname='P'\nstatus='closed'\n[flavors]\n[images]\n",
                 "regions.par.status",
+            ),
+            (
+                "[regions.par]\nname='P'\nstatus='active'\npartner='Acme Corp'\n[flavors]\n[images]\n",
+                "regions.par.partner",
             ),
             (
                 "[regions.par]\nname='P'\nstatus='active'\n[flavors.x]\nvcpus=0\nmemory_mib=512\ndisk_gib=1\n[images]\n",

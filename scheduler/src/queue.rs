@@ -1,12 +1,15 @@
 //! AI job queues: the order waiting jobs are served in, backfill, and each job's position and
 //! estimated start.
 //!
-//! **Order**: priority class (high, normal, low), then fair share (the GPUs the account's
+//! **Order**: on-demand and reserved jobs before spot ones (spot only gets what nobody else
+//! waits for), then priority class (high, normal, low), then fair share (the GPUs the account's
 //! running jobs hold, divided by its weight: the account using least of its share first), then
 //! submission. **Gangs**: a job's members start together or not at all. **Backfill**: when
 //! the first job of a region and GPU model cannot start, it gets an estimated start; later
 //! jobs of that model may still start now only if their maximum run time ends before it, so
-//! they never delay it. **Estimates** simulate the queue on aggregate GPU counts against the
+//! they never delay it. **Preemption**: when the first job that cannot start is not spot,
+//! placement may preempt spot work for it (see [`crate::placement`]); a preempted spot job
+//! comes back to its queue, whole, once its members have stopped. **Estimates** simulate the queue on aggregate GPU counts against the
 //! ends of running jobs (start + maximum run time); other work has no known end and is taken
 //! as staying, so an estimate can be late, never knowingly early.
 //!
@@ -87,6 +90,8 @@ pub fn queue<'s>(
         g.submitted_at_ms = g.submitted_at_ms.min(i.created_at_ms);
         g.members.push(i);
     }
+    // A job with members still stopping (reclaimed spot) waits until all are back.
+    gangs.retain(|_, g| g.members.len() >= g.spec.gang_size as usize);
     if gangs.is_empty() {
         return Vec::new();
     }
@@ -104,6 +109,8 @@ pub fn queue<'s>(
     let mut out: Vec<Gang<'s>> = gangs.into_values().collect();
     out.sort_by_cached_key(|g| {
         (
+            // Spot jobs only get what nobody else waits for.
+            g.members[0].market == Market::Spot,
             Reverse(g.spec.priority),
             weighted(g.account),
             g.submitted_at_ms,

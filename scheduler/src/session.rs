@@ -84,12 +84,89 @@ impl From<SessionTier> for pb::SessionTier {
 pub struct SessionSpec {
     pub tier: SessionTier,
     pub title: String,
+    /// Round trip from the gamer to the chosen region, when the launch gave a latency target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<u32>,
+}
+
+/// A launch's latency target: the round trips the gamer's client measured to each region's
+/// beacon, and the most it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatencyTarget {
+    pub max_ms: u32,
+    pub rtt_ms: Vec<(String, u32)>,
+}
+
+/// Where a launch with a latency target goes: among the regions within its target (those the
+/// caller lets take work), the one where it is expected to start first (free GPUs now, else
+/// the launch queue ahead of it walked like [`standings`] does), the nearest on a tie or
+/// when no start can be told anywhere. `None` when no region is within the target.
+pub fn choose_region(
+    state: &ClusterState,
+    target: &LatencyTarget,
+    open: impl Fn(&str) -> bool,
+    model: &str,
+    count: u32,
+    pool: Option<&str>,
+    tier: SessionTier,
+) -> Option<(String, u32, Option<i64>)> {
+    let rank = launch_rank_of(Some(tier));
+    let mut best: Option<(Option<i64>, u32, &str)> = None;
+    for (region, rtt) in &target.rtt_ms {
+        if *rtt > target.max_ms || !open(region) {
+            continue;
+        }
+        let mut t = Timeline::new_in_pool(state, region, model, pool);
+        // The launches of this class that would go before it.
+        let mut ahead: Vec<&Instance> = state
+            .pending()
+            .filter(|i| {
+                i.session.is_some()
+                    && &i.region == region
+                    && i.pool.as_deref() == pool
+                    && i.gpu.as_ref().is_some_and(|g| g.model == model)
+                    && launch_rank(i) <= rank
+            })
+            .collect();
+        ahead.sort_by_key(|i| launch_rank(i));
+        let mut known = ahead.len() <= MAX_ESTIMATED;
+        ahead.truncate(MAX_ESTIMATED);
+        for i in ahead {
+            let need = i64::from(i.gpu.as_ref().map_or(0, |g| g.count));
+            let length = i64::from(i.session.as_ref().map_or(0, |s| s.tier.max_length_s()));
+            match t.earliest(need) {
+                Some(start) => t.book(start, need, length * 1000),
+                None => {
+                    known = false;
+                    break;
+                }
+            }
+        }
+        let start = if known {
+            t.earliest(i64::from(count))
+        } else {
+            None
+        };
+        // Unknown starts sort after every known one; then the nearest region.
+        let key = (start.is_none(), start, *rtt);
+        if best
+            .as_ref()
+            .is_none_or(|(s, r, _)| key < (s.is_none(), *s, *r))
+        {
+            best = Some((start, *rtt, region));
+        }
+    }
+    best.map(|(start, rtt, region)| (region.to_owned(), rtt, start))
 }
 
 /// Where a pending instance goes in placement's order: VIP launches first, then Priority+;
 /// everything else (standard launches included) keeps the order it came in.
 pub fn launch_rank(i: &Instance) -> u8 {
-    match i.session.as_ref().map(|s| s.tier) {
+    launch_rank_of(i.session.as_ref().map(|s| s.tier))
+}
+
+fn launch_rank_of(tier: Option<SessionTier>) -> u8 {
+    match tier {
         Some(SessionTier::Vip) => 0,
         Some(SessionTier::PriorityPlus) => 1,
         _ => 2,

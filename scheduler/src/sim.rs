@@ -120,6 +120,8 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 spread_group: None,
                 preemption_notice_s: crate::state::DEFAULT_PREEMPTION_NOTICE_S,
                 terminate_at_ms: None,
+                reclaimed_at_ms: None,
+                requeue_when_gone: false,
                 nominated_node: None,
                 reservation: None,
                 job: None,

@@ -216,9 +216,17 @@ pub struct Instance {
     /// Notice it gets before it is reclaimed (spot).
     #[serde(default = "default_notice")]
     pub preemption_notice_s: u32,
-    /// When a spot instance's notice runs out: it is stopped then.
+    /// When it is stopped: a spot instance's notice runs out, a job member's maximum run
+    /// time or a session's tier length is reached.
     #[serde(default)]
     pub terminate_at_ms: Option<i64>,
+    /// When its spot capacity was reclaimed (notice given by a preemption or a drain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaimed_at_ms: Option<i64>,
+    /// A reclaimed spot job member being stopped: once its agent has removed it, it waits in
+    /// the queue again instead of going away.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requeue_when_gone: bool,
     /// A pending instance waiting for preempted spot capacity on this node.
     #[serde(default)]
     pub nominated_node: Option<NodeId>,
@@ -302,11 +310,22 @@ impl Instance {
     pub fn preemptible(&self) -> bool {
         self.market == Market::Spot
             && self.node.is_some()
-            && self.terminate_at_ms.is_none()
+            && self.reclaimed_at_ms.is_none()
             && !matches!(
                 self.state,
                 InstanceState::Deleting | InstanceState::Impaired
             )
+    }
+
+    /// What it is, for messages: `instance`, `job member` or `session`.
+    pub fn kind(&self) -> &'static str {
+        if self.job.is_some() {
+            "job member"
+        } else if self.session.is_some() {
+            "session"
+        } else {
+            "instance"
+        }
     }
 
     pub(crate) fn notify(&mut self, at_ms: i64, message: String) {
@@ -709,6 +728,8 @@ impl ClusterState {
                 c.preemption_notice_s
             },
             terminate_at_ms: None,
+            reclaimed_at_ms: None,
+            requeue_when_gone: false,
             nominated_node: None,
             notices: Vec::new(),
             reservation: ReservationId::parse(&c.reservation_id).ok(),
@@ -724,12 +745,13 @@ impl ClusterState {
             session: c.session.as_ref().map(|s| SessionSpec {
                 tier: s.tier().into(),
                 title: s.title.clone(),
+                rtt_ms: (s.rtt_ms > 0).then_some(s.rtt_ms),
             }),
         };
         if instance.session.is_some() {
-            if instance.market != Market::OnDemand || instance.job.is_some() {
+            if instance.job.is_some() {
                 return Err(Rejected::Invalid(
-                    "a game session is an on-demand instance, not spot, reserved or a job".into(),
+                    "a game session is an instance, not a job member".into(),
                 ));
             }
             // Invariant 7: one session per account at a time.
@@ -935,6 +957,8 @@ impl ClusterState {
         if let Some(d) = instance.terminate_at_ms.take() {
             self.index.terminating.remove(&(d, id.clone()));
         }
+        instance.reclaimed_at_ms = None;
+        instance.requeue_when_gone = false;
         instance.gpus.clear();
         instance.node = None;
         instance.placed_at_ms = None;
@@ -965,23 +989,46 @@ impl ClusterState {
         }
         let valid = c.members.iter().all(|m| {
             m.job.is_some()
-                && m.market() == pb::Market::OnDemand
+                && m.session.is_none()
+                && m.market() == first.market()
+                && m.reservation_id == first.reservation_id
                 && m.account_id == key.0
                 && InstanceId::parse(&m.instance_id)
                     .is_ok_and(|id| !self.instances.contains_key(&id))
         });
         if !valid {
             return Err(Rejected::Invalid(
-                "job members are new on-demand instances of one account".into(),
+                "job members are new instances of one account, one market and one reservation"
+                    .into(),
             ));
         }
+        // All members or none: what was created before a refusal is taken back.
         let mut first_created = None;
+        let mut created: Vec<InstanceId> = Vec::with_capacity(c.members.len());
         for (n, mut m) in c.members.into_iter().enumerate() {
             if n > 0 {
                 m.idempotency_key.clear();
             }
-            if let Applied::Instance(i) = self.create_instance(m, at)? {
-                first_created.get_or_insert(i);
+            match self.create_instance(m, at) {
+                Ok(Applied::Instance(i)) => {
+                    created.push(i.id.clone());
+                    first_created.get_or_insert(i);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    for id in created {
+                        if let Some(i) = self.instances.remove(&id) {
+                            self.index.pending.remove(&(i.created_at_ms, id));
+                            self.release_slot(&i);
+                        }
+                    }
+                    if let Ok(account) = AccountId::parse(&key.0)
+                        && let Some(keys) = self.idempotency.get_mut(&account)
+                    {
+                        keys.remove(&key.1);
+                    }
+                    return Err(e);
+                }
             }
         }
         Ok(Applied::Instance(
@@ -1014,19 +1061,28 @@ impl ClusterState {
                 .node
                 .clone()
                 .expect("preemptible instances are placed");
-            let deadline = at + i64::from(victim.preemption_notice_s) * 1000;
-            victim.terminate_at_ms = Some(deadline);
+            let notice = victim.preemption_notice_s;
+            let job = victim.job.as_ref().map(|j| j.id.clone());
+            let deadline = Self::give_notice(
+                &mut self.index.terminating,
+                victim,
+                at + i64::from(notice) * 1000,
+                at,
+            );
             victim.notify(
                 at,
                 format!(
-                    "spot capacity reclaimed: this instance stops at {} ({} s notice)",
+                    "spot capacity reclaimed: this {} stops at {} ({notice} s notice)",
+                    victim.kind(),
                     crate::cluster::rfc3339(deadline),
-                    victim.preemption_notice_s
                 ),
             );
-            self.index.terminating.insert((deadline, victim_id));
             if let Some(node) = self.nodes.get_mut(&node_id) {
                 node.generation += 1;
+            }
+            // A job runs all together or not at all: its other members stop with it.
+            if let Some(job) = job {
+                self.reclaim_job(&job, deadline, at);
             }
             let e = victims_for.entry(for_id).or_insert((node_id, 0, deadline));
             e.1 += 1;
@@ -1039,6 +1095,51 @@ impl ClusterState {
                 crate::cluster::rfc3339(until)
             ));
             instance.nominated_node = Some(node);
+        }
+    }
+
+    /// Gives a spot instance its notice: it stops at `until`, or at its own end when that
+    /// comes first. Returns when it stops.
+    fn give_notice(
+        terminating: &mut BTreeSet<(i64, InstanceId)>,
+        instance: &mut Instance,
+        until: i64,
+        at: i64,
+    ) -> i64 {
+        instance.reclaimed_at_ms = Some(at);
+        if let Some(end) = instance.terminate_at_ms {
+            if end <= until {
+                return end;
+            }
+            terminating.remove(&(end, instance.id.clone()));
+        }
+        instance.terminate_at_ms = Some(until);
+        terminating.insert((until, instance.id.clone()));
+        until
+    }
+
+    /// The members of a spot job that are still running get the same deadline as the one
+    /// preempted.
+    fn reclaim_job(&mut self, job: &JobId, until: i64, at: i64) {
+        let members: Vec<InstanceId> = self
+            .instances
+            .values()
+            .filter(|i| i.job.as_ref().is_some_and(|j| &j.id == job) && i.preemptible())
+            .map(|i| i.id.clone())
+            .collect();
+        for m in members {
+            let i = self.instances.get_mut(&m).expect("listed above");
+            let deadline = Self::give_notice(&mut self.index.terminating, i, until, at);
+            i.notify(
+                at,
+                format!(
+                    "spot capacity reclaimed from job {job}: this member stops at {}",
+                    crate::cluster::rfc3339(deadline)
+                ),
+            );
+            if let Some(node) = i.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
+                node.generation += 1;
+            }
         }
     }
 
@@ -1057,7 +1158,23 @@ impl ClusterState {
             {
                 continue;
             }
-            if let Some(job) = &instance.job {
+            // Its own end (run time, session length) may come before a notice.
+            let own_end = instance
+                .time_limit_s()
+                .zip(instance.placed_at_ms)
+                .is_some_and(|(limit, placed)| placed + i64::from(limit) * 1000 <= at);
+            let reclaimed = instance.reclaimed_at_ms.is_some() && !own_end;
+            if reclaimed && instance.job.is_some() {
+                // Spot batch work goes back to the queue once its members are gone.
+                let message = "reclaimed: its spot capacity was needed; the job is queued again once its members have stopped".to_owned();
+                instance.status_message = Some(message.clone());
+                instance.notify(at, message);
+                instance.requeue_when_gone = true;
+            } else if reclaimed && instance.session.is_some() {
+                let message = "ended: its spot capacity was needed".to_owned();
+                instance.status_message = Some(message.clone());
+                instance.notify(at, message);
+            } else if let Some(job) = &instance.job {
                 let message = format!(
                     "stopped: job {} reached its maximum run time ({} s)",
                     job.id, job.max_runtime_s
@@ -1125,6 +1242,7 @@ impl ClusterState {
             .collect();
         let mut changed = false;
         let mut requeue: BTreeSet<JobId> = BTreeSet::new();
+        let mut spot_jobs: Vec<(JobId, i64)> = Vec::new();
         for iid in on_node {
             let instance = self.instances.get_mut(&iid).expect("listed above");
             match state {
@@ -1147,15 +1265,19 @@ impl ClusterState {
                     if let Some(d) = deadline {
                         until = until.min(d.max(at));
                     }
-                    instance.terminate_at_ms = Some(until);
+                    let until =
+                        Self::give_notice(&mut self.index.terminating, instance, until, at);
                     instance.notify(
                         at,
                         format!(
-                            "host {id} is draining{reason}: this spot instance stops at {}",
+                            "host {id} is draining{reason}: this spot {} stops at {}",
+                            instance.kind(),
                             crate::cluster::rfc3339(until)
                         ),
                     );
-                    self.index.terminating.insert((until, iid));
+                    if let Some(job) = &instance.job {
+                        spot_jobs.push((job.id.clone(), until));
+                    }
                     changed = true;
                 }
                 NodeState::Draining => instance.notify(
@@ -1202,6 +1324,9 @@ impl ClusterState {
         }
         if changed && let Some(node) = self.nodes.get_mut(&id) {
             node.generation += 1;
+        }
+        for (job, until) in spot_jobs {
+            self.reclaim_job(&job, until, at);
         }
         // A job with a member on a lost host starts again from the queue, all members
         // together (batch work restarts from its checkpoints; nothing of it is impaired).
@@ -1347,10 +1472,31 @@ impl ClusterState {
                     if let Some(d) = instance.terminate_at_ms {
                         self.index.terminating.remove(&(d, id.clone()));
                     }
+                    self.capacity_epoch += 1;
+                    if instance.requeue_when_gone {
+                        // A reclaimed spot job member waits in the queue again, in the place
+                        // its submission gave it (its job starts when all members are back).
+                        instance.state = InstanceState::Pending;
+                        instance.node = None;
+                        instance.gpus.clear();
+                        instance.placed_at_ms = None;
+                        instance.running_at_ms = None;
+                        instance.terminate_at_ms = None;
+                        instance.reclaimed_at_ms = None;
+                        instance.requeue_when_gone = false;
+                        instance.deleted_in_generation = None;
+                        instance.status_message = None;
+                        instance.pending_reason = Some(
+                            "requeued: its spot capacity was reclaimed; the job starts again when its members fit".into(),
+                        );
+                        self.index
+                            .pending
+                            .insert((instance.created_at_ms, id.clone()));
+                        continue;
+                    }
                     if let Some(removed) = self.instances.remove(&id) {
                         self.release_slot(&removed);
                     }
-                    self.capacity_epoch += 1;
                 }
                 (_, InstanceState::Deleting) | (pb::ObservedState::Absent, _) => {}
                 (pb::ObservedState::Running, _) => {

@@ -46,12 +46,17 @@ impl Fleet {
         )
     }
 
-    /// A host in `rack` with `gpus` H100s in one NVLink group.
+    /// A host in par, in `rack`, with `gpus` H100s in one NVLink group.
     pub fn host(&mut self, id: &str, rack: &str, gpus: u32) -> NodeId {
+        self.host_in("par", id, rack, gpus)
+    }
+
+    /// [`Fleet::host`] in another region.
+    pub fn host_in(&mut self, region: &str, id: &str, rack: &str, gpus: u32) -> NodeId {
         self.apply(Body::RegisterNode(pb::RegisterNode {
             node_id: id.into(),
             inventory: Some(pb::HostInventory {
-                region: "par".into(),
+                region: region.into(),
                 rack: rack.into(),
                 cpu_threads: 64,
                 memory_bytes: 512 << 30,

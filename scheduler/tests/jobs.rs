@@ -20,14 +20,24 @@ fn submit(
     runtime_s: u32,
     priority: pb::JobPriority,
 ) -> (JobId, Vec<InstanceId>) {
+    let c = job_of(account, members, gpus, runtime_s, priority, |_| {});
+    submit_command(f, c).expect("submitted")
+}
+
+/// The command submitting a job of `members` × `gpus` H100s, each member changed by `tweak`.
+fn job_of(
+    account: &str,
+    members: u32,
+    gpus: u32,
+    runtime_s: u32,
+    priority: pb::JobPriority,
+    tweak: impl Fn(&mut pb::CreateInstance),
+) -> pb::CreateJob {
     let job = JobId::generate();
-    let ids: Vec<InstanceId> = (0..members).map(|_| InstanceId::generate()).collect();
-    f.apply(Body::CreateJob(pb::CreateJob {
-        members: ids
-            .iter()
-            .enumerate()
-            .map(|(n, id)| pb::CreateInstance {
-                instance_id: id.to_string(),
+    pb::CreateJob {
+        members: (0..members)
+            .map(|n| pb::CreateInstance {
+                instance_id: InstanceId::generate().to_string(),
                 account_id: account.into(),
                 name: format!("train-{n}"),
                 region: "par".into(),
@@ -40,14 +50,32 @@ fn submit(
                     priority: priority as i32,
                     max_runtime_s: runtime_s,
                     gang_size: members,
-                    member: n as u32,
+                    member: n,
                 }),
                 ..Default::default()
             })
+            .map(|mut c| {
+                tweak(&mut c);
+                c
+            })
             .collect(),
-    }));
+    }
+}
+
+/// Applies a job submission; gives its id and its members.
+fn submit_command(
+    f: &mut Fleet,
+    c: pb::CreateJob,
+) -> Result<(JobId, Vec<InstanceId>), vmcloud_scheduler::state::Rejected> {
+    let ids: Vec<InstanceId> = c
+        .members
+        .iter()
+        .map(|m| InstanceId::parse(&m.instance_id).unwrap())
+        .collect();
+    let job = JobId::parse(&c.members[0].job.as_ref().unwrap().job_id).unwrap();
+    f.try_apply(Body::CreateJob(c))?;
     f.at += 1;
-    (job, ids)
+    Ok((job, ids))
 }
 
 fn other_account(f: &mut Fleet) {
@@ -198,4 +226,147 @@ fn backfill_runs_only_what_ends_before_the_blocked_job_starts() {
     }
     f.place();
     assert_eq!(state_of(&f, &big_ids), [InstanceState::Scheduled]);
+}
+
+fn spot(c: &mut pb::CreateInstance) {
+    c.market = pb::Market::Spot as i32;
+    c.preemption_notice_s = 60;
+}
+
+#[test]
+fn spot_jobs_give_way_to_on_demand_jobs_and_come_back_whole() {
+    let mut f = Fleet::new();
+    let hosts = [f.host("a", "r1", 4), f.host("b", "r2", 4)];
+    // A spot gang of 2 × 4 GPUs fills both hosts.
+    let c = job_of(ACCOUNT, 2, 4, HOUR, pb::JobPriority::Normal, spot);
+    let (spot_job, spot_ids) = submit_command(&mut f, c).unwrap();
+    f.place();
+    assert_eq!(state_of(&f, &spot_ids), [InstanceState::Scheduled; 2]);
+
+    // An on-demand job of 4 GPUs cannot fit: one spot member is preempted for it, and the
+    // whole spot gang gets the same notice (it runs all together or not at all).
+    let (od, od_ids) = submit(&mut f, ACCOUNT, 1, 4, HOUR, pb::JobPriority::Low);
+    let plan = plan_pending(&f.state, true);
+    assert_eq!(plan.preemptions.len(), 1, "{plan:?}");
+    f.apply(Body::PlaceInstances(plan.to_command()));
+    let deadline = f.at + 60_000;
+    for id in &spot_ids {
+        let m = f.instance(id);
+        assert_eq!(m.terminate_at_ms, Some(deadline), "{m:?}");
+        assert!(
+            m.notices
+                .iter()
+                .any(|n| n.message.contains("spot capacity reclaimed")),
+            "{m:?}"
+        );
+    }
+    let waiting = f.instance(&od_ids[0]);
+    assert!(
+        waiting
+            .pending_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("waiting for 1 spot instance(s)"),
+        "{waiting:?}"
+    );
+    // While they leave, nothing more is preempted.
+    assert!(plan_pending(&f.state, true).preemptions.is_empty());
+
+    // The notice runs out: both members stop.
+    f.at = deadline;
+    let (_, due) = f.state.notices_ending(f.at);
+    assert_eq!(due.len(), 2);
+    f.apply(Body::ReclaimInstances(pb::ReclaimInstances {
+        instance_ids: due.iter().map(ToString::to_string).collect(),
+    }));
+    for id in &spot_ids {
+        let m = f.instance(id);
+        assert_eq!(m.state, InstanceState::Deleting);
+        assert!(
+            m.status_message
+                .as_deref()
+                .unwrap()
+                .contains("queued again"),
+            "{m:?}"
+        );
+    }
+    // One member is gone: the on-demand job starts; the spot job waits for its other member.
+    let node_of = |f: &Fleet, id: &InstanceId| f.instance(id).node.clone().unwrap();
+    let (n0, n1) = (node_of(&f, &spot_ids[0]), node_of(&f, &spot_ids[1]));
+    assert!(hosts.contains(&n0) && hosts.contains(&n1));
+    f.observe(&n0, &spot_ids[0], pb::ObservedState::Absent);
+    assert_eq!(f.instance(&spot_ids[0]).state, InstanceState::Pending);
+    f.place();
+    assert_eq!(state_of(&f, &od_ids), [InstanceState::Scheduled]);
+    assert!(!standings(&f.state).contains_key(&spot_job));
+    // Both gone: the spot job is queued again, whole, behind nothing but the room it needs.
+    f.observe(&n1, &spot_ids[1], pb::ObservedState::Absent);
+    f.place();
+    assert_eq!(state_of(&f, &spot_ids), [InstanceState::Pending; 2]);
+    let standing = standings(&f.state)[&spot_job];
+    assert_eq!(standing.position, 1);
+    // It starts again once the on-demand job is done.
+    f.apply(Body::DeleteInstance(pb::DeleteInstance {
+        instance_id: od_ids[0].to_string(),
+        account_id: ACCOUNT.into(),
+    }));
+    f.observe(&n0, &od_ids[0], pb::ObservedState::Absent);
+    f.place();
+    assert_eq!(state_of(&f, &spot_ids), [InstanceState::Scheduled; 2]);
+    let _ = od;
+}
+
+#[test]
+fn a_reserved_job_runs_on_its_slots_and_is_admitted_whole_or_not_at_all() {
+    use vmcloud_proto::ReservationId;
+    let mut f = Fleet::new();
+    f.host("a", "r1", 8);
+    f.host("b", "r2", 8);
+    let mut req = pb::CreateReservation {
+        reservation_id: ReservationId::generate().to_string(),
+        account_id: ACCOUNT.into(),
+        region: "par".into(),
+        flavor: "gpu-h100-4".into(),
+        vcpus: 4,
+        memory_mib: 8192,
+        gpu_model: "H100".into(),
+        gpu_count: 4,
+        start_unix_ms: 0,
+        end_unix_ms: f.at + 86_400_000,
+        count: 3,
+        ..Default::default()
+    };
+    req.slot_nodes = vmcloud_scheduler::reservation::plan_reservation(&f.state, &req)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.to_string())
+        .collect();
+    let rid = req.reservation_id.clone();
+    f.apply(Body::CreateReservation(req));
+    let reserved = |c: &mut pb::CreateInstance| {
+        c.market = pb::Market::Reserved as i32;
+        c.reservation_id = rid.clone();
+        c.flavor = "gpu-h100-4".into();
+    };
+    // On-demand work takes the capacity that is not held: 2 × 4 GPUs are left, 12 held.
+    let (_, od) = submit(&mut f, ACCOUNT, 1, 4, HOUR, pb::JobPriority::High);
+    let c = job_of(ACCOUNT, 2, 4, HOUR, pb::JobPriority::Normal, reserved);
+    let (_, members) = submit_command(&mut f, c).unwrap();
+    f.place();
+    assert_eq!(state_of(&f, &od), [InstanceState::Scheduled]);
+    assert_eq!(state_of(&f, &members), [InstanceState::Scheduled; 2]);
+    let r = &f.state.reservations[&ReservationId::parse(&rid).unwrap()];
+    let bound: Vec<_> = r.slots.iter().filter_map(|s| s.instance.clone()).collect();
+    assert_eq!(bound.len(), 2);
+    assert!(members.iter().all(|m| bound.contains(m)));
+    f.state.check_reservations_backed().unwrap();
+
+    // A second reserved job of 2 needs 2 slots; 1 is free: refused, nothing created.
+    let before = f.state.instances.len();
+    let c = job_of(ACCOUNT, 2, 4, HOUR, pb::JobPriority::Normal, reserved);
+    let refused = submit_command(&mut f, c).unwrap_err();
+    assert!(refused.to_string().contains("slots"), "{refused}");
+    assert_eq!(f.state.instances.len(), before);
+    let r = &f.state.reservations[&ReservationId::parse(&rid).unwrap()];
+    assert_eq!(r.instances.len(), 2, "the refused job holds no slot");
 }

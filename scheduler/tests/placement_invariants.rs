@@ -8,7 +8,8 @@
 //! host that is not ready; reserved capacity is backed (non-spot work plus what is held fits
 //! every host, so evicting spot always frees a slot) and a reserved instance with a free slot
 //! on a ready host without spot work is placed at once; only spot instances are preempted,
-//! and only once their notice has run out (jobs only at their maximum run time); a job's
+//! and only once their notice has run out (jobs only at their maximum run time, sessions at
+//! their tier's length; spot jobs and sessions are preemptible like spot instances); a job's
 //! members are all placed or all waiting; an account has at most one game session (7); a plan never stops anything by itself. And every
 //! placement the planner proposes is accepted by apply (planner and verifier agree).
 //!
@@ -63,16 +64,19 @@ enum Event {
         count: u32,
         secs: u32,
     },
-    /// A game session launch at a tier (0 standard, 1 Priority+, 2 VIP), one GPU of a model.
-    Launch { tier: i32, model: usize },
+    /// A game session launch at a tier (0 standard, 1 Priority+, 2 VIP), one GPU of a model,
+    /// on demand or spot.
+    Launch { tier: i32, model: usize, spot: bool },
     /// A reserved instance drawing on the n-th reservation (modulo).
     CreateReserved(usize),
-    /// An AI job: members, GPUs of each (model index, count), max run time s, priority.
+    /// An AI job: members, GPUs of each (model index, count), max run time s, priority, on
+    /// demand or spot.
     Job {
         members: u32,
         gpu: Option<(usize, u32)>,
         runtime_s: u32,
         priority: i32,
+        spot: bool,
     },
     /// Delete the n-th instance (modulo), and its VM goes.
     Delete(usize),
@@ -103,9 +107,9 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (1u32..8, 256u64..8192, prop::option::of((0usize..2, 1u32..5)), 1u32..4, 10u32..600)
             .prop_map(|(vcpus, memory_mib, gpu, count, secs)| Event::Reserve { vcpus, memory_mib, gpu, count, secs }),
         2 => any::<usize>().prop_map(Event::CreateReserved),
-        1 => (0i32..3, 0usize..2).prop_map(|(tier, model)| Event::Launch { tier, model }),
-        2 => (1u32..4, prop::option::of((0usize..2, 1u32..5)), 10u32..400, 0i32..3)
-            .prop_map(|(members, gpu, runtime_s, priority)| Event::Job { members, gpu, runtime_s, priority }),
+        1 => (0i32..3, 0usize..2, any::<bool>()).prop_map(|(tier, model, spot)| Event::Launch { tier, model, spot }),
+        2 => (1u32..4, prop::option::of((0usize..2, 1u32..5)), 10u32..400, 0i32..3, any::<bool>())
+            .prop_map(|(members, gpu, runtime_s, priority, spot)| Event::Job { members, gpu, runtime_s, priority, spot }),
         1 => any::<usize>().prop_map(Event::Delete),
         3 => Just(Event::Place),
         1 => (any::<usize>(), prop_oneof![4 => Just(0usize), 1 => 1usize..5]).prop_map(|(n, s)| Event::HostState(n, s)),
@@ -215,7 +219,8 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
             node.id
         );
     }
-    // A job's members start together: never some placed while others wait.
+    // A job's members start together: never some placed while others wait (members of a
+    // reclaimed spot job that are still stopping are not started).
     let mut gangs: std::collections::HashMap<&vmcloud_proto::JobId, (usize, usize)> =
         Default::default();
     for i in state.instances.values() {
@@ -223,7 +228,7 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
             let g = gangs.entry(&j.id).or_default();
             if i.state == InstanceState::Pending {
                 g.0 += 1
-            } else {
+            } else if i.state != InstanceState::Deleting {
                 g.1 += 1
             }
         }
@@ -231,10 +236,26 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
     for (job, (waiting, started)) in gangs {
         prop_assert!(
             waiting == 0 || started == 0,
-            "job {} half started: {} waiting, {} started",
+            "job {} half started: {} waiting, {} started: {:#?}",
             job,
             waiting,
-            started
+            started,
+            state
+                .instances
+                .values()
+                .filter(|i| i.job.as_ref().is_some_and(|j| &j.id == job))
+                .map(|i| (
+                    i.state,
+                    i.node.clone(),
+                    i.reclaimed_at_ms,
+                    i.terminate_at_ms,
+                    i.pending_reason.clone(),
+                    i.notices
+                        .iter()
+                        .map(|n| n.message.clone())
+                        .collect::<Vec<_>>()
+                ))
+                .collect::<Vec<_>>()
         );
     }
     // Invariant 7: one game session per account at a time.
@@ -336,7 +357,7 @@ proptest! {
                         w.apply(Body::CreateReservation(req));
                     }
                 }
-                Event::Launch { tier, model } => {
+                Event::Launch { tier, model, spot } => {
                     w.apply(Body::CreateInstance(pb::CreateInstance {
                         instance_id: InstanceId::generate().to_string(),
                         account_id: "acct-p".into(),
@@ -345,7 +366,9 @@ proptest! {
                         memory_mib: 2048,
                         gpu_model: MODELS[model].into(),
                         gpu_count: 1,
-                        session: Some(pb::GameSession { tier, title: "t".into() }),
+                        session: Some(pb::GameSession { tier, title: "t".into(), rtt_ms: 0 }),
+                        market: if spot { pb::Market::Spot as i32 } else { pb::Market::OnDemand as i32 },
+                        preemption_notice_s: 60,
                         ..Default::default()
                     }));
                 }
@@ -367,7 +390,7 @@ proptest! {
                         }));
                     }
                 }
-                Event::Job { members, gpu, runtime_s, priority } => {
+                Event::Job { members, gpu, runtime_s, priority, spot } => {
                     let job = vmcloud_proto::JobId::generate().to_string();
                     w.apply(Body::CreateJob(pb::CreateJob {
                         members: (0..members).map(|n| pb::CreateInstance {
@@ -379,6 +402,8 @@ proptest! {
                             gpu_model: gpu.map(|(m, _)| MODELS[m].to_owned()).unwrap_or_default(),
                             gpu_count: gpu.map_or(0, |(_, c)| c),
                             job: Some(pb::JobSpec { job_id: job.clone(), priority, max_runtime_s: runtime_s, gang_size: members, member: n }),
+                            market: if spot { pb::Market::Spot as i32 } else { pb::Market::OnDemand as i32 },
+                            preemption_notice_s: 60,
                             ..Default::default()
                         }).collect(),
                     }));
@@ -424,7 +449,9 @@ proptest! {
                     for (victim, _) in &plan.preemptions {
                         let v = &w.state.instances[victim];
                         prop_assert_eq!(v.market, Market::Spot, "{} is not spot but was preempted", victim);
-                        prop_assert!(v.terminate_at_ms.is_some_and(|t| t >= w.at + 60_000 - 1), "{} preempted without its notice", victim);
+                        // Its notice, or its own end (job run time, session length) if sooner.
+                        let own_end = v.time_limit_s().zip(v.placed_at_ms).map_or(i64::MAX, |(l, p)| p + i64::from(l) * 1000);
+                        prop_assert!(v.terminate_at_ms.is_some_and(|t| t >= (w.at + 60_000 - 1).min(own_end)), "{} preempted without its notice", victim);
                     }
                 }
                 Event::HostState(n, s) => {
@@ -451,7 +478,7 @@ proptest! {
                     }));
                     for id in w.deleting().difference(&before) {
                         let i = &w.state.instances[id];
-                        prop_assert!(i.market == Market::Spot || i.job.is_some(), "{} stopped though neither spot nor a job", id);
+                        prop_assert!(i.market == Market::Spot || i.job.is_some() || i.session.is_some(), "{} stopped though neither spot, a job nor a session", id);
                         prop_assert!(i.terminate_at_ms.is_some_and(|t| t <= w.at), "{} reclaimed before its notice ran out", id);
                     }
                     // Agents remove what is being deleted.

@@ -38,6 +38,7 @@ fn launch(f: &mut Fleet, account: &str, tier: pb::SessionTier) -> Result<Instanc
         session: Some(pb::GameSession {
             tier: tier as i32,
             title: "chess".into(),
+            ..Default::default()
         }),
         ..Default::default()
     }));
@@ -125,7 +126,7 @@ fn launches_queue_vip_first_and_know_their_place_and_start() {
 }
 
 #[test]
-fn one_session_per_account_and_sessions_are_on_demand() {
+fn one_session_per_account_and_never_a_job_member() {
     let mut f = Fleet::new();
     f.host("h1", "r1", 4);
     gamer(&mut f, "acct-g", pb::SessionTier::Standard);
@@ -148,22 +149,143 @@ fn one_session_per_account_and_sessions_are_on_demand() {
     f.observe(&node, &first, pb::ObservedState::Absent);
     launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap();
 
-    // A spot session is refused.
+    // A session is never a job member.
     gamer(&mut f, "acct-h", pb::SessionTier::Vip);
-    let spot = f.try_apply(Body::CreateInstance(pb::CreateInstance {
-        instance_id: InstanceId::generate().to_string(),
-        account_id: "acct-h".into(),
+    let member = f.try_apply(Body::CreateJob(pb::CreateJob {
+        members: vec![pb::CreateInstance {
+            instance_id: InstanceId::generate().to_string(),
+            account_id: "acct-h".into(),
+            region: "par".into(),
+            vcpus: 1,
+            memory_mib: 1024,
+            session: Some(pb::GameSession {
+                tier: pb::SessionTier::Vip as i32,
+                title: "chess".into(),
+                ..Default::default()
+            }),
+            job: Some(pb::JobSpec {
+                job_id: vmcloud_proto::JobId::generate().to_string(),
+                max_runtime_s: 3600,
+                gang_size: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+    }));
+    assert!(matches!(member, Err(Rejected::Invalid(_))), "{member:?}");
+}
+
+#[test]
+fn a_spot_session_gives_its_gpu_to_an_on_demand_launch_with_notice() {
+    let mut f = Fleet::new();
+    let host = f.host("h1", "r1", 1);
+    gamer(&mut f, "acct-cheap", pb::SessionTier::Standard);
+    gamer(&mut f, "acct-full", pb::SessionTier::Standard);
+    let cheap = InstanceId::generate();
+    f.apply(Body::CreateInstance(pb::CreateInstance {
+        instance_id: cheap.to_string(),
+        account_id: "acct-cheap".into(),
         region: "par".into(),
-        vcpus: 1,
-        memory_mib: 1024,
+        vcpus: 8,
+        memory_mib: 16384,
+        gpu_model: "H100".into(),
+        gpu_count: 1,
         market: pb::Market::Spot as i32,
+        preemption_notice_s: 30,
         session: Some(pb::GameSession {
-            tier: pb::SessionTier::Vip as i32,
+            tier: pb::SessionTier::Standard as i32,
             title: "chess".into(),
+            ..Default::default()
         }),
         ..Default::default()
     }));
-    assert!(matches!(spot, Err(Rejected::Invalid(_))), "{spot:?}");
+    f.place();
+    assert_eq!(f.instance(&cheap).state, InstanceState::Scheduled);
+    let full = launch(&mut f, "acct-full", pb::SessionTier::Standard).unwrap();
+    f.place();
+    let notice_ends = f.at + 30_000;
+    assert_eq!(f.instance(&cheap).terminate_at_ms, Some(notice_ends));
+    assert!(
+        f.instance(&full)
+            .pending_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("waiting for 1 spot")
+    );
+    f.at = notice_ends;
+    let (_, due) = f.state.notices_ending(f.at);
+    assert_eq!(due, vec![cheap.clone()]);
+    f.apply(Body::ReclaimInstances(pb::ReclaimInstances {
+        instance_ids: due.iter().map(ToString::to_string).collect(),
+    }));
+    assert_eq!(
+        f.instance(&cheap).status_message.as_deref(),
+        Some("ended: its spot capacity was needed")
+    );
+    f.observe(&host, &cheap, pb::ObservedState::Absent);
+    f.place();
+    assert_eq!(f.instance(&full).state, InstanceState::Scheduled);
+}
+
+#[test]
+fn a_latency_target_picks_the_region_within_it_where_the_launch_starts_first() {
+    use vmcloud_scheduler::session::{LatencyTarget, SessionTier, choose_region};
+    let mut f = Fleet::new();
+    let par = f.host_in("par", "p1", "r1", 1);
+    f.host_in("fra", "f1", "r2", 1);
+    gamer(&mut f, "acct-a", pb::SessionTier::Standard);
+    let a = launch(&mut f, "acct-a", pb::SessionTier::Standard).unwrap();
+    f.place();
+    assert_eq!(
+        f.instance(&a).node.as_ref(),
+        Some(&par),
+        "Paris is full now"
+    );
+    let a_ends = f.instance(&a).terminate_at_ms.unwrap();
+    let target = |max_ms| LatencyTarget {
+        max_ms,
+        rtt_ms: vec![("par".into(), 9), ("fra".into(), 21), ("ams".into(), 26)],
+    };
+    let choose = |f: &Fleet, max_ms, tier| {
+        choose_region(&f.state, &target(max_ms), |_| true, "H100", 1, None, tier)
+    };
+    // Frankfurt is within 25 ms and has a GPU free now; Paris is nearer but full.
+    assert_eq!(
+        choose(&f, 25, SessionTier::Standard),
+        Some(("fra".into(), 21, Some(f.at)))
+    );
+    // Within 10 ms only Paris: the launch waits there for the running session's end.
+    assert_eq!(
+        choose(&f, 10, SessionTier::Standard),
+        Some(("par".into(), 9, Some(a_ends)))
+    );
+    // A region the caller closes is never chosen; nothing within 5 ms.
+    assert_eq!(
+        choose_region(
+            &f.state,
+            &target(25),
+            |r| r != "fra",
+            "H100",
+            1,
+            None,
+            SessionTier::Standard
+        ),
+        Some(("par".into(), 9, Some(a_ends)))
+    );
+    assert_eq!(choose(&f, 5, SessionTier::Standard), None);
+    // Amsterdam has no H100 at all: no start can be told there, so it is never preferred.
+    assert_eq!(
+        choose_region(
+            &f.state,
+            &target(30),
+            |r| r == "ams" || r == "par",
+            "H100",
+            1,
+            None,
+            SessionTier::Standard
+        ),
+        Some(("par".into(), 9, Some(a_ends)))
+    );
 }
 
 #[test]

@@ -93,6 +93,8 @@ pub(super) fn request(
         spread_group: None,
         preemption_notice_s: vmcloud_scheduler::state::DEFAULT_PREEMPTION_NOTICE_S,
         terminate_at_ms: None,
+        reclaimed_at_ms: None,
+        requeue_when_gone: false,
         nominated_node: None,
         reservation: None,
         job: None,

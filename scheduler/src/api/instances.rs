@@ -154,22 +154,12 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market
     check_flavor(catalog, &req.flavor)?;
     check_image(catalog, &req.image)?;
     let market = parse_market(req.market.as_deref())?;
-    if req.preemption_notice_s.is_some() && market != pb::Market::Spot {
-        return Err(Problem::unprocessable(
-            "invalid-notice",
-            "Notice is for spot",
-            "preemption_notice_s applies to spot instances only; drop it or set \"market\": \"spot\"",
-        ));
-    }
-    if let Some(n) = req.preemption_notice_s
-        && !crate::catalog::SPOT_NOTICE_RANGE.contains(&n)
-    {
-        return Err(Problem::unprocessable(
-            "invalid-notice",
-            "Invalid notice",
-            format!("preemption_notice_s {n} must be between 30 and 3600 seconds"),
-        ));
-    }
+    check_market_fields(
+        market,
+        req.reservation.is_some(),
+        req.preemption_notice_s,
+        "instances",
+    )?;
     if market == pb::Market::Reserved
         && (req.pool.is_some() || !req.node_selector.is_empty() || req.spread_group.is_some())
     {
@@ -177,13 +167,6 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market
             "invalid-reserved",
             "Reserved instances run on their reservation's hosts",
             "a reserved instance runs on the hosts its reservation holds; drop pool, node_selector and spread_group",
-        ));
-    }
-    if req.reservation.is_some() && market != pb::Market::Reserved {
-        return Err(Problem::unprocessable(
-            "invalid-reservation",
-            "A reservation is for market reserved",
-            "reservation applies to reserved instances only; drop it or set \"market\": \"reserved\"",
         ));
     }
     if let Some(pool) = &req.pool {
@@ -306,6 +289,43 @@ pub(crate) fn check_whole_gpus(catalog: &Catalog, flavor: &str, what: &str) -> R
     }
 }
 
+/// A reservation goes with market reserved only, a notice with spot only (and within
+/// [`crate::catalog::SPOT_NOTICE_RANGE`]); `what` names the kind of work in the error.
+pub(crate) fn check_market_fields(
+    market: pb::Market,
+    reservation: bool,
+    notice: Option<u32>,
+    what: &str,
+) -> Result<(), Problem> {
+    if reservation && market != pb::Market::Reserved {
+        return Err(Problem::unprocessable(
+            "invalid-reservation",
+            "A reservation is for market reserved",
+            format!(
+                "reservation applies to reserved {what} only; drop it or set \"market\": \"reserved\""
+            ),
+        ));
+    }
+    let Some(n) = notice else { return Ok(()) };
+    if market != pb::Market::Spot {
+        return Err(Problem::unprocessable(
+            "invalid-notice",
+            "Notice is for spot",
+            format!(
+                "preemption_notice_s applies to spot {what} only; drop it or set \"market\": \"spot\""
+            ),
+        ));
+    }
+    if !crate::catalog::SPOT_NOTICE_RANGE.contains(&n) {
+        return Err(Problem::unprocessable(
+            "invalid-notice",
+            "Invalid notice",
+            format!("preemption_notice_s {n} must be between 30 and 3600 seconds"),
+        ));
+    }
+    Ok(())
+}
+
 /// The market named in a request; the error lists the choices.
 pub(crate) fn parse_market(market: Option<&str>) -> Result<pb::Market, Problem> {
     match market {
@@ -356,6 +376,7 @@ pub async fn create(
             &req.flavor,
             &req.region,
             req.reservation.as_deref(),
+            1,
         )?
         .to_string(),
         _ => String::new(),

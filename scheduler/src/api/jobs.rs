@@ -38,6 +38,18 @@ pub struct SubmitJobRequest {
     pub priority: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    /// `on-demand` (default), `spot` (cheaper; preempted with notice when the GPUs are needed,
+    /// then queued again) or `reserved` (on a reservation of the account's, one slot per
+    /// member).
+    #[serde(default)]
+    pub market: Option<String>,
+    /// Market reserved: the reservation to draw on (default: the account's oldest active one
+    /// of this flavor and region with a slot free for every member).
+    #[serde(default)]
+    pub reservation: Option<String>,
+    /// Market spot: notice before a preemption stops it (30 to 3600 s; default the flavor's).
+    #[serde(default)]
+    pub preemption_notice_s: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,6 +59,8 @@ pub struct JobView {
     pub region: String,
     pub flavor: String,
     pub priority: String,
+    /// `on-demand`, `spot` or `reserved`.
+    pub market: String,
     pub max_runtime_s: u32,
     /// `queued`, `running` or `stopping`.
     pub state: String,
@@ -80,6 +94,7 @@ impl JobView {
             region: first.region.clone(),
             flavor: first.flavor.clone(),
             priority: spec.priority.as_str().to_owned(),
+            market: first.market.as_str().to_owned(),
             max_runtime_s: spec.max_runtime_s,
             state: state.to_owned(),
             instances: members.iter().map(|i| i.id.to_string()).collect(),
@@ -100,8 +115,18 @@ pub struct JobList {
     pub jobs: Vec<JobView>,
 }
 
-fn validate(s: &ApiState, req: &SubmitJobRequest) -> Result<(JobPriority, u32), Problem> {
+fn validate(
+    s: &ApiState,
+    req: &SubmitJobRequest,
+) -> Result<(JobPriority, u32, pb::Market), Problem> {
     check_region(&s.catalog, &req.region)?;
+    let market = super::instances::parse_market(req.market.as_deref())?;
+    super::instances::check_market_fields(
+        market,
+        req.reservation.is_some(),
+        req.preemption_notice_s,
+        "jobs",
+    )?;
     check_flavor(&s.catalog, &req.flavor)?;
     check_whole_gpus(&s.catalog, &req.flavor, "AI jobs")?;
     check_image(&s.catalog, &req.image)?;
@@ -136,7 +161,7 @@ fn validate(s: &ApiState, req: &SubmitJobRequest) -> Result<(JobPriority, u32), 
     if let Some(name) = &req.name {
         super::instances::check_label("name", name)?;
     }
-    Ok((priority, members))
+    Ok((priority, members, market))
 }
 
 pub async fn submit(
@@ -145,8 +170,20 @@ pub async fn submit(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SubmitJobRequest>,
 ) -> Result<Response, Problem> {
-    let (priority, members) = validate(&s, &req)?;
+    let (priority, members, market) = validate(&s, &req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
+    let reservation = match market {
+        pb::Market::Reserved => crate::api::reservations::choose(
+            &s,
+            &account,
+            &req.flavor,
+            &req.region,
+            req.reservation.as_deref(),
+            members as usize,
+        )?
+        .to_string(),
+        _ => String::new(),
+    };
     let job = JobId::generate();
     let key = idempotency_key(&headers)?;
     let name = req
@@ -181,6 +218,9 @@ pub async fn submit(
                     .unwrap_or_default(),
                 gpu_count: flavor.gpu.as_ref().map_or(0, |g| g.count),
                 idempotency_key: if n == 0 { key.clone() } else { String::new() },
+                market: market as i32,
+                reservation_id: reservation.clone(),
+                preemption_notice_s: req.preemption_notice_s.unwrap_or(flavor.spot_notice_s),
                 job: Some(pb::JobSpec {
                     job_id: job.to_string(),
                     priority: priority as i32,

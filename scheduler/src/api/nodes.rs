@@ -20,6 +20,9 @@ use crate::state::{ClusterState, Node, NodeState};
 pub struct NodeView {
     pub id: String,
     pub region: String,
+    /// At a partner POP: the partner owning the site and this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_partner: Option<String>,
     pub rack: String,
     pub hostname: String,
     pub state: String,
@@ -80,6 +83,7 @@ fn view(s: &ApiState, state: &ClusterState, n: &Node) -> NodeView {
     NodeView {
         id: n.id.to_string(),
         region: n.region.clone(),
+        site_partner: s.catalog.partner_of(&n.region).map(str::to_owned),
         rack: n.rack.clone(),
         hostname: n.hostname.clone(),
         state: n.state.as_str().to_owned(),

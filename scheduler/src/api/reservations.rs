@@ -264,6 +264,7 @@ pub(crate) fn choose(
     flavor: &str,
     region: &str,
     named: Option<&str>,
+    need: usize,
 ) -> Result<ReservationId, Problem> {
     let now = now_ms();
     let state = s.cluster.state();
@@ -294,7 +295,7 @@ pub(crate) fn choose(
                 && r.flavor == flavor
                 && r.region == region
                 && r.active_at(now)
-                && r.instances.len() < r.count as usize
+                && r.instances.len() + need <= r.count as usize
         })
         .min_by_key(|r| (r.created_at_ms, &r.id))
         .map(|r| r.id.clone())
@@ -304,7 +305,7 @@ pub(crate) fn choose(
                 "no-reservation",
                 "No reservation with a free slot",
                 format!(
-                    "you have no active reservation of {flavor} in {region} with a free slot; create one with POST /v1/reservations, or create the instance on demand"
+                    "you have no active reservation of {flavor} in {region} with {need} free slot(s); create one with POST /v1/reservations, or use market on-demand"
                 ),
             )
         })

@@ -17,7 +17,7 @@ use super::{
     idempotency_key, rfc3339,
 };
 use crate::queue::Standing;
-use crate::session::standings;
+use crate::session::{LatencyTarget, SessionTier, choose_region, standings};
 use crate::state::{Applied, ClusterState, Instance, InstanceState};
 
 /// The image every session boots: the game-streaming server.
@@ -30,11 +30,37 @@ pub struct LaunchRequest {
     pub title: String,
     /// A GPU flavor (e.g. `game-rtx4090`).
     pub flavor: String,
-    pub region: String,
+    /// Where to play; or give `latency` and the scheduler picks the region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Instead of `region`: the round trips the client measured and the most it accepts.
+    #[serde(default)]
+    pub latency: Option<LatencyRequest>,
     /// A dedicated pool (e.g. `anti-cheat`); absent: the general fleet.
     #[serde(default)]
     pub pool: Option<String>,
+    /// `on-demand` (default), `spot` (cheaper; may be ended with notice when the GPU is
+    /// needed) or `reserved` (on a reservation of the account's).
+    #[serde(default)]
+    pub market: Option<String>,
+    /// Market reserved: the reservation to draw on (default: the account's oldest active one
+    /// of this flavor and region with a free slot).
+    #[serde(default)]
+    pub reservation: Option<String>,
 }
+
+/// A latency target: `{"max_ms": 30, "rtt_ms": {"par": 12, "fra": 19, "ams": 24}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyRequest {
+    /// The most round trip the gamer accepts, in ms (1 to 500).
+    pub max_ms: u32,
+    /// Measured round trips to regions' beacons, in ms.
+    pub rtt_ms: std::collections::BTreeMap<String, u32>,
+}
+
+/// Longest latency target a launch may give.
+pub const MAX_LATENCY_MS: u32 = 500;
 
 #[derive(Debug, Serialize)]
 pub struct SessionView {
@@ -43,7 +69,12 @@ pub struct SessionView {
     /// The account's tier when it launched: `standard`, `priority-plus` or `vip`.
     pub tier: String,
     pub region: String,
+    /// Launched with a latency target: the round trip to `region` the client measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<u32>,
     pub flavor: String,
+    /// `on-demand`, `spot` or `reserved`.
+    pub market: String,
     /// `queued`, `starting`, `running`, `ending`, `failed` or `impaired`.
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,7 +107,9 @@ impl SessionView {
             title: spec.title.clone(),
             tier: spec.tier.as_str().to_owned(),
             region: i.region.clone(),
+            rtt_ms: spec.rtt_ms,
             flavor: i.flavor.clone(),
+            market: i.market.as_str().to_owned(),
             state: state.to_owned(),
             node: i.node.as_ref().map(ToString::to_string),
             queue: QueuePlace::new(standing, queued),
@@ -93,8 +126,60 @@ pub struct SessionList {
     pub sessions: Vec<SessionView>,
 }
 
-fn validate(s: &ApiState, req: &LaunchRequest) -> Result<(), Problem> {
-    check_region(&s.catalog, &req.region)?;
+/// Checks a launch against the catalog; gives back its market.
+fn validate(s: &ApiState, req: &LaunchRequest) -> Result<pb::Market, Problem> {
+    match (&req.region, &req.latency) {
+        (Some(region), None) => check_region(&s.catalog, region)?,
+        (None, Some(latency)) => {
+            if !(1..=MAX_LATENCY_MS).contains(&latency.max_ms) {
+                return Err(Problem::unprocessable(
+                    "invalid-latency",
+                    "Invalid latency target",
+                    format!(
+                        "latency.max_ms {} must be between 1 and {MAX_LATENCY_MS}",
+                        latency.max_ms
+                    ),
+                ));
+            }
+            if latency.rtt_ms.is_empty() {
+                return Err(Problem::unprocessable(
+                    "invalid-latency",
+                    "Invalid latency target",
+                    "latency.rtt_ms is empty; give the round trip measured to each region's beacon, e.g. {\"par\": 12, \"fra\": 19}",
+                ));
+            }
+            if let Some(unknown) = latency
+                .rtt_ms
+                .keys()
+                .find(|r| !s.catalog.regions.contains_key(*r))
+            {
+                return Err(Problem::unprocessable(
+                    "unknown-region",
+                    "Unknown region",
+                    format!(
+                        "latency.rtt_ms names region `{unknown}`, which does not exist; regions: {}",
+                        s.catalog.active_regions().join(", ")
+                    ),
+                ));
+            }
+        }
+        _ => {
+            return Err(Problem::unprocessable(
+                "invalid-region",
+                "Region or latency target",
+                "give either region (where to play) or latency (measured round trips and the most you accept), one of them",
+            ));
+        }
+    }
+    let market = super::instances::parse_market(req.market.as_deref())?;
+    if market == pb::Market::Reserved && (req.latency.is_some() || req.pool.is_some()) {
+        return Err(Problem::unprocessable(
+            "invalid-reserved",
+            "Reserved sessions run on their reservation's hosts",
+            "a reserved session runs in its reservation's region and hosts; give region, and drop latency and pool",
+        ));
+    }
+    super::instances::check_market_fields(market, req.reservation.is_some(), None, "sessions")?;
     check_flavor(&s.catalog, &req.flavor)?;
     check_whole_gpus(&s.catalog, &req.flavor, "game sessions")?;
     if s.catalog.flavors[&req.flavor].gpu.is_none() {
@@ -120,7 +205,68 @@ fn validate(s: &ApiState, req: &LaunchRequest) -> Result<(), Problem> {
     if let Some(pool) = &req.pool {
         check_label("pool", pool)?;
     }
-    Ok(())
+    Ok(market)
+}
+
+/// The region a launch goes to, and the round trip to it when it gave a latency target.
+fn launch_region(
+    s: &ApiState,
+    req: &LaunchRequest,
+    tier: SessionTier,
+) -> Result<(String, Option<u32>), Problem> {
+    let Some(latency) = &req.latency else {
+        return Ok((
+            req.region.clone().expect("validated: region or latency"),
+            None,
+        ));
+    };
+    let gpu = s.catalog.flavors[&req.flavor]
+        .gpu
+        .as_ref()
+        .expect("validated: a GPU flavor");
+    let target = LatencyTarget {
+        max_ms: latency.max_ms,
+        rtt_ms: latency
+            .rtt_ms
+            .iter()
+            .map(|(r, ms)| (r.clone(), *ms))
+            .collect(),
+    };
+    let open = |r: &str| check_region(&s.catalog, r).is_ok();
+    let state = s.cluster.state();
+    match choose_region(
+        &state,
+        &target,
+        open,
+        &gpu.model,
+        gpu.count,
+        req.pool.as_deref(),
+        tier,
+    ) {
+        Some((region, rtt, _)) => Ok((region, Some(rtt))),
+        None => {
+            let measured: Vec<String> = latency
+                .rtt_ms
+                .iter()
+                .map(|(r, ms)| {
+                    if open(r) {
+                        format!("{r} {ms} ms")
+                    } else {
+                        format!("{r} {ms} ms (takes no new work)")
+                    }
+                })
+                .collect();
+            Err(Problem::unprocessable(
+                "no-region-within-latency",
+                "No region within the latency target",
+                format!(
+                    "no open region is within {} ms: {}; raise latency.max_ms or play from nearer a region",
+                    latency.max_ms,
+                    measured.join(", ")
+                ),
+            ))
+        }
+    }
 }
 
 pub async fn launch(
@@ -129,7 +275,7 @@ pub async fn launch(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LaunchRequest>,
 ) -> Result<Response, Problem> {
-    validate(&s, &req)?;
+    let market = validate(&s, &req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
     let tier = s
         .cluster
@@ -138,6 +284,19 @@ pub async fn launch(
         .get(&account)
         .map(|a| a.gaming_tier)
         .unwrap_or_default();
+    let (region, rtt_ms) = launch_region(&s, &req, tier)?;
+    let reservation = match market {
+        pb::Market::Reserved => crate::api::reservations::choose(
+            &s,
+            &account,
+            &req.flavor,
+            &region,
+            req.reservation.as_deref(),
+            1,
+        )?
+        .to_string(),
+        _ => String::new(),
+    };
     let id = InstanceId::generate();
     let gpu = flavor.gpu.as_ref().expect("checked: a GPU flavor");
     let command = pb::CreateInstance {
@@ -146,7 +305,7 @@ pub async fn launch(
         name: format!("{}-{}", req.title, &id.as_str()[2..8]),
         flavor: req.flavor.clone(),
         image: SESSION_IMAGE.to_owned(),
-        region: req.region.clone(),
+        region,
         vcpus: flavor.vcpus,
         memory_mib: flavor.memory_mib,
         disk_gib: flavor.disk_gib,
@@ -154,9 +313,13 @@ pub async fn launch(
         gpu_count: gpu.count,
         idempotency_key: idempotency_key(&headers)?,
         pool: req.pool.clone().unwrap_or_default(),
+        market: market as i32,
+        preemption_notice_s: flavor.spot_notice_s,
+        reservation_id: reservation,
         session: Some(pb::GameSession {
             tier: pb::SessionTier::from(tier) as i32,
             title: req.title.clone(),
+            rtt_ms: rtt_ms.unwrap_or(0),
         }),
         ..Default::default()
     };

@@ -48,7 +48,7 @@ async fn bad_requests_get_problem_json_and_create_nothing() {
             body: r#"{"flavor":"vps-s","image":"debian-12","region":"nyc"}"#,
             status: 422,
             kind: "unknown-region",
-            detail: "region `nyc` does not exist; choose one of: ams, fra, par",
+            detail: "region `nyc` does not exist; choose one of: ams, fra, mrs-edge, par",
         },
         Case {
             name: "region in maintenance",

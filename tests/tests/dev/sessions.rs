@@ -112,3 +112,104 @@ async fn a_launch_waits_in_the_queue_one_per_account_and_tiers_are_set_by_operat
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_latency_target_picks_the_region_and_sessions_and_jobs_take_a_market() {
+    let fx = Fixture::start();
+    let base = [
+        "session",
+        "launch",
+        "--title",
+        "chess",
+        "--flavor",
+        "game-rtx4090",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        base.iter().chain(extra.iter()).copied().collect()
+    };
+    // Nothing within the target: the error lists what was measured.
+    let err = cli_fails(
+        &fx,
+        &with(&["--rtt", "par=40", "--rtt", "fra=50", "--max-latency", "20"]),
+    );
+    assert!(
+        err.contains("no open region is within 20 ms: fra 50 ms, par 40 ms"),
+        "{err}"
+    );
+    let err = cli_fails(&fx, &with(&["--rtt", "nyc=5", "--max-latency", "20"]));
+    assert!(err.contains("latency.rtt_ms names region `nyc`"), "{err}");
+    let err = cli_fails(
+        &fx,
+        &with(&[
+            "--rtt",
+            "par=5",
+            "--max-latency",
+            "20",
+            "--market",
+            "reserved",
+        ]),
+    );
+    assert!(err.contains("give region, and drop latency"), "{err}");
+    // London is in maintenance: never chosen though nearest; Paris is within 15 ms.
+    let s = cli_json(
+        &fx,
+        &with(&[
+            "--rtt",
+            "lon=4",
+            "--rtt",
+            "par=9",
+            "--rtt",
+            "fra=21",
+            "--max-latency",
+            "15",
+            "--market",
+            "spot",
+        ]),
+    );
+    assert_eq!(
+        (
+            s["region"].as_str(),
+            s["rtt_ms"].as_u64(),
+            s["market"].as_str()
+        ),
+        (Some("par"), Some(9), Some("spot")),
+        "{s}"
+    );
+    assert_eq!(s["state"], "queued", "{s}");
+
+    // Jobs: spot, and reserved only on a reservation with a slot per member.
+    let job = [
+        "job",
+        "submit",
+        "--flavor",
+        "vps-s",
+        "--image",
+        "debian-12",
+        "--region",
+        "par",
+        "--max-runtime",
+        "10m",
+        "--members",
+        "2",
+    ];
+    let spot: Vec<&str> = job.iter().copied().chain(["--market", "spot"]).collect();
+    let j = cli_json(&fx, &spot);
+    assert_eq!(j["market"], "spot", "{j}");
+    let reserved: Vec<&str> = job
+        .iter()
+        .copied()
+        .chain(["--market", "reserved"])
+        .collect();
+    let err = cli_fails(&fx, &reserved);
+    assert!(
+        err.contains("no active reservation of vps-s in par with 2 free slot(s)")
+            && err.contains("(409)"),
+        "{err}"
+    );
+    let notice: Vec<&str> = job.iter().copied().chain(["--notice", "60"]).collect();
+    let err = cli_fails(&fx, &notice);
+    assert!(
+        err.contains("preemption_notice_s applies to spot jobs only"),
+        "{err}"
+    );
+}
