@@ -1,5 +1,6 @@
 //! The `HostInfo` trait: what the host is (CPU, memory, name). The real implementation reads
-//! it with sysinfo; GPUs, disks, NICs and periodic utilization come with the inventory work.
+//! it with sysinfo; GPUs come from [`crate::gpu`]; disks, NICs and periodic utilization are
+//! not read yet.
 
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 use vmcloud_proto::pb;
@@ -10,8 +11,13 @@ pub trait HostInfo: Send + Sync + 'static {
     fn cpu_threads(&self) -> u32;
     fn memory_bytes(&self) -> u64;
 
-    /// The inventory sent at registration.
-    fn inventory(&self, region: &str, hypervisor_uri: &str) -> pb::HostInventory {
+    /// The inventory sent at registration, with the GPUs read by [`crate::gpu`].
+    fn inventory(
+        &self,
+        region: &str,
+        hypervisor_uri: &str,
+        gpus: Vec<pb::GpuDevice>,
+    ) -> pb::HostInventory {
         pb::HostInventory {
             hostname: self.hostname(),
             region: region.to_owned(),
@@ -19,8 +25,8 @@ pub trait HostInfo: Send + Sync + 'static {
             cpu_threads: self.cpu_threads(),
             memory_bytes: self.memory_bytes(),
             hypervisor_uri: hypervisor_uri.to_owned(),
-            // GPUs come from NVML (issue 5); racks from the agent's config.
-            gpus: Vec::new(),
+            gpus,
+            // Racks come from the agent's config.
             rack: String::new(),
         }
     }
@@ -88,7 +94,7 @@ mod tests {
         assert!(host.cpu_threads() >= 1);
         assert!(host.memory_bytes() > 0);
         assert!(!host.hostname().is_empty());
-        let inv = host.inventory("par", "test:///default");
+        let inv = host.inventory("par", "test:///default", Vec::new());
         assert_eq!(inv.region, "par");
     }
 }

@@ -1,7 +1,8 @@
 //! The VMCloud node agent.
 //!
-//! Hardware sits behind narrow traits — [`hypervisor::Hypervisor`] (real: [`libvirt::Libvirt`])
-//! and [`host_info::HostInfo`] (real: sysinfo). Tasks of a running [`Agent`]:
+//! Hardware sits behind narrow traits — [`hypervisor::Hypervisor`] (real: [`libvirt::Libvirt`]),
+//! [`host_info::HostInfo`] (real: sysinfo) and [`gpu::GpuInventory`] (real: NVML; simulated:
+//! [`gpu::SimGpus`]). Tasks of a running [`Agent`]:
 //! - the **link** ([`link`]) to the scheduler: registers, receives desired configs and persists
 //!   them in the **ledger** ([`ledger`], redb) before anything acts on them, sends status and
 //!   heartbeats;
@@ -12,6 +13,7 @@
 //! (reconciler → link), link state (link → API).
 
 pub mod api;
+pub mod gpu;
 pub mod host_info;
 pub mod hypervisor;
 pub mod ledger;
@@ -91,14 +93,17 @@ impl std::fmt::Debug for Agent {
 }
 
 impl Agent {
-    /// Starts an agent on real hardware: libvirt at `config.hypervisor_uri`, sysinfo.
+    /// Starts an agent on real hardware: libvirt at `config.hypervisor_uri`, sysinfo, NVML.
     pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         let uri = config.hypervisor_uri.clone();
         let hv = tokio::task::spawn_blocking(move || libvirt::Libvirt::connect(&uri))
             .await
             .expect("connecting to libvirt does not panic")?;
         let host = host_info::SysinfoHost::read();
-        Agent::start_with(config, Arc::new(hv), &host).await
+        let gpus = tokio::task::spawn_blocking(gpu::Nvml::load)
+            .await
+            .expect("loading NVML does not panic");
+        Agent::start_with(config, Arc::new(hv), &host, &gpus).await
     }
 
     /// Starts an agent on the given hardware.
@@ -106,6 +111,7 @@ impl Agent {
         config: AgentConfig,
         hv: Arc<dyn Hypervisor>,
         host: &dyn HostInfo,
+        gpus: &dyn gpu::GpuInventory,
     ) -> Result<Agent, AgentError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
             path: config.data_dir.clone(),
@@ -130,7 +136,13 @@ impl Agent {
             scheduler: config.scheduler,
             endpoint: endpoint.clone(),
             build: (&config.build).into(),
-            inventory: host.inventory(&config.region, hv.uri()),
+            inventory: host.inventory(&config.region, hv.uri(), {
+                let report = gpus.read();
+                for e in &report.errors {
+                    tracing::warn!(error = %e, "a GPU could not be read; it is not reported");
+                }
+                report.to_pb()
+            }),
             heartbeat: config.heartbeat,
             ledger: Arc::new(Mutex::new(ledger)),
             desired: desired_tx,
