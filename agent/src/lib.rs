@@ -48,6 +48,9 @@ pub struct AgentConfig {
     pub api_listen: SocketAddr,
     pub build: BuildInfo,
     pub heartbeat: Duration,
+    /// Simulated GPUs of a host shape (`gpu-8xh100`, see [`gpu::SimGpus::shape`]) instead of
+    /// those NVML finds.
+    pub sim_gpus: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,8 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Ledger(#[from] ledger::LedgerError),
+    #[error("{0}")]
+    Shape(String),
     #[error("cannot open the hypervisor")]
     Hypervisor(#[from] hypervisor::HypervisorError),
     #[error("invalid node certificate")]
@@ -100,6 +105,10 @@ impl Agent {
             .await
             .expect("connecting to libvirt does not panic")?;
         let host = host_info::SysinfoHost::read();
+        if let Some(shape) = &config.sim_gpus {
+            let gpus = gpu::SimGpus::shape(shape).map_err(AgentError::Shape)?;
+            return Agent::start_with(config, Arc::new(hv), &host, &gpus).await;
+        }
         let gpus = tokio::task::spawn_blocking(gpu::Nvml::load)
             .await
             .expect("loading NVML does not panic");

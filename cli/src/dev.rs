@@ -43,6 +43,11 @@ pub struct DevArgs {
     /// libvirt URI the local agent drives.
     #[arg(long, default_value = "test:///default")]
     pub hypervisor: String,
+    /// Simulated GPUs for the local agent, as a host shape: `gpu-<N>x<model>`, e.g.
+    /// gpu-8xh100, gpu-2xrtx4090 (the test driver's VMs get no real device). Default: the GPUs
+    /// NVML finds (none without the NVIDIA driver).
+    #[arg(long, value_name = "SHAPE")]
+    pub gpus: Option<String>,
     /// Catalog file (regions, flavors, images); default: the built-in config/catalog.toml.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
@@ -70,6 +75,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+    if let Some(shape) = &args.gpus {
+        vmcloud_agent::gpu::SimGpus::shape(shape).map_err(|e| anyhow::anyhow!("--gpus: {e}"))?;
     }
     let node = match &args.node_name {
         Some(name) => NodeId::parse(name).with_context(|| "--node-name".to_owned())?,
@@ -118,6 +126,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         api_listen: args.agent_listen,
         build: build.clone(),
         heartbeat: Duration::from_secs(5),
+        sim_gpus: args.gpus.clone(),
     })
     .await
     .context("cannot start the agent")?;

@@ -82,6 +82,15 @@ impl DevFleet {
     }
 
     pub fn try_start(data_dir: &Path, config_home: &Path) -> Result<DevFleet, Failed> {
+        DevFleet::try_start_with(data_dir, config_home, &[])
+    }
+
+    /// [`DevFleet::try_start`] with more arguments for `vmcloud dev` (e.g. `--gpus`).
+    pub fn try_start_with(
+        data_dir: &Path,
+        config_home: &Path,
+        extra: &[&str],
+    ) -> Result<DevFleet, Failed> {
         let mut child = command(config_home)
             .args([
                 "dev",
@@ -92,6 +101,7 @@ impl DevFleet {
                 "--agent-listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
             .stdin(Stdio::null())

@@ -26,6 +26,17 @@ impl Fixture {
         let fleet = DevFleet::start(&dir.path().join("data"), &dir.path().join("config"));
         Fixture { fleet, _dir: dir }
     }
+
+    /// A fleet started with more `vmcloud dev` arguments.
+    pub fn start_with(extra: &[&str]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet =
+            DevFleet::try_start_with(&dir.path().join("data"), &dir.path().join("config"), extra)
+                .unwrap_or_else(|f| {
+                    panic!("vmcloud dev did not start ({}):\n{}", f.status, f.stderr)
+                });
+        Fixture { fleet, _dir: dir }
+    }
 }
 
 pub fn http() -> reqwest::Client {

@@ -213,3 +213,50 @@ async fn a_latency_target_picks_the_region_and_sessions_and_jobs_take_a_market()
         "{err}"
     );
 }
+
+/// `vmcloud dev --gpus gpu-2xrtx4090`: the local agent reports simulated GPUs (the real
+/// inventory path from agent to scheduler), so game sessions start; a bad shape is refused.
+#[tokio::test]
+async fn a_dev_fleet_with_simulated_gpus_runs_sessions_on_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = vmcloud_tests::DevFleet::try_start_with(
+        &dir.path().join("data"),
+        &dir.path().join("config"),
+        &["--gpus", "gpu-8xv100"],
+    );
+    let Err(failed) = bad else {
+        panic!("a bad GPU shape was accepted")
+    };
+    assert!(
+        failed
+            .stderr
+            .contains("--gpus: unknown host shape `gpu-8xv100`"),
+        "{}",
+        failed.stderr
+    );
+
+    let fx = Fixture::start_with(&["--gpus", "gpu-2xrtx4090"]);
+    let nodes = cli_json(&fx, &["node", "list"]);
+    let gpus = nodes["nodes"][0]["gpus"].as_array().unwrap().clone();
+    assert_eq!(gpus.len(), 2, "{nodes}");
+    assert!(gpus.iter().all(|g| g["model"] == "RTX4090"), "{gpus:?}");
+    let s = cli_json(
+        &fx,
+        &[
+            "session",
+            "launch",
+            "--title",
+            "chess",
+            "--flavor",
+            "game-rtx4090",
+            "--region",
+            "par",
+        ],
+    );
+    let id = s["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(20), "the session running", || async {
+        let s = cli_json(&fx, &["session", "get", &id]);
+        (s["state"] == "running").then_some(())
+    })
+    .await;
+}
