@@ -395,12 +395,7 @@ fn preempt_for_gang<'s>(
         for v in set {
             let victim = state.instances.get(&v)?;
             let pos = victim.node.as_ref().and_then(|n| index.position(n))?;
-            let u = &mut usage[pos];
-            u.vcpus = u.vcpus.saturating_sub(victim.vcpus);
-            u.memory_mib = u.memory_mib.saturating_sub(victim.memory_mib);
-            for g in &victim.gpus {
-                u.unbind(g);
-            }
+            without(&mut usage[pos], victim);
             claimed.insert(v.clone());
             victims.push((v, m.id.clone()));
         }
@@ -625,6 +620,15 @@ impl<'s> SpotByHost<'s> {
     }
 }
 
+/// A host's usage once spot instance `v` has left it.
+fn without(u: &mut Usage, v: &Instance) {
+    u.vcpus = u.vcpus.saturating_sub(v.vcpus);
+    u.memory_mib = u.memory_mib.saturating_sub(v.memory_mib);
+    for g in &v.gpus {
+        u.unbind(g);
+    }
+}
+
 /// (instances stopped, GPUs freed, vCPUs freed, host position): smaller is cheaper.
 type PreemptionCost = (usize, usize, u32, usize);
 
@@ -664,13 +668,6 @@ fn find_preemption(
                 && instance.gpu.as_ref().is_none_or(|req| {
                     leaves_held_gpus(node, u, req, &held) && pick_for(node, u, req).is_some()
                 })
-        };
-        let without = |u: &mut Usage, v: &Instance| {
-            u.vcpus = u.vcpus.saturating_sub(v.vcpus);
-            u.memory_mib = u.memory_mib.saturating_sub(v.memory_mib);
-            for g in &v.gpus {
-                u.unbind(g);
-            }
         };
         // The cost of a set: how many instances, then GPUs, then vCPUs it stops.
         let cost = |set: &[&&Instance]| {

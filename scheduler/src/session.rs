@@ -97,6 +97,10 @@ pub struct LatencyTarget {
     pub rtt_ms: Vec<(String, u32)>,
 }
 
+/// How good a region is for a launch (smaller is better): start unknown, expected start,
+/// round trip.
+type RegionKey = (bool, Option<i64>, u32);
+
 /// Where a launch with a latency target goes: among the regions within its target (those the
 /// caller lets take work), the one where it is expected to start first (free GPUs now, else
 /// the launch queue ahead of it walked like [`standings`] does), the nearest on a tie or
@@ -111,7 +115,7 @@ pub fn choose_region(
     tier: SessionTier,
 ) -> Option<(String, u32, Option<i64>)> {
     let rank = launch_rank_of(Some(tier));
-    let mut best: Option<(Option<i64>, u32, &str)> = None;
+    let mut best: Option<(RegionKey, &str)> = None;
     for (region, rtt) in &target.rtt_ms {
         if *rtt > target.max_ms || !open(region) {
             continue;
@@ -132,31 +136,28 @@ pub fn choose_region(
         let mut known = ahead.len() <= MAX_ESTIMATED;
         ahead.truncate(MAX_ESTIMATED);
         for i in ahead {
-            let need = i64::from(i.gpu.as_ref().map_or(0, |g| g.count));
-            let length = i64::from(i.session.as_ref().map_or(0, |s| s.tier.max_length_s()));
-            match t.earliest(need) {
-                Some(start) => t.book(start, need, length * 1000),
-                None => {
-                    known = false;
-                    break;
-                }
+            if book_launch(&mut t, i).is_none() {
+                known = false;
+                break;
             }
         }
-        let start = if known {
-            t.earliest(i64::from(count))
-        } else {
-            None
-        };
+        let start = known.then(|| t.earliest(i64::from(count))).flatten();
         // Unknown starts sort after every known one; then the nearest region.
         let key = (start.is_none(), start, *rtt);
-        if best
-            .as_ref()
-            .is_none_or(|(s, r, _)| key < (s.is_none(), *s, *r))
-        {
-            best = Some((start, *rtt, region));
+        if best.as_ref().is_none_or(|(b, _)| key < *b) {
+            best = Some((key, region));
         }
     }
-    best.map(|(start, rtt, region)| (region.to_owned(), rtt, start))
+    best.map(|((_, start, rtt), region)| (region.to_owned(), rtt, start))
+}
+
+/// Books a waiting launch at its earliest start for its tier's length; that start, if any.
+fn book_launch(t: &mut Timeline, i: &Instance) -> Option<i64> {
+    let need = i64::from(i.gpu.as_ref().map_or(0, |g| g.count));
+    let length = i64::from(i.session.as_ref().map_or(0, |s| s.tier.max_length_s()));
+    let start = t.earliest(need)?;
+    t.book(start, need, length * 1000);
+    Some(start)
 }
 
 /// Where a pending instance goes in placement's order: VIP launches first, then Priority+;
@@ -212,16 +213,8 @@ pub fn standings(state: &ClusterState) -> HashMap<InstanceId, Standing> {
             (0, t)
         });
         *position += 1;
-        let need = i64::from(i.gpu.as_ref().map_or(0, |g| g.count));
         let eta_ms = match timeline {
-            Some(t) if *position as usize <= MAX_ESTIMATED => {
-                let start = t.earliest(need);
-                let length = i64::from(i.session.as_ref().map_or(0, |s| s.tier.max_length_s()));
-                if let Some(s) = start {
-                    t.book(s, need, length * 1000);
-                }
-                start
-            }
+            Some(t) if *position as usize <= MAX_ESTIMATED => book_launch(t, i),
             _ => None,
         };
         out.insert(

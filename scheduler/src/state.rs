@@ -1164,35 +1164,36 @@ impl ClusterState {
                 .zip(instance.placed_at_ms)
                 .is_some_and(|(limit, placed)| placed + i64::from(limit) * 1000 <= at);
             let reclaimed = instance.reclaimed_at_ms.is_some() && !own_end;
-            if reclaimed && instance.job.is_some() {
+            // (its status, what its owner is told)
+            let (status, told) = if reclaimed && instance.job.is_some() {
                 // Spot batch work goes back to the queue once its members are gone.
-                let message = "reclaimed: its spot capacity was needed; the job is queued again once its members have stopped".to_owned();
-                instance.status_message = Some(message.clone());
-                instance.notify(at, message);
                 instance.requeue_when_gone = true;
+                let m = "reclaimed: its spot capacity was needed; the job is queued again once its members have stopped";
+                (m.to_owned(), m.to_owned())
             } else if reclaimed && instance.session.is_some() {
-                let message = "ended: its spot capacity was needed".to_owned();
-                instance.status_message = Some(message.clone());
-                instance.notify(at, message);
+                let m = "ended: its spot capacity was needed";
+                (m.to_owned(), m.to_owned())
             } else if let Some(job) = &instance.job {
-                let message = format!(
+                let m = format!(
                     "stopped: job {} reached its maximum run time ({} s)",
                     job.id, job.max_runtime_s
                 );
-                instance.status_message = Some(message.clone());
-                instance.notify(at, message);
+                (m.clone(), m)
             } else if let Some(s) = &instance.session {
-                let message = format!(
+                let m = format!(
                     "ended: {} sessions last at most {} h",
                     s.tier.as_str(),
                     s.tier.max_length_s() / 3600
                 );
-                instance.status_message = Some(message.clone());
-                instance.notify(at, message);
+                (m.clone(), m)
             } else {
-                instance.status_message = Some("reclaimed: its spot capacity was needed".into());
-                instance.notify(at, "reclaimed: stopped at the end of its notice".into());
-            }
+                (
+                    "reclaimed: its spot capacity was needed".to_owned(),
+                    "reclaimed: stopped at the end of its notice".to_owned(),
+                )
+            };
+            instance.status_message = Some(status);
+            instance.notify(at, told);
             Self::begin_delete(&mut self.nodes, instance);
         }
         Ok(Applied::Done)

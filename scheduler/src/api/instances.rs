@@ -369,18 +369,15 @@ pub async fn create(
     let market = validate(&s.catalog, &req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
     let idempotency_key = idempotency_key(&headers)?;
-    let reservation = match market {
-        pb::Market::Reserved => crate::api::reservations::choose(
-            &s,
-            &account,
-            &req.flavor,
-            &req.region,
-            req.reservation.as_deref(),
-            1,
-        )?
-        .to_string(),
-        _ => String::new(),
-    };
+    let reservation = crate::api::reservations::for_market(
+        &s,
+        market,
+        &account,
+        &req.flavor,
+        &req.region,
+        req.reservation.as_deref(),
+        1,
+    )?;
     let id = InstanceId::generate();
     let name = req
         .name

@@ -172,18 +172,15 @@ pub async fn submit(
 ) -> Result<Response, Problem> {
     let (priority, members, market) = validate(&s, &req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
-    let reservation = match market {
-        pb::Market::Reserved => crate::api::reservations::choose(
-            &s,
-            &account,
-            &req.flavor,
-            &req.region,
-            req.reservation.as_deref(),
-            members as usize,
-        )?
-        .to_string(),
-        _ => String::new(),
-    };
+    let reservation = crate::api::reservations::for_market(
+        &s,
+        market,
+        &account,
+        &req.flavor,
+        &req.region,
+        req.reservation.as_deref(),
+        members as usize,
+    )?;
     let job = JobId::generate();
     let key = idempotency_key(&headers)?;
     let name = req

@@ -256,9 +256,25 @@ pub async fn get(
         .ok_or_else(|| Problem::not_found(format!("reservation {rid} does not exist")))
 }
 
-/// The reservation a new reserved instance draws on: the one named, or the account's oldest
-/// active reservation of this flavor and region with a free slot. The error says what to do.
-pub(crate) fn choose(
+/// The reservation id new work of `market` records: empty unless it is reserved.
+pub(crate) fn for_market(
+    s: &ApiState,
+    market: vmcloud_proto::pb::Market,
+    account: &AccountId,
+    flavor: &str,
+    region: &str,
+    named: Option<&str>,
+    need: usize,
+) -> Result<String, Problem> {
+    if market != vmcloud_proto::pb::Market::Reserved {
+        return Ok(String::new());
+    }
+    choose(s, account, flavor, region, named, need).map(|r| r.to_string())
+}
+
+/// The reservation new reserved work draws on: the one named, or the account's oldest active
+/// reservation of this flavor and region with `need` free slots. The error says what to do.
+fn choose(
     s: &ApiState,
     account: &AccountId,
     flavor: &str,

@@ -285,18 +285,15 @@ pub async fn launch(
         .map(|a| a.gaming_tier)
         .unwrap_or_default();
     let (region, rtt_ms) = launch_region(&s, &req, tier)?;
-    let reservation = match market {
-        pb::Market::Reserved => crate::api::reservations::choose(
-            &s,
-            &account,
-            &req.flavor,
-            &region,
-            req.reservation.as_deref(),
-            1,
-        )?
-        .to_string(),
-        _ => String::new(),
-    };
+    let reservation = crate::api::reservations::for_market(
+        &s,
+        market,
+        &account,
+        &req.flavor,
+        &region,
+        req.reservation.as_deref(),
+        1,
+    )?;
     let id = InstanceId::generate();
     let gpu = flavor.gpu.as_ref().expect("checked: a GPU flavor");
     let command = pb::CreateInstance {
