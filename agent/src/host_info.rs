@@ -84,6 +84,32 @@ impl HostInfo for SysinfoHost {
     }
 }
 
+/// The CPUs of each NUMA node, as the kernel lists them (`"0-15,32-47"`); empty where sysfs
+/// does not say (a VM without NUMA, another OS).
+pub fn numa_cpus() -> std::collections::HashMap<u32, String> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/sys/devices/system/node") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(node) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("node"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(list) = std::fs::read_to_string(entry.path().join("cpulist")) {
+            let list = list.trim();
+            if !list.is_empty() {
+                out.insert(node, list.to_owned());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,8 @@
 //! in development and most tests, `qemu:///system` in production). Calls block; the agent makes
 //! them from blocking threads.
 
+use std::path::{Path, PathBuf};
+
 use vmcloud_proto::{InstanceId, pb};
 
 /// Every domain the agent manages is named `vmcloud-<instance id>`; others are left alone.
@@ -29,12 +31,109 @@ pub enum DomainState {
     Other,
 }
 
+/// Why a domain is in its state, where it matters to the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateReason {
+    /// The guest shut itself down (from inside, or after an ACPI request it honoured).
+    GuestShutdown,
+    /// The guest crashed (kernel panic, emulator failure).
+    Crashed,
+    /// Stopped forcibly (destroy).
+    Destroyed,
+    Other,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DomainInfo {
     pub name: String,
     pub state: DomainState,
+    pub reason: StateReason,
     /// Set for domains this agent manages.
     pub instance_id: Option<InstanceId>,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+}
+
+/// How [`Hypervisor::shutdown`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// It was not running.
+    AlreadyStopped,
+    /// The guest honoured the ACPI request within the grace period.
+    Graceful,
+    /// The grace period passed; the domain was stopped forcibly.
+    Forced,
+}
+
+/// Booting a kernel directly (no bootloader in the image).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectBoot {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+}
+
+/// The instance's NIC: virtio-net on a tenant bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub bridge: String,
+    pub mac: String,
+    pub mtu: u32,
+}
+
+/// A PCI address `domain:bus:slot.function` (`0000:17:00.0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciAddress {
+    pub domain: u16,
+    pub bus: u8,
+    pub slot: u8,
+    pub function: u8,
+}
+
+impl PciAddress {
+    pub fn parse(s: &str) -> Option<PciAddress> {
+        let (domain, rest) = s.split_once(':')?;
+        let (bus, rest) = rest.split_once(':')?;
+        let (slot, function) = rest.split_once('.')?;
+        Some(PciAddress {
+            domain: u16::from_str_radix(domain, 16).ok()?,
+            bus: u8::from_str_radix(bus, 16).ok()?,
+            slot: u8::from_str_radix(slot, 16).ok().filter(|s| *s < 32)?,
+            function: u8::from_str_radix(function, 16).ok().filter(|f| *f < 8)?,
+        })
+    }
+}
+
+impl std::fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.slot, self.function
+        )
+    }
+}
+
+/// A GPU given to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostDev {
+    /// A whole GPU through VFIO.
+    Pci(PciAddress),
+    /// A MIG slice as a mediated device (created on the host before the domain starts).
+    Mdev {
+        gpu: PciAddress,
+        profile: String,
+        uuid: String,
+    },
+}
+
+impl HostDev {
+    pub fn gpu(&self) -> PciAddress {
+        match self {
+            HostDev::Pci(a) | HostDev::Mdev { gpu: a, .. } => *a,
+        }
+    }
 }
 
 /// What to run for one instance.
@@ -46,16 +145,44 @@ pub struct DomainSpec {
     pub vcpus: u32,
     pub memory_mib: u64,
     pub image: String,
+    /// The instance's disk (a qcow2 overlay), when its image has one.
+    pub disk: Option<PathBuf>,
+    pub boot: Option<DirectBoot>,
+    /// Where the serial console is written; a pty when none.
+    pub serial_log: Option<PathBuf>,
+    pub nic: Option<Nic>,
+    pub hostdevs: Vec<HostDev>,
+    /// Host CPUs the vCPUs may run on (`"0-15,32-47"`), e.g. those of the GPUs' NUMA node.
+    pub cpuset: Option<String>,
+    /// NUMA node to take memory from.
+    pub numa_node: Option<u32>,
 }
 
 impl DomainSpec {
-    pub fn from_desired(d: &pb::DesiredInstance) -> Option<DomainSpec> {
-        Some(DomainSpec {
-            instance_id: InstanceId::parse(&d.instance_id).ok()?,
+    /// The parts of the spec the desired instance says itself; the agent adds the files
+    /// (disk, boot, serial log), the NIC and NUMA placement. Fails with the reason when the
+    /// desired instance cannot be a domain.
+    pub fn from_desired(d: &pb::DesiredInstance) -> Result<DomainSpec, String> {
+        let instance_id = InstanceId::parse(&d.instance_id)
+            .map_err(|_| format!("instance id {:?} is not valid", d.instance_id))?;
+        let hostdevs = d
+            .gpus
+            .iter()
+            .map(|g| parse_gpu(&instance_id, g))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DomainSpec {
+            instance_id,
             title: d.name.clone(),
             vcpus: d.vcpus.max(1),
             memory_mib: d.memory_mib.max(64),
             image: d.image.clone(),
+            disk: None,
+            boot: None,
+            serial_log: None,
+            nic: None,
+            hostdevs,
+            cpuset: None,
+            numa_node: None,
         })
     }
 
@@ -64,24 +191,165 @@ impl DomainSpec {
     }
 
     /// libvirt domain XML for this instance. `domain_type` is `test`, `qemu` (TCG) or `kvm`.
-    /// Disks, networks and GPUs are added as those parts of the agent arrive.
+    ///
+    /// The domain's UUID starts with `ec2` and SMBIOS names the product, so cloud-init's Ec2
+    /// datasource recognises the platform and reads the agent's metadata endpoint.
     pub fn to_xml(&self, domain_type: &str) -> String {
-        format!(
-            "<domain type='{ty}'>\n  <name>{name}</name>\n  <title>{title}</title>\n  \
+        use std::fmt::Write;
+        let e = |s: &str| xml_escape(s);
+        let p = |p: &Path| xml_escape(&p.to_string_lossy());
+        let uuid = domain_uuid(&self.instance_id);
+        let mut x = String::with_capacity(2048);
+        let _ = write!(
+            x,
+            "<domain type='{ty}'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n  <title>{title}</title>\n  \
              <metadata><vmcloud:instance xmlns:vmcloud='urn:vmcloud:instance:1' id='{id}' image='{image}'/></metadata>\n  \
-             <memory unit='MiB'>{mem}</memory>\n  <vcpu>{vcpus}</vcpu>\n  \
-             <os><type arch='x86_64'>hvm</type></os>\n  <on_poweroff>destroy</on_poweroff>\n  \
-             <devices>\n    <serial type='pty'><target port='0'/></serial>\n    \
-             <console type='pty'><target type='serial' port='0'/></console>\n  </devices>\n</domain>\n",
-            ty = xml_escape(domain_type),
-            name = xml_escape(&self.domain_name()),
-            title = xml_escape(&self.title),
-            id = xml_escape(self.instance_id.as_str()),
-            image = xml_escape(&self.image),
+             <memory unit='MiB'>{mem}</memory>\n",
+            ty = e(domain_type),
+            name = e(&self.domain_name()),
+            title = e(&self.title),
+            id = e(self.instance_id.as_str()),
+            image = e(&self.image),
             mem = self.memory_mib,
-            vcpus = self.vcpus,
-        )
+        );
+        match &self.cpuset {
+            Some(set) => {
+                let _ = writeln!(
+                    x,
+                    "  <vcpu placement='static' cpuset='{}'>{}</vcpu>",
+                    e(set),
+                    self.vcpus
+                );
+            }
+            None => {
+                let _ = writeln!(x, "  <vcpu placement='static'>{}</vcpu>", self.vcpus);
+            }
+        }
+        if let Some(node) = self.numa_node {
+            let _ = writeln!(
+                x,
+                "  <numatune><memory mode='preferred' nodeset='{node}'/></numatune>"
+            );
+        }
+        let _ = writeln!(
+            x,
+            "  <sysinfo type='smbios'><system><entry name='manufacturer'>VMCloud</entry>\
+             <entry name='product'>VMCloud Instance</entry><entry name='serial'>{id}</entry>\
+             <entry name='uuid'>{uuid}</entry></system></sysinfo>",
+            id = e(self.instance_id.as_str()),
+        );
+        x.push_str("  <os>\n    <type arch='x86_64'>hvm</type>\n");
+        if let Some(boot) = &self.boot {
+            let _ = writeln!(x, "    <kernel>{}</kernel>", p(&boot.kernel));
+            if let Some(initrd) = &boot.initrd {
+                let _ = writeln!(x, "    <initrd>{}</initrd>", p(initrd));
+            }
+            let _ = writeln!(x, "    <cmdline>{}</cmdline>", e(&boot.cmdline));
+        } else {
+            x.push_str("    <boot dev='hd'/>\n");
+        }
+        x.push_str(
+            "    <smbios mode='sysinfo'/>\n  </os>\n  <features><acpi/><apic/></features>\n  \
+             <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  \
+             <on_crash>destroy</on_crash>\n  <devices>\n",
+        );
+        if let Some(disk) = &self.disk {
+            let _ = writeln!(
+                x,
+                "    <disk type='file' device='disk'><driver name='qemu' type='qcow2' discard='unmap'/>\
+                 <source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+                p(disk)
+            );
+        }
+        if let Some(nic) = &self.nic {
+            let _ = writeln!(
+                x,
+                "    <interface type='bridge'><source bridge='{}'/><mac address='{}'/>\
+                 <model type='virtio'/><mtu size='{}'/></interface>",
+                e(&nic.bridge),
+                e(&nic.mac),
+                nic.mtu
+            );
+        }
+        match &self.serial_log {
+            Some(log) => {
+                let _ = writeln!(
+                    x,
+                    "    <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>\n    \
+                     <console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>",
+                    log = p(log)
+                );
+            }
+            None => x.push_str(
+                "    <serial type='pty'><target port='0'/></serial>\n    \
+                 <console type='pty'><target type='serial' port='0'/></console>\n",
+            ),
+        }
+        for dev in &self.hostdevs {
+            match dev {
+                HostDev::Pci(a) => {
+                    let _ = writeln!(
+                        x,
+                        "    <hostdev mode='subsystem' type='pci' managed='yes'><source>\
+                         <address domain='0x{:04x}' bus='0x{:02x}' slot='0x{:02x}' function='0x{:x}'/>\
+                         </source></hostdev>",
+                        a.domain, a.bus, a.slot, a.function
+                    );
+                }
+                HostDev::Mdev { uuid, .. } => {
+                    let _ = writeln!(
+                        x,
+                        "    <hostdev mode='subsystem' type='mdev' model='vfio-pci'><source>\
+                         <address uuid='{}'/></source></hostdev>",
+                        e(uuid)
+                    );
+                }
+            }
+        }
+        x.push_str("  </devices>\n</domain>\n");
+        x
     }
+}
+
+/// `"0000:17:00.0"` (a whole GPU) or `"0000:17:00.0/3g.40gb@4"` (a MIG slice).
+fn parse_gpu(id: &InstanceId, s: &str) -> Result<HostDev, String> {
+    let bad = || {
+        format!(
+            "GPU {s:?} is not a PCI address (\"0000:17:00.0\") or a MIG slice (\"0000:17:00.0/3g.40gb@4\")"
+        )
+    };
+    match s.split_once('/') {
+        None => PciAddress::parse(s).map(HostDev::Pci).ok_or_else(bad),
+        Some((addr, slice)) => {
+            let gpu = PciAddress::parse(addr).ok_or_else(bad)?;
+            let (profile, _start) = slice.split_once('@').ok_or_else(bad)?;
+            Ok(HostDev::Mdev {
+                gpu,
+                profile: profile.to_owned(),
+                uuid: derived_uuid(&format!("{id}/{s}"), ""),
+            })
+        }
+    }
+}
+
+/// A UUID derived from `seed`, with `prefix` (hex) replacing its first characters.
+fn derived_uuid(seed: &str, prefix: &str) -> String {
+    use sha2::Digest;
+    let hex = hex::encode(sha2::Sha256::digest(seed.as_bytes()));
+    let h = format!("{prefix}{}", &hex[prefix.len()..32]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The domain UUID of an instance: stable, and starting with `ec2` (see [`DomainSpec::to_xml`]).
+pub fn domain_uuid(id: &InstanceId) -> String {
+    derived_uuid(id.as_str(), "ec2")
 }
 
 pub fn domain_name(id: &InstanceId) -> String {
@@ -111,14 +379,50 @@ pub fn domain_type_for(uri: &str) -> &'static str {
     }
 }
 
-/// A VM runtime.
+/// A VM runtime. Every operation is idempotent.
 pub trait Hypervisor: Send + Sync + 'static {
     fn uri(&self) -> &str;
     /// Every domain, managed or not.
     fn list(&self) -> Result<Vec<DomainInfo>, HypervisorError>;
-    /// Defines the domain if needed and starts it if it is not running. Idempotent.
+    /// Defines the domain, or updates its definition (vCPUs, memory, devices: an offline
+    /// resize takes effect at the next start).
+    fn define(&self, spec: &DomainSpec) -> Result<(), HypervisorError>;
+    /// Defines the domain if needed and starts it if it is not running.
     fn ensure_running(&self, spec: &DomainSpec) -> Result<(), HypervisorError>;
-    /// Stops the domain (forcibly) and undefines it. Idempotent: an absent domain is success.
+    /// Asks the guest to shut down (ACPI power button) and returns at once.
+    fn request_shutdown(&self, name: &str) -> Result<(), HypervisorError>;
+    /// Asks the guest to shut down, waits up to `grace`, then stops it forcibly.
+    fn shutdown(
+        &self,
+        name: &str,
+        grace: std::time::Duration,
+    ) -> Result<StopOutcome, HypervisorError> {
+        let running = |s: &Self| {
+            Ok::<_, HypervisorError>(
+                s.list()?
+                    .iter()
+                    .any(|d| d.name == name && d.state != DomainState::Shutoff),
+            )
+        };
+        if !running(self)? {
+            return Ok(StopOutcome::AlreadyStopped);
+        }
+        self.request_shutdown(name)?;
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if !running(self)? {
+                return Ok(StopOutcome::Graceful);
+            }
+        }
+        self.force_stop(name)?;
+        Ok(StopOutcome::Forced)
+    }
+    /// Stops the domain at once (power cut). An absent or stopped domain is success.
+    fn force_stop(&self, name: &str) -> Result<(), HypervisorError>;
+    /// Reboots the guest (ACPI; the domain stays defined and running).
+    fn reboot(&self, name: &str) -> Result<(), HypervisorError>;
+    /// Stops the domain (forcibly) and undefines it. An absent domain is success.
     fn destroy(&self, name: &str) -> Result<(), HypervisorError>;
 }
 
@@ -132,18 +436,53 @@ mod tests {
         assert_eq!(instance_of(&domain_name(&id)), Some(id.clone()));
         assert_eq!(instance_of("test"), None);
         assert_eq!(instance_of("vmcloud-nope"), None);
-        let spec = DomainSpec {
-            instance_id: id,
-            title: "a<b>&'c'".into(),
+        let mut spec = DomainSpec::from_desired(&pb::DesiredInstance {
+            instance_id: id.to_string(),
+            name: "a<b>&'c'".into(),
             vcpus: 2,
             memory_mib: 2048,
             image: "debian-12".into(),
-        };
+            gpus: vec!["0000:17:00.0".into(), "0000:b1:00.0/3g.40gb@4".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        spec.disk = Some("/var/lib/vmcloud/instances/x/disk.qcow2".into());
+        spec.serial_log = Some("/var/lib/vmcloud/instances/x/serial.log".into());
+        spec.nic = Some(Nic {
+            bridge: "vmc-n42".into(),
+            mac: "52:54:00:12:34:56".into(),
+            mtu: 1450,
+        });
+        spec.cpuset = Some("0-7".into());
+        spec.numa_node = Some(0);
         let xml = spec.to_xml("test");
         assert!(
             xml.contains("<title>a&lt;b&gt;&amp;&apos;c&apos;</title>"),
             "{xml}"
         );
-        assert!(xml.contains("<vcpu>2</vcpu>") && xml.contains("<memory unit='MiB'>2048</memory>"));
+        for part in [
+            "<vcpu placement='static' cpuset='0-7'>2</vcpu>",
+            "<memory unit='MiB'>2048</memory>",
+            "<numatune><memory mode='preferred' nodeset='0'/></numatune>",
+            "<source file='/var/lib/vmcloud/instances/x/disk.qcow2'/><target dev='vda' bus='virtio'/>",
+            "<source bridge='vmc-n42'/><mac address='52:54:00:12:34:56'/><model type='virtio'/><mtu size='1450'/>",
+            "<serial type='file'><source path='/var/lib/vmcloud/instances/x/serial.log' append='on'/>",
+            "<address domain='0x0000' bus='0x17' slot='0x00' function='0x0'/>",
+            "type='mdev' model='vfio-pci'",
+            "<entry name='product'>VMCloud Instance</entry>",
+            "<boot dev='hd'/>",
+        ] {
+            assert!(xml.contains(part), "{part} missing in {xml}");
+        }
+        assert!(domain_uuid(&spec.instance_id).starts_with("ec2"));
+        assert_eq!(spec.hostdevs[1].gpu().to_string(), "0000:b1:00.0");
+
+        let err = DomainSpec::from_desired(&pb::DesiredInstance {
+            instance_id: spec.instance_id.to_string(),
+            gpus: vec!["gpu0".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("not a PCI address"), "{err}");
     }
 }

@@ -16,10 +16,13 @@ pub mod api;
 pub mod gpu;
 pub mod host_info;
 pub mod hypervisor;
+pub mod images;
 pub mod ledger;
 pub mod libvirt;
 pub mod link;
+pub mod netlinks;
 pub mod reconciler;
+pub mod rtnl;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +54,32 @@ pub struct AgentConfig {
     /// Simulated GPUs of a host shape (`gpu-8xh100`, see [`gpu::SimGpus::shape`]) instead of
     /// those NVML finds.
     pub sim_gpus: Option<String>,
+    /// The image cache; `<data_dir>/images` when unset.
+    pub image_dir: Option<PathBuf>,
+    /// Tenant networks on the host's real links (rtnetlink), or kept in memory.
+    pub networks: NetworkMode,
+    /// How long a guest has to honour an ACPI shutdown before it is stopped forcibly.
+    pub stop_grace: Duration,
+    /// How often the reconciler looks at the domains when nothing else wakes it.
+    pub watch_interval: Duration,
+}
+
+/// Where tenant networks are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Bridges and VXLAN devices on the host (needs CAP_NET_ADMIN). Without an underlay,
+    /// networks are bridges only (one host).
+    Host {
+        underlay: Option<netlinks::Underlay>,
+    },
+    /// In memory: the dev fleet and simulated hosts, which must not change the machine.
+    Simulated,
+}
+
+impl AgentConfig {
+    /// Defaults for what a deployment rarely changes.
+    pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(60);
+    pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(5);
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +94,8 @@ pub enum AgentError {
     Ledger(#[from] ledger::LedgerError),
     #[error("{0}")]
     Shape(String),
+    #[error("cannot manage tenant networks on this host")]
+    Networks(#[source] netlinks::NetError),
     #[error("cannot open the hypervisor")]
     Hypervisor(#[from] hypervisor::HypervisorError),
     #[error("invalid node certificate")]
@@ -105,14 +136,20 @@ impl Agent {
             .await
             .expect("connecting to libvirt does not panic")?;
         let host = host_info::SysinfoHost::read();
+        let links: Arc<dyn netlinks::NetLinks> = match &config.networks {
+            NetworkMode::Simulated => Arc::new(netlinks::SimLinks::default()),
+            NetworkMode::Host { underlay } => {
+                Arc::new(rtnl::Rtnetlink::new(underlay.clone()).map_err(AgentError::Networks)?)
+            }
+        };
         if let Some(shape) = &config.sim_gpus {
             let gpus = gpu::SimGpus::shape(shape).map_err(AgentError::Shape)?;
-            return Agent::start_with(config, Arc::new(hv), &host, &gpus).await;
+            return Agent::start_with(config, Arc::new(hv), &host, &gpus, links).await;
         }
         let gpus = tokio::task::spawn_blocking(gpu::Nvml::load)
             .await
             .expect("loading NVML does not panic");
-        Agent::start_with(config, Arc::new(hv), &host, &gpus).await
+        Agent::start_with(config, Arc::new(hv), &host, &gpus, links).await
     }
 
     /// Starts an agent on the given hardware.
@@ -121,6 +158,7 @@ impl Agent {
         hv: Arc<dyn Hypervisor>,
         host: &dyn HostInfo,
         gpus: &dyn gpu::GpuInventory,
+        links: Arc<dyn netlinks::NetLinks>,
     ) -> Result<Agent, AgentError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
             path: config.data_dir.clone(),
@@ -139,19 +177,38 @@ impl Agent {
         let (status_tx, status_rx) = watch::channel::<Option<pb::StatusReport>>(None);
         let (connected_tx, connected_rx) = watch::channel(false);
 
+        let gpu_report = gpus.read();
+        for e in &gpu_report.errors {
+            tracing::warn!(error = %e, "a GPU could not be read; it is not reported");
+        }
+        let image_dir = config
+            .image_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("images"));
+        let reconcile_host = Arc::new(reconciler::Host {
+            hv: hv.clone(),
+            images: Arc::new(images::ImageCache::new(
+                image_dir,
+                config.data_dir.join("instances"),
+            )),
+            links,
+            gpus: gpu_report
+                .gpus
+                .iter()
+                .map(|g| (g.pci_address.clone(), g.numa_node))
+                .collect(),
+            numa_cpus: host_info::numa_cpus(),
+            stop_grace: config.stop_grace,
+            watch_interval: config.watch_interval,
+        });
+
         let tls = pki::client_config(&config.ca_pem, &config.identity, ALPN_AGENT)?;
         let endpoint = link::endpoint(config.scheduler, tls)?;
         let link = link::Link {
             scheduler: config.scheduler,
             endpoint: endpoint.clone(),
             build: (&config.build).into(),
-            inventory: host.inventory(&config.region, hv.uri(), {
-                let report = gpus.read();
-                for e in &report.errors {
-                    tracing::warn!(error = %e, "a GPU could not be read; it is not reported");
-                }
-                report.to_pb()
-            }),
+            inventory: host.inventory(&config.region, hv.uri(), gpu_report.to_pb()),
             heartbeat: config.heartbeat,
             ledger: Arc::new(Mutex::new(ledger)),
             desired: desired_tx,
@@ -189,7 +246,7 @@ impl Agent {
                 tracing::error!(error = %e, "agent API stopped");
             }
         });
-        let reconciler = tokio::spawn(reconciler::run(hv, desired_rx, status_tx));
+        let reconciler = tokio::spawn(reconciler::run(reconcile_host, desired_rx, status_tx));
         let link = tokio::spawn(link.run());
         Ok(Agent {
             api_addr,

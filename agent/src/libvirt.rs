@@ -10,7 +10,8 @@ use virt::domain::Domain;
 use virt::error::ErrorNumber;
 
 use crate::hypervisor::{
-    DomainInfo, DomainSpec, DomainState, Hypervisor, HypervisorError, domain_type_for, instance_of,
+    DomainInfo, DomainSpec, DomainState, Hypervisor, HypervisorError, StateReason, domain_type_for,
+    instance_of,
 };
 
 pub struct Libvirt {
@@ -59,13 +60,56 @@ impl Drop for Libvirt {
     }
 }
 
-fn state_of(raw: u32) -> DomainState {
+fn state_of(raw: u32, reason: i32) -> (DomainState, StateReason) {
+    let shutoff_reason = || match reason as u32 {
+        virt::sys::VIR_DOMAIN_SHUTOFF_SHUTDOWN => StateReason::GuestShutdown,
+        virt::sys::VIR_DOMAIN_SHUTOFF_DESTROYED => StateReason::Destroyed,
+        virt::sys::VIR_DOMAIN_SHUTOFF_CRASHED => StateReason::Crashed,
+        _ => StateReason::Other,
+    };
     match raw {
-        virt::sys::VIR_DOMAIN_RUNNING | virt::sys::VIR_DOMAIN_BLOCKED => DomainState::Running,
-        virt::sys::VIR_DOMAIN_PAUSED | virt::sys::VIR_DOMAIN_PMSUSPENDED => DomainState::Paused,
-        virt::sys::VIR_DOMAIN_SHUTOFF | virt::sys::VIR_DOMAIN_SHUTDOWN => DomainState::Shutoff,
-        virt::sys::VIR_DOMAIN_CRASHED => DomainState::Crashed,
-        _ => DomainState::Other,
+        virt::sys::VIR_DOMAIN_RUNNING | virt::sys::VIR_DOMAIN_BLOCKED => {
+            (DomainState::Running, StateReason::Other)
+        }
+        virt::sys::VIR_DOMAIN_PAUSED | virt::sys::VIR_DOMAIN_PMSUSPENDED => {
+            (DomainState::Paused, StateReason::Other)
+        }
+        virt::sys::VIR_DOMAIN_SHUTOFF => (DomainState::Shutoff, shutoff_reason()),
+        // Shutting down: still running until it is off.
+        virt::sys::VIR_DOMAIN_SHUTDOWN => (DomainState::Running, StateReason::Other),
+        virt::sys::VIR_DOMAIN_CRASHED => (DomainState::Crashed, StateReason::Crashed),
+        _ => (DomainState::Other, StateReason::Other),
+    }
+}
+
+impl Libvirt {
+    /// The domain of that name, or `None` when there is none.
+    fn lookup(&self, conn: &Connect, name: &str) -> Result<Option<Domain>, HypervisorError> {
+        match Domain::lookup_by_name(conn, name) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.code() == ErrorNumber::NoDomain => Ok(None),
+            Err(e) => Err(self.error(format!("looking up {name}"), &e)),
+        }
+    }
+
+    fn is_active(&self, domain: &Domain, name: &str) -> Result<bool, HypervisorError> {
+        domain
+            .is_active()
+            .map_err(|e| self.error(format!("reading the state of {name}"), &e))
+    }
+
+    fn define_locked(&self, conn: &Connect, spec: &DomainSpec) -> Result<Domain, HypervisorError> {
+        let xml = spec.to_xml(domain_type_for(&self.uri));
+        Domain::define_xml(conn, &xml)
+            .map_err(|e| self.error(format!("defining {}", spec.domain_name()), &e))
+    }
+
+    fn not_running(&self, operation: String, message: &str) -> HypervisorError {
+        HypervisorError {
+            uri: self.uri.clone(),
+            operation,
+            message: message.into(),
+        }
     }
 }
 
@@ -84,12 +128,19 @@ impl Hypervisor for Libvirt {
             let name = d
                 .get_name()
                 .map_err(|e| self.error("reading a domain name", &e))?;
-            let (state, _reason) = d
+            let (raw, reason) = d
                 .get_state()
                 .map_err(|e| self.error(format!("reading the state of {name}"), &e))?;
+            let info = d
+                .get_info()
+                .map_err(|e| self.error(format!("reading {name}"), &e))?;
+            let (state, reason) = state_of(raw, reason);
             out.push(DomainInfo {
                 instance_id: instance_of(&name),
-                state: state_of(state),
+                state,
+                reason,
+                vcpus: info.nr_virt_cpu,
+                memory_mib: info.max_mem / 1024,
                 name,
             });
         }
@@ -97,40 +148,68 @@ impl Hypervisor for Libvirt {
         Ok(out)
     }
 
+    fn define(&self, spec: &DomainSpec) -> Result<(), HypervisorError> {
+        let conn = self.conn.lock().unwrap();
+        self.define_locked(&conn, spec).map(drop)
+    }
+
     fn ensure_running(&self, spec: &DomainSpec) -> Result<(), HypervisorError> {
         let conn = self.conn.lock().unwrap();
         let name = spec.domain_name();
-        let domain = match Domain::lookup_by_name(&conn, &name) {
-            Ok(d) => d,
-            Err(e) if e.code() == ErrorNumber::NoDomain => {
-                let xml = spec.to_xml(domain_type_for(&self.uri));
-                Domain::define_xml(&conn, &xml)
-                    .map_err(|e| self.error(format!("defining {name}"), &e))?
-            }
-            Err(e) => return Err(self.error(format!("looking up {name}"), &e)),
+        let domain = match self.lookup(&conn, &name)? {
+            Some(d) if self.is_active(&d, &name)? => return Ok(()),
+            // Stopped or absent: the definition is brought up to date first (so an offline
+            // resize takes effect here).
+            _ => self.define_locked(&conn, spec)?,
         };
-        if !domain
-            .is_active()
-            .map_err(|e| self.error(format!("reading the state of {name}"), &e))?
+        domain
+            .create()
+            .map_err(|e| self.error(format!("starting {name}"), &e))?;
+        Ok(())
+    }
+
+    fn request_shutdown(&self, name: &str) -> Result<(), HypervisorError> {
+        let conn = self.conn.lock().unwrap();
+        if let Some(d) = self.lookup(&conn, name)?
+            && self.is_active(&d, name)?
         {
-            domain
-                .create()
-                .map_err(|e| self.error(format!("starting {name}"), &e))?;
+            d.shutdown()
+                .map_err(|e| self.error(format!("asking {name} to shut down"), &e))?;
         }
         Ok(())
     }
 
+    fn force_stop(&self, name: &str) -> Result<(), HypervisorError> {
+        let conn = self.conn.lock().unwrap();
+        if let Some(d) = self.lookup(&conn, name)?
+            && self.is_active(&d, name)?
+        {
+            d.destroy()
+                .map_err(|e| self.error(format!("stopping {name}"), &e))?;
+        }
+        Ok(())
+    }
+
+    fn reboot(&self, name: &str) -> Result<(), HypervisorError> {
+        let conn = self.conn.lock().unwrap();
+        let operation = format!("rebooting {name}");
+        match self.lookup(&conn, name)? {
+            Some(d) if self.is_active(&d, name)? => {
+                d.reboot(0).map_err(|e| self.error(operation, &e))
+            }
+            Some(_) => {
+                Err(self.not_running(operation, "the domain is not running; start it instead"))
+            }
+            None => Err(self.not_running(operation, "no such domain")),
+        }
+    }
+
     fn destroy(&self, name: &str) -> Result<(), HypervisorError> {
         let conn = self.conn.lock().unwrap();
-        let domain = match Domain::lookup_by_name(&conn, name) {
-            Ok(d) => d,
-            Err(e) if e.code() == ErrorNumber::NoDomain => return Ok(()),
-            Err(e) => return Err(self.error(format!("looking up {name}"), &e)),
+        let Some(domain) = self.lookup(&conn, name)? else {
+            return Ok(());
         };
-        if domain
-            .is_active()
-            .map_err(|e| self.error(format!("reading the state of {name}"), &e))?
-        {
+        if self.is_active(&domain, name)? {
             domain
                 .destroy()
                 .map_err(|e| self.error(format!("stopping {name}"), &e))?;
@@ -145,19 +224,22 @@ impl Hypervisor for Libvirt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hypervisor::StopOutcome;
     use vmcloud_proto::InstanceId;
 
     #[test]
     fn test_driver_lifecycle_is_idempotent() {
         let _guard = crate::TEST_DRIVER.lock().unwrap_or_else(|e| e.into_inner());
         let hv = Libvirt::connect("test:///default").unwrap();
-        let spec = DomainSpec {
-            instance_id: InstanceId::generate(),
-            title: "web".into(),
+        let mut spec = DomainSpec::from_desired(&vmcloud_proto::pb::DesiredInstance {
+            instance_id: InstanceId::generate().to_string(),
+            name: "web".into(),
             vcpus: 1,
             memory_mib: 512,
             image: "debian-12".into(),
-        };
+            ..Default::default()
+        })
+        .unwrap();
         let name = spec.domain_name();
         hv.ensure_running(&spec).unwrap();
         hv.ensure_running(&spec).unwrap();
@@ -169,6 +251,37 @@ mod tests {
             .unwrap();
         assert_eq!(found.state, DomainState::Running);
         assert_eq!(found.instance_id.as_ref(), Some(&spec.instance_id));
+        assert_eq!((found.vcpus, found.memory_mib), (1, 512));
+
+        // Stop (the test driver's guests honour ACPI at once), resize offline, start again.
+        let grace = std::time::Duration::from_secs(5);
+        assert_eq!(hv.shutdown(&name, grace).unwrap(), StopOutcome::Graceful);
+        assert_eq!(
+            hv.shutdown(&name, grace).unwrap(),
+            StopOutcome::AlreadyStopped
+        );
+        let find = |hv: &Libvirt| {
+            hv.list()
+                .unwrap()
+                .into_iter()
+                .find(|d| d.name == name)
+                .unwrap()
+        };
+        assert_eq!(find(&hv).state, DomainState::Shutoff);
+        spec.vcpus = 2;
+        spec.memory_mib = 1024;
+        hv.ensure_running(&spec).unwrap();
+        let resized = find(&hv);
+        assert_eq!(
+            (resized.state, resized.vcpus, resized.memory_mib),
+            (DomainState::Running, 2, 1024)
+        );
+        hv.reboot(&name).unwrap();
+        hv.force_stop(&name).unwrap();
+        hv.force_stop(&name).unwrap();
+        assert_eq!(find(&hv).reason, StateReason::Destroyed);
+        let err = hv.reboot(&name).unwrap_err().to_string();
+        assert!(err.contains("not running"), "{err}");
         hv.destroy(&name).unwrap();
         hv.destroy(&name).unwrap();
         assert!(!hv.list().unwrap().iter().any(|d| d.name == name));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use vmcloud_agent::{Agent, AgentConfig};
+use vmcloud_agent::{Agent, AgentConfig, NetworkMode};
 use vmcloud_proto::NodeId;
 use vmcloud_scheduler::auth::ApiKeyToken;
 use vmcloud_scheduler::bootstrap::ensure_dev_account;
@@ -48,6 +48,11 @@ pub struct DevArgs {
     /// NVML finds (none without the NVIDIA driver).
     #[arg(long, value_name = "SHAPE")]
     pub gpus: Option<String>,
+    /// The local agent's image cache (one directory per image with an image.json; see
+    /// images/README.md). Default: <data dir>/agent/images. With the test driver, images the
+    /// cache lacks are defined without a disk.
+    #[arg(long, value_name = "DIR")]
+    pub image_dir: Option<PathBuf>,
     /// Catalog file (regions, flavors, images); default: the built-in config/catalog.toml.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
@@ -127,6 +132,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         build: build.clone(),
         heartbeat: Duration::from_secs(5),
         sim_gpus: args.gpus.clone(),
+        image_dir: args.image_dir.clone(),
+        // The dev fleet never changes the machine's network.
+        networks: NetworkMode::Simulated,
+        stop_grace: AgentConfig::DEFAULT_STOP_GRACE,
+        watch_interval: AgentConfig::DEFAULT_WATCH_INTERVAL,
     })
     .await
     .context("cannot start the agent")?;

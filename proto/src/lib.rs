@@ -13,6 +13,7 @@ pub mod config;
 pub mod frame;
 pub mod ids;
 pub mod pki;
+pub mod testing;
 
 /// Generated protobuf types of package `vmcloud.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

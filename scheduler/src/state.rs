@@ -1620,6 +1620,11 @@ impl ClusterState {
                 image: i.image.clone(),
                 gpus: i.gpus.clone(),
                 terminate_at_unix_ms: i.terminate_at_ms.unwrap_or(0),
+                hostname: i.name.clone(),
+                availability_zone: i.region.clone(),
+                // Owner-driven stop/start, tenant networks, user-data and SSH keys are not in
+                // the scheduler's model yet; the agent supports them.
+                ..Default::default()
             })
             .collect();
         Some(pb::DesiredConfig {
