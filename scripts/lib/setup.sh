@@ -28,3 +28,37 @@ ensure_packages() {
   fi
   command -v cargo >/dev/null || { say "cargo not found: install Rust 1.95 (rustup) first"; exit 1; }
 }
+
+# What the end-to-end VM test needs on the host (as root): libvirtd with the QEMU driver and
+# QEMU itself, the libvirt-qemu user libvirtd runs guests as, and /dev/kvm readable by that
+# user's group (libvirt otherwise re-probes QEMU on every define, ~45 s each; guests still run
+# under TCG). The test starts the daemons itself. Without root, those tests say they skipped.
+ensure_vm_host() {
+  if [ "$(id -u)" -ne 0 ]; then
+    say "not root: the real-guest and network-namespace tests will be skipped"
+    return 0
+  fi
+  if ! command -v libvirtd >/dev/null || ! command -v qemu-system-x86_64 >/dev/null; then
+    local pkgs=(libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 iproute2)
+    local qemu_utils
+    qemu_utils=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+    if [[ "$qemu_utils" == *bpo12* ]]; then
+      # qemu-utils comes from bookworm-backports here; stable's QEMU would remove it, so QEMU
+      # comes from the same place (docs/decisions/0002-qemu-from-backports.md).
+      if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/bookworm-backports.list
+      fi
+      pkgs=(libvirt-daemon libvirt-daemon-driver-qemu iproute2
+            qemu-system-x86/bookworm-backports qemu-system-common/bookworm-backports
+            qemu-system-data/bookworm-backports seabios/bookworm-backports)
+    fi
+    say "installing libvirtd and QEMU for the end-to-end VM test: ${pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  fi
+  getent group kvm >/dev/null || groupadd -r kvm
+  getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+  id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+  if [ -e /dev/kvm ]; then chgrp kvm /dev/kvm && chmod 660 /dev/kvm; fi
+  say "VM host ready: $(libvirtd --version), $(qemu-system-x86_64 --version | head -n1)"
+}
