@@ -20,6 +20,7 @@ pub mod images;
 pub mod ledger;
 pub mod libvirt;
 pub mod link;
+pub mod metadata;
 pub mod netlinks;
 pub mod reconciler;
 pub mod rtnl;
@@ -62,6 +63,9 @@ pub struct AgentConfig {
     pub stop_grace: Duration,
     /// How often the reconciler looks at the domains when nothing else wakes it.
     pub watch_interval: Duration,
+    /// Where the guest metadata endpoint listens (`169.254.169.254:80` in production; the
+    /// address is put on every tenant bridge); none: not served.
+    pub metadata_listen: Option<SocketAddr>,
 }
 
 /// Where tenant networks are made.
@@ -94,6 +98,14 @@ pub enum AgentError {
     Ledger(#[from] ledger::LedgerError),
     #[error("{0}")]
     Shape(String),
+    #[error(
+        "cannot listen for the guest metadata endpoint on {addr}: the address must be on this host (put it on a bridge or loopback) or choose another with --metadata-listen"
+    )]
+    MetadataBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot manage tenant networks on this host")]
     Networks(#[source] netlinks::NetError),
     #[error("cannot open the hypervisor")]
@@ -138,9 +150,16 @@ impl Agent {
         let host = host_info::SysinfoHost::read();
         let links: Arc<dyn netlinks::NetLinks> = match &config.networks {
             NetworkMode::Simulated => Arc::new(netlinks::SimLinks::default()),
-            NetworkMode::Host { underlay } => {
-                Arc::new(rtnl::Rtnetlink::new(underlay.clone()).map_err(AgentError::Networks)?)
-            }
+            NetworkMode::Host { underlay } => Arc::new(
+                rtnl::Rtnetlink::new(
+                    underlay.clone(),
+                    config.metadata_listen.and_then(|a| match a.ip() {
+                        std::net::IpAddr::V4(v4) => Some(v4),
+                        std::net::IpAddr::V6(_) => None,
+                    }),
+                )
+                .map_err(AgentError::Networks)?,
+            ),
         };
         if let Some(shape) = &config.sim_gpus {
             let gpus = gpu::SimGpus::shape(shape).map_err(AgentError::Shape)?;
@@ -235,6 +254,27 @@ impl Agent {
             status: status_rx,
             connected: connected_rx,
         });
+        let mut tasks = Vec::new();
+        if let Some(addr) = config.metadata_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::MetadataBind { addr, source })?;
+            let app = metadata::router(metadata::MetadataState::new(
+                desired_rx.clone(),
+                config.region.clone(),
+            ));
+            tracing::info!(%addr, "guest metadata endpoint listening");
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "guest metadata endpoint stopped");
+                }
+            }));
+        }
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api = tokio::spawn(async move {
             let served = axum::serve(listener, router)
@@ -250,7 +290,10 @@ impl Agent {
         let link = tokio::spawn(link.run());
         Ok(Agent {
             api_addr,
-            tasks: vec![link, reconciler, api],
+            tasks: {
+                tasks.extend([link, reconciler, api]);
+                tasks
+            },
             api_stop,
             endpoint,
         })

@@ -23,6 +23,8 @@ pub struct Rtnetlink {
     handle: rtnetlink::Handle,
     /// The underlay: its device index, address and MTU.
     underlay: Option<(u32, Ipv4Addr, u32)>,
+    /// An address every bridge gets (/32): the metadata endpoint's, 169.254.169.254.
+    bridge_address: Option<Ipv4Addr>,
 }
 
 impl std::fmt::Debug for Rtnetlink {
@@ -98,7 +100,10 @@ fn describe(kind: &Option<String>) -> String {
 impl Rtnetlink {
     /// Opens a netlink socket in the calling thread's network namespace. With an underlay,
     /// networks get a VXLAN device over it.
-    pub fn new(underlay: Option<Underlay>) -> Result<Rtnetlink, NetError> {
+    pub fn new(
+        underlay: Option<Underlay>,
+        bridge_address: Option<Ipv4Addr>,
+    ) -> Result<Rtnetlink, NetError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -114,6 +119,7 @@ impl Rtnetlink {
             rt,
             handle,
             underlay: None,
+            bridge_address,
         };
         if let Some(u) = underlay {
             let found = links.link(&u.device)?.ok_or_else(|| {
@@ -222,6 +228,26 @@ impl NetLinks for Rtnetlink {
                     .index
             }
         };
+        if let Some(addr) = self.bridge_address {
+            self.rt.block_on(async {
+                match self
+                    .handle
+                    .address()
+                    .add(br, std::net::IpAddr::V4(addr), 32)
+                    .execute()
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    // EEXIST: it is there already.
+                    Err(rtnetlink::Error::NetlinkError(e))
+                        if e.code.map(|c| c.get()) == Some(-(nix::errno::Errno::EEXIST as i32)) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(failed(format!("adding {addr}/32 to {bridge}"), e)),
+                }
+            })?;
+        }
         if let Some((dev, local, _)) = self.underlay {
             let vx = net.vxlan();
             match self.existing(&vx, "vxlan", Some(net.vni))? {
@@ -380,10 +406,13 @@ mod tests {
         let links = std::thread::spawn(move || {
             let f = std::fs::File::open(path).unwrap();
             nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            Rtnetlink::new(Some(Underlay {
-                device: "underlay0".into(),
-                local: Ipv4Addr::new(192, 0, 2, 1),
-            }))
+            Rtnetlink::new(
+                Some(Underlay {
+                    device: "underlay0".into(),
+                    local: Ipv4Addr::new(192, 0, 2, 1),
+                }),
+                Some(Ipv4Addr::new(169, 254, 169, 254)),
+            )
         })
         .join()
         .unwrap()
@@ -406,6 +435,9 @@ mod tests {
         assert_eq!(vx["linkinfo"]["info_data"]["local"], "192.0.2.1");
         assert_eq!(vx["master"], "vmcbr42");
         assert_eq!(vx["mtu"], 1450);
+        // The metadata address is on the bridge, once.
+        let addrs = ip(n, &["-j", "addr", "show", "dev", "vmcbr42"]);
+        assert_eq!(addrs.matches("169.254.169.254").count(), 1, "{addrs}");
         // Nothing appeared outside the namespace.
         assert!(
             !Command::new("ip")

@@ -138,7 +138,7 @@ fn boots_the_test_guest_through_libvirtd() {
     let host = Host {
         hv: Arc::new(hv),
         images: Arc::new(ImageCache::new(&images, data.join("instances"))),
-        links: Arc::new(Rtnetlink::new(None).unwrap()),
+        links: Arc::new(Rtnetlink::new(None, None).unwrap()),
         gpus: HashMap::new(),
         numa_cpus: HashMap::new(),
         stop_grace: Duration::from_secs(60),

@@ -137,6 +137,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         networks: NetworkMode::Simulated,
         stop_grace: AgentConfig::DEFAULT_STOP_GRACE,
         watch_interval: AgentConfig::DEFAULT_WATCH_INTERVAL,
+        // The dev fleet's guests are the test driver's: none would ask.
+        metadata_listen: None,
     })
     .await
     .context("cannot start the agent")?;
