@@ -24,6 +24,7 @@ pub mod metadata;
 pub mod netlinks;
 pub mod reconciler;
 pub mod rtnl;
+pub mod scrub;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -124,6 +125,15 @@ pub enum AgentError {
     },
 }
 
+/// The hardware an agent drives, each part behind its trait: real or simulated.
+pub struct Hardware {
+    pub hypervisor: Arc<dyn Hypervisor>,
+    pub host: Box<dyn HostInfo>,
+    pub gpus: Box<dyn gpu::GpuInventory>,
+    pub links: Arc<dyn netlinks::NetLinks>,
+    pub scrubber: Arc<dyn scrub::GpuScrubber>,
+}
+
 /// A running agent.
 pub struct Agent {
     api_addr: SocketAddr,
@@ -161,24 +171,55 @@ impl Agent {
                 .map_err(AgentError::Networks)?,
             ),
         };
-        if let Some(shape) = &config.sim_gpus {
-            let gpus = gpu::SimGpus::shape(shape).map_err(AgentError::Shape)?;
-            return Agent::start_with(config, Arc::new(hv), &host, &gpus, links).await;
-        }
-        let gpus = tokio::task::spawn_blocking(gpu::Nvml::load)
-            .await
-            .expect("loading NVML does not panic");
-        Agent::start_with(config, Arc::new(hv), &host, &gpus, links).await
+        let hw =
+            |gpus: Box<dyn gpu::GpuInventory>, scrubber: Arc<dyn scrub::GpuScrubber>| Hardware {
+                hypervisor: Arc::new(hv),
+                host: Box::new(host),
+                gpus,
+                links,
+                scrubber,
+            };
+        let hardware = match &config.sim_gpus {
+            Some(shape) => hw(
+                Box::new(gpu::SimGpus::shape(shape).map_err(AgentError::Shape)?),
+                Arc::new(scrub::SimScrubber::default()),
+            ),
+            None => {
+                let (nvml, cuda) = tokio::task::spawn_blocking(|| {
+                    let nvml = gpu::Nvml::load();
+                    // Only a host with GPUs needs CUDA; one without never scrubs.
+                    let cuda =
+                        (!gpu::GpuInventory::read(&nvml).gpus.is_empty()).then(scrub::Cuda::load);
+                    (nvml, cuda)
+                })
+                .await
+                .expect("loading NVML and CUDA does not panic");
+                let scrubber: Arc<dyn scrub::GpuScrubber> = match cuda {
+                    Some(Ok(cuda)) => Arc::new(cuda),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "GPUs cannot be scrubbed: none will go to a tenant");
+                        Arc::new(scrub::Refuse(match e {
+                            scrub::ScrubError::Unavailable(why) => why,
+                            other => other.to_string(),
+                        }))
+                    }
+                    None => Arc::new(scrub::Refuse("this host has no GPUs".into())),
+                };
+                hw(Box::new(nvml), scrubber)
+            }
+        };
+        Agent::start_with(config, hardware).await
     }
 
     /// Starts an agent on the given hardware.
-    pub async fn start_with(
-        config: AgentConfig,
-        hv: Arc<dyn Hypervisor>,
-        host: &dyn HostInfo,
-        gpus: &dyn gpu::GpuInventory,
-        links: Arc<dyn netlinks::NetLinks>,
-    ) -> Result<Agent, AgentError> {
+    pub async fn start_with(config: AgentConfig, hardware: Hardware) -> Result<Agent, AgentError> {
+        let Hardware {
+            hypervisor: hv,
+            host,
+            gpus,
+            links,
+            scrubber,
+        } = hardware;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -211,6 +252,7 @@ impl Agent {
                 config.data_dir.join("instances"),
             )),
             links,
+            scrubber,
             gpus: gpu_report
                 .gpus
                 .iter()

@@ -33,11 +33,12 @@ use tokio::sync::watch;
 use vmcloud_proto::{InstanceId, pb};
 
 use crate::hypervisor::{
-    DirectBoot, DomainInfo, DomainSpec, DomainState, Hypervisor, HypervisorError, Nic, StateReason,
-    domain_name,
+    DirectBoot, DomainInfo, DomainSpec, DomainState, HostDev, Hypervisor, HypervisorError, Nic,
+    StateReason, domain_name,
 };
 use crate::images::{ImageCache, ImageError};
 use crate::netlinks::{NetLinks, TenantNetwork};
+use crate::scrub::{GpuScrubber, ScrubError};
 
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -51,6 +52,8 @@ pub struct Host {
     pub hv: Arc<dyn Hypervisor>,
     pub images: Arc<ImageCache>,
     pub links: Arc<dyn NetLinks>,
+    /// Scrubs and checks a GPU before it goes to a new tenant.
+    pub scrubber: Arc<dyn GpuScrubber>,
     /// GPUs present: PCI address → NUMA node.
     pub gpus: HashMap<String, u32>,
     /// CPUs of each NUMA node (`"0-15,32-47"`), to pin GPU guests near their GPUs.
@@ -69,6 +72,13 @@ pub struct Memory {
     stopping: HashMap<InstanceId, Instant>,
     /// The state each managed domain had at the last pass.
     last: HashMap<InstanceId, (DomainState, StateReason)>,
+    /// GPUs scrubbed since their last tenant. After a restart none is: every GPU is scrubbed
+    /// again before it goes to a new tenant.
+    clean: HashSet<String>,
+    /// Which instance each GPU was last given to.
+    gpu_owner: HashMap<String, InstanceId>,
+    /// GPUs that failed their scrub or health check, with why.
+    unhealthy: HashMap<String, String>,
 }
 
 /// The outcome of one pass.
@@ -156,6 +166,58 @@ impl Host {
                 mac: nic.mac.clone(),
                 mtu: nic.mtu,
             });
+        }
+        Ok(())
+    }
+
+    /// Makes the instance's whole GPUs ready for it: a GPU that last served another tenant
+    /// (or whose history is unknown) is scrubbed and checked first. MIG slices are not
+    /// scrubbed here (see docs/agent.md).
+    fn gpus_ready(&self, spec: &DomainSpec, memory: &mut Memory) -> Result<(), String> {
+        let whole: Vec<String> = spec
+            .hostdevs
+            .iter()
+            .filter_map(|d| match d {
+                HostDev::Pci(a) => Some(a.to_string()),
+                HostDev::Mdev { .. } => None,
+            })
+            .collect();
+        for pci in &whole {
+            if let Some(why) = memory.unhealthy.get(pci) {
+                return Err(format!("GPU {pci} is unhealthy: {why}"));
+            }
+            if memory.gpu_owner.get(pci) == Some(&spec.instance_id) || memory.clean.contains(pci) {
+                continue;
+            }
+            match self.scrubber.prepare(pci) {
+                Ok(r) => {
+                    tracing::info!(
+                        gpu = pci,
+                        scrubbed_mib = r.scrubbed_mib,
+                        total_mib = r.total_mib,
+                        bandwidth_gbps = r.bandwidth_gbps,
+                        seconds = r.seconds,
+                        "GPU scrubbed and healthy"
+                    );
+                    memory.clean.insert(pci.clone());
+                }
+                Err(ScrubError::Unhealthy { reason, .. }) => {
+                    tracing::error!(gpu = pci, %reason, "GPU failed its scrub or health check; no tenant gets it");
+                    memory.unhealthy.insert(pci.clone(), reason.clone());
+                    return Err(format!(
+                        "GPU {pci} failed its scrub or health check: {reason}"
+                    ));
+                }
+                Err(e @ ScrubError::Unavailable(_)) => {
+                    return Err(format!(
+                        "GPU {pci} cannot be scrubbed before it goes to a new tenant: {e}"
+                    ));
+                }
+            }
+        }
+        for pci in whole {
+            memory.clean.remove(&pci);
+            memory.gpu_owner.insert(pci, spec.instance_id.clone());
         }
         Ok(())
     }
@@ -274,6 +336,10 @@ impl Host {
                     if d.state != DomainState::Shutoff && d.state != DomainState::Crashed =>
                 {
                     memory.stopping.remove(&id);
+                    // Adopted after a restart: its GPUs are its own.
+                    for dev in &spec.hostdevs {
+                        memory.gpu_owner.insert(dev.gpu().to_string(), id.clone());
+                    }
                     if (d.vcpus, d.memory_mib) != (spec.vcpus, spec.memory_mib) {
                         (
                             pb::ObservedState::Running,
@@ -307,6 +373,7 @@ impl Host {
                     let crashed = current.is_some_and(|d| d.reason == StateReason::Crashed);
                     match self
                         .complete(&mut spec, want)
+                        .and_then(|()| self.gpus_ready(&spec, memory))
                         .and_then(|()| hv.ensure_running(&spec).map_err(|e| e.to_string()))
                     {
                         Ok(()) if crashed => {
@@ -387,6 +454,18 @@ impl Host {
             report: pb::StatusReport {
                 generation: desired.generation,
                 instances: statuses,
+                unhealthy_gpus: {
+                    let mut gpus: Vec<pb::UnhealthyGpu> = memory
+                        .unhealthy
+                        .iter()
+                        .map(|(pci, reason)| pb::UnhealthyGpu {
+                            pci_address: pci.clone(),
+                            reason: reason.clone(),
+                        })
+                        .collect();
+                    gpus.sort_by(|a, b| a.pci_address.cmp(&b.pci_address));
+                    gpus
+                },
             },
             all_ok,
             next,
@@ -455,6 +534,7 @@ mod tests {
     use super::*;
     use crate::libvirt::Libvirt;
     use crate::netlinks::SimLinks;
+    use crate::scrub::SimScrubber;
 
     fn want(id: &InstanceId) -> pb::DesiredInstance {
         pb::DesiredInstance {
@@ -480,7 +560,11 @@ mod tests {
             hv: Arc::new(Libvirt::connect("test:///default").unwrap()),
             images: Arc::new(ImageCache::new(dir.join("images"), dir.join("instances"))),
             links: Arc::new(SimLinks::default()),
-            gpus: HashMap::from([("0000:17:00.0".to_owned(), 1)]),
+            scrubber: Arc::new(SimScrubber::default()),
+            gpus: HashMap::from([
+                ("0000:17:00.0".to_owned(), 1),
+                ("0000:18:00.0".to_owned(), 1),
+            ]),
             numa_cpus: HashMap::from([(1, "8-15".to_owned())]),
             stop_grace: Duration::from_secs(60),
             watch_interval: Duration::from_secs(5),
@@ -642,7 +726,9 @@ mod tests {
         let (state, message) = state_of(&pass, &absent_gpu);
         assert_eq!(state, pb::ObservedState::Failed);
         assert!(
-            message.contains("GPU 0000:99:00.0 is not on this host (it has 0000:17:00.0)"),
+            message.contains(
+                "GPU 0000:99:00.0 is not on this host (it has 0000:17:00.0, 0000:18:00.0)"
+            ),
             "{message}"
         );
         let (state, message) = state_of(&pass, &bad_image);
@@ -652,5 +738,65 @@ mod tests {
         assert!(listed.iter().any(|d| d.name == domain_name(&gpu)));
         assert!(!listed.iter().any(|d| d.name == domain_name(&absent_gpu)));
         host.reconcile_once(&desired(2, vec![]), &mut mem).unwrap();
+    }
+
+    #[test]
+    fn gpus_are_scrubbed_between_tenants_and_unhealthy_ones_refused() {
+        let _guard = crate::TEST_DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+        let tmp = tempfile::tempdir().unwrap();
+        let scrubber = Arc::new(SimScrubber::default());
+        let host = Host {
+            scrubber: scrubber.clone(),
+            ..host(tmp.path())
+        };
+        let mut mem = Memory::default();
+        let with_gpu = |id: &InstanceId, gpu: &str| {
+            let mut w = want(id);
+            w.gpus = vec![gpu.into()];
+            w
+        };
+        let (x, y, z) = (
+            InstanceId::generate(),
+            InstanceId::generate(),
+            InstanceId::generate(),
+        );
+        // First tenant: scrubbed before it starts (the agent knows nothing of its past).
+        let pass = host
+            .reconcile_once(&desired(1, vec![with_gpu(&x, "0000:17:00.0")]), &mut mem)
+            .unwrap();
+        assert_eq!(state_of(&pass, &x).0, pb::ObservedState::Running);
+        assert_eq!(scrubber.prepared(), vec!["0000:17:00.0"]);
+        // Its own GPU is not scrubbed under it.
+        host.reconcile_once(&desired(1, vec![with_gpu(&x, "0000:17:00.0")]), &mut mem)
+            .unwrap();
+        assert_eq!(scrubber.prepared().len(), 1);
+        // Next tenant: scrubbed again.
+        let pass = host
+            .reconcile_once(&desired(2, vec![with_gpu(&y, "0000:17:00.0")]), &mut mem)
+            .unwrap();
+        assert_eq!(state_of(&pass, &y).0, pb::ObservedState::Running);
+        assert_eq!(scrubber.prepared().len(), 2);
+
+        // A GPU that fails: the instance fails with why, the GPU is reported, and it is not
+        // tried again.
+        scrubber.fail("0000:18:00.0");
+        let config = desired(
+            3,
+            vec![with_gpu(&y, "0000:17:00.0"), with_gpu(&z, "0000:18:00.0")],
+        );
+        let pass = host.reconcile_once(&config, &mut mem).unwrap();
+        let (state, message) = state_of(&pass, &z);
+        assert_eq!(state, pb::ObservedState::Failed);
+        assert!(
+            message.contains("failed its scrub or health check"),
+            "{message}"
+        );
+        assert_eq!(pass.report.unhealthy_gpus.len(), 1);
+        assert_eq!(pass.report.unhealthy_gpus[0].pci_address, "0000:18:00.0");
+        assert_eq!(state_of(&pass, &y).0, pb::ObservedState::Running);
+        let pass = host.reconcile_once(&config, &mut mem).unwrap();
+        assert!(state_of(&pass, &z).1.contains("is unhealthy"));
+        assert_eq!(scrubber.prepared().len(), 3);
+        host.reconcile_once(&desired(4, vec![]), &mut mem).unwrap();
     }
 }

@@ -139,6 +139,7 @@ fn boots_the_test_guest_through_libvirtd() {
         hv: Arc::new(hv),
         images: Arc::new(ImageCache::new(&images, data.join("instances"))),
         links: Arc::new(Rtnetlink::new(None, None).unwrap()),
+        scrubber: Arc::new(vmcloud_agent::scrub::SimScrubber::default()),
         gpus: HashMap::new(),
         numa_cpus: HashMap::new(),
         stop_grace: Duration::from_secs(60),
