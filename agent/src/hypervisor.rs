@@ -382,6 +382,11 @@ pub fn domain_type_for(uri: &str) -> &'static str {
 /// A VM runtime. Every operation is idempotent.
 pub trait Hypervisor: Send + Sync + 'static {
     fn uri(&self) -> &str;
+    /// Whether domains run real guests (that need their image's disk and kernel). libvirt's
+    /// test driver and simulated hypervisors do not.
+    fn boots_guests(&self) -> bool {
+        !self.uri().starts_with("test:")
+    }
     /// Every domain, managed or not.
     fn list(&self) -> Result<Vec<DomainInfo>, HypervisorError>;
     /// Defines the domain, or updates its definition (vCPUs, memory, devices: an offline

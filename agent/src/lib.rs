@@ -25,6 +25,7 @@ pub mod netlinks;
 pub mod reconciler;
 pub mod rtnl;
 pub mod scrub;
+pub mod sim;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -135,9 +135,9 @@ impl Host {
         }
         let image = match self.images.image(&spec.image) {
             Ok(image) => Some(image),
-            // libvirt's test driver runs no guest: instances of images the cache does not hold
-            // are defined without a disk (the dev fleet and most tests).
-            Err(ImageError::Missing { .. }) if self.hv.uri().starts_with("test:") => None,
+            // libvirt's test driver and simulated hosts run no guest: instances of images the
+            // cache does not hold are defined without a disk (the dev fleet and most tests).
+            Err(ImageError::Missing { .. }) if !self.hv.boots_guests() => None,
             Err(e) => return Err(e.to_string()),
         };
         let files = self

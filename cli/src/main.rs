@@ -1,6 +1,7 @@
 //! `vmcloud`: one binary for the whole system. `main` parses arguments, sets up logging and
 //! hands over to a subcommand.
 
+mod agent_cmd;
 mod bench;
 mod build_info;
 mod client;
@@ -43,6 +44,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run one replica of a multi-replica scheduler.
     Scheduler(scheduler_cmd::SchedulerArgs),
+    /// Run the node agent: on this host's hardware, or simulated (`--sim --shape gpu-8xh100`).
+    Agent(agent_cmd::AgentArgs),
     /// Cluster set-up.
     Cluster {
         #[command(subcommand)]
@@ -180,7 +183,9 @@ fn init_logging(format: LogFormat, default: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Dev(_) | Command::Scheduler(_) => "info,raft=warn,quinn=warn,rustls=warn",
+        Command::Dev(_) | Command::Scheduler(_) | Command::Agent(_) => {
+            "info,raft=warn,quinn=warn,rustls=warn"
+        }
         Command::Cluster { .. } => "warn",
         Command::Instance { .. }
         | Command::Node { .. }
@@ -203,6 +208,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
             Command::Scheduler(args) => scheduler_cmd::run(args).await,
+            Command::Agent(args) => agent_cmd::run(args).await,
             Command::Cluster {
                 command: ClusterCommand::Init(args),
             } => scheduler_cmd::init(args),

@@ -44,6 +44,8 @@ pub struct DevFleet {
     child: Option<Child>,
     pub api: String,
     pub agent_api: String,
+    /// The scheduler's agent gateway (QUIC), HOST:PORT.
+    pub gateway: String,
     pub node: String,
     pub token: String,
     pub data_dir: PathBuf,
@@ -129,14 +131,20 @@ impl DevFleet {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut api, mut agent_api, mut node) = (None, None, None);
-        while api.is_none() || agent_api.is_none() {
+        let (mut api, mut agent_api, mut node, mut gateway) = (None, None, None, None);
+        while api.is_none() || agent_api.is_none() || gateway.is_none() {
             let wait = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
                 Ok(line) => {
                     let t = line.trim();
                     if let Some(rest) = t.strip_prefix("API ") {
                         api = Some(rest.trim().to_owned());
+                    } else if let Some(rest) = t.strip_prefix("agent link ") {
+                        gateway = rest
+                            .split_whitespace()
+                            .next()
+                            .and_then(|g| g.strip_prefix("quic://"))
+                            .map(str::to_owned);
                     } else if let Some(rest) = t.strip_prefix("agent API ") {
                         let mut words = rest.split_whitespace();
                         agent_api = words.next().map(str::to_owned);
@@ -173,6 +181,7 @@ impl DevFleet {
             child: Some(child),
             api: api.unwrap(),
             agent_api: agent_api.unwrap(),
+            gateway: gateway.unwrap(),
             node: node.expect("the banner names the node"),
             token,
             data_dir: data_dir.to_owned(),

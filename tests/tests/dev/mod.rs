@@ -7,6 +7,7 @@ mod lifecycle;
 mod reservations;
 mod restart;
 mod sessions;
+mod sim_agents;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,216 @@
+//! `vmcloud agent`: the node agent as a process of its own, on this host's hardware or, with
+//! `--sim`, on simulated hardware of a host shape (many agents in one process with `--count`).
+//!
+//! Identity: until join tokens exist (issue 6), the agent issues itself a certificate naming
+//! its node from the cluster CA in `--pki-dir` (`vmcloud cluster init`, or a dev fleet's
+//! `<data dir>/pki`), and keeps it under its data directory with its key at mode 0600.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use vmcloud_agent::{Agent, AgentConfig, NetworkMode, netlinks::Underlay, sim};
+use vmcloud_proto::NodeId;
+use vmcloud_proto::pki::{Ca, Identity};
+
+use crate::build_info::build_info;
+use crate::data_dir::{self, read_optional, write_private};
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// This host's node name (a DNS label). With --count, agents are NODE-1 … NODE-N.
+    #[arg(long)]
+    pub node: String,
+    /// Region code of this host.
+    #[arg(long, default_value = "par")]
+    pub region: String,
+    /// The scheduler's agent gateway (QUIC), HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub scheduler: SocketAddr,
+    /// Directory holding the cluster CA (ca.pem, ca.key): the agent issues itself a
+    /// certificate for its node from it (until join tokens, issue 6).
+    #[arg(long)]
+    pub pki_dir: PathBuf,
+    /// The agent's own directory: ledger, certificate, instance disks and logs.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// libvirt URI: qemu:///system in production, test:///default for development.
+    #[arg(long, default_value = "qemu:///system")]
+    pub hypervisor: String,
+    /// The agent's local HTTP API.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub agent_listen: SocketAddr,
+    /// The image cache (default: <data dir>/images).
+    #[arg(long)]
+    pub image_dir: Option<PathBuf>,
+    /// Tenant networks: `host` makes bridges (and VXLAN devices with --underlay-device) on
+    /// this host; `sim` keeps them in memory.
+    #[arg(long, value_parser = ["host", "sim"], default_value = "host")]
+    pub networks: String,
+    /// The underlay interface VXLAN traffic leaves by (with --underlay-ip).
+    #[arg(long, requires = "underlay_ip")]
+    pub underlay_device: Option<String>,
+    /// This host's address on the underlay (the VXLAN source).
+    #[arg(long, requires = "underlay_device")]
+    pub underlay_ip: Option<Ipv4Addr>,
+    /// Serve the guest metadata endpoint here (169.254.169.254:80 in production).
+    #[arg(long)]
+    pub metadata_listen: Option<SocketAddr>,
+    /// How long a guest has to honour an ACPI shutdown (e.g. 60s).
+    #[arg(long, default_value = "60s", value_parser = crate::bench::parse_duration)]
+    pub stop_grace: Duration,
+    /// Run on simulated hardware (a hypervisor in memory with timed transitions, simulated
+    /// GPUs, networks and scrubbing) of --shape.
+    #[arg(long)]
+    pub sim: bool,
+    /// Host shape of the simulated hardware: `cpu` or `gpu-<1..16>x<model>` (gpu-8xh100).
+    #[arg(long, requires = "sim", default_value = "cpu")]
+    pub shape: String,
+    /// Simulated agents to run in this process.
+    #[arg(long, requires = "sim", default_value_t = 1)]
+    pub count: usize,
+}
+
+fn read_ca(dir: &Path) -> anyhow::Result<Ca> {
+    let read = |ext: &str| {
+        let path = dir.join(format!("ca.{ext}"));
+        read_optional(&path)?.with_context(|| {
+            format!(
+                "{} is missing: --pki-dir must hold the cluster CA (`vmcloud cluster init --pki-dir {}`, or a dev fleet's <data dir>/pki)",
+                path.display(),
+                dir.display()
+            )
+        })
+    };
+    Ok(Ca {
+        identity: Identity {
+            cert_pem: read("pem")?,
+            key_pem: read("key")?,
+        },
+    })
+}
+
+/// The node's certificate under `dir`, issued from the CA the first time.
+fn node_identity(ca: &Ca, node: &NodeId, dir: &Path) -> anyhow::Result<Identity> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (cert, key) = (dir.join("node.pem"), dir.join("node.key"));
+    if let (Some(cert_pem), Some(key_pem)) = (read_optional(&cert)?, read_optional(&key)?)
+        && vmcloud_proto::pki::node_id_from_cert(&pem_der(&cert_pem)?)
+            .ok()
+            .as_ref()
+            == Some(node)
+    {
+        return Ok(Identity { cert_pem, key_pem });
+    }
+    let id = ca
+        .issue_node(node)
+        .with_context(|| format!("issuing the certificate of node {node}"))?;
+    std::fs::write(&cert, &id.cert_pem)
+        .with_context(|| format!("cannot write {}", cert.display()))?;
+    write_private(&key, &id.key_pem)?;
+    Ok(id)
+}
+
+fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("the stored node certificate is not PEM: {e}"))?;
+    Ok(parsed.contents)
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    if args.sim {
+        vmcloud_agent::gpu::SimGpus::shape(&args.shape)
+            .map_err(|e| anyhow::anyhow!("--shape: {e}"))?;
+    }
+    let data_dir = std::path::absolute(&args.data_dir)
+        .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let _lock = data_dir::lock(&data_dir)?;
+    let ca = read_ca(&args.pki_dir)?;
+    let networks = if args.sim || args.networks == "sim" {
+        NetworkMode::Simulated
+    } else {
+        NetworkMode::Host {
+            underlay: args
+                .underlay_device
+                .clone()
+                .zip(args.underlay_ip)
+                .map(|(device, local)| Underlay { device, local }),
+        }
+    };
+    let names: Vec<String> = if args.count == 1 {
+        vec![args.node.clone()]
+    } else {
+        (1..=args.count)
+            .map(|i| format!("{}-{i}", args.node))
+            .collect()
+    };
+    let mut configs = Vec::with_capacity(names.len());
+    for name in &names {
+        let node = NodeId::parse(name).map_err(|e| anyhow::anyhow!("--node: {e}"))?;
+        let dir = if args.count == 1 {
+            data_dir.clone()
+        } else {
+            data_dir.join(name)
+        };
+        let identity = node_identity(&ca, &node, &dir.join("identity"))?;
+        configs.push(AgentConfig {
+            node,
+            region: args.region.clone(),
+            scheduler: args.scheduler,
+            ca_pem: ca.identity.cert_pem.clone(),
+            identity,
+            hypervisor_uri: args.hypervisor.clone(),
+            data_dir: dir,
+            api_listen: args.agent_listen,
+            build: build_info(),
+            heartbeat: Duration::from_secs(5),
+            sim_gpus: None,
+            image_dir: args.image_dir.clone(),
+            networks: networks.clone(),
+            stop_grace: args.stop_grace,
+            watch_interval: AgentConfig::DEFAULT_WATCH_INTERVAL,
+            metadata_listen: args.metadata_listen,
+        });
+    }
+    let mut signals = crate::dev::StopSignals::register()?;
+    let agents: Vec<Agent> = if args.sim {
+        let started = std::time::Instant::now();
+        let agents = sim::start_agents(configs, &args.shape, sim::Timings::default())
+            .await
+            .context("cannot start the simulated agents")?;
+        eprintln!(
+            "{} simulated agent(s) of shape {} started in {:.1} s, reporting to {}",
+            agents.len(),
+            args.shape,
+            started.elapsed().as_secs_f64(),
+            args.scheduler
+        );
+        agents.into_iter().map(|(a, _)| a).collect()
+    } else {
+        let config = configs.pop().expect("one config");
+        let agent = Agent::start(config)
+            .await
+            .context("cannot start the agent")?;
+        eprintln!(
+            "agent {} running: hypervisor {}, API http://{}, reporting to {}",
+            args.node,
+            args.hypervisor,
+            agent.api_addr(),
+            args.scheduler
+        );
+        vec![agent]
+    };
+    signals.wait().await;
+    eprintln!("stopping (VMs keep running)");
+    for agent in agents {
+        agent.shutdown().await;
+    }
+    Ok(())
+}

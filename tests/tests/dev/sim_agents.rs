@@ -1,0 +1,82 @@
+//! `vmcloud agent --sim`: simulated hosts of a shape join a running dev fleet over the real
+//! wire protocol (QUIC, mutual TLS) and run work like real ones.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use vmcloud_tests::vmcloud_bin;
+
+use super::{Fixture, cli_json, eventually, wait_state};
+
+#[tokio::test]
+async fn simulated_agents_join_the_dev_fleet_and_run_gpu_work() {
+    let fx = Fixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = fx.fleet.data_dir.join("pki");
+    let agent_args = |shape: &str| {
+        let mut cmd = Command::new(vmcloud_bin());
+        cmd.args(["agent", "--sim", "--shape", shape, "--count", "20"])
+            .args(["--node", "sim", "--scheduler", &fx.fleet.gateway])
+            .arg("--pki-dir")
+            .arg(&pki)
+            .arg("--data-dir")
+            .arg(dir.path().join("agents"))
+            .stdin(Stdio::null());
+        cmd
+    };
+
+    // A shape that does not exist is refused before anything starts, with the choices.
+    let out = agent_args("gpu-3xfoo").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown host shape `gpu-3xfoo`") && err.contains("h100"),
+        "{err}"
+    );
+
+    let mut agents = agent_args("gpu-1xh100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let nodes = eventually(Duration::from_secs(20), "21 ready nodes", || async {
+        let list = cli_json(&fx, &["node", "list"]);
+        let nodes = list["nodes"].as_array().unwrap().clone();
+        (nodes.len() == 21 && nodes.iter().all(|n| n["state"] == "ready")).then_some(nodes)
+    })
+    .await;
+    let sim: Vec<_> = nodes
+        .iter()
+        .filter(|n| n["id"].as_str().unwrap().starts_with("sim-"))
+        .collect();
+    assert_eq!(sim.len(), 20);
+    assert_eq!(sim[0]["gpus"].as_array().unwrap().len(), 1, "{}", sim[0]);
+
+    // GPU work can only go to a simulated host (the dev host has no GPU), and runs there.
+    let created = cli_json(
+        &fx,
+        &[
+            "instance",
+            "create",
+            "--flavor",
+            "gpu-h100-1",
+            "--image",
+            "ubuntu-24.04",
+            "--region",
+            "par",
+        ],
+    );
+    let id = created["id"].as_str().unwrap();
+    let running = wait_state(&fx, id, "running").await;
+    assert!(
+        running["node"].as_str().unwrap().starts_with("sim-"),
+        "{running}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agents.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(agents.wait().unwrap().success());
+}
