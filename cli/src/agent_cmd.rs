@@ -66,8 +66,10 @@ pub struct AgentArgs {
     #[arg(long)]
     pub sim: bool,
     /// Host shape of the simulated hardware: `cpu` or `gpu-<1..16>x<model>` (gpu-8xh100).
-    #[arg(long, requires = "sim", default_value = "cpu")]
-    pub shape: String,
+    /// Without --sim: the real hypervisor, but CPU, memory and GPUs reported as this shape
+    /// (development and benchmarks on a small machine; the test driver's VMs use nothing).
+    #[arg(long)]
+    pub shape: Option<String>,
     /// Simulated agents to run in this process.
     #[arg(long, requires = "sim", default_value_t = 1)]
     pub count: usize,
@@ -123,9 +125,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
-    if args.sim {
-        vmcloud_agent::gpu::SimGpus::shape(&args.shape)
-            .map_err(|e| anyhow::anyhow!("--shape: {e}"))?;
+    let shape = args.shape.clone().unwrap_or_else(|| "cpu".into());
+    if args.sim || args.shape.is_some() {
+        vmcloud_agent::gpu::SimGpus::shape(&shape).map_err(|e| anyhow::anyhow!("--shape: {e}"))?;
     }
     let data_dir = std::path::absolute(&args.data_dir)
         .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
@@ -182,22 +184,35 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut signals = crate::dev::StopSignals::register()?;
     let agents: Vec<Agent> = if args.sim {
         let started = std::time::Instant::now();
-        let agents = sim::start_agents(configs, &args.shape, sim::Timings::default())
+        let agents = sim::start_agents(configs, &shape, sim::Timings::default())
             .await
             .context("cannot start the simulated agents")?;
         eprintln!(
             "{} simulated agent(s) of shape {} started in {:.1} s, reporting to {}",
             agents.len(),
-            args.shape,
+            shape,
             started.elapsed().as_secs_f64(),
             args.scheduler
         );
         agents.into_iter().map(|(a, _)| a).collect()
     } else {
         let config = configs.pop().expect("one config");
-        let agent = Agent::start(config)
-            .await
-            .context("cannot start the agent")?;
+        let agent = match &args.shape {
+            None => Agent::start(config).await,
+            Some(shape) => {
+                let uri = config.hypervisor_uri.clone();
+                let hv = tokio::task::spawn_blocking(move || {
+                    vmcloud_agent::libvirt::Libvirt::connect(&uri)
+                })
+                .await??;
+                let (mut hw, _) =
+                    sim::hardware(&config.node.to_string(), shape, sim::Timings::default())
+                        .map_err(|e| anyhow::anyhow!("--shape: {e}"))?;
+                hw.hypervisor = std::sync::Arc::new(hv);
+                Agent::start_with(config, hw).await
+            }
+        }
+        .context("cannot start the agent")?;
         eprintln!(
             "agent {} running: hypervisor {}, API http://{}, reporting to {}",
             args.node,

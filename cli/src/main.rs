@@ -158,6 +158,8 @@ enum BenchCommand {
     Placement(bench::placement::PlacementBenchArgs),
     /// Placements committed/s through a Raft group of scheduler replicas over a generated fleet.
     Schedule(bench::schedule::ScheduleBenchArgs),
+    /// RSS and CPU share of an idle agent process with VMs defined (libvirt test driver).
+    AgentIdle(bench::agent_idle::AgentIdleBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +249,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Schedule(args),
             } => bench::schedule::schedule(args).await,
+            Command::Bench {
+                command: BenchCommand::AgentIdle(args),
+            } => bench::agent_idle::agent_idle(args).await,
             Command::Sim {
                 command: SimCommand::Fleet(args),
             } => bench::placement::fleet(args),

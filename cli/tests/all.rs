@@ -246,3 +246,30 @@ fn bench_schedule_places_through_three_replicas_at_small_size() {
     assert!((0.0..=1.0).contains(&fragmentation), "{stdout}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn bench_agent_idle_measures_a_separate_agent_process() {
+    // Not a timed test: it checks the benchmark runs a real agent with VMs and reports.
+    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .args(["bench", "agent-idle", "--duration", "2s", "--vms", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    let figures: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(figures["vms"], 5, "{last}");
+    assert!(
+        figures["rss_mib"].as_f64().is_some_and(|v| v > 1.0),
+        "{last}"
+    );
+    assert!(
+        figures["cpu_percent"].as_f64().is_some_and(|v| v >= 0.0),
+        "{last}"
+    );
+    assert!(stdout.contains("budget"), "{stdout}");
+}

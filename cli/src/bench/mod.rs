@@ -1,6 +1,7 @@
 //! Benchmarks: commands that print our figure beside the budget of DESIGN.md §6 and end with
 //! one JSON line of the figures.
 
+pub mod agent_idle;
 pub mod create;
 pub mod placement;
 pub mod raft;
