@@ -77,6 +77,19 @@ fn start_dev(exe: &Path, dir: &Path) -> anyhow::Result<(Reaped, String, String)>
     bail!("vmcloud dev exited before printing its addresses")
 }
 
+/// A `/proc/PID/<file>` field in kB, as MiB.
+fn proc_mib(pid: u32, file: &str, field: &str) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .with_context(|| format!("the agent (pid {pid}) is gone"))?;
+    let kib: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no {field} in /proc/PID/{file}"))?;
+    Ok(kib / 1024.0)
+}
+
 /// (resident set in MiB, user + system CPU seconds) of a process, from /proc.
 fn sample(pid: u32) -> anyhow::Result<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -187,6 +200,10 @@ pub async fn agent_idle(args: AgentIdleBenchArgs) -> anyhow::Result<()> {
     }
     let (rss, cpu1) = sample(pid)?;
     rss_max = rss_max.max(rss);
+    // What the resident set is made of: the process's own memory, and its share of pages
+    // mapped from files (the binary, libvirt, OpenSSL, GnuTLS, libxml2…) shared with others.
+    let anon = proc_mib(pid, "status", "RssAnon:")?;
+    let pss = proc_mib(pid, "smaps_rollup", "Pss:")?;
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu_percent = (cpu1 - cpu0) / elapsed * 100.0;
 
@@ -204,12 +221,17 @@ pub async fn agent_idle(args: AgentIdleBenchArgs) -> anyhow::Result<()> {
         "CPU (% of a core)", cpu_percent, BUDGET_CPU_PERCENT
     );
     println!(
+        "  of the RSS: {anon:.1} MiB the agent's own (anonymous), the rest file pages of the binary and shared libraries; PSS {pss:.1} MiB"
+    );
+    println!(
         "{}",
         json!({
             "bench": "agent-idle",
             "vms": args.vms,
             "duration_s": (elapsed * 10.0).round() / 10.0,
             "rss_mib": (rss_max * 10.0).round() / 10.0,
+            "anon_mib": (anon * 10.0).round() / 10.0,
+            "pss_mib": (pss * 10.0).round() / 10.0,
             "cpu_percent": (cpu_percent * 1000.0).round() / 1000.0,
             "budget_rss_mib": BUDGET_RSS_MIB,
             "budget_cpu_percent": BUDGET_CPU_PERCENT,
