@@ -20,6 +20,7 @@ pub struct AgentApiState {
     pub desired: watch::Receiver<Option<pb::DesiredConfig>>,
     pub status: watch::Receiver<Option<pb::StatusReport>>,
     pub connected: watch::Receiver<bool>,
+    pub telemetry: watch::Receiver<Option<Arc<crate::telemetry::Snapshot>>>,
 }
 
 pub fn router(state: AgentApiState) -> Router {
@@ -27,6 +28,7 @@ pub fn router(state: AgentApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/domains", get(domains))
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -68,4 +70,21 @@ async fn status(State(s): State<AgentApiState>) -> Json<Status> {
             .unwrap_or_default(),
         reconciled_generation: s.status.borrow().as_ref().map(|r| r.generation),
     })
+}
+
+/// The host's telemetry in Prometheus' text format (503 until the first read, or when
+/// telemetry is off).
+async fn metrics(
+    State(s): State<AgentApiState>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let content = [("content-type", "text/plain; version=0.0.4")];
+    match s.telemetry.borrow().as_ref() {
+        Some(snap) => (StatusCode::OK, content, snap.to_prometheus(&s.node)),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            content,
+            "no telemetry yet (it is read every few seconds, or is off for simulated agents)\n"
+                .into(),
+        ),
+    }
 }

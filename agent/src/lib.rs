@@ -26,6 +26,7 @@ pub mod reconciler;
 pub mod rtnl;
 pub mod scrub;
 pub mod sim;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +66,9 @@ pub struct AgentConfig {
     pub stop_grace: Duration,
     /// How often the reconciler looks at the domains when nothing else wakes it.
     pub watch_interval: Duration,
+    /// How often host telemetry is read (`/metrics`, heartbeat summary, conditions); none:
+    /// not read (simulated fleets, where every agent would read the same machine).
+    pub telemetry_interval: Option<Duration>,
     /// Where the guest metadata endpoint listens (`169.254.169.254:80` in production; the
     /// address is put on every tenant bridge); none: not served.
     pub metadata_listen: Option<SocketAddr>,
@@ -86,6 +90,7 @@ impl AgentConfig {
     /// Defaults for what a deployment rarely changes.
     pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(60);
     pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(5);
+    pub const DEFAULT_TELEMETRY_INTERVAL: Duration = Duration::from_secs(5);
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +244,11 @@ impl Agent {
         let (connected_tx, connected_rx) = watch::channel(false);
 
         let gpu_report = gpus.read();
+        let expected_gpus = gpu_report
+            .gpus
+            .iter()
+            .map(|g| g.pci_address.clone())
+            .collect();
         for e in &gpu_report.errors {
             tracing::warn!(error = %e, "a GPU could not be read; it is not reported");
         }
@@ -264,6 +274,10 @@ impl Agent {
             watch_interval: config.watch_interval,
         });
 
+        let (snapshot_tx, snapshot_rx) = watch::channel::<Option<Arc<telemetry::Snapshot>>>(None);
+        let (summary_tx, summary_rx) = watch::channel::<Option<pb::HostSummary>>(None);
+        let (conditions_tx, conditions_rx) = watch::channel::<Vec<pb::HostCondition>>(Vec::new());
+
         let tls = pki::client_config(&config.ca_pem, &config.identity, ALPN_AGENT)?;
         let endpoint = link::endpoint(config.scheduler, tls)?;
         let link = link::Link {
@@ -276,6 +290,8 @@ impl Agent {
             desired: desired_tx,
             status: status_rx.clone(),
             connected: connected_tx,
+            summary: summary_rx,
+            conditions: conditions_rx,
         };
 
         let listener = tokio::net::TcpListener::bind(config.api_listen)
@@ -296,8 +312,25 @@ impl Agent {
             desired: desired_rx.clone(),
             status: status_rx,
             connected: connected_rx,
+            telemetry: snapshot_rx,
         });
         let mut tasks = Vec::new();
+        if let Some(every) = config.telemetry_interval {
+            let sampler = telemetry::Sampler::new(
+                gpus,
+                expected_gpus,
+                &config.data_dir,
+                telemetry::Thresholds::default(),
+            );
+            tasks.push(tokio::spawn(telemetry_loop(
+                every,
+                sampler,
+                hv.clone(),
+                snapshot_tx,
+                summary_tx,
+                conditions_tx,
+            )));
+        }
         if let Some(addr) = config.metadata_listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -356,6 +389,58 @@ impl Agent {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// Reads the host every `every` and publishes the snapshot (`/metrics`), the summary
+/// (heartbeats) and the conditions (status reports).
+async fn telemetry_loop(
+    every: Duration,
+    sampler: telemetry::Sampler,
+    hv: Arc<dyn Hypervisor>,
+    snapshot: watch::Sender<Option<Arc<telemetry::Snapshot>>>,
+    summary: watch::Sender<Option<pb::HostSummary>>,
+    conditions: watch::Sender<Vec<pb::HostCondition>>,
+) {
+    let sampler = Arc::new(Mutex::new(sampler));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (sampler, hv) = (sampler.clone(), hv.clone());
+        let Ok((snap, now)) = tokio::task::spawn_blocking(move || {
+            let domains = hv
+                .list()
+                .map_or(0, |d| d.iter().filter(|d| d.instance_id.is_some()).count());
+            let mut sampler = sampler.lock().unwrap();
+            let snap = sampler.sample(domains);
+            let now = sampler.conditions(&snap);
+            (snap, now)
+        })
+        .await
+        else {
+            tracing::error!("a telemetry read panicked");
+            continue;
+        };
+        summary.send_replace(Some(snap.summary()));
+        snapshot.send_replace(Some(Arc::new(snap)));
+        conditions.send_if_modified(|c| {
+            if *c == now {
+                return false;
+            }
+            for new in now.iter().filter(|n| !c.contains(n)) {
+                tracing::warn!(kind = new.kind, subject = new.subject, "{}", new.message);
+            }
+            for gone in c.iter().filter(|o| !now.contains(o)) {
+                tracing::info!(
+                    kind = gone.kind,
+                    subject = gone.subject,
+                    "condition cleared"
+                );
+            }
+            *c = now;
+            true
+        });
     }
 }
 

@@ -56,6 +56,11 @@ pub struct Link {
     pub desired: watch::Sender<Option<pb::DesiredConfig>>,
     pub status: watch::Receiver<Option<pb::StatusReport>>,
     pub connected: watch::Sender<bool>,
+    /// The host's latest summary (telemetry), sent in each heartbeat.
+    pub summary: watch::Receiver<Option<pb::HostSummary>>,
+    /// What is wrong with the host; added to every status report, which is sent again when
+    /// these change.
+    pub conditions: watch::Receiver<Vec<pb::HostCondition>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -190,6 +195,7 @@ impl Link {
     ) -> Result<(), LinkError> {
         // The scheduler has not seen any report from this session yet.
         self.status.mark_changed();
+        self.conditions.mark_unchanged();
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sequence = 0u64;
@@ -211,14 +217,27 @@ impl Link {
                         return Ok(());
                     }
                     let report = self.status.borrow_and_update().clone();
-                    if let Some(report) = report {
+                    if let Some(mut report) = report {
+                        report.conditions = self.conditions.borrow_and_update().clone();
+                        writer.send(encode(agent_message::Body::Status(report))).await?;
+                    }
+                }
+                changed = self.conditions.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let conditions = self.conditions.borrow_and_update().clone();
+                    let report = self.status.borrow().clone();
+                    if let Some(mut report) = report {
+                        report.conditions = conditions;
                         writer.send(encode(agent_message::Body::Status(report))).await?;
                     }
                 }
                 _ = heartbeat.tick() => {
                     sequence += 1;
                     let applied_generation = self.status.borrow().as_ref().map_or(0, |r| r.generation);
-                    writer.send(encode(agent_message::Body::Heartbeat(pb::Heartbeat { sequence, applied_generation }))).await?;
+                    let summary = *self.summary.borrow();
+                    writer.send(encode(agent_message::Body::Heartbeat(pb::Heartbeat { sequence, applied_generation, summary }))).await?;
                 }
             }
         }

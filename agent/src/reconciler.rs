@@ -466,6 +466,8 @@ impl Host {
                     gpus.sort_by(|a, b| a.pci_address.cmp(&b.pci_address));
                     gpus
                 },
+                // Added by the link from the telemetry.
+                conditions: Vec::new(),
             },
             all_ok,
             next,

@@ -179,6 +179,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             stop_grace: args.stop_grace,
             watch_interval: AgentConfig::DEFAULT_WATCH_INTERVAL,
             metadata_listen: args.metadata_listen,
+            // Simulated agents would all read this same machine.
+            telemetry_interval: (!args.sim).then_some(AgentConfig::DEFAULT_TELEMETRY_INTERVAL),
         });
     }
     let mut signals = crate::dev::StopSignals::register()?;

@@ -139,6 +139,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         watch_interval: AgentConfig::DEFAULT_WATCH_INTERVAL,
         // The dev fleet's guests are the test driver's: none would ask.
         metadata_listen: None,
+        telemetry_interval: Some(AgentConfig::DEFAULT_TELEMETRY_INTERVAL),
     })
     .await
     .context("cannot start the agent")?;

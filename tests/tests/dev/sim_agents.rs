@@ -73,6 +73,25 @@ async fn simulated_agents_join_the_dev_fleet_and_run_gpu_work() {
         "{running}"
     );
 
+    // The dev host's own agent reads its telemetry: /metrics in Prometheus' format.
+    let metrics = eventually(Duration::from_secs(15), "agent /metrics", || async {
+        let resp = reqwest::get(format!("{}/metrics", fx.fleet.agent_api))
+            .await
+            .ok()?;
+        (resp.status() == 200).then_some(())?;
+        resp.text().await.ok()
+    })
+    .await;
+    for metric in [
+        "vmcloud_agent_cpu_percent{node=",
+        "vmcloud_agent_memory_total_bytes{node=",
+        "vmcloud_agent_disk_free_bytes{node=",
+        "vmcloud_agent_nic_received_bytes_total{node=",
+        "vmcloud_agent_domains{node=",
+    ] {
+        assert!(metrics.contains(metric), "{metric} missing in\n{metrics}");
+    }
+
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agents.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
