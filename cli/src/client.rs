@@ -36,6 +36,8 @@ pub struct ClientArgs {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run; the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum InstanceCommand {
     /// Create an instance; prints its id.
     Create {
@@ -71,6 +73,13 @@ pub enum InstanceCommand {
         /// Your instances in one spread group never share a host and spread across racks.
         #[arg(long)]
         spread_group: Option<String>,
+        /// An OpenSSH public key for the guest, or @FILE to read one (e.g.
+        /// @~/.ssh/id_ed25519.pub); repeat for several.
+        #[arg(long = "ssh-key", value_name = "KEY|@FILE")]
+        ssh_keys: Vec<String>,
+        /// A file of cloud-init user-data for the guest (at most 16 KiB).
+        #[arg(long, value_name = "FILE")]
+        user_data: Option<std::path::PathBuf>,
         /// Wait until the instance is running (or failed).
         #[arg(long)]
         wait: bool,
@@ -289,6 +298,8 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
             pool,
             selector,
             spread_group,
+            ssh_keys,
+            user_data,
             wait,
         } => {
             let mut body = serde_json::json!({
@@ -311,6 +322,33 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
             }
             if let Some(g) = spread_group {
                 body["spread_group"] = Value::String(g);
+            }
+            if !ssh_keys.is_empty() {
+                let mut keys = Vec::with_capacity(ssh_keys.len());
+                for k in ssh_keys {
+                    keys.push(match k.strip_prefix('@') {
+                        Some(path) => {
+                            let path = expand_home(path);
+                            std::fs::read_to_string(&path)
+                                .with_context(|| {
+                                    format!("--ssh-key: cannot read {}", path.display())
+                                })?
+                                .trim()
+                                .to_owned()
+                        }
+                        None => k,
+                    });
+                }
+                body["ssh_keys"] = keys.into();
+            }
+            if let Some(path) = user_data {
+                let data = std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "--user-data: cannot read {} (it must be UTF-8 text)",
+                        path.display()
+                    )
+                })?;
+                body["user_data"] = Value::String(data);
             }
             let mut instance = client
                 .call(Method::POST, "/v1/instances", Some(body), false)
@@ -511,4 +549,12 @@ pub async fn cluster_leave(args: ClientArgs, id: u64) -> anyhow::Result<()> {
         .unwrap_or_default();
     println!("replica {id} left; voters: {}", view["voters"]);
     Ok(())
+}
+
+/// `~/x` → `$HOME/x`; other paths as given.
+fn expand_home(path: &str) -> std::path::PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => std::path::PathBuf::from(path),
+    }
 }

@@ -122,6 +122,8 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 terminate_at_ms: None,
                 reclaimed_at_ms: None,
                 requeue_when_gone: false,
+                user_data: None,
+                ssh_keys: Vec::new(),
                 nominated_node: None,
                 reservation: None,
                 job: None,

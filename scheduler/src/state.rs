@@ -227,6 +227,12 @@ pub struct Instance {
     /// the queue again instead of going away.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub requeue_when_gone: bool,
+    /// Cloud-init user-data, served by the agent's metadata endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+    /// OpenSSH public keys, served as the metadata's `public-keys`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_keys: Vec<String>,
     /// A pending instance waiting for preempted spot capacity on this node.
     #[serde(default)]
     pub nominated_node: Option<NodeId>,
@@ -730,6 +736,8 @@ impl ClusterState {
             terminate_at_ms: None,
             reclaimed_at_ms: None,
             requeue_when_gone: false,
+            user_data: (!c.user_data.is_empty()).then_some(c.user_data),
+            ssh_keys: c.ssh_keys,
             nominated_node: None,
             notices: Vec::new(),
             reservation: ReservationId::parse(&c.reservation_id).ok(),
@@ -1622,8 +1630,10 @@ impl ClusterState {
                 terminate_at_unix_ms: i.terminate_at_ms.unwrap_or(0),
                 hostname: i.name.clone(),
                 availability_zone: i.region.clone(),
-                // Owner-driven stop/start, tenant networks, user-data and SSH keys are not in
-                // the scheduler's model yet; the agent supports them.
+                user_data: i.user_data.clone().unwrap_or_default(),
+                ssh_keys: i.ssh_keys.clone(),
+                // Owner-driven stop/start and tenant networks are not in the scheduler's model
+                // yet; the agent supports them.
                 ..Default::default()
             })
             .collect();

@@ -10,6 +10,8 @@ use crate::fleet::Fleet;
 fn spot(c: &mut pb::CreateInstance) {
     c.market = pb::Market::Spot as i32;
     c.preemption_notice_s = 60;
+    c.user_data = "#cloud-config\n".into();
+    c.ssh_keys = vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB alice".into()];
 }
 
 #[test]
@@ -148,6 +150,14 @@ fn on_demand_preempts_the_cheapest_spot_set_with_notice() {
         .find(|d| d.instance_id == victim.to_string())
         .unwrap();
     assert_eq!(d.terminate_at_unix_ms, at + 60_000, "the agent learns it");
+    // What its guest reads from the metadata endpoint comes with it.
+    assert_eq!(d.availability_zone, "par");
+    assert_eq!(d.hostname, f.instance(&victim).name);
+    assert_eq!(d.user_data, "#cloud-config\n");
+    assert_eq!(
+        d.ssh_keys,
+        vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB alice"]
+    );
     let nominee = f.instance(&pair);
     assert_eq!(nominee.nominated_node.as_ref(), Some(&host));
     assert!(

@@ -95,6 +95,8 @@ pub(super) fn request(
         terminate_at_ms: None,
         reclaimed_at_ms: None,
         requeue_when_gone: false,
+        user_data: None,
+        ssh_keys: Vec::new(),
         nominated_node: None,
         reservation: None,
         job: None,

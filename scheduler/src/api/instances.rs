@@ -45,6 +45,71 @@ pub struct CreateInstanceRequest {
     /// 120 unless the catalog says otherwise).
     #[serde(default)]
     pub preemption_notice_s: Option<u32>,
+    /// Cloud-init user-data for the guest (at most 16 KiB), served by its host's metadata
+    /// endpoint.
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// OpenSSH public keys for the guest (at most 10).
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+}
+
+/// Most user-data an instance may carry (EC2 allows 16 KiB).
+pub const MAX_USER_DATA: usize = 16 * 1024;
+const MAX_SSH_KEYS: usize = 10;
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// User-data and SSH keys a guest is given; the errors say which key is wrong and why.
+pub(crate) fn check_guest_data(user_data: Option<&str>, keys: &[String]) -> Result<(), Problem> {
+    if let Some(data) = user_data
+        && data.len() > MAX_USER_DATA
+    {
+        return Err(Problem::unprocessable(
+            "invalid-user-data",
+            "User-data too large",
+            format!(
+                "user_data is {} bytes; at most {MAX_USER_DATA} are allowed (fetch larger content from the guest instead)",
+                data.len()
+            ),
+        ));
+    }
+    if keys.len() > MAX_SSH_KEYS {
+        return Err(Problem::unprocessable(
+            "invalid-ssh-key",
+            "Too many SSH keys",
+            format!("{} SSH keys given; at most {MAX_SSH_KEYS}", keys.len()),
+        ));
+    }
+    for (n, key) in keys.iter().enumerate() {
+        let mut parts = key.split_whitespace();
+        let kind = parts.next().unwrap_or_default();
+        let body = parts.next().unwrap_or_default();
+        let ok = SSH_KEY_TYPES.contains(&kind)
+            && body.len() >= 16
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+            && !key.contains(['\n', '\r']);
+        if !ok {
+            return Err(Problem::unprocessable(
+                "invalid-ssh-key",
+                "Invalid SSH key",
+                format!(
+                    "ssh_keys[{n}] is not an OpenSSH public key (`<type> <base64> [comment]`, type one of {}); give the contents of a .pub file",
+                    SSH_KEY_TYPES.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -169,6 +234,7 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market
             "a reserved instance runs on the hosts its reservation holds; drop pool, node_selector and spread_group",
         ));
     }
+    check_guest_data(req.user_data.as_deref(), &req.ssh_keys)?;
     if let Some(pool) = &req.pool {
         check_label("pool", pool)?;
     }
@@ -413,6 +479,8 @@ pub async fn create(
         preemption_notice_s: req.preemption_notice_s.unwrap_or(flavor.spot_notice_s),
         reservation_id: reservation,
         job: None,
+        user_data: req.user_data.clone().unwrap_or_default(),
+        ssh_keys: req.ssh_keys.clone(),
     };
     match s.cluster.propose(Body::CreateInstance(command)).await?? {
         Applied::Instance(instance) => Ok(created(

@@ -69,6 +69,15 @@ async fn bad_requests_get_problem_json_and_create_nothing() {
             detail: "name `Web_1`",
         },
         Case {
+            name: "not an SSH key",
+            token: Some(GOOD_TOKEN),
+            content_type: json,
+            body: r#"{"flavor":"vps-s","image":"debian-12","region":"par","ssh_keys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB alice","-----BEGIN OPENSSH PRIVATE KEY-----"]}"#,
+            status: 422,
+            kind: "invalid-ssh-key",
+            detail: "ssh_keys[1] is not an OpenSSH public key",
+        },
+        Case {
             name: "no API key",
             token: None,
             content_type: json,
