@@ -74,6 +74,12 @@ pub trait NetLinks: Send + Sync + 'static {
     fn remove_network(&self, vni: u32) -> Result<(), NetError>;
     /// The VNIs of the networks that exist on the host.
     fn networks(&self) -> Result<Vec<u32>, NetError>;
+    /// Routes a local guest's address (/32) to its network's bridge, so the host — the
+    /// metadata endpoint — can answer the guest. Idempotent; a route to that address on
+    /// another bridge is replaced.
+    fn route_guest(&self, vni: u32, ip: Ipv4Addr) -> Result<(), NetError>;
+    /// Removes the route to a guest's address. Idempotent.
+    fn unroute_guest(&self, ip: Ipv4Addr) -> Result<(), NetError>;
 }
 
 /// Checks a network before any link is made for it.
@@ -106,6 +112,14 @@ pub struct Underlay {
 #[derive(Debug, Default)]
 pub struct SimLinks {
     networks: Mutex<BTreeMap<u32, TenantNetwork>>,
+    routes: Mutex<BTreeMap<Ipv4Addr, u32>>,
+}
+
+impl SimLinks {
+    /// The guest routes: address → VNI.
+    pub fn routes(&self) -> BTreeMap<Ipv4Addr, u32> {
+        self.routes.lock().unwrap().clone()
+    }
 }
 
 impl NetLinks for SimLinks {
@@ -117,11 +131,23 @@ impl NetLinks for SimLinks {
 
     fn remove_network(&self, vni: u32) -> Result<(), NetError> {
         self.networks.lock().unwrap().remove(&vni);
+        // The kernel drops routes through a deleted device.
+        self.routes.lock().unwrap().retain(|_, v| *v != vni);
         Ok(())
     }
 
     fn networks(&self) -> Result<Vec<u32>, NetError> {
         Ok(self.networks.lock().unwrap().keys().copied().collect())
+    }
+
+    fn route_guest(&self, vni: u32, ip: Ipv4Addr) -> Result<(), NetError> {
+        self.routes.lock().unwrap().insert(ip, vni);
+        Ok(())
+    }
+
+    fn unroute_guest(&self, ip: Ipv4Addr) -> Result<(), NetError> {
+        self.routes.lock().unwrap().remove(&ip);
+        Ok(())
     }
 }
 

@@ -79,6 +79,29 @@ pub struct Memory {
     gpu_owner: HashMap<String, InstanceId>,
     /// GPUs that failed their scrub or health check, with why.
     unhealthy: HashMap<String, String>,
+    /// Guest addresses routed to their bridges, to remove with the instance.
+    routes: HashMap<InstanceId, std::net::Ipv4Addr>,
+}
+
+/// The guest's address and prefix length from its NIC (`"10.42.0.5/24"`), if it has one.
+fn guest_address(nic: &pb::DesiredNic) -> Result<Option<(std::net::Ipv4Addr, u8)>, String> {
+    if nic.ipv4.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        format!(
+            "guest address {:?} is not IPv4 with a prefix (\"10.42.0.5/24\")",
+            nic.ipv4
+        )
+    };
+    let (ip, prefix) = nic.ipv4.split_once('/').ok_or_else(bad)?;
+    let ip = ip.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (1..=32).contains(p))
+        .ok_or_else(bad)?;
+    Ok(Some((ip, prefix)))
 }
 
 /// The outcome of one pass.
@@ -106,7 +129,12 @@ fn status(
 impl Host {
     /// Fills the spec's files, NIC and NUMA placement, making what is missing. Errors are the
     /// reason the instance cannot run here.
-    fn complete(&self, spec: &mut DomainSpec, want: &pb::DesiredInstance) -> Result<(), String> {
+    fn complete(
+        &self,
+        spec: &mut DomainSpec,
+        want: &pb::DesiredInstance,
+        memory: &mut Memory,
+    ) -> Result<(), String> {
         for dev in &spec.hostdevs {
             let addr = dev.gpu().to_string();
             if !self.gpus.contains_key(&addr) {
@@ -166,6 +194,21 @@ impl Host {
                 mac: nic.mac.clone(),
                 mtu: nic.mtu,
             });
+            if let Some((ip, prefix)) = guest_address(nic)? {
+                self.links
+                    .route_guest(nic.vni, ip)
+                    .map_err(|e| e.to_string())?;
+                memory.routes.insert(spec.instance_id.clone(), ip);
+                // Images booted directly get their address the kernel's way (`ip=`).
+                if let Some(boot) = &mut spec.boot {
+                    let mask = std::net::Ipv4Addr::from(
+                        u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0),
+                    );
+                    boot.cmdline = format!("{} ip={ip}:::{mask}::eth0:off", boot.cmdline)
+                        .trim_start()
+                        .to_owned();
+                }
+            }
         }
         Ok(())
     }
@@ -311,7 +354,7 @@ impl Host {
                         .is_some_and(|d| (d.vcpus, d.memory_mib) != (spec.vcpus, spec.memory_mib));
                     if current.is_none() || resize {
                         match self
-                            .complete(&mut spec, want)
+                            .complete(&mut spec, want, memory)
                             .and_then(|()| hv.define(&spec).map_err(|e| e.to_string()))
                         {
                             Ok(()) if resize => {
@@ -336,7 +379,12 @@ impl Host {
                     if d.state != DomainState::Shutoff && d.state != DomainState::Crashed =>
                 {
                     memory.stopping.remove(&id);
-                    // Adopted after a restart: its GPUs are its own.
+                    // Adopted after a restart: its GPUs and its route are its own.
+                    if let Some(nic) = &want.nic
+                        && let Ok(Some((ip, _))) = guest_address(nic)
+                    {
+                        memory.routes.insert(id.clone(), ip);
+                    }
                     for dev in &spec.hostdevs {
                         memory.gpu_owner.insert(dev.gpu().to_string(), id.clone());
                     }
@@ -372,7 +420,7 @@ impl Host {
                 (current, false) => {
                     let crashed = current.is_some_and(|d| d.reason == StateReason::Crashed);
                     match self
-                        .complete(&mut spec, want)
+                        .complete(&mut spec, want, memory)
                         .and_then(|()| self.gpus_ready(&spec, memory))
                         .and_then(|()| hv.ensure_running(&spec).map_err(|e| e.to_string()))
                     {
@@ -410,6 +458,11 @@ impl Host {
         for (id, domain) in by_instance {
             memory.last.remove(&id);
             memory.stopping.remove(&id);
+            if let Some(ip) = memory.routes.remove(&id)
+                && let Err(e) = self.links.unroute_guest(ip)
+            {
+                tracing::warn!(instance = %id, %ip, error = %e, "the route to a removed guest could not be removed");
+            }
             let name = domain_name(&id);
             let removed = hv
                 .destroy(&name)
@@ -587,7 +640,11 @@ mod tests {
     fn converges_with_the_libvirt_test_driver() {
         let _guard = crate::TEST_DRIVER.lock().unwrap_or_else(|e| e.into_inner());
         let tmp = tempfile::tempdir().unwrap();
-        let host = host(tmp.path());
+        let links = Arc::new(SimLinks::default());
+        let host = Host {
+            links: links.clone(),
+            ..host(tmp.path())
+        };
         let mut mem = Memory::default();
         let (a, b) = (InstanceId::generate(), InstanceId::generate());
         let mut wa = want(&a);
@@ -604,6 +661,10 @@ mod tests {
         assert_eq!(state_of(&pass, &a).0, pb::ObservedState::Running);
         assert_eq!(state_of(&pass, &b).0, pb::ObservedState::Running);
         assert_eq!(host.links.networks().unwrap(), vec![42]);
+        assert_eq!(
+            links.routes().into_iter().collect::<Vec<_>>(),
+            vec![("10.42.0.2".parse().unwrap(), 42)]
+        );
         assert!(host.images.instance_dir(&a).is_dir());
 
         // b is no longer desired: its domain and files go, a stays untouched.
@@ -686,6 +747,7 @@ mod tests {
         let pass = host.reconcile_once(&desired(6, vec![]), &mut mem).unwrap();
         assert!(pass.all_ok && pass.report.instances.is_empty());
         assert!(host.links.networks().unwrap().is_empty());
+        assert!(links.routes().is_empty());
         assert!(!host.images.instance_dir(&a).exists());
     }
 

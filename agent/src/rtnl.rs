@@ -11,7 +11,8 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::{LinkBridge, LinkUnspec, LinkVxlan};
+use rtnetlink::packet_route::route::RouteScope;
+use rtnetlink::{LinkBridge, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
 use crate::netlinks::{
     NetError, NetLinks, TenantNetwork, Underlay, VXLAN_PORT, bridge_name, validate, vni_of_bridge,
@@ -293,6 +294,50 @@ impl NetLinks for Rtnetlink {
         Ok(())
     }
 
+    fn route_guest(&self, vni: u32, ip: Ipv4Addr) -> Result<(), NetError> {
+        let bridge = bridge_name(vni);
+        let br = self.existing(&bridge, "bridge", None)?.ok_or_else(|| {
+            failed(
+                format!("routing {ip} to {bridge}"),
+                "the bridge does not exist",
+            )
+        })?;
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(ip, 32)
+            .output_interface(br.index)
+            .scope(RouteScope::Link)
+            .build();
+        self.rt.block_on(async {
+            self.handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| failed(format!("routing {ip} to {bridge}"), e))
+        })
+    }
+
+    fn unroute_guest(&self, ip: Ipv4Addr) -> Result<(), NetError> {
+        // Scope "nowhere" matches the route whatever its scope.
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(ip, 32)
+            .scope(RouteScope::NoWhere)
+            .build();
+        self.rt.block_on(async {
+            match self.handle.route().del(route).execute().await {
+                Ok(()) => Ok(()),
+                // ESRCH: there is no such route.
+                Err(rtnetlink::Error::NetlinkError(e))
+                    if e.code.map(|c| c.get()) == Some(-(nix::errno::Errno::ESRCH as i32)) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(failed(format!("removing the route to {ip}"), e)),
+            }
+        })
+    }
+
     fn networks(&self) -> Result<Vec<u32>, NetError> {
         let links: Vec<LinkMessage> = self.rt.block_on(async {
             self.handle
@@ -438,6 +483,15 @@ mod tests {
         // The metadata address is on the bridge, once.
         let addrs = ip(n, &["-j", "addr", "show", "dev", "vmcbr42"]);
         assert_eq!(addrs.matches("169.254.169.254").count(), 1, "{addrs}");
+        // A guest's address is routed to its bridge; routing it again changes nothing.
+        let guest = Ipv4Addr::new(10, 42, 0, 5);
+        links.route_guest(42, guest).unwrap();
+        links.route_guest(42, guest).unwrap();
+        let routes = ip(n, &["-j", "route", "show", "10.42.0.5/32"]);
+        assert!(routes.contains("\"dev\":\"vmcbr42\""), "{routes}");
+        links.unroute_guest(guest).unwrap();
+        links.unroute_guest(guest).unwrap();
+        assert_eq!(ip(n, &["-j", "route", "show", "10.42.0.5/32"]).trim(), "[]");
         // Nothing appeared outside the namespace.
         assert!(
             !Command::new("ip")

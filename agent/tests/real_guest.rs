@@ -22,6 +22,8 @@ use vmcloud_proto::{InstanceId, pb};
 
 const TEST: &str = "real_guest::boots_the_test_guest_through_libvirtd";
 const SOCKET: &str = "/var/run/libvirt/libvirt-sock";
+const METADATA: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9zVm1DbG91ZFRlc3RHdWVzdA test@vmcloud";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,13 +73,18 @@ fn ensure_libvirtd() -> Result<(), String> {
     ))
 }
 
-/// Builds the test guest into a cache shared between runs. Err: why it cannot be built.
-fn test_guest(cache: &Path) -> Result<(), String> {
+/// Builds the test guest into a cache shared between runs (one directory per version of the
+/// recipe). Err: why it cannot be built.
+fn test_guest(root: &Path) -> Result<PathBuf, String> {
+    use sha2::Digest;
+    let recipe = std::fs::read(repo_root().join("images/test-guest/build.sh"))
+        .map_err(|e| format!("cannot read images/test-guest/build.sh: {e}"))?;
+    let cache = root.join(&hex::encode(sha2::Sha256::digest(&recipe))[..12]);
     if cache.join("test-guest/image.json").is_file() {
-        return Ok(());
+        return Ok(cache);
     }
     let out = Command::new(repo_root().join("images/test-guest/build.sh"))
-        .arg(cache)
+        .arg(&cache)
         .output()
         .map_err(|e| format!("cannot run images/test-guest/build.sh: {e}"))?;
     if !out.status.success() {
@@ -86,7 +93,7 @@ fn test_guest(cache: &Path) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(())
+    Ok(cache)
 }
 
 fn state(pass: &Pass) -> (pb::ObservedState, String) {
@@ -122,11 +129,13 @@ fn boots_the_test_guest_through_libvirtd() {
         skip(TEST, &why);
         return;
     }
-    let images = PathBuf::from("/var/tmp/vmcloud-test-images");
-    if let Err(why) = test_guest(&images) {
-        skip(TEST, &why);
-        return;
-    }
+    let images = match test_guest(Path::new("/var/tmp/vmcloud-test-images")) {
+        Ok(dir) => dir,
+        Err(why) => {
+            skip(TEST, &why);
+            return;
+        }
+    };
     // QEMU runs as libvirt-qemu: the instance directory must be reachable by it.
     let data = PathBuf::from(format!(
         "/var/tmp/vmcloud-real-guest-{}",
@@ -138,7 +147,7 @@ fn boots_the_test_guest_through_libvirtd() {
     let host = Host {
         hv: Arc::new(hv),
         images: Arc::new(ImageCache::new(&images, data.join("instances"))),
-        links: Arc::new(Rtnetlink::new(None, None).unwrap()),
+        links: Arc::new(Rtnetlink::new(None, Some(METADATA)).unwrap()),
         scrubber: Arc::new(vmcloud_agent::scrub::SimScrubber::default()),
         gpus: HashMap::new(),
         numa_cpus: HashMap::new(),
@@ -158,8 +167,9 @@ fn boots_the_test_guest_through_libvirtd() {
             vni,
             mac: mac.into(),
             mtu: 1450,
-            ipv4: String::new(),
+            ipv4: "10.213.0.5/24".into(),
         }),
+        ssh_keys: vec![KEY.into()],
         ..Default::default()
     };
     let desired = |generation, instances: Vec<pb::DesiredInstance>| pb::DesiredConfig {
@@ -167,6 +177,29 @@ fn boots_the_test_guest_through_libvirtd() {
         instances,
     };
     let mut memory = Memory::default();
+
+    // The agent's metadata endpoint on the bridge's 169.254.169.254 (the network is made
+    // first so the address exists to listen on; the reconciler finds it made).
+    host.links
+        .ensure_network(&vmcloud_agent::netlinks::TenantNetwork { vni, mtu: 1450 })
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_desired_tx, desired_rx) =
+        tokio::sync::watch::channel(Some(desired(1, vec![want.clone()])));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind((METADATA, 80)))
+        .unwrap();
+    let app = vmcloud_agent::metadata::router(vmcloud_agent::metadata::MetadataState::new(
+        desired_rx,
+        "par".into(),
+    ));
+    rt.spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
 
     let started = Instant::now();
     let pass = host
@@ -194,6 +227,15 @@ fn boots_the_test_guest_through_libvirtd() {
         "{text}"
     );
     assert_eq!(host.links.networks().unwrap(), vec![vni]);
+    // The guest asked the metadata endpoint who it is, over its NIC, and was told.
+    assert!(
+        text.contains(&format!("VMCLOUD-TEST-GUEST: metadata instance-id {id}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("VMCLOUD-TEST-GUEST: metadata openssh-key {KEY}")),
+        "{text}"
+    );
 
     // Adopted, not recreated, by a fresh reconciler (an agent restart).
     let pass = host

@@ -49,6 +49,24 @@ if [ -b /dev/vda ]; then echo "VMCLOUD-TEST-GUEST: disk vda \$(cat /sys/block/vd
 for n in /sys/class/net/*; do
   [ "\${n##*/}" = lo ] || echo "VMCLOUD-TEST-GUEST: nic \${n##*/} \$(cat \$n/address)"
 done
+# An address given the kernel's way (ip=ADDR:::NETMASK::eth0:off): configure eth0 and ask the
+# host's metadata endpoint who we are, as cloud-init's Ec2 datasource would.
+for arg in \$(cat /proc/cmdline); do
+  case "\$arg" in ip=*) ipconf="\${arg#ip=}" ;; esac
+done
+if [ -n "\$ipconf" ]; then
+  addr=\$(echo "\$ipconf" | cut -d: -f1)
+  mask=\$(echo "\$ipconf" | cut -d: -f4)
+  ifconfig eth0 "\$addr" netmask "\$mask" up
+  route add -host 169.254.169.254 dev eth0
+  # busybox's static wget crashes in this initramfs; plain HTTP/1.0 over nc does the job.
+  md() {
+    printf 'GET /latest/meta-data/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "\$1" \
+      | nc -w 10 169.254.169.254 80 | tr -d '\r' | sed '1,/^\$/d'
+  }
+  echo "VMCLOUD-TEST-GUEST: metadata instance-id \$(md instance-id)"
+  echo "VMCLOUD-TEST-GUEST: metadata openssh-key \$(md public-keys/0/openssh-key)"
+fi
 acpid -c /etc/acpi -l /dev/console
 echo "VMCLOUD-TEST-GUEST: ready"
 while true; do sleep 3600; done
