@@ -199,6 +199,8 @@ impl Link {
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sequence = 0u64;
+        // Without telemetry (simulated agents) nothing ever sends conditions.
+        let mut conditions_open = true;
         loop {
             // All arms are cancel-safe: `FramedRead::next` buffers partial frames, `changed`
             // only marks a value seen, and a missed interval tick fires on the next poll.
@@ -222,9 +224,10 @@ impl Link {
                         writer.send(encode(agent_message::Body::Status(report))).await?;
                     }
                 }
-                changed = self.conditions.changed() => {
+                changed = self.conditions.changed(), if conditions_open => {
                     if changed.is_err() {
-                        return Ok(());
+                        conditions_open = false;
+                        continue;
                     }
                     let conditions = self.conditions.borrow_and_update().clone();
                     let report = self.status.borrow().clone();

@@ -216,12 +216,12 @@ pub struct SimHost {
 
 impl SimHost {
     /// The host of a shape: `cpu` is a 64-thread, 256 GiB host; `gpu-<N>x<model>` hosts get
-    /// 28 threads and 256 GiB per GPU (an 8-GPU HGX board: 224 threads, 2 TiB).
+    /// 28 threads (at least 32) and 256 GiB per GPU (an 8-GPU HGX board: 224 threads, 2 TiB).
     pub fn shape(hostname: &str, shape: &str) -> Result<SimHost, String> {
         let gpus = SimGpus::shape(shape)?.read().gpus.len() as u32;
         Ok(SimHost {
             hostname: hostname.to_owned(),
-            cpu_threads: if gpus == 0 { 64 } else { 28 * gpus },
+            cpu_threads: if gpus == 0 { 64 } else { (28 * gpus).max(32) },
             memory_bytes: (256u64 << 30) * u64::from(gpus.max(1)),
         })
     }

@@ -34,6 +34,11 @@ pub struct LinkInfo {
     pub last_heartbeat: Instant,
     /// The desired-config generation the agent last reported it reconciled.
     pub acked_generation: Option<u64>,
+    /// The host's latest telemetry summary (heartbeats).
+    pub summary: Option<pb::HostSummary>,
+    /// What the agent last said is wrong with the host, and GPUs it will not give out.
+    pub conditions: Vec<pb::HostCondition>,
+    pub unhealthy_gpus: Vec<pb::UnhealthyGpu>,
 }
 
 /// Connected agents, by node. Cheap to clone.
@@ -235,6 +240,9 @@ async fn serve_link(
             connected_since: now,
             last_heartbeat: now,
             acked_generation: None,
+            summary: None,
+            conditions: Vec::new(),
+            unhealthy_gpus: Vec::new(),
         },
     );
     tracing::info!(%node, remote = %conn.remote_address(), version = register.build.as_ref().map(|b| b.version.as_str()).unwrap_or(""), "agent connected");
@@ -263,12 +271,22 @@ async fn serve_link(
                 match message.body {
                     Some(agent_message::Body::Heartbeat(hb)) => links.update(&node, |l| {
                         l.last_heartbeat = Instant::now();
-                        let _ = hb.sequence;
+                        if hb.summary.is_some() {
+                            l.summary = hb.summary;
+                        }
                     }),
                     Some(agent_message::Body::Status(report)) => {
                         links.update(&node, |l| {
                             l.last_heartbeat = Instant::now();
                             l.acked_generation = Some(report.generation);
+                            for c in report.conditions.iter().filter(|c| !l.conditions.contains(c)) {
+                                tracing::warn!(%node, kind = c.kind, subject = c.subject, "host condition: {}", c.message);
+                            }
+                            for g in report.unhealthy_gpus.iter().filter(|g| !l.unhealthy_gpus.contains(g)) {
+                                tracing::error!(%node, gpu = g.pci_address, reason = g.reason, "GPU unhealthy");
+                            }
+                            l.conditions.clone_from(&report.conditions);
+                            l.unhealthy_gpus.clone_from(&report.unhealthy_gpus);
                         });
                         observe(cluster, &node, &report).await;
                     }

@@ -51,6 +51,30 @@ pub struct NodeView {
     pub connected: bool,
     pub acked_generation: Option<u64>,
     pub registered_at: String,
+    /// The agent's latest telemetry summary (while connected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryView>,
+    /// What the agent says is wrong with the host (`gpu-lost`, `gpu-ecc`, `disk-full`) and
+    /// GPUs that failed their scrub or health check.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TelemetryView {
+    pub cpu_percent: f32,
+    pub memory_used_mib: u64,
+    pub memory_total_mib: u64,
+    pub disk_free_gib: u64,
+    pub disk_total_gib: u64,
+    pub gpu_utilization_pct: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConditionView {
+    pub kind: String,
+    pub subject: String,
+    pub message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,6 +154,31 @@ fn view(s: &ApiState, state: &ClusterState, n: &Node) -> NodeView {
         connected: link.is_some(),
         acked_generation: link.and_then(|l| l.acked_generation),
         registered_at: rfc3339(n.registered_at_ms),
+        telemetry: link.and_then(|l| l.summary).map(|t| TelemetryView {
+            cpu_percent: (t.cpu_percent * 10.0).round() / 10.0,
+            memory_used_mib: t.memory_used_mib,
+            memory_total_mib: t.memory_total_mib,
+            disk_free_gib: t.disk_free_gib,
+            disk_total_gib: t.disk_total_gib,
+            gpu_utilization_pct: t.gpu_utilization_pct,
+        }),
+        conditions: link
+            .map(|l| {
+                l.conditions
+                    .iter()
+                    .map(|c| ConditionView {
+                        kind: c.kind.clone(),
+                        subject: c.subject.clone(),
+                        message: c.message.clone(),
+                    })
+                    .chain(l.unhealthy_gpus.iter().map(|g| ConditionView {
+                        kind: "gpu-unhealthy".into(),
+                        subject: g.pci_address.clone(),
+                        message: g.reason.clone(),
+                    }))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

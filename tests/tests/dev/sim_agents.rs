@@ -50,6 +50,17 @@ async fn simulated_agents_join_the_dev_fleet_and_run_gpu_work() {
         .filter(|n| n["id"].as_str().unwrap().starts_with("sim-"))
         .collect();
     assert_eq!(sim.len(), 20);
+    // And they stay connected (a link that drops and comes back would show here).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let list = cli_json(&fx, &["node", "list"]);
+    let disconnected: Vec<&str> = list["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["connected"] != true)
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert!(disconnected.is_empty(), "not connected: {disconnected:?}");
     assert_eq!(sim[0]["gpus"].as_array().unwrap().len(), 1, "{}", sim[0]);
 
     // GPU work can only go to a simulated host (the dev host has no GPU), and runs there.
@@ -91,6 +102,25 @@ async fn simulated_agents_join_the_dev_fleet_and_run_gpu_work() {
     ] {
         assert!(metrics.contains(metric), "{metric} missing in\n{metrics}");
     }
+
+    // Its summary reaches the scheduler in heartbeats (every 5 s): `vmcloud node get`.
+    let node = fx.fleet.node.clone();
+    let seen = eventually(
+        Duration::from_secs(15),
+        "telemetry in the node view",
+        || async {
+            let n = cli_json(&fx, &["node", "get", &node]);
+            n["telemetry"]["memory_total_mib"]
+                .as_u64()
+                .is_some_and(|m| m > 0)
+                .then_some(n)
+        },
+    )
+    .await;
+    assert!(
+        seen["telemetry"]["disk_total_gib"].as_u64().is_some(),
+        "{seen}"
+    );
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agents.id() as i32),
