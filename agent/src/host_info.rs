@@ -1,6 +1,6 @@
-//! The `HostInfo` trait: what the host is (CPU, memory, name). The real implementation reads
-//! it with sysinfo; GPUs come from [`crate::gpu`]; disks, NICs and periodic utilization are
-//! not read yet.
+//! The `HostInfo` trait: what the host is (name, CPU, NUMA, memory, disks, NICs). The real
+//! implementation reads it with sysinfo and sysfs; GPUs come from [`crate::gpu`]; what the
+//! host does over time is [`crate::telemetry`].
 
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 use vmcloud_proto::pb;
@@ -10,6 +10,18 @@ pub trait HostInfo: Send + Sync + 'static {
     fn cpu_model(&self) -> String;
     fn cpu_threads(&self) -> u32;
     fn memory_bytes(&self) -> u64;
+    fn cpu_cores(&self) -> u32 {
+        self.cpu_threads()
+    }
+    fn numa_nodes(&self) -> u32 {
+        1
+    }
+    fn disks(&self) -> Vec<pb::DiskDevice> {
+        Vec::new()
+    }
+    fn nics(&self) -> Vec<pb::NicDevice> {
+        Vec::new()
+    }
 
     /// The inventory sent at registration, with the GPUs read by [`crate::gpu`].
     fn inventory(
@@ -28,6 +40,10 @@ pub trait HostInfo: Send + Sync + 'static {
             gpus,
             // Racks come from the agent's config.
             rack: String::new(),
+            cpu_cores: self.cpu_cores(),
+            numa_nodes: self.numa_nodes(),
+            disks: self.disks(),
+            nics: self.nics(),
         }
     }
 }
@@ -82,6 +98,41 @@ impl HostInfo for SysinfoHost {
     fn memory_bytes(&self) -> u64 {
         self.memory_bytes
     }
+    fn cpu_cores(&self) -> u32 {
+        System::physical_core_count().map_or(self.cpu_threads, |c| c as u32)
+    }
+    fn numa_nodes(&self) -> u32 {
+        (numa_cpus().len() as u32).max(1)
+    }
+    fn disks(&self) -> Vec<pb::DiskDevice> {
+        sysinfo::Disks::new_with_refreshed_list()
+            .map(|disks| {
+                disks
+                    .iter()
+                    .map(|d| pb::DiskDevice {
+                        name: d.name().to_string_lossy().into_owned(),
+                        mount_point: d.mount_point().display().to_string(),
+                        total_bytes: d.total_space(),
+                        free_bytes: d.available_space(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    fn nics(&self) -> Vec<pb::NicDevice> {
+        let mut nics: Vec<pb::NicDevice> = sysinfo::Networks::new_with_refreshed_list()
+            .map(|nets| {
+                nets.iter()
+                    .map(|(name, data)| pb::NicDevice {
+                        name: name.to_string_lossy().into_owned(),
+                        mac: data.mac_address().to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        nics.sort_by(|a, b| a.name.cmp(&b.name));
+        nics
+    }
 }
 
 /// The CPUs of each NUMA node, as the kernel lists them (`"0-15,32-47"`); empty where sysfs
@@ -122,5 +173,15 @@ mod tests {
         assert!(!host.hostname().is_empty());
         let inv = host.inventory("par", "test:///default", Vec::new());
         assert_eq!(inv.region, "par");
+        assert!(inv.cpu_cores >= 1 && inv.cpu_cores <= inv.cpu_threads);
+        assert!(inv.numa_nodes >= 1);
+        assert!(
+            inv.disks
+                .iter()
+                .any(|d| d.mount_point == "/" && d.total_bytes > 0),
+            "{:?}",
+            inv.disks
+        );
+        assert!(inv.nics.iter().any(|n| n.name == "lo"), "{:?}", inv.nics);
     }
 }
