@@ -1,6 +1,9 @@
 //! `vmcloud agent`: the node agent as a process of its own, on this host's hardware or, with
 //! `--sim`, on simulated hardware of a host shape (many agents in one process with `--count`).
 //!
+//! Every setting can also come from the environment (`VMCLOUD_AGENT_*`, listed by `--help`):
+//! the systemd unit of `ansible/roles/agent` reads them from `/etc/vmcloud/agent.env`.
+//!
 //! Identity: until join tokens exist (issue 6), the agent issues itself a certificate naming
 //! its node from the cluster CA in `--pki-dir` (`vmcloud cluster init`, or a dev fleet's
 //! `<data dir>/pki`), and keeps it under its data directory with its key at mode 0600.
@@ -21,45 +24,53 @@ use crate::data_dir::{self, read_optional, write_private};
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// This host's node name (a DNS label). With --count, agents are NODE-1 … NODE-N.
-    #[arg(long)]
+    #[arg(long, env = "VMCLOUD_AGENT_NODE")]
     pub node: String,
     /// Region code of this host.
-    #[arg(long, default_value = "par")]
+    #[arg(long, env = "VMCLOUD_AGENT_REGION", default_value = "par")]
     pub region: String,
     /// The scheduler's agent gateway (QUIC), HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:7443")]
+    #[arg(
+        long,
+        env = "VMCLOUD_AGENT_SCHEDULER",
+        default_value = "127.0.0.1:7443"
+    )]
     pub scheduler: SocketAddr,
     /// Directory holding the cluster CA (ca.pem, ca.key): the agent issues itself a
     /// certificate for its node from it (until join tokens, issue 6).
-    #[arg(long)]
+    #[arg(long, env = "VMCLOUD_AGENT_PKI_DIR")]
     pub pki_dir: PathBuf,
     /// The agent's own directory: ledger, certificate, instance disks and logs.
-    #[arg(long)]
+    #[arg(long, env = "VMCLOUD_AGENT_DATA_DIR")]
     pub data_dir: PathBuf,
     /// libvirt URI: qemu:///system in production, test:///default for development.
-    #[arg(long, default_value = "qemu:///system")]
+    #[arg(
+        long,
+        env = "VMCLOUD_AGENT_HYPERVISOR",
+        default_value = "qemu:///system"
+    )]
     pub hypervisor: String,
     /// The agent's local HTTP API.
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, env = "VMCLOUD_AGENT_LISTEN", default_value = "127.0.0.1:0")]
     pub agent_listen: SocketAddr,
     /// The image cache (default: <data dir>/images).
-    #[arg(long)]
+    #[arg(long, env = "VMCLOUD_AGENT_IMAGE_DIR")]
     pub image_dir: Option<PathBuf>,
     /// Tenant networks: `host` makes bridges (and VXLAN devices with --underlay-device) on
     /// this host; `sim` keeps them in memory.
-    #[arg(long, value_parser = ["host", "sim"], default_value = "host")]
+    #[arg(long, env = "VMCLOUD_AGENT_NETWORKS", value_parser = ["host", "sim"], default_value = "host")]
     pub networks: String,
     /// The underlay interface VXLAN traffic leaves by (with --underlay-ip).
-    #[arg(long, requires = "underlay_ip")]
+    #[arg(long, env = "VMCLOUD_AGENT_UNDERLAY_DEVICE", requires = "underlay_ip")]
     pub underlay_device: Option<String>,
     /// This host's address on the underlay (the VXLAN source).
-    #[arg(long, requires = "underlay_device")]
+    #[arg(long, env = "VMCLOUD_AGENT_UNDERLAY_IP", requires = "underlay_device")]
     pub underlay_ip: Option<Ipv4Addr>,
     /// Serve the guest metadata endpoint here (169.254.169.254:80 in production).
-    #[arg(long)]
+    #[arg(long, env = "VMCLOUD_AGENT_METADATA_LISTEN")]
     pub metadata_listen: Option<SocketAddr>,
     /// How long a guest has to honour an ACPI shutdown (e.g. 60s).
-    #[arg(long, default_value = "60s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, env = "VMCLOUD_AGENT_STOP_GRACE", default_value = "60s", value_parser = crate::bench::parse_duration)]
     pub stop_grace: Duration,
     /// Run on simulated hardware (a hypervisor in memory with timed transitions, simulated
     /// GPUs, networks and scrubbing) of --shape.

@@ -273,3 +273,54 @@ fn bench_agent_idle_measures_a_separate_agent_process() {
     );
     assert!(stdout.contains("budget"), "{stdout}");
 }
+
+#[test]
+fn the_agent_role_writes_only_settings_the_agent_reads_and_the_agent_reads_them() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let env_template =
+        std::fs::read_to_string(root.join("ansible/roles/agent/templates/agent.env.j2")).unwrap();
+    let unit = std::fs::read_to_string(
+        root.join("ansible/roles/agent/templates/vmcloud-agent.service.j2"),
+    )
+    .unwrap();
+    assert!(unit.contains("EnvironmentFile=/etc/vmcloud/agent.env"));
+    assert!(unit.contains("ExecStart=/usr/local/bin/vmcloud agent"));
+    let help = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .args(["agent", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let names: Vec<&str> = env_template
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .filter(|k| k.starts_with("VMCLOUD_AGENT_"))
+        .collect();
+    assert!(names.len() >= 9, "{names:?}");
+    for name in names {
+        assert!(
+            help.contains(&format!("env: {name}")),
+            "the role sets {name}, which `vmcloud agent` does not read"
+        );
+    }
+
+    // As the unit runs it: settings from the environment only. A missing CA is named, with
+    // what to do.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .arg("agent")
+        .env("VMCLOUD_AGENT_NODE", "par-r1-h07")
+        .env("VMCLOUD_AGENT_PKI_DIR", dir.path().join("pki"))
+        .env("VMCLOUD_AGENT_DATA_DIR", dir.path().join("data"))
+        .env("VMCLOUD_AGENT_HYPERVISOR", "test:///default")
+        .env("VMCLOUD_AGENT_STOP_GRACE", "30s")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ca.pem is missing") && err.contains("vmcloud cluster init"),
+        "{err}"
+    );
+}
