@@ -14,6 +14,7 @@ mod profile;
 mod reservation_cmd;
 mod scheduler_cmd;
 mod session_cmd;
+mod token_cmd;
 
 use std::process::ExitCode;
 use std::sync::LazyLock;
@@ -92,6 +93,13 @@ enum Command {
         client: client::ClientArgs,
         #[command(subcommand)]
         command: node_cmd::NodeCommand,
+    },
+    /// Join tokens for new hosts (operators): create, list.
+    Token {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: token_cmd::TokenCommand,
     },
     /// Simulated fleets.
     Sim {
@@ -191,6 +199,7 @@ fn main() -> ExitCode {
         Command::Cluster { .. } => "warn",
         Command::Instance { .. }
         | Command::Node { .. }
+        | Command::Token { .. }
         | Command::Reservation { .. }
         | Command::Job { .. }
         | Command::Session { .. }
@@ -237,6 +246,7 @@ fn main() -> ExitCode {
             Command::Session { client, command } => session_cmd::run(client, command).await,
             Command::Account { client, command } => session_cmd::run_account(client, command).await,
             Command::Reservation { client, command } => reservation_cmd::run(client, command).await,
+            Command::Token { client, command } => token_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },
             } => bench::create::create(client, args).await,

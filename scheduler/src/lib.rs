@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod controller;
 pub mod gateway;
+pub mod join;
 pub mod mig;
 pub mod placement;
 pub mod queue;

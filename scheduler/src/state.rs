@@ -37,6 +37,9 @@ pub struct ClusterState {
     /// Capacity held for accounts (see [`crate::reservation`]).
     #[serde(default)]
     pub reservations: BTreeMap<ReservationId, Reservation>,
+    /// Join tokens by id (secrets are kept hashed).
+    #[serde(default)]
+    pub join_tokens: BTreeMap<String, crate::join::JoinToken>,
     /// account → Idempotency-Key → the reservation that key created.
     #[serde(default)]
     pub reservation_keys: BTreeMap<AccountId, BTreeMap<String, ReservationId>>,
@@ -615,6 +618,8 @@ impl ClusterState {
             Body::ExpireReservations(c) => self.expire_reservations(c, at),
             Body::CreateJob(c) => self.create_job(c, at),
             Body::UpdateAccount(c) => self.update_account(c),
+            Body::CreateJoinToken(c) => self.create_join_token(c, at),
+            Body::UseJoinToken(c) => self.use_join_token(c, at),
         }
     }
 

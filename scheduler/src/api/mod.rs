@@ -8,6 +8,7 @@ mod accounts;
 mod cluster;
 mod instances;
 mod jobs;
+mod join_tokens;
 mod nodes;
 pub mod problem;
 pub(crate) mod reservations;
@@ -69,6 +70,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/accounts/{id}",
             get(accounts::get).patch(accounts::update),
+        )
+        .route(
+            "/v1/join-tokens",
+            get(join_tokens::list).post(join_tokens::create),
         )
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{id}", get(nodes::get).patch(nodes::patch))

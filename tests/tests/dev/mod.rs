@@ -8,6 +8,7 @@ mod reservations;
 mod restart;
 mod sessions;
 mod sim_agents;
+mod tokens;
 
 use std::time::{Duration, Instant};
 
