@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod host_events;
+mod identity;
 mod jobs;
 mod lifecycle;
 mod reservations;
