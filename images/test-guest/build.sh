@@ -60,9 +60,15 @@ if [ -n "\$ipconf" ]; then
   ifconfig eth0 "\$addr" netmask "\$mask" up
   route add -host 169.254.169.254 dev eth0
   # busybox's static wget crashes in this initramfs; plain HTTP/1.0 over nc does the job.
+  # stdin stays open a moment (nc may stop at its end before the answer came), and a request
+  # that got nothing is tried again.
   md() {
-    printf 'GET /latest/meta-data/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "\$1" \
-      | nc -w 10 169.254.169.254 80 | tr -d '\r' | sed '1,/^\$/d'
+    for try in 1 2 3; do
+      out=\$( (printf 'GET /latest/meta-data/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "\$1"; sleep 2) \
+        | nc -w 10 169.254.169.254 80 | tr -d '\r' | sed '1,/^\$/d')
+      [ -n "\$out" ] && break
+    done
+    echo "\$out"
   }
   echo "VMCLOUD-TEST-GUEST: metadata instance-id \$(md instance-id)"
   echo "VMCLOUD-TEST-GUEST: metadata openssh-key \$(md public-keys/0/openssh-key)"
