@@ -17,6 +17,7 @@ pub mod gpu;
 pub mod host_info;
 pub mod hypervisor;
 pub mod images;
+pub mod join;
 pub mod ledger;
 pub mod libvirt;
 pub mod link;

@@ -4,9 +4,10 @@
 //! Every setting can also come from the environment (`VMCLOUD_AGENT_*`, listed by `--help`):
 //! the systemd unit of `ansible/roles/agent` reads them from `/etc/vmcloud/agent.env`.
 //!
-//! Identity: until join tokens exist (issue 6), the agent issues itself a certificate naming
-//! its node from the cluster CA in `--pki-dir` (`vmcloud cluster init`, or a dev fleet's
-//! `<data dir>/pki`), and keeps it under its data directory with its key at mode 0600.
+//! Identity: on first start the agent joins with a single-use token (`--token`; the scheduler
+//! signs its certificate request) or, without one, issues itself a certificate from the CA key
+//! in `--pki-dir` (development). Either way it keeps certificate and key (mode 0600) under its
+//! data directory and uses them at every later start.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -36,10 +37,15 @@ pub struct AgentArgs {
         default_value = "127.0.0.1:7443"
     )]
     pub scheduler: SocketAddr,
-    /// Directory holding the cluster CA (ca.pem, ca.key): the agent issues itself a
-    /// certificate for its node from it (until join tokens, issue 6).
+    /// Directory holding the cluster CA certificate (ca.pem). With --token that is all it
+    /// needs; without, it must also hold the CA key (ca.key) and the agent issues itself a
+    /// certificate (development).
     #[arg(long, env = "VMCLOUD_AGENT_PKI_DIR")]
     pub pki_dir: PathBuf,
+    /// A join token (`vmcloud token create --node-name NODE`): on first start the agent
+    /// sends a certificate request with it and keeps the certificate it gets. Single use.
+    #[arg(long, env = "VMCLOUD_AGENT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// The agent's own directory: ledger, certificate, instance disks and logs.
     #[arg(long, env = "VMCLOUD_AGENT_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -86,6 +92,16 @@ pub struct AgentArgs {
     pub count: usize,
 }
 
+fn read_ca_cert(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("ca.pem");
+    read_optional(&path)?.with_context(|| {
+        format!(
+            "{} is missing: --pki-dir must hold the cluster CA certificate (ca.pem, from `vmcloud cluster init`)",
+            path.display()
+        )
+    })
+}
+
 fn read_ca(dir: &Path) -> anyhow::Result<Ca> {
     let read = |ext: &str| {
         let path = dir.join(format!("ca.{ext}"));
@@ -106,7 +122,19 @@ fn read_ca(dir: &Path) -> anyhow::Result<Ca> {
 }
 
 /// The node's certificate under `dir`, issued from the CA the first time.
-fn node_identity(ca: &Ca, node: &NodeId, dir: &Path) -> anyhow::Result<Identity> {
+/// How a node gets its certificate the first time.
+enum Issuer<'a> {
+    /// Joins with a token: the scheduler signs it.
+    Token {
+        scheduler: SocketAddr,
+        ca_pem: &'a str,
+        token: &'a str,
+    },
+    /// Issues it from the CA key (development).
+    Ca(&'a Ca),
+}
+
+async fn node_identity(issuer: Issuer<'_>, node: &NodeId, dir: &Path) -> anyhow::Result<Identity> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (cert, key) = (dir.join("node.pem"), dir.join("node.key"));
     if let (Some(cert_pem), Some(key_pem)) = (read_optional(&cert)?, read_optional(&key)?)
@@ -117,13 +145,43 @@ fn node_identity(ca: &Ca, node: &NodeId, dir: &Path) -> anyhow::Result<Identity>
     {
         return Ok(Identity { cert_pem, key_pem });
     }
-    let id = ca
-        .issue_node(node)
-        .with_context(|| format!("issuing the certificate of node {node}"))?;
+    let id = match issuer {
+        Issuer::Token {
+            scheduler,
+            ca_pem,
+            token,
+        } => {
+            let id = vmcloud_agent::join::join(scheduler, ca_pem, node, token)
+                .await
+                .with_context(|| format!("node {node} could not join"))?;
+            eprintln!(
+                "joined as node {node} with the token; certificate kept in {}",
+                dir.display()
+            );
+            id
+        }
+        Issuer::Ca(ca) => ca
+            .issue_node(node)
+            .with_context(|| format!("issuing the certificate of node {node}"))?,
+    };
     std::fs::write(&cert, &id.cert_pem)
         .with_context(|| format!("cannot write {}", cert.display()))?;
     write_private(&key, &id.key_pem)?;
     Ok(id)
+}
+
+/// Whether a certificate for `node` is already kept under `dir`.
+fn has_identity(node: &NodeId, dir: &Path) -> anyhow::Result<bool> {
+    Ok(match read_optional(&dir.join("node.pem"))? {
+        Some(pem) => {
+            vmcloud_proto::pki::node_id_from_cert(&pem_der(&pem)?)
+                .ok()
+                .as_ref()
+                == Some(node)
+                && dir.join("node.key").exists()
+        }
+        None => false,
+    })
 }
 
 fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
@@ -145,7 +203,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let _lock = data_dir::lock(&data_dir)?;
-    let ca = read_ca(&args.pki_dir)?;
+    if args.token.is_some() && args.count > 1 {
+        bail!("--token joins one node; it cannot go with --count");
+    }
+    let ca_pem = read_ca_cert(&args.pki_dir)?;
+    // The CA key is read only when the agent must issue its own certificate.
+    let mut ca = None;
     let networks = if args.sim || args.networks == "sim" {
         NetworkMode::Simulated
     } else {
@@ -172,12 +235,35 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         } else {
             data_dir.join(name)
         };
-        let identity = node_identity(&ca, &node, &dir.join("identity"))?;
+        let issuer = match &args.token {
+            Some(token) => Issuer::Token {
+                scheduler: args.scheduler,
+                ca_pem: &ca_pem,
+                token,
+            },
+            None => {
+                if ca.is_none() && !has_identity(&node, &dir.join("identity"))? {
+                    ca = Some(read_ca(&args.pki_dir).context(
+                        "without --token the agent issues its own certificate and needs the CA key; give a join token instead (vmcloud token create)",
+                    )?);
+                }
+                match &ca {
+                    Some(ca) => Issuer::Ca(ca),
+                    // A kept certificate is used; nothing is issued.
+                    None => Issuer::Token {
+                        scheduler: args.scheduler,
+                        ca_pem: &ca_pem,
+                        token: "",
+                    },
+                }
+            }
+        };
+        let identity = node_identity(issuer, &node, &dir.join("identity")).await?;
         configs.push(AgentConfig {
             node,
             region: args.region.clone(),
             scheduler: args.scheduler,
-            ca_pem: ca.identity.cert_pem.clone(),
+            ca_pem: ca_pem.clone(),
             identity,
             hypervisor_uri: args.hypervisor.clone(),
             data_dir: dir,

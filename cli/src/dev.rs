@@ -104,6 +104,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 build: build.clone(),
                 ca_pem: pki.ca.identity.cert_pem.clone(),
                 identity: pki.scheduler.clone(),
+                ca_key_pem: Some(pki.ca.identity.key_pem.clone()),
                 replication: Replication::Single,
             })
             .await

@@ -112,7 +112,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         Some(path) => Catalog::load(path)?,
         None => Catalog::builtin(),
     };
-    let ca_pem = read_identity(&args.pki_dir, "ca")?.cert_pem;
+    let ca = read_identity(&args.pki_dir, "ca")?;
     let identity = read_identity(&args.pki_dir, &format!("scheduler-{}", args.id))?;
     let scheduler = signals
         .unless_stopped("waiting for the cluster", async {
@@ -122,8 +122,10 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                 gateway_listen: args.gateway_listen,
                 catalog,
                 build: build_info(),
-                ca_pem,
+                ca_pem: ca.cert_pem.clone(),
                 identity,
+                // Hosts joining with a token get their certificates signed here.
+                ca_key_pem: Some(ca.key_pem.clone()),
                 replication: Replication::Peers {
                     id: args.id,
                     listen,

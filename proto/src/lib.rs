@@ -25,6 +25,8 @@ pub use ids::{AccountId, InstanceId, JobId, NodeId, ReservationId};
 
 /// ALPN protocol id of the agent ↔ scheduler link.
 pub const ALPN_AGENT: &[u8] = b"vmcloud-agent/1";
+/// ALPN of a host joining with a token (no client certificate yet).
+pub const ALPN_JOIN: &[u8] = b"vmcloud-join/1";
 
 /// ALPN protocol id of the link between scheduler replicas (Raft).
 pub const ALPN_RAFT: &[u8] = b"vmcloud-raft/1";

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -116,13 +116,43 @@ impl Ca {
 
     /// A node's client certificate: its common name is the node id.
     pub fn issue_node(&self, node: &NodeId) -> Result<Identity, PkiError> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, node.as_str());
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(params, 365)
+        self.issue(node_params(node)?, NODE_CERT_DAYS)
     }
+
+    /// Signs a node's certificate request. Only the request's public key is used: the
+    /// certificate names `node` (the node the join token was for) whatever the request says.
+    pub fn sign_node_csr(&self, csr_pem: &str, node: &NodeId) -> Result<String, PkiError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let mut params = node_params(node)?;
+        validity(&mut params, NODE_CERT_DAYS);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let signed = CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        };
+        let ca_key = KeyPair::from_pem(&self.identity.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.identity.cert_pem, ca_key)?;
+        Ok(signed.signed_by(&issuer)?.pem())
+    }
+}
+
+/// How long a node certificate is valid.
+pub const NODE_CERT_DAYS: i64 = 365;
+
+fn node_params(node: &NodeId) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, node.as_str());
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
+}
+
+/// A new key and a certificate request for `node`'s certificate: (request PEM, key PEM).
+pub fn node_csr(node: &NodeId) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let csr = node_params(node)?.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -169,6 +199,45 @@ pub fn server_config(
             certs("server certificate", &identity.cert_pem)?,
             key("server key", &identity.key_pem)?,
         )?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// Like [`server_config`], but a client may also come without a certificate, for the ALPNs in
+/// `anonymous_alpns` only (joining hosts); the server checks which ALPN a connection chose and
+/// that it has a certificate when that ALPN needs one.
+pub fn server_config_with_anonymous(
+    ca_pem: &str,
+    identity: &Identity,
+    alpns: &[&[u8]],
+) -> Result<rustls::ServerConfig, PkiError> {
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(ca_pem)?),
+        provider(),
+    )
+    .allow_unauthenticated()
+    .build()?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            certs("server certificate", &identity.cert_pem)?,
+            key("server key", &identity.key_pem)?,
+        )?;
+    config.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
+    Ok(config)
+}
+
+/// TLS 1.3 client configuration that trusts only the CA and presents no certificate (a host
+/// joining with a token).
+pub fn anonymous_client_config(
+    ca_pem: &str,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, PkiError> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
 }
@@ -230,5 +299,21 @@ mod tests {
             None
         );
         server_config(&ca.identity.cert_pem, &server, crate::ALPN_AGENT).unwrap();
+    }
+
+    #[test]
+    fn a_signed_request_names_the_node_of_the_token_not_of_the_request() {
+        let ca = Ca::generate("test").unwrap();
+        let asked = NodeId::parse("host-b").unwrap();
+        let (csr, key_pem) = node_csr(&asked).unwrap();
+        assert!(csr.contains("BEGIN CERTIFICATE REQUEST"));
+        let granted = NodeId::parse("host-a").unwrap();
+        let cert_pem = ca.sign_node_csr(&csr, &granted).unwrap();
+        let der = &certs("node", &cert_pem).unwrap()[0];
+        assert_eq!(node_id_from_cert(der).unwrap(), granted);
+        // The certificate goes with the requester's own key.
+        let identity = Identity { cert_pem, key_pem };
+        client_config(&ca.identity.cert_pem, &identity, crate::ALPN_AGENT).unwrap();
+        assert!(ca.sign_node_csr("not a request", &granted).is_err());
     }
 }

@@ -111,6 +111,7 @@ impl Gateway {
         tls: rustls::ServerConfig,
         cluster: Cluster,
         links: NodeLinks,
+        ca: Option<Arc<pki::Ca>>,
     ) -> Result<Gateway, GatewayError> {
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|e| GatewayError::Tls(Box::new(e)))?;
@@ -124,7 +125,7 @@ impl Gateway {
         config.transport_config(Arc::new(transport));
         let endpoint = quinn::Endpoint::server(config, addr)
             .map_err(|source| GatewayError::Bind { addr, source })?;
-        let accept = tokio::spawn(accept_loop(endpoint.clone(), cluster, links));
+        let accept = tokio::spawn(accept_loop(endpoint.clone(), cluster, links, ca));
         Ok(Gateway { endpoint, accept })
     }
 
@@ -142,16 +143,29 @@ impl Gateway {
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, cluster: Cluster, links: NodeLinks) {
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    cluster: Cluster,
+    links: NodeLinks,
+    ca: Option<Arc<pki::Ca>>,
+) {
     let mut next_connection = 0u64;
     while let Some(incoming) = endpoint.accept().await {
         next_connection += 1;
         let connection = next_connection;
-        let (cluster, links) = (cluster.clone(), links.clone());
+        let (cluster, links, ca) = (cluster.clone(), links.clone(), ca.clone());
         let remote = incoming.remote_address();
         tokio::spawn(async move {
             let mut node = None;
-            let result = serve(incoming, &cluster, &links, connection, &mut node).await;
+            let result = serve(
+                incoming,
+                &cluster,
+                &links,
+                ca.as_deref(),
+                connection,
+                &mut node,
+            )
+            .await;
             if let Some(node) = &node {
                 let mut map = links.0.lock().unwrap();
                 if map.get(node).is_some_and(|l| l.connection == connection) {
@@ -182,6 +196,85 @@ fn node_of(connection: &quinn::Connection) -> Result<NodeId, LinkError> {
     pki::node_id_from_cert(leaf).map_err(|e| LinkError::Identity(Some(e)))
 }
 
+/// A host joining with a token: one request, one answer.
+async fn serve_join(
+    conn: &quinn::Connection,
+    cluster: &Cluster,
+    ca: Option<&pki::Ca>,
+) -> Result<(), LinkError> {
+    let (send, recv) = conn.accept_bi().await?;
+    let mut reader = FramedRead::new(recv, codec());
+    let mut writer = FramedWrite::new(send, codec());
+    let Some(frame) = reader.next().await else {
+        return Ok(());
+    };
+    let request: pb::JoinRequest = frame::decode("joining host", &frame?)?;
+    let answer = match join(cluster, ca, &request).await {
+        Ok(cert_pem) => {
+            tracing::info!(node = request.node_id, remote = %conn.remote_address(), "host joined with a token");
+            pb::JoinResponse {
+                cert_pem,
+                error: String::new(),
+            }
+        }
+        Err(error) => {
+            tracing::warn!(node = request.node_id, remote = %conn.remote_address(), %error, "join refused");
+            pb::JoinResponse {
+                cert_pem: String::new(),
+                error,
+            }
+        }
+    };
+    writer.send(Bytes::from(answer.encode_to_vec())).await?;
+    let _ = writer.get_mut().finish();
+    // Let the answer reach the host before the connection goes.
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+    Ok(())
+}
+
+/// Checks the token and signs the host's certificate; Err is the reason, for the host.
+async fn join(
+    cluster: &Cluster,
+    ca: Option<&pki::Ca>,
+    request: &pb::JoinRequest,
+) -> Result<String, String> {
+    let ca = ca.ok_or(
+        "this scheduler cannot sign certificates: the cluster CA's key is not in its PKI directory",
+    )?;
+    let node = NodeId::parse(&request.node_id).map_err(|e| e.to_string())?;
+    let secret = crate::join::TokenSecret::parse(&request.token).ok_or(
+        "that is not a join token (vmcjoin_<id>_<secret>); make one with `vmcloud token create`",
+    )?;
+    let unknown = || "unknown join token; make one with `vmcloud token create`".to_owned();
+    {
+        let state = cluster.state();
+        let token = state.join_tokens.get(&secret.id).ok_or_else(unknown)?;
+        if !token.matches(&secret) {
+            return Err(unknown());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        if let Some(why) = token.refusal(&node, now) {
+            return Err(why);
+        }
+    }
+    // Applied once: a second host racing with the same token is refused here.
+    match cluster
+        .propose(Body::UseJoinToken(pb::UseJoinToken {
+            token_id: secret.id.clone(),
+            node_id: node.to_string(),
+        }))
+        .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(rejected)) => return Err(rejected.to_string()),
+        Err(e) => return Err(format!("the token could not be recorded as used: {e}")),
+    }
+    ca.sign_node_csr(&request.csr_pem, &node)
+        .map_err(|e| format!("the certificate request is not valid: {e}"))
+}
+
 fn encode(body: scheduler_message::Body) -> Bytes {
     pb::SchedulerMessage { body: Some(body) }
         .encode_to_vec()
@@ -192,10 +285,19 @@ async fn serve(
     incoming: quinn::Incoming,
     cluster: &Cluster,
     links: &NodeLinks,
+    ca: Option<&pki::Ca>,
     connection: u64,
     node_out: &mut Option<NodeId>,
 ) -> Result<(), LinkError> {
     let conn = incoming.await?;
+    let alpn = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol);
+    if alpn.as_deref() == Some(vmcloud_proto::ALPN_JOIN) {
+        return serve_join(&conn, cluster, ca).await;
+    }
+    // The agent protocol needs a certificate (the TLS layer lets joining hosts in without).
     let node = node_of(&conn)?;
     *node_out = Some(node.clone());
     let result = serve_link(&conn, node, cluster, links, connection).await;

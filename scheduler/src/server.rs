@@ -30,6 +30,9 @@ pub struct SchedulerConfig {
     pub ca_pem: String,
     /// This scheduler's certificate and key (for agents and for its peers).
     pub identity: pki::Identity,
+    /// The cluster CA's key, to sign the certificates of hosts joining with a token; without
+    /// it, joins are refused with that reason.
+    pub ca_key_pem: Option<String>,
     pub replication: Replication,
 }
 
@@ -206,8 +209,26 @@ impl Scheduler {
         }
 
         let links = NodeLinks::default();
-        let tls = pki::server_config(&config.ca_pem, &config.identity, ALPN_AGENT)?;
-        let gateway = Gateway::start(config.gateway_listen, tls, cluster.clone(), links.clone())?;
+        let tls = pki::server_config_with_anonymous(
+            &config.ca_pem,
+            &config.identity,
+            &[ALPN_AGENT, vmcloud_proto::ALPN_JOIN],
+        )?;
+        let ca = config.ca_key_pem.as_ref().map(|key| {
+            std::sync::Arc::new(pki::Ca {
+                identity: pki::Identity {
+                    cert_pem: config.ca_pem.clone(),
+                    key_pem: key.clone(),
+                },
+            })
+        });
+        let gateway = Gateway::start(
+            config.gateway_listen,
+            tls,
+            cluster.clone(),
+            links.clone(),
+            ca,
+        )?;
         let controller = tokio::spawn(crate::controller::run_placement(cluster.clone()));
 
         let listener = tokio::net::TcpListener::bind(config.api_listen)

@@ -4,6 +4,7 @@ mod bad_input;
 mod host_events;
 mod identity;
 mod jobs;
+mod join;
 mod lifecycle;
 mod reservations;
 mod restart;
