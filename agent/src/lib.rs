@@ -45,6 +45,9 @@ use crate::hypervisor::Hypervisor;
 pub struct AgentConfig {
     /// The node this agent speaks for; must match the common name of `identity`.
     pub node: NodeId,
+    /// Where `identity` is kept (`node.pem`, `node.key`): renewed certificates are written
+    /// there. None: renewals are kept in memory only.
+    pub identity_dir: Option<PathBuf>,
     /// Region code of this host (e.g. `par`).
     pub region: String,
     pub scheduler: SocketAddr,
@@ -293,6 +296,9 @@ impl Agent {
             connected: connected_tx,
             summary: summary_rx,
             conditions: conditions_rx,
+            ca_pem: config.ca_pem.clone(),
+            identity: config.identity.clone(),
+            identity_dir: config.identity_dir.clone(),
         };
 
         let listener = tokio::net::TcpListener::bind(config.api_listen)

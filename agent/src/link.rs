@@ -61,6 +61,47 @@ pub struct Link {
     /// What is wrong with the host; added to every status report, which is sent again when
     /// these change.
     pub conditions: watch::Receiver<Vec<pb::HostCondition>>,
+    /// The cluster CA and this node's current certificate; the link renews the certificate
+    /// two thirds into its lifetime, over the link, and later connections present the new one.
+    pub ca_pem: String,
+    pub identity: pki::Identity,
+    /// Where the certificate is kept (`node.pem`, `node.key`); none: in memory only.
+    pub identity_dir: Option<std::path::PathBuf>,
+}
+
+/// How long to wait before asking again after a refused or unanswered renewal.
+const RENEW_RETRY: Duration = Duration::from_secs(60);
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Time until `cert_pem` is due for renewal (zero if it is due).
+fn until_renewal(cert_pem: &str) -> Duration {
+    match pki::renewal_due(cert_pem) {
+        Ok(due) => Duration::from_secs(due.saturating_sub(unix_now()).max(0) as u64),
+        // A certificate we cannot read is renewed at once.
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// Writes a file through a temporary name (key files mode 0600), so a crash never leaves half
+/// of one.
+fn write_atomic(path: &std::path::Path, contents: &str, private: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 impl std::fmt::Debug for Link {
@@ -80,14 +121,7 @@ pub fn endpoint(
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| LinkError::Tls(Box::new(e)))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(5)));
-    transport.max_idle_timeout(Some(
-        Duration::from_secs(30)
-            .try_into()
-            .expect("a valid idle timeout"),
-    ));
-    config.transport_config(Arc::new(transport));
+    config.transport_config(transport());
     let local: SocketAddr = match scheduler {
         SocketAddr::V4(a) if a.ip().is_loopback() => (Ipv4Addr::LOCALHOST, 0).into(),
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -96,6 +130,26 @@ pub fn endpoint(
     let mut endpoint = quinn::Endpoint::client(local).map_err(LinkError::Socket)?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.max_idle_timeout(Some(
+        Duration::from_secs(30)
+            .try_into()
+            .expect("a valid idle timeout"),
+    ));
+    Arc::new(transport)
+}
+
+/// The DER of the first certificate in a PEM text.
+fn x509_der(pem: &str) -> Option<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()?
+        .ok()
+        .map(|c| c.to_vec())
 }
 
 fn encode(body: agent_message::Body) -> Bytes {
@@ -201,6 +255,10 @@ impl Link {
         let mut sequence = 0u64;
         // Without telemetry (simulated agents) nothing ever sends conditions.
         let mut conditions_open = true;
+        let renew = tokio::time::sleep(until_renewal(&self.identity.cert_pem));
+        tokio::pin!(renew);
+        // The key of a renewal under way.
+        let mut pending_key: Option<String> = None;
         loop {
             // All arms are cancel-safe: `FramedRead::next` buffers partial frames, `changed`
             // only marks a value seen, and a missed interval tick fires on the next poll.
@@ -211,6 +269,23 @@ impl Link {
                     match message.body {
                         Some(scheduler_message::Body::Desired(config)) => self.accept(config).await?,
                         Some(scheduler_message::Body::Registered(_)) => return Err(LinkError::Protocol("Registered sent twice")),
+                        Some(scheduler_message::Body::Renewed(renewed)) => {
+                            let next = match (pending_key.take(), renewed.error.is_empty()) {
+                                (Some(key_pem), true) => match self.renewed(renewed.cert_pem, key_pem) {
+                                    Ok(()) => until_renewal(&self.identity.cert_pem),
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "the renewed certificate could not be used; retrying");
+                                        RENEW_RETRY
+                                    }
+                                },
+                                (_, false) => {
+                                    tracing::warn!(reason = renewed.error, "the scheduler refused to renew this node's certificate; retrying");
+                                    RENEW_RETRY
+                                }
+                                (None, true) => until_renewal(&self.identity.cert_pem),
+                            };
+                            renew.as_mut().reset(tokio::time::Instant::now() + next);
+                        }
                         None => return Err(LinkError::Protocol("empty scheduler message")),
                     }
                 }
@@ -236,6 +311,23 @@ impl Link {
                         writer.send(encode(agent_message::Body::Status(report))).await?;
                     }
                 }
+                () = &mut renew => {
+                    let node = pki::node_id_from_cert(
+                        &rustls::pki_types::CertificateDer::from(
+                            x509_der(&self.identity.cert_pem).unwrap_or_default(),
+                        ),
+                    );
+                    match node.map_err(|e| e.to_string()).and_then(|n| pki::node_csr(&n).map_err(|e| e.to_string())) {
+                        Ok((csr_pem, key_pem)) => {
+                            pending_key = Some(key_pem);
+                            writer.send(encode(agent_message::Body::Renew(pb::Renew { csr_pem }))).await?;
+                            tracing::info!("renewing this node's certificate");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot make a certificate request; retrying"),
+                    }
+                    // Asked again if no answer comes.
+                    renew.as_mut().reset(tokio::time::Instant::now() + RENEW_RETRY);
+                }
                 _ = heartbeat.tick() => {
                     sequence += 1;
                     let applied_generation = self.status.borrow().as_ref().map_or(0, |r| r.generation);
@@ -244,6 +336,29 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Takes a renewed certificate: kept on disk, presented by every later connection.
+    fn renewed(&mut self, cert_pem: String, key_pem: String) -> Result<(), LinkError> {
+        let identity = pki::Identity { cert_pem, key_pem };
+        let tls = pki::client_config(&self.ca_pem, &identity, vmcloud_proto::ALPN_AGENT)
+            .map_err(|e| LinkError::Tls(Box::new(e)))?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| LinkError::Tls(Box::new(e)))?;
+        if let Some(dir) = &self.identity_dir {
+            write_atomic(&dir.join("node.key"), &identity.key_pem, true)
+                .and_then(|()| write_atomic(&dir.join("node.pem"), &identity.cert_pem, false))
+                .map_err(LinkError::Io)?;
+        }
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport());
+        self.endpoint.set_default_client_config(config);
+        let until = pki::cert_validity(&identity.cert_pem)
+            .map(|(_, until)| until)
+            .unwrap_or_default();
+        tracing::info!(valid_until = until, "node certificate renewed");
+        self.identity = identity;
+        Ok(())
     }
 
     /// Persists a desired config, then hands it to the reconciler.

@@ -143,7 +143,25 @@ async fn node_identity(issuer: Issuer<'_>, node: &NodeId, dir: &Path) -> anyhow:
             .as_ref()
             == Some(node)
     {
-        return Ok(Identity { cert_pem, key_pem });
+        let expired_at = vmcloud_proto::pki::cert_validity(&cert_pem)
+            .ok()
+            .map(|(_, until)| until)
+            .filter(|until| *until <= unix_now());
+        let Some(at) = expired_at else {
+            return Ok(Identity { cert_pem, key_pem });
+        };
+        let when = time::OffsetDateTime::from_unix_timestamp(at)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| at.to_string());
+        match &issuer {
+            Issuer::Token { token, .. } if !token.is_empty() => eprintln!(
+                "the certificate of node {node} expired at {when} (it could not be renewed while the scheduler was unreachable); joining again with the token"
+            ),
+            Issuer::Ca(_) => {}
+            Issuer::Token { .. } => bail!(
+                "the certificate of node {node} expired at {when}: it could not be renewed while the scheduler was unreachable. Start the agent with a fresh join token (`vmcloud token create --node-name {node}`, then --token)"
+            ),
+        }
     }
     let id = match issuer {
         Issuer::Token {
@@ -168,6 +186,12 @@ async fn node_identity(issuer: Issuer<'_>, node: &NodeId, dir: &Path) -> anyhow:
         .with_context(|| format!("cannot write {}", cert.display()))?;
     write_private(&key, &id.key_pem)?;
     Ok(id)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Whether a certificate for `node` is already kept under `dir`.
@@ -266,6 +290,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             ca_pem: ca_pem.clone(),
             identity,
             hypervisor_uri: args.hypervisor.clone(),
+            identity_dir: Some(dir.join("identity")),
             data_dir: dir,
             api_listen: args.agent_listen,
             build: build_info(),

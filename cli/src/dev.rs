@@ -53,6 +53,10 @@ pub struct DevArgs {
     /// cache lacks are defined without a disk.
     #[arg(long, value_name = "DIR")]
     pub image_dir: Option<PathBuf>,
+    /// How long the node certificates the scheduler signs (joins, renewals) are valid; agents
+    /// renew two thirds into it (e.g. 365d; short values are for trying rotation).
+    #[arg(long, default_value = "365d", value_parser = crate::bench::parse_duration)]
+    pub node_cert_ttl: Duration,
     /// Catalog file (regions, flavors, images); default: the built-in config/catalog.toml.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
@@ -105,6 +109,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 ca_pem: pki.ca.identity.cert_pem.clone(),
                 identity: pki.scheduler.clone(),
                 ca_key_pem: Some(pki.ca.identity.key_pem.clone()),
+                node_cert_ttl: args.node_cert_ttl,
                 replication: Replication::Single,
             })
             .await
@@ -133,6 +138,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         build: build.clone(),
         heartbeat: Duration::from_secs(5),
         sim_gpus: args.gpus.clone(),
+        // The dev PKI lives in <data dir>/pki; renewals stay in memory.
+        identity_dir: None,
         image_dir: args.image_dir.clone(),
         // The dev fleet never changes the machine's network.
         networks: NetworkMode::Simulated,

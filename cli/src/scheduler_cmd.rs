@@ -43,6 +43,9 @@ pub struct SchedulerArgs {
     /// (instead of forming a new group with --peers).
     #[arg(long)]
     pub join: bool,
+    /// How long the node certificates this replica signs are valid (joins, renewals).
+    #[arg(long, default_value = "365d", value_parser = crate::bench::parse_duration)]
+    pub node_cert_ttl: std::time::Duration,
     /// Make sure this API key (vmc_…) belongs to the dev account (for test clusters).
     #[arg(long, env = "VMCLOUD_BOOTSTRAP_API_KEY", hide_env_values = true)]
     pub bootstrap_api_key: Option<String>,
@@ -126,6 +129,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                 identity,
                 // Hosts joining with a token get their certificates signed here.
                 ca_key_pem: Some(ca.key_pem.clone()),
+                node_cert_ttl: args.node_cert_ttl,
                 replication: Replication::Peers {
                     id: args.id,
                     listen,

@@ -122,9 +122,28 @@ impl Ca {
     /// Signs a node's certificate request. Only the request's public key is used: the
     /// certificate names `node` (the node the join token was for) whatever the request says.
     pub fn sign_node_csr(&self, csr_pem: &str, node: &NodeId) -> Result<String, PkiError> {
+        self.sign_node_csr_for(
+            csr_pem,
+            node,
+            std::time::Duration::from_secs(NODE_CERT_DAYS as u64 * 86_400),
+        )
+    }
+
+    /// [`Ca::sign_node_csr`] with a certificate valid for `ttl` (backdated by a tenth of it,
+    /// at most an hour, for clock skew).
+    pub fn sign_node_csr_for(
+        &self,
+        csr_pem: &str,
+        node: &NodeId,
+        ttl: std::time::Duration,
+    ) -> Result<String, PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
         let mut params = node_params(node)?;
-        validity(&mut params, NODE_CERT_DAYS);
+        let now = OffsetDateTime::now_utc();
+        let ttl: Duration = Duration::try_from(ttl).unwrap_or(Duration::days(NODE_CERT_DAYS));
+        let skew: Duration = ttl / 10;
+        params.not_before = now - skew.min(Duration::hours(1));
+        params.not_after = now + ttl;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let signed = CertificateSigningRequestParams {
             params,
@@ -279,6 +298,20 @@ pub fn node_id_from_cert(der: &[u8]) -> Result<NodeId, PkiError> {
     Ok(NodeId::parse(cn)?)
 }
 
+/// A certificate's validity, as Unix seconds: (not before, not after).
+pub fn cert_validity(cert_pem: &str) -> Result<(i64, i64), PkiError> {
+    let der = certs("certificate", cert_pem)?.remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|_| PkiError::Parse)?;
+    let v = cert.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+/// When a certificate should be renewed: two thirds into its lifetime (Unix seconds).
+pub fn renewal_due(cert_pem: &str) -> Result<i64, PkiError> {
+    let (from, until) = cert_validity(cert_pem)?;
+    Ok(from + (until - from) * 2 / 3)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +348,11 @@ mod tests {
         let identity = Identity { cert_pem, key_pem };
         client_config(&ca.identity.cert_pem, &identity, crate::ALPN_AGENT).unwrap();
         assert!(ca.sign_node_csr("not a request", &granted).is_err());
+        let short = ca
+            .sign_node_csr_for(&csr, &granted, std::time::Duration::from_secs(60))
+            .unwrap();
+        let (from, until) = cert_validity(&short).unwrap();
+        assert_eq!(until - from, 66, "60 s, backdated by 6 s");
+        assert_eq!(renewal_due(&short).unwrap(), from + 44);
     }
 }

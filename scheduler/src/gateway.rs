@@ -111,7 +111,7 @@ impl Gateway {
         tls: rustls::ServerConfig,
         cluster: Cluster,
         links: NodeLinks,
-        ca: Option<Arc<pki::Ca>>,
+        ca: Option<Arc<Signer>>,
     ) -> Result<Gateway, GatewayError> {
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|e| GatewayError::Tls(Box::new(e)))?;
@@ -143,11 +143,19 @@ impl Gateway {
     }
 }
 
+/// Signs node certificates: for hosts joining with a token and for agents renewing theirs.
+#[derive(Debug)]
+pub struct Signer {
+    pub ca: pki::Ca,
+    /// How long a node certificate it signs is valid.
+    pub node_cert_ttl: Duration,
+}
+
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     cluster: Cluster,
     links: NodeLinks,
-    ca: Option<Arc<pki::Ca>>,
+    ca: Option<Arc<Signer>>,
 ) {
     let mut next_connection = 0u64;
     while let Some(incoming) = endpoint.accept().await {
@@ -200,7 +208,7 @@ fn node_of(connection: &quinn::Connection) -> Result<NodeId, LinkError> {
 async fn serve_join(
     conn: &quinn::Connection,
     cluster: &Cluster,
-    ca: Option<&pki::Ca>,
+    ca: Option<&Signer>,
 ) -> Result<(), LinkError> {
     let (send, recv) = conn.accept_bi().await?;
     let mut reader = FramedRead::new(recv, codec());
@@ -235,7 +243,7 @@ async fn serve_join(
 /// Checks the token and signs the host's certificate; Err is the reason, for the host.
 async fn join(
     cluster: &Cluster,
-    ca: Option<&pki::Ca>,
+    ca: Option<&Signer>,
     request: &pb::JoinRequest,
 ) -> Result<String, String> {
     let ca = ca.ok_or(
@@ -271,7 +279,8 @@ async fn join(
         Ok(Err(rejected)) => return Err(rejected.to_string()),
         Err(e) => return Err(format!("the token could not be recorded as used: {e}")),
     }
-    ca.sign_node_csr(&request.csr_pem, &node)
+    ca.ca
+        .sign_node_csr_for(&request.csr_pem, &node, ca.node_cert_ttl)
         .map_err(|e| format!("the certificate request is not valid: {e}"))
 }
 
@@ -285,7 +294,7 @@ async fn serve(
     incoming: quinn::Incoming,
     cluster: &Cluster,
     links: &NodeLinks,
-    ca: Option<&pki::Ca>,
+    ca: Option<&Signer>,
     connection: u64,
     node_out: &mut Option<NodeId>,
 ) -> Result<(), LinkError> {
@@ -300,7 +309,7 @@ async fn serve(
     // The agent protocol needs a certificate (the TLS layer lets joining hosts in without).
     let node = node_of(&conn)?;
     *node_out = Some(node.clone());
-    let result = serve_link(&conn, node, cluster, links, connection).await;
+    let result = serve_link(&conn, node, cluster, links, ca, connection).await;
     // An agent that closes its connection on purpose (e.g. shutting down) is not an error.
     match conn.close_reason() {
         Some(quinn::ConnectionError::ApplicationClosed(_)) => Ok(()),
@@ -313,6 +322,7 @@ async fn serve_link(
     node: NodeId,
     cluster: &Cluster,
     links: &NodeLinks,
+    signer: Option<&Signer>,
     connection: u64,
 ) -> Result<(), LinkError> {
     let (send, recv) = conn.accept_bi().await?;
@@ -391,6 +401,20 @@ async fn serve_link(
                             l.unhealthy_gpus.clone_from(&report.unhealthy_gpus);
                         });
                         observe(cluster, &node, &report).await;
+                    }
+                    Some(agent_message::Body::Renew(renew)) => {
+                        // The certificate names the node this connection proved it is.
+                        let answer = match signer {
+                            None => pb::Renewed { cert_pem: String::new(), error: "this scheduler cannot sign certificates: the cluster CA's key is not in its PKI directory".into() },
+                            Some(s) => match s.ca.sign_node_csr_for(&renew.csr_pem, &node, s.node_cert_ttl) {
+                                Ok(cert_pem) => {
+                                    tracing::info!(%node, "node certificate renewed");
+                                    pb::Renewed { cert_pem, error: String::new() }
+                                }
+                                Err(e) => pb::Renewed { cert_pem: String::new(), error: format!("the certificate request is not valid: {e}") },
+                            },
+                        };
+                        writer.send(encode(scheduler_message::Body::Renewed(answer))).await?;
                     }
                     Some(agent_message::Body::Register(_)) => return Err(LinkError::Protocol("Register sent twice")),
                     None => return Err(LinkError::Protocol("empty agent message")),

@@ -33,6 +33,9 @@ pub struct SchedulerConfig {
     /// The cluster CA's key, to sign the certificates of hosts joining with a token; without
     /// it, joins are refused with that reason.
     pub ca_key_pem: Option<String>,
+    /// How long the node certificates this scheduler signs are valid (agents renew theirs
+    /// two thirds into it).
+    pub node_cert_ttl: std::time::Duration,
     pub replication: Replication,
 }
 
@@ -215,11 +218,14 @@ impl Scheduler {
             &[ALPN_AGENT, vmcloud_proto::ALPN_JOIN],
         )?;
         let ca = config.ca_key_pem.as_ref().map(|key| {
-            std::sync::Arc::new(pki::Ca {
-                identity: pki::Identity {
-                    cert_pem: config.ca_pem.clone(),
-                    key_pem: key.clone(),
+            std::sync::Arc::new(crate::gateway::Signer {
+                ca: pki::Ca {
+                    identity: pki::Identity {
+                        cert_pem: config.ca_pem.clone(),
+                        key_pem: key.clone(),
+                    },
                 },
+                node_cert_ttl: config.node_cert_ttl,
             })
         });
         let gateway = Gateway::start(

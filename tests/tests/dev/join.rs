@@ -109,3 +109,129 @@ async fn a_host_joins_once_with_a_token_for_its_node() {
     let _ = again.kill();
     let _ = again.wait();
 }
+
+#[tokio::test]
+async fn certificates_are_renewed_over_the_link_before_they_expire() {
+    // Node certificates valid 20 s (backdated 2 s): agents renew ~13 s after issue.
+    let fx = Fixture::start_with(&["--node-cert-ttl", "20s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::copy(fx.fleet.data_dir.join("pki/ca.pem"), pki.join("ca.pem")).unwrap();
+    let token = cli_json(&fx, &["token", "create", "--node-name", "rot-1"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = |token: Option<&str>| {
+        let mut cmd = Command::new(vmcloud_bin());
+        cmd.args(["agent", "--node", "rot-1", "--region", "ams"])
+            .args([
+                "--hypervisor",
+                "test:///default",
+                "--networks",
+                "sim",
+                "--shape",
+                "cpu",
+            ])
+            .args(["--scheduler", &fx.fleet.gateway])
+            .arg("--pki-dir")
+            .arg(&pki)
+            .arg("--data-dir")
+            .arg(dir.path().join("h"))
+            .stdin(Stdio::null());
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        cmd
+    };
+    let cert_path = dir.path().join("h/identity/node.pem");
+    let mut host = agent(Some(&token))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = eventually(
+        Duration::from_secs(15),
+        "the joined certificate",
+        || async { std::fs::read_to_string(&cert_path).ok() },
+    )
+    .await;
+    let (_, first_until) = vmcloud_proto::pki::cert_validity(&first).unwrap();
+    // Renewed over the link, nothing restarted: a new certificate on disk, valid for longer.
+    let renewed = eventually(Duration::from_secs(30), "a renewed certificate", || async {
+        std::fs::read_to_string(&cert_path)
+            .ok()
+            .filter(|c| *c != first)
+    })
+    .await;
+    let (_, renewed_until) = vmcloud_proto::pki::cert_validity(&renewed).unwrap();
+    assert!(renewed_until > first_until);
+    let key = dir.path().join("h/identity/node.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let node = cli_json(&fx, &["node", "get", "rot-1"]);
+    assert_eq!(node["connected"], true, "{node}");
+
+    // After the first certificate has expired, a restart connects with the renewed one,
+    // without a token.
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    while now() <= first_until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    host.wait().unwrap();
+    let mut again = agent(None)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "rot-1 back with its renewed certificate",
+        || async {
+            let n = cli_json(&fx, &["node", "get", "rot-1"]);
+            (n["connected"] == true).then_some(())
+        },
+    )
+    .await;
+    let _ = again.kill();
+    let _ = again.wait();
+
+    // An expired certificate and no token: the agent says what to do.
+    let expired = dir.path().join("old");
+    std::fs::create_dir_all(expired.join("identity")).unwrap();
+    std::fs::write(expired.join("identity/node.pem"), &first).unwrap();
+    std::fs::write(expired.join("identity/node.key"), "unused").unwrap();
+    let out = Command::new(vmcloud_bin())
+        .args([
+            "agent",
+            "--node",
+            "rot-1",
+            "--hypervisor",
+            "test:///default",
+        ])
+        .args(["--networks", "sim", "--scheduler", &fx.fleet.gateway])
+        .arg("--pki-dir")
+        .arg(&pki)
+        .arg("--data-dir")
+        .arg(&expired)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("expired") && err.contains("fresh join token"),
+        "{err}"
+    );
+}
