@@ -57,6 +57,16 @@ pub struct DevArgs {
     /// renew two thirds into it (e.g. 365d; short values are for trying rotation).
     #[arg(long, default_value = "365d", value_parser = crate::bench::parse_duration)]
     pub node_cert_ttl: Duration,
+    /// A node silent this long is suspect.
+    #[arg(long, default_value = "15s", value_parser = crate::bench::parse_duration)]
+    pub suspect_after: Duration,
+    /// A node silent this long (plus up to 20 % jitter) is declared down, unless most of its
+    /// datacenter went silent with it.
+    #[arg(long, default_value = "60s", value_parser = crate::bench::parse_duration)]
+    pub down_after: Duration,
+    /// A new leader declares nothing down for this long.
+    #[arg(long, default_value = "30s", value_parser = crate::bench::parse_duration)]
+    pub liveness_grace: Duration,
     /// Catalog file (regions, flavors, images); default: the built-in config/catalog.toml.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
@@ -110,6 +120,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 identity: pki.scheduler.clone(),
                 ca_key_pem: Some(pki.ca.identity.key_pem.clone()),
                 node_cert_ttl: args.node_cert_ttl,
+                liveness: liveness_config(args.suspect_after, args.down_after, args.liveness_grace),
                 replication: Replication::Single,
             })
             .await
@@ -279,5 +290,19 @@ impl StopSignals {
             result = work => result,
             () = self.wait() => anyhow::bail!("interrupted while {what}"),
         }
+    }
+}
+
+/// Liveness timeouts from the command line; the rest as the scheduler defaults them.
+pub(crate) fn liveness_config(
+    suspect_after: Duration,
+    down_after: Duration,
+    grace: Duration,
+) -> vmcloud_scheduler::liveness::LivenessConfig {
+    vmcloud_scheduler::liveness::LivenessConfig {
+        suspect_after,
+        down_after: down_after.max(suspect_after),
+        grace,
+        ..Default::default()
     }
 }

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod controller;
 pub mod gateway;
 pub mod join;
+pub mod liveness;
 pub mod mig;
 pub mod placement;
 pub mod queue;

@@ -36,6 +36,8 @@ pub struct SchedulerConfig {
     /// How long the node certificates this scheduler signs are valid (agents renew theirs
     /// two thirds into it).
     pub node_cert_ttl: std::time::Duration,
+    /// When silent nodes are suspect and declared down (leader only).
+    pub liveness: crate::liveness::LivenessConfig,
     pub replication: Replication,
 }
 
@@ -94,6 +96,7 @@ pub struct Scheduler {
     api_addr: SocketAddr,
     gateway: Gateway,
     controller: JoinHandle<()>,
+    liveness: JoinHandle<()>,
     api: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
     /// Closes the raft link to the peers, when there are peers.
@@ -236,6 +239,13 @@ impl Scheduler {
             ca,
         )?;
         let controller = tokio::spawn(crate::controller::run_placement(cluster.clone()));
+        let liveness_view = crate::liveness::LivenessView::default();
+        let liveness = tokio::spawn(crate::liveness::run(
+            cluster.clone(),
+            links.clone(),
+            config.liveness,
+            liveness_view.clone(),
+        ));
 
         let listener = tokio::net::TcpListener::bind(config.api_listen)
             .await
@@ -257,6 +267,7 @@ impl Scheduler {
             build: config.build,
             links,
             metrics: Arc::new(registry),
+            liveness: liveness_view,
         });
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api = tokio::spawn(async move {
@@ -274,6 +285,7 @@ impl Scheduler {
             api_addr,
             gateway,
             controller,
+            liveness,
             api,
             api_stop,
             raft_link: closer,
@@ -297,6 +309,7 @@ impl Scheduler {
         let _ = self.api_stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), self.api).await;
         self.controller.abort();
+        self.liveness.abort();
         self.gateway.shutdown().await;
         let raft = self.cluster.raft().clone();
         let _ = tokio::task::spawn_blocking(move || raft.shutdown()).await;

@@ -24,6 +24,9 @@ pub struct ClusterView {
     pub applied_index: u64,
     /// The eval broker's backlog (kept by the leader; empty on a follower).
     pub evaluations: crate::broker::Backlog,
+    /// Datacenters most of whose nodes went silent at once (kept by the leader): their nodes
+    /// are not declared down until an operator marks them.
+    pub partition_alarms: Vec<crate::liveness::PartitionAlarm>,
 }
 
 fn view(s: &ApiState) -> ClusterView {
@@ -39,6 +42,7 @@ fn view(s: &ApiState) -> ClusterView {
         commit_index: status.commit,
         applied_index: applied,
         evaluations: s.cluster.broker().lock().expect("broker lock").backlog(),
+        partition_alarms: s.liveness.lock().expect("liveness lock").alarms.clone(),
     }
 }
 

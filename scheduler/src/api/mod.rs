@@ -39,6 +39,8 @@ pub struct ApiState {
     pub links: NodeLinks,
     /// Everything `/metrics` serves.
     pub metrics: Arc<prometheus_client::registry::Registry>,
+    /// The leader's view of node liveness.
+    pub liveness: crate::liveness::LivenessView,
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -51,6 +51,10 @@ pub struct NodeView {
     pub connected: bool,
     pub acked_generation: Option<u64>,
     pub registered_at: String,
+    /// `alive`, `suspect` (silent past the suspect timeout) or `down`, as the leader sees it;
+    /// absent on a follower.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<crate::liveness::Liveness>,
     /// The agent's latest telemetry summary (while connected).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<TelemetryView>,
@@ -154,6 +158,13 @@ fn view(s: &ApiState, state: &ClusterState, n: &Node) -> NodeView {
         connected: link.is_some(),
         acked_generation: link.and_then(|l| l.acked_generation),
         registered_at: rfc3339(n.registered_at_ms),
+        liveness: s
+            .liveness
+            .lock()
+            .expect("liveness lock")
+            .liveness
+            .get(&n.id)
+            .copied(),
         telemetry: link.and_then(|l| l.summary).map(|t| TelemetryView {
             cpu_percent: (t.cpu_percent * 10.0).round() / 10.0,
             memory_used_mib: t.memory_used_mib,

@@ -6,6 +6,7 @@ mod identity;
 mod jobs;
 mod join;
 mod lifecycle;
+mod liveness;
 mod reservations;
 mod restart;
 mod sessions;

@@ -1,0 +1,297 @@
+//! Node liveness, on the leader, in memory (not in Raft).
+//!
+//! A node is **alive** while its agent is heard (heartbeats, every 5 s). Silent past
+//! `suspect_after` it is **suspect**; past `down_after` (plus a per-node jitter, so a flapping
+//! network does not take every host down in the same instant) the leader declares it **down**
+//! through Raft, and the host-down path follows (jobs requeued, sessions ended, VPS impaired).
+//!
+//! Two guards against declaring what is not so:
+//! - a new leader gives every node `grace` (30 s) before declaring anything down — it has not
+//!   heard anyone yet;
+//! - when most of a datacenter's nodes go silent at once (at least `partition_fraction` of
+//!   them, and at least `partition_min_nodes`), the leader suspects the link to that
+//!   datacenter, raises an alarm and declares none of its nodes down; an operator who confirms
+//!   the hosts are really gone marks them down (`vmcloud node down`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use vmcloud_proto::NodeId;
+
+#[derive(Debug, Clone, Copy)]
+pub struct LivenessConfig {
+    pub suspect_after: Duration,
+    pub down_after: Duration,
+    /// Up to this fraction of `down_after` is added per node (fixed per node).
+    pub jitter: f64,
+    pub grace: Duration,
+    pub partition_fraction: f64,
+    pub partition_min_nodes: usize,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        LivenessConfig {
+            suspect_after: Duration::from_secs(15),
+            down_after: Duration::from_secs(60),
+            jitter: 0.2,
+            grace: Duration::from_secs(30),
+            partition_fraction: 0.5,
+            partition_min_nodes: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    Alive,
+    Suspect,
+    /// Declared down (or already down in the state).
+    Down,
+}
+
+/// A node as the tracker needs it.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    pub id: NodeId,
+    pub region: String,
+    /// Down in the replicated state already.
+    pub down: bool,
+    /// When its agent was last heard, if ever since this leader started.
+    pub last_heard: Option<Instant>,
+}
+
+/// A datacenter whose nodes went silent together.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionAlarm {
+    pub region: String,
+    pub silent: usize,
+    pub nodes: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    pub liveness: BTreeMap<NodeId, Liveness>,
+    /// Nodes to declare down now.
+    pub declare_down: Vec<NodeId>,
+    pub alarms: Vec<PartitionAlarm>,
+}
+
+/// Per-node jitter in [0, 1): fixed for a node, spread across nodes.
+fn jitter_of(node: &NodeId) -> f64 {
+    let h = node
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    (h % 10_000) as f64 / 10_000.0
+}
+
+/// Decides liveness from what the leader heard. Pure: the caller gives the time.
+pub fn evaluate(
+    config: &LivenessConfig,
+    leader_since: Instant,
+    now: Instant,
+    nodes: &[NodeFacts],
+) -> Verdict {
+    let mut verdict = Verdict::default();
+    let in_grace = now.saturating_duration_since(leader_since) < config.grace;
+    let silent_for = |n: &NodeFacts| {
+        let heard = n.last_heard.map_or(leader_since, |h| h.max(leader_since));
+        now.saturating_duration_since(heard)
+    };
+    let mut by_region: HashMap<&str, (usize, usize)> = HashMap::new();
+    for n in nodes.iter().filter(|n| !n.down) {
+        let e = by_region.entry(n.region.as_str()).or_default();
+        e.0 += 1;
+        if silent_for(n) >= config.suspect_after {
+            e.1 += 1;
+        }
+    }
+    let partitioned: BTreeSet<&str> = by_region
+        .iter()
+        .filter(|(_, (total, silent))| {
+            *total >= config.partition_min_nodes
+                && *silent as f64 >= config.partition_fraction * *total as f64
+        })
+        .map(|(r, _)| *r)
+        .collect();
+    for region in &partitioned {
+        let (total, silent) = by_region[region];
+        verdict.alarms.push(PartitionAlarm {
+            region: (*region).to_owned(),
+            silent,
+            nodes: total,
+        });
+    }
+    for n in nodes {
+        if n.down {
+            verdict.liveness.insert(n.id.clone(), Liveness::Down);
+            continue;
+        }
+        let silent = silent_for(n);
+        let down_after = config
+            .down_after
+            .mul_f64(1.0 + config.jitter * jitter_of(&n.id));
+        let state = if silent < config.suspect_after {
+            Liveness::Alive
+        } else {
+            if silent >= down_after && !in_grace && !partitioned.contains(n.region.as_str()) {
+                verdict.declare_down.push(n.id.clone());
+            }
+            Liveness::Suspect
+        };
+        verdict.liveness.insert(n.id.clone(), state);
+    }
+    verdict
+}
+
+/// What the API shows: the latest verdict (empty off the leader).
+pub type LivenessView = std::sync::Arc<std::sync::Mutex<Verdict>>;
+
+/// Runs on every replica; acts only while it leads. Every second: what was heard → verdict →
+/// nodes declared down through Raft, alarms logged, the view updated.
+pub async fn run(
+    cluster: crate::cluster::Cluster,
+    links: crate::gateway::NodeLinks,
+    config: LivenessConfig,
+    view: LivenessView,
+) {
+    use vmcloud_proto::pb::{self, command::Body};
+    let mut status = cluster.raft_status();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leader_since: Option<Instant> = None;
+    let mut last_heard: HashMap<NodeId, Instant> = HashMap::new();
+    let mut alarmed: BTreeSet<String> = BTreeSet::new();
+    loop {
+        tick.tick().await;
+        if !status.borrow_and_update().is_leader {
+            leader_since = None;
+            last_heard.clear();
+            *view.lock().unwrap() = Verdict::default();
+            continue;
+        }
+        let since = *leader_since.get_or_insert_with(|| {
+            tracing::info!(grace = ?config.grace, "leading: liveness starts with a grace period");
+            Instant::now()
+        });
+        for (node, link) in links.snapshot() {
+            last_heard.insert(node, link.last_heartbeat);
+        }
+        let nodes: Vec<NodeFacts> = {
+            let state = cluster.state();
+            state
+                .nodes
+                .values()
+                .map(|n| NodeFacts {
+                    id: n.id.clone(),
+                    region: n.region.clone(),
+                    down: n.state == crate::state::NodeState::Down,
+                    last_heard: last_heard.get(&n.id).copied(),
+                })
+                .collect()
+        };
+        let verdict = evaluate(&config, since, Instant::now(), &nodes);
+        for alarm in &verdict.alarms {
+            if alarmed.insert(alarm.region.clone()) {
+                tracing::error!(
+                    region = alarm.region,
+                    silent = alarm.silent,
+                    nodes = alarm.nodes,
+                    "most of a datacenter went silent at once: suspecting the link, not the hosts; none is declared down until an operator marks them (vmcloud node down)"
+                );
+            }
+        }
+        alarmed.retain(|r| verdict.alarms.iter().any(|a| &a.region == r));
+        for node in &verdict.declare_down {
+            let silent = last_heard
+                .get(node)
+                .map_or(Instant::now().saturating_duration_since(since), |h| {
+                    h.elapsed()
+                });
+            tracing::warn!(%node, silent_s = silent.as_secs(), "no heartbeat: declaring the node down");
+            let command = Body::SetNodeState(pb::SetNodeState {
+                node_id: node.to_string(),
+                state: pb::NodeState::Down as i32,
+                reason: format!("no heartbeat from its agent for {} s", silent.as_secs()),
+                deadline_unix_ms: 0,
+            });
+            if let Err(e) = cluster.propose(command).await {
+                tracing::warn!(%node, error = %e, "could not declare the node down");
+            }
+        }
+        *view.lock().unwrap() = verdict;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, region: &str, heard: Option<Instant>) -> NodeFacts {
+        NodeFacts {
+            id: NodeId::parse(id).unwrap(),
+            region: region.into(),
+            down: false,
+            last_heard: heard,
+        }
+    }
+
+    #[test]
+    fn silent_nodes_become_suspect_then_down_but_not_in_grace_or_a_partition() {
+        let config = LivenessConfig::default();
+        let t0 = Instant::now();
+        let leader_since = t0;
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // par: 4 hosts, one goes silent at t=0; fra: 3 hosts, all silent at t=0.
+        let nodes = |now: Instant| {
+            vec![
+                node("par-1", "par", Some(now)),
+                node("par-2", "par", Some(now)),
+                node("par-3", "par", Some(now)),
+                node("par-4", "par", Some(t0)),
+                node("fra-1", "fra", Some(t0)),
+                node("fra-2", "fra", Some(t0)),
+                node("fra-3", "fra", Some(t0)),
+            ]
+        };
+        let v = evaluate(&config, leader_since, at(10), &nodes(at(10)));
+        assert!(v.liveness.values().all(|l| *l == Liveness::Alive));
+        let v = evaluate(&config, leader_since, at(20), &nodes(at(20)));
+        let par4 = NodeId::parse("par-4").unwrap();
+        assert_eq!(v.liveness[&par4], Liveness::Suspect);
+        assert!(v.declare_down.is_empty(), "suspect, not down yet");
+        // fra went silent as a whole: an alarm, not downs.
+        assert_eq!(
+            v.alarms,
+            vec![PartitionAlarm {
+                region: "fra".into(),
+                silent: 3,
+                nodes: 3
+            }]
+        );
+        // Past down_after + its jitter: par-4 is declared down; fra's nodes are not.
+        let v = evaluate(&config, leader_since, at(75), &nodes(at(75)));
+        assert_eq!(v.declare_down, vec![par4.clone()]);
+        assert_eq!(v.alarms.len(), 1);
+
+        // A new leader (grace): nothing declared down in its first 30 s, whoever is silent.
+        let v = evaluate(&config, at(60), at(80), &nodes(at(80)));
+        assert!(v.declare_down.is_empty());
+        // After the grace and down_after counted from the leader's start: down.
+        let v = evaluate(&config, at(60), at(60 + 75), &nodes(at(60 + 75)));
+        assert_eq!(v.declare_down, vec![par4]);
+
+        // Jitter spreads the moments nodes are declared down, within 20 % of down_after.
+        let spread: BTreeSet<u64> = (0..50)
+            .map(|i| {
+                let n = NodeId::parse(&format!("h-{i}")).unwrap();
+                (jitter_of(&n) * 1000.0) as u64
+            })
+            .collect();
+        assert!(spread.len() > 40);
+    }
+}
