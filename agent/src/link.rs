@@ -72,21 +72,6 @@ pub struct Link {
 /// How long to wait before asking again after a refused or unanswered renewal.
 const RENEW_RETRY: Duration = Duration::from_secs(60);
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Time until `cert_pem` is due for renewal (zero if it is due).
-fn until_renewal(cert_pem: &str) -> Duration {
-    match pki::renewal_due(cert_pem) {
-        Ok(due) => Duration::from_secs(due.saturating_sub(unix_now()).max(0) as u64),
-        // A certificate we cannot read is renewed at once.
-        Err(_) => Duration::ZERO,
-    }
-}
-
 /// Writes a file through a temporary name (key files mode 0600), so a crash never leaves half
 /// of one.
 fn write_atomic(path: &std::path::Path, contents: &str, private: bool) -> std::io::Result<()> {
@@ -141,15 +126,6 @@ fn transport() -> Arc<quinn::TransportConfig> {
             .expect("a valid idle timeout"),
     ));
     Arc::new(transport)
-}
-
-/// The DER of the first certificate in a PEM text.
-fn x509_der(pem: &str) -> Option<Vec<u8>> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
-        .next()?
-        .ok()
-        .map(|c| c.to_vec())
 }
 
 fn encode(body: agent_message::Body) -> Bytes {
@@ -255,7 +231,7 @@ impl Link {
         let mut sequence = 0u64;
         // Without telemetry (simulated agents) nothing ever sends conditions.
         let mut conditions_open = true;
-        let renew = tokio::time::sleep(until_renewal(&self.identity.cert_pem));
+        let renew = tokio::time::sleep(pki::until_renewal(&self.identity.cert_pem));
         tokio::pin!(renew);
         // The key of a renewal under way.
         let mut pending_key: Option<String> = None;
@@ -272,7 +248,7 @@ impl Link {
                         Some(scheduler_message::Body::Renewed(renewed)) => {
                             let next = match (pending_key.take(), renewed.error.is_empty()) {
                                 (Some(key_pem), true) => match self.renewed(renewed.cert_pem, key_pem) {
-                                    Ok(()) => until_renewal(&self.identity.cert_pem),
+                                    Ok(()) => pki::until_renewal(&self.identity.cert_pem),
                                     Err(e) => {
                                         tracing::warn!(error = %e, "the renewed certificate could not be used; retrying");
                                         RENEW_RETRY
@@ -282,7 +258,7 @@ impl Link {
                                     tracing::warn!(reason = renewed.error, "the scheduler refused to renew this node's certificate; retrying");
                                     RENEW_RETRY
                                 }
-                                (None, true) => until_renewal(&self.identity.cert_pem),
+                                (None, true) => pki::until_renewal(&self.identity.cert_pem),
                             };
                             renew.as_mut().reset(tokio::time::Instant::now() + next);
                         }
@@ -312,12 +288,9 @@ impl Link {
                     }
                 }
                 () = &mut renew => {
-                    let node = pki::node_id_from_cert(
-                        &rustls::pki_types::CertificateDer::from(
-                            x509_der(&self.identity.cert_pem).unwrap_or_default(),
-                        ),
-                    );
-                    match node.map_err(|e| e.to_string()).and_then(|n| pki::node_csr(&n).map_err(|e| e.to_string())) {
+                    let request = pki::node_id_from_cert_pem(&self.identity.cert_pem)
+                        .and_then(|node| pki::node_csr(&node));
+                    match request {
                         Ok((csr_pem, key_pem)) => {
                             pending_key = Some(key_pem);
                             writer.send(encode(agent_message::Body::Renew(pb::Renew { csr_pem }))).await?;

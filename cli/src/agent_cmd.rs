@@ -132,6 +132,8 @@ enum Issuer<'a> {
     },
     /// Issues it from the CA key (development).
     Ca(&'a Ca),
+    /// None: only a kept, valid certificate will do.
+    Kept,
 }
 
 async fn node_identity(issuer: Issuer<'_>, node: &NodeId, dir: &Path) -> anyhow::Result<Identity> {
@@ -143,22 +145,18 @@ async fn node_identity(issuer: Issuer<'_>, node: &NodeId, dir: &Path) -> anyhow:
             .as_ref()
             == Some(node)
     {
-        let expired_at = vmcloud_proto::pki::cert_validity(&cert_pem)
-            .ok()
-            .map(|(_, until)| until)
-            .filter(|until| *until <= unix_now());
-        let Some(at) = expired_at else {
+        let Some(at) = vmcloud_proto::pki::expired_at(&cert_pem) else {
             return Ok(Identity { cert_pem, key_pem });
         };
         let when = time::OffsetDateTime::from_unix_timestamp(at)
             .map(|t| t.to_string())
             .unwrap_or_else(|_| at.to_string());
         match &issuer {
-            Issuer::Token { token, .. } if !token.is_empty() => eprintln!(
+            Issuer::Token { .. } => eprintln!(
                 "the certificate of node {node} expired at {when} (it could not be renewed while the scheduler was unreachable); joining again with the token"
             ),
             Issuer::Ca(_) => {}
-            Issuer::Token { .. } => bail!(
+            Issuer::Kept => bail!(
                 "the certificate of node {node} expired at {when}: it could not be renewed while the scheduler was unreachable. Start the agent with a fresh join token (`vmcloud token create --node-name {node}`, then --token)"
             ),
         }
@@ -181,17 +179,13 @@ async fn node_identity(issuer: Issuer<'_>, node: &NodeId, dir: &Path) -> anyhow:
         Issuer::Ca(ca) => ca
             .issue_node(node)
             .with_context(|| format!("issuing the certificate of node {node}"))?,
+        // `run` reads the CA key whenever no certificate is kept.
+        Issuer::Kept => bail!("no certificate of node {node} is kept in {}", dir.display()),
     };
     std::fs::write(&cert, &id.cert_pem)
         .with_context(|| format!("cannot write {}", cert.display()))?;
     write_private(&key, &id.key_pem)?;
     Ok(id)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Whether a certificate for `node` is already kept under `dir`.
@@ -273,12 +267,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 }
                 match &ca {
                     Some(ca) => Issuer::Ca(ca),
-                    // A kept certificate is used; nothing is issued.
-                    None => Issuer::Token {
-                        scheduler: args.scheduler,
-                        ca_pem: &ca_pem,
-                        token: "",
-                    },
+                    None => Issuer::Kept,
                 }
             }
         };

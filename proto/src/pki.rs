@@ -206,11 +206,24 @@ pub fn server_config(
     identity: &Identity,
     alpn: &[u8],
 ) -> Result<rustls::ServerConfig, PkiError> {
+    build_server_config(ca_pem, identity, &[alpn], false)
+}
+
+fn build_server_config(
+    ca_pem: &str,
+    identity: &Identity,
+    alpns: &[&[u8]],
+    allow_anonymous: bool,
+) -> Result<rustls::ServerConfig, PkiError> {
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots(ca_pem)?),
         provider(),
-    )
-    .build()?;
+    );
+    let verifier = if allow_anonymous {
+        verifier.allow_unauthenticated().build()?
+    } else {
+        verifier.build()?
+    };
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -218,7 +231,7 @@ pub fn server_config(
             certs("server certificate", &identity.cert_pem)?,
             key("server key", &identity.key_pem)?,
         )?;
-    config.alpn_protocols = vec![alpn.to_vec()];
+    config.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     Ok(config)
 }
 
@@ -230,21 +243,7 @@ pub fn server_config_with_anonymous(
     identity: &Identity,
     alpns: &[&[u8]],
 ) -> Result<rustls::ServerConfig, PkiError> {
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots(ca_pem)?),
-        provider(),
-    )
-    .allow_unauthenticated()
-    .build()?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            certs("server certificate", &identity.cert_pem)?,
-            key("server key", &identity.key_pem)?,
-        )?;
-    config.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
-    Ok(config)
+    build_server_config(ca_pem, identity, alpns, true)
 }
 
 /// TLS 1.3 client configuration that trusts only the CA and presents no certificate (a host
@@ -310,6 +309,31 @@ pub fn cert_validity(cert_pem: &str) -> Result<(i64, i64), PkiError> {
 pub fn renewal_due(cert_pem: &str) -> Result<i64, PkiError> {
     let (from, until) = cert_validity(cert_pem)?;
     Ok(from + (until - from) * 2 / 3)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Time until a certificate is due for renewal; zero when it is due, or cannot be read.
+pub fn until_renewal(cert_pem: &str) -> std::time::Duration {
+    let due = renewal_due(cert_pem).unwrap_or(0);
+    std::time::Duration::from_secs(due.saturating_sub(unix_now()).max(0) as u64)
+}
+
+/// When a certificate expired (Unix seconds), if it has.
+pub fn expired_at(cert_pem: &str) -> Option<i64> {
+    cert_validity(cert_pem)
+        .ok()
+        .map(|(_, until)| until)
+        .filter(|until| *until <= unix_now())
+}
+
+/// The node a PEM certificate names.
+pub fn node_id_from_cert_pem(cert_pem: &str) -> Result<NodeId, PkiError> {
+    node_id_from_cert(&certs("certificate", cert_pem)?[0])
 }
 
 #[cfg(test)]

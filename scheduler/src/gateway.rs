@@ -260,10 +260,7 @@ async fn join(
         if !token.matches(&secret) {
             return Err(unknown());
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        if let Some(why) = token.refusal(&node, now) {
+        if let Some(why) = token.refusal(&node, crate::cluster::now_ms()) {
             return Err(why);
         }
     }

@@ -9,6 +9,7 @@ use vmcloud_proto::NodeId;
 use vmcloud_proto::pb::{self, command::Body};
 
 use super::{ApiJson, ApiQuery, ApiState, Operator, Problem, ReadOptions, created, rfc3339};
+use crate::cluster::now_ms;
 use crate::join::{DEFAULT_TTL_S, JoinToken, MAX_TTL_S, MIN_TTL_S, TokenSecret};
 
 #[derive(Debug, Deserialize)]
@@ -61,12 +62,6 @@ impl TokenView {
 #[derive(Debug, Serialize)]
 pub struct TokenList {
     pub tokens: Vec<TokenView>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub async fn create(

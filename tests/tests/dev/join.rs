@@ -9,6 +9,30 @@ use vmcloud_tests::vmcloud_bin;
 
 use super::{Fixture, cli_json, eventually};
 
+/// `vmcloud agent` for `node` on the test driver, reporting to the fleet, joining with
+/// `token` when given.
+fn agent(
+    fx: &Fixture,
+    pki: &std::path::Path,
+    data_dir: &std::path::Path,
+    node: &str,
+    token: Option<&str>,
+) -> Command {
+    let mut cmd = Command::new(vmcloud_bin());
+    cmd.args(["agent", "--node", node, "--region", "ams"])
+        .args(["--hypervisor", "test:///default", "--networks", "sim"])
+        .args(["--shape", "cpu", "--scheduler", &fx.fleet.gateway])
+        .arg("--pki-dir")
+        .arg(pki)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null());
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    cmd
+}
+
 #[tokio::test]
 async fn a_host_joins_once_with_a_token_for_its_node() {
     let fx = Fixture::start();
@@ -27,23 +51,7 @@ async fn a_host_joins_once_with_a_token_for_its_node() {
             .to_owned()
     };
     let agent = |node: &str, token: &str, data: &str| {
-        let mut cmd = Command::new(vmcloud_bin());
-        cmd.args(["agent", "--node", node, "--region", "ams", "--token", token])
-            .args([
-                "--hypervisor",
-                "test:///default",
-                "--networks",
-                "sim",
-                "--shape",
-                "cpu",
-            ])
-            .args(["--scheduler", &fx.fleet.gateway])
-            .arg("--pki-dir")
-            .arg(&pki)
-            .arg("--data-dir")
-            .arg(dir.path().join(data))
-            .stdin(Stdio::null());
-        cmd
+        agent(&fx, &pki, &dir.path().join(data), node, Some(token))
     };
 
     let t1 = token("joined-1");
@@ -122,28 +130,7 @@ async fn certificates_are_renewed_over_the_link_before_they_expire() {
         .as_str()
         .unwrap()
         .to_owned();
-    let agent = |token: Option<&str>| {
-        let mut cmd = Command::new(vmcloud_bin());
-        cmd.args(["agent", "--node", "rot-1", "--region", "ams"])
-            .args([
-                "--hypervisor",
-                "test:///default",
-                "--networks",
-                "sim",
-                "--shape",
-                "cpu",
-            ])
-            .args(["--scheduler", &fx.fleet.gateway])
-            .arg("--pki-dir")
-            .arg(&pki)
-            .arg("--data-dir")
-            .arg(dir.path().join("h"))
-            .stdin(Stdio::null());
-        if let Some(t) = token {
-            cmd.args(["--token", t]);
-        }
-        cmd
-    };
+    let agent = |token: Option<&str>| agent(&fx, &pki, &dir.path().join("h"), "rot-1", token);
     let cert_path = dir.path().join("h/identity/node.pem");
     let mut host = agent(Some(&token))
         .stdout(Stdio::null())
