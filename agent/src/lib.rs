@@ -50,7 +50,9 @@ pub struct AgentConfig {
     pub identity_dir: Option<PathBuf>,
     /// Region code of this host (e.g. `par`).
     pub region: String,
-    pub scheduler: SocketAddr,
+    /// The scheduler replicas' agent gateways. The agent connects to the first that answers;
+    /// a follower sends it to the leader.
+    pub schedulers: Vec<SocketAddr>,
     pub ca_pem: String,
     pub identity: pki::Identity,
     pub hypervisor_uri: String,
@@ -109,6 +111,8 @@ pub enum AgentError {
     Ledger(#[from] ledger::LedgerError),
     #[error("{0}")]
     Shape(String),
+    #[error("no scheduler address given: name at least one scheduler gateway (--scheduler)")]
+    NoScheduler,
     #[error(
         "cannot listen for the guest metadata endpoint on {addr}: the address must be on this host (put it on a bridge or loopback) or choose another with --metadata-listen"
     )]
@@ -283,9 +287,10 @@ impl Agent {
         let (conditions_tx, conditions_rx) = watch::channel::<Vec<pb::HostCondition>>(Vec::new());
 
         let tls = pki::client_config(&config.ca_pem, &config.identity, ALPN_AGENT)?;
-        let endpoint = link::endpoint(config.scheduler, tls)?;
+        let first = *config.schedulers.first().ok_or(AgentError::NoScheduler)?;
+        let endpoint = link::endpoint(first, tls)?;
         let link = link::Link {
-            scheduler: config.scheduler,
+            schedulers: config.schedulers.clone(),
             endpoint: endpoint.clone(),
             build: (&config.build).into(),
             inventory: host.inventory(&config.region, hv.uri(), gpu_report.to_pb()),

@@ -47,7 +47,8 @@ pub enum LinkError {
 
 /// What the link needs to run.
 pub struct Link {
-    pub scheduler: SocketAddr,
+    /// The scheduler replicas' gateways, tried in turn; followers redirect to the leader.
+    pub schedulers: Vec<SocketAddr>,
     pub endpoint: quinn::Endpoint,
     pub build: pb::BuildInfo,
     pub inventory: pb::HostInventory,
@@ -92,7 +93,7 @@ fn write_atomic(path: &std::path::Path, contents: &str, private: bool) -> std::i
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
-            .field("scheduler", &self.scheduler)
+            .field("schedulers", &self.schedulers)
             .finish_non_exhaustive()
     }
 }
@@ -119,13 +120,27 @@ pub fn endpoint(
 
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
+    // A scheduler gone without a word (kill -9, a cut link) is noticed after 15 s of silence
+    // (three keep-alives), and the agent looks for the leader.
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     transport.max_idle_timeout(Some(
-        Duration::from_secs(30)
+        Duration::from_secs(15)
             .try_into()
             .expect("a valid idle timeout"),
     ));
     Arc::new(transport)
+}
+
+/// The leader's gateway a redirect names, if it names one that parses.
+fn leader_of(redirect: &pb::Redirect) -> Option<SocketAddr> {
+    let parsed = redirect.leader_gateway.parse().ok();
+    if parsed.is_none() && !redirect.leader_gateway.is_empty() {
+        tracing::warn!(
+            leader = redirect.leader_gateway,
+            "the scheduler named a leader address that does not parse"
+        );
+    }
+    parsed
 }
 
 fn encode(body: agent_message::Body) -> Bytes {
@@ -138,24 +153,72 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
+/// How a session ended without error.
+enum Ended {
+    /// The scheduler closed the link.
+    Closed,
+    /// A follower named the leader's gateway (None: it knows no leader); `registered`: the
+    /// replica had led this session until then.
+    Redirect {
+        leader: Option<SocketAddr>,
+        registered: bool,
+    },
+}
+
+/// Redirects followed in a row before backing off (a leader change under way).
+const MAX_REDIRECTS: u32 = 3;
+
 impl Link {
-    /// Runs sessions forever, reconnecting after each.
+    /// Runs sessions forever, reconnecting after each: to the leader a follower named, else
+    /// to the next scheduler of the list.
     pub async fn run(mut self) {
         let mut attempt = 0u32;
+        let mut next = 0usize;
+        let mut redirect: Option<SocketAddr> = None;
+        let mut redirects = 0u32;
         loop {
-            let registered = self.session().await;
+            let target = redirect
+                .take()
+                .unwrap_or(self.schedulers[next % self.schedulers.len()]);
+            let registered = self.session(target).await;
             let _ = self.connected.send(false);
             match registered {
-                Ok(()) => {
-                    tracing::info!(scheduler = %self.scheduler, "the scheduler closed the link")
+                Ok(Ended::Closed) => {
+                    tracing::info!(scheduler = %target, "the scheduler closed the link");
+                    redirects = 0;
+                    next += 1;
+                }
+                Ok(Ended::Redirect { leader, registered }) => {
+                    if registered {
+                        redirects = 0;
+                    }
+                    redirects += 1;
+                    match leader {
+                        Some(leader) => {
+                            tracing::info!(from = %target, to = %leader, "redirected to the leader")
+                        }
+                        None => {
+                            tracing::info!(scheduler = %target, "that scheduler knows no leader; trying the next");
+                            next += 1;
+                        }
+                    }
+                    if redirects <= MAX_REDIRECTS {
+                        redirect = leader;
+                        attempt = 0;
+                        if leader.is_some() {
+                            continue;
+                        }
+                    }
                 }
                 Err((was_registered, e)) => {
                     if was_registered {
                         attempt = 0;
                     }
+                    redirects = 0;
+                    next += 1;
                     let level_warn = attempt == 0 || attempt.is_multiple_of(10);
                     if level_warn {
-                        tracing::warn!(scheduler = %self.scheduler, error = %ErrorChain(&e), "scheduler link down; reconnecting");
+                        tracing::warn!(scheduler = %target, error = %ErrorChain(&e), "scheduler link down; reconnecting");
                     }
                 }
             }
@@ -169,12 +232,12 @@ impl Link {
         }
     }
 
-    /// One session; the error says whether registration had succeeded.
-    async fn session(&mut self) -> Result<(), (bool, LinkError)> {
+    /// One session with `target`; the error says whether registration had succeeded.
+    async fn session(&mut self, target: SocketAddr) -> Result<Ended, (bool, LinkError)> {
         let early = |e: LinkError| (false, e);
         let conn = self
             .endpoint
-            .connect(self.scheduler, pki::SCHEDULER_SERVER_NAME)
+            .connect(target, pki::SCHEDULER_SERVER_NAME)
             .map_err(|e| early(e.into()))?
             .await
             .map_err(|e| early(e.into()))?;
@@ -206,12 +269,22 @@ impl Link {
             .map_err(|e| early(e.into()))?;
         let answer: pb::SchedulerMessage =
             frame::decode("scheduler", &first).map_err(|e| early(e.into()))?;
-        let Some(scheduler_message::Body::Registered(registered)) = answer.body else {
-            return Err(early(LinkError::Protocol(
-                "the first answer must be Registered",
-            )));
+        let registered = match answer.body {
+            Some(scheduler_message::Body::Registered(registered)) => registered,
+            Some(scheduler_message::Body::Redirect(r)) => {
+                conn.close(0u32.into(), b"redirected");
+                return Ok(Ended::Redirect {
+                    leader: leader_of(&r),
+                    registered: false,
+                });
+            }
+            _ => {
+                return Err(early(LinkError::Protocol(
+                    "the first answer must be Registered or Redirect",
+                )));
+            }
         };
-        tracing::info!(scheduler = %self.scheduler, node = registered.node_id, "registered with the scheduler");
+        tracing::info!(scheduler = %target, node = registered.node_id, "registered with the scheduler");
         let _ = self.connected.send(true);
         self.serve(&mut reader, &mut writer)
             .await
@@ -222,7 +295,7 @@ impl Link {
         &mut self,
         reader: &mut FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
         writer: &mut FramedWrite<quinn::SendStream, LengthDelimitedCodec>,
-    ) -> Result<(), LinkError> {
+    ) -> Result<Ended, LinkError> {
         // The scheduler has not seen any report from this session yet.
         self.status.mark_changed();
         self.conditions.mark_unchanged();
@@ -240,11 +313,13 @@ impl Link {
             // only marks a value seen, and a missed interval tick fires on the next poll.
             tokio::select! {
                 frame = reader.next() => {
-                    let Some(frame) = frame else { return Ok(()) };
+                    let Some(frame) = frame else { return Ok(Ended::Closed) };
                     let message: pb::SchedulerMessage = frame::decode("scheduler", &frame?)?;
                     match message.body {
                         Some(scheduler_message::Body::Desired(config)) => self.accept(config).await?,
                         Some(scheduler_message::Body::Registered(_)) => return Err(LinkError::Protocol("Registered sent twice")),
+                        // This replica lost the lead.
+                        Some(scheduler_message::Body::Redirect(r)) => return Ok(Ended::Redirect { leader: leader_of(&r), registered: true }),
                         Some(scheduler_message::Body::Renewed(renewed)) => {
                             let next = match (pending_key.take(), renewed.error.is_empty()) {
                                 (Some(key_pem), true) => match self.renewed(renewed.cert_pem, key_pem) {
@@ -267,7 +342,7 @@ impl Link {
                 }
                 changed = self.status.changed() => {
                     if changed.is_err() {
-                        return Ok(());
+                        return Ok(Ended::Closed);
                     }
                     let report = self.status.borrow_and_update().clone();
                     if let Some(mut report) = report {
@@ -305,7 +380,8 @@ impl Link {
                     sequence += 1;
                     let applied_generation = self.status.borrow().as_ref().map_or(0, |r| r.generation);
                     let summary = *self.summary.borrow();
-                    writer.send(encode(agent_message::Body::Heartbeat(pb::Heartbeat { sequence, applied_generation, summary }))).await?;
+                    let sent_unix_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+                    writer.send(encode(agent_message::Body::Heartbeat(pb::Heartbeat { sequence, applied_generation, summary, sent_unix_us }))).await?;
                 }
             }
         }

@@ -30,13 +30,16 @@ pub struct AgentArgs {
     /// Region code of this host.
     #[arg(long, env = "VMCLOUD_AGENT_REGION", default_value = "par")]
     pub region: String,
-    /// The scheduler's agent gateway (QUIC), HOST:PORT.
+    /// The scheduler replicas' agent gateways (QUIC), HOST:PORT, comma-separated (or the
+    /// flag repeated). The agent connects to the first that answers; a follower sends it on
+    /// to the leader.
     #[arg(
         long,
         env = "VMCLOUD_AGENT_SCHEDULER",
-        default_value = "127.0.0.1:7443"
+        default_value = "127.0.0.1:7443",
+        value_delimiter = ','
     )]
-    pub scheduler: SocketAddr,
+    pub scheduler: Vec<SocketAddr>,
     /// Directory holding the cluster CA certificate (ca.pem). With --token that is all it
     /// needs; without, it must also hold the CA key (ca.key) and the agent issues itself a
     /// certificate (development).
@@ -126,7 +129,7 @@ fn read_ca(dir: &Path) -> anyhow::Result<Ca> {
 enum Issuer<'a> {
     /// Joins with a token: the scheduler signs it.
     Token {
-        scheduler: SocketAddr,
+        schedulers: &'a [SocketAddr],
         ca_pem: &'a str,
         token: &'a str,
     },
@@ -163,11 +166,11 @@ async fn node_identity(issuer: Issuer<'_>, node: &NodeId, dir: &Path) -> anyhow:
     }
     let id = match issuer {
         Issuer::Token {
-            scheduler,
+            schedulers,
             ca_pem,
             token,
         } => {
-            let id = vmcloud_agent::join::join(scheduler, ca_pem, node, token)
+            let id = join_any(schedulers, ca_pem, node, token)
                 .await
                 .with_context(|| format!("node {node} could not join"))?;
             eprintln!(
@@ -186,6 +189,29 @@ async fn node_identity(issuer: Issuer<'_>, node: &NodeId, dir: &Path) -> anyhow:
         .with_context(|| format!("cannot write {}", cert.display()))?;
     write_private(&key, &id.key_pem)?;
     Ok(id)
+}
+
+/// Joins through the first scheduler that answers (any replica can: a follower hands the
+/// token to the leader); a refusal is final.
+async fn join_any(
+    schedulers: &[SocketAddr],
+    ca_pem: &str,
+    node: &NodeId,
+    token: &str,
+) -> Result<Identity, vmcloud_agent::join::JoinError> {
+    let mut last = None;
+    for scheduler in schedulers {
+        match vmcloud_agent::join::join(*scheduler, ca_pem, node, token).await {
+            Err(e @ vmcloud_agent::join::JoinError::Unreachable { .. }) => {
+                eprintln!("{e}; trying the next scheduler");
+                last = Some(e);
+            }
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or(vmcloud_agent::join::JoinError::Refused(
+        "no scheduler address given (--scheduler)".into(),
+    )))
 }
 
 /// Whether a certificate for `node` is already kept under `dir`.
@@ -238,6 +264,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 .map(|(device, local)| Underlay { device, local }),
         }
     };
+    if args.count > 1 {
+        // Each simulated agent holds a UDP socket, its ledger and an API socket.
+        let limit = crate::limits::raise_nofile();
+        let needed = 4 * args.count as u64 + 64;
+        if limit > 0 && limit < needed {
+            bail!(
+                "--count {} needs about {needed} open files, but this process may open {limit}: raise the limit (ulimit -n) or run fewer agents per process",
+                args.count
+            );
+        }
+    }
     let names: Vec<String> = if args.count == 1 {
         vec![args.node.clone()]
     } else {
@@ -255,7 +292,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         };
         let issuer = match &args.token {
             Some(token) => Issuer::Token {
-                scheduler: args.scheduler,
+                schedulers: &args.scheduler,
                 ca_pem: &ca_pem,
                 token,
             },
@@ -275,7 +312,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         configs.push(AgentConfig {
             node,
             region: args.region.clone(),
-            scheduler: args.scheduler,
+            schedulers: args.scheduler.clone(),
             ca_pem: ca_pem.clone(),
             identity,
             hypervisor_uri: args.hypervisor.clone(),
@@ -294,6 +331,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             telemetry_interval: (!args.sim).then_some(AgentConfig::DEFAULT_TELEMETRY_INTERVAL),
         });
     }
+    let schedulers = args
+        .scheduler
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut signals = crate::dev::StopSignals::register()?;
     let agents: Vec<Agent> = if args.sim {
         let started = std::time::Instant::now();
@@ -305,7 +348,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             agents.len(),
             shape,
             started.elapsed().as_secs_f64(),
-            args.scheduler
+            schedulers
         );
         agents.into_iter().map(|(a, _)| a).collect()
     } else {
@@ -331,7 +374,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             args.node,
             args.hypervisor,
             agent.api_addr(),
-            args.scheduler
+            schedulers
         );
         vec![agent]
     };

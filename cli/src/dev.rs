@@ -140,7 +140,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let agent = Agent::start(AgentConfig {
         node: node.clone(),
         region: args.region.clone(),
-        scheduler: scheduler.gateway_addr(),
+        schedulers: vec![scheduler.gateway_addr()],
         ca_pem: pki.ca.identity.cert_pem.clone(),
         identity: pki.node.clone(),
         hypervisor_uri: args.hypervisor.clone(),

@@ -9,6 +9,7 @@ mod data_dir;
 mod dev;
 mod dev_pki;
 mod job_cmd;
+mod limits;
 mod node_cmd;
 mod profile;
 mod reservation_cmd;
@@ -168,6 +169,9 @@ enum BenchCommand {
     Schedule(bench::schedule::ScheduleBenchArgs),
     /// RSS and CPU share of an idle agent process with VMs defined (libvirt test driver).
     AgentIdle(bench::agent_idle::AgentIdleBenchArgs),
+    /// Many simulated agents on a scheduler cluster over real QUIC + mTLS: registration, the
+    /// leader's CPU and memory, heartbeat handling, and a kill -9 failover.
+    Fleet(bench::fleet::FleetBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,6 +266,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::AgentIdle(args),
             } => bench::agent_idle::agent_idle(args).await,
+            Command::Bench {
+                command: BenchCommand::Fleet(args),
+            } => bench::fleet::fleet(args).await,
             Command::Sim {
                 command: SimCommand::Fleet(args),
             } => bench::placement::fleet(args),

@@ -43,9 +43,70 @@ pub struct LinkInfo {
 
 /// Connected agents, by node. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct NodeLinks(Arc<Mutex<HashMap<NodeId, LinkInfo>>>);
+pub struct NodeLinks(Arc<Mutex<HashMap<NodeId, LinkInfo>>>, Arc<GatewayMetrics>);
+
+/// What the gateway exports on `/metrics`.
+#[derive(Debug)]
+pub struct GatewayMetrics {
+    /// Agents registered on this replica's gateway now.
+    pub connected_agents: prometheus_client::metrics::gauge::Gauge,
+    /// From an agent sending a heartbeat (its clock) to this gateway handling it, seconds.
+    pub heartbeat_delay_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Agents sent to the leader because this replica does not lead.
+    pub redirects: prometheus_client::metrics::counter::Counter,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        GatewayMetrics {
+            connected_agents: Default::default(),
+            // 100 µs … ~3 s, buckets √2 apart.
+            heartbeat_delay_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(
+                    0.000_1,
+                    std::f64::consts::SQRT_2,
+                    30,
+                ),
+            ),
+            redirects: Default::default(),
+        }
+    }
+}
+
+impl GatewayMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "vmcloud_gateway_connected_agents",
+            "Agents registered on this replica's gateway",
+            self.connected_agents.clone(),
+        );
+        registry.register(
+            "vmcloud_gateway_heartbeat_delay_seconds",
+            "From an agent sending a heartbeat (its clock) to the gateway handling it",
+            self.heartbeat_delay_seconds.clone(),
+        );
+        registry.register(
+            "vmcloud_gateway_redirects",
+            "Agents sent to the leader because this replica does not lead",
+            self.redirects.clone(),
+        );
+    }
+}
 
 impl NodeLinks {
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.1
+    }
+
+    /// Agents connected now.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn snapshot(&self) -> HashMap<NodeId, LinkInfo> {
         self.0.lock().unwrap().clone()
     }
@@ -179,6 +240,7 @@ async fn accept_loop(
                 if map.get(node).is_some_and(|l| l.connection == connection) {
                     map.remove(node);
                 }
+                links.1.connected_agents.set(map.len() as i64);
             }
             match (result, node) {
                 (Ok(()), Some(node)) => tracing::info!(%node, "agent disconnected"),
@@ -333,6 +395,16 @@ async fn serve_link(
     let Some(agent_message::Body::Register(register)) = message.body else {
         return Err(LinkError::Protocol("the first message must be Register"));
     };
+    // Only the leader serves agents: it keeps their liveness and pushes their configs.
+    if let Some(redirect) = redirect(cluster) {
+        links.1.redirects.inc();
+        writer
+            .send(encode(scheduler_message::Body::Redirect(redirect)))
+            .await?;
+        let _ = writer.get_mut().finish();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        return Ok(());
+    }
     register_node(cluster, &node, &register).await;
     writer
         .send(encode(scheduler_message::Body::Registered(
@@ -342,21 +414,26 @@ async fn serve_link(
         )))
         .await?;
     let now = Instant::now();
-    links.0.lock().unwrap().insert(
-        node.clone(),
-        LinkInfo {
-            connection,
-            connected_since: now,
-            last_heartbeat: now,
-            acked_generation: None,
-            summary: None,
-            conditions: Vec::new(),
-            unhealthy_gpus: Vec::new(),
-        },
-    );
+    {
+        let mut map = links.0.lock().unwrap();
+        map.insert(
+            node.clone(),
+            LinkInfo {
+                connection,
+                connected_since: now,
+                last_heartbeat: now,
+                acked_generation: None,
+                summary: None,
+                conditions: Vec::new(),
+                unhealthy_gpus: Vec::new(),
+            },
+        );
+        links.1.connected_agents.set(map.len() as i64);
+    }
     tracing::info!(%node, remote = %conn.remote_address(), version = register.build.as_ref().map(|b| b.version.as_str()).unwrap_or(""), "agent connected");
 
     let mut applied = cluster.applied();
+    let mut raft_status = cluster.raft_status();
     let mut sent_generation = None;
     loop {
         let desired = {
@@ -378,12 +455,18 @@ async fn serve_link(
                 let Some(frame) = frame else { return Ok(()) };
                 let message: pb::AgentMessage = frame::decode("agent", &frame?)?;
                 match message.body {
-                    Some(agent_message::Body::Heartbeat(hb)) => links.update(&node, |l| {
-                        l.last_heartbeat = Instant::now();
-                        if hb.summary.is_some() {
-                            l.summary = hb.summary;
+                    Some(agent_message::Body::Heartbeat(hb)) => {
+                        if hb.sent_unix_us > 0 {
+                            let delay_us = now_us() - hb.sent_unix_us;
+                            links.1.heartbeat_delay_seconds.observe(delay_us.max(0) as f64 / 1e6);
                         }
-                    }),
+                        links.update(&node, |l| {
+                            l.last_heartbeat = Instant::now();
+                            if hb.summary.is_some() {
+                                l.summary = hb.summary;
+                            }
+                        });
+                    }
                     Some(agent_message::Body::Status(report)) => {
                         links.update(&node, |l| {
                             l.last_heartbeat = Instant::now();
@@ -422,8 +505,46 @@ async fn serve_link(
                     return Ok(());
                 }
             }
+            changed = raft_status.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                if let Some(redirect) = redirect(cluster) {
+                    tracing::info!(%node, leader = redirect.leader_gateway, "this replica no longer leads; sending the agent to the leader");
+                    links.1.redirects.inc();
+                    writer.send(encode(scheduler_message::Body::Redirect(redirect))).await?;
+                    let _ = writer.get_mut().finish();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+                    return Ok(());
+                }
+            }
         }
     }
+}
+
+/// The current time, Unix µs.
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Where to send an agent when this replica does not lead; None when it leads.
+fn redirect(cluster: &Cluster) -> Option<pb::Redirect> {
+    let status = cluster.raft_status().borrow().clone();
+    if status.is_leader {
+        return None;
+    }
+    let leader_gateway = cluster
+        .state()
+        .replicas
+        .get(&status.leader_id)
+        .map(|r| r.gateway.clone())
+        .unwrap_or_default();
+    Some(pb::Redirect {
+        leader_gateway,
+        leader_id: status.leader_id,
+    })
 }
 
 /// Records the node's inventory in the replicated state when it is new or has changed.

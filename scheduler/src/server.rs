@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vmcloud_consensus::{NoPeers, QuicCloser, QuicEndpoint, Raft, RaftConfig};
+use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{ALPN_AGENT, BuildInfo, pki};
 
 use crate::api::{self, ApiState};
@@ -90,6 +91,48 @@ pub enum StartError {
     },
 }
 
+/// The address peers and agents reach `bound` at: a wildcard listen address is replaced by
+/// the replica's Raft address (or loopback without peers).
+fn advertised(bound: SocketAddr, replication: &Replication) -> SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let ip = match replication {
+        Replication::Peers { listen, .. } if !listen.ip().is_unspecified() => listen.ip(),
+        _ => std::net::Ipv4Addr::LOCALHOST.into(),
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+/// Records where this replica serves agents and the API (once they differ from what the
+/// state holds), retrying until it is committed.
+async fn announce(cluster: Cluster, me: pb::AnnounceReplica) {
+    loop {
+        let known = cluster
+            .state()
+            .replicas
+            .get(&me.replica_id)
+            .is_some_and(|r| r.gateway == me.gateway_addr && r.api == me.api_addr);
+        if known {
+            return;
+        }
+        match cluster.propose(Body::AnnounceReplica(me.clone())).await {
+            Ok(_) => {
+                tracing::info!(
+                    gateway = me.gateway_addr,
+                    api = me.api_addr,
+                    "replica addresses announced"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "replica addresses not announced yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 /// A running scheduler replica.
 pub struct Scheduler {
     cluster: Cluster,
@@ -99,6 +142,7 @@ pub struct Scheduler {
     liveness: JoinHandle<()>,
     api: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
+    announce: JoinHandle<()>,
     /// Closes the raft link to the peers, when there are peers.
     raft_link: Option<QuicCloser>,
 }
@@ -261,6 +305,15 @@ impl Scheduler {
             })?;
         let mut registry = prometheus_client::registry::Registry::default();
         cluster.raft().metrics().register(&mut registry);
+        links.metrics().register(&mut registry);
+        let announce = tokio::spawn(announce(
+            cluster.clone(),
+            pb::AnnounceReplica {
+                replica_id: cluster.raft_status().borrow().id,
+                gateway_addr: advertised(gateway.local_addr(), &config.replication).to_string(),
+                api_addr: advertised(api_addr, &config.replication).to_string(),
+            },
+        ));
         let router = api::router(ApiState {
             cluster: cluster.clone(),
             catalog: Arc::new(config.catalog),
@@ -288,6 +341,7 @@ impl Scheduler {
             liveness,
             api,
             api_stop,
+            announce,
             raft_link: closer,
         })
     }
@@ -309,6 +363,7 @@ impl Scheduler {
         let _ = self.api_stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), self.api).await;
         self.controller.abort();
+        self.announce.abort();
         self.liveness.abort();
         self.gateway.shutdown().await;
         let raft = self.cluster.raft().clone();

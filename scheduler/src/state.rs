@@ -40,6 +40,9 @@ pub struct ClusterState {
     /// Join tokens by id (secrets are kept hashed).
     #[serde(default)]
     pub join_tokens: BTreeMap<String, crate::join::JoinToken>,
+    /// Where each scheduler replica serves agents and the API (announced at start).
+    #[serde(default)]
+    pub replicas: BTreeMap<u64, ReplicaAddrs>,
     /// account → Idempotency-Key → the reservation that key created.
     #[serde(default)]
     pub reservation_keys: BTreeMap<AccountId, BTreeMap<String, ReservationId>>,
@@ -57,6 +60,15 @@ pub struct ClusterState {
     /// [`ClusterState::reindex`] after a restore or after building a state by hand.
     #[serde(skip)]
     index: StateIndex,
+}
+
+/// Where a scheduler replica can be reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaAddrs {
+    /// The agent gateway, HOST:PORT.
+    pub gateway: String,
+    /// The HTTP API, HOST:PORT.
+    pub api: String,
 }
 
 /// What placement asks of the state on every round, kept current instead of recomputed from
@@ -620,6 +632,16 @@ impl ClusterState {
             Body::UpdateAccount(c) => self.update_account(c),
             Body::CreateJoinToken(c) => self.create_join_token(c, at),
             Body::UseJoinToken(c) => self.use_join_token(c, at),
+            Body::AnnounceReplica(c) => {
+                self.replicas.insert(
+                    c.replica_id,
+                    ReplicaAddrs {
+                        gateway: c.gateway_addr,
+                        api: c.api_addr,
+                    },
+                );
+                Ok(Applied::Done)
+            }
         }
     }
 

@@ -79,6 +79,16 @@ impl SchedulerCluster {
         self.processes.is_empty()
     }
 
+    /// Replica `i`'s agent gateway (QUIC).
+    pub fn gateway(&self, i: usize) -> SocketAddr {
+        self.gateway[i]
+    }
+
+    /// The cluster's PKI directory (CA certificate and key, replicas' certificates).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
     /// Base URL of replica `i` (0-based)'s API.
     pub fn api(&self, i: usize) -> String {
         format!("http://{}", self.api[i])

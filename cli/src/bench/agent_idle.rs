@@ -7,12 +7,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
+
+use super::{Reaped, proc_mib, sample};
 
 /// DESIGN.md §6: idle agent ≤ 15 MiB RSS, ≤ 0.5 % of a core.
 const BUDGET_RSS_MIB: f64 = 15.0;
@@ -26,16 +28,6 @@ pub struct AgentIdleBenchArgs {
     /// Instances defined on the agent while it idles.
     #[arg(long, default_value_t = 20)]
     pub vms: usize,
-}
-
-/// Kills the child when the benchmark ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Starts `vmcloud dev` and returns it with its API address and agent gateway.
@@ -75,44 +67,6 @@ fn start_dev(exe: &Path, dir: &Path) -> anyhow::Result<(Reaped, String, String)>
         }
     }
     bail!("vmcloud dev exited before printing its addresses")
-}
-
-/// A `/proc/PID/<file>` field in kB, as MiB.
-fn proc_mib(pid: u32, file: &str, field: &str) -> anyhow::Result<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .with_context(|| format!("the agent (pid {pid}) is gone"))?;
-    let kib: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no {field} in /proc/PID/{file}"))?;
-    Ok(kib / 1024.0)
-}
-
-/// (resident set in MiB, user + system CPU seconds) of a process, from /proc.
-fn sample(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("the agent (pid {pid}) is gone"))?;
-    let rss_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc/PID/status")?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let after = stat
-        .rsplit_once(')')
-        .context("unreadable /proc/PID/stat")?
-        .1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    Ok((rss_kib / 1024.0, ticks / hz))
 }
 
 pub async fn agent_idle(args: AgentIdleBenchArgs) -> anyhow::Result<()> {

@@ -3,9 +3,60 @@
 
 pub mod agent_idle;
 pub mod create;
+pub mod fleet;
 pub mod placement;
 pub mod raft;
 pub mod schedule;
+
+use anyhow::Context;
+
+/// Kills the child when the benchmark ends, however it ends.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `/proc/PID/<file>` field in kB, as MiB.
+pub fn proc_mib(pid: u32, file: &str, field: &str) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    let kib: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no {field} in /proc/PID/{file}"))?;
+    Ok(kib / 1024.0)
+}
+
+/// (resident set in MiB, user + system CPU seconds) of a process, from /proc.
+pub fn sample(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc/PID/status")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let after = stat
+        .rsplit_once(')')
+        .context("unreadable /proc/PID/stat")?
+        .1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    Ok((rss_kib / 1024.0, ticks / hz))
+}
 
 /// The `p`th percentile of sorted samples (nearest rank); NaN when there are none.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -27,6 +27,11 @@ pub struct ClusterView {
     /// Datacenters most of whose nodes went silent at once (kept by the leader): their nodes
     /// are not declared down until an operator marks them.
     pub partition_alarms: Vec<crate::liveness::PartitionAlarm>,
+    /// Where each replica serves agents and the API, as they announced.
+    pub replicas: std::collections::BTreeMap<u64, crate::state::ReplicaAddrs>,
+    /// Agents registered on this replica's gateway (the leader serves them all; followers
+    /// send them to it).
+    pub connected_agents: usize,
 }
 
 fn view(s: &ApiState) -> ClusterView {
@@ -43,6 +48,8 @@ fn view(s: &ApiState) -> ClusterView {
         applied_index: applied,
         evaluations: s.cluster.broker().lock().expect("broker lock").backlog(),
         partition_alarms: s.liveness.lock().expect("liveness lock").alarms.clone(),
+        replicas: s.cluster.state().replicas.clone(),
+        connected_agents: s.links.len(),
     }
 }
 

@@ -283,3 +283,100 @@ fn a_replica_joins_catches_up_and_another_leaves() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn connected(cluster: &SchedulerCluster, i: usize) -> Option<u64> {
+    status(cluster, i)["connected_agents"].as_u64()
+}
+
+/// Waits until the 4 agents are attached to replica `i`.
+fn wait_connected(
+    cluster: &SchedulerCluster,
+    i: usize,
+    within: Duration,
+    log: &dyn Fn() -> String,
+) {
+    let deadline = Instant::now() + within;
+    while connected(cluster, i) != Some(4) {
+        assert!(
+            Instant::now() < deadline,
+            "4 agents not attached to replica {} within {within:?} (it has {:?}):\n{}",
+            i + 1,
+            connected(cluster, i),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn agents_follow_the_leader_through_a_failover() {
+    let mut cluster = SchedulerCluster::new(3);
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    for i in 0..3 {
+        cluster.wait_ready(i, Duration::from_secs(60));
+    }
+    let leader = agreed_leader(&cluster, None);
+    // A follower first: it sends the agents on to the leader.
+    let mut order: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    order.push(leader);
+    let gateways: Vec<String> = order
+        .iter()
+        .map(|&i| cluster.gateway(i).to_string())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Command::new(vmcloud_bin())
+        .args(["agent", "--sim", "--shape", "cpu", "--count", "4"])
+        .args(["--node", "edge", "--region", "ams"])
+        .args(["--scheduler", &gateways.join(",")])
+        .arg("--pki-dir")
+        .arg(cluster.pki_dir())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "info,quinn=warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("agents.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let agents_log = || std::fs::read_to_string(dir.path().join("agents.log")).unwrap_or_default();
+    wait_connected(&cluster, leader, Duration::from_secs(30), &agents_log);
+    for &f in &order[..2] {
+        assert_eq!(connected(&cluster, f), Some(0), "followers serve no agents");
+        let view = status(&cluster, f);
+        assert_eq!(
+            view["replicas"][(leader + 1).to_string()]["gateway"],
+            cluster.gateway(leader).to_string(),
+            "every replica knows where the leader serves agents: {view}"
+        );
+    }
+    assert!(
+        agents_log().contains("redirected to the leader"),
+        "{}",
+        agents_log()
+    );
+
+    // kill -9 the leader: the agents find the new one (after their link times out).
+    let killed = Instant::now();
+    cluster.kill9(leader);
+    let new = agreed_leader(&cluster, Some(leader as u64 + 1));
+    wait_connected(&cluster, new, Duration::from_secs(40), &agents_log);
+    eprintln!(
+        "4 agents re-attached to replica {} {:.1} s after the leader was killed",
+        new + 1,
+        killed.elapsed().as_secs_f64()
+    );
+    let out = cli(&cluster, new, &["node", "list", "-o", "json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = list["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4, "{list}");
+    for n in nodes {
+        assert_ne!(
+            n["state"], "down",
+            "no node is declared down by a failover: {n}"
+        );
+    }
+    let _ = agents.kill();
+    let _ = agents.wait();
+}
