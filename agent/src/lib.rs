@@ -75,6 +75,9 @@ pub struct AgentConfig {
     /// How often host telemetry is read (`/metrics`, heartbeat summary, conditions); none:
     /// not read (simulated fleets, where every agent would read the same machine).
     pub telemetry_interval: Option<Duration>,
+    /// Simulated agents sharing one process take turns at connecting (handshake and
+    /// registration) through this gate, as hosts with CPUs of their own would not compete.
+    pub connect_gate: Option<Arc<tokio::sync::Semaphore>>,
     /// Where the guest metadata endpoint listens (`169.254.169.254:80` in production; the
     /// address is put on every tenant bridge); none: not served.
     pub metadata_listen: Option<SocketAddr>,
@@ -304,6 +307,7 @@ impl Agent {
             ca_pem: config.ca_pem.clone(),
             identity: config.identity.clone(),
             identity_dir: config.identity_dir.clone(),
+            connect_gate: config.connect_gate.clone(),
         };
 
         let listener = tokio::net::TcpListener::bind(config.api_listen)

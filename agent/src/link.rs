@@ -22,7 +22,9 @@ use vmcloud_proto::{ErrorChain, frame, pki};
 
 use crate::ledger::{Ledger, Stored};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// The first wait (full jitter: anywhere up to it). A second spreads a fleet reconnecting at
+/// once (after a failover) over a second instead of a handful of milliseconds.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,8 @@ pub struct Link {
     pub identity: pki::Identity,
     /// Where the certificate is kept (`node.pem`, `node.key`); none: in memory only.
     pub identity_dir: Option<std::path::PathBuf>,
+    /// Held from connecting until registered (simulated agents sharing a process).
+    pub connect_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// How long to wait before asking again after a refused or unanswered renewal.
@@ -165,6 +169,9 @@ enum Ended {
     },
 }
 
+/// How long a QUIC handshake may take before the agent tries the next replica.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Redirects followed in a row before backing off (a leader change under way).
 const MAX_REDIRECTS: u32 = 3;
 
@@ -215,7 +222,13 @@ impl Link {
                         attempt = 0;
                     }
                     redirects = 0;
+                    // The next replica of the list that is not the one that just failed (a
+                    // leader we were redirected to may sit anywhere in it).
                     next += 1;
+                    let n = self.schedulers.len();
+                    if n > 1 && self.schedulers[next % n] == target {
+                        next += 1;
+                    }
                     let level_warn = attempt == 0 || attempt.is_multiple_of(10);
                     if level_warn {
                         tracing::warn!(scheduler = %target, error = %ErrorChain(&e), "scheduler link down; reconnecting");
@@ -235,11 +248,22 @@ impl Link {
     /// One session with `target`; the error says whether registration had succeeded.
     async fn session(&mut self, target: SocketAddr) -> Result<Ended, (bool, LinkError)> {
         let early = |e: LinkError| (false, e);
-        let conn = self
+        let gate = match &self.connect_gate {
+            Some(g) => g.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let connecting = self
             .endpoint
             .connect(target, pki::SCHEDULER_SERVER_NAME)
-            .map_err(|e| early(e.into()))?
+            .map_err(|e| early(e.into()))?;
+        // A replica that is gone never answers: give up on it well before the idle timeout.
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
+            .map_err(|_| {
+                early(LinkError::Protocol(
+                    "no answer to the QUIC handshake within 5 s",
+                ))
+            })?
             .map_err(|e| early(e.into()))?;
         let (send, recv) = conn.open_bi().await.map_err(|e| early(e.into()))?;
         let mut reader = FramedRead::new(recv, codec());
@@ -284,6 +308,7 @@ impl Link {
                 )));
             }
         };
+        drop(gate);
         tracing::info!(scheduler = %target, node = registered.node_id, "registered with the scheduler");
         let _ = self.connected.send(true);
         self.serve(&mut reader, &mut writer)

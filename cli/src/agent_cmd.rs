@@ -282,6 +282,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .map(|i| format!("{}-{i}", args.node))
             .collect()
     };
+    // Agents of one process connect 64 at a time: they share its CPUs.
+    let connect_gate =
+        (args.count > 1).then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(64)));
     let mut configs = Vec::with_capacity(names.len());
     for name in &names {
         let node = NodeId::parse(name).map_err(|e| anyhow::anyhow!("--node: {e}"))?;
@@ -329,6 +332,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             metadata_listen: args.metadata_listen,
             // Simulated agents would all read this same machine.
             telemetry_interval: (!args.sim).then_some(AgentConfig::DEFAULT_TELEMETRY_INTERVAL),
+            connect_gate: connect_gate.clone(),
         });
     }
     let schedulers = args

@@ -57,16 +57,8 @@ pub struct DevArgs {
     /// renew two thirds into it (e.g. 365d; short values are for trying rotation).
     #[arg(long, default_value = "365d", value_parser = crate::bench::parse_duration)]
     pub node_cert_ttl: Duration,
-    /// A node silent this long is suspect.
-    #[arg(long, default_value = "15s", value_parser = crate::bench::parse_duration)]
-    pub suspect_after: Duration,
-    /// A node silent this long (plus up to 20 % jitter) is declared down, unless most of its
-    /// datacenter went silent with it.
-    #[arg(long, default_value = "60s", value_parser = crate::bench::parse_duration)]
-    pub down_after: Duration,
-    /// A new leader declares nothing down for this long.
-    #[arg(long, default_value = "30s", value_parser = crate::bench::parse_duration)]
-    pub liveness_grace: Duration,
+    #[command(flatten)]
+    pub liveness: LivenessArgs,
     /// Catalog file (regions, flavors, images); default: the built-in config/catalog.toml.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
@@ -120,7 +112,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 identity: pki.scheduler.clone(),
                 ca_key_pem: Some(pki.ca.identity.key_pem.clone()),
                 node_cert_ttl: args.node_cert_ttl,
-                liveness: liveness_config(args.suspect_after, args.down_after, args.liveness_grace),
+                liveness: args.liveness.config(),
                 replication: Replication::Single,
             })
             .await
@@ -159,6 +151,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         // The dev fleet's guests are the test driver's: none would ask.
         metadata_listen: None,
         telemetry_interval: Some(AgentConfig::DEFAULT_TELEMETRY_INTERVAL),
+        connect_gate: None,
     })
     .await
     .context("cannot start the agent")?;
@@ -293,16 +286,37 @@ impl StopSignals {
     }
 }
 
-/// Liveness timeouts from the command line; the rest as the scheduler defaults them.
-pub(crate) fn liveness_config(
-    suspect_after: Duration,
-    down_after: Duration,
-    grace: Duration,
-) -> vmcloud_scheduler::liveness::LivenessConfig {
-    vmcloud_scheduler::liveness::LivenessConfig {
-        suspect_after,
-        down_after: down_after.max(suspect_after),
-        grace,
-        ..Default::default()
+/// Liveness and disconnect policy (`vmcloud dev` and `vmcloud scheduler`).
+#[derive(Debug, clap::Args)]
+pub struct LivenessArgs {
+    /// A node silent this long is suspect.
+    #[arg(long, default_value = "15s", value_parser = crate::bench::parse_duration)]
+    pub suspect_after: Duration,
+    /// A node silent this long (plus up to 20 % jitter) is declared down, unless most of its
+    /// datacenter went silent with it.
+    #[arg(long, default_value = "60s", value_parser = crate::bench::parse_duration)]
+    pub down_after: Duration,
+    /// A new leader declares nothing down for this long.
+    #[arg(long, default_value = "30s", value_parser = crate::bench::parse_duration)]
+    pub liveness_grace: Duration,
+    /// Jobs on a host declared down wait this long for it to come back before they are
+    /// requeued (VPS never are: they come back with their host).
+    #[arg(long, default_value = "5m", value_parser = crate::bench::parse_duration_or_zero)]
+    pub job_lost_after: Duration,
+    /// Game sessions on a host declared down end after this long (0s: at once).
+    #[arg(long, default_value = "0s", value_parser = crate::bench::parse_duration_or_zero)]
+    pub session_lost_after: Duration,
+}
+
+impl LivenessArgs {
+    pub fn config(&self) -> vmcloud_scheduler::liveness::LivenessConfig {
+        vmcloud_scheduler::liveness::LivenessConfig {
+            suspect_after: self.suspect_after,
+            down_after: self.down_after.max(self.suspect_after),
+            grace: self.liveness_grace,
+            job_lost_after: self.job_lost_after,
+            session_lost_after: self.session_lost_after,
+            ..Default::default()
+        }
     }
 }

@@ -43,16 +43,8 @@ pub struct SchedulerArgs {
     /// (instead of forming a new group with --peers).
     #[arg(long)]
     pub join: bool,
-    /// A node silent this long is suspect.
-    #[arg(long, default_value = "15s", value_parser = crate::bench::parse_duration)]
-    pub suspect_after: std::time::Duration,
-    /// A node silent this long (plus up to 20 % jitter) is declared down, unless most of its
-    /// datacenter went silent with it.
-    #[arg(long, default_value = "60s", value_parser = crate::bench::parse_duration)]
-    pub down_after: std::time::Duration,
-    /// A new leader declares nothing down for this long.
-    #[arg(long, default_value = "30s", value_parser = crate::bench::parse_duration)]
-    pub liveness_grace: std::time::Duration,
+    #[command(flatten)]
+    pub liveness: crate::dev::LivenessArgs,
     /// How long the node certificates this replica signs are valid (joins, renewals).
     #[arg(long, default_value = "365d", value_parser = crate::bench::parse_duration)]
     pub node_cert_ttl: std::time::Duration,
@@ -140,11 +132,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                 // Hosts joining with a token get their certificates signed here.
                 ca_key_pem: Some(ca.key_pem.clone()),
                 node_cert_ttl: args.node_cert_ttl,
-                liveness: crate::dev::liveness_config(
-                    args.suspect_after,
-                    args.down_after,
-                    args.liveness_grace,
-                ),
+                liveness: args.liveness.config(),
                 replication: Replication::Peers {
                     id: args.id,
                     listen,

@@ -1,9 +1,10 @@
 //! The agent gateway: the QUIC server (ALPN `vmcloud-agent/1`, mutual TLS) that agents
 //! connect to.
 //!
-//! Tasks: one accept loop; one task per agent connection. Each connection task reads the
-//! agent's frames and, woken by every applied log batch, pushes the node's desired config when
-//! its generation grows. The node's identity is the common name of its verified client
+//! Tasks: one accept loop; one task per agent connection; one watcher that, after every
+//! applied log batch, wakes the connections whose node's desired-config generation changed.
+//! Each connection task reads the agent's frames and pushes the node's desired config when its
+//! generation changes. The node's identity is the common name of its verified client
 //! certificate — never anything the agent says — so an agent can only register, report for and
 //! receive the config of its own node.
 //!
@@ -39,11 +40,20 @@ pub struct LinkInfo {
     /// What the agent last said is wrong with the host, and GPUs it will not give out.
     pub conditions: Vec<pb::HostCondition>,
     pub unhealthy_gpus: Vec<pb::UnhealthyGpu>,
+    /// Wakes the connection when the node's desired-config generation changes.
+    wake: Arc<tokio::sync::Notify>,
+    /// The node's generation when `wake` was last woken.
+    generation_seen: u64,
 }
 
 /// Connected agents, by node. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct NodeLinks(Arc<Mutex<HashMap<NodeId, LinkInfo>>>, Arc<GatewayMetrics>);
+pub struct NodeLinks(
+    Arc<Mutex<HashMap<NodeId, LinkInfo>>>,
+    Arc<GatewayMetrics>,
+    /// Whether this replica leads; changes only when the lead does.
+    Arc<tokio::sync::watch::Sender<bool>>,
+);
 
 /// What the gateway exports on `/metrics`.
 #[derive(Debug)]
@@ -150,6 +160,7 @@ enum LinkError {
 pub struct Gateway {
     endpoint: quinn::Endpoint,
     accept: JoinHandle<()>,
+    watch: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -184,10 +195,25 @@ impl Gateway {
                 .expect("30 s is a valid idle timeout"),
         ));
         config.transport_config(Arc::new(transport));
-        let endpoint = quinn::Endpoint::server(config, addr)
-            .map_err(|source| GatewayError::Bind { addr, source })?;
+        let socket = bind_udp(addr).map_err(|source| GatewayError::Bind { addr, source })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| GatewayError::Bind {
+            addr,
+            source: std::io::Error::other("no async runtime for QUIC"),
+        })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            runtime,
+        )
+        .map_err(|source| GatewayError::Bind { addr, source })?;
+        let watch = tokio::spawn(watch_generations(cluster.clone(), links.clone()));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), cluster, links, ca));
-        Ok(Gateway { endpoint, accept })
+        Ok(Gateway {
+            endpoint,
+            accept,
+            watch,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -199,9 +225,79 @@ impl Gateway {
     /// Closes every agent connection and stops accepting new ones.
     pub async fn shutdown(self) {
         self.accept.abort();
+        self.watch.abort();
         self.endpoint.close(0u32.into(), b"scheduler shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
+}
+
+/// After every applied batch, wakes the connections whose node's desired-config generation
+/// changed — only those, however many agents are connected.
+async fn watch_generations(cluster: Cluster, links: NodeLinks) {
+    let mut applied = cluster.applied();
+    let mut status = cluster.raft_status();
+    let mut seen_epoch = None;
+    let leading = status.borrow_and_update().is_leader;
+    links.2.send_replace(leading);
+    loop {
+        tokio::select! {
+            changed = applied.changed() => if changed.is_err() { return },
+            changed = status.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // Connections follow the lead, not every commit.
+                let leading = status.borrow_and_update().is_leader;
+                links.2.send_if_modified(|l| std::mem::replace(l, leading) != leading);
+                continue;
+            }
+        }
+        let state = cluster.state();
+        let mut map = links.0.lock().unwrap();
+        // Nothing to look at unless some node's generation grew (a new connection sends the
+        // config of its node itself).
+        let epoch = state.generation_epoch.0;
+        if seen_epoch == Some(epoch) {
+            continue;
+        }
+        seen_epoch = Some(epoch);
+        for (node, link) in map.iter_mut() {
+            if let Some(n) = state.nodes.get(node)
+                && n.generation != link.generation_seen
+            {
+                link.generation_seen = n.generation;
+                link.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// Socket buffer the gateway asks for. Thousands of agents reconnecting at once (after a
+/// failover) overflow the kernel's default (≈ 200 KiB): packets are dropped and their
+/// handshakes stall on retransmission timers.
+const SOCKET_BUFFER: usize = 16 << 20;
+
+/// The gateway's UDP socket, with large buffers (forced past `net.core.rmem_max` when the
+/// process may: root or CAP_NET_ADMIN).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    let socket = std::net::UdpSocket::bind(addr)?;
+    if setsockopt(&socket, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(&socket, sockopt::RcvBuf, &SOCKET_BUFFER);
+    }
+    if setsockopt(&socket, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(&socket, sockopt::SndBuf, &SOCKET_BUFFER);
+    }
+    // Linux reports twice what it grants.
+    let granted = getsockopt(&socket, sockopt::RcvBuf).unwrap_or(0) / 2;
+    if granted < SOCKET_BUFFER / 4 {
+        tracing::warn!(
+            granted,
+            wanted = SOCKET_BUFFER,
+            "the agent gateway's UDP receive buffer is small: agents reconnecting en masse may be dropped; raise net.core.rmem_max and net.core.wmem_max (sysctl) to 16 MiB"
+        );
+    }
+    Ok(socket)
 }
 
 /// Signs node certificates: for hosts joining with a token and for agents renewing theirs.
@@ -406,6 +502,7 @@ async fn serve_link(
         return Ok(());
     }
     register_node(cluster, &node, &register).await;
+    back_up(cluster, &node).await;
     writer
         .send(encode(scheduler_message::Body::Registered(
             pb::Registered {
@@ -414,6 +511,7 @@ async fn serve_link(
         )))
         .await?;
     let now = Instant::now();
+    let wake = Arc::new(tokio::sync::Notify::new());
     {
         let mut map = links.0.lock().unwrap();
         map.insert(
@@ -426,21 +524,25 @@ async fn serve_link(
                 summary: None,
                 conditions: Vec::new(),
                 unhealthy_gpus: Vec::new(),
+                wake: wake.clone(),
+                generation_seen: 0,
             },
         );
         links.1.connected_agents.set(map.len() as i64);
     }
     tracing::info!(%node, remote = %conn.remote_address(), version = register.build.as_ref().map(|b| b.version.as_str()).unwrap_or(""), "agent connected");
 
-    let mut applied = cluster.applied();
-    let mut raft_status = cluster.raft_status();
+    let mut leading = links.2.subscribe();
     let mut sent_generation = None;
     loop {
         let desired = {
             let state = cluster.state();
-            state
-                .desired_config(&node)
-                .filter(|d| Some(d.generation) != sent_generation)
+            let generation = state.nodes.get(&node).map(|n| n.generation);
+            if generation.is_some() && generation != sent_generation {
+                state.desired_config(&node)
+            } else {
+                None
+            }
         };
         if let Some(desired) = desired {
             sent_generation = Some(desired.generation);
@@ -481,6 +583,7 @@ async fn serve_link(
                             l.unhealthy_gpus.clone_from(&report.unhealthy_gpus);
                         });
                         observe(cluster, &node, &report).await;
+                        observe_gpus(cluster, &node, &report).await;
                     }
                     Some(agent_message::Body::Renew(renew)) => {
                         // The certificate names the node this connection proved it is.
@@ -500,14 +603,13 @@ async fn serve_link(
                     None => return Err(LinkError::Protocol("empty agent message")),
                 }
             }
-            changed = applied.changed() => {
+            () = wake.notified() => {}
+            changed = leading.changed() => {
                 if changed.is_err() {
                     return Ok(());
                 }
-            }
-            changed = raft_status.changed() => {
-                if changed.is_err() {
-                    return Ok(());
+                if *leading.borrow_and_update() {
+                    continue;
                 }
                 if let Some(redirect) = redirect(cluster) {
                     tracing::info!(%node, leader = redirect.leader_gateway, "this replica no longer leads; sending the agent to the leader");
@@ -545,6 +647,31 @@ fn redirect(cluster: &Cluster) -> Option<pb::Redirect> {
         leader_gateway,
         leader_id: status.leader_id,
     })
+}
+
+/// A host the leader declared down because its agent went silent is ready again once the
+/// agent is back (a host an operator marked down stays down until the operator says).
+async fn back_up(cluster: &Cluster, node: &NodeId) {
+    let silent_down = cluster
+        .state()
+        .nodes
+        .get(node)
+        .is_some_and(|n| n.state == crate::state::NodeState::Down && n.down_by_liveness);
+    if !silent_down {
+        return;
+    }
+    let command = Body::SetNodeState(pb::SetNodeState {
+        node_id: node.to_string(),
+        state: pb::NodeState::Ready as i32,
+        reason: "its agent reconnected".into(),
+        deadline_unix_ms: 0,
+        by_liveness: false,
+    });
+    match cluster.propose(command).await {
+        Ok(Ok(_)) => tracing::info!(%node, "the host's agent is back: ready again"),
+        Ok(Err(e)) => tracing::warn!(%node, error = %e, "could not mark the host ready"),
+        Err(e) => tracing::warn!(%node, error = %e, "could not mark the host ready"),
+    }
 }
 
 /// Records the node's inventory in the replicated state when it is new or has changed.
@@ -623,6 +750,31 @@ pub fn observations(
         }
     }
     out
+}
+
+/// Records the GPUs the agent will not give out when that differs from the state (placement
+/// must skip them on every replica).
+async fn observe_gpus(cluster: &Cluster, node: &NodeId, report: &pb::StatusReport) {
+    let differs = cluster.state().nodes.get(node).is_some_and(|n| {
+        n.gpus.iter().any(|g| {
+            let reported = report
+                .unhealthy_gpus
+                .iter()
+                .find(|u| u.pci_address == g.pci_address)
+                .map(|u| u.reason.as_str());
+            reported != g.unhealthy.as_deref()
+        })
+    });
+    if !differs {
+        return;
+    }
+    let command = Body::SetGpuHealth(pb::SetGpuHealth {
+        node_id: node.to_string(),
+        unhealthy: report.unhealthy_gpus.clone(),
+    });
+    if let Err(e) = cluster.propose(command).await {
+        tracing::warn!(%node, error = %e, "GPU health not committed; it is sent again with the next report");
+    }
 }
 
 async fn observe(cluster: &Cluster, node: &NodeId, report: &pb::StatusReport) {

@@ -27,6 +27,11 @@ pub struct LivenessConfig {
     pub grace: Duration,
     pub partition_fraction: f64,
     pub partition_min_nodes: usize,
+    /// Disconnect policy: how long jobs and game sessions on a host declared down (silent)
+    /// wait for it to come back before they are lost — jobs requeued, sessions ended. VPS are
+    /// never lost: they stay impaired and come back with their host.
+    pub job_lost_after: Duration,
+    pub session_lost_after: Duration,
 }
 
 impl Default for LivenessConfig {
@@ -38,6 +43,8 @@ impl Default for LivenessConfig {
             grace: Duration::from_secs(30),
             partition_fraction: 0.5,
             partition_min_nodes: 3,
+            job_lost_after: Duration::from_secs(300),
+            session_lost_after: Duration::ZERO,
         }
     }
 }
@@ -218,13 +225,71 @@ pub async fn run(
                 state: pb::NodeState::Down as i32,
                 reason: format!("no heartbeat from its agent for {} s", silent.as_secs()),
                 deadline_unix_ms: 0,
+                by_liveness: true,
             });
             if let Err(e) = cluster.propose(command).await {
                 tracing::warn!(%node, error = %e, "could not declare the node down");
             }
         }
+        let lost = lost_now(&cluster.state(), &config, crate::cluster::now_ms());
+        for (node, ids, reason) in lost {
+            tracing::warn!(%node, instances = ids.len(), "{reason}: losing its jobs and sessions");
+            let command = Body::LoseInstances(pb::LoseInstances {
+                node_id: node.to_string(),
+                instance_ids: ids,
+                reason,
+            });
+            if let Err(e) = cluster.propose(command).await {
+                tracing::warn!(%node, error = %e, "could not record lost instances");
+            }
+        }
         *view.lock().unwrap() = verdict;
     }
+}
+
+/// Jobs and sessions on hosts the leader declared down whose class's `lost_after` has run
+/// out at `now_ms`: per node, the instances and the reason.
+pub fn lost_now(
+    state: &crate::state::ClusterState,
+    config: &LivenessConfig,
+    now_ms: i64,
+) -> Vec<(NodeId, Vec<String>, String)> {
+    let down_for: HashMap<&NodeId, Duration> = state
+        .nodes
+        .values()
+        .filter_map(|n| match (n.state, n.down_by_liveness, n.down_since_ms) {
+            (crate::state::NodeState::Down, true, Some(since)) => Some((
+                &n.id,
+                Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0)),
+            )),
+            _ => None,
+        })
+        .collect();
+    if down_for.is_empty() {
+        return Vec::new();
+    }
+    let mut lost: BTreeMap<&NodeId, Vec<String>> = BTreeMap::new();
+    for i in state.instances.values() {
+        let Some(d) = i.node.as_ref().and_then(|n| down_for.get(n)) else {
+            continue;
+        };
+        let past = (i.job.is_some() && *d >= config.job_lost_after)
+            || (i.session.is_some() && *d >= config.session_lost_after);
+        if past && i.state != crate::state::InstanceState::Deleting {
+            lost.entry(i.node.as_ref().expect("on a node"))
+                .or_default()
+                .push(i.id.to_string());
+        }
+    }
+    lost.into_iter()
+        .map(|(node, ids)| {
+            let reason = format!(
+                "down for {} s, past its workloads' lost_after",
+                down_for[node].as_secs()
+            );
+            (node.clone(), ids, reason)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -118,7 +118,9 @@ impl<'s> FleetIndex<'s> {
             by_region.entry(node.region.as_str()).or_default().push(pos);
             let mut models: Vec<&str> = node.gpus.iter().map(|g| g.model.as_str()).collect();
             models.dedup();
-            single_model.push(models.len() <= 1 && node.gpus.iter().all(|g| !g.mig));
+            single_model.push(
+                models.len() <= 1 && node.gpus.iter().all(|g| !g.mig && g.unhealthy.is_none()),
+            );
             models.sort_unstable();
             models.dedup();
             for model in models {
@@ -735,7 +737,12 @@ pub fn pick_gpus(
     let free: Vec<&Gpu> = node
         .gpus
         .iter()
-        .filter(|g| g.model == model && !g.mig && !used.gpus.contains(&g.pci_address))
+        .filter(|g| {
+            g.model == model
+                && !g.mig
+                && g.unhealthy.is_none()
+                && !used.gpus.contains(&g.pci_address)
+        })
         .collect();
     if free.len() < count {
         return None;
@@ -821,7 +828,11 @@ fn pick_for(node: &Node, used: &Usage, req: &GpuRequest) -> Option<(Vec<String>,
 /// left free on that GPU.
 pub fn pick_slice(node: &Node, used: &Usage, model: &str, profile: &str) -> Option<(String, u8)> {
     let mut best: Option<(u8, String)> = None;
-    for gpu in node.gpus.iter().filter(|g| g.mig && g.model == model) {
+    for gpu in node
+        .gpus
+        .iter()
+        .filter(|g| g.mig && g.model == model && g.unhealthy.is_none())
+    {
         let Some(p) = mig::profile(&gpu.model, gpu.memory_mib, profile) else {
             continue;
         };
@@ -1014,7 +1025,12 @@ fn place_gpu(
         } else {
             node.gpus
                 .iter()
-                .filter(|g| g.model == req.model && !g.mig && !u.gpus.contains(&g.pci_address))
+                .filter(|g| {
+                    g.model == req.model
+                        && !g.mig
+                        && g.unhealthy.is_none()
+                        && !u.gpus.contains(&g.pci_address)
+                })
                 .count()
         };
         if free < count {
@@ -1215,6 +1231,8 @@ mod tests {
             drain_deadline_ms: None,
             labels: Default::default(),
             pools: Default::default(),
+            down_since_ms: None,
+            down_by_liveness: false,
         }
     }
 
@@ -1229,6 +1247,7 @@ mod tests {
                 numa_node: i / (n / 2).max(1),
                 nvlink_group: i.checked_div(group).map_or(0, |g| g + 1),
                 mig: false,
+                unhealthy: None,
             })
             .collect();
         node

@@ -51,6 +51,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                     numa_node: i / (n / 2).max(1),
                     nvlink_group: i.checked_div(group).map_or(0, |g| g + 1),
                     mig: crate::mig::capable(model) && h % 10 == 3,
+                    unhealthy: None,
                 })
                 .collect(),
         };
@@ -78,6 +79,8 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
             drain_deadline_ms: None,
             labels: Default::default(),
             pools: Default::default(),
+            down_since_ms: None,
+            down_by_liveness: false,
         };
         // Fill: GPU hosts get GPU instances on ~gpu_fill of their GPUs; CPU hosts get VPSes.
         let mut bound = Vec::new();

@@ -56,10 +56,25 @@ pub struct ClusterState {
     /// released), so the placement controller knows when waiting instances may now fit.
     #[serde(default)]
     pub capacity_epoch: u64,
+    /// Grows whenever any node's desired-config generation grows (not serialized: the agent
+    /// gateway compares it between applied batches to skip looking at every node).
+    #[serde(skip)]
+    pub generation_epoch: Epoch,
     /// Derived from the maps above and never serialized: kept current by `apply`, rebuilt by
     /// [`ClusterState::reindex`] after a restore or after building a state by hand.
     #[serde(skip)]
     index: StateIndex,
+}
+
+/// A change counter kept beside the state, not part of its value: states equal in
+/// everything else are equal whatever their counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epoch(pub u64);
+
+impl PartialEq for Epoch {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Where a scheduler replica can be reached.
@@ -445,6 +460,14 @@ pub struct Node {
     /// Dedicated pools; empty: the general fleet.
     #[serde(default)]
     pub pools: BTreeSet<String>,
+    /// When the host went down (while it is down).
+    #[serde(default)]
+    pub down_since_ms: Option<i64>,
+    /// Down because its agent went silent (the leader's liveness tracker), not by an operator:
+    /// jobs and sessions wait for their lost_after, and the host is ready again when its
+    /// agent comes back.
+    #[serde(default)]
+    pub down_by_liveness: bool,
 }
 
 /// One GPU of a host.
@@ -459,6 +482,10 @@ pub struct Gpu {
     /// MIG mode is on: given out only as MIG slices, never whole.
     #[serde(default)]
     pub mig: bool,
+    /// Why its agent will not give it out (failed health check, lost, ECC errors); none:
+    /// healthy. Placement skips it; what holds it keeps it.
+    #[serde(default)]
+    pub unhealthy: Option<String>,
 }
 
 impl From<pb::GpuDevice> for Gpu {
@@ -470,6 +497,7 @@ impl From<pb::GpuDevice> for Gpu {
             numa_node: g.numa_node,
             nvlink_group: g.nvlink_group,
             mig: g.mig_mode,
+            unhealthy: None,
         }
     }
 }
@@ -487,11 +515,9 @@ impl Node {
         let Some(slice) = crate::mig::Slice::parse(binding) else {
             return false;
         };
-        let Some(gpu) = self
-            .gpus
-            .iter()
-            .find(|g| g.pci_address == slice.pci && g.mig && g.model == req.model)
-        else {
+        let Some(gpu) = self.gpus.iter().find(|g| {
+            g.pci_address == slice.pci && g.mig && g.model == req.model && g.unhealthy.is_none()
+        }) else {
             return false;
         };
         if req.mig_profile.as_deref() != Some(slice.profile) {
@@ -541,10 +567,13 @@ pub struct Usage {
     pub held: Held,
     /// Spot instances holding capacity here.
     pub spot: u32,
+    /// The instances on the node (its desired config is built from them).
+    pub instances: BTreeSet<InstanceId>,
 }
 
 impl Usage {
     pub(crate) fn add(&mut self, i: &Instance) {
+        self.instances.insert(i.id.clone());
         self.spot += u32::from(i.market == Market::Spot);
         self.vcpus += i.vcpus;
         self.memory_mib += i.memory_mib;
@@ -572,6 +601,7 @@ impl Usage {
     }
 
     fn remove(&mut self, i: &Instance) {
+        self.instances.remove(&i.id);
         self.spot = self
             .spot
             .saturating_sub(u32::from(i.market == Market::Spot));
@@ -624,6 +654,8 @@ impl ClusterState {
             Body::RegisterNode(c) => self.register_node(c, at),
             Body::ObserveInstances(c) => self.observe_instances(c, at),
             Body::SetNodeState(c) => self.set_node_state(c, at),
+            Body::LoseInstances(c) => self.lose_instances(c, at),
+            Body::SetGpuHealth(c) => self.set_gpu_health(c),
             Body::SetNodeLabels(c) => self.set_node_labels(c),
             Body::ReclaimInstances(c) => self.reclaim_instances(c, at),
             Body::CreateReservation(c) => self.create_reservation(c, at),
@@ -879,7 +911,10 @@ impl ClusterState {
                             && p.gpus.iter().all(|pci| {
                                 !used.gpus.contains(pci)
                                     && node.gpus.iter().any(|g| {
-                                        &g.pci_address == pci && g.model == req.model && !g.mig
+                                        &g.pci_address == pci
+                                            && g.model == req.model
+                                            && !g.mig
+                                            && g.unhealthy.is_none()
                                     })
                             })
                     }
@@ -925,6 +960,7 @@ impl ClusterState {
                 .get_mut(&node_id)
                 .expect("checked above")
                 .generation += 1;
+            self.generation_epoch.0 += 1;
             if own_slot {
                 let instance = self.instances[&id].clone();
                 self.bind_slot(&instance, &node_id);
@@ -1114,6 +1150,7 @@ impl ClusterState {
             );
             if let Some(node) = self.nodes.get_mut(&node_id) {
                 node.generation += 1;
+                self.generation_epoch.0 += 1;
             }
             // A job runs all together or not at all: its other members stop with it.
             if let Some(job) = job {
@@ -1174,6 +1211,7 @@ impl ClusterState {
             );
             if let Some(node) = i.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
                 node.generation += 1;
+                self.generation_epoch.0 += 1;
             }
         }
     }
@@ -1229,17 +1267,22 @@ impl ClusterState {
             };
             instance.status_message = Some(status);
             instance.notify(at, told);
-            Self::begin_delete(&mut self.nodes, instance);
+            Self::begin_delete(&mut self.nodes, &mut self.generation_epoch, instance);
         }
         Ok(Applied::Done)
     }
 
     /// Takes an instance that holds capacity out of its node's desired config; it is removed
     /// when its agent reports it gone.
-    fn begin_delete(nodes: &mut BTreeMap<NodeId, Node>, instance: &mut Instance) {
+    fn begin_delete(
+        nodes: &mut BTreeMap<NodeId, Node>,
+        generation_epoch: &mut Epoch,
+        instance: &mut Instance,
+    ) {
         instance.state = InstanceState::Deleting;
         if let Some(node) = instance.node.as_ref().and_then(|n| nodes.get_mut(n)) {
             node.generation += 1;
+            generation_epoch.0 += 1;
             instance.deleted_in_generation = Some(node.generation);
         }
     }
@@ -1254,22 +1297,47 @@ impl ClusterState {
             .get_mut(&id)
             .ok_or_else(|| Rejected::NotFound(format!("node {id}")))?;
         let before = node.state;
+        let was_liveness_down = node.down_by_liveness;
         node.state = state;
         node.state_reason = (!c.reason.is_empty()).then_some(c.reason.clone());
+        if state != NodeState::Down {
+            node.down_since_ms = None;
+            node.down_by_liveness = false;
+        } else if before != NodeState::Down {
+            node.down_since_ms = Some(at);
+            node.down_by_liveness = c.by_liveness;
+        } else if !c.by_liveness {
+            node.down_by_liveness = false;
+        }
         node.drain_deadline_ms =
             (state == NodeState::Draining && c.deadline_unix_ms > 0).then_some(c.deadline_unix_ms);
         let deadline = node.drain_deadline_ms;
         if state == NodeState::Ready && before != NodeState::Ready {
             self.capacity_epoch += 1;
         }
-        if state == before {
-            return Ok(Applied::Done);
-        }
         let reason = if c.reason.is_empty() {
             String::new()
         } else {
             format!(" ({})", c.reason)
         };
+        if state == before {
+            if state == NodeState::Down && was_liveness_down && !c.by_liveness {
+                // An operator confirms the host is gone: what waited for its lost_after is
+                // lost now.
+                let waiting: Vec<InstanceId> = self
+                    .instances
+                    .values()
+                    .filter(|i| {
+                        i.node.as_ref() == Some(&id)
+                            && i.state != InstanceState::Deleting
+                            && (i.job.is_some() || i.session.is_some())
+                    })
+                    .map(|i| i.id.clone())
+                    .collect();
+                self.lose(&id, &waiting, &reason, at);
+            }
+            return Ok(Applied::Done);
+        }
         let on_node: Vec<InstanceId> = self
             .instances
             .values()
@@ -1277,23 +1345,22 @@ impl ClusterState {
             .map(|i| i.id.clone())
             .collect();
         let mut changed = false;
-        let mut requeue: BTreeSet<JobId> = BTreeSet::new();
+        let mut lost: Vec<InstanceId> = Vec::new();
         let mut spot_jobs: Vec<(JobId, i64)> = Vec::new();
         for iid in on_node {
             let instance = self.instances.get_mut(&iid).expect("listed above");
             match state {
-                NodeState::Down if instance.job.is_some() => {
-                    requeue.extend(instance.job.as_ref().map(|j| j.id.clone()));
-                }
-                NodeState::Down if instance.session.is_some() => {
-                    // A game is live: the gamer is better served by a new launch than by
-                    // waiting for the host.
-                    instance.status_message = Some(format!("host {id} is down{reason}"));
-                    instance.notify(
-                        at,
-                        format!("host {id} is down{reason}: this session has ended; launch it again"),
-                    );
-                    Self::begin_delete(&mut self.nodes, instance);
+                NodeState::Down if instance.job.is_some() || instance.session.is_some() => {
+                    if c.by_liveness {
+                        // Its agent may only be cut off: the leader loses it after its
+                        // class's lost_after unless the host comes back first.
+                        instance.notify(
+                            at,
+                            format!("host {id} is down{reason}: this {} is lost unless its host comes back soon", instance.kind()),
+                        );
+                    } else {
+                        lost.push(iid);
+                    }
                 }
                 NodeState::Draining if instance.preemptible() => {
                     // Spot work gets its notice now (cut short by the drain's deadline).
@@ -1338,7 +1405,7 @@ impl ClusterState {
                         // removes it.
                         instance.status_message = Some(format!("host {id} is down{reason}"));
                         instance.notify(at, format!("host {id} is down{reason}: this spot instance has ended"));
-                        Self::begin_delete(&mut self.nodes, instance);
+                        Self::begin_delete(&mut self.nodes, &mut self.generation_epoch, instance);
                     } else {
                         // Never silently recreated elsewhere: its disk is on that host.
                         instance.state = InstanceState::Impaired;
@@ -1360,12 +1427,99 @@ impl ClusterState {
         }
         if changed && let Some(node) = self.nodes.get_mut(&id) {
             node.generation += 1;
+            self.generation_epoch.0 += 1;
         }
         for (job, until) in spot_jobs {
             self.reclaim_job(&job, until, at);
         }
-        // A job with a member on a lost host starts again from the queue, all members
-        // together (batch work restarts from its checkpoints; nothing of it is impaired).
+        self.lose(&id, &lost, &reason, at);
+        // Waiting workloads nominated to a host that no longer takes work look again.
+        if state != NodeState::Ready {
+            for i in self.instances.values_mut() {
+                if i.nominated_node.as_ref() == Some(&id) {
+                    i.nominated_node = None;
+                    i.pending_reason = Some(crate::placement::WAITING_FOR_PLACEMENT.into());
+                }
+            }
+        }
+        Ok(Applied::Done)
+    }
+
+    /// The GPUs a node's agent will not give out (the rest are healthy).
+    fn set_gpu_health(&mut self, c: pb::SetGpuHealth) -> ApplyResult {
+        let id = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| Rejected::NotFound(format!("node {id}")))?;
+        let mut healed = false;
+        for gpu in &mut node.gpus {
+            let now = c
+                .unhealthy
+                .iter()
+                .find(|u| u.pci_address == gpu.pci_address)
+                .map(|u| u.reason.clone());
+            healed |= gpu.unhealthy.is_some() && now.is_none();
+            gpu.unhealthy = now;
+        }
+        if healed {
+            self.capacity_epoch += 1;
+        }
+        Ok(Applied::Done)
+    }
+
+    fn lose_instances(&mut self, c: pb::LoseInstances, at: i64) -> ApplyResult {
+        let id = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let node = self
+            .nodes
+            .get(&id)
+            .ok_or_else(|| Rejected::NotFound(format!("node {id}")))?;
+        if node.state != NodeState::Down {
+            // The host came back first: its workloads go on.
+            return Ok(Applied::Done);
+        }
+        let ids: Vec<InstanceId> = c
+            .instance_ids
+            .iter()
+            .filter_map(|i| InstanceId::parse(i).ok())
+            .filter(|i| {
+                self.instances.get(i).is_some_and(|i| {
+                    i.node.as_ref() == Some(&id)
+                        && i.state != InstanceState::Deleting
+                        && (i.job.is_some() || i.session.is_some())
+                })
+            })
+            .collect();
+        let reason = if c.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", c.reason)
+        };
+        self.lose(&id, &ids, &reason, at);
+        Ok(Applied::Done)
+    }
+
+    /// Jobs and sessions on a lost host: a session ends (the gamer is better served by a new
+    /// launch than by waiting for the host); a job starts again from the queue, all members
+    /// together (batch work restarts from its checkpoints). If the host comes back, its
+    /// desired config no longer holds them and its agent removes them: one copy of each.
+    fn lose(&mut self, id: &NodeId, lost: &[InstanceId], reason: &str, at: i64) {
+        let mut requeue: BTreeSet<JobId> = BTreeSet::new();
+        for iid in lost {
+            let Some(instance) = self.instances.get_mut(iid) else {
+                continue;
+            };
+            if let Some(job) = &instance.job {
+                requeue.insert(job.id.clone());
+            } else if instance.session.is_some() {
+                instance.status_message = Some(format!("host {id} is down{reason}"));
+                instance.notify(
+                    at,
+                    format!("host {id} is down{reason}: this session has ended; launch it again"),
+                );
+                Self::begin_delete(&mut self.nodes, &mut self.generation_epoch, instance);
+            }
+        }
         for job in requeue {
             self.capacity_epoch += 1;
             let members: Vec<InstanceId> = self
@@ -1381,6 +1535,7 @@ impl ClusterState {
                     .and_then(|n| self.nodes.get_mut(n))
                 {
                     node.generation += 1;
+                    self.generation_epoch.0 += 1;
                 }
                 self.unplace(&m);
                 let i = self.instances.get_mut(&m).expect("listed above");
@@ -1392,16 +1547,6 @@ impl ClusterState {
                 i.notify(at, message);
             }
         }
-        // Waiting workloads nominated to a host that no longer takes work look again.
-        if state != NodeState::Ready {
-            for i in self.instances.values_mut() {
-                if i.nominated_node.as_ref() == Some(&id) {
-                    i.nominated_node = None;
-                    i.pending_reason = Some(crate::placement::WAITING_FOR_PLACEMENT.into());
-                }
-            }
-        }
-        Ok(Applied::Done)
     }
 
     fn set_node_labels(&mut self, c: pb::SetNodeLabels) -> ApplyResult {
@@ -1434,7 +1579,9 @@ impl ClusterState {
                 self.capacity_epoch += 1;
                 return Ok(Applied::Instance(Box::new(removed)));
             }
-            (Some(_), _) => Self::begin_delete(&mut self.nodes, instance),
+            (Some(_), _) => {
+                Self::begin_delete(&mut self.nodes, &mut self.generation_epoch, instance)
+            }
         }
         Ok(Applied::Instance(Box::new(self.instances[&id].clone())))
     }
@@ -1448,13 +1595,23 @@ impl ClusterState {
         let generation = self.nodes.get(&id).map_or(0, |n| n.generation);
         let registered_at_ms = self.nodes.get(&id).map_or(at, |n| n.registered_at_ms);
         // What operators set survives a re-registration.
-        let (state, state_reason, drain_deadline_ms, labels, pools) = match self.nodes.get(&id) {
+        let (
+            state,
+            state_reason,
+            drain_deadline_ms,
+            labels,
+            pools,
+            down_since_ms,
+            down_by_liveness,
+        ) = match self.nodes.get(&id) {
             Some(n) => (
                 n.state,
                 n.state_reason.clone(),
                 n.drain_deadline_ms,
                 n.labels.clone(),
                 n.pools.clone(),
+                n.down_since_ms,
+                n.down_by_liveness,
             ),
             None => Default::default(),
         };
@@ -1479,6 +1636,8 @@ impl ClusterState {
                 drain_deadline_ms,
                 labels,
                 pools,
+                down_since_ms,
+                down_by_liveness,
             },
         );
         Ok(Applied::Done)
@@ -1642,9 +1801,11 @@ impl ClusterState {
     /// What should run on `node`: every instance placed there that is not being deleted.
     pub fn desired_config(&self, node: &NodeId) -> Option<pb::DesiredConfig> {
         let n = self.nodes.get(node)?;
-        let instances = self
-            .instances
-            .values()
+        let on_node = self.index.usage.get(node).map(|u| &u.instances);
+        let instances = on_node
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.instances.get(id))
             .filter(|i| i.node.as_ref() == Some(node) && i.state != InstanceState::Deleting)
             .map(|i| pb::DesiredInstance {
                 instance_id: i.id.to_string(),

@@ -112,6 +112,7 @@ impl Fleet {
             state: state as i32,
             reason: "test".into(),
             deadline_unix_ms: deadline,
+            by_liveness: false,
         }));
     }
 

@@ -304,3 +304,43 @@ fn spot_goes_where_it_is_easy_to_reclaim() {
     assert_eq!(f.instance(&second_spot).node.as_ref(), Some(&spotty));
     assert_eq!(f.instance(&second_on_demand).node.as_ref(), Some(&busy));
 }
+
+#[test]
+fn unhealthy_gpus_are_recorded_and_skipped_until_healthy_again() {
+    let mut f = Fleet::new();
+    let a = f.host("a", "r1", 2);
+    let pci = f.state.nodes[&a].gpus[0].pci_address.clone();
+    f.apply(Body::SetGpuHealth(pb::SetGpuHealth {
+        node_id: a.to_string(),
+        unhealthy: vec![pb::UnhealthyGpu {
+            pci_address: pci.clone(),
+            reason: "health check failed: memory pattern mismatch".into(),
+        }],
+    }));
+    assert_eq!(
+        f.state.nodes[&a].gpus[0].unhealthy.as_deref(),
+        Some("health check failed: memory pattern mismatch")
+    );
+    assert!(f.state.nodes[&a].gpus[1].unhealthy.is_none());
+    // Two GPUs do not fit on a host with one healthy GPU; one does, on the healthy one.
+    let two = f.create(2, |_| {});
+    let one = f.create(1, |_| {});
+    f.place();
+    assert_eq!(f.instance(&two).state, InstanceState::Pending);
+    assert_eq!(f.instance(&one).node.as_ref(), Some(&a));
+    assert_ne!(f.instance(&one).gpus, vec![pci.clone()]);
+
+    // Healthy again (and the one-GPU instance gone): the two-GPU instance fits.
+    f.apply(Body::SetGpuHealth(pb::SetGpuHealth {
+        node_id: a.to_string(),
+        unhealthy: vec![],
+    }));
+    assert!(f.state.nodes[&a].gpus.iter().all(|g| g.unhealthy.is_none()));
+    f.apply(Body::DeleteInstance(pb::DeleteInstance {
+        instance_id: one.to_string(),
+        account_id: crate::fleet::ACCOUNT.into(),
+    }));
+    f.observe(&a, &one, pb::ObservedState::Absent);
+    f.place();
+    assert_eq!(f.instance(&two).node.as_ref(), Some(&a));
+}

@@ -462,6 +462,7 @@ proptest! {
                             state: HOST_STATES[s] as i32,
                             reason: String::new(),
                             deadline_unix_ms: 0,
+                            by_liveness: false,
                         }));
                     }
                 }

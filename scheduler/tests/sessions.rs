@@ -4,6 +4,7 @@
 
 use vmcloud_proto::InstanceId;
 use vmcloud_proto::pb::{self, command::Body};
+use vmcloud_scheduler::liveness::LivenessConfig;
 use vmcloud_scheduler::session::standings;
 use vmcloud_scheduler::state::{InstanceState, Rejected};
 
@@ -369,4 +370,158 @@ fn a_lost_host_ends_its_sessions_and_requeues_its_jobs_whole() {
         "{:?}",
         f.instance(&session).notices
     );
+}
+
+/// What the leader's liveness tracker proposes: down because the agent went silent.
+fn silent_down(f: &mut Fleet, node: &vmcloud_proto::NodeId) {
+    f.apply(Body::SetNodeState(pb::SetNodeState {
+        node_id: node.to_string(),
+        state: pb::NodeState::Down as i32,
+        reason: "no heartbeat from its agent for 60 s".into(),
+        deadline_unix_ms: 0,
+        by_liveness: true,
+    }));
+}
+
+/// What the leader proposes for each host whose workloads' lost_after ran out.
+fn lose_what_is_lost(f: &mut Fleet, config: &LivenessConfig) -> Vec<String> {
+    let lost = vmcloud_scheduler::liveness::lost_now(&f.state, config, f.at);
+    let mut ids = Vec::new();
+    for (node, instances, reason) in lost {
+        ids.extend(instances.iter().cloned());
+        f.apply(Body::LoseInstances(pb::LoseInstances {
+            node_id: node.to_string(),
+            instance_ids: instances,
+            reason,
+        }));
+    }
+    ids
+}
+
+#[test]
+fn a_silent_host_keeps_its_jobs_until_their_lost_after_and_one_copy_survives() {
+    let mut f = Fleet::new();
+    for h in ["a", "b", "c"] {
+        f.host(h, h, 2);
+    }
+    gamer(&mut f, "acct-g", pb::SessionTier::Standard);
+    let job = vmcloud_proto::JobId::generate();
+    let member = InstanceId::generate();
+    f.apply(Body::CreateJob(pb::CreateJob {
+        members: vec![pb::CreateInstance {
+            instance_id: member.to_string(),
+            account_id: crate::fleet::ACCOUNT.into(),
+            region: "par".into(),
+            vcpus: 4,
+            memory_mib: 8192,
+            gpu_model: "H100".into(),
+            gpu_count: 2,
+            job: Some(pb::JobSpec {
+                job_id: job.to_string(),
+                priority: pb::JobPriority::Normal as i32,
+                max_runtime_s: 3600,
+                gang_size: 1,
+                member: 0,
+            }),
+            ..Default::default()
+        }],
+    }));
+    let vps = f.create(0, |_| {});
+    f.place();
+    let host = f.instance(&member).node.clone().unwrap();
+    let config = LivenessConfig {
+        job_lost_after: std::time::Duration::from_secs(300),
+        session_lost_after: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+
+    // Declared down for silence: the job waits for its host (VPS never move).
+    silent_down(&mut f, &host);
+    assert_eq!(f.instance(&member).node.as_ref(), Some(&host));
+    assert_eq!(f.instance(&member).state, InstanceState::Scheduled);
+    assert!(
+        f.instance(&member)
+            .notices
+            .last()
+            .unwrap()
+            .message
+            .contains("lost unless its host comes back"),
+        "{:?}",
+        f.instance(&member).notices
+    );
+    f.at += 299_000;
+    assert!(lose_what_is_lost(&mut f, &config).is_empty(), "not yet");
+
+    // The host comes back within lost_after: nothing was lost, nothing is duplicated.
+    f.set_state(&host, pb::NodeState::Ready, 0);
+    f.at += 10_000;
+    assert!(lose_what_is_lost(&mut f, &config).is_empty());
+    assert_eq!(f.instance(&member).node.as_ref(), Some(&host));
+    let desired = f.state.desired_config(&host).unwrap();
+    assert!(
+        desired
+            .instances
+            .iter()
+            .any(|i| i.instance_id == member.to_string())
+    );
+
+    // Silent again, past lost_after: the job is requeued and placed elsewhere; the host's
+    // desired config drops it, so when it comes back its agent removes the old copy.
+    silent_down(&mut f, &host);
+    f.at += 300_000;
+    assert_eq!(lose_what_is_lost(&mut f, &config), vec![member.to_string()]);
+    assert_eq!(f.instance(&member).state, InstanceState::Pending);
+    f.place();
+    let elsewhere = f.instance(&member).node.clone().unwrap();
+    assert_ne!(elsewhere, host);
+    f.set_state(&host, pb::NodeState::Ready, 0);
+    let on: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|h| {
+            f.state
+                .desired_config(&vmcloud_proto::NodeId::parse(h).unwrap())
+                .unwrap()
+                .instances
+        })
+        .map(|i| i.instance_id)
+        .filter(|i| *i == member.to_string())
+        .collect();
+    assert_eq!(
+        on.len(),
+        1,
+        "exactly one copy of the job is wanted anywhere"
+    );
+    // A stale LoseInstances (the host came back first) changes nothing.
+    f.apply(Body::LoseInstances(pb::LoseInstances {
+        node_id: elsewhere.to_string(),
+        instance_ids: vec![member.to_string()],
+        reason: "stale".into(),
+    }));
+    assert_eq!(f.instance(&member).node.as_ref(), Some(&elsewhere));
+
+    // A session's lost_after is 0: it ends as soon as its host is declared down; an
+    // operator's confirmation loses what still waits at once; the VPS stays, impaired.
+    let session = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap();
+    f.place();
+    let s_host = f.instance(&session).node.clone().unwrap();
+    silent_down(&mut f, &s_host);
+    assert_eq!(
+        lose_what_is_lost(&mut f, &config),
+        vec![session.to_string()]
+    );
+    assert_eq!(f.instance(&session).state, InstanceState::Deleting);
+
+    let job_host = f.instance(&member).node.clone().unwrap();
+    silent_down(&mut f, &job_host);
+    assert_eq!(f.instance(&member).state, InstanceState::Scheduled);
+    f.set_state(&job_host, pb::NodeState::Down, 0);
+    assert_eq!(
+        f.instance(&member).state,
+        InstanceState::Pending,
+        "an operator's down loses it at once"
+    );
+    let v = f.instance(&vps);
+    if v.node.as_ref() == Some(&job_host) || v.node.as_ref() == Some(&s_host) {
+        assert_eq!(v.state, InstanceState::Impaired);
+    }
 }

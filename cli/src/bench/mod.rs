@@ -67,6 +67,14 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Like [`parse_duration`], and `0`/`0s` for none.
+pub fn parse_duration_or_zero(s: &str) -> Result<std::time::Duration, String> {
+    match s.trim().trim_end_matches(['s', 'm', 'h', 'd']) {
+        "0" | "0." | "0.0" => Ok(std::time::Duration::ZERO),
+        _ => parse_duration(s),
+    }
+}
+
 /// Parses `10s`, `500ms`, `2m` or a number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();

@@ -322,6 +322,7 @@ pub async fn patch(
             state: state.to_pb() as i32,
             reason: req.reason.clone().unwrap_or_default(),
             deadline_unix_ms: deadline,
+            by_liveness: false,
         };
         s.cluster.propose(Body::SetNodeState(command)).await??;
     }

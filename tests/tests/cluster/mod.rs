@@ -380,3 +380,32 @@ fn agents_follow_the_leader_through_a_failover() {
     let _ = agents.kill();
     let _ = agents.wait();
 }
+
+/// The 1,000-agent version of `vmcloud bench fleet` (the 10,000 and 65,000 runs are recorded in
+/// docs/performance.md): every agent registers over QUIC + mTLS with 3 replicas, and after a
+/// `kill -9` of the leader every agent re-attaches to the new one and no node is declared down.
+/// The figures are printed, not asserted against budgets (benchmarks measure speed).
+#[test]
+fn a_thousand_agents_register_and_survive_a_leader_kill() {
+    let out = Command::new(vmcloud_bin())
+        .args(["bench", "fleet", "--agents", "1000", "--per-process", "500"])
+        .args(["--measure", "10s", "--timeout", "180s"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(figures["agents"], 1000);
+    assert!(figures["registered_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        figures["reattach_s"].as_f64().is_some(),
+        "every agent re-attached: {figures}"
+    );
+    assert_eq!(figures["false_downs"], 0, "{figures}");
+    assert!(figures["heartbeats_measured"].as_u64().unwrap() > 0);
+}
