@@ -78,6 +78,9 @@ pub struct AgentConfig {
     /// Simulated agents sharing one process take turns at connecting (handshake and
     /// registration) through this gate, as hosts with CPUs of their own would not compete.
     pub connect_gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// A QUIC endpoint (one UDP socket) shared by the simulated agents of one process; none:
+    /// the agent binds its own.
+    pub shared_endpoint: Option<quinn::Endpoint>,
     /// Where the guest metadata endpoint listens (`169.254.169.254:80` in production; the
     /// address is put on every tenant bridge); none: not served.
     pub metadata_listen: Option<SocketAddr>,
@@ -156,7 +159,8 @@ pub struct Agent {
     api_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
     api_stop: oneshot::Sender<()>,
-    endpoint: quinn::Endpoint,
+    /// Closed at shutdown, unless shared with other (simulated) agents.
+    endpoint: Option<quinn::Endpoint>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -291,8 +295,12 @@ impl Agent {
 
         let tls = pki::client_config(&config.ca_pem, &config.identity, ALPN_AGENT)?;
         let first = *config.schedulers.first().ok_or(AgentError::NoScheduler)?;
-        let endpoint = link::endpoint(first, tls)?;
+        let (endpoint, own_endpoint) = match &config.shared_endpoint {
+            Some(e) => (e.clone(), false),
+            None => (link::bind_endpoint(first)?, true),
+        };
         let link = link::Link {
+            client: link::client_config(tls)?,
             schedulers: config.schedulers.clone(),
             endpoint: endpoint.clone(),
             build: (&config.build).into(),
@@ -387,7 +395,7 @@ impl Agent {
                 tasks
             },
             api_stop,
-            endpoint,
+            endpoint: own_endpoint.then_some(endpoint),
         })
     }
 
@@ -398,7 +406,9 @@ impl Agent {
     /// Stops the agent's tasks. VMs are left as they are.
     pub async fn shutdown(self) {
         let _ = self.api_stop.send(());
-        self.endpoint.close(0u32.into(), b"agent shutting down");
+        if let Some(endpoint) = &self.endpoint {
+            endpoint.close(0u32.into(), b"agent shutting down");
+        }
         for t in &self.tasks {
             t.abort();
         }

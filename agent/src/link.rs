@@ -49,6 +49,8 @@ pub enum LinkError {
 
 /// What the link needs to run.
 pub struct Link {
+    /// How this node connects (its certificate; replaced when renewed).
+    pub client: quinn::ClientConfig,
     /// The scheduler replicas' gateways, tried in turn; followers redirect to the leader.
     pub schedulers: Vec<SocketAddr>,
     pub endpoint: quinn::Endpoint,
@@ -108,18 +110,29 @@ pub fn endpoint(
     scheduler: SocketAddr,
     tls: rustls::ClientConfig,
 ) -> Result<quinn::Endpoint, LinkError> {
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| LinkError::Tls(Box::new(e)))?;
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport());
+    let mut endpoint = bind_endpoint(scheduler)?;
+    endpoint.set_default_client_config(client_config(tls)?);
+    Ok(endpoint)
+}
+
+/// A client endpoint (one UDP socket) from which `scheduler` can be reached; connections
+/// bring their own [`client_config`]. Simulated agents of one process share one.
+pub fn bind_endpoint(scheduler: SocketAddr) -> Result<quinn::Endpoint, LinkError> {
     let local: SocketAddr = match scheduler {
         SocketAddr::V4(a) if a.ip().is_loopback() => (Ipv4Addr::LOCALHOST, 0).into(),
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let mut endpoint = quinn::Endpoint::client(local).map_err(LinkError::Socket)?;
-    endpoint.set_default_client_config(config);
-    Ok(endpoint)
+    quinn::Endpoint::client(local).map_err(LinkError::Socket)
+}
+
+/// How a node connects: trusting only the cluster CA, presenting the node's certificate.
+pub fn client_config(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, LinkError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| LinkError::Tls(Box::new(e)))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(config)
 }
 
 fn transport() -> Arc<quinn::TransportConfig> {
@@ -170,7 +183,7 @@ enum Ended {
 }
 
 /// How long a QUIC handshake may take before the agent tries the next replica.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Redirects followed in a row before backing off (a leader change under way).
 const MAX_REDIRECTS: u32 = 3;
@@ -254,14 +267,14 @@ impl Link {
         };
         let connecting = self
             .endpoint
-            .connect(target, pki::SCHEDULER_SERVER_NAME)
+            .connect_with(self.client.clone(), target, pki::SCHEDULER_SERVER_NAME)
             .map_err(|e| early(e.into()))?;
         // A replica that is gone never answers: give up on it well before the idle timeout.
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| {
                 early(LinkError::Protocol(
-                    "no answer to the QUIC handshake within 5 s",
+                    "no answer to the QUIC handshake within 10 s",
                 ))
             })?
             .map_err(|e| early(e.into()))?;
@@ -417,16 +430,13 @@ impl Link {
         let identity = pki::Identity { cert_pem, key_pem };
         let tls = pki::client_config(&self.ca_pem, &identity, vmcloud_proto::ALPN_AGENT)
             .map_err(|e| LinkError::Tls(Box::new(e)))?;
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| LinkError::Tls(Box::new(e)))?;
+        let client = client_config(tls)?;
         if let Some(dir) = &self.identity_dir {
             write_atomic(&dir.join("node.key"), &identity.key_pem, true)
                 .and_then(|()| write_atomic(&dir.join("node.pem"), &identity.cert_pem, false))
                 .map_err(LinkError::Io)?;
         }
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(transport());
-        self.endpoint.set_default_client_config(config);
+        self.client = client;
         let until = pki::cert_validity(&identity.cert_pem)
             .map(|(_, until)| until)
             .unwrap_or_default();

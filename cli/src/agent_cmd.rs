@@ -285,6 +285,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // Agents of one process connect 64 at a time: they share its CPUs.
     let connect_gate =
         (args.count > 1).then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(64)));
+    // …through one UDP socket: a port for each would exhaust the ephemeral range.
+    let shared_endpoint = match (args.count > 1, args.scheduler.first()) {
+        (true, Some(first)) => Some(vmcloud_agent::link::bind_endpoint(*first)?),
+        _ => None,
+    };
     let mut configs = Vec::with_capacity(names.len());
     for name in &names {
         let node = NodeId::parse(name).map_err(|e| anyhow::anyhow!("--node: {e}"))?;
@@ -333,6 +338,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             // Simulated agents would all read this same machine.
             telemetry_interval: (!args.sim).then_some(AgentConfig::DEFAULT_TELEMETRY_INTERVAL),
             connect_gate: connect_gate.clone(),
+            shared_endpoint: shared_endpoint.clone(),
         });
     }
     let schedulers = args

@@ -152,6 +152,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         metadata_listen: None,
         telemetry_interval: Some(AgentConfig::DEFAULT_TELEMETRY_INTERVAL),
         connect_gate: None,
+        shared_endpoint: None,
     })
     .await
     .context("cannot start the agent")?;

@@ -46,6 +46,11 @@ pub struct FleetBenchArgs {
     /// Give up waiting for registration, or for re-attachment, after this long.
     #[arg(long, default_value = "600s", value_parser = super::parse_duration)]
     pub timeout: Duration,
+    /// Start each agent process only once the previous ones' agents are registered (for
+    /// fleets too large to start at once on the benchmark machine: its CPUs, not the
+    /// scheduler's, would set the pace). Registration is then timed from the first start.
+    #[arg(long)]
+    pub ramp: bool,
     /// Keep the cluster's files (logs, data) in this directory instead of a temporary one.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -283,6 +288,12 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
             .args(["--node", &format!("b{}", k + 1)])
             .args(["--region", regions[k % regions.len()]])
             .args(["--scheduler", &order.join(",")])
+            // Each process's agent API sockets on a loopback address of its own: 65,000 on
+            // one address would exhaust its ephemeral ports.
+            .args([
+                "--agent-listen",
+                &format!("127.1.{}.{}:0", k / 250, k % 250 + 1),
+            ])
             .arg("--pki-dir")
             .arg(&pki)
             .arg("--data-dir")
@@ -294,6 +305,30 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
             .spawn()
             .context("cannot start vmcloud agent")?;
         agent_procs.push((Reaped(child), log));
+        if args.ramp {
+            let want = ((k + 1) * args.per_process).min(args.agents) as u64;
+            while api
+                .attached(&replicas[leader].api)
+                .await
+                .is_none_or(|(_, n)| n < want)
+            {
+                if let Ok(Some(status)) = agent_procs[k].0.0.try_wait() {
+                    bail!(
+                        "an agent process exited ({status}):\n{}",
+                        tail(&agent_procs[k].1)
+                    );
+                }
+                if started.elapsed() > args.timeout {
+                    bail!("agents not registered within {:?}", args.timeout);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            eprintln!(
+                "  {want} / {} registered after {:.0} s",
+                args.agents,
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     eprintln!(
         "{} simulated agents starting in {processes} process(es) (open-file limit {nofile})",
