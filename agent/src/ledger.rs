@@ -124,6 +124,7 @@ mod tests {
         let config = |generation| pb::DesiredConfig {
             generation,
             instances: vec![],
+            ..Default::default()
         };
         {
             let mut ledger = Ledger::open(&path).unwrap();

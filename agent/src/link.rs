@@ -445,8 +445,19 @@ impl Link {
         Ok(())
     }
 
-    /// Persists a desired config, then hands it to the reconciler.
+    /// Persists a desired config (rebuilt whole when it came as a delta), then hands it to
+    /// the reconciler.
     async fn accept(&mut self, config: pb::DesiredConfig) -> Result<(), LinkError> {
+        let config = if vmcloud_proto::desired::is_delta(&config) {
+            let current = self.ledger.lock().unwrap().current().cloned();
+            current
+                .and_then(|c| vmcloud_proto::desired::apply(&c, &config))
+                .ok_or(LinkError::Protocol(
+                    "a desired-config delta on a generation this agent does not hold; reconnecting for the whole config",
+                ))?
+        } else {
+            config
+        };
         let ledger = self.ledger.clone();
         let to_store = config.clone();
         let stored = tokio::task::spawn_blocking(move || ledger.lock().unwrap().store(&to_store))

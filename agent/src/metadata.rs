@@ -377,6 +377,7 @@ mod tests {
         let (_tx, rx) = watch::channel(Some(pb::DesiredConfig {
             generation: 1,
             instances: vec![a, b, shared1, shared2],
+            ..Default::default()
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

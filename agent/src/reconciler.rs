@@ -607,6 +607,7 @@ mod tests {
         pb::DesiredConfig {
             generation,
             instances,
+            ..Default::default()
         }
     }
 

@@ -336,6 +336,7 @@ mod tests {
         let config = |w: &pb::DesiredInstance| pb::DesiredConfig {
             generation: 1,
             instances: vec![w.clone()],
+            ..Default::default()
         };
         let mut mem = Memory::default();
         let started = Instant::now();

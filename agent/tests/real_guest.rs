@@ -175,6 +175,7 @@ fn boots_the_test_guest_through_libvirtd() {
     let desired = |generation, instances: Vec<pb::DesiredInstance>| pb::DesiredConfig {
         generation,
         instances,
+        ..Default::default()
     };
     let mut memory = Memory::default();
 

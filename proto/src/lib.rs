@@ -6,10 +6,12 @@
 //! - [`pki`]: the cluster CA, certificates naming a node, and the rustls configurations of the
 //!   QUIC links (pure functions over PEM text; callers do the file I/O).
 //! - [`frame`]: length-delimited framing of protobuf messages on a stream.
+//! - [`desired`]: desired configs as deltas.
 //!
 //! Nothing here does I/O.
 
 pub mod config;
+pub mod desired;
 pub mod frame;
 pub mod ids;
 pub mod pki;

@@ -64,6 +64,9 @@ pub struct GatewayMetrics {
     pub heartbeat_delay_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Agents sent to the leader because this replica does not lead.
     pub redirects: prometheus_client::metrics::counter::Counter,
+    /// Desired configs sent whole, and as deltas on the one before.
+    pub desired_whole: prometheus_client::metrics::counter::Counter,
+    pub desired_deltas: prometheus_client::metrics::counter::Counter,
 }
 
 impl Default for GatewayMetrics {
@@ -79,6 +82,8 @@ impl Default for GatewayMetrics {
                 ),
             ),
             redirects: Default::default(),
+            desired_whole: Default::default(),
+            desired_deltas: Default::default(),
         }
     }
 }
@@ -100,6 +105,16 @@ impl GatewayMetrics {
             "Agents sent to the leader because this replica does not lead",
             self.redirects.clone(),
         );
+        registry.register(
+            "vmcloud_gateway_desired_configs_whole",
+            "Desired configs sent whole",
+            self.desired_whole.clone(),
+        );
+        registry.register(
+            "vmcloud_gateway_desired_configs_delta",
+            "Desired configs sent as a delta on the one before (large configs)",
+            self.desired_deltas.clone(),
+        );
     }
 }
 
@@ -115,6 +130,13 @@ impl NodeLinks {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Calls `f` with each connected node and when it was last heard.
+    pub fn heartbeats(&self, mut f: impl FnMut(&NodeId, Instant)) {
+        for (node, link) in self.0.lock().unwrap().iter() {
+            f(node, link.last_heartbeat);
+        }
     }
 
     pub fn snapshot(&self) -> HashMap<NodeId, LinkInfo> {
@@ -498,18 +520,10 @@ async fn serve_link(
             .send(encode(scheduler_message::Body::Redirect(redirect)))
             .await?;
         let _ = writer.get_mut().finish();
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        // Let the agent read it (it closes the connection then), however busy it is.
+        let _ = tokio::time::timeout(Duration::from_secs(15), conn.closed()).await;
         return Ok(());
     }
-    register_node(cluster, &node, &register).await;
-    back_up(cluster, &node).await;
-    writer
-        .send(encode(scheduler_message::Body::Registered(
-            pb::Registered {
-                node_id: node.to_string(),
-            },
-        )))
-        .await?;
     let now = Instant::now();
     let wake = Arc::new(tokio::sync::Notify::new());
     {
@@ -528,12 +542,24 @@ async fn serve_link(
                 generation_seen: 0,
             },
         );
-        links.1.connected_agents.set(map.len() as i64);
     }
+    // Listed before it registers: liveness never sees a registered node without its link.
+    register_node(cluster, &node, &register).await;
+    back_up(cluster, &node).await;
+    writer
+        .send(encode(scheduler_message::Body::Registered(
+            pb::Registered {
+                node_id: node.to_string(),
+            },
+        )))
+        .await?;
+    links.1.connected_agents.set(links.len() as i64);
     tracing::info!(%node, remote = %conn.remote_address(), version = register.build.as_ref().map(|b| b.version.as_str()).unwrap_or(""), "agent connected");
 
     let mut leading = links.2.subscribe();
     let mut sent_generation = None;
+    // The config this stream carried last: a large one that follows goes as a delta on it.
+    let mut last_sent: Option<pb::DesiredConfig> = None;
     loop {
         let desired = {
             let state = cluster.state();
@@ -546,8 +572,21 @@ async fn serve_link(
         };
         if let Some(desired) = desired {
             sent_generation = Some(desired.generation);
+            let message = match &last_sent {
+                Some(base)
+                    if desired.instances.len() >= vmcloud_proto::desired::DELTA_MIN_INSTANCES =>
+                {
+                    links.1.desired_deltas.inc();
+                    vmcloud_proto::desired::delta(base, &desired)
+                }
+                _ => {
+                    links.1.desired_whole.inc();
+                    desired.clone()
+                }
+            };
+            last_sent = Some(desired);
             writer
-                .send(encode(scheduler_message::Body::Desired(desired)))
+                .send(encode(scheduler_message::Body::Desired(message)))
                 .await?;
         }
         // Both arms are cancel-safe: `FramedRead::next` keeps partial frames in its buffer,

@@ -185,10 +185,9 @@ pub async fn run(
             tracing::info!(grace = ?config.grace, "leading: liveness starts with a grace period");
             Instant::now()
         });
-        for (node, link) in links.snapshot() {
-            last_heard.insert(node, link.last_heartbeat);
-        }
-        let nodes: Vec<NodeFacts> = {
+        // The state first, then the links: a node registers only once its link is listed,
+        // so every node read here that has a link is in the links read after.
+        let mut nodes: Vec<NodeFacts> = {
             let state = cluster.state();
             state
                 .nodes
@@ -197,10 +196,16 @@ pub async fn run(
                     id: n.id.clone(),
                     region: n.region.clone(),
                     down: n.state == crate::state::NodeState::Down,
-                    last_heard: last_heard.get(&n.id).copied(),
+                    last_heard: None,
                 })
                 .collect()
         };
+        links.heartbeats(|node, at| {
+            last_heard.insert(node.clone(), at);
+        });
+        for n in &mut nodes {
+            n.last_heard = last_heard.get(&n.id).copied();
+        }
         let verdict = evaluate(&config, since, Instant::now(), &nodes);
         for alarm in &verdict.alarms {
             if alarmed.insert(alarm.region.clone()) {

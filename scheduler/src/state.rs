@@ -1828,6 +1828,7 @@ impl ClusterState {
         Some(pb::DesiredConfig {
             generation: n.generation,
             instances,
+            ..Default::default()
         })
     }
 

@@ -49,7 +49,7 @@ fn view(s: &ApiState) -> ClusterView {
         evaluations: s.cluster.broker().lock().expect("broker lock").backlog(),
         partition_alarms: s.liveness.lock().expect("liveness lock").alarms.clone(),
         replicas: s.cluster.state().replicas.clone(),
-        connected_agents: s.links.len(),
+        connected_agents: s.links.metrics().connected_agents.get() as usize,
     }
 }
 

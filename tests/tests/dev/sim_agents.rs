@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vmcloud_tests::vmcloud_bin;
 
-use super::{Fixture, cli_json, eventually, wait_state};
+use super::{Fixture, cli_json, eventually, instance, wait_state};
 
 #[tokio::test]
 async fn simulated_agents_join_the_dev_fleet_and_run_gpu_work() {
@@ -128,4 +128,88 @@ async fn simulated_agents_join_the_dev_fleet_and_run_gpu_work() {
     )
     .unwrap();
     assert!(agents.wait().unwrap().success());
+}
+
+/// A host holding many instances gets its desired config as deltas after the first (the
+/// scheduler counts them on /metrics), and converges exactly: new instances run, deleted ones
+/// go.
+#[tokio::test]
+async fn large_desired_configs_go_as_deltas_and_the_agent_converges() {
+    let fx = Fixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Command::new(vmcloud_bin())
+        .args([
+            "agent", "--sim", "--shape", "cpu", "--node", "big", "--region", "ams",
+        ])
+        .args(["--scheduler", &fx.fleet.gateway])
+        .arg("--pki-dir")
+        .arg(fx.fleet.data_dir.join("pki"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(20), "node big ready", || async {
+        let list = cli_json(&fx, &["node", "list"]);
+        list["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == "big" && n["state"] == "ready" && n["connected"] == true)?;
+        Some(())
+    })
+    .await;
+    let ids: Vec<String> = (0..20)
+        .map(|_| {
+            cli_json(
+                &fx,
+                &[
+                    "instance",
+                    "create",
+                    "--flavor",
+                    "vps-s",
+                    "--image",
+                    "debian-12",
+                    "--region",
+                    "ams",
+                ],
+            )["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for id in &ids {
+        let i = wait_state(&fx, id, "running").await;
+        assert_eq!(i["node"], "big");
+    }
+    for id in &ids[..3] {
+        let out = fx.fleet.cli(&["instance", "delete", id]);
+        assert!(out.status.success());
+    }
+    for id in &ids[..3] {
+        eventually(Duration::from_secs(15), "deleted instance gone", || async {
+            instance(&fx, id).await.is_none().then_some(())
+        })
+        .await;
+    }
+    for id in &ids[3..] {
+        assert_eq!(instance(&fx, id).await.unwrap()["state"], "running");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", fx.fleet.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let deltas: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vmcloud_gateway_desired_configs_delta_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(deltas >= 3.0, "deltas sent: {deltas}\n{metrics}");
+    let _ = agent.kill();
+    let _ = agent.wait();
 }
