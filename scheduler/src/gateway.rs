@@ -650,7 +650,7 @@ async fn serve_link(
                 if *leading.borrow_and_update() {
                     continue;
                 }
-                if let Some(redirect) = redirect(cluster) {
+                if let Some(redirect) = redirect_after_lead_lost(cluster, links).await {
                     tracing::info!(%node, leader = redirect.leader_gateway, "this replica no longer leads; sending the agent to the leader");
                     links.1.redirects.inc();
                     writer.send(encode(scheduler_message::Body::Redirect(redirect))).await?;
@@ -661,6 +661,26 @@ async fn serve_link(
             }
         }
     }
+}
+
+/// Where to send an agent once this replica lost the lead; None if it leads again. Waits
+/// (up to 10 s) until a new leader is known — an agent sent nowhere only adds to the
+/// reconnecting crowd — then a random delay that spreads the agents of a large fleet over up
+/// to 20 s (one second per 2,000), so they do not all arrive at the new leader at once.
+async fn redirect_after_lead_lost(cluster: &Cluster, links: &NodeLinks) -> Option<pb::Redirect> {
+    use rand::Rng;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = redirect(cluster)?;
+        if !r.leader_gateway.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let spread = Duration::from_secs_f64((links.len() as f64 / 2000.0).min(20.0));
+    let wait = rand::rng().random_range(Duration::ZERO..=spread);
+    tokio::time::sleep(wait).await;
+    redirect(cluster)
 }
 
 /// The current time, Unix µs.

@@ -160,6 +160,18 @@ impl Api {
         let v = self.get(&format!("{api}/v1/cluster")).await?;
         Some((v["is_leader"].as_bool()?, v["connected_agents"].as_u64()?))
     }
+
+    /// The replica that says it leads (of those still running), with its attached agents.
+    async fn leader(&self, replicas: &[Replica]) -> Option<(usize, u64)> {
+        for (i, r) in replicas.iter().enumerate() {
+            if r.process.is_some()
+                && let Some((true, n)) = self.attached(&r.api).await
+            {
+                return Some((i, n));
+            }
+        }
+        None
+    }
 }
 
 pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
@@ -256,7 +268,7 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
         }
     }
     let leader_of = |view: &Value| view["leader"].as_u64().map(|l| l as usize - 1);
-    let leader = loop {
+    let mut leader = loop {
         if let Some(v) = api.get(&format!("{}/v1/cluster", replicas[0].api)).await
             && let Some(l) = leader_of(&v)
         {
@@ -307,11 +319,7 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
         agent_procs.push((Reaped(child), log));
         if args.ramp {
             let want = ((k + 1) * args.per_process).min(args.agents) as u64;
-            while api
-                .attached(&replicas[leader].api)
-                .await
-                .is_none_or(|(_, n)| n < want)
-            {
+            while api.leader(&replicas).await.is_none_or(|(_, n)| n < want) {
                 if let Ok(Some(status)) = agent_procs[k].0.0.try_wait() {
                     bail!(
                         "an agent process exited ({status}):\n{}",
@@ -337,9 +345,9 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
 
     // Registration.
     let target = args.agents as u64;
-    let leader_api = replicas[leader].api.clone();
     let mut last_report = Instant::now();
     let mut attached = 0;
+    let first_leader = leader;
     while attached < target {
         if started.elapsed() > args.timeout {
             bail!(
@@ -352,7 +360,11 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
                 bail!("an agent process exited ({status}):\n{}", tail(log));
             }
         }
-        if let Some((true, n)) = api.attached(&leader_api).await {
+        if let Some((l, n)) = api.leader(&replicas).await {
+            if l != leader {
+                eprintln!("  the lead moved to replica {} during registration", l + 1);
+                leader = l;
+            }
             attached = n;
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
@@ -369,6 +381,7 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(10)).await;
 
     // Steady state on the leader.
+    let leader_api = replicas[leader].api.clone();
     let pid = replicas[leader].pid;
     let metric = "vmcloud_gateway_heartbeat_delay_seconds";
     let page0 = api
@@ -505,6 +518,7 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
             "agents_cpu_percent": agents_cpu_percent.round(),
             "reattach_s": reattach_s.map(|v| (v * 10.0).round() / 10.0),
             "false_downs": false_downs,
+            "lead_moved_during_registration": leader != first_leader,
             "budget_leader_cpu_percent": BUDGET_LEADER_CPU_PERCENT,
             "budget_reattach_s": BUDGET_REATTACH_S,
         })

@@ -357,6 +357,27 @@ fn agents_follow_the_leader_through_a_failover() {
         agents_log()
     );
 
+    // Leadership handed over: the old leader sends its agents to the new one.
+    let target = order[0];
+    let out = cli(
+        &cluster,
+        leader,
+        &[
+            "cluster",
+            "transfer-leader",
+            "--to",
+            &(target + 1).to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leader = agreed_leader(&cluster, Some(leader as u64 + 1));
+    assert_eq!(leader, target);
+    wait_connected(&cluster, leader, Duration::from_secs(30), &agents_log);
+
     // kill -9 the leader: the agents find the new one (after their link times out).
     let killed = Instant::now();
     cluster.kill9(leader);
