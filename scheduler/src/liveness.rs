@@ -32,6 +32,10 @@ pub struct LivenessConfig {
     /// never lost: they stay impaired and come back with their host.
     pub job_lost_after: Duration,
     pub session_lost_after: Duration,
+    /// While agents are still arriving (one first heard within this long), a node this leader
+    /// has not heard yet is not declared down: after a failover, a large fleet takes longer
+    /// than the grace to re-attach.
+    pub reattach_quiet: Duration,
 }
 
 impl Default for LivenessConfig {
@@ -45,6 +49,7 @@ impl Default for LivenessConfig {
             partition_min_nodes: 3,
             job_lost_after: Duration::from_secs(300),
             session_lost_after: Duration::ZERO,
+            reattach_quiet: Duration::from_secs(10),
         }
     }
 }
@@ -97,14 +102,19 @@ fn jitter_of(node: &NodeId) -> f64 {
 }
 
 /// Decides liveness from what the leader heard. Pure: the caller gives the time.
+///
+/// `last_first_heard`: when this leader last heard a node for the first time.
 pub fn evaluate(
     config: &LivenessConfig,
     leader_since: Instant,
     now: Instant,
     nodes: &[NodeFacts],
+    last_first_heard: Option<Instant>,
 ) -> Verdict {
     let mut verdict = Verdict::default();
     let in_grace = now.saturating_duration_since(leader_since) < config.grace;
+    let reattaching =
+        last_first_heard.is_some_and(|t| now.saturating_duration_since(t) < config.reattach_quiet);
     let silent_for = |n: &NodeFacts| {
         let heard = n.last_heard.map_or(leader_since, |h| h.max(leader_since));
         now.saturating_duration_since(heard)
@@ -145,7 +155,12 @@ pub fn evaluate(
         let state = if silent < config.suspect_after {
             Liveness::Alive
         } else {
-            if silent >= down_after && !in_grace && !partitioned.contains(n.region.as_str()) {
+            let awaited = reattaching && n.last_heard.is_none_or(|h| h < leader_since);
+            if silent >= down_after
+                && !in_grace
+                && !awaited
+                && !partitioned.contains(n.region.as_str())
+            {
                 verdict.declare_down.push(n.id.clone());
             }
             Liveness::Suspect
@@ -173,11 +188,13 @@ pub async fn run(
     let mut leader_since: Option<Instant> = None;
     let mut last_heard: HashMap<NodeId, Instant> = HashMap::new();
     let mut alarmed: BTreeSet<String> = BTreeSet::new();
+    let mut last_first_heard: Option<Instant> = None;
     loop {
         tick.tick().await;
         if !status.borrow_and_update().is_leader {
             leader_since = None;
             last_heard.clear();
+            last_first_heard = None;
             *view.lock().unwrap() = Verdict::default();
             continue;
         }
@@ -201,12 +218,14 @@ pub async fn run(
                 .collect()
         };
         links.heartbeats(|node, at| {
-            last_heard.insert(node.clone(), at);
+            if last_heard.insert(node.clone(), at).is_none() {
+                last_first_heard = Some(Instant::now());
+            }
         });
         for n in &mut nodes {
             n.last_heard = last_heard.get(&n.id).copied();
         }
-        let verdict = evaluate(&config, since, Instant::now(), &nodes);
+        let verdict = evaluate(&config, since, Instant::now(), &nodes, last_first_heard);
         for alarm in &verdict.alarms {
             if alarmed.insert(alarm.region.clone()) {
                 tracing::error!(
@@ -311,6 +330,32 @@ mod tests {
     }
 
     #[test]
+    fn a_new_leader_waits_for_agents_still_arriving_before_declaring_unheard_nodes_down() {
+        let config = LivenessConfig::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Ten hosts per datacenter; after the failover at t0, nine of each were heard again
+        // and one of each not yet (no partition alarm: one in ten is silent).
+        let nodes: Vec<NodeFacts> = ["par", "fra", "ams"]
+            .iter()
+            .flat_map(|r| {
+                (0..10).map(move |i| {
+                    let heard = (i > 0).then(|| at(100));
+                    node(&format!("{r}-{i}"), r, heard)
+                })
+            })
+            .collect();
+        // Past grace + down_after (+ jitter), but an agent was first heard 5 s ago: the
+        // re-attachment is still under way, nobody unheard is declared down.
+        let v = evaluate(&config, t0, at(100), &nodes, Some(at(95)));
+        assert!(v.alarms.is_empty());
+        assert!(v.declare_down.is_empty(), "{:?}", v.declare_down);
+        // Arrivals stopped 10 s ago: the three that never came back are declared down.
+        let v = evaluate(&config, t0, at(100), &nodes, Some(at(90)));
+        assert_eq!(v.declare_down.len(), 3, "{:?}", v.declare_down);
+    }
+
+    #[test]
     fn silent_nodes_become_suspect_then_down_but_not_in_grace_or_a_partition() {
         let config = LivenessConfig::default();
         let t0 = Instant::now();
@@ -328,9 +373,9 @@ mod tests {
                 node("fra-3", "fra", Some(t0)),
             ]
         };
-        let v = evaluate(&config, leader_since, at(10), &nodes(at(10)));
+        let v = evaluate(&config, leader_since, at(10), &nodes(at(10)), None);
         assert!(v.liveness.values().all(|l| *l == Liveness::Alive));
-        let v = evaluate(&config, leader_since, at(20), &nodes(at(20)));
+        let v = evaluate(&config, leader_since, at(20), &nodes(at(20)), None);
         let par4 = NodeId::parse("par-4").unwrap();
         assert_eq!(v.liveness[&par4], Liveness::Suspect);
         assert!(v.declare_down.is_empty(), "suspect, not down yet");
@@ -344,15 +389,15 @@ mod tests {
             }]
         );
         // Past down_after + its jitter: par-4 is declared down; fra's nodes are not.
-        let v = evaluate(&config, leader_since, at(75), &nodes(at(75)));
+        let v = evaluate(&config, leader_since, at(75), &nodes(at(75)), None);
         assert_eq!(v.declare_down, vec![par4.clone()]);
         assert_eq!(v.alarms.len(), 1);
 
         // A new leader (grace): nothing declared down in its first 30 s, whoever is silent.
-        let v = evaluate(&config, at(60), at(80), &nodes(at(80)));
+        let v = evaluate(&config, at(60), at(80), &nodes(at(80)), None);
         assert!(v.declare_down.is_empty());
         // After the grace and down_after counted from the leader's start: down.
-        let v = evaluate(&config, at(60), at(60 + 75), &nodes(at(60 + 75)));
+        let v = evaluate(&config, at(60), at(60 + 75), &nodes(at(60 + 75)), None);
         assert_eq!(v.declare_down, vec![par4]);
 
         // Jitter spreads the moments nodes are declared down, within 20 % of down_after.
