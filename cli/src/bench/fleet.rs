@@ -450,10 +450,23 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let new_leader = new_leader.context("no new leader was elected")?;
-    let nodes = api
-        .get(&format!("{}/v1/nodes", replicas[new_leader].api))
-        .await
-        .context("the new leader does not list the nodes")?;
+    // The new leader is busiest right after the re-attachment: ask again for up to a minute.
+    let url = format!("{}/v1/nodes", replicas[new_leader].api);
+    let asked = Instant::now();
+    let nodes = loop {
+        match api.http.get(&url).bearer_auth(&api.key).send().await {
+            Ok(resp) if resp.status().is_success() => break resp.json::<Value>().await?,
+            answer if asked.elapsed() > Duration::from_secs(60) => bail!(
+                "the new leader does not list the nodes ({}):\n{}",
+                match answer {
+                    Ok(resp) => format!("HTTP {}", resp.status()),
+                    Err(e) => e.to_string(),
+                },
+                tail(&replicas[new_leader].log)
+            ),
+            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    };
     let listed = nodes["nodes"].as_array().map_or(0, Vec::len);
     let false_downs = nodes["nodes"]
         .as_array()
