@@ -77,6 +77,18 @@ impl PartialEq for Epoch {
     }
 }
 
+/// The node `raw` names; the error says whether the name or the node was wrong.
+fn node_mut<'a>(
+    nodes: &'a mut BTreeMap<NodeId, Node>,
+    raw: &str,
+) -> Result<(NodeId, &'a mut Node), Rejected> {
+    let id = NodeId::parse(raw).map_err(|e| Rejected::Invalid(e.to_string()))?;
+    let node = nodes
+        .get_mut(&id)
+        .ok_or_else(|| Rejected::NotFound(format!("node {id}")))?;
+    Ok((id, node))
+}
+
 /// Where a scheduler replica can be reached.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaAddrs {
@@ -1289,13 +1301,9 @@ impl ClusterState {
 
     /// An operator's change of a host's state, and what it means for what runs there.
     fn set_node_state(&mut self, c: pb::SetNodeState, at: i64) -> ApplyResult {
-        let id = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
         let state = NodeState::from_pb(c.state())
             .ok_or_else(|| Rejected::Invalid("no node state given".into()))?;
-        let node = self
-            .nodes
-            .get_mut(&id)
-            .ok_or_else(|| Rejected::NotFound(format!("node {id}")))?;
+        let (id, node) = node_mut(&mut self.nodes, &c.node_id)?;
         let before = node.state;
         let was_liveness_down = node.down_by_liveness;
         node.state = state;
@@ -1447,11 +1455,7 @@ impl ClusterState {
 
     /// The GPUs a node's agent will not give out (the rest are healthy).
     fn set_gpu_health(&mut self, c: pb::SetGpuHealth) -> ApplyResult {
-        let id = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
-        let node = self
-            .nodes
-            .get_mut(&id)
-            .ok_or_else(|| Rejected::NotFound(format!("node {id}")))?;
+        let (_, node) = node_mut(&mut self.nodes, &c.node_id)?;
         let mut healed = false;
         for gpu in &mut node.gpus {
             let now = c
@@ -1550,11 +1554,7 @@ impl ClusterState {
     }
 
     fn set_node_labels(&mut self, c: pb::SetNodeLabels) -> ApplyResult {
-        let id = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
-        let node = self
-            .nodes
-            .get_mut(&id)
-            .ok_or_else(|| Rejected::NotFound(format!("node {id}")))?;
+        let (_, node) = node_mut(&mut self.nodes, &c.node_id)?;
         node.labels = c.labels.into_iter().collect();
         node.pools = c.pools.into_iter().collect();
         self.capacity_epoch += 1;

@@ -104,6 +104,16 @@ impl SchedulerCluster {
         self.spawn(i, join);
     }
 
+    /// Starts replicas `0..n` and waits until each serves.
+    pub fn start_ready(&mut self, n: usize) {
+        for i in 0..n {
+            self.start(i);
+        }
+        for i in 0..n {
+            self.wait_ready(i, Duration::from_secs(60));
+        }
+    }
+
     /// Starts spare replica `i` with `--join`: it waits to be added to the group.
     pub fn start_joining(&mut self, i: usize) {
         self.spawn(i, true);

@@ -54,12 +54,7 @@ fn agreed_leader(cluster: &SchedulerCluster, except: Option<u64>) -> usize {
 #[test]
 fn status_and_leadership_transfer_from_the_cli() {
     let mut cluster = SchedulerCluster::new(3);
-    for i in 0..3 {
-        cluster.start(i);
-    }
-    for i in 0..3 {
-        cluster.wait_ready(i, Duration::from_secs(60));
-    }
+    cluster.start_ready(3);
     let leader = agreed_leader(&cluster, None);
     let view = status(&cluster, leader);
     assert_eq!(view["is_leader"], true);
@@ -173,12 +168,7 @@ fn voters(cluster: &SchedulerCluster, replica: usize) -> Value {
 #[test]
 fn a_replica_joins_catches_up_and_another_leaves() {
     let mut cluster = SchedulerCluster::with_spares(3, 1);
-    for i in 0..3 {
-        cluster.start(i);
-    }
-    for i in 0..3 {
-        cluster.wait_ready(i, Duration::from_secs(60));
-    }
+    cluster.start_ready(3);
     let leader = agreed_leader(&cluster, None);
     let out = cli(
         &cluster,
@@ -311,12 +301,7 @@ fn wait_connected(
 #[test]
 fn agents_follow_the_leader_through_a_failover() {
     let mut cluster = SchedulerCluster::new(3);
-    for i in 0..3 {
-        cluster.start(i);
-    }
-    for i in 0..3 {
-        cluster.wait_ready(i, Duration::from_secs(60));
-    }
+    cluster.start_ready(3);
     let leader = agreed_leader(&cluster, None);
     // A follower first: it sends the agents on to the leader.
     let mut order: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
