@@ -515,14 +515,7 @@ async fn serve_link(
     };
     // Only the leader serves agents: it keeps their liveness and pushes their configs.
     if let Some(redirect) = redirect(cluster) {
-        links.1.redirects.inc();
-        writer
-            .send(encode(scheduler_message::Body::Redirect(redirect)))
-            .await?;
-        let _ = writer.get_mut().finish();
-        // Let the agent read it (it closes the connection then), however busy it is.
-        let _ = tokio::time::timeout(Duration::from_secs(15), conn.closed()).await;
-        return Ok(());
+        return send_redirect(conn, &mut writer, links, redirect).await;
     }
     let now = Instant::now();
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -652,11 +645,7 @@ async fn serve_link(
                 }
                 if let Some(redirect) = redirect_after_lead_lost(cluster, links).await {
                     tracing::info!(%node, leader = redirect.leader_gateway, "this replica no longer leads; sending the agent to the leader");
-                    links.1.redirects.inc();
-                    writer.send(encode(scheduler_message::Body::Redirect(redirect))).await?;
-                    let _ = writer.get_mut().finish();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
-                    return Ok(());
+                    return send_redirect(conn, &mut writer, links, redirect).await;
                 }
             }
         }
@@ -681,6 +670,23 @@ async fn redirect_after_lead_lost(cluster: &Cluster, links: &NodeLinks) -> Optio
     let wait = rand::rng().random_range(Duration::ZERO..=spread);
     tokio::time::sleep(wait).await;
     redirect(cluster)
+}
+
+/// Sends the agent to the leader and ends the session once it has read that (it closes the
+/// connection then), giving a busy agent up to 15 s.
+async fn send_redirect(
+    conn: &quinn::Connection,
+    writer: &mut FramedWrite<quinn::SendStream, LengthDelimitedCodec>,
+    links: &NodeLinks,
+    redirect: pb::Redirect,
+) -> Result<(), LinkError> {
+    links.1.redirects.inc();
+    writer
+        .send(encode(scheduler_message::Body::Redirect(redirect)))
+        .await?;
+    let _ = writer.get_mut().finish();
+    let _ = tokio::time::timeout(Duration::from_secs(15), conn.closed()).await;
+    Ok(())
 }
 
 /// The current time, Unix µs.

@@ -515,6 +515,46 @@ impl From<pb::GpuDevice> for Gpu {
 }
 
 impl Node {
+    /// A node first registered at `at`, with nothing known of it yet.
+    fn new(id: NodeId, at: i64) -> Node {
+        Node {
+            id,
+            region: String::new(),
+            hostname: String::new(),
+            cpu_model: String::new(),
+            cpu_threads: 0,
+            memory_bytes: 0,
+            hypervisor_uri: String::new(),
+            agent_version: String::new(),
+            agent_git_sha: String::new(),
+            registered_at_ms: at,
+            generation: 0,
+            rack: String::new(),
+            gpus: Vec::new(),
+            state: NodeState::default(),
+            state_reason: None,
+            drain_deadline_ms: None,
+            labels: BTreeMap::new(),
+            pools: BTreeSet::new(),
+            down_since_ms: None,
+            down_by_liveness: false,
+        }
+    }
+
+    /// What the agent says of its host at registration.
+    fn take_inventory(&mut self, inv: pb::HostInventory, build: pb::BuildInfo) {
+        self.region = inv.region;
+        self.hostname = inv.hostname;
+        self.cpu_model = inv.cpu_model;
+        self.cpu_threads = inv.cpu_threads;
+        self.memory_bytes = inv.memory_bytes;
+        self.hypervisor_uri = inv.hypervisor_uri;
+        self.rack = inv.rack;
+        self.gpus = inv.gpus.into_iter().map(Gpu::from).collect();
+        self.agent_version = build.version;
+        self.agent_git_sha = build.git_sha;
+    }
+
     /// GPUs that can be given out whole (not in MIG mode).
     pub fn whole_gpus(&self) -> usize {
         self.gpus.iter().filter(|g| !g.mig).count()
@@ -1592,54 +1632,12 @@ impl ClusterState {
         let inv = c.inventory.unwrap_or_default();
         let build = c.build.unwrap_or_default();
         self.index.usage.entry(id.clone()).or_default();
-        let generation = self.nodes.get(&id).map_or(0, |n| n.generation);
-        let registered_at_ms = self.nodes.get(&id).map_or(at, |n| n.registered_at_ms);
-        // What operators set survives a re-registration.
-        let (
-            state,
-            state_reason,
-            drain_deadline_ms,
-            labels,
-            pools,
-            down_since_ms,
-            down_by_liveness,
-        ) = match self.nodes.get(&id) {
-            Some(n) => (
-                n.state,
-                n.state_reason.clone(),
-                n.drain_deadline_ms,
-                n.labels.clone(),
-                n.pools.clone(),
-                n.down_since_ms,
-                n.down_by_liveness,
-            ),
-            None => Default::default(),
-        };
-        self.nodes.insert(
-            id.clone(),
-            Node {
-                id,
-                region: inv.region,
-                hostname: inv.hostname,
-                cpu_model: inv.cpu_model,
-                cpu_threads: inv.cpu_threads,
-                memory_bytes: inv.memory_bytes,
-                hypervisor_uri: inv.hypervisor_uri,
-                agent_version: build.version,
-                agent_git_sha: build.git_sha,
-                registered_at_ms,
-                generation,
-                rack: inv.rack,
-                gpus: inv.gpus.into_iter().map(Gpu::from).collect(),
-                state,
-                state_reason,
-                drain_deadline_ms,
-                labels,
-                pools,
-                down_since_ms,
-                down_by_liveness,
-            },
-        );
+        // The inventory is replaced; what operators set (state, labels, pools, drain) and
+        // what the node went through (generation, first registration, a down) stay.
+        self.nodes
+            .entry(id.clone())
+            .or_insert_with(|| Node::new(id, at))
+            .take_inventory(inv, build);
         Ok(Applied::Done)
     }
 

@@ -289,18 +289,13 @@ fn a_latency_target_picks_the_region_within_it_where_the_launch_starts_first() {
     );
 }
 
-#[test]
-fn a_lost_host_ends_its_sessions_and_requeues_its_jobs_whole() {
-    let mut f = Fleet::new();
-    for h in ["a", "b", "c", "d"] {
-        f.host(h, h, 2);
-    }
-    gamer(&mut f, "acct-g", pb::SessionTier::Standard);
-    // A job of 2 members of 2 GPUs each (so on two hosts), and a session on a third.
+/// A normal-priority job in par of `members` members of 2 H100s each (so one per host); its
+/// members' ids.
+fn gpu_job(f: &mut Fleet, members: u32) -> Vec<InstanceId> {
     let job = vmcloud_proto::JobId::generate();
-    let members: Vec<InstanceId> = (0..2).map(|_| InstanceId::generate()).collect();
+    let ids: Vec<InstanceId> = (0..members).map(|_| InstanceId::generate()).collect();
     f.apply(Body::CreateJob(pb::CreateJob {
-        members: members
+        members: ids
             .iter()
             .enumerate()
             .map(|(n, id)| pb::CreateInstance {
@@ -315,13 +310,25 @@ fn a_lost_host_ends_its_sessions_and_requeues_its_jobs_whole() {
                     job_id: job.to_string(),
                     priority: pb::JobPriority::Normal as i32,
                     max_runtime_s: 3600,
-                    gang_size: 2,
+                    gang_size: members,
                     member: n as u32,
                 }),
                 ..Default::default()
             })
             .collect(),
     }));
+    ids
+}
+
+#[test]
+fn a_lost_host_ends_its_sessions_and_requeues_its_jobs_whole() {
+    let mut f = Fleet::new();
+    for h in ["a", "b", "c", "d"] {
+        f.host(h, h, 2);
+    }
+    gamer(&mut f, "acct-g", pb::SessionTier::Standard);
+    // A job of 2 members of 2 GPUs each (so on two hosts), and a session on a third.
+    let members = gpu_job(&mut f, 2);
     f.place();
     let session = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap();
     f.place();
@@ -405,27 +412,7 @@ fn a_silent_host_keeps_its_jobs_until_their_lost_after_and_one_copy_survives() {
         f.host(h, h, 2);
     }
     gamer(&mut f, "acct-g", pb::SessionTier::Standard);
-    let job = vmcloud_proto::JobId::generate();
-    let member = InstanceId::generate();
-    f.apply(Body::CreateJob(pb::CreateJob {
-        members: vec![pb::CreateInstance {
-            instance_id: member.to_string(),
-            account_id: crate::fleet::ACCOUNT.into(),
-            region: "par".into(),
-            vcpus: 4,
-            memory_mib: 8192,
-            gpu_model: "H100".into(),
-            gpu_count: 2,
-            job: Some(pb::JobSpec {
-                job_id: job.to_string(),
-                priority: pb::JobPriority::Normal as i32,
-                max_runtime_s: 3600,
-                gang_size: 1,
-                member: 0,
-            }),
-            ..Default::default()
-        }],
-    }));
+    let member = gpu_job(&mut f, 1).remove(0);
     let vps = f.create(0, |_| {});
     f.place();
     let host = f.instance(&member).node.clone().unwrap();

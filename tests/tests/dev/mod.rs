@@ -129,6 +129,11 @@ pub fn cli_fails(fx: &Fixture, args: &[&str]) -> String {
 
 /// `vmcloud instance create` of a vps-s in par with `extra` flags; the new instance's id.
 pub fn create(fx: &Fixture, extra: &[&str]) -> String {
+    create_in(fx, "par", extra)
+}
+
+/// `vmcloud instance create` of a vps-s in `region` with `extra` flags; the new instance's id.
+pub fn create_in(fx: &Fixture, region: &str, extra: &[&str]) -> String {
     let mut args = vec![
         "instance",
         "create",
@@ -137,7 +142,7 @@ pub fn create(fx: &Fixture, extra: &[&str]) -> String {
         "--image",
         "debian-12",
         "--region",
-        "par",
+        region,
     ];
     args.extend(extra);
     cli_json(fx, &args)["id"].as_str().unwrap().to_owned()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vmcloud_tests::vmcloud_bin;
 
-use super::{Fixture, cli_json, eventually, instance, wait_state};
+use super::{Fixture, cli_json, create_in, eventually, instance, wait_state};
 
 #[tokio::test]
 async fn simulated_agents_join_the_dev_fleet_and_run_gpu_work() {
@@ -161,26 +161,7 @@ async fn large_desired_configs_go_as_deltas_and_the_agent_converges() {
         Some(())
     })
     .await;
-    let ids: Vec<String> = (0..20)
-        .map(|_| {
-            cli_json(
-                &fx,
-                &[
-                    "instance",
-                    "create",
-                    "--flavor",
-                    "vps-s",
-                    "--image",
-                    "debian-12",
-                    "--region",
-                    "ams",
-                ],
-            )["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let ids: Vec<String> = (0..20).map(|_| create_in(&fx, "ams", &[])).collect();
     for id in &ids {
         let i = wait_state(&fx, id, "running").await;
         assert_eq!(i["node"], "big");
