@@ -5,7 +5,7 @@
 //! in development and most tests, `qemu:///system` in production). Calls block; the agent makes
 //! them from blocking threads.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use vmcloud_proto::{InstanceId, pb};
 
@@ -189,126 +189,6 @@ impl DomainSpec {
     pub fn domain_name(&self) -> String {
         domain_name(&self.instance_id)
     }
-
-    /// libvirt domain XML for this instance. `domain_type` is `test`, `qemu` (TCG) or `kvm`.
-    ///
-    /// The domain's UUID starts with `ec2` and SMBIOS names the product, so cloud-init's Ec2
-    /// datasource recognises the platform and reads the agent's metadata endpoint.
-    pub fn to_xml(&self, domain_type: &str) -> String {
-        use std::fmt::Write;
-        let e = |s: &str| xml_escape(s);
-        let p = |p: &Path| xml_escape(&p.to_string_lossy());
-        let uuid = domain_uuid(&self.instance_id);
-        let mut x = String::with_capacity(2048);
-        let _ = write!(
-            x,
-            "<domain type='{ty}'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n  <title>{title}</title>\n  \
-             <metadata><vmcloud:instance xmlns:vmcloud='urn:vmcloud:instance:1' id='{id}' image='{image}'/></metadata>\n  \
-             <memory unit='MiB'>{mem}</memory>\n",
-            ty = e(domain_type),
-            name = e(&self.domain_name()),
-            title = e(&self.title),
-            id = e(self.instance_id.as_str()),
-            image = e(&self.image),
-            mem = self.memory_mib,
-        );
-        match &self.cpuset {
-            Some(set) => {
-                let _ = writeln!(
-                    x,
-                    "  <vcpu placement='static' cpuset='{}'>{}</vcpu>",
-                    e(set),
-                    self.vcpus
-                );
-            }
-            None => {
-                let _ = writeln!(x, "  <vcpu placement='static'>{}</vcpu>", self.vcpus);
-            }
-        }
-        if let Some(node) = self.numa_node {
-            let _ = writeln!(
-                x,
-                "  <numatune><memory mode='preferred' nodeset='{node}'/></numatune>"
-            );
-        }
-        let _ = writeln!(
-            x,
-            "  <sysinfo type='smbios'><system><entry name='manufacturer'>VMCloud</entry>\
-             <entry name='product'>VMCloud Instance</entry><entry name='serial'>{id}</entry>\
-             <entry name='uuid'>{uuid}</entry></system></sysinfo>",
-            id = e(self.instance_id.as_str()),
-        );
-        x.push_str("  <os>\n    <type arch='x86_64'>hvm</type>\n");
-        if let Some(boot) = &self.boot {
-            let _ = writeln!(x, "    <kernel>{}</kernel>", p(&boot.kernel));
-            if let Some(initrd) = &boot.initrd {
-                let _ = writeln!(x, "    <initrd>{}</initrd>", p(initrd));
-            }
-            let _ = writeln!(x, "    <cmdline>{}</cmdline>", e(&boot.cmdline));
-        } else {
-            x.push_str("    <boot dev='hd'/>\n");
-        }
-        x.push_str(
-            "    <smbios mode='sysinfo'/>\n  </os>\n  <features><acpi/><apic/></features>\n  \
-             <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  \
-             <on_crash>destroy</on_crash>\n  <devices>\n",
-        );
-        if let Some(disk) = &self.disk {
-            let _ = writeln!(
-                x,
-                "    <disk type='file' device='disk'><driver name='qemu' type='qcow2' discard='unmap'/>\
-                 <source file='{}'/><target dev='vda' bus='virtio'/></disk>",
-                p(disk)
-            );
-        }
-        if let Some(nic) = &self.nic {
-            let _ = writeln!(
-                x,
-                "    <interface type='bridge'><source bridge='{}'/><mac address='{}'/>\
-                 <model type='virtio'/><mtu size='{}'/></interface>",
-                e(&nic.bridge),
-                e(&nic.mac),
-                nic.mtu
-            );
-        }
-        match &self.serial_log {
-            Some(log) => {
-                let _ = writeln!(
-                    x,
-                    "    <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>\n    \
-                     <console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>",
-                    log = p(log)
-                );
-            }
-            None => x.push_str(
-                "    <serial type='pty'><target port='0'/></serial>\n    \
-                 <console type='pty'><target type='serial' port='0'/></console>\n",
-            ),
-        }
-        for dev in &self.hostdevs {
-            match dev {
-                HostDev::Pci(a) => {
-                    let _ = writeln!(
-                        x,
-                        "    <hostdev mode='subsystem' type='pci' managed='yes'><source>\
-                         <address domain='0x{:04x}' bus='0x{:02x}' slot='0x{:02x}' function='0x{:x}'/>\
-                         </source></hostdev>",
-                        a.domain, a.bus, a.slot, a.function
-                    );
-                }
-                HostDev::Mdev { uuid, .. } => {
-                    let _ = writeln!(
-                        x,
-                        "    <hostdev mode='subsystem' type='mdev' model='vfio-pci'><source>\
-                         <address uuid='{}'/></source></hostdev>",
-                        e(uuid)
-                    );
-                }
-            }
-        }
-        x.push_str("  </devices>\n</domain>\n");
-        x
-    }
 }
 
 /// `"0000:17:00.0"` (a whole GPU) or `"0000:17:00.0/3g.40gb@4"` (a MIG slice).
@@ -347,7 +227,7 @@ fn derived_uuid(seed: &str, prefix: &str) -> String {
     )
 }
 
-/// The domain UUID of an instance: stable, and starting with `ec2` (see [`DomainSpec::to_xml`]).
+/// The domain UUID of an instance: stable, and starting with `ec2` (see [`crate::libvirt::xml::domain_xml`]).
 pub fn domain_uuid(id: &InstanceId) -> String {
     derived_uuid(id.as_str(), "ec2")
 }
@@ -359,24 +239,6 @@ pub fn domain_name(id: &InstanceId) -> String {
 /// The instance a domain name belongs to, if it is one of ours.
 pub fn instance_of(domain_name: &str) -> Option<InstanceId> {
     InstanceId::parse(domain_name.strip_prefix(DOMAIN_PREFIX)?).ok()
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\'', "&apos;")
-        .replace('"', "&quot;")
-}
-
-/// The libvirt domain type to use with a connection URI.
-pub fn domain_type_for(uri: &str) -> &'static str {
-    if uri.starts_with("test:") {
-        "test"
-    } else {
-        // TCG works everywhere; KVM is selected explicitly when the host supports it.
-        "qemu"
-    }
 }
 
 /// A VM runtime. Every operation is idempotent.
@@ -460,7 +322,7 @@ mod tests {
         });
         spec.cpuset = Some("0-7".into());
         spec.numa_node = Some(0);
-        let xml = spec.to_xml("test");
+        let xml = crate::libvirt::xml::domain_xml(&spec, "test");
         assert!(
             xml.contains("<title>a&lt;b&gt;&amp;&apos;c&apos;</title>"),
             "{xml}"

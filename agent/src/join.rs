@@ -37,7 +37,8 @@ pub async fn join(
     let unreachable = |message: String| JoinError::Unreachable { scheduler, message };
     let (csr_pem, key_pem) = pki::node_csr(node)?;
     let tls = pki::anonymous_client_config(ca_pem, ALPN_JOIN)?;
-    let endpoint = crate::link::endpoint(scheduler, tls).map_err(|e| unreachable(e.to_string()))?;
+    let endpoint =
+        crate::scheduler_link::endpoint(scheduler, tls).map_err(|e| unreachable(e.to_string()))?;
     let exchange = async {
         let conn = endpoint
             .connect(scheduler, pki::SCHEDULER_SERVER_NAME)

@@ -3,7 +3,7 @@
 //! Hardware sits behind narrow traits — [`hypervisor::Hypervisor`] (real: [`libvirt::Libvirt`]),
 //! [`host_info::HostInfo`] (real: sysinfo) and [`gpu::GpuInventory`] (real: NVML; simulated:
 //! [`gpu::SimGpus`]). Tasks of a running [`Agent`]:
-//! - the **link** ([`link`]) to the scheduler: registers, receives desired configs and persists
+//! - the **link** ([`scheduler_link`]) to the scheduler: registers, receives desired configs and persists
 //!   them in the **ledger** ([`ledger`], redb) before anything acts on them, sends status and
 //!   heartbeats;
 //! - the **reconciler** ([`reconciler`]): converges the hypervisor onto the desired config;
@@ -20,14 +20,13 @@ pub mod images;
 pub mod join;
 pub mod ledger;
 pub mod libvirt;
-pub mod link;
 pub mod metadata;
-pub mod netlinks;
 pub mod reconciler;
-pub mod rtnl;
+pub mod scheduler_link;
 pub mod scrub;
-pub mod sim;
+pub mod simulated_host;
 pub mod telemetry;
+pub mod tenant_net;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,7 +91,7 @@ pub enum NetworkMode {
     /// Bridges and VXLAN devices on the host (needs CAP_NET_ADMIN). Without an underlay,
     /// networks are bridges only (one host).
     Host {
-        underlay: Option<netlinks::Underlay>,
+        underlay: Option<tenant_net::Underlay>,
     },
     /// In memory: the dev fleet and simulated hosts, which must not change the machine.
     Simulated,
@@ -128,13 +127,13 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error("cannot manage tenant networks on this host")]
-    Networks(#[source] netlinks::NetError),
+    Networks(#[source] tenant_net::NetError),
     #[error("cannot open the hypervisor")]
     Hypervisor(#[from] hypervisor::HypervisorError),
     #[error("invalid node certificate")]
     Tls(#[from] pki::PkiError),
     #[error(transparent)]
-    Link(#[from] link::LinkError),
+    Link(#[from] scheduler_link::LinkError),
     #[error(
         "cannot listen for the agent API on {addr}: choose another address with --agent-listen"
     )]
@@ -150,7 +149,7 @@ pub struct Hardware {
     pub hypervisor: Arc<dyn Hypervisor>,
     pub host: Box<dyn HostInfo>,
     pub gpus: Box<dyn gpu::GpuInventory>,
-    pub links: Arc<dyn netlinks::NetLinks>,
+    pub links: Arc<dyn tenant_net::NetLinks>,
     pub scrubber: Arc<dyn scrub::GpuScrubber>,
 }
 
@@ -179,10 +178,10 @@ impl Agent {
             .await
             .expect("connecting to libvirt does not panic")?;
         let host = host_info::SysinfoHost::read();
-        let links: Arc<dyn netlinks::NetLinks> = match &config.networks {
-            NetworkMode::Simulated => Arc::new(netlinks::SimLinks::default()),
+        let links: Arc<dyn tenant_net::NetLinks> = match &config.networks {
+            NetworkMode::Simulated => Arc::new(tenant_net::SimLinks::default()),
             NetworkMode::Host { underlay } => Arc::new(
-                rtnl::Rtnetlink::new(
+                tenant_net::linux::Rtnetlink::new(
                     underlay.clone(),
                     config.metadata_listen.and_then(|a| match a.ip() {
                         std::net::IpAddr::V4(v4) => Some(v4),
@@ -297,10 +296,10 @@ impl Agent {
         let first = *config.schedulers.first().ok_or(AgentError::NoScheduler)?;
         let (endpoint, own_endpoint) = match &config.shared_endpoint {
             Some(e) => (e.clone(), false),
-            None => (link::bind_endpoint(first)?, true),
+            None => (scheduler_link::bind_endpoint(first)?, true),
         };
-        let link = link::Link {
-            client: link::client_config(tls)?,
+        let link = scheduler_link::Link {
+            client: scheduler_link::client_config(tls)?,
             schedulers: config.schedulers.clone(),
             endpoint: endpoint.clone(),
             build: (&config.build).into(),

@@ -16,7 +16,7 @@ use vmcloud_agent::hypervisor::domain_name;
 use vmcloud_agent::images::ImageCache;
 use vmcloud_agent::libvirt::Libvirt;
 use vmcloud_agent::reconciler::{Host, Memory, Pass};
-use vmcloud_agent::rtnl::Rtnetlink;
+use vmcloud_agent::tenant_net::linux::Rtnetlink;
 use vmcloud_proto::testing::skip;
 use vmcloud_proto::{InstanceId, pb};
 
@@ -182,7 +182,7 @@ fn boots_the_test_guest_through_libvirtd() {
     // The agent's metadata endpoint on the bridge's 169.254.169.254 (the network is made
     // first so the address exists to listen on; the reconciler finds it made).
     host.links
-        .ensure_network(&vmcloud_agent::netlinks::TenantNetwork { vni, mtu: 1450 })
+        .ensure_network(&vmcloud_agent::tenant_net::TenantNetwork { vni, mtu: 1450 })
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (_desired_tx, desired_rx) =

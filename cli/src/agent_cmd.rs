@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use vmcloud_agent::{Agent, AgentConfig, NetworkMode, netlinks::Underlay, sim};
+use vmcloud_agent::{Agent, AgentConfig, NetworkMode, simulated_host, tenant_net::Underlay};
 use vmcloud_proto::NodeId;
 use vmcloud_proto::pki::{Ca, Identity};
 
@@ -287,7 +287,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         (args.count > 1).then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(64)));
     // …through one UDP socket: a port for each would exhaust the ephemeral range.
     let shared_endpoint = match (args.count > 1, args.scheduler.first()) {
-        (true, Some(first)) => Some(vmcloud_agent::link::bind_endpoint(*first)?),
+        (true, Some(first)) => Some(vmcloud_agent::scheduler_link::bind_endpoint(*first)?),
         _ => None,
     };
     let mut configs = Vec::with_capacity(names.len());
@@ -350,9 +350,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut signals = crate::dev::StopSignals::register()?;
     let agents: Vec<Agent> = if args.sim {
         let started = std::time::Instant::now();
-        let agents = sim::start_agents(configs, &shape, sim::Timings::default())
-            .await
-            .context("cannot start the simulated agents")?;
+        let agents =
+            simulated_host::start_agents(configs, &shape, simulated_host::Timings::default())
+                .await
+                .context("cannot start the simulated agents")?;
         eprintln!(
             "{} simulated agent(s) of shape {} started in {:.1} s, reporting to {}",
             agents.len(),
@@ -371,9 +372,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                     vmcloud_agent::libvirt::Libvirt::connect(&uri)
                 })
                 .await??;
-                let (mut hw, _) =
-                    sim::hardware(&config.node.to_string(), shape, sim::Timings::default())
-                        .map_err(|e| anyhow::anyhow!("--shape: {e}"))?;
+                let (mut hw, _) = simulated_host::hardware(
+                    &config.node.to_string(),
+                    shape,
+                    simulated_host::Timings::default(),
+                )
+                .map_err(|e| anyhow::anyhow!("--shape: {e}"))?;
                 hw.hypervisor = std::sync::Arc::new(hv);
                 Agent::start_with(config, hw).await
             }

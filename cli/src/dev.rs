@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use vmcloud_agent::{Agent, AgentConfig, NetworkMode};
 use vmcloud_proto::NodeId;
-use vmcloud_scheduler::auth::ApiKeyToken;
+use vmcloud_scheduler::accounts::api_key::ApiKeyToken;
 use vmcloud_scheduler::bootstrap::ensure_dev_account;
 use vmcloud_scheduler::catalog::Catalog;
 use vmcloud_scheduler::{Replication, Scheduler, SchedulerConfig};
@@ -310,8 +310,8 @@ pub struct LivenessArgs {
 }
 
 impl LivenessArgs {
-    pub fn config(&self) -> vmcloud_scheduler::liveness::LivenessConfig {
-        vmcloud_scheduler::liveness::LivenessConfig {
+    pub fn config(&self) -> vmcloud_scheduler::nodes::liveness::LivenessConfig {
+        vmcloud_scheduler::nodes::liveness::LivenessConfig {
             suspect_after: self.suspect_after,
             down_after: self.down_after.max(self.suspect_after),
             grace: self.liveness_grace,

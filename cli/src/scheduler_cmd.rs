@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use vmcloud_proto::pki::{Ca, Identity};
-use vmcloud_scheduler::auth::ApiKeyToken;
+use vmcloud_scheduler::accounts::api_key::ApiKeyToken;
 use vmcloud_scheduler::catalog::Catalog;
 use vmcloud_scheduler::{Replication, Scheduler, SchedulerConfig};
 

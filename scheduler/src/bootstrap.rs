@@ -4,8 +4,8 @@
 use vmcloud_proto::AccountId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::auth::ApiKeyToken;
-use crate::cluster::Cluster;
+use crate::accounts::api_key::ApiKeyToken;
+use crate::raft_handle::Cluster;
 
 /// The account `vmcloud dev` creates.
 pub const DEV_ACCOUNT: &str = "acct-dev";

@@ -57,7 +57,7 @@ pub struct Flavor {
 pub const SPOT_NOTICE_RANGE: std::ops::RangeInclusive<u32> = 30..=3600;
 
 fn default_spot_notice() -> u32 {
-    crate::state::DEFAULT_PREEMPTION_NOTICE_S
+    crate::instances::types::DEFAULT_PREEMPTION_NOTICE_S
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,17 +148,17 @@ impl Catalog {
                     return err(format!("flavors.{name}.gpu.model"), "must not be empty");
                 }
                 if let Some(profile) = &gpu.mig {
-                    if !crate::mig::capable(&gpu.model) {
+                    if !crate::nodes::mig::capable(&gpu.model) {
                         return err(
                             format!("flavors.{name}.gpu.mig"),
                             &format!(
                                 "{} has no MIG; MIG profiles exist on {}",
                                 gpu.model,
-                                crate::mig::MIG_MODELS.join(", ")
+                                crate::nodes::mig::MIG_MODELS.join(", ")
                             ),
                         );
                     }
-                    if !crate::mig::is_profile_name(profile) {
+                    if !crate::nodes::mig::is_profile_name(profile) {
                         return err(
                             format!("flavors.{name}.gpu.mig"),
                             "a MIG profile is named `<compute>g.<memory>gb` with 1, 2, 3, 4 or 7 compute slices, e.g. `1g.10gb`",

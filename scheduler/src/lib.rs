@@ -1,30 +1,42 @@
-//! The VMCloud scheduler.
+//! The VMCloud scheduler: the replicated state machine and everything that runs beside it.
 //!
-//! - [`state`]: the replicated cluster state and `apply`, its only writer;
-//! - [`placement`]: the pure placement function ([`mig`]: GPU slices); [`broker`]: the eval
-//!   broker; [`controller`]: the loop that runs it on the
-//!   leader and proposes plans;
-//! - [`gateway`]: the QUIC server agents connect to (desired configs out, status in);
-//! - [`api`]: the HTTP API; [`auth`]: API keys; [`catalog`]: regions, flavors, images;
-//! - [`server`]: a whole replica wired together; [`bootstrap`]: the dev account.
+//! The crate is split by domain (DESIGN.md §3). From the ground up:
+//!
+//! - [`clock`]: time helpers; [`catalog`]: regions, flavors, images (config);
+//! - [`state`]: the ground floor — [`state::ClusterState`], the `Command` dispatch in
+//!   `apply` (its only writer), the derived indexes, and the adapter to the consensus crate;
+//! - one folder per domain, each with its types, its `impl ClusterState` handlers, its
+//!   queries and its HTTP handlers: [`accounts`], [`instances`], [`nodes`], [`jobs`] (with
+//!   the AI job queue), [`sessions`], [`reservations`], [`join`];
+//! - [`placement`]: the pure placement function, split by stage; [`eval_broker`] hands out
+//!   evaluations and [`placement_controller`] runs placement on the leader and proposes plans;
+//! - [`gateway`]: the QUIC server agents connect to (desired configs out, reports in);
+//! - [`api`]: the HTTP router and what handlers share (problem+json, extractors);
+//! - [`raft_handle`]: the handle on the Raft group (propose, read); [`server`]: a whole
+//!   replica wired together; [`bootstrap`]: the dev account; [`fleet_generator`]: generated
+//!   fleets for benchmarks and tests.
+//!
+//! Imports point down only: domain folders import `state`, never the other way; no file
+//! imports one that imports it back (`../shared/tools/module-cycles scheduler/src`).
 
+pub mod accounts;
 pub mod api;
-pub mod auth;
 pub mod bootstrap;
-pub mod broker;
 pub mod catalog;
-pub mod cluster;
-pub mod controller;
+pub mod clock;
+pub mod eval_broker;
+pub mod fleet_generator;
 pub mod gateway;
+pub mod instances;
+pub mod jobs;
 pub mod join;
-pub mod liveness;
-pub mod mig;
+pub mod nodes;
 pub mod placement;
-pub mod queue;
-pub mod reservation;
+pub mod placement_controller;
+pub mod raft_handle;
+pub mod reservations;
 pub mod server;
-pub mod session;
-pub mod sim;
+pub mod sessions;
 pub mod state;
 
 pub use server::{Replication, Scheduler, SchedulerConfig, StartError};

@@ -15,9 +15,11 @@ use vmcloud_proto::{ALPN_AGENT, BuildInfo, pki};
 
 use crate::api::{self, ApiState};
 use crate::catalog::Catalog;
-use crate::cluster::Cluster;
-use crate::gateway::{Gateway, GatewayError, NodeLinks};
-use crate::state::{ApplyResult, SharedState};
+use crate::gateway::endpoint::{Gateway, GatewayError};
+use crate::gateway::links::NodeLinks;
+use crate::raft_handle::Cluster;
+use crate::state::ApplyResult;
+use crate::state::replicated::SharedState;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -38,7 +40,7 @@ pub struct SchedulerConfig {
     /// two thirds into it).
     pub node_cert_ttl: std::time::Duration,
     /// When silent nodes are suspect and declared down (leader only).
-    pub liveness: crate::liveness::LivenessConfig,
+    pub liveness: crate::nodes::liveness::LivenessConfig,
     pub replication: Replication,
 }
 
@@ -265,7 +267,7 @@ impl Scheduler {
             &[ALPN_AGENT, vmcloud_proto::ALPN_JOIN],
         )?;
         let ca = config.ca_key_pem.as_ref().map(|key| {
-            std::sync::Arc::new(crate::gateway::Signer {
+            std::sync::Arc::new(crate::gateway::join::Signer {
                 ca: pki::Ca {
                     identity: pki::Identity {
                         cert_pem: config.ca_pem.clone(),
@@ -282,9 +284,9 @@ impl Scheduler {
             links.clone(),
             ca,
         )?;
-        let controller = tokio::spawn(crate::controller::run_placement(cluster.clone()));
-        let liveness_view = crate::liveness::LivenessView::default();
-        let liveness = tokio::spawn(crate::liveness::run(
+        let controller = tokio::spawn(crate::placement_controller::run_placement(cluster.clone()));
+        let liveness_view = crate::nodes::liveness::LivenessView::default();
+        let liveness = tokio::spawn(crate::nodes::liveness::run(
             cluster.clone(),
             links.clone(),
             config.liveness,

@@ -127,7 +127,7 @@ impl Fleet {
         }));
     }
 
-    pub fn instance(&self, id: &InstanceId) -> &vmcloud_scheduler::state::Instance {
+    pub fn instance(&self, id: &InstanceId) -> &vmcloud_scheduler::instances::types::Instance {
         &self.state.instances[id]
     }
 }

@@ -3,7 +3,8 @@
 
 use vmcloud_proto::InstanceId;
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_scheduler::state::{InstanceState, NodeState};
+use vmcloud_scheduler::instances::types::InstanceState;
+use vmcloud_scheduler::nodes::types::NodeState;
 
 use crate::fleet::Fleet;
 
@@ -273,10 +274,10 @@ fn operator_settings_survive_reregistration_and_restore() {
     assert!(n.pools.contains("partner:acme"));
     assert_eq!(n.labels["k"], "v");
 
-    let original = vmcloud_scheduler::state::SharedState(std::sync::Arc::new(
+    let original = vmcloud_scheduler::state::replicated::SharedState(std::sync::Arc::new(
         std::sync::RwLock::new(f.state.clone()),
     ));
-    let mut copy = vmcloud_scheduler::state::SharedState::default();
+    let mut copy = vmcloud_scheduler::state::replicated::SharedState::default();
     copy.restore(&original.snapshot()).unwrap();
     assert_eq!(*copy.read(), f.state);
 }

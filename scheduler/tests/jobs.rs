@@ -3,9 +3,9 @@
 
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{InstanceId, JobId};
+use vmcloud_scheduler::instances::types::InstanceState;
+use vmcloud_scheduler::jobs::queue::standings;
 use vmcloud_scheduler::placement::plan_pending;
-use vmcloud_scheduler::queue::standings;
-use vmcloud_scheduler::state::InstanceState;
 
 use crate::fleet::{ACCOUNT, Fleet};
 
@@ -336,7 +336,7 @@ fn a_reserved_job_runs_on_its_slots_and_is_admitted_whole_or_not_at_all() {
         count: 3,
         ..Default::default()
     };
-    req.slot_nodes = vmcloud_scheduler::reservation::plan_reservation(&f.state, &req)
+    req.slot_nodes = vmcloud_scheduler::reservations::apply::plan_reservation(&f.state, &req)
         .unwrap()
         .into_iter()
         .map(|n| n.to_string())

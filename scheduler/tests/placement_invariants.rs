@@ -21,10 +21,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use proptest::prelude::*;
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{InstanceId, NodeId, ReservationId};
-use vmcloud_scheduler::mig;
+use vmcloud_scheduler::instances::types::{InstanceState, Market};
+use vmcloud_scheduler::nodes::mig;
+use vmcloud_scheduler::nodes::types::{Gpu, NodeState};
 use vmcloud_scheduler::placement::plan_pending;
-use vmcloud_scheduler::reservation::plan_reservation;
-use vmcloud_scheduler::state::{ClusterState, Gpu, InstanceState, Market, NodeState};
+use vmcloud_scheduler::reservations::apply::plan_reservation;
+use vmcloud_scheduler::state::ClusterState;
 
 const MODELS: [&str; 2] = ["H100", "L40S"];
 

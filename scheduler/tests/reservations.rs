@@ -3,8 +3,9 @@
 
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{InstanceId, ReservationId};
-use vmcloud_scheduler::reservation::plan_reservation;
-use vmcloud_scheduler::state::{Applied, InstanceState, Market, Rejected};
+use vmcloud_scheduler::instances::types::{InstanceState, Market};
+use vmcloud_scheduler::reservations::apply::plan_reservation;
+use vmcloud_scheduler::state::{Applied, Rejected};
 
 use crate::fleet::{ACCOUNT, Fleet};
 

@@ -4,9 +4,10 @@
 
 use vmcloud_proto::InstanceId;
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_scheduler::liveness::LivenessConfig;
-use vmcloud_scheduler::session::standings;
-use vmcloud_scheduler::state::{InstanceState, Rejected};
+use vmcloud_scheduler::instances::types::InstanceState;
+use vmcloud_scheduler::nodes::liveness::LivenessConfig;
+use vmcloud_scheduler::sessions::queue::standings;
+use vmcloud_scheduler::state::Rejected;
 
 use crate::fleet::Fleet;
 
@@ -230,7 +231,8 @@ fn a_spot_session_gives_its_gpu_to_an_on_demand_launch_with_notice() {
 
 #[test]
 fn a_latency_target_picks_the_region_within_it_where_the_launch_starts_first() {
-    use vmcloud_scheduler::session::{LatencyTarget, SessionTier, choose_region};
+    use vmcloud_scheduler::sessions::queue::choose_region;
+    use vmcloud_scheduler::sessions::types::{LatencyTarget, SessionTier};
     let mut f = Fleet::new();
     let par = f.host_in("par", "p1", "r1", 1);
     f.host_in("fra", "f1", "r2", 1);
@@ -392,7 +394,7 @@ fn silent_down(f: &mut Fleet, node: &vmcloud_proto::NodeId) {
 
 /// What the leader proposes for each host whose workloads' lost_after ran out.
 fn lose_what_is_lost(f: &mut Fleet, config: &LivenessConfig) -> Vec<String> {
-    let lost = vmcloud_scheduler::liveness::lost_now(&f.state, config, f.at);
+    let lost = vmcloud_scheduler::nodes::liveness::lost_now(&f.state, config, f.at);
     let mut ids = Vec::new();
     for (node, instances, reason) in lost {
         ids.extend(instances.iter().cloned());

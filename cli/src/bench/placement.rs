@@ -10,9 +10,11 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use vmcloud_proto::{AccountId, InstanceId};
 use vmcloud_scheduler::catalog::Catalog;
-use vmcloud_scheduler::placement::{FleetIndex, place_one};
-use vmcloud_scheduler::sim::{REGIONS, generate_fleet, summary};
-use vmcloud_scheduler::state::{GpuRequest, Instance, InstanceState, Usage};
+use vmcloud_scheduler::fleet_generator::{REGIONS, generate_fleet, summary};
+use vmcloud_scheduler::instances::types::{GpuRequest, Instance, InstanceState};
+use vmcloud_scheduler::placement::fleet_index::FleetIndex;
+use vmcloud_scheduler::placement::select::place_one;
+use vmcloud_scheduler::state::index::Usage;
 
 use super::percentile;
 
@@ -91,7 +93,7 @@ pub(super) fn request(
         pool: None,
         node_selector: Default::default(),
         spread_group: None,
-        preemption_notice_s: vmcloud_scheduler::state::DEFAULT_PREEMPTION_NOTICE_S,
+        preemption_notice_s: vmcloud_scheduler::instances::types::DEFAULT_PREEMPTION_NOTICE_S,
         terminate_at_ms: None,
         reclaimed_at_ms: None,
         requeue_when_gone: false,

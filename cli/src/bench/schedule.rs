@@ -27,11 +27,12 @@ use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::pki::Ca;
 use vmcloud_proto::{AccountId, InstanceId};
 use vmcloud_scheduler::catalog::Catalog;
-use vmcloud_scheduler::cluster::Cluster;
-use vmcloud_scheduler::controller::run_placement;
-use vmcloud_scheduler::placement::WAITING_FOR_PLACEMENT;
-use vmcloud_scheduler::sim::{generate_fleet, gpu_fragmentation};
-use vmcloud_scheduler::state::{ApplyResult, ClusterState, SharedState};
+use vmcloud_scheduler::fleet_generator::{generate_fleet, gpu_fragmentation};
+use vmcloud_scheduler::instances::types::WAITING_FOR_PLACEMENT;
+use vmcloud_scheduler::placement_controller::run_placement;
+use vmcloud_scheduler::raft_handle::Cluster;
+use vmcloud_scheduler::state::replicated::SharedState;
+use vmcloud_scheduler::state::{ApplyResult, ClusterState};
 
 use super::placement::request;
 

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use vmcloud_consensus::ProposeError;
 
-use super::{ApiJson, ApiState, Operator, Problem};
+use crate::api::context::{ApiJson, ApiState, Operator};
+use crate::api::problem::Problem;
 
 #[derive(Debug, Serialize)]
 pub struct ClusterView {
@@ -23,12 +24,12 @@ pub struct ClusterView {
     pub commit_index: u64,
     pub applied_index: u64,
     /// The eval broker's backlog (kept by the leader; empty on a follower).
-    pub evaluations: crate::broker::Backlog,
+    pub evaluations: crate::eval_broker::Backlog,
     /// Datacenters most of whose nodes went silent at once (kept by the leader): their nodes
     /// are not declared down until an operator marks them.
-    pub partition_alarms: Vec<crate::liveness::PartitionAlarm>,
+    pub partition_alarms: Vec<crate::nodes::liveness::PartitionAlarm>,
     /// Where each replica serves agents and the API, as they announced.
-    pub replicas: std::collections::BTreeMap<u64, crate::state::ReplicaAddrs>,
+    pub replicas: std::collections::BTreeMap<u64, crate::nodes::types::ReplicaAddrs>,
     /// Agents registered on this replica's gateway (the leader serves them all; followers
     /// send them to it).
     pub connected_agents: usize,

@@ -29,7 +29,8 @@ async fn register(
     String,
 > {
     let tls = pki::client_config(ca_pem, identity, ALPN_AGENT).map_err(|e| e.to_string())?;
-    let endpoint = vmcloud_agent::link::endpoint(gateway, tls).map_err(|e| e.to_string())?;
+    let endpoint =
+        vmcloud_agent::scheduler_link::endpoint(gateway, tls).map_err(|e| e.to_string())?;
     let conn = endpoint
         .connect(gateway, pki::SCHEDULER_SERVER_NAME)
         .map_err(|e| e.to_string())?

@@ -1,0 +1,95 @@
+//! Tenant networks on the host: an instance's NIC on its network's bridge, its address routed
+//! there, and bridges no desired instance uses any more removed.
+
+use std::collections::HashSet;
+
+use vmcloud_proto::pb;
+
+use super::error::InstanceError;
+use super::{Host, Memory};
+use crate::hypervisor::{DomainSpec, Nic};
+use crate::tenant_net::TenantNetwork;
+
+/// The guest's address and prefix length from its NIC (`"10.42.0.5/24"`), if it has one.
+pub(super) fn guest_address(
+    nic: &pb::DesiredNic,
+) -> Result<Option<(std::net::Ipv4Addr, u8)>, InstanceError> {
+    if nic.ipv4.is_empty() {
+        return Ok(None);
+    }
+    let bad = || InstanceError::GuestAddress {
+        value: nic.ipv4.clone(),
+    };
+    let (ip, prefix) = nic.ipv4.split_once('/').ok_or_else(bad)?;
+    let ip = ip.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (1..=32).contains(p))
+        .ok_or_else(bad)?;
+    Ok(Some((ip, prefix)))
+}
+
+impl Host {
+    /// Puts the instance's NIC on its network's bridge (made if missing) and routes its
+    /// address there.
+    pub(super) fn attach_nic(
+        &self,
+        spec: &mut DomainSpec,
+        nic: &pb::DesiredNic,
+        memory: &mut Memory,
+    ) -> Result<(), InstanceError> {
+        let net = TenantNetwork {
+            vni: nic.vni,
+            mtu: nic.mtu,
+        };
+        let bridge = self
+            .links
+            .ensure_network(&net)
+            .map_err(|error| InstanceError::Network {
+                vni: nic.vni,
+                error,
+            })?;
+        spec.nic = Some(Nic {
+            bridge,
+            mac: nic.mac.clone(),
+            mtu: nic.mtu,
+        });
+        if let Some((ip, prefix)) = guest_address(nic)? {
+            self.links
+                .route_guest(nic.vni, ip)
+                .map_err(|error| InstanceError::Route { ip, error })?;
+            memory.routes.insert(spec.instance_id.clone(), ip);
+            // Images booted directly get their address the kernel's way (`ip=`).
+            if let Some(boot) = &mut spec.boot {
+                let mask = std::net::Ipv4Addr::from(
+                    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0),
+                );
+                boot.cmdline = format!("{} ip={ip}:::{mask}::eth0:off", boot.cmdline)
+                    .trim_start()
+                    .to_owned();
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the networks no desired instance uses any more; false if one could not be.
+    pub(super) fn remove_unused_networks(&self, in_use: &HashSet<u32>) -> bool {
+        let mut ok = true;
+        match self.links.networks() {
+            Ok(vnis) => {
+                for vni in vnis.into_iter().filter(|v| !in_use.contains(v)) {
+                    match self.links.remove_network(vni) {
+                        Ok(()) => tracing::info!(vni, "tenant network removed from this host"),
+                        Err(e) => {
+                            ok = false;
+                            tracing::warn!(vni, error = %e, "tenant network could not be removed");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list tenant networks"),
+        }
+        ok
+    }
+}

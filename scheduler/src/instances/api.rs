@@ -1,0 +1,341 @@
+//! `/v1/instances`: create, list, get and delete VPS and GPU instances.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::InstanceId;
+use vmcloud_proto::pb::{self, command::Body};
+
+use crate::api::context::{
+    ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, idempotency_key, rfc3339,
+};
+use crate::api::problem::Problem;
+use crate::api::validate::{
+    check_flavor, check_guest_data, check_image, check_label, check_market_fields, check_region,
+    parse_market,
+};
+use crate::catalog::Catalog;
+use crate::instances::types::{Instance, Market};
+use crate::state::Applied;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstanceRequest {
+    pub flavor: String,
+    pub image: String,
+    pub region: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `on-demand` (the default), `spot` or `reserved`.
+    #[serde(default)]
+    pub market: Option<String>,
+    /// Market reserved: the reservation to draw on (default: the account's active
+    /// reservation for this flavor and region with a free slot).
+    #[serde(default)]
+    pub reservation: Option<String>,
+    /// A dedicated pool (e.g. `anti-cheat`, `partner:acme`); absent: the general fleet.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Labels the host must carry.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Instances of the account in one spread group never share a host and spread across
+    /// racks.
+    #[serde(default)]
+    pub spread_group: Option<String>,
+    /// Spot only: seconds of notice before the instance is reclaimed (default: the flavor's,
+    /// 120 unless the catalog says otherwise).
+    #[serde(default)]
+    pub preemption_notice_s: Option<u32>,
+    /// Cloud-init user-data for the guest (at most 16 KiB), served by its host's metadata
+    /// endpoint.
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// OpenSSH public keys for the guest (at most 10).
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    pub id: String,
+    pub name: String,
+    pub flavor: String,
+    pub image: String,
+    pub region: String,
+    pub state: String,
+    pub node: Option<String>,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub gpu: Option<GpuView>,
+    pub pending_reason: Option<String>,
+    pub status_message: Option<String>,
+    pub created_at: String,
+    pub placed_at: Option<String>,
+    pub running_at: Option<String>,
+    pub market: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread_group: Option<String>,
+    /// Spot: seconds of notice it gets before it is reclaimed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preemption_notice_s: Option<u32>,
+    /// Spot under notice: when it is stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terminate_at: Option<String>,
+    /// Pending: the host whose spot capacity is being reclaimed for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nominated_node: Option<String>,
+    /// Market reserved: the reservation it draws on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<String>,
+    /// What the owner was told (host events, preemption), oldest first.
+    pub notices: Vec<NoticeView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NoticeView {
+    pub at: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GpuView {
+    pub model: String,
+    pub count: u32,
+}
+
+impl InstanceView {
+    fn new(i: &Instance) -> Self {
+        InstanceView {
+            id: i.id.to_string(),
+            name: i.name.clone(),
+            flavor: i.flavor.clone(),
+            image: i.image.clone(),
+            region: i.region.clone(),
+            state: i.state.as_str().to_owned(),
+            node: i.node.as_ref().map(|n| n.to_string()),
+            vcpus: i.vcpus,
+            memory_mib: i.memory_mib,
+            disk_gib: i.disk_gib,
+            gpu: i.gpu.as_ref().map(|g| GpuView {
+                model: g.model.clone(),
+                count: g.count,
+            }),
+            pending_reason: i.pending_reason.clone(),
+            status_message: i.status_message.clone(),
+            created_at: rfc3339(i.created_at_ms),
+            placed_at: i.placed_at_ms.map(rfc3339),
+            running_at: i.running_at_ms.map(rfc3339),
+            market: i.market.as_str().to_owned(),
+            pool: i.pool.clone(),
+            node_selector: i.node_selector.clone(),
+            spread_group: i.spread_group.clone(),
+            preemption_notice_s: (i.market == Market::Spot).then_some(i.preemption_notice_s),
+            terminate_at: i.terminate_at_ms.map(rfc3339),
+            nominated_node: i.nominated_node.as_ref().map(|n| n.to_string()),
+            reservation: i.reservation.as_ref().map(|r| r.to_string()),
+            notices: i
+                .notices
+                .iter()
+                .map(|n| NoticeView {
+                    at: rfc3339(n.at_ms),
+                    message: n.message.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstanceList {
+    pub instances: Vec<InstanceView>,
+}
+
+/// Checks a create request against the catalog; the error names the field and the choices.
+/// Gives back the market it asks for.
+fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market, Problem> {
+    check_region(catalog, &req.region)?;
+    check_flavor(catalog, &req.flavor)?;
+    check_image(catalog, &req.image)?;
+    let market = parse_market(req.market.as_deref())?;
+    check_market_fields(
+        market,
+        req.reservation.is_some(),
+        req.preemption_notice_s,
+        "instances",
+    )?;
+    if market == pb::Market::Reserved
+        && (req.pool.is_some() || !req.node_selector.is_empty() || req.spread_group.is_some())
+    {
+        return Err(Problem::unprocessable(
+            "invalid-reserved",
+            "Reserved instances run on their reservation's hosts",
+            "a reserved instance runs on the hosts its reservation holds; drop pool, node_selector and spread_group",
+        ));
+    }
+    check_guest_data(req.user_data.as_deref(), &req.ssh_keys)?;
+    if let Some(pool) = &req.pool {
+        check_label("pool", pool)?;
+    }
+    if let Some(group) = &req.spread_group {
+        check_label("spread_group", group)?;
+    }
+    for (k, v) in &req.node_selector {
+        check_label("node_selector key", k)?;
+        check_label("node_selector value", v)?;
+    }
+    if let Some(name) = &req.name {
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !ok {
+            return Err(Problem::unprocessable(
+                "invalid-name",
+                "Invalid name",
+                format!(
+                    "name `{name}` must be 1 to 63 lowercase letters, digits or `-`, not starting or ending with `-`"
+                ),
+            ));
+        }
+    }
+    Ok(market)
+}
+
+pub async fn create(
+    State(s): State<ApiState>,
+    Caller(account): Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CreateInstanceRequest>,
+) -> Result<Response, Problem> {
+    let market = validate(&s.catalog, &req)?;
+    let flavor = &s.catalog.flavors[&req.flavor];
+    let idempotency_key = idempotency_key(&headers)?;
+    let reservation = crate::reservations::api::for_market(
+        &s,
+        market,
+        &account,
+        &req.flavor,
+        &req.region,
+        req.reservation.as_deref(),
+        1,
+    )?;
+    let id = InstanceId::generate();
+    let name = req
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", req.flavor, &id.as_str()[2..8]));
+    let command = pb::CreateInstance {
+        instance_id: id.to_string(),
+        account_id: account.to_string(),
+        name,
+        flavor: req.flavor.clone(),
+        image: req.image.clone(),
+        region: req.region.clone(),
+        vcpus: flavor.vcpus,
+        memory_mib: flavor.memory_mib,
+        disk_gib: flavor.disk_gib,
+        gpu_model: flavor
+            .gpu
+            .as_ref()
+            .map(|g| g.model.clone())
+            .unwrap_or_default(),
+        gpu_count: flavor.gpu.as_ref().map_or(0, |g| g.count),
+        gpu_mig_profile: flavor
+            .gpu
+            .as_ref()
+            .and_then(|g| g.mig.clone())
+            .unwrap_or_default(),
+        session: None,
+        idempotency_key,
+        market: market as i32,
+        pool: req.pool.clone().unwrap_or_default(),
+        node_selector: req.node_selector.clone().into_iter().collect(),
+        spread_group: req.spread_group.clone().unwrap_or_default(),
+        preemption_notice_s: req.preemption_notice_s.unwrap_or(flavor.spot_notice_s),
+        reservation_id: reservation,
+        job: None,
+        user_data: req.user_data.clone().unwrap_or_default(),
+        ssh_keys: req.ssh_keys.clone(),
+    };
+    match s.cluster.propose(Body::CreateInstance(command)).await?? {
+        Applied::Instance(instance) => Ok(created(
+            format!("/v1/instances/{}", instance.id),
+            InstanceView::new(&instance),
+        )),
+        _ => Err(Problem::from(crate::state::Rejected::Malformed)),
+    }
+}
+
+pub async fn list(
+    State(s): State<ApiState>,
+    Caller(account): Caller,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<InstanceList>, Problem> {
+    read.prepare(&s.cluster).await?;
+    let state = s.cluster.state();
+    let mut mine: Vec<&Instance> = state
+        .instances
+        .values()
+        .filter(|i| i.account == account)
+        .collect();
+    mine.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    Ok(Json(InstanceList {
+        instances: mine.into_iter().map(InstanceView::new).collect(),
+    }))
+}
+
+fn parse_id(id: &str) -> Result<InstanceId, Problem> {
+    InstanceId::parse(id).map_err(|e| Problem::not_found(format!("no instance `{id}`: {e}")))
+}
+
+pub async fn get(
+    State(s): State<ApiState>,
+    Caller(account): Caller,
+    Path(id): Path<String>,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<InstanceView>, Problem> {
+    let id = parse_id(&id)?;
+    read.prepare(&s.cluster).await?;
+    let state = s.cluster.state();
+    state
+        .instances
+        .get(&id)
+        .filter(|i| i.account == account)
+        .map(|i| Json(InstanceView::new(i)))
+        .ok_or_else(|| Problem::not_found(format!("instance {id} does not exist")))
+}
+
+pub async fn delete(
+    State(s): State<ApiState>,
+    Caller(account): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    let command = pb::DeleteInstance {
+        instance_id: id.to_string(),
+        account_id: account.to_string(),
+    };
+    match s.cluster.propose(Body::DeleteInstance(command)).await?? {
+        Applied::Instance(instance) => {
+            let mut view = InstanceView::new(&instance);
+            if !s.cluster.state().instances.contains_key(&id) {
+                view.state = "deleted".to_owned();
+            }
+            Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+        }
+        _ => Err(Problem::from(crate::state::Rejected::Malformed)),
+    }
+}

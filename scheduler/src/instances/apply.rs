@@ -1,0 +1,266 @@
+//! Applying instance commands: create, delete, and what agents observe.
+
+use vmcloud_proto::pb;
+use vmcloud_proto::{AccountId, InstanceId, JobId, NodeId, ReservationId};
+
+use crate::instances::types::{
+    DEFAULT_PREEMPTION_NOTICE_S, GpuRequest, Instance, InstanceState, Market,
+};
+use crate::jobs::types::JobSpec;
+use crate::nodes::types::Node;
+use crate::sessions::types::SessionSpec;
+use crate::state::Epoch;
+use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
+use std::collections::BTreeMap;
+
+impl ClusterState {
+    pub(crate) fn create_instance(&mut self, c: pb::CreateInstance, at: i64) -> ApplyResult {
+        let id = InstanceId::parse(&c.instance_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let account =
+            AccountId::parse(&c.account_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        if !self.accounts.contains_key(&account) {
+            return Err(Rejected::NotFound(format!("account {account}")));
+        }
+        if !c.idempotency_key.is_empty()
+            && let Some(instance) = self
+                .idempotency
+                .get(&account)
+                .and_then(|keys| keys.get(&c.idempotency_key))
+                .and_then(|id| self.instances.get(id))
+        {
+            return Ok(Applied::Instance(Box::new(instance.clone())));
+        }
+        if self.instances.contains_key(&id) {
+            return Err(Rejected::Exists(format!("instance {id}")));
+        }
+        let market = c.market();
+        let idempotency_key = c.idempotency_key.clone();
+        let instance = Instance {
+            id: id.clone(),
+            account,
+            name: c.name,
+            flavor: c.flavor,
+            image: c.image,
+            region: c.region,
+            vcpus: c.vcpus,
+            memory_mib: c.memory_mib,
+            disk_gib: c.disk_gib,
+            gpu: (c.gpu_count > 0).then_some(GpuRequest {
+                model: c.gpu_model,
+                count: c.gpu_count,
+                mig_profile: (!c.gpu_mig_profile.is_empty()).then_some(c.gpu_mig_profile),
+            }),
+            state: InstanceState::Pending,
+            node: None,
+            pending_reason: Some(crate::instances::types::WAITING_FOR_PLACEMENT.into()),
+            status_message: None,
+            created_at_ms: at,
+            placed_at_ms: None,
+            running_at_ms: None,
+            deleted_in_generation: None,
+            gpus: Vec::new(),
+            market: market.into(),
+            pool: (!c.pool.is_empty()).then_some(c.pool),
+            node_selector: c.node_selector.into_iter().collect(),
+            spread_group: (!c.spread_group.is_empty()).then_some(c.spread_group),
+            preemption_notice_s: if c.preemption_notice_s == 0 {
+                DEFAULT_PREEMPTION_NOTICE_S
+            } else {
+                c.preemption_notice_s
+            },
+            terminate_at_ms: None,
+            reclaimed_at_ms: None,
+            requeue_when_gone: false,
+            user_data: (!c.user_data.is_empty()).then_some(c.user_data),
+            ssh_keys: c.ssh_keys,
+            nominated_node: None,
+            notices: Vec::new(),
+            reservation: ReservationId::parse(&c.reservation_id).ok(),
+            job: c.job.as_ref().and_then(|j| {
+                Some(JobSpec {
+                    id: JobId::parse(&j.job_id).ok()?,
+                    priority: j.priority().into(),
+                    max_runtime_s: j.max_runtime_s,
+                    gang_size: j.gang_size.max(1),
+                    member: j.member,
+                })
+            }),
+            session: c.session.as_ref().map(|s| SessionSpec {
+                tier: s.tier().into(),
+                title: s.title.clone(),
+                rtt_ms: (s.rtt_ms > 0).then_some(s.rtt_ms),
+            }),
+        };
+        if instance.session.is_some() {
+            if instance.job.is_some() {
+                return Err(Rejected::Invalid(
+                    "a game session is an instance, not a job member".into(),
+                ));
+            }
+            // Invariant 7: one session per account at a time.
+            if let Some(other) = crate::sessions::queue::live_session(self, &instance.account) {
+                return Err(Rejected::Conflict(format!(
+                    "account {} already has session {} ({}); end it before launching another",
+                    instance.account,
+                    other.id,
+                    if other.state == InstanceState::Deleting {
+                        "still ending; try again in a moment"
+                    } else {
+                        other.state.as_str()
+                    }
+                )));
+            }
+        }
+        if instance.market == Market::Reserved {
+            self.admit_reserved(&instance, at)?;
+        }
+        if !idempotency_key.is_empty() {
+            self.idempotency
+                .entry(instance.account.clone())
+                .or_default()
+                .insert(idempotency_key, id.clone());
+        }
+        self.index.pending.insert((at, id.clone()));
+        self.instances.insert(id, instance.clone());
+        Ok(Applied::Instance(Box::new(instance)))
+    }
+
+    pub(crate) fn delete_instance(&mut self, c: pb::DeleteInstance) -> ApplyResult {
+        let id = InstanceId::parse(&c.instance_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let instance = self
+            .instances
+            .get_mut(&id)
+            .filter(|i| i.account.as_str() == c.account_id)
+            .ok_or_else(|| Rejected::NotFound(format!("instance {id}")))?;
+        match (&instance.node, instance.state) {
+            (_, InstanceState::Deleting) => {}
+            (None, _) => {
+                let removed = self.instances.remove(&id).expect("found above");
+                self.index
+                    .pending
+                    .remove(&(removed.created_at_ms, removed.id.clone()));
+                self.release_slot(&removed);
+                self.capacity_epoch += 1;
+                return Ok(Applied::Instance(Box::new(removed)));
+            }
+            (Some(_), _) => {
+                Self::begin_delete(&mut self.nodes, &mut self.generation_epoch, instance)
+            }
+        }
+        Ok(Applied::Instance(Box::new(self.instances[&id].clone())))
+    }
+
+    /// Status from a node's agent. Only instances placed on that node are touched: an agent
+    /// speaks for its own node only.
+    pub(crate) fn observe_instances(&mut self, c: pb::ObserveInstances, at: i64) -> ApplyResult {
+        let node = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        for status in c.instances {
+            let Ok(id) = InstanceId::parse(&status.instance_id) else {
+                continue;
+            };
+            let Some(instance) = self.instances.get_mut(&id) else {
+                continue;
+            };
+            if instance.node.as_ref() != Some(&node) {
+                continue;
+            }
+            let observed = status.state();
+            let message = (!status.message.is_empty()).then_some(status.message);
+            match (observed, instance.state) {
+                (pb::ObservedState::Absent, InstanceState::Deleting) => {
+                    if let Some(u) = self.index.usage.get_mut(&node) {
+                        u.remove(instance);
+                    }
+                    if let Some(d) = instance.terminate_at_ms {
+                        self.index.terminating.remove(&(d, id.clone()));
+                    }
+                    self.capacity_epoch += 1;
+                    if instance.requeue_when_gone {
+                        // A reclaimed spot job member waits in the queue again, in the place
+                        // its submission gave it (its job starts when all members are back).
+                        instance.state = InstanceState::Pending;
+                        instance.node = None;
+                        instance.gpus.clear();
+                        instance.placed_at_ms = None;
+                        instance.running_at_ms = None;
+                        instance.terminate_at_ms = None;
+                        instance.reclaimed_at_ms = None;
+                        instance.requeue_when_gone = false;
+                        instance.deleted_in_generation = None;
+                        instance.status_message = None;
+                        instance.pending_reason = Some(
+                            "requeued: its spot capacity was reclaimed; the job starts again when its members fit".into(),
+                        );
+                        self.index
+                            .pending
+                            .insert((instance.created_at_ms, id.clone()));
+                        continue;
+                    }
+                    if let Some(removed) = self.instances.remove(&id) {
+                        self.release_slot(&removed);
+                    }
+                }
+                (_, InstanceState::Deleting) | (pb::ObservedState::Absent, _) => {}
+                (pb::ObservedState::Running, _) => {
+                    instance.state = InstanceState::Running;
+                    instance.running_at_ms.get_or_insert(at);
+                    instance.status_message = message;
+                }
+                (pb::ObservedState::Stopped, _) => {
+                    instance.state = InstanceState::Stopped;
+                    instance.status_message = message;
+                }
+                (pb::ObservedState::Failed, _) => {
+                    instance.state = InstanceState::Failed;
+                    instance.status_message = message;
+                }
+                (pb::ObservedState::Unspecified, _) => {}
+            }
+        }
+        Ok(Applied::Done)
+    }
+
+    /// Takes back a placement made earlier in the same command (a gang that did not fit
+    /// whole): the instance is pending again and holds nothing.
+    pub(crate) fn unplace(&mut self, id: &InstanceId) {
+        let Some(instance) = self.instances.get_mut(id) else {
+            return;
+        };
+        if let Some(u) = instance
+            .node
+            .as_ref()
+            .and_then(|n| self.index.usage.get_mut(n))
+        {
+            u.remove(instance);
+        }
+        if let Some(d) = instance.terminate_at_ms.take() {
+            self.index.terminating.remove(&(d, id.clone()));
+        }
+        instance.reclaimed_at_ms = None;
+        instance.requeue_when_gone = false;
+        instance.gpus.clear();
+        instance.node = None;
+        instance.placed_at_ms = None;
+        instance.state = InstanceState::Pending;
+        instance.pending_reason =
+            Some("another member of its job no longer fits; planned again".into());
+        self.index
+            .pending
+            .insert((instance.created_at_ms, id.clone()));
+    }
+
+    /// Takes an instance that holds capacity out of its node's desired config; it is removed
+    /// when its agent reports it gone.
+    pub(crate) fn begin_delete(
+        nodes: &mut BTreeMap<NodeId, Node>,
+        generation_epoch: &mut Epoch,
+        instance: &mut Instance,
+    ) {
+        instance.state = InstanceState::Deleting;
+        if let Some(node) = instance.node.as_ref().and_then(|n| nodes.get_mut(n)) {
+            node.generation += 1;
+            generation_epoch.0 += 1;
+            instance.deleted_in_generation = Some(node.generation);
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Instances: VMs of every kind (VPS, GPU, job members, game sessions), as the replicated
+//! state holds them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::pb;
+use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
+
+use crate::jobs::types::JobSpec;
+use crate::sessions::types::SessionSpec;
+
+/// Notice a spot instance gets before it is reclaimed, unless it asked for another.
+pub const DEFAULT_PREEMPTION_NOTICE_S: u32 = 120;
+/// Notices kept per instance (the oldest go first).
+const MAX_NOTICES: usize = 20;
+
+/// The reason a new instance carries until placement has looked at it.
+pub const WAITING_FOR_PLACEMENT: &str = "waiting for placement";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    /// Waiting for a host (see `pending_reason`).
+    Pending,
+    /// Placed on a node; its agent has not reported it running yet.
+    Scheduled,
+    Running,
+    Stopped,
+    Failed,
+    /// Delete requested; waiting for the agent to remove the VM.
+    Deleting,
+    /// Its host is down: it may be gone or may come back with the host; its owner was told.
+    Impaired,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Scheduled => "scheduled",
+            InstanceState::Running => "running",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Failed => "failed",
+            InstanceState::Deleting => "deleting",
+            InstanceState::Impaired => "impaired",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Market {
+    #[default]
+    #[serde(rename = "on-demand")]
+    OnDemand,
+    #[serde(rename = "spot")]
+    Spot,
+    #[serde(rename = "reserved")]
+    Reserved,
+}
+
+impl Market {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Market::OnDemand => "on-demand",
+            Market::Spot => "spot",
+            Market::Reserved => "reserved",
+        }
+    }
+}
+
+impl From<pb::Market> for Market {
+    fn from(m: pb::Market) -> Self {
+        match m {
+            pb::Market::OnDemand => Market::OnDemand,
+            pb::Market::Spot => Market::Spot,
+            pb::Market::Reserved => Market::Reserved,
+        }
+    }
+}
+
+/// Something an instance's owner was told (a host event, a preemption).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub at_ms: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuRequest {
+    pub model: String,
+    pub count: u32,
+    /// A MIG profile ("1g.10gb"): one slice of a GPU in MIG mode (`count` is 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig_profile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub account: AccountId,
+    pub name: String,
+    pub flavor: String,
+    pub image: String,
+    pub region: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub gpu: Option<GpuRequest>,
+    pub state: InstanceState,
+    pub node: Option<NodeId>,
+    /// Why it is still pending, when it is.
+    pub pending_reason: Option<String>,
+    /// The agent's last word on it (e.g. the hypervisor error when failed).
+    pub status_message: Option<String>,
+    pub created_at_ms: i64,
+    pub placed_at_ms: Option<i64>,
+    pub running_at_ms: Option<i64>,
+    /// The node's desired-config generation that no longer contains this instance.
+    pub deleted_in_generation: Option<u64>,
+    /// GPUs (PCI addresses on its node) bound to it.
+    #[serde(default)]
+    pub gpus: Vec<String>,
+    #[serde(default)]
+    pub market: Market,
+    /// The dedicated pool it runs in; `None`: the general fleet.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Labels its host must carry.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Instances of one account in one spread group never share a host and spread across
+    /// racks.
+    #[serde(default)]
+    pub spread_group: Option<String>,
+    /// Notice it gets before it is reclaimed (spot).
+    #[serde(default = "default_notice")]
+    pub preemption_notice_s: u32,
+    /// When it is stopped: a spot instance's notice runs out, a job member's maximum run
+    /// time or a session's tier length is reached.
+    #[serde(default)]
+    pub terminate_at_ms: Option<i64>,
+    /// When its spot capacity was reclaimed (notice given by a preemption or a drain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaimed_at_ms: Option<i64>,
+    /// A reclaimed spot job member being stopped: once its agent has removed it, it waits in
+    /// the queue again instead of going away.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requeue_when_gone: bool,
+    /// Cloud-init user-data, served by the agent's metadata endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+    /// OpenSSH public keys, served as the metadata's `public-keys`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_keys: Vec<String>,
+    /// A pending instance waiting for preempted spot capacity on this node.
+    #[serde(default)]
+    pub nominated_node: Option<NodeId>,
+    /// What its owner was told, oldest first.
+    #[serde(default)]
+    pub notices: Vec<Notice>,
+    /// Market reserved: the reservation it draws on.
+    #[serde(default)]
+    pub reservation: Option<ReservationId>,
+    /// Set when it is one member of an AI batch job.
+    #[serde(default)]
+    pub job: Option<JobSpec>,
+    /// Set when it is a cloud-gaming session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionSpec>,
+}
+
+fn default_notice() -> u32 {
+    DEFAULT_PREEMPTION_NOTICE_S
+}
+
+impl Instance {
+    /// How long it may run once placed: a job member's maximum run time, a session's tier
+    /// length; `None`: as long as its owner wants.
+    pub fn time_limit_s(&self) -> Option<u32> {
+        self.job
+            .as_ref()
+            .map(|j| j.max_runtime_s)
+            .or_else(|| self.session.as_ref().map(|s| s.tier.max_length_s()))
+    }
+
+    /// Whether it holds capacity on its node.
+    pub fn holds_capacity(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// Whether a preemption may pick it: spot, on a node, and not already leaving.
+    pub fn preemptible(&self) -> bool {
+        self.market == Market::Spot
+            && self.node.is_some()
+            && self.reclaimed_at_ms.is_none()
+            && !matches!(
+                self.state,
+                InstanceState::Deleting | InstanceState::Impaired
+            )
+    }
+
+    /// What it is, for messages: `instance`, `job member` or `session`.
+    pub fn kind(&self) -> &'static str {
+        if self.job.is_some() {
+            "job member"
+        } else if self.session.is_some() {
+            "session"
+        } else {
+            "instance"
+        }
+    }
+
+    pub(crate) fn notify(&mut self, at_ms: i64, message: String) {
+        if self.notices.len() >= MAX_NOTICES {
+            self.notices.remove(0);
+        }
+        self.notices.push(Notice { at_ms, message });
+    }
+}

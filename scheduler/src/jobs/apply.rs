@@ -1,0 +1,74 @@
+//! Applying a job submission: its members, created together.
+
+use vmcloud_proto::pb;
+use vmcloud_proto::{AccountId, InstanceId};
+
+use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
+
+impl ClusterState {
+    /// Creates every member of an AI batch job at once.
+    pub(crate) fn create_job(&mut self, c: pb::CreateJob, at: i64) -> ApplyResult {
+        let first = c
+            .members
+            .first()
+            .ok_or_else(|| Rejected::Invalid("a job has at least one member".into()))?;
+        let key = (first.account_id.clone(), first.idempotency_key.clone());
+        if !key.1.is_empty()
+            && let Ok(account) = AccountId::parse(&key.0)
+            && let Some(i) = self
+                .idempotency
+                .get(&account)
+                .and_then(|keys| keys.get(&key.1))
+                .and_then(|id| self.instances.get(id))
+        {
+            return Ok(Applied::Instance(Box::new(i.clone())));
+        }
+        let valid = c.members.iter().all(|m| {
+            m.job.is_some()
+                && m.session.is_none()
+                && m.market() == first.market()
+                && m.reservation_id == first.reservation_id
+                && m.account_id == key.0
+                && InstanceId::parse(&m.instance_id)
+                    .is_ok_and(|id| !self.instances.contains_key(&id))
+        });
+        if !valid {
+            return Err(Rejected::Invalid(
+                "job members are new instances of one account, one market and one reservation"
+                    .into(),
+            ));
+        }
+        // All members or none: what was created before a refusal is taken back.
+        let mut first_created = None;
+        let mut created: Vec<InstanceId> = Vec::with_capacity(c.members.len());
+        for (n, mut m) in c.members.into_iter().enumerate() {
+            if n > 0 {
+                m.idempotency_key.clear();
+            }
+            match self.create_instance(m, at) {
+                Ok(Applied::Instance(i)) => {
+                    created.push(i.id.clone());
+                    first_created.get_or_insert(i);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    for id in created {
+                        if let Some(i) = self.instances.remove(&id) {
+                            self.index.pending.remove(&(i.created_at_ms, id));
+                            self.release_slot(&i);
+                        }
+                    }
+                    if let Ok(account) = AccountId::parse(&key.0)
+                        && let Some(keys) = self.idempotency.get_mut(&account)
+                    {
+                        keys.remove(&key.1);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Applied::Instance(
+            first_created.expect("one member at least"),
+        ))
+    }
+}

@@ -1,0 +1,43 @@
+//! Each node's desired config, derived from the state.
+
+use vmcloud_proto::NodeId;
+use vmcloud_proto::pb;
+
+use crate::instances::types::InstanceState;
+use crate::state::ClusterState;
+
+impl ClusterState {
+    /// What should run on `node`: every instance placed there that is not being deleted.
+    pub fn desired_config(&self, node: &NodeId) -> Option<pb::DesiredConfig> {
+        let n = self.nodes.get(node)?;
+        let on_node = self.index.usage.get(node).map(|u| &u.instances);
+        let instances = on_node
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.instances.get(id))
+            .filter(|i| i.node.as_ref() == Some(node) && i.state != InstanceState::Deleting)
+            .map(|i| pb::DesiredInstance {
+                instance_id: i.id.to_string(),
+                name: i.name.clone(),
+                vcpus: i.vcpus,
+                memory_mib: i.memory_mib,
+                disk_gib: i.disk_gib,
+                image: i.image.clone(),
+                gpus: i.gpus.clone(),
+                terminate_at_unix_ms: i.terminate_at_ms.unwrap_or(0),
+                hostname: i.name.clone(),
+                availability_zone: i.region.clone(),
+                user_data: i.user_data.clone().unwrap_or_default(),
+                ssh_keys: i.ssh_keys.clone(),
+                // Owner-driven stop/start and tenant networks are not in the scheduler's model
+                // yet; the agent supports them.
+                ..Default::default()
+            })
+            .collect();
+        Some(pb::DesiredConfig {
+            generation: n.generation,
+            instances,
+            ..Default::default()
+        })
+    }
+}

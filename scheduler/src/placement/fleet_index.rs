@@ -1,0 +1,112 @@
+//! The hosts of one snapshot, indexed for placement (stage 0).
+
+use std::collections::HashMap;
+
+use vmcloud_proto::NodeId;
+
+use crate::instances::types::{Instance, Market};
+use crate::nodes::types::{Node, NodeState};
+use crate::placement::plan::Choice;
+use crate::state::ClusterState;
+use crate::state::index::Usage;
+
+/// The hosts of one snapshot, indexed for placement: by region, and by region and GPU model.
+/// Usage is a `Vec` aligned with [`FleetIndex::hosts`], so a decision does no hashing per host.
+pub struct FleetIndex<'s> {
+    pub hosts: Vec<&'s Node>,
+    pub(crate) position: HashMap<&'s NodeId, usize>,
+    pub(crate) by_region: HashMap<&'s str, Vec<usize>>,
+    pub(crate) by_region_model: HashMap<(&'s str, &'s str), Vec<usize>>,
+    /// Whether all of a host's GPUs are one model and none is in MIG mode (then its free count
+    /// is arithmetic).
+    pub(crate) single_model: Vec<bool>,
+    /// Whether a host is ready and in no pool: the common case, checked without touching the
+    /// host's record.
+    pub(crate) ready_general: Vec<bool>,
+}
+
+impl<'s> FleetIndex<'s> {
+    pub fn new(state: &'s ClusterState) -> Self {
+        Self::new_in(state, None)
+    }
+
+    /// The hosts of one region (`None`: all).
+    pub fn new_in(state: &'s ClusterState, region: Option<&str>) -> Self {
+        let hosts: Vec<&Node> = state
+            .nodes
+            .values()
+            .filter(|n| region.is_none_or(|r| n.region == r))
+            .collect();
+        let mut by_region: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_region_model: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        let mut single_model = Vec::with_capacity(hosts.len());
+        for (pos, node) in hosts.iter().enumerate() {
+            by_region.entry(node.region.as_str()).or_default().push(pos);
+            let mut models: Vec<&str> = node.gpus.iter().map(|g| g.model.as_str()).collect();
+            models.dedup();
+            single_model.push(
+                models.len() <= 1 && node.gpus.iter().all(|g| !g.mig && g.unhealthy.is_none()),
+            );
+            models.sort_unstable();
+            models.dedup();
+            for model in models {
+                by_region_model
+                    .entry((node.region.as_str(), model))
+                    .or_default()
+                    .push(pos);
+            }
+        }
+        let position = hosts.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
+        let ready_general = hosts
+            .iter()
+            .map(|n| n.state == NodeState::Ready && n.pools.is_empty())
+            .collect();
+        FleetIndex {
+            hosts,
+            position,
+            by_region,
+            by_region_model,
+            single_model,
+            ready_general,
+        }
+    }
+
+    /// What each host holds, aligned with `hosts`.
+    pub fn usage(&self, state: &ClusterState) -> Vec<Usage> {
+        self.hosts.iter().map(|n| state.usage(&n.id)).collect()
+    }
+
+    pub fn position(&self, node: &NodeId) -> Option<usize> {
+        self.position.get(node).copied()
+    }
+
+    /// Undoes [`FleetIndex::take`].
+    pub fn give_back(&self, usage: &mut [Usage], choice: &Choice, instance: &Instance) {
+        if let Some(pos) = self.position(&choice.node) {
+            let u = &mut usage[pos];
+            u.vcpus -= instance.vcpus;
+            u.memory_mib -= instance.memory_mib;
+            for g in &choice.gpus {
+                u.unbind(g);
+            }
+            u.spot -= u32::from(instance.market == Market::Spot);
+        }
+    }
+
+    /// Records a decision in `usage`, so later decisions of the same plan see it.
+    pub fn take(&self, usage: &mut [Usage], choice: &Choice, instance: &Instance) {
+        if let Some(pos) = self.position(&choice.node) {
+            let u = &mut usage[pos];
+            u.vcpus += instance.vcpus;
+            u.memory_mib += instance.memory_mib;
+            for g in &choice.gpus {
+                u.bind(g);
+            }
+            u.spot += u32::from(instance.market == Market::Spot);
+            if instance.market == Market::Reserved {
+                // It took one of the slots held here.
+                u.held = u.held.against(instance, true);
+            }
+        }
+    }
+}

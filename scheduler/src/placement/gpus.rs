@@ -1,0 +1,184 @@
+//! Whole GPUs: the most local set on a host (NVLink group, then NUMA node), bin-packed.
+
+use std::collections::BTreeMap;
+
+use crate::instances::types::{GpuRequest, Instance};
+use crate::nodes::types::{Gpu, Node};
+use crate::placement::explain::Skipped;
+use crate::placement::explain::held_note;
+use crate::placement::filters::has_room;
+use crate::placement::filters::host_filter_at;
+use crate::placement::fleet_index::FleetIndex;
+use crate::placement::mig_slices::pick_slice;
+use crate::placement::plan::Choice;
+use crate::placement::score::easy_to_reclaim;
+use crate::placement::score::rack_load;
+use crate::placement::spread::Spread;
+use crate::reservations::types::Held;
+use crate::state::index::Usage;
+
+/// Picks `count` free GPUs of `model` on `node`, as local as possible: the smallest NVLink
+/// group with enough free GPUs (an exact fit leaves no group broken), else the NUMA node with
+/// the fewest free ones that suffices, else the first free ones. Returns the GPUs and whether
+/// the set is local (one NVLink group or one NUMA node).
+pub fn pick_gpus(
+    node: &Node,
+    used: &Usage,
+    model: &str,
+    count: usize,
+) -> Option<(Vec<String>, bool)> {
+    let free: Vec<&Gpu> = node
+        .gpus
+        .iter()
+        .filter(|g| {
+            g.model == model
+                && !g.mig
+                && g.unhealthy.is_none()
+                && !used.gpus.contains(&g.pci_address)
+        })
+        .collect();
+    if free.len() < count {
+        return None;
+    }
+    let take = |set: &[&Gpu]| {
+        set.iter()
+            .take(count)
+            .map(|g| g.pci_address.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut groups: BTreeMap<u32, Vec<&Gpu>> = BTreeMap::new();
+    let mut numa: BTreeMap<u32, Vec<&Gpu>> = BTreeMap::new();
+    for g in &free {
+        if g.nvlink_group != 0 {
+            groups.entry(g.nvlink_group).or_default().push(g);
+        }
+        numa.entry(g.numa_node).or_default().push(g);
+    }
+    let tightest = |sets: &BTreeMap<u32, Vec<&Gpu>>| {
+        sets.values()
+            .filter(|set| set.len() >= count)
+            .min_by_key(|set| set.len())
+            .map(|set| take(set))
+    };
+    if let Some(set) = tightest(&groups) {
+        return Some((set, true));
+    }
+    if let Some(set) = tightest(&numa) {
+        return Some((set, true));
+    }
+    Some((take(&free), false))
+}
+
+/// Whether binding what `req` asks on `node` leaves the `held` GPUs free (a MIG slice takes
+/// no whole GPU).
+pub(crate) fn leaves_held_gpus(node: &Node, used: &Usage, req: &GpuRequest, held: &Held) -> bool {
+    let count = if req.mig_profile.is_some() {
+        0
+    } else {
+        req.count as usize
+    };
+    node.whole_gpus().saturating_sub(used.gpus.len() + count) >= held.gpus as usize
+}
+
+/// The GPUs (or MIG slice) `req` would get on `node`, and whether they are local.
+pub(crate) fn pick_for(node: &Node, used: &Usage, req: &GpuRequest) -> Option<(Vec<String>, bool)> {
+    match &req.mig_profile {
+        Some(profile) => pick_slice(node, used, &req.model, profile).map(|(s, _)| (vec![s], true)),
+        None => pick_gpus(node, used, &req.model, req.count as usize),
+    }
+}
+
+pub(crate) fn place_gpu(
+    index: &FleetIndex<'_>,
+    in_region: usize,
+    usage: &[Usage],
+    instance: &Instance,
+    req: &GpuRequest,
+    spread: Option<&Spread>,
+) -> Result<Choice, String> {
+    let count = req.count as usize;
+    let empty = Vec::new();
+    let with_model = index
+        .by_region_model
+        .get(&(instance.region.as_str(), req.model.as_str()))
+        .unwrap_or(&empty);
+    let (mut gpus_busy, mut full, mut reserved) = (0, 0, 0);
+    let mut skipped = Skipped::default();
+    // Spread first (the rack holding the fewest of the group); spot where it is easy to
+    // reclaim; then bin-packing: the host left with the fewest free GPUs of the model wins;
+    // among those, one where the GPUs can be local; then the first by node id.
+    let mut best: (u32, bool, usize) = (u32::MAX, true, usize::MAX);
+    let mut tied: Vec<usize> = Vec::new();
+    for &pos in with_model {
+        let node = index.hosts[pos];
+        if let Err(skip) = host_filter_at(index, pos, instance, spread) {
+            skipped.count(skip);
+            continue;
+        }
+        let u = &usage[pos];
+        let free = if index.single_model[pos] {
+            node.gpus.len().saturating_sub(u.gpus.len())
+        } else {
+            node.gpus
+                .iter()
+                .filter(|g| {
+                    g.model == req.model
+                        && !g.mig
+                        && g.unhealthy.is_none()
+                        && !u.gpus.contains(&g.pci_address)
+                })
+                .count()
+        };
+        if free < count {
+            gpus_busy += 1;
+            continue;
+        }
+        let held = u.held.against(instance, false);
+        if !has_room(node, u, instance, &held, &mut full, &mut reserved) {
+            continue;
+        }
+        if !leaves_held_gpus(node, u, req, &held) {
+            reserved += 1;
+            continue;
+        }
+        let key = (
+            rack_load(spread, node),
+            !easy_to_reclaim(instance, u),
+            free - count,
+        );
+        if key < best {
+            best = key;
+            tied.clear();
+        }
+        if key == best && tied.len() < 32 {
+            tied.push(pos);
+        }
+    }
+    let mut fallback = None;
+    for pos in tied {
+        let node = index.hosts[pos];
+        if let Some((gpus, local)) = pick_gpus(node, &usage[pos], &req.model, count) {
+            let choice = Choice {
+                node: node.id.clone(),
+                gpus,
+            };
+            if local {
+                return Ok(choice);
+            }
+            fallback.get_or_insert(choice);
+        }
+    }
+    fallback.ok_or_else(|| {
+        format!(
+            "no host in {} with {}×{} free: {} hosts, {} without {}, {gpus_busy} with too few free, {full} without the vCPUs or memory{}{}",
+            instance.region,
+            req.count,
+            req.model,
+            in_region,
+            in_region - with_model.len(),
+            req.model,
+            held_note(reserved),
+            skipped.explain(instance, spread)
+        )
+    })
+}

@@ -1,0 +1,112 @@
+//! MIG slices: the GPU and position a slice goes to.
+
+use crate::instances::types::{GpuRequest, Instance};
+use crate::nodes::mig;
+use crate::nodes::types::Node;
+use crate::placement::explain::Skipped;
+use crate::placement::explain::held_note;
+use crate::placement::filters::has_room;
+use crate::placement::filters::host_filter_at;
+use crate::placement::fleet_index::FleetIndex;
+use crate::placement::plan::Choice;
+use crate::placement::score::easy_to_reclaim;
+use crate::placement::score::rack_load;
+use crate::placement::spread::Spread;
+use crate::state::index::Usage;
+
+/// A MIG slice of `profile` on one of `node`'s GPUs of `model` in MIG mode: on the GPU that
+/// keeps the fewest compute slices free afterwards (bin-packing keeps other GPUs whole for big
+/// profiles), at the first allowed position. Returns the slice's name and the compute slices
+/// left free on that GPU.
+pub fn pick_slice(node: &Node, used: &Usage, model: &str, profile: &str) -> Option<(String, u8)> {
+    let mut best: Option<(u8, String)> = None;
+    for gpu in node
+        .gpus
+        .iter()
+        .filter(|g| g.mig && g.model == model && g.unhealthy.is_none())
+    {
+        let Some(p) = mig::profile(&gpu.model, gpu.memory_mib, profile) else {
+            continue;
+        };
+        let bound = mig::slices_on(&used.slices, &gpu.pci_address);
+        let Some(layout) = mig::Layout::of(&gpu.model, gpu.memory_mib, &gpu.pci_address, bound)
+        else {
+            continue;
+        };
+        let Some(start) = layout.first_fit(&p) else {
+            continue;
+        };
+        let left = layout.free_compute() - p.compute;
+        if best.as_ref().is_none_or(|(l, _)| left < *l) {
+            best = Some((left, mig::slice_name(&gpu.pci_address, profile, start)));
+        }
+    }
+    best.map(|(left, name)| (name, left))
+}
+
+/// Decides a MIG slice: hosts with a GPU of the model in MIG mode and room for the profile;
+/// spread and spot scoring as for whole GPUs, then the GPU left with the fewest free compute
+/// slices (partly used GPUs fill up first), then node id order.
+pub(crate) fn place_mig(
+    index: &FleetIndex<'_>,
+    in_region: usize,
+    usage: &[Usage],
+    instance: &Instance,
+    req: &GpuRequest,
+    spread: Option<&Spread>,
+) -> Result<Choice, String> {
+    let profile = req.mig_profile.as_deref().unwrap_or_default();
+    let empty = Vec::new();
+    let with_model = index
+        .by_region_model
+        .get(&(instance.region.as_str(), req.model.as_str()))
+        .unwrap_or(&empty);
+    let (mut no_mig, mut no_room, mut full, mut reserved) = (0, 0, 0, 0);
+    let mut skipped = Skipped::default();
+    let mut best: Option<((u32, bool, u8, usize), String)> = None;
+    for &pos in with_model {
+        let node = index.hosts[pos];
+        if let Err(skip) = host_filter_at(index, pos, instance, spread) {
+            skipped.count(skip);
+            continue;
+        }
+        if !node.gpus.iter().any(|g| g.mig && g.model == req.model) {
+            no_mig += 1;
+            continue;
+        }
+        let u = &usage[pos];
+        let held = u.held.against(instance, false);
+        if !has_room(node, u, instance, &held, &mut full, &mut reserved) {
+            continue;
+        }
+        let Some((slice, left)) = pick_slice(node, u, &req.model, profile) else {
+            no_room += 1;
+            continue;
+        };
+        let key = (
+            rack_load(spread, node),
+            !easy_to_reclaim(instance, u),
+            left,
+            pos,
+        );
+        if best.as_ref().is_none_or(|(b, _)| key < *b) {
+            best = Some((key, slice));
+        }
+    }
+    best.map(|((.., pos), slice)| Choice {
+        node: index.hosts[pos].id.clone(),
+        gpus: vec![slice],
+    })
+    .ok_or_else(|| {
+        format!(
+            "no host in {} with a free {} MIG slice {profile}: {} hosts, {} without {}, {no_mig} without one in MIG mode, {no_room} with no room for the slice, {full} without the vCPUs or memory{}{}",
+            instance.region,
+            req.model,
+            in_region,
+            in_region - with_model.len(),
+            req.model,
+            held_note(reserved),
+            skipped.explain(instance, spread)
+        )
+    })
+}

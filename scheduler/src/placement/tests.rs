@@ -1,0 +1,357 @@
+use vmcloud_proto::pb;
+use vmcloud_proto::{AccountId, InstanceId, NodeId};
+
+use crate::instances::types::{GpuRequest, Instance};
+use crate::nodes::types::{Gpu, Node};
+use crate::state::ClusterState;
+
+use crate::instances::types::InstanceState;
+use crate::placement::plan::Choice;
+use crate::placement::plan::Plan;
+use crate::placement::plan_pending;
+
+fn node(id: &str, region: &str, threads: u32, mem_gib: u64) -> Node {
+    Node {
+        id: NodeId::parse(id).unwrap(),
+        region: region.into(),
+        hostname: id.into(),
+        cpu_model: String::new(),
+        cpu_threads: threads,
+        memory_bytes: mem_gib << 30,
+        hypervisor_uri: "test:///default".into(),
+        agent_version: String::new(),
+        agent_git_sha: String::new(),
+        registered_at_ms: 0,
+        generation: 0,
+        rack: String::new(),
+        gpus: Vec::new(),
+        state: Default::default(),
+        state_reason: None,
+        drain_deadline_ms: None,
+        labels: Default::default(),
+        pools: Default::default(),
+        down_since_ms: None,
+        down_by_liveness: false,
+    }
+}
+
+/// A GPU host: `n` GPUs of `model`, NVLink groups of `group` (0: none), two NUMA nodes.
+fn gpu_node(id: &str, model: &str, n: u32, group: u32) -> Node {
+    let mut node = node(id, "par", 64, 512);
+    node.gpus = (0..n)
+        .map(|i| Gpu {
+            model: model.into(),
+            memory_mib: 81920,
+            pci_address: format!("0000:{:02x}:00.0", i + 1),
+            numa_node: i / (n / 2).max(1),
+            nvlink_group: i.checked_div(group).map_or(0, |g| g + 1),
+            mig: false,
+            unhealthy: None,
+        })
+        .collect();
+    node
+}
+
+fn gpu_pending(model: &str, count: u32, at: i64) -> Instance {
+    let mut i = pending("par", 8, 16384, at);
+    i.gpu = Some(GpuRequest {
+        model: model.into(),
+        count,
+        mig_profile: None,
+    });
+    i
+}
+
+fn mig_pending(profile: &str, at: i64) -> Instance {
+    let mut i = gpu_pending("H100", 1, at);
+    i.vcpus = 2;
+    i.gpu.as_mut().unwrap().mig_profile = Some(profile.into());
+    i
+}
+
+fn pending(region: &str, vcpus: u32, memory_mib: u64, at: i64) -> Instance {
+    Instance {
+        id: InstanceId::generate(),
+        account: AccountId::parse("a").unwrap(),
+        name: "x".into(),
+        flavor: "f".into(),
+        image: "debian-12".into(),
+        region: region.into(),
+        vcpus,
+        memory_mib,
+        disk_gib: 10,
+        gpu: None,
+        state: InstanceState::Pending,
+        node: None,
+        pending_reason: None,
+        status_message: None,
+        created_at_ms: at,
+        placed_at_ms: None,
+        running_at_ms: None,
+        deleted_in_generation: None,
+        gpus: Vec::new(),
+        market: Default::default(),
+        pool: None,
+        node_selector: Default::default(),
+        spread_group: None,
+        preemption_notice_s: crate::instances::types::DEFAULT_PREEMPTION_NOTICE_S,
+        terminate_at_ms: None,
+        reclaimed_at_ms: None,
+        requeue_when_gone: false,
+        user_data: None,
+        ssh_keys: Vec::new(),
+        nominated_node: None,
+        reservation: None,
+        job: None,
+        session: None,
+        notices: Vec::new(),
+    }
+}
+
+fn state(nodes: Vec<Node>, instances: Vec<Instance>) -> ClusterState {
+    let mut s = ClusterState::default();
+    for n in nodes {
+        s.nodes.insert(n.id.clone(), n);
+    }
+    for i in instances {
+        s.instances.insert(i.id.clone(), i);
+    }
+    s.reindex();
+    s
+}
+
+#[test]
+fn table() {
+    struct Case {
+        name: &'static str,
+        nodes: Vec<Node>,
+        instances: Vec<Instance>,
+        placed: usize,
+        reason: Option<&'static str>,
+    }
+    let cases = vec![
+        Case {
+            name: "fits on the only host",
+            nodes: vec![node("a", "par", 2, 4)],
+            instances: vec![pending("par", 1, 1024, 1)],
+            placed: 1,
+            reason: None,
+        },
+        Case {
+            name: "no host in region",
+            nodes: vec![node("a", "par", 2, 4)],
+            instances: vec![pending("fra", 1, 1024, 1)],
+            placed: 0,
+            reason: Some("no host in region fra yet"),
+        },
+        Case {
+            name: "capacity taken earlier in the same plan counts",
+            // 4 GiB - 1 GiB reserved = 3072 MiB: two of 1536 MiB, not three.
+            nodes: vec![node("a", "par", 8, 4)],
+            instances: vec![
+                pending("par", 1, 1536, 1),
+                pending("par", 1, 1536, 2),
+                pending("par", 1, 1536, 3),
+            ],
+            placed: 2,
+            reason: Some("no host in par with 1 vCPU and 1536 MiB free: 1 full"),
+        },
+        Case {
+            name: "vCPUs are overcommitted 4:1 and no further",
+            nodes: vec![node("a", "par", 1, 64)],
+            instances: (0..5).map(|i| pending("par", 1, 512, i)).collect(),
+            placed: 4,
+            reason: Some("no host in par with 1 vCPU and 512 MiB free: 1 full"),
+        },
+    ];
+    for c in cases {
+        let s = state(c.nodes, c.instances);
+        let plan = plan_pending(&s, true);
+        assert_eq!(plan.placements.len(), c.placed, "{}", c.name);
+        assert_eq!(
+            plan.unplaced.first().map(|(_, r)| r.as_str()),
+            c.reason,
+            "{}",
+            c.name
+        );
+    }
+}
+
+#[test]
+fn gpu_requests_explain_why_they_wait() {
+    let mut i = pending("par", 16, 1024, 1);
+    i.gpu = Some(crate::instances::types::GpuRequest {
+        model: "H100".into(),
+        count: 1,
+        mig_profile: None,
+    });
+    let s = state(vec![node("a", "par", 2, 4)], vec![i]);
+    let plan = plan_pending(&s, true);
+    assert_eq!(
+        plan.unplaced[0].1,
+        "no host in par with 1×H100 free: 1 hosts, 1 without H100, 0 with too few free, 0 without the vCPUs or memory"
+    );
+}
+
+#[test]
+fn gpus_bin_pack_and_stay_local() {
+    // Two 8×H100 hosts with NVLink groups of 4; one already has 2 GPUs bound.
+    let a = gpu_node("a", "H100", 8, 4);
+    let b = gpu_node("b", "H100", 8, 4);
+    let mut busy = gpu_pending("H100", 2, 0);
+    busy.state = InstanceState::Running;
+    busy.node = Some(a.id.clone());
+    busy.gpus = vec!["0000:01:00.0".into(), "0000:02:00.0".into()];
+    let s = state(
+        vec![a, b],
+        vec![busy, gpu_pending("H100", 2, 1), gpu_pending("H100", 4, 2)],
+    );
+    let plan = plan_pending(&s, true);
+    assert_eq!(plan.placements.len(), 2);
+    // The pair goes where it fills a half-used NVLink group (host a, group 1)…
+    let (_, pair) = &plan.placements[0];
+    assert_eq!(pair.node.as_str(), "a");
+    assert_eq!(
+        pair.gpus,
+        vec!["0000:03:00.0".to_owned(), "0000:04:00.0".to_owned()]
+    );
+    // …and the four take a's other whole group, leaving host b entirely free.
+    let (_, four) = &plan.placements[1];
+    assert_eq!(four.node.as_str(), "a");
+    assert_eq!(four.gpus.len(), 4);
+    assert!(
+        four.gpus.iter().all(|g| !pair.gpus.contains(g)),
+        "no GPU bound twice"
+    );
+}
+
+#[test]
+fn mig_slices_pack_onto_mig_gpus_and_whole_requests_avoid_them() {
+    // Host m: 4 H100, the first two in MIG mode.
+    let mut m = gpu_node("m", "H100", 4, 0);
+    m.gpus[0].mig = true;
+    m.gpus[1].mig = true;
+    let s = state(
+        vec![m],
+        vec![
+            mig_pending("3g.40gb", 1),
+            mig_pending("1g.10gb", 2),
+            mig_pending("7g.80gb", 3),
+            mig_pending("3g.40gb", 4),
+            gpu_pending("H100", 3, 5),
+            gpu_pending("H100", 2, 6),
+        ],
+    );
+    let plan = plan_pending(&s, true);
+    let bound: Vec<&str> = plan
+        .placements
+        .iter()
+        .flat_map(|(_, c)| c.gpus.iter().map(String::as_str))
+        .collect();
+    // The 3g and the 1g share GPU 1 (the 1g packs beside the 3g, at the first free
+    // position); the 7g takes GPU 2 whole; the second 3g finds no room; the whole-GPU
+    // requests see only the two GPUs outside MIG mode.
+    assert_eq!(
+        bound,
+        [
+            "0000:01:00.0/3g.40gb@0",
+            "0000:01:00.0/1g.10gb@4",
+            "0000:02:00.0/7g.80gb@0",
+            "0000:03:00.0",
+            "0000:04:00.0",
+        ]
+    );
+    let reasons: Vec<&str> = plan.unplaced.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "no host in par with a free H100 MIG slice 3g.40gb: 1 hosts, 0 without H100, 0 without one in MIG mode, 1 with no room for the slice, 0 without the vCPUs or memory",
+            "no host in par with 3×H100 free: 1 hosts, 0 without H100, 1 with too few free, 0 without the vCPUs or memory",
+        ]
+    );
+    // Apply agrees, and the layout shows on the state.
+    let mut applied = s.clone();
+    applied
+        .apply(
+            1,
+            pb::Command {
+                at_unix_ms: 10,
+                body: Some(pb::command::Body::PlaceInstances(plan.to_command())),
+            },
+        )
+        .unwrap();
+    let used = applied.usage(&NodeId::parse("m").unwrap());
+    assert_eq!(used.slices.len(), 3);
+    assert_eq!(used.gpus.len(), 2);
+    // A plan that binds an overlapping slice is refused by apply.
+    let mut clash = mig_pending("1g.10gb", 7);
+    let clash_id = clash.id.clone();
+    clash.pending_reason = None;
+    applied.instances.insert(clash_id.clone(), clash);
+    applied.reindex();
+    let bad = Plan {
+        placements: vec![(
+            clash_id.clone(),
+            Choice {
+                node: NodeId::parse("m").unwrap(),
+                gpus: vec!["0000:01:00.0/1g.10gb@1".into()],
+            },
+        )],
+        ..Plan::default()
+    };
+    applied
+        .apply(
+            2,
+            pb::Command {
+                at_unix_ms: 11,
+                body: Some(pb::command::Body::PlaceInstances(bad.to_command())),
+            },
+        )
+        .unwrap();
+    assert_eq!(applied.instances[&clash_id].state, InstanceState::Pending);
+}
+
+#[test]
+fn cpu_only_work_stays_off_gpu_hosts() {
+    let s = state(
+        vec![gpu_node("g", "L40S", 4, 0), node("c", "par", 8, 16)],
+        vec![pending("par", 1, 1024, 1)],
+    );
+    assert_eq!(plan_pending(&s, true).placements[0].1.node.as_str(), "c");
+}
+
+#[test]
+fn a_gpu_request_that_does_not_fit_says_why() {
+    let s = state(
+        vec![gpu_node("g", "H100", 8, 8), node("c", "par", 8, 16)],
+        vec![gpu_pending("H100", 16, 1)],
+    );
+    let plan = plan_pending(&s, true);
+    assert_eq!(
+        plan.unplaced[0].1,
+        "no host in par with 16×H100 free: 2 hosts, 1 without H100, 1 with too few free, 0 without the vCPUs or memory"
+    );
+}
+
+#[test]
+fn spreads_to_the_host_with_most_free_memory_and_is_stable() {
+    let s = state(
+        vec![node("a", "par", 8, 4), node("b", "par", 8, 16)],
+        vec![pending("par", 1, 1024, 1)],
+    );
+    let plan = plan_pending(&s, true);
+    assert_eq!(plan.placements[0].1.node.as_str(), "b");
+    assert_eq!(plan_pending(&s, true), plan, "placement is deterministic");
+}
+
+#[test]
+fn recorded_reason_is_not_proposed_again() {
+    let mut i = pending("fra", 1, 1024, 1);
+    i.pending_reason = Some("no host in region fra yet".into());
+    let s = state(vec![node("a", "par", 2, 4)], vec![i]);
+    assert!(plan_pending(&s, true).is_empty());
+    assert!(
+        plan_pending(&s, false).is_empty(),
+        "an instance already looked at waits for capacity"
+    );
+}

@@ -1,0 +1,76 @@
+//! [`Cluster`]: the scheduler's handle on the replicated state — propose a command (stamped
+//! with the proposer's clock) and read the state the log has built.
+
+use std::sync::RwLockReadGuard;
+
+use prost::Message;
+use tokio::sync::watch;
+use vmcloud_consensus::{ProposeError, Raft, RaftStatus};
+use vmcloud_proto::pb::{self, command::Body};
+
+use crate::clock::now_ms;
+use crate::state::replicated::SharedState;
+use crate::state::{ApplyResult, ClusterState};
+
+#[derive(Clone)]
+pub struct Cluster {
+    raft: Raft<ApplyResult>,
+    state: SharedState,
+    /// The leader's eval broker (empty on followers).
+    broker: crate::eval_broker::SharedBroker,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    pub fn new(raft: Raft<ApplyResult>, state: SharedState) -> Self {
+        Cluster {
+            raft,
+            state,
+            broker: Default::default(),
+        }
+    }
+
+    /// The eval broker the placement controller runs on this replica.
+    pub fn broker(&self) -> &crate::eval_broker::SharedBroker {
+        &self.broker
+    }
+
+    /// Proposes a command and waits for it to be applied; returns what applying it gave.
+    pub async fn propose(&self, body: Body) -> Result<ApplyResult, ProposeError> {
+        let command = pb::Command {
+            at_unix_ms: now_ms(),
+            body: Some(body),
+        };
+        self.raft.propose(command.encode_to_vec()).await
+    }
+
+    /// Waits until this replica's state holds everything committed before the call,
+    /// confirmed with a quorum (ReadIndex): a read of `state()` after it is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        self.raft.read_barrier().await
+    }
+
+    /// This replica's state as applied so far: current on the leader, possibly behind on a
+    /// follower. Call [`Cluster::read_barrier`] first for a linearizable read.
+    pub fn state(&self) -> RwLockReadGuard<'_, ClusterState> {
+        self.state.read()
+    }
+
+    /// Changes after every applied batch of log entries.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.raft.applied()
+    }
+
+    pub fn raft_status(&self) -> watch::Receiver<RaftStatus> {
+        self.raft.status()
+    }
+
+    pub fn raft(&self) -> &Raft<ApplyResult> {
+        &self.raft
+    }
+}

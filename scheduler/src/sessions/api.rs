@@ -1,0 +1,400 @@
+//! `/v1/sessions`: cloud-gaming sessions. A launch is a GPU VM of a game flavor running the
+//! streaming image; one per account at a time; it waits in its region's launch queue (VIP,
+//! then Priority+, then standard) when no GPU is free, and ends at its tier's maximum length.
+//! A session's id is its instance's.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::InstanceId;
+use vmcloud_proto::pb::{self, command::Body};
+
+use crate::api::context::{
+    ApiJson, ApiQuery, ApiState, Caller, QueuePlace, ReadOptions, created, idempotency_key, rfc3339,
+};
+use crate::api::problem::Problem;
+use crate::api::validate::{
+    check_flavor, check_image, check_label, check_region, check_whole_gpus,
+};
+use crate::instances::types::{Instance, InstanceState};
+use crate::jobs::queue::Standing;
+use crate::sessions::queue::{choose_region, standings};
+use crate::sessions::types::{LatencyTarget, SessionTier};
+use crate::state::{Applied, ClusterState};
+
+/// The image every session boots: the game-streaming server.
+pub const SESSION_IMAGE: &str = "game-streaming";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchRequest {
+    /// The game (a catalog slug, e.g. `cyberpunk-2077`).
+    pub title: String,
+    /// A GPU flavor (e.g. `game-rtx4090`).
+    pub flavor: String,
+    /// Where to play; or give `latency` and the scheduler picks the region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Instead of `region`: the round trips the client measured and the most it accepts.
+    #[serde(default)]
+    pub latency: Option<LatencyRequest>,
+    /// A dedicated pool (e.g. `anti-cheat`); absent: the general fleet.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// `on-demand` (default), `spot` (cheaper; may be ended with notice when the GPU is
+    /// needed) or `reserved` (on a reservation of the account's).
+    #[serde(default)]
+    pub market: Option<String>,
+    /// Market reserved: the reservation to draw on (default: the account's oldest active one
+    /// of this flavor and region with a free slot).
+    #[serde(default)]
+    pub reservation: Option<String>,
+}
+
+/// A latency target: `{"max_ms": 30, "rtt_ms": {"par": 12, "fra": 19, "ams": 24}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyRequest {
+    /// The most round trip the gamer accepts, in ms (1 to 500).
+    pub max_ms: u32,
+    /// Measured round trips to regions' beacons, in ms.
+    pub rtt_ms: std::collections::BTreeMap<String, u32>,
+}
+
+/// Longest latency target a launch may give.
+pub const MAX_LATENCY_MS: u32 = 500;
+
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub title: String,
+    /// The account's tier when it launched: `standard`, `priority-plus` or `vip`.
+    pub tier: String,
+    pub region: String,
+    /// Launched with a latency target: the round trip to `region` the client measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<u32>,
+    pub flavor: String,
+    /// `on-demand`, `spot` or `reserved`.
+    pub market: String,
+    /// `queued`, `starting`, `running`, `ending`, `failed` or `impaired`.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Queued: its place in the queue.
+    #[serde(flatten)]
+    pub queue: QueuePlace,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
+    /// Placed: when it ends at the latest (its tier's length).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_by: Option<String>,
+    pub launched_at: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
+}
+
+impl SessionView {
+    fn new(i: &Instance, standing: Option<&Standing>) -> SessionView {
+        let spec = i.session.as_ref().expect("sessions have a spec");
+        let state = match i.state {
+            InstanceState::Pending => "queued",
+            InstanceState::Scheduled => "starting",
+            InstanceState::Deleting => "ending",
+            other => other.as_str(),
+        };
+        let queued = i.state == InstanceState::Pending;
+        SessionView {
+            id: i.id.to_string(),
+            title: spec.title.clone(),
+            tier: spec.tier.as_str().to_owned(),
+            region: i.region.clone(),
+            rtt_ms: spec.rtt_ms,
+            flavor: i.flavor.clone(),
+            market: i.market.as_str().to_owned(),
+            state: state.to_owned(),
+            node: i.node.as_ref().map(ToString::to_string),
+            queue: QueuePlace::new(standing, queued),
+            pending_reason: i.pending_reason.clone().filter(|_| queued),
+            ends_by: i.terminate_at_ms.map(rfc3339),
+            launched_at: rfc3339(i.created_at_ms),
+            notices: i.notices.iter().map(|n| n.message.clone()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionList {
+    pub sessions: Vec<SessionView>,
+}
+
+/// Checks a launch against the catalog; gives back its market.
+fn validate(s: &ApiState, req: &LaunchRequest) -> Result<pb::Market, Problem> {
+    match (&req.region, &req.latency) {
+        (Some(region), None) => check_region(&s.catalog, region)?,
+        (None, Some(latency)) => {
+            if !(1..=MAX_LATENCY_MS).contains(&latency.max_ms) {
+                return Err(Problem::unprocessable(
+                    "invalid-latency",
+                    "Invalid latency target",
+                    format!(
+                        "latency.max_ms {} must be between 1 and {MAX_LATENCY_MS}",
+                        latency.max_ms
+                    ),
+                ));
+            }
+            if latency.rtt_ms.is_empty() {
+                return Err(Problem::unprocessable(
+                    "invalid-latency",
+                    "Invalid latency target",
+                    "latency.rtt_ms is empty; give the round trip measured to each region's beacon, e.g. {\"par\": 12, \"fra\": 19}",
+                ));
+            }
+            if let Some(unknown) = latency
+                .rtt_ms
+                .keys()
+                .find(|r| !s.catalog.regions.contains_key(*r))
+            {
+                return Err(Problem::unprocessable(
+                    "unknown-region",
+                    "Unknown region",
+                    format!(
+                        "latency.rtt_ms names region `{unknown}`, which does not exist; regions: {}",
+                        s.catalog.active_regions().join(", ")
+                    ),
+                ));
+            }
+        }
+        _ => {
+            return Err(Problem::unprocessable(
+                "invalid-region",
+                "Region or latency target",
+                "give either region (where to play) or latency (measured round trips and the most you accept), one of them",
+            ));
+        }
+    }
+    let market = crate::api::validate::parse_market(req.market.as_deref())?;
+    if market == pb::Market::Reserved && (req.latency.is_some() || req.pool.is_some()) {
+        return Err(Problem::unprocessable(
+            "invalid-reserved",
+            "Reserved sessions run on their reservation's hosts",
+            "a reserved session runs in its reservation's region and hosts; give region, and drop latency and pool",
+        ));
+    }
+    crate::api::validate::check_market_fields(market, req.reservation.is_some(), None, "sessions")?;
+    check_flavor(&s.catalog, &req.flavor)?;
+    check_whole_gpus(&s.catalog, &req.flavor, "game sessions")?;
+    if s.catalog.flavors[&req.flavor].gpu.is_none() {
+        let gpu_flavors: Vec<&str> = s
+            .catalog
+            .flavors
+            .iter()
+            .filter(|(_, f)| f.gpu.as_ref().is_some_and(|g| g.mig.is_none()))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        return Err(Problem::unprocessable(
+            "not-a-gpu-flavor",
+            "A session needs a GPU",
+            format!(
+                "flavor `{}` has no GPU; choose one of: {}",
+                req.flavor,
+                gpu_flavors.join(", ")
+            ),
+        ));
+    }
+    check_image(&s.catalog, SESSION_IMAGE)?;
+    check_label("title", &req.title)?;
+    if let Some(pool) = &req.pool {
+        check_label("pool", pool)?;
+    }
+    Ok(market)
+}
+
+/// The region a launch goes to, and the round trip to it when it gave a latency target.
+fn launch_region(
+    s: &ApiState,
+    req: &LaunchRequest,
+    tier: SessionTier,
+) -> Result<(String, Option<u32>), Problem> {
+    let Some(latency) = &req.latency else {
+        return Ok((
+            req.region.clone().expect("validated: region or latency"),
+            None,
+        ));
+    };
+    let gpu = s.catalog.flavors[&req.flavor]
+        .gpu
+        .as_ref()
+        .expect("validated: a GPU flavor");
+    let target = LatencyTarget {
+        max_ms: latency.max_ms,
+        rtt_ms: latency
+            .rtt_ms
+            .iter()
+            .map(|(r, ms)| (r.clone(), *ms))
+            .collect(),
+    };
+    let open = |r: &str| check_region(&s.catalog, r).is_ok();
+    let state = s.cluster.state();
+    match choose_region(
+        &state,
+        &target,
+        open,
+        &gpu.model,
+        gpu.count,
+        req.pool.as_deref(),
+        tier,
+    ) {
+        Some((region, rtt, _)) => Ok((region, Some(rtt))),
+        None => {
+            let measured: Vec<String> = latency
+                .rtt_ms
+                .iter()
+                .map(|(r, ms)| {
+                    if open(r) {
+                        format!("{r} {ms} ms")
+                    } else {
+                        format!("{r} {ms} ms (takes no new work)")
+                    }
+                })
+                .collect();
+            Err(Problem::unprocessable(
+                "no-region-within-latency",
+                "No region within the latency target",
+                format!(
+                    "no open region is within {} ms: {}; raise latency.max_ms or play from nearer a region",
+                    latency.max_ms,
+                    measured.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+pub async fn launch(
+    State(s): State<ApiState>,
+    Caller(account): Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<LaunchRequest>,
+) -> Result<Response, Problem> {
+    let market = validate(&s, &req)?;
+    let flavor = &s.catalog.flavors[&req.flavor];
+    let tier = s
+        .cluster
+        .state()
+        .accounts
+        .get(&account)
+        .map(|a| a.gaming_tier)
+        .unwrap_or_default();
+    let (region, rtt_ms) = launch_region(&s, &req, tier)?;
+    let reservation = crate::reservations::api::for_market(
+        &s,
+        market,
+        &account,
+        &req.flavor,
+        &region,
+        req.reservation.as_deref(),
+        1,
+    )?;
+    let id = InstanceId::generate();
+    let gpu = flavor.gpu.as_ref().expect("checked: a GPU flavor");
+    let command = pb::CreateInstance {
+        instance_id: id.to_string(),
+        account_id: account.to_string(),
+        name: format!("{}-{}", req.title, &id.as_str()[2..8]),
+        flavor: req.flavor.clone(),
+        image: SESSION_IMAGE.to_owned(),
+        region,
+        vcpus: flavor.vcpus,
+        memory_mib: flavor.memory_mib,
+        disk_gib: flavor.disk_gib,
+        gpu_model: gpu.model.clone(),
+        gpu_count: gpu.count,
+        idempotency_key: idempotency_key(&headers)?,
+        pool: req.pool.clone().unwrap_or_default(),
+        market: market as i32,
+        preemption_notice_s: flavor.spot_notice_s,
+        reservation_id: reservation,
+        session: Some(pb::GameSession {
+            tier: pb::SessionTier::from(tier) as i32,
+            title: req.title.clone(),
+            rtt_ms: rtt_ms.unwrap_or(0),
+        }),
+        ..Default::default()
+    };
+    let instance = match s.cluster.propose(Body::CreateInstance(command)).await?? {
+        Applied::Instance(i) => i,
+        _ => return Err(Problem::from(crate::state::Rejected::Malformed)),
+    };
+    let state = s.cluster.state();
+    let view = SessionView::new(&instance, standings(&state).get(&instance.id));
+    Ok(created(format!("/v1/sessions/{}", instance.id), view))
+}
+
+fn own_session<'s>(
+    state: &'s ClusterState,
+    account: &vmcloud_proto::AccountId,
+    id: &str,
+) -> Result<&'s Instance, Problem> {
+    InstanceId::parse(id)
+        .ok()
+        .and_then(|id| state.instances.get(&id))
+        .filter(|i| &i.account == account && i.session.is_some())
+        .ok_or_else(|| Problem::not_found(format!("session {id} does not exist")))
+}
+
+pub async fn list(
+    State(s): State<ApiState>,
+    Caller(account): Caller,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<SessionList>, Problem> {
+    read.prepare(&s.cluster).await?;
+    let state = s.cluster.state();
+    let standing = standings(&state);
+    let mut sessions: Vec<&Instance> = state
+        .instances
+        .values()
+        .filter(|i| i.account == account && i.session.is_some())
+        .collect();
+    sessions.sort_by_key(|i| i.created_at_ms);
+    Ok(Json(SessionList {
+        sessions: sessions
+            .into_iter()
+            .map(|i| SessionView::new(i, standing.get(&i.id)))
+            .collect(),
+    }))
+}
+
+pub async fn get(
+    State(s): State<ApiState>,
+    Caller(account): Caller,
+    Path(id): Path<String>,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<SessionView>, Problem> {
+    read.prepare(&s.cluster).await?;
+    let state = s.cluster.state();
+    let i = own_session(&state, &account, &id)?;
+    Ok(Json(SessionView::new(i, standings(&state).get(&i.id))))
+}
+
+/// Ends a session (leaves the queue, or stops the VM).
+pub async fn end(
+    State(s): State<ApiState>,
+    Caller(account): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = own_session(&s.cluster.state(), &account, &id)?.id.clone();
+    let command = pb::DeleteInstance {
+        instance_id: id.to_string(),
+        account_id: account.to_string(),
+    };
+    s.cluster.propose(Body::DeleteInstance(command)).await??;
+    let state = s.cluster.state();
+    let body = match state.instances.get(&id) {
+        Some(i) => serde_json::to_value(SessionView::new(i, None)).unwrap_or_default(),
+        None => serde_json::json!({ "id": id.to_string(), "state": "ended" }),
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}

@@ -1,0 +1,93 @@
+//! Cloud-gaming sessions: a gamer's GPU VM running a streaming server, launched from the
+//! portal, one at a time per account (invariant 7), ended at its tier's maximum length.
+//!
+//! **Launch queues**: one per region and GPU class (model and pool). A launch that cannot start
+//! waits there; VIP launches are served before Priority+ ones, Priority+ before standard, and
+//! launches of one tier in the order they came. Placement serves them in that order (see
+//! [`launch_rank`]). **Position and estimate**: [`standings`] walks each queue against the
+//! GPUs of its region over time: free now, plus what running sessions, jobs and reclaimed spot
+//! give back when they end (every session has a known latest end, its tier's length).
+//! Pure functions of the state, like placement.
+
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::pb;
+
+/// Gamers' subscription tiers.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionTier {
+    #[default]
+    Standard,
+    PriorityPlus,
+    Vip,
+}
+
+impl SessionTier {
+    pub const ALL: [SessionTier; 3] = [
+        SessionTier::Standard,
+        SessionTier::PriorityPlus,
+        SessionTier::Vip,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionTier::Standard => "standard",
+            SessionTier::PriorityPlus => "priority-plus",
+            SessionTier::Vip => "vip",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SessionTier> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// How long one session may last: 1 h standard, 6 h Priority+, 8 h VIP (the shape of
+    /// GeForce NOW's free, Priority and Ultimate tiers).
+    pub fn max_length_s(self) -> u32 {
+        match self {
+            SessionTier::Standard => 3600,
+            SessionTier::PriorityPlus => 6 * 3600,
+            SessionTier::Vip => 8 * 3600,
+        }
+    }
+}
+
+impl From<pb::SessionTier> for SessionTier {
+    fn from(t: pb::SessionTier) -> Self {
+        match t {
+            pb::SessionTier::Standard => SessionTier::Standard,
+            pb::SessionTier::PriorityPlus => SessionTier::PriorityPlus,
+            pb::SessionTier::Vip => SessionTier::Vip,
+        }
+    }
+}
+
+impl From<SessionTier> for pb::SessionTier {
+    fn from(t: SessionTier) -> Self {
+        match t {
+            SessionTier::Standard => pb::SessionTier::Standard,
+            SessionTier::PriorityPlus => pb::SessionTier::PriorityPlus,
+            SessionTier::Vip => pb::SessionTier::Vip,
+        }
+    }
+}
+
+/// What makes an instance a game session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSpec {
+    pub tier: SessionTier,
+    pub title: String,
+    /// Round trip from the gamer to the chosen region, when the launch gave a latency target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<u32>,
+}
+
+/// A launch's latency target: the round trips the gamer's client measured to each region's
+/// beacon, and the most it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatencyTarget {
+    pub max_ms: u32,
+    pub rtt_ms: Vec<(String, u32)>,
+}

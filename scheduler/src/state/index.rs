@@ -1,0 +1,81 @@
+//! The derived indexes: what placement and the gateway ask of the state on every round, kept
+//! current by `apply` instead of recomputed from every instance (a fleet holds hundreds of
+//! thousands). Never serialized; rebuilt by [`crate::state::ClusterState::reindex`] after a
+//! restore.
+
+use std::collections::{BTreeSet, HashMap};
+
+use vmcloud_proto::{InstanceId, NodeId};
+
+use crate::instances::types::{Instance, Market};
+use crate::nodes::mig;
+use crate::reservations::types::Held;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateIndex {
+    /// What each node holds.
+    pub usage: HashMap<NodeId, Usage>,
+    /// Pending instances, oldest first.
+    pub pending: BTreeSet<(i64, InstanceId)>,
+    /// Spot instances given notice, by the time their notice runs out, until they are gone
+    /// (reclaimed ones still hold capacity until their agent has removed them).
+    pub terminating: BTreeSet<(i64, InstanceId)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    /// PCI addresses of the GPUs bound whole on the node.
+    pub gpus: BTreeSet<String>,
+    /// MIG slices bound on the node (`<pci>/<profile>@<start>`, see [`crate::nodes::mig`]).
+    pub slices: BTreeSet<String>,
+    /// Capacity held for reservation slots nobody uses yet.
+    pub held: Held,
+    /// Spot instances holding capacity here.
+    pub spot: u32,
+    /// The instances on the node (its desired config is built from them).
+    pub instances: BTreeSet<InstanceId>,
+}
+
+impl Usage {
+    pub(crate) fn add(&mut self, i: &Instance) {
+        self.instances.insert(i.id.clone());
+        self.spot += u32::from(i.market == Market::Spot);
+        self.vcpus += i.vcpus;
+        self.memory_mib += i.memory_mib;
+        for g in &i.gpus {
+            self.bind(g);
+        }
+    }
+
+    /// Records a GPU or MIG slice as bound.
+    pub fn bind(&mut self, binding: &str) {
+        if mig::is_slice(binding) {
+            self.slices.insert(binding.to_owned());
+        } else {
+            self.gpus.insert(binding.to_owned());
+        }
+    }
+
+    /// Undoes [`Usage::bind`].
+    pub fn unbind(&mut self, binding: &str) {
+        if mig::is_slice(binding) {
+            self.slices.remove(binding);
+        } else {
+            self.gpus.remove(binding);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, i: &Instance) {
+        self.instances.remove(&i.id);
+        self.spot = self
+            .spot
+            .saturating_sub(u32::from(i.market == Market::Spot));
+        self.vcpus = self.vcpus.saturating_sub(i.vcpus);
+        self.memory_mib = self.memory_mib.saturating_sub(i.memory_mib);
+        for g in &i.gpus {
+            self.unbind(g);
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The ground floor: the replicated cluster state and the one function that changes it.
+//!
+//! [`ClusterState::apply`] is the only writer: it takes one committed [`pb::Command`] and is
+//! deterministic (time comes from the command, never from this replica's clock), so every
+//! replica that applies the same log holds the same state. This folder holds the state's
+//! struct, the `Command` dispatch and the derived indexes; each domain folder (instances,
+//! nodes, jobs, sessions, reservations, join, accounts) adds its own `impl ClusterState` block
+//! with its handlers and queries, and imports this one — never the other way.
+//! [`replicated`] plugs the state into the consensus crate.
+
+pub mod index;
+pub mod queries;
+pub mod replicated;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::pb::{self, command::Body};
+use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
+
+use crate::accounts::types::{Account, ApiKey};
+use crate::instances::types::Instance;
+use crate::nodes::types::{Node, ReplicaAddrs};
+use crate::reservations::types::Reservation;
+use crate::state::index::StateIndex;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub accounts: BTreeMap<AccountId, Account>,
+    /// API keys by their public id.
+    pub api_keys: BTreeMap<String, ApiKey>,
+    pub instances: BTreeMap<InstanceId, Instance>,
+    pub nodes: BTreeMap<NodeId, Node>,
+    /// account → Idempotency-Key → the instance that key created.
+    pub idempotency: BTreeMap<AccountId, BTreeMap<String, InstanceId>>,
+    /// Capacity held for accounts (see [`crate::reservation`]).
+    #[serde(default)]
+    pub reservations: BTreeMap<ReservationId, Reservation>,
+    /// Join tokens by id (secrets are kept hashed).
+    #[serde(default)]
+    pub join_tokens: BTreeMap<String, crate::join::types::JoinToken>,
+    /// Where each scheduler replica serves agents and the API (announced at start).
+    #[serde(default)]
+    pub replicas: BTreeMap<u64, ReplicaAddrs>,
+    /// account → Idempotency-Key → the reservation that key created.
+    #[serde(default)]
+    pub reservation_keys: BTreeMap<AccountId, BTreeMap<String, ReservationId>>,
+    /// Index of the last applied log entry.
+    pub applied_index: u64,
+    /// The proposer's clock when the last entry was proposed: "now" for pure functions of the
+    /// state (queue estimates).
+    #[serde(default)]
+    pub now_ms: i64,
+    /// Grows whenever capacity may have appeared (a node registered, an instance's capacity
+    /// released), so the placement controller knows when waiting instances may now fit.
+    #[serde(default)]
+    pub capacity_epoch: u64,
+    /// Grows whenever any node's desired-config generation grows (not serialized: the agent
+    /// gateway compares it between applied batches to skip looking at every node).
+    #[serde(skip)]
+    pub generation_epoch: Epoch,
+    /// Derived from the maps above and never serialized: kept current by `apply`, rebuilt by
+    /// [`ClusterState::reindex`] after a restore or after building a state by hand.
+    #[serde(skip)]
+    pub(crate) index: StateIndex,
+}
+
+/// A change counter kept beside the state, not part of its value: states equal in
+/// everything else are equal whatever their counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epoch(pub u64);
+
+impl PartialEq for Epoch {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Applied {
+    Done,
+    Instance(Box<Instance>),
+    Reservation(Box<Reservation>),
+}
+
+/// A command that was committed but changed nothing, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("the log entry cannot be decoded")]
+    Malformed,
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// Valid, but the state does not allow it now (capacity taken, a reservation full).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+pub type ApplyResult = Result<Applied, Rejected>;
+impl ClusterState {
+    /// Applies one committed command. Deterministic.
+    pub fn apply(&mut self, index: u64, command: pb::Command) -> ApplyResult {
+        self.applied_index = index;
+        let at = command.at_unix_ms;
+        self.now_ms = self.now_ms.max(at);
+        match command.body.ok_or(Rejected::Malformed)? {
+            Body::CreateAccount(c) => self.create_account(c, at),
+            Body::AddApiKey(c) => self.add_api_key(c),
+            Body::CreateInstance(c) => self.create_instance(c, at),
+            Body::PlaceInstances(c) => self.place_instances(c, at),
+            Body::DeleteInstance(c) => self.delete_instance(c),
+            Body::RegisterNode(c) => self.register_node(c, at),
+            Body::ObserveInstances(c) => self.observe_instances(c, at),
+            Body::SetNodeState(c) => self.set_node_state(c, at),
+            Body::LoseInstances(c) => self.lose_instances(c, at),
+            Body::SetGpuHealth(c) => self.set_gpu_health(c),
+            Body::SetNodeLabels(c) => self.set_node_labels(c),
+            Body::ReclaimInstances(c) => self.reclaim_instances(c, at),
+            Body::CreateReservation(c) => self.create_reservation(c, at),
+            Body::ExpireReservations(c) => self.expire_reservations(c, at),
+            Body::CreateJob(c) => self.create_job(c, at),
+            Body::UpdateAccount(c) => self.update_account(c),
+            Body::CreateJoinToken(c) => self.create_join_token(c, at),
+            Body::UseJoinToken(c) => self.use_join_token(c, at),
+            Body::AnnounceReplica(c) => self.announce_replica(c),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Queries over the derived indexes, and rebuilding them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use vmcloud_proto::{InstanceId, NodeId};
+
+use crate::instances::types::{Instance, InstanceState, Market};
+use crate::reservations::types::Held;
+use crate::state::ClusterState;
+use crate::state::index::{StateIndex, Usage};
+
+impl ClusterState {
+    /// Rebuilds the derived index from the maps: after a restore, or after building a state
+    /// by hand (generators, tests).
+    pub fn reindex(&mut self) {
+        let mut index = StateIndex {
+            usage: self
+                .nodes
+                .keys()
+                .map(|n| (n.clone(), Usage::default()))
+                .collect(),
+            pending: BTreeSet::new(),
+            terminating: BTreeSet::new(),
+        };
+        for r in self.reservations.values() {
+            for s in r.slots.iter().filter(|s| s.instance.is_none()) {
+                index.usage.entry(s.node.clone()).or_default().held.add(r);
+            }
+        }
+        for i in self.instances.values() {
+            if let Some(u) = i.node.as_ref().and_then(|n| index.usage.get_mut(n)) {
+                u.add(i);
+            }
+            if i.state == InstanceState::Pending {
+                index.pending.insert((i.created_at_ms, i.id.clone()));
+            }
+            if let Some(d) = i.terminate_at_ms {
+                index.terminating.insert((d, i.id.clone()));
+            }
+        }
+        self.index = index;
+    }
+
+    /// The capacity held for unused reservation slots on `node`.
+    pub(crate) fn held_mut(&mut self, node: &NodeId) -> &mut Held {
+        &mut self.index.usage.entry(node.clone()).or_default().held
+    }
+
+    /// vCPUs, memory and GPUs held on `node`.
+    pub fn usage(&self, node: &NodeId) -> Usage {
+        self.index.usage.get(node).cloned().unwrap_or_default()
+    }
+
+    /// What every node holds.
+    pub fn usage_by_node(&self) -> HashMap<&NodeId, &Usage> {
+        self.index.usage.iter().collect()
+    }
+
+    /// The earliest time a spot instance's notice runs out, and the instances whose notice
+    /// has run out by `now_ms`.
+    pub fn notices_ending(&self, now_ms: i64) -> (Option<i64>, Vec<InstanceId>) {
+        let running = |id: &InstanceId| {
+            self.instances
+                .get(id)
+                .is_some_and(|i| i.state != InstanceState::Deleting)
+        };
+        let mut next = None;
+        let mut due = Vec::new();
+        for (d, id) in &self.index.terminating {
+            if !running(id) {
+                continue;
+            }
+            if *d > now_ms {
+                next = Some(*d);
+                break;
+            }
+            due.push(id.clone());
+        }
+        (next, due)
+    }
+
+    /// Hosts where spot instances given notice still hold capacity.
+    pub fn reclaiming_nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.index.terminating.iter().filter_map(|(_, id)| {
+            let i = self.instances.get(id)?;
+            (i.market == Market::Spot).then_some(i.node.as_ref()?)
+        })
+    }
+
+    /// Pending instances, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &Instance> {
+        self.index
+            .pending
+            .iter()
+            .filter_map(|(_, id)| self.instances.get(id))
+    }
+}

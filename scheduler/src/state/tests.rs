@@ -1,0 +1,257 @@
+use std::sync::{Arc, RwLock};
+
+use vmcloud_proto::pb::{self, command::Body};
+use vmcloud_proto::{AccountId, InstanceId, NodeId};
+
+use crate::instances::types::InstanceState;
+use crate::state::replicated::SharedState;
+use crate::state::{Applied, ClusterState, Rejected};
+
+pub(crate) fn cmd(at: i64, body: Body) -> pb::Command {
+    pb::Command {
+        at_unix_ms: at,
+        body: Some(body),
+    }
+}
+
+fn state_with_node() -> (ClusterState, AccountId, NodeId) {
+    let mut s = ClusterState::default();
+    let account = AccountId::parse("acct-1").unwrap();
+    let node = NodeId::parse("host-a").unwrap();
+    s.apply(
+        1,
+        cmd(
+            1,
+            Body::CreateAccount(pb::CreateAccount {
+                account_id: account.to_string(),
+                name: "a".into(),
+                operator: false,
+            }),
+        ),
+    )
+    .unwrap();
+    s.apply(
+        2,
+        cmd(
+            2,
+            Body::RegisterNode(pb::RegisterNode {
+                node_id: node.to_string(),
+                inventory: Some(pb::HostInventory {
+                    region: "par".into(),
+                    cpu_threads: 1,
+                    memory_bytes: 3 * 1024 * 1024 * 1024,
+                    ..Default::default()
+                }),
+                build: None,
+            }),
+        ),
+    )
+    .unwrap();
+    (s, account, node)
+}
+
+fn create(s: &mut ClusterState, account: &AccountId, memory_mib: u64) -> InstanceId {
+    let id = InstanceId::generate();
+    s.apply(
+        10,
+        cmd(
+            10,
+            Body::CreateInstance(pb::CreateInstance {
+                instance_id: id.to_string(),
+                account_id: account.to_string(),
+                name: "web".into(),
+                region: "par".into(),
+                vcpus: 1,
+                memory_mib,
+                ..Default::default()
+            }),
+        ),
+    )
+    .unwrap();
+    id
+}
+
+fn place(s: &mut ClusterState, id: &InstanceId, node: &NodeId) {
+    s.apply(
+        11,
+        cmd(
+            11,
+            Body::PlaceInstances(pb::PlaceInstances {
+                placements: vec![pb::Placement {
+                    instance_id: id.to_string(),
+                    node_id: node.to_string(),
+                    gpus: vec![],
+                }],
+                unplaced: vec![],
+                preemptions: vec![],
+            }),
+        ),
+    )
+    .unwrap();
+}
+
+fn observe(s: &mut ClusterState, node: &NodeId, id: &InstanceId, state: pb::ObservedState) {
+    s.apply(
+        12,
+        cmd(
+            12,
+            Body::ObserveInstances(pb::ObserveInstances {
+                node_id: node.to_string(),
+                instances: vec![pb::InstanceStatus {
+                    instance_id: id.to_string(),
+                    state: state as i32,
+                    message: String::new(),
+                }],
+            }),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn snapshot_restores_the_same_state() {
+    use vmcloud_consensus::StateMachine;
+    let (mut s, account, node) = state_with_node();
+    let id = create(&mut s, &account, 1024);
+    place(&mut s, &id, &node);
+    s.apply(
+        20,
+        cmd(
+            20,
+            Body::CreateInstance(pb::CreateInstance {
+                instance_id: InstanceId::generate().to_string(),
+                account_id: account.to_string(),
+                idempotency_key: "k".into(),
+                ..Default::default()
+            }),
+        ),
+    )
+    .unwrap();
+    s.apply(
+        21,
+        cmd(
+            21,
+            Body::AddApiKey(pb::AddApiKey {
+                account_id: account.to_string(),
+                key_id: "0011223344556677".into(),
+                secret_sha256: vec![7; 32],
+            }),
+        ),
+    )
+    .unwrap();
+    let original = SharedState(Arc::new(RwLock::new(s)));
+    let mut copy = SharedState::default();
+    copy.restore(&original.snapshot()).unwrap();
+    assert_eq!(*copy.read(), *original.read());
+    assert!(
+        copy.read()
+            .authenticate("0011223344556677", &[7; 32])
+            .is_some(),
+        "API key hashes survive"
+    );
+    assert!(copy.restore(b"not json").is_err());
+}
+
+#[test]
+fn lifecycle_create_place_run_delete() {
+    let (mut s, account, node) = state_with_node();
+    let id = create(&mut s, &account, 1024);
+    assert_eq!(s.instances[&id].state, InstanceState::Pending);
+    place(&mut s, &id, &node);
+    assert_eq!(s.instances[&id].state, InstanceState::Scheduled);
+    assert_eq!(s.nodes[&node].generation, 1);
+    assert_eq!(s.desired_config(&node).unwrap().instances.len(), 1);
+
+    observe(&mut s, &node, &id, pb::ObservedState::Running);
+    assert_eq!(s.instances[&id].state, InstanceState::Running);
+    assert_eq!(s.instances[&id].running_at_ms, Some(12));
+
+    s.apply(
+        13,
+        cmd(
+            13,
+            Body::DeleteInstance(pb::DeleteInstance {
+                instance_id: id.to_string(),
+                account_id: account.to_string(),
+            }),
+        ),
+    )
+    .unwrap();
+    assert_eq!(s.instances[&id].state, InstanceState::Deleting);
+    assert_eq!(s.nodes[&node].generation, 2);
+    assert!(s.desired_config(&node).unwrap().instances.is_empty());
+    observe(&mut s, &node, &id, pb::ObservedState::Absent);
+    assert!(!s.instances.contains_key(&id));
+}
+
+#[test]
+fn placement_that_no_longer_fits_is_dropped() {
+    let (mut s, account, node) = state_with_node();
+    // 3 GiB host, 1 GiB reserved: room for 2048 MiB.
+    let a = create(&mut s, &account, 1536);
+    let b = create(&mut s, &account, 1024);
+    place(&mut s, &a, &node);
+    place(&mut s, &b, &node);
+    assert_eq!(s.instances[&a].state, InstanceState::Scheduled);
+    assert_eq!(s.instances[&b].state, InstanceState::Pending);
+    assert_eq!(s.usage(&node).memory_mib, 1536);
+}
+
+#[test]
+fn agent_cannot_report_for_another_node() {
+    let (mut s, account, node) = state_with_node();
+    let id = create(&mut s, &account, 512);
+    place(&mut s, &id, &node);
+    let other = NodeId::parse("host-b").unwrap();
+    observe(&mut s, &other, &id, pb::ObservedState::Failed);
+    assert_eq!(s.instances[&id].state, InstanceState::Scheduled);
+}
+
+#[test]
+fn idempotency_key_returns_the_first_instance() {
+    let (mut s, account, _) = state_with_node();
+    let mut first = None;
+    for _ in 0..2 {
+        let r = s
+            .apply(
+                5,
+                cmd(
+                    5,
+                    Body::CreateInstance(pb::CreateInstance {
+                        instance_id: InstanceId::generate().to_string(),
+                        account_id: account.to_string(),
+                        idempotency_key: "k1".into(),
+                        ..Default::default()
+                    }),
+                ),
+            )
+            .unwrap();
+        let Applied::Instance(i) = r else {
+            panic!("expected an instance")
+        };
+        first.get_or_insert(i.id.clone());
+        assert_eq!(Some(&i.id), first.as_ref());
+    }
+    assert_eq!(s.instances.len(), 1);
+}
+
+#[test]
+fn deleting_a_pending_instance_removes_it_and_others_cannot_delete() {
+    let (mut s, account, _) = state_with_node();
+    let id = create(&mut s, &account, 512);
+    let del = |acct: &str| {
+        cmd(
+            14,
+            Body::DeleteInstance(pb::DeleteInstance {
+                instance_id: id.to_string(),
+                account_id: acct.into(),
+            }),
+        )
+    };
+    assert!(matches!(
+        s.apply(14, del("acct-2")),
+        Err(Rejected::NotFound(_))
+    ));
+    s.apply(15, del(account.as_str())).unwrap();
+    assert!(s.instances.is_empty());
+}
