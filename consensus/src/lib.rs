@@ -45,6 +45,20 @@ pub trait StateMachine: Send + 'static {
     /// The whole state, encoded; [`StateMachine::restore`] must rebuild the same state from it.
     fn snapshot(&self) -> Vec<u8>;
 
+    /// A snapshot taken now and encoded later: returns at once with an immutable copy of the
+    /// state (cheap for persistent maps) inside a function that encodes it like
+    /// [`StateMachine::snapshot`]. The applier runs that function on a thread of its own, so
+    /// applying goes on while a large state is written. The default encodes at once.
+    fn snapshot_later(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send> {
+        let data = self.snapshot();
+        Box::new(move || data)
+    }
+
+    /// Called after each applied batch, before the batch's proposers are answered and before
+    /// the applied index moves: a state machine that serves readers from a published copy
+    /// publishes here, so a proposer that was answered reads its own write.
+    fn publish(&mut self) {}
+
     /// Replaces the state with one from [`StateMachine::snapshot`]; empty `data` means the
     /// initial state (a new group starts from an empty snapshot). An error stops the replica.
     fn restore(&mut self, data: &[u8]) -> Result<(), String>;

@@ -315,6 +315,7 @@ impl<O: Send + 'static> Raft<O> {
             applied: applied_tx,
             runner: requests_tx.clone(),
             metrics: config.metrics.clone(),
+            encoding: Default::default(),
         };
         let runner = thread::Builder::new()
             .name("raft-runner".into())
@@ -880,14 +881,39 @@ struct Applier<S: StateMachine> {
     applied: watch::Sender<u64>,
     runner: mpsc::Sender<Request>,
     metrics: Arc<RaftMetrics>,
+    /// A snapshot is being encoded on its own thread; no second one starts until it is done.
+    encoding: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<S: StateMachine> Applier<S> {
+    /// Takes a snapshot at `index`: an immutable copy now, encoded on a thread of its own
+    /// (applying goes on meanwhile), then handed to the runner to save and compact the log.
     fn snapshot(&mut self, index: u64, term: u64) {
-        let data = requests::wrap(&self.requests, self.state_machine.snapshot());
-        self.metrics.snapshots_taken.inc();
+        use std::sync::atomic::Ordering;
+        if self.encoding.swap(true, Ordering::AcqRel) {
+            // The one being encoded covers most of the log; the next due one follows it.
+            return;
+        }
+        let encode = self.state_machine.snapshot_later();
+        let requests = self.requests.clone();
+        let (runner, metrics, encoding) = (
+            self.runner.clone(),
+            self.metrics.clone(),
+            self.encoding.clone(),
+        );
         self.last_snapshot = index;
-        let _ = self.runner.send(Request::Snapshot { index, term, data });
+        let spawned = std::thread::Builder::new()
+            .name("raft-snapshot".into())
+            .spawn(move || {
+                let data = requests::wrap(&requests, encode());
+                metrics.snapshots_taken.inc();
+                let _ = runner.send(Request::Snapshot { index, term, data });
+                encoding.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(index, error = %e, "cannot start the snapshot thread; the log is kept");
+            self.encoding.store(false, Ordering::Release);
+        }
     }
 
     fn run(mut self) {
@@ -927,6 +953,7 @@ impl<S: StateMachine> Applier<S> {
                 }
             };
             let (mut last, mut last_term) = (0, 0);
+            let mut answers = Vec::new();
             for entry in batch {
                 last = entry.index;
                 last_term = entry.term;
@@ -973,8 +1000,16 @@ impl<S: StateMachine> Applier<S> {
                 if entry.context.is_empty() {
                     continue;
                 }
-                if let Some(waiter) = self.waiters.lock().unwrap().remove(&entry.context[..]) {
-                    let _ = waiter.send(output);
+                answers.push((entry.context, output));
+            }
+            // Readers see the batch before its proposers hear back (read-your-writes).
+            self.state_machine.publish();
+            {
+                let mut waiters = self.waiters.lock().unwrap();
+                for (context, output) in answers {
+                    if let Some(waiter) = waiters.remove(&context[..]) {
+                        let _ = waiter.send(output);
+                    }
                 }
             }
             let _ = self.applied.send(last);

@@ -1,8 +1,6 @@
 //! [`Cluster`]: the scheduler's handle on the replicated state — propose a command (stamped
 //! with the proposer's clock) and read the state the log has built.
 
-use std::sync::RwLockReadGuard;
-
 use prost::Message;
 use tokio::sync::watch;
 use vmcloud_consensus::{ProposeError, Raft, RaftStatus};
@@ -56,8 +54,9 @@ impl Cluster {
     }
 
     /// This replica's state as applied so far: current on the leader, possibly behind on a
-    /// follower. Call [`Cluster::read_barrier`] first for a linearizable read.
-    pub fn state(&self) -> RwLockReadGuard<'_, ClusterState> {
+    /// follower. Call [`Cluster::read_barrier`] first for a linearizable read. An immutable
+    /// copy: hold it as long as needed, `apply` goes on meanwhile.
+    pub fn state(&self) -> std::sync::Arc<ClusterState> {
         self.state.read()
     }
 

@@ -274,9 +274,7 @@ fn operator_settings_survive_reregistration_and_restore() {
     assert!(n.pools.contains("partner:acme"));
     assert_eq!(n.labels["k"], "v");
 
-    let original = vmcloud_scheduler::state::replicated::SharedState(std::sync::Arc::new(
-        std::sync::RwLock::new(f.state.clone()),
-    ));
+    let original = vmcloud_scheduler::state::replicated::SharedState::new(f.state.clone());
     let mut copy = vmcloud_scheduler::state::replicated::SharedState::default();
     copy.restore(&original.snapshot()).unwrap();
     assert_eq!(*copy.read(), f.state);

@@ -81,10 +81,18 @@ impl StateMachine for FleetReplica {
         self.shared.snapshot()
     }
 
+    fn snapshot_later(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send> {
+        self.shared.snapshot_later()
+    }
+
+    fn publish(&mut self) {
+        self.shared.publish();
+    }
+
     /// The group's first snapshot is empty: that is the generated fleet here.
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
         if data.is_empty() {
-            *self.shared.0.write().expect("state lock") = (*self.fleet).clone();
+            self.shared.replace((*self.fleet).clone());
             return Ok(());
         }
         self.shared.restore(data)

@@ -49,7 +49,7 @@ fn view(s: &ApiState) -> ClusterView {
         applied_index: applied,
         evaluations: s.cluster.broker().lock().expect("broker lock").backlog(),
         partition_alarms: s.liveness.lock().expect("liveness lock").alarms.clone(),
-        replicas: s.cluster.state().replicas.clone(),
+        replicas: s.cluster.state().replicas.clone().into_iter().collect(),
         connected_agents: s.links.metrics().connected_agents.get() as usize,
     }
 }

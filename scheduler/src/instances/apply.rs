@@ -11,7 +11,6 @@ use crate::nodes::types::Node;
 use crate::sessions::types::SessionSpec;
 use crate::state::Epoch;
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
-use std::collections::BTreeMap;
 
 impl ClusterState {
     pub(crate) fn create_instance(&mut self, c: pb::CreateInstance, at: i64) -> ApplyResult {
@@ -252,7 +251,7 @@ impl ClusterState {
     /// Takes an instance that holds capacity out of its node's desired config; it is removed
     /// when its agent reports it gone.
     pub(crate) fn begin_delete(
-        nodes: &mut BTreeMap<NodeId, Node>,
+        nodes: &mut imbl::OrdMap<NodeId, Node>,
         generation_epoch: &mut Epoch,
         instance: &mut Instance,
     ) {

@@ -6,7 +6,7 @@ use vmcloud_proto::{InstanceId, JobId, NodeId};
 use crate::instances::types::Instance;
 use crate::instances::types::{InstanceState, Market};
 use crate::state::{Applied, ApplyResult, ClusterState};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 impl ClusterState {
     /// Gives spot instances their notice so that waiting workloads can take their capacity;
@@ -75,7 +75,7 @@ impl ClusterState {
     /// Gives a spot instance its notice: it stops at `until`, or at its own end when that
     /// comes first. Returns when it stops.
     pub(crate) fn give_notice(
-        terminating: &mut BTreeSet<(i64, InstanceId)>,
+        terminating: &mut imbl::OrdSet<(i64, InstanceId)>,
         instance: &mut Instance,
         until: i64,
         at: i64,

@@ -15,8 +15,15 @@ impl ClusterState {
             return Err(Rejected::Exists(format!("join token {}", c.token_id)));
         }
         // Tokens dead for a day are forgotten, so the map stays small.
-        self.join_tokens
-            .retain(|_, t| t.expires_at_ms + 24 * 3600 * 1000 > at);
+        let dead: Vec<String> = self
+            .join_tokens
+            .iter()
+            .filter(|(_, t)| t.expires_at_ms + 24 * 3600 * 1000 <= at)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dead {
+            self.join_tokens.remove(&id);
+        }
         self.join_tokens.insert(
             c.token_id.clone(),
             JoinToken {

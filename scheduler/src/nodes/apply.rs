@@ -1,8 +1,6 @@
 //! Applying node commands: registration, operator states, GPU health, labels, lost hosts,
 //! and replicas announcing themselves.
 
-use std::collections::BTreeMap;
-
 use vmcloud_proto::pb;
 use vmcloud_proto::{InstanceId, NodeId};
 
@@ -14,7 +12,7 @@ use vmcloud_proto::JobId;
 
 /// The node `raw` names; the error says whether the name or the node was wrong.
 fn node_mut<'a>(
-    nodes: &'a mut BTreeMap<NodeId, Node>,
+    nodes: &'a mut imbl::OrdMap<NodeId, Node>,
     raw: &str,
 ) -> Result<(NodeId, &'a mut Node), Rejected> {
     let id = NodeId::parse(raw).map_err(|e| Rejected::Invalid(e.to_string()))?;
@@ -195,8 +193,14 @@ impl ClusterState {
         self.lose(&id, &lost, &reason, at);
         // Waiting workloads nominated to a host that no longer takes work look again.
         if state != NodeState::Ready {
-            for i in self.instances.values_mut() {
-                if i.nominated_node.as_ref() == Some(&id) {
+            let nominated: Vec<InstanceId> = self
+                .instances
+                .values()
+                .filter(|i| i.nominated_node.as_ref() == Some(&id))
+                .map(|i| i.id.clone())
+                .collect();
+            for n in nominated {
+                if let Some(i) = self.instances.get_mut(&n) {
                     i.nominated_node = None;
                     i.pending_reason = Some(crate::instances::types::WAITING_FOR_PLACEMENT.into());
                 }

@@ -3,7 +3,9 @@
 //! thousands). Never serialized; rebuilt by [`crate::state::ClusterState::reindex`] after a
 //! restore.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use imbl::{HashMap, OrdSet};
 
 use vmcloud_proto::{InstanceId, NodeId};
 
@@ -16,10 +18,10 @@ pub struct StateIndex {
     /// What each node holds.
     pub usage: HashMap<NodeId, Usage>,
     /// Pending instances, oldest first.
-    pub pending: BTreeSet<(i64, InstanceId)>,
+    pub pending: OrdSet<(i64, InstanceId)>,
     /// Spot instances given notice, by the time their notice runs out, until they are gone
     /// (reclaimed ones still hold capacity until their agent has removed them).
-    pub terminating: BTreeSet<(i64, InstanceId)>,
+    pub terminating: OrdSet<(i64, InstanceId)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,7 +37,7 @@ pub struct Usage {
     /// Spot instances holding capacity here.
     pub spot: u32,
     /// The instances on the node (its desired config is built from them).
-    pub instances: BTreeSet<InstanceId>,
+    pub instances: OrdSet<InstanceId>,
 }
 
 impl Usage {

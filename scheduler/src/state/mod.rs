@@ -11,10 +11,11 @@
 pub mod index;
 pub mod queries;
 pub mod replicated;
+pub mod snapshot_format;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
@@ -28,25 +29,25 @@ use crate::state::index::StateIndex;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
-    pub accounts: BTreeMap<AccountId, Account>,
+    pub accounts: OrdMap<AccountId, Account>,
     /// API keys by their public id.
-    pub api_keys: BTreeMap<String, ApiKey>,
-    pub instances: BTreeMap<InstanceId, Instance>,
-    pub nodes: BTreeMap<NodeId, Node>,
+    pub api_keys: OrdMap<String, ApiKey>,
+    pub instances: OrdMap<InstanceId, Instance>,
+    pub nodes: OrdMap<NodeId, Node>,
     /// account → Idempotency-Key → the instance that key created.
-    pub idempotency: BTreeMap<AccountId, BTreeMap<String, InstanceId>>,
+    pub idempotency: OrdMap<AccountId, OrdMap<String, InstanceId>>,
     /// Capacity held for accounts (see [`crate::reservation`]).
     #[serde(default)]
-    pub reservations: BTreeMap<ReservationId, Reservation>,
+    pub reservations: OrdMap<ReservationId, Reservation>,
     /// Join tokens by id (secrets are kept hashed).
     #[serde(default)]
-    pub join_tokens: BTreeMap<String, crate::join::types::JoinToken>,
+    pub join_tokens: OrdMap<String, crate::join::types::JoinToken>,
     /// Where each scheduler replica serves agents and the API (announced at start).
     #[serde(default)]
-    pub replicas: BTreeMap<u64, ReplicaAddrs>,
+    pub replicas: OrdMap<u64, ReplicaAddrs>,
     /// account → Idempotency-Key → the reservation that key created.
     #[serde(default)]
-    pub reservation_keys: BTreeMap<AccountId, BTreeMap<String, ReservationId>>,
+    pub reservation_keys: OrdMap<AccountId, OrdMap<String, ReservationId>>,
     /// Index of the last applied log entry.
     pub applied_index: u64,
     /// The proposer's clock when the last entry was proposed: "now" for pure functions of the

@@ -1,6 +1,6 @@
 //! Queries over the derived indexes, and rebuilding them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use vmcloud_proto::{InstanceId, NodeId};
 
@@ -8,6 +8,7 @@ use crate::instances::types::{Instance, InstanceState, Market};
 use crate::reservations::types::Held;
 use crate::state::ClusterState;
 use crate::state::index::{StateIndex, Usage};
+use imbl::OrdSet;
 
 impl ClusterState {
     /// Rebuilds the derived index from the maps: after a restore, or after building a state
@@ -19,8 +20,8 @@ impl ClusterState {
                 .keys()
                 .map(|n| (n.clone(), Usage::default()))
                 .collect(),
-            pending: BTreeSet::new(),
-            terminating: BTreeSet::new(),
+            pending: OrdSet::new(),
+            terminating: OrdSet::new(),
         };
         for r in self.reservations.values() {
             for s in r.slots.iter().filter(|s| s.instance.is_none()) {

@@ -1,5 +1,3 @@
-use std::sync::{Arc, RwLock};
-
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{AccountId, InstanceId, NodeId};
 
@@ -139,7 +137,7 @@ fn snapshot_restores_the_same_state() {
         ),
     )
     .unwrap();
-    let original = SharedState(Arc::new(RwLock::new(s)));
+    let original = SharedState::new(s);
     let mut copy = SharedState::default();
     copy.restore(&original.snapshot()).unwrap();
     assert_eq!(*copy.read(), *original.read());
@@ -254,4 +252,27 @@ fn deleting_a_pending_instance_removes_it_and_others_cannot_delete() {
     ));
     s.apply(15, del(account.as_str())).unwrap();
     assert!(s.instances.is_empty());
+}
+
+#[test]
+fn snapshots_in_the_older_json_format_still_restore_and_newer_formats_are_refused() {
+    use crate::state::snapshot_format::{self, MAGIC};
+    use vmcloud_consensus::StateMachine;
+    let (s, _, _) = state_with_node();
+    // Format v0: the JSON every snapshot was before the binary format.
+    let json = serde_json::to_vec(&s).unwrap();
+    let mut restored = SharedState::default();
+    restored.restore(&json).unwrap();
+    assert_eq!(*restored.read(), s);
+    // The binary format round-trips and is smaller than the JSON.
+    let binary = snapshot_format::encode(&s);
+    assert!(binary.starts_with(MAGIC));
+    let mut decoded = snapshot_format::decode(&binary).unwrap();
+    decoded.reindex();
+    assert_eq!(decoded, s);
+    // A format from a newer binary says so instead of guessing.
+    let mut newer = MAGIC.to_vec();
+    newer.extend_from_slice(&99u32.to_le_bytes());
+    let err = restored.restore(&newer).unwrap_err();
+    assert!(err.contains("v99") && err.contains("newer"), "{err}");
 }
