@@ -172,6 +172,9 @@ enum BenchCommand {
     /// Many simulated agents on a scheduler cluster over real QUIC + mTLS: registration, the
     /// leader's CPU and memory, heartbeat handling, and a kill -9 failover.
     Fleet(bench::fleet::FleetBenchArgs),
+    /// The replicated state at a million instances: memory per instance, snapshot write and
+    /// restore, apply pauses while a snapshot is written, memory growth with history.
+    State(bench::state::StateBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +272,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Fleet(args),
             } => bench::fleet::fleet(args).await,
+            Command::Bench {
+                command: BenchCommand::State(args),
+            } => bench::state::state(args),
             Command::Sim {
                 command: SimCommand::Fleet(args),
             } => bench::placement::fleet(args),

@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod placement;
 pub mod raft;
 pub mod schedule;
+pub mod state;
 
 use anyhow::Context;
 

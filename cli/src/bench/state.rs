@@ -1,0 +1,342 @@
+//! `vmcloud bench state`: the replicated state at a million workloads — memory per instance,
+//! how long a snapshot takes to write (off the apply path) and to restore, how long `apply`
+//! is paused while one is written, and whether memory grows with history.
+//!
+//! Everything goes through the real path: commands encoded as protobuf and applied by the
+//! consensus state machine ([`SharedState`]), which publishes a copy after each batch; the
+//! snapshot is taken with `snapshot_later` (an immutable copy on the apply thread), encoded
+//! and saved on another thread by the consensus crate's snapshot files (CRC, temporary file,
+//! fsync, rename) while this thread keeps applying.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use prost::Message;
+use serde_json::json;
+use vmcloud_consensus::StateMachine;
+use vmcloud_consensus::snapshot::{SnapshotDir, SnapshotFile};
+use vmcloud_proto::pb::{self, command::Body};
+use vmcloud_proto::{AccountId, InstanceId, NodeId};
+use vmcloud_scheduler::state::replicated::SharedState;
+
+use super::{percentile, proc_mib};
+
+const BUDGET_BYTES_PER_INSTANCE: f64 = 1024.0;
+const BUDGET_WRITE_S: f64 = 3.0;
+const BUDGET_RESTORE_S: f64 = 3.0;
+const BUDGET_PAUSE_MS: f64 = 50.0;
+const BUDGET_HISTORY_GROWTH: f64 = 0.1;
+/// Entries applied between two publications (a Raft Ready batch is about this size under load).
+const BATCH: usize = 64;
+
+#[derive(Debug, Args)]
+pub struct StateBenchArgs {
+    /// Live instances in the generated state.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub instances: usize,
+    /// Accounts (organisations, as they exist today) owning them.
+    #[arg(long, default_value_t = 100_000)]
+    pub orgs: usize,
+    /// Hosts the instances are placed on.
+    #[arg(long, default_value_t = 10_000)]
+    pub hosts: usize,
+    /// Instances created and deleted again for the history case (0: skip it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub churn: usize,
+    /// Where the snapshot file is written (a fresh directory under it; removed afterwards).
+    #[arg(long, env = "TMPDIR", default_value = "/tmp")]
+    pub data_dir: PathBuf,
+}
+
+/// Applies commands as the consensus applier does: one log index each, a publication per
+/// batch. Returns each entry's apply time in ms.
+struct Applier {
+    state: SharedState,
+    index: u64,
+    at_ms: i64,
+    pending: usize,
+}
+
+impl Applier {
+    fn apply(&mut self, body: Body) -> anyhow::Result<f64> {
+        self.index += 1;
+        self.at_ms += 1;
+        let data = pb::Command {
+            at_unix_ms: self.at_ms,
+            body: Some(body),
+        }
+        .encode_to_vec();
+        let started = Instant::now();
+        let applied = self.state.apply(self.index, &data);
+        self.pending += 1;
+        if self.pending >= BATCH {
+            self.state.publish();
+            self.pending = 0;
+        }
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        applied.map_err(|e| anyhow::anyhow!("entry {} was rejected: {e}", self.index))?;
+        Ok(ms)
+    }
+}
+
+fn rss_mib() -> anyhow::Result<f64> {
+    proc_mib(std::process::id(), "status", "VmRSS:")
+}
+
+fn create(id: &InstanceId, account: &AccountId, region: &str) -> Body {
+    Body::CreateInstance(pb::CreateInstance {
+        instance_id: id.to_string(),
+        account_id: account.to_string(),
+        name: format!("vm-{}", &id.as_str()[id.as_str().len() - 6..]),
+        flavor: "vps-s".into(),
+        image: "debian-12".into(),
+        region: region.into(),
+        vcpus: 1,
+        memory_mib: 1024,
+        disk_gib: 20,
+        ..Default::default()
+    })
+}
+
+pub fn state(args: StateBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.instances > 0 && args.orgs > 0 && args.hosts > 0,
+        "--instances, --orgs and --hosts must be at least 1"
+    );
+    let regions = ["par", "fra", "ams"];
+    let mut a = Applier {
+        state: SharedState::default(),
+        index: 0,
+        at_ms: 1_800_000_000_000,
+        pending: 0,
+    };
+    let rss_empty = rss_mib()?;
+    eprintln!(
+        "generating {} hosts, {} accounts, {} instances through apply ...",
+        args.hosts, args.orgs, args.instances
+    );
+    let started = Instant::now();
+    let accounts: Vec<AccountId> = (0..args.orgs)
+        .map(|n| AccountId::parse(&format!("acct-{n:06}")).expect("valid id"))
+        .collect();
+    for account in &accounts {
+        a.apply(Body::CreateAccount(pb::CreateAccount {
+            account_id: account.to_string(),
+            name: format!("Organisation {account}"),
+            operator: false,
+        }))?;
+    }
+    let nodes: Vec<NodeId> = (0..args.hosts)
+        .map(|n| NodeId::parse(&format!("host-{n:05}")).expect("valid id"))
+        .collect();
+    let per_host = args.instances.div_ceil(args.hosts) as u32;
+    for (n, node) in nodes.iter().enumerate() {
+        a.apply(Body::RegisterNode(pb::RegisterNode {
+            node_id: node.to_string(),
+            inventory: Some(pb::HostInventory {
+                hostname: node.to_string(),
+                region: regions[n % regions.len()].into(),
+                cpu_model: "AMD EPYC 9654".into(),
+                cpu_threads: per_host.div_ceil(4).max(8),
+                memory_bytes: (u64::from(per_host) + 2) << 30,
+                rack: format!("r{:03}", n / 40),
+                ..Default::default()
+            }),
+            build: Some(pb::BuildInfo::default()),
+        }))?;
+    }
+    let rss_fleet = rss_mib()?;
+    // Instances, placed in batches as plans are.
+    let mut made = 0;
+    while made < args.instances {
+        let chunk = (args.instances - made).min(1000);
+        let mut placements = Vec::with_capacity(chunk);
+        for k in made..made + chunk {
+            let id = InstanceId::generate();
+            let host = k % args.hosts;
+            a.apply(create(
+                &id,
+                &accounts[k % accounts.len()],
+                regions[host % regions.len()],
+            ))?;
+            placements.push(pb::Placement {
+                instance_id: id.to_string(),
+                node_id: nodes[host].to_string(),
+                gpus: Vec::new(),
+            });
+        }
+        a.apply(Body::PlaceInstances(pb::PlaceInstances {
+            placements,
+            ..Default::default()
+        }))?;
+        made += chunk;
+    }
+    a.state.publish();
+    let live = a.state.read();
+    anyhow::ensure!(
+        live.instances.len() == args.instances && live.pending().next().is_none(),
+        "the generated state has {} instances, {} of them pending; expected {} placed",
+        live.instances.len(),
+        live.pending().count(),
+        args.instances
+    );
+    drop(live);
+    let rss_live = rss_mib()?;
+    let bytes_per_instance = (rss_live - rss_fleet) * 1024.0 * 1024.0 / args.instances as f64;
+    eprintln!(
+        "generated in {:.1} s: RSS {rss_empty:.0} MiB empty, {rss_fleet:.0} MiB with hosts and accounts, {rss_live:.0} MiB with {} instances",
+        started.elapsed().as_secs_f64(),
+        args.instances
+    );
+
+    // Snapshot: copy on this thread, encode and save on another, keep applying meanwhile.
+    let dir = args
+        .data_dir
+        .join(format!("vmcloud-bench-state-{}", std::process::id()));
+    let snapshots = SnapshotDir::new(dir.clone());
+    let copy_started = Instant::now();
+    let encode = a.state.snapshot_later();
+    let copy_ms = copy_started.elapsed().as_secs_f64() * 1000.0;
+    let index = a.index;
+    let writer = std::thread::spawn(move || {
+        let started = Instant::now();
+        let data = encode();
+        let encoded_s = started.elapsed().as_secs_f64();
+        let bytes = data.len();
+        snapshots
+            .save(&SnapshotFile {
+                index,
+                term: 1,
+                conf_state: Default::default(),
+                data,
+            })
+            .map(|()| (encoded_s, started.elapsed().as_secs_f64(), bytes))
+    });
+    let mut during = Vec::new();
+    let mut live_ids = Vec::new();
+    let mut k = 0usize;
+    while !writer.is_finished() {
+        // Creates and deletes, as a busy API would send them.
+        let id = InstanceId::generate();
+        let account = &accounts[k % accounts.len()];
+        during.push(a.apply(create(&id, account, regions[k % regions.len()]))?);
+        live_ids.push((id, account.clone()));
+        if live_ids.len() > 100 {
+            let (id, account) = live_ids.remove(0);
+            during.push(a.apply(Body::DeleteInstance(pb::DeleteInstance {
+                instance_id: id.to_string(),
+                account_id: account.to_string(),
+            }))?);
+        }
+        k += 1;
+    }
+    let (encode_s, write_s, snapshot_bytes) = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))?
+        .context("writing the snapshot")?;
+    during.sort_by(f64::total_cmp);
+    let apply_p99_ms = percentile(&during, 99.0);
+    let apply_max_ms = during.last().copied().unwrap_or(0.0);
+    let pause_max_ms = copy_ms.max(apply_max_ms);
+    eprintln!(
+        "snapshot: {:.0} MiB, copied in {copy_ms:.3} ms on the apply thread, encoded in {encode_s:.2} s and written in {write_s:.2} s on its own thread; {} entries applied meanwhile (p99 {apply_p99_ms:.3} ms, max {apply_max_ms:.3} ms)",
+        snapshot_bytes as f64 / (1 << 20) as f64,
+        during.len()
+    );
+
+    // Restore: read, check, decode, reindex, publish.
+    let restore_started = Instant::now();
+    let file = SnapshotDir::new(dir.clone())
+        .latest()
+        .context("reading the snapshot back")?
+        .context("the snapshot is missing")?;
+    let mut restored = SharedState::default();
+    restored
+        .restore(&file.data)
+        .map_err(|e| anyhow::anyhow!("restoring the snapshot: {e}"))?;
+    let restore_s = restore_started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        restored.read().instances.len() == args.instances,
+        "the restored state has {} instances, expected {}",
+        restored.read().instances.len(),
+        args.instances
+    );
+    drop(restored);
+    drop(file);
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("restored in {restore_s:.2} s");
+
+    // History: create and delete `churn` instances; live memory must not grow with them.
+    let mut history_growth_share = 0.0;
+    if args.churn > 0 {
+        for (id, account) in live_ids.drain(..) {
+            a.apply(Body::DeleteInstance(pb::DeleteInstance {
+                instance_id: id.to_string(),
+                account_id: account.to_string(),
+            }))?;
+        }
+        a.state.publish();
+        let before = rss_mib()?;
+        let mut batch = Vec::with_capacity(1000);
+        for k in 0..args.churn {
+            let id = InstanceId::generate();
+            let account = &accounts[k % accounts.len()];
+            a.apply(create(&id, account, regions[k % regions.len()]))?;
+            batch.push((id, account.clone()));
+            if batch.len() == 1000 || k + 1 == args.churn {
+                for (id, account) in batch.drain(..) {
+                    a.apply(Body::DeleteInstance(pb::DeleteInstance {
+                        instance_id: id.to_string(),
+                        account_id: account.to_string(),
+                    }))?;
+                }
+            }
+        }
+        a.state.publish();
+        let after = rss_mib()?;
+        anyhow::ensure!(
+            a.state.read().instances.len() == args.instances,
+            "instances were left behind by the churn"
+        );
+        history_growth_share = (after - before) / before;
+        eprintln!(
+            "history: {} instances created and deleted; RSS {before:.0} MiB before, {after:.0} MiB after",
+            args.churn
+        );
+    }
+
+    println!(
+        "memory per instance  {bytes_per_instance:>8.0} B    budget ≤ {BUDGET_BYTES_PER_INSTANCE:.0} B"
+    );
+    println!(
+        "snapshot write       {write_s:>8.2} s    budget ≤ {BUDGET_WRITE_S} s, off the apply path"
+    );
+    println!("snapshot restore     {restore_s:>8.2} s    budget ≤ {BUDGET_RESTORE_S} s");
+    println!("apply paused (max)   {pause_max_ms:>8.2} ms   budget ≤ {BUDGET_PAUSE_MS} ms");
+    println!(
+        "history growth       {history_growth_share:>8.3}      budget ≤ {BUDGET_HISTORY_GROWTH}"
+    );
+    println!(
+        "{}",
+        json!({
+            "bench": "state",
+            "instances": args.instances,
+            "orgs": args.orgs,
+            "hosts": args.hosts,
+            "bytes_per_instance": bytes_per_instance.round(),
+            "snapshot_bytes": snapshot_bytes,
+            "snapshot_copy_ms": copy_ms,
+            "snapshot_encode_s": encode_s,
+            "snapshot_write_s": write_s,
+            "restore_s": restore_s,
+            "entries_applied_during_write": during.len(),
+            "apply_p99_ms_during_write": apply_p99_ms,
+            "apply_pause_max_ms": pause_max_ms,
+            "churn": args.churn,
+            "history_growth_share": history_growth_share,
+        })
+    );
+    Ok(())
+}
