@@ -28,7 +28,7 @@ mod storage;
 pub mod transport;
 
 pub use node::{ProposeError, Raft, RaftConfig, RaftStatus, StartError};
-pub use storage::{LogStore, StorageError};
+pub use storage::{LogStore, SnapshotWriter, StorageError};
 pub use transport::mem::{Faults, MemNetwork, MemTransport};
 pub use transport::quic::{QuicCloser, QuicEndpoint, QuicTransport, QuicTransportError};
 pub use transport::{NoPeers, Transport};
@@ -49,9 +49,10 @@ pub trait StateMachine: Send + 'static {
     /// state (cheap for persistent maps) inside a function that encodes it like
     /// [`StateMachine::snapshot`]. The applier runs that function on a thread of its own, so
     /// applying goes on while a large state is written. The default encodes at once.
-    fn snapshot_later(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send> {
+    /// An error (the state machine's reason) skips this snapshot; the log is kept.
+    fn snapshot_later(&self) -> Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send> {
         let data = self.snapshot();
-        Box::new(move || data)
+        Box::new(move || Ok(data))
     }
 
     /// Called after each applied batch, before the batch's proposers are answered and before

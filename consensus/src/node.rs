@@ -153,11 +153,11 @@ enum Request {
     Step(Box<Message>),
     /// The applier has applied everything up to this index.
     Applied(u64),
-    /// The applier took a snapshot of the state machine at `index`: save it, compact.
-    Snapshot {
+    /// The applier's snapshot thread saved a snapshot of the state machine at `index`:
+    /// compact the log up to it.
+    Compacted {
         index: u64,
         term: u64,
-        data: Vec<u8>,
     },
     Shutdown,
 }
@@ -261,6 +261,7 @@ impl<O: Send + 'static> Raft<O> {
         let single_voter = store
             .initial_state_voters()
             .is_some_and(|v| v == [config.id]);
+        let snapshot_writer = store.snapshot_writer();
         let mut node = RawNode::new(&raft_config, store, &crate::slog_bridge::logger())
             .map_err(StartError::Config)?;
         if single_voter {
@@ -316,6 +317,7 @@ impl<O: Send + 'static> Raft<O> {
             runner: requests_tx.clone(),
             metrics: config.metrics.clone(),
             encoding: Default::default(),
+            writer: snapshot_writer,
         };
         let runner = thread::Builder::new()
             .name("raft-runner".into())
@@ -679,9 +681,9 @@ impl<T: Transport> Runner<T> {
                 }
             }
             Request::Applied(index) => self.node.advance_apply_to(index),
-            Request::Snapshot { index, term, data } => {
+            Request::Compacted { index, term } => {
                 // A failed compaction loses nothing: the log is still whole.
-                match self.node.mut_store().compact(index, term, data) {
+                match self.node.mut_store().compact_log(index, term) {
                     Ok(()) => tracing::debug!(index, "snapshot saved, log compacted"),
                     Err(e) => {
                         tracing::warn!(index, error = %vmcloud_proto::ErrorChain(&e), "snapshot failed; the log is kept")
@@ -883,11 +885,14 @@ struct Applier<S: StateMachine> {
     metrics: Arc<RaftMetrics>,
     /// A snapshot is being encoded on its own thread; no second one starts until it is done.
     encoding: Arc<std::sync::atomic::AtomicBool>,
+    /// Writes snapshot files from that thread (the runner then only compacts the log).
+    writer: crate::storage::SnapshotWriter,
 }
 
 impl<S: StateMachine> Applier<S> {
-    /// Takes a snapshot at `index`: an immutable copy now, encoded on a thread of its own
-    /// (applying goes on meanwhile), then handed to the runner to save and compact the log.
+    /// Takes a snapshot at `index`: an immutable copy now, encoded and written (fsynced) on a
+    /// thread of its own — applying and the Raft runner go on meanwhile — then the runner is
+    /// told to compact the log up to it.
     fn snapshot(&mut self, index: u64, term: u64) {
         use std::sync::atomic::Ordering;
         if self.encoding.swap(true, Ordering::AcqRel) {
@@ -896,18 +901,39 @@ impl<S: StateMachine> Applier<S> {
         }
         let encode = self.state_machine.snapshot_later();
         let requests = self.requests.clone();
-        let (runner, metrics, encoding) = (
+        let (runner, metrics, encoding, writer) = (
             self.runner.clone(),
             self.metrics.clone(),
             self.encoding.clone(),
+            self.writer.clone(),
         );
         self.last_snapshot = index;
         let spawned = std::thread::Builder::new()
             .name("raft-snapshot".into())
             .spawn(move || {
-                let data = requests::wrap(&requests, encode());
-                metrics.snapshots_taken.inc();
-                let _ = runner.send(Request::Snapshot { index, term, data });
+                match encode() {
+                    Ok(state) => {
+                        let data = requests::wrap(&requests, state);
+                        match writer.save(index, term, data) {
+                            Ok(()) => {
+                                metrics.snapshots_taken.inc();
+                                let _ = runner.send(Request::Compacted { index, term });
+                            }
+                            Err(e) => tracing::warn!(
+                                index,
+                                error = %vmcloud_proto::ErrorChain(&e),
+                                "the snapshot could not be saved; the log is kept"
+                            ),
+                        }
+                    }
+                    Err(message) => {
+                        tracing::warn!(
+                            index,
+                            message,
+                            "the snapshot could not be encoded; the log is kept"
+                        )
+                    }
+                }
                 encoding.store(false, Ordering::Release);
             });
         if let Err(e) = spawned {

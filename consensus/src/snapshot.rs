@@ -49,6 +49,16 @@ fn file_name(index: u64) -> String {
     format!("snapshot-{index:020}.snap")
 }
 
+/// The index in a snapshot file's name (`.snap`, or a `.tmp` one being written).
+fn index_of(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let rest = name.strip_prefix("snapshot-")?;
+    let digits = rest
+        .strip_suffix(".snap")
+        .or_else(|| rest.strip_suffix(".tmp"))?;
+    digits.parse().ok()
+}
+
 impl SnapshotFile {
     fn encode(&self) -> Vec<u8> {
         let cs = self
@@ -144,9 +154,23 @@ impl SnapshotDir {
         SnapshotFile::decode(&path, &bytes).map(Some)
     }
 
-    /// Writes `snapshot` durably and removes older ones.
+    /// Index of the newest snapshot file here (by name, unchecked).
+    fn newest_index(&self) -> Option<u64> {
+        fs::read_dir(&self.dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| index_of(&e.path()))
+            .max()
+    }
+
+    /// Writes `snapshot` durably and removes older ones. Two threads may save (the applier's
+    /// snapshot thread, and the runner installing one from the leader): a snapshot older than
+    /// one already here is not written, and only older files are ever removed.
     pub fn save(&self, snapshot: &SnapshotFile) -> Result<(), SnapshotError> {
         fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        if self.newest_index().is_some_and(|n| n >= snapshot.index) {
+            return Ok(());
+        }
         let path = self.dir.join(file_name(snapshot.index));
         let tmp = path.with_extension("tmp");
         {
@@ -160,7 +184,7 @@ impl SnapshotDir {
             .map_err(io(&self.dir))?;
         for entry in fs::read_dir(&self.dir).map_err(io(&self.dir))?.flatten() {
             let other = entry.path();
-            if other != path && other.extension().is_some_and(|e| e == "snap" || e == "tmp") {
+            if index_of(&other).is_some_and(|i| i < snapshot.index) {
                 let _ = fs::remove_file(other);
             }
         }
@@ -196,6 +220,17 @@ mod tests {
             fs::read_dir(dir.path().join("snapshots")).unwrap().count(),
             1
         );
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_or_removes_a_newer_one() {
+        // The applier's snapshot thread and the runner (installing the leader's) both save.
+        let dir = tempfile::tempdir().unwrap();
+        let snaps = SnapshotDir::new(dir.path().to_owned());
+        snaps.save(&snapshot(30)).unwrap();
+        snaps.save(&snapshot(20)).unwrap();
+        assert_eq!(snaps.latest().unwrap(), Some(snapshot(30)));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -87,6 +88,29 @@ pub struct LogStore {
     snapshot_term: u64,
     /// Set when a peer needs a newer snapshot than the newest one (see `snapshot`).
     snapshot_wanted: std::sync::atomic::AtomicBool,
+    /// The configuration, shared with the applier's snapshot thread.
+    shared_conf: Arc<Mutex<ConfState>>,
+}
+
+/// Writes the state machine's snapshots from the applier's snapshot thread, with the
+/// group's configuration, so the Raft runner only compacts the log afterwards.
+#[derive(Debug, Clone)]
+pub struct SnapshotWriter {
+    snapshots: SnapshotDir,
+    conf: Arc<Mutex<ConfState>>,
+}
+
+impl SnapshotWriter {
+    /// Writes the snapshot at `index` durably (see [`SnapshotDir::save`]).
+    pub fn save(&self, index: u64, term: u64, data: Vec<u8>) -> Result<(), SnapshotError> {
+        let conf_state = self.conf.lock().expect("conf state lock poisoned").clone();
+        self.snapshots.save(&SnapshotFile {
+            index,
+            term,
+            conf_state,
+            data,
+        })
+    }
 }
 
 impl std::fmt::Debug for LogStore {
@@ -216,7 +240,9 @@ impl LogStore {
             snapshot_index,
             snapshot_term,
             snapshot_wanted: Default::default(),
+            shared_conf: Default::default(),
         };
+        *store.shared_conf.lock().expect("conf state lock poisoned") = store.conf_state.clone();
         Ok((store, snapshot))
     }
 
@@ -240,7 +266,20 @@ impl LogStore {
         }
         txn.commit()?;
         self.conf_state = conf_state;
+        self.share_conf();
         Ok(())
+    }
+
+    fn share_conf(&self) {
+        *self.shared_conf.lock().expect("conf state lock poisoned") = self.conf_state.clone();
+    }
+
+    /// A writer of snapshots for the applier's snapshot thread.
+    pub fn snapshot_writer(&self) -> SnapshotWriter {
+        SnapshotWriter {
+            snapshots: self.snapshots.clone(),
+            conf: self.shared_conf.clone(),
+        }
     }
 
     /// Addresses of replicas added by membership changes, so a restarted replica can reach
@@ -305,6 +344,15 @@ impl LogStore {
                 data,
             })
             .map_err(StorageError::Snapshot)?;
+        self.compact_log(index, term)
+    }
+
+    /// Drops the log up to `index`, once the snapshot at `index` (term `term`) is durable
+    /// (written by a [`SnapshotWriter`]).
+    pub fn compact_log(&mut self, index: u64, term: u64) -> Result<(), StorageError> {
+        if index <= self.snapshot_index {
+            return Ok(());
+        }
         let txn = self.db.begin_write()?;
         txn.open_table(ENTRIES)?.retain_in(..=index, |_, _| false)?;
         txn.commit()?;
@@ -343,6 +391,7 @@ impl LogStore {
         }
         txn.commit()?;
         self.conf_state = file.conf_state.clone();
+        self.share_conf();
         self.snapshot_index = file.index;
         self.snapshot_term = file.term;
         self.first_index = file.index + 1;
