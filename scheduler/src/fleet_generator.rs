@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vmcloud_proto::{AccountId, InstanceId, NodeId};
 
-use crate::instances::types::{GpuRequest, Instance, InstanceState};
+use crate::instances::types::{GpuRequest, Instance, InstanceSpec, InstanceState};
 use crate::nodes::types::{Gpu, Node};
 use crate::state::ClusterState;
 
@@ -100,40 +100,26 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 .map(|_| format!("{:02x}", rng.random::<u8>()))
                 .collect();
             let instance = Instance {
-                id: InstanceId::parse(&format!("i-{hex}")).expect("a valid instance id"),
-                account: account.clone(),
-                name: "sim".into(),
-                flavor: "sim".into(),
-                image: "debian-12".into(),
-                region: region.to_owned(),
-                vcpus,
-                memory_mib,
-                disk_gib: 25,
-                gpu,
                 state: InstanceState::Running,
                 node: Some(id.clone()),
-                pending_reason: None,
-                status_message: None,
-                created_at_ms: 0,
                 placed_at_ms: Some(0),
                 running_at_ms: Some(0),
-                deleted_in_generation: None,
                 gpus,
-                market: Default::default(),
-                pool: None,
-                node_selector: Default::default(),
-                spread_group: None,
-                preemption_notice_s: crate::instances::types::DEFAULT_PREEMPTION_NOTICE_S,
-                terminate_at_ms: None,
-                reclaimed_at_ms: None,
-                requeue_when_gone: false,
-                user_data: None,
-                ssh_keys: Vec::new(),
-                nominated_node: None,
-                reservation: None,
-                job: None,
-                session: None,
-                notices: Vec::new(),
+                ..Instance::pending(
+                    InstanceId::parse(&format!("i-{hex}")).expect("a valid instance id"),
+                    account.clone(),
+                    InstanceSpec {
+                        name: "sim".into(),
+                        flavor: "sim".into(),
+                        image: "debian-12".into(),
+                        region: region.to_owned(),
+                        vcpus,
+                        memory_mib,
+                        disk_gib: 25,
+                        gpu,
+                    },
+                    0,
+                )
             };
             state.instances.insert(instance.id.clone(), instance);
         };

@@ -8,6 +8,7 @@
 //! - one folder per domain, each with its types, its `impl ClusterState` handlers, its
 //!   queries and its HTTP handlers: [`accounts`], [`instances`], [`nodes`], [`jobs`] (with
 //!   the AI job queue), [`sessions`], [`reservations`], [`join`];
+//! - [`history`]: what is no longer live (ended instances), on disk per replica;
 //! - [`placement`]: the pure placement function, split by stage; [`eval_broker`] hands out
 //!   evaluations and [`placement_controller`] runs placement on the leader and proposes plans;
 //! - [`gateway`]: the QUIC server agents connect to (desired configs out, reports in);
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod eval_broker;
 pub mod fleet_generator;
 pub mod gateway;
+pub mod history;
 pub mod instances;
 pub mod jobs;
 pub mod join;

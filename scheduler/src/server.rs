@@ -17,6 +17,7 @@ use crate::api::{self, ApiState};
 use crate::catalog::Catalog;
 use crate::gateway::endpoint::{Gateway, GatewayError};
 use crate::gateway::links::NodeLinks;
+use crate::history::store::HistoryStore;
 use crate::raft_handle::Cluster;
 use crate::state::ApplyResult;
 use crate::state::replicated::SharedState;
@@ -69,6 +70,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot open this replica's history store")]
+    History(#[from] crate::history::store::HistoryError),
     #[error("cannot start the replicated log")]
     Raft(#[from] vmcloud_consensus::StartError),
     #[error(
@@ -164,7 +167,8 @@ impl Scheduler {
             path: config.data_dir.clone(),
             source,
         })?;
-        let state = SharedState::default();
+        let history = config.data_dir.join("history.redb");
+        let state = SharedState::with_history(HistoryStore::open(&history)?);
         let log = config.data_dir.join("raft.redb");
         let (raft, closer) = match &config.replication {
             Replication::Single => (

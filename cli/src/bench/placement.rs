@@ -11,7 +11,7 @@ use serde_json::json;
 use vmcloud_proto::{AccountId, InstanceId};
 use vmcloud_scheduler::catalog::Catalog;
 use vmcloud_scheduler::fleet_generator::{REGIONS, generate_fleet, summary};
-use vmcloud_scheduler::instances::types::{GpuRequest, Instance, InstanceState};
+use vmcloud_scheduler::instances::types::{GpuRequest, Instance, InstanceSpec};
 use vmcloud_scheduler::placement::fleet_index::FleetIndex;
 use vmcloud_scheduler::placement::select::place_one;
 use vmcloud_scheduler::state::index::Usage;
@@ -65,46 +65,25 @@ pub(super) fn request(
         .filter(|(_, f)| f.gpu.is_some() == gpu)
         .collect();
     let (name, flavor) = pool[rng.random_range(0..pool.len())];
-    Instance {
-        id: InstanceId::generate(),
-        account: account.clone(),
-        name: "bench".into(),
-        flavor: (*name).clone(),
-        image: "debian-12".into(),
-        region: REGIONS[rng.random_range(0..REGIONS.len())].to_owned(),
-        vcpus: flavor.vcpus.min(12),
-        memory_mib: flavor.memory_mib.min(98_304),
-        disk_gib: flavor.disk_gib,
-        gpu: flavor.gpu.as_ref().map(|g| GpuRequest {
-            model: g.model.clone(),
-            count: g.count,
-            mig_profile: g.mig.clone(),
-        }),
-        state: InstanceState::Pending,
-        node: None,
-        pending_reason: None,
-        status_message: None,
-        created_at_ms: 0,
-        placed_at_ms: None,
-        running_at_ms: None,
-        deleted_in_generation: None,
-        gpus: Vec::new(),
-        market: Default::default(),
-        pool: None,
-        node_selector: Default::default(),
-        spread_group: None,
-        preemption_notice_s: vmcloud_scheduler::instances::types::DEFAULT_PREEMPTION_NOTICE_S,
-        terminate_at_ms: None,
-        reclaimed_at_ms: None,
-        requeue_when_gone: false,
-        user_data: None,
-        ssh_keys: Vec::new(),
-        nominated_node: None,
-        reservation: None,
-        job: None,
-        session: None,
-        notices: Vec::new(),
-    }
+    Instance::pending(
+        InstanceId::generate(),
+        account.clone(),
+        InstanceSpec {
+            name: "bench".into(),
+            flavor: (*name).clone(),
+            image: "debian-12".into(),
+            region: REGIONS[rng.random_range(0..REGIONS.len())].to_owned(),
+            vcpus: flavor.vcpus.min(12),
+            memory_mib: flavor.memory_mib.min(98_304),
+            disk_gib: flavor.disk_gib,
+            gpu: flavor.gpu.as_ref().map(|g| GpuRequest {
+                model: g.model.clone(),
+                count: g.count,
+                mig_profile: g.mig.clone(),
+            }),
+        },
+        0,
+    )
 }
 
 /// Times `n` decisions; applies each successful one to `usage` (so later ones see it).

@@ -81,7 +81,7 @@ impl StateMachine for FleetReplica {
         self.shared.snapshot()
     }
 
-    fn snapshot_later(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send> {
+    fn snapshot_later(&self) -> Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send> {
         self.shared.snapshot_later()
     }
 

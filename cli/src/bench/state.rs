@@ -19,6 +19,7 @@ use vmcloud_consensus::StateMachine;
 use vmcloud_consensus::snapshot::{SnapshotDir, SnapshotFile};
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{AccountId, InstanceId, NodeId};
+use vmcloud_scheduler::history::store::HistoryStore;
 use vmcloud_scheduler::state::replicated::SharedState;
 
 use super::{percentile, proc_mib};
@@ -106,8 +107,19 @@ pub fn state(args: StateBenchArgs) -> anyhow::Result<()> {
         "--instances, --orgs and --hosts must be at least 1"
     );
     let regions = ["par", "fra", "ams"];
+    let dir = args
+        .data_dir
+        .join(format!("vmcloud-bench-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = run(&args, &dir, regions);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyhow::Result<()> {
+    let history = HistoryStore::open(&dir.join("history.redb"))?;
     let mut a = Applier {
-        state: SharedState::default(),
+        state: SharedState::with_history(history),
         index: 0,
         at_ms: 1_800_000_000_000,
         pending: 0,
@@ -192,17 +204,14 @@ pub fn state(args: StateBenchArgs) -> anyhow::Result<()> {
     );
 
     // Snapshot: copy on this thread, encode and save on another, keep applying meanwhile.
-    let dir = args
-        .data_dir
-        .join(format!("vmcloud-bench-state-{}", std::process::id()));
-    let snapshots = SnapshotDir::new(dir.clone());
+    let snapshots = SnapshotDir::new(dir.join("snapshots"));
     let copy_started = Instant::now();
     let encode = a.state.snapshot_later();
     let copy_ms = copy_started.elapsed().as_secs_f64() * 1000.0;
     let index = a.index;
     let writer = std::thread::spawn(move || {
         let started = Instant::now();
-        let data = encode();
+        let data = encode().map_err(|e| anyhow::anyhow!("encoding the snapshot: {e}"))?;
         let encoded_s = started.elapsed().as_secs_f64();
         let bytes = data.len();
         snapshots
@@ -213,6 +222,7 @@ pub fn state(args: StateBenchArgs) -> anyhow::Result<()> {
                 data,
             })
             .map(|()| (encoded_s, started.elapsed().as_secs_f64(), bytes))
+            .context("saving the snapshot")
     });
     let mut during = Vec::new();
     let mut live_ids = Vec::new();
@@ -234,8 +244,7 @@ pub fn state(args: StateBenchArgs) -> anyhow::Result<()> {
     }
     let (encode_s, write_s, snapshot_bytes) = writer
         .join()
-        .map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))?
-        .context("writing the snapshot")?;
+        .map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))??;
     during.sort_by(f64::total_cmp);
     let apply_p99_ms = percentile(&during, 99.0);
     let apply_max_ms = during.last().copied().unwrap_or(0.0);
@@ -248,11 +257,11 @@ pub fn state(args: StateBenchArgs) -> anyhow::Result<()> {
 
     // Restore: read, check, decode, reindex, publish.
     let restore_started = Instant::now();
-    let file = SnapshotDir::new(dir.clone())
+    let file = SnapshotDir::new(dir.join("snapshots"))
         .latest()
         .context("reading the snapshot back")?
         .context("the snapshot is missing")?;
-    let mut restored = SharedState::default();
+    let mut restored = SharedState::with_history(HistoryStore::open(&dir.join("restored.redb"))?);
     restored
         .restore(&file.data)
         .map_err(|e| anyhow::anyhow!("restoring the snapshot: {e}"))?;
@@ -265,7 +274,6 @@ pub fn state(args: StateBenchArgs) -> anyhow::Result<()> {
     );
     drop(restored);
     drop(file);
-    let _ = std::fs::remove_dir_all(&dir);
     eprintln!("restored in {restore_s:.2} s");
 
     // History: create and delete `churn` instances; live memory must not grow with them.
@@ -301,9 +309,17 @@ pub fn state(args: StateBenchArgs) -> anyhow::Result<()> {
             "instances were left behind by the churn"
         );
         history_growth_share = (after - before) / before;
-        eprintln!(
-            "history: {} instances created and deleted; RSS {before:.0} MiB before, {after:.0} MiB after",
+        let records = a.state.history().map(|h| h.len()).transpose()?.unwrap_or(0);
+        anyhow::ensure!(
+            records >= args.churn as u64,
+            "the history store holds {records} records; expected at least {}",
             args.churn
+        );
+        let on_disk = std::fs::metadata(dir.join("history.redb"))?.len();
+        eprintln!(
+            "history: {} instances created and deleted; RSS {before:.0} MiB before, {after:.0} MiB after; {records} records in the history store ({:.0} MiB on disk)",
+            args.churn,
+            on_disk as f64 / (1 << 20) as f64
         );
     }
 

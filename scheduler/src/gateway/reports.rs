@@ -4,8 +4,8 @@
 use crate::instances::types::InstanceState;
 use crate::raft_handle::Cluster;
 use crate::state::ClusterState;
-use vmcloud_proto::NodeId;
 use vmcloud_proto::pb::{self, command::Body};
+use vmcloud_proto::{InstanceId, NodeId};
 
 /// A host the leader declared down because its agent went silent is ready again once the
 /// agent is back (a host an operator marked down stays down until the operator says).
@@ -70,10 +70,10 @@ pub fn observations(
     let mut reported = std::collections::HashSet::new();
     for status in &report.instances {
         reported.insert(status.instance_id.as_str());
-        let Some(instance) = state
-            .instances
-            .values()
-            .find(|i| i.id.as_str() == status.instance_id && i.node.as_ref() == Some(node))
+        let Some(instance) = InstanceId::parse(&status.instance_id)
+            .ok()
+            .and_then(|id| state.instances.get(&id))
+            .filter(|i| i.node.as_ref() == Some(node))
         else {
             continue;
         };
@@ -92,7 +92,7 @@ pub fn observations(
     }
     // A full report for a generation that no longer holds a deleted instance, and does not
     // list it, means its VM is gone.
-    for instance in state.instances.values() {
+    for instance in state.instances_on(node) {
         if instance.node.as_ref() == Some(node)
             && instance.state == InstanceState::Deleting
             && instance

@@ -3,8 +3,10 @@
 use vmcloud_proto::pb;
 use vmcloud_proto::{AccountId, InstanceId, JobId, NodeId, ReservationId};
 
+use crate::history::types::HistoryRecord;
 use crate::instances::types::{
-    DEFAULT_PREEMPTION_NOTICE_S, GpuRequest, Instance, InstanceState, Market,
+    DEFAULT_PREEMPTION_NOTICE_S, GpuRequest, Instance, InstanceSpec, InstanceState, Market,
+    WAITING_FOR_PLACEMENT,
 };
 use crate::jobs::types::JobSpec;
 use crate::nodes::types::Node;
@@ -35,29 +37,8 @@ impl ClusterState {
         let market = c.market();
         let idempotency_key = c.idempotency_key.clone();
         let instance = Instance {
-            id: id.clone(),
-            account,
-            name: c.name,
-            flavor: c.flavor,
-            image: c.image,
-            region: c.region,
-            vcpus: c.vcpus,
-            memory_mib: c.memory_mib,
-            disk_gib: c.disk_gib,
-            gpu: (c.gpu_count > 0).then_some(GpuRequest {
-                model: c.gpu_model,
-                count: c.gpu_count,
-                mig_profile: (!c.gpu_mig_profile.is_empty()).then_some(c.gpu_mig_profile),
-            }),
             state: InstanceState::Pending,
-            node: None,
-            pending_reason: Some(crate::instances::types::WAITING_FOR_PLACEMENT.into()),
-            status_message: None,
-            created_at_ms: at,
-            placed_at_ms: None,
-            running_at_ms: None,
-            deleted_in_generation: None,
-            gpus: Vec::new(),
+            pending_reason: Some(WAITING_FOR_PLACEMENT.into()),
             market: market.into(),
             pool: (!c.pool.is_empty()).then_some(c.pool),
             node_selector: c.node_selector.into_iter().collect(),
@@ -67,13 +48,8 @@ impl ClusterState {
             } else {
                 c.preemption_notice_s
             },
-            terminate_at_ms: None,
-            reclaimed_at_ms: None,
-            requeue_when_gone: false,
             user_data: (!c.user_data.is_empty()).then_some(c.user_data),
             ssh_keys: c.ssh_keys,
-            nominated_node: None,
-            notices: Vec::new(),
             reservation: ReservationId::parse(&c.reservation_id).ok(),
             job: c.job.as_ref().and_then(|j| {
                 Some(JobSpec {
@@ -89,6 +65,25 @@ impl ClusterState {
                 title: s.title.clone(),
                 rtt_ms: (s.rtt_ms > 0).then_some(s.rtt_ms),
             }),
+            ..Instance::pending(
+                id.clone(),
+                account,
+                InstanceSpec {
+                    name: c.name,
+                    flavor: c.flavor,
+                    image: c.image,
+                    region: c.region,
+                    vcpus: c.vcpus,
+                    memory_mib: c.memory_mib,
+                    disk_gib: c.disk_gib,
+                    gpu: (c.gpu_count > 0).then_some(GpuRequest {
+                        model: c.gpu_model,
+                        count: c.gpu_count,
+                        mig_profile: (!c.gpu_mig_profile.is_empty()).then_some(c.gpu_mig_profile),
+                    }),
+                },
+                at,
+            )
         };
         if instance.session.is_some() {
             if instance.job.is_some() {
@@ -97,7 +92,7 @@ impl ClusterState {
                 ));
             }
             // Invariant 7: one session per account at a time.
-            if let Some(other) = crate::sessions::queue::live_session(self, &instance.account) {
+            if let Some(other) = self.live_session(&instance.account) {
                 return Err(Rejected::Conflict(format!(
                     "account {} already has session {} ({}); end it before launching another",
                     instance.account,
@@ -120,6 +115,11 @@ impl ClusterState {
                 .insert(idempotency_key, id.clone());
         }
         self.index.pending.insert((at, id.clone()));
+        if instance.session.is_some() {
+            self.index
+                .sessions
+                .insert(instance.account.clone(), id.clone());
+        }
         self.instances.insert(id, instance.clone());
         Ok(Applied::Instance(Box::new(instance)))
     }
@@ -140,6 +140,8 @@ impl ClusterState {
                     .remove(&(removed.created_at_ms, removed.id.clone()));
                 self.release_slot(&removed);
                 self.capacity_epoch += 1;
+                self.forget(&removed);
+                self.record_ended(&removed, "deleted before it was placed");
                 return Ok(Applied::Instance(Box::new(removed)));
             }
             (Some(_), _) => {
@@ -197,6 +199,13 @@ impl ClusterState {
                     }
                     if let Some(removed) = self.instances.remove(&id) {
                         self.release_slot(&removed);
+                        let reason = if removed.reclaimed_at_ms.is_some() {
+                            "its spot capacity was reclaimed"
+                        } else {
+                            "deleted"
+                        };
+                        self.forget(&removed);
+                        self.record_ended(&removed, reason);
                     }
                 }
                 (_, InstanceState::Deleting) | (pb::ObservedState::Absent, _) => {}
@@ -250,6 +259,19 @@ impl ClusterState {
 
     /// Takes an instance that holds capacity out of its node's desired config; it is removed
     /// when its agent reports it gone.
+    /// Moves an instance that is gone into history (the log index and time of the entry
+    /// being applied).
+    pub(crate) fn record_ended(&mut self, instance: &Instance, reason: &str) {
+        self.history.push(
+            self.applied_index,
+            HistoryRecord::InstanceEnded {
+                instance: Box::new(instance.clone()),
+                ended_at_ms: self.now_ms,
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
     pub(crate) fn begin_delete(
         nodes: &mut imbl::OrdMap<NodeId, Node>,
         generation_epoch: &mut Epoch,

@@ -174,7 +174,72 @@ fn default_notice() -> u32 {
     DEFAULT_PREEMPTION_NOTICE_S
 }
 
+/// What a new instance is made of: its name, its flavor's shape, image and region.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceSpec {
+    pub name: String,
+    pub flavor: String,
+    pub image: String,
+    pub region: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub gpu: Option<GpuRequest>,
+}
+
 impl Instance {
+    /// A new on-demand instance of `spec`, pending since `at_ms`, with nothing else set: the
+    /// one constructor (handlers, generators and tests change the fields they need with
+    /// `Instance { field, ..Instance::pending(..) }`).
+    pub fn pending(id: InstanceId, account: AccountId, spec: InstanceSpec, at_ms: i64) -> Instance {
+        let InstanceSpec {
+            name,
+            flavor,
+            image,
+            region,
+            vcpus,
+            memory_mib,
+            disk_gib,
+            gpu,
+        } = spec;
+        Instance {
+            id,
+            account,
+            name,
+            flavor,
+            image,
+            region,
+            vcpus,
+            memory_mib,
+            disk_gib,
+            gpu,
+            state: InstanceState::Pending,
+            node: None,
+            pending_reason: None,
+            status_message: None,
+            created_at_ms: at_ms,
+            placed_at_ms: None,
+            running_at_ms: None,
+            deleted_in_generation: None,
+            gpus: Vec::new(),
+            market: Market::OnDemand,
+            pool: None,
+            node_selector: BTreeMap::new(),
+            spread_group: None,
+            preemption_notice_s: DEFAULT_PREEMPTION_NOTICE_S,
+            terminate_at_ms: None,
+            reclaimed_at_ms: None,
+            requeue_when_gone: false,
+            user_data: None,
+            ssh_keys: Vec::new(),
+            nominated_node: None,
+            notices: Vec::new(),
+            reservation: None,
+            job: None,
+            session: None,
+        }
+    }
+
     /// How long it may run once placed: a job member's maximum run time, a session's tier
     /// length; `None`: as long as its owner wants.
     pub fn time_limit_s(&self) -> Option<u32> {

@@ -56,6 +56,7 @@ impl ClusterState {
                         if let Some(i) = self.instances.remove(&id) {
                             self.index.pending.remove(&(i.created_at_ms, id));
                             self.release_slot(&i);
+                            self.forget(&i);
                         }
                     }
                     if let Ok(account) = AccountId::parse(&key.0)

@@ -1,7 +1,7 @@
 use vmcloud_proto::pb;
 use vmcloud_proto::{AccountId, InstanceId, NodeId};
 
-use crate::instances::types::{GpuRequest, Instance};
+use crate::instances::types::{GpuRequest, Instance, InstanceSpec};
 use crate::nodes::types::{Gpu, Node};
 use crate::state::ClusterState;
 
@@ -70,42 +70,21 @@ fn mig_pending(profile: &str, at: i64) -> Instance {
 }
 
 fn pending(region: &str, vcpus: u32, memory_mib: u64, at: i64) -> Instance {
-    Instance {
-        id: InstanceId::generate(),
-        account: AccountId::parse("a").unwrap(),
-        name: "x".into(),
-        flavor: "f".into(),
-        image: "debian-12".into(),
-        region: region.into(),
-        vcpus,
-        memory_mib,
-        disk_gib: 10,
-        gpu: None,
-        state: InstanceState::Pending,
-        node: None,
-        pending_reason: None,
-        status_message: None,
-        created_at_ms: at,
-        placed_at_ms: None,
-        running_at_ms: None,
-        deleted_in_generation: None,
-        gpus: Vec::new(),
-        market: Default::default(),
-        pool: None,
-        node_selector: Default::default(),
-        spread_group: None,
-        preemption_notice_s: crate::instances::types::DEFAULT_PREEMPTION_NOTICE_S,
-        terminate_at_ms: None,
-        reclaimed_at_ms: None,
-        requeue_when_gone: false,
-        user_data: None,
-        ssh_keys: Vec::new(),
-        nominated_node: None,
-        reservation: None,
-        job: None,
-        session: None,
-        notices: Vec::new(),
-    }
+    Instance::pending(
+        InstanceId::generate(),
+        AccountId::parse("a").unwrap(),
+        InstanceSpec {
+            name: "x".into(),
+            flavor: "f".into(),
+            image: "debian-12".into(),
+            region: region.into(),
+            vcpus,
+            memory_mib,
+            disk_gib: 10,
+            gpu: None,
+        },
+        at,
+    )
 }
 
 fn state(nodes: Vec<Node>, instances: Vec<Instance>) -> ClusterState {

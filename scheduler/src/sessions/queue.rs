@@ -87,17 +87,6 @@ fn launch_rank_of(tier: Option<SessionTier>) -> u8 {
     }
 }
 
-/// The session an account has now (pending, starting, running or ending), if any.
-pub fn live_session<'s>(
-    state: &'s ClusterState,
-    account: &vmcloud_proto::AccountId,
-) -> Option<&'s Instance> {
-    state
-        .instances
-        .values()
-        .find(|i| &i.account == account && i.session.is_some())
-}
-
 /// Position and estimated start of every waiting launch, per region and GPU class.
 pub fn standings(state: &ClusterState) -> HashMap<InstanceId, Standing> {
     let mut waiting: Vec<&Instance> = state.pending().filter(|i| i.session.is_some()).collect();

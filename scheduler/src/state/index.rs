@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use imbl::{HashMap, OrdSet};
 
-use vmcloud_proto::{InstanceId, NodeId};
+use vmcloud_proto::{AccountId, InstanceId, NodeId};
 
 use crate::instances::types::{Instance, Market};
 use crate::nodes::mig;
@@ -22,6 +22,8 @@ pub struct StateIndex {
     /// Spot instances given notice, by the time their notice runs out, until they are gone
     /// (reclaimed ones still hold capacity until their agent has removed them).
     pub terminating: OrdSet<(i64, InstanceId)>,
+    /// Each account's game session while it has one (invariant 7: at most one).
+    pub sessions: HashMap<AccountId, InstanceId>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

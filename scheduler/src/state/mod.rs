@@ -22,6 +22,7 @@ use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
 
 use crate::accounts::types::{Account, ApiKey};
+use crate::history::types::HistoryBuffer;
 use crate::instances::types::Instance;
 use crate::nodes::types::{Node, ReplicaAddrs};
 use crate::reservations::types::Reservation;
@@ -66,6 +67,10 @@ pub struct ClusterState {
     /// [`ClusterState::reindex`] after a restore or after building a state by hand.
     #[serde(skip)]
     pub(crate) index: StateIndex,
+    /// History records applied entries produced that the consensus adapter has not written to
+    /// the history store yet (see [`crate::history`]).
+    #[serde(skip)]
+    pub history: HistoryBuffer,
 }
 
 /// A change counter kept beside the state, not part of its value: states equal in

@@ -22,6 +22,7 @@ impl ClusterState {
                 .collect(),
             pending: OrdSet::new(),
             terminating: OrdSet::new(),
+            sessions: Default::default(),
         };
         for r in self.reservations.values() {
             for s in r.slots.iter().filter(|s| s.instance.is_none()) {
@@ -38,6 +39,9 @@ impl ClusterState {
             if let Some(d) = i.terminate_at_ms {
                 index.terminating.insert((d, i.id.clone()));
             }
+            if i.session.is_some() {
+                index.sessions.insert(i.account.clone(), i.id.clone());
+            }
         }
         self.index = index;
     }
@@ -45,6 +49,33 @@ impl ClusterState {
     /// The capacity held for unused reservation slots on `node`.
     pub(crate) fn held_mut(&mut self, node: &NodeId) -> &mut Held {
         &mut self.index.usage.entry(node.clone()).or_default().held
+    }
+
+    /// The instances placed on `node`, by the usage index (not a scan of every instance).
+    pub fn instances_on<'s>(&'s self, node: &NodeId) -> impl Iterator<Item = &'s Instance> + 's {
+        self.index
+            .usage
+            .get(node)
+            .into_iter()
+            .flat_map(|u| u.instances.iter())
+            .filter_map(|id| self.instances.get(id))
+    }
+
+    /// The game session `account` has now (pending, starting, running or ending), if any.
+    pub fn live_session(&self, account: &vmcloud_proto::AccountId) -> Option<&Instance> {
+        self.index
+            .sessions
+            .get(account)
+            .and_then(|id| self.instances.get(id))
+    }
+
+    /// Drops a removed instance from the indexes that are not kept by usage.
+    pub(crate) fn forget(&mut self, removed: &Instance) {
+        if removed.session.is_some()
+            && self.index.sessions.get(&removed.account) == Some(&removed.id)
+        {
+            self.index.sessions.remove(&removed.account);
+        }
     }
 
     /// vCPUs, memory and GPUs held on `node`.

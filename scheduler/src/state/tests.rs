@@ -265,14 +265,99 @@ fn snapshots_in_the_older_json_format_still_restore_and_newer_formats_are_refuse
     restored.restore(&json).unwrap();
     assert_eq!(*restored.read(), s);
     // The binary format round-trips and is smaller than the JSON.
-    let binary = snapshot_format::encode(&s);
+    let binary = snapshot_format::encode(&s, None).unwrap();
     assert!(binary.starts_with(MAGIC));
-    let mut decoded = snapshot_format::decode(&binary).unwrap();
+    let (mut decoded, history) = snapshot_format::decode(&binary).unwrap();
     decoded.reindex();
     assert_eq!(decoded, s);
+    assert_eq!(history.count(), 0);
     // A format from a newer binary says so instead of guessing.
     let mut newer = MAGIC.to_vec();
     newer.extend_from_slice(&99u32.to_le_bytes());
     let err = restored.restore(&newer).unwrap_err();
     assert!(err.contains("v99") && err.contains("newer"), "{err}");
+}
+
+#[test]
+fn ended_instances_go_to_the_history_store_and_travel_in_snapshots() {
+    use crate::history::store::HistoryStore;
+    use crate::history::types::HistoryRecord;
+    use prost::Message;
+    use vmcloud_consensus::StateMachine;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, account, _) = state_with_node();
+    let mut shared =
+        SharedState::with_history(HistoryStore::open(&dir.path().join("a.redb")).unwrap());
+    shared.replace(s);
+    let mut index = shared.read().applied_index;
+    let mut apply = |shared: &mut SharedState, body: Body| {
+        index += 1;
+        let out = shared.apply(index, &cmd(10 + index as i64, body).encode_to_vec());
+        shared.publish();
+        out
+    };
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let id = InstanceId::generate();
+        apply(
+            &mut shared,
+            Body::CreateInstance(pb::CreateInstance {
+                instance_id: id.to_string(),
+                account_id: account.to_string(),
+                name: format!("vm{n}"),
+                flavor: "vps-s".into(),
+                image: "debian-12".into(),
+                region: "par".into(),
+                vcpus: 1,
+                memory_mib: 512,
+                disk_gib: 10,
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        apply(
+            &mut shared,
+            Body::DeleteInstance(pb::DeleteInstance {
+                instance_id: id.to_string(),
+                account_id: account.to_string(),
+            }),
+        )
+        .unwrap();
+    }
+    // Live memory holds none of them; the store holds all five, in log order.
+    assert!(shared.read().instances.is_empty());
+    let store = shared.history().unwrap().clone();
+    assert_eq!(store.len().unwrap(), 5);
+    let first = store.page(None, 2).unwrap();
+    assert_eq!(first.records.len(), 2);
+    let rest = store.page(first.next, 10).unwrap();
+    assert_eq!(rest.records.len(), 3);
+    assert_eq!(rest.next, None);
+    let ended: Vec<InstanceId> = first
+        .records
+        .iter()
+        .chain(&rest.records)
+        .map(|(_, r)| match r {
+            HistoryRecord::InstanceEnded {
+                instance, reason, ..
+            } => {
+                assert_eq!(reason, "deleted before it was placed");
+                instance.id.clone()
+            }
+        })
+        .collect();
+    assert_eq!(ended, ids);
+    // A snapshot carries the history; restoring it elsewhere gives the same records.
+    let data = shared.snapshot();
+    let mut other =
+        SharedState::with_history(HistoryStore::open(&dir.path().join("b.redb")).unwrap());
+    other.restore(&data).unwrap();
+    assert_eq!(*other.read(), *shared.read());
+    assert_eq!(
+        other.history().unwrap().page(None, 100).unwrap(),
+        store.page(None, 100).unwrap()
+    );
 }

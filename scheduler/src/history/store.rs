@@ -1,0 +1,205 @@
+//! The replica's history store: redb, one table keyed by (log index, sequence), each value a
+//! [`HistoryRecord`] as MessagePack with field names (the snapshot format's encoding, so a
+//! newer binary reads older records). Written in batches without fsync (see the module above
+//! for why that is safe); read by paging.
+
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use crate::history::types::{HistoryKey, HistoryRecord};
+
+const RECORDS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("history");
+/// Pages redb keeps in memory: history is read rarely and paged, so a small cache keeps the
+/// replica's memory flat however long its history grows.
+const CACHE_BYTES: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("the history store {path} cannot be opened")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("the history store {path} failed")]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("a history record at log index {index} cannot be decoded")]
+    Undecodable {
+        index: u64,
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+}
+
+/// One replica's history on disk.
+#[derive(Debug)]
+pub struct HistoryStore {
+    db: Database,
+    path: PathBuf,
+}
+
+/// A page of history and where the next one starts (`None`: this was the last).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub records: Vec<(HistoryKey, HistoryRecord)>,
+    pub next: Option<HistoryKey>,
+}
+
+fn encode(record: &HistoryRecord) -> Vec<u8> {
+    rmp_serde::to_vec_named(record).expect("a history record encodes")
+}
+
+fn decode(key: HistoryKey, bytes: &[u8]) -> Result<HistoryRecord, HistoryError> {
+    rmp_serde::from_slice(bytes).map_err(|source| HistoryError::Undecodable {
+        index: key.index,
+        source,
+    })
+}
+
+impl HistoryStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<HistoryStore, HistoryError> {
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|source| HistoryError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        let store = HistoryStore {
+            db,
+            path: path.to_owned(),
+        };
+        store.write(|t| {
+            t.open_table(RECORDS)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn failed(&self, source: impl std::error::Error + Send + Sync + 'static) -> HistoryError {
+        HistoryError::Storage {
+            path: self.path.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    fn write(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
+    ) -> Result<(), HistoryError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.failed(e))?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| self.failed(e))?;
+        f(&txn).map_err(|e| self.failed(e))?;
+        txn.commit().map_err(|e| self.failed(e))
+    }
+
+    /// Writes a batch of records (records already there under the same keys are replaced:
+    /// replaying the log after a restart writes the same records again).
+    pub fn append(&self, records: &[(HistoryKey, HistoryRecord)]) -> Result<(), HistoryError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write(|txn| {
+            let mut table = txn.open_table(RECORDS)?;
+            for (key, record) in records {
+                table.insert((key.index, key.seq), encode(record).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Replaces the whole history (a snapshot restore).
+    pub fn replace_all<'a>(
+        &self,
+        records: impl IntoIterator<Item = (HistoryKey, &'a [u8])>,
+    ) -> Result<(), HistoryError> {
+        self.write(|txn| {
+            txn.delete_table(RECORDS)?;
+            let mut table = txn.open_table(RECORDS)?;
+            for (key, bytes) in records {
+                table.insert((key.index, key.seq), bytes)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> Result<u64, HistoryError> {
+        let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.failed(e))?;
+        table.len().map_err(|e| self.failed(e))
+    }
+
+    pub fn is_empty(&self) -> Result<bool, HistoryError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Up to `limit` records from `from` on (the first when `None`), oldest first.
+    pub fn page(&self, from: Option<HistoryKey>, limit: usize) -> Result<Page, HistoryError> {
+        let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.failed(e))?;
+        let start = from.map_or((0, 0), |k| (k.index, k.seq));
+        let mut records = Vec::new();
+        let mut next = None;
+        for item in table.range(start..).map_err(|e| self.failed(e))? {
+            let (k, v) = item.map_err(|e| self.failed(e))?;
+            let (index, seq) = k.value();
+            let key = HistoryKey { index, seq };
+            if records.len() == limit {
+                next = Some(key);
+                break;
+            }
+            records.push((key, decode(key, v.value())?));
+        }
+        Ok(Page { records, next })
+    }
+
+    /// A consistent view of the whole history as it is now, to encode later on another
+    /// thread (a snapshot): records keep arriving in the store meanwhile.
+    pub fn frozen(&self) -> Result<FrozenHistory, HistoryError> {
+        Ok(FrozenHistory {
+            txn: self.db.begin_read().map_err(|e| self.failed(e))?,
+            path: self.path.clone(),
+        })
+    }
+}
+
+/// The history at one moment (a redb read transaction).
+pub struct FrozenHistory {
+    txn: redb::ReadTransaction,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for FrozenHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrozenHistory")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrozenHistory {
+    /// Calls `f` with every record's key and encoded bytes, oldest first.
+    pub fn for_each(&self, mut f: impl FnMut(HistoryKey, &[u8])) -> Result<(), HistoryError> {
+        let failed = |e: redb::Error| HistoryError::Storage {
+            path: self.path.clone(),
+            source: Box::new(e),
+        };
+        let table = self.txn.open_table(RECORDS).map_err(|e| failed(e.into()))?;
+        for item in table.iter().map_err(|e| failed(e.into()))? {
+            let (k, v) = item.map_err(|e| failed(e.into()))?;
+            let (index, seq) = k.value();
+            f(HistoryKey { index, seq }, v.value());
+        }
+        Ok(())
+    }
+}

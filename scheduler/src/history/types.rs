@@ -1,0 +1,52 @@
+//! The records history holds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::instances::types::Instance;
+
+/// Where a record sits in history: the log entry that produced it, and its place among that
+/// entry's records. Ordered as the log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct HistoryKey {
+    pub index: u64,
+    pub seq: u32,
+}
+
+/// One record of history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryRecord {
+    /// An instance (VPS, GPU instance, job member or session) that is gone: deleted, or
+    /// removed by its agent after it was stopped. The instance as it was last.
+    InstanceEnded {
+        instance: Box<Instance>,
+        ended_at_ms: i64,
+        /// Why it ended, for its owner.
+        reason: String,
+    },
+}
+
+/// Records `apply` produced and the consensus adapter has not written yet. Not part of the
+/// state's value (two states equal in everything else are equal whatever is buffered) and
+/// never serialized.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryBuffer(pub Vec<(HistoryKey, HistoryRecord)>);
+
+impl PartialEq for HistoryBuffer {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl HistoryBuffer {
+    /// Appends a record produced by log entry `index`.
+    pub fn push(&mut self, index: u64, record: HistoryRecord) {
+        let seq = self
+            .0
+            .iter()
+            .rev()
+            .take_while(|(k, _)| k.index == index)
+            .count() as u32;
+        self.0.push((HistoryKey { index, seq }, record));
+    }
+}
