@@ -19,7 +19,7 @@ macro_rules! string_id {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             pub fn as_str(&self) -> &str {
@@ -94,7 +94,7 @@ fn parse_prefixed_hex(
 
 impl JobId {
     pub fn generate() -> Self {
-        JobId(format!("job-{}", random_hex(8)))
+        JobId(format!("job-{}", random_hex(8)).into())
     }
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
@@ -105,7 +105,7 @@ impl JobId {
             "job",
             "expected `job-` and 16 lowercase hex digits",
         )
-        .map(JobId)
+        .map(|s| JobId(s.into()))
     }
 }
 
@@ -117,8 +117,15 @@ fn random_hex(bytes: usize) -> String {
 }
 
 impl InstanceId {
+    /// A new id: the creation time in milliseconds (12 hex digits) then 32 random bits, so ids
+    /// sort roughly by creation (as ULIDs do) and new instances land together at the end of
+    /// the state's ordered map instead of all over it.
     pub fn generate() -> Self {
-        InstanceId(format!("i-{}", random_hex(10)))
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            & 0xffff_ffff_ffff;
+        InstanceId(format!("i-{ms:012x}{}", random_hex(4)).into())
     }
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
@@ -137,7 +144,7 @@ impl InstanceId {
         {
             return Err(err("expected `i-` and 20 lowercase hex digits"));
         }
-        Ok(InstanceId(s.to_owned()))
+        Ok(InstanceId(s.into()))
     }
 }
 
@@ -161,7 +168,7 @@ impl NodeId {
         if s.starts_with('-') || s.ends_with('-') {
             return Err(err("must not start or end with `-`"));
         }
-        Ok(NodeId(s.to_owned()))
+        Ok(NodeId(s.into()))
     }
 
     /// Turns a host name into a valid node id (lowercased, other characters replaced by `-`).
@@ -178,16 +185,16 @@ impl NodeId {
             .collect();
         let trimmed = cleaned.trim_matches('-');
         NodeId(if trimmed.is_empty() {
-            "node".to_owned()
+            "node".into()
         } else {
-            trimmed.to_owned()
+            trimmed.into()
         })
     }
 }
 
 impl ReservationId {
     pub fn generate() -> Self {
-        ReservationId(format!("rsv-{}", random_hex(8)))
+        ReservationId(format!("rsv-{}", random_hex(8)).into())
     }
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
@@ -198,13 +205,13 @@ impl ReservationId {
             "reservation",
             "expected `rsv-` and 16 lowercase hex digits",
         )
-        .map(ReservationId)
+        .map(|s| ReservationId(s.into()))
     }
 }
 
 impl AccountId {
     pub fn generate() -> Self {
-        AccountId(format!("acct-{}", random_hex(8)))
+        AccountId(format!("acct-{}", random_hex(8)).into())
     }
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
@@ -218,7 +225,7 @@ impl AccountId {
                 reason: "1 to 64 letters, digits or `-`",
             });
         }
-        Ok(AccountId(s.to_owned()))
+        Ok(AccountId(s.into()))
     }
 }
 
@@ -260,3 +267,139 @@ mod tests {
         assert_eq!(NodeId::from_hostname("___").as_str(), "node");
     }
 }
+
+string_id!(
+    /// A GPU, by the PCI address its host reports (`0000:17:00.0`).
+    GpuId,
+    "GPU"
+);
+
+impl GpuId {
+    /// A PCI address as the host reports it: hex digits, `:` and `.`.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.contains(':')
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        if ok {
+            Ok(GpuId(s.into()))
+        } else {
+            Err(IdError {
+                kind: "GPU",
+                value: s.to_owned(),
+                reason: "expected a PCI address such as 0000:17:00.0",
+            })
+        }
+    }
+}
+
+/// A MIG slice: a GPU in MIG mode, a profile (`3g.40gb`) and the first memory slice it takes.
+/// Written `<pci>/<profile>@<start>` (`0000:17:00.0/3g.40gb@4`) on the wire and in snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MigSliceId {
+    pub gpu: GpuId,
+    pub profile: String,
+    pub start: u8,
+}
+
+impl MigSliceId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let bad = |reason| IdError {
+            kind: "MIG slice",
+            value: s.to_owned(),
+            reason,
+        };
+        let (pci, rest) = s
+            .split_once('/')
+            .ok_or_else(|| bad("expected <pci>/<profile>@<start>"))?;
+        let (profile, start) = rest
+            .split_once('@')
+            .ok_or_else(|| bad("expected <pci>/<profile>@<start>"))?;
+        let gpu = GpuId::parse(pci).map_err(|_| bad("its GPU is not a PCI address"))?;
+        if profile.is_empty()
+            || !profile
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        {
+            return Err(bad("its profile is not a MIG profile name such as 3g.40gb"));
+        }
+        let start = start
+            .parse()
+            .map_err(|_| bad("its start is not a slice position (0 to 7)"))?;
+        Ok(MigSliceId {
+            gpu,
+            profile: profile.to_owned(),
+            start,
+        })
+    }
+}
+
+impl fmt::Display for MigSliceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.gpu, self.profile, self.start)
+    }
+}
+
+/// What a workload binds on its host: a whole GPU or one MIG slice of a GPU.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GpuBinding {
+    Whole(GpuId),
+    Slice(MigSliceId),
+}
+
+impl GpuBinding {
+    /// `0000:17:00.0` (a whole GPU) or `0000:17:00.0/3g.40gb@4` (a MIG slice).
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if s.contains('/') {
+            MigSliceId::parse(s).map(GpuBinding::Slice)
+        } else {
+            GpuId::parse(s).map(GpuBinding::Whole)
+        }
+    }
+
+    /// The GPU it is on.
+    pub fn gpu(&self) -> &GpuId {
+        match self {
+            GpuBinding::Whole(g) => g,
+            GpuBinding::Slice(s) => &s.gpu,
+        }
+    }
+}
+
+impl fmt::Display for GpuBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuBinding::Whole(g) => g.fmt(f),
+            GpuBinding::Slice(s) => s.fmt(f),
+        }
+    }
+}
+
+/// Written as its string form, so snapshots and JSON keep the form they always had.
+macro_rules! serde_as_string {
+    ($name:ident) => {
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
+serde_as_string!(MigSliceId);
+serde_as_string!(GpuBinding);

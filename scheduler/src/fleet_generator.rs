@@ -7,9 +7,11 @@
 //! their 1g slices bound. Racks hold 40 hosts. Used capacity is made of running instances bound
 //! directly (not through placement), so generating 65,000 hosts takes a moment, not minutes.
 
+use std::sync::Arc;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use vmcloud_proto::{AccountId, InstanceId, NodeId};
+use vmcloud_proto::{AccountId, GpuBinding, GpuId, InstanceId, MigSliceId, NodeId};
 
 use crate::instances::types::{GpuRequest, Instance, InstanceSpec, InstanceState};
 use crate::nodes::types::{Gpu, Node};
@@ -49,7 +51,8 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 .map(|i| Gpu {
                     model: model.to_owned(),
                     memory_mib,
-                    pci_address: format!("0000:{:02x}:00.0", 0x17 + i),
+                    pci_address: GpuId::parse(&format!("0000:{:02x}:00.0", 0x17 + i))
+                        .expect("a PCI address"),
                     numa_node: i / (n / 2).max(1),
                     nvlink_group: i.checked_div(group).map_or(0, |g| g + 1),
                     mig: crate::nodes::mig::capable(model) && h % 10 == 3,
@@ -95,7 +98,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                           vcpus: u32,
                           memory_mib: u64,
                           gpu: Option<GpuRequest>,
-                          gpus: Vec<String>| {
+                          gpus: Vec<GpuBinding>| {
             let hex: String = (0..10)
                 .map(|_| format!("{:02x}", rng.random::<u8>()))
                 .collect();
@@ -121,7 +124,9 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                     0,
                 )
             };
-            state.instances.insert(instance.id.clone(), instance);
+            state
+                .instances
+                .insert(instance.id.clone(), Arc::new(instance));
         };
         if node.gpus.is_empty() {
             // About 60 % of the vCPUs and memory, in VPSes of 2 vCPU / 4 GiB.
@@ -139,7 +144,13 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                     mig_profile: None,
                 };
                 if !g.mig {
-                    filled(&mut rng, 12, 98_304, Some(whole), vec![g.pci_address]);
+                    filled(
+                        &mut rng,
+                        12,
+                        98_304,
+                        Some(whole),
+                        vec![GpuBinding::Whole(g.pci_address)],
+                    );
                     continue;
                 }
                 let profile = crate::nodes::mig::profiles(&g.model, g.memory_mib)
@@ -148,8 +159,11 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                     .expect("a MIG-capable model has profiles");
                 for start in 0..7 {
                     if rng.random_bool(gpu_fill) {
-                        let slice =
-                            crate::nodes::mig::slice_name(&g.pci_address, &profile.name, start);
+                        let slice = GpuBinding::Slice(MigSliceId {
+                            gpu: g.pci_address.clone(),
+                            profile: profile.name.clone(),
+                            start,
+                        });
                         let req = GpuRequest {
                             mig_profile: Some(profile.name.clone()),
                             ..whole.clone()
@@ -159,7 +173,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 }
             }
         }
-        state.nodes.insert(id, node);
+        state.nodes.insert(id, Arc::new(node));
     }
     state.accounts.insert(
         account.clone(),

@@ -312,7 +312,7 @@ fn unhealthy_gpus_are_recorded_and_skipped_until_healthy_again() {
     f.apply(Body::SetGpuHealth(pb::SetGpuHealth {
         node_id: a.to_string(),
         unhealthy: vec![pb::UnhealthyGpu {
-            pci_address: pci.clone(),
+            pci_address: pci.to_string(),
             reason: "health check failed: memory pattern mismatch".into(),
         }],
     }));
@@ -327,7 +327,10 @@ fn unhealthy_gpus_are_recorded_and_skipped_until_healthy_again() {
     f.place();
     assert_eq!(f.instance(&two).state, InstanceState::Pending);
     assert_eq!(f.instance(&one).node.as_ref(), Some(&a));
-    assert_ne!(f.instance(&one).gpus, vec![pci.clone()]);
+    assert_ne!(
+        f.instance(&one).gpus,
+        vec![vmcloud_proto::GpuBinding::Whole(pci.clone())]
+    );
 
     // Healthy again (and the one-GPU instance gone): the two-GPU instance fits.
     f.apply(Body::SetGpuHealth(pb::SetGpuHealth {

@@ -161,7 +161,12 @@ fn apply_takes_back_a_gang_that_no_longer_fits_whole() {
         placements: vec![pb::Placement {
             instance_id: other.to_string(),
             node_id: plan.placements[1].1.node.to_string(),
-            gpus: plan.placements[1].1.gpus.clone(),
+            gpus: plan.placements[1]
+                .1
+                .gpus
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }],
         ..Default::default()
     }));

@@ -20,7 +20,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use proptest::prelude::*;
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_proto::{InstanceId, NodeId, ReservationId};
+use vmcloud_proto::{GpuBinding, GpuId, InstanceId, MigSliceId, NodeId, ReservationId};
 use vmcloud_scheduler::instances::types::{InstanceState, Market};
 use vmcloud_scheduler::nodes::mig;
 use vmcloud_scheduler::nodes::types::{Gpu, NodeState};
@@ -152,8 +152,8 @@ impl World {
 }
 
 fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
-    let mut bound: HashSet<(&NodeId, &String)> = HashSet::new();
-    let mut slices: HashMap<(&NodeId, &str), (&Gpu, Vec<String>)> = HashMap::new();
+    let mut bound: HashSet<(&NodeId, &GpuId)> = HashSet::new();
+    let mut slices: HashMap<(&NodeId, &GpuId), (&Gpu, Vec<MigSliceId>)> = HashMap::new();
     for i in state.instances.values() {
         let Some(node_id) = &i.node else {
             prop_assert!(i.gpus.is_empty(), "an instance without a host holds GPUs");
@@ -164,11 +164,14 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
             None => prop_assert!(i.gpus.is_empty()),
             Some(req) if req.mig_profile.is_some() => {
                 prop_assert_eq!(i.gpus.len(), 1, "one slice for {}", i.id);
-                let slice = mig::Slice::parse(&i.gpus[0]);
+                let slice = match &i.gpus[0] {
+                    GpuBinding::Slice(s) => Some(s),
+                    GpuBinding::Whole(_) => None,
+                };
                 prop_assert!(slice.is_some(), "{} is not a MIG slice", i.gpus[0]);
                 let slice = slice.unwrap();
-                prop_assert_eq!(Some(slice.profile), req.mig_profile.as_deref());
-                let gpu = node.gpus.iter().find(|g| g.pci_address == slice.pci);
+                prop_assert_eq!(Some(slice.profile.as_str()), req.mig_profile.as_deref());
+                let gpu = node.gpus.iter().find(|g| g.pci_address == slice.gpu);
                 prop_assert!(
                     gpu.is_some_and(|g| g.mig && g.model == req.model),
                     "slice {} on a GPU missing, not in MIG mode or of another model",
@@ -176,14 +179,18 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
                 );
                 let gpu = gpu.unwrap();
                 slices
-                    .entry((node_id, gpu.pci_address.as_str()))
+                    .entry((node_id, &gpu.pci_address))
                     .or_insert((gpu, Vec::new()))
                     .1
-                    .push(i.gpus[0].clone());
+                    .push(slice.clone());
             }
             Some(req) => {
                 prop_assert_eq!(i.gpus.len(), req.count as usize, "GPU count of {}", i.id);
-                for pci in &i.gpus {
+                for b in &i.gpus {
+                    let GpuBinding::Whole(pci) = b else {
+                        prop_assert!(false, "{b} is a MIG slice, for a whole-GPU request");
+                        continue;
+                    };
                     prop_assert!(
                         bound.insert((node_id, pci)),
                         "GPU {pci} on {node_id} bound twice"

@@ -303,6 +303,10 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
             }
         }
         a.state.publish();
+        anyhow::ensure!(
+            a.state.history_written(),
+            "the history writer did not catch up within a minute"
+        );
         let after = rss_mib()?;
         anyhow::ensure!(
             a.state.read().instances.len() == args.instances,

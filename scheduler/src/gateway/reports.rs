@@ -118,7 +118,7 @@ pub(crate) async fn observe_gpus(cluster: &Cluster, node: &NodeId, report: &pb::
             let reported = report
                 .unhealthy_gpus
                 .iter()
-                .find(|u| u.pci_address == g.pci_address)
+                .find(|u| u.pci_address == g.pci_address.as_str())
                 .map(|u| u.reason.as_str());
             reported != g.unhealthy.as_deref()
         })

@@ -4,10 +4,10 @@
 //! for why that is safe); read by paging.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 
 use crate::history::types::{HistoryKey, HistoryRecord};
 
@@ -188,18 +188,107 @@ impl std::fmt::Debug for FrozenHistory {
 }
 
 impl FrozenHistory {
-    /// Calls `f` with every record's key and encoded bytes, oldest first.
-    pub fn for_each(&self, mut f: impl FnMut(HistoryKey, &[u8])) -> Result<(), HistoryError> {
+    /// Calls `f` with every record's key and encoded bytes, oldest first, up to log index
+    /// `through`.
+    pub fn for_each(
+        &self,
+        through: u64,
+        mut f: impl FnMut(HistoryKey, &[u8]),
+    ) -> Result<(), HistoryError> {
         let failed = |e: redb::Error| HistoryError::Storage {
             path: self.path.clone(),
             source: Box::new(e),
         };
         let table = self.txn.open_table(RECORDS).map_err(|e| failed(e.into()))?;
-        for item in table.iter().map_err(|e| failed(e.into()))? {
+        for item in table
+            .range(..=(through, u32::MAX))
+            .map_err(|e| failed(e.into()))?
+        {
             let (k, v) = item.map_err(|e| failed(e.into()))?;
             let (index, seq) = k.value();
             f(HistoryKey { index, seq }, v.value());
         }
         Ok(())
+    }
+}
+
+/// Writes history records on a thread of its own, so a slow commit never holds up `apply`.
+///
+/// The applier hands over each batch's records with the batch's last log index; the writer
+/// coalesces what is queued into one transaction. A snapshot waits (on its own thread) until
+/// the writer has written everything up to the snapshot's index.
+#[derive(Debug, Clone)]
+pub struct HistoryWriter {
+    store: Arc<HistoryStore>,
+    queue: std::sync::mpsc::Sender<(u64, Vec<(HistoryKey, HistoryRecord)>)>,
+    written: Arc<(Mutex<u64>, Condvar)>,
+}
+
+impl HistoryWriter {
+    /// Starts the writer thread for `store`.
+    pub fn start(store: HistoryStore) -> HistoryWriter {
+        let store = Arc::new(store);
+        let (queue, rx) = std::sync::mpsc::channel::<(u64, Vec<(HistoryKey, HistoryRecord)>)>();
+        let written: Arc<(Mutex<u64>, Condvar)> = Arc::default();
+        let (s, w) = (store.clone(), written.clone());
+        std::thread::Builder::new()
+            .name("history-writer".into())
+            .spawn(move || {
+                while let Ok((mut last, mut records)) = rx.recv() {
+                    while let Ok((l, more)) = rx.try_recv() {
+                        last = l;
+                        records.extend(more);
+                    }
+                    let mut wait = Duration::from_millis(100);
+                    // Kept and tried again until it succeeds: nothing is lost.
+                    while let Err(e) = s.append(&records) {
+                        tracing::warn!(
+                            error = %vmcloud_proto::ErrorChain(&e),
+                            records = records.len(),
+                            "history records could not be written; trying again"
+                        );
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(10));
+                    }
+                    let (lock, done) = &*w;
+                    *lock.lock().expect("history lock poisoned") = last;
+                    done.notify_all();
+                }
+            })
+            .expect("the history writer thread starts");
+        HistoryWriter {
+            store,
+            queue,
+            written,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<HistoryStore> {
+        &self.store
+    }
+
+    /// Queues a batch's records; `last` is the batch's last log index.
+    pub fn send(&self, last: u64, records: Vec<(HistoryKey, HistoryRecord)>) {
+        if self.queue.send((last, records)).is_err() {
+            tracing::error!("the history writer has stopped; history records are lost");
+        }
+    }
+
+    /// Waits until everything up to log index `index` is written, at most `limit`.
+    pub fn wait_written(&self, index: u64, limit: Duration) -> bool {
+        let (lock, done) = &*self.written;
+        let guard = lock.lock().expect("history lock poisoned");
+        let (guard, _) = done
+            .wait_timeout_while(guard, limit, |w| *w < index)
+            .expect("history lock poisoned");
+        *guard >= index
+    }
+
+    /// Marks everything up to `index` as written (a restore replaced the history).
+    pub fn mark_written(&self, index: u64) {
+        let (lock, done) = &*self.written;
+        let mut w = lock.lock().expect("history lock poisoned");
+        *w = (*w).max(index);
+        done.notify_all();
     }
 }

@@ -290,6 +290,7 @@ pub async fn list(
         .instances
         .values()
         .filter(|i| i.account == account)
+        .map(|i| &**i)
         .collect();
     mine.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
     Ok(Json(InstanceList {

@@ -1,5 +1,7 @@
 //! Applying instance commands: create, delete, and what agents observe.
 
+use std::sync::Arc;
+
 use vmcloud_proto::pb;
 use vmcloud_proto::{AccountId, InstanceId, JobId, NodeId, ReservationId};
 
@@ -29,7 +31,7 @@ impl ClusterState {
                 .and_then(|keys| keys.get(&c.idempotency_key))
                 .and_then(|id| self.instances.get(id))
         {
-            return Ok(Applied::Instance(Box::new(instance.clone())));
+            return Ok(Applied::Instance(Box::new(Instance::clone(instance))));
         }
         if self.instances.contains_key(&id) {
             return Err(Rejected::Exists(format!("instance {id}")));
@@ -120,7 +122,7 @@ impl ClusterState {
                 .sessions
                 .insert(instance.account.clone(), id.clone());
         }
-        self.instances.insert(id, instance.clone());
+        self.instances.insert(id, Arc::new(instance.clone()));
         Ok(Applied::Instance(Box::new(instance)))
     }
 
@@ -129,6 +131,7 @@ impl ClusterState {
         let instance = self
             .instances
             .get_mut(&id)
+            .map(Arc::make_mut)
             .filter(|i| i.account.as_str() == c.account_id)
             .ok_or_else(|| Rejected::NotFound(format!("instance {id}")))?;
         match (&instance.node, instance.state) {
@@ -142,13 +145,15 @@ impl ClusterState {
                 self.capacity_epoch += 1;
                 self.forget(&removed);
                 self.record_ended(&removed, "deleted before it was placed");
-                return Ok(Applied::Instance(Box::new(removed)));
+                return Ok(Applied::Instance(Box::new(Instance::clone(&removed))));
             }
             (Some(_), _) => {
                 Self::begin_delete(&mut self.nodes, &mut self.generation_epoch, instance)
             }
         }
-        Ok(Applied::Instance(Box::new(self.instances[&id].clone())))
+        Ok(Applied::Instance(Box::new(Instance::clone(
+            &self.instances[&id],
+        ))))
     }
 
     /// Status from a node's agent. Only instances placed on that node are touched: an agent
@@ -159,7 +164,7 @@ impl ClusterState {
             let Ok(id) = InstanceId::parse(&status.instance_id) else {
                 continue;
             };
-            let Some(instance) = self.instances.get_mut(&id) else {
+            let Some(instance) = self.instances.get_mut(&id).map(Arc::make_mut) else {
                 continue;
             };
             if instance.node.as_ref() != Some(&node) {
@@ -169,7 +174,7 @@ impl ClusterState {
             let message = (!status.message.is_empty()).then_some(status.message);
             match (observed, instance.state) {
                 (pb::ObservedState::Absent, InstanceState::Deleting) => {
-                    if let Some(u) = self.index.usage.get_mut(&node) {
+                    if let Some(u) = self.index.usage.get_mut(&node).map(Arc::make_mut) {
                         u.remove(instance);
                     }
                     if let Some(d) = instance.terminate_at_ms {
@@ -231,13 +236,13 @@ impl ClusterState {
     /// Takes back a placement made earlier in the same command (a gang that did not fit
     /// whole): the instance is pending again and holds nothing.
     pub(crate) fn unplace(&mut self, id: &InstanceId) {
-        let Some(instance) = self.instances.get_mut(id) else {
+        let Some(instance) = self.instances.get_mut(id).map(Arc::make_mut) else {
             return;
         };
         if let Some(u) = instance
             .node
             .as_ref()
-            .and_then(|n| self.index.usage.get_mut(n))
+            .and_then(|n| self.index.usage.get_mut(n).map(Arc::make_mut))
         {
             u.remove(instance);
         }
@@ -273,12 +278,16 @@ impl ClusterState {
     }
 
     pub(crate) fn begin_delete(
-        nodes: &mut imbl::OrdMap<NodeId, Node>,
+        nodes: &mut imbl::OrdMap<NodeId, Arc<Node>>,
         generation_epoch: &mut Epoch,
         instance: &mut Instance,
     ) {
         instance.state = InstanceState::Deleting;
-        if let Some(node) = instance.node.as_ref().and_then(|n| nodes.get_mut(n)) {
+        if let Some(node) = instance
+            .node
+            .as_ref()
+            .and_then(|n| nodes.get_mut(n).map(Arc::make_mut))
+        {
             node.generation += 1;
             generation_epoch.0 += 1;
             instance.deleted_in_generation = Some(node.generation);

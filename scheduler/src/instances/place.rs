@@ -1,9 +1,11 @@
 //! Applying a placement plan, re-checked against the newest state.
 
+use std::sync::Arc;
+
 use std::collections::BTreeSet;
 
 use vmcloud_proto::pb;
-use vmcloud_proto::{InstanceId, JobId, NodeId};
+use vmcloud_proto::{GpuBinding, InstanceId, JobId, NodeId};
 
 use crate::instances::types::{InstanceState, Market};
 use crate::nodes::types::NodeState;
@@ -39,7 +41,7 @@ impl ClusterState {
             let Some(node) = self.nodes.get(&node_id) else {
                 continue;
             };
-            let Some(used) = self.index.usage.get_mut(&node_id) else {
+            let Some(used) = self.index.usage.get_mut(&node_id).map(Arc::make_mut) else {
                 continue;
             };
             // A reserved instance takes a free slot of its reservation on this node; the
@@ -57,31 +59,40 @@ impl ClusterState {
                 continue;
             }
             let held = used.held.against(instance, own_slot);
+            // The plan names GPUs as on the wire; one that names none is not a placement.
+            let gpus: Option<Vec<GpuBinding>> =
+                p.gpus.iter().map(|g| GpuBinding::parse(g).ok()).collect();
+            let gpus = gpus.unwrap_or_default();
             let gpus_left = node
                 .whole_gpus()
-                .saturating_sub(used.gpus.len() + p.gpus.len());
-            let gpus_ok = match &instance.gpu {
-                None => p.gpus.is_empty(),
-                Some(req) if req.mig_profile.is_some() => {
-                    p.gpus.len() == 1 && node.slice_fits(used, req, &p.gpus[0])
-                }
-                Some(req) => {
-                    gpus_left >= held.gpus as usize && {
-                        let distinct: BTreeSet<&String> = p.gpus.iter().collect();
-                        distinct.len() == p.gpus.len()
-                            && p.gpus.len() == req.count as usize
-                            && p.gpus.iter().all(|pci| {
-                                !used.gpus.contains(pci)
-                                    && node.gpus.iter().any(|g| {
-                                        &g.pci_address == pci
-                                            && g.model == req.model
-                                            && !g.mig
-                                            && g.unhealthy.is_none()
-                                    })
-                            })
+                .saturating_sub(used.gpus.len() + gpus.len());
+            let gpus_ok = gpus.len() == p.gpus.len()
+                && match &instance.gpu {
+                    None => gpus.is_empty(),
+                    Some(req) if req.mig_profile.is_some() => matches!(
+                        gpus.as_slice(),
+                        [GpuBinding::Slice(s)] if node.slice_fits(used, req, s)
+                    ),
+                    Some(req) => {
+                        gpus_left >= held.gpus as usize && {
+                            let distinct: BTreeSet<&GpuBinding> = gpus.iter().collect();
+                            distinct.len() == gpus.len()
+                                && gpus.len() == req.count as usize
+                                && gpus.iter().all(|b| {
+                                    let GpuBinding::Whole(pci) = b else {
+                                        return false;
+                                    };
+                                    !used.gpus.contains(pci)
+                                        && node.gpus.iter().any(|g| {
+                                            &g.pci_address == pci
+                                                && g.model == req.model
+                                                && !g.mig
+                                                && g.unhealthy.is_none()
+                                        })
+                                })
+                        }
                     }
-                }
-            };
+                };
             // Invariant: no GPU bound twice, no host over its capacity; and the host still
             // takes this workload (its state, pools or labels may have changed since the plan).
             let fits = node.region == instance.region
@@ -97,7 +108,11 @@ impl ClusterState {
                 }
                 continue;
             }
-            let instance = self.instances.get_mut(&id).expect("checked above");
+            let instance = self
+                .instances
+                .get_mut(&id)
+                .map(Arc::make_mut)
+                .expect("checked above");
             if let Some(spec) = &instance.job {
                 gangs.entry(spec.id.clone()).or_default().push(id.clone());
             }
@@ -108,7 +123,7 @@ impl ClusterState {
                 instance.terminate_at_ms = Some(until);
                 self.index.terminating.insert((until, id.clone()));
             }
-            instance.gpus = p.gpus;
+            instance.gpus = gpus;
             used.add(instance);
             self.index
                 .pending
@@ -118,10 +133,7 @@ impl ClusterState {
             instance.nominated_node = None;
             instance.pending_reason = None;
             instance.placed_at_ms = Some(at);
-            self.nodes
-                .get_mut(&node_id)
-                .expect("checked above")
-                .generation += 1;
+            Arc::make_mut(self.nodes.get_mut(&node_id).expect("checked above")).generation += 1;
             self.generation_epoch.0 += 1;
             if own_slot {
                 let instance = self.instances[&id].clone();
@@ -137,7 +149,7 @@ impl ClusterState {
             let Ok(id) = InstanceId::parse(&u.instance_id) else {
                 continue;
             };
-            if let Some(instance) = self.instances.get_mut(&id)
+            if let Some(instance) = self.instances.get_mut(&id).map(Arc::make_mut)
                 && instance.state == InstanceState::Pending
             {
                 instance.pending_reason = Some(u.reason);

@@ -1,5 +1,7 @@
 //! Applying spot reclamation: preemptions with notice, reclaimed instances and jobs.
 
+use std::sync::Arc;
+
 use vmcloud_proto::pb;
 use vmcloud_proto::{InstanceId, JobId, NodeId};
 
@@ -24,7 +26,7 @@ impl ClusterState {
                 .instances
                 .get(&for_id)
                 .is_some_and(|i| i.state == InstanceState::Pending && i.market != Market::Spot);
-            let Some(victim) = self.instances.get_mut(&victim_id) else {
+            let Some(victim) = self.instances.get_mut(&victim_id).map(Arc::make_mut) else {
                 continue;
             };
             if !waiting || !victim.preemptible() {
@@ -50,7 +52,7 @@ impl ClusterState {
                     crate::clock::rfc3339(deadline),
                 ),
             );
-            if let Some(node) = self.nodes.get_mut(&node_id) {
+            if let Some(node) = self.nodes.get_mut(&node_id).map(Arc::make_mut) {
                 node.generation += 1;
                 self.generation_epoch.0 += 1;
             }
@@ -63,7 +65,11 @@ impl ClusterState {
             e.2 = e.2.max(deadline);
         }
         for (id, (node, count, until)) in victims_for {
-            let instance = self.instances.get_mut(&id).expect("checked above");
+            let instance = self
+                .instances
+                .get_mut(&id)
+                .map(Arc::make_mut)
+                .expect("checked above");
             instance.pending_reason = Some(format!(
                 "waiting for {count} spot instance(s) on {node} to stop (notice ends {})",
                 crate::clock::rfc3339(until)
@@ -102,7 +108,11 @@ impl ClusterState {
             .map(|i| i.id.clone())
             .collect();
         for m in members {
-            let i = self.instances.get_mut(&m).expect("listed above");
+            let i = self
+                .instances
+                .get_mut(&m)
+                .map(Arc::make_mut)
+                .expect("listed above");
             let deadline = Self::give_notice(&mut self.index.terminating, i, until, at);
             i.notify(
                 at,
@@ -111,7 +121,11 @@ impl ClusterState {
                     crate::clock::rfc3339(deadline)
                 ),
             );
-            if let Some(node) = i.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
+            if let Some(node) = i
+                .node
+                .as_ref()
+                .and_then(|n| self.nodes.get_mut(n).map(Arc::make_mut))
+            {
                 node.generation += 1;
                 self.generation_epoch.0 += 1;
             }
@@ -125,7 +139,7 @@ impl ClusterState {
             let Ok(id) = InstanceId::parse(&id) else {
                 continue;
             };
-            let Some(instance) = self.instances.get_mut(&id) else {
+            let Some(instance) = self.instances.get_mut(&id).map(Arc::make_mut) else {
                 continue;
             };
             if instance.terminate_at_ms.is_none_or(|d| d > at)

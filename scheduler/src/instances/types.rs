@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb;
-use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
+use vmcloud_proto::{AccountId, GpuBinding, InstanceId, NodeId, ReservationId};
 
 use crate::jobs::types::JobSpec;
 use crate::sessions::types::SessionSpec;
@@ -118,9 +118,9 @@ pub struct Instance {
     pub running_at_ms: Option<i64>,
     /// The node's desired-config generation that no longer contains this instance.
     pub deleted_in_generation: Option<u64>,
-    /// GPUs (PCI addresses on its node) bound to it.
+    /// GPUs (whole, or MIG slices) bound to it on its node.
     #[serde(default)]
-    pub gpus: Vec<String>,
+    pub gpus: Vec<GpuBinding>,
     #[serde(default)]
     pub market: Market,
     /// The dedicated pool it runs in; `None`: the general fleet.

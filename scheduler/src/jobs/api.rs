@@ -248,6 +248,7 @@ fn members<'s>(state: &'s ClusterState, account: &AccountId, job: &JobId) -> Vec
         .instances
         .values()
         .filter(|i| &i.account == account && i.job.as_ref().is_some_and(|j| &j.id == job))
+        .map(|i| &**i)
         .collect();
     m.sort_by_key(|i| i.job.as_ref().map(|j| j.member));
     m

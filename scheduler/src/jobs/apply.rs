@@ -21,7 +21,9 @@ impl ClusterState {
                 .and_then(|keys| keys.get(&key.1))
                 .and_then(|id| self.instances.get(id))
         {
-            return Ok(Applied::Instance(Box::new(i.clone())));
+            return Ok(Applied::Instance(Box::new(
+                crate::instances::types::Instance::clone(i),
+            )));
         }
         let valid = c.members.iter().all(|m| {
             m.job.is_some()

@@ -136,11 +136,11 @@ fn view(s: &ApiState, state: &ClusterState, n: &Node) -> NodeView {
             .iter()
             .map(|g| {
                 let mig_slices: Vec<String> = mig::slices_on(&used.slices, &g.pci_address)
-                    .filter_map(|b| b.split_once('/').map(|(_, s)| s.to_owned()))
+                    .map(|s| format!("{}@{}", s.profile, s.start))
                     .collect();
                 GpuView {
                     model: g.model.clone(),
-                    pci_address: g.pci_address.clone(),
+                    pci_address: g.pci_address.to_string(),
                     numa_node: g.numa_node,
                     nvlink_group: g.nvlink_group,
                     bound: used.gpus.contains(&g.pci_address) || !mig_slices.is_empty(),
@@ -303,13 +303,13 @@ pub async fn patch(
             labels: req
                 .labels
                 .clone()
-                .unwrap_or(node.labels)
+                .unwrap_or_else(|| node.labels.clone())
                 .into_iter()
                 .collect(),
             pools: req
                 .pools
                 .clone()
-                .unwrap_or(node.pools)
+                .unwrap_or_else(|| node.pools.clone())
                 .into_iter()
                 .collect(),
         };

@@ -1,6 +1,8 @@
 //! Applying node commands: registration, operator states, GPU health, labels, lost hosts,
 //! and replicas announcing themselves.
 
+use std::sync::Arc;
+
 use vmcloud_proto::pb;
 use vmcloud_proto::{InstanceId, NodeId};
 
@@ -12,12 +14,13 @@ use vmcloud_proto::JobId;
 
 /// The node `raw` names; the error says whether the name or the node was wrong.
 fn node_mut<'a>(
-    nodes: &'a mut imbl::OrdMap<NodeId, Node>,
+    nodes: &'a mut imbl::OrdMap<NodeId, Arc<Node>>,
     raw: &str,
 ) -> Result<(NodeId, &'a mut Node), Rejected> {
     let id = NodeId::parse(raw).map_err(|e| Rejected::Invalid(e.to_string()))?;
     let node = nodes
         .get_mut(&id)
+        .map(Arc::make_mut)
         .ok_or_else(|| Rejected::NotFound(format!("node {id}")))?;
     Ok((id, node))
 }
@@ -42,10 +45,11 @@ impl ClusterState {
         self.index.usage.entry(id.clone()).or_default();
         // The inventory is replaced; what operators set (state, labels, pools, drain) and
         // what the node went through (generation, first registration, a down) stay.
-        self.nodes
+        let node = self
+            .nodes
             .entry(id.clone())
-            .or_insert_with(|| Node::new(id, at))
-            .take_inventory(inv, build);
+            .or_insert_with(|| Arc::new(Node::new(id, at)));
+        Arc::make_mut(node).take_inventory(inv, build);
         Ok(Applied::Done)
     }
 
@@ -106,7 +110,11 @@ impl ClusterState {
         let mut lost: Vec<InstanceId> = Vec::new();
         let mut spot_jobs: Vec<(JobId, i64)> = Vec::new();
         for iid in on_node {
-            let instance = self.instances.get_mut(&iid).expect("listed above");
+            let instance = self
+                .instances
+                .get_mut(&iid)
+                .map(Arc::make_mut)
+                .expect("listed above");
             match state {
                 NodeState::Down if instance.job.is_some() || instance.session.is_some() => {
                     if c.by_liveness {
@@ -183,7 +191,7 @@ impl ClusterState {
                 NodeState::Ready | NodeState::Cordoned => {}
             }
         }
-        if changed && let Some(node) = self.nodes.get_mut(&id) {
+        if changed && let Some(node) = self.nodes.get_mut(&id).map(Arc::make_mut) {
             node.generation += 1;
             self.generation_epoch.0 += 1;
         }
@@ -200,7 +208,7 @@ impl ClusterState {
                 .map(|i| i.id.clone())
                 .collect();
             for n in nominated {
-                if let Some(i) = self.instances.get_mut(&n) {
+                if let Some(i) = self.instances.get_mut(&n).map(Arc::make_mut) {
                     i.nominated_node = None;
                     i.pending_reason = Some(crate::instances::types::WAITING_FOR_PLACEMENT.into());
                 }
@@ -217,7 +225,7 @@ impl ClusterState {
             let now = c
                 .unhealthy
                 .iter()
-                .find(|u| u.pci_address == gpu.pci_address)
+                .find(|u| u.pci_address == gpu.pci_address.as_str())
                 .map(|u| u.reason.clone());
             healed |= gpu.unhealthy.is_some() && now.is_none();
             gpu.unhealthy = now;
@@ -266,7 +274,7 @@ impl ClusterState {
     pub(crate) fn lose(&mut self, id: &NodeId, lost: &[InstanceId], reason: &str, at: i64) {
         let mut requeue: BTreeSet<JobId> = BTreeSet::new();
         for iid in lost {
-            let Some(instance) = self.instances.get_mut(iid) else {
+            let Some(instance) = self.instances.get_mut(iid).map(Arc::make_mut) else {
                 continue;
             };
             if let Some(job) = &instance.job {
@@ -292,13 +300,17 @@ impl ClusterState {
                 if let Some(node) = self.instances[&m]
                     .node
                     .as_ref()
-                    .and_then(|n| self.nodes.get_mut(n))
+                    .and_then(|n| self.nodes.get_mut(n).map(Arc::make_mut))
                 {
                     node.generation += 1;
                     self.generation_epoch.0 += 1;
                 }
                 self.unplace(&m);
-                let i = self.instances.get_mut(&m).expect("listed above");
+                let i = self
+                    .instances
+                    .get_mut(&m)
+                    .map(Arc::make_mut)
+                    .expect("listed above");
                 i.running_at_ms = None;
                 let message = format!(
                     "requeued: host {id} is down{reason}; job {job} starts again when its members fit"

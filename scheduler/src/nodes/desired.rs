@@ -23,7 +23,7 @@ impl ClusterState {
                 memory_mib: i.memory_mib,
                 disk_gib: i.disk_gib,
                 image: i.image.clone(),
-                gpus: i.gpus.clone(),
+                gpus: i.gpus.iter().map(ToString::to_string).collect(),
                 terminate_at_unix_ms: i.terminate_at_ms.unwrap_or(0),
                 hostname: i.name.clone(),
                 availability_zone: i.region.clone(),

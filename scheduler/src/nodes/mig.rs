@@ -14,6 +14,8 @@
 
 use std::collections::BTreeSet;
 
+use vmcloud_proto::{GpuId, MigSliceId};
+
 /// Model families with MIG.
 pub const MIG_MODELS: &[&str] = &["A100", "H100", "H200"];
 
@@ -131,36 +133,6 @@ pub fn is_profile_name(name: &str) -> bool {
         && gb.parse::<u32>().is_ok_and(|gb| gb > 0)
 }
 
-/// A bound slice, parsed from `<pci>/<profile>@<start>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Slice<'a> {
-    pub pci: &'a str,
-    pub profile: &'a str,
-    pub start: u8,
-}
-
-impl<'a> Slice<'a> {
-    pub fn parse(s: &'a str) -> Option<Slice<'a>> {
-        let (pci, rest) = s.split_once('/')?;
-        let (profile, start) = rest.split_once('@')?;
-        Some(Slice {
-            pci,
-            profile,
-            start: start.parse().ok()?,
-        })
-    }
-}
-
-/// The name of a bound slice.
-pub fn slice_name(pci: &str, profile: &str, start: u8) -> String {
-    format!("{pci}/{profile}@{start}")
-}
-
-/// Whether a GPU binding names a MIG slice rather than a whole GPU.
-pub fn is_slice(binding: &str) -> bool {
-    binding.contains('/')
-}
-
 /// What is taken on one GPU: memory slices (bit i = slice i) and compute slices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Layout {
@@ -174,15 +146,15 @@ impl Layout {
     pub fn of<'a>(
         model: &str,
         memory_mib: u64,
-        pci: &str,
-        bound: impl IntoIterator<Item = &'a String>,
+        pci: &GpuId,
+        bound: impl IntoIterator<Item = &'a MigSliceId>,
     ) -> Option<Layout> {
         let mut layout = Layout::default();
-        for b in bound {
-            let Some(s) = Slice::parse(b).filter(|s| s.pci == pci) else {
+        for s in bound {
+            if &s.gpu != pci {
                 continue;
-            };
-            let g = geometry(model, memory_mib, s.profile)?;
+            }
+            let g = geometry(model, memory_mib, &s.profile)?;
             layout = layout.place(g.compute, g.memory, g.starts, s.start)?;
         }
         Some(layout)
@@ -225,20 +197,25 @@ impl Layout {
 
 /// The slices of `bound` that live on GPU `pci`.
 pub fn slices_on<'a>(
-    bound: &'a BTreeSet<String>,
-    pci: &'a str,
-) -> impl Iterator<Item = &'a String> {
+    bound: &'a BTreeSet<MigSliceId>,
+    pci: &'a GpuId,
+) -> impl Iterator<Item = &'a MigSliceId> {
     use std::ops::Bound;
-    // Names sort by PCI address first, so a GPU's slices follow its address.
+    // Slices sort by GPU first, so a GPU's slices follow the smallest slice of it.
+    let first = MigSliceId {
+        gpu: pci.clone(),
+        profile: String::new(),
+        start: 0,
+    };
     bound
-        .range::<str, _>((Bound::Included(pci), Bound::Unbounded))
-        .take_while(move |b| b.starts_with(pci))
-        .filter(move |b| b.as_bytes().get(pci.len()) == Some(&b'/'))
+        .range((Bound::Included(first), Bound::Unbounded))
+        .take_while(move |s| &s.gpu == pci)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmcloud_proto::GpuBinding;
 
     #[test]
     fn profile_names_follow_the_gpu_memory() {
@@ -301,35 +278,42 @@ mod tests {
             ),
             (&[("1g.20gb", 6)], "4g.40gb", Some(0)),
         ];
+        let gpu = GpuId::parse("0000:17:00.0").unwrap();
+        let slice = |profile: &str, start: u8| MigSliceId {
+            gpu: gpu.clone(),
+            profile: profile.into(),
+            start,
+        };
         for (bound, asked, want) in cases {
-            let bound: Vec<String> = bound
-                .iter()
-                .map(|(p, s)| slice_name("0000:17:00.0", p, *s))
-                .collect();
-            let layout = Layout::of("H100", 81920, "0000:17:00.0", &bound).unwrap();
+            let bound: Vec<MigSliceId> = bound.iter().map(|(p, s)| slice(p, *s)).collect();
+            let layout = Layout::of("H100", 81920, &gpu, &bound).unwrap();
             let p = profile("H100", 81920, asked).unwrap();
             assert_eq!(layout.first_fit(&p), *want, "{bound:?} + {asked}");
         }
         // Overlapping bindings are not a layout.
-        let twice = vec![
-            slice_name("0000:17:00.0", "2g.20gb", 0),
-            slice_name("0000:17:00.0", "1g.10gb", 1),
-        ];
-        assert_eq!(Layout::of("H100", 81920, "0000:17:00.0", &twice), None);
+        let twice = vec![slice("2g.20gb", 0), slice("1g.10gb", 1)];
+        assert_eq!(Layout::of("H100", 81920, &gpu, &twice), None);
     }
 
     #[test]
     fn slice_names_round_trip_and_profile_names_are_checked() {
-        let name = slice_name("0000:17:00.0", "3g.40gb", 4);
+        let name = "0000:17:00.0/3g.40gb@4";
+        let slice = MigSliceId::parse(name).unwrap();
         assert_eq!(
-            Slice::parse(&name),
-            Some(Slice {
-                pci: "0000:17:00.0",
-                profile: "3g.40gb",
+            slice,
+            MigSliceId {
+                gpu: GpuId::parse("0000:17:00.0").unwrap(),
+                profile: "3g.40gb".into(),
                 start: 4
-            })
+            }
         );
-        assert!(is_slice(&name) && !is_slice("0000:17:00.0"));
+        assert_eq!(slice.to_string(), name);
+        assert!(matches!(GpuBinding::parse(name), Ok(GpuBinding::Slice(_))));
+        assert!(matches!(
+            GpuBinding::parse("0000:17:00.0"),
+            Ok(GpuBinding::Whole(_))
+        ));
+        assert!(GpuBinding::parse("0000:17:00.0/3g.40gb").is_err());
         for ok in ["1g.10gb", "7g.80gb", "3g.71gb"] {
             assert!(is_profile_name(ok), "{ok}");
         }

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use vmcloud_proto::NodeId;
 use vmcloud_proto::pb;
+use vmcloud_proto::{GpuId, MigSliceId, NodeId};
 
 use crate::instances::types::GpuRequest;
 use crate::nodes::mig;
@@ -128,7 +128,7 @@ pub struct Node {
 pub struct Gpu {
     pub model: String,
     pub memory_mib: u64,
-    pub pci_address: String,
+    pub pci_address: GpuId,
     pub numa_node: u32,
     /// GPUs joined by NVLink share a group (0: none).
     pub nvlink_group: u32,
@@ -141,17 +141,19 @@ pub struct Gpu {
     pub unhealthy: Option<String>,
 }
 
-impl From<pb::GpuDevice> for Gpu {
-    fn from(g: pb::GpuDevice) -> Self {
-        Gpu {
+impl TryFrom<pb::GpuDevice> for Gpu {
+    type Error = vmcloud_proto::ids::IdError;
+
+    fn try_from(g: pb::GpuDevice) -> Result<Self, Self::Error> {
+        Ok(Gpu {
             model: g.model,
             memory_mib: g.memory_mib,
-            pci_address: g.pci_address,
+            pci_address: GpuId::parse(&g.pci_address)?,
             numa_node: g.numa_node,
             nvlink_group: g.nvlink_group,
             mig: g.mig_mode,
             unhealthy: None,
-        }
+        })
     }
 }
 
@@ -191,7 +193,19 @@ impl Node {
         self.memory_bytes = inv.memory_bytes;
         self.hypervisor_uri = inv.hypervisor_uri;
         self.rack = inv.rack;
-        self.gpus = inv.gpus.into_iter().map(Gpu::from).collect();
+        // A GPU whose address is not one is never given out (the agent reports what NVML
+        // says; this does not happen with a real driver).
+        self.gpus = inv
+            .gpus
+            .into_iter()
+            .filter_map(|g| match Gpu::try_from(g) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    tracing::warn!(node = %self.id, error = %e, "GPU left out of the inventory");
+                    None
+                }
+            })
+            .collect();
         self.agent_version = build.version;
         self.agent_git_sha = build.git_sha;
     }
@@ -204,19 +218,16 @@ impl Node {
     /// Whether MIG slice `binding` may be bound here for `req` beside what `used` holds: its
     /// GPU is in MIG mode and of the model, the profile is one of the GPU's, the position is
     /// allowed and free (invariant 3 for slices).
-    pub fn slice_fits(&self, used: &Usage, req: &GpuRequest, binding: &str) -> bool {
-        let Some(slice) = mig::Slice::parse(binding) else {
-            return false;
-        };
+    pub fn slice_fits(&self, used: &Usage, req: &GpuRequest, slice: &MigSliceId) -> bool {
         let Some(gpu) = self.gpus.iter().find(|g| {
-            g.pci_address == slice.pci && g.mig && g.model == req.model && g.unhealthy.is_none()
+            g.pci_address == slice.gpu && g.mig && g.model == req.model && g.unhealthy.is_none()
         }) else {
             return false;
         };
-        if req.mig_profile.as_deref() != Some(slice.profile) {
+        if req.mig_profile.as_deref() != Some(slice.profile.as_str()) {
             return false;
         }
-        let Some(profile) = mig::profile(&gpu.model, gpu.memory_mib, slice.profile) else {
+        let Some(profile) = mig::profile(&gpu.model, gpu.memory_mib, &slice.profile) else {
             return false;
         };
         mig::Layout::of(

@@ -13,6 +13,7 @@ pub(crate) struct Skipped {
 }
 
 impl Skipped {
+    #[inline]
     pub(crate) fn count(&mut self, skip: Skip) {
         match skip {
             Skip::NotReady => self.not_ready += 1,

@@ -3,31 +3,39 @@
 
 use crate::instances::types::Instance;
 use crate::nodes::types::{Node, NodeState};
-use crate::placement::fleet_index::FleetIndex;
+use crate::placement::fleet_index::{Capacity, FleetIndex};
 use crate::placement::spread::Spread;
 use crate::reservations::types::Held;
 use crate::state::index::Usage;
 
-/// Whether `instance`'s vCPUs and memory fit on `node` beside `used` and what is `held`.
-pub(crate) fn fits_cpu_mem(node: &Node, used: &Usage, instance: &Instance, held: &Held) -> bool {
-    used.vcpus + held.vcpus + instance.vcpus <= node.allocatable_vcpus()
-        && used.memory_mib + held.memory_mib + instance.memory_mib <= node.allocatable_memory_mib()
+/// Whether `instance`'s vCPUs and memory fit in a host's `capacity` beside `used` and what is
+/// `held`.
+#[inline]
+pub(crate) fn fits_cpu_mem(
+    capacity: &Capacity,
+    used: &Usage,
+    instance: &Instance,
+    held: &Held,
+) -> bool {
+    used.vcpus + held.vcpus + instance.vcpus <= capacity.vcpus
+        && used.memory_mib + held.memory_mib + instance.memory_mib <= capacity.memory_mib
 }
 
 /// Whether `instance`'s vCPUs and memory fit on `node` beside `used` and `held`; if not,
 /// counts the host as `full`, or as `reserved` when only the held capacity is in the way.
+#[inline]
 pub(crate) fn has_room(
-    node: &Node,
+    capacity: &Capacity,
     used: &Usage,
     instance: &Instance,
     held: &Held,
     full: &mut usize,
     reserved: &mut usize,
 ) -> bool {
-    if fits_cpu_mem(node, used, instance, held) {
+    if fits_cpu_mem(capacity, used, instance, held) {
         return true;
     }
-    if fits_cpu_mem(node, used, instance, &Held::default()) {
+    if fits_cpu_mem(capacity, used, instance, &Held::default()) {
         *reserved += 1;
     } else {
         *full += 1;
@@ -48,6 +56,7 @@ pub(crate) enum Skip {
 
 /// [`host_filter`] for the host at `pos`, without reading its record when the instance asks
 /// for nothing special and the host is a ready general-fleet host.
+#[inline]
 pub(crate) fn host_filter_at(
     index: &FleetIndex<'_>,
     pos: usize,
@@ -61,6 +70,7 @@ pub(crate) fn host_filter_at(
     host_filter(index.hosts[pos], instance, spread)
 }
 
+#[inline]
 pub(crate) fn host_filter(
     node: &Node,
     instance: &Instance,

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use vmcloud_proto::{GpuBinding, GpuId};
+
 use crate::instances::types::{GpuRequest, Instance};
 use crate::nodes::types::{Gpu, Node};
 use crate::placement::explain::Skipped;
@@ -26,7 +28,7 @@ pub fn pick_gpus(
     used: &Usage,
     model: &str,
     count: usize,
-) -> Option<(Vec<String>, bool)> {
+) -> Option<(Vec<GpuId>, bool)> {
     let free: Vec<&Gpu> = node
         .gpus
         .iter()
@@ -71,6 +73,7 @@ pub fn pick_gpus(
 
 /// Whether binding what `req` asks on `node` leaves the `held` GPUs free (a MIG slice takes
 /// no whole GPU).
+#[inline]
 pub(crate) fn leaves_held_gpus(node: &Node, used: &Usage, req: &GpuRequest, held: &Held) -> bool {
     let count = if req.mig_profile.is_some() {
         0
@@ -81,10 +84,16 @@ pub(crate) fn leaves_held_gpus(node: &Node, used: &Usage, req: &GpuRequest, held
 }
 
 /// The GPUs (or MIG slice) `req` would get on `node`, and whether they are local.
-pub(crate) fn pick_for(node: &Node, used: &Usage, req: &GpuRequest) -> Option<(Vec<String>, bool)> {
+pub(crate) fn pick_for(
+    node: &Node,
+    used: &Usage,
+    req: &GpuRequest,
+) -> Option<(Vec<GpuBinding>, bool)> {
     match &req.mig_profile {
-        Some(profile) => pick_slice(node, used, &req.model, profile).map(|(s, _)| (vec![s], true)),
-        None => pick_gpus(node, used, &req.model, req.count as usize),
+        Some(profile) => pick_slice(node, used, &req.model, profile)
+            .map(|(s, _)| (vec![GpuBinding::Slice(s)], true)),
+        None => pick_gpus(node, used, &req.model, req.count as usize)
+            .map(|(gpus, local)| (gpus.into_iter().map(GpuBinding::Whole).collect(), local)),
     }
 }
 
@@ -134,7 +143,14 @@ pub(crate) fn place_gpu(
             continue;
         }
         let held = u.held.against(instance, false);
-        if !has_room(node, u, instance, &held, &mut full, &mut reserved) {
+        if !has_room(
+            &index.capacity[pos],
+            u,
+            instance,
+            &held,
+            &mut full,
+            &mut reserved,
+        ) {
             continue;
         }
         if !leaves_held_gpus(node, u, req, &held) {
@@ -160,7 +176,7 @@ pub(crate) fn place_gpu(
         if let Some((gpus, local)) = pick_gpus(node, &usage[pos], &req.model, count) {
             let choice = Choice {
                 node: node.id.clone(),
-                gpus,
+                gpus: gpus.into_iter().map(GpuBinding::Whole).collect(),
             };
             if local {
                 return Ok(choice);

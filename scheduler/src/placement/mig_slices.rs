@@ -1,5 +1,7 @@
 //! MIG slices: the GPU and position a slice goes to.
 
+use vmcloud_proto::{GpuBinding, MigSliceId};
+
 use crate::instances::types::{GpuRequest, Instance};
 use crate::nodes::mig;
 use crate::nodes::types::Node;
@@ -18,8 +20,13 @@ use crate::state::index::Usage;
 /// keeps the fewest compute slices free afterwards (bin-packing keeps other GPUs whole for big
 /// profiles), at the first allowed position. Returns the slice's name and the compute slices
 /// left free on that GPU.
-pub fn pick_slice(node: &Node, used: &Usage, model: &str, profile: &str) -> Option<(String, u8)> {
-    let mut best: Option<(u8, String)> = None;
+pub fn pick_slice(
+    node: &Node,
+    used: &Usage,
+    model: &str,
+    profile: &str,
+) -> Option<(MigSliceId, u8)> {
+    let mut best: Option<(u8, MigSliceId)> = None;
     for gpu in node
         .gpus
         .iter()
@@ -38,7 +45,12 @@ pub fn pick_slice(node: &Node, used: &Usage, model: &str, profile: &str) -> Opti
         };
         let left = layout.free_compute() - p.compute;
         if best.as_ref().is_none_or(|(l, _)| left < *l) {
-            best = Some((left, mig::slice_name(&gpu.pci_address, profile, start)));
+            let slice = MigSliceId {
+                gpu: gpu.pci_address.clone(),
+                profile: profile.to_owned(),
+                start,
+            };
+            best = Some((left, slice));
         }
     }
     best.map(|(left, name)| (name, left))
@@ -63,7 +75,7 @@ pub(crate) fn place_mig(
         .unwrap_or(&empty);
     let (mut no_mig, mut no_room, mut full, mut reserved) = (0, 0, 0, 0);
     let mut skipped = Skipped::default();
-    let mut best: Option<((u32, bool, u8, usize), String)> = None;
+    let mut best: Option<((u32, bool, u8, usize), MigSliceId)> = None;
     for &pos in with_model {
         let node = index.hosts[pos];
         if let Err(skip) = host_filter_at(index, pos, instance, spread) {
@@ -76,7 +88,14 @@ pub(crate) fn place_mig(
         }
         let u = &usage[pos];
         let held = u.held.against(instance, false);
-        if !has_room(node, u, instance, &held, &mut full, &mut reserved) {
+        if !has_room(
+            &index.capacity[pos],
+            u,
+            instance,
+            &held,
+            &mut full,
+            &mut reserved,
+        ) {
             continue;
         }
         let Some((slice, left)) = pick_slice(node, u, &req.model, profile) else {
@@ -95,7 +114,7 @@ pub(crate) fn place_mig(
     }
     best.map(|((.., pos), slice)| Choice {
         node: index.hosts[pos].id.clone(),
-        gpus: vec![slice],
+        gpus: vec![GpuBinding::Slice(slice)],
     })
     .ok_or_else(|| {
         format!(

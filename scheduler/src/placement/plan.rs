@@ -1,13 +1,13 @@
 //! What placement returns: a plan of choices, preemptions and reasons.
 
 use vmcloud_proto::pb;
-use vmcloud_proto::{InstanceId, NodeId};
+use vmcloud_proto::{GpuBinding, InstanceId, NodeId};
 
 /// One decision: the node and the GPUs (PCI addresses) to bind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     pub node: NodeId,
-    pub gpus: Vec<String>,
+    pub gpus: Vec<GpuBinding>,
 }
 
 /// Where each pending instance goes, or why it cannot go anywhere yet.
@@ -32,7 +32,7 @@ impl Plan {
                 .map(|(i, c)| pb::Placement {
                     instance_id: i.to_string(),
                     node_id: c.node.to_string(),
-                    gpus: c.gpus.clone(),
+                    gpus: c.gpus.iter().map(ToString::to_string).collect(),
                 })
                 .collect(),
             unplaced: self

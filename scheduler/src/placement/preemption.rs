@@ -7,6 +7,7 @@ use vmcloud_proto::InstanceId;
 use crate::instances::types::Instance;
 use crate::placement::filters::fits_cpu_mem;
 use crate::placement::filters::host_filter;
+use crate::placement::fleet_index::Capacity;
 use crate::placement::fleet_index::FleetIndex;
 use crate::placement::gpus::leaves_held_gpus;
 use crate::placement::gpus::pick_for;
@@ -75,7 +76,7 @@ pub(crate) fn find_preemption(
             continue;
         }
         let fits = |u: &Usage| {
-            fits_cpu_mem(node, u, instance, &held)
+            fits_cpu_mem(&Capacity::of(node), u, instance, &held)
                 && instance.gpu.as_ref().is_none_or(|req| {
                     leaves_held_gpus(node, u, req, &held) && pick_for(node, u, req).is_some()
                 })

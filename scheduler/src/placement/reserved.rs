@@ -7,6 +7,7 @@ use vmcloud_proto::ReservationId;
 use crate::instances::types::Instance;
 use crate::placement::filters::fits_cpu_mem;
 use crate::placement::filters::host_filter;
+use crate::placement::fleet_index::Capacity;
 use crate::placement::fleet_index::FleetIndex;
 use crate::placement::gpus::leaves_held_gpus;
 use crate::placement::gpus::pick_for;
@@ -64,7 +65,7 @@ pub(crate) fn place_reserved(
         let u = &usage[pos];
         let held = u.held.against(instance, true);
         let gpus = match &instance.gpu {
-            _ if !fits_cpu_mem(node, u, instance, &held) => None,
+            _ if !fits_cpu_mem(&Capacity::of(node), u, instance, &held) => None,
             None => Some(Vec::new()),
             Some(req) if leaves_held_gpus(node, u, req, &held) => {
                 pick_for(node, u, req).map(|(g, _)| g)

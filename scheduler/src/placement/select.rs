@@ -66,13 +66,21 @@ pub(crate) fn place_cpu(
         }
         let u = &usage[pos];
         let held = u.held.against(instance, false);
-        if !has_room(node, u, instance, &held, &mut full, &mut reserved) {
+        if !has_room(
+            &index.capacity[pos],
+            u,
+            instance,
+            &held,
+            &mut full,
+            &mut reserved,
+        ) {
             continue;
         }
-        let free_mem = node.allocatable_memory_mib().saturating_sub(u.memory_mib);
+        let capacity = &index.capacity[pos];
+        let free_mem = capacity.memory_mib.saturating_sub(u.memory_mib);
         let key = (
-            rack_load(spread, node),
-            !node.gpus.is_empty(),
+            spread.map_or(0, |_| rack_load(spread, node)),
+            capacity.has_gpus,
             !easy_to_reclaim(instance, u),
             std::cmp::Reverse(free_mem),
             pos,

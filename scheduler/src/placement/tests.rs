@@ -1,5 +1,6 @@
 use vmcloud_proto::pb;
 use vmcloud_proto::{AccountId, InstanceId, NodeId};
+use vmcloud_proto::{GpuBinding, GpuId};
 
 use crate::instances::types::{GpuRequest, Instance, InstanceSpec};
 use crate::nodes::types::{Gpu, Node};
@@ -9,6 +10,10 @@ use crate::instances::types::InstanceState;
 use crate::placement::plan::Choice;
 use crate::placement::plan::Plan;
 use crate::placement::plan_pending;
+
+fn binding(s: &str) -> GpuBinding {
+    GpuBinding::parse(s).unwrap()
+}
 
 fn node(id: &str, region: &str, threads: u32, mem_gib: u64) -> Node {
     Node {
@@ -42,7 +47,7 @@ fn gpu_node(id: &str, model: &str, n: u32, group: u32) -> Node {
         .map(|i| Gpu {
             model: model.into(),
             memory_mib: 81920,
-            pci_address: format!("0000:{:02x}:00.0", i + 1),
+            pci_address: GpuId::parse(&format!("0000:{:02x}:00.0", i + 1)).unwrap(),
             numa_node: i / (n / 2).max(1),
             nvlink_group: i.checked_div(group).map_or(0, |g| g + 1),
             mig: false,
@@ -90,10 +95,10 @@ fn pending(region: &str, vcpus: u32, memory_mib: u64, at: i64) -> Instance {
 fn state(nodes: Vec<Node>, instances: Vec<Instance>) -> ClusterState {
     let mut s = ClusterState::default();
     for n in nodes {
-        s.nodes.insert(n.id.clone(), n);
+        s.nodes.insert(n.id.clone(), std::sync::Arc::new(n));
     }
     for i in instances {
-        s.instances.insert(i.id.clone(), i);
+        s.instances.insert(i.id.clone(), std::sync::Arc::new(i));
     }
     s.reindex();
     s
@@ -180,7 +185,7 @@ fn gpus_bin_pack_and_stay_local() {
     let mut busy = gpu_pending("H100", 2, 0);
     busy.state = InstanceState::Running;
     busy.node = Some(a.id.clone());
-    busy.gpus = vec!["0000:01:00.0".into(), "0000:02:00.0".into()];
+    busy.gpus = vec![binding("0000:01:00.0"), binding("0000:02:00.0")];
     let s = state(
         vec![a, b],
         vec![busy, gpu_pending("H100", 2, 1), gpu_pending("H100", 4, 2)],
@@ -192,7 +197,7 @@ fn gpus_bin_pack_and_stay_local() {
     assert_eq!(pair.node.as_str(), "a");
     assert_eq!(
         pair.gpus,
-        vec!["0000:03:00.0".to_owned(), "0000:04:00.0".to_owned()]
+        vec![binding("0000:03:00.0"), binding("0000:04:00.0")]
     );
     // …and the four take a's other whole group, leaving host b entirely free.
     let (_, four) = &plan.placements[1];
@@ -222,10 +227,10 @@ fn mig_slices_pack_onto_mig_gpus_and_whole_requests_avoid_them() {
         ],
     );
     let plan = plan_pending(&s, true);
-    let bound: Vec<&str> = plan
+    let bound: Vec<String> = plan
         .placements
         .iter()
-        .flat_map(|(_, c)| c.gpus.iter().map(String::as_str))
+        .flat_map(|(_, c)| c.gpus.iter().map(ToString::to_string))
         .collect();
     // The 3g and the 1g share GPU 1 (the 1g packs beside the 3g, at the first free
     // position); the 7g takes GPU 2 whole; the second 3g finds no room; the whole-GPU
@@ -266,14 +271,16 @@ fn mig_slices_pack_onto_mig_gpus_and_whole_requests_avoid_them() {
     let mut clash = mig_pending("1g.10gb", 7);
     let clash_id = clash.id.clone();
     clash.pending_reason = None;
-    applied.instances.insert(clash_id.clone(), clash);
+    applied
+        .instances
+        .insert(clash_id.clone(), std::sync::Arc::new(clash));
     applied.reindex();
     let bad = Plan {
         placements: vec![(
             clash_id.clone(),
             Choice {
                 node: NodeId::parse("m").unwrap(),
-                gpus: vec!["0000:01:00.0/1g.10gb@1".into()],
+                gpus: vec![binding("0000:01:00.0/1g.10gb@1")],
             },
         )],
         ..Plan::default()

@@ -1,14 +1,15 @@
 //! Applying reservations: admission (re-checked against the newest state), slots taken by
 //! reserved instances, expiry; and the pure choice of hosts for a new reservation.
 
+use std::sync::Arc;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use vmcloud_proto::pb;
-use vmcloud_proto::{AccountId, NodeId, ReservationId};
+use vmcloud_proto::{AccountId, GpuBinding, NodeId, ReservationId};
 
 use crate::clock::rfc3339;
 use crate::instances::types::{GpuRequest, Instance, Market};
-use crate::nodes::mig;
 use crate::nodes::types::{Node, NodeState};
 use crate::reservations::types::{Held, MAX_SLOTS, Reservation, Slot};
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
@@ -60,7 +61,11 @@ fn non_spot_usage<'a>(
         if let Some(u) = i.node.as_ref().and_then(|n| out.get_mut(n)) {
             u.vcpus += i.vcpus;
             u.memory_mib += i.memory_mib;
-            u.gpus += i.gpus.iter().filter(|g| !mig::is_slice(g)).count() as u32;
+            u.gpus += i
+                .gpus
+                .iter()
+                .filter(|g| matches!(g, GpuBinding::Whole(_)))
+                .count() as u32;
         }
     }
     out
@@ -82,6 +87,7 @@ pub fn plan_reservation(
         .nodes
         .values()
         .filter(|n| n.region == req.region)
+        .map(|n| &**n)
         .collect();
     let usable: Vec<&Node> = hosts
         .iter()
@@ -321,7 +327,7 @@ impl ClusterState {
                 self.held_mut(&s.node).remove(&r);
             }
             for iid in instances {
-                if let Some(i) = self.instances.get_mut(&iid) {
+                if let Some(i) = self.instances.get_mut(&iid).map(Arc::make_mut) {
                     i.market = Market::OnDemand;
                     i.reservation = None;
                     i.notify(

@@ -341,6 +341,7 @@ fn own_session<'s>(
     InstanceId::parse(id)
         .ok()
         .and_then(|id| state.instances.get(&id))
+        .map(|i| &**i)
         .filter(|i| &i.account == account && i.session.is_some())
         .ok_or_else(|| Problem::not_found(format!("session {id} does not exist")))
 }
@@ -357,6 +358,7 @@ pub async fn list(
         .instances
         .values()
         .filter(|i| i.account == account && i.session.is_some())
+        .map(|i| &**i)
         .collect();
     sessions.sort_by_key(|i| i.created_at_ms);
     Ok(Json(SessionList {

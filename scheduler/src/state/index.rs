@@ -4,19 +4,19 @@
 //! restore.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use imbl::{HashMap, OrdSet};
 
-use vmcloud_proto::{AccountId, InstanceId, NodeId};
+use vmcloud_proto::{AccountId, GpuBinding, GpuId, InstanceId, MigSliceId, NodeId};
 
 use crate::instances::types::{Instance, Market};
-use crate::nodes::mig;
 use crate::reservations::types::Held;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StateIndex {
     /// What each node holds.
-    pub usage: HashMap<NodeId, Usage>,
+    pub usage: HashMap<NodeId, Arc<Usage>>,
     /// Pending instances, oldest first.
     pub pending: OrdSet<(i64, InstanceId)>,
     /// Spot instances given notice, by the time their notice runs out, until they are gone
@@ -30,10 +30,10 @@ pub struct StateIndex {
 pub struct Usage {
     pub vcpus: u32,
     pub memory_mib: u64,
-    /// PCI addresses of the GPUs bound whole on the node.
-    pub gpus: BTreeSet<String>,
-    /// MIG slices bound on the node (`<pci>/<profile>@<start>`, see [`crate::nodes::mig`]).
-    pub slices: BTreeSet<String>,
+    /// The GPUs bound whole on the node.
+    pub gpus: BTreeSet<GpuId>,
+    /// MIG slices bound on the node (see [`crate::nodes::mig`]).
+    pub slices: BTreeSet<MigSliceId>,
     /// Capacity held for reservation slots nobody uses yet.
     pub held: Held,
     /// Spot instances holding capacity here.
@@ -54,21 +54,19 @@ impl Usage {
     }
 
     /// Records a GPU or MIG slice as bound.
-    pub fn bind(&mut self, binding: &str) {
-        if mig::is_slice(binding) {
-            self.slices.insert(binding.to_owned());
-        } else {
-            self.gpus.insert(binding.to_owned());
-        }
+    pub fn bind(&mut self, binding: &GpuBinding) {
+        match binding {
+            GpuBinding::Whole(g) => self.gpus.insert(g.clone()),
+            GpuBinding::Slice(s) => self.slices.insert(s.clone()),
+        };
     }
 
     /// Undoes [`Usage::bind`].
-    pub fn unbind(&mut self, binding: &str) {
-        if mig::is_slice(binding) {
-            self.slices.remove(binding);
-        } else {
-            self.gpus.remove(binding);
-        }
+    pub fn unbind(&mut self, binding: &GpuBinding) {
+        match binding {
+            GpuBinding::Whole(g) => self.gpus.remove(g),
+            GpuBinding::Slice(s) => self.slices.remove(s),
+        };
     }
 
     pub(crate) fn remove(&mut self, i: &Instance) {

@@ -15,6 +15,8 @@ pub mod snapshot_format;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
@@ -33,8 +35,10 @@ pub struct ClusterState {
     pub accounts: OrdMap<AccountId, Account>,
     /// API keys by their public id.
     pub api_keys: OrdMap<String, ApiKey>,
-    pub instances: OrdMap<InstanceId, Instance>,
-    pub nodes: OrdMap<NodeId, Node>,
+    /// Values behind `Arc`s: a published copy shares them, and a change copies only the
+    /// instance it changes (`Arc::make_mut`), not the 64 of a B-tree leaf.
+    pub instances: OrdMap<InstanceId, Arc<Instance>>,
+    pub nodes: OrdMap<NodeId, Arc<Node>>,
     /// account → Idempotency-Key → the instance that key created.
     pub idempotency: OrdMap<AccountId, OrdMap<String, InstanceId>>,
     /// Capacity held for accounts (see [`crate::reservation`]).

@@ -1,5 +1,7 @@
 //! Queries over the derived indexes, and rebuilding them.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use vmcloud_proto::{InstanceId, NodeId};
@@ -18,7 +20,7 @@ impl ClusterState {
             usage: self
                 .nodes
                 .keys()
-                .map(|n| (n.clone(), Usage::default()))
+                .map(|n| (n.clone(), Arc::new(Usage::default())))
                 .collect(),
             pending: OrdSet::new(),
             terminating: OrdSet::new(),
@@ -26,11 +28,17 @@ impl ClusterState {
         };
         for r in self.reservations.values() {
             for s in r.slots.iter().filter(|s| s.instance.is_none()) {
-                index.usage.entry(s.node.clone()).or_default().held.add(r);
+                Arc::make_mut(index.usage.entry(s.node.clone()).or_default())
+                    .held
+                    .add(r);
             }
         }
         for i in self.instances.values() {
-            if let Some(u) = i.node.as_ref().and_then(|n| index.usage.get_mut(n)) {
+            if let Some(u) = i
+                .node
+                .as_ref()
+                .and_then(|n| index.usage.get_mut(n).map(Arc::make_mut))
+            {
                 u.add(i);
             }
             if i.state == InstanceState::Pending {
@@ -48,7 +56,7 @@ impl ClusterState {
 
     /// The capacity held for unused reservation slots on `node`.
     pub(crate) fn held_mut(&mut self, node: &NodeId) -> &mut Held {
-        &mut self.index.usage.entry(node.clone()).or_default().held
+        &mut Arc::make_mut(self.index.usage.entry(node.clone()).or_default()).held
     }
 
     /// The instances placed on `node`, by the usage index (not a scan of every instance).
@@ -58,7 +66,7 @@ impl ClusterState {
             .get(node)
             .into_iter()
             .flat_map(|u| u.instances.iter())
-            .filter_map(|id| self.instances.get(id))
+            .filter_map(|id| self.instances.get(id).map(|i| &**i))
     }
 
     /// The game session `account` has now (pending, starting, running or ending), if any.
@@ -67,6 +75,7 @@ impl ClusterState {
             .sessions
             .get(account)
             .and_then(|id| self.instances.get(id))
+            .map(|i| &**i)
     }
 
     /// Drops a removed instance from the indexes that are not kept by usage.
@@ -80,12 +89,16 @@ impl ClusterState {
 
     /// vCPUs, memory and GPUs held on `node`.
     pub fn usage(&self, node: &NodeId) -> Usage {
-        self.index.usage.get(node).cloned().unwrap_or_default()
+        self.index
+            .usage
+            .get(node)
+            .map(|u| Usage::clone(u))
+            .unwrap_or_default()
     }
 
     /// What every node holds.
     pub fn usage_by_node(&self) -> HashMap<&NodeId, &Usage> {
-        self.index.usage.iter().collect()
+        self.index.usage.iter().map(|(n, u)| (n, &**u)).collect()
     }
 
     /// The earliest time a spot instance's notice runs out, and the instances whose notice
@@ -124,6 +137,6 @@ impl ClusterState {
         self.index
             .pending
             .iter()
-            .filter_map(|(_, id)| self.instances.get(id))
+            .filter_map(|(_, id)| self.instances.get(id).map(|i| &**i))
     }
 }

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use prost::Message;
 use vmcloud_proto::pb;
 
-use crate::history::store::HistoryStore;
+use std::time::Duration;
+
+use crate::history::store::{HistoryStore, HistoryWriter};
 use crate::state::{ApplyResult, ClusterState, Rejected, snapshot_format};
 
 #[derive(Debug, Clone, Default)]
@@ -23,8 +25,9 @@ pub struct SharedState {
     working: Arc<Mutex<ClusterState>>,
     /// What readers see: the state after the last applied batch.
     published: Arc<RwLock<Arc<ClusterState>>>,
-    /// Where history goes; `None`: history is dropped (tests that need none).
-    history: Option<Arc<HistoryStore>>,
+    /// Where history goes (written on a thread of its own); `None`: history is dropped (tests
+    /// that need none).
+    history: Option<HistoryWriter>,
 }
 
 impl SharedState {
@@ -38,14 +41,23 @@ impl SharedState {
     /// A replicated state that keeps its history in `store`.
     pub fn with_history(store: HistoryStore) -> SharedState {
         SharedState {
-            history: Some(Arc::new(store)),
+            history: Some(HistoryWriter::start(store)),
             ..SharedState::default()
         }
     }
 
     /// The replica's history store, if it keeps one.
     pub fn history(&self) -> Option<&Arc<HistoryStore>> {
-        self.history.as_ref()
+        self.history.as_ref().map(HistoryWriter::store)
+    }
+
+    /// Waits until the history records of everything applied so far are on disk (tests,
+    /// benchmarks; readers otherwise see them a moment after the state).
+    pub fn history_written(&self) -> bool {
+        let index = self.read().applied_index;
+        self.history
+            .as_ref()
+            .is_none_or(|h| h.wait_written(index, Duration::from_secs(60)))
     }
 
     /// The state after the last applied batch: an immutable copy that `apply` never waits
@@ -70,19 +82,14 @@ impl SharedState {
 
     fn publish_now(&self) {
         let mut working = self.working.lock().expect("cluster state lock poisoned");
-        if !working.history.0.is_empty() {
-            match &self.history {
-                Some(store) => match store.append(&working.history.0) {
-                    Ok(()) => working.history.0.clear(),
-                    // Kept and tried again with the next batch: nothing is lost.
-                    Err(e) => tracing::warn!(
-                        error = %vmcloud_proto::ErrorChain(&e),
-                        records = working.history.0.len(),
-                        "history records could not be written; kept in memory until they can"
-                    ),
-                },
-                None => working.history.0.clear(),
-            }
+        if let Some(writer) = &self.history {
+            // No I/O here: the writer thread commits them (one transaction for what is queued).
+            writer.send(
+                working.applied_index,
+                std::mem::take(&mut working.history.0),
+            );
+        } else {
+            working.history.0.clear();
         }
         let copy = Arc::new(working.clone());
         drop(working);
@@ -109,10 +116,23 @@ impl vmcloud_consensus::StateMachine for SharedState {
             .lock()
             .expect("cluster state lock poisoned")
             .clone();
-        let history = self.history.as_ref().map(|h| h.frozen());
+        let history = self.history.clone();
         Box::new(move || {
             let chain = |e: &dyn std::error::Error| vmcloud_proto::ErrorChain(e).to_string();
-            let history = history.transpose().map_err(|e| chain(&e))?;
+            // The history up to the snapshot's index, once the writer has written it (the
+            // records after it are left out: the log replayed after the snapshot writes them).
+            let history = match &history {
+                Some(writer) => {
+                    if !writer.wait_written(copy.applied_index, Duration::from_secs(60)) {
+                        return Err(format!(
+                            "the history writer has not written up to index {} within 60 s",
+                            copy.applied_index
+                        ));
+                    }
+                    Some(writer.store().frozen().map_err(|e| chain(&e))?)
+                }
+                None => None,
+            };
             snapshot_format::encode(&copy, history.as_ref()).map_err(|e| chain(&e))
         })
     }
@@ -128,8 +148,17 @@ impl vmcloud_consensus::StateMachine for SharedState {
                 .map_err(|e| chain(&e))?;
             (state, records)
         };
-        if let Some(store) = &self.history {
-            store.replace_all(history).map_err(|e| chain(&e))?;
+        if let Some(writer) = &self.history {
+            // What is queued belongs to the state being replaced: let it land first, then
+            // replace the whole history.
+            let applied = self
+                .working
+                .lock()
+                .expect("cluster state lock poisoned")
+                .applied_index;
+            writer.wait_written(applied, Duration::from_secs(60));
+            writer.store().replace_all(history).map_err(|e| chain(&e))?;
+            writer.mark_written(state.applied_index);
         }
         self.replace(state);
         Ok(())

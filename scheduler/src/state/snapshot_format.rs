@@ -57,7 +57,7 @@ pub fn encode(
     out[start - 8..start].copy_from_slice(&len.to_le_bytes());
     if let Some(history) = history {
         history
-            .for_each(|key, bytes| {
+            .for_each(state.applied_index, |key, bytes| {
                 out.extend_from_slice(&key.index.to_le_bytes());
                 out.extend_from_slice(&key.seq.to_le_bytes());
                 out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());

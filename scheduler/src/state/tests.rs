@@ -327,8 +327,10 @@ fn ended_instances_go_to_the_history_store_and_travel_in_snapshots() {
         )
         .unwrap();
     }
-    // Live memory holds none of them; the store holds all five, in log order.
+    // Live memory holds none of them; the store holds all five, in log order (written by
+    // the history thread a moment after the state is published).
     assert!(shared.read().instances.is_empty());
+    assert!(shared.history_written());
     let store = shared.history().unwrap().clone();
     assert_eq!(store.len().unwrap(), 5);
     let first = store.page(None, 2).unwrap();
