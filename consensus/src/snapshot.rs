@@ -60,22 +60,26 @@ fn index_of(path: &Path) -> Option<u64> {
 }
 
 impl SnapshotFile {
-    fn encode(&self) -> Vec<u8> {
+    /// Writes the file's bytes to `out` as they are made, the CRC computed on the way (a
+    /// large state is not copied once more into a buffer of its own).
+    fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
         let cs = self
             .conf_state
             .write_to_bytes()
             .expect("encoding a ConfState cannot fail");
-        let mut out = Vec::with_capacity(8 + 8 + 8 + 4 + cs.len() + 8 + self.data.len() + 4);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&self.index.to_le_bytes());
-        out.extend_from_slice(&self.term.to_le_bytes());
-        out.extend_from_slice(&(cs.len() as u32).to_le_bytes());
-        out.extend_from_slice(&cs);
-        out.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
-        out.extend_from_slice(&self.data);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        let mut head = Vec::with_capacity(8 + 8 + 8 + 4 + cs.len() + 8);
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&self.index.to_le_bytes());
+        head.extend_from_slice(&self.term.to_le_bytes());
+        head.extend_from_slice(&(cs.len() as u32).to_le_bytes());
+        head.extend_from_slice(&cs);
+        head.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.update(&self.data);
+        out.write_all(&head)?;
+        out.write_all(&self.data)?;
+        out.write_all(&crc.finalize().to_le_bytes())
     }
 
     fn decode(path: &Path, bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
@@ -132,6 +136,19 @@ impl SnapshotDir {
 
     /// The newest snapshot, checked, or `None` when there is none.
     pub fn latest(&self) -> Result<Option<SnapshotFile>, SnapshotError> {
+        // The applier's snapshot thread may save a newer one and remove this one between the
+        // listing and the read: list again.
+        for _ in 0..10 {
+            match self.latest_once() {
+                Err(SnapshotError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                other => return other,
+            }
+        }
+        self.latest_once()
+    }
+
+    fn latest_once(&self) -> Result<Option<SnapshotFile>, SnapshotError> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -175,7 +192,7 @@ impl SnapshotDir {
         let tmp = path.with_extension("tmp");
         {
             let mut file = File::create(&tmp).map_err(io(&tmp))?;
-            file.write_all(&snapshot.encode()).map_err(io(&tmp))?;
+            snapshot.write_to(&mut file).map_err(io(&tmp))?;
             file.sync_all().map_err(io(&tmp))?;
         }
         fs::rename(&tmp, &path).map_err(io(&path))?;

@@ -91,7 +91,7 @@ pub struct GpuRequest {
     pub model: String,
     pub count: u32,
     /// A MIG profile ("1g.10gb"): one slice of a GPU in MIG mode (`count` is 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub mig_profile: Option<String>,
 }
 
@@ -141,17 +141,17 @@ pub struct Instance {
     #[serde(default)]
     pub terminate_at_ms: Option<i64>,
     /// When its spot capacity was reclaimed (notice given by a preemption or a drain).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reclaimed_at_ms: Option<i64>,
     /// A reclaimed spot job member being stopped: once its agent has removed it, it waits in
     /// the queue again instead of going away.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub requeue_when_gone: bool,
     /// Cloud-init user-data, served by the agent's metadata endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub user_data: Option<String>,
     /// OpenSSH public keys, served as the metadata's `public-keys`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub ssh_keys: Vec<String>,
     /// A pending instance waiting for preempted spot capacity on this node.
     #[serde(default)]
@@ -166,7 +166,7 @@ pub struct Instance {
     #[serde(default)]
     pub job: Option<JobSpec>,
     /// Set when it is a cloud-gaming session.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub session: Option<SessionSpec>,
 }
 

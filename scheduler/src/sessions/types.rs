@@ -80,7 +80,7 @@ pub struct SessionSpec {
     pub tier: SessionTier,
     pub title: String,
     /// Round trip from the gamer to the chosen region, when the launch gave a latency target.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub rtt_ms: Option<u32>,
 }
 

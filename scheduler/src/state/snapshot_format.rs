@@ -1,14 +1,17 @@
 //! How the state and its history are written into a snapshot: a small header naming the
-//! format and its version, the state as MessagePack with field names (`rmp-serde`), then the
-//! history records.
+//! format and its version, the state as positional MessagePack (`rmp-serde`: a struct is an
+//! array of its fields in declaration order, enum variants by name), then the history records.
 //!
 //! Layout of version 1: `VMCSTATE`, version (u32 LE), length of the state (u64 LE) and the
 //! state; then each history record as log index (u64 LE), sequence (u32 LE), length (u32 LE)
 //! and the record (MessagePack with field names), oldest first, to the end.
 //!
-//! Field names make the encoding self-describing, so a newer binary restores an older
-//! snapshot the way it reads older JSON: fields it lacks take their `#[serde(default)]`. A
-//! change that cannot be read that way bumps [`VERSION`] and adds a branch to [`decode`].
+//! **The rule that keeps old snapshots readable:** fields of the state's types are only ever
+//! appended at the end of their struct, each with `#[serde(default)]` (a shorter array from an
+//! older binary fills them with their defaults), never removed, reordered or skipped when
+//! serializing (`skip_serializing_if` would shift the fields after it). A change that cannot
+//! follow it bumps [`VERSION`] and adds a branch to [`decode`]. The decoder also reads structs
+//! written as maps with field names.
 //! Snapshots written before this format (JSON, no header, no history) are still read. The
 //! consensus crate wraps these bytes with the snapshot file's index, term and CRC-32, writes
 //! them to a temporary file, fsyncs and renames it (docs/decisions/0007-snapshot-format.md).
@@ -52,7 +55,7 @@ pub fn encode(
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes());
     let start = out.len();
-    rmp_serde::encode::write_named(&mut out, state).expect("the cluster state encodes");
+    rmp_serde::encode::write(&mut out, state).expect("the cluster state encodes");
     let len = (out.len() - start) as u64;
     out[start - 8..start].copy_from_slice(&len.to_le_bytes());
     if let Some(history) = history {
