@@ -21,9 +21,11 @@ impl ClusterState {
         let id = InstanceId::parse(&c.instance_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
         let account =
             AccountId::parse(&c.account_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
-        if !self.accounts.contains_key(&account) {
+        // The state's own copy of the id: every instance of the account shares it.
+        let Some((account, _)) = self.accounts.get_key_value(&account) else {
             return Err(Rejected::NotFound(format!("account {account}")));
-        }
+        };
+        let account = account.clone();
         if !c.idempotency_key.is_empty()
             && let Some(instance) = self
                 .idempotency

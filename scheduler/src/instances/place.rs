@@ -41,6 +41,8 @@ impl ClusterState {
             let Some(node) = self.nodes.get(&node_id) else {
                 continue;
             };
+            // The state's own copy of the id: every instance on the node shares it.
+            let node_id = node.id.clone();
             let Some(used) = self.index.usage.get_mut(&node_id).map(Arc::make_mut) else {
                 continue;
             };
