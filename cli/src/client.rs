@@ -318,7 +318,7 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
                 body["reservation"] = Value::String(r);
             }
             if !selector.is_empty() {
-                body["node_selector"] = crate::node_cmd::key_values(&selector, "selector")?;
+                body["node_selector"] = key_values(&selector, "selector")?;
             }
             if let Some(g) = spread_group {
                 body["spread_group"] = Value::String(g);
@@ -557,4 +557,16 @@ fn expand_home(path: &str) -> std::path::PathBuf {
         (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
         _ => std::path::PathBuf::from(path),
     }
+}
+
+/// `KEY=VALUE` pairs as a JSON object; the error names the bad one.
+pub fn key_values(pairs: &[String], what: &str) -> anyhow::Result<Value> {
+    let mut map = serde_json::Map::new();
+    for pair in pairs {
+        let Some((k, v)) = pair.split_once('=') else {
+            bail!("{what} `{pair}` must be KEY=VALUE");
+        };
+        map.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    Ok(Value::Object(map))
 }

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::bench::parse_duration;
-use crate::client::{Client, ClientArgs, Output, print_rows};
+use crate::client::{Client, ClientArgs, Output, key_values, print_rows};
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -58,18 +58,6 @@ pub enum NodeCommand {
         #[arg(long = "pool")]
         pools: Vec<String>,
     },
-}
-
-/// `KEY=VALUE` pairs as a JSON object; the error names the bad one.
-pub fn key_values(pairs: &[String], what: &str) -> anyhow::Result<Value> {
-    let mut map = serde_json::Map::new();
-    for pair in pairs {
-        let Some((k, v)) = pair.split_once('=') else {
-            bail!("{what} `{pair}` must be KEY=VALUE");
-        };
-        map.insert(k.to_owned(), Value::String(v.to_owned()));
-    }
-    Ok(Value::Object(map))
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
