@@ -61,6 +61,16 @@ struct Applier {
 }
 
 impl Applier {
+    /// Publishes what is applied and waits for its history to be on disk.
+    fn settle(&mut self) -> anyhow::Result<()> {
+        self.state.publish();
+        anyhow::ensure!(
+            self.state.history_written(),
+            "the history writer did not catch up within a minute"
+        );
+        Ok(())
+    }
+
     fn apply(&mut self, body: Body) -> anyhow::Result<f64> {
         self.index += 1;
         self.at_ms += 1;
@@ -84,6 +94,13 @@ impl Applier {
 
 fn rss_mib() -> anyhow::Result<f64> {
     proc_mib(std::process::id(), "status", "VmRSS:")
+}
+
+fn delete(id: &InstanceId, account: &AccountId) -> Body {
+    Body::DeleteInstance(pb::DeleteInstance {
+        instance_id: id.to_string(),
+        account_id: account.to_string(),
+    })
 }
 
 fn create(id: &InstanceId, account: &AccountId, region: &str) -> Body {
@@ -235,10 +252,7 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
         live_ids.push((id, account.clone()));
         if live_ids.len() > 100 {
             let (id, account) = live_ids.remove(0);
-            during.push(a.apply(Body::DeleteInstance(pb::DeleteInstance {
-                instance_id: id.to_string(),
-                account_id: account.to_string(),
-            }))?);
+            during.push(a.apply(delete(&id, &account))?);
         }
         k += 1;
     }
@@ -257,11 +271,7 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
 
     // Restore: read, check, decode, reindex, publish — as a replica does at start, with
     // nothing else running (the history writer catches up with the deletes above first).
-    a.state.publish();
-    anyhow::ensure!(
-        a.state.history_written(),
-        "the history writer did not catch up within a minute"
-    );
+    a.settle()?;
     let restore_started = Instant::now();
     let file = SnapshotDir::new(dir.join("snapshots"))
         .latest()
@@ -286,10 +296,7 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
     let mut history_growth_share = 0.0;
     if args.churn > 0 {
         for (id, account) in live_ids.drain(..) {
-            a.apply(Body::DeleteInstance(pb::DeleteInstance {
-                instance_id: id.to_string(),
-                account_id: account.to_string(),
-            }))?;
+            a.apply(delete(&id, &account))?;
         }
         a.state.publish();
         let before = rss_mib()?;
@@ -301,18 +308,11 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
             batch.push((id, account.clone()));
             if batch.len() == 1000 || k + 1 == args.churn {
                 for (id, account) in batch.drain(..) {
-                    a.apply(Body::DeleteInstance(pb::DeleteInstance {
-                        instance_id: id.to_string(),
-                        account_id: account.to_string(),
-                    }))?;
+                    a.apply(delete(&id, &account))?;
                 }
             }
         }
-        a.state.publish();
-        anyhow::ensure!(
-            a.state.history_written(),
-            "the history writer did not catch up within a minute"
-        );
+        a.settle()?;
         let after = rss_mib()?;
         anyhow::ensure!(
             a.state.read().instances.len() == args.instances,

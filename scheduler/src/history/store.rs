@@ -222,6 +222,9 @@ pub struct HistoryWriter {
     store: Arc<HistoryStore>,
     queue: std::sync::mpsc::Sender<(u64, Vec<(HistoryKey, HistoryRecord)>)>,
     written: Arc<(Mutex<u64>, Condvar)>,
+    /// The last log index whose records were queued: batches without records send nothing,
+    /// and everything up to any later index is written once this one is.
+    queued: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl HistoryWriter {
@@ -251,7 +254,8 @@ impl HistoryWriter {
                         wait = (wait * 2).min(Duration::from_secs(10));
                     }
                     let (lock, done) = &*w;
-                    *lock.lock().expect("history lock poisoned") = last;
+                    let mut w = lock.lock().expect("history lock poisoned");
+                    *w = (*w).max(last);
                     done.notify_all();
                 }
             })
@@ -260,6 +264,7 @@ impl HistoryWriter {
             store,
             queue,
             written,
+            queued: Arc::default(),
         }
     }
 
@@ -267,8 +272,14 @@ impl HistoryWriter {
         &self.store
     }
 
-    /// Queues a batch's records; `last` is the batch's last log index.
+    /// Queues a batch's records; `last` is the batch's last log index. A batch without records
+    /// costs nothing.
     pub fn send(&self, last: u64, records: Vec<(HistoryKey, HistoryRecord)>) {
+        if records.is_empty() {
+            return;
+        }
+        self.queued
+            .store(last, std::sync::atomic::Ordering::Release);
         if self.queue.send((last, records)).is_err() {
             tracing::error!("the history writer has stopped; history records are lost");
         }
@@ -276,6 +287,8 @@ impl HistoryWriter {
 
     /// Waits until everything up to log index `index` is written, at most `limit`.
     pub fn wait_written(&self, index: u64, limit: Duration) -> bool {
+        // Records are queued only at the index of a batch that had some.
+        let index = index.min(self.queued.load(std::sync::atomic::Ordering::Acquire));
         let (lock, done) = &*self.written;
         let guard = lock.lock().expect("history lock poisoned");
         let (guard, _) = done
@@ -286,6 +299,8 @@ impl HistoryWriter {
 
     /// Marks everything up to `index` as written (a restore replaced the history).
     pub fn mark_written(&self, index: u64) {
+        self.queued
+            .fetch_max(index, std::sync::atomic::Ordering::AcqRel);
         let (lock, done) = &*self.written;
         let mut w = lock.lock().expect("history lock poisoned");
         *w = (*w).max(index);

@@ -100,6 +100,11 @@ impl SharedState {
     }
 }
 
+/// An error and its causes, as the consensus crate takes a state machine's reason.
+fn chain(e: &dyn std::error::Error) -> String {
+    vmcloud_proto::ErrorChain(e).to_string()
+}
+
 impl vmcloud_consensus::StateMachine for SharedState {
     type Output = ApplyResult;
 
@@ -118,7 +123,6 @@ impl vmcloud_consensus::StateMachine for SharedState {
             .clone();
         let history = self.history.clone();
         Box::new(move || {
-            let chain = |e: &dyn std::error::Error| vmcloud_proto::ErrorChain(e).to_string();
             // The history up to the snapshot's index, once the writer has written it (the
             // records after it are left out: the log replayed after the snapshot writes them).
             let history = match &history {
@@ -138,7 +142,6 @@ impl vmcloud_consensus::StateMachine for SharedState {
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
-        let chain = |e: &dyn std::error::Error| vmcloud_proto::ErrorChain(e).to_string();
         let (state, history) = if data.is_empty() {
             (ClusterState::default(), Vec::new())
         } else {
