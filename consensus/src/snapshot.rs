@@ -172,7 +172,7 @@ impl SnapshotDir {
     }
 
     /// Index of the newest snapshot file here (by name, unchecked).
-    fn newest_index(&self) -> Option<u64> {
+    pub fn newest_index(&self) -> Option<u64> {
         fs::read_dir(&self.dir)
             .ok()?
             .flatten()

@@ -90,6 +90,62 @@ pub struct LogStore {
     snapshot_wanted: std::sync::atomic::AtomicBool,
     /// The configuration, shared with the applier's snapshot thread.
     shared_conf: Arc<Mutex<ConfState>>,
+    /// The newest snapshot, read from disk on a thread of its own for a peer that needs it.
+    outgoing: Arc<OutgoingSnapshot>,
+}
+
+/// A snapshot being read for sending. Reading (and checking) a snapshot file of hundreds of
+/// MiB takes longer than an election timeout; done on the Raft runner, the leader would miss
+/// its heartbeats and lose its leadership before the snapshot even left (the follower then
+/// drops it as coming from an old term). So the runner only ever takes a snapshot that is
+/// ready; raft-rs is told it is temporarily unavailable meanwhile and asks again on the
+/// peer's next heartbeat response.
+#[derive(Debug, Default)]
+struct OutgoingSnapshot {
+    loading: std::sync::atomic::AtomicBool,
+    ready: Mutex<Option<SnapshotFile>>,
+}
+
+impl OutgoingSnapshot {
+    /// The loaded snapshot if it satisfies `fits`; otherwise starts loading the newest one
+    /// (unless a load is under way) and returns `None`.
+    fn take_or_load(
+        self: &Arc<Self>,
+        snapshots: &SnapshotDir,
+        fits: impl Fn(&SnapshotFile) -> bool,
+    ) -> Option<SnapshotFile> {
+        use std::sync::atomic::Ordering;
+        let newest = snapshots.newest_index();
+        {
+            let mut ready = self.ready.lock().expect("outgoing snapshot lock poisoned");
+            match ready.take() {
+                Some(file) if Some(file.index) == newest && fits(&file) => return Some(file),
+                Some(_) | None => {}
+            }
+        }
+        if !self.loading.swap(true, Ordering::AcqRel) {
+            let (this, snapshots) = (self.clone(), snapshots.clone());
+            let spawned = std::thread::Builder::new()
+                .name("raft-snapshot-read".into())
+                .spawn(move || {
+                    match snapshots.latest() {
+                        Ok(file) => {
+                            *this.ready.lock().expect("outgoing snapshot lock poisoned") = file
+                        }
+                        Err(e) => tracing::warn!(
+                            error = %vmcloud_proto::ErrorChain(&e),
+                            "cannot read the newest snapshot for a peer; raft will ask again"
+                        ),
+                    }
+                    this.loading.store(false, Ordering::Release);
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start the snapshot reading thread");
+                self.loading.store(false, Ordering::Release);
+            }
+        }
+        None
+    }
 }
 
 /// Writes the state machine's snapshots from the applier's snapshot thread, with the
@@ -240,6 +296,7 @@ impl LogStore {
             snapshot_index,
             snapshot_term,
             snapshot_wanted: Default::default(),
+            outgoing: Default::default(),
             shared_conf: Default::default(),
         };
         *store.shared_conf.lock().expect("conf state lock poisoned") = store.conf_state.clone();
@@ -576,14 +633,17 @@ impl Storage for LogStore {
         // A peer added after the newest snapshot would refuse it (raft-rs only restores a
         // snapshot whose configuration names it): ask for a fresh one and let raft-rs retry.
         let names = |cs: &ConfState| cs.voters.contains(&to) || cs.learners.contains(&to);
-        let file = self
-            .snapshots
-            .latest()
-            .map_err(|e| to_raft(StorageError::Snapshot(e)))?
-            .filter(|f| f.index >= request_index && names(&f.conf_state));
-        let Some(file) = file else {
-            self.snapshot_wanted
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+        let fits = |f: &SnapshotFile| f.index >= request_index && names(&f.conf_state);
+        // The file is read off this thread (see `OutgoingSnapshot`); one that does not fit
+        // (too old, or taken before `to` joined) asks the applier for a fresh one.
+        let Some(file) = self.outgoing.take_or_load(&self.snapshots, |f| {
+            let fits = fits(f);
+            if !fits {
+                self.snapshot_wanted
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            fits
+        }) else {
             return Err(raft::Error::Store(
                 raft::StorageError::SnapshotTemporarilyUnavailable,
             ));

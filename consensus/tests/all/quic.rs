@@ -127,6 +127,13 @@ async fn a_snapshot_larger_than_a_frame_is_streamed_in_chunks() {
         );
         tune(&mut config);
         config.snapshot_every = 5;
+        // All three replicas share this process's two runtime threads: streaming 24 MiB
+        // through TLS (and checking it on the other end) takes longer than the 100–200 ms
+        // election timeout of `tune`, and a leader that misses heartbeats meanwhile loses
+        // its term and its snapshot is dropped as stale. Production's timeout (0.8–1.2 s at
+        // 100 ms ticks) is what this test runs with.
+        config.election_ticks = 80;
+        config.max_election_ticks = 120;
         let cell: Arc<OnceLock<Raft<u64>>> = Arc::default();
         let inbox = cell.clone();
         let transport = endpoint.start(id, addrs.clone(), config.metrics.clone(), move |m| {
