@@ -11,9 +11,9 @@ use anyhow::Context;
 use clap::Args;
 use vmcloud_agent::{Agent, AgentConfig, NetworkMode};
 use vmcloud_proto::NodeId;
-use vmcloud_scheduler::accounts::api_key::ApiKeyToken;
-use vmcloud_scheduler::bootstrap::ensure_dev_account;
+use vmcloud_scheduler::bootstrap::ensure_dev_project;
 use vmcloud_scheduler::catalog::Catalog;
+use vmcloud_scheduler::tenancy::api_key::ApiKeyToken;
 use vmcloud_scheduler::{Replication, Scheduler, SchedulerConfig};
 
 use crate::build_info::build_info;
@@ -122,9 +122,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let key_path = data_dir.join("dev-api-key");
     let existing = read_optional(&key_path)?.and_then(|k| ApiKeyToken::parse(k.trim()));
-    let token = ensure_dev_account(scheduler.cluster(), existing.clone())
+    let token = ensure_dev_project(scheduler.cluster(), existing.clone())
         .await
-        .context("cannot set up the dev account")?;
+        .context("cannot set up the dev project")?;
     if existing.as_ref() != Some(&token) {
         write_private(&key_path, &format!("{token}\n"))?;
     }

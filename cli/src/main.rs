@@ -74,14 +74,14 @@ enum Command {
         #[command(subcommand)]
         command: session_cmd::SessionCommand,
     },
-    /// Accounts: read one; operators set its fair share weight and gaming tier.
-    Account {
+    /// Projects: read one; operators set its fair share weight and gaming tier.
+    Project {
         #[command(flatten)]
         client: client::ClientArgs,
         #[command(subcommand)]
-        command: session_cmd::AccountCommand,
+        command: session_cmd::ProjectCommand,
     },
-    /// Capacity held for your account, drawn on by reserved instances.
+    /// Capacity held for your project, drawn on by reserved instances.
     Reservation {
         #[command(flatten)]
         client: client::ClientArgs,
@@ -210,7 +210,7 @@ fn main() -> ExitCode {
         | Command::Reservation { .. }
         | Command::Job { .. }
         | Command::Session { .. }
-        | Command::Account { .. }
+        | Command::Project { .. }
         | Command::Bench { .. }
         | Command::Sim { .. } => "warn",
     };
@@ -251,7 +251,7 @@ fn main() -> ExitCode {
             Command::Node { client, command } => node_cmd::run(client, command).await,
             Command::Job { client, command } => job_cmd::run(client, command).await,
             Command::Session { client, command } => session_cmd::run(client, command).await,
-            Command::Account { client, command } => session_cmd::run_account(client, command).await,
+            Command::Project { client, command } => session_cmd::run_project(client, command).await,
             Command::Reservation { client, command } => reservation_cmd::run(client, command).await,
             Command::Token { client, command } => token_cmd::run(client, command).await,
             Command::Bench {

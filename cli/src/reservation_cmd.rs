@@ -1,4 +1,4 @@
-//! `vmcloud reservation ...`: capacity held for your account (a count of one flavor in one
+//! `vmcloud reservation ...`: capacity held for your project (a count of one flavor in one
 //! region, from a start to an end), drawn on by `vmcloud instance create --market reserved`.
 
 use std::time::Duration;

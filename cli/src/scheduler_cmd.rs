@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use vmcloud_proto::pki::{Ca, Identity};
-use vmcloud_scheduler::accounts::api_key::ApiKeyToken;
 use vmcloud_scheduler::catalog::Catalog;
+use vmcloud_scheduler::tenancy::api_key::ApiKeyToken;
 use vmcloud_scheduler::{Replication, Scheduler, SchedulerConfig};
 
 use crate::build_info::build_info;
@@ -48,7 +48,7 @@ pub struct SchedulerArgs {
     /// How long the node certificates this replica signs are valid (joins, renewals).
     #[arg(long, default_value = "365d", value_parser = crate::bench::parse_duration)]
     pub node_cert_ttl: std::time::Duration,
-    /// Make sure this API key (vmc_…) belongs to the dev account (for test clusters).
+    /// Make sure this API key (vmc_…) belongs to the dev project (for test clusters).
     #[arg(long, env = "VMCLOUD_BOOTSTRAP_API_KEY", hide_env_values = true)]
     pub bootstrap_api_key: Option<String>,
 }

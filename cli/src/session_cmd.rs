@@ -1,5 +1,5 @@
 //! `vmcloud session ...` (cloud-gaming sessions: launch, list, get, end) and
-//! `vmcloud account ...` (an account's share weight and gaming tier, set by operators).
+//! `vmcloud project ...` (a project's share weight and gaming tier, set by operators).
 
 use anyhow::anyhow;
 use clap::Subcommand;
@@ -49,10 +49,10 @@ pub enum SessionCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AccountCommand {
-    /// Show an account (yours, or any for an operator).
+pub enum ProjectCommand {
+    /// Show a project (yours, or any for an operator).
     Get { id: String },
-    /// Change an account (operators).
+    /// Change a project (operators).
     Set {
         id: String,
         /// Weight of its fair share of the AI job queues (1 to 1000).
@@ -220,14 +220,14 @@ pub async fn run(args: ClientArgs, command: SessionCommand) -> anyhow::Result<()
     Ok(())
 }
 
-pub async fn run_account(args: ClientArgs, command: AccountCommand) -> anyhow::Result<()> {
+pub async fn run_project(args: ClientArgs, command: ProjectCommand) -> anyhow::Result<()> {
     let client = Client::new(&args)?;
-    let account = match command {
-        AccountCommand::Get { id } => client
-            .call(Method::GET, &format!("/v1/accounts/{id}"), None, true)
+    let project = match command {
+        ProjectCommand::Get { id } => client
+            .call(Method::GET, &format!("/v1/projects/{id}"), None, true)
             .await?
-            .ok_or_else(|| anyhow!("account {id} does not exist"))?,
-        AccountCommand::Set {
+            .ok_or_else(|| anyhow!("project {id} does not exist"))?,
+        ProjectCommand::Set {
             id,
             share_weight,
             gaming_tier,
@@ -247,19 +247,19 @@ pub async fn run_account(args: ClientArgs, command: AccountCommand) -> anyhow::R
             client
                 .call(
                     Method::PATCH,
-                    &format!("/v1/accounts/{id}"),
+                    &format!("/v1/projects/{id}"),
                     Some(body),
                     true,
                 )
                 .await?
-                .ok_or_else(|| anyhow!("account {id} does not exist"))?
+                .ok_or_else(|| anyhow!("project {id} does not exist"))?
         }
     };
     if args.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&account)?);
+        println!("{}", serde_json::to_string_pretty(&project)?);
     } else {
         print_fields(
-            &account,
+            &project,
             &[
                 "id",
                 "name",

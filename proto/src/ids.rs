@@ -53,12 +53,12 @@ string_id!(
     "instance"
 );
 string_id!(
-    /// A customer account.
-    AccountId,
-    "account"
+    /// A customer project.
+    ProjectId,
+    "project"
 );
 string_id!(
-    /// Capacity held for an account: `rsv-` followed by 16 lowercase hex digits.
+    /// Capacity held for a project: `rsv-` followed by 16 lowercase hex digits.
     ReservationId,
     "reservation"
 );
@@ -209,9 +209,9 @@ impl ReservationId {
     }
 }
 
-impl AccountId {
+impl ProjectId {
     pub fn generate() -> Self {
-        AccountId(format!("acct-{}", random_hex(8)).into())
+        ProjectId(format!("prj-{}", random_hex(8)).into())
     }
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
@@ -220,12 +220,12 @@ impl AccountId {
             || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return Err(IdError {
-                kind: "account",
+                kind: "project",
                 value: s.to_owned(),
                 reason: "1 to 64 letters, digits or `-`",
             });
         }
-        Ok(AccountId(s.into()))
+        Ok(ProjectId(s.into()))
     }
 }
 

@@ -23,7 +23,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/vmcloud.v1.rs"));
 }
 
-pub use ids::{AccountId, GpuBinding, GpuId, InstanceId, JobId, MigSliceId, NodeId, ReservationId};
+pub use ids::{GpuBinding, GpuId, InstanceId, JobId, MigSliceId, NodeId, ProjectId, ReservationId};
 
 /// ALPN protocol id of the agent ↔ scheduler link.
 pub const ALPN_AGENT: &[u8] = b"vmcloud-agent/1";

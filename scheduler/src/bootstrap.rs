@@ -1,42 +1,42 @@
-//! First-start set-up of a development cluster: the dev account (an operator of its fleet)
+//! First-start set-up of a development cluster: the dev project (an operator of its fleet)
 //! and its API key.
 
-use vmcloud_proto::AccountId;
+use vmcloud_proto::ProjectId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::accounts::api_key::ApiKeyToken;
 use crate::raft_handle::Cluster;
+use crate::tenancy::api_key::ApiKeyToken;
 
-/// The account `vmcloud dev` creates.
-pub const DEV_ACCOUNT: &str = "acct-dev";
+/// The project `vmcloud dev` creates.
+pub const DEV_PROJECT: &str = "acct-dev";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
-    #[error("could not commit the dev account")]
+    #[error("could not commit the dev project")]
     Propose(#[from] vmcloud_consensus::ProposeError),
-    #[error("the dev account was refused")]
+    #[error("the dev project was refused")]
     Rejected(#[from] crate::state::Rejected),
 }
 
-/// Makes sure the dev account exists and `existing` is one of its keys; if `existing` is
+/// Makes sure the dev project exists and `existing` is one of its keys; if `existing` is
 /// missing or no longer valid, creates a new key and returns it.
-pub async fn ensure_dev_account(
+pub async fn ensure_dev_project(
     cluster: &Cluster,
     existing: Option<ApiKeyToken>,
 ) -> Result<ApiKeyToken, BootstrapError> {
-    let account = AccountId::parse(DEV_ACCOUNT).expect("a valid account id");
+    let project = ProjectId::parse(DEV_PROJECT).expect("a valid project id");
     if let Some(token) = existing
         && cluster
             .state()
             .authenticate(&token.key_id, &token.secret_sha256())
-            == Some(&account)
+            == Some(&project)
     {
         return Ok(token);
     }
-    if !cluster.state().accounts.contains_key(&account) {
+    if !cluster.state().projects.contains_key(&project) {
         cluster
-            .propose(Body::CreateAccount(pb::CreateAccount {
-                account_id: account.to_string(),
+            .propose(Body::CreateProject(pb::CreateProject {
+                project_id: project.to_string(),
                 name: "Development".into(),
                 operator: true,
             }))
@@ -45,7 +45,7 @@ pub async fn ensure_dev_account(
     let token = ApiKeyToken::generate();
     cluster
         .propose(Body::AddApiKey(pb::AddApiKey {
-            account_id: account.to_string(),
+            project_id: project.to_string(),
             key_id: token.key_id.clone(),
             secret_sha256: token.secret_sha256(),
         }))
@@ -53,14 +53,14 @@ pub async fn ensure_dev_account(
     Ok(token)
 }
 
-/// Makes sure `token` is a key of the dev account, creating the account and the key when
+/// Makes sure `token` is a key of the dev project, creating the project and the key when
 /// missing. Idempotent, so every replica of a cluster may call it at start.
 pub async fn ensure_api_key(cluster: &Cluster, token: &ApiKeyToken) -> Result<(), BootstrapError> {
-    let account = AccountId::parse(DEV_ACCOUNT).expect("a valid account id");
+    let project = ProjectId::parse(DEV_PROJECT).expect("a valid project id");
     if cluster
         .state()
         .authenticate(&token.key_id, &token.secret_sha256())
-        == Some(&account)
+        == Some(&project)
     {
         return Ok(());
     }
@@ -70,11 +70,11 @@ pub async fn ensure_api_key(cluster: &Cluster, token: &ApiKeyToken) -> Result<()
             Ok(Err(e)) => Err(BootstrapError::Rejected(e)),
             Err(e) => Err(BootstrapError::Propose(e)),
         };
-    if !cluster.state().accounts.contains_key(&account) {
+    if !cluster.state().projects.contains_key(&project) {
         exists_is_fine(
             cluster
-                .propose(Body::CreateAccount(pb::CreateAccount {
-                    account_id: account.to_string(),
+                .propose(Body::CreateProject(pb::CreateProject {
+                    project_id: project.to_string(),
                     name: "Development".into(),
                     operator: true,
                 }))
@@ -84,7 +84,7 @@ pub async fn ensure_api_key(cluster: &Cluster, token: &ApiKeyToken) -> Result<()
     exists_is_fine(
         cluster
             .propose(Body::AddApiKey(pb::AddApiKey {
-                account_id: account.to_string(),
+                project_id: project.to_string(),
                 key_id: token.key_id.clone(),
                 secret_sha256: token.secret_sha256(),
             }))

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use vmcloud_proto::{AccountId, GpuBinding, GpuId, InstanceId, MigSliceId, NodeId};
+use vmcloud_proto::{GpuBinding, GpuId, InstanceId, MigSliceId, NodeId, ProjectId};
 
 use crate::instances::types::{GpuRequest, Instance, InstanceSpec, InstanceState};
 use crate::nodes::types::{Gpu, Node};
@@ -31,7 +31,7 @@ const GPU_SHAPES: [(u32, &str, u32, u32, u64); 4] = [
 pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut state = ClusterState::default();
-    let account = AccountId::parse("acct-sim").expect("a valid account id");
+    let project = ProjectId::parse("prj-sim").expect("a valid project id");
     for h in 0..hosts {
         let region = REGIONS[h % REGIONS.len()];
         let id = NodeId::parse(&format!("{region}-h{h:05}")).expect("a valid node id");
@@ -110,7 +110,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
                 gpus,
                 ..Instance::pending(
                     InstanceId::parse(&format!("i-{hex}")).expect("a valid instance id"),
-                    account.clone(),
+                    project.clone(),
                     InstanceSpec {
                         name: "sim".into(),
                         flavor: "sim".into(),
@@ -175,10 +175,10 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
         }
         state.nodes.insert(id, Arc::new(node));
     }
-    state.accounts.insert(
-        account.clone(),
-        crate::accounts::types::Account {
-            id: account,
+    state.projects.insert(
+        project.clone(),
+        crate::tenancy::types::Project {
+            id: project,
             name: "simulated".into(),
             created_at_ms: 0,
             operator: false,

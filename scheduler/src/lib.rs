@@ -6,7 +6,7 @@
 //! - [`state`]: the ground floor — [`state::ClusterState`], the `Command` dispatch in
 //!   `apply` (its only writer), the derived indexes, and the adapter to the consensus crate;
 //! - one folder per domain, each with its types, its `impl ClusterState` handlers, its
-//!   queries and its HTTP handlers: [`accounts`], [`instances`], [`nodes`], [`jobs`] (with
+//!   queries and its HTTP handlers: [`projects`], [`instances`], [`nodes`], [`jobs`] (with
 //!   the AI job queue), [`sessions`], [`reservations`], [`join`];
 //! - [`history`]: what is no longer live (ended instances), on disk per replica;
 //! - [`placement`]: the pure placement function, split by stage; [`eval_broker`] hands out
@@ -14,13 +14,12 @@
 //! - [`gateway`]: the QUIC server agents connect to (desired configs out, reports in);
 //! - [`api`]: the HTTP router and what handlers share (problem+json, extractors);
 //! - [`raft_handle`]: the handle on the Raft group (propose, read); [`server`]: a whole
-//!   replica wired together; [`bootstrap`]: the dev account; [`fleet_generator`]: generated
+//!   replica wired together; [`bootstrap`]: the dev project; [`fleet_generator`]: generated
 //!   fleets for benchmarks and tests.
 //!
 //! Imports point down only: domain folders import `state`, never the other way; no file
 //! imports one that imports it back (`../shared/tools/module-cycles scheduler/src`).
 
-pub mod accounts;
 pub mod api;
 pub mod bootstrap;
 pub mod catalog;
@@ -40,5 +39,6 @@ pub mod reservations;
 pub mod server;
 pub mod sessions;
 pub mod state;
+pub mod tenancy;
 
 pub use server::{Replication, Scheduler, SchedulerConfig, StartError};

@@ -6,7 +6,7 @@ use vmcloud_proto::{InstanceId, NodeId};
 use vmcloud_scheduler::placement::plan_pending;
 use vmcloud_scheduler::state::{ApplyResult, ClusterState};
 
-pub const ACCOUNT: &str = "acct-t";
+pub const ACCOUNT: &str = "prj-t";
 
 /// A state and a log position; `at` is the proposer's clock in ms.
 pub struct Fleet {
@@ -22,8 +22,8 @@ impl Fleet {
             index: 0,
             at: 1_000_000,
         };
-        f.apply(Body::CreateAccount(pb::CreateAccount {
-            account_id: ACCOUNT.into(),
+        f.apply(Body::CreateProject(pb::CreateProject {
+            project_id: ACCOUNT.into(),
             name: "t".into(),
             operator: false,
         }));
@@ -81,7 +81,7 @@ impl Fleet {
         let id = InstanceId::generate();
         let mut c = pb::CreateInstance {
             instance_id: id.to_string(),
-            account_id: ACCOUNT.into(),
+            project_id: ACCOUNT.into(),
             name: "w".into(),
             region: "par".into(),
             vcpus: 4,

@@ -340,7 +340,7 @@ fn unhealthy_gpus_are_recorded_and_skipped_until_healthy_again() {
     assert!(f.state.nodes[&a].gpus.iter().all(|g| g.unhealthy.is_none()));
     f.apply(Body::DeleteInstance(pb::DeleteInstance {
         instance_id: one.to_string(),
-        account_id: crate::fleet::ACCOUNT.into(),
+        project_id: crate::fleet::ACCOUNT.into(),
     }));
     f.observe(&a, &one, pb::ObservedState::Absent);
     f.place();

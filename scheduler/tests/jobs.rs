@@ -9,24 +9,24 @@ use vmcloud_scheduler::placement::plan_pending;
 
 use crate::fleet::{ACCOUNT, Fleet};
 
-const OTHER: &str = "acct-other";
+const OTHER: &str = "prj-other";
 
 /// Submits a job of `members` × `gpus` H100s; gives its id and its members.
 fn submit(
     f: &mut Fleet,
-    account: &str,
+    project: &str,
     members: u32,
     gpus: u32,
     runtime_s: u32,
     priority: pb::JobPriority,
 ) -> (JobId, Vec<InstanceId>) {
-    let c = job_of(account, members, gpus, runtime_s, priority, |_| {});
+    let c = job_of(project, members, gpus, runtime_s, priority, |_| {});
     submit_command(f, c).expect("submitted")
 }
 
 /// The command submitting a job of `members` × `gpus` H100s, each member changed by `tweak`.
 fn job_of(
-    account: &str,
+    project: &str,
     members: u32,
     gpus: u32,
     runtime_s: u32,
@@ -38,7 +38,7 @@ fn job_of(
         members: (0..members)
             .map(|n| pb::CreateInstance {
                 instance_id: InstanceId::generate().to_string(),
-                account_id: account.into(),
+                project_id: project.into(),
                 name: format!("train-{n}"),
                 region: "par".into(),
                 vcpus: 4,
@@ -79,8 +79,8 @@ fn submit_command(
 }
 
 fn other_account(f: &mut Fleet) {
-    f.apply(Body::CreateAccount(pb::CreateAccount {
-        account_id: OTHER.into(),
+    f.apply(Body::CreateProject(pb::CreateProject {
+        project_id: OTHER.into(),
         name: "other".into(),
         operator: false,
     }));
@@ -313,7 +313,7 @@ fn spot_jobs_give_way_to_on_demand_jobs_and_come_back_whole() {
     // It starts again once the on-demand job is done.
     f.apply(Body::DeleteInstance(pb::DeleteInstance {
         instance_id: od_ids[0].to_string(),
-        account_id: ACCOUNT.into(),
+        project_id: ACCOUNT.into(),
     }));
     f.observe(&n0, &od_ids[0], pb::ObservedState::Absent);
     f.place();
@@ -329,7 +329,7 @@ fn a_reserved_job_runs_on_its_slots_and_is_admitted_whole_or_not_at_all() {
     f.host("b", "r2", 8);
     let mut req = pb::CreateReservation {
         reservation_id: ReservationId::generate().to_string(),
-        account_id: ACCOUNT.into(),
+        project_id: ACCOUNT.into(),
         region: "par".into(),
         flavor: "gpu-h100-4".into(),
         vcpus: 4,

@@ -10,7 +10,7 @@
 //! on a ready host without spot work is placed at once; only spot instances are preempted,
 //! and only once their notice has run out (jobs only at their maximum run time, sessions at
 //! their tier's length; spot jobs and sessions are preemptible like spot instances); a job's
-//! members are all placed or all waiting; an account has at most one game session (7); a plan never stops anything by itself. And every
+//! members are all placed or all waiting; a project has at most one game session (7); a plan never stops anything by itself. And every
 //! placement the planner proposes is accepted by apply (planner and verifier agree).
 //!
 //! proptest prints the minimal failing case and keeps it in the `.proptest-regressions` file
@@ -267,13 +267,13 @@ fn check_invariants(state: &ClusterState) -> Result<(), TestCaseError> {
                 .collect::<Vec<_>>()
         );
     }
-    // Invariant 7: one game session per account at a time.
+    // Invariant 7: one game session per project at a time.
     let sessions = state
         .instances
         .values()
         .filter(|i| i.session.is_some())
         .count();
-    prop_assert!(sessions <= 1, "{} sessions of one account", sessions);
+    prop_assert!(sessions <= 1, "{} sessions of one project", sessions);
     if let Err(e) = state.check_reservations_backed() {
         prop_assert!(false, "reserved capacity not backed: {}", e);
     }
@@ -290,7 +290,7 @@ proptest! {
     #[test]
     fn placement_never_breaks_the_invariants(events in prop::collection::vec(event(), 1..60)) {
         let mut w = World { state: ClusterState::default(), index: 0, hosts: 0, at: 0 };
-        w.apply(Body::CreateAccount(pb::CreateAccount { account_id: "acct-p".into(), name: "p".into(), operator: false }));
+        w.apply(Body::CreateProject(pb::CreateProject { project_id: "prj-p".into(), name: "p".into(), operator: false }));
         for e in events {
             match e {
                 Event::Host { threads, memory_gib, gpus, mig } => {
@@ -320,7 +320,7 @@ proptest! {
                 Event::Create { vcpus, memory_mib, gpu, spot } => {
                     w.apply(Body::CreateInstance(pb::CreateInstance {
                         instance_id: InstanceId::generate().to_string(),
-                        account_id: "acct-p".into(),
+                        project_id: "prj-p".into(),
                         region: "par".into(),
                         vcpus,
                         memory_mib,
@@ -334,7 +334,7 @@ proptest! {
                 Event::CreateMig { vcpus, profile, spot } => {
                     w.apply(Body::CreateInstance(pb::CreateInstance {
                         instance_id: InstanceId::generate().to_string(),
-                        account_id: "acct-p".into(),
+                        project_id: "prj-p".into(),
                         region: "par".into(),
                         vcpus,
                         memory_mib: 1024,
@@ -349,7 +349,7 @@ proptest! {
                 Event::Reserve { vcpus, memory_mib, gpu, count, secs } => {
                     let mut req = pb::CreateReservation {
                         reservation_id: ReservationId::generate().to_string(),
-                        account_id: "acct-p".into(),
+                        project_id: "prj-p".into(),
                         region: "par".into(),
                         flavor: "f".into(),
                         vcpus,
@@ -369,7 +369,7 @@ proptest! {
                 Event::Launch { tier, model, spot } => {
                     w.apply(Body::CreateInstance(pb::CreateInstance {
                         instance_id: InstanceId::generate().to_string(),
-                        account_id: "acct-p".into(),
+                        project_id: "prj-p".into(),
                         region: "par".into(),
                         vcpus: 2,
                         memory_mib: 2048,
@@ -387,7 +387,7 @@ proptest! {
                         let r = &rsv[n % rsv.len()];
                         w.apply(Body::CreateInstance(pb::CreateInstance {
                             instance_id: InstanceId::generate().to_string(),
-                            account_id: "acct-p".into(),
+                            project_id: "prj-p".into(),
                             region: "par".into(),
                             vcpus: r.vcpus,
                             memory_mib: r.memory_mib,
@@ -404,7 +404,7 @@ proptest! {
                     w.apply(Body::CreateJob(pb::CreateJob {
                         members: (0..members).map(|n| pb::CreateInstance {
                             instance_id: InstanceId::generate().to_string(),
-                            account_id: "acct-p".into(),
+                            project_id: "prj-p".into(),
                             region: "par".into(),
                             vcpus: 2,
                             memory_mib: 1024,
@@ -421,7 +421,7 @@ proptest! {
                     let ids: Vec<_> = w.state.instances.values().map(|i| (i.id.clone(), i.node.clone())).collect();
                     if !ids.is_empty() {
                         let (id, node) = ids[n % ids.len()].clone();
-                        w.apply(Body::DeleteInstance(pb::DeleteInstance { instance_id: id.to_string(), account_id: "acct-p".into() }));
+                        w.apply(Body::DeleteInstance(pb::DeleteInstance { instance_id: id.to_string(), project_id: "prj-p".into() }));
                         if let Some(node) = node {
                             w.apply(Body::ObserveInstances(pb::ObserveInstances {
                                 node_id: node.to_string(),

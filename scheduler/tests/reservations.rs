@@ -13,7 +13,7 @@ use crate::fleet::{ACCOUNT, Fleet};
 fn request(count: u32, end: i64) -> pb::CreateReservation {
     pb::CreateReservation {
         reservation_id: ReservationId::generate().to_string(),
-        account_id: ACCOUNT.into(),
+        project_id: ACCOUNT.into(),
         region: "par".into(),
         flavor: "gpu-h100-4".into(),
         vcpus: 4,
@@ -119,7 +119,7 @@ fn held_capacity_is_kept_from_on_demand_lent_to_spot_and_taken_back_by_preemptio
     // Deleting the reserved instance holds its slot again: on-demand still may not use it.
     f.apply(Body::DeleteInstance(pb::DeleteInstance {
         instance_id: mine.to_string(),
-        account_id: ACCOUNT.into(),
+        project_id: ACCOUNT.into(),
     }));
     f.observe(&host, &mine, pb::ObservedState::Absent);
     assert_eq!(f.state.usage(&host).held.gpus, 4);
@@ -180,7 +180,7 @@ fn reserved_instances_must_fit_their_reservation() {
     let create = |f: &mut Fleet, gpus: u32, at_offset: i64| {
         let mut c = pb::CreateInstance {
             instance_id: InstanceId::generate().to_string(),
-            account_id: ACCOUNT.into(),
+            project_id: ACCOUNT.into(),
             region: "par".into(),
             vcpus: 4,
             memory_mib: 8192,
@@ -226,7 +226,7 @@ fn a_reservation_that_has_not_started_holds_but_cannot_be_used_yet() {
     assert_eq!(f.state.usage(&host).held.gpus, 4, "held from the start");
     let c = pb::CreateInstance {
         instance_id: InstanceId::generate().to_string(),
-        account_id: ACCOUNT.into(),
+        project_id: ACCOUNT.into(),
         region: "par".into(),
         vcpus: 4,
         memory_mib: 8192,

@@ -1,5 +1,5 @@
 //! Game sessions: launch queues served VIP first, then Priority+, then standard (in order
-//! within a tier); one session per account; position and estimated start from the ends of
+//! within a tier); one session per project; position and estimated start from the ends of
 //! running sessions; a session ends at its tier's length.
 
 use vmcloud_proto::InstanceId;
@@ -11,26 +11,26 @@ use vmcloud_scheduler::state::Rejected;
 
 use crate::fleet::Fleet;
 
-/// An account with a gaming tier.
+/// A project with a gaming tier.
 fn gamer(f: &mut Fleet, id: &str, tier: pb::SessionTier) {
-    f.apply(Body::CreateAccount(pb::CreateAccount {
-        account_id: id.into(),
+    f.apply(Body::CreateProject(pb::CreateProject {
+        project_id: id.into(),
         name: id.into(),
         operator: false,
     }));
-    f.apply(Body::UpdateAccount(pb::UpdateAccount {
-        account_id: id.into(),
+    f.apply(Body::UpdateProject(pb::UpdateProject {
+        project_id: id.into(),
         share_weight: None,
         gaming_tier: Some(tier as i32),
     }));
 }
 
-/// Launches a one-GPU session for `account` at its tier.
-fn launch(f: &mut Fleet, account: &str, tier: pb::SessionTier) -> Result<InstanceId, Rejected> {
+/// Launches a one-GPU session for `project` at its tier.
+fn launch(f: &mut Fleet, project: &str, tier: pb::SessionTier) -> Result<InstanceId, Rejected> {
     let id = InstanceId::generate();
     let r = f.try_apply(Body::CreateInstance(pb::CreateInstance {
         instance_id: id.to_string(),
-        account_id: account.into(),
+        project_id: project.into(),
         name: "game".into(),
         region: "par".into(),
         vcpus: 8,
@@ -53,17 +53,17 @@ fn launches_queue_vip_first_and_know_their_place_and_start() {
     let mut f = Fleet::new();
     let host = f.host("h1", "r1", 2);
     for (id, tier) in [
-        ("acct-s1", pb::SessionTier::Standard),
-        ("acct-s2", pb::SessionTier::Standard),
-        ("acct-s3", pb::SessionTier::Standard),
-        ("acct-p1", pb::SessionTier::PriorityPlus),
-        ("acct-v1", pb::SessionTier::Vip),
+        ("prj-s1", pb::SessionTier::Standard),
+        ("prj-s2", pb::SessionTier::Standard),
+        ("prj-s3", pb::SessionTier::Standard),
+        ("prj-p1", pb::SessionTier::PriorityPlus),
+        ("prj-v1", pb::SessionTier::Vip),
     ] {
         gamer(&mut f, id, tier);
     }
     // Two standard sessions take both GPUs.
-    let s1 = launch(&mut f, "acct-s1", pb::SessionTier::Standard).unwrap();
-    let s2 = launch(&mut f, "acct-s2", pb::SessionTier::Standard).unwrap();
+    let s1 = launch(&mut f, "prj-s1", pb::SessionTier::Standard).unwrap();
+    let s2 = launch(&mut f, "prj-s2", pb::SessionTier::Standard).unwrap();
     f.place();
     for id in [&s1, &s2] {
         assert_eq!(f.instance(id).state, InstanceState::Scheduled);
@@ -71,9 +71,9 @@ fn launches_queue_vip_first_and_know_their_place_and_start() {
         assert_eq!(f.instance(id).terminate_at_ms.unwrap(), f.at + 3_600_000);
     }
     // Then a standard, a Priority+ and a VIP gamer launch, in that order.
-    let s3 = launch(&mut f, "acct-s3", pb::SessionTier::Standard).unwrap();
-    let p1 = launch(&mut f, "acct-p1", pb::SessionTier::PriorityPlus).unwrap();
-    let v1 = launch(&mut f, "acct-v1", pb::SessionTier::Vip).unwrap();
+    let s3 = launch(&mut f, "prj-s3", pb::SessionTier::Standard).unwrap();
+    let p1 = launch(&mut f, "prj-p1", pb::SessionTier::PriorityPlus).unwrap();
+    let v1 = launch(&mut f, "prj-v1", pb::SessionTier::Vip).unwrap();
     f.place();
     let st = standings(&f.state);
     let order: Vec<(u32, u32)> = [&v1, &p1, &s3]
@@ -102,7 +102,7 @@ fn launches_queue_vip_first_and_know_their_place_and_start() {
     // A gamer ends the first session: the VIP gets the GPU, not the earlier standard launch.
     f.apply(Body::DeleteInstance(pb::DeleteInstance {
         instance_id: s2.to_string(),
-        account_id: "acct-s2".into(),
+        project_id: "prj-s2".into(),
     }));
     f.observe(&host, &s2, pb::ObservedState::Absent);
     f.place();
@@ -131,32 +131,32 @@ fn launches_queue_vip_first_and_know_their_place_and_start() {
 fn one_session_per_account_and_never_a_job_member() {
     let mut f = Fleet::new();
     f.host("h1", "r1", 4);
-    gamer(&mut f, "acct-g", pb::SessionTier::Standard);
-    let first = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap();
-    let again = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap_err();
+    gamer(&mut f, "prj-g", pb::SessionTier::Standard);
+    let first = launch(&mut f, "prj-g", pb::SessionTier::Standard).unwrap();
+    let again = launch(&mut f, "prj-g", pb::SessionTier::Standard).unwrap_err();
     assert!(
         matches!(&again, Rejected::Conflict(m) if m.contains(&format!("already has session {first}"))),
         "{again}"
     );
     f.place();
-    assert!(launch(&mut f, "acct-g", pb::SessionTier::Standard).is_err());
+    assert!(launch(&mut f, "prj-g", pb::SessionTier::Standard).is_err());
     // Once ended and gone, the gamer may launch again.
     let node = f.instance(&first).node.clone().unwrap();
     f.apply(Body::DeleteInstance(pb::DeleteInstance {
         instance_id: first.to_string(),
-        account_id: "acct-g".into(),
+        project_id: "prj-g".into(),
     }));
-    let ending = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap_err();
+    let ending = launch(&mut f, "prj-g", pb::SessionTier::Standard).unwrap_err();
     assert!(ending.to_string().contains("still ending"), "{ending}");
     f.observe(&node, &first, pb::ObservedState::Absent);
-    launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap();
+    launch(&mut f, "prj-g", pb::SessionTier::Standard).unwrap();
 
     // A session is never a job member.
-    gamer(&mut f, "acct-h", pb::SessionTier::Vip);
+    gamer(&mut f, "prj-h", pb::SessionTier::Vip);
     let member = f.try_apply(Body::CreateJob(pb::CreateJob {
         members: vec![pb::CreateInstance {
             instance_id: InstanceId::generate().to_string(),
-            account_id: "acct-h".into(),
+            project_id: "prj-h".into(),
             region: "par".into(),
             vcpus: 1,
             memory_mib: 1024,
@@ -181,12 +181,12 @@ fn one_session_per_account_and_never_a_job_member() {
 fn a_spot_session_gives_its_gpu_to_an_on_demand_launch_with_notice() {
     let mut f = Fleet::new();
     let host = f.host("h1", "r1", 1);
-    gamer(&mut f, "acct-cheap", pb::SessionTier::Standard);
-    gamer(&mut f, "acct-full", pb::SessionTier::Standard);
+    gamer(&mut f, "prj-cheap", pb::SessionTier::Standard);
+    gamer(&mut f, "prj-full", pb::SessionTier::Standard);
     let cheap = InstanceId::generate();
     f.apply(Body::CreateInstance(pb::CreateInstance {
         instance_id: cheap.to_string(),
-        account_id: "acct-cheap".into(),
+        project_id: "prj-cheap".into(),
         region: "par".into(),
         vcpus: 8,
         memory_mib: 16384,
@@ -203,7 +203,7 @@ fn a_spot_session_gives_its_gpu_to_an_on_demand_launch_with_notice() {
     }));
     f.place();
     assert_eq!(f.instance(&cheap).state, InstanceState::Scheduled);
-    let full = launch(&mut f, "acct-full", pb::SessionTier::Standard).unwrap();
+    let full = launch(&mut f, "prj-full", pb::SessionTier::Standard).unwrap();
     f.place();
     let notice_ends = f.at + 30_000;
     assert_eq!(f.instance(&cheap).terminate_at_ms, Some(notice_ends));
@@ -236,8 +236,8 @@ fn a_latency_target_picks_the_region_within_it_where_the_launch_starts_first() {
     let mut f = Fleet::new();
     let par = f.host_in("par", "p1", "r1", 1);
     f.host_in("fra", "f1", "r2", 1);
-    gamer(&mut f, "acct-a", pb::SessionTier::Standard);
-    let a = launch(&mut f, "acct-a", pb::SessionTier::Standard).unwrap();
+    gamer(&mut f, "prj-a", pb::SessionTier::Standard);
+    let a = launch(&mut f, "prj-a", pb::SessionTier::Standard).unwrap();
     f.place();
     assert_eq!(
         f.instance(&a).node.as_ref(),
@@ -302,7 +302,7 @@ fn gpu_job(f: &mut Fleet, members: u32) -> Vec<InstanceId> {
             .enumerate()
             .map(|(n, id)| pb::CreateInstance {
                 instance_id: id.to_string(),
-                account_id: crate::fleet::ACCOUNT.into(),
+                project_id: crate::fleet::ACCOUNT.into(),
                 region: "par".into(),
                 vcpus: 4,
                 memory_mib: 8192,
@@ -328,11 +328,11 @@ fn a_lost_host_ends_its_sessions_and_requeues_its_jobs_whole() {
     for h in ["a", "b", "c", "d"] {
         f.host(h, h, 2);
     }
-    gamer(&mut f, "acct-g", pb::SessionTier::Standard);
+    gamer(&mut f, "prj-g", pb::SessionTier::Standard);
     // A job of 2 members of 2 GPUs each (so on two hosts), and a session on a third.
     let members = gpu_job(&mut f, 2);
     f.place();
-    let session = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap();
+    let session = launch(&mut f, "prj-g", pb::SessionTier::Standard).unwrap();
     f.place();
     let host_of = |f: &Fleet, id: &InstanceId| f.instance(id).node.clone().unwrap();
     let (m0, m1, s) = (
@@ -413,7 +413,7 @@ fn a_silent_host_keeps_its_jobs_until_their_lost_after_and_one_copy_survives() {
     for h in ["a", "b", "c"] {
         f.host(h, h, 2);
     }
-    gamer(&mut f, "acct-g", pb::SessionTier::Standard);
+    gamer(&mut f, "prj-g", pb::SessionTier::Standard);
     let member = gpu_job(&mut f, 1).remove(0);
     let vps = f.create(0, |_| {});
     f.place();
@@ -490,7 +490,7 @@ fn a_silent_host_keeps_its_jobs_until_their_lost_after_and_one_copy_survives() {
 
     // A session's lost_after is 0: it ends as soon as its host is declared down; an
     // operator's confirmation loses what still waits at once; the VPS stays, impaired.
-    let session = launch(&mut f, "acct-g", pb::SessionTier::Standard).unwrap();
+    let session = launch(&mut f, "prj-g", pb::SessionTier::Standard).unwrap();
     f.place();
     let s_host = f.instance(&session).node.clone().unwrap();
     silent_down(&mut f, &s_host);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::vmcloud_bin;
 
-/// The API key every replica makes sure the dev account has.
+/// The API key every replica makes sure the dev project has.
 pub const TEST_API_KEY: &str = "vmc_0123456789abcdef_0123456789abcdef0123456789abcdef";
 
 fn free_tcp() -> SocketAddr {

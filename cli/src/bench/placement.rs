@@ -8,7 +8,7 @@ use clap::Args;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use vmcloud_proto::{AccountId, InstanceId};
+use vmcloud_proto::{InstanceId, ProjectId};
 use vmcloud_scheduler::catalog::Catalog;
 use vmcloud_scheduler::fleet_generator::{REGIONS, generate_fleet, summary};
 use vmcloud_scheduler::instances::types::{GpuRequest, Instance, InstanceSpec};
@@ -55,7 +55,7 @@ pub struct PlacementBenchArgs {
 pub(super) fn request(
     rng: &mut StdRng,
     catalog: &Catalog,
-    account: &AccountId,
+    project: &ProjectId,
     gpu_share: f64,
 ) -> Instance {
     let flavors: Vec<(&String, _)> = catalog.flavors.iter().collect();
@@ -67,7 +67,7 @@ pub(super) fn request(
     let (name, flavor) = pool[rng.random_range(0..pool.len())];
     Instance::pending(
         InstanceId::generate(),
-        account.clone(),
+        project.clone(),
         InstanceSpec {
             name: "bench".into(),
             flavor: (*name).clone(),
@@ -104,12 +104,12 @@ fn run(index: &FleetIndex<'_>, usage: &mut [Usage], requests: &[Instance]) -> (V
 
 pub fn placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
     let catalog = Catalog::builtin();
-    let account = AccountId::parse("acct-bench")?;
+    let project = ProjectId::parse("prj-bench")?;
     eprintln!("generating {} hosts (seed {})…", args.hosts, args.seed);
     let state = generate_fleet(args.hosts, args.seed, 0.8);
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5eed);
     let requests: Vec<Instance> = (0..args.decisions)
-        .map(|_| request(&mut rng, &catalog, &account, 0.3))
+        .map(|_| request(&mut rng, &catalog, &project, 0.3))
         .collect();
 
     // One thread, each decision applied before the next.

@@ -25,7 +25,7 @@ use vmcloud_consensus::StateMachine;
 use vmcloud_consensus::local::LocalQuicCluster;
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::pki::Ca;
-use vmcloud_proto::{AccountId, InstanceId};
+use vmcloud_proto::{InstanceId, ProjectId};
 use vmcloud_scheduler::catalog::Catalog;
 use vmcloud_scheduler::fleet_generator::{generate_fleet, gpu_fragmentation};
 use vmcloud_scheduler::instances::types::WAITING_FOR_PLACEMENT;
@@ -120,15 +120,15 @@ async fn run(args: &ScheduleBenchArgs, dir: &Path) -> anyhow::Result<()> {
     let fleet = Arc::new(generate_fleet(args.hosts, args.seed, 0.8));
     let fragmentation_before = gpu_fragmentation(&fleet);
     let catalog = Catalog::builtin();
-    let account = AccountId::parse("acct-bench")?;
+    let project = ProjectId::parse("prj-bench")?;
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5c4e_d01e);
     let workloads: Arc<Vec<pb::CreateInstance>> = Arc::new(
         (0..args.workloads)
             .map(|_| {
-                let i = request(&mut rng, &catalog, &account, args.gpu_share);
+                let i = request(&mut rng, &catalog, &project, args.gpu_share);
                 pb::CreateInstance {
                     instance_id: InstanceId::generate().to_string(),
-                    account_id: account.to_string(),
+                    project_id: project.to_string(),
                     name: "bench".into(),
                     flavor: i.flavor,
                     image: i.image,
@@ -182,14 +182,14 @@ async fn run(args: &ScheduleBenchArgs, dir: &Path) -> anyhow::Result<()> {
         .collect();
     let cluster = clusters[leader].clone();
     cluster
-        .propose(Body::CreateAccount(pb::CreateAccount {
-            account_id: account.to_string(),
+        .propose(Body::CreateProject(pb::CreateProject {
+            project_id: project.to_string(),
             name: "bench".into(),
             operator: false,
         }))
         .await
-        .context("creating the bench account")?
-        .map_err(|e| anyhow::anyhow!("creating the bench account: {e}"))?;
+        .context("creating the bench project")?
+        .map_err(|e| anyhow::anyhow!("creating the bench project: {e}"))?;
 
     eprintln!(
         "{} replicas over QUIC on loopback, fsync on; {} workloads ({:.0} % GPU) from {} clients…",
@@ -242,7 +242,7 @@ async fn run(args: &ScheduleBenchArgs, dir: &Path) -> anyhow::Result<()> {
             let state = cluster.state();
             let mut undecided = 0;
             let mut waiting = 0;
-            for i in state.pending().filter(|i| i.account == account) {
+            for i in state.pending().filter(|i| i.project == project) {
                 waiting += 1;
                 if i.pending_reason.as_deref() == Some(WAITING_FOR_PLACEMENT) {
                     undecided += 1;

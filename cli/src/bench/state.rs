@@ -18,7 +18,7 @@ use serde_json::json;
 use vmcloud_consensus::StateMachine;
 use vmcloud_consensus::snapshot::{SnapshotDir, SnapshotFile};
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_proto::{AccountId, InstanceId, NodeId};
+use vmcloud_proto::{InstanceId, NodeId, ProjectId};
 use vmcloud_scheduler::history::store::HistoryStore;
 use vmcloud_scheduler::state::replicated::SharedState;
 
@@ -37,7 +37,7 @@ pub struct StateBenchArgs {
     /// Live instances in the generated state.
     #[arg(long, default_value_t = 1_000_000)]
     pub instances: usize,
-    /// Accounts (organisations, as they exist today) owning them.
+    /// Projects (organisations, as they exist today) owning them.
     #[arg(long, default_value_t = 100_000)]
     pub orgs: usize,
     /// Hosts the instances are placed on.
@@ -96,17 +96,17 @@ fn rss_mib() -> anyhow::Result<f64> {
     proc_mib(std::process::id(), "status", "VmRSS:")
 }
 
-fn delete(id: &InstanceId, account: &AccountId) -> Body {
+fn delete(id: &InstanceId, project: &ProjectId) -> Body {
     Body::DeleteInstance(pb::DeleteInstance {
         instance_id: id.to_string(),
-        account_id: account.to_string(),
+        project_id: project.to_string(),
     })
 }
 
-fn create(id: &InstanceId, account: &AccountId, region: &str) -> Body {
+fn create(id: &InstanceId, project: &ProjectId, region: &str) -> Body {
     Body::CreateInstance(pb::CreateInstance {
         instance_id: id.to_string(),
-        account_id: account.to_string(),
+        project_id: project.to_string(),
         name: format!("vm-{}", &id.as_str()[id.as_str().len() - 6..]),
         flavor: "vps-s".into(),
         image: "debian-12".into(),
@@ -143,17 +143,17 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
     };
     let rss_empty = rss_mib()?;
     eprintln!(
-        "generating {} hosts, {} accounts, {} instances through apply ...",
+        "generating {} hosts, {} projects, {} instances through apply ...",
         args.hosts, args.orgs, args.instances
     );
     let started = Instant::now();
-    let accounts: Vec<AccountId> = (0..args.orgs)
-        .map(|n| AccountId::parse(&format!("acct-{n:06}")).expect("valid id"))
+    let projects: Vec<ProjectId> = (0..args.orgs)
+        .map(|n| ProjectId::parse(&format!("prj-{n:06}")).expect("valid id"))
         .collect();
-    for account in &accounts {
-        a.apply(Body::CreateAccount(pb::CreateAccount {
-            account_id: account.to_string(),
-            name: format!("Organisation {account}"),
+    for project in &projects {
+        a.apply(Body::CreateProject(pb::CreateProject {
+            project_id: project.to_string(),
+            name: format!("Organisation {project}"),
             operator: false,
         }))?;
     }
@@ -187,7 +187,7 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
             let host = k % args.hosts;
             a.apply(create(
                 &id,
-                &accounts[k % accounts.len()],
+                &projects[k % projects.len()],
                 regions[host % regions.len()],
             ))?;
             placements.push(pb::Placement {
@@ -215,7 +215,7 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
     let rss_live = rss_mib()?;
     let bytes_per_instance = (rss_live - rss_fleet) * 1024.0 * 1024.0 / args.instances as f64;
     eprintln!(
-        "generated in {:.1} s: RSS {rss_empty:.0} MiB empty, {rss_fleet:.0} MiB with hosts and accounts, {rss_live:.0} MiB with {} instances",
+        "generated in {:.1} s: RSS {rss_empty:.0} MiB empty, {rss_fleet:.0} MiB with hosts and projects, {rss_live:.0} MiB with {} instances",
         started.elapsed().as_secs_f64(),
         args.instances
     );
@@ -247,12 +247,12 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
     while !writer.is_finished() {
         // Creates and deletes, as a busy API would send them.
         let id = InstanceId::generate();
-        let account = &accounts[k % accounts.len()];
-        during.push(a.apply(create(&id, account, regions[k % regions.len()]))?);
-        live_ids.push((id, account.clone()));
+        let project = &projects[k % projects.len()];
+        during.push(a.apply(create(&id, project, regions[k % regions.len()]))?);
+        live_ids.push((id, project.clone()));
         if live_ids.len() > 100 {
-            let (id, account) = live_ids.remove(0);
-            during.push(a.apply(delete(&id, &account))?);
+            let (id, project) = live_ids.remove(0);
+            during.push(a.apply(delete(&id, &project))?);
         }
         k += 1;
     }
@@ -295,20 +295,20 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
     // History: create and delete `churn` instances; live memory must not grow with them.
     let mut history_growth_share = 0.0;
     if args.churn > 0 {
-        for (id, account) in live_ids.drain(..) {
-            a.apply(delete(&id, &account))?;
+        for (id, project) in live_ids.drain(..) {
+            a.apply(delete(&id, &project))?;
         }
         a.state.publish();
         let before = rss_mib()?;
         let mut batch = Vec::with_capacity(1000);
         for k in 0..args.churn {
             let id = InstanceId::generate();
-            let account = &accounts[k % accounts.len()];
-            a.apply(create(&id, account, regions[k % regions.len()]))?;
-            batch.push((id, account.clone()));
+            let project = &projects[k % projects.len()];
+            a.apply(create(&id, project, regions[k % regions.len()]))?;
+            batch.push((id, project.clone()));
             if batch.len() == 1000 || k + 1 == args.churn {
-                for (id, account) in batch.drain(..) {
-                    a.apply(delete(&id, &account))?;
+                for (id, project) in batch.drain(..) {
+                    a.apply(delete(&id, &project))?;
                 }
             }
         }

@@ -7,13 +7,13 @@ use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use vmcloud_proto::{AccountId, BuildInfo};
+use vmcloud_proto::{BuildInfo, ProjectId};
 
-use crate::accounts::api_key::ApiKeyToken;
 use crate::api::problem::Problem;
 use crate::catalog::Catalog;
 use crate::gateway::links::NodeLinks;
 use crate::raft_handle::Cluster;
+use crate::tenancy::api_key::ApiKeyToken;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -65,9 +65,9 @@ impl ReadOptions {
 #[from_request(via(axum::Json), rejection(Problem))]
 pub struct ApiJson<T>(pub T);
 
-/// The account that sent the request, from `Authorization: Bearer <API key>`.
+/// The project that sent the request, from `Authorization: Bearer <API key>`.
 #[derive(Debug, Clone)]
-pub struct Caller(pub AccountId);
+pub struct Caller(pub ProjectId);
 
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = Problem;
@@ -89,37 +89,37 @@ impl FromRequestParts<ApiState> for Caller {
             || Problem::unauthorized("invalid API key: it is malformed, unknown or revoked");
         let key = ApiKeyToken::parse(token.trim()).ok_or_else(invalid)?;
         let state = state.cluster.state();
-        let account = state
+        let project = state
             .authenticate(&key.key_id, &key.secret_sha256())
             .ok_or_else(invalid)?;
-        Ok(Caller(account.clone()))
+        Ok(Caller(project.clone()))
     }
 }
 
-/// A caller whose account operates the fleet; anyone else gets a 403.
+/// A caller whose project operates the fleet; anyone else gets a 403.
 #[derive(Debug, Clone)]
-pub struct Operator(pub AccountId);
+pub struct Operator(pub ProjectId);
 
 impl FromRequestParts<ApiState> for Operator {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Operator, Problem> {
-        let Caller(account) = Caller::from_request_parts(parts, state).await?;
+        let Caller(project) = Caller::from_request_parts(parts, state).await?;
         let operator = state
             .cluster
             .state()
-            .accounts
-            .get(&account)
+            .projects
+            .get(&project)
             .is_some_and(|a| a.operator);
         if operator {
-            Ok(Operator(account))
+            Ok(Operator(project))
         } else {
             Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 "operator-only",
                 "Operators only",
                 format!(
-                    "account {account} is not an operator of this fleet; use an operator's API key"
+                    "project {project} is not an operator of this fleet; use an operator's API key"
                 ),
             ))
         }

@@ -18,7 +18,6 @@ use vmcloud_proto::BuildInfo;
 pub use context::ApiState;
 pub use problem::Problem;
 
-use crate::accounts::api as accounts;
 use crate::catalog::Catalog;
 use crate::instances::api as instances;
 use crate::jobs::api as jobs;
@@ -26,6 +25,7 @@ use crate::join::api as join_tokens;
 use crate::nodes::api as nodes;
 use crate::reservations::api as reservations;
 use crate::sessions::api as sessions;
+use crate::tenancy::api as projects;
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -54,8 +54,8 @@ pub fn router(state: ApiState) -> Router {
             get(sessions::get).delete(sessions::end),
         )
         .route(
-            "/v1/accounts/{id}",
-            get(accounts::get).patch(accounts::update),
+            "/v1/projects/{id}",
+            get(projects::get).patch(projects::update),
         )
         .route(
             "/v1/join-tokens",

@@ -33,7 +33,7 @@ pub struct CreateInstanceRequest {
     /// `on-demand` (the default), `spot` or `reserved`.
     #[serde(default)]
     pub market: Option<String>,
-    /// Market reserved: the reservation to draw on (default: the account's active
+    /// Market reserved: the reservation to draw on (default: the project's active
     /// reservation for this flavor and region with a free slot).
     #[serde(default)]
     pub reservation: Option<String>,
@@ -43,7 +43,7 @@ pub struct CreateInstanceRequest {
     /// Labels the host must carry.
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
-    /// Instances of the account in one spread group never share a host and spread across
+    /// Instances of the project in one spread group never share a host and spread across
     /// racks.
     #[serde(default)]
     pub spread_group: Option<String>,
@@ -216,7 +216,7 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market
 
 pub async fn create(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateInstanceRequest>,
 ) -> Result<Response, Problem> {
@@ -226,7 +226,7 @@ pub async fn create(
     let reservation = crate::reservations::api::for_market(
         &s,
         market,
-        &account,
+        &project,
         &req.flavor,
         &req.region,
         req.reservation.as_deref(),
@@ -239,7 +239,7 @@ pub async fn create(
         .unwrap_or_else(|| format!("{}-{}", req.flavor, &id.as_str()[2..8]));
     let command = pb::CreateInstance {
         instance_id: id.to_string(),
-        account_id: account.to_string(),
+        project_id: project.to_string(),
         name,
         flavor: req.flavor.clone(),
         image: req.image.clone(),
@@ -281,7 +281,7 @@ pub async fn create(
 
 pub async fn list(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<InstanceList>, Problem> {
     read.prepare(&s.cluster).await?;
@@ -289,7 +289,7 @@ pub async fn list(
     let mut mine: Vec<&Instance> = state
         .instances
         .values()
-        .filter(|i| i.account == account)
+        .filter(|i| i.project == project)
         .map(|i| &**i)
         .collect();
     mine.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
@@ -304,7 +304,7 @@ fn parse_id(id: &str) -> Result<InstanceId, Problem> {
 
 pub async fn get(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     Path(id): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<InstanceView>, Problem> {
@@ -314,20 +314,20 @@ pub async fn get(
     state
         .instances
         .get(&id)
-        .filter(|i| i.account == account)
+        .filter(|i| i.project == project)
         .map(|i| Json(InstanceView::new(i)))
         .ok_or_else(|| Problem::not_found(format!("instance {id} does not exist")))
 }
 
 pub async fn delete(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = parse_id(&id)?;
     let command = pb::DeleteInstance {
         instance_id: id.to_string(),
-        account_id: account.to_string(),
+        project_id: project.to_string(),
     };
     match s.cluster.propose(Body::DeleteInstance(command)).await?? {
         Applied::Instance(instance) => {

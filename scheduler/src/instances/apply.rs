@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use vmcloud_proto::pb;
-use vmcloud_proto::{AccountId, InstanceId, JobId, NodeId, ReservationId};
+use vmcloud_proto::{InstanceId, JobId, NodeId, ProjectId, ReservationId};
 
 use crate::history::types::HistoryRecord;
 use crate::instances::types::{
@@ -19,17 +19,17 @@ use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
 impl ClusterState {
     pub(crate) fn create_instance(&mut self, c: pb::CreateInstance, at: i64) -> ApplyResult {
         let id = InstanceId::parse(&c.instance_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
-        let account =
-            AccountId::parse(&c.account_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
-        // The state's own copy of the id: every instance of the account shares it.
-        let Some((account, _)) = self.accounts.get_key_value(&account) else {
-            return Err(Rejected::NotFound(format!("account {account}")));
+        let project =
+            ProjectId::parse(&c.project_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        // The state's own copy of the id: every instance of the project shares it.
+        let Some((project, _)) = self.projects.get_key_value(&project) else {
+            return Err(Rejected::NotFound(format!("project {project}")));
         };
-        let account = account.clone();
+        let project = project.clone();
         if !c.idempotency_key.is_empty()
             && let Some(instance) = self
                 .idempotency
-                .get(&account)
+                .get(&project)
                 .and_then(|keys| keys.get(&c.idempotency_key))
                 .and_then(|id| self.instances.get(id))
         {
@@ -71,7 +71,7 @@ impl ClusterState {
             }),
             ..Instance::pending(
                 id.clone(),
-                account,
+                project,
                 InstanceSpec {
                     name: c.name,
                     flavor: c.flavor,
@@ -95,11 +95,11 @@ impl ClusterState {
                     "a game session is an instance, not a job member".into(),
                 ));
             }
-            // Invariant 7: one session per account at a time.
-            if let Some(other) = self.live_session(&instance.account) {
+            // Invariant 7: one session per project at a time.
+            if let Some(other) = self.live_session(&instance.project) {
                 return Err(Rejected::Conflict(format!(
-                    "account {} already has session {} ({}); end it before launching another",
-                    instance.account,
+                    "project {} already has session {} ({}); end it before launching another",
+                    instance.project,
                     other.id,
                     if other.state == InstanceState::Deleting {
                         "still ending; try again in a moment"
@@ -114,7 +114,7 @@ impl ClusterState {
         }
         if !idempotency_key.is_empty() {
             self.idempotency
-                .entry(instance.account.clone())
+                .entry(instance.project.clone())
                 .or_default()
                 .insert(idempotency_key, id.clone());
         }
@@ -122,7 +122,7 @@ impl ClusterState {
         if instance.session.is_some() {
             self.index
                 .sessions
-                .insert(instance.account.clone(), id.clone());
+                .insert(instance.project.clone(), id.clone());
         }
         self.instances.insert(id, Arc::new(instance.clone()));
         Ok(Applied::Instance(Box::new(instance)))
@@ -134,7 +134,7 @@ impl ClusterState {
             .instances
             .get_mut(&id)
             .map(Arc::make_mut)
-            .filter(|i| i.account.as_str() == c.account_id)
+            .filter(|i| i.project.as_str() == c.project_id)
             .ok_or_else(|| Rejected::NotFound(format!("instance {id}")))?;
         match (&instance.node, instance.state) {
             (_, InstanceState::Deleting) => {}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb;
-use vmcloud_proto::{AccountId, GpuBinding, InstanceId, NodeId, ReservationId};
+use vmcloud_proto::{GpuBinding, InstanceId, NodeId, ProjectId, ReservationId};
 
 use crate::jobs::types::JobSpec;
 use crate::sessions::types::SessionSpec;
@@ -98,7 +98,8 @@ pub struct GpuRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
     pub id: InstanceId,
-    pub account: AccountId,
+    #[serde(alias = "account")]
+    pub project: ProjectId,
     pub name: String,
     pub flavor: String,
     pub image: String,
@@ -129,7 +130,7 @@ pub struct Instance {
     /// Labels its host must carry.
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
-    /// Instances of one account in one spread group never share a host and spread across
+    /// Instances of one project in one spread group never share a host and spread across
     /// racks.
     #[serde(default)]
     pub spread_group: Option<String>,
@@ -191,7 +192,7 @@ impl Instance {
     /// A new on-demand instance of `spec`, pending since `at_ms`, with nothing else set: the
     /// one constructor (handlers, generators and tests change the fields they need with
     /// `Instance { field, ..Instance::pending(..) }`).
-    pub fn pending(id: InstanceId, account: AccountId, spec: InstanceSpec, at_ms: i64) -> Instance {
+    pub fn pending(id: InstanceId, project: ProjectId, spec: InstanceSpec, at_ms: i64) -> Instance {
         let InstanceSpec {
             name,
             flavor,
@@ -204,7 +205,7 @@ impl Instance {
         } = spec;
         Instance {
             id,
-            account,
+            project,
             name,
             flavor,
             image,

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_proto::{AccountId, InstanceId, JobId};
+use vmcloud_proto::{InstanceId, JobId, ProjectId};
 
 use crate::api::context::{
     ApiJson, ApiQuery, ApiState, Caller, QueuePlace, ReadOptions, created, idempotency_key, rfc3339,
@@ -41,11 +41,11 @@ pub struct SubmitJobRequest {
     #[serde(default)]
     pub name: Option<String>,
     /// `on-demand` (default), `spot` (cheaper; preempted with notice when the GPUs are needed,
-    /// then queued again) or `reserved` (on a reservation of the account's, one slot per
+    /// then queued again) or `reserved` (on a reservation of the project's, one slot per
     /// member).
     #[serde(default)]
     pub market: Option<String>,
-    /// Market reserved: the reservation to draw on (default: the account's oldest active one
+    /// Market reserved: the reservation to draw on (default: the project's oldest active one
     /// of this flavor and region with a slot free for every member).
     #[serde(default)]
     pub reservation: Option<String>,
@@ -168,7 +168,7 @@ fn validate(
 
 pub async fn submit(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<SubmitJobRequest>,
 ) -> Result<Response, Problem> {
@@ -177,7 +177,7 @@ pub async fn submit(
     let reservation = crate::reservations::api::for_market(
         &s,
         market,
-        &account,
+        &project,
         &req.flavor,
         &req.region,
         req.reservation.as_deref(),
@@ -198,7 +198,7 @@ pub async fn submit(
         members: (0..members)
             .map(|n| pb::CreateInstance {
                 instance_id: InstanceId::generate().to_string(),
-                account_id: account.to_string(),
+                project_id: project.to_string(),
                 name: if members == 1 {
                     name.clone()
                 } else {
@@ -237,38 +237,38 @@ pub async fn submit(
     };
     let job = first.job.as_ref().map(|j| j.id.clone()).unwrap_or(job);
     let state = s.cluster.state();
-    let view = view_of(&state, &account, &job)
+    let view = view_of(&state, &project, &job)
         .ok_or_else(|| Problem::from(crate::state::Rejected::Malformed))?;
     Ok(created(format!("/v1/jobs/{job}"), view))
 }
 
 /// The job's members, in member order.
-fn members<'s>(state: &'s ClusterState, account: &AccountId, job: &JobId) -> Vec<&'s Instance> {
+fn members<'s>(state: &'s ClusterState, project: &ProjectId, job: &JobId) -> Vec<&'s Instance> {
     let mut m: Vec<&Instance> = state
         .instances
         .values()
-        .filter(|i| &i.account == account && i.job.as_ref().is_some_and(|j| &j.id == job))
+        .filter(|i| &i.project == project && i.job.as_ref().is_some_and(|j| &j.id == job))
         .map(|i| &**i)
         .collect();
     m.sort_by_key(|i| i.job.as_ref().map(|j| j.member));
     m
 }
 
-fn view_of(state: &ClusterState, account: &AccountId, job: &JobId) -> Option<JobView> {
-    let m = members(state, account, job);
+fn view_of(state: &ClusterState, project: &ProjectId, job: &JobId) -> Option<JobView> {
+    let m = members(state, project, job);
     (!m.is_empty()).then(|| JobView::new(&m, standings(state).get(job)))
 }
 
 pub async fn list(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<JobList>, Problem> {
     read.prepare(&s.cluster).await?;
     let state = s.cluster.state();
     let standing = standings(&state);
     let mut jobs: std::collections::BTreeMap<(i64, &JobId), Vec<&Instance>> = Default::default();
-    for i in state.instances.values().filter(|i| i.account == account) {
+    for i in state.instances.values().filter(|i| i.project == project) {
         if let Some(j) = &i.job {
             jobs.entry((i.created_at_ms, &j.id)).or_default().push(i);
         }
@@ -290,14 +290,14 @@ fn parse_job(id: &str) -> Result<JobId, Problem> {
 
 pub async fn get(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     Path(id): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<JobView>, Problem> {
     let job = parse_job(&id)?;
     read.prepare(&s.cluster).await?;
     let state = s.cluster.state();
-    view_of(&state, &account, &job)
+    view_of(&state, &project, &job)
         .map(Json)
         .ok_or_else(|| Problem::not_found(format!("job {job} does not exist")))
 }
@@ -305,11 +305,11 @@ pub async fn get(
 /// Cancels a job: every member is deleted (a running member's VM is destroyed).
 pub async fn cancel(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let job = parse_job(&id)?;
-    let ids: Vec<InstanceId> = members(&s.cluster.state(), &account, &job)
+    let ids: Vec<InstanceId> = members(&s.cluster.state(), &project, &job)
         .iter()
         .map(|i| i.id.clone())
         .collect();
@@ -319,12 +319,12 @@ pub async fn cancel(
     for id in &ids {
         let command = pb::DeleteInstance {
             instance_id: id.to_string(),
-            account_id: account.to_string(),
+            project_id: project.to_string(),
         };
         s.cluster.propose(Body::DeleteInstance(command)).await??;
     }
     let state = s.cluster.state();
-    let body = match view_of(&state, &account, &job) {
+    let body = match view_of(&state, &project, &job) {
         Some(view) => serde_json::to_value(view).unwrap_or_default(),
         None => serde_json::json!({ "id": job.to_string(), "state": "cancelled" }),
     };

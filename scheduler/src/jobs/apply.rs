@@ -1,7 +1,7 @@
 //! Applying a job submission: its members, created together.
 
 use vmcloud_proto::pb;
-use vmcloud_proto::{AccountId, InstanceId};
+use vmcloud_proto::{InstanceId, ProjectId};
 
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
 
@@ -12,12 +12,12 @@ impl ClusterState {
             .members
             .first()
             .ok_or_else(|| Rejected::Invalid("a job has at least one member".into()))?;
-        let key = (first.account_id.clone(), first.idempotency_key.clone());
+        let key = (first.project_id.clone(), first.idempotency_key.clone());
         if !key.1.is_empty()
-            && let Ok(account) = AccountId::parse(&key.0)
+            && let Ok(project) = ProjectId::parse(&key.0)
             && let Some(i) = self
                 .idempotency
-                .get(&account)
+                .get(&project)
                 .and_then(|keys| keys.get(&key.1))
                 .and_then(|id| self.instances.get(id))
         {
@@ -30,13 +30,13 @@ impl ClusterState {
                 && m.session.is_none()
                 && m.market() == first.market()
                 && m.reservation_id == first.reservation_id
-                && m.account_id == key.0
+                && m.project_id == key.0
                 && InstanceId::parse(&m.instance_id)
                     .is_ok_and(|id| !self.instances.contains_key(&id))
         });
         if !valid {
             return Err(Rejected::Invalid(
-                "job members are new instances of one account, one market and one reservation"
+                "job members are new instances of one project, one market and one reservation"
                     .into(),
             ));
         }
@@ -61,8 +61,8 @@ impl ClusterState {
                             self.forget(&i);
                         }
                     }
-                    if let Ok(account) = AccountId::parse(&key.0)
-                        && let Some(keys) = self.idempotency.get_mut(&account)
+                    if let Ok(project) = ProjectId::parse(&key.0)
+                        && let Some(keys) = self.idempotency.get_mut(&project)
                     {
                         keys.remove(&key.1);
                     }

@@ -2,8 +2,8 @@
 //! estimated start.
 //!
 //! **Order**: on-demand and reserved jobs before spot ones (spot only gets what nobody else
-//! waits for), then priority class (high, normal, low), then fair share (the GPUs the account's
-//! running jobs hold, divided by its weight: the account using least of its share first), then
+//! waits for), then priority class (high, normal, low), then fair share (the GPUs the project's
+//! running jobs hold, divided by its weight: the project using least of its share first), then
 //! submission. **Gangs**: a job's members start together or not at all. **Backfill**: when
 //! the first job of a region and GPU model cannot start, it gets an estimated start; later
 //! jobs of that model may still start now only if their maximum run time ends before it, so
@@ -19,7 +19,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
-use vmcloud_proto::{AccountId, JobId};
+use vmcloud_proto::{JobId, ProjectId};
 
 use crate::instances::types::{Instance, Market};
 use crate::jobs::types::{JobPriority, JobSpec};
@@ -34,7 +34,7 @@ pub const MAX_ESTIMATED: usize = 200;
 pub struct Gang<'s> {
     pub spec: &'s JobSpec,
     pub members: Vec<&'s Instance>,
-    pub account: &'s AccountId,
+    pub project: &'s ProjectId,
     pub region: &'s str,
     /// GPU model ("" for CPU-only jobs) and GPUs of all members together.
     pub model: &'s str,
@@ -59,12 +59,12 @@ pub struct Standing {
     pub eta_ms: Option<i64>,
 }
 
-/// Running GPUs (and vCPUs, for CPU-only jobs) of each account's jobs.
-fn running_share(state: &ClusterState) -> HashMap<&AccountId, (u64, u64)> {
-    let mut share: HashMap<&AccountId, (u64, u64)> = HashMap::new();
+/// Running GPUs (and vCPUs, for CPU-only jobs) of each project's jobs.
+fn running_share(state: &ClusterState) -> HashMap<&ProjectId, (u64, u64)> {
+    let mut share: HashMap<&ProjectId, (u64, u64)> = HashMap::new();
     for i in state.instances.values() {
         if i.job.is_some() && i.node.is_some() {
-            let s = share.entry(&i.account).or_default();
+            let s = share.entry(&i.project).or_default();
             s.0 += i.gpus.len() as u64;
             s.1 += u64::from(i.vcpus);
         }
@@ -83,7 +83,7 @@ pub fn queue<'s>(
         let g = gangs.entry(&spec.id).or_insert_with(|| Gang {
             spec,
             members: Vec::new(),
-            account: &i.account,
+            project: &i.project,
             region: &i.region,
             model: i.gpu.as_ref().map_or("", |g| g.model.as_str()),
             gpus: 0,
@@ -99,14 +99,14 @@ pub fn queue<'s>(
         return Vec::new();
     }
     let share = running_share(state);
-    let weighted = |account: &AccountId| {
+    let weighted = |project: &ProjectId| {
         let weight = u64::from(
             state
-                .accounts
-                .get(account)
+                .projects
+                .get(project)
                 .map_or(1, |a| a.share_weight.max(1)),
         );
-        let (gpus, vcpus) = share.get(account).copied().unwrap_or_default();
+        let (gpus, vcpus) = share.get(project).copied().unwrap_or_default();
         (gpus * 1_000_000 / weight, vcpus * 1_000_000 / weight)
     };
     let mut out: Vec<Gang<'s>> = gangs.into_values().collect();
@@ -115,7 +115,7 @@ pub fn queue<'s>(
             // Spot jobs only get what nobody else waits for.
             g.members[0].market == Market::Spot,
             Reverse(g.spec.priority),
-            weighted(g.account),
+            weighted(g.project),
             g.submitted_at_ms,
             g.spec.id.clone(),
         )

@@ -2,15 +2,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use vmcloud_proto::{AccountId, NodeId};
+use vmcloud_proto::{NodeId, ProjectId};
 
 use crate::instances::types::Instance;
 use crate::placement::fleet_index::FleetIndex;
 use crate::state::ClusterState;
 
-/// Where the instances of each (account, spread group) in this plan already are.
+/// Where the instances of each (project, spread group) in this plan already are.
 pub(crate) struct SpreadGroups<'s> {
-    pub(crate) groups: HashMap<(&'s AccountId, &'s str), Spread>,
+    pub(crate) groups: HashMap<(&'s ProjectId, &'s str), Spread>,
 }
 
 /// One spread group: the hosts holding one of its instances (never a second) and how many
@@ -24,9 +24,9 @@ pub struct Spread {
 
 impl<'s> SpreadGroups<'s> {
     pub(crate) fn new(state: &'s ClusterState, pending: &[&'s Instance]) -> Self {
-        let mut groups: HashMap<(&AccountId, &str), Spread> = pending
+        let mut groups: HashMap<(&ProjectId, &str), Spread> = pending
             .iter()
-            .filter_map(|i| Some(((&i.account, i.spread_group.as_deref()?), i)))
+            .filter_map(|i| Some(((&i.project, i.spread_group.as_deref()?), i)))
             .map(|(k, i)| {
                 (
                     k,
@@ -42,7 +42,7 @@ impl<'s> SpreadGroups<'s> {
                 let (Some(g), Some(node)) = (i.spread_group.as_deref(), i.node.as_ref()) else {
                     continue;
                 };
-                if let Some(spread) = groups.get_mut(&(&i.account, g)) {
+                if let Some(spread) = groups.get_mut(&(&i.project, g)) {
                     spread.hosts.insert(node.clone());
                     let rack = state.nodes.get(node).map(|n| n.rack.clone());
                     *spread.racks.entry(rack.unwrap_or_default()).or_default() += 1;
@@ -53,14 +53,14 @@ impl<'s> SpreadGroups<'s> {
     }
 
     pub(crate) fn get(&self, i: &'s Instance) -> Option<&Spread> {
-        self.groups.get(&(&i.account, i.spread_group.as_deref()?))
+        self.groups.get(&(&i.project, i.spread_group.as_deref()?))
     }
 
     pub(crate) fn record(&mut self, i: &'s Instance, index: &FleetIndex<'_>, node: &NodeId) {
         let Some(g) = i.spread_group.as_deref() else {
             return;
         };
-        if let Some(spread) = self.groups.get_mut(&(&i.account, g)) {
+        if let Some(spread) = self.groups.get_mut(&(&i.project, g)) {
             spread.hosts.insert(node.clone());
             let rack = index
                 .position(node)

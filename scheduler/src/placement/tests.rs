@@ -1,6 +1,6 @@
 use vmcloud_proto::pb;
-use vmcloud_proto::{AccountId, InstanceId, NodeId};
 use vmcloud_proto::{GpuBinding, GpuId};
+use vmcloud_proto::{InstanceId, NodeId, ProjectId};
 
 use crate::instances::types::{GpuRequest, Instance, InstanceSpec};
 use crate::nodes::types::{Gpu, Node};
@@ -77,7 +77,7 @@ fn mig_pending(profile: &str, at: i64) -> Instance {
 fn pending(region: &str, vcpus: u32, memory_mib: u64, at: i64) -> Instance {
     Instance::pending(
         InstanceId::generate(),
-        AccountId::parse("a").unwrap(),
+        ProjectId::parse("a").unwrap(),
         InstanceSpec {
             name: "x".into(),
             flavor: "f".into(),

@@ -1,4 +1,4 @@
-//! `/v1/reservations`: capacity held for an account (a count of one flavor in one region,
+//! `/v1/reservations`: capacity held for a project (a count of one flavor in one region,
 //! from a start to an end), drawn on by instances created with `"market": "reserved"`.
 
 use axum::Json;
@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_proto::{AccountId, ReservationId};
+use vmcloud_proto::{ProjectId, ReservationId};
 
 use crate::api::context::{
     ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, idempotency_key, rfc3339,
@@ -164,7 +164,7 @@ fn validate(s: &ApiState, req: &CreateReservationRequest, now: i64) -> Result<(i
 
 pub async fn create(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateReservationRequest>,
 ) -> Result<Response, Problem> {
@@ -173,7 +173,7 @@ pub async fn create(
     let flavor = &s.catalog.flavors[&req.flavor];
     let mut command = pb::CreateReservation {
         reservation_id: ReservationId::generate().to_string(),
-        account_id: account.to_string(),
+        project_id: project.to_string(),
         region: req.region.clone(),
         flavor: req.flavor.clone(),
         vcpus: flavor.vcpus,
@@ -220,7 +220,7 @@ pub async fn create(
 
 pub async fn list(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<ReservationList>, Problem> {
     read.prepare(&s.cluster).await?;
@@ -229,7 +229,7 @@ pub async fn list(
     let mut mine: Vec<&Reservation> = state
         .reservations
         .values()
-        .filter(|r| r.account == account)
+        .filter(|r| r.project == project)
         .collect();
     mine.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
     Ok(Json(ReservationList {
@@ -242,7 +242,7 @@ pub async fn list(
 
 pub async fn get(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     Path(id): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<ReservationView>, Problem> {
@@ -253,7 +253,7 @@ pub async fn get(
     state
         .reservations
         .get(&rid)
-        .filter(|r| r.account == account)
+        .filter(|r| r.project == project)
         .map(|r| Json(ReservationView::new(r, now_ms())))
         .ok_or_else(|| Problem::not_found(format!("reservation {rid} does not exist")))
 }
@@ -262,7 +262,7 @@ pub async fn get(
 pub(crate) fn for_market(
     s: &ApiState,
     market: vmcloud_proto::pb::Market,
-    account: &AccountId,
+    project: &ProjectId,
     flavor: &str,
     region: &str,
     named: Option<&str>,
@@ -271,14 +271,14 @@ pub(crate) fn for_market(
     if market != vmcloud_proto::pb::Market::Reserved {
         return Ok(String::new());
     }
-    choose(s, account, flavor, region, named, need).map(|r| r.to_string())
+    choose(s, project, flavor, region, named, need).map(|r| r.to_string())
 }
 
-/// The reservation new reserved work draws on: the one named, or the account's oldest active
+/// The reservation new reserved work draws on: the one named, or the project's oldest active
 /// reservation of this flavor and region with `need` free slots. The error says what to do.
 fn choose(
     s: &ApiState,
-    account: &AccountId,
+    project: &ProjectId,
     flavor: &str,
     region: &str,
     named: Option<&str>,
@@ -293,7 +293,7 @@ fn choose(
                 state
                     .reservations
                     .get(rid)
-                    .is_some_and(|r| &r.account == account)
+                    .is_some_and(|r| &r.project == project)
             })
             .ok_or_else(|| {
                 Problem::unprocessable(
@@ -309,7 +309,7 @@ fn choose(
         .reservations
         .values()
         .filter(|r| {
-            &r.account == account
+            &r.project == project
                 && r.flavor == flavor
                 && r.region == region
                 && r.active_at(now)

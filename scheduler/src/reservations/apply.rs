@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use vmcloud_proto::pb;
-use vmcloud_proto::{AccountId, GpuBinding, NodeId, ReservationId};
+use vmcloud_proto::{GpuBinding, NodeId, ProjectId, ReservationId};
 
 use crate::clock::rfc3339;
 use crate::instances::types::{GpuRequest, Instance, Market};
@@ -127,15 +127,15 @@ impl ClusterState {
     pub(crate) fn create_reservation(&mut self, c: pb::CreateReservation, at: i64) -> ApplyResult {
         let id = ReservationId::parse(&c.reservation_id)
             .map_err(|e| Rejected::Invalid(e.to_string()))?;
-        let account =
-            AccountId::parse(&c.account_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
-        if !self.accounts.contains_key(&account) {
-            return Err(Rejected::NotFound(format!("account {account}")));
+        let project =
+            ProjectId::parse(&c.project_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        if !self.projects.contains_key(&project) {
+            return Err(Rejected::NotFound(format!("project {project}")));
         }
         if !c.idempotency_key.is_empty()
             && let Some(r) = self
                 .reservation_keys
-                .get(&account)
+                .get(&project)
                 .and_then(|keys| keys.get(&c.idempotency_key))
                 .and_then(|id| self.reservations.get(id))
         {
@@ -182,13 +182,13 @@ impl ClusterState {
         }
         if !c.idempotency_key.is_empty() {
             self.reservation_keys
-                .entry(account.clone())
+                .entry(project.clone())
                 .or_default()
                 .insert(c.idempotency_key.clone(), id.clone());
         }
         let reservation = Reservation {
             id: id.clone(),
-            account,
+            project,
             region: c.region,
             flavor: c.flavor,
             vcpus: c.vcpus,
@@ -231,7 +231,7 @@ impl ClusterState {
         let r = self
             .reservations
             .get_mut(rid)
-            .filter(|r| r.account == instance.account)
+            .filter(|r| r.project == instance.project)
             .ok_or_else(|| Rejected::NotFound(format!("reservation {rid}")))?;
         if !r.active_at(at) {
             return Err(Rejected::Conflict(format!(

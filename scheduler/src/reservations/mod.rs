@@ -1,4 +1,4 @@
-//! Reservations: capacity held for one account (invariant 4) — types, admission and expiry,
+//! Reservations: capacity held for one project (invariant 4) — types, admission and expiry,
 //! the choice of hosts, and the HTTP API.
 
 pub mod api;

@@ -1,4 +1,4 @@
-//! Reservations: capacity held for one account.
+//! Reservations: capacity held for one project.
 //!
 //! A reservation is `count` slots of one flavor in one region, each held on a host chosen
 //! when the reservation is made ([`plan_reservation`], re-checked by apply). From then until
@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
+use vmcloud_proto::{InstanceId, NodeId, ProjectId, ReservationId};
 
 use crate::instances::types::Market;
 use crate::instances::types::{GpuRequest, Instance};
@@ -26,7 +26,8 @@ pub const MAX_SLOTS: u32 = 1000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reservation {
     pub id: ReservationId,
-    pub account: AccountId,
+    #[serde(alias = "account")]
+    pub project: ProjectId,
     pub region: String,
     pub flavor: String,
     pub vcpus: u32,
@@ -120,9 +121,9 @@ impl Reservation {
         free
     }
 
-    /// Whether an instance of this shape, from this account, may draw on it.
+    /// Whether an instance of this shape, from this project, may draw on it.
     pub(crate) fn shape_matches(&self, i: &Instance) -> bool {
-        i.account == self.account
+        i.project == self.project
             && i.region == self.region
             && i.vcpus == self.vcpus
             && i.memory_mib == self.memory_mib

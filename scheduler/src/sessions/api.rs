@@ -1,5 +1,5 @@
 //! `/v1/sessions`: cloud-gaming sessions. A launch is a GPU VM of a game flavor running the
-//! streaming image; one per account at a time; it waits in its region's launch queue (VIP,
+//! streaming image; one per project at a time; it waits in its region's launch queue (VIP,
 //! then Priority+, then standard) when no GPU is free, and ends at its tier's maximum length.
 //! A session's id is its instance's.
 
@@ -44,10 +44,10 @@ pub struct LaunchRequest {
     #[serde(default)]
     pub pool: Option<String>,
     /// `on-demand` (default), `spot` (cheaper; may be ended with notice when the GPU is
-    /// needed) or `reserved` (on a reservation of the account's).
+    /// needed) or `reserved` (on a reservation of the project's).
     #[serde(default)]
     pub market: Option<String>,
-    /// Market reserved: the reservation to draw on (default: the account's oldest active one
+    /// Market reserved: the reservation to draw on (default: the project's oldest active one
     /// of this flavor and region with a free slot).
     #[serde(default)]
     pub reservation: Option<String>,
@@ -70,7 +70,7 @@ pub const MAX_LATENCY_MS: u32 = 500;
 pub struct SessionView {
     pub id: String,
     pub title: String,
-    /// The account's tier when it launched: `standard`, `priority-plus` or `vip`.
+    /// The project's tier when it launched: `standard`, `priority-plus` or `vip`.
     pub tier: String,
     pub region: String,
     /// Launched with a latency target: the round trip to `region` the client measured.
@@ -275,7 +275,7 @@ fn launch_region(
 
 pub async fn launch(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<LaunchRequest>,
 ) -> Result<Response, Problem> {
@@ -284,15 +284,15 @@ pub async fn launch(
     let tier = s
         .cluster
         .state()
-        .accounts
-        .get(&account)
+        .projects
+        .get(&project)
         .map(|a| a.gaming_tier)
         .unwrap_or_default();
     let (region, rtt_ms) = launch_region(&s, &req, tier)?;
     let reservation = crate::reservations::api::for_market(
         &s,
         market,
-        &account,
+        &project,
         &req.flavor,
         &region,
         req.reservation.as_deref(),
@@ -302,7 +302,7 @@ pub async fn launch(
     let gpu = flavor.gpu.as_ref().expect("checked: a GPU flavor");
     let command = pb::CreateInstance {
         instance_id: id.to_string(),
-        account_id: account.to_string(),
+        project_id: project.to_string(),
         name: format!("{}-{}", req.title, &id.as_str()[2..8]),
         flavor: req.flavor.clone(),
         image: SESSION_IMAGE.to_owned(),
@@ -335,20 +335,20 @@ pub async fn launch(
 
 fn own_session<'s>(
     state: &'s ClusterState,
-    account: &vmcloud_proto::AccountId,
+    project: &vmcloud_proto::ProjectId,
     id: &str,
 ) -> Result<&'s Instance, Problem> {
     InstanceId::parse(id)
         .ok()
         .and_then(|id| state.instances.get(&id))
         .map(|i| &**i)
-        .filter(|i| &i.account == account && i.session.is_some())
+        .filter(|i| &i.project == project && i.session.is_some())
         .ok_or_else(|| Problem::not_found(format!("session {id} does not exist")))
 }
 
 pub async fn list(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<SessionList>, Problem> {
     read.prepare(&s.cluster).await?;
@@ -357,7 +357,7 @@ pub async fn list(
     let mut sessions: Vec<&Instance> = state
         .instances
         .values()
-        .filter(|i| i.account == account && i.session.is_some())
+        .filter(|i| i.project == project && i.session.is_some())
         .map(|i| &**i)
         .collect();
     sessions.sort_by_key(|i| i.created_at_ms);
@@ -371,26 +371,26 @@ pub async fn list(
 
 pub async fn get(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     Path(id): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<SessionView>, Problem> {
     read.prepare(&s.cluster).await?;
     let state = s.cluster.state();
-    let i = own_session(&state, &account, &id)?;
+    let i = own_session(&state, &project, &id)?;
     Ok(Json(SessionView::new(i, standings(&state).get(&i.id))))
 }
 
 /// Ends a session (leaves the queue, or stops the VM).
 pub async fn end(
     State(s): State<ApiState>,
-    Caller(account): Caller,
+    Caller(project): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let id = own_session(&s.cluster.state(), &account, &id)?.id.clone();
+    let id = own_session(&s.cluster.state(), &project, &id)?.id.clone();
     let command = pb::DeleteInstance {
         instance_id: id.to_string(),
-        account_id: account.to_string(),
+        project_id: project.to_string(),
     };
     s.cluster.propose(Body::DeleteInstance(command)).await??;
     let state = s.cluster.state();

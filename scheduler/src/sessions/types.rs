@@ -1,5 +1,5 @@
 //! Cloud-gaming sessions: a gamer's GPU VM running a streaming server, launched from the
-//! portal, one at a time per account (invariant 7), ended at its tier's maximum length.
+//! portal, one at a time per project (invariant 7), ended at its tier's maximum length.
 //!
 //! **Launch queues**: one per region and GPU class (model and pool). A launch that cannot start
 //! waits there; VIP launches are served before Priority+ ones, Priority+ before standard, and

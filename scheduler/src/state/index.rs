@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use imbl::{HashMap, OrdSet};
 
-use vmcloud_proto::{AccountId, GpuBinding, GpuId, InstanceId, MigSliceId, NodeId};
+use vmcloud_proto::{GpuBinding, GpuId, InstanceId, MigSliceId, NodeId, ProjectId};
 
 use crate::instances::types::{Instance, Market};
 use crate::reservations::types::Held;
@@ -22,8 +22,8 @@ pub struct StateIndex {
     /// Spot instances given notice, by the time their notice runs out, until they are gone
     /// (reclaimed ones still hold capacity until their agent has removed them).
     pub terminating: OrdSet<(i64, InstanceId)>,
-    /// Each account's game session while it has one (invariant 7: at most one).
-    pub sessions: HashMap<AccountId, InstanceId>,
+    /// Each project's game session while it has one (invariant 7: at most one).
+    pub sessions: HashMap<ProjectId, InstanceId>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! deterministic (time comes from the command, never from this replica's clock), so every
 //! replica that applies the same log holds the same state. This folder holds the state's
 //! struct, the `Command` dispatch and the derived indexes; each domain folder (instances,
-//! nodes, jobs, sessions, reservations, join, accounts) adds its own `impl ClusterState` block
+//! nodes, jobs, sessions, reservations, join, projects) adds its own `impl ClusterState` block
 //! with its handlers and queries, and imports this one — never the other way.
 //! [`replicated`] plugs the state into the consensus crate.
 
@@ -21,27 +21,28 @@ use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_proto::{AccountId, InstanceId, NodeId, ReservationId};
+use vmcloud_proto::{InstanceId, NodeId, ProjectId, ReservationId};
 
-use crate::accounts::types::{Account, ApiKey};
 use crate::history::types::HistoryBuffer;
 use crate::instances::types::Instance;
 use crate::nodes::types::{Node, ReplicaAddrs};
 use crate::reservations::types::Reservation;
 use crate::state::index::StateIndex;
+use crate::tenancy::types::{ApiKey, Project};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
-    pub accounts: OrdMap<AccountId, Account>,
+    #[serde(alias = "accounts")]
+    pub projects: OrdMap<ProjectId, Project>,
     /// API keys by their public id.
     pub api_keys: OrdMap<String, ApiKey>,
     /// Values behind `Arc`s: a published copy shares them, and a change copies only the
     /// instance it changes (`Arc::make_mut`), not the 64 of a B-tree leaf.
     pub instances: OrdMap<InstanceId, Arc<Instance>>,
     pub nodes: OrdMap<NodeId, Arc<Node>>,
-    /// account → Idempotency-Key → the instance that key created.
-    pub idempotency: OrdMap<AccountId, OrdMap<String, InstanceId>>,
-    /// Capacity held for accounts (see [`crate::reservation`]).
+    /// project → Idempotency-Key → the instance that key created.
+    pub idempotency: OrdMap<ProjectId, OrdMap<String, InstanceId>>,
+    /// Capacity held for projects (see [`crate::reservation`]).
     #[serde(default)]
     pub reservations: OrdMap<ReservationId, Reservation>,
     /// Join tokens by id (secrets are kept hashed).
@@ -50,9 +51,9 @@ pub struct ClusterState {
     /// Where each scheduler replica serves agents and the API (announced at start).
     #[serde(default)]
     pub replicas: OrdMap<u64, ReplicaAddrs>,
-    /// account → Idempotency-Key → the reservation that key created.
+    /// project → Idempotency-Key → the reservation that key created.
     #[serde(default)]
-    pub reservation_keys: OrdMap<AccountId, OrdMap<String, ReservationId>>,
+    pub reservation_keys: OrdMap<ProjectId, OrdMap<String, ReservationId>>,
     /// Index of the last applied log entry.
     pub applied_index: u64,
     /// The proposer's clock when the last entry was proposed: "now" for pure functions of the
@@ -119,7 +120,7 @@ impl ClusterState {
         let at = command.at_unix_ms;
         self.now_ms = self.now_ms.max(at);
         match command.body.ok_or(Rejected::Malformed)? {
-            Body::CreateAccount(c) => self.create_account(c, at),
+            Body::CreateProject(c) => self.create_project(c, at),
             Body::AddApiKey(c) => self.add_api_key(c),
             Body::CreateInstance(c) => self.create_instance(c, at),
             Body::PlaceInstances(c) => self.place_instances(c, at),
@@ -134,7 +135,7 @@ impl ClusterState {
             Body::CreateReservation(c) => self.create_reservation(c, at),
             Body::ExpireReservations(c) => self.expire_reservations(c, at),
             Body::CreateJob(c) => self.create_job(c, at),
-            Body::UpdateAccount(c) => self.update_account(c),
+            Body::UpdateProject(c) => self.update_project(c),
             Body::CreateJoinToken(c) => self.create_join_token(c, at),
             Body::UseJoinToken(c) => self.use_join_token(c, at),
             Body::AnnounceReplica(c) => self.announce_replica(c),

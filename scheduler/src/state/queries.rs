@@ -48,7 +48,7 @@ impl ClusterState {
                 index.terminating.insert((d, i.id.clone()));
             }
             if i.session.is_some() {
-                index.sessions.insert(i.account.clone(), i.id.clone());
+                index.sessions.insert(i.project.clone(), i.id.clone());
             }
         }
         self.index = index;
@@ -69,11 +69,11 @@ impl ClusterState {
             .filter_map(|id| self.instances.get(id).map(|i| &**i))
     }
 
-    /// The game session `account` has now (pending, starting, running or ending), if any.
-    pub fn live_session(&self, account: &vmcloud_proto::AccountId) -> Option<&Instance> {
+    /// The game session `project` has now (pending, starting, running or ending), if any.
+    pub fn live_session(&self, project: &vmcloud_proto::ProjectId) -> Option<&Instance> {
         self.index
             .sessions
-            .get(account)
+            .get(project)
             .and_then(|id| self.instances.get(id))
             .map(|i| &**i)
     }
@@ -81,9 +81,9 @@ impl ClusterState {
     /// Drops a removed instance from the indexes that are not kept by usage.
     pub(crate) fn forget(&mut self, removed: &Instance) {
         if removed.session.is_some()
-            && self.index.sessions.get(&removed.account) == Some(&removed.id)
+            && self.index.sessions.get(&removed.project) == Some(&removed.id)
         {
-            self.index.sessions.remove(&removed.account);
+            self.index.sessions.remove(&removed.project);
         }
     }
 

@@ -1,5 +1,5 @@
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_proto::{AccountId, InstanceId, NodeId};
+use vmcloud_proto::{InstanceId, NodeId, ProjectId};
 
 use crate::instances::types::InstanceState;
 use crate::state::replicated::SharedState;
@@ -12,16 +12,16 @@ pub(crate) fn cmd(at: i64, body: Body) -> pb::Command {
     }
 }
 
-fn state_with_node() -> (ClusterState, AccountId, NodeId) {
+fn state_with_node() -> (ClusterState, ProjectId, NodeId) {
     let mut s = ClusterState::default();
-    let account = AccountId::parse("acct-1").unwrap();
+    let project = ProjectId::parse("prj-1").unwrap();
     let node = NodeId::parse("host-a").unwrap();
     s.apply(
         1,
         cmd(
             1,
-            Body::CreateAccount(pb::CreateAccount {
-                account_id: account.to_string(),
+            Body::CreateProject(pb::CreateProject {
+                project_id: project.to_string(),
                 name: "a".into(),
                 operator: false,
             }),
@@ -45,10 +45,10 @@ fn state_with_node() -> (ClusterState, AccountId, NodeId) {
         ),
     )
     .unwrap();
-    (s, account, node)
+    (s, project, node)
 }
 
-fn create(s: &mut ClusterState, account: &AccountId, memory_mib: u64) -> InstanceId {
+fn create(s: &mut ClusterState, project: &ProjectId, memory_mib: u64) -> InstanceId {
     let id = InstanceId::generate();
     s.apply(
         10,
@@ -56,7 +56,7 @@ fn create(s: &mut ClusterState, account: &AccountId, memory_mib: u64) -> Instanc
             10,
             Body::CreateInstance(pb::CreateInstance {
                 instance_id: id.to_string(),
-                account_id: account.to_string(),
+                project_id: project.to_string(),
                 name: "web".into(),
                 region: "par".into(),
                 vcpus: 1,
@@ -109,8 +109,8 @@ fn observe(s: &mut ClusterState, node: &NodeId, id: &InstanceId, state: pb::Obse
 #[test]
 fn snapshot_restores_the_same_state() {
     use vmcloud_consensus::StateMachine;
-    let (mut s, account, node) = state_with_node();
-    let id = create(&mut s, &account, 1024);
+    let (mut s, project, node) = state_with_node();
+    let id = create(&mut s, &project, 1024);
     place(&mut s, &id, &node);
     s.apply(
         20,
@@ -118,7 +118,7 @@ fn snapshot_restores_the_same_state() {
             20,
             Body::CreateInstance(pb::CreateInstance {
                 instance_id: InstanceId::generate().to_string(),
-                account_id: account.to_string(),
+                project_id: project.to_string(),
                 idempotency_key: "k".into(),
                 ..Default::default()
             }),
@@ -130,7 +130,7 @@ fn snapshot_restores_the_same_state() {
         cmd(
             21,
             Body::AddApiKey(pb::AddApiKey {
-                account_id: account.to_string(),
+                project_id: project.to_string(),
                 key_id: "0011223344556677".into(),
                 secret_sha256: vec![7; 32],
             }),
@@ -152,8 +152,8 @@ fn snapshot_restores_the_same_state() {
 
 #[test]
 fn lifecycle_create_place_run_delete() {
-    let (mut s, account, node) = state_with_node();
-    let id = create(&mut s, &account, 1024);
+    let (mut s, project, node) = state_with_node();
+    let id = create(&mut s, &project, 1024);
     assert_eq!(s.instances[&id].state, InstanceState::Pending);
     place(&mut s, &id, &node);
     assert_eq!(s.instances[&id].state, InstanceState::Scheduled);
@@ -170,7 +170,7 @@ fn lifecycle_create_place_run_delete() {
             13,
             Body::DeleteInstance(pb::DeleteInstance {
                 instance_id: id.to_string(),
-                account_id: account.to_string(),
+                project_id: project.to_string(),
             }),
         ),
     )
@@ -184,10 +184,10 @@ fn lifecycle_create_place_run_delete() {
 
 #[test]
 fn placement_that_no_longer_fits_is_dropped() {
-    let (mut s, account, node) = state_with_node();
+    let (mut s, project, node) = state_with_node();
     // 3 GiB host, 1 GiB reserved: room for 2048 MiB.
-    let a = create(&mut s, &account, 1536);
-    let b = create(&mut s, &account, 1024);
+    let a = create(&mut s, &project, 1536);
+    let b = create(&mut s, &project, 1024);
     place(&mut s, &a, &node);
     place(&mut s, &b, &node);
     assert_eq!(s.instances[&a].state, InstanceState::Scheduled);
@@ -197,8 +197,8 @@ fn placement_that_no_longer_fits_is_dropped() {
 
 #[test]
 fn agent_cannot_report_for_another_node() {
-    let (mut s, account, node) = state_with_node();
-    let id = create(&mut s, &account, 512);
+    let (mut s, project, node) = state_with_node();
+    let id = create(&mut s, &project, 512);
     place(&mut s, &id, &node);
     let other = NodeId::parse("host-b").unwrap();
     observe(&mut s, &other, &id, pb::ObservedState::Failed);
@@ -207,7 +207,7 @@ fn agent_cannot_report_for_another_node() {
 
 #[test]
 fn idempotency_key_returns_the_first_instance() {
-    let (mut s, account, _) = state_with_node();
+    let (mut s, project, _) = state_with_node();
     let mut first = None;
     for _ in 0..2 {
         let r = s
@@ -217,7 +217,7 @@ fn idempotency_key_returns_the_first_instance() {
                     5,
                     Body::CreateInstance(pb::CreateInstance {
                         instance_id: InstanceId::generate().to_string(),
-                        account_id: account.to_string(),
+                        project_id: project.to_string(),
                         idempotency_key: "k1".into(),
                         ..Default::default()
                     }),
@@ -235,22 +235,22 @@ fn idempotency_key_returns_the_first_instance() {
 
 #[test]
 fn deleting_a_pending_instance_removes_it_and_others_cannot_delete() {
-    let (mut s, account, _) = state_with_node();
-    let id = create(&mut s, &account, 512);
+    let (mut s, project, _) = state_with_node();
+    let id = create(&mut s, &project, 512);
     let del = |acct: &str| {
         cmd(
             14,
             Body::DeleteInstance(pb::DeleteInstance {
                 instance_id: id.to_string(),
-                account_id: acct.into(),
+                project_id: acct.into(),
             }),
         )
     };
     assert!(matches!(
-        s.apply(14, del("acct-2")),
+        s.apply(14, del("prj-2")),
         Err(Rejected::NotFound(_))
     ));
-    s.apply(15, del(account.as_str())).unwrap();
+    s.apply(15, del(project.as_str())).unwrap();
     assert!(s.instances.is_empty());
 }
 
@@ -285,7 +285,7 @@ fn ended_instances_go_to_the_history_store_and_travel_in_snapshots() {
     use prost::Message;
     use vmcloud_consensus::StateMachine;
     let dir = tempfile::tempdir().unwrap();
-    let (s, account, _) = state_with_node();
+    let (s, project, _) = state_with_node();
     let mut shared =
         SharedState::with_history(HistoryStore::open(&dir.path().join("a.redb")).unwrap());
     shared.replace(s);
@@ -303,7 +303,7 @@ fn ended_instances_go_to_the_history_store_and_travel_in_snapshots() {
             &mut shared,
             Body::CreateInstance(pb::CreateInstance {
                 instance_id: id.to_string(),
-                account_id: account.to_string(),
+                project_id: project.to_string(),
                 name: format!("vm{n}"),
                 flavor: "vps-s".into(),
                 image: "debian-12".into(),
@@ -322,7 +322,7 @@ fn ended_instances_go_to_the_history_store_and_travel_in_snapshots() {
             &mut shared,
             Body::DeleteInstance(pb::DeleteInstance {
                 instance_id: id.to_string(),
-                account_id: account.to_string(),
+                project_id: project.to_string(),
             }),
         )
         .unwrap();

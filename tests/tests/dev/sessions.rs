@@ -1,4 +1,4 @@
-//! Game sessions and accounts through the CLI on `vmcloud dev` (whose host has no GPU, so a
+//! Game sessions and projects through the CLI on `vmcloud dev` (whose host has no GPU, so a
 //! launch waits in the launch queue and says why, where it stands).
 
 use std::time::Duration;
@@ -35,7 +35,7 @@ async fn a_launch_waits_in_the_queue_one_per_account_and_tiers_are_set_by_operat
     })
     .await;
 
-    // One session per account.
+    // One session per project.
     let err = cli_fails(&fx, &launch);
     assert!(
         err.contains(&format!("already has session {id}")) && err.contains("(409)"),
@@ -64,11 +64,8 @@ async fn a_launch_waits_in_the_queue_one_per_account_and_tiers_are_set_by_operat
     );
     assert!(err.contains("game sessions take whole GPUs"), "{err}");
 
-    // The operator makes the account VIP; its next launch carries the tier.
-    let err = cli_fails(
-        &fx,
-        &["account", "set", "acct-dev", "--gaming-tier", "gold"],
-    );
+    // The operator makes the project VIP; its next launch carries the tier.
+    let err = cli_fails(&fx, &["project", "set", "acct-dev", "--gaming-tier", "gold"]);
     assert!(
         err.contains("choose one of: standard, priority-plus, vip"),
         "{err}"
@@ -76,7 +73,7 @@ async fn a_launch_waits_in_the_queue_one_per_account_and_tiers_are_set_by_operat
     let a = cli_json(
         &fx,
         &[
-            "account",
+            "project",
             "set",
             "acct-dev",
             "--gaming-tier",

@@ -1,13 +1,13 @@
-//! Accounts and their API keys, as the replicated state holds them.
+//! Projects and their API keys, as the replicated state holds them.
 
 use serde::{Deserialize, Serialize};
-use vmcloud_proto::AccountId;
+use vmcloud_proto::ProjectId;
 
 use crate::sessions::types::SessionTier;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Account {
-    pub id: AccountId,
+pub struct Project {
+    pub id: ProjectId,
     pub name: String,
     pub created_at_ms: i64,
     /// Operators run the fleet (host states, labels, pools, cluster membership).
@@ -25,11 +25,12 @@ fn one() -> u32 {
     1
 }
 
-/// Largest fair-share weight an operator may give an account.
+/// Largest fair-share weight an operator may give a project.
 pub const MAX_SHARE_WEIGHT: u32 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
-    pub account: AccountId,
+    #[serde(alias = "account")]
+    pub project: ProjectId,
     pub secret_sha256: Vec<u8>,
 }

@@ -1,21 +1,21 @@
-//! Applying account commands, and authenticating API keys.
+//! Applying project commands, and authenticating API keys.
 
-use vmcloud_proto::AccountId;
+use vmcloud_proto::ProjectId;
 use vmcloud_proto::pb;
 
-use crate::accounts::types::{Account, ApiKey, MAX_SHARE_WEIGHT};
 use crate::sessions::types::SessionTier;
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
+use crate::tenancy::types::{ApiKey, MAX_SHARE_WEIGHT, Project};
 
 impl ClusterState {
-    pub(crate) fn create_account(&mut self, c: pb::CreateAccount, at: i64) -> ApplyResult {
-        let id = AccountId::parse(&c.account_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
-        if self.accounts.contains_key(&id) {
-            return Err(Rejected::Exists(format!("account {id}")));
+    pub(crate) fn create_project(&mut self, c: pb::CreateProject, at: i64) -> ApplyResult {
+        let id = ProjectId::parse(&c.project_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        if self.projects.contains_key(&id) {
+            return Err(Rejected::Exists(format!("project {id}")));
         }
-        self.accounts.insert(
+        self.projects.insert(
             id.clone(),
-            Account {
+            Project {
                 id,
                 name: c.name,
                 created_at_ms: at,
@@ -27,8 +27,8 @@ impl ClusterState {
         Ok(Applied::Done)
     }
 
-    pub(crate) fn update_account(&mut self, c: pb::UpdateAccount) -> ApplyResult {
-        let id = AccountId::parse(&c.account_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+    pub(crate) fn update_project(&mut self, c: pb::UpdateProject) -> ApplyResult {
+        let id = ProjectId::parse(&c.project_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
         let tier = c.gaming_tier.map(|_| SessionTier::from(c.gaming_tier()));
         if c.share_weight
             .is_some_and(|w| !(1..=MAX_SHARE_WEIGHT).contains(&w))
@@ -37,24 +37,24 @@ impl ClusterState {
                 "share_weight must be between 1 and {MAX_SHARE_WEIGHT}"
             )));
         }
-        let account = self
-            .accounts
+        let project = self
+            .projects
             .get_mut(&id)
-            .ok_or_else(|| Rejected::NotFound(format!("account {id}")))?;
+            .ok_or_else(|| Rejected::NotFound(format!("project {id}")))?;
         if let Some(w) = c.share_weight {
-            account.share_weight = w;
+            project.share_weight = w;
         }
         if let Some(t) = tier {
-            account.gaming_tier = t;
+            project.gaming_tier = t;
         }
         Ok(Applied::Done)
     }
 
     pub(crate) fn add_api_key(&mut self, c: pb::AddApiKey) -> ApplyResult {
-        let account =
-            AccountId::parse(&c.account_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
-        if !self.accounts.contains_key(&account) {
-            return Err(Rejected::NotFound(format!("account {account}")));
+        let project =
+            ProjectId::parse(&c.project_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        if !self.projects.contains_key(&project) {
+            return Err(Rejected::NotFound(format!("project {project}")));
         }
         if self.api_keys.contains_key(&c.key_id) {
             return Err(Rejected::Exists(format!("API key {}", c.key_id)));
@@ -62,18 +62,18 @@ impl ClusterState {
         self.api_keys.insert(
             c.key_id,
             ApiKey {
-                account,
+                project,
                 secret_sha256: c.secret_sha256,
             },
         );
         Ok(Applied::Done)
     }
 
-    /// The account an API key belongs to, if `secret` matches its stored hash.
-    pub fn authenticate(&self, key_id: &str, secret_sha256: &[u8]) -> Option<&AccountId> {
+    /// The project an API key belongs to, if `secret` matches its stored hash.
+    pub fn authenticate(&self, key_id: &str, secret_sha256: &[u8]) -> Option<&ProjectId> {
         self.api_keys
             .get(key_id)
             .filter(|k| k.secret_sha256 == secret_sha256)
-            .map(|k| &k.account)
+            .map(|k| &k.project)
     }
 }

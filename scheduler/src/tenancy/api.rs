@@ -1,20 +1,20 @@
-//! `/v1/accounts/{id}`: what operators may change about an account (its fair share of the AI
+//! `/v1/projects/{id}`: what operators may change about a project (its fair share of the AI
 //! job queues, its gamers' subscription tier), and reading it back.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use vmcloud_proto::AccountId;
+use vmcloud_proto::ProjectId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::accounts::types::{Account, MAX_SHARE_WEIGHT};
 use crate::api::context::{ApiJson, ApiQuery, ApiState, Caller, Operator, ReadOptions, rfc3339};
 use crate::api::problem::Problem;
 use crate::sessions::types::SessionTier;
+use crate::tenancy::types::{MAX_SHARE_WEIGHT, Project};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateAccountRequest {
+pub struct UpdateProjectRequest {
     /// Weight of its fair share of the AI job queues (1 to 1000).
     #[serde(default)]
     pub share_weight: Option<u32>,
@@ -24,7 +24,7 @@ pub struct UpdateAccountRequest {
 }
 
 #[derive(Debug, Serialize)]
-pub struct AccountView {
+pub struct ProjectView {
     pub id: String,
     pub name: String,
     pub operator: bool,
@@ -33,9 +33,9 @@ pub struct AccountView {
     pub created_at: String,
 }
 
-impl AccountView {
-    fn new(a: &Account) -> AccountView {
-        AccountView {
+impl ProjectView {
+    fn new(a: &Project) -> ProjectView {
+        ProjectView {
             id: a.id.to_string(),
             name: a.name.clone(),
             operator: a.operator,
@@ -46,36 +46,36 @@ impl AccountView {
     }
 }
 
-fn parse_account(id: &str) -> Result<AccountId, Problem> {
-    AccountId::parse(id).map_err(|e| Problem::not_found(format!("no account `{id}`: {e}")))
+fn parse_project(id: &str) -> Result<ProjectId, Problem> {
+    ProjectId::parse(id).map_err(|e| Problem::not_found(format!("no project `{id}`: {e}")))
 }
 
-/// An account, for an operator or the account itself.
+/// A project, for an operator or the project itself.
 pub async fn get(
     State(s): State<ApiState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
-) -> Result<Json<AccountView>, Problem> {
-    let id = parse_account(&id)?;
+) -> Result<Json<ProjectView>, Problem> {
+    let id = parse_project(&id)?;
     read.prepare(&s.cluster).await?;
     let state = s.cluster.state();
-    let operator = state.accounts.get(&caller).is_some_and(|a| a.operator);
+    let operator = state.projects.get(&caller).is_some_and(|a| a.operator);
     state
-        .accounts
+        .projects
         .get(&id)
         .filter(|_| operator || caller == id)
-        .map(|a| Json(AccountView::new(a)))
-        .ok_or_else(|| Problem::not_found(format!("account {id} does not exist")))
+        .map(|a| Json(ProjectView::new(a)))
+        .ok_or_else(|| Problem::not_found(format!("project {id} does not exist")))
 }
 
 pub async fn update(
     State(s): State<ApiState>,
     _operator: Operator,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<UpdateAccountRequest>,
-) -> Result<Json<AccountView>, Problem> {
-    let id = parse_account(&id)?;
+    ApiJson(req): ApiJson<UpdateProjectRequest>,
+) -> Result<Json<ProjectView>, Problem> {
+    let id = parse_project(&id)?;
     if let Some(w) = req.share_weight
         && !(1..=MAX_SHARE_WEIGHT).contains(&w)
     {
@@ -97,16 +97,16 @@ pub async fn update(
             )
         })?),
     };
-    let command = pb::UpdateAccount {
-        account_id: id.to_string(),
+    let command = pb::UpdateProject {
+        project_id: id.to_string(),
         share_weight: req.share_weight,
         gaming_tier: tier.map(|t| pb::SessionTier::from(t) as i32),
     };
-    s.cluster.propose(Body::UpdateAccount(command)).await??;
+    s.cluster.propose(Body::UpdateProject(command)).await??;
     let state = s.cluster.state();
     state
-        .accounts
+        .projects
         .get(&id)
-        .map(|a| Json(AccountView::new(a)))
-        .ok_or_else(|| Problem::not_found(format!("account {id} does not exist")))
+        .map(|a| Json(ProjectView::new(a)))
+        .ok_or_else(|| Problem::not_found(format!("project {id} does not exist")))
 }
