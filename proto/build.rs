@@ -6,6 +6,7 @@ fn main() {
         "vmcloud/v1/agent.proto",
         "vmcloud/v1/log.proto",
         "vmcloud/v1/raft.proto",
+        "vmcloud/v1/tenancy.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -58,6 +58,18 @@ string_id!(
     "project"
 );
 string_id!(
+    /// An organisation (a company, a person or a gaming household): `org-` followed by 16
+    /// lowercase hex digits, or 1–64 letters, digits and `-` for organisations made from the
+    /// projects of an older log.
+    OrgId,
+    "organisation"
+);
+string_id!(
+    /// A user (a person who logs in): `usr-` followed by 16 lowercase hex digits.
+    UserId,
+    "user"
+);
+string_id!(
     /// Capacity held for a project: `rsv-` followed by 16 lowercase hex digits.
     ReservationId,
     "reservation"
@@ -189,6 +201,43 @@ impl NodeId {
         } else {
             trimmed.into()
         })
+    }
+}
+
+impl OrgId {
+    pub fn generate() -> Self {
+        OrgId(format!("org-{}", random_hex(8)).into())
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if s.is_empty()
+            || s.len() > 64
+            || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(IdError {
+                kind: "organisation",
+                value: s.to_owned(),
+                reason: "1 to 64 letters, digits or `-`",
+            });
+        }
+        Ok(OrgId(s.into()))
+    }
+}
+
+impl UserId {
+    pub fn generate() -> Self {
+        UserId(format!("usr-{}", random_hex(8)).into())
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        parse_prefixed_hex(
+            s,
+            "usr-",
+            16,
+            "user",
+            "expected `usr-` and 16 lowercase hex digits",
+        )
+        .map(|s| UserId(s.into()))
     }
 }
 

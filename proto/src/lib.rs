@@ -23,7 +23,10 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/vmcloud.v1.rs"));
 }
 
-pub use ids::{GpuBinding, GpuId, InstanceId, JobId, MigSliceId, NodeId, ProjectId, ReservationId};
+pub use ids::{
+    GpuBinding, GpuId, InstanceId, JobId, MigSliceId, NodeId, OrgId, ProjectId, ReservationId,
+    UserId,
+};
 
 /// ALPN protocol id of the agent ↔ scheduler link.
 pub const ALPN_AGENT: &[u8] = b"vmcloud-agent/1";

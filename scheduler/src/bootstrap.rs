@@ -39,6 +39,7 @@ pub async fn ensure_dev_project(
                 project_id: project.to_string(),
                 name: "Development".into(),
                 operator: true,
+                ..Default::default()
             }))
             .await??;
     }
@@ -48,6 +49,8 @@ pub async fn ensure_dev_project(
             project_id: project.to_string(),
             key_id: token.key_id.clone(),
             secret_sha256: token.secret_sha256(),
+            name: "dev".into(),
+            ..Default::default()
         }))
         .await??;
     Ok(token)
@@ -77,6 +80,7 @@ pub async fn ensure_api_key(cluster: &Cluster, token: &ApiKeyToken) -> Result<()
                     project_id: project.to_string(),
                     name: "Development".into(),
                     operator: true,
+                    ..Default::default()
                 }))
                 .await,
         )?;
@@ -87,6 +91,8 @@ pub async fn ensure_api_key(cluster: &Cluster, token: &ApiKeyToken) -> Result<()
                 project_id: project.to_string(),
                 key_id: token.key_id.clone(),
                 secret_sha256: token.secret_sha256(),
+                name: "dev".into(),
+                ..Default::default()
             }))
             .await,
     )

@@ -175,17 +175,12 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
         }
         state.nodes.insert(id, Arc::new(node));
     }
+    let org = crate::tenancy::migrate::legacy_org_of(&project, "simulated", 0);
     state.projects.insert(
         project.clone(),
-        crate::tenancy::types::Project {
-            id: project,
-            name: "simulated".into(),
-            created_at_ms: 0,
-            operator: false,
-            share_weight: 1,
-            gaming_tier: Default::default(),
-        },
+        crate::tenancy::types::Project::new(project, org.id.clone(), "simulated".into(), 0),
     );
+    state.organisations.insert(org.id.clone(), org);
     state.reindex();
     state
 }

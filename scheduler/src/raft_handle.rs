@@ -39,9 +39,24 @@ impl Cluster {
     }
 
     /// Proposes a command and waits for it to be applied; returns what applying it gave.
+    /// Proposes a change the scheduler itself makes (controllers, agent reports, bootstrap).
     pub async fn propose(&self, body: Body) -> Result<ApplyResult, ProposeError> {
+        self.propose_as(
+            crate::tenancy::commands::actor_of(&crate::tenancy::authz::Principal::System, ""),
+            body,
+        )
+        .await
+    }
+
+    /// Proposes a change on behalf of `actor`: `apply` checks again that it may.
+    pub async fn propose_as(
+        &self,
+        actor: pb::Actor,
+        body: Body,
+    ) -> Result<ApplyResult, ProposeError> {
         let command = pb::Command {
             at_unix_ms: now_ms(),
+            actor: Some(actor),
             body: Some(body),
         };
         self.raft.propose(command.encode_to_vec()).await

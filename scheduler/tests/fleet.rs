@@ -26,6 +26,7 @@ impl Fleet {
             project_id: ACCOUNT.into(),
             name: "t".into(),
             operator: false,
+            ..Default::default()
         }));
         f
     }
@@ -40,6 +41,7 @@ impl Fleet {
         self.state.apply(
             self.index,
             pb::Command {
+                actor: None,
                 at_unix_ms: self.at,
                 body: Some(body),
             },

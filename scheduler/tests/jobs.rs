@@ -83,6 +83,7 @@ fn other_account(f: &mut Fleet) {
         project_id: OTHER.into(),
         name: "other".into(),
         operator: false,
+        ..Default::default()
     }));
 }
 

@@ -121,6 +121,7 @@ fn event() -> impl Strategy<Value = Event> {
 
 fn command(at: i64, body: Body) -> pb::Command {
     pb::Command {
+        actor: None,
         at_unix_ms: at,
         body: Some(body),
     }
@@ -290,7 +291,7 @@ proptest! {
     #[test]
     fn placement_never_breaks_the_invariants(events in prop::collection::vec(event(), 1..60)) {
         let mut w = World { state: ClusterState::default(), index: 0, hosts: 0, at: 0 };
-        w.apply(Body::CreateProject(pb::CreateProject { project_id: "prj-p".into(), name: "p".into(), operator: false }));
+        w.apply(Body::CreateProject(pb::CreateProject { project_id: "prj-p".into(), name: "p".into(), ..Default::default() }));
         for e in events {
             match e {
                 Event::Host { threads, memory_gib, gpus, mig } => {

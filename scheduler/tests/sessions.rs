@@ -17,6 +17,7 @@ fn gamer(f: &mut Fleet, id: &str, tier: pb::SessionTier) {
         project_id: id.into(),
         name: id.into(),
         operator: false,
+        ..Default::default()
     }));
     f.apply(Body::UpdateProject(pb::UpdateProject {
         project_id: id.into(),

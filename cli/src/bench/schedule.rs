@@ -186,6 +186,7 @@ async fn run(args: &ScheduleBenchArgs, dir: &Path) -> anyhow::Result<()> {
             project_id: project.to_string(),
             name: "bench".into(),
             operator: false,
+            ..Default::default()
         }))
         .await
         .context("creating the bench project")?

@@ -75,6 +75,7 @@ impl Applier {
         self.index += 1;
         self.at_ms += 1;
         let data = pb::Command {
+            actor: None,
             at_unix_ms: self.at_ms,
             body: Some(body),
         }
@@ -155,6 +156,7 @@ fn run(args: &StateBenchArgs, dir: &std::path::Path, regions: [&str; 3]) -> anyh
             project_id: project.to_string(),
             name: format!("Organisation {project}"),
             operator: false,
+            ..Default::default()
         }))?;
     }
     let nodes: Vec<NodeId> = (0..args.hosts)

@@ -156,6 +156,10 @@ impl From<Rejected> for Problem {
             Rejected::Conflict(msg) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", msg)
             }
+            Rejected::Forbidden(msg) => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", msg)
+            }
+            Rejected::Unauthenticated(msg) => Problem::unauthorized(msg),
             Rejected::Malformed => Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

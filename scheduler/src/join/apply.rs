@@ -63,6 +63,7 @@ mod tests {
         s.apply(
             index,
             pb::Command {
+                actor: None,
                 at_unix_ms: at,
                 body: Some(body),
             },

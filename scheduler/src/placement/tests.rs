@@ -259,6 +259,7 @@ fn mig_slices_pack_onto_mig_gpus_and_whole_requests_avoid_them() {
         .apply(
             1,
             pb::Command {
+                actor: None,
                 at_unix_ms: 10,
                 body: Some(pb::command::Body::PlaceInstances(plan.to_command())),
             },
@@ -289,6 +290,7 @@ fn mig_slices_pack_onto_mig_gpus_and_whole_requests_avoid_them() {
         .apply(
             2,
             pb::Command {
+                actor: None,
                 at_unix_ms: 11,
                 body: Some(pb::command::Body::PlaceInstances(bad.to_command())),
             },

@@ -21,14 +21,14 @@ use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
-use vmcloud_proto::{InstanceId, NodeId, ProjectId, ReservationId};
+use vmcloud_proto::{InstanceId, NodeId, OrgId, ProjectId, ReservationId, UserId};
 
 use crate::history::types::HistoryBuffer;
 use crate::instances::types::Instance;
 use crate::nodes::types::{Node, ReplicaAddrs};
 use crate::reservations::types::Reservation;
 use crate::state::index::StateIndex;
-use crate::tenancy::types::{ApiKey, Project};
+use crate::tenancy::types::{ApiKey, LoginSession, Organisation, Project, User};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -64,6 +64,17 @@ pub struct ClusterState {
     /// released), so the placement controller knows when waiting instances may now fit.
     #[serde(default)]
     pub capacity_epoch: u64,
+    /// The tenancy tree's top (see [`crate::tenancy`]); projects are in `projects`.
+    #[serde(default)]
+    pub organisations: OrdMap<OrgId, Organisation>,
+    #[serde(default)]
+    pub users: OrdMap<UserId, User>,
+    /// Lower-cased email → user.
+    #[serde(default)]
+    pub users_by_email: OrdMap<String, UserId>,
+    /// Login sessions by their public id.
+    #[serde(default)]
+    pub login_sessions: OrdMap<String, LoginSession>,
     /// Grows whenever any node's desired-config generation grows (not serialized: the agent
     /// gateway compares it between applied batches to skip looking at every node).
     #[serde(skip)]
@@ -110,6 +121,12 @@ pub enum Rejected {
     /// Valid, but the state does not allow it now (capacity taken, a reservation full).
     #[error("{0}")]
     Conflict(String),
+    /// The principal's role does not allow it (checked again here from the command's actor).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The command's principal is no longer valid (a key revoked, a session ended).
+    #[error("{0}")]
+    Unauthenticated(String),
 }
 
 pub type ApplyResult = Result<Applied, Rejected>;
@@ -119,9 +136,21 @@ impl ClusterState {
         self.applied_index = index;
         let at = command.at_unix_ms;
         self.now_ms = self.now_ms.max(at);
-        match command.body.ok_or(Rejected::Malformed)? {
+        let body = command.body.ok_or(Rejected::Malformed)?;
+        self.check_command(command.actor.as_ref(), &body)?;
+        match body {
             Body::CreateProject(c) => self.create_project(c, at),
-            Body::AddApiKey(c) => self.add_api_key(c),
+            Body::AddApiKey(c) => self.add_api_key(c, at),
+            Body::SignUp(c) => self.sign_up(c, at),
+            Body::CreateOrganisation(c) => self.create_organisation(c, at),
+            Body::UpdateOrganisation(c) => self.update_organisation(c),
+            Body::SetMember(c) => self.set_member(c),
+            Body::VerifyEmail(c) => self.verify_email(c, at),
+            Body::StartLoginSession(c) => self.start_login_session(c, at),
+            Body::EndLoginSessions(c) => self.end_login_sessions(c),
+            Body::RevokeApiKey(c) => self.revoke_api_key(c, at),
+            Body::DeleteProject(c) => self.delete_project(c),
+            Body::SetPassword(c) => self.set_password(c),
             Body::CreateInstance(c) => self.create_instance(c, at),
             Body::PlaceInstances(c) => self.place_instances(c, at),
             Body::DeleteInstance(c) => self.delete_instance(c),

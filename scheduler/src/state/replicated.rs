@@ -145,7 +145,8 @@ impl vmcloud_consensus::StateMachine for SharedState {
         let (state, history) = if data.is_empty() {
             (ClusterState::default(), Vec::new())
         } else {
-            let (state, records) = snapshot_format::decode(data).map_err(|e| chain(&e))?;
+            let (mut state, records) = snapshot_format::decode(data).map_err(|e| chain(&e))?;
+            state.migrate_tenancy();
             let records = records
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| chain(&e))?;

@@ -7,6 +7,7 @@ use crate::state::{Applied, ClusterState, Rejected};
 
 pub(crate) fn cmd(at: i64, body: Body) -> pb::Command {
     pb::Command {
+        actor: None,
         at_unix_ms: at,
         body: Some(body),
     }
@@ -24,6 +25,7 @@ fn state_with_node() -> (ClusterState, ProjectId, NodeId) {
                 project_id: project.to_string(),
                 name: "a".into(),
                 operator: false,
+                ..Default::default()
             }),
         ),
     )
@@ -133,6 +135,7 @@ fn snapshot_restores_the_same_state() {
                 project_id: project.to_string(),
                 key_id: "0011223344556677".into(),
                 secret_sha256: vec![7; 32],
+                ..Default::default()
             }),
         ),
     )

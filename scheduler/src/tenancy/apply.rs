@@ -1,34 +1,106 @@
-//! Applying project commands, and authenticating API keys.
+//! Applying tenancy and identity commands, and authenticating keys and login sessions.
+//! Everything a handler checked is checked again here (ids free, references exist, values
+//! valid): a command is applied whole or not at all.
 
-use vmcloud_proto::ProjectId;
+use std::collections::BTreeMap;
+
 use vmcloud_proto::pb;
+use vmcloud_proto::{OrgId, ProjectId, UserId};
 
 use crate::sessions::types::SessionTier;
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
-use crate::tenancy::types::{ApiKey, MAX_SHARE_WEIGHT, Project};
+use crate::tenancy::authz::Role;
+use crate::tenancy::migrate::legacy_org_of;
+use crate::tenancy::types::{
+    ApiKey, LoginSession, MAX_SHARE_WEIGHT, OrgKind, Organisation, Project, User,
+};
+use crate::tenancy::validate;
+
+fn invalid(e: impl std::fmt::Display) -> Rejected {
+    Rejected::Invalid(e.to_string())
+}
+
+/// The name every organisation's first project has.
+pub const DEFAULT_PROJECT: &str = "default";
 
 impl ClusterState {
     pub(crate) fn create_project(&mut self, c: pb::CreateProject, at: i64) -> ApplyResult {
-        let id = ProjectId::parse(&c.project_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let id = ProjectId::parse(&c.project_id).map_err(invalid)?;
         if self.projects.contains_key(&id) {
             return Err(Rejected::Exists(format!("project {id}")));
         }
-        self.projects.insert(
-            id.clone(),
-            Project {
-                id,
-                name: c.name,
-                created_at_ms: at,
-                operator: c.operator,
-                share_weight: 1,
-                gaming_tier: SessionTier::Standard,
-            },
-        );
+        let org = if c.org_id.is_empty() {
+            // An entry from before organisations: the project gets one of its own.
+            let mut org = legacy_org_of(&id, &c.name, at);
+            org.provider = c.operator;
+            let org_id = org.id.clone();
+            self.organisations.entry(org_id.clone()).or_insert(org);
+            org_id
+        } else {
+            let org = OrgId::parse(&c.org_id).map_err(invalid)?;
+            if !self.organisations.contains_key(&org) {
+                return Err(Rejected::NotFound(format!("organisation {org}")));
+            }
+            org
+        };
+        let name = if c.org_id.is_empty() {
+            DEFAULT_PROJECT.to_owned()
+        } else {
+            validate::name("project name", &c.name).map_err(invalid)?
+        };
+        if self
+            .projects
+            .values()
+            .any(|p| p.org == org && p.name == name)
+        {
+            return Err(Rejected::Exists(format!(
+                "a project named `{name}` in organisation {org}"
+            )));
+        }
+        let mut project = Project::new(id.clone(), org, name, at);
+        project.operator = c.operator;
+        self.projects.insert(id, project);
+        Ok(Applied::Done)
+    }
+
+    pub(crate) fn delete_project(&mut self, c: pb::DeleteProject) -> ApplyResult {
+        let id = ProjectId::parse(&c.project_id).map_err(invalid)?;
+        if !self.projects.contains_key(&id) {
+            return Err(Rejected::NotFound(format!("project {id}")));
+        }
+        let live = self.instances.values().filter(|i| i.project == id).count();
+        if live > 0 {
+            return Err(Rejected::Conflict(format!(
+                "project {id} still has {live} instance(s) (VMs, job members or game sessions); delete them first"
+            )));
+        }
+        let active_reservations = self
+            .reservations
+            .values()
+            .filter(|r| r.project == id && !r.expired)
+            .count();
+        if active_reservations > 0 {
+            return Err(Rejected::Conflict(format!(
+                "project {id} still holds {active_reservations} reservation(s) until they end"
+            )));
+        }
+        self.projects.remove(&id);
+        let keys: Vec<String> = self
+            .api_keys
+            .iter()
+            .filter(|(_, k)| k.project == id)
+            .map(|(key_id, _)| key_id.clone())
+            .collect();
+        for key_id in keys {
+            self.api_keys.remove(&key_id);
+        }
+        self.idempotency.remove(&id);
+        self.reservation_keys.remove(&id);
         Ok(Applied::Done)
     }
 
     pub(crate) fn update_project(&mut self, c: pb::UpdateProject) -> ApplyResult {
-        let id = ProjectId::parse(&c.project_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let id = ProjectId::parse(&c.project_id).map_err(invalid)?;
         let tier = c.gaming_tier.map(|_| SessionTier::from(c.gaming_tier()));
         if c.share_weight
             .is_some_and(|w| !(1..=MAX_SHARE_WEIGHT).contains(&w))
@@ -50,30 +122,363 @@ impl ClusterState {
         Ok(Applied::Done)
     }
 
-    pub(crate) fn add_api_key(&mut self, c: pb::AddApiKey) -> ApplyResult {
-        let project =
-            ProjectId::parse(&c.project_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
-        if !self.projects.contains_key(&project) {
+    pub(crate) fn add_api_key(&mut self, c: pb::AddApiKey, at: i64) -> ApplyResult {
+        let project = ProjectId::parse(&c.project_id).map_err(invalid)?;
+        let Some(p) = self.projects.get(&project) else {
             return Err(Rejected::NotFound(format!("project {project}")));
-        }
+        };
         if self.api_keys.contains_key(&c.key_id) {
             return Err(Rejected::Exists(format!("API key {}", c.key_id)));
         }
+        let provider = self.organisations.get(&p.org).is_some_and(|o| o.provider);
+        let role = if c.role.is_empty() {
+            if p.operator {
+                Role::Operator
+            } else {
+                Role::ProjectAdmin
+            }
+        } else {
+            let role = Role::parse(&c.role)
+                .ok_or_else(|| Rejected::Invalid(format!("unknown role `{}`", c.role)))?;
+            if !(role.is_project_role() || (role == Role::Operator && (provider || p.operator))) {
+                return Err(Rejected::Invalid(format!(
+                    "an API key's role is project-admin, project-member or project-viewer{}",
+                    if provider { " (or operator)" } else { "" }
+                )));
+            }
+            role
+        };
         self.api_keys.insert(
             c.key_id,
             ApiKey {
                 project,
                 secret_sha256: c.secret_sha256,
+                name: c.name,
+                role,
+                created_at_ms: at,
+                expires_at_ms: (c.expires_at_unix_ms > 0).then_some(c.expires_at_unix_ms),
+                revoked_at_ms: None,
             },
         );
         Ok(Applied::Done)
     }
 
-    /// The project an API key belongs to, if `secret` matches its stored hash.
+    pub(crate) fn revoke_api_key(&mut self, c: pb::RevokeApiKey, at: i64) -> ApplyResult {
+        let key = self
+            .api_keys
+            .get_mut(&c.key_id)
+            .ok_or_else(|| Rejected::NotFound(format!("API key {}", c.key_id)))?;
+        key.revoked_at_ms.get_or_insert(at);
+        Ok(Applied::Done)
+    }
+
+    /// The project an API key belongs to, with the key, if `secret_sha256` matches its
+    /// stored hash and the key is neither revoked nor expired.
     pub fn authenticate(&self, key_id: &str, secret_sha256: &[u8]) -> Option<&ProjectId> {
         self.api_keys
             .get(key_id)
-            .filter(|k| k.secret_sha256 == secret_sha256)
+            .filter(|k| k.secret_sha256 == secret_sha256 && k.usable(self.now_ms))
             .map(|k| &k.project)
+    }
+
+    fn new_organisation(
+        &self,
+        o: &pb::Organisation,
+        owner: &UserId,
+        provider: bool,
+        at: i64,
+    ) -> Result<Organisation, Rejected> {
+        let id = OrgId::parse(&o.org_id).map_err(invalid)?;
+        if self.organisations.contains_key(&id) {
+            return Err(Rejected::Exists(format!("organisation {id}")));
+        }
+        let kind = OrgKind::parse(&o.kind)
+            .ok_or_else(|| Rejected::Invalid(format!("unknown organisation kind `{}`", o.kind)))?;
+        let details =
+            validate::org_details(&o.name, kind, &o.billing_country, &o.vat_id).map_err(invalid)?;
+        Ok(Organisation {
+            id,
+            name: details.name,
+            kind,
+            billing_country: details.country,
+            vat_id: details.vat_id,
+            created_at_ms: at,
+            members: BTreeMap::from([(owner.clone(), Role::Owner)]),
+            mfa_required: false,
+            trial: !provider,
+            provider,
+        })
+    }
+
+    pub(crate) fn sign_up(&mut self, c: pb::SignUp, at: i64) -> ApplyResult {
+        let user_id = UserId::parse(&c.user_id).map_err(invalid)?;
+        let email = validate::email(&c.email).map_err(invalid)?;
+        if self.users.contains_key(&user_id) {
+            return Err(Rejected::Exists(format!("user {user_id}")));
+        }
+        if self.users_by_email.contains_key(&email) {
+            return Err(Rejected::Exists(format!("an account for {email}")));
+        }
+        if !c.password_hash.starts_with("$argon2id$") {
+            return Err(Rejected::Invalid(
+                "passwords are stored as argon2id hashes".into(),
+            ));
+        }
+        let org_spec = c.organisation.as_ref().ok_or(Rejected::Malformed)?;
+        let org = self.new_organisation(org_spec, &user_id, false, at)?;
+        let project = ProjectId::parse(&c.project_id).map_err(invalid)?;
+        if self.projects.contains_key(&project) {
+            return Err(Rejected::Exists(format!("project {project}")));
+        }
+        let org_id = org.id.clone();
+        self.organisations.insert(org_id.clone(), org);
+        self.projects.insert(
+            project.clone(),
+            Project::new(project, org_id, DEFAULT_PROJECT.to_owned(), at),
+        );
+        self.users_by_email.insert(email.clone(), user_id.clone());
+        self.users.insert(
+            user_id.clone(),
+            User {
+                id: user_id,
+                email,
+                password_hash: c.password_hash,
+                email_verified: false,
+                created_at_ms: at,
+                verification: Some((c.verification_sha256, c.verification_expires_at_unix_ms)),
+            },
+        );
+        Ok(Applied::Done)
+    }
+
+    pub(crate) fn create_organisation(
+        &mut self,
+        c: pb::CreateOrganisation,
+        at: i64,
+    ) -> ApplyResult {
+        let owner = UserId::parse(&c.owner_user_id).map_err(invalid)?;
+        if !self.users.contains_key(&owner) {
+            return Err(Rejected::NotFound(format!("user {owner}")));
+        }
+        let spec = c.organisation.as_ref().ok_or(Rejected::Malformed)?;
+        let org = self.new_organisation(spec, &owner, c.provider, at)?;
+        let project = ProjectId::parse(&c.project_id).map_err(invalid)?;
+        if self.projects.contains_key(&project) {
+            return Err(Rejected::Exists(format!("project {project}")));
+        }
+        let org_id = org.id.clone();
+        self.organisations.insert(org_id.clone(), org);
+        self.projects.insert(
+            project.clone(),
+            Project::new(project, org_id, DEFAULT_PROJECT.to_owned(), at),
+        );
+        Ok(Applied::Done)
+    }
+
+    pub(crate) fn update_organisation(&mut self, c: pb::UpdateOrganisation) -> ApplyResult {
+        let id = OrgId::parse(&c.org_id).map_err(invalid)?;
+        let org = self
+            .organisations
+            .get(&id)
+            .ok_or_else(|| Rejected::NotFound(format!("organisation {id}")))?;
+        let details = validate::org_details(
+            c.name.as_deref().unwrap_or(&org.name),
+            org.kind,
+            c.billing_country.as_deref().unwrap_or(&org.billing_country),
+            c.vat_id
+                .as_deref()
+                .unwrap_or(org.vat_id.as_deref().unwrap_or_default()),
+        )
+        .map_err(invalid)?;
+        let org = self.organisations.get_mut(&id).expect("checked above");
+        org.name = details.name;
+        org.billing_country = details.country;
+        org.vat_id = details.vat_id;
+        if let Some(m) = c.mfa_required {
+            org.mfa_required = m;
+        }
+        Ok(Applied::Done)
+    }
+
+    pub(crate) fn set_member(&mut self, c: pb::SetMember) -> ApplyResult {
+        let org_id = OrgId::parse(&c.org_id).map_err(invalid)?;
+        let user = UserId::parse(&c.user_id).map_err(invalid)?;
+        if !self.users.contains_key(&user) {
+            return Err(Rejected::NotFound(format!("user {user}")));
+        }
+        let role = if c.role.is_empty() {
+            None
+        } else {
+            Some(
+                Role::parse(&c.role)
+                    .ok_or_else(|| Rejected::Invalid(format!("unknown role `{}`", c.role)))?,
+            )
+        };
+        let org = self
+            .organisations
+            .get(&org_id)
+            .ok_or_else(|| Rejected::NotFound(format!("organisation {org_id}")))?;
+        if c.project_id.is_empty() {
+            let provider = org.provider;
+            if let Some(r) = role
+                && !(r.is_org_role() || (provider && r.is_provider_role()))
+            {
+                return Err(Rejected::Invalid(format!(
+                    "`{}` is not an organisation role: owner, admin, billing, member or viewer{}",
+                    r.as_str(),
+                    if provider {
+                        " (or operator, support, finance)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            let owners = org.members.values().filter(|r| **r == Role::Owner).count();
+            let was_owner = org.members.get(&user) == Some(&Role::Owner);
+            if was_owner && owners == 1 && role != Some(Role::Owner) {
+                return Err(Rejected::Conflict(format!(
+                    "{user} is the last owner of organisation {org_id}; make another member owner first"
+                )));
+            }
+            let org = self.organisations.get_mut(&org_id).expect("checked above");
+            match role {
+                Some(r) => org.members.insert(user, r),
+                None => org.members.remove(&user),
+            };
+        } else {
+            let project_id = ProjectId::parse(&c.project_id).map_err(invalid)?;
+            let project = self
+                .projects
+                .get_mut(&project_id)
+                .filter(|p| p.org == org_id)
+                .ok_or_else(|| Rejected::NotFound(format!("project {project_id}")))?;
+            if let Some(r) = role
+                && !r.is_project_role()
+            {
+                return Err(Rejected::Invalid(format!(
+                    "`{}` is not a project role: project-admin, project-member or project-viewer",
+                    r.as_str()
+                )));
+            }
+            match role {
+                Some(r) => project.members.insert(user, r),
+                None => project.members.remove(&user),
+            };
+        }
+        Ok(Applied::Done)
+    }
+
+    pub(crate) fn verify_email(&mut self, c: pb::VerifyEmail, at: i64) -> ApplyResult {
+        let id = UserId::parse(&c.user_id).map_err(invalid)?;
+        let user = self
+            .users
+            .get_mut(&id)
+            .ok_or_else(|| Rejected::NotFound(format!("user {id}")))?;
+        match &user.verification {
+            Some((hash, expires)) if *hash == c.token_sha256 && at < *expires => {
+                user.email_verified = true;
+                user.verification = None;
+                Ok(Applied::Done)
+            }
+            Some((hash, _)) if *hash == c.token_sha256 => Err(Rejected::Invalid(
+                "this verification link has expired; ask for a new one".into(),
+            )),
+            _ => Err(Rejected::Invalid(
+                "this verification link is not valid (already used, or replaced by a newer one)"
+                    .into(),
+            )),
+        }
+    }
+
+    pub(crate) fn start_login_session(&mut self, c: pb::StartLoginSession, at: i64) -> ApplyResult {
+        let user = UserId::parse(&c.user_id).map_err(invalid)?;
+        if !self.users.contains_key(&user) {
+            return Err(Rejected::NotFound(format!("user {user}")));
+        }
+        if self.login_sessions.contains_key(&c.session_id) {
+            return Err(Rejected::Exists(format!("login session {}", c.session_id)));
+        }
+        // The user's sessions that ended by time go when a new one starts, so the map does
+        // not grow.
+        self.remove_login_sessions(|s| s.user == user && s.expires_at_ms <= at);
+        self.login_sessions.insert(
+            c.session_id,
+            LoginSession {
+                user,
+                secret_sha256: c.secret_sha256,
+                created_at_ms: at,
+                expires_at_ms: c.expires_at_unix_ms,
+                mfa: c.mfa,
+            },
+        );
+        Ok(Applied::Done)
+    }
+
+    pub(crate) fn end_login_sessions(&mut self, c: pb::EndLoginSessions) -> ApplyResult {
+        let user = UserId::parse(&c.user_id).map_err(invalid)?;
+        if c.session_id.is_empty() {
+            self.remove_login_sessions(|s| s.user == user);
+        } else if self
+            .login_sessions
+            .get(&c.session_id)
+            .is_some_and(|s| s.user == user)
+        {
+            self.login_sessions.remove(&c.session_id);
+        }
+        Ok(Applied::Done)
+    }
+
+    pub(crate) fn set_password(&mut self, c: pb::SetPassword) -> ApplyResult {
+        let id = UserId::parse(&c.user_id).map_err(invalid)?;
+        if !c.password_hash.starts_with("$argon2id$") {
+            return Err(Rejected::Invalid(
+                "passwords are stored as argon2id hashes".into(),
+            ));
+        }
+        let user = self
+            .users
+            .get_mut(&id)
+            .ok_or_else(|| Rejected::NotFound(format!("user {id}")))?;
+        user.password_hash = c.password_hash;
+        self.remove_login_sessions(|s| s.user == id);
+        Ok(Applied::Done)
+    }
+
+    fn remove_login_sessions(&mut self, matching: impl Fn(&LoginSession) -> bool) {
+        let ended: Vec<String> = self
+            .login_sessions
+            .iter()
+            .filter(|(_, s)| matching(s))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            self.login_sessions.remove(&id);
+        }
+    }
+
+    /// The login session `session_id`, if `secret_sha256` matches and it has not ended.
+    pub fn authenticate_session(
+        &self,
+        session_id: &str,
+        secret_sha256: &[u8],
+        now_ms: i64,
+    ) -> Option<&LoginSession> {
+        self.login_sessions
+            .get(session_id)
+            .filter(|s| s.secret_sha256 == secret_sha256 && now_ms < s.expires_at_ms)
+    }
+
+    /// The projects a user can see, with the organisation each belongs to.
+    pub fn projects_of_user(&self, user: &UserId) -> Vec<&Project> {
+        self.projects
+            .values()
+            .filter(|p| {
+                p.members.contains_key(user)
+                    || self
+                        .organisations
+                        .get(&p.org)
+                        .is_some_and(|o| o.members.contains_key(user))
+            })
+            .collect()
     }
 }

@@ -1,7 +1,19 @@
-//! Projects: who owns workloads, their API keys, operators, fair-share weights and gaming
-//! tiers.
+//! Tenancy and identity (DESIGN.md §8): the provider → organisation → project tree, users and
+//! their login sessions, API keys, roles and the one authorization function.
+//!
+//! - [`types`]: what the replicated state holds (no secret in clear: hashes only).
+//! - [`authz`]: roles, actions, principals, and `ClusterState::authorize`.
+//! - [`commands`]: which action each log command is, checked again in `apply`.
+//! - [`apply`]: the `impl ClusterState` handlers; [`migrate`]: state from before
+//!   organisations; [`validate`]: names, emails, countries, VAT ids.
+//! - [`api_key`], [`password`]: the secrets' formats and hashing; [`api`]: the HTTP handlers.
 
 pub mod api;
 pub mod api_key;
 pub mod apply;
+pub mod authz;
+pub mod commands;
+pub mod migrate;
+pub mod password;
 pub mod types;
+pub mod validate;

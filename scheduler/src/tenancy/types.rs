@@ -1,16 +1,76 @@
-//! Projects and their API keys, as the replicated state holds them.
+//! The tenancy tree and identities as the replicated state holds them: organisations, their
+//! projects, users, login sessions and API keys. Secrets are only ever hashes here
+//! (DESIGN.md invariant 14).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use vmcloud_proto::ProjectId;
+use vmcloud_proto::{OrgId, ProjectId, UserId};
 
 use crate::sessions::types::SessionTier;
+use crate::tenancy::authz::Role;
 
+/// A company, a person or a gaming household: owns projects, members and (later) invoices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Organisation {
+    pub id: OrgId,
+    pub name: String,
+    pub kind: OrgKind,
+    /// ISO 3166-1 alpha-2 (upper case).
+    pub billing_country: String,
+    /// An EU VAT id (format-checked for its country), businesses only.
+    pub vat_id: Option<String>,
+    pub created_at_ms: i64,
+    /// Members by user, with their organisation-level role.
+    pub members: BTreeMap<UserId, Role>,
+    /// Every member must log in with a second factor.
+    pub mfa_required: bool,
+    /// Until a payment method exists: no GPU flavors, at most [`TRIAL_MAX_INSTANCES`].
+    pub trial: bool,
+    /// VMCloud itself: its members may hold the provider roles (operator, support, finance).
+    pub provider: bool,
+}
+
+/// Live instances a trial organisation may hold across its projects.
+pub const TRIAL_MAX_INSTANCES: usize = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrgKind {
+    Company,
+    Person,
+    Household,
+}
+
+impl OrgKind {
+    pub fn parse(s: &str) -> Option<OrgKind> {
+        match s {
+            "company" => Some(OrgKind::Company),
+            "person" => Some(OrgKind::Person),
+            "household" => Some(OrgKind::Household),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgKind::Company => "company",
+            OrgKind::Person => "person",
+            OrgKind::Household => "household",
+        }
+    }
+}
+
+/// Groups workloads; every instance, reservation, job, session and API key belongs to one.
+/// Fields after `gaming_tier` were added with organisations (snapshots are positional: new
+/// fields go last, with a default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Project {
     pub id: ProjectId,
     pub name: String,
     pub created_at_ms: i64,
-    /// Operators run the fleet (host states, labels, pools, cluster membership).
+    /// From logs that predate organisations: this project's keys operate the fleet (they
+    /// become `operator` keys when restored; see `tenancy::migrate`).
     #[serde(default)]
     pub operator: bool,
     /// Weight of its fair share of the AI job queues (default 1).
@@ -19,18 +79,93 @@ pub struct Project {
     /// The gamer's subscription tier: its session launches are served in that order.
     #[serde(default)]
     pub gaming_tier: SessionTier,
+    /// Its organisation (empty only before migration).
+    #[serde(default = "no_org")]
+    pub org: OrgId,
+    /// Project-level roles of users (beside what their organisation role gives them).
+    #[serde(default)]
+    pub members: BTreeMap<UserId, Role>,
 }
 
 fn one() -> u32 {
     1
 }
 
+fn no_org() -> OrgId {
+    OrgId::parse("none").expect("a valid id")
+}
+
+impl Project {
+    /// A new project of `org`.
+    pub fn new(id: ProjectId, org: OrgId, name: String, at_ms: i64) -> Project {
+        Project {
+            id,
+            name,
+            created_at_ms: at_ms,
+            operator: false,
+            share_weight: 1,
+            gaming_tier: SessionTier::Standard,
+            org,
+            members: BTreeMap::new(),
+        }
+    }
+}
+
 /// Largest fair-share weight an operator may give a project.
 pub const MAX_SHARE_WEIGHT: u32 = 1000;
 
+/// A key for programs: `vmc_<key id>_<secret>`; only the secret's SHA-256 is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     #[serde(alias = "account")]
     pub project: ProjectId,
     pub secret_sha256: Vec<u8>,
+    #[serde(default)]
+    pub name: String,
+    /// What it may do in its project (a project role, or `operator` for the provider's keys).
+    #[serde(default = "legacy_key_role")]
+    pub role: Role,
+    #[serde(default)]
+    pub created_at_ms: i64,
+    /// `None`: never.
+    #[serde(default)]
+    pub expires_at_ms: Option<i64>,
+    #[serde(default)]
+    pub revoked_at_ms: Option<i64>,
+}
+
+fn legacy_key_role() -> Role {
+    Role::ProjectAdmin
+}
+
+impl ApiKey {
+    /// Whether it authenticates at `now_ms`.
+    pub fn usable(&self, now_ms: i64) -> bool {
+        self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|e| now_ms < e)
+    }
+}
+
+/// A person who logs in. The email is unique (lower-cased).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    /// argon2id, PHC string.
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub created_at_ms: i64,
+    /// SHA-256 of the pending email verification token, and when it expires.
+    pub verification: Option<(Vec<u8>, i64)>,
+}
+
+/// A logged-in browser or CLI: a random token whose SHA-256 is kept; ends on logout,
+/// password change or "log out everywhere".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginSession {
+    pub user: UserId,
+    pub secret_sha256: Vec<u8>,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// A second factor was checked when it started.
+    pub mfa: bool,
 }

@@ -65,7 +65,10 @@ async fn a_launch_waits_in_the_queue_one_per_account_and_tiers_are_set_by_operat
     assert!(err.contains("game sessions take whole GPUs"), "{err}");
 
     // The operator makes the project VIP; its next launch carries the tier.
-    let err = cli_fails(&fx, &["project", "set", "acct-dev", "--gaming-tier", "gold"]);
+    let err = cli_fails(
+        &fx,
+        &["project", "set", "acct-dev", "--gaming-tier", "gold"],
+    );
     assert!(
         err.contains("choose one of: standard, priority-plus, vip"),
         "{err}"

@@ -1,0 +1,405 @@
+//! Who may do what: roles, actions, and the one [`ClusterState::authorize`] that decides.
+//! Handlers call it before proposing; `apply` calls it again with the principal the command
+//! carries (DESIGN.md invariant 13), so a stale check on a follower cannot let a change in.
+//!
+//! An object of an organisation the principal has nothing to do with is *hidden* (the API
+//! answers 404, as if it did not exist — invariant 8); one the principal can see but its
+//! role does not allow this action on is *forbidden* (403).
+
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::{NodeId, OrgId, ProjectId, UserId};
+
+use crate::state::ClusterState;
+use crate::tenancy::types::{Organisation, Project};
+
+/// Every role, at every level of the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    // Organisation level.
+    Owner,
+    Admin,
+    Billing,
+    Member,
+    Viewer,
+    // Project level (and API keys).
+    ProjectAdmin,
+    ProjectMember,
+    ProjectViewer,
+    // Provider level: members of the provider's organisation.
+    Operator,
+    Support,
+    Finance,
+}
+
+pub const ALL_ROLES: [Role; 11] = [
+    Role::Owner,
+    Role::Admin,
+    Role::Billing,
+    Role::Member,
+    Role::Viewer,
+    Role::ProjectAdmin,
+    Role::ProjectMember,
+    Role::ProjectViewer,
+    Role::Operator,
+    Role::Support,
+    Role::Finance,
+];
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Billing => "billing",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+            Role::ProjectAdmin => "project-admin",
+            Role::ProjectMember => "project-member",
+            Role::ProjectViewer => "project-viewer",
+            Role::Operator => "operator",
+            Role::Support => "support",
+            Role::Finance => "finance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        ALL_ROLES.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Held in an organisation (by its members).
+    pub fn is_org_role(self) -> bool {
+        matches!(
+            self,
+            Role::Owner | Role::Admin | Role::Billing | Role::Member | Role::Viewer
+        )
+    }
+
+    /// Held in a project (by users, or by an API key).
+    pub fn is_project_role(self) -> bool {
+        matches!(
+            self,
+            Role::ProjectAdmin | Role::ProjectMember | Role::ProjectViewer
+        )
+    }
+
+    /// Held by members of the provider's organisation only.
+    pub fn is_provider_role(self) -> bool {
+        matches!(self, Role::Operator | Role::Support | Role::Finance)
+    }
+}
+
+/// What a principal wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// See a project and its workloads, keys (never their secrets) and members.
+    ReadProject,
+    /// Create and delete workloads: instances, reservations, jobs, game sessions.
+    Deploy,
+    /// Create and revoke the project's API keys.
+    ManageKeys,
+    /// Rename or delete the project, give users project roles.
+    ManageProject,
+    /// See the organisation, its members and its projects.
+    ReadOrg,
+    /// Make a project in the organisation.
+    CreateProject,
+    /// Invite members, change their roles, remove them.
+    ManageMembers,
+    /// Change the organisation's settings (name, country, VAT id, MFA, SSO).
+    ManageOrg,
+    /// See invoices and usage.
+    ReadBilling,
+    /// Payment methods, billing details.
+    ManageBilling,
+    /// See hosts, the cluster, every project's totals.
+    ReadFleet,
+    /// Change hosts, join tokens, cluster membership, projects' fair share and tier.
+    OperateFleet,
+}
+
+pub const ALL_ACTIONS: [Action; 12] = [
+    Action::ReadProject,
+    Action::Deploy,
+    Action::ManageKeys,
+    Action::ManageProject,
+    Action::ReadOrg,
+    Action::CreateProject,
+    Action::ManageMembers,
+    Action::ManageOrg,
+    Action::ReadBilling,
+    Action::ManageBilling,
+    Action::ReadFleet,
+    Action::OperateFleet,
+];
+
+/// Whether `role`, held where it applies, allows `action`. The role × action matrix: a
+/// table-driven test spells it out.
+pub fn role_allows(role: Role, action: Action) -> bool {
+    use Action::*;
+    match role {
+        Role::Owner => !matches!(action, ReadFleet | OperateFleet),
+        Role::Admin => !matches!(action, ReadFleet | OperateFleet | ManageBilling),
+        Role::Billing => matches!(action, ReadOrg | ReadBilling | ManageBilling),
+        Role::Member => matches!(action, ReadOrg | CreateProject | ReadProject | Deploy),
+        Role::Viewer => matches!(action, ReadOrg | ReadProject),
+        Role::ProjectAdmin => matches!(action, ReadProject | Deploy | ManageKeys | ManageProject),
+        Role::ProjectMember => matches!(action, ReadProject | Deploy),
+        Role::ProjectViewer => matches!(action, ReadProject),
+        // Operators run the fleet and see every tenant, but do not deploy in their projects
+        // or manage their members.
+        Role::Operator => matches!(action, ReadFleet | OperateFleet | ReadOrg | ReadProject),
+        Role::Support => matches!(action, ReadFleet | ReadOrg | ReadProject),
+        Role::Finance => matches!(action, ReadOrg | ReadBilling),
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The scheduler itself (controllers, reports from agents, dev bootstrap) and log entries
+    /// from before principals were recorded.
+    System,
+    Node(NodeId),
+    /// A logged-in user; `mfa` when their login session checked a second factor.
+    User {
+        id: UserId,
+        mfa: bool,
+    },
+    /// An API key, by its public id.
+    ApiKey(String),
+    /// Nobody (sign-up, log-in, email verification).
+    Anonymous,
+}
+
+/// What the action is on.
+#[derive(Debug, Clone, Copy)]
+pub enum Resource<'a> {
+    Fleet,
+    Org(&'a OrgId),
+    Project(&'a ProjectId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The principal has nothing to do with it: answer as if it did not exist.
+    #[error("{0} does not exist")]
+    Hidden(String),
+    /// Visible, but the principal's role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The principal is not (or no longer) valid: a revoked or expired key, an unknown user.
+    #[error("{0}")]
+    Unauthenticated(String),
+}
+
+impl ClusterState {
+    /// Decides whether `principal` may do `action` on `resource`, from this state.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: Resource<'_>,
+    ) -> Result<(), Denied> {
+        match principal {
+            Principal::System => Ok(()),
+            Principal::Node(node) => Err(Denied::Forbidden(format!(
+                "node {node} may only report about itself"
+            ))),
+            Principal::Anonymous => Err(Denied::Unauthenticated(
+                "log in or send an API key".to_owned(),
+            )),
+            Principal::ApiKey(key_id) => self.authorize_key(key_id, action, resource),
+            Principal::User { id, .. } => self.authorize_user(id, action, resource),
+        }
+    }
+
+    fn authorize_key(
+        &self,
+        key_id: &str,
+        action: Action,
+        resource: Resource<'_>,
+    ) -> Result<(), Denied> {
+        let key = self
+            .api_keys
+            .get(key_id)
+            .filter(|k| k.usable(self.now_ms))
+            .ok_or_else(|| {
+                Denied::Unauthenticated(format!("API key {key_id} is revoked, expired or unknown"))
+            })?;
+        let allowed = role_allows(key.role, action);
+        match resource {
+            Resource::Fleet if allowed => Ok(()),
+            Resource::Fleet => Err(forbidden(key.role, action, "the fleet")),
+            Resource::Project(p) if *p == key.project => {
+                if allowed {
+                    Ok(())
+                } else {
+                    Err(forbidden(key.role, action, &format!("project {p}")))
+                }
+            }
+            // An operator key sees every tenant (read-only), as operators do.
+            Resource::Project(p) => match self.projects.get(p) {
+                Some(_) if key.role == Role::Operator && allowed => Ok(()),
+                _ => Err(Denied::Hidden(format!("project {p}"))),
+            },
+            Resource::Org(o) => {
+                let own = self.projects.get(&key.project).is_some_and(|p| p.org == *o);
+                match self.organisations.get(o) {
+                    Some(_) if own && action == Action::ReadOrg => Ok(()),
+                    Some(_) if key.role == Role::Operator && allowed => Ok(()),
+                    Some(_) if own => {
+                        Err(forbidden(key.role, action, &format!("organisation {o}")))
+                    }
+                    _ => Err(Denied::Hidden(format!("organisation {o}"))),
+                }
+            }
+        }
+    }
+
+    fn authorize_user(
+        &self,
+        user: &UserId,
+        action: Action,
+        resource: Resource<'_>,
+    ) -> Result<(), Denied> {
+        if !self.users.contains_key(user) {
+            return Err(Denied::Unauthenticated(format!(
+                "user {user} does not exist"
+            )));
+        }
+        let provider_role = self.provider_role(user);
+        let staff_allows = provider_role.is_some_and(|r| role_allows(r, action));
+        match resource {
+            Resource::Fleet => match provider_role {
+                _ if staff_allows => Ok(()),
+                Some(r) => Err(forbidden(r, action, "the fleet")),
+                None => Err(Denied::Forbidden(
+                    "only VMCloud's operators may do this to the fleet".to_owned(),
+                )),
+            },
+            Resource::Org(o) => {
+                let Some(org) = self.organisations.get(o) else {
+                    return Err(Denied::Hidden(format!("organisation {o}")));
+                };
+                match org.members.get(user) {
+                    Some(r) if role_allows(*r, action) => Ok(()),
+                    _ if staff_allows => Ok(()),
+                    Some(r) => Err(forbidden(*r, action, &format!("organisation {o}"))),
+                    None => Err(Denied::Hidden(format!("organisation {o}"))),
+                }
+            }
+            Resource::Project(p) => {
+                let hidden = || Denied::Hidden(format!("project {p}"));
+                let project = self.projects.get(p).ok_or_else(hidden)?;
+                let org = self.organisations.get(&project.org).ok_or_else(hidden)?;
+                let roles = user_project_roles(org, project, user);
+                if roles.iter().any(|r| role_allows(*r, action)) || staff_allows {
+                    return Ok(());
+                }
+                match roles.first() {
+                    Some(r) => Err(forbidden(*r, action, &format!("project {p}"))),
+                    None => Err(hidden()),
+                }
+            }
+        }
+    }
+
+    /// The user's role in the provider's organisation, if it is a provider role (owners and
+    /// admins of the provider count as operators).
+    pub fn provider_role(&self, user: &UserId) -> Option<Role> {
+        self.organisations
+            .values()
+            .filter(|o| o.provider)
+            .find_map(|o| o.members.get(user))
+            .and_then(|r| match r {
+                Role::Owner | Role::Admin => Some(Role::Operator),
+                r if r.is_provider_role() => Some(*r),
+                _ => None,
+            })
+    }
+}
+
+/// The roles a user holds on `project`: its project role, and what its organisation role
+/// gives on every project of the organisation.
+fn user_project_roles(org: &Organisation, project: &Project, user: &UserId) -> Vec<Role> {
+    let mut roles = Vec::with_capacity(2);
+    if let Some(r) = project.members.get(user) {
+        roles.push(*r);
+    }
+    if let Some(r) = org.members.get(user) {
+        roles.push(*r);
+    }
+    roles
+}
+
+fn forbidden(role: Role, action: Action, what: &str) -> Denied {
+    Denied::Forbidden(format!(
+        "the {} role does not allow {} on {what}; ask an owner or admin of its organisation for a role that does",
+        role.as_str(),
+        action_words(action)
+    ))
+}
+
+fn action_words(action: Action) -> &'static str {
+    match action {
+        Action::ReadProject => "reading",
+        Action::Deploy => "creating or deleting workloads",
+        Action::ManageKeys => "managing API keys",
+        Action::ManageProject => "changing the project",
+        Action::ReadOrg => "reading",
+        Action::CreateProject => "creating projects",
+        Action::ManageMembers => "managing members",
+        Action::ManageOrg => "changing the organisation's settings",
+        Action::ReadBilling => "reading billing",
+        Action::ManageBilling => "managing billing",
+        Action::ReadFleet => "reading the fleet",
+        Action::OperateFleet => "operating the fleet",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The role × action matrix, spelled out: `x` allowed, `.` not. Columns in the order of
+    /// [`ALL_ACTIONS`]: ReadProject, Deploy, ManageKeys, ManageProject, ReadOrg,
+    /// CreateProject, ManageMembers, ManageOrg, ReadBilling, ManageBilling, ReadFleet,
+    /// OperateFleet.
+    const MATRIX: [(Role, &str); 11] = [
+        (Role::Owner, "xxxxxxxxxx.."),
+        (Role::Admin, "xxxxxxxxx..."),
+        (Role::Billing, "....x...xx.."),
+        (Role::Member, "xx..xx......"),
+        (Role::Viewer, "x...x......."),
+        (Role::ProjectAdmin, "xxxx........"),
+        (Role::ProjectMember, "xx.........."),
+        (Role::ProjectViewer, "x..........."),
+        (Role::Operator, "x...x.....xx"),
+        (Role::Support, "x...x.....x."),
+        (Role::Finance, "....x...x..."),
+    ];
+
+    #[test]
+    fn the_role_action_matrix() {
+        for (role, row) in MATRIX {
+            for (action, cell) in ALL_ACTIONS.iter().zip(row.chars()) {
+                assert_eq!(
+                    role_allows(role, *action),
+                    cell == 'x',
+                    "{} × {action:?}",
+                    role.as_str()
+                );
+            }
+        }
+        assert_eq!(MATRIX.len(), ALL_ROLES.len());
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for role in ALL_ROLES {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}

@@ -1,0 +1,176 @@
+//! `apply`'s own authorization: each command says what it does to which part of the tree,
+//! and the principal it carries must be allowed to, checked against the state the command
+//! applies to (DESIGN.md invariant 13). The handler checked before proposing; this check
+//! catches what changed in between (a key revoked, a member removed) and any path that
+//! forgot.
+
+use vmcloud_proto::pb::{self, actor::Who, command::Body};
+use vmcloud_proto::{NodeId, OrgId, ProjectId, UserId};
+
+use crate::state::{ClusterState, Rejected};
+use crate::tenancy::authz::{Action, Denied, Principal, Resource};
+
+impl From<Denied> for Rejected {
+    fn from(d: Denied) -> Rejected {
+        match d {
+            Denied::Hidden(what) => Rejected::NotFound(what),
+            Denied::Forbidden(msg) => Rejected::Forbidden(msg),
+            Denied::Unauthenticated(msg) => Rejected::Unauthenticated(msg),
+        }
+    }
+}
+
+/// The principal a command carries. Entries from before principals were recorded carry
+/// none: they replay as the system, which wrote them.
+pub fn principal_of(actor: Option<&pb::Actor>) -> Result<Principal, Rejected> {
+    let Some(actor) = actor else {
+        return Ok(Principal::System);
+    };
+    let invalid = |e: vmcloud_proto::ids::IdError| Rejected::Invalid(e.to_string());
+    Ok(match &actor.who {
+        None => Principal::Anonymous,
+        Some(Who::System(_)) => Principal::System,
+        Some(Who::UserId(u)) => Principal::User {
+            id: UserId::parse(u).map_err(invalid)?,
+            mfa: false,
+        },
+        Some(Who::ApiKeyId(k)) => Principal::ApiKey(k.clone()),
+        Some(Who::NodeId(n)) => Principal::Node(NodeId::parse(n).map_err(invalid)?),
+    })
+}
+
+/// The actor a principal proposes as.
+pub fn actor_of(principal: &Principal, source: &str) -> pb::Actor {
+    let who = match principal {
+        Principal::System => Some(Who::System(true)),
+        Principal::Node(n) => Some(Who::NodeId(n.to_string())),
+        Principal::User { id, .. } => Some(Who::UserId(id.to_string())),
+        Principal::ApiKey(k) => Some(Who::ApiKeyId(k.clone())),
+        Principal::Anonymous => None,
+    };
+    pb::Actor {
+        who,
+        source: source.to_owned(),
+    }
+}
+
+enum Target {
+    Fleet,
+    Org(OrgId),
+    Project(ProjectId),
+    /// Only the user themself may (their sessions, their password).
+    Myself(UserId),
+    /// Anyone, the command itself carries the proof (a token's hash, a checked password).
+    Anyone,
+    /// The scheduler's own bookkeeping (placements, agent reports): the system only.
+    SystemOnly,
+}
+
+impl ClusterState {
+    pub(crate) fn check_command(
+        &self,
+        actor: Option<&pb::Actor>,
+        body: &Body,
+    ) -> Result<(), Rejected> {
+        let principal = principal_of(actor)?;
+        if principal == Principal::System {
+            return Ok(());
+        }
+        let project = |id: &str| {
+            ProjectId::parse(id).map_err(|_| Rejected::NotFound(format!("project `{id}`")))
+        };
+        let org = |id: &str| {
+            OrgId::parse(id).map_err(|_| Rejected::NotFound(format!("organisation `{id}`")))
+        };
+        let (action, target) = match body {
+            Body::CreateInstance(c) => (Action::Deploy, Target::Project(project(&c.project_id)?)),
+            Body::DeleteInstance(c) => (Action::Deploy, Target::Project(project(&c.project_id)?)),
+            Body::CreateReservation(c) => {
+                (Action::Deploy, Target::Project(project(&c.project_id)?))
+            }
+            Body::CreateJob(c) => {
+                let first = c.members.first().ok_or(Rejected::Malformed)?;
+                if c.members.iter().any(|m| m.project_id != first.project_id) {
+                    return Err(Rejected::Invalid(
+                        "a job's members belong to one project".to_owned(),
+                    ));
+                }
+                (Action::Deploy, Target::Project(project(&first.project_id)?))
+            }
+            Body::AddApiKey(c) => (Action::ManageKeys, Target::Project(project(&c.project_id)?)),
+            Body::RevokeApiKey(c) => {
+                let key = self
+                    .api_keys
+                    .get(&c.key_id)
+                    .ok_or_else(|| Rejected::NotFound(format!("API key {}", c.key_id)))?;
+                (Action::ManageKeys, Target::Project(key.project.clone()))
+            }
+            Body::DeleteProject(c) => (
+                Action::ManageProject,
+                Target::Project(project(&c.project_id)?),
+            ),
+            Body::CreateProject(c) if c.org_id.is_empty() => {
+                (Action::OperateFleet, Target::SystemOnly)
+            }
+            Body::CreateProject(c) => (Action::CreateProject, Target::Org(org(&c.org_id)?)),
+            Body::UpdateOrganisation(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
+            Body::SetMember(c) if c.project_id.is_empty() => {
+                (Action::ManageMembers, Target::Org(org(&c.org_id)?))
+            }
+            Body::SetMember(c) => (
+                Action::ManageProject,
+                Target::Project(project(&c.project_id)?),
+            ),
+            Body::CreateOrganisation(c) if !c.provider => {
+                let owner = UserId::parse(&c.owner_user_id)
+                    .map_err(|e| Rejected::Invalid(e.to_string()))?;
+                (Action::ManageOrg, Target::Myself(owner))
+            }
+            Body::EndLoginSessions(pb::EndLoginSessions { user_id, .. })
+            | Body::SetPassword(pb::SetPassword { user_id, .. }) => (
+                Action::ManageOrg,
+                Target::Myself(
+                    UserId::parse(user_id).map_err(|e| Rejected::Invalid(e.to_string()))?,
+                ),
+            ),
+            Body::SignUp(_) | Body::VerifyEmail(_) | Body::StartLoginSession(_) => {
+                (Action::ReadOrg, Target::Anyone)
+            }
+            Body::UpdateProject(_)
+            | Body::CreateJoinToken(_)
+            | Body::SetNodeState(_)
+            | Body::SetNodeLabels(_) => (Action::OperateFleet, Target::Fleet),
+            Body::CreateOrganisation(_)
+            | Body::PlaceInstances(_)
+            | Body::RegisterNode(_)
+            | Body::ObserveInstances(_)
+            | Body::LoseInstances(_)
+            | Body::SetGpuHealth(_)
+            | Body::ReclaimInstances(_)
+            | Body::ExpireReservations(_)
+            | Body::UseJoinToken(_)
+            | Body::AnnounceReplica(_) => (Action::OperateFleet, Target::SystemOnly),
+        };
+        let resource = match &target {
+            Target::Anyone => return Ok(()),
+            Target::SystemOnly => {
+                return Err(Rejected::Forbidden(
+                    "only the scheduler itself makes this change".to_owned(),
+                ));
+            }
+            Target::Myself(user) => {
+                return match &principal {
+                    Principal::User { id, .. } if id == user => Ok(()),
+                    _ => Err(Rejected::Forbidden(
+                        "only the user themself may do this".to_owned(),
+                    )),
+                };
+            }
+            Target::Fleet => Resource::Fleet,
+            Target::Org(o) => Resource::Org(o),
+            Target::Project(p) => Resource::Project(p),
+        };
+        self.authorize(&principal, action, resource)
+            .map_err(Rejected::from)
+    }
+}
