@@ -114,6 +114,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 node_cert_ttl: args.node_cert_ttl,
                 liveness: args.liveness.config(),
                 replication: Replication::Single,
+                mailer: vmcloud_scheduler::mail::Mailer::Folder(data_dir.join("mail")),
             })
             .await
             .context("cannot start the scheduler")
@@ -188,7 +189,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          agent link   quic://{gateway}  (mutual TLS, dev CA in {pki})\n  \
          data dir     {data}\n  \
          CLI profile  {profile_note}\n  \
-         API key      in {key}\n\
+         API key      in {key}\n  \
+         mail         written to {mail}  (sign-up verification links land here)\n\
          \nTry, in another terminal:\n  \
          {exe} instance create --flavor vps-s --image debian-12 --region {region}\n  \
          {exe} instance list\n  \
@@ -196,6 +198,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          \nPress Ctrl-C to stop.",
         build.version,
         build.git_sha,
+        mail = data_dir.join("mail").display(),
         agent_api = agent.api_addr(),
         region = args.region,
         hv = args.hypervisor,

@@ -48,6 +48,10 @@ pub struct SchedulerArgs {
     /// How long the node certificates this replica signs are valid (joins, renewals).
     #[arg(long, default_value = "365d", value_parser = crate::bench::parse_duration)]
     pub node_cert_ttl: std::time::Duration,
+    /// Write mail to people (verification links, password resets) as .eml files in this
+    /// folder instead of only logging it.
+    #[arg(long)]
+    pub mail_dir: Option<PathBuf>,
     /// Make sure this API key (vmc_…) belongs to the dev project (for test clusters).
     #[arg(long, env = "VMCLOUD_BOOTSTRAP_API_KEY", hide_env_values = true)]
     pub bootstrap_api_key: Option<String>,
@@ -138,6 +142,10 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                     listen,
                     peers,
                     join: args.join,
+                },
+                mailer: match &args.mail_dir {
+                    Some(dir) => vmcloud_scheduler::mail::Mailer::Folder(dir.clone()),
+                    None => vmcloud_scheduler::mail::Mailer::Log,
                 },
             })
             .await

@@ -31,6 +31,7 @@ pub mod history;
 pub mod instances;
 pub mod jobs;
 pub mod join;
+pub mod mail;
 pub mod nodes;
 pub mod placement;
 pub mod placement_controller;

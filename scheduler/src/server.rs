@@ -43,6 +43,8 @@ pub struct SchedulerConfig {
     /// When silent nodes are suspect and declared down (leader only).
     pub liveness: crate::nodes::liveness::LivenessConfig,
     pub replication: Replication,
+    /// Where mail to people goes (verification links, password resets).
+    pub mailer: crate::mail::Mailer,
 }
 
 /// How this replica's Raft group is made.
@@ -327,6 +329,7 @@ impl Scheduler {
             links,
             metrics: Arc::new(registry),
             liveness: liveness_view,
+            mailer: Arc::new(config.mailer),
         });
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api = tokio::spawn(async move {

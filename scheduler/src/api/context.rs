@@ -7,13 +7,15 @@ use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use vmcloud_proto::{BuildInfo, ProjectId};
+use vmcloud_proto::{BuildInfo, ProjectId, pb};
 
 use crate::api::problem::Problem;
 use crate::catalog::Catalog;
 use crate::gateway::links::NodeLinks;
 use crate::raft_handle::Cluster;
-use crate::tenancy::api_key::ApiKeyToken;
+use crate::tenancy::api_key::{ApiKeyToken, LoginToken};
+use crate::tenancy::authz::{Action, Denied, Principal, Resource};
+use crate::tenancy::commands::actor_of;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -26,6 +28,7 @@ pub struct ApiState {
     pub metrics: Arc<prometheus_client::registry::Registry>,
     /// The leader's view of node liveness.
     pub liveness: crate::nodes::liveness::LivenessView,
+    pub mailer: Arc<crate::mail::Mailer>,
 }
 
 /// A query string whose decoding errors become problem+json 400s.
@@ -65,63 +68,193 @@ impl ReadOptions {
 #[from_request(via(axum::Json), rejection(Problem))]
 pub struct ApiJson<T>(pub T);
 
-/// The project that sent the request, from `Authorization: Bearer <API key>`.
+/// Who sent the request: an API key (`Authorization: Bearer vmc_…`) or a logged-in user (a
+/// login token as `Authorization: Bearer vms_…`, or the `vmcloud_session` cookie), and the
+/// client's address (for the audit trail).
 #[derive(Debug, Clone)]
-pub struct Caller(pub ProjectId);
+pub struct Who {
+    pub principal: Principal,
+    pub source: String,
+    /// The login session's public id, for a user.
+    pub session: Option<String>,
+}
+
+impl Who {
+    /// The actor a command proposed for this request carries.
+    pub fn actor(&self) -> pb::Actor {
+        actor_of(&self.principal, &self.source)
+    }
+
+    /// Checks `action` on `resource` against the current state: 404 for what the principal
+    /// may not see, 403 for what its role does not allow.
+    pub fn may(&self, s: &ApiState, action: Action, resource: Resource<'_>) -> Result<(), Problem> {
+        s.cluster
+            .state()
+            .authorize(&self.principal, action, resource)
+            .map_err(|d| Problem::from(crate::state::Rejected::from(d)))
+    }
+}
+
+/// The cookie a browser's login session travels in.
+pub const SESSION_COOKIE: &str = "vmcloud_session";
+
+fn bearer_or_cookie(parts: &Parts) -> Option<String> {
+    if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
+        return Some(h.to_str().unwrap_or_default().to_owned());
+    }
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+        .map(|t| format!("Bearer {t}"))
+}
+
+impl FromRequestParts<ApiState> for Who {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Who, Problem> {
+        let source = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        let header = bearer_or_cookie(parts).ok_or_else(|| {
+            Problem::unauthorized(
+                "not logged in: send `Authorization: Bearer <API key or login token>` (`vmcloud login`, or the key `vmcloud dev` prints)",
+            )
+        })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .ok_or_else(|| {
+                Problem::unauthorized(
+                    "the Authorization header must be `Bearer <API key or login token>`",
+                )
+            })?;
+        let cluster_state = state.cluster.state();
+        if let Some(key) = ApiKeyToken::parse(token) {
+            cluster_state
+                .authenticate(&key.key_id, &key.secret_sha256())
+                .ok_or_else(|| {
+                    Problem::unauthorized("invalid API key: it is unknown, revoked or expired")
+                })?;
+            return Ok(Who {
+                principal: Principal::ApiKey(key.key_id),
+                source,
+                session: None,
+            });
+        }
+        if let Some(login) = LoginToken::parse(token) {
+            let session = cluster_state
+                .authenticate_session(&login.session_id, &login.secret_sha256(), crate::clock::now_ms())
+                .ok_or_else(|| {
+                    Problem::unauthorized("your login session has ended (logged out, expired or revoked); log in again")
+                })?;
+            return Ok(Who {
+                principal: Principal::User {
+                    id: session.user.clone(),
+                    mfa: session.mfa,
+                },
+                source,
+                session: Some(login.session_id),
+            });
+        }
+        Err(Problem::unauthorized(
+            "invalid credentials: expected an API key (vmc_…) or a login token (vms_…)",
+        ))
+    }
+}
+
+/// The project a project-scoped request acts in, and who asks (allowed to read it). An API
+/// key acts in its own project; a user names one with `?project=` or the `VMCloud-Project`
+/// header, or acts in their only project.
+#[derive(Debug, Clone)]
+pub struct Caller(pub ProjectId, pub Who);
+
+impl Caller {
+    /// Checks that the caller may create and delete workloads in its project.
+    pub fn may_deploy(&self, s: &ApiState) -> Result<(), Problem> {
+        self.1.may(s, Action::Deploy, Resource::Project(&self.0))
+    }
+}
 
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Caller, Problem> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            Problem::unauthorized(
-                "missing API key: send `Authorization: Bearer <key>` (`vmcloud dev` prints where the dev key is)",
-            )
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                Problem::unauthorized("the Authorization header must be `Bearer <API key>`")
-            })?;
-        let invalid =
-            || Problem::unauthorized("invalid API key: it is malformed, unknown or revoked");
-        let key = ApiKeyToken::parse(token.trim()).ok_or_else(invalid)?;
-        let state = state.cluster.state();
-        let project = state
-            .authenticate(&key.key_id, &key.secret_sha256())
-            .ok_or_else(invalid)?;
-        Ok(Caller(project.clone()))
+        let who = Who::from_request_parts(parts, state).await?;
+        let named = parts
+            .headers
+            .get("vmcloud-project")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| {
+                parts.uri.query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("project="))
+                        .map(str::to_owned)
+                })
+            });
+        let cluster_state = state.cluster.state();
+        let project = match (&who.principal, named) {
+            (_, Some(p)) => ProjectId::parse(&p)
+                .map_err(|_| Problem::not_found(format!("project `{p}` does not exist")))?,
+            (Principal::ApiKey(key_id), None) => cluster_state
+                .api_keys
+                .get(key_id)
+                .map(|k| k.project.clone())
+                .ok_or_else(|| Problem::unauthorized("invalid API key"))?,
+            (Principal::User { id, .. }, None) => {
+                let projects = cluster_state.projects_of_user(id);
+                match projects.as_slice() {
+                    [only] => only.id.clone(),
+                    [] => {
+                        return Err(Problem::not_found(
+                            "you have no project yet: create one with `vmcloud project create` or POST /v1/projects",
+                        ));
+                    }
+                    _ => {
+                        return Err(Problem::new(
+                            StatusCode::BAD_REQUEST,
+                            "project-required",
+                            "Which project?",
+                            "you belong to several projects: name one with ?project=<id> or the VMCloud-Project header (`vmcloud project list` shows them)",
+                        ));
+                    }
+                }
+            }
+            _ => return Err(Problem::unauthorized("log in or send an API key")),
+        };
+        who.may(state, Action::ReadProject, Resource::Project(&project))?;
+        Ok(Caller(project, who))
     }
 }
 
-/// A caller whose project operates the fleet; anyone else gets a 403.
+/// A caller allowed to operate the fleet (an operator's key or user); anyone else gets 403.
 #[derive(Debug, Clone)]
-pub struct Operator(pub ProjectId);
+pub struct Operator(pub Who);
 
 impl FromRequestParts<ApiState> for Operator {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Operator, Problem> {
-        let Caller(project) = Caller::from_request_parts(parts, state).await?;
-        let operator = state
+        let who = Who::from_request_parts(parts, state).await?;
+        match state
             .cluster
             .state()
-            .projects
-            .get(&project)
-            .is_some_and(|a| a.operator);
-        if operator {
-            Ok(Operator(project))
-        } else {
-            Err(Problem::new(
+            .authorize(&who.principal, Action::OperateFleet, Resource::Fleet)
+        {
+            Ok(()) => Ok(Operator(who)),
+            Err(Denied::Unauthenticated(m)) => Err(Problem::unauthorized(m)),
+            Err(_) => Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 "operator-only",
                 "Operators only",
-                format!(
-                    "project {project} is not an operator of this fleet; use an operator's API key"
-                ),
-            ))
+                "only operators of this fleet may do this; use an operator's API key or log in as an operator",
+            )),
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod problem;
 pub mod validate;
 
 use axum::http::{StatusCode, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use vmcloud_proto::BuildInfo;
 
@@ -26,6 +26,8 @@ use crate::nodes::api as nodes;
 use crate::reservations::api as reservations;
 use crate::sessions::api as sessions;
 use crate::tenancy::api as projects;
+use crate::tenancy::identity_api as identity;
+use crate::tenancy::org_api as orgs;
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -53,9 +55,34 @@ pub fn router(state: ApiState) -> Router {
             "/v1/sessions/{id}",
             get(sessions::get).delete(sessions::end),
         )
+        .route("/v1/signup", post(identity::sign_up))
+        .route("/v1/verify-email", get(identity::verify_email))
+        .route("/v1/login", post(identity::login))
+        .route("/v1/logout", post(identity::logout))
+        .route("/v1/logout-everywhere", post(identity::logout_everywhere))
+        .route("/v1/password", post(identity::change_password))
+        .route("/v1/me", get(identity::me))
+        .route("/v1/organisations", get(orgs::list).post(orgs::create))
+        .route("/v1/organisations/{id}", get(orgs::get).patch(orgs::update))
+        .route("/v1/organisations/{id}/members", post(orgs::set_member))
+        .route(
+            "/v1/organisations/{id}/members/{user}",
+            axum::routing::delete(orgs::remove_member),
+        )
+        .route("/v1/projects", get(projects::list).post(projects::create))
         .route(
             "/v1/projects/{id}",
-            get(projects::get).patch(projects::update),
+            get(projects::get)
+                .patch(projects::update)
+                .delete(projects::delete),
+        )
+        .route(
+            "/v1/projects/{id}/keys",
+            get(projects::list_keys).post(projects::create_key),
+        )
+        .route(
+            "/v1/projects/{id}/keys/{key}",
+            axum::routing::delete(projects::revoke_key),
         )
         .route(
             "/v1/join-tokens",

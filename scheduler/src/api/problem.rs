@@ -54,6 +54,15 @@ impl Problem {
         Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            detail,
+        )
+    }
+
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Problem::new(
             StatusCode::UNAUTHORIZED,

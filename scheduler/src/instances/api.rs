@@ -21,6 +21,7 @@ use crate::api::validate::{
 use crate::catalog::Catalog;
 use crate::instances::types::{Instance, Market};
 use crate::state::Applied;
+use crate::tenancy::authz::{Action, Resource};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,10 +217,11 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market
 
 pub async fn create(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, who): Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateInstanceRequest>,
 ) -> Result<Response, Problem> {
+    who.may(&s, Action::Deploy, Resource::Project(&project))?;
     let market = validate(&s.catalog, &req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
     let idempotency_key = idempotency_key(&headers)?;
@@ -270,7 +272,11 @@ pub async fn create(
         user_data: req.user_data.clone().unwrap_or_default(),
         ssh_keys: req.ssh_keys.clone(),
     };
-    match s.cluster.propose(Body::CreateInstance(command)).await?? {
+    match s
+        .cluster
+        .propose_as(who.actor(), Body::CreateInstance(command))
+        .await??
+    {
         Applied::Instance(instance) => Ok(created(
             format!("/v1/instances/{}", instance.id),
             InstanceView::new(&instance),
@@ -281,7 +287,7 @@ pub async fn create(
 
 pub async fn list(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, _who): Caller,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<InstanceList>, Problem> {
     read.prepare(&s.cluster).await?;
@@ -304,7 +310,7 @@ fn parse_id(id: &str) -> Result<InstanceId, Problem> {
 
 pub async fn get(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, _who): Caller,
     Path(id): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<InstanceView>, Problem> {
@@ -321,15 +327,20 @@ pub async fn get(
 
 pub async fn delete(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
+    who.may(&s, Action::Deploy, Resource::Project(&project))?;
     let id = parse_id(&id)?;
     let command = pb::DeleteInstance {
         instance_id: id.to_string(),
         project_id: project.to_string(),
     };
-    match s.cluster.propose(Body::DeleteInstance(command)).await?? {
+    match s
+        .cluster
+        .propose_as(who.actor(), Body::DeleteInstance(command))
+        .await??
+    {
         Applied::Instance(instance) => {
             let mut view = InstanceView::new(&instance);
             if !s.cluster.state().instances.contains_key(&id) {

@@ -18,6 +18,7 @@ use crate::instances::types::{Instance, InstanceState};
 use crate::jobs::queue::{Standing, parse_priority, standings};
 use crate::jobs::types::JobPriority;
 use crate::state::ClusterState;
+use crate::tenancy::authz::{Action, Resource};
 
 /// Most members of one job.
 pub const MAX_MEMBERS: u32 = 64;
@@ -168,10 +169,11 @@ fn validate(
 
 pub async fn submit(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, who): Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<SubmitJobRequest>,
 ) -> Result<Response, Problem> {
+    who.may(&s, Action::Deploy, Resource::Project(&project))?;
     let (priority, members, market) = validate(&s, &req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
     let reservation = crate::reservations::api::for_market(
@@ -231,7 +233,11 @@ pub async fn submit(
             })
             .collect(),
     };
-    let first = match s.cluster.propose(Body::CreateJob(command)).await?? {
+    let first = match s
+        .cluster
+        .propose_as(who.actor(), Body::CreateJob(command))
+        .await??
+    {
         crate::state::Applied::Instance(i) => i,
         _ => return Err(Problem::from(crate::state::Rejected::Malformed)),
     };
@@ -261,7 +267,7 @@ fn view_of(state: &ClusterState, project: &ProjectId, job: &JobId) -> Option<Job
 
 pub async fn list(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, _who): Caller,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<JobList>, Problem> {
     read.prepare(&s.cluster).await?;
@@ -290,7 +296,7 @@ fn parse_job(id: &str) -> Result<JobId, Problem> {
 
 pub async fn get(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, _who): Caller,
     Path(id): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<JobView>, Problem> {
@@ -305,9 +311,10 @@ pub async fn get(
 /// Cancels a job: every member is deleted (a running member's VM is destroyed).
 pub async fn cancel(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
+    who.may(&s, Action::Deploy, Resource::Project(&project))?;
     let job = parse_job(&id)?;
     let ids: Vec<InstanceId> = members(&s.cluster.state(), &project, &job)
         .iter()
@@ -321,7 +328,9 @@ pub async fn cancel(
             instance_id: id.to_string(),
             project_id: project.to_string(),
         };
-        s.cluster.propose(Body::DeleteInstance(command)).await??;
+        s.cluster
+            .propose_as(who.actor(), Body::DeleteInstance(command))
+            .await??;
     }
     let state = s.cluster.state();
     let body = match view_of(&state, &project, &job) {

@@ -87,9 +87,11 @@ pub async fn create(
         node_id: node.to_string(),
         secret_sha256: secret.secret_sha256(),
         expires_at_unix_ms: now_ms() + (ttl * 1000) as i64,
-        created_by: operator.to_string(),
+        created_by: operator.principal.to_string(),
     };
-    s.cluster.propose(Body::CreateJoinToken(command)).await??;
+    s.cluster
+        .propose_as(operator.actor(), Body::CreateJoinToken(command))
+        .await??;
     let state = s.cluster.state();
     let token = state
         .join_tokens

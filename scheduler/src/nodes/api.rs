@@ -246,7 +246,7 @@ pub struct NodePatch {
 
 pub async fn patch(
     State(s): State<ApiState>,
-    _operator: Operator,
+    Operator(who): Operator,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<NodePatch>,
 ) -> Result<Json<NodeView>, Problem> {
@@ -313,7 +313,9 @@ pub async fn patch(
                 .into_iter()
                 .collect(),
         };
-        s.cluster.propose(Body::SetNodeLabels(command)).await??;
+        s.cluster
+            .propose_as(who.actor(), Body::SetNodeLabels(command))
+            .await??;
     }
     if let Some(state) = state {
         let deadline = req.drain_deadline_s.map_or(0, |d| {
@@ -326,7 +328,9 @@ pub async fn patch(
             deadline_unix_ms: deadline,
             by_liveness: false,
         };
-        s.cluster.propose(Body::SetNodeState(command)).await??;
+        s.cluster
+            .propose_as(who.actor(), Body::SetNodeState(command))
+            .await??;
     }
     let state = s.cluster.state();
     let n = state

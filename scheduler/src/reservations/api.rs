@@ -18,6 +18,7 @@ use crate::clock::now_ms;
 use crate::reservations::apply::plan_reservation;
 use crate::reservations::types::{MAX_SLOTS, Reservation};
 use crate::state::Applied;
+use crate::tenancy::authz::{Action, Resource};
 
 /// Commitment terms offered, in months.
 const TERMS_MONTHS: [u32; 3] = [12, 24, 36];
@@ -164,10 +165,11 @@ fn validate(s: &ApiState, req: &CreateReservationRequest, now: i64) -> Result<(i
 
 pub async fn create(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, who): Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateReservationRequest>,
 ) -> Result<Response, Problem> {
+    who.may(&s, Action::Deploy, Resource::Project(&project))?;
     let now = now_ms();
     let (start, end) = validate(&s, &req, now)?;
     let flavor = &s.catalog.flavors[&req.flavor];
@@ -207,7 +209,7 @@ pub async fn create(
         .collect();
     match s
         .cluster
-        .propose(Body::CreateReservation(command))
+        .propose_as(who.actor(), Body::CreateReservation(command))
         .await??
     {
         Applied::Reservation(r) => Ok(created(
@@ -220,7 +222,7 @@ pub async fn create(
 
 pub async fn list(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, _who): Caller,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<ReservationList>, Problem> {
     read.prepare(&s.cluster).await?;
@@ -242,7 +244,7 @@ pub async fn list(
 
 pub async fn get(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, _who): Caller,
     Path(id): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<ReservationView>, Problem> {

@@ -23,6 +23,7 @@ use crate::jobs::queue::Standing;
 use crate::sessions::queue::{choose_region, standings};
 use crate::sessions::types::{LatencyTarget, SessionTier};
 use crate::state::{Applied, ClusterState};
+use crate::tenancy::authz::{Action, Resource};
 
 /// The image every session boots: the game-streaming server.
 pub const SESSION_IMAGE: &str = "game-streaming";
@@ -275,10 +276,11 @@ fn launch_region(
 
 pub async fn launch(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, who): Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<LaunchRequest>,
 ) -> Result<Response, Problem> {
+    who.may(&s, Action::Deploy, Resource::Project(&project))?;
     let market = validate(&s, &req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
     let tier = s
@@ -324,7 +326,11 @@ pub async fn launch(
         }),
         ..Default::default()
     };
-    let instance = match s.cluster.propose(Body::CreateInstance(command)).await?? {
+    let instance = match s
+        .cluster
+        .propose_as(who.actor(), Body::CreateInstance(command))
+        .await??
+    {
         Applied::Instance(i) => i,
         _ => return Err(Problem::from(crate::state::Rejected::Malformed)),
     };
@@ -348,7 +354,7 @@ fn own_session<'s>(
 
 pub async fn list(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, _who): Caller,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<SessionList>, Problem> {
     read.prepare(&s.cluster).await?;
@@ -371,7 +377,7 @@ pub async fn list(
 
 pub async fn get(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, _who): Caller,
     Path(id): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<SessionView>, Problem> {
@@ -384,15 +390,18 @@ pub async fn get(
 /// Ends a session (leaves the queue, or stops the VM).
 pub async fn end(
     State(s): State<ApiState>,
-    Caller(project): Caller,
+    Caller(project, who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
+    who.may(&s, Action::Deploy, Resource::Project(&project))?;
     let id = own_session(&s.cluster.state(), &project, &id)?.id.clone();
     let command = pb::DeleteInstance {
         instance_id: id.to_string(),
         project_id: project.to_string(),
     };
-    s.cluster.propose(Body::DeleteInstance(command)).await??;
+    s.cluster
+        .propose_as(who.actor(), Body::DeleteInstance(command))
+        .await??;
     let state = s.cluster.state();
     let body = match state.instances.get(&id) {
         Some(i) => serde_json::to_value(SessionView::new(i, None)).unwrap_or_default(),

@@ -1,16 +1,21 @@
-//! `/v1/projects/{id}`: what operators may change about a project (its fair share of the AI
-//! job queues, its gamers' subscription tier), and reading it back.
+//! `/v1/projects`: a customer's projects and their API keys; what operators may change about a
+//! project (its fair share of the AI job queues, its gamers' subscription tier).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use vmcloud_proto::ProjectId;
 use vmcloud_proto::pb::{self, command::Body};
+use vmcloud_proto::{OrgId, ProjectId};
 
-use crate::api::context::{ApiJson, ApiQuery, ApiState, Caller, Operator, ReadOptions, rfc3339};
+use crate::api::context::{
+    ApiJson, ApiQuery, ApiState, Operator, ReadOptions, Who, created, rfc3339,
+};
 use crate::api::problem::Problem;
 use crate::sessions::types::SessionTier;
-use crate::tenancy::types::{MAX_SHARE_WEIGHT, Project};
+use crate::tenancy::api_key::ApiKeyToken;
+use crate::tenancy::authz::{Action, Resource, Role};
+use crate::tenancy::types::{ApiKey, MAX_SHARE_WEIGHT, Project};
+use crate::tenancy::validate;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,18 +32,18 @@ pub struct UpdateProjectRequest {
 pub struct ProjectView {
     pub id: String,
     pub name: String,
-    pub operator: bool,
+    pub organisation: String,
     pub share_weight: u32,
     pub gaming_tier: String,
     pub created_at: String,
 }
 
 impl ProjectView {
-    fn new(a: &Project) -> ProjectView {
+    pub fn new(a: &Project) -> ProjectView {
         ProjectView {
             id: a.id.to_string(),
             name: a.name.clone(),
-            operator: a.operator,
+            organisation: a.org.to_string(),
             share_weight: a.share_weight,
             gaming_tier: a.gaming_tier.as_str().to_owned(),
             created_at: rfc3339(a.created_at_ms),
@@ -47,31 +52,266 @@ impl ProjectView {
 }
 
 fn parse_project(id: &str) -> Result<ProjectId, Problem> {
-    ProjectId::parse(id).map_err(|e| Problem::not_found(format!("no project `{id}`: {e}")))
+    ProjectId::parse(id).map_err(|_| Problem::not_found(format!("project `{id}` does not exist")))
 }
 
-/// A project, for an operator or the project itself.
+/// The projects the caller can see: a user's (through their organisations or a project
+/// role), an API key's own, every project for operators and support.
+pub async fn list(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<Vec<ProjectView>>, Problem> {
+    read.prepare(&s.cluster).await?;
+    let state = s.cluster.state();
+    let views = state
+        .projects
+        .values()
+        .filter(|p| {
+            state
+                .authorize(
+                    &who.principal,
+                    Action::ReadProject,
+                    Resource::Project(&p.id),
+                )
+                .is_ok()
+        })
+        .map(ProjectView::new)
+        .collect();
+    Ok(Json(views))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProjectRequest {
+    pub organisation: String,
+    pub name: String,
+}
+
+pub async fn create(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiJson(req): ApiJson<CreateProjectRequest>,
+) -> Result<axum::response::Response, Problem> {
+    let org = OrgId::parse(&req.organisation).map_err(|_| {
+        Problem::not_found(format!(
+            "organisation `{}` does not exist",
+            req.organisation
+        ))
+    })?;
+    who.may(&s, Action::CreateProject, Resource::Org(&org))?;
+    let name = validate::name("the project's name", &req.name)
+        .map_err(|e| Problem::unprocessable("invalid-name", "Invalid name", e.0))?;
+    let id = ProjectId::generate();
+    let command = pb::CreateProject {
+        project_id: id.to_string(),
+        name,
+        org_id: org.to_string(),
+        ..Default::default()
+    };
+    s.cluster
+        .propose_as(who.actor(), Body::CreateProject(command))
+        .await??;
+    let state = s.cluster.state();
+    let project = state
+        .projects
+        .get(&id)
+        .ok_or_else(|| Problem::not_found(format!("project {id} does not exist")))?;
+    Ok(created(
+        format!("/v1/projects/{id}"),
+        ProjectView::new(project),
+    ))
+}
+
+/// A project the caller can see.
 pub async fn get(
     State(s): State<ApiState>,
-    Caller(caller): Caller,
+    who: Who,
     Path(id): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<ProjectView>, Problem> {
     let id = parse_project(&id)?;
     read.prepare(&s.cluster).await?;
-    let state = s.cluster.state();
-    let operator = state.projects.get(&caller).is_some_and(|a| a.operator);
-    state
+    who.may(&s, Action::ReadProject, Resource::Project(&id))?;
+    s.cluster
+        .state()
         .projects
         .get(&id)
-        .filter(|_| operator || caller == id)
         .map(|a| Json(ProjectView::new(a)))
         .ok_or_else(|| Problem::not_found(format!("project {id} does not exist")))
 }
 
+/// Deletes a project with no workloads left; its keys go with it.
+pub async fn delete(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(id): Path<String>,
+) -> Result<axum::http::StatusCode, Problem> {
+    let id = parse_project(&id)?;
+    who.may(&s, Action::ManageProject, Resource::Project(&id))?;
+    let command = pb::DeleteProject {
+        project_id: id.to_string(),
+    };
+    s.cluster
+        .propose_as(who.actor(), Body::DeleteProject(command))
+        .await??;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// The whole key: shown once, in the answer to its creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl KeyView {
+    fn new(id: &str, k: &ApiKey) -> KeyView {
+        KeyView {
+            id: id.to_owned(),
+            name: k.name.clone(),
+            role: k.role.as_str().to_owned(),
+            created_at: rfc3339(k.created_at_ms),
+            expires_at: k.expires_at_ms.map(rfc3339),
+            revoked_at: k.revoked_at_ms.map(rfc3339),
+            token: None,
+        }
+    }
+}
+
+/// The project's API keys (never their secrets).
+pub async fn list_keys(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(id): Path<String>,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<Vec<KeyView>>, Problem> {
+    let id = parse_project(&id)?;
+    read.prepare(&s.cluster).await?;
+    who.may(&s, Action::ReadProject, Resource::Project(&id))?;
+    let state = s.cluster.state();
+    Ok(Json(
+        state
+            .api_keys
+            .iter()
+            .filter(|(_, k)| k.project == id)
+            .map(|(key_id, k)| KeyView::new(key_id, k))
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub name: String,
+    /// `project-admin`, `project-member` (default) or `project-viewer` (read-only).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Days until it stops working (none: until revoked).
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A new key; the answer holds the whole key, which is never shown again.
+pub async fn create_key(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CreateKeyRequest>,
+) -> Result<axum::response::Response, Problem> {
+    let id = parse_project(&id)?;
+    who.may(&s, Action::ManageKeys, Resource::Project(&id))?;
+    let name = validate::name("the key's name", &req.name)
+        .map_err(|e| Problem::unprocessable("invalid-name", "Invalid name", e.0))?;
+    let role = match req.role.as_deref() {
+        None => Role::ProjectMember,
+        Some(r) => Role::parse(r)
+            .filter(|r| r.is_project_role() || *r == Role::Operator)
+            .ok_or_else(|| {
+                Problem::unprocessable(
+                    "invalid-role",
+                    "Invalid role",
+                    format!(
+                        "`{r}` is not a key role: project-admin, project-member or project-viewer"
+                    ),
+                )
+            })?,
+    };
+    let expires = match req.expires_in_days {
+        None => 0,
+        Some(d) if (1..=3650).contains(&d) => crate::clock::now_ms() + i64::from(d) * 86_400_000,
+        Some(d) => {
+            return Err(Problem::unprocessable(
+                "invalid-expiry",
+                "Invalid expiry",
+                format!("expires_in_days {d} must be between 1 and 3650"),
+            ));
+        }
+    };
+    let token = ApiKeyToken::generate();
+    let command = pb::AddApiKey {
+        project_id: id.to_string(),
+        key_id: token.key_id.clone(),
+        secret_sha256: token.secret_sha256(),
+        name,
+        role: role.as_str().to_owned(),
+        expires_at_unix_ms: expires,
+    };
+    s.cluster
+        .propose_as(who.actor(), Body::AddApiKey(command))
+        .await??;
+    let state = s.cluster.state();
+    let key = state
+        .api_keys
+        .get(&token.key_id)
+        .ok_or_else(|| Problem::not_found("the key was not kept"))?;
+    let mut view = KeyView::new(&token.key_id, key);
+    view.token = Some(token.to_string());
+    Ok(created(
+        format!("/v1/projects/{id}/keys/{}", token.key_id),
+        view,
+    ))
+}
+
+/// Revokes a key: from the moment this answers, every replica refuses it.
+pub async fn revoke_key(
+    State(s): State<ApiState>,
+    who: Who,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode, Problem> {
+    let id = parse_project(&id)?;
+    who.may(&s, Action::ManageKeys, Resource::Project(&id))?;
+    let hidden = || Problem::not_found(format!("API key {key_id} does not exist"));
+    if s.cluster
+        .state()
+        .api_keys
+        .get(&key_id)
+        .is_none_or(|k| k.project != id)
+    {
+        return Err(hidden());
+    }
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::RevokeApiKey(pb::RevokeApiKey {
+                key_id: key_id.clone(),
+            }),
+        )
+        .await??;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 pub async fn update(
     State(s): State<ApiState>,
-    _operator: Operator,
+    Operator(who): Operator,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateProjectRequest>,
 ) -> Result<Json<ProjectView>, Problem> {
@@ -102,7 +342,9 @@ pub async fn update(
         share_weight: req.share_weight,
         gaming_tier: tier.map(|t| pb::SessionTier::from(t) as i32),
     };
-    s.cluster.propose(Body::UpdateProject(command)).await??;
+    s.cluster
+        .propose_as(who.actor(), Body::UpdateProject(command))
+        .await??;
     let state = s.cluster.state();
     state
         .projects

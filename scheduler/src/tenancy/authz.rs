@@ -172,6 +172,18 @@ pub enum Principal {
     Anonymous,
 }
 
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::System => f.write_str("the scheduler"),
+            Principal::Node(n) => write!(f, "node {n}"),
+            Principal::User { id, .. } => write!(f, "user {id}"),
+            Principal::ApiKey(k) => write!(f, "API key {k}"),
+            Principal::Anonymous => f.write_str("anonymous"),
+        }
+    }
+}
+
 /// What the action is on.
 #[derive(Debug, Clone, Copy)]
 pub enum Resource<'a> {

@@ -1,0 +1,285 @@
+//! `/v1/organisations`: the caller's organisations, a new one, its settings and its members.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use vmcloud_proto::pb::{self, command::Body};
+use vmcloud_proto::{OrgId, ProjectId, UserId};
+
+use crate::api::context::{ApiJson, ApiQuery, ApiState, ReadOptions, Who, created, rfc3339};
+use crate::api::problem::Problem;
+use crate::tenancy::authz::{Action, Principal, Resource, Role};
+use crate::tenancy::identity_api::OrganisationRequest;
+use crate::tenancy::types::Organisation;
+use crate::tenancy::validate;
+
+#[derive(Debug, Serialize)]
+pub struct OrganisationView {
+    pub id: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub billing_country: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vat_id: Option<String>,
+    pub mfa_required: bool,
+    pub trial: bool,
+    pub created_at: String,
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub user_id: String,
+    pub email: String,
+    pub role: String,
+}
+
+fn view(state: &crate::state::ClusterState, o: &Organisation) -> OrganisationView {
+    OrganisationView {
+        id: o.id.to_string(),
+        name: o.name.clone(),
+        kind: o.kind.as_str(),
+        billing_country: o.billing_country.clone(),
+        vat_id: o.vat_id.clone(),
+        mfa_required: o.mfa_required,
+        trial: o.trial,
+        created_at: rfc3339(o.created_at_ms),
+        members: o
+            .members
+            .iter()
+            .map(|(u, r)| MemberView {
+                user_id: u.to_string(),
+                email: state
+                    .users
+                    .get(u)
+                    .map(|u| u.email.clone())
+                    .unwrap_or_default(),
+                role: r.as_str().to_owned(),
+            })
+            .collect(),
+    }
+}
+
+fn parse_org(id: &str) -> Result<OrgId, Problem> {
+    OrgId::parse(id).map_err(|_| Problem::not_found(format!("organisation `{id}` does not exist")))
+}
+
+/// The organisations the caller can see.
+pub async fn list(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<Vec<OrganisationView>>, Problem> {
+    read.prepare(&s.cluster).await?;
+    let state = s.cluster.state();
+    Ok(Json(
+        state
+            .organisations
+            .values()
+            .filter(|o| {
+                state
+                    .authorize(&who.principal, Action::ReadOrg, Resource::Org(&o.id))
+                    .is_ok()
+            })
+            .map(|o| view(&state, o))
+            .collect(),
+    ))
+}
+
+pub async fn get(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(id): Path<String>,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<OrganisationView>, Problem> {
+    let id = parse_org(&id)?;
+    read.prepare(&s.cluster).await?;
+    who.may(&s, Action::ReadOrg, Resource::Org(&id))?;
+    let state = s.cluster.state();
+    state
+        .organisations
+        .get(&id)
+        .map(|o| Json(view(&state, o)))
+        .ok_or_else(|| Problem::not_found(format!("organisation {id} does not exist")))
+}
+
+/// Another organisation for a logged-in user, who owns it; it starts with a `default`
+/// project.
+pub async fn create(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiJson(req): ApiJson<OrganisationRequest>,
+) -> Result<axum::response::Response, Problem> {
+    let Principal::User { id: user, .. } = &who.principal else {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "users-only",
+            "Users only",
+            "organisations are created by logged-in users, not API keys",
+        ));
+    };
+    let organisation = req.validated()?;
+    let org_id = OrgId::parse(&organisation.org_id).expect("a generated id");
+    let command = pb::CreateOrganisation {
+        organisation: Some(organisation),
+        owner_user_id: user.to_string(),
+        project_id: ProjectId::generate().to_string(),
+        provider: false,
+    };
+    s.cluster
+        .propose_as(who.actor(), Body::CreateOrganisation(command))
+        .await??;
+    let state = s.cluster.state();
+    let org = state
+        .organisations
+        .get(&org_id)
+        .ok_or_else(|| Problem::not_found("the organisation was not kept"))?;
+    Ok(created(
+        format!("/v1/organisations/{org_id}"),
+        view(&state, org),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrganisationRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub billing_country: Option<String>,
+    #[serde(default)]
+    pub vat_id: Option<String>,
+    /// Every member must log in with a second factor.
+    #[serde(default)]
+    pub mfa_required: Option<bool>,
+}
+
+pub async fn update(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateOrganisationRequest>,
+) -> Result<Json<OrganisationView>, Problem> {
+    let id = parse_org(&id)?;
+    who.may(&s, Action::ManageOrg, Resource::Org(&id))?;
+    {
+        let state = s.cluster.state();
+        let org = state
+            .organisations
+            .get(&id)
+            .ok_or_else(|| Problem::not_found(format!("organisation {id} does not exist")))?;
+        validate::org_details(
+            req.name.as_deref().unwrap_or(&org.name),
+            org.kind,
+            req.billing_country
+                .as_deref()
+                .unwrap_or(&org.billing_country),
+            req.vat_id
+                .as_deref()
+                .unwrap_or(org.vat_id.as_deref().unwrap_or_default()),
+        )
+        .map_err(|e| Problem::unprocessable("invalid-organisation", "Invalid organisation", e.0))?;
+    }
+    let command = pb::UpdateOrganisation {
+        org_id: id.to_string(),
+        name: req.name,
+        mfa_required: req.mfa_required,
+        billing_country: req.billing_country,
+        vat_id: req.vat_id,
+    };
+    s.cluster
+        .propose_as(who.actor(), Body::UpdateOrganisation(command))
+        .await??;
+    let state = s.cluster.state();
+    state
+        .organisations
+        .get(&id)
+        .map(|o| Json(view(&state, o)))
+        .ok_or_else(|| Problem::not_found(format!("organisation {id} does not exist")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    /// The user's email (they must have signed up; invitations by mail come later).
+    pub email: String,
+    /// owner, admin, billing, member or viewer.
+    pub role: String,
+}
+
+/// Adds a signed-up user to the organisation with a role, or changes their role.
+pub async fn set_member(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<MemberRequest>,
+) -> Result<Json<OrganisationView>, Problem> {
+    let id = parse_org(&id)?;
+    who.may(&s, Action::ManageMembers, Resource::Org(&id))?;
+    let email = validate::email(&req.email)
+        .map_err(|e| Problem::unprocessable("invalid-email", "Invalid email", e.0))?;
+    let role = Role::parse(&req.role)
+        .filter(|r| r.is_org_role() || r.is_provider_role())
+        .ok_or_else(|| {
+            Problem::unprocessable(
+                "invalid-role",
+                "Invalid role",
+                format!(
+                    "`{}` is not one of owner, admin, billing, member, viewer",
+                    req.role
+                ),
+            )
+        })?;
+    let user = s
+        .cluster
+        .state()
+        .users_by_email
+        .get(&email)
+        .cloned()
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "no user has signed up as {email}; ask them to sign up first"
+            ))
+        })?;
+    propose_member(&s, &who, &id, &user, role.as_str()).await?;
+    let state = s.cluster.state();
+    state
+        .organisations
+        .get(&id)
+        .map(|o| Json(view(&state, o)))
+        .ok_or_else(|| Problem::not_found(format!("organisation {id} does not exist")))
+}
+
+/// Removes a member from the organisation.
+pub async fn remove_member(
+    State(s): State<ApiState>,
+    who: Who,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    let id = parse_org(&id)?;
+    who.may(&s, Action::ManageMembers, Resource::Org(&id))?;
+    let user = UserId::parse(&user)
+        .map_err(|_| Problem::not_found(format!("member `{user}` does not exist")))?;
+    propose_member(&s, &who, &id, &user, "").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn propose_member(
+    s: &ApiState,
+    who: &Who,
+    org: &OrgId,
+    user: &UserId,
+    role: &str,
+) -> Result<(), Problem> {
+    let command = pb::SetMember {
+        org_id: org.to_string(),
+        user_id: user.to_string(),
+        project_id: String::new(),
+        role: role.to_owned(),
+    };
+    s.cluster
+        .propose_as(who.actor(), Body::SetMember(command))
+        .await??;
+    Ok(())
+}

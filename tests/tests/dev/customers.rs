@@ -1,0 +1,312 @@
+//! Customers as they arrive: sign up, verify the mailed link, log in, make keys with roles,
+//! run an instance — and another organisation sees none of it (DESIGN.md invariants 8, 13,
+//! 14). Over HTTP against a running `vmcloud dev`; mail is read from the folder it writes.
+
+use serde_json::{Value, json};
+
+use super::{Fixture, http};
+
+struct Api<'a> {
+    base: &'a str,
+}
+
+impl Api<'_> {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut req = http().request(method.parse().unwrap(), &url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn signup_body(email: &str, password: &str, org: &str) -> Value {
+    json!({
+        "email": email,
+        "password": password,
+        "organisation": {"name": org, "kind": "company", "billing_country": "FR", "vat_id": "FR40303265045"},
+    })
+}
+
+/// The verification link mailed to `email`, from `vmcloud dev`'s mail folder.
+fn mailed_link(fx: &Fixture, email: &str) -> String {
+    let dir = fx.fleet.data_dir.join("mail");
+    let mut found = None;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        if text.contains(&format!("To: {email}")) {
+            found = Some(text);
+        }
+    }
+    let text = found.unwrap_or_else(|| panic!("no mail to {email} in {}", dir.display()));
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("/v1/verify-email?")
+                .map(|q| format!("/v1/verify-email?{q}"))
+        })
+        .unwrap_or_else(|| panic!("no link in the mail:\n{text}"))
+}
+
+/// Signs up, verifies and logs in; returns (login token, org id, project id).
+async fn customer(fx: &Fixture, api: &Api<'_>, email: &str, org: &str) -> (String, String, String) {
+    let password = "violet-tram-orbit-canal";
+    let (status, made) = api
+        .call(
+            "POST",
+            "/v1/signup",
+            None,
+            Some(signup_body(email, password, org)),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let login = json!({"email": email, "password": password});
+    let (status, body) = api
+        .call("POST", "/v1/login", None, Some(login.clone()))
+        .await;
+    assert_eq!(status, 403, "an unverified email logs in: {body}");
+    assert_eq!(body["type"], "urn:vmcloud:problem:email-not-verified");
+    let link = mailed_link(fx, email);
+    let (status, body) = api.call("GET", &link, None, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api.call("GET", &link, None, None).await;
+    assert_eq!(status, 422, "a verification link worked twice: {body}");
+    let (status, body) = api.call("POST", "/v1/login", None, Some(login)).await;
+    assert_eq!(status, 200, "{body}");
+    (
+        body["token"].as_str().unwrap().to_owned(),
+        made["organisation_id"].as_str().unwrap().to_owned(),
+        made["project_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn customers_sign_up_verify_log_in_and_see_only_their_own() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+
+    // Bad input: each refused with what was wrong, nothing created.
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/signup",
+            None,
+            Some(signup_body("ann@example.com", "password123", "Acme")),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("too easy to guess"),
+        "{body}"
+    );
+    let mut bad_vat = signup_body("ann@example.com", "violet-tram-orbit-canal", "Acme");
+    bad_vat["organisation"]["vat_id"] = json!("FR123");
+    let (status, body) = api.call("POST", "/v1/signup", None, Some(bad_vat)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("format of FR"),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/signup",
+            None,
+            Some(signup_body(
+                "not-an-email",
+                "violet-tram-orbit-canal",
+                "Acme",
+            )),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+
+    let (ann, ann_org, ann_project) = customer(&fx, &api, "ann@example.com", "Acme").await;
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/signup",
+            None,
+            Some(signup_body(
+                "Ann@Example.com",
+                "violet-tram-orbit-canal",
+                "Acme 2",
+            )),
+        )
+        .await;
+    assert_eq!(status, 409, "the same email signed up twice: {body}");
+
+    // Wrong password and unknown email: the same answer.
+    let (s1, wrong) = api
+        .call(
+            "POST",
+            "/v1/login",
+            None,
+            Some(json!({"email": "ann@example.com", "password": "nope-nope-nope"})),
+        )
+        .await;
+    let (s2, unknown) = api
+        .call(
+            "POST",
+            "/v1/login",
+            None,
+            Some(json!({"email": "zed@example.com", "password": "nope-nope-nope"})),
+        )
+        .await;
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(wrong["detail"], unknown["detail"]);
+
+    let (status, me) = api.call("GET", "/v1/me", Some(&ann), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["email"], "ann@example.com");
+    assert_eq!(me["organisations"][0]["role"], "owner");
+
+    // Keys with roles: a member key deploys, a viewer key only reads.
+    let key = |role: &str| json!({"name": format!("ci-{role}"), "role": role});
+    let (status, member) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{ann_project}/keys"),
+            Some(&ann),
+            Some(key("project-member")),
+        )
+        .await;
+    assert_eq!(status, 201, "{member}");
+    let member = member["token"].as_str().unwrap().to_owned();
+    let (status, viewer) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{ann_project}/keys"),
+            Some(&ann),
+            Some(key("project-viewer")),
+        )
+        .await;
+    assert_eq!(status, 201, "{viewer}");
+    let viewer = viewer["token"].as_str().unwrap().to_owned();
+    let (_, keys) = api
+        .call(
+            "GET",
+            &format!("/v1/projects/{ann_project}/keys"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+    assert!(
+        !keys.to_string().contains(&member[4..]),
+        "a listed key shows its secret"
+    );
+
+    let vm = json!({"flavor": "vps-s", "image": "debian-12", "region": "par"});
+    let (status, body) = api
+        .call("POST", "/v1/instances", Some(&viewer), Some(vm.clone()))
+        .await;
+    assert_eq!(status, 403, "a viewer key deployed: {body}");
+    let (status, made) = api
+        .call("POST", "/v1/instances", Some(&member), Some(vm.clone()))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let instance = made["id"].as_str().unwrap().to_owned();
+    let (status, _) = api
+        .call(
+            "GET",
+            &format!("/v1/instances/{instance}"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, listed) = api.call("GET", "/v1/instances", Some(&ann), None).await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(listed.to_string().contains(&instance));
+
+    // Another organisation: everything of Ann's is 404, to every verb.
+    let (bob, bob_org, bob_project) = customer(&fx, &api, "bob@example.net", "Bobco").await;
+    let (status, listed) = api.call("GET", "/v1/instances", Some(&bob), None).await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(
+        !listed.to_string().contains(&instance),
+        "Bob sees Ann's instance"
+    );
+    let ann_paths = [
+        ("GET", format!("/v1/instances/{instance}")),
+        ("DELETE", format!("/v1/instances/{instance}")),
+        (
+            "GET",
+            format!("/v1/instances/{instance}?project={ann_project}"),
+        ),
+        ("GET", format!("/v1/instances?project={ann_project}")),
+        ("GET", format!("/v1/projects/{ann_project}")),
+        ("DELETE", format!("/v1/projects/{ann_project}")),
+        ("GET", format!("/v1/projects/{ann_project}/keys")),
+        ("POST", format!("/v1/projects/{ann_project}/keys")),
+        ("GET", format!("/v1/organisations/{ann_org}")),
+        ("PATCH", format!("/v1/organisations/{ann_org}")),
+        ("POST", format!("/v1/organisations/{ann_org}/members")),
+    ];
+    for (method, path) in &ann_paths {
+        let body = match *method {
+            "POST" if path.ends_with("/keys") => Some(key("project-admin")),
+            "POST" => Some(json!({"email": "bob@example.net", "role": "admin"})),
+            "PATCH" => Some(json!({"name": "Taken"})),
+            _ => None,
+        };
+        let (status, answer) = api.call(method, path, Some(&bob), body).await;
+        assert_eq!(status, 404, "Bob {method} {path}: {answer}");
+    }
+    // Ann's member key reaches nothing of Bob's either.
+    for path in [
+        format!("/v1/projects/{bob_project}"),
+        format!("/v1/organisations/{bob_org}"),
+        format!("/v1/instances?project={bob_project}"),
+    ] {
+        let (status, answer) = api.call("GET", &path, Some(&member), None).await;
+        assert_eq!(status, 404, "Ann's key GET {path}: {answer}");
+    }
+    let (_, projects) = api.call("GET", "/v1/projects", Some(&bob), None).await;
+    assert_eq!(projects.as_array().unwrap().len(), 1, "{projects}");
+    assert_eq!(projects[0]["id"], bob_project);
+
+    // The operator (the dev key) sees every tenant.
+    let (_, all) = api
+        .call("GET", "/v1/projects", Some(&fx.fleet.token), None)
+        .await;
+    for p in [&ann_project, &bob_project] {
+        assert!(all.to_string().contains(p.as_str()), "{all}");
+    }
+
+    // A revoked key is refused at once; a logged-out session too.
+    let member_id = member.split('_').nth(1).unwrap();
+    let (status, _) = api
+        .call(
+            "DELETE",
+            &format!("/v1/projects/{ann_project}/keys/{member_id}"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api.call("GET", "/v1/instances", Some(&member), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = api.call("POST", "/v1/logout", Some(&bob), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = api.call("GET", "/v1/me", Some(&bob), None).await;
+    assert_eq!(status, 401);
+}
