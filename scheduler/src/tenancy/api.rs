@@ -13,7 +13,8 @@ use crate::api::context::{
 use crate::api::problem::Problem;
 use crate::sessions::types::SessionTier;
 use crate::tenancy::api_key::ApiKeyToken;
-use crate::tenancy::authz::{Action, Resource, Role};
+use crate::tenancy::authz::{Action, Resource};
+use crate::tenancy::types::Role;
 use crate::tenancy::types::{ApiKey, MAX_SHARE_WEIGHT, Project};
 use crate::tenancy::validate;
 

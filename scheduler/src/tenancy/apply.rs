@@ -9,19 +9,16 @@ use vmcloud_proto::{OrgId, ProjectId, UserId};
 
 use crate::sessions::types::SessionTier;
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
-use crate::tenancy::authz::Role;
 use crate::tenancy::migrate::legacy_org_of;
 use crate::tenancy::types::{
-    ApiKey, LoginSession, MAX_SHARE_WEIGHT, OrgKind, Organisation, Project, User,
+    ApiKey, DEFAULT_PROJECT, LoginSession, MAX_SHARE_WEIGHT, OrgKind, Organisation, Project, Role,
+    User,
 };
 use crate::tenancy::validate;
 
 fn invalid(e: impl std::fmt::Display) -> Rejected {
     Rejected::Invalid(e.to_string())
 }
-
-/// The name every organisation's first project has.
-pub const DEFAULT_PROJECT: &str = "default";
 
 impl ClusterState {
     pub(crate) fn create_project(&mut self, c: pb::CreateProject, at: i64) -> ApplyResult {

@@ -6,88 +6,12 @@
 //! answers 404, as if it did not exist — invariant 8); one the principal can see but its
 //! role does not allow this action on is *forbidden* (403).
 
-use serde::{Deserialize, Serialize};
 use vmcloud_proto::{NodeId, OrgId, ProjectId, UserId};
 
 use crate::state::ClusterState;
-use crate::tenancy::types::{Organisation, Project};
-
-/// Every role, at every level of the tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    // Organisation level.
-    Owner,
-    Admin,
-    Billing,
-    Member,
-    Viewer,
-    // Project level (and API keys).
-    ProjectAdmin,
-    ProjectMember,
-    ProjectViewer,
-    // Provider level: members of the provider's organisation.
-    Operator,
-    Support,
-    Finance,
-}
-
-pub const ALL_ROLES: [Role; 11] = [
-    Role::Owner,
-    Role::Admin,
-    Role::Billing,
-    Role::Member,
-    Role::Viewer,
-    Role::ProjectAdmin,
-    Role::ProjectMember,
-    Role::ProjectViewer,
-    Role::Operator,
-    Role::Support,
-    Role::Finance,
-];
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Billing => "billing",
-            Role::Member => "member",
-            Role::Viewer => "viewer",
-            Role::ProjectAdmin => "project-admin",
-            Role::ProjectMember => "project-member",
-            Role::ProjectViewer => "project-viewer",
-            Role::Operator => "operator",
-            Role::Support => "support",
-            Role::Finance => "finance",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        ALL_ROLES.into_iter().find(|r| r.as_str() == s)
-    }
-
-    /// Held in an organisation (by its members).
-    pub fn is_org_role(self) -> bool {
-        matches!(
-            self,
-            Role::Owner | Role::Admin | Role::Billing | Role::Member | Role::Viewer
-        )
-    }
-
-    /// Held in a project (by users, or by an API key).
-    pub fn is_project_role(self) -> bool {
-        matches!(
-            self,
-            Role::ProjectAdmin | Role::ProjectMember | Role::ProjectViewer
-        )
-    }
-
-    /// Held by members of the provider's organisation only.
-    pub fn is_provider_role(self) -> bool {
-        matches!(self, Role::Operator | Role::Support | Role::Finance)
-    }
-}
+#[cfg(test)]
+use crate::tenancy::types::ALL_ROLES;
+use crate::tenancy::types::{Organisation, Project, Role};
 
 /// What a principal wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use vmcloud_proto::{OrgId, ProjectId};
 
 use crate::state::ClusterState;
-use crate::tenancy::apply::DEFAULT_PROJECT;
-use crate::tenancy::authz::Role;
+use crate::tenancy::types::DEFAULT_PROJECT;
+use crate::tenancy::types::Role;
 use crate::tenancy::types::{OrgKind, Organisation};
 
 /// The organisation a project from before organisations belongs to.

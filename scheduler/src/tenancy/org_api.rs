@@ -9,9 +9,10 @@ use vmcloud_proto::{OrgId, ProjectId, UserId};
 
 use crate::api::context::{ApiJson, ApiQuery, ApiState, ReadOptions, Who, created, rfc3339};
 use crate::api::problem::Problem;
-use crate::tenancy::authz::{Action, Principal, Resource, Role};
+use crate::tenancy::authz::{Action, Principal, Resource};
 use crate::tenancy::identity_api::OrganisationRequest;
 use crate::tenancy::types::Organisation;
+use crate::tenancy::types::Role;
 use crate::tenancy::validate;
 
 #[derive(Debug, Serialize)]
