@@ -19,7 +19,7 @@ pub enum Output {
     Json,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
@@ -112,6 +112,11 @@ impl Client {
             .build()
             .context("cannot build the HTTP client")?;
         Ok(Client { http, endpoint })
+    }
+
+    /// The API's base URL.
+    pub(crate) fn api(&self) -> &str {
+        &self.endpoint.api
     }
 
     /// Sends a request; `Ok(None)` for 404 when `allow_404`.

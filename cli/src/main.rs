@@ -1,6 +1,7 @@
 //! `vmcloud`: one binary for the whole system. `main` parses arguments, sets up logging and
 //! hands over to a subcommand.
 
+mod account_cmd;
 mod agent_cmd;
 mod bench;
 mod build_info;
@@ -74,7 +75,79 @@ enum Command {
         #[command(subcommand)]
         command: session_cmd::SessionCommand,
     },
-    /// Projects: read one; operators set its fair share weight and gaming tier.
+    /// Sign up as a new customer (a trial organisation with a `default` project).
+    Signup {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[arg(long)]
+        email: String,
+        /// Your organisation's name.
+        #[arg(long)]
+        org_name: String,
+        /// Billing country, ISO code (FR, DE, …).
+        #[arg(long)]
+        country: String,
+        /// company, person or household.
+        #[arg(long, default_value = "person")]
+        kind: String,
+        /// EU VAT id (companies).
+        #[arg(long)]
+        vat_id: Option<String>,
+        /// Read the password from standard input (otherwise VMCLOUD_PASSWORD).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Confirm your email with the user id and token of the verification mail.
+    VerifyEmail {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        user: String,
+        #[arg(value_name = "TOKEN")]
+        verification_token: String,
+    },
+    /// Log in (email + password, or an API key) and save a profile.
+    Login {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[arg(long)]
+        email: Option<String>,
+        /// Use this API key (vmc_…) instead of a password.
+        #[arg(long)]
+        key: Option<String>,
+        /// Read the password from standard input (otherwise VMCLOUD_PASSWORD).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Profile to save the login in.
+        #[arg(long, default_value = "default")]
+        save_as: String,
+    },
+    /// End the login session of the profile.
+    Logout {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Organisations: list, show (with members), create.
+    Org {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: account_cmd::OrgCommand,
+    },
+    /// Users: invite a signed-up user into an organisation with a role.
+    User {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: account_cmd::UserCommand,
+    },
+    /// A project's API keys: list, create (shown once), revoke.
+    Key {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: account_cmd::KeyCommand,
+    },
+    /// Projects: list, create, delete, show; operators set fair share weight and gaming tier.
     Project {
         #[command(flatten)]
         client: client::ClientArgs,
@@ -211,6 +284,13 @@ fn main() -> ExitCode {
         | Command::Job { .. }
         | Command::Session { .. }
         | Command::Project { .. }
+        | Command::Signup { .. }
+        | Command::VerifyEmail { .. }
+        | Command::Login { .. }
+        | Command::Logout { .. }
+        | Command::Org { .. }
+        | Command::User { .. }
+        | Command::Key { .. }
         | Command::Bench { .. }
         | Command::Sim { .. } => "warn",
     };
@@ -252,6 +332,42 @@ fn main() -> ExitCode {
             Command::Job { client, command } => job_cmd::run(client, command).await,
             Command::Session { client, command } => session_cmd::run(client, command).await,
             Command::Project { client, command } => session_cmd::run_project(client, command).await,
+            Command::Signup {
+                client,
+                email,
+                org_name,
+                country,
+                kind,
+                vat_id,
+                password_stdin,
+            } => {
+                account_cmd::signup(
+                    client,
+                    email,
+                    org_name,
+                    country,
+                    kind,
+                    vat_id,
+                    password_stdin,
+                )
+                .await
+            }
+            Command::VerifyEmail {
+                client,
+                user,
+                verification_token,
+            } => account_cmd::verify_email(client, user, verification_token).await,
+            Command::Login {
+                client,
+                email,
+                key,
+                password_stdin,
+                save_as,
+            } => account_cmd::login(client, email, key, password_stdin, save_as).await,
+            Command::Logout { client } => account_cmd::logout(client).await,
+            Command::Org { client, command } => account_cmd::run_org(client, command).await,
+            Command::User { client, command } => account_cmd::run_user(client, command).await,
+            Command::Key { client, command } => account_cmd::run_key(client, command).await,
             Command::Reservation { client, command } => reservation_cmd::run(client, command).await,
             Command::Token { client, command } => token_cmd::run(client, command).await,
             Command::Bench {
@@ -286,5 +402,14 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

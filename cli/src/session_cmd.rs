@@ -50,6 +50,16 @@ pub enum SessionCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectCommand {
+    /// The projects you can see.
+    List,
+    /// A new project in one of your organisations; prints its id.
+    Create {
+        name: String,
+        #[arg(long)]
+        org: String,
+    },
+    /// Delete a project that has no workloads left (its keys go with it).
+    Delete { id: String },
     /// Show a project (yours, or any for an operator).
     Get { id: String },
     /// Change a project (operators).
@@ -223,6 +233,42 @@ pub async fn run(args: ClientArgs, command: SessionCommand) -> anyhow::Result<()
 pub async fn run_project(args: ClientArgs, command: ProjectCommand) -> anyhow::Result<()> {
     let client = Client::new(&args)?;
     let project = match command {
+        ProjectCommand::List => {
+            let list = client
+                .call(Method::GET, "/v1/projects", None, false)
+                .await?
+                .unwrap_or_default();
+            if args.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<22} {:<24} ORGANISATION", "ID", "NAME");
+                for p in list.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<22} {:<24} {}",
+                        s(p, "id"),
+                        s(p, "name"),
+                        s(p, "organisation")
+                    );
+                }
+            }
+            return Ok(());
+        }
+        ProjectCommand::Create { name, org } => client
+            .call(
+                Method::POST,
+                "/v1/projects",
+                Some(json!({"name": name, "organisation": org})),
+                false,
+            )
+            .await?
+            .unwrap_or_default(),
+        ProjectCommand::Delete { id } => {
+            client
+                .call(Method::DELETE, &format!("/v1/projects/{id}"), None, false)
+                .await?;
+            println!("project {id} deleted");
+            return Ok(());
+        }
         ProjectCommand::Get { id } => client
             .call(Method::GET, &format!("/v1/projects/{id}"), None, true)
             .await?
