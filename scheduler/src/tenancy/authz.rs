@@ -168,7 +168,11 @@ impl ClusterState {
             Resource::Fleet if allowed => Ok(()),
             Resource::Fleet => Err(forbidden(key.role, action, "the fleet")),
             Resource::Project(p) if *p == key.project => {
-                if allowed {
+                // An operator key administers its own (provider) project: the dev fleet's
+                // key deploys there, as before roles.
+                let own_admin =
+                    key.role == Role::Operator && role_allows(Role::ProjectAdmin, action);
+                if allowed || own_admin {
                     Ok(())
                 } else {
                     Err(forbidden(key.role, action, &format!("project {p}")))
