@@ -163,7 +163,7 @@ impl FromRequestParts<ApiState> for Who {
             });
         }
         Err(Problem::unauthorized(
-            "invalid credentials: expected an API key (vmc_…) or a login token (vms_…)",
+            "invalid API key or login token: expected vmc_… (an API key) or vms_… (a login token from `vmcloud login`)",
         ))
     }
 }

@@ -84,7 +84,7 @@ async fn bad_requests_get_problem_json_and_create_nothing() {
             body: r#"{"flavor":"vps-s","image":"debian-12","region":"par"}"#,
             status: 401,
             kind: "unauthorized",
-            detail: "missing API key",
+            detail: "not logged in",
         },
         Case {
             name: "unknown API key",
