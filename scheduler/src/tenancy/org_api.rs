@@ -62,6 +62,16 @@ fn view(state: &crate::state::ClusterState, o: &Organisation) -> OrganisationVie
     }
 }
 
+/// The organisation as the state holds it now.
+fn current(s: &ApiState, id: &OrgId) -> Result<Json<OrganisationView>, Problem> {
+    let state = s.cluster.state();
+    state
+        .organisations
+        .get(id)
+        .map(|o| Json(view(&state, o)))
+        .ok_or_else(|| Problem::not_found(format!("organisation {id} does not exist")))
+}
+
 fn parse_org(id: &str) -> Result<OrgId, Problem> {
     OrgId::parse(id).map_err(|_| Problem::not_found(format!("organisation `{id}` does not exist")))
 }
@@ -97,12 +107,7 @@ pub async fn get(
     let id = parse_org(&id)?;
     read.prepare(&s.cluster).await?;
     who.may(&s, Action::ReadOrg, Resource::Org(&id))?;
-    let state = s.cluster.state();
-    state
-        .organisations
-        .get(&id)
-        .map(|o| Json(view(&state, o)))
-        .ok_or_else(|| Problem::not_found(format!("organisation {id} does not exist")))
+    current(&s, &id)
 }
 
 /// Another organisation for a logged-in user, who owns it; it starts with a `default`
@@ -192,12 +197,7 @@ pub async fn update(
     s.cluster
         .propose_as(who.actor(), Body::UpdateOrganisation(command))
         .await??;
-    let state = s.cluster.state();
-    state
-        .organisations
-        .get(&id)
-        .map(|o| Json(view(&state, o)))
-        .ok_or_else(|| Problem::not_found(format!("organisation {id} does not exist")))
+    current(&s, &id)
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,12 +244,7 @@ pub async fn set_member(
             ))
         })?;
     propose_member(&s, &who, &id, &user, role.as_str()).await?;
-    let state = s.cluster.state();
-    state
-        .organisations
-        .get(&id)
-        .map(|o| Json(view(&state, o)))
-        .ok_or_else(|| Problem::not_found(format!("organisation {id} does not exist")))
+    current(&s, &id)
 }
 
 /// Removes a member from the organisation.
