@@ -83,14 +83,37 @@ pub async fn verify_email(args: ClientArgs, user: String, token: String) -> anyh
     })
 }
 
-/// `vmcloud login`: email + password, or an API key; saves a profile.
-pub async fn login(
-    args: ClientArgs,
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    #[arg(long)]
     email: Option<String>,
+    /// Use this API key (vmc_…) instead of a password.
+    #[arg(long)]
     key: Option<String>,
+    /// Read the password from standard input (otherwise VMCLOUD_PASSWORD).
+    #[arg(long)]
     password_stdin: bool,
+    /// The authenticator app's current 6-digit code (accounts with two-step verification).
+    #[arg(long, value_name = "CODE")]
+    totp: Option<String>,
+    /// Or one of the recovery codes (each works once).
+    #[arg(long, value_name = "CODE", conflicts_with = "totp")]
+    recovery_code: Option<String>,
+    /// Profile to save the login in.
+    #[arg(long, default_value = "default")]
     save_as: String,
-) -> anyhow::Result<()> {
+}
+
+/// `vmcloud login`: email + password (+ a TOTP code), or an API key; saves a profile.
+pub async fn login(args: ClientArgs, login: LoginArgs) -> anyhow::Result<()> {
+    let LoginArgs {
+        email,
+        key,
+        password_stdin,
+        totp,
+        recovery_code,
+        save_as,
+    } = login;
     let client = Client::new(&ClientArgs {
         token: None,
         ..args.clone()
@@ -98,7 +121,12 @@ pub async fn login(
     let api = client.api().to_owned();
     let token = match (email, key) {
         (Some(email), None) => {
-            let body = json!({"email": email, "password": password(password_stdin)?});
+            let body = json!({
+                "email": email,
+                "password": password(password_stdin)?,
+                "totp_code": totp,
+                "recovery_code": recovery_code,
+            });
             let answer = client
                 .call(Method::POST, "/v1/login", Some(body), false)
                 .await?
@@ -319,6 +347,79 @@ pub async fn run_key(args: ClientArgs, command: KeyCommand) -> anyhow::Result<()
                 )
                 .await?;
             println!("key {key_id} revoked");
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MfaCommand {
+    /// Start TOTP enrolment: prints the otpauth:// URL and the secret to put in an
+    /// authenticator app (the console shows a QR code).
+    Enrol,
+    /// Finish enrolment with the app's current code; prints the recovery codes, once.
+    Confirm { code: String },
+    /// Turn two-step verification off (from a login that used a code).
+    Disable,
+}
+
+pub async fn run_mfa(args: ClientArgs, command: MfaCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args)?;
+    match command {
+        MfaCommand::Enrol => {
+            let v = client
+                .call(Method::POST, "/v1/me/totp", None, false)
+                .await?
+                .unwrap_or_default();
+            print(&args, &v, |v| {
+                println!(
+                    "add this to your authenticator app:\n  {}\nor type the secret: {}\nthen run `vmcloud mfa confirm <code>` with the code it shows",
+                    s(v, "otpauth_url"),
+                    s(v, "secret")
+                )
+            })
+        }
+        MfaCommand::Confirm { code } => {
+            let v = client
+                .call(
+                    Method::POST,
+                    "/v1/me/totp/confirm",
+                    Some(json!({ "code": code })),
+                    false,
+                )
+                .await?
+                .unwrap_or_default();
+            print(&args, &v, |v| {
+                println!(
+                    "two-step verification is on. Recovery codes (each works once; keep them safe):"
+                );
+                for c in v["recovery_codes"].as_array().into_iter().flatten() {
+                    println!("  {}", c.as_str().unwrap_or_default());
+                }
+                println!("log in again with --totp <code> to use it");
+            })
+        }
+        MfaCommand::Disable => {
+            client
+                .call(Method::DELETE, "/v1/me/totp", None, false)
+                .await?;
+            println!("two-step verification is off");
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Print a new random secrets key (64 hex digits); put it first in the key file of
+    /// every replica (`--secrets-key`) to seal with it.
+    NewKey,
+}
+
+pub fn run_secrets(command: SecretsCommand) -> anyhow::Result<()> {
+    match command {
+        SecretsCommand::NewKey => {
+            println!("{}", vmcloud_scheduler::secrets::SecretsKey::new_key_line());
             Ok(())
         }
     }

@@ -99,6 +99,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         tracing::info!(dir = %data_dir.join("pki").display(), "generated a dev CA and certificates");
     }
     let build = build_info();
+    let secrets_path = data_dir.join("secrets.key");
+    let secrets = vmcloud_scheduler::secrets::SecretsKey::load_or_create(&secrets_path)
+        .context("the dev secrets key")?;
 
     let scheduler = signals
         .unless_stopped("starting the scheduler", async {
@@ -115,6 +118,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 liveness: args.liveness.config(),
                 replication: Replication::Single,
                 mailer: vmcloud_scheduler::mail::Mailer::Folder(data_dir.join("mail")),
+                secrets: Some(secrets),
             })
             .await
             .context("cannot start the scheduler")

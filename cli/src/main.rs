@@ -109,17 +109,20 @@ enum Command {
     Login {
         #[command(flatten)]
         client: client::ClientArgs,
-        #[arg(long)]
-        email: Option<String>,
-        /// Use this API key (vmc_…) instead of a password.
-        #[arg(long)]
-        key: Option<String>,
-        /// Read the password from standard input (otherwise VMCLOUD_PASSWORD).
-        #[arg(long)]
-        password_stdin: bool,
-        /// Profile to save the login in.
-        #[arg(long, default_value = "default")]
-        save_as: String,
+        #[command(flatten)]
+        login: account_cmd::LoginArgs,
+    },
+    /// Two-step verification (TOTP) for your user: enrol, confirm, disable.
+    Mfa {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: account_cmd::MfaCommand,
+    },
+    /// Sealed secrets: make a key file for `vmcloud scheduler --secrets-key`.
+    Secrets {
+        #[command(subcommand)]
+        command: account_cmd::SecretsCommand,
     },
     /// End the login session of the profile.
     Logout {
@@ -287,6 +290,8 @@ fn main() -> ExitCode {
         | Command::Signup { .. }
         | Command::VerifyEmail { .. }
         | Command::Login { .. }
+        | Command::Mfa { .. }
+        | Command::Secrets { .. }
         | Command::Logout { .. }
         | Command::Org { .. }
         | Command::User { .. }
@@ -357,13 +362,9 @@ fn main() -> ExitCode {
                 user,
                 verification_token,
             } => account_cmd::verify_email(client, user, verification_token).await,
-            Command::Login {
-                client,
-                email,
-                key,
-                password_stdin,
-                save_as,
-            } => account_cmd::login(client, email, key, password_stdin, save_as).await,
+            Command::Login { client, login } => account_cmd::login(client, login).await,
+            Command::Mfa { client, command } => account_cmd::run_mfa(client, command).await,
+            Command::Secrets { command } => account_cmd::run_secrets(command),
             Command::Logout { client } => account_cmd::logout(client).await,
             Command::Org { client, command } => account_cmd::run_org(client, command).await,
             Command::User { client, command } => account_cmd::run_user(client, command).await,

@@ -52,6 +52,11 @@ pub struct SchedulerArgs {
     /// folder instead of only logging it.
     #[arg(long)]
     pub mail_dir: Option<PathBuf>,
+    /// The key file that seals secrets in the log (TOTP seeds): one or more lines of 64 hex
+    /// digits, the first seals (`vmcloud secrets new-key`; rotation: docs/operations.md).
+    /// Every replica needs the same file. Without it, two-step verification cannot be set up.
+    #[arg(long)]
+    pub secrets_key: Option<PathBuf>,
     /// Make sure this API key (vmc_…) belongs to the dev project (for test clusters).
     #[arg(long, env = "VMCLOUD_BOOTSTRAP_API_KEY", hide_env_values = true)]
     pub bootstrap_api_key: Option<String>,
@@ -122,6 +127,12 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         None => Catalog::builtin(),
     };
     let ca = read_identity(&args.pki_dir, "ca")?;
+    let secrets = args
+        .secrets_key
+        .as_deref()
+        .map(vmcloud_scheduler::secrets::SecretsKey::load)
+        .transpose()
+        .context("--secrets-key")?;
     let identity = read_identity(&args.pki_dir, &format!("scheduler-{}", args.id))?;
     let scheduler = signals
         .unless_stopped("waiting for the cluster", async {
@@ -147,6 +158,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                     Some(dir) => vmcloud_scheduler::mail::Mailer::Folder(dir.clone()),
                     None => vmcloud_scheduler::mail::Mailer::Log,
                 },
+                secrets,
             })
             .await
             .context("cannot start the scheduler")

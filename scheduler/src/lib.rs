@@ -37,6 +37,7 @@ pub mod placement;
 pub mod placement_controller;
 pub mod raft_handle;
 pub mod reservations;
+pub mod secrets;
 pub mod server;
 pub mod sessions;
 pub mod state;

@@ -45,6 +45,8 @@ pub struct SchedulerConfig {
     pub replication: Replication,
     /// Where mail to people goes (verification links, password resets).
     pub mailer: crate::mail::Mailer,
+    /// The key-encryption key(s) that seal secrets in the log (`--secrets-key`).
+    pub secrets: Option<crate::secrets::SecretsKey>,
 }
 
 /// How this replica's Raft group is made.
@@ -330,6 +332,7 @@ impl Scheduler {
             metrics: Arc::new(registry),
             liveness: liveness_view,
             mailer: Arc::new(config.mailer),
+            secrets: config.secrets.map(Arc::new),
         });
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api = tokio::spawn(async move {

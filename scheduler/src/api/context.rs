@@ -29,6 +29,9 @@ pub struct ApiState {
     /// The leader's view of node liveness.
     pub liveness: crate::nodes::liveness::LivenessView,
     pub mailer: Arc<crate::mail::Mailer>,
+    /// The key-encryption key(s) for sealed secrets (`--secrets-key`); without it, nothing
+    /// that needs one (TOTP) can be set up on this replica.
+    pub secrets: Option<Arc<crate::secrets::SecretsKey>>,
 }
 
 /// A query string whose decoding errors become problem+json 400s.

@@ -27,6 +27,7 @@ use crate::reservations::api as reservations;
 use crate::sessions::api as sessions;
 use crate::tenancy::api as projects;
 use crate::tenancy::identity_api as identity;
+use crate::tenancy::mfa_api as mfa;
 use crate::tenancy::org_api as orgs;
 
 pub fn router(state: ApiState) -> Router {
@@ -62,6 +63,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/logout-everywhere", post(identity::logout_everywhere))
         .route("/v1/password", post(identity::change_password))
         .route("/v1/me", get(identity::me))
+        .route("/v1/me/totp", post(mfa::enrol).delete(mfa::disable))
+        .route("/v1/me/totp/confirm", post(mfa::confirm))
         .route("/v1/organisations", get(orgs::list).post(orgs::create))
         .route("/v1/organisations/{id}", get(orgs::get).patch(orgs::update))
         .route("/v1/organisations/{id}/members", post(orgs::set_member))

@@ -243,6 +243,10 @@ impl ClusterState {
                 email_verified: false,
                 created_at_ms: at,
                 verification: Some((c.verification_sha256, c.verification_expires_at_unix_ms)),
+                totp_sealed: None,
+                totp_pending: None,
+                totp_last_step: 0,
+                recovery_sha256: Vec::new(),
             },
         );
         Ok(Applied::Done)
@@ -389,12 +393,10 @@ impl ClusterState {
 
     pub(crate) fn start_login_session(&mut self, c: pb::StartLoginSession, at: i64) -> ApplyResult {
         let user = UserId::parse(&c.user_id).map_err(invalid)?;
-        if !self.users.contains_key(&user) {
-            return Err(Rejected::NotFound(format!("user {user}")));
-        }
         if self.login_sessions.contains_key(&c.session_id) {
             return Err(Rejected::Exists(format!("login session {}", c.session_id)));
         }
+        self.use_second_factor(&user, c.totp_step, &c.recovery_code_sha256)?;
         // The user's sessions that ended by time go when a new one starts, so the map does
         // not grow.
         self.remove_login_sessions(|s| s.user == user && s.expires_at_ms <= at);

@@ -146,7 +146,7 @@ impl ClusterState {
                 "log in or send an API key".to_owned(),
             )),
             Principal::ApiKey(key_id) => self.authorize_key(key_id, action, resource),
-            Principal::User { id, .. } => self.authorize_user(id, action, resource),
+            Principal::User { id, mfa } => self.authorize_user(id, *mfa, action, resource),
         }
     }
 
@@ -200,6 +200,7 @@ impl ClusterState {
     fn authorize_user(
         &self,
         user: &UserId,
+        mfa: bool,
         action: Action,
         resource: Resource<'_>,
     ) -> Result<(), Denied> {
@@ -210,6 +211,23 @@ impl ClusterState {
         }
         let provider_role = self.provider_role(user);
         let staff_allows = provider_role.is_some_and(|r| role_allows(r, action));
+        // Provider roles reach every tenant: only with a second factor.
+        if staff_allows && !mfa && !self.member_allows(user, action, resource) {
+            return Err(Denied::Forbidden(MFA_FOR_STAFF.to_owned()));
+        }
+        if !mfa
+            && let Some(org) = self.org_of(resource).filter(|o| o.mfa_required)
+            && (org.members.contains_key(user)
+                || self
+                    .projects
+                    .values()
+                    .any(|p| p.org == org.id && p.members.contains_key(user)))
+        {
+            return Err(Denied::Forbidden(format!(
+                "organisation {} requires two-step verification: turn on TOTP in your account settings, then log in again with a code",
+                org.id
+            )));
+        }
         match resource {
             Resource::Fleet => match provider_role {
                 _ if staff_allows => Ok(()),
@@ -245,6 +263,37 @@ impl ClusterState {
         }
     }
 
+    /// Whether the user's own membership (not a provider role) allows `action`.
+    fn member_allows(&self, user: &UserId, action: Action, resource: Resource<'_>) -> bool {
+        match resource {
+            Resource::Fleet => false,
+            Resource::Org(o) => self
+                .organisations
+                .get(o)
+                .and_then(|org| org.members.get(user))
+                .is_some_and(|r| role_allows(*r, action)),
+            Resource::Project(p) => self.projects.get(p).is_some_and(|project| {
+                self.organisations.get(&project.org).is_some_and(|org| {
+                    user_project_roles(org, project, user)
+                        .iter()
+                        .any(|r| role_allows(*r, action))
+                })
+            }),
+        }
+    }
+
+    /// The organisation a resource belongs to.
+    fn org_of(&self, resource: Resource<'_>) -> Option<&Organisation> {
+        match resource {
+            Resource::Fleet => None,
+            Resource::Org(o) => self.organisations.get(o),
+            Resource::Project(p) => self
+                .projects
+                .get(p)
+                .and_then(|p| self.organisations.get(&p.org)),
+        }
+    }
+
     /// The user's role in the provider's organisation, if it is a provider role (owners and
     /// admins of the provider count as operators).
     pub fn provider_role(&self, user: &UserId) -> Option<Role> {
@@ -272,6 +321,8 @@ fn user_project_roles(org: &Organisation, project: &Project, user: &UserId) -> V
     }
     roles
 }
+
+const MFA_FOR_STAFF: &str = "VMCloud's operators, support and finance staff must log in with two-step verification: turn on TOTP in your account settings, then log in again with a code";
 
 fn forbidden(role: Role, action: Action, what: &str) -> Denied {
     Denied::Forbidden(format!(

@@ -32,7 +32,7 @@ pub fn principal_of(actor: Option<&pb::Actor>) -> Result<Principal, Rejected> {
         Some(Who::System(_)) => Principal::System,
         Some(Who::UserId(u)) => Principal::User {
             id: UserId::parse(u).map_err(invalid)?,
-            mfa: false,
+            mfa: actor.mfa,
         },
         Some(Who::ApiKeyId(k)) => Principal::ApiKey(k.clone()),
         Some(Who::NodeId(n)) => Principal::Node(NodeId::parse(n).map_err(invalid)?),
@@ -51,6 +51,7 @@ pub fn actor_of(principal: &Principal, source: &str) -> pb::Actor {
     pb::Actor {
         who,
         source: source.to_owned(),
+        mfa: matches!(principal, Principal::User { mfa: true, .. }),
     }
 }
 
@@ -127,7 +128,10 @@ impl ClusterState {
                 (Action::ManageOrg, Target::Myself(owner))
             }
             Body::EndLoginSessions(pb::EndLoginSessions { user_id, .. })
-            | Body::SetPassword(pb::SetPassword { user_id, .. }) => (
+            | Body::SetPassword(pb::SetPassword { user_id, .. })
+            | Body::EnrolTotp(pb::EnrolTotp { user_id, .. })
+            | Body::ConfirmTotp(pb::ConfirmTotp { user_id, .. })
+            | Body::DisableTotp(pb::DisableTotp { user_id }) => (
                 Action::ManageOrg,
                 Target::Myself(
                     UserId::parse(user_id).map_err(|e| Rejected::Invalid(e.to_string()))?,

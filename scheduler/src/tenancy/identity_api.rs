@@ -17,6 +17,7 @@ use crate::api::problem::Problem;
 use crate::tenancy::api_key::{LoginToken, mail_token, mail_token_sha256};
 use crate::tenancy::authz::Principal;
 use crate::tenancy::commands::actor_of;
+use crate::tenancy::mfa_api::check_second_factor;
 use crate::tenancy::password;
 use crate::tenancy::types::OrgKind;
 use crate::tenancy::validate;
@@ -199,6 +200,12 @@ pub async fn verify_email(
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// The authenticator app's current code, for an account with two-step verification.
+    #[serde(default)]
+    pub totp_code: Option<String>,
+    /// Or one of its recovery codes (each works once).
+    #[serde(default)]
+    pub recovery_code: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -245,18 +252,26 @@ pub async fn login(
             ),
         ));
     }
+    let factor = check_second_factor(
+        &s,
+        &user,
+        req.totp_code.as_deref(),
+        req.recovery_code.as_deref(),
+    )?;
     let token = LoginToken::generate();
     let expires = crate::clock::now_ms() + SESSION_TTL_MS;
     let principal = Principal::User {
         id: user.id.clone(),
-        mfa: false,
+        mfa: factor.used(),
     };
     let command = pb::StartLoginSession {
         session_id: token.session_id.clone(),
         user_id: user.id.to_string(),
         secret_sha256: token.secret_sha256(),
         expires_at_unix_ms: expires,
-        mfa: false,
+        mfa: factor.used(),
+        totp_step: factor.totp_step,
+        recovery_code_sha256: factor.recovery_sha256,
     };
     s.cluster
         .propose_as(actor_of(&principal, ""), Body::StartLoginSession(command))
@@ -397,6 +412,14 @@ pub struct MeView {
     pub projects: Vec<Membership>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_role: Option<String>,
+    /// Two-step verification is on for the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totp_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes_left: Option<usize>,
+    /// This login session checked a second factor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_mfa: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -418,9 +441,12 @@ pub async fn me(State(s): State<ApiState>, who: Who) -> Result<Json<MeView>, Pro
         organisations: Vec::new(),
         projects: Vec::new(),
         provider_role: None,
+        totp_enabled: None,
+        recovery_codes_left: None,
+        session_mfa: None,
     };
     match &who.principal {
-        Principal::User { id, .. } => {
+        Principal::User { id, mfa } => {
             let user = state
                 .users
                 .get(id)
@@ -428,6 +454,9 @@ pub async fn me(State(s): State<ApiState>, who: Who) -> Result<Json<MeView>, Pro
             view.user_id = Some(id.to_string());
             view.email = Some(user.email.clone());
             view.email_verified = Some(user.email_verified);
+            view.totp_enabled = Some(user.totp_sealed.is_some());
+            view.recovery_codes_left = Some(user.recovery_sha256.len());
+            view.session_mfa = Some(*mfa);
             view.provider_role = state.provider_role(id).map(|r| r.as_str().to_owned());
             view.organisations = state
                 .organisations

@@ -6,7 +6,10 @@
 //! - [`commands`]: which action each log command is, checked again in `apply`.
 //! - [`apply`]: the `impl ClusterState` handlers; [`migrate`]: state from before
 //!   organisations; [`validate`]: names, emails, countries, VAT ids.
-//! - [`api_key`], [`password`]: the secrets' formats and hashing; [`api`]: the HTTP handlers.
+//! - [`api_key`], [`password`]: the secrets' formats and hashing; [`mfa`]: TOTP and
+//!   recovery codes (their state and their math).
+//! - HTTP handlers: [`api`] (projects, keys), [`identity_api`] (sign-up, log-in),
+//!   [`mfa_api`] (two-step verification), [`org_api`] (organisations, members).
 
 pub mod api;
 pub mod api_key;
@@ -14,6 +17,8 @@ pub mod apply;
 pub mod authz;
 pub mod commands;
 pub mod identity_api;
+pub mod mfa;
+pub mod mfa_api;
 pub mod migrate;
 pub mod org_api;
 pub mod password;

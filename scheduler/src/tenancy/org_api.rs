@@ -169,6 +169,19 @@ pub async fn update(
 ) -> Result<Json<OrganisationView>, Problem> {
     let id = parse_org(&id)?;
     who.may(&s, Action::ManageOrg, Resource::Org(&id))?;
+    if req.mfa_required == Some(true)
+        && !matches!(
+            who.principal,
+            crate::tenancy::authz::Principal::User { mfa: true, .. }
+        )
+    {
+        return Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "mfa-required",
+            "Second factor required",
+            "turn on two-step verification for yourself and log in with a code first, so that requiring it does not lock you out",
+        ));
+    }
     {
         let state = s.cluster.state();
         let org = state

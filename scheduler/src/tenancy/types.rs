@@ -235,6 +235,18 @@ pub struct User {
     pub created_at_ms: i64,
     /// SHA-256 of the pending email verification token, and when it expires.
     pub verification: Option<(Vec<u8>, i64)>,
+    /// The TOTP secret, sealed (`secrets`): two-step verification is on.
+    #[serde(default)]
+    pub totp_sealed: Option<String>,
+    /// A TOTP secret being enrolled, sealed, until a code from it is confirmed.
+    #[serde(default)]
+    pub totp_pending: Option<String>,
+    /// The last TOTP time step used: a code of that step or before is refused (no replay).
+    #[serde(default)]
+    pub totp_last_step: u64,
+    /// SHA-256 of the unused recovery codes.
+    #[serde(default)]
+    pub recovery_sha256: Vec<Vec<u8>>,
 }
 
 /// A logged-in browser or CLI: a random token whose SHA-256 is kept; ends on logout,

@@ -6,12 +6,12 @@ use serde_json::{Value, json};
 
 use super::{Fixture, http};
 
-struct Api<'a> {
-    base: &'a str,
+pub(super) struct Api<'a> {
+    pub(super) base: &'a str,
 }
 
 impl Api<'_> {
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -60,9 +60,17 @@ fn mailed_link(fx: &Fixture, email: &str) -> String {
         .unwrap_or_else(|| panic!("no link in the mail:\n{text}"))
 }
 
+/// The password [`customer`] signs up with.
+pub(super) const PASSWORD: &str = "violet-tram-orbit-canal";
+
 /// Signs up, verifies and logs in; returns (login token, org id, project id).
-async fn customer(fx: &Fixture, api: &Api<'_>, email: &str, org: &str) -> (String, String, String) {
-    let password = "violet-tram-orbit-canal";
+pub(super) async fn customer(
+    fx: &Fixture,
+    api: &Api<'_>,
+    email: &str,
+    org: &str,
+) -> (String, String, String) {
+    let password = PASSWORD;
     let (status, made) = api
         .call(
             "POST",

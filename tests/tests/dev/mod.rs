@@ -8,6 +8,7 @@ mod jobs;
 mod join;
 mod lifecycle;
 mod liveness;
+mod mfa;
 mod reservations;
 mod restart;
 mod sessions;
