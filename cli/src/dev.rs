@@ -119,6 +119,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 replication: Replication::Single,
                 mailer: vmcloud_scheduler::mail::Mailer::Folder(data_dir.join("mail")),
                 secrets: Some(secrets),
+                public_url: None,
+                pages: Some(vmcloud_web::pages),
             })
             .await
             .context("cannot start the scheduler")
@@ -188,13 +190,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let _ = writeln!(
         std::io::stdout(),
         "VMCloud dev fleet is running (vmcloud {}, git {})\n\
-         \n  API          {api}\n  \
+         \n  console      {api}/signup  (sign up, then log in; pages in English and French)\n  \
+         API          {api}\n  \
          agent API    http://{agent_api}  (node {node} in {region}, hypervisor {hv})\n  \
          agent link   quic://{gateway}  (mutual TLS, dev CA in {pki})\n  \
          data dir     {data}\n  \
          CLI profile  {profile_note}\n  \
          API key      in {key}\n  \
-         mail         written to {mail}  (sign-up verification links land here)\n\
+         mail         written to {mail}  (sign-up verification links land here)\n  \
+         secrets key  {secrets}  (seals TOTP seeds in the log)\n\
          \nTry, in another terminal:\n  \
          {exe} instance create --flavor vps-s --image debian-12 --region {region}\n  \
          {exe} instance list\n  \
@@ -203,6 +207,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         build.version,
         build.git_sha,
         mail = data_dir.join("mail").display(),
+        secrets = secrets_path.display(),
         agent_api = agent.api_addr(),
         region = args.region,
         hv = args.hypervisor,

@@ -57,6 +57,10 @@ pub struct SchedulerArgs {
     /// Every replica needs the same file. Without it, two-step verification cannot be set up.
     #[arg(long)]
     pub secrets_key: Option<PathBuf>,
+    /// The address people reach the API and pages at, for links in mail
+    /// (https://cloud.example.com); default: http:// and this replica's API address.
+    #[arg(long)]
+    pub public_url: Option<String>,
     /// Make sure this API key (vmc_…) belongs to the dev project (for test clusters).
     #[arg(long, env = "VMCLOUD_BOOTSTRAP_API_KEY", hide_env_values = true)]
     pub bootstrap_api_key: Option<String>,
@@ -159,6 +163,8 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                     None => vmcloud_scheduler::mail::Mailer::Log,
                 },
                 secrets,
+                public_url: args.public_url.clone(),
+                pages: Some(vmcloud_web::pages),
             })
             .await
             .context("cannot start the scheduler")

@@ -47,7 +47,15 @@ pub struct SchedulerConfig {
     pub mailer: crate::mail::Mailer,
     /// The key-encryption key(s) that seal secrets in the log (`--secrets-key`).
     pub secrets: Option<crate::secrets::SecretsKey>,
+    /// The address people reach this service at (links in mail); default: `http://` and the
+    /// API's advertised address.
+    pub public_url: Option<String>,
+    /// The web pages served beside the API (the `web` crate's router), if any.
+    pub pages: Option<Pages>,
 }
+
+/// Builds the web pages' router from the API's state.
+pub type Pages = fn(ApiState) -> axum::Router;
 
 /// How this replica's Raft group is made.
 #[derive(Debug, Clone)]
@@ -324,7 +332,11 @@ impl Scheduler {
                 api_addr: advertised(api_addr, &config.replication).to_string(),
             },
         ));
-        let router = api::router(ApiState {
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", advertised(api_addr, &config.replication)));
+        let api_state = ApiState {
             cluster: cluster.clone(),
             catalog: Arc::new(config.catalog),
             build: config.build,
@@ -333,7 +345,12 @@ impl Scheduler {
             liveness: liveness_view,
             mailer: Arc::new(config.mailer),
             secrets: config.secrets.map(Arc::new),
-        });
+            public_url: public_url.trim_end_matches('/').to_owned(),
+        };
+        let mut router = api::router(api_state.clone());
+        if let Some(pages) = config.pages {
+            router = pages(api_state).merge(router);
+        }
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api = tokio::spawn(async move {
             let served = axum::serve(listener, router)

@@ -29,6 +29,22 @@ ensure_packages() {
   command -v cargo >/dev/null || { say "cargo not found: install Rust 1.95 (rustup) first"; exit 1; }
 }
 
+# What the browser tests need: Debian's headless Chromium and its WebDriver. As root they are
+# installed when missing; otherwise those tests say they skipped.
+ensure_browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    say "browser present: $(chromium --version 2>/dev/null | head -n1)"
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    say "not root and no chromium/chromedriver: the browser tests will be skipped"
+    return 0
+  fi
+  say "installing chromium and chromium-driver for the browser tests"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+}
+
 # What the end-to-end VM test needs on the host (as root): libvirtd with the QEMU driver and
 # QEMU itself, the libvirt-qemu user libvirtd runs guests as, and /dev/kvm readable by that
 # user's group (libvirt otherwise re-probes QEMU on every define, ~45 s each; guests still run

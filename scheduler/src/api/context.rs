@@ -32,6 +32,8 @@ pub struct ApiState {
     /// The key-encryption key(s) for sealed secrets (`--secrets-key`); without it, nothing
     /// that needs one (TOTP) can be set up on this replica.
     pub secrets: Option<Arc<crate::secrets::SecretsKey>>,
+    /// Where people reach this service (`http://host:port`, no trailing slash): mailed links.
+    pub public_url: String,
 }
 
 /// A query string whose decoding errors become problem+json 400s.
@@ -48,6 +50,10 @@ pub struct ApiQuery<T>(pub T);
 pub struct ReadOptions {
     #[serde(default)]
     pub stale: bool,
+    /// The project a user's request acts in (read by [`Caller`], accepted here so that
+    /// `?project=` may sit beside `?stale=`).
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 impl ReadOptions {

@@ -169,6 +169,12 @@ impl From<Rejected> for Problem {
                 Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", msg)
             }
             Rejected::Unauthenticated(msg) => Problem::unauthorized(msg),
+            Rejected::TrialLimit(msg) => Problem::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "trial-limit",
+                "Trial limit",
+                msg,
+            ),
             Rejected::Malformed => Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

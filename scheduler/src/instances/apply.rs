@@ -38,6 +38,7 @@ impl ClusterState {
         if self.instances.contains_key(&id) {
             return Err(Rejected::Exists(format!("instance {id}")));
         }
+        self.check_trial(&project, !c.gpu_model.is_empty())?;
         let market = c.market();
         let idempotency_key = c.idempotency_key.clone();
         let instance = Instance {
@@ -124,6 +125,11 @@ impl ClusterState {
                 .sessions
                 .insert(instance.project.clone(), id.clone());
         }
+        *self
+            .index
+            .per_project
+            .entry(instance.project.clone())
+            .or_default() += 1;
         self.instances.insert(id, Arc::new(instance.clone()));
         Ok(Applied::Instance(Box::new(instance)))
     }

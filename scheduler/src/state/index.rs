@@ -24,6 +24,9 @@ pub struct StateIndex {
     pub terminating: OrdSet<(i64, InstanceId)>,
     /// Each project's game session while it has one (invariant 7: at most one).
     pub sessions: HashMap<ProjectId, InstanceId>,
+    /// How many instances each project has in the state (live, or ending): trial limits and
+    /// quotas count them without walking every instance.
+    pub per_project: HashMap<ProjectId, u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -127,6 +127,9 @@ pub enum Rejected {
     /// The command's principal is no longer valid (a key revoked, a session ended).
     #[error("{0}")]
     Unauthenticated(String),
+    /// A trial organisation asked for more than its trial allows (GPUs, instances).
+    #[error("{0}")]
+    TrialLimit(String),
 }
 
 pub type ApplyResult = Result<Applied, Rejected>;

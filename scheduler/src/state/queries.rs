@@ -25,6 +25,7 @@ impl ClusterState {
             pending: OrdSet::new(),
             terminating: OrdSet::new(),
             sessions: Default::default(),
+            per_project: Default::default(),
         };
         for r in self.reservations.values() {
             for s in r.slots.iter().filter(|s| s.instance.is_none()) {
@@ -50,6 +51,7 @@ impl ClusterState {
             if i.session.is_some() {
                 index.sessions.insert(i.project.clone(), i.id.clone());
             }
+            *index.per_project.entry(i.project.clone()).or_default() += 1;
         }
         self.index = index;
     }
@@ -80,11 +82,22 @@ impl ClusterState {
 
     /// Drops a removed instance from the indexes that are not kept by usage.
     pub(crate) fn forget(&mut self, removed: &Instance) {
+        if let Some(n) = self.index.per_project.get_mut(&removed.project) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.index.per_project.remove(&removed.project);
+            }
+        }
         if removed.session.is_some()
             && self.index.sessions.get(&removed.project) == Some(&removed.id)
         {
             self.index.sessions.remove(&removed.project);
         }
+    }
+
+    /// How many instances `project` has (live or ending).
+    pub fn instances_of_project(&self, project: &vmcloud_proto::ProjectId) -> u32 {
+        self.index.per_project.get(project).copied().unwrap_or(0)
     }
 
     /// vCPUs, memory and GPUs held on `node`.

@@ -130,9 +130,9 @@ pub async fn sign_up(
     s.cluster
         .propose_as(actor_of(&Principal::Anonymous, ""), Body::SignUp(command))
         .await??;
-    let link = format!("/v1/verify-email?user={user}&token={token}");
+    let link = format!("{}/verify?user={user}&token={token}", s.public_url);
     let body = format!(
-        "Welcome to VMCloud.\n\nConfirm your email address within 24 hours by opening this link\n(on the address of the VMCloud API you signed up with):\n\n  {link}\n\nor run:  vmcloud verify-email {user} {token}\n\nIf you did not sign up, ignore this mail.\n"
+        "Welcome to VMCloud.\n\nConfirm your email address within 24 hours by opening this link:\n\n  {link}\n\nor run:  vmcloud verify-email {user} {token}\n\nIf you did not sign up, ignore this mail.\n"
     );
     s.mailer
         .send(&email, "Confirm your email address for VMCloud", &body)

@@ -5,7 +5,8 @@
 //! - [`authz`]: roles, actions, principals, and `ClusterState::authorize`.
 //! - [`commands`]: which action each log command is, checked again in `apply`.
 //! - [`apply`]: the `impl ClusterState` handlers; [`migrate`]: state from before
-//!   organisations; [`validate`]: names, emails, countries, VAT ids.
+//!   organisations; [`validate`]: names, emails, countries, VAT ids; [`trial`]: what a trial
+//!   allows.
 //! - [`api_key`], [`password`]: the secrets' formats and hashing; [`mfa`]: TOTP and
 //!   recovery codes (their state and their math).
 //! - HTTP handlers: [`api`] (projects, keys), [`identity_api`] (sign-up, log-in),
@@ -22,5 +23,6 @@ pub mod mfa_api;
 pub mod migrate;
 pub mod org_api;
 pub mod password;
+pub mod trial;
 pub mod types;
 pub mod validate;

@@ -40,7 +40,7 @@ fn signup_body(email: &str, password: &str, org: &str) -> Value {
     })
 }
 
-/// The verification link mailed to `email`, from `vmcloud dev`'s mail folder.
+/// The API form of the verification link mailed to `email`, from `vmcloud dev`'s mail folder.
 fn mailed_link(fx: &Fixture, email: &str) -> String {
     let dir = fx.fleet.data_dir.join("mail");
     let mut found = None;
@@ -51,11 +51,12 @@ fn mailed_link(fx: &Fixture, email: &str) -> String {
         }
     }
     let text = found.unwrap_or_else(|| panic!("no mail to {email} in {}", dir.display()));
+    // The mail links to the page (`…/verify?user=…&token=…`); the API takes the same query.
     text.lines()
         .find_map(|l| {
             l.trim()
-                .strip_prefix("/v1/verify-email?")
-                .map(|q| format!("/v1/verify-email?{q}"))
+                .split_once("/verify?")
+                .map(|(_, q)| format!("/v1/verify-email?{q}"))
         })
         .unwrap_or_else(|| panic!("no link in the mail:\n{text}"))
 }
@@ -317,4 +318,47 @@ async fn customers_sign_up_verify_log_in_and_see_only_their_own() {
     assert_eq!(status, 204);
     let (status, _) = api.call("GET", "/v1/me", Some(&bob), None).await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_trial_has_no_gpus_and_at_most_two_instances() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let (token, _, project) = customer(&fx, &api, "trial@example.com", "Trial SAS").await;
+    let create = |flavor: &str| json!({"flavor": flavor, "image": "debian-12", "region": "par"});
+    let path = format!("/v1/instances?project={project}");
+    let (status, body) = api
+        .call("POST", &path, Some(&token), Some(create("gpu-h100-1")))
+        .await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["type"], "urn:vmcloud:problem:trial-limit");
+    assert!(
+        body["detail"].as_str().unwrap().contains("no GPU flavors"),
+        "{body}"
+    );
+    for _ in 0..2 {
+        let (status, body) = api
+            .call("POST", &path, Some(&token), Some(create("vps-s")))
+            .await;
+        assert!(status == 201 || status == 202, "{body}");
+    }
+    let (status, body) = api
+        .call("POST", &path, Some(&token), Some(create("vps-s")))
+        .await;
+    assert_eq!(status, 402, "a trial got a third instance: {body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("allows 2 instances"),
+        "{body}"
+    );
+    // A user lists with ?project= beside ?stale= (the console does).
+    let (status, body) = api
+        .call("GET", &format!("{path}&stale=true"), Some(&token), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["instances"].as_array().unwrap().len(), 2);
 }

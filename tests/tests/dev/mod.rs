@@ -1,6 +1,7 @@
 //! `vmcloud dev` as a new user runs it: a real process, the HTTP API, the CLI, the agent.
 
 mod bad_input;
+mod browser;
 mod customers;
 mod host_events;
 mod identity;

@@ -1,0 +1,382 @@
+//! The console as a customer uses it, in a real browser: headless Chromium driven over
+//! WebDriver (Debian's `chromium` and `chromium-driver`) against a running `vmcloud dev`.
+//! Sign up → read the verification mail → verify → log in → turn on TOTP → log out and in
+//! again with a code → create a project and an API key → create an instance and watch it
+//! become `running` on the page (server-sent events) → one made with the key from the CLI
+//! shows up too → delete it after the confirmation; a user of another organisation sees none
+//! of it. A screenshot of each step is saved (the path is printed).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use totp_rs::{Algorithm, Secret, TOTP};
+
+use super::Fixture;
+use super::customers::{Api, PASSWORD, customer};
+
+const TEST: &str = "dev::browser::the_console_from_sign_up_to_a_running_instance";
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+async fn start_driver(chromedriver: &PathBuf) -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("{url}/status")).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not answer in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Driver { child, url }
+}
+
+async fn browser(driver: &Driver, chromium: &PathBuf) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1000", "--lang=en-GB"],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+/// Saves numbered screenshots of the steps.
+struct Shots {
+    dir: PathBuf,
+    n: u32,
+}
+
+impl Shots {
+    async fn take(&mut self, c: &Client, step: &str) {
+        self.n += 1;
+        let png = c.screenshot().await.unwrap();
+        let path = self.dir.join(format!("{:02}-{step}.png", self.n));
+        std::fs::write(&path, png).unwrap();
+        eprintln!("screenshot: {}", path.display());
+    }
+}
+
+async fn fill(c: &Client, css: &str, text: &str) {
+    let el = c.find(Locator::Css(css)).await.unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits for `css` on the page; when it does not come, saves `failed.png` and shows the page.
+async fn wait_for(c: &Client, css: &str, limit: Duration) {
+    if let Err(e) = c.wait().at_most(limit).for_element(Locator::Css(css)).await {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+        if let Ok(png) = c.screenshot().await {
+            let _ = std::fs::write(dir.join("failed.png"), png);
+        }
+        let url = c
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let body = text(c, "body").await;
+        panic!("no `{css}` on {url} within {limit:?} ({e}); the page says:\n{body}");
+    }
+}
+
+async fn path(c: &Client) -> String {
+    c.current_url().await.unwrap().path().to_owned()
+}
+
+/// The verification link (a page address) mailed to `email`.
+fn mailed_page_link(fx: &Fixture, email: &str) -> String {
+    let dir = fx.fleet.data_dir.join("mail");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let mail = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        if mail.contains(&format!("To: {email}"))
+            && let Some(link) = mail.lines().map(str::trim).find(|l| l.contains("/verify?"))
+        {
+            return link.to_owned();
+        }
+    }
+    panic!("no verification mail to {email} in {}", dir.display())
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn the_console_from_sign_up_to_a_running_instance() {
+    let (Some(chromium), Some(chromedriver)) = (
+        find_program(&["chromium", "chromium-browser", "google-chrome"]),
+        find_program(&["chromedriver"]),
+    ) else {
+        vmcloud_proto::testing::skip(
+            TEST,
+            "no chromium and chromedriver on PATH (scripts/test installs Debian's chromium and chromium-driver as root)",
+        );
+        return;
+    };
+    let fx = Fixture::start();
+    let base = fx.fleet.api.clone();
+    let driver = start_driver(&chromedriver).await;
+    let c = browser(&driver, &chromium).await;
+    let mut shots = Shots {
+        dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser"),
+        n: 0,
+    };
+    std::fs::create_dir_all(&shots.dir).unwrap();
+    let email = "ada@example.com";
+
+    // Sign up.
+    c.goto(&format!("{base}/signup")).await.unwrap();
+    fill(&c, "#email", email).await;
+    fill(&c, "#password", PASSWORD).await;
+    fill(&c, "#org_name", "Analytical Engines").await;
+    fill(&c, "#country", "FR").await;
+    shots.take(&c, "sign-up").await;
+    click(&c, "#signup").await;
+    wait_for(&c, "#check-mail", Duration::from_secs(10)).await;
+    shots.take(&c, "check-your-mail").await;
+
+    // The mailed link verifies, and leads to the log-in page.
+    let link = mailed_page_link(&fx, email);
+    assert!(link.starts_with(&base), "the mail links elsewhere: {link}");
+    c.goto(&link).await.unwrap();
+    wait_for(&c, "p.notice", Duration::from_secs(10)).await;
+    assert_eq!(path(&c).await, "/login");
+    shots.take(&c, "verified").await;
+
+    // Log in.
+    fill(&c, "#email", email).await;
+    fill(&c, "#password", PASSWORD).await;
+    click(&c, "#login").await;
+    wait_for(&c, "#projects", Duration::from_secs(10)).await;
+    assert_eq!(path(&c).await, "/console");
+    shots.take(&c, "console").await;
+
+    // Turn on TOTP: the QR page's secret, read by an authenticator (totp-rs here).
+    c.goto(&format!("{base}/console/account")).await.unwrap();
+    click(&c, "#totp-on").await;
+    wait_for(&c, "#qr", Duration::from_secs(10)).await;
+    shots.take(&c, "totp-qr-code").await;
+    let secret = text(&c, "#totp-secret").await;
+    let app = TOTP::new_unchecked(
+        Algorithm::SHA1,
+        6,
+        1,
+        30,
+        Secret::Encoded(secret).to_bytes().unwrap(),
+        None,
+        String::new(),
+    );
+    let now = now_s();
+    fill(&c, "#totp-code", &app.generate(now)).await;
+    click(&c, "#totp-confirm").await;
+    wait_for(&c, "#recovery-codes", Duration::from_secs(10)).await;
+    shots.take(&c, "recovery-codes").await;
+    c.goto(&format!("{base}/console/account")).await.unwrap();
+    let on = c
+        .find(Locator::Css("#totp-status"))
+        .await
+        .unwrap()
+        .attr("data-on")
+        .await
+        .unwrap();
+    assert_eq!(on.as_deref(), Some("true"));
+
+    // Log out, and in again: now the code is needed.
+    click(&c, "#logout").await;
+    wait_for(&c, "#login", Duration::from_secs(10)).await;
+    fill(&c, "#email", email).await;
+    fill(&c, "#password", PASSWORD).await;
+    click(&c, "#login").await;
+    wait_for(&c, "#code", Duration::from_secs(10)).await;
+    assert!(
+        text(&c, "p.notice").await.contains("6-digit code"),
+        "the log-in page does not ask for the code"
+    );
+    shots.take(&c, "log-in-asks-for-the-code").await;
+    fill(&c, "#password", PASSWORD).await;
+    // The confirming code's step is spent; the next step's code is accepted (one step of skew).
+    fill(&c, "#code", &app.generate(now + 30)).await;
+    click(&c, "#login").await;
+    wait_for(&c, "#projects", Duration::from_secs(10)).await;
+
+    // A project and an API key.
+    fill(&c, "#project-name", "web").await;
+    click(&c, "#create-project").await;
+    wait_for(&c, "#instances", Duration::from_secs(10)).await;
+    let project_page = path(&c).await;
+    let project = project_page.rsplit('/').next().unwrap().to_owned();
+    assert!(project.starts_with("prj-"), "{project_page}");
+    shots.take(&c, "project").await;
+    click(&c, "#keys-link").await;
+    fill(&c, "#key-name", "ci").await;
+    click(&c, "#create-key").await;
+    wait_for(&c, "#new-key", Duration::from_secs(10)).await;
+    let key = text(&c, "#new-key").await;
+    assert!(key.starts_with("vmc_"), "{key}");
+    shots.take(&c, "api-key-shown-once").await;
+
+    // An instance from the console: running on the page, live.
+    c.goto(&format!("{base}{project_page}")).await.unwrap();
+    fill(&c, "#instance-name", "web-1").await;
+    click(&c, "#flavor option[value='vps-s']").await;
+    click(&c, "#image option[value='debian-12']").await;
+    click(&c, "#region option[value='par']").await;
+    shots.take(&c, "new-instance").await;
+    click(&c, "#create-instance").await;
+    wait_for(&c, "#instances tbody tr[data-id]", Duration::from_secs(10)).await;
+    wait_for(
+        &c,
+        "#instances [data-state='running']",
+        Duration::from_secs(60),
+    )
+    .await;
+    shots.take(&c, "instance-running").await;
+
+    // One from the CLI with the new key appears on the open page without a reload.
+    let out = fx.fleet.cli(&[
+        "instance",
+        "create",
+        "--flavor",
+        "vps-s",
+        "--image",
+        "debian-12",
+        "--region",
+        "par",
+        "--name",
+        "from-cli",
+        "--token",
+        &key,
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "vmcloud instance create with the console's key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli_id = made["id"].as_str().unwrap().to_owned();
+    wait_for(
+        &c,
+        &format!("#instances tr[data-id='{cli_id}']"),
+        Duration::from_secs(20),
+    )
+    .await;
+    shots.take(&c, "cli-instance-appears-live").await;
+
+    // Delete the console's instance, after the confirmation page.
+    c.find(Locator::LinkText("web-1"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "#instance", Duration::from_secs(10)).await;
+    shots.take(&c, "instance-details").await;
+    click(&c, "#delete").await;
+    wait_for(&c, "#confirm-delete", Duration::from_secs(10)).await;
+    shots.take(&c, "confirm-delete").await;
+    click(&c, "#confirm-delete").await;
+    wait_for(&c, "#instances", Duration::from_secs(10)).await;
+    assert_eq!(path(&c).await, project_page);
+    shots.take(&c, "deleted").await;
+
+    // In French.
+    c.goto(&format!("{base}/console?lang=fr")).await.unwrap();
+    assert_eq!(text(&c, "h1").await, "Projets");
+    shots.take(&c, "console-in-french").await;
+    c.goto(&format!("{base}/console?lang=en")).await.unwrap();
+
+    // Another organisation's user sees none of it: not in their console, 404 by address.
+    let api = Api { base: &base };
+    customer(&fx, &api, "bob@example.com", "Other Org").await;
+    c.delete_all_cookies().await.unwrap();
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(&c, "#email", "bob@example.com").await;
+    fill(&c, "#password", PASSWORD).await;
+    click(&c, "#login").await;
+    wait_for(&c, "#projects", Duration::from_secs(10)).await;
+    let console = c.source().await.unwrap();
+    assert!(
+        !console.contains(&project),
+        "bob's console shows ada's project"
+    );
+    shots.take(&c, "other-org-console").await;
+    c.goto(&format!("{base}{project_page}")).await.unwrap();
+    assert_eq!(text(&c, "h1").await, "Not found");
+    shots.take(&c, "other-org-gets-404").await;
+    c.goto(&format!("{base}{project_page}/instances/{cli_id}"))
+        .await
+        .unwrap();
+    assert_eq!(text(&c, "h1").await, "Not found");
+
+    // A form posted without its CSRF token changes nothing.
+    let (status, _) = api.call("POST", "/console/projects", None, None).await;
+    assert_eq!(status, 403);
+
+    c.close().await.unwrap();
+}

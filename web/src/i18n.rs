@@ -1,0 +1,208 @@
+//! English and French. Every text a page shows is a [`Msg`]; the `messages!` table gives each
+//! its two translations, so a message without French does not compile. The language comes
+//! from `?lang=` (remembered in a cookie), then the cookie, then `Accept-Language`; English
+//! by default. Problem details from the API are shown as the API wrote them (English).
+
+use axum::http::HeaderMap;
+use axum::http::header;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Fr,
+}
+
+/// The cookie the chosen language is kept in.
+pub const LANG_COOKIE: &str = "vmcloud_lang";
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fr => "fr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s.trim().to_ascii_lowercase().get(..2)? {
+            "en" => Some(Lang::En),
+            "fr" => Some(Lang::Fr),
+            _ => None,
+        }
+    }
+
+    /// The language of a request: the cookie, then `Accept-Language` (in its order).
+    pub fn of(headers: &HeaderMap) -> Lang {
+        if let Some(lang) =
+            crate::client::cookie(headers, LANG_COOKIE).and_then(|v| Lang::parse(&v))
+        {
+            return lang;
+        }
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|part| Lang::parse(part.split(';').next()?))
+            })
+            .unwrap_or(Lang::En)
+    }
+
+    pub fn t(self, msg: Msg) -> &'static str {
+        let (en, fr) = msg.en_fr();
+        match self {
+            Lang::En => en,
+            Lang::Fr => fr,
+        }
+    }
+}
+
+macro_rules! messages {
+    ($($name:ident => $en:literal, $fr:literal;)*) => {
+        /// A text of the pages.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Msg { $($name),* }
+
+        impl Msg {
+            pub const ALL: &'static [Msg] = &[$(Msg::$name),*];
+
+            pub fn en_fr(self) -> (&'static str, &'static str) {
+                match self { $(Msg::$name => ($en, $fr)),* }
+            }
+
+            /// Its name, as a `?notice=` carries it.
+            pub fn name(self) -> &'static str {
+                match self { $(Msg::$name => stringify!($name)),* }
+            }
+
+            pub fn from_name(name: &str) -> Option<Msg> {
+                Msg::ALL.iter().copied().find(|m| m.name() == name)
+            }
+        }
+    };
+}
+
+messages! {
+    Brand => "VMCloud", "VMCloud";
+    SignUp => "Sign up", "Créer un compte";
+    LogIn => "Log in", "Se connecter";
+    LogOut => "Log out", "Se déconnecter";
+    Email => "Email", "Adresse e-mail";
+    Password => "Password", "Mot de passe";
+    PasswordHint => "At least 10 characters; a few unrelated words make a strong one.", "Au moins 10 caractères ; quelques mots sans rapport font un mot de passe solide.";
+    OrgName => "Organisation name", "Nom de l'organisation";
+    OrgKind => "Kind", "Type";
+    KindPerson => "Person", "Particulier";
+    KindCompany => "Company", "Entreprise";
+    Country => "Billing country (ISO code: FR, DE, NL…)", "Pays de facturation (code ISO : FR, DE, NL…)";
+    VatId => "EU VAT id (companies)", "Numéro de TVA intracommunautaire (entreprises)";
+    CreateAccount => "Create my account", "Créer mon compte";
+    HaveAccount => "Already have an account?", "Déjà un compte ?";
+    NoAccount => "No account yet?", "Pas encore de compte ?";
+    CheckMail => "Check your mail", "Consultez vos e-mails";
+    CheckMailText => "We sent a link to confirm your email address. Open it within 24 hours, then log in.", "Nous avons envoyé un lien pour confirmer votre adresse. Ouvrez-le sous 24 heures, puis connectez-vous.";
+    Verified => "Email confirmed: you can log in.", "Adresse confirmée : vous pouvez vous connecter.";
+    VerifyFailed => "This link does not work", "Ce lien ne fonctionne pas";
+    TotpCode => "Authenticator code (if two-step verification is on)", "Code de l'application d'authentification (si la validation en deux étapes est active)";
+    TotpNeeded => "Enter the 6-digit code of your authenticator app (or a recovery code).", "Saisissez le code à 6 chiffres de votre application d'authentification (ou un code de secours).";
+    Console => "Console", "Console";
+    Projects => "Projects", "Projets";
+    Project => "Project", "Projet";
+    Organisation => "Organisation", "Organisation";
+    Organisations => "Organisations", "Organisations";
+    Role => "Role", "Rôle";
+    Name => "Name", "Nom";
+    Create => "Create", "Créer";
+    NewProject => "New project", "Nouveau projet";
+    Instances => "Instances", "Instances";
+    NewInstance => "New instance", "Nouvelle instance";
+    Flavor => "Flavor", "Gabarit";
+    Image => "Image", "Image";
+    Region => "Region", "Région";
+    State => "State", "État";
+    Host => "Host", "Hôte";
+    Created => "Created", "Créée";
+    NoInstances => "No instances yet.", "Aucune instance pour l'instant.";
+    Delete => "Delete", "Supprimer";
+    DeleteInstance => "Delete this instance?", "Supprimer cette instance ?";
+    DeleteWarning => "The VM is stopped and its disk is erased. This cannot be undone.", "La VM est arrêtée et son disque effacé. C'est irréversible.";
+    Cancel => "Cancel", "Annuler";
+    ApiKeys => "API keys", "Clés d'API";
+    NewKey => "New API key", "Nouvelle clé d'API";
+    KeyShownOnce => "Copy this key now: it is shown only once.", "Copiez cette clé maintenant : elle ne sera plus affichée.";
+    Revoke => "Revoke", "Révoquer";
+    Revoked => "revoked", "révoquée";
+    Active => "active", "active";
+    Expires => "Expires", "Expire";
+    Never => "never", "jamais";
+    ExpiresInDays => "Expires in (days, empty: never)", "Expire dans (jours, vide : jamais)";
+    Account => "Account", "Compte";
+    ChangePassword => "Change password", "Changer le mot de passe";
+    CurrentPassword => "Current password", "Mot de passe actuel";
+    NewPassword => "New password", "Nouveau mot de passe";
+    TwoStep => "Two-step verification", "Validation en deux étapes";
+    TwoStepOn => "On: logging in asks for a code from your authenticator app.", "Active : la connexion demande un code de votre application d'authentification.";
+    TwoStepOff => "Off: anyone with your password can log in.", "Inactive : toute personne ayant votre mot de passe peut se connecter.";
+    TurnOn => "Turn on", "Activer";
+    TurnOff => "Turn off", "Désactiver";
+    ScanQr => "Scan this QR code with your authenticator app, or type the secret, then enter the code it shows.", "Scannez ce QR code avec votre application d'authentification, ou saisissez le secret, puis entrez le code affiché.";
+    Secret => "Secret", "Secret";
+    Code => "Code", "Code";
+    Confirm => "Confirm", "Confirmer";
+    RecoveryCodes => "Recovery codes", "Codes de secours";
+    RecoveryCodesText => "Each works once instead of a code. Keep them somewhere safe: they are shown only now.", "Chacun remplace un code une seule fois. Gardez-les en lieu sûr : ils ne sont affichés que maintenant.";
+    Sessions => "Sessions", "Sessions";
+    LogOutEverywhere => "Log out everywhere", "Se déconnecter partout";
+    LogOutEverywhereText => "Ends every session of your account: browsers and the CLI.", "Met fin à toutes les sessions de votre compte : navigateurs et CLI.";
+    Members => "Members", "Membres";
+    Invite => "Invite", "Inviter";
+    InviteText => "Add a person who has a VMCloud account (they get a mail).", "Ajoutez une personne qui a un compte VMCloud (elle reçoit un e-mail).";
+    RequireMfa => "Require two-step verification for every member", "Exiger la validation en deux étapes pour tous les membres";
+    Save => "Save", "Enregistrer";
+    Settings => "Settings", "Paramètres";
+    Trial => "Trial: no GPU flavors and at most 2 instances until a payment method is added.", "Essai : pas de gabarit GPU et au plus 2 instances tant qu'aucun moyen de paiement n'est ajouté.";
+    Live => "Updated live", "Mis à jour en direct";
+    Back => "Back", "Retour";
+    Error => "Something went wrong", "Un problème est survenu";
+    NotFound => "Not found", "Introuvable";
+    BadForm => "This form expired: reload the page and try again.", "Ce formulaire a expiré : rechargez la page et réessayez.";
+    NoticeProjectCreated => "Project created.", "Projet créé.";
+    NoticeInstanceCreated => "Instance created: it starts in a few seconds.", "Instance créée : elle démarre dans quelques secondes.";
+    NoticeInstanceDeleted => "Instance deleted.", "Instance supprimée.";
+    NoticeKeyRevoked => "Key revoked.", "Clé révoquée.";
+    NoticePasswordChanged => "Password changed: log in again.", "Mot de passe changé : reconnectez-vous.";
+    NoticeTotpOff => "Two-step verification is off.", "La validation en deux étapes est désactivée.";
+    NoticeMemberAdded => "Member added.", "Membre ajouté.";
+    NoticeSaved => "Saved.", "Enregistré.";
+    NoticeLoggedOut => "You are logged out.", "Vous êtes déconnecté.";
+    Language => "Français", "English";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_come_from_the_cookie_then_accept_language() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Lang::of(&h), Lang::En);
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            "de-DE,fr-FR;q=0.8,en;q=0.5".parse().unwrap(),
+        );
+        assert_eq!(Lang::of(&h), Lang::Fr);
+        h.insert(header::COOKIE, "a=b; vmcloud_lang=en".parse().unwrap());
+        assert_eq!(Lang::of(&h), Lang::En);
+    }
+
+    #[test]
+    fn every_message_has_both_languages_and_a_unique_name() {
+        let mut names = std::collections::BTreeSet::new();
+        for m in Msg::ALL {
+            let (en, fr) = m.en_fr();
+            assert!(!en.is_empty() && !fr.is_empty(), "{m:?}");
+            assert!(names.insert(m.name()), "{m:?} twice");
+            assert_eq!(Msg::from_name(m.name()), Some(*m));
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! VMCloud's web pages (DESIGN.md §8 "Web"), served by the scheduler beside the API from the
+//! same binary: server-rendered HTML (maud's compiled templates), English and French, a strict
+//! Content-Security-Policy (no inline script or style), CSRF tokens on every form, live parts
+//! by server-sent events, no build step.
+//!
+//! Pages are a client of the API in-process ([`client`]): what a user may see and do is the
+//! API's decision, never the page's.
+//!
+//! - [`layout`]: the request context, the page shell, the security/CSRF/language layer.
+//! - [`auth_pages`]: sign-up, the verification link, log-in (with a TOTP code), log-out.
+//! - [`console_pages`]: projects, instances (live), API keys.
+//! - [`account_pages`]: password, two-step verification, sessions; organisations.
+
+pub mod account_pages;
+pub mod auth_pages;
+pub mod client;
+pub mod console_pages;
+pub mod i18n;
+pub mod layout;
+
+use axum::Router;
+use axum::routing::{get, post};
+use vmcloud_scheduler::api::ApiState;
+
+/// What the pages reach: the API's router (called in-process) and its state (the catalog).
+#[derive(Clone)]
+pub struct Web {
+    pub api: Router,
+    pub state: ApiState,
+}
+
+/// The pages, for `SchedulerConfig::pages`.
+pub fn pages(state: ApiState) -> Router {
+    use account_pages as account;
+    use auth_pages as auth;
+    use console_pages as console;
+    let web = Web {
+        api: vmcloud_scheduler::api::router(state.clone()),
+        state,
+    };
+    Router::new()
+        .route("/", get(auth::home))
+        .route("/signup", get(auth::signup_page).post(auth::signup))
+        .route("/verify", get(auth::verify))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/console", get(console::home))
+        .route("/console/projects", post(console::create_project))
+        .route("/console/projects/{project}", get(console::project))
+        .route(
+            "/console/projects/{project}/instances",
+            post(console::create_instance),
+        )
+        .route(
+            "/console/projects/{project}/instances/events",
+            get(console::instance_events),
+        )
+        .route(
+            "/console/projects/{project}/instances/{id}",
+            get(console::instance),
+        )
+        .route(
+            "/console/projects/{project}/instances/{id}/delete",
+            get(console::confirm_delete).post(console::delete_instance),
+        )
+        .route(
+            "/console/projects/{project}/keys",
+            get(console::keys).post(console::create_key),
+        )
+        .route(
+            "/console/projects/{project}/keys/{key}/revoke",
+            post(console::revoke_key),
+        )
+        .route("/console/account", get(account::account))
+        .route("/console/account/totp", post(account::totp_enrol))
+        .route("/console/account/totp/confirm", post(account::totp_confirm))
+        .route("/console/account/totp/disable", post(account::totp_disable))
+        .route("/console/account/password", post(account::password))
+        .route(
+            "/console/account/logout-everywhere",
+            post(account::logout_everywhere),
+        )
+        .route("/console/orgs/{id}", get(account::organisation))
+        .route("/console/orgs/{id}/members", post(account::invite))
+        .route("/console/orgs/{id}/settings", post(account::settings))
+        .route("/assets/{name}", get(layout::asset))
+        .layer(axum::middleware::from_fn(layout::layer))
+        .with_state(web)
+}
