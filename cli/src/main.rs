@@ -237,6 +237,14 @@ enum BenchCommand {
         #[command(flatten)]
         args: bench::create::CreateBenchArgs,
     },
+    /// Authenticated API reads/s and latency per replica, over many API keys, against a
+    /// running fleet (`vmcloud dev`).
+    Api {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: bench::api::ApiBenchArgs,
+    },
     /// Raft commits/s, latency and failover: replicas over QUIC on loopback, fsync on.
     Raft(bench::raft::RaftBenchArgs),
     /// Placement decision latency over a generated fleet.
@@ -374,6 +382,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Create { client, args },
             } => bench::create::create(client, args).await,
+            Command::Bench {
+                command: BenchCommand::Api { client, args },
+            } => bench::api::api(client, args).await,
             Command::Bench {
                 command: BenchCommand::Raft(args),
             } => bench::raft::raft(args).await,

@@ -2,6 +2,7 @@
 //! one JSON line of the figures.
 
 pub mod agent_idle;
+pub mod api;
 pub mod create;
 pub mod fleet;
 pub mod placement;
