@@ -346,6 +346,7 @@ impl Scheduler {
             mailer: Arc::new(config.mailer),
             secrets: config.secrets.map(Arc::new),
             public_url: public_url.trim_end_matches('/').to_owned(),
+            limiter: Default::default(),
         };
         let mut router = api::router(api_state.clone());
         if let Some(pages) = config.pages {
@@ -353,11 +354,14 @@ impl Scheduler {
         }
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP API stopped");
             }

@@ -34,6 +34,8 @@ pub struct ApiState {
     pub secrets: Option<Arc<crate::secrets::SecretsKey>>,
     /// Where people reach this service (`http://host:port`, no trailing slash): mailed links.
     pub public_url: String,
+    /// This replica's rate limits on sign-up and log-in.
+    pub limiter: Arc<crate::api::limits::Limiter>,
 }
 
 /// A query string whose decoding errors become problem+json 400s.
@@ -119,6 +121,23 @@ fn bearer_or_cookie(parts: &Parts) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
         .map(|t| format!("Bearer {t}"))
+}
+
+/// The client's address (empty when the connection's is unknown, as in-process calls).
+pub struct Source(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Source, Self::Rejection> {
+        Ok(Source(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_default(),
+        ))
+    }
 }
 
 impl FromRequestParts<ApiState> for Who {

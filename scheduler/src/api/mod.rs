@@ -7,6 +7,7 @@
 
 mod cluster;
 pub mod context;
+pub mod limits;
 pub mod problem;
 pub mod validate;
 

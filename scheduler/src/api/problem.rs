@@ -16,6 +16,8 @@ pub struct Problem {
     pub kind: &'static str,
     pub title: &'static str,
     pub detail: String,
+    /// Seconds to wait before trying again (`Retry-After`), for `429`.
+    pub retry_after_s: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -39,6 +41,7 @@ impl Problem {
             kind,
             title,
             detail: detail.into(),
+            retry_after_s: None,
         }
     }
 
@@ -86,6 +89,11 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{OrgId, ProjectId, UserId};
 
-use crate::api::context::{ApiJson, ApiQuery, ApiState, SESSION_COOKIE, Who, rfc3339};
+use crate::api::context::{ApiJson, ApiQuery, ApiState, SESSION_COOKIE, Source, Who, rfc3339};
+use crate::api::limits;
 use crate::api::problem::Problem;
 use crate::tenancy::api_key::{LoginToken, mail_token, mail_token_sha256};
 use crate::tenancy::authz::Principal;
@@ -94,8 +95,14 @@ pub struct SignUpView {
 /// verification link goes by mail.
 pub async fn sign_up(
     State(s): State<ApiState>,
+    Source(source): Source,
     ApiJson(req): ApiJson<SignUpRequest>,
 ) -> Result<Response, Problem> {
+    s.limiter.check(
+        &format!("signup:{source}"),
+        limits::SIGNUP_PER_ADDRESS,
+        "sign-ups from this address",
+    )?;
     let email = validate::email(&req.email).map_err(invalid("invalid-email", "Invalid email"))?;
     let organisation = req.organisation.validated()?;
     let local = email.split('@').next().unwrap_or_default().to_owned();
@@ -220,11 +227,22 @@ pub struct LoginView {
 /// Secure; SameSite=Lax` cookie for browsers).
 pub async fn login(
     State(s): State<ApiState>,
+    Source(source): Source,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, Problem> {
     let wrong =
         || Problem::unauthorized("wrong email or password (reset the password if you forgot it)");
+    s.limiter.check(
+        &format!("login:{source}"),
+        limits::LOGIN_PER_ADDRESS,
+        "log-in attempts from this address",
+    )?;
     let email = validate::email(&req.email).map_err(|_| wrong())?;
+    s.limiter.check(
+        &format!("login-account:{email}"),
+        limits::LOGIN_PER_ACCOUNT,
+        "log-in attempts for this account",
+    )?;
     let state = s.cluster.state();
     let user = state
         .users_by_email

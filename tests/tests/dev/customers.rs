@@ -362,3 +362,39 @@ async fn a_trial_has_no_gpus_and_at_most_two_instances() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["instances"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn log_in_attempts_are_rate_limited_per_account() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    customer(&fx, &api, "guess@example.com", "Guess Ltd").await;
+    // `customer` logged in twice; the account's bucket holds 10.
+    let wrong = json!({"email": "guess@example.com", "password": "not-the-password-at-all"});
+    for n in 0..8 {
+        let (status, body) = api
+            .call("POST", "/v1/login", None, Some(wrong.clone()))
+            .await;
+        assert_eq!(status, 401, "attempt {n}: {body}");
+    }
+    let url = format!("{}/v1/login", fx.fleet.api);
+    let resp = super::http().post(&url).json(&wrong).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "Retry-After: {retry}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "urn:vmcloud:problem:rate-limited");
+    assert!(
+        body["detail"].as_str().unwrap().contains("this account"),
+        "{body}"
+    );
+    // Even the right password waits: the bucket counts attempts, not failures.
+    let right = json!({"email": "guess@example.com", "password": PASSWORD});
+    let (status, _) = api.call("POST", "/v1/login", None, Some(right)).await;
+    assert_eq!(status, 429);
+}
