@@ -59,6 +59,8 @@ pub struct DevArgs {
     pub node_cert_ttl: Duration,
     #[command(flatten)]
     pub liveness: LivenessArgs,
+    #[command(flatten)]
+    pub mail: MailArgs,
     /// Catalog file (regions, flavors, images); default: the built-in config/catalog.toml.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
@@ -99,6 +101,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         tracing::info!(dir = %data_dir.join("pki").display(), "generated a dev CA and certificates");
     }
     let build = build_info();
+    let mailer = args.mail.mailer(vmcloud_scheduler::mail::Mailer::Folder(
+        data_dir.join("mail"),
+    ))?;
+    let mail_note = match &args.mail.smtp_url {
+        Some(_) => "sent through the SMTP relay of --smtp-url".to_owned(),
+        None => format!(
+            "written to {}  (sign-up verification links land here)",
+            data_dir.join("mail").display()
+        ),
+    };
     let secrets_path = data_dir.join("secrets.key");
     let secrets = vmcloud_scheduler::secrets::SecretsKey::load_or_create(&secrets_path)
         .context("the dev secrets key")?;
@@ -117,7 +129,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 node_cert_ttl: args.node_cert_ttl,
                 liveness: args.liveness.config(),
                 replication: Replication::Single,
-                mailer: vmcloud_scheduler::mail::Mailer::Folder(data_dir.join("mail")),
+                mailer,
                 secrets: Some(secrets),
                 public_url: None,
                 pages: Some(vmcloud_web::pages),
@@ -197,7 +209,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          data dir     {data}\n  \
          CLI profile  {profile_note}\n  \
          API key      in {key}\n  \
-         mail         written to {mail}  (sign-up verification links land here)\n  \
+         mail         {mail_note}\n  \
          secrets key  {secrets}  (seals TOTP seeds in the log)\n\
          \nTry, in another terminal:\n  \
          {exe} instance create --flavor vps-s --image debian-12 --region {region}\n  \
@@ -206,7 +218,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          \nPress Ctrl-C to stop.",
         build.version,
         build.git_sha,
-        mail = data_dir.join("mail").display(),
         secrets = secrets_path.display(),
         agent_api = agent.api_addr(),
         region = args.region,
@@ -296,6 +307,31 @@ impl StopSignals {
             result = work => result,
             () = self.wait() => anyhow::bail!("interrupted while {what}"),
         }
+    }
+}
+
+/// Where mail to people goes (`vmcloud dev` and `vmcloud scheduler`).
+#[derive(Debug, clap::Args)]
+pub struct MailArgs {
+    /// Send mail through this SMTP relay: smtp://HOST:PORT (plain),
+    /// smtp://USER:PASS@HOST:587?tls=required (STARTTLS) or smtps://USER:PASS@HOST:465.
+    #[arg(long, env = "VMCLOUD_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of mail to people.
+    #[arg(long, default_value = "VMCloud <no-reply@vmcloud.example>")]
+    pub mail_from: String,
+}
+
+impl MailArgs {
+    /// The relay when one is set, otherwise `fallback`.
+    pub fn mailer(
+        &self,
+        fallback: vmcloud_scheduler::mail::Mailer,
+    ) -> anyhow::Result<vmcloud_scheduler::mail::Mailer> {
+        Ok(match &self.smtp_url {
+            Some(url) => vmcloud_scheduler::mail::Mailer::smtp(url, &self.mail_from)?,
+            None => fallback,
+        })
     }
 }
 

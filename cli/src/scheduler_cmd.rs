@@ -50,8 +50,10 @@ pub struct SchedulerArgs {
     pub node_cert_ttl: std::time::Duration,
     /// Write mail to people (verification links, password resets) as .eml files in this
     /// folder instead of only logging it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "smtp_url")]
     pub mail_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub mail: crate::dev::MailArgs,
     /// The key file that seals secrets in the log (TOTP seeds): one or more lines of 64 hex
     /// digits, the first seals (`vmcloud secrets new-key`; rotation: docs/operations.md).
     /// Every replica needs the same file. Without it, two-step verification cannot be set up.
@@ -131,6 +133,10 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         None => Catalog::builtin(),
     };
     let ca = read_identity(&args.pki_dir, "ca")?;
+    let mailer = args.mail.mailer(match &args.mail_dir {
+        Some(dir) => vmcloud_scheduler::mail::Mailer::Folder(dir.clone()),
+        None => vmcloud_scheduler::mail::Mailer::Log,
+    })?;
     let secrets = args
         .secrets_key
         .as_deref()
@@ -158,10 +164,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                     peers,
                     join: args.join,
                 },
-                mailer: match &args.mail_dir {
-                    Some(dir) => vmcloud_scheduler::mail::Mailer::Folder(dir.clone()),
-                    None => vmcloud_scheduler::mail::Mailer::Log,
-                },
+                mailer,
                 secrets,
                 public_url: args.public_url.clone(),
                 pages: Some(vmcloud_web::pages),

@@ -45,6 +45,26 @@ ensure_browser() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 }
 
+# The Python tools tests start (aiosmtpd: the SMTP sink mail goes to), in a virtual
+# environment in the repository (.venv, ignored by git). Tests that find none say they skipped.
+ensure_python_tools() {
+  local venv="$PWD/.venv"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import aiosmtpd" 2>/dev/null; then
+    say "Python tools present in $venv"
+  else
+    if ! python3 -c "import ensurepip, venv" 2>/dev/null && [ "$(id -u)" -eq 0 ]; then
+      say "installing python3-venv for the test tools"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    say "making $venv with aiosmtpd (the SMTP sink of the mail test)"
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q aiosmtpd; }; then
+      say "could not install aiosmtpd: the SMTP test will be skipped"
+    fi
+  fi
+  export VMCLOUD_PYTHON="$venv/bin/python"
+}
+
 # What the end-to-end VM test needs on the host (as root): libvirtd with the QEMU driver and
 # QEMU itself, the libvirt-qemu user libvirtd runs guests as, and /dev/kvm readable by that
 # user's group (libvirt otherwise re-probes QEMU on every define, ~45 s each; guests still run

@@ -149,6 +149,7 @@ fn login_form(ctx: &Ctx, f: &LoginForm, problem: Option<&ApiProblem>, ask_code: 
                 (code_field)
                 button type="submit" id="login" { (ctx.t(Msg::LogIn)) }
             }
+            p { a href="/forgot" id="forgot" { (ctx.t(Msg::ForgotPassword)) } }
             p { (ctx.t(Msg::NoAccount)) " " a href="/signup" { (ctx.t(Msg::SignUp)) } }
         },
     )
@@ -221,4 +222,96 @@ pub fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ForgotForm {
+    #[serde(default)]
+    email: String,
+}
+
+fn forgot_form(ctx: &Ctx, problem: Option<&ApiProblem>) -> Response {
+    ctx.page(
+        Msg::ForgotPassword,
+        html! {
+            h1 { (ctx.t(Msg::ForgotPassword)) }
+            @if let Some(p) = problem { p.problem role="alert" { (p.detail) } }
+            p { (ctx.t(Msg::ForgotText)) }
+            form.card method="post" action="/forgot" {
+                (ctx.csrf_field())
+                label { (ctx.t(Msg::Email)) input type="email" name="email" id="email" required autocomplete="email"; }
+                button type="submit" id="send-link" { (ctx.t(Msg::SendLink)) }
+            }
+        },
+    )
+}
+
+pub async fn forgot_page(ctx: Ctx) -> Response {
+    forgot_form(&ctx, None)
+}
+
+pub async fn forgot(ctx: Ctx, Form(f): Form<ForgotForm>) -> Response {
+    match ctx
+        .api
+        .post("/v1/password-reset", json!({"email": f.email}))
+        .await
+    {
+        Ok(_) => ctx.page(
+            Msg::CheckMail,
+            html! {
+                h1 { (ctx.t(Msg::CheckMail)) }
+                p #reset-sent { (ctx.t(Msg::ResetSent)) }
+            },
+        ),
+        Err(p) => {
+            let mut r = forgot_form(&ctx, Some(&p));
+            *r.status_mut() = p.status;
+            r
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+fn reset_form(ctx: &Ctx, f: &ResetForm, problem: Option<&ApiProblem>) -> Response {
+    ctx.page(
+        Msg::ChooseNewPassword,
+        html! {
+            h1 { (ctx.t(Msg::ChooseNewPassword)) }
+            @if let Some(p) = problem { p.problem role="alert" { (p.detail) } }
+            form.card method="post" action="/reset" {
+                (ctx.csrf_field())
+                input type="hidden" name="user" value=(f.user);
+                input type="hidden" name="token" value=(f.token);
+                label { (ctx.t(Msg::NewPassword)) input type="password" name="new_password" id="new-password" required autocomplete="new-password"; }
+                small { (ctx.t(Msg::PasswordHint)) }
+                button type="submit" id="reset" { (ctx.t(Msg::ChangePassword)) }
+            }
+        },
+    )
+}
+
+/// The mailed reset link: a form for the new password.
+pub async fn reset_page(ctx: Ctx, Query(f): Query<ResetForm>) -> Response {
+    reset_form(&ctx, &f, None)
+}
+
+pub async fn reset(ctx: Ctx, Form(f): Form<ResetForm>) -> Response {
+    let body = json!({"user": f.user, "token": f.token, "new_password": f.new_password});
+    match ctx.api.post("/v1/password-reset/confirm", body).await {
+        Ok(_) => crate::layout::done("/login", Msg::NoticePasswordReset),
+        Err(p) => {
+            let mut r = reset_form(&ctx, &f, Some(&p));
+            *r.status_mut() = p.status;
+            r
+        }
+    }
 }

@@ -175,6 +175,12 @@ messages! {
     NoticeMemberAdded => "Member added.", "Membre ajouté.";
     NoticeSaved => "Saved.", "Enregistré.";
     NoticeLoggedOut => "You are logged out.", "Vous êtes déconnecté.";
+    ForgotPassword => "Forgot your password?", "Mot de passe oublié ?";
+    ForgotText => "Enter your email: if an account exists for it, we send a link to choose a new password (it works for an hour).", "Saisissez votre adresse : si un compte existe, nous envoyons un lien pour choisir un nouveau mot de passe (valable une heure).";
+    SendLink => "Send the link", "Envoyer le lien";
+    ResetSent => "If an account exists for that address, the link is on its way.", "Si un compte existe pour cette adresse, le lien est en route.";
+    ChooseNewPassword => "Choose a new password", "Choisissez un nouveau mot de passe";
+    NoticePasswordReset => "Password changed: log in with the new one.", "Mot de passe changé : connectez-vous avec le nouveau.";
     Language => "Français", "English";
 }
 

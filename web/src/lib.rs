@@ -7,7 +7,8 @@
 //! API's decision, never the page's.
 //!
 //! - [`layout`]: the request context, the page shell, the security/CSRF/language layer.
-//! - [`auth_pages`]: sign-up, the verification link, log-in (with a TOTP code), log-out.
+//! - [`auth_pages`]: sign-up, the verification link, log-in (with a TOTP code), log-out,
+//!   password reset.
 //! - [`console_pages`]: projects, instances (live), API keys.
 //! - [`account_pages`]: password, two-step verification, sessions; organisations.
 
@@ -44,6 +45,8 @@ pub fn pages(state: ApiState) -> Router {
         .route("/verify", get(auth::verify))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
+        .route("/forgot", get(auth::forgot_page).post(auth::forgot))
+        .route("/reset", get(auth::reset_page).post(auth::reset))
         .route("/console", get(console::home))
         .route("/console/projects", post(console::create_project))
         .route("/console/projects/{project}", get(console::project))

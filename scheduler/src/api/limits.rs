@@ -28,6 +28,11 @@ pub const LOGIN_PER_ADDRESS: Rate = Rate {
     burst: 30,
     every_s: 2.0,
 };
+/// Password reset mails per account.
+pub const RESET_PER_ACCOUNT: Rate = Rate {
+    burst: 3,
+    every_s: 300.0,
+};
 /// Log-in attempts per account (email), from anywhere.
 pub const LOGIN_PER_ACCOUNT: Rate = Rate {
     burst: 10,

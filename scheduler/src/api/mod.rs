@@ -30,6 +30,7 @@ use crate::tenancy::api as projects;
 use crate::tenancy::identity_api as identity;
 use crate::tenancy::mfa_api as mfa;
 use crate::tenancy::org_api as orgs;
+use crate::tenancy::reset_api as reset;
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -63,6 +64,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/logout", post(identity::logout))
         .route("/v1/logout-everywhere", post(identity::logout_everywhere))
         .route("/v1/password", post(identity::change_password))
+        .route("/v1/password-reset", post(reset::request))
+        .route("/v1/password-reset/confirm", post(reset::confirm))
         .route("/v1/me", get(identity::me))
         .route("/v1/me/totp", post(mfa::enrol).delete(mfa::disable))
         .route("/v1/me/totp/confirm", post(mfa::confirm))

@@ -157,6 +157,8 @@ impl ClusterState {
             Body::EnrolTotp(c) => self.enrol_totp(c),
             Body::ConfirmTotp(c) => self.confirm_totp(c),
             Body::DisableTotp(c) => self.disable_totp(c),
+            Body::StartPasswordReset(c) => self.start_password_reset(c),
+            Body::ResetPassword(c) => self.reset_password(c, at),
             Body::CreateInstance(c) => self.create_instance(c, at),
             Body::PlaceInstances(c) => self.place_instances(c, at),
             Body::DeleteInstance(c) => self.delete_instance(c),

@@ -247,6 +247,7 @@ impl ClusterState {
                 totp_pending: None,
                 totp_last_step: 0,
                 recovery_sha256: Vec::new(),
+                reset: None,
             },
         );
         Ok(Applied::Done)
@@ -439,6 +440,41 @@ impl ClusterState {
             .get_mut(&id)
             .ok_or_else(|| Rejected::NotFound(format!("user {id}")))?;
         user.password_hash = c.password_hash;
+        self.remove_login_sessions(|s| s.user == id);
+        Ok(Applied::Done)
+    }
+
+    pub(crate) fn start_password_reset(&mut self, c: pb::StartPasswordReset) -> ApplyResult {
+        let id = UserId::parse(&c.user_id).map_err(invalid)?;
+        let user = self
+            .users
+            .get_mut(&id)
+            .ok_or_else(|| Rejected::NotFound(format!("user {id}")))?;
+        user.reset = Some((c.token_sha256, c.expires_at_unix_ms));
+        Ok(Applied::Done)
+    }
+
+    pub(crate) fn reset_password(&mut self, c: pb::ResetPassword, at: i64) -> ApplyResult {
+        let id = UserId::parse(&c.user_id).map_err(invalid)?;
+        if !c.password_hash.starts_with("$argon2id$") {
+            return Err(Rejected::Invalid(
+                "passwords are stored as argon2id hashes".into(),
+            ));
+        }
+        let bad = || {
+            Rejected::Invalid(
+                "this reset link is not valid (mistyped, already used, replaced by a newer one, or expired): ask for a new one".to_owned(),
+            )
+        };
+        let user = self.users.get_mut(&id).ok_or_else(bad)?;
+        match &user.reset {
+            Some((hash, expires)) if *hash == c.token_sha256 && at < *expires => {}
+            _ => return Err(bad()),
+        }
+        user.reset = None;
+        user.password_hash = c.password_hash;
+        user.email_verified = true;
+        user.verification = None;
         self.remove_login_sessions(|s| s.user == id);
         Ok(Applied::Done)
     }

@@ -137,9 +137,11 @@ impl ClusterState {
                     UserId::parse(user_id).map_err(|e| Rejected::Invalid(e.to_string()))?,
                 ),
             ),
-            Body::SignUp(_) | Body::VerifyEmail(_) | Body::StartLoginSession(_) => {
-                (Action::ReadOrg, Target::Anyone)
-            }
+            Body::SignUp(_)
+            | Body::VerifyEmail(_)
+            | Body::StartLoginSession(_)
+            | Body::StartPasswordReset(_)
+            | Body::ResetPassword(_) => (Action::ReadOrg, Target::Anyone),
             Body::UpdateProject(_)
             | Body::CreateJoinToken(_)
             | Body::SetNodeState(_)

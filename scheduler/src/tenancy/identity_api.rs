@@ -143,6 +143,7 @@ pub async fn sign_up(
     );
     s.mailer
         .send(&email, "Confirm your email address for VMCloud", &body)
+        .await
         .map_err(|e| Problem::internal(format!("{}", vmcloud_proto::ErrorChain(&e))))?;
     Ok(crate::api::context::created(
         format!("/v1/users/{user}"),

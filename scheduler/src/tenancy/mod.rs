@@ -10,7 +10,8 @@
 //! - [`api_key`], [`password`]: the secrets' formats and hashing; [`mfa`]: TOTP and
 //!   recovery codes (their state and their math).
 //! - HTTP handlers: [`api`] (projects, keys), [`identity_api`] (sign-up, log-in),
-//!   [`mfa_api`] (two-step verification), [`org_api`] (organisations, members).
+//!   [`mfa_api`] (two-step verification), [`org_api`] (organisations, members),
+//!   [`reset_api`] (password reset).
 
 pub mod api;
 pub mod api_key;
@@ -23,6 +24,7 @@ pub mod mfa_api;
 pub mod migrate;
 pub mod org_api;
 pub mod password;
+pub mod reset_api;
 pub mod trial;
 pub mod types;
 pub mod validate;

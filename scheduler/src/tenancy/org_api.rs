@@ -256,7 +256,39 @@ pub async fn set_member(
                 "no user has signed up as {email}; ask them to sign up first"
             ))
         })?;
+    let was = s
+        .cluster
+        .state()
+        .organisations
+        .get(&id)
+        .and_then(|o| o.members.get(&user).copied());
     propose_member(&s, &who, &id, &user, role.as_str()).await?;
+    if was != Some(role) {
+        // Tell them; a mail that cannot go out does not undo the membership.
+        let org_name = s
+            .cluster
+            .state()
+            .organisations
+            .get(&id)
+            .map(|o| o.name.clone())
+            .unwrap_or_default();
+        let body = format!(
+            "You are now {} of the organisation \"{org_name}\" on VMCloud.\n\nLog in to see its projects:\n\n  {}/login\n\nIf you do not know this organisation, tell its owners or ignore this mail.\n",
+            role.as_str(),
+            s.public_url
+        );
+        if let Err(e) = s
+            .mailer
+            .send(
+                &email,
+                &format!("You were added to {org_name} on VMCloud"),
+                &body,
+            )
+            .await
+        {
+            tracing::warn!(error = %vmcloud_proto::ErrorChain(&e), to = email, "invitation mail not sent");
+        }
+    }
     current(&s, &id)
 }
 

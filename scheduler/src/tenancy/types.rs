@@ -247,6 +247,9 @@ pub struct User {
     /// SHA-256 of the unused recovery codes.
     #[serde(default)]
     pub recovery_sha256: Vec<Vec<u8>>,
+    /// SHA-256 of the pending password reset token, and when it expires.
+    #[serde(default)]
+    pub reset: Option<(Vec<u8>, i64)>,
 }
 
 /// A logged-in browser or CLI: a random token whose SHA-256 is kept; ends on logout,

@@ -9,6 +9,7 @@ mod jobs;
 mod join;
 mod lifecycle;
 mod liveness;
+mod mail;
 mod mfa;
 mod reservations;
 mod restart;
