@@ -5,6 +5,7 @@ mod browser;
 mod customers;
 mod host_events;
 mod identity;
+mod isolation;
 mod jobs;
 mod join;
 mod lifecycle;

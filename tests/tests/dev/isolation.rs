@@ -1,0 +1,347 @@
+//! Invariant 8: another organisation's objects do not exist for you. Organisation A makes one
+//! of everything it can (project, key, instance, job, reservation, member); then organisation
+//! B — with its user's login token and with its project's API key — tries **every route of the
+//! API** with A's ids: each object route answers 404 to every verb, each list shows none of
+//! A's ids, each fleet route is refused. The routes come from the router's source
+//! (`scheduler/src/api/mod.rs`), so a new route the walk does not know fails this test.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::Fixture;
+use super::customers::{Api, customer};
+
+/// Every (method, path template) the API router declares.
+fn declared_routes() -> BTreeSet<(String, String)> {
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scheduler/src/api/mod.rs"
+    ))
+    .unwrap();
+    let mut routes = BTreeSet::new();
+    for chunk in source.split(".route(").skip(1) {
+        let chunk = chunk.split(".fallback(").next().unwrap();
+        let path = chunk.split('"').nth(1).unwrap().to_owned();
+        for method in ["get", "post", "patch", "delete", "put"] {
+            let call = format!("{method}(");
+            let found = chunk.match_indices(&call).any(|(i, _)| {
+                i == 0
+                    || !chunk.as_bytes()[i - 1].is_ascii_alphanumeric()
+                        && chunk.as_bytes()[i - 1] != b'_'
+            });
+            if found {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+/// What the walk does with a route.
+enum Walk {
+    /// A's object by id: 404 to B.
+    Hidden,
+    /// A list: B gets its own (without any of A's ids); with `?project=<A's>`, 404.
+    List,
+    /// The fleet's (operators only): B is refused and shown nothing.
+    Fleet,
+    /// About the caller itself or no one (sign-up, log-in, version): nothing of A's to find.
+    NotTenantData(&'static str),
+}
+
+fn walk_of(method: &str, path: &str) -> Walk {
+    use Walk::*;
+    match (method, path) {
+        ("GET", "/healthz" | "/metrics" | "/v1/version" | "/v1/catalog") => NotTenantData("public"),
+        (
+            _,
+            "/v1/signup"
+            | "/v1/verify-email"
+            | "/v1/login"
+            | "/v1/password-reset"
+            | "/v1/password-reset/confirm",
+        ) => NotTenantData("no caller yet: the proof is in the request"),
+        (
+            _,
+            "/v1/logout"
+            | "/v1/logout-everywhere"
+            | "/v1/password"
+            | "/v1/me"
+            | "/v1/me/totp"
+            | "/v1/me/totp/confirm",
+        ) => NotTenantData("the caller's own account"),
+        (
+            "GET",
+            "/v1/instances" | "/v1/jobs" | "/v1/sessions" | "/v1/reservations" | "/v1/projects"
+            | "/v1/organisations",
+        ) => List,
+        ("POST", "/v1/instances" | "/v1/jobs" | "/v1/sessions" | "/v1/reservations") => Hidden, // with ?project=<A's project>
+        ("POST", "/v1/projects") => Hidden, // in A's organisation
+        ("POST", "/v1/organisations") => NotTenantData("makes a new organisation of the caller's"),
+        (_, p) if p.starts_with("/v1/nodes") || p.starts_with("/v1/cluster") => Fleet,
+        // Fair share and gaming tier are the operators': refused before any project is looked
+        // up, so the answer is the same whether A's project exists or not.
+        ("PATCH", "/v1/projects/{id}") => Fleet,
+        (_, "/v1/join-tokens") => Fleet,
+        _ => Hidden,
+    }
+}
+
+struct OrgA {
+    user: String,
+    org: String,
+    project: String,
+    key_id: String,
+    instance: String,
+    job: String,
+    reservation: String,
+}
+
+impl OrgA {
+    /// `template` with A's ids in its parameters (and `?project=` for creates and lists).
+    fn path(&self, method: &str, template: &str) -> String {
+        let id = |what: &str| -> &str {
+            match what {
+                "instances" | "sessions" => &self.instance,
+                "jobs" => &self.job,
+                "reservations" => &self.reservation,
+                "projects" => &self.project,
+                "organisations" => &self.org,
+                _ => "unknown",
+            }
+        };
+        let segments: Vec<&str> = template.split('/').collect();
+        let mut out = Vec::new();
+        for (i, s) in segments.iter().enumerate() {
+            out.push(match *s {
+                "{id}" => id(segments[i - 1]).to_owned(),
+                "{key}" => self.key_id.clone(),
+                "{user}" => self.user.clone(),
+                s => s.to_owned(),
+            });
+        }
+        let path = out.join("/");
+        let scoped = [
+            "/v1/instances",
+            "/v1/jobs",
+            "/v1/sessions",
+            "/v1/reservations",
+        ];
+        if scoped.contains(&template) || (method == "GET" && template.contains("{id}")) {
+            format!("{path}?project={}", self.project)
+        } else {
+            path
+        }
+    }
+
+    fn ids(&self) -> [&str; 7] {
+        [
+            &self.user,
+            &self.org,
+            &self.project,
+            &self.key_id,
+            &self.instance,
+            &self.job,
+            &self.reservation,
+        ]
+    }
+}
+
+/// A body good enough that a refusal is about who asks, not about the body.
+fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
+    let vm = json!({"flavor": "vps-s", "image": "debian-12", "region": "par"});
+    match (method, template) {
+        ("POST", "/v1/instances") => Some(vm),
+        ("POST", "/v1/jobs") => Some(json!({"flavor": "vps-s", "image": "debian-12",
+            "region": "par", "max_runtime_s": 600})),
+        ("POST", "/v1/sessions") => Some(json!({"title": "chess", "flavor": "game-rtx4090",
+            "region": "par"})),
+        ("POST", "/v1/reservations") => Some(json!({"flavor": "vps-s", "region": "par",
+            "count": 1, "term_months": 12})),
+        ("POST", "/v1/projects") => Some(json!({"organisation": a.org, "name": "intruder"})),
+        ("POST", t) if t.ends_with("/keys") => Some(json!({"name": "x", "role": "project-admin"})),
+        ("POST", t) if t.ends_with("/members") => {
+            Some(json!({"email": "bob@example.org", "role": "admin"}))
+        }
+        ("PATCH", t) if t.starts_with("/v1/organisations") => Some(json!({"name": "Taken"})),
+        ("PATCH", t) if t.starts_with("/v1/projects") => Some(json!({"share_weight": 5})),
+        ("PATCH", t) if t.starts_with("/v1/nodes") => Some(json!({"state": "cordoned"})),
+        ("POST", _) => Some(json!({})),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn another_organisation_finds_nothing_of_yours_on_any_route() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+
+    // Organisation A: one of everything.
+    let (ann, org, project) = customer(&fx, &api, "ann@example.org", "Org A").await;
+    let (_, me) = api.call("GET", "/v1/me", Some(&ann), None).await;
+    let user = me["user_id"].as_str().unwrap().to_owned();
+    let (status, key) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{project}/keys"),
+            Some(&ann),
+            Some(json!({"name": "ci", "role": "project-admin"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    let scoped = |p: &str| format!("{p}?project={project}");
+    let a_body = |t: &str| {
+        body_for(
+            "POST",
+            t,
+            &OrgA {
+                user: String::new(),
+                org: org.clone(),
+                project: project.clone(),
+                key_id: String::new(),
+                instance: String::new(),
+                job: String::new(),
+                reservation: String::new(),
+            },
+        )
+    };
+    let (status, instance) = api
+        .call(
+            "POST",
+            &scoped("/v1/instances"),
+            Some(&ann),
+            a_body("/v1/instances"),
+        )
+        .await;
+    assert_eq!(status, 201, "{instance}");
+    let (status, job) = api
+        .call("POST", &scoped("/v1/jobs"), Some(&ann), a_body("/v1/jobs"))
+        .await;
+    assert!(status == 201 || status == 202, "{job}");
+    let (status, reservation) = api
+        .call(
+            "POST",
+            &scoped("/v1/reservations"),
+            Some(&ann),
+            a_body("/v1/reservations"),
+        )
+        .await;
+    assert_eq!(status, 201, "{reservation}");
+    let a = OrgA {
+        user,
+        org,
+        project,
+        key_id: key["id"].as_str().unwrap().to_owned(),
+        instance: instance["id"].as_str().unwrap().to_owned(),
+        job: job["id"].as_str().unwrap().to_owned(),
+        reservation: reservation["id"].as_str().unwrap().to_owned(),
+    };
+
+    // Organisation B: a user and a project-admin key.
+    let (bob, _, bob_project) = customer(&fx, &api, "bob@example.org", "Org B").await;
+    let (_, bob_key) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{bob_project}/keys"),
+            Some(&bob),
+            Some(json!({"name": "ci", "role": "project-admin"})),
+        )
+        .await;
+    let bob_key = bob_key["token"].as_str().unwrap().to_owned();
+
+    let routes = declared_routes();
+    assert!(
+        routes.len() > 30,
+        "only {} routes read: {routes:?}",
+        routes.len()
+    );
+    let mut walked = 0;
+    for (method, template) in &routes {
+        let walk = walk_of(method, template);
+        if let Walk::NotTenantData(why) = walk {
+            eprintln!("not walked: {method} {template} ({why})");
+            continue;
+        }
+        for (who, token) in [("B's user", &bob), ("B's key", &bob_key)] {
+            let path = a.path(method, template);
+            let body = body_for(method, template, &a);
+            let (status, answer) = api.call(method, &path, Some(token), body).await;
+            let text = answer.to_string();
+            match walk {
+                Walk::Hidden => assert_eq!(
+                    status, 404,
+                    "{who} {method} {path} answered {status}, not 404: {answer}"
+                ),
+                Walk::List => {
+                    // With A's project named: 404; without: B's own, nothing of A's.
+                    assert!(
+                        status == 404
+                            || template == "/v1/projects"
+                            || template == "/v1/organisations",
+                        "{who} {method} {path} answered {status}: {answer}"
+                    );
+                    let (status, own) = api.call(method, template, Some(token), None).await;
+                    assert_eq!(status, 200, "{who} {method} {template}: {own}");
+                    for id in a.ids() {
+                        assert!(
+                            !own.to_string().contains(id),
+                            "{who} {method} {template} shows A's {id}: {own}"
+                        );
+                    }
+                }
+                Walk::Fleet => assert!(
+                    status == 403 || status == 404,
+                    "{who} {method} {path} answered {status}: {answer}"
+                ),
+                Walk::NotTenantData(_) => unreachable!(),
+            }
+            for id in a.ids() {
+                assert!(
+                    status >= 400 || matches!(walk, Walk::List) || !text.contains(id),
+                    "{who} {method} {path} shows A's {id}: {answer}"
+                );
+            }
+            walked += 1;
+        }
+    }
+    eprintln!("walked {walked} requests over {} routes", routes.len());
+
+    // Nothing of A's changed.
+    let (status, still) = api
+        .call(
+            "GET",
+            &format!("/v1/instances/{}", a.instance),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{still}");
+    let (_, org_now) = api
+        .call(
+            "GET",
+            &format!("/v1/organisations/{}", a.org),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(org_now["name"], "Org A");
+    assert_eq!(org_now["members"].as_array().unwrap().len(), 1, "{org_now}");
+    let (_, keys) = api
+        .call(
+            "GET",
+            &format!("/v1/projects/{}/keys", a.project),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["revoked_at"].is_null()),
+        "{keys}"
+    );
+}
