@@ -5,6 +5,7 @@
 //! (`instances/api.rs`, …) and share [`context`]: the state they reach, the extractors. [`router`] builds the whole API from an [`ApiState`], so tests
 //! can drive it without a socket.
 
+pub mod audit;
 mod cluster;
 pub mod context;
 pub mod limits;
@@ -108,6 +109,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::post(cluster::transfer_leader),
         )
         .fallback(|| async { Problem::not_found("no such endpoint; see docs/api.md for the API") })
+        .layer(axum::middleware::from_fn(audit::refusals))
         .with_state(state)
 }
 

@@ -89,6 +89,9 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        response
+            .extensions_mut()
+            .insert(crate::api::audit::ProblemKind(self.kind));
         if let Some(s) = self.retry_after_s {
             response
                 .headers_mut()

@@ -397,4 +397,20 @@ async fn log_in_attempts_are_rate_limited_per_account() {
     let right = json!({"email": "guess@example.com", "password": PASSWORD});
     let (status, _) = api.call("POST", "/v1/login", None, Some(right)).await;
     assert_eq!(status, 429);
+    // Each refusal is in the audit trail, with the address and the problem's kind.
+    let logs = fx.fleet.logs();
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("audit") && l.contains("/v1/login"))
+        .collect();
+    assert!(
+        refused.iter().filter(|l| l.contains("status=401")).count() >= 8,
+        "{logs}"
+    );
+    assert!(
+        refused.iter().any(|l| l.contains("status=429")
+            && l.contains("kind=\"rate-limited\"")
+            && l.contains("127.0.0.1")),
+        "{logs}"
+    );
 }
