@@ -65,6 +65,26 @@ ensure_python_tools() {
   export VMCLOUD_PYTHON="$venv/bin/python"
 }
 
+# The OpenID provider the SSO test starts (npm's oidc-provider, pinned by
+# tests/oidc/package-lock.json), installed into tests/oidc/node_modules (ignored by git) with the
+# machine's Node.js; Debian's nodejs and npm are installed as root when missing.
+ensure_node_tools() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if [ "$(id -u)" -ne 0 ]; then
+      say "no node/npm and not root: the SSO test will be skipped"
+      return 0
+    fi
+    say "installing nodejs and npm for the SSO test's OpenID provider"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  if [ -d tests/oidc/node_modules/oidc-provider ] && [ tests/oidc/node_modules/.package-lock.json -nt tests/oidc/package-lock.json ]; then
+    say "oidc-provider present in tests/oidc (node $(node --version))"
+  elif ! (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+    say "could not install oidc-provider: the SSO test will be skipped"
+  fi
+}
+
 # What the end-to-end VM test needs on the host (as root): libvirtd with the QEMU driver and
 # QEMU itself, the libvirt-qemu user libvirtd runs guests as, and /dev/kvm readable by that
 # user's group (libvirt otherwise re-probes QEMU on every define, ~45 s each; guests still run

@@ -2,7 +2,7 @@
 //! (members, invitations, the MFA requirement).
 
 use axum::Form;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -171,7 +171,11 @@ fn ended(headers: axum::http::HeaderMap, notice: Msg) -> Response {
 }
 
 /// An organisation: its members (with a form to invite one) and its settings.
-pub async fn organisation(ctx: Ctx, Path(id): Path<String>) -> Response {
+pub async fn organisation(
+    State(web): State<crate::Web>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Response {
     let org = match ctx
         .api
         .get(&format!("/v1/organisations/{}", urlencode(&id)))
@@ -180,6 +184,16 @@ pub async fn organisation(ctx: Ctx, Path(id): Path<String>) -> Response {
         Ok(o) => o,
         Err(p) => return ctx.problem(&p),
     };
+    let domains = org["sso"]["allowed_domains"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let redirect_uri = format!("{}/sso/callback", web.state.public_url);
     ctx.page_titled(
         s(&org, "name"),
         html! {
@@ -205,6 +219,29 @@ pub async fn organisation(ctx: Ctx, Path(id): Path<String>) -> Response {
                     }
                 }
                 button type="submit" id="invite" { (ctx.t(Msg::Invite)) }
+            }
+            h2 { (ctx.t(Msg::SsoSettings)) }
+            form.card method="post" action={ "/console/orgs/" (id) "/sso" } {
+                (ctx.csrf_field())
+                p.muted { (ctx.t(Msg::SsoSettingsText)) " " code #redirect-uri { (redirect_uri) } }
+                label { (ctx.t(Msg::Issuer)) input type="url" name="issuer" id="sso-issuer" required value=(s(&org["sso"], "issuer")); }
+                label { (ctx.t(Msg::ClientId)) input type="text" name="client_id" id="sso-client-id" required value=(s(&org["sso"], "client_id")); }
+                label { (ctx.t(Msg::ClientSecret)) input type="password" name="client_secret" id="sso-client-secret" required autocomplete="off"; }
+                label { (ctx.t(Msg::AllowedDomains)) input type="text" name="allowed_domains" id="sso-domains" required value=(domains); }
+                label { (ctx.t(Msg::DefaultRole))
+                    select name="default_role" {
+                        @for r in ["member", "viewer", "admin", "billing"] {
+                            option value=(r) selected[s(&org["sso"], "default_role") == r] { (r) }
+                        }
+                    }
+                }
+                button type="submit" id="sso-save" { (ctx.t(Msg::Save)) }
+            }
+            @if org["sso"].is_object() {
+                form method="post" action={ "/console/orgs/" (id) "/sso/off" } {
+                    (ctx.csrf_field())
+                    button.danger type="submit" { (ctx.t(Msg::SsoOff)) }
+                }
             }
             h2 { (ctx.t(Msg::Settings)) }
             form.card method="post" action={ "/console/orgs/" (id) "/settings" } {
@@ -260,4 +297,38 @@ pub async fn settings(ctx: Ctx, Path(id): Path<String>, Form(f): Form<SettingsFo
         Err(p) => ctx.problem(&p),
     }
     .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SsoForm {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    allowed_domains: String,
+    default_role: String,
+}
+
+pub async fn sso(ctx: Ctx, Path(id): Path<String>, Form(f): Form<SsoForm>) -> Response {
+    let domains: Vec<&str> = f
+        .allowed_domains
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let body = json!({"issuer": f.issuer.trim(), "client_id": f.client_id.trim(),
+        "client_secret": f.client_secret, "allowed_domains": domains,
+        "default_role": f.default_role});
+    let path = format!("/v1/organisations/{}/sso", urlencode(&id));
+    match ctx.api.call(Method::PUT, &path, Some(body)).await {
+        Ok(_) => done(&format!("/console/orgs/{id}"), Msg::NoticeSaved),
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+pub async fn sso_off(ctx: Ctx, Path(id): Path<String>) -> Response {
+    let path = format!("/v1/organisations/{}/sso", urlencode(&id));
+    match ctx.api.call(Method::DELETE, &path, None).await {
+        Ok(_) => done(&format!("/console/orgs/{id}"), Msg::NoticeSaved),
+        Err(p) => ctx.problem(&p),
+    }
 }

@@ -150,9 +150,21 @@ fn login_form(ctx: &Ctx, f: &LoginForm, problem: Option<&ApiProblem>, ask_code: 
                 button type="submit" id="login" { (ctx.t(Msg::LogIn)) }
             }
             p { a href="/forgot" id="forgot" { (ctx.t(Msg::ForgotPassword)) } }
+            h2 { (ctx.t(Msg::LogInWithSso)) }
+            form.card.row method="get" action="/sso/start" {
+                label { (ctx.t(Msg::SsoText)) input type="email" name="email" id="sso-email" required autocomplete="email"; }
+                button type="submit" id="sso" { (ctx.t(Msg::LogInWithSso)) }
+            }
             p { (ctx.t(Msg::NoAccount)) " " a href="/signup" { (ctx.t(Msg::SignUp)) } }
         },
     )
+}
+
+/// The log-in page with why an attempt (a password one, or SSO) was refused.
+pub fn login_refused(ctx: &Ctx, p: &ApiProblem) -> Response {
+    let mut r = login_form(ctx, &LoginForm::default(), Some(p), false);
+    *r.status_mut() = p.status;
+    r
 }
 
 pub async fn login_page(ctx: Ctx) -> Response {

@@ -181,6 +181,17 @@ messages! {
     ResetSent => "If an account exists for that address, the link is on its way.", "Si un compte existe pour cette adresse, le lien est en route.";
     ChooseNewPassword => "Choose a new password", "Choisissez un nouveau mot de passe";
     NoticePasswordReset => "Password changed: log in with the new one.", "Mot de passe changé : connectez-vous avec le nouveau.";
+    LogInWithSso => "Log in with SSO", "Se connecter avec le SSO";
+    SsoText => "Your organisation's own log-in (OpenID Connect): enter your work email.", "La connexion de votre organisation (OpenID Connect) : saisissez votre adresse professionnelle.";
+    ContinueToProvider => "Continue to your organisation's log-in", "Continuer vers la connexion de votre organisation";
+    SsoSettings => "Log-in with SSO (OpenID Connect)", "Connexion SSO (OpenID Connect)";
+    SsoSettingsText => "Register this redirect URI at your provider, then give its issuer and client:", "Déclarez cette URI de redirection chez votre fournisseur, puis indiquez son émetteur et son client :";
+    Issuer => "Issuer URL", "URL de l'émetteur";
+    ClientId => "Client id", "Identifiant client";
+    ClientSecret => "Client secret", "Secret client";
+    AllowedDomains => "Allowed email domains (comma-separated)", "Domaines e-mail autorisés (séparés par des virgules)";
+    DefaultRole => "Role of new members", "Rôle des nouveaux membres";
+    SsoOff => "Turn SSO off", "Désactiver le SSO";
     Language => "Français", "English";
 }
 

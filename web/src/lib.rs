@@ -9,6 +9,7 @@
 //! - [`layout`]: the request context, the page shell, the security/CSRF/language layer.
 //! - [`auth_pages`]: sign-up, the verification link, log-in (with a TOTP code), log-out,
 //!   password reset.
+//! - [`sso_pages`]: log-in through the organisation's OpenID provider.
 //! - [`console_pages`]: projects, instances (live), API keys.
 //! - [`account_pages`]: password, two-step verification, sessions; organisations.
 
@@ -18,6 +19,7 @@ pub mod client;
 pub mod console_pages;
 pub mod i18n;
 pub mod layout;
+pub mod sso_pages;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -46,6 +48,8 @@ pub fn pages(state: ApiState) -> Router {
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/forgot", get(auth::forgot_page).post(auth::forgot))
+        .route("/sso/start", get(sso_pages::start))
+        .route("/sso/callback", get(sso_pages::callback))
         .route("/reset", get(auth::reset_page).post(auth::reset))
         .route("/console", get(console::home))
         .route("/console/projects", post(console::create_project))
@@ -86,6 +90,8 @@ pub fn pages(state: ApiState) -> Router {
         .route("/console/orgs/{id}", get(account::organisation))
         .route("/console/orgs/{id}/members", post(account::invite))
         .route("/console/orgs/{id}/settings", post(account::settings))
+        .route("/console/orgs/{id}/sso", post(account::sso))
+        .route("/console/orgs/{id}/sso/off", post(account::sso_off))
         .route("/assets/{name}", get(layout::asset))
         .layer(axum::middleware::from_fn(layout::layer))
         .with_state(web)

@@ -9,10 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::api::context::Source;
-
-/// The problem kind of an error answer, for the audit trail.
-#[derive(Debug, Clone, Copy)]
-pub struct ProblemKind(pub &'static str);
+use crate::api::problem::ProblemKind;
 
 pub async fn refusals(Source(source): Source, request: Request, next: Next) -> Response {
     let method = request.method().clone();

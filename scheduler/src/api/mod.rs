@@ -32,6 +32,7 @@ use crate::tenancy::identity_api as identity;
 use crate::tenancy::mfa_api as mfa;
 use crate::tenancy::org_api as orgs;
 use crate::tenancy::reset_api as reset;
+use crate::tenancy::sso_api as sso;
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -73,6 +74,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/organisations", get(orgs::list).post(orgs::create))
         .route("/v1/organisations/{id}", get(orgs::get).patch(orgs::update))
         .route("/v1/organisations/{id}/members", post(orgs::set_member))
+        .route(
+            "/v1/organisations/{id}/sso",
+            axum::routing::put(sso::put_config).delete(sso::delete_config),
+        )
+        .route("/v1/sso/start", get(sso::start))
+        .route("/v1/sso/callback", get(sso::callback))
         .route(
             "/v1/organisations/{id}/members/{user}",
             axum::routing::delete(orgs::remove_member),

@@ -10,6 +10,10 @@ use vmcloud_consensus::ProposeError;
 
 use crate::state::Rejected;
 
+/// The kind of an error answer, kept in the response's extensions for the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemKind(pub &'static str);
+
 #[derive(Debug, Clone)]
 pub struct Problem {
     pub status: StatusCode,
@@ -89,9 +93,7 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        response
-            .extensions_mut()
-            .insert(crate::api::audit::ProblemKind(self.kind));
+        response.extensions_mut().insert(ProblemKind(self.kind));
         if let Some(s) = self.retry_after_s {
             response
                 .headers_mut()

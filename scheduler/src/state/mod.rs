@@ -159,6 +159,8 @@ impl ClusterState {
             Body::DisableTotp(c) => self.disable_totp(c),
             Body::StartPasswordReset(c) => self.start_password_reset(c),
             Body::ResetPassword(c) => self.reset_password(c, at),
+            Body::SetOrganisationSso(c) => self.set_organisation_sso(c),
+            Body::SsoLogin(c) => self.sso_login(c, at),
             Body::CreateInstance(c) => self.create_instance(c, at),
             Body::PlaceInstances(c) => self.place_instances(c, at),
             Body::DeleteInstance(c) => self.delete_instance(c),

@@ -204,6 +204,7 @@ impl ClusterState {
             mfa_required: false,
             trial: !provider,
             provider,
+            sso: None,
         })
     }
 

@@ -115,6 +115,7 @@ impl ClusterState {
             }
             Body::CreateProject(c) => (Action::CreateProject, Target::Org(org(&c.org_id)?)),
             Body::UpdateOrganisation(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
+            Body::SetOrganisationSso(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
             Body::SetMember(c) if c.project_id.is_empty() => {
                 (Action::ManageMembers, Target::Org(org(&c.org_id)?))
             }
@@ -141,7 +142,8 @@ impl ClusterState {
             | Body::VerifyEmail(_)
             | Body::StartLoginSession(_)
             | Body::StartPasswordReset(_)
-            | Body::ResetPassword(_) => (Action::ReadOrg, Target::Anyone),
+            | Body::ResetPassword(_)
+            | Body::SsoLogin(_) => (Action::ReadOrg, Target::Anyone),
             Body::UpdateProject(_)
             | Body::CreateJoinToken(_)
             | Body::SetNodeState(_)

@@ -31,6 +31,7 @@ pub fn legacy_org_of(project: &ProjectId, name: &str, at_ms: i64) -> Organisatio
         mfa_required: false,
         trial: false,
         provider: false,
+        sso: None,
     }
 }
 

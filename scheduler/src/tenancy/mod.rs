@@ -11,7 +11,7 @@
 //!   recovery codes (their state and their math).
 //! - HTTP handlers: [`api`] (projects, keys), [`identity_api`] (sign-up, log-in),
 //!   [`mfa_api`] (two-step verification), [`org_api`] (organisations, members),
-//!   [`reset_api`] (password reset).
+//!   [`reset_api`] (password reset), [`sso_api`] (OpenID Connect log-in; [`sso`] its state).
 
 pub mod api;
 pub mod api_key;
@@ -25,6 +25,8 @@ pub mod migrate;
 pub mod org_api;
 pub mod password;
 pub mod reset_api;
+pub mod sso;
+pub mod sso_api;
 pub mod trial;
 pub mod types;
 pub mod validate;

@@ -27,6 +27,17 @@ pub struct OrganisationView {
     pub trial: bool,
     pub created_at: String,
     pub members: Vec<MemberView>,
+    /// Its OpenID Connect log-in (never the client secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sso: Option<SsoSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SsoSummary {
+    pub issuer: String,
+    pub client_id: String,
+    pub allowed_domains: Vec<String>,
+    pub default_role: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +70,12 @@ fn view(state: &crate::state::ClusterState, o: &Organisation) -> OrganisationVie
                 role: r.as_str().to_owned(),
             })
             .collect(),
+        sso: o.sso.as_ref().map(|c| SsoSummary {
+            issuer: c.issuer.clone(),
+            client_id: c.client_id.clone(),
+            allowed_domains: c.allowed_domains.clone(),
+            default_role: c.default_role.as_str(),
+        }),
     }
 }
 

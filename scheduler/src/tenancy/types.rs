@@ -108,6 +108,22 @@ pub struct Organisation {
     pub trial: bool,
     /// VMCloud itself: its members may hold the provider roles (operator, support, finance).
     pub provider: bool,
+    /// Log-in through the organisation's OpenID provider, when set.
+    #[serde(default)]
+    pub sso: Option<SsoConfig>,
+}
+
+/// An organisation's OpenID Connect log-in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SsoConfig {
+    pub issuer: String,
+    pub client_id: String,
+    /// Sealed (`secrets`), for `sso::seal_purpose(org)`.
+    pub client_secret_sealed: String,
+    /// Lower-case domains whose verified emails may log in.
+    pub allowed_domains: Vec<String>,
+    /// The role of a member made on their first log-in.
+    pub default_role: Role,
 }
 
 /// Live instances a trial organisation may hold across its projects.

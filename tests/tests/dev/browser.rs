@@ -20,7 +20,7 @@ use super::customers::{Api, PASSWORD, customer};
 const TEST: &str = "dev::browser::the_console_from_sign_up_to_a_running_instance";
 
 /// chromedriver on a free port, killed when dropped.
-struct Driver {
+pub(super) struct Driver {
     child: Child,
     url: String,
 }
@@ -32,7 +32,7 @@ impl Drop for Driver {
     }
 }
 
-fn find_program(names: &[&str]) -> Option<PathBuf> {
+pub(super) fn find_program(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     names.iter().find_map(|name| {
         std::env::split_paths(&path)
@@ -41,7 +41,7 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
     })
 }
 
-async fn start_driver(chromedriver: &PathBuf) -> Driver {
+pub(super) async fn start_driver(chromedriver: &PathBuf) -> Driver {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -65,7 +65,7 @@ async fn start_driver(chromedriver: &PathBuf) -> Driver {
     Driver { child, url }
 }
 
-async fn browser(driver: &Driver, chromium: &PathBuf) -> Client {
+pub(super) async fn browser(driver: &Driver, chromium: &PathBuf) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_owned(),
@@ -84,13 +84,20 @@ async fn browser(driver: &Driver, chromium: &PathBuf) -> Client {
 }
 
 /// Saves numbered screenshots of the steps.
-struct Shots {
+pub(super) struct Shots {
     dir: PathBuf,
     n: u32,
 }
 
 impl Shots {
-    async fn take(&mut self, c: &Client, step: &str) {
+    /// Screenshots go to `$CARGO_TARGET_TMPDIR/<name>/`.
+    pub(super) fn new(name: &str) -> Shots {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Shots { dir, n: 0 }
+    }
+
+    pub(super) async fn take(&mut self, c: &Client, step: &str) {
         self.n += 1;
         let png = c.screenshot().await.unwrap();
         let path = self.dir.join(format!("{:02}-{step}.png", self.n));
@@ -99,13 +106,13 @@ impl Shots {
     }
 }
 
-async fn fill(c: &Client, css: &str, text: &str) {
+pub(super) async fn fill(c: &Client, css: &str, text: &str) {
     let el = c.find(Locator::Css(css)).await.unwrap();
     el.clear().await.unwrap();
     el.send_keys(text).await.unwrap();
 }
 
-async fn click(c: &Client, css: &str) {
+pub(super) async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap()
@@ -114,7 +121,7 @@ async fn click(c: &Client, css: &str) {
         .unwrap();
 }
 
-async fn text(c: &Client, css: &str) -> String {
+pub(super) async fn text(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
         .unwrap()
@@ -124,7 +131,7 @@ async fn text(c: &Client, css: &str) -> String {
 }
 
 /// Waits for `css` on the page; when it does not come, saves `failed.png` and shows the page.
-async fn wait_for(c: &Client, css: &str, limit: Duration) {
+pub(super) async fn wait_for(c: &Client, css: &str, limit: Duration) {
     if let Err(e) = c.wait().at_most(limit).for_element(Locator::Css(css)).await {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
         if let Ok(png) = c.screenshot().await {
@@ -140,7 +147,7 @@ async fn wait_for(c: &Client, css: &str, limit: Duration) {
     }
 }
 
-async fn path(c: &Client) -> String {
+pub(super) async fn path(c: &Client) -> String {
     c.current_url().await.unwrap().path().to_owned()
 }
 
@@ -181,11 +188,7 @@ async fn the_console_from_sign_up_to_a_running_instance() {
     let base = fx.fleet.api.clone();
     let driver = start_driver(&chromedriver).await;
     let c = browser(&driver, &chromium).await;
-    let mut shots = Shots {
-        dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser"),
-        n: 0,
-    };
-    std::fs::create_dir_all(&shots.dir).unwrap();
+    let mut shots = Shots::new("browser");
     let email = "ada@example.com";
 
     // Sign up.

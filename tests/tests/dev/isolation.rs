@@ -62,6 +62,9 @@ fn walk_of(method: &str, path: &str) -> Walk {
             | "/v1/password-reset"
             | "/v1/password-reset/confirm",
         ) => NotTenantData("no caller yet: the proof is in the request"),
+        (_, "/v1/sso/start" | "/v1/sso/callback") => {
+            NotTenantData("SSO log-in: the proof comes from the provider")
+        }
         (
             _,
             "/v1/logout"
@@ -165,6 +168,8 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
             Some(json!({"email": "bob@example.org", "role": "admin"}))
         }
         ("PATCH", t) if t.starts_with("/v1/organisations") => Some(json!({"name": "Taken"})),
+        ("PUT", t) if t.ends_with("/sso") => Some(json!({"issuer": "http://127.0.0.1:1",
+            "client_id": "x", "client_secret": "y", "allowed_domains": ["example.org"]})),
         ("PATCH", t) if t.starts_with("/v1/projects") => Some(json!({"share_weight": 5})),
         ("PATCH", t) if t.starts_with("/v1/nodes") => Some(json!({"state": "cordoned"})),
         ("POST", _) => Some(json!({})),

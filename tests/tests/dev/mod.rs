@@ -16,6 +16,7 @@ mod reservations;
 mod restart;
 mod sessions;
 mod sim_agents;
+mod sso;
 mod tokens;
 
 use std::time::{Duration, Instant};
