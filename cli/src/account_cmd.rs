@@ -99,6 +99,9 @@ pub struct LoginArgs {
     /// Or one of the recovery codes (each works once).
     #[arg(long, value_name = "CODE", conflicts_with = "totp")]
     recovery_code: Option<String>,
+    /// The project this profile acts in (for a user with several).
+    #[arg(long)]
+    project: Option<String>,
     /// Profile to save the login in.
     #[arg(long, default_value = "default")]
     save_as: String,
@@ -112,6 +115,7 @@ pub async fn login(args: ClientArgs, login: LoginArgs) -> anyhow::Result<()> {
         password_stdin,
         totp,
         recovery_code,
+        project,
         save_as,
     } = login;
     let client = Client::new(&ClientArgs {
@@ -139,7 +143,14 @@ pub async fn login(args: ClientArgs, login: LoginArgs) -> anyhow::Result<()> {
         (None, Some(key)) => key,
         _ => bail!("log in with --email (and a password), or with --key <API key>"),
     };
-    let path = profile::save_profile(&save_as, profile::Profile { api, token })?;
+    let path = profile::save_profile(
+        &save_as,
+        profile::Profile {
+            api,
+            token,
+            project,
+        },
+    )?;
     println!("logged in; profile `{save_as}` saved in {}", path.display());
     Ok(())
 }

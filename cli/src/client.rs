@@ -131,6 +131,12 @@ impl Client {
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.endpoint.token {
             request = request.bearer_auth(token);
+            // A login token acts in the profile's project; an API key only ever in its own.
+            if token.starts_with("vms_")
+                && let Some(project) = &self.endpoint.project
+            {
+                request = request.header("VMCloud-Project", project);
+            }
         }
         if let Some(body) = body {
             request = request

@@ -185,6 +185,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             profile::Profile {
                 api: api.clone(),
                 token: token.to_string(),
+                project: None,
             },
         ) {
             Ok(path) => format!(

@@ -24,8 +24,12 @@ pub struct CliConfig {
 pub struct Profile {
     /// Base URL of the API, e.g. `http://127.0.0.1:8080`.
     pub api: String,
-    /// API key (`vmc_...`).
+    /// API key (`vmc_...`) or login token (`vms_...`).
     pub token: String,
+    /// The project a login token acts in (sent as `VMCloud-Project`); an API key always
+    /// acts in its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 pub fn config_path() -> PathBuf {
@@ -69,6 +73,31 @@ pub fn load() -> anyhow::Result<(PathBuf, CliConfig)> {
     Ok((path, config))
 }
 
+/// Sets the project of profile `name` (which must exist).
+pub fn set_profile_project(name: &str, project: Option<String>) -> anyhow::Result<PathBuf> {
+    let (path, config) = load()?;
+    let mut profile = config
+        .profiles
+        .get(name)
+        .cloned()
+        .with_context(|| format!("no profile named `{name}` in {}", path.display()))?;
+    profile.project = project;
+    save_profile(name, profile)
+}
+
+/// The profile a client command uses (`--profile`, `VMCLOUD_PROFILE`, the current one).
+pub fn current_name(profile_flag: Option<String>) -> anyhow::Result<String> {
+    let (_, config) = load()?;
+    Ok(profile_flag
+        .or_else(|| {
+            std::env::var("VMCLOUD_PROFILE")
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+        .or(config.current_profile)
+        .unwrap_or_else(|| "dev".to_owned()))
+}
+
 /// Writes `profile` under `name` (creating the file, mode 0600: it holds a key) and makes it
 /// the current profile if none is set.
 pub fn save_profile(name: &str, profile: Profile) -> anyhow::Result<PathBuf> {
@@ -93,6 +122,8 @@ pub struct Endpoint {
     pub token: Option<String>,
     /// Said in errors: `VMCLOUD_API`, `--api`, or `profile dev in ~/.config/...`.
     pub source: String,
+    /// The project to act in (`VMCLOUD_PROJECT`, or the profile's).
+    pub project: Option<String>,
 }
 
 pub fn resolve(
@@ -126,9 +157,11 @@ pub fn resolve(
     let token = token_flag
         .or_else(|| env("VMCLOUD_TOKEN"))
         .or_else(|| profile.map(|p| p.token.clone()));
+    let project = env("VMCLOUD_PROJECT").or_else(|| profile.and_then(|p| p.project.clone()));
     Ok(Endpoint {
         api: api.trim_end_matches('/').to_owned(),
         token,
         source,
+        project,
     })
 }

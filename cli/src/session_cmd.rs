@@ -62,6 +62,8 @@ pub enum ProjectCommand {
     Delete { id: String },
     /// Show a project (yours, or any for an operator).
     Get { id: String },
+    /// Act in this project from now on (saved in the current profile; `-` for none).
+    Use { id: String },
     /// Change a project (operators).
     Set {
         id: String,
@@ -267,6 +269,25 @@ pub async fn run_project(args: ClientArgs, command: ProjectCommand) -> anyhow::R
                 .call(Method::DELETE, &format!("/v1/projects/{id}"), None, false)
                 .await?;
             println!("project {id} deleted");
+            return Ok(());
+        }
+        ProjectCommand::Use { id } => {
+            let name = crate::profile::current_name(args.profile.clone())?;
+            let project = (id != "-").then_some(id);
+            if let Some(p) = &project {
+                // It must be one the profile's user can see.
+                client
+                    .call(Method::GET, &format!("/v1/projects/{p}"), None, false)
+                    .await?;
+            }
+            let path = crate::profile::set_profile_project(&name, project.clone())?;
+            match project {
+                Some(p) => println!(
+                    "profile `{name}` now acts in project {p} ({})",
+                    path.display()
+                ),
+                None => println!("profile `{name}` names no project now ({})", path.display()),
+            }
             return Ok(());
         }
         ProjectCommand::Get { id } => client

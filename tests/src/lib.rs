@@ -60,12 +60,16 @@ pub struct Failed {
     pub stderr: String,
 }
 
-fn command(config_home: &Path) -> Command {
+/// The `vmcloud` binary with `config_home` as its config home and none of the caller's
+/// VMCLOUD_* settings.
+pub fn command(config_home: &Path) -> Command {
     let mut cmd = Command::new(vmcloud_bin());
     cmd.env("XDG_CONFIG_HOME", config_home)
         .env_remove("VMCLOUD_API")
         .env_remove("VMCLOUD_TOKEN")
         .env_remove("VMCLOUD_PROFILE")
+        .env_remove("VMCLOUD_PROJECT")
+        .env_remove("VMCLOUD_PASSWORD")
         .env_remove("VMCLOUD_DATA_DIR")
         .env("RUST_LOG", "info,raft=warn,quinn=warn");
     cmd

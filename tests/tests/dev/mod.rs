@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod browser;
+mod cli_customer;
 mod customers;
 mod host_events;
 mod identity;
