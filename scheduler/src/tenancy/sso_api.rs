@@ -15,7 +15,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenClaims, CoreIdTokenVerifier,
+    CoreProviderMetadata,
+};
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
     EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse as _,
@@ -399,6 +402,36 @@ pub struct CallbackQuery {
     pub iss: Option<String>,
 }
 
+/// The ID token's claims once its signature (against the provider's keys), issuer, audience,
+/// nonce and expiry check out; otherwise a problem that names the failed check.
+fn verified_claims<'t>(
+    token: &'t CoreIdToken,
+    verifier: &CoreIdTokenVerifier<'_>,
+    nonce: &str,
+) -> Result<&'t CoreIdTokenClaims, Problem> {
+    token
+        .claims(verifier, &Nonce::new(nonce.to_owned()))
+        .map_err(|e| {
+            let which = match &e {
+                ClaimsVerificationError::InvalidAudience(_) => "its audience is not this client",
+                ClaimsVerificationError::InvalidIssuer(_) => "its issuer is not the configured one",
+                ClaimsVerificationError::InvalidNonce(_) => {
+                    "its nonce is not the one this log-in sent (a replayed token?)"
+                }
+                ClaimsVerificationError::SignatureVerification(_) => {
+                    "its signature does not verify against the provider's keys"
+                }
+                ClaimsVerificationError::Expired(_) => "it has expired",
+                _ => "it failed verification",
+            };
+            refused(
+                "sso-invalid-token",
+                "Invalid ID token",
+                format!("the ID token was refused: {which} ({e})"),
+            )
+        })
+}
+
 fn refused(kind: &'static str, title: &'static str, detail: String) -> Problem {
     let status = match kind {
         "sso-state-mismatch" | "sso-expired" => StatusCode::BAD_REQUEST,
@@ -509,27 +542,7 @@ pub async fn callback(
             "the provider sent no ID token".to_owned(),
         )
     })?;
-    let claims = id_token
-        .claims(&client.id_token_verifier(), &Nonce::new(trip.nonce.clone()))
-        .map_err(|e| {
-            let which = match &e {
-                ClaimsVerificationError::InvalidAudience(_) => "its audience is not this client",
-                ClaimsVerificationError::InvalidIssuer(_) => "its issuer is not the configured one",
-                ClaimsVerificationError::InvalidNonce(_) => {
-                    "its nonce is not the one this log-in sent (a replayed token?)"
-                }
-                ClaimsVerificationError::SignatureVerification(_) => {
-                    "its signature does not verify against the provider's keys"
-                }
-                ClaimsVerificationError::Expired(_) => "it has expired",
-                _ => "it failed verification",
-            };
-            refused(
-                "sso-invalid-token",
-                "Invalid ID token",
-                format!("the ID token was refused: {which} ({e})"),
-            )
-        })?;
+    let claims = verified_claims(id_token, &client.id_token_verifier(), &trip.nonce)?;
     // The email and whether the provider verified it: in the ID token, or (as providers that
     // keep the ID token small do) from the userinfo endpoint for the same subject.
     let mut email = claims.email().map(|e| e.as_str().to_owned());
@@ -630,4 +643,82 @@ pub async fn callback(
         }),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openidconnect::core::{
+        CoreEdDsaPrivateSigningKey, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    };
+    use openidconnect::{
+        Audience, EmptyAdditionalClaims, EndUserEmail, IdTokenClaims, PrivateSigningKey as _,
+        StandardClaims, SubjectIdentifier,
+    };
+
+    const ISSUER: &str = "https://id.analytical.example";
+
+    fn key(kid: &str) -> CoreEdDsaPrivateSigningKey {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        CoreEdDsaPrivateSigningKey::from_ed25519_pem(
+            &pair.serialize_pem(),
+            Some(openidconnect::JsonWebKeyId::new(kid.to_owned())),
+        )
+        .unwrap()
+    }
+
+    fn token(signer: &CoreEdDsaPrivateSigningKey, audience: &str, nonce: &str) -> CoreIdToken {
+        let now = chrono::Utc::now();
+        let claims = IdTokenClaims::new(
+            IssuerUrl::new(ISSUER.to_owned()).unwrap(),
+            vec![Audience::new(audience.to_owned())],
+            now + chrono::Duration::minutes(5),
+            now,
+            StandardClaims::new(SubjectIdentifier::new("ada".to_owned()))
+                .set_email(Some(EndUserEmail::new("ada@analytical.example".to_owned()))),
+            EmptyAdditionalClaims {},
+        )
+        .set_nonce(Some(Nonce::new(nonce.to_owned())));
+        CoreIdToken::new(claims, signer, CoreJwsSigningAlgorithm::EdDsa, None, None).unwrap()
+    }
+
+    fn detail(r: Result<&CoreIdTokenClaims, Problem>) -> String {
+        let p = r.unwrap_err();
+        assert_eq!(p.kind, "sso-invalid-token");
+        p.detail
+    }
+
+    #[test]
+    fn id_tokens_with_a_wrong_signature_audience_nonce_or_issuer_are_refused_by_name() {
+        let provider = key("provider");
+        let keys = CoreJsonWebKeySet::new(vec![provider.as_verification_key()]);
+        let verifier = |issuer: &str| {
+            CoreIdTokenVerifier::new_confidential_client(
+                ClientId::new("vmcloud-console".to_owned()),
+                ClientSecret::new("secret".to_owned()),
+                IssuerUrl::new(issuer.to_owned()).unwrap(),
+                keys.clone(),
+            )
+            .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EdDsa])
+        };
+        let good = token(&provider, "vmcloud-console", "n-1");
+        let claims = verified_claims(&good, &verifier(ISSUER), "n-1").unwrap();
+        assert_eq!(claims.subject().as_str(), "ada");
+
+        let d = detail(verified_claims(&good, &verifier(ISSUER), "n-2"));
+        assert!(d.contains("nonce"), "{d}");
+        let other_client = token(&provider, "someone-else", "n-1");
+        let d = detail(verified_claims(&other_client, &verifier(ISSUER), "n-1"));
+        assert!(d.contains("audience"), "{d}");
+        let d = detail(verified_claims(
+            &good,
+            &verifier("https://evil.example"),
+            "n-1",
+        ));
+        assert!(d.contains("issuer"), "{d}");
+        // Signed by a key the provider does not publish (same key id).
+        let forged = token(&key("provider"), "vmcloud-console", "n-1");
+        let d = detail(verified_claims(&forged, &verifier(ISSUER), "n-1"));
+        assert!(d.contains("signature"), "{d}");
+    }
 }
