@@ -74,7 +74,7 @@ impl ClusterState {
         let domain = domain_of(&email).unwrap_or_default();
         if !sso.allowed_domains.contains(&domain) {
             return Err(Rejected::Forbidden(format!(
-                "{email} is not in a domain organisation {org_id} allows for SSO"
+                "{email} is not in a domain that organisation {org_id} allows for SSO"
             )));
         }
         let role = sso.default_role;

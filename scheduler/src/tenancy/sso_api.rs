@@ -590,8 +590,8 @@ pub async fn callback(
             "sso-email-not-allowed",
             "Email not allowed",
             format!(
-                "{email} is not in a domain organisation {} allows for SSO ({})",
-                org.id,
+                "{email} is not in a domain that the organisation \"{}\" allows for SSO ({}); log in with a password, or ask its admins",
+                org.name,
                 sso.allowed_domains.join(", ")
             ),
         ));

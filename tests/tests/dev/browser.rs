@@ -93,6 +93,8 @@ impl Shots {
     /// Screenshots go to `$CARGO_TARGET_TMPDIR/<name>/`.
     pub(super) fn new(name: &str) -> Shots {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+        // Only this run's steps (and a `failed.png`, if it fails).
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Shots { dir, n: 0 }
     }
@@ -130,12 +132,13 @@ pub(super) async fn text(c: &Client, css: &str) -> String {
         .unwrap()
 }
 
-/// Waits for `css` on the page; when it does not come, saves `failed.png` and shows the page.
+/// Waits for `css` on the page; when it does not come, saves `browser-failed.png` (in
+/// `$CARGO_TARGET_TMPDIR`) and shows the page.
 pub(super) async fn wait_for(c: &Client, css: &str, limit: Duration) {
     if let Err(e) = c.wait().at_most(limit).for_element(Locator::Css(css)).await {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         if let Ok(png) = c.screenshot().await {
-            let _ = std::fs::write(dir.join("failed.png"), png);
+            let _ = std::fs::write(dir.join("browser-failed.png"), png);
         }
         let url = c
             .current_url()
