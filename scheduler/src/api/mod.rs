@@ -31,6 +31,7 @@ use crate::tenancy::api as projects;
 use crate::tenancy::identity_api as identity;
 use crate::tenancy::mfa_api as mfa;
 use crate::tenancy::org_api as orgs;
+use crate::tenancy::project_members_api as project_members;
 use crate::tenancy::reset_api as reset;
 use crate::tenancy::sso_api as sso;
 
@@ -90,6 +91,14 @@ pub fn router(state: ApiState) -> Router {
             get(projects::get)
                 .patch(projects::update)
                 .delete(projects::delete),
+        )
+        .route(
+            "/v1/projects/{id}/members",
+            get(project_members::list).post(project_members::set),
+        )
+        .route(
+            "/v1/projects/{id}/members/{user}",
+            axum::routing::delete(project_members::remove),
         )
         .route(
             "/v1/projects/{id}/keys",

@@ -11,7 +11,7 @@
 //!   recovery codes (their state and their math).
 //! - HTTP handlers: [`api`] (projects, keys), [`identity_api`] (sign-up, log-in),
 //!   [`mfa_api`] (two-step verification), [`org_api`] (organisations, members),
-//!   [`reset_api`] (password reset), [`sso_api`] (OpenID Connect log-in; [`sso`] its state).
+//!   [`reset_api`] (password reset), [`project_members_api`] (project roles), [`sso_api`] (OpenID Connect log-in; [`sso`] its state).
 
 pub mod api;
 pub mod api_key;
@@ -24,6 +24,7 @@ pub mod mfa_api;
 pub mod migrate;
 pub mod org_api;
 pub mod password;
+pub mod project_members_api;
 pub mod reset_api;
 pub mod sso;
 pub mod sso_api;

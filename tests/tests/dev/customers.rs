@@ -414,3 +414,91 @@ async fn log_in_attempts_are_rate_limited_per_account() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn a_project_role_reaches_that_project_only() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let (ann, ann_org, first) = customer(&fx, &api, "ann@example.io", "Ann Inc").await;
+    let (status, second) = api
+        .call(
+            "POST",
+            "/v1/projects",
+            Some(&ann),
+            Some(json!({"organisation": ann_org, "name": "second"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let second = second["id"].as_str().unwrap().to_owned();
+    // A contractor from another organisation, a viewer of the first project only.
+    let (carl, _, _) = customer(&fx, &api, "carl@example.io", "Carl Consulting").await;
+    let members = format!("/v1/projects/{first}/members");
+    let (status, body) = api
+        .call(
+            "POST",
+            &members,
+            Some(&ann),
+            Some(json!({"email": "carl@example.io", "role": "member"})),
+        )
+        .await;
+    assert_eq!(
+        status, 422,
+        "an organisation role was taken for a project: {body}"
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            &members,
+            Some(&ann),
+            Some(json!({"email": "carl@example.io", "role": "project-viewer"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["email"], "carl@example.io");
+    let (status, _) = api
+        .call("GET", &format!("/v1/projects/{first}"), Some(&carl), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .call(
+            "GET",
+            &format!("/v1/instances?project={first}"),
+            Some(&carl),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let vm = json!({"flavor": "vps-s", "image": "debian-12", "region": "par"});
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/v1/instances?project={first}"),
+            Some(&carl),
+            Some(vm),
+        )
+        .await;
+    assert_eq!(status, 403, "a project viewer deployed: {body}");
+    for path in [
+        format!("/v1/projects/{second}"),
+        format!("/v1/organisations/{ann_org}"),
+    ] {
+        let (status, body) = api.call("GET", &path, Some(&carl), None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let carl_id = body_user(&api, &carl).await;
+    let (status, _) = api
+        .call("DELETE", &format!("{members}/{carl_id}"), Some(&ann), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api
+        .call("GET", &format!("/v1/projects/{first}"), Some(&carl), None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+async fn body_user(api: &Api<'_>, token: &str) -> String {
+    let (_, me) = api.call("GET", "/v1/me", Some(token), None).await;
+    me["user_id"].as_str().unwrap().to_owned()
+}
