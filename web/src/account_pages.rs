@@ -271,7 +271,49 @@ pub async fn invite(ctx: Ctx, Path(id): Path<String>, Form(f): Form<InviteForm>)
         )
         .await
     {
+        Ok(v) if v.get("invited").is_some() => {
+            done(&format!("/console/orgs/{id}"), Msg::NoticeInvited)
+        }
         Ok(_) => done(&format!("/console/orgs/{id}"), Msg::NoticeMemberAdded),
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InviteLink {
+    #[serde(default)]
+    org: String,
+    #[serde(default)]
+    token: String,
+}
+
+/// The mailed invitation link: taken at once for a logged-in user.
+pub async fn accept_invitation(
+    ctx: Ctx,
+    axum::extract::Query(q): axum::extract::Query<InviteLink>,
+) -> Response {
+    if !ctx.logged_in {
+        return ctx.page(
+            Msg::Invitation,
+            html! {
+                h1 { (ctx.t(Msg::Invitation)) }
+                p #invitation-log-in { (ctx.t(Msg::InvitationLogIn)) }
+                p { a href="/login" { (ctx.t(Msg::LogIn)) } " · " a href="/signup" { (ctx.t(Msg::SignUp)) } }
+            },
+        );
+    }
+    match ctx
+        .api
+        .post(
+            "/v1/invitations/accept",
+            json!({"org": q.org, "token": q.token}),
+        )
+        .await
+    {
+        Ok(_) => done(
+            &format!("/console/orgs/{}", urlencode(&q.org)),
+            Msg::NoticeJoined,
+        ),
         Err(p) => ctx.problem(&p),
     }
 }

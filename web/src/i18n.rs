@@ -156,7 +156,7 @@ messages! {
     LogOutEverywhereText => "Ends every session of your account: browsers and the CLI.", "Met fin à toutes les sessions de votre compte : navigateurs et CLI.";
     Members => "Members", "Membres";
     Invite => "Invite", "Inviter";
-    InviteText => "Add a person who has a VMCloud account (they get a mail).", "Ajoutez une personne qui a un compte VMCloud (elle reçoit un e-mail).";
+    InviteText => "Add a person by email: they get a mail (with a sign-up link if they have no account yet).", "Ajoutez une personne par e-mail : elle reçoit un message (avec un lien d'inscription si elle n'a pas encore de compte).";
     RequireMfa => "Require two-step verification for every member", "Exiger la validation en deux étapes pour tous les membres";
     Save => "Save", "Enregistrer";
     Settings => "Settings", "Paramètres";
@@ -192,6 +192,10 @@ messages! {
     AllowedDomains => "Allowed email domains (comma-separated)", "Domaines e-mail autorisés (séparés par des virgules)";
     DefaultRole => "Role of new members", "Rôle des nouveaux membres";
     SsoOff => "Turn SSO off", "Désactiver le SSO";
+    Invitation => "Invitation", "Invitation";
+    InvitationLogIn => "To join, log in (or sign up) with the address the invitation was sent to, then open the link in the mail again.", "Pour rejoindre l'organisation, connectez-vous (ou créez un compte) avec l'adresse à laquelle l'invitation a été envoyée, puis rouvrez le lien du mail.";
+    NoticeJoined => "You joined the organisation.", "Vous avez rejoint l'organisation.";
+    NoticeInvited => "Invitation sent: they join once they sign up and open the mailed link.", "Invitation envoyée : la personne rejoindra l'organisation après avoir créé son compte et ouvert le lien reçu.";
     Language => "Français", "English";
 }
 

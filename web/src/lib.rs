@@ -87,6 +87,7 @@ pub fn pages(state: ApiState) -> Router {
             "/console/account/logout-everywhere",
             post(account::logout_everywhere),
         )
+        .route("/invite", get(account::accept_invitation))
         .route("/console/orgs/{id}", get(account::organisation))
         .route("/console/orgs/{id}/members", post(account::invite))
         .route("/console/orgs/{id}/settings", post(account::settings))

@@ -29,6 +29,7 @@ use crate::reservations::api as reservations;
 use crate::sessions::api as sessions;
 use crate::tenancy::api as projects;
 use crate::tenancy::identity_api as identity;
+use crate::tenancy::invitations_api as invitations;
 use crate::tenancy::mfa_api as mfa;
 use crate::tenancy::org_api as orgs;
 use crate::tenancy::project_members_api as project_members;
@@ -79,6 +80,7 @@ pub fn router(state: ApiState) -> Router {
             "/v1/organisations/{id}/sso",
             axum::routing::put(sso::put_config).delete(sso::delete_config),
         )
+        .route("/v1/invitations/accept", post(invitations::accept))
         .route("/v1/sso/start", get(sso::start))
         .route("/v1/sso/callback", get(sso::callback))
         .route(

@@ -161,6 +161,8 @@ impl ClusterState {
             Body::ResetPassword(c) => self.reset_password(c, at),
             Body::SetOrganisationSso(c) => self.set_organisation_sso(c),
             Body::SsoLogin(c) => self.sso_login(c, at),
+            Body::InviteMember(c) => self.invite_member(c),
+            Body::AcceptInvitation(c) => self.accept_invitation(c, at),
             Body::CreateInstance(c) => self.create_instance(c, at),
             Body::PlaceInstances(c) => self.place_instances(c, at),
             Body::DeleteInstance(c) => self.delete_instance(c),

@@ -205,6 +205,7 @@ impl ClusterState {
             trial: !provider,
             provider,
             sso: None,
+            invitations: BTreeMap::new(),
         })
     }
 

@@ -116,6 +116,7 @@ impl ClusterState {
             Body::CreateProject(c) => (Action::CreateProject, Target::Org(org(&c.org_id)?)),
             Body::UpdateOrganisation(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
             Body::SetOrganisationSso(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
+            Body::InviteMember(c) => (Action::ManageMembers, Target::Org(org(&c.org_id)?)),
             Body::SetMember(c) if c.project_id.is_empty() => {
                 (Action::ManageMembers, Target::Org(org(&c.org_id)?))
             }
@@ -132,7 +133,8 @@ impl ClusterState {
             | Body::SetPassword(pb::SetPassword { user_id, .. })
             | Body::EnrolTotp(pb::EnrolTotp { user_id, .. })
             | Body::ConfirmTotp(pb::ConfirmTotp { user_id, .. })
-            | Body::DisableTotp(pb::DisableTotp { user_id }) => (
+            | Body::DisableTotp(pb::DisableTotp { user_id })
+            | Body::AcceptInvitation(pb::AcceptInvitation { user_id, .. }) => (
                 Action::ManageOrg,
                 Target::Myself(
                     UserId::parse(user_id).map_err(|e| Rejected::Invalid(e.to_string()))?,

@@ -32,6 +32,7 @@ pub fn legacy_org_of(project: &ProjectId, name: &str, at_ms: i64) -> Organisatio
         trial: false,
         provider: false,
         sso: None,
+        invitations: BTreeMap::new(),
     }
 }
 

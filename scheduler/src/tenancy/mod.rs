@@ -19,6 +19,8 @@ pub mod apply;
 pub mod authz;
 pub mod commands;
 pub mod identity_api;
+pub mod invitations;
+pub mod invitations_api;
 pub mod mfa;
 pub mod mfa_api;
 pub mod migrate;

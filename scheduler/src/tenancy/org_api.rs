@@ -239,13 +239,15 @@ pub struct MemberRequest {
     pub role: String,
 }
 
-/// Adds a signed-up user to the organisation with a role, or changes their role.
+/// Adds a signed-up user to the organisation with a role, or changes their role; someone
+/// without an account gets an invitation by mail instead (`202`).
 pub async fn set_member(
     State(s): State<ApiState>,
     who: Who,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<MemberRequest>,
-) -> Result<Json<OrganisationView>, Problem> {
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
     let id = parse_org(&id)?;
     who.may(&s, Action::ManageMembers, Resource::Org(&id))?;
     let email = validate::email(&req.email)
@@ -262,17 +264,19 @@ pub async fn set_member(
                 ),
             )
         })?;
-    let user = s
-        .cluster
-        .state()
-        .users_by_email
-        .get(&email)
-        .cloned()
-        .ok_or_else(|| {
-            Problem::not_found(format!(
-                "no user has signed up as {email}; ask them to sign up first"
-            ))
-        })?;
+    let user = s.cluster.state().users_by_email.get(&email).cloned();
+    let Some(user) = user else {
+        if !role.is_org_role() {
+            return Err(Problem::unprocessable(
+                "invalid-role",
+                "Invalid role",
+                "provider roles are given to people who have an account",
+            ));
+        }
+        return crate::tenancy::invitations_api::invite(&s, &who, &id, &email, role)
+            .await
+            .map(IntoResponse::into_response);
+    };
     let was = s
         .cluster
         .state()
@@ -306,7 +310,7 @@ pub async fn set_member(
             tracing::warn!(error = %vmcloud_proto::ErrorChain(&e), to = email, "invitation mail not sent");
         }
     }
-    current(&s, &id)
+    current(&s, &id).map(IntoResponse::into_response)
 }
 
 /// Removes a member from the organisation.

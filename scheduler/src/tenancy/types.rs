@@ -111,6 +111,18 @@ pub struct Organisation {
     /// Log-in through the organisation's OpenID provider, when set.
     #[serde(default)]
     pub sso: Option<SsoConfig>,
+    /// Invitations of people without an account yet, by (lower-case) email.
+    #[serde(default)]
+    pub invitations: BTreeMap<String, Invitation>,
+}
+
+/// An invitation into an organisation, until the invited person takes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub role: Role,
+    /// SHA-256 of the mailed token.
+    pub token_sha256: Vec<u8>,
+    pub expires_at_ms: i64,
 }
 
 /// An organisation's OpenID Connect log-in.

@@ -502,3 +502,84 @@ async fn body_user(api: &Api<'_>, token: &str) -> String {
     let (_, me) = api.call("GET", "/v1/me", Some(token), None).await;
     me["user_id"].as_str().unwrap().to_owned()
 }
+
+#[tokio::test]
+async fn someone_without_an_account_is_invited_by_mail_and_joins() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let (ann, org, _) = customer(&fx, &api, "ann@example.eu", "Ann SARL").await;
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/v1/organisations/{org}/members"),
+            Some(&ann),
+            Some(json!({"email": "dana@example.eu", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["invited"], "dana@example.eu");
+    // The mail carries the link to the invitation page.
+    let dir = fx.fleet.data_dir.join("mail");
+    let mail = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .find(|m| m.contains("To: dana@example.eu") && m.contains("Join Ann SARL"))
+        .expect("an invitation mail");
+    let link = mail
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("/invite?"))
+        .unwrap();
+    let query = link.split_once('?').unwrap().1;
+    let get = |k: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let accept = json!({"org": get("org"), "token": get("token")});
+    // Someone else (another address) cannot take it.
+    let (eve, _, _) = customer(&fx, &api, "eve@example.eu", "Eve").await;
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/invitations/accept",
+            Some(&eve),
+            Some(accept.clone()),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    // Dana signs up with the invited address and takes it, once.
+    let (dana, _, _) = customer(&fx, &api, "dana@example.eu", "Dana").await;
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/invitations/accept",
+            Some(&dana),
+            Some(accept.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .call("POST", "/v1/invitations/accept", Some(&dana), Some(accept))
+        .await;
+    assert_eq!(status, 422, "an invitation worked twice: {body}");
+    let (_, org_now) = api
+        .call(
+            "GET",
+            &format!("/v1/organisations/{org}"),
+            Some(&dana),
+            None,
+        )
+        .await;
+    let dana_there = org_now["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["email"] == "dana@example.eu" && m["role"] == "admin");
+    assert!(dana_there, "{org_now}");
+}

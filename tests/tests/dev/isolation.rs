@@ -62,6 +62,9 @@ fn walk_of(method: &str, path: &str) -> Walk {
             | "/v1/password-reset"
             | "/v1/password-reset/confirm",
         ) => NotTenantData("no caller yet: the proof is in the request"),
+        (_, "/v1/invitations/accept") => {
+            NotTenantData("the mailed token is the proof; a wrong one is refused alike for any org")
+        }
         (_, "/v1/sso/start" | "/v1/sso/callback") => {
             NotTenantData("SSO log-in: the proof comes from the provider")
         }
