@@ -6,6 +6,7 @@
 //! shows up too → delete it after the confirmation; a user of another organisation sees none
 //! of it. A screenshot of each step is saved (the path is printed).
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +28,10 @@ pub(super) struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // chromedriver and the Chromium it started share a process group of their own: a test
+        // that fails before closing its session leaves no browser behind.
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -48,6 +53,7 @@ pub(super) async fn start_driver(chromedriver: &PathBuf) -> Driver {
         .unwrap()
         .port();
     let child = Command::new(chromedriver)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
