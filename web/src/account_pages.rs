@@ -20,10 +20,11 @@ pub async fn account(ctx: Ctx) -> Response {
         Ok(me) => me,
         Err(p) => return ctx.problem(&p),
     };
-    account_page(&ctx, &me, None)
+    account_page(&ctx, &me, None).await
 }
 
-fn account_page(ctx: &Ctx, me: &Value, problem: Option<&str>) -> Response {
+async fn account_page(ctx: &Ctx, me: &Value, problem: Option<&str>) -> Response {
+    let sessions = ctx.api.get("/v1/me/sessions").await.unwrap_or(Value::Null);
     let totp = me["totp_enabled"].as_bool().unwrap_or(false);
     ctx.page(
         Msg::Account,
@@ -59,6 +60,29 @@ fn account_page(ctx: &Ctx, me: &Value, problem: Option<&str>) -> Response {
             }
             section.card {
                 h2 { (ctx.t(Msg::Sessions)) }
+                table #sessions {
+                    thead { tr { th { (ctx.t(Msg::Created)) } th { (ctx.t(Msg::Expires)) } th {} th {} } }
+                    tbody {
+                        @for l in sessions.as_array().into_iter().flatten() {
+                            tr {
+                                td.mono { (s(l, "created_at")) }
+                                td.mono { (s(l, "expires_at")) }
+                                td {
+                                    @if l["current"].as_bool().unwrap_or(false) { strong { (ctx.t(Msg::ThisSession)) } " " }
+                                    @if l["mfa"].as_bool().unwrap_or(false) { span.muted { (ctx.t(Msg::WithCode)) } }
+                                }
+                                td {
+                                    @if !l["current"].as_bool().unwrap_or(false) {
+                                        form.inline method="post" action={ "/console/account/sessions/" (s(l, "id")) "/end" } {
+                                            (ctx.csrf_field())
+                                            button.link.danger type="submit" { (ctx.t(Msg::End)) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
                 p { (ctx.t(Msg::LogOutEverywhereText)) }
                 form method="post" action="/console/account/logout-everywhere" {
                     (ctx.csrf_field())
@@ -73,7 +97,7 @@ fn account_page(ctx: &Ctx, me: &Value, problem: Option<&str>) -> Response {
 /// code is a 401 too, so the session is asked first).
 async fn refused(ctx: &Ctx, p: &crate::client::ApiProblem) -> Response {
     match ctx.api.get("/v1/me").await {
-        Ok(me) => account_page(ctx, &me, Some(&p.detail)),
+        Ok(me) => account_page(ctx, &me, Some(&p.detail)).await,
         Err(_) => ctx.problem(p),
     }
 }
@@ -146,6 +170,14 @@ pub async fn password(ctx: Ctx, Form(f): Form<PasswordForm>) -> Response {
     let body = json!({"current_password": f.current_password, "new_password": f.new_password});
     match ctx.api.call(Method::POST, "/v1/password", Some(body)).await {
         Ok(answer) => ended(answer.headers, Msg::NoticePasswordChanged),
+        Err(p) => refused(&ctx, &p).await,
+    }
+}
+
+pub async fn end_session(ctx: Ctx, Path(id): Path<String>) -> Response {
+    let path = format!("/v1/me/sessions/{}", urlencode(&id));
+    match ctx.api.call(Method::DELETE, &path, None).await {
+        Ok(_) => done("/console/account", Msg::NoticeSessionEnded),
         Err(p) => refused(&ctx, &p).await,
     }
 }

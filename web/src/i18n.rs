@@ -196,6 +196,10 @@ messages! {
     InvitationLogIn => "To join, log in (or sign up) with the address the invitation was sent to, then open the link in the mail again.", "Pour rejoindre l'organisation, connectez-vous (ou créez un compte) avec l'adresse à laquelle l'invitation a été envoyée, puis rouvrez le lien du mail.";
     NoticeJoined => "You joined the organisation.", "Vous avez rejoint l'organisation.";
     NoticeInvited => "Invitation sent: they join once they sign up and open the mailed link.", "Invitation envoyée : la personne rejoindra l'organisation après avoir créé son compte et ouvert le lien reçu.";
+    ThisSession => "this browser", "ce navigateur";
+    End => "End", "Terminer";
+    WithCode => "with a code", "avec un code";
+    NoticeSessionEnded => "Session ended.", "Session terminée.";
     Language => "Français", "English";
 }
 

@@ -84,6 +84,10 @@ pub fn pages(state: ApiState) -> Router {
         .route("/console/account/totp/disable", post(account::totp_disable))
         .route("/console/account/password", post(account::password))
         .route(
+            "/console/account/sessions/{id}/end",
+            post(account::end_session),
+        )
+        .route(
             "/console/account/logout-everywhere",
             post(account::logout_everywhere),
         )

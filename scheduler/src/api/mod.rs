@@ -73,6 +73,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/me", get(identity::me))
         .route("/v1/me/totp", post(mfa::enrol).delete(mfa::disable))
         .route("/v1/me/totp/confirm", post(mfa::confirm))
+        .route("/v1/me/sessions", get(identity::sessions))
+        .route(
+            "/v1/me/sessions/{id}",
+            axum::routing::delete(identity::end_session),
+        )
         .route("/v1/organisations", get(orgs::list).post(orgs::create))
         .route("/v1/organisations/{id}", get(orgs::get).patch(orgs::update))
         .route("/v1/organisations/{id}/members", post(orgs::set_member))

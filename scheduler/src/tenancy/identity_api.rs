@@ -513,3 +513,66 @@ pub async fn me(State(s): State<ApiState>, who: Who) -> Result<Json<MeView>, Pro
     }
     Ok(Json(view))
 }
+
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: String,
+    pub expires_at: String,
+    /// Started with a second factor.
+    pub mfa: bool,
+    /// The session this request came with.
+    pub current: bool,
+}
+
+/// The caller's login sessions (browsers and CLIs), newest first.
+pub async fn sessions(
+    State(s): State<ApiState>,
+    who: Who,
+) -> Result<Json<Vec<SessionView>>, Problem> {
+    let user = user_of(&who)?;
+    let now = crate::clock::now_ms();
+    let state = s.cluster.state();
+    let mut list: Vec<SessionView> = state
+        .login_sessions
+        .iter()
+        .filter(|(_, l)| l.user == user && l.expires_at_ms > now)
+        .map(|(id, l)| SessionView {
+            id: id.clone(),
+            created_at: rfc3339(l.created_at_ms),
+            expires_at: rfc3339(l.expires_at_ms),
+            mfa: l.mfa,
+            current: who.session.as_deref() == Some(id.as_str()),
+        })
+        .collect();
+    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    Ok(Json(list))
+}
+
+/// Ends one of the caller's login sessions (another browser, a lost laptop's CLI).
+pub async fn end_session(
+    State(s): State<ApiState>,
+    who: Who,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode, Problem> {
+    let user = user_of(&who)?;
+    let mine = s
+        .cluster
+        .state()
+        .login_sessions
+        .get(&id)
+        .is_some_and(|l| l.user == user);
+    if !mine {
+        return Err(Problem::not_found(format!("session {id} does not exist")));
+    }
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::EndLoginSessions(pb::EndLoginSessions {
+                user_id: user.to_string(),
+                session_id: id,
+            }),
+        )
+        .await??;
+    Ok(StatusCode::NO_CONTENT)
+}

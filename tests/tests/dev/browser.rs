@@ -275,6 +275,16 @@ async fn the_console_from_sign_up_to_a_running_instance() {
     click(&c, "#login").await;
     wait_for(&c, "#projects", Duration::from_secs(10)).await;
 
+    // The account page lists this browser's session, with the code it started with.
+    c.goto(&format!("{base}/console/account")).await.unwrap();
+    let sessions = text(&c, "#sessions").await;
+    assert!(
+        sessions.contains("this browser") && sessions.contains("with a code"),
+        "{sessions}"
+    );
+    shots.take(&c, "account-sessions").await;
+    c.goto(&format!("{base}/console")).await.unwrap();
+
     // A project and an API key.
     fill(&c, "#project-name", "web").await;
     click(&c, "#create-project").await;

@@ -75,6 +75,7 @@ fn walk_of(method: &str, path: &str) -> Walk {
             | "/v1/password"
             | "/v1/me"
             | "/v1/me/totp"
+            | "/v1/me/sessions"
             | "/v1/me/totp/confirm",
         ) => NotTenantData("the caller's own account"),
         (
@@ -95,6 +96,8 @@ fn walk_of(method: &str, path: &str) -> Walk {
 }
 
 struct OrgA {
+    /// The id of Ann's login session (the middle of her `vms_` token).
+    session: String,
     user: String,
     org: String,
     project: String,
@@ -109,6 +112,7 @@ impl OrgA {
     fn path(&self, method: &str, template: &str) -> String {
         let id = |what: &str| -> &str {
             match what {
+                "sessions" if template.starts_with("/v1/me/") => &self.session,
                 "instances" | "sessions" => &self.instance,
                 "jobs" => &self.job,
                 "reservations" => &self.reservation,
@@ -141,8 +145,9 @@ impl OrgA {
         }
     }
 
-    fn ids(&self) -> [&str; 7] {
+    fn ids(&self) -> [&str; 8] {
         [
+            &self.session,
             &self.user,
             &self.org,
             &self.project,
@@ -206,6 +211,7 @@ async fn another_organisation_finds_nothing_of_yours_on_any_route() {
             "POST",
             t,
             &OrgA {
+                session: String::new(),
                 user: String::new(),
                 org: org.clone(),
                 project: project.clone(),
@@ -239,6 +245,7 @@ async fn another_organisation_finds_nothing_of_yours_on_any_route() {
         .await;
     assert_eq!(status, 201, "{reservation}");
     let a = OrgA {
+        session: ann.split('_').nth(1).unwrap().to_owned(),
         user,
         org,
         project,

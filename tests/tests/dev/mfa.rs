@@ -240,4 +240,24 @@ async fn totp_enrolment_login_replay_recovery_and_an_org_that_requires_it() {
         .call("POST", "/v1/login", None, Some(login(json!({}))))
         .await;
     assert_eq!(status, 200, "{body}");
+    // The sessions, listed; ending one (the password-only one) from the other.
+    let (status, sessions) = api
+        .call("GET", "/v1/me/sessions", Some(with_code.as_str()), None)
+        .await;
+    assert_eq!(status, 200, "{sessions}");
+    let list = sessions.as_array().unwrap();
+    assert!(list.len() >= 2, "{sessions}");
+    assert_eq!(list.iter().filter(|l| l["current"] == true).count(), 1);
+    let plain_id = plain.split('_').nth(1).unwrap();
+    let (status, _) = api
+        .call(
+            "DELETE",
+            &format!("/v1/me/sessions/{plain_id}"),
+            Some(with_code.as_str()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api.call("GET", "/v1/me", Some(plain.as_str()), None).await;
+    assert_eq!(status, 401, "an ended session still works");
 }
