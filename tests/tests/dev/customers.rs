@@ -487,6 +487,31 @@ async fn a_project_role_reaches_that_project_only() {
         let (status, body) = api.call("GET", &path, Some(&carl), None).await;
         assert_eq!(status, 404, "{path}: {body}");
     }
+    // A key of a project that is deleted stops working at once.
+    let (status, key) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{second}/keys"),
+            Some(&ann),
+            Some(json!({"name": "tmp", "role": "project-viewer"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    let key = key["token"].as_str().unwrap().to_owned();
+    let (status, _) = api.call("GET", "/v1/instances", Some(&key), None).await;
+    assert_eq!(status, 200);
+    let (status, body) = api
+        .call(
+            "DELETE",
+            &format!("/v1/projects/{second}"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = api.call("GET", "/v1/instances", Some(&key), None).await;
+    assert_eq!(status, 401, "a key of a deleted project works: {body}");
+
     let carl_id = body_user(&api, &carl).await;
     let (status, _) = api
         .call("DELETE", &format!("{members}/{carl_id}"), Some(&ann), None)
