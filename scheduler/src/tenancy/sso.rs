@@ -121,7 +121,7 @@ impl ClusterState {
                 secret_sha256: c.secret_sha256,
                 created_at_ms: at,
                 expires_at_ms: c.expires_at_unix_ms,
-                mfa: false,
+                mfa: c.mfa,
             },
         );
         Ok(Applied::Done)

@@ -432,6 +432,15 @@ fn verified_claims<'t>(
         })
 }
 
+/// Whether the provider says a second factor was used (RFC 8176 method references).
+fn second_factor_at_provider(claims: &CoreIdTokenClaims) -> bool {
+    claims.auth_method_refs().is_some_and(|methods| {
+        methods
+            .iter()
+            .any(|m| matches!(m.as_str(), "mfa" | "otp" | "hwk" | "swk" | "sc"))
+    })
+}
+
 fn refused(kind: &'static str, title: &'static str, detail: String) -> Problem {
     let status = match kind {
         "sso-state-mismatch" | "sso-expired" => StatusCode::BAD_REQUEST,
@@ -596,6 +605,7 @@ pub async fn callback(
             ),
         ));
     }
+    let mfa = second_factor_at_provider(claims);
     let existing = s.cluster.state().users_by_email.get(&email).cloned();
     let unusable = match existing {
         Some(_) => String::new(),
@@ -619,6 +629,7 @@ pub async fn callback(
                 session_id: login.session_id.clone(),
                 secret_sha256: login.secret_sha256(),
                 expires_at_unix_ms: expires,
+                mfa,
             }),
         )
         .await??;
@@ -704,6 +715,12 @@ mod tests {
         let good = token(&provider, "vmcloud-console", "n-1");
         let claims = verified_claims(&good, &verifier(ISSUER), "n-1").unwrap();
         assert_eq!(claims.subject().as_str(), "ada");
+        assert!(!second_factor_at_provider(claims));
+        let with_otp = claims.clone().set_auth_method_refs(Some(vec![
+            openidconnect::AuthenticationMethodReference::new("pwd".to_owned()),
+            openidconnect::AuthenticationMethodReference::new("otp".to_owned()),
+        ]));
+        assert!(second_factor_at_provider(&with_otp));
 
         let d = detail(verified_claims(&good, &verifier(ISSUER), "n-2"));
         assert!(d.contains("nonce"), "{d}");
