@@ -80,8 +80,11 @@ ensure_node_tools() {
   fi
   if [ -d tests/oidc/node_modules/oidc-provider ] && [ tests/oidc/node_modules/.package-lock.json -nt tests/oidc/package-lock.json ]; then
     say "oidc-provider present in tests/oidc (node $(node --version))"
-  elif ! (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
-    say "could not install oidc-provider: the SSO test will be skipped"
+  else
+    say "installing oidc-provider into tests/oidc (npm ci, node $(node --version))"
+    if ! (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+      say "could not install oidc-provider: the SSO test will be skipped"
+    fi
   fi
 }
 
