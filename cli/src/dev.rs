@@ -147,6 +147,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if existing.as_ref() != Some(&token) {
         write_private(&key_path, &format!("{token}\n"))?;
     }
+    // A customer to log in as at once (the console's sign-up works too).
+    let demo_path = data_dir.join("demo-password");
+    let demo_password = match read_optional(&demo_path)? {
+        Some(p) => p.trim().to_owned(),
+        None => {
+            let p = format!("demo-{}", uuid::Uuid::new_v4().simple());
+            write_private(&demo_path, &format!("{p}\n"))?;
+            p
+        }
+    };
+    vmcloud_scheduler::bootstrap::ensure_demo_customer(scheduler.cluster(), &demo_password)
+        .await
+        .context("cannot set up the demo customer")?;
 
     let agent = Agent::start(AgentConfig {
         node: node.clone(),
@@ -203,7 +216,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let _ = writeln!(
         std::io::stdout(),
         "VMCloud dev fleet is running (vmcloud {}, git {})\n\
-         \n  console      {api}/signup  (sign up, then log in; pages in English and French)\n  \
+         \n  console      {api}/login  (log in as {demo} / {demo_password}, or sign up; English and French)\n  \
          API          {api}\n  \
          agent API    http://{agent_api}  (node {node} in {region}, hypervisor {hv})\n  \
          agent link   quic://{gateway}  (mutual TLS, dev CA in {pki})\n  \
@@ -220,6 +233,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         build.version,
         build.git_sha,
         secrets = secrets_path.display(),
+        demo = vmcloud_scheduler::bootstrap::DEMO_EMAIL,
         agent_api = agent.api_addr(),
         region = args.region,
         hv = args.hypervisor,

@@ -97,3 +97,44 @@ pub async fn ensure_api_key(cluster: &Cluster, token: &ApiKeyToken) -> Result<()
             .await,
     )
 }
+
+/// The demo customer `vmcloud dev` makes, so the console has someone to log in as at once.
+pub const DEMO_EMAIL: &str = "demo@vmcloud.example";
+
+/// Makes sure the demo customer exists (a verified user owning the "Demo" organisation with
+/// its `default` project) with `password`. Does nothing when the email is taken.
+pub async fn ensure_demo_customer(cluster: &Cluster, password: &str) -> Result<(), BootstrapError> {
+    if cluster.state().users_by_email.contains_key(DEMO_EMAIL) {
+        return Ok(());
+    }
+    let user = vmcloud_proto::UserId::generate();
+    let (token, token_sha256) = crate::tenancy::api_key::mail_token();
+    let pw = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || crate::tenancy::password::hash(&pw))
+        .await
+        .expect("hashing does not panic");
+    cluster
+        .propose(Body::SignUp(pb::SignUp {
+            user_id: user.to_string(),
+            email: DEMO_EMAIL.to_owned(),
+            password_hash: hash,
+            organisation: Some(pb::Organisation {
+                org_id: vmcloud_proto::OrgId::generate().to_string(),
+                name: "Demo".to_owned(),
+                kind: "company".to_owned(),
+                billing_country: "FR".to_owned(),
+                vat_id: String::new(),
+            }),
+            project_id: ProjectId::generate().to_string(),
+            verification_sha256: token_sha256,
+            verification_expires_at_unix_ms: crate::clock::now_ms() + 3_600_000,
+        }))
+        .await??;
+    cluster
+        .propose(Body::VerifyEmail(pb::VerifyEmail {
+            user_id: user.to_string(),
+            token_sha256: crate::tenancy::api_key::mail_token_sha256(&token),
+        }))
+        .await??;
+    Ok(())
+}

@@ -555,7 +555,9 @@ pub async fn end_session(
     who: Who,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<StatusCode, Problem> {
-    let user = user_of(&who)?;
+    // An API key has no sessions: none of them is its to end.
+    let user =
+        user_of(&who).map_err(|_| Problem::not_found(format!("session {id} does not exist")))?;
     let mine = s
         .cluster
         .state()

@@ -608,3 +608,26 @@ async fn someone_without_an_account_is_invited_by_mail_and_joins() {
         .any(|m| m["email"] == "dana@example.eu" && m["role"] == "admin");
     assert!(dana_there, "{org_now}");
 }
+
+#[tokio::test]
+async fn vmcloud_dev_has_a_demo_customer_to_log_in_as() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let password = std::fs::read_to_string(fx.fleet.data_dir.join("demo-password")).unwrap();
+    let (status, login) = api
+        .call(
+            "POST",
+            "/v1/login",
+            None,
+            Some(json!({"email": "demo@vmcloud.example", "password": password.trim()})),
+        )
+        .await;
+    assert_eq!(status, 200, "{login}");
+    let (_, me) = api
+        .call("GET", "/v1/me", login["token"].as_str(), None)
+        .await;
+    assert_eq!(me["organisations"][0]["name"], "Demo", "{me}");
+    assert_eq!(me["projects"].as_array().unwrap().len(), 1, "{me}");
+}
