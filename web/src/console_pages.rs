@@ -165,7 +165,11 @@ pub async fn project(State(web): State<Web>, ctx: Ctx, Path(id): Path<String>) -
         s(&project, "name"),
         html! {
             h1 { (ctx.t(Msg::Project)) " " (s(&project, "name")) }
-            p { a href={ "/console/projects/" (id) "/keys" } id="keys-link" { (ctx.t(Msg::ApiKeys)) } }
+            p {
+                a href={ "/console/projects/" (id) "/keys" } id="keys-link" { (ctx.t(Msg::ApiKeys)) }
+                " · "
+                a.danger href={ "/console/projects/" (id) "/delete" } id="delete-project" { (ctx.t(Msg::Delete)) }
+            }
             h2 { (ctx.t(Msg::Instances)) " " small.muted { (ctx.t(Msg::Live)) } }
             table #instances data-events={ "/console/projects/" (id) "/instances/events" } {
                 thead { tr {
@@ -467,4 +471,38 @@ pub async fn revoke_key(ctx: Ctx, Path((project, key)): Path<(String, String)>) 
         Err(p) => ctx.problem(&p),
     }
     .into_response()
+}
+
+/// "Delete this project?": says what happens to its keys and instances.
+pub async fn confirm_delete_project(ctx: Ctx, Path(id): Path<String>) -> Response {
+    let project = match ctx
+        .api
+        .get(&format!("/v1/projects/{}", urlencode(&id)))
+        .await
+    {
+        Ok(p) => p,
+        Err(p) => return ctx.problem(&p),
+    };
+    ctx.page(
+        Msg::DeleteProject,
+        html! {
+            h1 { (ctx.t(Msg::DeleteProject)) }
+            p { strong { (s(&project, "name")) } " (" (id) ")" }
+            p.problem { (ctx.t(Msg::DeleteProjectWarning)) }
+            form.inline method="post" action={ "/console/projects/" (id) "/delete" } {
+                (ctx.csrf_field())
+                button.danger type="submit" id="confirm-delete-project" { (ctx.t(Msg::Delete)) }
+            }
+            " "
+            a href={ "/console/projects/" (id) } { (ctx.t(Msg::Cancel)) }
+        },
+    )
+}
+
+pub async fn delete_project(ctx: Ctx, Path(id): Path<String>) -> Response {
+    let path = format!("/v1/projects/{}", urlencode(&id));
+    match ctx.api.call(Method::DELETE, &path, None).await {
+        Ok(_) => done("/console", Msg::NoticeProjectDeleted),
+        Err(p) => ctx.problem(&p),
+    }
 }

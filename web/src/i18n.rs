@@ -200,6 +200,9 @@ messages! {
     End => "End", "Terminer";
     WithCode => "with a code", "avec un code";
     NoticeSessionEnded => "Session ended.", "Session terminée.";
+    DeleteProject => "Delete this project?", "Supprimer ce projet ?";
+    DeleteProjectWarning => "Its API keys stop working at once. A project that still has instances cannot be deleted: delete them first.", "Ses clés d'API cessent aussitôt de fonctionner. Un projet qui a encore des instances ne peut pas être supprimé : supprimez-les d'abord.";
+    NoticeProjectDeleted => "Project deleted.", "Projet supprimé.";
     Language => "Français", "English";
 }
 

@@ -55,6 +55,10 @@ pub fn pages(state: ApiState) -> Router {
         .route("/console/projects", post(console::create_project))
         .route("/console/projects/{project}", get(console::project))
         .route(
+            "/console/projects/{project}/delete",
+            get(console::confirm_delete_project).post(console::delete_project),
+        )
+        .route(
             "/console/projects/{project}/instances",
             post(console::create_instance),
         )

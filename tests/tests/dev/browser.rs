@@ -396,6 +396,26 @@ async fn the_console_from_sign_up_to_a_running_instance() {
         .unwrap();
     assert_eq!(text(&c, "h1").await, "Not found");
 
+    // Bob deletes his (empty) project, after a page that says what happens.
+    c.goto(&format!("{base}/console")).await.unwrap();
+    c.find(Locator::LinkText("default"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "#delete-project", Duration::from_secs(10)).await;
+    click(&c, "#delete-project").await;
+    wait_for(&c, "#confirm-delete-project", Duration::from_secs(10)).await;
+    shots.take(&c, "confirm-delete-project").await;
+    click(&c, "#confirm-delete-project").await;
+    wait_for(&c, "p.notice", Duration::from_secs(10)).await;
+    assert_eq!(path(&c).await, "/console");
+    assert!(
+        c.find(Locator::LinkText("default")).await.is_err(),
+        "the project is still listed"
+    );
+
     // A form posted without its CSRF token changes nothing.
     let (status, _) = api.call("POST", "/console/projects", None, None).await;
     assert_eq!(status, 403);
