@@ -384,10 +384,25 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
             }
         }
         InstanceCommand::List => {
-            let list = client
-                .call(Method::GET, "/v1/instances", None, false)
-                .await?
-                .unwrap_or_default();
+            // Every page, in creation order.
+            let mut all = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("/v1/instances?limit=1000&cursor={c}"),
+                    None => "/v1/instances?limit=1000".to_owned(),
+                };
+                let page = client
+                    .call(Method::GET, &path, None, false)
+                    .await?
+                    .unwrap_or_default();
+                all.extend(page["instances"].as_array().cloned().unwrap_or_default());
+                match page["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => break,
+                }
+            }
+            let list = serde_json::json!({ "instances": all });
             if json {
                 print_json(&list);
             } else {

@@ -98,7 +98,11 @@ pub async fn create_project(ctx: Ctx, Form(f): Form<NewProject>) -> Response {
 }
 
 fn instances_path(project: &str) -> String {
-    format!("/v1/instances?project={}&stale=true", urlencode(project))
+    // The first 1,000 (a page of the API at most); more than that needs a search box.
+    format!(
+        "/v1/instances?project={}&stale=true&limit=1000",
+        urlencode(project)
+    )
 }
 
 /// The rows of the instance table (the page and the live updates render the same).

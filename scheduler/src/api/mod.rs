@@ -9,6 +9,7 @@ pub mod audit;
 mod cluster;
 pub mod context;
 pub mod limits;
+pub mod pagination;
 pub mod problem;
 pub mod validate;
 

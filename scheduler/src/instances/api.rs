@@ -13,6 +13,7 @@ use vmcloud_proto::pb::{self, command::Body};
 use crate::api::context::{
     ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, idempotency_key, rfc3339,
 };
+use crate::api::pagination::{self, ListQuery};
 use crate::api::problem::Problem;
 use crate::api::validate::{
     check_flavor, check_guest_data, check_image, check_label, check_market_fields, check_region,
@@ -159,6 +160,9 @@ impl InstanceView {
 #[derive(Debug, Serialize)]
 pub struct InstanceList {
     pub instances: Vec<InstanceView>,
+    /// Pass as `?cursor=` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Checks a create request against the catalog; the error names the field and the choices.
@@ -285,22 +289,35 @@ pub async fn create(
     }
 }
 
+/// The project's instances in creation order, a page at a time, optionally by state or region.
 pub async fn list(
     State(s): State<ApiState>,
     Caller(project, _who): Caller,
-    ApiQuery(read): ApiQuery<ReadOptions>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<InstanceList>, Problem> {
-    read.prepare(&s.cluster).await?;
+    let limit = q.limit()?;
+    let after = q
+        .after()?
+        .map(|(at, id)| {
+            InstanceId::parse(&id).map(|id| (at, id)).map_err(|_| {
+                Problem::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "invalid-cursor",
+                    "Invalid cursor",
+                    "this cursor does not belong to an instance list",
+                )
+            })
+        })
+        .transpose()?;
+    q.read().prepare(&s.cluster).await?;
     let state = s.cluster.state();
-    let mut mine: Vec<&Instance> = state
-        .instances
-        .values()
-        .filter(|i| i.project == project)
-        .map(|i| &**i)
-        .collect();
-    mine.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    let (page, next) = state.instances_page(&project, after.as_ref(), limit, |i| {
+        q.state.as_deref().is_none_or(|st| i.state.as_str() == st)
+            && q.region.as_deref().is_none_or(|r| i.region == r)
+    });
     Ok(Json(InstanceList {
-        instances: mine.into_iter().map(InstanceView::new).collect(),
+        instances: page.into_iter().map(InstanceView::new).collect(),
+        next_cursor: next.map(|(at, id)| pagination::encode(&(at, id.to_string()))),
     }))
 }
 

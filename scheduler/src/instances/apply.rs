@@ -125,11 +125,11 @@ impl ClusterState {
                 .sessions
                 .insert(instance.project.clone(), id.clone());
         }
-        *self
-            .index
+        self.index
             .per_project
             .entry(instance.project.clone())
-            .or_default() += 1;
+            .or_default()
+            .insert((instance.created_at_ms, id.clone()));
         self.instances.insert(id, Arc::new(instance.clone()));
         Ok(Applied::Instance(Box::new(instance)))
     }

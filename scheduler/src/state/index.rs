@@ -24,9 +24,9 @@ pub struct StateIndex {
     pub terminating: OrdSet<(i64, InstanceId)>,
     /// Each project's game session while it has one (invariant 7: at most one).
     pub sessions: HashMap<ProjectId, InstanceId>,
-    /// How many instances each project has in the state (live, or ending): trial limits and
-    /// quotas count them without walking every instance.
-    pub per_project: HashMap<ProjectId, u32>,
+    /// Each project's instances in the state (live, or ending), by (creation time, id): lists
+    /// page through them and trial limits count them without walking every instance.
+    pub per_project: HashMap<ProjectId, OrdSet<(i64, InstanceId)>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

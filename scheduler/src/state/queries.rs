@@ -51,7 +51,11 @@ impl ClusterState {
             if i.session.is_some() {
                 index.sessions.insert(i.project.clone(), i.id.clone());
             }
-            *index.per_project.entry(i.project.clone()).or_default() += 1;
+            index
+                .per_project
+                .entry(i.project.clone())
+                .or_default()
+                .insert((i.created_at_ms, i.id.clone()));
         }
         self.index = index;
     }
@@ -82,9 +86,9 @@ impl ClusterState {
 
     /// Drops a removed instance from the indexes that are not kept by usage.
     pub(crate) fn forget(&mut self, removed: &Instance) {
-        if let Some(n) = self.index.per_project.get_mut(&removed.project) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(set) = self.index.per_project.get_mut(&removed.project) {
+            set.remove(&(removed.created_at_ms, removed.id.clone()));
+            if set.is_empty() {
                 self.index.per_project.remove(&removed.project);
             }
         }
@@ -95,9 +99,48 @@ impl ClusterState {
         }
     }
 
+    /// Up to `limit` of `project`'s instances in creation order, after the sort key `after`;
+    /// the last one's key when more may follow. Stable under concurrent creates and deletes:
+    /// the key is (creation time, id), never an offset.
+    pub fn instances_page(
+        &self,
+        project: &vmcloud_proto::ProjectId,
+        after: Option<&(i64, InstanceId)>,
+        limit: usize,
+        keep: impl Fn(&Instance) -> bool,
+    ) -> (Vec<&Instance>, Option<(i64, InstanceId)>) {
+        let Some(set) = self.index.per_project.get(project) else {
+            return (Vec::new(), None);
+        };
+        let mut page = Vec::with_capacity(limit.min(1024));
+        let keys: Box<dyn Iterator<Item = &(i64, InstanceId)>> = match after {
+            Some(a) => Box::new(set.range((
+                std::ops::Bound::Excluded(a.clone()),
+                std::ops::Bound::Unbounded,
+            ))),
+            None => Box::new(set.iter()),
+        };
+        let mut last = None;
+        for key in keys {
+            if page.len() == limit {
+                return (page, last);
+            }
+            if let Some(i) = self.instances.get(&key.1).map(|i| &**i)
+                && keep(i)
+            {
+                page.push(i);
+            }
+            last = Some(key.clone());
+        }
+        (page, None)
+    }
+
     /// How many instances `project` has (live or ending).
     pub fn instances_of_project(&self, project: &vmcloud_proto::ProjectId) -> u32 {
-        self.index.per_project.get(project).copied().unwrap_or(0)
+        self.index
+            .per_project
+            .get(project)
+            .map_or(0, |set| set.len() as u32)
     }
 
     /// vCPUs, memory and GPUs held on `node`.

@@ -405,3 +405,87 @@ fn a_field_appended_with_a_default_reads_older_positional_snapshots() {
     .unwrap();
     assert_eq!(rmp_serde::from_slice::<New>(&named).unwrap(), new);
 }
+
+#[test]
+fn a_paged_walk_over_ten_thousand_instances_sees_each_survivor_once_while_others_come_and_go() {
+    use rand::{Rng as _, SeedableRng as _};
+    let seed: u64 = rand::random();
+    eprintln!("seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut s, project, _) = state_with_node();
+    let mut at = 100;
+    let new = |s: &mut ClusterState, at: &mut i64| {
+        *at += 1;
+        let id = InstanceId::generate();
+        s.apply(
+            *at as u64,
+            cmd(
+                *at,
+                Body::CreateInstance(pb::CreateInstance {
+                    instance_id: id.to_string(),
+                    project_id: project.to_string(),
+                    name: "w".into(),
+                    region: "par".into(),
+                    vcpus: 1,
+                    memory_mib: 64,
+                    ..Default::default()
+                }),
+            ),
+        )
+        .unwrap();
+        id
+    };
+    let first: Vec<InstanceId> = (0..10_000).map(|_| new(&mut s, &mut at)).collect();
+    let mut deleted = std::collections::HashSet::new();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = s.instances_page(&project, after.as_ref(), 97, |_| true);
+        seen.extend(page.iter().map(|i| (i.created_at_ms, i.id.clone())));
+        // Between pages: some of the first ones go, new ones come.
+        for _ in 0..rng.random_range(0..20) {
+            let victim = &first[rng.random_range(0..first.len())];
+            if deleted.insert(victim.clone()) {
+                at += 1;
+                s.apply(
+                    at as u64,
+                    cmd(
+                        at,
+                        Body::DeleteInstance(pb::DeleteInstance {
+                            instance_id: victim.to_string(),
+                            project_id: project.to_string(),
+                        }),
+                    ),
+                )
+                .unwrap();
+            }
+        }
+        for _ in 0..rng.random_range(0..20) {
+            new(&mut s, &mut at);
+        }
+        match next {
+            Some(key) => after = Some(key),
+            None => break,
+        }
+    }
+    let unique: std::collections::HashSet<_> = seen.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "an instance was shown twice (seed {seed})"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "out of order (seed {seed})"
+    );
+    for id in first.iter().filter(|id| !deleted.contains(*id)) {
+        assert!(unique.contains(id), "{id} was skipped (seed {seed})");
+    }
+    assert_eq!(
+        s.instances_of_project(&project) as usize,
+        s.instances
+            .values()
+            .filter(|i| i.project == project)
+            .count()
+    );
+}

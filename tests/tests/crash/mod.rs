@@ -21,21 +21,33 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+/// Every instance the replica at `api` lists, following the pages.
 async fn list(client: &reqwest::Client, api: &str) -> Option<BTreeSet<String>> {
-    let resp = client
-        .get(format!("{api}/v1/instances"))
-        .bearer_auth(TEST_API_KEY)
-        .send()
-        .await
-        .ok()?;
-    let body: Value = resp.json().await.ok()?;
-    Some(
-        body["instances"]
-            .as_array()?
-            .iter()
-            .filter_map(|i| i["id"].as_str().map(str::to_owned))
-            .collect(),
-    )
+    let mut all = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{api}/v1/instances?limit=1000&cursor={c}"),
+            None => format!("{api}/v1/instances?limit=1000"),
+        };
+        let resp = client
+            .get(url)
+            .bearer_auth(TEST_API_KEY)
+            .send()
+            .await
+            .ok()?;
+        let body: Value = resp.json().await.ok()?;
+        all.extend(
+            body["instances"]
+                .as_array()?
+                .iter()
+                .filter_map(|i| i["id"].as_str().map(str::to_owned)),
+        );
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return Some(all),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ mod lifecycle;
 mod liveness;
 mod mail;
 mod mfa;
+mod pagination;
 mod reservations;
 mod restart;
 mod sessions;

@@ -1,0 +1,107 @@
+//! Lists page by cursor over the API: 120 instances walked 50 at a time while more are made,
+//! filters, and bad paging parameters refused with what to do.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+
+use super::Fixture;
+use super::customers::Api;
+
+#[tokio::test]
+async fn the_instance_list_pages_by_cursor_and_filters() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let key = fx.fleet.token.as_str();
+    let vm = |region: &str| json!({"flavor": "vps-s", "image": "debian-12", "region": region});
+    let mut made = Vec::new();
+    for n in 0..120 {
+        let region = if n % 4 == 0 { "fra" } else { "par" };
+        let (status, i) = api
+            .call("POST", "/v1/instances", Some(key), Some(vm(region)))
+            .await;
+        assert!(status == 201 || status == 202, "{i}");
+        made.push(i["id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/instances?limit=50&stale=true".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = api.call("GET", &path, Some(key), None).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        let items = page["instances"].as_array().unwrap();
+        assert!(items.len() <= 50);
+        seen.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        // Someone creates while we walk: never shown twice, the first ones all shown.
+        api.call("POST", "/v1/instances", Some(key), Some(vm("par")))
+            .await;
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/instances?limit=50&stale=true&cursor={c}"),
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "an instance was listed twice");
+    for id in &made {
+        assert!(unique.contains(id), "{id} was skipped");
+    }
+
+    // Filters.
+    let (_, fra) = api
+        .call(
+            "GET",
+            "/v1/instances?region=fra&limit=1000",
+            Some(key),
+            None,
+        )
+        .await;
+    let fra: Vec<&Value> = fra["instances"].as_array().unwrap().iter().collect();
+    assert_eq!(fra.len(), 30);
+    assert!(fra.iter().all(|i| i["region"] == "fra"));
+    let (_, all) = api
+        .call("GET", "/v1/instances?limit=1000", Some(key), None)
+        .await;
+    let by_state = |st: &str| {
+        all["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["state"] == st)
+            .count()
+    };
+    let (_, pending) = api
+        .call(
+            "GET",
+            "/v1/instances?state=pending&limit=1000",
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        pending["instances"].as_array().unwrap().len(),
+        by_state("pending")
+    );
+
+    // Bad paging: what was wrong and what to do.
+    let (status, body) = api
+        .call("GET", "/v1/instances?limit=5000", Some(key), None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("1 to 1000"),
+        "{body}"
+    );
+    let (status, body) = api
+        .call("GET", "/v1/instances?cursor=not-a-cursor", Some(key), None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["type"], "urn:vmcloud:problem:invalid-cursor");
+
+    // The CLI follows every page.
+    let listed = super::cli_json(&fx, &["instance", "list"]);
+    assert!(listed["instances"].as_array().unwrap().len() >= 120 + pages);
+}
