@@ -176,6 +176,28 @@ impl Client {
         bail!(message)
     }
 
+    /// Every page of a list (`{field: [...], next_cursor}`), in order, as `{field: [...]}`.
+    pub(crate) async fn list_all(&self, path: &str, field: &str) -> anyhow::Result<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page_path = match &cursor {
+                Some(c) => format!("{path}?limit=1000&cursor={c}"),
+                None => format!("{path}?limit=1000"),
+            };
+            let page = self
+                .call(Method::GET, &page_path, None, false)
+                .await?
+                .unwrap_or_default();
+            all.extend(page[field].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        Ok(serde_json::json!({ field: all }))
+    }
+
     fn key_source(&self) -> String {
         if self.endpoint.token.is_none() {
             "nowhere: set VMCLOUD_TOKEN or run `vmcloud dev` to write a dev profile".to_owned()
@@ -384,25 +406,7 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
             }
         }
         InstanceCommand::List => {
-            // Every page, in creation order.
-            let mut all = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let path = match &cursor {
-                    Some(c) => format!("/v1/instances?limit=1000&cursor={c}"),
-                    None => "/v1/instances?limit=1000".to_owned(),
-                };
-                let page = client
-                    .call(Method::GET, &path, None, false)
-                    .await?
-                    .unwrap_or_default();
-                all.extend(page["instances"].as_array().cloned().unwrap_or_default());
-                match page["next_cursor"].as_str() {
-                    Some(c) => cursor = Some(c.to_owned()),
-                    None => break,
-                }
-            }
-            let list = serde_json::json!({ "instances": all });
+            let list = client.list_all("/v1/instances", "instances").await?;
             if json {
                 print_json(&list);
             } else {

@@ -118,10 +118,7 @@ pub async fn run(args: ClientArgs, command: ReservationCommand) -> anyhow::Resul
             }
         }
         ReservationCommand::List => {
-            let list = client
-                .call(Method::GET, "/v1/reservations", None, false)
-                .await?
-                .unwrap_or_default();
+            let list = client.list_all("/v1/reservations", "reservations").await?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());

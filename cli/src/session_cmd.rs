@@ -175,10 +175,7 @@ pub async fn run(args: ClientArgs, command: SessionCommand) -> anyhow::Result<()
             v
         }
         SessionCommand::List => {
-            let list = client
-                .call(Method::GET, "/v1/sessions", None, false)
-                .await?
-                .unwrap_or_default();
+            let list = client.list_all("/v1/sessions", "sessions").await?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());

@@ -63,6 +63,32 @@ impl ListQuery {
     }
 }
 
+/// A page of `items` (any order) by their sort keys: those after `after`, at most `limit`, and
+/// the cursor of the next page when more follow. For collections without an index of their
+/// own (a project's reservations): a scan, fine while they are small.
+pub fn page_of<T>(
+    mut items: Vec<((i64, String), T)>,
+    after: Option<&(i64, String)>,
+    limit: usize,
+) -> (Vec<T>, Option<String>) {
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut rest = items
+        .into_iter()
+        .filter(|(key, _)| after.is_none_or(|a| key > a))
+        .peekable();
+    let mut page = Vec::with_capacity(limit.min(1024));
+    let mut last = None;
+    while page.len() < limit {
+        let Some((key, item)) = rest.next() else {
+            break;
+        };
+        page.push(item);
+        last = Some(key);
+    }
+    let next = rest.peek().and(last).map(|k| encode(&k));
+    (page, next)
+}
+
 pub fn encode(key: &(i64, String)) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", key.0, key.1))
 }
@@ -88,6 +114,32 @@ fn decode(cursor: &str) -> Result<(i64, String), Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scan_page_resumes_after_its_cursor() {
+        let items: Vec<((i64, String), u32)> = (0..7)
+            .rev()
+            .map(|n| ((n as i64, format!("r{n}")), n))
+            .collect();
+        let (first, next) = page_of(items.clone(), None, 3);
+        assert_eq!(first, vec![0, 1, 2]);
+        let after = ListQuery {
+            cursor: next,
+            ..Default::default()
+        }
+        .after()
+        .unwrap();
+        let (second, next) = page_of(items.clone(), after.as_ref(), 3);
+        assert_eq!(second, vec![3, 4, 5]);
+        let after = ListQuery {
+            cursor: next,
+            ..Default::default()
+        }
+        .after()
+        .unwrap();
+        let (third, next) = page_of(items, after.as_ref(), 3);
+        assert_eq!((third, next), (vec![6], None));
+    }
 
     #[test]
     fn cursors_round_trip_and_forged_ones_are_refused() {

@@ -12,6 +12,7 @@ use vmcloud_proto::{ProjectId, ReservationId};
 use crate::api::context::{
     ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, idempotency_key, rfc3339,
 };
+use crate::api::pagination::{self, ListQuery};
 use crate::api::problem::Problem;
 use crate::api::validate::{check_flavor, check_region, check_whole_gpus};
 use crate::clock::now_ms;
@@ -76,6 +77,9 @@ impl ReservationView {
 #[derive(Debug, Serialize)]
 pub struct ReservationList {
     pub reservations: Vec<ReservationView>,
+    /// Pass as `?cursor=` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
@@ -220,25 +224,31 @@ pub async fn create(
     }
 }
 
+/// The project's reservations in creation order, a page at a time, optionally by region.
 pub async fn list(
     State(s): State<ApiState>,
     Caller(project, _who): Caller,
-    ApiQuery(read): ApiQuery<ReadOptions>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ReservationList>, Problem> {
-    read.prepare(&s.cluster).await?;
+    let limit = q.limit()?;
+    let after = q.after()?;
+    q.read().prepare(&s.cluster).await?;
     let now = now_ms();
     let state = s.cluster.state();
-    let mut mine: Vec<&Reservation> = state
+    let mine: Vec<_> = state
         .reservations
         .values()
         .filter(|r| r.project == project)
+        .filter(|r| q.region.as_deref().is_none_or(|reg| r.region == reg))
+        .map(|r| ((r.created_at_ms, r.id.to_string()), r))
         .collect();
-    mine.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    let (page, next_cursor) = pagination::page_of(mine, after.as_ref(), limit);
     Ok(Json(ReservationList {
-        reservations: mine
+        reservations: page
             .into_iter()
             .map(|r| ReservationView::new(r, now))
             .collect(),
+        next_cursor,
     }))
 }
 

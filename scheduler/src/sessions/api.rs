@@ -14,6 +14,7 @@ use vmcloud_proto::pb::{self, command::Body};
 use crate::api::context::{
     ApiJson, ApiQuery, ApiState, Caller, QueuePlace, ReadOptions, created, idempotency_key, rfc3339,
 };
+use crate::api::pagination::{self, ListQuery};
 use crate::api::problem::Problem;
 use crate::api::validate::{
     check_flavor, check_image, check_label, check_region, check_whole_gpus,
@@ -129,6 +130,9 @@ impl SessionView {
 #[derive(Debug, Serialize)]
 pub struct SessionList {
     pub sessions: Vec<SessionView>,
+    /// Pass as `?cursor=` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Checks a launch against the catalog; gives back its market.
@@ -352,26 +356,43 @@ fn own_session<'s>(
         .ok_or_else(|| Problem::not_found(format!("session {id} does not exist")))
 }
 
+/// The project's game sessions in launch order, a page at a time, optionally by state or
+/// region.
 pub async fn list(
     State(s): State<ApiState>,
     Caller(project, _who): Caller,
-    ApiQuery(read): ApiQuery<ReadOptions>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<SessionList>, Problem> {
-    read.prepare(&s.cluster).await?;
+    let limit = q.limit()?;
+    let after = q
+        .after()?
+        .map(|(at, id)| {
+            vmcloud_proto::InstanceId::parse(&id)
+                .map(|id| (at, id))
+                .map_err(|_| {
+                    Problem::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "invalid-cursor",
+                        "Invalid cursor",
+                        "this cursor does not belong to a session list",
+                    )
+                })
+        })
+        .transpose()?;
+    q.read().prepare(&s.cluster).await?;
     let state = s.cluster.state();
     let standing = standings(&state);
-    let mut sessions: Vec<&Instance> = state
-        .instances
-        .values()
-        .filter(|i| i.project == project && i.session.is_some())
-        .map(|i| &**i)
-        .collect();
-    sessions.sort_by_key(|i| i.created_at_ms);
+    let (page, next) = state.instances_page(&project, after.as_ref(), limit, |i| {
+        i.session.is_some()
+            && q.state.as_deref().is_none_or(|st| i.state.as_str() == st)
+            && q.region.as_deref().is_none_or(|r| i.region == r)
+    });
     Ok(Json(SessionList {
-        sessions: sessions
+        sessions: page
             .into_iter()
             .map(|i| SessionView::new(i, standing.get(&i.id)))
             .collect(),
+        next_cursor: next.map(|(at, id)| pagination::encode(&(at, id.to_string()))),
     }))
 }
 
