@@ -61,6 +61,8 @@ pub struct DevArgs {
     pub liveness: LivenessArgs,
     #[command(flatten)]
     pub mail: MailArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Catalog file (regions, flavors, images); default: the built-in config/catalog.toml.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
@@ -133,6 +135,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 secrets: Some(secrets),
                 public_url: None,
                 pages: Some(vmcloud_web::pages),
+                api_per_hour: args.api.api_rate_limit,
             })
             .await
             .context("cannot start the scheduler")
@@ -335,6 +338,15 @@ pub struct MailArgs {
     /// The sender of mail to people.
     #[arg(long, default_value = "VMCloud <no-reply@vmcloud.example>")]
     pub mail_from: String,
+}
+
+/// The API's limits (`vmcloud dev` and `vmcloud scheduler`).
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// API requests an hour each API key or user (or address, without one) may make on a
+    /// replica, refilled evenly; 0: no limit. VMCloud's operators are not limited.
+    #[arg(long, default_value_t = vmcloud_scheduler::api::limits::DEFAULT_API_PER_HOUR)]
+    pub api_rate_limit: u32,
 }
 
 impl MailArgs {

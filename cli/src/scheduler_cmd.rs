@@ -54,6 +54,8 @@ pub struct SchedulerArgs {
     pub mail_dir: Option<PathBuf>,
     #[command(flatten)]
     pub mail: crate::dev::MailArgs,
+    #[command(flatten)]
+    pub api: crate::dev::ApiArgs,
     /// The key file that seals secrets in the log (TOTP seeds): one or more lines of 64 hex
     /// digits, the first seals (`vmcloud secrets new-key`; rotation: docs/operations.md).
     /// Every replica needs the same file. Without it, two-step verification cannot be set up.
@@ -168,6 +170,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                 secrets,
                 public_url: args.public_url.clone(),
                 pages: Some(vmcloud_web::pages),
+                api_per_hour: args.api.api_rate_limit,
             })
             .await
             .context("cannot start the scheduler")

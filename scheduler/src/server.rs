@@ -52,6 +52,8 @@ pub struct SchedulerConfig {
     pub public_url: Option<String>,
     /// The web pages served beside the API (the `web` crate's router), if any.
     pub pages: Option<Pages>,
+    /// Requests an hour each API principal may make on this replica (0: no limit).
+    pub api_per_hour: u32,
 }
 
 /// Builds the web pages' router from the API's state.
@@ -347,6 +349,7 @@ impl Scheduler {
             secrets: config.secrets.map(Arc::new),
             public_url: public_url.trim_end_matches('/').to_owned(),
             limiter: Default::default(),
+            api_per_hour: config.api_per_hour,
         };
         let mut router = api::router(api_state.clone());
         if let Some(pages) = config.pages {

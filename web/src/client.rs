@@ -82,6 +82,9 @@ impl Api {
         if let Some(source) = self.source {
             request.extensions_mut().insert(source);
         }
+        request
+            .extensions_mut()
+            .insert(vmcloud_scheduler::api::throttle::InProcess);
         let response = self
             .router
             .clone()

@@ -34,8 +34,10 @@ pub struct ApiState {
     pub secrets: Option<Arc<crate::secrets::SecretsKey>>,
     /// Where people reach this service (`http://host:port`, no trailing slash): mailed links.
     pub public_url: String,
-    /// This replica's rate limits on sign-up and log-in.
+    /// This replica's rate-limit buckets.
     pub limiter: Arc<crate::api::limits::Limiter>,
+    /// Requests an hour each principal may make (0: no limit).
+    pub api_per_hour: u32,
 }
 
 /// A query string whose decoding errors become problem+json 400s.
@@ -140,10 +142,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
     }
 }
 
-impl FromRequestParts<ApiState> for Who {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Who, Problem> {
+impl Who {
+    /// Who sent `parts`, checked against `state` (the key or session must be valid now).
+    pub fn of(parts: &Parts, state: &ApiState) -> Result<Who, Problem> {
         let source = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -193,6 +194,14 @@ impl FromRequestParts<ApiState> for Who {
         Err(Problem::unauthorized(
             "invalid API key or login token: expected vmc_… (an API key) or vms_… (a login token from `vmcloud login`)",
         ))
+    }
+}
+
+impl FromRequestParts<ApiState> for Who {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Who, Problem> {
+        Who::of(parts, state)
     }
 }
 

@@ -1,7 +1,15 @@
-//! Rate limits on the doors anyone can knock on (sign-up, log-in): token buckets per key (a
-//! source address, an account), held by the replica that serves the request — a client that
-//! spreads its attempts over replicas gets each replica's allowance (docs/api.md says so).
+//! Rate limits: token buckets per key, held by the replica that serves the request — a client
+//! that spreads its requests over replicas gets each replica's allowance (docs/api.md says so).
 //! Buckets that are full again are dropped, so memory follows recent callers only.
+//!
+//! - Every API request: per principal (an API key, a user) or, without one, per source
+//!   address — by default 3,600 an hour, refilled one a second (as Hetzner), `--api-rate-limit`
+//!   to change it. Every answer says where the caller stands (`RateLimit-Policy`, `RateLimit`,
+//!   IETF httpapi draft); over it, `429` with `Retry-After`. VMCloud's own staff and operator
+//!   keys, and the pages' in-process calls (the pages are limited as the session's user
+//!   anyway through their own requests), are not counted.
+//! - The doors anyone can knock on (sign-up, log-in, password reset) have tighter buckets of
+//!   their own per address and per account.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,6 +59,11 @@ impl Limiter {
     }
 
     fn take_at(&self, key: &str, rate: Rate, now: Instant) -> Result<(), u64> {
+        self.take_counted(key, rate, now).map(|_| ())
+    }
+
+    /// Takes one token: `Ok(tokens left)`, or `Err(seconds until one)`.
+    pub fn take_counted(&self, key: &str, rate: Rate, now: Instant) -> Result<u32, u64> {
         let mut buckets = self.buckets.lock().expect("the limiter's lock");
         if buckets.len() > 100_000 {
             // Forget buckets that have refilled (they hold nothing a new one would not).
@@ -66,7 +79,7 @@ impl Limiter {
         *at = now;
         if refilled >= 1.0 {
             *tokens = refilled - 1.0;
-            Ok(())
+            Ok(tokens.floor() as u32)
         } else {
             *tokens = refilled;
             Err(((1.0 - refilled) * rate.every_s).ceil().max(1.0) as u64)
@@ -86,6 +99,9 @@ impl Limiter {
         })
     }
 }
+
+/// The default allowance of every principal: 3,600 requests an hour, refilled one a second.
+pub const DEFAULT_API_PER_HOUR: u32 = 3_600;
 
 #[cfg(test)]
 mod tests {

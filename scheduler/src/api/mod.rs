@@ -11,6 +11,7 @@ pub mod context;
 pub mod limits;
 pub mod pagination;
 pub mod problem;
+pub mod throttle;
 pub mod validate;
 
 use axum::http::{StatusCode, header};
@@ -133,6 +134,10 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::post(cluster::transfer_leader),
         )
         .fallback(|| async { Problem::not_found("no such endpoint; see docs/api.md for the API") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            throttle::per_principal,
+        ))
         .layer(axum::middleware::from_fn(audit::refusals))
         .with_state(state)
 }

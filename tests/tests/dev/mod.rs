@@ -14,6 +14,7 @@ mod liveness;
 mod mail;
 mod mfa;
 mod pagination;
+mod rate_limits;
 mod reservations;
 mod restart;
 mod sessions;
