@@ -124,10 +124,7 @@ pub async fn run(args: ClientArgs, command: JobCommand) -> anyhow::Result<()> {
             j
         }
         JobCommand::List => {
-            let list = client
-                .call(Method::GET, "/v1/jobs", None, false)
-                .await?
-                .unwrap_or_default();
+            let list = client.list_all("/v1/jobs", "jobs").await?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());

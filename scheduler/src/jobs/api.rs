@@ -12,6 +12,7 @@ use vmcloud_proto::{InstanceId, JobId, ProjectId};
 use crate::api::context::{
     ApiJson, ApiQuery, ApiState, Caller, QueuePlace, ReadOptions, created, idempotency_key, rfc3339,
 };
+use crate::api::pagination::{self, ListQuery};
 use crate::api::problem::Problem;
 use crate::api::validate::{check_flavor, check_image, check_region, check_whole_gpus};
 use crate::instances::types::{Instance, InstanceState};
@@ -116,6 +117,9 @@ impl JobView {
 #[derive(Debug, Serialize)]
 pub struct JobList {
     pub jobs: Vec<JobView>,
+    /// Pass as `?cursor=` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 fn validate(
@@ -265,28 +269,39 @@ fn view_of(state: &ClusterState, project: &ProjectId, job: &JobId) -> Option<Job
     (!m.is_empty()).then(|| JobView::new(&m, standings(state).get(job)))
 }
 
+/// The project's jobs in submission order, a page at a time, optionally by region.
 pub async fn list(
     State(s): State<ApiState>,
     Caller(project, _who): Caller,
-    ApiQuery(read): ApiQuery<ReadOptions>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<JobList>, Problem> {
-    read.prepare(&s.cluster).await?;
+    let limit = q.limit()?;
+    let after = q.after()?;
+    q.read().prepare(&s.cluster).await?;
     let state = s.cluster.state();
     let standing = standings(&state);
     let mut jobs: std::collections::BTreeMap<(i64, &JobId), Vec<&Instance>> = Default::default();
     for i in state.instances.values().filter(|i| i.project == project) {
-        if let Some(j) = &i.job {
+        if let Some(j) = &i.job
+            && q.region.as_deref().is_none_or(|r| i.region == r)
+        {
             jobs.entry((i.created_at_ms, &j.id)).or_default().push(i);
         }
     }
+    let keyed: Vec<_> = jobs
+        .into_iter()
+        .map(|((at, id), members)| ((at, id.to_string()), (id, members)))
+        .collect();
+    let (page, next_cursor) = pagination::page_of(keyed, after.as_ref(), limit);
     Ok(Json(JobList {
-        jobs: jobs
+        jobs: page
             .into_iter()
-            .map(|((_, id), mut m)| {
+            .map(|(id, mut m)| {
                 m.sort_by_key(|i| i.job.as_ref().map(|j| j.member));
                 JobView::new(&m, standing.get(id))
             })
             .collect(),
+        next_cursor,
     }))
 }
 

@@ -101,6 +101,42 @@ async fn the_instance_list_pages_by_cursor_and_filters() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["type"], "urn:vmcloud:problem:invalid-cursor");
 
+    // Jobs page the same way, by submission.
+    let job =
+        json!({"flavor": "vps-s", "image": "debian-12", "region": "par", "max_runtime_s": 600});
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let (status, j) = api
+            .call("POST", "/v1/jobs", Some(key), Some(job.clone()))
+            .await;
+        assert!(status == 201 || status == 202, "{j}");
+        jobs.push(j["id"].as_str().unwrap().to_owned());
+    }
+    let (_, first) = api.call("GET", "/v1/jobs?limit=2", Some(key), None).await;
+    assert_eq!(first["jobs"].as_array().unwrap().len(), 2, "{first}");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let (_, second) = api
+        .call(
+            "GET",
+            &format!("/v1/jobs?limit=2&cursor={cursor}"),
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(second["jobs"].as_array().unwrap().len(), 1, "{second}");
+    assert!(second.get("next_cursor").is_none(), "{second}");
+    let paged: Vec<&str> = first["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["jobs"].as_array().unwrap())
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(paged, jobs.iter().map(String::as_str).collect::<Vec<_>>());
+
     // The CLI follows every page.
     let listed = super::cli_json(&fx, &["instance", "list"]);
     assert!(listed["instances"].as_array().unwrap().len() >= 120 + pages);
