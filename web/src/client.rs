@@ -129,12 +129,4 @@ pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 /// A cookie's value from the request.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
-        .map(str::to_owned)
-}
+pub use vmcloud_scheduler::api::context::cookie;

@@ -111,18 +111,22 @@ impl Who {
 /// The cookie a browser's login session travels in.
 pub const SESSION_COOKIE: &str = "vmcloud_session";
 
-fn bearer_or_cookie(parts: &Parts) -> Option<String> {
-    if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
-        return Some(h.to_str().unwrap_or_default().to_owned());
-    }
-    parts
-        .headers
+/// A cookie's value from the request's headers.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
-        .map(|t| format!("Bearer {t}"))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+        .map(str::to_owned)
+}
+
+fn bearer_or_cookie(parts: &Parts) -> Option<String> {
+    if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
+        return Some(h.to_str().unwrap_or_default().to_owned());
+    }
+    cookie(&parts.headers, SESSION_COOKIE).map(|t| format!("Bearer {t}"))
 }
 
 /// The client's address (empty when the connection's is unknown, as in-process calls).

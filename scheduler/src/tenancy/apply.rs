@@ -239,17 +239,8 @@ impl ClusterState {
         self.users.insert(
             user_id.clone(),
             User {
-                id: user_id,
-                email,
-                password_hash: c.password_hash,
-                email_verified: false,
-                created_at_ms: at,
                 verification: Some((c.verification_sha256, c.verification_expires_at_unix_ms)),
-                totp_sealed: None,
-                totp_pending: None,
-                totp_last_step: 0,
-                recovery_sha256: Vec::new(),
-                reset: None,
+                ..User::new(user_id, email, c.password_hash, at)
             },
         );
         Ok(Applied::Done)
@@ -400,10 +391,7 @@ impl ClusterState {
             return Err(Rejected::Exists(format!("login session {}", c.session_id)));
         }
         self.use_second_factor(&user, c.totp_step, &c.recovery_code_sha256)?;
-        // The user's sessions that ended by time go when a new one starts, so the map does
-        // not grow.
-        self.remove_login_sessions(|s| s.user == user && s.expires_at_ms <= at);
-        self.login_sessions.insert(
+        self.insert_login_session(
             c.session_id,
             LoginSession {
                 user,
@@ -414,6 +402,14 @@ impl ClusterState {
             },
         );
         Ok(Applied::Done)
+    }
+
+    /// Starts a login session; the user's sessions that ended by time go then, so the map
+    /// does not grow.
+    pub(crate) fn insert_login_session(&mut self, id: String, session: LoginSession) {
+        let (user, at) = (session.user.clone(), session.created_at_ms);
+        self.remove_login_sessions(|s| s.user == user && s.expires_at_ms <= at);
+        self.login_sessions.insert(id, session);
     }
 
     pub(crate) fn end_login_sessions(&mut self, c: pb::EndLoginSessions) -> ApplyResult {

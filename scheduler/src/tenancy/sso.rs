@@ -96,17 +96,8 @@ impl ClusterState {
                 self.users.insert(
                     id.clone(),
                     User {
-                        id: id.clone(),
-                        email,
-                        password_hash: c.unusable_password_hash,
                         email_verified: true,
-                        created_at_ms: at,
-                        verification: None,
-                        totp_sealed: None,
-                        totp_pending: None,
-                        totp_last_step: 0,
-                        recovery_sha256: Vec::new(),
-                        reset: None,
+                        ..User::new(id.clone(), email, c.unusable_password_hash, at)
                     },
                 );
                 id
@@ -114,7 +105,7 @@ impl ClusterState {
         };
         let org = self.organisations.get_mut(&org_id).expect("found above");
         org.members.entry(user.clone()).or_insert(role);
-        self.login_sessions.insert(
+        self.insert_login_session(
             c.session_id,
             LoginSession {
                 user,

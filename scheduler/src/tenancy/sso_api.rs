@@ -450,16 +450,6 @@ fn refused(kind: &'static str, title: &'static str, detail: String) -> Problem {
     Problem::new(status, kind, title, detail)
 }
 
-fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
-        .map(str::to_owned)
-}
-
 #[derive(Debug, Serialize)]
 pub struct SsoLoginView {
     pub user_id: String,
@@ -495,7 +485,7 @@ pub async fn callback(
             "this SSO log-in was not started from this browser, or took more than 10 minutes: start again".to_owned(),
         )
     };
-    let sealed = read_cookie(&headers, SSO_COOKIE).ok_or_else(expired)?;
+    let sealed = crate::api::context::cookie(&headers, SSO_COOKIE).ok_or_else(expired)?;
     let trip: RoundTrip = secrets(&s)?
         .open(&sealed, "sso-round-trip")
         .ok()

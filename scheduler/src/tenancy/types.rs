@@ -280,6 +280,25 @@ pub struct User {
     pub reset: Option<(Vec<u8>, i64)>,
 }
 
+impl User {
+    /// A new user with no second factor yet.
+    pub fn new(id: UserId, email: String, password_hash: String, at_ms: i64) -> User {
+        User {
+            id,
+            email,
+            password_hash,
+            email_verified: false,
+            created_at_ms: at_ms,
+            verification: None,
+            totp_sealed: None,
+            totp_pending: None,
+            totp_last_step: 0,
+            recovery_sha256: Vec::new(),
+            reset: None,
+        }
+    }
+}
+
 /// A logged-in browser or CLI: a random token whose SHA-256 is kept; ends on logout,
 /// password change or "log out everywhere".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
