@@ -13,6 +13,10 @@ use serde_json::Value;
 
 use crate::profile::{self, Endpoint};
 
+/// Times a request is sent again after a transient failure (the answer lost, 502, 503, 504), with
+/// the same Idempotency-Key: 0.5 s, 1 s, 2 s apart.
+const RETRIES: u32 = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
@@ -128,29 +132,49 @@ impl Client {
         allow_404: bool,
     ) -> anyhow::Result<Option<Value>> {
         let url = format!("{}{path}", self.endpoint.api);
-        let mut request = self.http.request(method, &url);
-        if let Some(token) = &self.endpoint.token {
-            request = request.bearer_auth(token);
-            // A login token acts in the profile's project; an API key only ever in its own.
-            if token.starts_with("vms_")
-                && let Some(project) = &self.endpoint.project
-            {
-                request = request.header("VMCloud-Project", project);
+        // One key for every attempt: a retry after a lost answer (a replica killed, a leader
+        // change) gets the first attempt's result instead of doing it twice.
+        let key = uuid::Uuid::new_v4().to_string();
+        let mut attempt = 0;
+        let response = loop {
+            let mut request = self.http.request(method.clone(), &url);
+            if let Some(token) = &self.endpoint.token {
+                request = request.bearer_auth(token);
+                // A login token acts in the profile's project; an API key only ever in its own.
+                if token.starts_with("vms_")
+                    && let Some(project) = &self.endpoint.project
+                {
+                    request = request.header("VMCloud-Project", project);
+                }
             }
-        }
-        if let Some(body) = body {
-            request = request
-                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-                .json(&body);
-        }
-        let response = request.send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach the VMCloud API at {} ({}): {}. Is `vmcloud dev` running?",
-                self.endpoint.api,
-                self.endpoint.source,
-                root_cause(&e)
-            )
-        })?;
+            if let Some(body) = &body {
+                request = request.header("Idempotency-Key", &key).json(body);
+            }
+            let sent = request.send().await;
+            let transient = match &sent {
+                // Not reaching the API at all is not retried: the answer comes at once.
+                Err(e) => !e.is_connect() && (e.is_timeout() || e.is_request()),
+                Ok(r) => matches!(
+                    r.status(),
+                    StatusCode::BAD_GATEWAY
+                        | StatusCode::SERVICE_UNAVAILABLE
+                        | StatusCode::GATEWAY_TIMEOUT
+                ),
+            };
+            if transient && attempt < RETRIES {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                continue;
+            }
+            break sent.map_err(|e| {
+                anyhow!(
+                    "cannot reach the VMCloud API at {} ({}): {}. Is `vmcloud dev` running?",
+                    self.endpoint.api,
+                    self.endpoint.source,
+                    root_cause(&e)
+                )
+            })?;
+        };
         let status = response.status();
         let text = response.text().await.context("reading the API's answer")?;
         if status.is_success() {

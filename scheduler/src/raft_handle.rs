@@ -57,6 +57,7 @@ impl Cluster {
         let command = pb::Command {
             at_unix_ms: now_ms(),
             actor: Some(actor),
+            request: crate::request_context::current(),
             body: Some(body),
         };
         self.raft.propose(command.encode_to_vec()).await

@@ -42,6 +42,7 @@ impl Fleet {
             self.index,
             pb::Command {
                 actor: None,
+                request: None,
                 at_unix_ms: self.at,
                 body: Some(body),
             },

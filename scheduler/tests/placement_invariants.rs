@@ -122,6 +122,7 @@ fn event() -> impl Strategy<Value = Event> {
 fn command(at: i64, body: Body) -> pb::Command {
     pb::Command {
         actor: None,
+        request: None,
         at_unix_ms: at,
         body: Some(body),
     }

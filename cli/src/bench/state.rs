@@ -76,6 +76,7 @@ impl Applier {
         self.at_ms += 1;
         let data = pb::Command {
             actor: None,
+            request: None,
             at_unix_ms: self.at_ms,
             body: Some(body),
         }

@@ -337,23 +337,3 @@ pub(crate) fn created<T: serde::Serialize>(location: String, body: T) -> axum::r
     )
         .into_response()
 }
-
-/// The request's `Idempotency-Key` header (empty when absent).
-pub(crate) fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<String, Problem> {
-    match headers.get("idempotency-key") {
-        None => Ok(String::new()),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .filter(|k| !k.is_empty() && k.len() <= 255)
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                Problem::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "invalid-idempotency-key",
-                    "Invalid Idempotency-Key",
-                    "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
-                )
-            }),
-    }
-}

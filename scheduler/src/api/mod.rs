@@ -11,6 +11,7 @@ pub mod context;
 pub mod limits;
 pub mod pagination;
 pub mod problem;
+pub mod request;
 pub mod throttle;
 pub mod validate;
 
@@ -139,6 +140,7 @@ pub fn router(state: ApiState) -> Router {
             throttle::per_principal,
         ))
         .layer(axum::middleware::from_fn(audit::refusals))
+        .layer(axum::middleware::from_fn(request::middleware))
         .with_state(state)
 }
 

@@ -188,6 +188,22 @@ impl From<Rejected> for Problem {
                 "Trial limit",
                 msg,
             ),
+            Rejected::IdempotencyKeyReused(msg) => {
+                Problem::unprocessable("idempotency-key-reused", "Idempotency-Key reused", msg)
+            }
+            Rejected::Replayed { detail, location } => {
+                let detail = if location.is_empty() {
+                    detail
+                } else {
+                    format!("{detail} (see {location})")
+                };
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "idempotency-key-replayed",
+                    "Already done",
+                    detail,
+                )
+            }
             Rejected::Malformed => Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

@@ -4,15 +4,13 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::InstanceId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::api::context::{
-    ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, idempotency_key, rfc3339,
-};
+use crate::api::context::{ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, rfc3339};
 use crate::api::pagination::{self, ListQuery};
 use crate::api::problem::Problem;
 use crate::api::validate::{
@@ -222,13 +220,11 @@ fn validate(catalog: &Catalog, req: &CreateInstanceRequest) -> Result<pb::Market
 pub async fn create(
     State(s): State<ApiState>,
     Caller(project, who): Caller,
-    headers: HeaderMap,
     ApiJson(req): ApiJson<CreateInstanceRequest>,
 ) -> Result<Response, Problem> {
     who.may(&s, Action::Deploy, Resource::Project(&project))?;
     let market = validate(&s.catalog, &req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
-    let idempotency_key = idempotency_key(&headers)?;
     let reservation = crate::reservations::api::for_market(
         &s,
         market,
@@ -265,7 +261,6 @@ pub async fn create(
             .and_then(|g| g.mig.clone())
             .unwrap_or_default(),
         session: None,
-        idempotency_key,
         market: market as i32,
         pool: req.pool.clone().unwrap_or_default(),
         node_selector: req.node_selector.clone().into_iter().collect(),

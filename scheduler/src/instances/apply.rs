@@ -26,21 +26,11 @@ impl ClusterState {
             return Err(Rejected::NotFound(format!("project {project}")));
         };
         let project = project.clone();
-        if !c.idempotency_key.is_empty()
-            && let Some(instance) = self
-                .idempotency
-                .get(&project)
-                .and_then(|keys| keys.get(&c.idempotency_key))
-                .and_then(|id| self.instances.get(id))
-        {
-            return Ok(Applied::Instance(Box::new(Instance::clone(instance))));
-        }
         if self.instances.contains_key(&id) {
             return Err(Rejected::Exists(format!("instance {id}")));
         }
         self.check_trial(&project, !c.gpu_model.is_empty())?;
         let market = c.market();
-        let idempotency_key = c.idempotency_key.clone();
         let instance = Instance {
             state: InstanceState::Pending,
             pending_reason: Some(WAITING_FOR_PLACEMENT.into()),
@@ -112,12 +102,6 @@ impl ClusterState {
         }
         if instance.market == Market::Reserved {
             self.admit_reserved(&instance, at)?;
-        }
-        if !idempotency_key.is_empty() {
-            self.idempotency
-                .entry(instance.project.clone())
-                .or_default()
-                .insert(idempotency_key, id.clone());
         }
         self.index.pending.insert((at, id.clone()));
         if instance.session.is_some() {

@@ -3,14 +3,14 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{InstanceId, JobId, ProjectId};
 
 use crate::api::context::{
-    ApiJson, ApiQuery, ApiState, Caller, QueuePlace, ReadOptions, created, idempotency_key, rfc3339,
+    ApiJson, ApiQuery, ApiState, Caller, QueuePlace, ReadOptions, created, rfc3339,
 };
 use crate::api::pagination::{self, ListQuery};
 use crate::api::problem::Problem;
@@ -174,7 +174,6 @@ fn validate(
 pub async fn submit(
     State(s): State<ApiState>,
     Caller(project, who): Caller,
-    headers: HeaderMap,
     ApiJson(req): ApiJson<SubmitJobRequest>,
 ) -> Result<Response, Problem> {
     who.may(&s, Action::Deploy, Resource::Project(&project))?;
@@ -190,7 +189,6 @@ pub async fn submit(
         members as usize,
     )?;
     let job = JobId::generate();
-    let key = idempotency_key(&headers)?;
     let name = req
         .name
         .clone()
@@ -222,7 +220,6 @@ pub async fn submit(
                     .map(|g| g.model.clone())
                     .unwrap_or_default(),
                 gpu_count: flavor.gpu.as_ref().map_or(0, |g| g.count),
-                idempotency_key: if n == 0 { key.clone() } else { String::new() },
                 market: market as i32,
                 reservation_id: reservation.clone(),
                 preemption_notice_s: req.preemption_notice_s.unwrap_or(flavor.spot_notice_s),

@@ -1,7 +1,7 @@
 //! Applying a job submission: its members, created together.
 
+use vmcloud_proto::InstanceId;
 use vmcloud_proto::pb;
-use vmcloud_proto::{InstanceId, ProjectId};
 
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
 
@@ -12,25 +12,13 @@ impl ClusterState {
             .members
             .first()
             .ok_or_else(|| Rejected::Invalid("a job has at least one member".into()))?;
-        let key = (first.project_id.clone(), first.idempotency_key.clone());
-        if !key.1.is_empty()
-            && let Ok(project) = ProjectId::parse(&key.0)
-            && let Some(i) = self
-                .idempotency
-                .get(&project)
-                .and_then(|keys| keys.get(&key.1))
-                .and_then(|id| self.instances.get(id))
-        {
-            return Ok(Applied::Instance(Box::new(
-                crate::instances::types::Instance::clone(i),
-            )));
-        }
+        let project = first.project_id.clone();
         let valid = c.members.iter().all(|m| {
             m.job.is_some()
                 && m.session.is_none()
                 && m.market() == first.market()
                 && m.reservation_id == first.reservation_id
-                && m.project_id == key.0
+                && m.project_id == project
                 && InstanceId::parse(&m.instance_id)
                     .is_ok_and(|id| !self.instances.contains_key(&id))
         });
@@ -43,10 +31,7 @@ impl ClusterState {
         // All members or none: what was created before a refusal is taken back.
         let mut first_created = None;
         let mut created: Vec<InstanceId> = Vec::with_capacity(c.members.len());
-        for (n, mut m) in c.members.into_iter().enumerate() {
-            if n > 0 {
-                m.idempotency_key.clear();
-            }
+        for m in c.members {
             match self.create_instance(m, at) {
                 Ok(Applied::Instance(i)) => {
                     created.push(i.id.clone());
@@ -60,11 +45,6 @@ impl ClusterState {
                             self.release_slot(&i);
                             self.forget(&i);
                         }
-                    }
-                    if let Ok(project) = ProjectId::parse(&key.0)
-                        && let Some(keys) = self.idempotency.get_mut(&project)
-                    {
-                        keys.remove(&key.1);
                     }
                     return Err(e);
                 }

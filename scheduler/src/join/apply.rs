@@ -64,6 +64,7 @@ mod tests {
             index,
             pb::Command {
                 actor: None,
+                request: None,
                 at_unix_ms: at,
                 body: Some(body),
             },

@@ -260,6 +260,7 @@ fn mig_slices_pack_onto_mig_gpus_and_whole_requests_avoid_them() {
             1,
             pb::Command {
                 actor: None,
+                request: None,
                 at_unix_ms: 10,
                 body: Some(pb::command::Body::PlaceInstances(plan.to_command())),
             },
@@ -291,6 +292,7 @@ fn mig_slices_pack_onto_mig_gpus_and_whole_requests_avoid_them() {
             2,
             pb::Command {
                 actor: None,
+                request: None,
                 at_unix_ms: 11,
                 body: Some(pb::command::Body::PlaceInstances(bad.to_command())),
             },

@@ -3,15 +3,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{ProjectId, ReservationId};
 
-use crate::api::context::{
-    ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, idempotency_key, rfc3339,
-};
+use crate::api::context::{ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, rfc3339};
 use crate::api::pagination::{self, ListQuery};
 use crate::api::problem::Problem;
 use crate::api::validate::{check_flavor, check_region, check_whole_gpus};
@@ -170,7 +167,6 @@ fn validate(s: &ApiState, req: &CreateReservationRequest, now: i64) -> Result<(i
 pub async fn create(
     State(s): State<ApiState>,
     Caller(project, who): Caller,
-    headers: HeaderMap,
     ApiJson(req): ApiJson<CreateReservationRequest>,
 ) -> Result<Response, Problem> {
     who.may(&s, Action::Deploy, Resource::Project(&project))?;
@@ -194,7 +190,6 @@ pub async fn create(
         start_unix_ms: start,
         end_unix_ms: end,
         slot_nodes: Vec::new(),
-        idempotency_key: idempotency_key(&headers)?,
         count: req.count,
     };
     // The leader's choice of hosts, on the current state; apply re-checks it.

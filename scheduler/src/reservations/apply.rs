@@ -132,15 +132,6 @@ impl ClusterState {
         if !self.projects.contains_key(&project) {
             return Err(Rejected::NotFound(format!("project {project}")));
         }
-        if !c.idempotency_key.is_empty()
-            && let Some(r) = self
-                .reservation_keys
-                .get(&project)
-                .and_then(|keys| keys.get(&c.idempotency_key))
-                .and_then(|id| self.reservations.get(id))
-        {
-            return Ok(Applied::Reservation(Box::new(r.clone())));
-        }
         if self.reservations.contains_key(&id) {
             return Err(Rejected::Exists(format!("reservation {id}")));
         }
@@ -179,12 +170,6 @@ impl ClusterState {
                     "the capacity chosen on {node_id} was taken meanwhile; try again"
                 )));
             }
-        }
-        if !c.idempotency_key.is_empty() {
-            self.reservation_keys
-                .entry(project.clone())
-                .or_default()
-                .insert(c.idempotency_key.clone(), id.clone());
         }
         let reservation = Reservation {
             id: id.clone(),

@@ -5,14 +5,14 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::InstanceId;
 use vmcloud_proto::pb::{self, command::Body};
 
 use crate::api::context::{
-    ApiJson, ApiQuery, ApiState, Caller, QueuePlace, ReadOptions, created, idempotency_key, rfc3339,
+    ApiJson, ApiQuery, ApiState, Caller, QueuePlace, ReadOptions, created, rfc3339,
 };
 use crate::api::pagination::{self, ListQuery};
 use crate::api::problem::Problem;
@@ -281,7 +281,6 @@ fn launch_region(
 pub async fn launch(
     State(s): State<ApiState>,
     Caller(project, who): Caller,
-    headers: HeaderMap,
     ApiJson(req): ApiJson<LaunchRequest>,
 ) -> Result<Response, Problem> {
     who.may(&s, Action::Deploy, Resource::Project(&project))?;
@@ -318,7 +317,6 @@ pub async fn launch(
         disk_gib: flavor.disk_gib,
         gpu_model: gpu.model.clone(),
         gpu_count: gpu.count,
-        idempotency_key: idempotency_key(&headers)?,
         pool: req.pool.clone().unwrap_or_default(),
         market: market as i32,
         preemption_notice_s: flavor.spot_notice_s,

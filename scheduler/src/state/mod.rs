@@ -9,7 +9,9 @@
 //! [`replicated`] plugs the state into the consensus crate.
 
 pub mod index;
+pub mod kinds;
 pub mod queries;
+pub mod rejected;
 pub mod replicated;
 pub mod snapshot_format;
 #[cfg(test)]
@@ -23,7 +25,10 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{InstanceId, NodeId, OrgId, ProjectId, ReservationId, UserId};
 
+pub use rejected::Rejected;
+
 use crate::history::types::HistoryBuffer;
+use crate::idempotency::types::IdempotencyKeys;
 use crate::instances::types::Instance;
 use crate::nodes::types::{Node, ReplicaAddrs};
 use crate::reservations::types::Reservation;
@@ -40,8 +45,9 @@ pub struct ClusterState {
     /// instance it changes (`Arc::make_mut`), not the 64 of a B-tree leaf.
     pub instances: OrdMap<InstanceId, Arc<Instance>>,
     pub nodes: OrdMap<NodeId, Arc<Node>>,
-    /// project → Idempotency-Key → the instance that key created.
-    pub idempotency: OrdMap<ProjectId, OrdMap<String, InstanceId>>,
+    /// What each Idempotency-Key did in the last 24 hours (see [`crate::idempotency`]).
+    #[serde(default)]
+    pub idempotency_keys: IdempotencyKeys,
     /// Capacity held for projects (see [`crate::reservation`]).
     #[serde(default)]
     pub reservations: OrdMap<ReservationId, Reservation>,
@@ -51,9 +57,6 @@ pub struct ClusterState {
     /// Where each scheduler replica serves agents and the API (announced at start).
     #[serde(default)]
     pub replicas: OrdMap<u64, ReplicaAddrs>,
-    /// project → Idempotency-Key → the reservation that key created.
-    #[serde(default)]
-    pub reservation_keys: OrdMap<ProjectId, OrdMap<String, ReservationId>>,
     /// Index of the last applied log entry.
     pub applied_index: u64,
     /// The proposer's clock when the last entry was proposed: "now" for pure functions of the
@@ -107,31 +110,6 @@ pub enum Applied {
     Reservation(Box<Reservation>),
 }
 
-/// A command that was committed but changed nothing, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejected {
-    #[error("the log entry cannot be decoded")]
-    Malformed,
-    #[error("{0} already exists")]
-    Exists(String),
-    #[error("{0} does not exist")]
-    NotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// Valid, but the state does not allow it now (capacity taken, a reservation full).
-    #[error("{0}")]
-    Conflict(String),
-    /// The principal's role does not allow it (checked again here from the command's actor).
-    #[error("{0}")]
-    Forbidden(String),
-    /// The command's principal is no longer valid (a key revoked, a session ended).
-    #[error("{0}")]
-    Unauthenticated(String),
-    /// A trial organisation asked for more than its trial allows (GPUs, instances).
-    #[error("{0}")]
-    TrialLimit(String),
-}
-
 pub type ApplyResult = Result<Applied, Rejected>;
 impl ClusterState {
     /// Applies one committed command. Deterministic.
@@ -140,7 +118,24 @@ impl ClusterState {
         let at = command.at_unix_ms;
         self.now_ms = self.now_ms.max(at);
         let body = command.body.ok_or(Rejected::Malformed)?;
+        self.forget_old_keys(self.now_ms);
         self.check_command(command.actor.as_ref(), &body)?;
+        match command.request.filter(|r| !r.idempotency_key.is_empty()) {
+            None => self.dispatch(body, at),
+            Some(request) => {
+                let slot = crate::idempotency::types::slot(
+                    command.actor.as_ref(),
+                    &request.idempotency_key,
+                );
+                self.apply_keyed(slot, &request, body, at, |state, body| {
+                    state.dispatch(body, at)
+                })
+            }
+        }
+    }
+
+    /// Hands a command to its domain's handler.
+    fn dispatch(&mut self, body: Body, at: i64) -> ApplyResult {
         match body {
             Body::CreateProject(c) => self.create_project(c, at),
             Body::AddApiKey(c) => self.add_api_key(c, at),

@@ -8,6 +8,7 @@ use crate::state::{Applied, ClusterState, Rejected};
 pub(crate) fn cmd(at: i64, body: Body) -> pb::Command {
     pb::Command {
         actor: None,
+        request: None,
         at_unix_ms: at,
         body: Some(body),
     }
@@ -121,7 +122,6 @@ fn snapshot_restores_the_same_state() {
             Body::CreateInstance(pb::CreateInstance {
                 instance_id: InstanceId::generate().to_string(),
                 project_id: project.to_string(),
-                idempotency_key: "k".into(),
                 ..Default::default()
             }),
         ),
@@ -208,23 +208,62 @@ fn agent_cannot_report_for_another_node() {
     assert_eq!(s.instances[&id].state, InstanceState::Scheduled);
 }
 
+fn keyed(at: i64, key: &str, fingerprint: &[u8], seq: u32, who: &str, body: Body) -> pb::Command {
+    pb::Command {
+        actor: Some(pb::Actor {
+            who: Some(pb::actor::Who::ApiKeyId(who.into())),
+            ..Default::default()
+        }),
+        request: Some(pb::Request {
+            id: format!("req-{at}"),
+            idempotency_key: key.into(),
+            fingerprint: fingerprint.to_vec(),
+            seq,
+        }),
+        at_unix_ms: at,
+        body: Some(body),
+    }
+}
+
+/// `state_with_node` with two API keys (`key-a`, `key-b`) that may deploy in its project.
+fn state_with_keys() -> (ClusterState, ProjectId) {
+    let (mut s, project, _) = state_with_node();
+    for (n, key) in ["key-a", "key-b"].into_iter().enumerate() {
+        s.apply(
+            3 + n as u64,
+            cmd(
+                3,
+                Body::AddApiKey(pb::AddApiKey {
+                    project_id: project.to_string(),
+                    key_id: key.into(),
+                    secret_sha256: vec![n as u8; 32],
+                    name: key.into(),
+                    ..Default::default()
+                }),
+            ),
+        )
+        .unwrap();
+    }
+    (s, project)
+}
+
+fn new_instance(project: &ProjectId) -> Body {
+    Body::CreateInstance(pb::CreateInstance {
+        instance_id: InstanceId::generate().to_string(),
+        project_id: project.to_string(),
+        ..Default::default()
+    })
+}
+
 #[test]
 fn idempotency_key_returns_the_first_instance() {
-    let (mut s, project, _) = state_with_node();
+    let (mut s, project) = state_with_keys();
     let mut first = None;
-    for _ in 0..2 {
+    for at in [5, 6] {
         let r = s
             .apply(
-                5,
-                cmd(
-                    5,
-                    Body::CreateInstance(pb::CreateInstance {
-                        instance_id: InstanceId::generate().to_string(),
-                        project_id: project.to_string(),
-                        idempotency_key: "k1".into(),
-                        ..Default::default()
-                    }),
-                ),
+                at as u64,
+                keyed(at, "k1", b"fp", 0, "key-a", new_instance(&project)),
             )
             .unwrap();
         let Applied::Instance(i) = r else {
@@ -234,6 +273,81 @@ fn idempotency_key_returns_the_first_instance() {
         assert_eq!(Some(&i.id), first.as_ref());
     }
     assert_eq!(s.instances.len(), 1);
+    // Another principal's key of the same name is its own.
+    s.apply(7, keyed(7, "k1", b"fp", 0, "key-b", new_instance(&project)))
+        .unwrap();
+    assert_eq!(s.instances.len(), 2);
+}
+
+#[test]
+fn idempotency_key_with_another_request_is_refused() {
+    let (mut s, project) = state_with_keys();
+    s.apply(5, keyed(5, "k", b"fp1", 0, "key-a", new_instance(&project)))
+        .unwrap();
+    let err = s
+        .apply(6, keyed(6, "k", b"fp2", 0, "key-a", new_instance(&project)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Rejected::IdempotencyKeyReused(m) if m.contains("different request")),
+        "{err:?}"
+    );
+    assert_eq!(s.instances.len(), 1);
+}
+
+#[test]
+fn idempotency_keys_are_forgotten_after_a_day() {
+    let (mut s, project) = state_with_keys();
+    s.apply(5, keyed(5, "k", b"fp", 0, "key-a", new_instance(&project)))
+        .unwrap();
+    assert_eq!(s.idempotency_keys.by_key.len(), 1);
+    let day = crate::idempotency::types::KEEP_MS;
+    // Still remembered just before the day ends...
+    s.apply(
+        6,
+        keyed(day, "other", b"fp", 0, "key-a", new_instance(&project)),
+    )
+    .unwrap();
+    assert_eq!(s.idempotency_keys.by_key.len(), 2);
+    // ...and gone after: the same key makes a new instance.
+    s.apply(
+        7,
+        keyed(day + 6, "k", b"fp", 0, "key-a", new_instance(&project)),
+    )
+    .unwrap();
+    assert_eq!(s.instances.len(), 3);
+    assert_eq!(s.idempotency_keys.by_key.len(), 2);
+    assert_eq!(s.idempotency_keys.by_time.len(), 2);
+}
+
+#[test]
+fn a_refusal_is_not_remembered_and_a_secret_is_not_shown_twice() {
+    let (mut s, project) = state_with_keys();
+    // Refused (no such project): the key stays free, a retry tries again.
+    let missing = ProjectId::generate();
+    assert!(
+        s.apply(5, keyed(5, "k", b"fp", 0, "key-a", new_instance(&missing)))
+            .is_err()
+    );
+    assert!(s.idempotency_keys.by_key.is_empty());
+    // An API key's secret is shown once: its retry says what was done and where.
+    let add = || {
+        Body::AddApiKey(pb::AddApiKey {
+            project_id: project.to_string(),
+            key_id: "k_retry".into(),
+            secret_sha256: vec![0; 32],
+            name: "ci".into(),
+            ..Default::default()
+        })
+    };
+    s.apply(6, keyed(6, "add", b"fp", 0, "key-a", add()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = s
+        .apply(7, keyed(7, "add", b"fp", 0, "key-a", add()))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Rejected::Replayed { detail, location } if detail.contains("k_retry") && location.ends_with("/keys")),
+        "{err:?}"
+    );
 }
 
 #[test]

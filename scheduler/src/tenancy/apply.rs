@@ -91,8 +91,6 @@ impl ClusterState {
         for key_id in keys {
             self.api_keys.remove(&key_id);
         }
-        self.idempotency.remove(&id);
-        self.reservation_keys.remove(&id);
         Ok(Applied::Done)
     }
 

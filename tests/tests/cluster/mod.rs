@@ -415,3 +415,109 @@ fn a_thousand_agents_register_and_survive_a_leader_kill() {
     assert_eq!(figures["false_downs"], 0, "{figures}");
     assert!(figures["heartbeats_measured"].as_u64().unwrap() > 0);
 }
+
+/// Clients that retry with their Idempotency-Key get exactly one object per key across a
+/// `kill -9` of the leader: creates in flight when it dies (some committed, their answers
+/// lost) are retried through the survivors and answered with the first result.
+#[test]
+fn idempotent_retries_across_a_leader_kill_make_one_object_each() {
+    const ORDERS: usize = 120;
+    let mut cluster = SchedulerCluster::new(3);
+    cluster.start_ready(3);
+    let leader = agreed_leader(&cluster, None);
+    let apis: Vec<String> = (0..3).map(|i| cluster.api(i)).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let dead = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Eight clients, each sending its orders to the leader first, then retrying on others.
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, apis, dead, started) =
+                (client.clone(), apis.clone(), dead.clone(), started.clone());
+            rt.spawn(async move {
+                let mut retried = 0;
+                for n in (w..ORDERS).step_by(8) {
+                    started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    let mut target = leader;
+                    loop {
+                        let resp = client
+                            .post(format!("{}/v1/instances", apis[target]))
+                            .bearer_auth(TEST_API_KEY)
+                            .header("Idempotency-Key", format!("order-{n}"))
+                            .json(&serde_json::json!({
+                                "name": format!("order-{n}"),
+                                "flavor": "vps-s", "image": "debian-12", "region": "par"
+                            }))
+                            .send()
+                            .await;
+                        match resp {
+                            Ok(r) if r.status().as_u16() == 201 => break,
+                            Ok(r) if r.status().is_client_error() => {
+                                panic!("order-{n}: {} {}", r.status(), r.text().await.unwrap())
+                            }
+                            _ => {
+                                assert!(Instant::now() < deadline, "order-{n} never succeeded");
+                                retried += 1;
+                                if dead.load(std::sync::atomic::Ordering::Relaxed) {
+                                    target = (target + 1) % 3;
+                                    if target == leader {
+                                        target = (target + 1) % 3;
+                                    }
+                                }
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                }
+                retried
+            })
+        })
+        .collect();
+    while started.load(std::sync::atomic::Ordering::Relaxed) < ORDERS / 3 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cluster.kill9(leader);
+    dead.store(true, std::sync::atomic::Ordering::Relaxed);
+    let retried: usize = rt.block_on(async {
+        let mut total = 0;
+        for w in workers {
+            total += w.await.unwrap();
+        }
+        total
+    });
+    let survivor = (leader + 1) % 3;
+    let out = cli(&cluster, survivor, &["instance", "list", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<String> = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    let mut unique = names.clone();
+    unique.dedup();
+    eprintln!(
+        "{ORDERS} orders, {retried} retries after the leader was killed, {} instances",
+        names.len()
+    );
+    assert_eq!(
+        names.len(),
+        unique.len(),
+        "an order made two instances: {names:?}"
+    );
+    assert_eq!(unique.len(), ORDERS, "every order made its instance");
+}

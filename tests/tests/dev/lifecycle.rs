@@ -195,23 +195,86 @@ async fn instance_lifecycle_through_api_and_cli() {
 async fn idempotency_key_creates_once() {
     let fx = Fixture::start();
     let fleet = &fx.fleet;
+    let post = |path: &str, key: &str, body: Value| {
+        http()
+            .post(format!("{}{path}", fleet.api))
+            .bearer_auth(&fleet.token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let body = json!({"flavor": "vps-m", "image": "ubuntu-24.04", "region": "par"});
+    // Retries, one after the other and eight at once: one instance.
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let resp = http()
-            .post(format!("{}/v1/instances", fleet.api))
-            .bearer_auth(&fleet.token)
-            .header("Idempotency-Key", "order-42")
-            .json(&json!({"flavor": "vps-m", "image": "ubuntu-24.04", "region": "par"}))
-            .send()
+        let resp = post("/v1/instances", "order-42", body.clone())
             .await
             .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        assert!(resp.headers().contains_key("x-request-id"));
+        let body: Value = resp.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let concurrent =
+        futures::future::join_all((0..8).map(|_| post("/v1/instances", "order-43", body.clone())))
+            .await;
+    for resp in concurrent {
+        let resp = resp.unwrap();
         assert_eq!(resp.status().as_u16(), 201);
         let body: Value = resp.json().await.unwrap();
         ids.push(body["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(ids[0], ids[1]);
+    assert!(ids[2..].iter().all(|id| *id == ids[2]), "{ids:?}");
+    assert_ne!(ids[0], ids[2]);
     let (_, list) = get_json(&format!("{}/v1/instances", fleet.api), Some(&fleet.token)).await;
-    assert_eq!(list["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(list["instances"].as_array().unwrap().len(), 2);
+
+    // The same key for another request: refused, nothing made.
+    let other = json!({"flavor": "vps-s", "image": "ubuntu-24.04", "region": "par"});
+    let resp = post("/v1/instances", "order-42", other).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "urn:vmcloud:problem:idempotency-key-reused"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("different request"),
+        "{problem}"
+    );
+    // A key too long for the contract: a clear 400.
+    let resp = post("/v1/instances", &"k".repeat(256), body.clone())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "urn:vmcloud:problem:invalid-idempotency-key"
+    );
+
+    // A secret is shown once: creating an API key again with its key says what was done.
+    let (_, projects) = get_json(&format!("{}/v1/projects", fleet.api), Some(&fleet.token)).await;
+    let project = projects[0]["id"].as_str().unwrap().to_owned();
+    let key_body = json!({"name": "ci", "role": "project-member"});
+    let path = format!("/v1/projects/{project}/keys");
+    let first = post(&path, "key-1", key_body.clone()).await.unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+    let again = post(&path, "key-1", key_body).await.unwrap();
+    assert_eq!(again.status().as_u16(), 409);
+    let problem: Value = again.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "urn:vmcloud:problem:idempotency-key-replayed"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("shown once"),
+        "{problem}"
+    );
 }
 
 #[tokio::test]

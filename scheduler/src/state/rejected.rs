@@ -1,0 +1,37 @@
+//! Why a committed command changed nothing. Its own file so that what stores a refusal (the
+//! idempotency records) need not import the state.
+
+use serde::{Deserialize, Serialize};
+
+/// A command that was committed but changed nothing, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Rejected {
+    #[error("the log entry cannot be decoded")]
+    Malformed,
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// Valid, but the state does not allow it now (capacity taken, a reservation full).
+    #[error("{0}")]
+    Conflict(String),
+    /// The principal's role does not allow it (checked again here from the command's actor).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The command's principal is no longer valid (a key revoked, a session ended).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A trial organisation asked for more than its trial allows (GPUs, instances).
+    #[error("{0}")]
+    TrialLimit(String),
+    /// The request's Idempotency-Key was used before for a different request (another
+    /// method, path or body).
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
+    /// The request's Idempotency-Key already did this, and what it answered then cannot be
+    /// given again (a secret shown once): says what it did and where to look.
+    #[error("{detail}")]
+    Replayed { detail: String, location: String },
+}
