@@ -3,6 +3,7 @@
 
 mod account_cmd;
 mod agent_cmd;
+mod audit_cmd;
 mod bench;
 mod build_info;
 mod client;
@@ -171,6 +172,13 @@ enum Command {
         #[command(subcommand)]
         command: node_cmd::NodeCommand,
     },
+    /// The audit trail: list, export as JSON lines, verify the hash chain.
+    Audit {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
     /// Join tokens for new hosts (operators): create, list.
     Token {
         #[command(flatten)]
@@ -291,6 +299,7 @@ fn main() -> ExitCode {
         Command::Instance { .. }
         | Command::Node { .. }
         | Command::Token { .. }
+        | Command::Audit { .. }
         | Command::Reservation { .. }
         | Command::Job { .. }
         | Command::Session { .. }
@@ -379,6 +388,7 @@ fn main() -> ExitCode {
             Command::Key { client, command } => account_cmd::run_key(client, command).await,
             Command::Reservation { client, command } => reservation_cmd::run(client, command).await,
             Command::Token { client, command } => token_cmd::run(client, command).await,
+            Command::Audit { client, command } => audit_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },
             } => bench::create::create(client, args).await,

@@ -21,6 +21,7 @@
 //! imports one that imports it back (`../shared/tools/module-cycles scheduler/src`).
 
 pub mod api;
+pub mod audit;
 pub mod bootstrap;
 pub mod catalog;
 pub mod clock;

@@ -76,6 +76,17 @@ impl Cluster {
         self.state.read()
     }
 
+    /// This replica's history store (ended workloads, audit events), once everything applied
+    /// so far is written to it (waiting at most a second; `None` when it keeps none).
+    pub async fn history(&self) -> Option<std::sync::Arc<crate::history::store::HistoryStore>> {
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            state.history_written_within(std::time::Duration::from_secs(1))
+        })
+        .await;
+        self.state.history().cloned()
+    }
+
     /// Changes after every applied batch of log entries.
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.raft.applied()

@@ -42,6 +42,13 @@ pub const RESET_PER_ACCOUNT: Rate = Rate {
     every_s: 300.0,
 };
 /// Log-in attempts per account (email), from anywhere.
+/// Refusals from one address written to the replicated audit trail (beyond: logged only), so
+/// that a flood of bad keys cannot fill the log.
+pub const AUDITED_REFUSALS_PER_ADDRESS: Rate = Rate {
+    burst: 60,
+    every_s: 6.0,
+};
+
 pub const LOGIN_PER_ACCOUNT: Rate = Rate {
     burst: 10,
     every_s: 30.0,

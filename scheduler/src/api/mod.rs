@@ -122,6 +122,7 @@ pub fn router(state: ApiState) -> Router {
             "/v1/join-tokens",
             get(join_tokens::list).post(join_tokens::create),
         )
+        .route("/v1/audit-events", get(crate::audit::api::list))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{id}", get(nodes::get).patch(nodes::patch))
         .route("/v1/cluster", get(cluster::status))
@@ -139,7 +140,10 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             throttle::per_principal,
         ))
-        .layer(axum::middleware::from_fn(audit::refusals))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::refusals,
+        ))
         .layer(axum::middleware::from_fn(request::middleware))
         .with_state(state)
 }

@@ -93,7 +93,7 @@ pub fn encode(key: &(i64, String)) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", key.0, key.1))
 }
 
-fn decode(cursor: &str) -> Result<(i64, String), Problem> {
+pub fn decode(cursor: &str) -> Result<(i64, String), Problem> {
     let bad = || {
         Problem::new(
             StatusCode::BAD_REQUEST,

@@ -223,3 +223,18 @@ pub(crate) fn check_label(what: &str, value: &str) -> Result<(), Problem> {
         ))
     }
 }
+
+/// An RFC 3339 time in a request, as Unix ms; `field` names it in the error.
+pub fn rfc3339_ms(field: &str, value: &str) -> Result<i64, Problem> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|e| {
+            Problem::unprocessable(
+                "invalid-time",
+                "Invalid time",
+                format!(
+                    "{field} `{value}` is not an RFC 3339 time ({e}); write e.g. 2027-01-01T00:00:00Z"
+                ),
+            )
+        })
+}

@@ -9,5 +9,7 @@
 //! it, so the store needs no fsync of its own: whatever a crash loses is rewritten from the
 //! snapshot and the log replayed after it. The in-memory state keeps live objects only.
 
+pub mod audit_index;
+pub mod audit_tables;
 pub mod store;
 pub mod types;

@@ -11,7 +11,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTableMetadata, TableD
 
 use crate::history::types::{HistoryKey, HistoryRecord};
 
-const RECORDS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("history");
+pub(super) const RECORDS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("history");
 /// Pages redb keeps in memory: history is read rarely and paged, so a small cache keeps the
 /// replica's memory flat however long its history grows.
 const CACHE_BYTES: usize = 16 << 20;
@@ -41,8 +41,8 @@ pub enum HistoryError {
 /// One replica's history on disk.
 #[derive(Debug)]
 pub struct HistoryStore {
-    db: Database,
-    path: PathBuf,
+    pub(super) db: Database,
+    pub(super) path: PathBuf,
 }
 
 /// A page of history and where the next one starts (`None`: this was the last).
@@ -56,7 +56,7 @@ fn encode(record: &HistoryRecord) -> Vec<u8> {
     rmp_serde::to_vec_named(record).expect("a history record encodes")
 }
 
-fn decode(key: HistoryKey, bytes: &[u8]) -> Result<HistoryRecord, HistoryError> {
+pub(super) fn decode(key: HistoryKey, bytes: &[u8]) -> Result<HistoryRecord, HistoryError> {
     rmp_serde::from_slice(bytes).map_err(|source| HistoryError::Undecodable {
         index: key.index,
         source,
@@ -79,12 +79,16 @@ impl HistoryStore {
         };
         store.write(|t| {
             t.open_table(RECORDS)?;
+            crate::history::audit_tables::create(t)?;
             Ok(())
         })?;
         Ok(store)
     }
 
-    fn failed(&self, source: impl std::error::Error + Send + Sync + 'static) -> HistoryError {
+    pub(super) fn failed(
+        &self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> HistoryError {
         HistoryError::Storage {
             path: self.path.clone(),
             source: Box::new(source),
@@ -110,8 +114,10 @@ impl HistoryStore {
         }
         self.write(|txn| {
             let mut table = txn.open_table(RECORDS)?;
+            let mut index = crate::history::audit_tables::Writer::open(txn)?;
             for (key, record) in records {
                 table.insert((key.index, key.seq), encode(record).as_slice())?;
+                index.insert(*key, record)?;
             }
             Ok(())
         })
@@ -124,9 +130,15 @@ impl HistoryStore {
     ) -> Result<(), HistoryError> {
         self.write(|txn| {
             txn.delete_table(RECORDS)?;
+            crate::history::audit_tables::delete(txn)?;
             let mut table = txn.open_table(RECORDS)?;
+            let mut index = crate::history::audit_tables::Writer::open(txn)?;
             for (key, bytes) in records {
                 table.insert((key.index, key.seq), bytes)?;
+                // A record this binary cannot read is kept, just not indexed.
+                if let Ok(record) = rmp_serde::from_slice::<HistoryRecord>(bytes) {
+                    index.insert(key, &record)?;
+                }
             }
             Ok(())
         })

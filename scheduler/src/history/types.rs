@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::types::AuditEvent;
 use crate::instances::types::Instance;
 
 /// Where a record sits in history: the log entry that produced it, and its place among that
@@ -24,6 +25,8 @@ pub enum HistoryRecord {
         /// Why it ended, for its owner.
         reason: String,
     },
+    /// An audited command or refusal (see [`crate::audit`]).
+    Audit(Box<AuditEvent>),
 }
 
 /// Records `apply` produced and the consensus adapter has not written yet. Not part of the
@@ -39,14 +42,18 @@ impl PartialEq for HistoryBuffer {
 }
 
 impl HistoryBuffer {
-    /// Appends a record produced by log entry `index`.
-    pub fn push(&mut self, index: u64, record: HistoryRecord) {
-        let seq = self
-            .0
+    /// The place the next record of log entry `index` gets among that entry's records.
+    pub fn next_seq(&self, index: u64) -> u32 {
+        self.0
             .iter()
             .rev()
             .take_while(|(k, _)| k.index == index)
-            .count() as u32;
+            .count() as u32
+    }
+
+    /// Appends a record produced by log entry `index`.
+    pub fn push(&mut self, index: u64, record: HistoryRecord) {
+        let seq = self.next_seq(index);
         self.0.push((HistoryKey { index, seq }, record));
     }
 }

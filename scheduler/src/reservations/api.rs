@@ -79,20 +79,6 @@ pub struct ReservationList {
     pub next_cursor: Option<String>,
 }
 
-fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
-    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|e| {
-            Problem::unprocessable(
-                "invalid-time",
-                "Invalid time",
-                format!(
-                    "{field} `{value}` is not an RFC 3339 time ({e}); write e.g. 2027-01-01T00:00:00Z"
-                ),
-            )
-        })
-}
-
 /// Checks a request; gives back its (start, end) in Unix ms.
 fn validate(s: &ApiState, req: &CreateReservationRequest, now: i64) -> Result<(i64, i64), Problem> {
     check_region(&s.catalog, &req.region)?;
@@ -106,7 +92,7 @@ fn validate(s: &ApiState, req: &CreateReservationRequest, now: i64) -> Result<(i
         ));
     }
     let start = match &req.start {
-        Some(t) => parse_time("start", t)?,
+        Some(t) => crate::api::validate::rfc3339_ms("start", t)?,
         None => now,
     };
     if start < now - 60_000 {
@@ -120,7 +106,7 @@ fn validate(s: &ApiState, req: &CreateReservationRequest, now: i64) -> Result<(i
         ));
     }
     let end = match (&req.end, req.term_months) {
-        (Some(t), None) => parse_time("end", t)?,
+        (Some(t), None) => crate::api::validate::rfc3339_ms("end", t)?,
         (None, Some(m)) if TERMS_MONTHS.contains(&m) => {
             let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(start) * 1_000_000)
                 .expect("a valid time");

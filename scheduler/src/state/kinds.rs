@@ -44,5 +44,6 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::SsoLogin(_) => "sso_login",
         Body::InviteMember(_) => "invite_member",
         Body::AcceptInvitation(_) => "accept_invitation",
+        Body::RecordRefusal(_) => "record_refusal",
     }
 }

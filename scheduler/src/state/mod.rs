@@ -27,6 +27,7 @@ use vmcloud_proto::{InstanceId, NodeId, OrgId, ProjectId, ReservationId, UserId}
 
 pub use rejected::Rejected;
 
+use crate::audit::types::AuditHead;
 use crate::history::types::HistoryBuffer;
 use crate::idempotency::types::IdempotencyKeys;
 use crate::instances::types::Instance;
@@ -48,6 +49,9 @@ pub struct ClusterState {
     /// What each Idempotency-Key did in the last 24 hours (see [`crate::idempotency`]).
     #[serde(default)]
     pub idempotency_keys: IdempotencyKeys,
+    /// The end of the audit trail's hash chain (the events are in history).
+    #[serde(default)]
+    pub audit_head: AuditHead,
     /// Capacity held for projects (see [`crate::reservation`]).
     #[serde(default)]
     pub reservations: OrdMap<ReservationId, Reservation>,
@@ -119,14 +123,28 @@ impl ClusterState {
         self.now_ms = self.now_ms.max(at);
         let body = command.body.ok_or(Rejected::Malformed)?;
         self.forget_old_keys(self.now_ms);
-        self.check_command(command.actor.as_ref(), &body)?;
-        match command.request.filter(|r| !r.idempotency_key.is_empty()) {
+        let audit = self.audit_pending(command.actor.as_ref(), command.request.as_ref(), &body);
+        let refusal = match &body {
+            Body::RecordRefusal(r) => Some(r.clone()),
+            _ => None,
+        };
+        let result = self.apply_checked(command.actor.as_ref(), command.request, body, at);
+        self.audit_record(index, audit, refusal.as_ref(), &result);
+        result
+    }
+
+    fn apply_checked(
+        &mut self,
+        actor: Option<&pb::Actor>,
+        request: Option<pb::Request>,
+        body: Body,
+        at: i64,
+    ) -> ApplyResult {
+        self.check_command(actor, &body)?;
+        match request.filter(|r| !r.idempotency_key.is_empty()) {
             None => self.dispatch(body, at),
             Some(request) => {
-                let slot = crate::idempotency::types::slot(
-                    command.actor.as_ref(),
-                    &request.idempotency_key,
-                );
+                let slot = crate::idempotency::types::slot(actor, &request.idempotency_key);
                 self.apply_keyed(slot, &request, body, at, |state, body| {
                     state.dispatch(body, at)
                 })
@@ -175,6 +193,8 @@ impl ClusterState {
             Body::CreateJoinToken(c) => self.create_join_token(c, at),
             Body::UseJoinToken(c) => self.use_join_token(c, at),
             Body::AnnounceReplica(c) => self.announce_replica(c),
+            // Recorded by the audit trail; changes nothing else.
+            Body::RecordRefusal(_) => Ok(Applied::Done),
         }
     }
 }

@@ -54,10 +54,15 @@ impl SharedState {
     /// Waits until the history records of everything applied so far are on disk (tests,
     /// benchmarks; readers otherwise see them a moment after the state).
     pub fn history_written(&self) -> bool {
+        self.history_written_within(Duration::from_secs(60))
+    }
+
+    /// [`SharedState::history_written`], waiting at most `limit`.
+    pub fn history_written_within(&self, limit: Duration) -> bool {
         let index = self.read().applied_index;
         self.history
             .as_ref()
-            .is_none_or(|h| h.wait_written(index, Duration::from_secs(60)))
+            .is_none_or(|h| h.wait_written(index, limit))
     }
 
     /// The state after the last applied batch: an immutable copy that `apply` never waits

@@ -449,23 +449,27 @@ fn ended_instances_go_to_the_history_store_and_travel_in_snapshots() {
     assert!(shared.read().instances.is_empty());
     assert!(shared.history_written());
     let store = shared.history().unwrap().clone();
-    assert_eq!(store.len().unwrap(), 5);
-    let first = store.page(None, 2).unwrap();
-    assert_eq!(first.records.len(), 2);
-    let rest = store.page(first.next, 10).unwrap();
-    assert_eq!(rest.records.len(), 3);
+    // Five ended instances, and the audit events of the twelve commands (two made the
+    // project and the node).
+    assert_eq!(store.len().unwrap(), 17);
+    assert_eq!(store.audit_len().unwrap(), 12);
+    let first = store.page(None, 6).unwrap();
+    assert_eq!(first.records.len(), 6);
+    let rest = store.page(first.next, 11).unwrap();
+    assert_eq!(rest.records.len(), 11);
     assert_eq!(rest.next, None);
     let ended: Vec<InstanceId> = first
         .records
         .iter()
         .chain(&rest.records)
-        .map(|(_, r)| match r {
+        .filter_map(|(_, r)| match r {
             HistoryRecord::InstanceEnded {
                 instance, reason, ..
             } => {
                 assert_eq!(reason, "deleted before it was placed");
-                instance.id.clone()
+                Some(instance.id.clone())
             }
+            HistoryRecord::Audit(_) => None,
         })
         .collect();
     assert_eq!(ended, ids);

@@ -55,7 +55,7 @@ pub fn actor_of(principal: &Principal, source: &str) -> pb::Actor {
     }
 }
 
-enum Target {
+pub(crate) enum Target {
     Fleet,
     Org(OrgId),
     Project(ProjectId),
@@ -68,22 +68,15 @@ enum Target {
 }
 
 impl ClusterState {
-    pub(crate) fn check_command(
-        &self,
-        actor: Option<&pb::Actor>,
-        body: &Body,
-    ) -> Result<(), Rejected> {
-        let principal = principal_of(actor)?;
-        if principal == Principal::System {
-            return Ok(());
-        }
+    /// What a command does (the action its principal needs) and to which part of the tree.
+    pub(crate) fn command_target(&self, body: &Body) -> Result<(Action, Target), Rejected> {
         let project = |id: &str| {
             ProjectId::parse(id).map_err(|_| Rejected::NotFound(format!("project `{id}`")))
         };
         let org = |id: &str| {
             OrgId::parse(id).map_err(|_| Rejected::NotFound(format!("organisation `{id}`")))
         };
-        let (action, target) = match body {
+        Ok(match body {
             Body::CreateInstance(c) => (Action::Deploy, Target::Project(project(&c.project_id)?)),
             Body::DeleteInstance(c) => (Action::Deploy, Target::Project(project(&c.project_id)?)),
             Body::CreateReservation(c) => {
@@ -145,7 +138,8 @@ impl ClusterState {
             | Body::StartLoginSession(_)
             | Body::StartPasswordReset(_)
             | Body::ResetPassword(_)
-            | Body::SsoLogin(_) => (Action::ReadOrg, Target::Anyone),
+            | Body::SsoLogin(_)
+            | Body::RecordRefusal(_) => (Action::ReadOrg, Target::Anyone),
             Body::UpdateProject(_)
             | Body::CreateJoinToken(_)
             | Body::SetNodeState(_)
@@ -160,7 +154,19 @@ impl ClusterState {
             | Body::ExpireReservations(_)
             | Body::UseJoinToken(_)
             | Body::AnnounceReplica(_) => (Action::OperateFleet, Target::SystemOnly),
-        };
+        })
+    }
+
+    pub(crate) fn check_command(
+        &self,
+        actor: Option<&pb::Actor>,
+        body: &Body,
+    ) -> Result<(), Rejected> {
+        let principal = principal_of(actor)?;
+        if principal == Principal::System {
+            return Ok(());
+        }
+        let (action, target) = self.command_target(body)?;
         let resource = match &target {
             Target::Anyone => return Ok(()),
             Target::SystemOnly => {

@@ -135,7 +135,10 @@ pub async fn sign_up(
         verification_expires_at_unix_ms: crate::clock::now_ms() + VERIFY_TTL_MS,
     };
     s.cluster
-        .propose_as(actor_of(&Principal::Anonymous, ""), Body::SignUp(command))
+        .propose_as(
+            actor_of(&Principal::Anonymous, &source),
+            Body::SignUp(command),
+        )
         .await??;
     let link = format!("{}/verify?user={user}&token={token}", s.public_url);
     let body = format!(
@@ -167,6 +170,7 @@ pub struct VerifyQuery {
 /// Confirms an email address from the mailed link (single use, 24 hours).
 pub async fn verify_email(
     State(s): State<ApiState>,
+    Source(source): Source,
     ApiQuery(q): ApiQuery<VerifyQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let bad = || {
@@ -184,7 +188,7 @@ pub async fn verify_email(
     match s
         .cluster
         .propose_as(
-            actor_of(&Principal::Anonymous, ""),
+            actor_of(&Principal::Anonymous, &source),
             Body::VerifyEmail(command),
         )
         .await?
@@ -293,7 +297,10 @@ pub async fn login(
         recovery_code_sha256: factor.recovery_sha256,
     };
     s.cluster
-        .propose_as(actor_of(&principal, ""), Body::StartLoginSession(command))
+        .propose_as(
+            actor_of(&principal, &source),
+            Body::StartLoginSession(command),
+        )
         .await??;
     let cookie = format!(
         "{SESSION_COOKIE}={token}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age={}",

@@ -138,7 +138,9 @@ impl OrgA {
             "/v1/sessions",
             "/v1/reservations",
         ];
-        if scoped.contains(&template) || (method == "GET" && template.contains("{id}")) {
+        if template == "/v1/audit-events" {
+            format!("{path}?org={}", self.org)
+        } else if scoped.contains(&template) || (method == "GET" && template.contains("{id}")) {
             format!("{path}?project={}", self.project)
         } else {
             path

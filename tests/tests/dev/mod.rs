@@ -1,5 +1,6 @@
 //! `vmcloud dev` as a new user runs it: a real process, the HTTP API, the CLI, the agent.
 
+mod audit;
 mod bad_input;
 mod browser;
 mod cli_customer;

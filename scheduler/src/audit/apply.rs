@@ -1,0 +1,172 @@
+//! `apply`'s side of the audit trail: what each command is about (taken before it applies, as
+//! a deleted project's organisation is gone after), then the event, chained to the last.
+
+use vmcloud_proto::pb::{self, actor::Who, command::Body};
+
+use crate::audit::types::AuditEvent;
+use crate::history::types::HistoryRecord;
+use crate::state::{ApplyResult, ClusterState};
+use crate::tenancy::commands::Target;
+
+/// What an event says before the outcome is known.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    actor: String,
+    source: String,
+    request_id: String,
+    action: &'static str,
+    resource: String,
+    org: Option<String>,
+    project: Option<String>,
+}
+
+fn actor_name(actor: Option<&pb::Actor>) -> String {
+    match actor.and_then(|a| a.who.as_ref()) {
+        Some(Who::UserId(u)) => format!("user:{u}"),
+        Some(Who::ApiKeyId(k)) => format!("key:{k}"),
+        Some(Who::NodeId(n)) => format!("node:{n}"),
+        Some(Who::System(_)) => "system".to_owned(),
+        // Entries from before principals were recorded replay as the system.
+        None if actor.is_none() => "system".to_owned(),
+        None => "anonymous".to_owned(),
+    }
+}
+
+/// `kind/id` of what a command acts on.
+fn resource_of(body: &Body) -> String {
+    let r = |kind: &str, id: &str| format!("{kind}/{id}");
+    match body {
+        Body::CreateProject(c) => r("project", &c.project_id),
+        Body::UpdateProject(c) => r("project", &c.project_id),
+        Body::DeleteProject(c) => r("project", &c.project_id),
+        Body::AddApiKey(c) => r("api_key", &c.key_id),
+        Body::RevokeApiKey(c) => r("api_key", &c.key_id),
+        Body::CreateInstance(c) => r("instance", &c.instance_id),
+        Body::DeleteInstance(c) => r("instance", &c.instance_id),
+        Body::CreateJob(c) => r(
+            "job",
+            c.members
+                .first()
+                .and_then(|m| m.job.as_ref())
+                .map_or("", |j| j.job_id.as_str()),
+        ),
+        Body::CreateReservation(c) => r("reservation", &c.reservation_id),
+        Body::PlaceInstances(c) => format!("instances/{}", c.placements.len()),
+        Body::ReclaimInstances(c) => format!("instances/{}", c.instance_ids.len()),
+        Body::ExpireReservations(c) => format!("reservations/{}", c.reservation_ids.len()),
+        Body::RegisterNode(c) => r("node", &c.node_id),
+        Body::ObserveInstances(c) => r("node", &c.node_id),
+        Body::SetNodeState(c) => r("node", &c.node_id),
+        Body::SetNodeLabels(c) => r("node", &c.node_id),
+        Body::LoseInstances(c) => r("node", &c.node_id),
+        Body::SetGpuHealth(c) => r("node", &c.node_id),
+        Body::CreateJoinToken(c) => r("join_token", &c.token_id),
+        Body::UseJoinToken(c) => r("join_token", &c.token_id),
+        Body::AnnounceReplica(c) => r("replica", &c.replica_id.to_string()),
+        Body::SignUp(c) => r("user", &c.user_id),
+        Body::CreateOrganisation(c) => r(
+            "organisation",
+            c.organisation.as_ref().map_or("", |o| o.org_id.as_str()),
+        ),
+        Body::UpdateOrganisation(c) => r("organisation", &c.org_id),
+        Body::SetOrganisationSso(c) => r("organisation", &c.org_id),
+        Body::SetMember(c) => r("user", &c.user_id),
+        Body::InviteMember(c) => r("invitation", &c.email),
+        Body::AcceptInvitation(c) => r("user", &c.user_id),
+        Body::VerifyEmail(c) => r("user", &c.user_id),
+        Body::StartLoginSession(c) => r("user", &c.user_id),
+        Body::EndLoginSessions(c) => r("user", &c.user_id),
+        Body::SetPassword(c) => r("user", &c.user_id),
+        Body::EnrolTotp(c) => r("user", &c.user_id),
+        Body::ConfirmTotp(c) => r("user", &c.user_id),
+        Body::DisableTotp(c) => r("user", &c.user_id),
+        Body::StartPasswordReset(c) => r("user", &c.user_id),
+        Body::ResetPassword(c) => r("user", &c.user_id),
+        Body::SsoLogin(c) => r("organisation", &c.org_id),
+        Body::RecordRefusal(c) => format!("request/{} {}", c.method, c.path),
+    }
+}
+
+impl ClusterState {
+    /// What the event of `body` will say, whatever its outcome.
+    pub(crate) fn audit_pending(
+        &self,
+        actor: Option<&pb::Actor>,
+        request: Option<&pb::Request>,
+        body: &Body,
+    ) -> Pending {
+        let (mut org, mut project) = (None, None);
+        match self.command_target(body) {
+            Ok((_, Target::Project(p))) => {
+                org = self.projects.get(&p).map(|p| p.org.to_string());
+                project = Some(p.to_string());
+            }
+            Ok((_, Target::Org(o))) => org = Some(o.to_string()),
+            _ => {}
+        }
+        match body {
+            Body::SignUp(c) => {
+                org = c.organisation.as_ref().map(|o| o.org_id.clone());
+                project = Some(c.project_id.clone());
+            }
+            Body::CreateOrganisation(c) => {
+                org = c.organisation.as_ref().map(|o| o.org_id.clone());
+            }
+            Body::SsoLogin(pb::SsoLogin { org_id, .. })
+            | Body::AcceptInvitation(pb::AcceptInvitation { org_id, .. }) => {
+                org = Some(org_id.clone());
+            }
+            _ => {}
+        }
+        Pending {
+            actor: actor_name(actor),
+            source: actor.map(|a| a.source.clone()).unwrap_or_default(),
+            request_id: request.map(|r| r.id.clone()).unwrap_or_default(),
+            action: if matches!(body, Body::RecordRefusal(_)) {
+                "refused_request"
+            } else {
+                crate::state::kinds::command_kind(body)
+            },
+            resource: resource_of(body),
+            org: org.filter(|o| !o.is_empty()),
+            project: project.filter(|p| !p.is_empty()),
+        }
+    }
+
+    /// Chains the event of the command at log `index` and hands it to history.
+    pub(crate) fn audit_record(
+        &mut self,
+        index: u64,
+        pending: Pending,
+        refusal: Option<&pb::RecordRefusal>,
+        result: &ApplyResult,
+    ) {
+        let outcome = match (refusal, result) {
+            (Some(r), _) => format!("refused: {} {}", r.status, r.kind),
+            (None, Ok(_)) => "ok".to_owned(),
+            (None, Err(e)) => format!("refused: {e}"),
+        };
+        let seq = self.history.next_seq(index);
+        let number = self.audit_head.events + 1;
+        let mut event = AuditEvent {
+            id: format!("ae-{index}-{seq}"),
+            number,
+            at_ms: self.now_ms,
+            actor: pending.actor,
+            source: pending.source,
+            request_id: pending.request_id,
+            action: pending.action.to_owned(),
+            resource: pending.resource,
+            org: pending.org,
+            project: pending.project,
+            outcome,
+            prev_hash: std::mem::take(&mut self.audit_head.hash),
+            hash: String::new(),
+        };
+        event.hash = event.compute_hash();
+        self.audit_head.events = number;
+        self.audit_head.hash = event.hash.clone();
+        self.history
+            .push(index, HistoryRecord::Audit(Box::new(event)));
+    }
+}
