@@ -267,6 +267,9 @@ enum BenchCommand {
     /// The replicated state at a million instances: memory per instance, snapshot write and
     /// restore, apply pauses while a snapshot is written, memory growth with history.
     State(bench::state::StateBenchArgs),
+    /// The audit trail at millions of events: memory before and after (flat), the time to
+    /// serve a filtered page.
+    Audit(bench::audit::AuditBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -413,6 +416,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::State(args),
             } => bench::state::state(args),
+            Command::Bench {
+                command: BenchCommand::Audit(args),
+            } => bench::audit::audit(args),
             Command::Sim {
                 command: SimCommand::Fleet(args),
             } => bench::placement::fleet(args),

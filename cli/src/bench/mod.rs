@@ -3,6 +3,7 @@
 
 pub mod agent_idle;
 pub mod api;
+pub mod audit;
 pub mod create;
 pub mod fleet;
 pub mod placement;
