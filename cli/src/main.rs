@@ -14,6 +14,7 @@ mod job_cmd;
 mod limits;
 mod node_cmd;
 mod profile;
+mod quota_cmd;
 mod reservation_cmd;
 mod scheduler_cmd;
 mod session_cmd;
@@ -179,6 +180,13 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// Quotas: limits and usage per region, requests for more; operators set and decide.
+    Quota {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: quota_cmd::QuotaCommand,
+    },
     /// Join tokens for new hosts (operators): create, list.
     Token {
         #[command(flatten)]
@@ -303,6 +311,7 @@ fn main() -> ExitCode {
         | Command::Node { .. }
         | Command::Token { .. }
         | Command::Audit { .. }
+        | Command::Quota { .. }
         | Command::Reservation { .. }
         | Command::Job { .. }
         | Command::Session { .. }
@@ -392,6 +401,7 @@ fn main() -> ExitCode {
             Command::Reservation { client, command } => reservation_cmd::run(client, command).await,
             Command::Token { client, command } => token_cmd::run(client, command).await,
             Command::Audit { client, command } => audit_cmd::run(client, command).await,
+            Command::Quota { client, command } => quota_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },
             } => bench::create::create(client, args).await,

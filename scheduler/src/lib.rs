@@ -37,6 +37,7 @@ pub mod mail;
 pub mod nodes;
 pub mod placement;
 pub mod placement_controller;
+pub mod quotas;
 pub mod raft_handle;
 pub mod request_context;
 pub mod reservations;

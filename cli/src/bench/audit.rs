@@ -77,7 +77,7 @@ fn run(args: &AuditBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         }
         .encode_to_vec();
         let out = state.apply(index, &data);
-        if index % BATCH as u64 == 0 {
+        if index.is_multiple_of(BATCH as u64) {
             state.publish();
         }
         out.map(|_| ())

@@ -28,6 +28,7 @@ use crate::instances::api as instances;
 use crate::jobs::api as jobs;
 use crate::join::api as join_tokens;
 use crate::nodes::api as nodes;
+use crate::quotas::api as quotas;
 use crate::reservations::api as reservations;
 use crate::sessions::api as sessions;
 use crate::tenancy::api as projects;
@@ -123,6 +124,14 @@ pub fn router(state: ApiState) -> Router {
             get(join_tokens::list).post(join_tokens::create),
         )
         .route("/v1/audit-events", get(crate::audit::api::list))
+        .route("/v1/quotas", get(quotas::get))
+        .route(
+            "/v1/quota-requests",
+            get(quotas::list).post(quotas::request),
+        )
+        .route("/v1/quota-requests/{id}/approve", post(quotas::approve))
+        .route("/v1/quota-requests/{id}/decline", post(quotas::decline))
+        .route("/v1/projects/{id}/quotas", axum::routing::put(quotas::set))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{id}", get(nodes::get).patch(nodes::patch))
         .route("/v1/cluster", get(cluster::status))

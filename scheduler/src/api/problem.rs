@@ -188,6 +188,12 @@ impl From<Rejected> for Problem {
                 "Trial limit",
                 msg,
             ),
+            Rejected::QuotaExceeded(msg) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "quota-exceeded",
+                "Quota exceeded",
+                msg,
+            ),
             Rejected::IdempotencyKeyReused(msg) => {
                 Problem::unprocessable("idempotency-key-reused", "Idempotency-Key reused", msg)
             }

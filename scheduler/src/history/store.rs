@@ -1,6 +1,6 @@
 //! The replica's history store: redb, one table keyed by (log index, sequence), each value a
 //! [`HistoryRecord`] as MessagePack with field names (the snapshot format's encoding, so a
-//! newer binary reads older records). Written in batches without fsync (see the module above
+//! newer binary reads older records). Written in batches without fsync, but for one in 32 (see the module above
 //! for why that is safe); read by paging.
 
 use std::path::{Path, PathBuf};
@@ -43,7 +43,14 @@ pub enum HistoryError {
 pub struct HistoryStore {
     pub(super) db: Database,
     pub(super) path: PathBuf,
+    /// Commits since the last durable one.
+    since_durable: std::sync::atomic::AtomicU32,
 }
+
+/// Every this many commits one is durable: redb keeps what non-durable commits free in
+/// memory (and the file grows) until a durable commit, so a long run of them grows without
+/// bound (redb issue 810). One fsync per this many batches keeps memory and file flat.
+const DURABLE_EVERY: u32 = 32;
 
 /// A page of history and where the next one starts (`None`: this was the last).
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +83,7 @@ impl HistoryStore {
         let store = HistoryStore {
             db,
             path: path.to_owned(),
+            since_durable: Default::default(),
         };
         store.write(|t| {
             t.open_table(RECORDS)?;
@@ -100,8 +108,16 @@ impl HistoryStore {
         f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
     ) -> Result<(), HistoryError> {
         let mut txn = self.db.begin_write().map_err(|e| self.failed(e))?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| self.failed(e))?;
+        let n = self
+            .since_durable
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n + 1 >= DURABLE_EVERY {
+            self.since_durable
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            txn.set_durability(Durability::None)
+                .map_err(|e| self.failed(e))?;
+        }
         f(&txn).map_err(|e| self.failed(e))?;
         txn.commit().map_err(|e| self.failed(e))
     }
@@ -224,7 +240,12 @@ impl FrozenHistory {
     }
 }
 
-/// Writes history records on a thread of its own, so a slow commit never holds up `apply`.
+/// Batches queued for the writer at most: beyond, the applier waits for it (memory stays
+/// flat however fast entries are applied; the writer's pace is the applier's).
+const QUEUED_BATCHES: usize = 256;
+
+/// Writes history records on a thread of its own, so a slow commit does not hold up `apply`
+/// (unless the writer is [`QUEUED_BATCHES`] behind).
 ///
 /// The applier hands over each batch's records with the batch's last log index; the writer
 /// coalesces what is queued into one transaction. A snapshot waits (on its own thread) until
@@ -232,7 +253,7 @@ impl FrozenHistory {
 #[derive(Debug, Clone)]
 pub struct HistoryWriter {
     store: Arc<HistoryStore>,
-    queue: std::sync::mpsc::Sender<(u64, Vec<(HistoryKey, HistoryRecord)>)>,
+    queue: std::sync::mpsc::SyncSender<(u64, Vec<(HistoryKey, HistoryRecord)>)>,
     written: Arc<(Mutex<u64>, Condvar)>,
     /// The last log index whose records were queued: batches without records send nothing,
     /// and everything up to any later index is written once this one is.
@@ -243,7 +264,9 @@ impl HistoryWriter {
     /// Starts the writer thread for `store`.
     pub fn start(store: HistoryStore) -> HistoryWriter {
         let store = Arc::new(store);
-        let (queue, rx) = std::sync::mpsc::channel::<(u64, Vec<(HistoryKey, HistoryRecord)>)>();
+        let (queue, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<(HistoryKey, HistoryRecord)>)>(
+            QUEUED_BATCHES,
+        );
         let written: Arc<(Mutex<u64>, Condvar)> = Arc::default();
         let (s, w) = (store.clone(), written.clone());
         std::thread::Builder::new()

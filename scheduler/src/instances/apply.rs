@@ -30,6 +30,14 @@ impl ClusterState {
             return Err(Rejected::Exists(format!("instance {id}")));
         }
         self.check_trial(&project, !c.gpu_model.is_empty())?;
+        self.check_quota(
+            &project,
+            &c.region,
+            c.vcpus,
+            c.memory_mib,
+            &c.gpu_model,
+            c.gpu_count,
+        )?;
         let market = c.market();
         let instance = Instance {
             state: InstanceState::Pending,
@@ -114,6 +122,11 @@ impl ClusterState {
             .entry(instance.project.clone())
             .or_default()
             .insert((instance.created_at_ms, id.clone()));
+        self.index
+            .quota_used
+            .entry((instance.project.clone(), instance.region.clone()))
+            .or_default()
+            .add(&instance);
         self.instances.insert(id, Arc::new(instance.clone()));
         Ok(Applied::Instance(Box::new(instance)))
     }

@@ -135,6 +135,7 @@ impl ClusterState {
         if self.reservations.contains_key(&id) {
             return Err(Rejected::Exists(format!("reservation {id}")));
         }
+        self.check_reservation_quota(&project, &c.region)?;
         if c.count == 0 || c.count > MAX_SLOTS || c.slot_nodes.len() != c.count as usize {
             return Err(Rejected::Invalid(format!(
                 "a reservation holds 1 to {MAX_SLOTS} slots, one node each"

@@ -27,6 +27,8 @@ pub struct StateIndex {
     /// Each project's instances in the state (live, or ending), by (creation time, id): lists
     /// page through them and trial limits count them without walking every instance.
     pub per_project: HashMap<ProjectId, OrdSet<(i64, InstanceId)>>,
+    /// What each project holds in each region (its instances), for quotas.
+    pub quota_used: HashMap<(ProjectId, String), crate::quotas::types::Used>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -45,5 +45,8 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::InviteMember(_) => "invite_member",
         Body::AcceptInvitation(_) => "accept_invitation",
         Body::RecordRefusal(_) => "record_refusal",
+        Body::SetQuota(_) => "set_quota",
+        Body::RequestQuota(_) => "request_quota",
+        Body::DecideQuotaRequest(_) => "decide_quota_request",
     }
 }

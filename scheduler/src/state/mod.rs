@@ -32,6 +32,7 @@ use crate::history::types::HistoryBuffer;
 use crate::idempotency::types::IdempotencyKeys;
 use crate::instances::types::Instance;
 use crate::nodes::types::{Node, ReplicaAddrs};
+use crate::quotas::types::{Limits, QuotaRequest};
 use crate::reservations::types::Reservation;
 use crate::state::index::StateIndex;
 use crate::tenancy::types::{ApiKey, LoginSession, Organisation, Project, User};
@@ -49,6 +50,12 @@ pub struct ClusterState {
     /// What each Idempotency-Key did in the last 24 hours (see [`crate::idempotency`]).
     #[serde(default)]
     pub idempotency_keys: IdempotencyKeys,
+    /// Limits operators set over the defaults, by project and region (see [`crate::quotas`]).
+    #[serde(default)]
+    pub quotas: OrdMap<ProjectId, std::collections::BTreeMap<String, Limits>>,
+    /// Requests for higher limits, by id.
+    #[serde(default)]
+    pub quota_requests: OrdMap<String, QuotaRequest>,
     /// The end of the audit trail's hash chain (the events are in history).
     #[serde(default)]
     pub audit_head: AuditHead,
@@ -195,6 +202,9 @@ impl ClusterState {
             Body::AnnounceReplica(c) => self.announce_replica(c),
             // Recorded by the audit trail; changes nothing else.
             Body::RecordRefusal(_) => Ok(Applied::Done),
+            Body::SetQuota(c) => self.set_quota(c),
+            Body::RequestQuota(c) => self.request_quota(c, at),
+            Body::DecideQuotaRequest(c) => self.decide_quota_request(c, at),
         }
     }
 }

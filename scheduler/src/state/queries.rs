@@ -26,6 +26,7 @@ impl ClusterState {
             terminating: OrdSet::new(),
             sessions: Default::default(),
             per_project: Default::default(),
+            quota_used: Default::default(),
         };
         for r in self.reservations.values() {
             for s in r.slots.iter().filter(|s| s.instance.is_none()) {
@@ -56,6 +57,11 @@ impl ClusterState {
                 .entry(i.project.clone())
                 .or_default()
                 .insert((i.created_at_ms, i.id.clone()));
+            index
+                .quota_used
+                .entry((i.project.clone(), i.region.clone()))
+                .or_default()
+                .add(i);
         }
         self.index = index;
     }
@@ -86,6 +92,13 @@ impl ClusterState {
 
     /// Drops a removed instance from the indexes that are not kept by usage.
     pub(crate) fn forget(&mut self, removed: &Instance) {
+        let key = (removed.project.clone(), removed.region.clone());
+        if let Some(used) = self.index.quota_used.get_mut(&key) {
+            used.remove(removed);
+            if used.instances == 0 {
+                self.index.quota_used.remove(&key);
+            }
+        }
         if let Some(set) = self.index.per_project.get_mut(&removed.project) {
             set.remove(&(removed.created_at_ms, removed.id.clone()));
             if set.is_empty() {

@@ -26,6 +26,9 @@ pub enum Rejected {
     /// A trial organisation asked for more than its trial allows (GPUs, instances).
     #[error("{0}")]
     TrialLimit(String),
+    /// A create would take the project past a quota: what is used, the limit, how to ask.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The request's Idempotency-Key was used before for a different request (another
     /// method, path or body).
     #[error("{0}")]

@@ -140,7 +140,13 @@ impl ClusterState {
             | Body::ResetPassword(_)
             | Body::SsoLogin(_)
             | Body::RecordRefusal(_) => (Action::ReadOrg, Target::Anyone),
+            Body::RequestQuota(c) => (
+                Action::ManageProject,
+                Target::Project(project(&c.project_id)?),
+            ),
             Body::UpdateProject(_)
+            | Body::SetQuota(_)
+            | Body::DecideQuotaRequest(_)
             | Body::CreateJoinToken(_)
             | Body::SetNodeState(_)
             | Body::SetNodeLabels(_) => (Action::OperateFleet, Target::Fleet),
