@@ -205,9 +205,10 @@ impl Client {
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
             let page_path = match &cursor {
-                Some(c) => format!("{path}?limit=1000&cursor={c}"),
-                None => format!("{path}?limit=1000"),
+                Some(c) => format!("{path}{sep}limit=1000&cursor={c}"),
+                None => format!("{path}{sep}limit=1000"),
             };
             let page = self
                 .call(Method::GET, &page_path, None, false)

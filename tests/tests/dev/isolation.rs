@@ -81,9 +81,15 @@ fn walk_of(method: &str, path: &str) -> Walk {
         (
             "GET",
             "/v1/instances" | "/v1/jobs" | "/v1/sessions" | "/v1/reservations" | "/v1/projects"
-            | "/v1/organisations",
+            | "/v1/organisations" | "/v1/quotas" | "/v1/quota-requests",
         ) => List,
-        ("POST", "/v1/instances" | "/v1/jobs" | "/v1/sessions" | "/v1/reservations") => Hidden, // with ?project=<A's project>
+        (
+            "POST",
+            "/v1/instances" | "/v1/jobs" | "/v1/sessions" | "/v1/reservations"
+            | "/v1/quota-requests",
+        ) => Hidden, // with ?project=<A's project>
+        // Operators only: refused before anything is looked up.
+        (_, p) if p.starts_with("/v1/quota-requests/") || p.ends_with("/quotas") => Fleet,
         ("POST", "/v1/projects") => Hidden, // in A's organisation
         ("POST", "/v1/organisations") => NotTenantData("makes a new organisation of the caller's"),
         (_, p) if p.starts_with("/v1/nodes") || p.starts_with("/v1/cluster") => Fleet,
@@ -137,6 +143,8 @@ impl OrgA {
             "/v1/jobs",
             "/v1/sessions",
             "/v1/reservations",
+            "/v1/quotas",
+            "/v1/quota-requests",
         ];
         if template == "/v1/audit-events" {
             format!("{path}?org={}", self.org)
@@ -173,6 +181,10 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/reservations") => Some(json!({"flavor": "vps-s", "region": "par",
             "count": 1, "term_months": 12})),
         ("POST", "/v1/projects") => Some(json!({"organisation": a.org, "name": "intruder"})),
+        ("POST", "/v1/quota-requests") => {
+            Some(json!({"region": "par", "vcpus": 64, "reason": "more"}))
+        }
+        ("PUT", t) if t.ends_with("/quotas") => Some(json!({"region": "par", "vcpus": 64})),
         ("POST", t) if t.ends_with("/keys") => Some(json!({"name": "x", "role": "project-admin"})),
         ("POST", t) if t.ends_with("/members") => {
             Some(json!({"email": "bob@example.org", "role": "admin"}))

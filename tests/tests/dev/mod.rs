@@ -15,6 +15,7 @@ mod liveness;
 mod mail;
 mod mfa;
 mod pagination;
+mod quotas;
 mod rate_limits;
 mod reservations;
 mod restart;
