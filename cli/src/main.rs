@@ -173,6 +173,11 @@ enum Command {
         #[command(subcommand)]
         command: node_cmd::NodeCommand,
     },
+    /// The API's contract: `vmcloud api spec` prints its OpenAPI 3.1 document.
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
     /// The audit trail: list, export as JSON lines, verify the hash chain.
     Audit {
         #[command(flatten)]
@@ -281,6 +286,13 @@ enum BenchCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ApiCommand {
+    /// Print the OpenAPI 3.1 document of this build's API (what `GET /v1/openapi.json`
+    /// serves).
+    Spec,
+}
+
+#[derive(Debug, Subcommand)]
 enum SimCommand {
     /// Generate a fleet (seeded) and print its summary as JSON.
     Fleet(bench::placement::FleetArgs),
@@ -311,6 +323,7 @@ fn main() -> ExitCode {
         | Command::Node { .. }
         | Command::Token { .. }
         | Command::Audit { .. }
+        | Command::Api { .. }
         | Command::Quota { .. }
         | Command::Reservation { .. }
         | Command::Job { .. }
@@ -401,6 +414,14 @@ fn main() -> ExitCode {
             Command::Reservation { client, command } => reservation_cmd::run(client, command).await,
             Command::Token { client, command } => token_cmd::run(client, command).await,
             Command::Audit { client, command } => audit_cmd::run(client, command).await,
+            Command::Api {
+                command: ApiCommand::Spec,
+            } => {
+                let doc =
+                    vmcloud_scheduler::api::openapi::document(&build_info::build_info().version);
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+                Ok(())
+            }
             Command::Quota { client, command } => quota_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },

@@ -12,7 +12,7 @@ use vmcloud_proto::config::{ConfigError, parse_toml};
 /// The catalog that ships with the scheduler.
 pub const DEFAULT_CATALOG: &str = include_str!("../../config/catalog.toml");
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
     pub regions: BTreeMap<String, Region>,
@@ -20,7 +20,7 @@ pub struct Catalog {
     pub images: BTreeMap<String, Image>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Region {
     pub name: String,
@@ -31,7 +31,7 @@ pub struct Region {
     pub partner: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RegionStatus {
     Active,
@@ -39,7 +39,7 @@ pub enum RegionStatus {
     Planned,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Flavor {
     pub vcpus: u32,
@@ -60,7 +60,7 @@ fn default_spot_notice() -> u32 {
     crate::instances::types::DEFAULT_PREEMPTION_NOTICE_S
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GpuSpec {
     pub model: String,
@@ -70,7 +70,7 @@ pub struct GpuSpec {
     pub mig: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
     pub name: String,

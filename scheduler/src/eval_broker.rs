@@ -27,7 +27,7 @@ pub const PRIORITY_NORMAL: u8 = 50;
 /// Waiting work includes a VIP or Priority+ game launch or a high-priority job.
 pub const PRIORITY_HIGH: u8 = 80;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Evaluation {
     pub id: u64,
     pub region: String,
@@ -55,7 +55,7 @@ enum EntryState {
 }
 
 /// What the broker holds, for `/metrics` and `GET /v1/evaluations`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Backlog {
     pub ready: usize,
     pub unacked: usize,
@@ -66,7 +66,7 @@ pub struct Backlog {
     pub evaluations: Vec<EvaluationView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EvaluationView {
     #[serde(flatten)]
     pub eval: Evaluation,

@@ -288,3 +288,49 @@ pub fn cli(config_home: &Path, args: &[&str]) -> Output {
         .output()
         .expect("the CLI runs")
 }
+
+/// Every (method, path) the API's router declares, read from its source
+/// (`scheduler/src/api/mod.rs`).
+pub fn declared_routes() -> std::collections::BTreeSet<(String, String)> {
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scheduler/src/api/mod.rs"
+    ))
+    .unwrap();
+    let mut routes = std::collections::BTreeSet::new();
+    for chunk in source.split(".route(").skip(1) {
+        let chunk = chunk.split(".fallback(").next().unwrap();
+        let path = chunk.split('"').nth(1).unwrap().to_owned();
+        for method in ["get", "post", "patch", "delete", "put"] {
+            let call = format!("{method}(");
+            let found = chunk.match_indices(&call).any(|(i, _)| {
+                i == 0
+                    || !chunk.as_bytes()[i - 1].is_ascii_alphanumeric()
+                        && chunk.as_bytes()[i - 1] != b'_'
+            });
+            if found {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+/// A Python that can import `module`: $VMCLOUD_PYTHON, the repository's .venv (which
+/// scripts/test makes), or python3.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let candidates = [
+        std::env::var_os("VMCLOUD_PYTHON").map(PathBuf::from),
+        Some(venv),
+        Some(PathBuf::from("python3")),
+    ];
+    candidates.into_iter().flatten().find(|py| {
+        Command::new(py)
+            .args(["-c", &format!("import {module}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}

@@ -11,7 +11,7 @@ use vmcloud_consensus::ProposeError;
 use crate::api::context::{ApiJson, ApiState, Operator};
 use crate::api::problem::Problem;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClusterView {
     /// Raft id of the replica that answered.
     pub replica: u64,
@@ -75,7 +75,7 @@ fn membership_problem(e: ProposeError) -> Problem {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     /// Raft id of the new replica.
@@ -179,7 +179,7 @@ pub async fn status(State(s): State<ApiState>, _operator: Operator) -> Json<Clus
     Json(view(&s))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// Raft id of the voter that should lead.

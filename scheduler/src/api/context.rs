@@ -49,7 +49,7 @@ pub struct ApiQuery<T>(pub T);
 /// confirms with a quorum that it has everything committed (ReadIndex), so a read through
 /// any replica sees every write acknowledged before it. `?stale=true` skips that (cheaper,
 /// for dashboards) and answers from whatever the replica has applied.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ReadOptions {
     #[serde(default)]
@@ -303,7 +303,7 @@ impl FromRequestParts<ApiState> for Operator {
 pub(crate) use crate::clock::rfc3339;
 
 /// Where a queued workload (a job, a game launch) stands; all absent once it is not queued.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct QueuePlace {
     /// 1 = next in its queue.
     #[serde(skip_serializing_if = "Option::is_none")]

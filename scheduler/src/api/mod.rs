@@ -6,9 +6,10 @@
 //! can drive it without a socket.
 
 pub mod audit;
-mod cluster;
+pub(crate) mod cluster;
 pub mod context;
 pub mod limits;
+pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod request;
@@ -45,6 +46,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/version", get(version))
+        .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/catalog", get(catalog))
         .route(
             "/v1/instances",

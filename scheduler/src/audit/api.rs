@@ -16,7 +16,7 @@ use crate::history::audit_index::AuditFilter;
 use crate::history::types::HistoryKey;
 use crate::tenancy::authz::{Action, Principal, Resource};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     #[serde(default)]
@@ -46,7 +46,7 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditList {
     pub events: Vec<AuditEvent>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// One audited command or refusal. Field order matters: the hash covers the fields in this
 /// order, as JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// `ae-<log index>-<n>`: where it sits in the log, its order in the chain.
     pub id: String,

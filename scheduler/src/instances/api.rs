@@ -22,7 +22,7 @@ use crate::instances::types::{Instance, Market};
 use crate::state::Applied;
 use crate::tenancy::authz::{Action, Resource};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstanceRequest {
     pub flavor: String,
@@ -60,7 +60,7 @@ pub struct CreateInstanceRequest {
     pub ssh_keys: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InstanceView {
     pub id: String,
     pub name: String,
@@ -101,13 +101,13 @@ pub struct InstanceView {
     pub notices: Vec<NoticeView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NoticeView {
     pub at: String,
     pub message: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GpuView {
     pub model: String,
     pub count: u32,
@@ -155,7 +155,7 @@ impl InstanceView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InstanceList {
     pub instances: Vec<InstanceView>,
     /// Pass as `?cursor=` for the next page; absent on the last.

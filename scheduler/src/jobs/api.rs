@@ -26,7 +26,7 @@ pub const MAX_MEMBERS: u32 = 64;
 /// Longest maximum run time: 7 days.
 pub const MAX_RUNTIME_S: u32 = 7 * 86_400;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitJobRequest {
     pub region: String,
@@ -56,7 +56,7 @@ pub struct SubmitJobRequest {
     pub preemption_notice_s: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub name: String,
@@ -114,7 +114,7 @@ impl JobView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobList {
     pub jobs: Vec<JobView>,
     /// Pass as `?cursor=` for the next page; absent on the last.

@@ -13,7 +13,7 @@ use crate::api::problem::Problem;
 use crate::clock::now_ms;
 use crate::join::types::{DEFAULT_TTL_S, JoinToken, MAX_TTL_S, MIN_TTL_S, TokenSecret};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// The node the host joins as (a DNS label).
@@ -23,7 +23,7 @@ pub struct CreateTokenRequest {
     pub ttl_s: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: String,
     pub node_name: String,
@@ -60,7 +60,7 @@ impl TokenView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<TokenView>,
 }

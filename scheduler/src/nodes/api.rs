@@ -18,7 +18,7 @@ use crate::nodes::mig;
 use crate::nodes::types::{Node, NodeState};
 use crate::state::ClusterState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub id: String,
     pub region: String,
@@ -66,7 +66,7 @@ pub struct NodeView {
     pub conditions: Vec<ConditionView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TelemetryView {
     pub cpu_percent: f32,
     pub memory_used_mib: u64,
@@ -76,14 +76,15 @@ pub struct TelemetryView {
     pub gpu_utilization_pct: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConditionView {
     pub kind: String,
     pub subject: String,
     pub message: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NodeGpuView)]
 pub struct GpuView {
     pub model: String,
     pub pci_address: String,
@@ -101,7 +102,7 @@ pub struct GpuView {
     pub mig_slices: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeList {
     pub nodes: Vec<NodeView>,
 }
@@ -228,7 +229,7 @@ pub async fn get(
 
 /// `PATCH /v1/nodes/{id}`: any of state (with reason and, for a drain, a deadline), labels,
 /// pools. Labels and pools replace the old ones when given.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodePatch {
     #[serde(default)]

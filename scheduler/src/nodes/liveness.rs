@@ -54,7 +54,7 @@ impl Default for LivenessConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Liveness {
     Alive,
@@ -75,7 +75,7 @@ pub struct NodeFacts {
 }
 
 /// A datacenter whose nodes went silent together.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PartitionAlarm {
     pub region: String,
     pub silent: usize,

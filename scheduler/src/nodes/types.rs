@@ -16,7 +16,7 @@ pub const CPU_OVERCOMMIT: u32 = 4;
 /// Memory kept back on every host for the host itself and the hypervisor.
 pub const HOST_RESERVED_MEMORY_MIB: u64 = 1024;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplicaAddrs {
     /// The agent gateway, HOST:PORT.
     pub gateway: String,

@@ -20,20 +20,20 @@ use crate::quotas::types::{Limits, QuotaRequest, RequestState, Used};
 use crate::tenancy::authz::{Action, Principal, Resource};
 
 /// One region's limits and what is used of them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RegionQuota {
     pub region: String,
     pub limits: Limits,
     pub used: Used,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QuotaView {
     pub project: String,
     pub regions: Vec<RegionQuota>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaQuery {
     #[serde(default)]
@@ -100,7 +100,7 @@ pub async fn get(
 }
 
 /// Limits, as requests write them; absent: unchanged.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsBody {
     #[serde(default)]
@@ -149,7 +149,7 @@ impl LimitsBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetQuotaBody {
     pub region: String,
@@ -188,7 +188,7 @@ pub async fn set(
     Ok(Json(view(&s, &project, Some(&body.region))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaRequestBody {
     pub region: String,
@@ -198,7 +198,7 @@ pub struct QuotaRequestBody {
     pub wanted: LimitsBody,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QuotaRequestView {
     pub id: String,
     pub project: String,
@@ -289,7 +289,7 @@ pub async fn request(
     ))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QuotaRequestList {
     pub quota_requests: Vec<QuotaRequestView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -345,7 +345,7 @@ pub async fn list(
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
     /// Said to the project (why, or what was granted).

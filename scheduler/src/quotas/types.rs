@@ -9,7 +9,7 @@ use crate::instances::types::Instance;
 use crate::tenancy::types::OrgKind;
 
 /// Limits on what a project holds in one region; `None`: no limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances: Option<u32>,
@@ -100,7 +100,7 @@ pub fn defaults(kind: OrgKind, provider: bool) -> Limits {
 }
 
 /// What a project holds in one region.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Used {
     pub instances: u32,
     pub vcpus: u32,
@@ -138,7 +138,7 @@ impl Used {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestState {
     Open,

@@ -21,7 +21,7 @@ use crate::tenancy::authz::{Action, Resource};
 /// Commitment terms offered, in months.
 const TERMS_MONTHS: [u32; 3] = [12, 24, 36];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateReservationRequest {
     pub region: String,
@@ -38,7 +38,7 @@ pub struct CreateReservationRequest {
     pub term_months: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReservationView {
     pub id: String,
     pub region: String,
@@ -71,7 +71,7 @@ impl ReservationView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReservationList {
     pub reservations: Vec<ReservationView>,
     /// Pass as `?cursor=` for the next page; absent on the last.

@@ -29,7 +29,7 @@ use crate::tenancy::authz::{Action, Resource};
 /// The image every session boots: the game-streaming server.
 pub const SESSION_IMAGE: &str = "game-streaming";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchRequest {
     /// The game (a catalog slug, e.g. `cyberpunk-2077`).
@@ -56,7 +56,7 @@ pub struct LaunchRequest {
 }
 
 /// A latency target: `{"max_ms": 30, "rtt_ms": {"par": 12, "fra": 19, "ams": 24}}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyRequest {
     /// The most round trip the gamer accepts, in ms (1 to 500).
@@ -68,7 +68,7 @@ pub struct LatencyRequest {
 /// Longest latency target a launch may give.
 pub const MAX_LATENCY_MS: u32 = 500;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: String,
     pub title: String,
@@ -127,7 +127,7 @@ impl SessionView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionList {
     pub sessions: Vec<SessionView>,
     /// Pass as `?cursor=` for the next page; absent on the last.

@@ -18,7 +18,7 @@ use crate::tenancy::types::Role;
 use crate::tenancy::types::{ApiKey, MAX_SHARE_WEIGHT, Project};
 use crate::tenancy::validate;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProjectRequest {
     /// Weight of its fair share of the AI job queues (1 to 1000).
@@ -29,7 +29,7 @@ pub struct UpdateProjectRequest {
     pub gaming_tier: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProjectView {
     pub id: String,
     pub name: String,
@@ -82,7 +82,7 @@ pub async fn list(
     Ok(Json(views))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProjectRequest {
     pub organisation: String,
@@ -159,7 +159,7 @@ pub async fn delete(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub id: String,
     pub name: String,
@@ -209,7 +209,7 @@ pub async fn list_keys(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     pub name: String,

@@ -32,7 +32,7 @@ fn invalid(kind: &'static str, title: &'static str) -> impl Fn(validate::Invalid
     move |e| Problem::unprocessable(kind, title, e.0)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganisationRequest {
     pub name: String,
@@ -74,7 +74,7 @@ impl OrganisationRequest {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUpRequest {
     pub email: String,
@@ -82,7 +82,7 @@ pub struct SignUpRequest {
     pub organisation: OrganisationRequest,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SignUpView {
     pub user_id: String,
     pub organisation_id: String,
@@ -160,7 +160,7 @@ pub async fn sign_up(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyQuery {
     pub user: String,
@@ -207,7 +207,7 @@ pub async fn verify_email(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub email: String,
@@ -220,7 +220,7 @@ pub struct LoginRequest {
     pub recovery_code: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginView {
     pub user_id: String,
     /// `vms_…`: send as `Authorization: Bearer <token>`; browsers get it as a cookie.
@@ -372,7 +372,7 @@ pub async fn logout_everywhere(State(s): State<ApiState>, who: Who) -> Result<Re
     Ok((cleared_cookie(), StatusCode::NO_CONTENT).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
     pub current_password: String,
@@ -422,7 +422,7 @@ pub async fn change_password(
     Ok((cleared_cookie(), StatusCode::NO_CONTENT).into_response())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MeView {
     pub principal: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -448,7 +448,7 @@ pub struct MeView {
     pub session_mfa: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Membership {
     pub id: String,
     pub name: String,
@@ -521,7 +521,8 @@ pub async fn me(State(s): State<ApiState>, who: Who) -> Result<Json<MeView>, Pro
     Ok(Json(view))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = LoginSessionView)]
 pub struct SessionView {
     pub id: String,
     pub created_at: String,

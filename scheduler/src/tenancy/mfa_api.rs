@@ -49,7 +49,7 @@ fn now_s() -> u64 {
     (crate::clock::now_ms() / 1000).max(0) as u64
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EnrolmentView {
     /// Scan this in an authenticator app…
     pub otpauth_url: String,
@@ -83,13 +83,13 @@ pub async fn enrol(State(s): State<ApiState>, who: Who) -> Result<Json<Enrolment
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     pub code: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecoveryView {
     /// Each works once instead of a code; shown only now.
     pub recovery_codes: Vec<String>,

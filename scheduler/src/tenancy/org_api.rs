@@ -15,7 +15,7 @@ use crate::tenancy::types::Organisation;
 use crate::tenancy::types::Role;
 use crate::tenancy::validate;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrganisationView {
     pub id: String,
     pub name: String,
@@ -32,7 +32,7 @@ pub struct OrganisationView {
     pub sso: Option<SsoSummary>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SsoSummary {
     pub issuer: String,
     pub client_id: String,
@@ -40,7 +40,7 @@ pub struct SsoSummary {
     pub default_role: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub user_id: String,
     pub email: String,
@@ -164,7 +164,7 @@ pub async fn create(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrganisationRequest {
     #[serde(default)]
@@ -230,7 +230,7 @@ pub async fn update(
     current(&s, &id)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberRequest {
     /// The user's email (they must have signed up; invitations by mail come later).

@@ -19,7 +19,7 @@ fn parse_project(id: &str) -> Result<ProjectId, Problem> {
     ProjectId::parse(id).map_err(|_| Problem::not_found(format!("project `{id}` does not exist")))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProjectMemberView {
     pub user_id: String,
     pub email: String,
@@ -58,7 +58,7 @@ pub async fn list(
     members(&s, &id).map(Json)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectMemberRequest {
     pub email: String,

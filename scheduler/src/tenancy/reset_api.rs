@@ -21,7 +21,7 @@ use crate::tenancy::{password, validate};
 /// How long a reset link works.
 const RESET_TTL_MS: i64 = 3_600_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     pub email: String,
@@ -78,7 +78,7 @@ pub async fn request(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     pub user: String,

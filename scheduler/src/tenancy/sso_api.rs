@@ -146,7 +146,7 @@ fn not_configured(org: &OrgId) -> Problem {
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SsoRequest {
     /// The provider's issuer URL (its discovery document is at
@@ -161,7 +161,7 @@ pub struct SsoRequest {
     pub default_role: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SsoView {
     pub issuer: String,
     pub client_id: String,
@@ -264,7 +264,7 @@ pub async fn delete_config(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct StartQuery {
     /// The organisation whose provider to use…
@@ -285,7 +285,7 @@ struct RoundTrip {
     expires_at_ms: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StartView {
     /// Send the browser here.
     pub authorization_url: String,
@@ -388,7 +388,7 @@ pub async fn start(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct CallbackQuery {
     #[serde(default)]
     pub code: Option<String>,
@@ -450,7 +450,7 @@ fn refused(kind: &'static str, title: &'static str, detail: String) -> Problem {
     Problem::new(status, kind, title, detail)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SsoLoginView {
     pub user_id: String,
     pub organisation: String,

@@ -3,7 +3,7 @@
 //! a password reset (the same answer for an unknown address, a link that works once), and the
 //! mail a new member gets.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,24 +25,6 @@ impl Drop for Sink {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A Python that has aiosmtpd: $VMCLOUD_PYTHON, the repository's .venv, or python3.
-fn python_with_aiosmtpd() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let candidates = [
-        std::env::var_os("VMCLOUD_PYTHON").map(PathBuf::from),
-        Some(venv),
-        Some(PathBuf::from("python3")),
-    ];
-    candidates.into_iter().flatten().find(|py| {
-        Command::new(py)
-            .args(["-c", "import aiosmtpd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
 }
 
 fn start_sink(python: &Path) -> Sink {
@@ -148,7 +130,7 @@ fn query_of(link: &str) -> (String, String) {
 
 #[tokio::test]
 async fn verification_reset_and_invitation_mails_go_through_smtp() {
-    let Some(python) = python_with_aiosmtpd() else {
+    let Some(python) = vmcloud_tests::python_with("aiosmtpd") else {
         vmcloud_proto::testing::skip(
             TEST,
             "no Python with aiosmtpd (scripts/test makes .venv with it; or set VMCLOUD_PYTHON)",

@@ -14,6 +14,7 @@ mod lifecycle;
 mod liveness;
 mod mail;
 mod mfa;
+mod openapi;
 mod pagination;
 mod quotas;
 mod rate_limits;

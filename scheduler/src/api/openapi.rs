@@ -1,0 +1,519 @@
+//! The OpenAPI 3.1 document of this API (`GET /v1/openapi.json`, `vmcloud api spec`).
+//!
+//! Generated from the code: every request and response body's schema is derived from the Rust
+//! type the handler decodes or encodes (`utoipa::ToSchema`), every query string's parameters
+//! from its query type (`utoipa::IntoParams`), and the operations from [`OPERATIONS`], one
+//! entry per route of [`crate::api::router`] — a test fails when a route exists that the
+//! document lacks, or the reverse, and when a problem type the code answers is missing from
+//! [`PROBLEM_KINDS`].
+
+use axum::Json;
+use serde_json::{Value, json};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
+use utoipa::openapi::{
+    ContentBuilder, InfoBuilder, OpenApi as Document, Ref, Required, ResponseBuilder,
+};
+use utoipa::{IntoParams, OpenApi};
+
+use crate::api::context::ReadOptions;
+use crate::api::pagination::ListQuery;
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone (the proof, if any, is in the request).
+    Public,
+    /// An API key or a login token (`Authorization: Bearer`, or the session cookie).
+    Bearer,
+    /// An operator's key or login.
+    Operator,
+}
+
+/// The query string an operation reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query {
+    None,
+    Read,
+    List,
+    Audit,
+    Quota,
+    Verify,
+    SsoStart,
+    SsoCallback,
+}
+
+/// One operation: a method on a path.
+#[derive(Debug, Clone, Copy)]
+pub struct Op {
+    /// `METHOD /path`.
+    pub route: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    pub auth: Auth,
+    pub query: Query,
+    /// The JSON request body's schema.
+    pub body: Option<&'static str>,
+    /// The success status and its JSON body's schema (`None`: no body, or not JSON).
+    pub ok: (u16, Option<&'static str>),
+}
+
+const fn op(
+    route: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    auth: Auth,
+    query: Query,
+    body: Option<&'static str>,
+    ok: (u16, Option<&'static str>),
+) -> Op {
+    Op {
+        route,
+        tag,
+        summary,
+        auth,
+        query,
+        body,
+        ok,
+    }
+}
+
+impl Op {
+    pub fn method(&self) -> &'static str {
+        self.route.split_once(' ').map_or("GET", |(m, _)| m)
+    }
+
+    pub fn path(&self) -> &'static str {
+        self.route.split_once(' ').map_or(self.route, |(_, p)| p)
+    }
+}
+
+use Auth::{Bearer, Operator as Ops, Public};
+use Query as Q;
+
+/// Every operation of the API.
+#[rustfmt::skip]
+pub const OPERATIONS: &[Op] = &[
+    op("GET /healthz", "service", "Liveness probe: `ok`", Public, Q::None, None, (200, None)),
+    op("GET /metrics", "service", "Prometheus metrics (OpenMetrics text)", Public, Q::None, None, (200, None)),
+    op("GET /v1/version", "service", "The build serving the request", Public, Q::None, None, (200, None)),
+    op("GET /v1/openapi.json", "service", "This document", Public, Q::None, None, (200, None)),
+    op("GET /v1/catalog", "service", "Regions, flavors and images", Public, Q::None, None, (200, Some("Catalog"))),
+    op("GET /v1/instances", "instances", "List the project's instances (paged)", Bearer, Q::List, None, (200, Some("InstanceList"))),
+    op("POST /v1/instances", "instances", "Create an instance", Bearer, Q::None, Some("CreateInstanceRequest"), (201, Some("InstanceView"))),
+    op("GET /v1/instances/{id}", "instances", "Get an instance", Bearer, Q::Read, None, (200, Some("InstanceView"))),
+    op("DELETE /v1/instances/{id}", "instances", "Delete an instance (its host stops and removes it)", Bearer, Q::None, None, (202, Some("InstanceView"))),
+    op("GET /v1/reservations", "reservations", "List the project's reservations (paged)", Bearer, Q::List, None, (200, Some("ReservationList"))),
+    op("POST /v1/reservations", "reservations", "Reserve capacity", Bearer, Q::None, Some("CreateReservationRequest"), (201, Some("ReservationView"))),
+    op("GET /v1/reservations/{id}", "reservations", "Get a reservation", Bearer, Q::Read, None, (200, Some("ReservationView"))),
+    op("GET /v1/jobs", "jobs", "List the project's AI batch jobs (paged)", Bearer, Q::List, None, (200, Some("JobList"))),
+    op("POST /v1/jobs", "jobs", "Submit a job", Bearer, Q::None, Some("SubmitJobRequest"), (201, Some("JobView"))),
+    op("GET /v1/jobs/{id}", "jobs", "Get a job", Bearer, Q::Read, None, (200, Some("JobView"))),
+    op("DELETE /v1/jobs/{id}", "jobs", "Cancel a job", Bearer, Q::None, None, (202, Some("JobView"))),
+    op("GET /v1/sessions", "sessions", "List the project's game sessions (paged)", Bearer, Q::List, None, (200, Some("SessionList"))),
+    op("POST /v1/sessions", "sessions", "Launch a game session", Bearer, Q::None, Some("LaunchRequest"), (201, Some("SessionView"))),
+    op("GET /v1/sessions/{id}", "sessions", "Get a game session", Bearer, Q::Read, None, (200, Some("SessionView"))),
+    op("DELETE /v1/sessions/{id}", "sessions", "End a game session", Bearer, Q::None, None, (202, Some("SessionView"))),
+    op("POST /v1/signup", "identity", "Sign up: a user, a trial organisation, a project", Public, Q::None, Some("SignUpRequest"), (201, Some("SignUpView"))),
+    op("GET /v1/verify-email", "identity", "Confirm an email address (the mailed link)", Public, Q::Verify, None, (200, None)),
+    op("POST /v1/login", "identity", "Log in: a login token and a session cookie", Public, Q::None, Some("LoginRequest"), (200, Some("LoginView"))),
+    op("POST /v1/logout", "identity", "End this login session", Bearer, Q::None, None, (204, None)),
+    op("POST /v1/logout-everywhere", "identity", "End every login session of the user", Bearer, Q::None, None, (204, None)),
+    op("POST /v1/password", "identity", "Change the password (ends other sessions)", Bearer, Q::None, Some("PasswordRequest"), (204, None)),
+    op("POST /v1/password-reset", "identity", "Mail a password reset link", Public, Q::None, Some("ResetRequest"), (202, None)),
+    op("POST /v1/password-reset/confirm", "identity", "Set a new password from a reset link", Public, Q::None, Some("ConfirmRequest"), (200, None)),
+    op("GET /v1/me", "identity", "Who the caller is", Bearer, Q::None, None, (200, Some("MeView"))),
+    op("POST /v1/me/totp", "identity", "Start enrolling an authenticator app (TOTP)", Bearer, Q::None, None, (200, Some("EnrolmentView"))),
+    op("DELETE /v1/me/totp", "identity", "Turn two-step verification off", Bearer, Q::None, None, (204, None)),
+    op("POST /v1/me/totp/confirm", "identity", "Confirm TOTP with a first code: recovery codes", Bearer, Q::None, Some("CodeRequest"), (200, Some("RecoveryView"))),
+    op("GET /v1/me/sessions", "identity", "The user's login sessions", Bearer, Q::None, None, (200, None)),
+    op("DELETE /v1/me/sessions/{id}", "identity", "End one of the user's login sessions", Bearer, Q::None, None, (204, None)),
+    op("GET /v1/organisations", "organisations", "The organisations the caller may see", Bearer, Q::Read, None, (200, None)),
+    op("POST /v1/organisations", "organisations", "Create an organisation (the caller owns it)", Bearer, Q::None, Some("OrganisationRequest"), (201, Some("OrganisationView"))),
+    op("GET /v1/organisations/{id}", "organisations", "Get an organisation with its members", Bearer, Q::Read, None, (200, Some("OrganisationView"))),
+    op("PATCH /v1/organisations/{id}", "organisations", "Change an organisation's settings", Bearer, Q::None, Some("UpdateOrganisationRequest"), (200, Some("OrganisationView"))),
+    op("POST /v1/organisations/{id}/members", "organisations", "Add a member, change a role, or invite by email", Bearer, Q::None, Some("MemberRequest"), (200, Some("MemberView"))),
+    op("DELETE /v1/organisations/{id}/members/{user}", "organisations", "Remove a member", Bearer, Q::None, None, (204, None)),
+    op("PUT /v1/organisations/{id}/sso", "organisations", "Set up single sign-on (OpenID Connect)", Bearer, Q::None, Some("SsoRequest"), (200, Some("SsoView"))),
+    op("DELETE /v1/organisations/{id}/sso", "organisations", "Turn single sign-on off", Bearer, Q::None, None, (204, None)),
+    op("POST /v1/invitations/accept", "organisations", "Accept an invitation (logged in with the invited address)", Bearer, Q::None, Some("AcceptRequest"), (200, None)),
+    op("GET /v1/sso/start", "identity", "Start a single sign-on log-in (redirects to the provider)", Public, Q::SsoStart, None, (303, None)),
+    op("GET /v1/sso/callback", "identity", "The provider's redirect back (authorization code)", Public, Q::SsoCallback, None, (303, None)),
+    op("GET /v1/projects", "projects", "The projects the caller may see", Bearer, Q::Read, None, (200, None)),
+    op("POST /v1/projects", "projects", "Create a project in an organisation", Bearer, Q::None, Some("CreateProjectRequest"), (201, Some("ProjectView"))),
+    op("GET /v1/projects/{id}", "projects", "Get a project", Bearer, Q::Read, None, (200, Some("ProjectView"))),
+    op("PATCH /v1/projects/{id}", "projects", "Operators: a project's fair share and gaming tier", Ops, Q::None, Some("UpdateProjectRequest"), (200, Some("ProjectView"))),
+    op("DELETE /v1/projects/{id}", "projects", "Delete an empty project (its keys go with it)", Bearer, Q::None, None, (204, None)),
+    op("GET /v1/projects/{id}/members", "projects", "The project's members", Bearer, Q::None, None, (200, None)),
+    op("POST /v1/projects/{id}/members", "projects", "Give a user a role in the project", Bearer, Q::None, Some("ProjectMemberRequest"), (200, None)),
+    op("DELETE /v1/projects/{id}/members/{user}", "projects", "Take a user's project role away", Bearer, Q::None, None, (204, None)),
+    op("GET /v1/projects/{id}/keys", "projects", "The project's API keys (never their secrets)", Bearer, Q::Read, None, (200, None)),
+    op("POST /v1/projects/{id}/keys", "projects", "Make an API key (its token is shown once)", Bearer, Q::None, Some("CreateKeyRequest"), (201, Some("KeyView"))),
+    op("DELETE /v1/projects/{id}/keys/{key}", "projects", "Revoke an API key", Bearer, Q::None, None, (204, None)),
+    op("PUT /v1/projects/{id}/quotas", "quotas", "Operators: set a project's limits in a region", Ops, Q::None, Some("SetQuotaBody"), (200, Some("QuotaView"))),
+    op("GET /v1/quotas", "quotas", "The project's limits and usage per region", Bearer, Q::Quota, None, (200, Some("QuotaView"))),
+    op("GET /v1/quota-requests", "quotas", "Quota requests: the project's, or every project's for operators (paged)", Bearer, Q::List, None, (200, Some("QuotaRequestList"))),
+    op("POST /v1/quota-requests", "quotas", "Ask for higher limits in a region", Bearer, Q::None, Some("QuotaRequestBody"), (201, Some("QuotaRequestView"))),
+    op("POST /v1/quota-requests/{id}/approve", "quotas", "Operators: grant a quota request", Ops, Q::None, Some("DecisionBody"), (200, Some("QuotaRequestView"))),
+    op("POST /v1/quota-requests/{id}/decline", "quotas", "Operators: decline a quota request", Ops, Q::None, Some("DecisionBody"), (200, Some("QuotaRequestView"))),
+    op("GET /v1/audit-events", "audit", "The audit trail (hash-chained; paged)", Bearer, Q::Audit, None, (200, Some("AuditList"))),
+    op("GET /v1/join-tokens", "fleet", "Operators: join tokens for new hosts", Ops, Q::Read, None, (200, Some("TokenList"))),
+    op("POST /v1/join-tokens", "fleet", "Operators: make a join token (shown once)", Ops, Q::None, Some("CreateTokenRequest"), (201, Some("TokenView"))),
+    op("GET /v1/nodes", "fleet", "Operators: the hosts", Ops, Q::Read, None, (200, Some("NodeList"))),
+    op("GET /v1/nodes/{id}", "fleet", "Operators: a host", Ops, Q::Read, None, (200, Some("NodeView"))),
+    op("PATCH /v1/nodes/{id}", "fleet", "Operators: cordon, drain, maintenance, uncordon; labels", Ops, Q::None, Some("NodePatch"), (200, Some("NodeView"))),
+    op("GET /v1/cluster", "fleet", "Operators: the scheduler replicas and Raft", Ops, Q::None, None, (200, Some("ClusterView"))),
+    op("POST /v1/cluster/members", "fleet", "Operators: add a scheduler replica", Ops, Q::None, Some("JoinRequest"), (200, Some("ClusterView"))),
+    op("DELETE /v1/cluster/members/{id}", "fleet", "Operators: remove a scheduler replica", Ops, Q::None, None, (200, Some("ClusterView"))),
+    op("POST /v1/cluster/transfer-leader", "fleet", "Operators: hand leadership to another replica", Ops, Q::None, Some("TransferRequest"), (204, None)),
+];
+
+/// Every problem type the API answers (`urn:vmcloud:problem:<kind>`), with its status.
+#[rustfmt::skip]
+pub const PROBLEM_KINDS: &[(&str, u16)] = &[
+    ("body-too-large", 413), ("conflict", 409), ("deadline-for-drain", 422),
+    ("email-not-verified", 403), ("email-taken", 409), ("forbidden", 403),
+    ("idempotency-key-replayed", 409), ("idempotency-key-reused", 422),
+    ("insufficient-capacity", 409), ("internal", 500), ("invalid", 422), ("invalid-address", 422),
+    ("invalid-body", 400), ("invalid-count", 422), ("invalid-cursor", 400), ("invalid-email", 422),
+    ("invalid-expiry", 422), ("invalid-idempotency-key", 400), ("invalid-invitation", 422),
+    ("invalid-label", 422), ("invalid-latency", 422), ("invalid-link", 422),
+    ("invalid-members", 422), ("invalid-name", 422), ("invalid-node-name", 422),
+    ("invalid-notice", 422), ("invalid-organisation", 422), ("invalid-query", 400),
+    ("invalid-quota", 422), ("invalid-reason", 422), ("invalid-region", 422),
+    ("invalid-replica", 422), ("invalid-reservation", 422), ("invalid-reserved", 422),
+    ("invalid-role", 422), ("invalid-runtime", 422), ("invalid-share-weight", 422),
+    ("invalid-ssh-key", 422), ("invalid-sso", 422), ("invalid-term", 422), ("invalid-time", 422),
+    ("invalid-ttl", 422), ("invalid-user-data", 422), ("leader-cannot-leave", 409),
+    ("malformed-json", 400), ("membership-change-refused", 409), ("mfa-required", 403),
+    ("mig-not-offered", 422), ("no-enrolment", 409), ("no-region-within-latency", 422),
+    ("no-reservation", 409), ("no-secrets-key", 503), ("not-a-gpu-flavor", 422),
+    ("not-a-user", 400), ("not-caught-up", 504), ("not-found", 404), ("not-leader", 409),
+    ("operator-only", 403), ("project-required", 400), ("quota-exceeded", 403),
+    ("rate-limited", 429), ("read-not-confirmed", 503), ("region-unavailable", 422),
+    ("sso-code-refused", 401), ("sso-email-not-allowed", 403), ("sso-expired", 400),
+    ("sso-invalid-response", 401), ("sso-invalid-token", 401), ("sso-not-configured", 404),
+    ("sso-provider-error", 502), ("sso-provider-refused", 401), ("sso-state-mismatch", 400),
+    ("state-required", 422), ("totp-required", 401), ("trial-limit", 402), ("unauthorized", 401),
+    ("unavailable", 503), ("unknown-flavor", 422), ("unknown-gpu-model", 422),
+    ("unknown-image", 422), ("unknown-market", 422), ("unknown-node-state", 422),
+    ("unknown-priority", 422), ("unknown-region", 422), ("unknown-reservation", 422),
+    ("unknown-tier", 422), ("unsupported-media-type", 415), ("users-only", 403),
+    ("weak-password", 422), ("wrong-password", 403),
+];
+
+/// The schemas of every body, derived from the types.
+#[derive(OpenApi)]
+#[openapi(components(schemas(
+    crate::catalog::Catalog,
+    crate::instances::api::CreateInstanceRequest,
+    crate::instances::api::InstanceView,
+    crate::instances::api::InstanceList,
+    crate::reservations::api::CreateReservationRequest,
+    crate::reservations::api::ReservationView,
+    crate::reservations::api::ReservationList,
+    crate::jobs::api::SubmitJobRequest,
+    crate::jobs::api::JobView,
+    crate::jobs::api::JobList,
+    crate::sessions::api::LaunchRequest,
+    crate::sessions::api::SessionView,
+    crate::sessions::api::SessionList,
+    crate::tenancy::identity_api::SignUpRequest,
+    crate::tenancy::identity_api::SignUpView,
+    crate::tenancy::identity_api::LoginRequest,
+    crate::tenancy::identity_api::LoginView,
+    crate::tenancy::identity_api::PasswordRequest,
+    crate::tenancy::identity_api::MeView,
+    crate::tenancy::identity_api::SessionView,
+    crate::tenancy::reset_api::ResetRequest,
+    crate::tenancy::reset_api::ConfirmRequest,
+    crate::tenancy::mfa_api::EnrolmentView,
+    crate::tenancy::mfa_api::CodeRequest,
+    crate::tenancy::mfa_api::RecoveryView,
+    crate::tenancy::identity_api::OrganisationRequest,
+    crate::tenancy::org_api::OrganisationView,
+    crate::tenancy::org_api::UpdateOrganisationRequest,
+    crate::tenancy::org_api::MemberRequest,
+    crate::tenancy::org_api::MemberView,
+    crate::tenancy::sso_api::SsoRequest,
+    crate::tenancy::sso_api::SsoView,
+    crate::tenancy::invitations_api::AcceptRequest,
+    crate::tenancy::api::CreateProjectRequest,
+    crate::tenancy::api::ProjectView,
+    crate::tenancy::api::UpdateProjectRequest,
+    crate::tenancy::api::CreateKeyRequest,
+    crate::tenancy::api::KeyView,
+    crate::tenancy::project_members_api::ProjectMemberRequest,
+    crate::tenancy::project_members_api::ProjectMemberView,
+    crate::quotas::api::SetQuotaBody,
+    crate::quotas::api::QuotaView,
+    crate::quotas::api::QuotaRequestBody,
+    crate::quotas::api::QuotaRequestView,
+    crate::quotas::api::QuotaRequestList,
+    crate::quotas::api::DecisionBody,
+    crate::audit::api::AuditList,
+    crate::join::api::CreateTokenRequest,
+    crate::join::api::TokenView,
+    crate::join::api::TokenList,
+    crate::nodes::api::NodeView,
+    crate::nodes::api::NodeList,
+    crate::nodes::api::NodePatch,
+    crate::api::cluster::ClusterView,
+    crate::api::cluster::JoinRequest,
+    crate::api::cluster::TransferRequest,
+)))]
+struct Schemas;
+
+/// Examples of request bodies, by schema.
+fn example(schema: &str) -> Option<Value> {
+    Some(match schema {
+        "CreateInstanceRequest" => json!({"name": "web-1", "flavor": "vps-s", "image": "debian-12",
+            "region": "par", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI… ann@laptop"]}),
+        "CreateReservationRequest" => json!({"flavor": "vps-l", "region": "par", "count": 2,
+            "term_months": 12}),
+        "SubmitJobRequest" => json!({"flavor": "gpu-h100-1", "image": "debian-12", "region": "par",
+            "members": 2, "max_runtime_s": 3600}),
+        "LaunchRequest" => json!({"title": "chess", "flavor": "game-rtx4090", "region": "par"}),
+        "SignUpRequest" => {
+            json!({"email": "ann@example.org", "password": "violet-tram-orbit-canal",
+            "organisation": {"name": "Acme", "kind": "company", "billing_country": "FR",
+            "vat_id": "FR40303265045"}})
+        }
+        "LoginRequest" => json!({"email": "ann@example.org", "password": "violet-tram-orbit-canal",
+            "totp_code": "123456"}),
+        "CreateKeyRequest" => {
+            json!({"name": "ci", "role": "project-member", "expires_in_days": 90})
+        }
+        "QuotaRequestBody" => json!({"region": "par", "vcpus": 64, "reason": "CI runners"}),
+        "SetQuotaBody" => json!({"region": "par", "vcpus": 400, "gpus_by_model": {"H100": 16}}),
+        "NodePatch" => json!({"state": "draining", "reason": "disk swap", "deadline_s": 7200}),
+        _ => return None,
+    })
+}
+
+fn params(query: Query) -> Vec<utoipa::openapi::path::Parameter> {
+    let q = || Some(ParameterIn::Query);
+    match query {
+        Query::None => Vec::new(),
+        Query::Read => ReadOptions::into_params(q),
+        Query::List => ListQuery::into_params(q),
+        Query::Audit => crate::audit::api::AuditQuery::into_params(q),
+        Query::Quota => crate::quotas::api::QuotaQuery::into_params(q),
+        Query::Verify => crate::tenancy::identity_api::VerifyQuery::into_params(q),
+        Query::SsoStart => crate::tenancy::sso_api::StartQuery::into_params(q),
+        Query::SsoCallback => crate::tenancy::sso_api::CallbackQuery::into_params(q),
+    }
+}
+
+fn method(m: &str) -> HttpMethod {
+    match m {
+        "GET" => HttpMethod::Get,
+        "POST" => HttpMethod::Post,
+        "PUT" => HttpMethod::Put,
+        "PATCH" => HttpMethod::Patch,
+        _ => HttpMethod::Delete,
+    }
+}
+
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+fn problem_schema() -> utoipa::openapi::schema::Object {
+    let kinds: Vec<String> = PROBLEM_KINDS
+        .iter()
+        .map(|(k, _)| format!("urn:vmcloud:problem:{k}"))
+        .collect();
+    let table: String = PROBLEM_KINDS
+        .iter()
+        .map(|(k, s)| format!("\n- `{k}`: {s}"))
+        .collect();
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(format!(
+            "RFC 9457 problem details. `type` says what went wrong (by status:{table})"
+        )))
+        .property(
+            "type",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(kinds)),
+        )
+        .property("title", ObjectBuilder::new().schema_type(Type::String))
+        .property("status", ObjectBuilder::new().schema_type(Type::Integer))
+        .property(
+            "detail",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("What was wrong and what to do")),
+        )
+        .required("type")
+        .required("title")
+        .required("status")
+        .required("detail")
+        .examples([json!({"type": "urn:vmcloud:problem:unknown-flavor", "title": "Unknown flavor",
+            "status": 422, "detail": "flavor `vps-xxl` does not exist; choose one of: vps-l, vps-m, vps-s"})])
+        .build()
+}
+
+/// The whole document.
+pub fn document(version: &str) -> Document {
+    let mut doc = Schemas::openapi();
+    doc.info = InfoBuilder::new()
+        .title("VMCloud API")
+        .version(version)
+        .description(Some(
+            "VPS and GPU instances, reservations, AI batch jobs, game sessions, organisations, projects, keys, quotas and the audit trail. Errors are `application/problem+json`. See docs/api.md.",
+        ))
+        .build();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components
+        .schemas
+        .insert("Problem".into(), problem_schema().into());
+    components.security_schemes.insert(
+        "bearer".into(),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "An API key (`vmc_…`) or a login token (`vms_…`); browsers send the `vmcloud_session` cookie instead",
+                ))
+                .build(),
+        ),
+    );
+    let mut tags: Vec<&str> = Vec::new();
+    for o in OPERATIONS {
+        if !tags.contains(&o.tag) {
+            tags.push(o.tag);
+        }
+    }
+    doc.tags = Some(
+        tags.iter()
+            .map(|t| TagBuilder::new().name(*t).build())
+            .collect(),
+    );
+    for o in OPERATIONS {
+        let mut b = OperationBuilder::new()
+            .tag(o.tag)
+            .summary(Some(o.summary))
+            .operation_id(Some(format!(
+                "{}{}",
+                o.method().to_lowercase(),
+                o.path().replace(['/', '{', '}', '-', '.'], "_")
+            )));
+        for segment in o.path().split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                b = b.parameter(
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Path)
+                        .required(Required::True)
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                );
+            }
+        }
+        for p in params(o.query) {
+            b = b.parameter(p);
+        }
+        if o.method() == "POST" {
+            b = b.parameter(
+                ParameterBuilder::new()
+                    .name("Idempotency-Key")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some("Retry safely: the same key within 24 h gets the first result (1 to 255 visible ASCII characters)"))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String).max_length(Some(255)))),
+            );
+        }
+        if let Some(body) = o.body {
+            b = b.request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(if body == "DecisionBody" {
+                        Required::False
+                    } else {
+                        Required::True
+                    }))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(body)))
+                            .example(example(body))
+                            .build(),
+                    )
+                    .build(),
+            ));
+        }
+        let (status, schema) = o.ok;
+        let mut ok = ResponseBuilder::new().description(match status {
+            201 => "Created (`Location` names it)",
+            202 => "Accepted: it happens next",
+            204 => "Done",
+            303 => "Redirect",
+            _ => "OK",
+        });
+        if let Some(schema) = schema {
+            ok = ok.content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(schema)))
+                    .build(),
+            );
+        }
+        b = b.response(status.to_string(), ok.build());
+        let mut errors: Vec<(u16, &str)> = Vec::new();
+        if o.body.is_some() || o.query != Query::None {
+            errors.push((400, "The body or query string is malformed"));
+        }
+        if o.auth != Auth::Public {
+            errors.push((401, "Not logged in, or the key or token is invalid"));
+            errors.push((
+                403,
+                "The role does not allow it (or it needs a second factor)",
+            ));
+        }
+        if o.path().contains('{') || o.auth == Auth::Bearer {
+            errors.push((404, "No such object, or not yours"));
+        }
+        if o.method() != "GET" {
+            errors.push((409, "It conflicts with the current state"));
+        }
+        if o.body.is_some() {
+            errors.push((
+                422,
+                "A value is not acceptable; `detail` says which and why",
+            ));
+        }
+        errors.push((429, "Over the rate limit: wait `Retry-After` seconds"));
+        errors.push((
+            503,
+            "Not available now (no leader, cannot confirm the read): retry",
+        ));
+        for (status, why) in errors {
+            b = b.response(status.to_string(), problem_response(why));
+        }
+        if o.auth != Auth::Public {
+            b = b.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        }
+        doc.paths
+            .add_path_operation(o.path(), vec![method(o.method())], b.build());
+    }
+    doc
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn serve(
+    axum::extract::State(s): axum::extract::State<crate::api::ApiState>,
+) -> Json<Document> {
+    Json(document(&s.build.version))
+}
