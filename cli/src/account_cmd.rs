@@ -182,6 +182,13 @@ pub enum OrgCommand {
         #[arg(long)]
         vat_id: Option<String>,
     },
+    /// Operators: the API requests an hour each of an organisation's keys and users may make.
+    RateLimit {
+        id: String,
+        /// Requests an hour (0: the default again).
+        #[arg(long)]
+        per_hour: u32,
+    },
 }
 
 pub async fn run_org(args: ClientArgs, command: OrgCommand) -> anyhow::Result<()> {
@@ -207,6 +214,16 @@ pub async fn run_org(args: ClientArgs, command: OrgCommand) -> anyhow::Result<()
                 json!({"name": name, "billing_country": country, "kind": kind, "vat_id": vat_id});
             client
                 .call(Method::POST, "/v1/organisations", Some(body), false)
+                .await?
+        }
+        OrgCommand::RateLimit { id, per_hour } => {
+            client
+                .call(
+                    Method::PUT,
+                    &format!("/v1/organisations/{id}/rate-limit"),
+                    Some(json!({ "per_hour": per_hour })),
+                    false,
+                )
                 .await?
         }
     }

@@ -91,6 +91,10 @@ pub fn router(state: ApiState) -> Router {
             "/v1/organisations/{id}/sso",
             axum::routing::put(sso::put_config).delete(sso::delete_config),
         )
+        .route(
+            "/v1/organisations/{id}/rate-limit",
+            axum::routing::put(orgs::set_rate_limit),
+        )
         .route("/v1/invitations/accept", post(invitations::accept))
         .route("/v1/sso/start", get(sso::start))
         .route("/v1/sso/callback", get(sso::callback))

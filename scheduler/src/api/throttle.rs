@@ -26,43 +26,49 @@ pub async fn per_principal(
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let key = match crate::api::context::Who::of(&parts, &s) {
+    let (key, per_hour, policy) = match crate::api::context::Who::of(&parts, &s) {
         Ok(who) => {
             let state = s.cluster.state();
-            let staff = match &who.principal {
-                Principal::ApiKey(k) => state
-                    .api_keys
-                    .get(k)
-                    .is_some_and(|k| k.role == crate::tenancy::types::Role::Operator),
-                Principal::User { id, .. } => state.provider_role(id).is_some(),
-                _ => false,
-            };
-            if staff {
+            // Staff and the scheduler itself are never limited.
+            let Some(per_hour) = state.api_per_hour_of(&who.principal, s.api_per_hour) else {
                 return next
                     .run(axum::extract::Request::from_parts(parts, body))
                     .await;
-            }
-            match &who.principal {
+            };
+            let policy = if per_hour == s.api_per_hour {
+                "default"
+            } else {
+                "organisation"
+            };
+            let key = match &who.principal {
                 Principal::User { id, .. } => format!("user:{id}"),
                 other => format!("{other}"),
-            }
+            };
+            (key, per_hour, policy)
         }
         // Unauthenticated (or a wrong token): the address pays.
-        Err(_) => format!(
-            "addr:{}",
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_default()
+        Err(_) => (
+            format!(
+                "addr:{}",
+                parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip().to_string())
+                    .unwrap_or_default()
+            ),
+            s.api_per_hour,
+            "default",
         ),
     };
-    let per_hour = s.api_per_hour;
     let rate = Rate {
         burst: per_hour,
         every_s: 3600.0 / per_hour as f64,
     };
-    let taken = s.limiter.take_counted(&key, rate, Instant::now());
+    // A bucket per limit: when operators change an organisation's, its callers start a full
+    // bucket of the new size.
+    let taken = s
+        .limiter
+        .take_counted(&format!("{key}@{per_hour}"), rate, Instant::now());
     let mut response = match taken {
         Ok(_) => next.run(axum::extract::Request::from_parts(parts, body)).await,
         Err(wait) => Problem {
@@ -83,11 +89,11 @@ pub async fn per_principal(
     // Seconds until the bucket is full again.
     let full_in = ((per_hour - remaining.min(per_hour)) as f64 * rate.every_s).ceil() as u64;
     let h = response.headers_mut();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("\"default\";q={per_hour};w=3600")) {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("\"{policy}\";q={per_hour};w=3600")) {
         h.insert("ratelimit-policy", v);
     }
     if let Ok(v) =
-        axum::http::HeaderValue::from_str(&format!("\"default\";r={remaining};t={full_in}"))
+        axum::http::HeaderValue::from_str(&format!("\"{policy}\";r={remaining};t={full_in}"))
     {
         h.insert("ratelimit", v);
     }

@@ -48,5 +48,6 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::SetQuota(_) => "set_quota",
         Body::RequestQuota(_) => "request_quota",
         Body::DecideQuotaRequest(_) => "decide_quota_request",
+        Body::SetRateLimit(_) => "set_rate_limit",
     }
 }

@@ -203,6 +203,7 @@ impl ClusterState {
             // Recorded by the audit trail; changes nothing else.
             Body::RecordRefusal(_) => Ok(Applied::Done),
             Body::SetQuota(c) => self.set_quota(c),
+            Body::SetRateLimit(c) => self.set_rate_limit(c),
             Body::RequestQuota(c) => self.request_quota(c, at),
             Body::DecideQuotaRequest(c) => self.decide_quota_request(c, at),
         }

@@ -204,6 +204,7 @@ impl ClusterState {
             provider,
             sso: None,
             invitations: BTreeMap::new(),
+            api_per_hour: None,
         })
     }
 
@@ -266,6 +267,57 @@ impl ClusterState {
             Project::new(project, org_id, DEFAULT_PROJECT.to_owned(), at),
         );
         Ok(Applied::Done)
+    }
+
+    pub(crate) fn set_rate_limit(&mut self, c: pb::SetRateLimit) -> ApplyResult {
+        let id = OrgId::parse(&c.org_id).map_err(invalid)?;
+        let org = self
+            .organisations
+            .get_mut(&id)
+            .ok_or_else(|| Rejected::NotFound(format!("organisation {id}")))?;
+        org.api_per_hour = (c.per_hour > 0).then_some(c.per_hour);
+        Ok(Applied::Done)
+    }
+
+    /// The API requests an hour `principal` may make: its organisation's limit when operators
+    /// set one (a user in several: the highest), else `default`; `None` for the provider's
+    /// staff and the scheduler itself (never limited).
+    pub fn api_per_hour_of(
+        &self,
+        principal: &crate::tenancy::authz::Principal,
+        default: u32,
+    ) -> Option<u32> {
+        use crate::tenancy::authz::Principal;
+        match principal {
+            Principal::ApiKey(k) => {
+                let key = self.api_keys.get(k)?;
+                if key.role == crate::tenancy::types::Role::Operator {
+                    return None;
+                }
+                Some(
+                    self.projects
+                        .get(&key.project)
+                        .and_then(|p| self.organisations.get(&p.org))
+                        .and_then(|o| o.api_per_hour)
+                        .unwrap_or(default),
+                )
+            }
+            Principal::User { id, .. } => {
+                if self.provider_role(id).is_some() {
+                    return None;
+                }
+                Some(
+                    self.organisations
+                        .values()
+                        .filter(|o| o.members.contains_key(id))
+                        .filter_map(|o| o.api_per_hour)
+                        .max()
+                        .unwrap_or(default),
+                )
+            }
+            Principal::System => None,
+            Principal::Node(_) | Principal::Anonymous => Some(default),
+        }
     }
 
     pub(crate) fn update_organisation(&mut self, c: pb::UpdateOrganisation) -> ApplyResult {

@@ -146,6 +146,7 @@ impl ClusterState {
             ),
             Body::UpdateProject(_)
             | Body::SetQuota(_)
+            | Body::SetRateLimit(_)
             | Body::DecideQuotaRequest(_)
             | Body::CreateJoinToken(_)
             | Body::SetNodeState(_)

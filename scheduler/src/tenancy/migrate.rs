@@ -33,6 +33,7 @@ pub fn legacy_org_of(project: &ProjectId, name: &str, at_ms: i64) -> Organisatio
         provider: false,
         sso: None,
         invitations: BTreeMap::new(),
+        api_per_hour: None,
     }
 }
 

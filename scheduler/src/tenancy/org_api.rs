@@ -30,6 +30,9 @@ pub struct OrganisationView {
     /// Its OpenID Connect log-in (never the client secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sso: Option<SsoSummary>,
+    /// API requests an hour per principal, when operators set one (else the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_per_hour: Option<u32>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -70,6 +73,7 @@ fn view(state: &crate::state::ClusterState, o: &Organisation) -> OrganisationVie
                 role: r.as_str().to_owned(),
             })
             .collect(),
+        api_per_hour: o.api_per_hour,
         sso: o.sso.as_ref().map(|c| SsoSummary {
             issuer: c.issuer.clone(),
             client_id: c.client_id.clone(),
@@ -344,4 +348,38 @@ async fn propose_member(
         .propose_as(who.actor(), Body::SetMember(command))
         .await??;
     Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitRequest {
+    /// Requests an hour each principal of the organisation may make; 0: the default again.
+    pub per_hour: u32,
+}
+
+/// Operators set an organisation's API rate limit.
+pub async fn set_rate_limit(
+    State(s): State<ApiState>,
+    crate::api::context::Operator(who): crate::api::context::Operator,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RateLimitRequest>,
+) -> Result<Json<OrganisationView>, Problem> {
+    let id = parse_org(&id)?;
+    if req.per_hour > 10_000_000 {
+        return Err(Problem::unprocessable(
+            "invalid-rate-limit",
+            "Invalid rate limit",
+            "per_hour is 0 (the default) to 10,000,000 requests an hour",
+        ));
+    }
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::SetRateLimit(pb::SetRateLimit {
+                org_id: id.to_string(),
+                per_hour: req.per_hour,
+            }),
+        )
+        .await??;
+    current(&s, &id)
 }

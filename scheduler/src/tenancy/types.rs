@@ -114,6 +114,10 @@ pub struct Organisation {
     /// Invitations of people without an account yet, by (lower-case) email.
     #[serde(default)]
     pub invitations: BTreeMap<String, Invitation>,
+    /// API requests an hour each of its principals may make, when operators set one (else
+    /// the replica's `--api-rate-limit`).
+    #[serde(default)]
+    pub api_per_hour: Option<u32>,
 }
 
 /// An invitation into an organisation, until the invited person takes it.

@@ -64,7 +64,13 @@ fn walk_of(method: &str, path: &str) -> Walk {
             | "/v1/quota-requests",
         ) => Hidden, // with ?project=<A's project>
         // Operators only: refused before anything is looked up.
-        (_, p) if p.starts_with("/v1/quota-requests/") || p.ends_with("/quotas") => Fleet,
+        (_, p)
+            if p.starts_with("/v1/quota-requests/")
+                || p.ends_with("/quotas")
+                || p.ends_with("/rate-limit") =>
+        {
+            Fleet
+        }
         ("POST", "/v1/projects") => Hidden, // in A's organisation
         ("POST", "/v1/organisations") => NotTenantData("makes a new organisation of the caller's"),
         (_, p) if p.starts_with("/v1/nodes") || p.starts_with("/v1/cluster") => Fleet,
@@ -160,6 +166,7 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
             Some(json!({"region": "par", "vcpus": 64, "reason": "more"}))
         }
         ("PUT", t) if t.ends_with("/quotas") => Some(json!({"region": "par", "vcpus": 64})),
+        ("PUT", t) if t.ends_with("/rate-limit") => Some(json!({"per_hour": 100000})),
         ("POST", t) if t.ends_with("/keys") => Some(json!({"name": "x", "role": "project-admin"})),
         ("POST", t) if t.ends_with("/members") => {
             Some(json!({"email": "bob@example.org", "role": "admin"}))

@@ -77,3 +77,55 @@ async fn callers_see_their_allowance_and_are_refused_past_it() {
     }
     assert!(refused, "anonymous requests were never limited");
 }
+
+/// Operators give an organisation its own limit (`vmcloud org rate-limit`): its callers see
+/// the `"organisation"` policy and are held to it; others keep the default.
+#[tokio::test]
+async fn operators_set_an_organisations_own_limit() {
+    let fx = Fixture::start_with(&["--api-rate-limit", "20"]);
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let (big, org, _) = customer(&fx, &api, "big@example.com", "Big").await;
+    let (small, _, _) = customer(&fx, &api, "small@example.com", "Small").await;
+    // Customers cannot raise their own.
+    let (status, _) = api
+        .call(
+            "PUT",
+            &format!("/v1/organisations/{org}/rate-limit"),
+            Some(&big),
+            Some(serde_json::json!({"per_hour": 100000})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let out = fx
+        .fleet
+        .cli(&["org", "rate-limit", &org, "--per-hour", "50", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["api_per_hour"], 50, "{view}");
+    let url = format!("{}/v1/me", fx.fleet.api);
+    let mut served = 0;
+    loop {
+        let r = http().get(&url).bearer_auth(&big).send().await.unwrap();
+        if served == 0 {
+            assert_eq!(
+                r.headers()["ratelimit-policy"],
+                "\"organisation\";q=50;w=3600"
+            );
+        }
+        if r.status().as_u16() == 429 {
+            break;
+        }
+        served += 1;
+        assert!(served <= 50, "more than the organisation's 50 served");
+    }
+    // A new limit starts a full bucket of its size (the 403 above was counted against the old).
+    assert_eq!(served, 50, "the organisation's 50 an hour");
+    let r = http().get(&url).bearer_auth(&small).send().await.unwrap();
+    assert_eq!(r.headers()["ratelimit-policy"], "\"default\";q=20;w=3600");
+}
