@@ -194,11 +194,11 @@ pub enum OrgCommand {
 pub async fn run_org(args: ClientArgs, command: OrgCommand) -> anyhow::Result<()> {
     let client = Client::new(&args)?;
     let value = match command {
-        OrgCommand::List => {
+        OrgCommand::List => Some(
             client
-                .call(Method::GET, "/v1/organisations", None, false)
-                .await?
-        }
+                .list_all("/v1/organisations", "organisations")
+                .await?,
+        ),
         OrgCommand::Get { id } => client
             .call(Method::GET, &format!("/v1/organisations/{id}"), None, true)
             .await?
@@ -229,7 +229,10 @@ pub async fn run_org(args: ClientArgs, command: OrgCommand) -> anyhow::Result<()
     }
     .unwrap_or_default();
     print(&args, &value, |v| {
-        let rows = v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
+        let rows = v["organisations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| vec![v.clone()]);
         println!(
             "{:<22} {:<28} {:<9} {:<7} MEMBERS",
             "ID", "NAME", "KIND", "COUNTRY"
@@ -318,20 +321,14 @@ pub async fn run_key(args: ClientArgs, command: KeyCommand) -> anyhow::Result<()
     match command {
         KeyCommand::List { project } => {
             let keys = client
-                .call(
-                    Method::GET,
-                    &format!("/v1/projects/{project}/keys"),
-                    None,
-                    false,
-                )
-                .await?
-                .unwrap_or_default();
+                .list_all(&format!("/v1/projects/{project}/keys"), "keys")
+                .await?;
             print(&args, &keys, |v| {
                 println!(
                     "{:<18} {:<20} {:<15} {:<21} STATUS",
                     "ID", "NAME", "ROLE", "EXPIRES"
                 );
-                for k in v.as_array().into_iter().flatten() {
+                for k in v["keys"].as_array().into_iter().flatten() {
                     let status = if k["revoked_at"].is_string() {
                         "revoked"
                     } else {

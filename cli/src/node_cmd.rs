@@ -185,10 +185,7 @@ pub async fn run(args: ClientArgs, command: NodeCommand) -> anyhow::Result<()> {
     };
     let (id, body) = match command {
         NodeCommand::List => {
-            let list = client
-                .call(Method::GET, "/v1/nodes", None, false)
-                .await?
-                .unwrap_or_default();
+            let list = client.list_all("/v1/nodes", "nodes").await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

@@ -233,15 +233,12 @@ pub async fn run_project(args: ClientArgs, command: ProjectCommand) -> anyhow::R
     let client = Client::new(&args)?;
     let project = match command {
         ProjectCommand::List => {
-            let list = client
-                .call(Method::GET, "/v1/projects", None, false)
-                .await?
-                .unwrap_or_default();
+            let list = client.list_all("/v1/projects", "projects").await?;
             if args.output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 println!("{:<22} {:<24} ORGANISATION", "ID", "NAME");
-                for p in list.as_array().into_iter().flatten() {
+                for p in list["projects"].as_array().into_iter().flatten() {
                     println!(
                         "{:<22} {:<24} {}",
                         s(p, "id"),

@@ -44,10 +44,7 @@ pub async fn run(args: ClientArgs, command: TokenCommand) -> anyhow::Result<()> 
             }
         }
         TokenCommand::List => {
-            let list = client
-                .call(Method::GET, "/v1/join-tokens", None, true)
-                .await?
-                .ok_or_else(|| anyhow!("the API returned no list"))?;
+            let list = client.list_all("/v1/join-tokens", "tokens").await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

@@ -24,7 +24,11 @@ pub async fn account(ctx: Ctx) -> Response {
 }
 
 async fn account_page(ctx: &Ctx, me: &Value, problem: Option<&str>) -> Response {
-    let sessions = ctx.api.get("/v1/me/sessions").await.unwrap_or(Value::Null);
+    let sessions = ctx
+        .api
+        .get("/v1/me/sessions?limit=1000")
+        .await
+        .unwrap_or(Value::Null);
     let totp = me["totp_enabled"].as_bool().unwrap_or(false);
     ctx.page(
         Msg::Account,
@@ -63,7 +67,7 @@ async fn account_page(ctx: &Ctx, me: &Value, problem: Option<&str>) -> Response 
                 table #sessions {
                     thead { tr { th { (ctx.t(Msg::Created)) } th { (ctx.t(Msg::Expires)) } th {} th {} } }
                     tbody {
-                        @for l in sessions.as_array().into_iter().flatten() {
+                        @for l in sessions["sessions"].as_array().into_iter().flatten() {
                             tr {
                                 td.mono { (s(l, "created_at")) }
                                 td.mono { (s(l, "expires_at")) }
@@ -230,6 +234,7 @@ pub async fn organisation(
         s(&org, "name"),
         html! {
             h1 { (s(&org, "name")) }
+            p { a href={ "/console/orgs/" (s(&org, "id")) "/audit" } id="audit-link" { (ctx.t(Msg::AuditTrail)) } }
             @if org["trial"].as_bool().unwrap_or(false) { p.muted { (ctx.t(Msg::Trial)) } }
             h2 { (ctx.t(Msg::Members)) }
             table #members {

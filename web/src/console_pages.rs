@@ -28,8 +28,12 @@ pub async fn home(ctx: Ctx) -> Response {
         Err(p) => return ctx.problem(&p),
     };
     let orgs = me["organisations"].as_array().cloned().unwrap_or_default();
-    let projects = ctx.api.get("/v1/projects").await.unwrap_or(Value::Null);
-    let projects = projects.as_array().cloned().unwrap_or_default();
+    let projects = ctx
+        .api
+        .get("/v1/projects?limit=1000")
+        .await
+        .unwrap_or(Value::Null);
+    let projects = projects["projects"].as_array().cloned().unwrap_or_default();
     let org_name = |id: &str| {
         orgs.iter()
             .find(|o| s(o, "id") == id)
@@ -171,6 +175,8 @@ pub async fn project(State(web): State<Web>, ctx: Ctx, Path(id): Path<String>) -
             h1 { (ctx.t(Msg::Project)) " " (s(&project, "name")) }
             p {
                 a href={ "/console/projects/" (id) "/keys" } id="keys-link" { (ctx.t(Msg::ApiKeys)) }
+                " · "
+                a href={ "/console/projects/" (id) "/quotas" } id="quotas-link" { (ctx.t(Msg::Quotas)) }
                 " · "
                 a.danger href={ "/console/projects/" (id) "/delete" } id="delete-project" { (ctx.t(Msg::Delete)) }
             }
@@ -371,7 +377,10 @@ pub async fn delete_instance(ctx: Ctx, Path((project, id)): Path<(String, String
 pub async fn keys(ctx: Ctx, Path(project): Path<String>) -> Response {
     let keys = match ctx
         .api
-        .get(&format!("/v1/projects/{}/keys", urlencode(&project)))
+        .get(&format!(
+            "/v1/projects/{}/keys?limit=1000",
+            urlencode(&project)
+        ))
         .await
     {
         Ok(k) => k,
@@ -395,7 +404,7 @@ fn keys_page(ctx: &Ctx, project: &str, keys: &Value, new_token: Option<&str>) ->
             table #keys {
                 thead { tr { th { (ctx.t(Msg::Name)) } th { "ID" } th { (ctx.t(Msg::Role)) } th { (ctx.t(Msg::Expires)) } th { (ctx.t(Msg::State)) } th {} } }
                 tbody {
-                    @for k in keys.as_array().into_iter().flatten() {
+                    @for k in keys["keys"].as_array().into_iter().flatten() {
                         @let revoked = k["revoked_at"].is_string();
                         tr {
                             td { (s(k, "name")) }
@@ -455,7 +464,7 @@ pub async fn create_key(ctx: Ctx, Path(project): Path<String>, Form(f): Form<New
         Ok(k) => k,
         Err(p) => return ctx.problem(&p),
     };
-    match ctx.api.get(&path).await {
+    match ctx.api.get(&format!("{path}?limit=1000")).await {
         Ok(keys) => keys_page(&ctx, &project, &keys, Some(s(&made, "token"))),
         Err(p) => ctx.problem(&p),
     }

@@ -17,6 +17,7 @@ pub mod account_pages;
 pub mod auth_pages;
 pub mod client;
 pub mod console_pages;
+pub mod contract_pages;
 pub mod i18n;
 pub mod layout;
 pub mod sso_pages;
@@ -37,6 +38,7 @@ pub fn pages(state: ApiState) -> Router {
     use account_pages as account;
     use auth_pages as auth;
     use console_pages as console;
+    use contract_pages as contract;
     let web = Web {
         api: vmcloud_scheduler::api::router(state.clone()),
         state,
@@ -82,6 +84,11 @@ pub fn pages(state: ApiState) -> Router {
             "/console/projects/{project}/keys/{key}/revoke",
             post(console::revoke_key),
         )
+        .route(
+            "/console/projects/{project}/quotas",
+            get(contract::quotas).post(contract::ask),
+        )
+        .route("/console/orgs/{id}/audit", get(contract::audit))
         .route("/console/account", get(account::account))
         .route("/console/account/totp", post(account::totp_enrol))
         .route("/console/account/totp/confirm", post(account::totp_confirm))

@@ -451,11 +451,20 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
     };
     let new_leader = new_leader.context("no new leader was elected")?;
     // The new leader is busiest right after the re-attachment: ask again for up to a minute.
-    let url = format!("{}/v1/nodes", replicas[new_leader].api);
+    // Every page of the list, each page asked again until it answers.
     let asked = Instant::now();
-    let nodes = loop {
-        match api.http.get(&url).bearer_auth(&api.key).send().await {
-            Ok(resp) if resp.status().is_success() => break resp.json::<Value>().await?,
+    let mut all: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!(
+                "{}/v1/nodes?limit=1000&cursor={c}",
+                replicas[new_leader].api
+            ),
+            None => format!("{}/v1/nodes?limit=1000", replicas[new_leader].api),
+        };
+        let page = match api.http.get(&url).bearer_auth(&api.key).send().await {
+            Ok(resp) if resp.status().is_success() => resp.json::<Value>().await?,
             answer if asked.elapsed() > Duration::from_secs(60) => bail!(
                 "the new leader does not list the nodes ({}):\n{}",
                 match answer {
@@ -464,13 +473,19 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
                 },
                 tail(&replicas[new_leader].log)
             ),
-            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+            _ => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        all.extend(page["nodes"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
         }
-    };
-    let listed = nodes["nodes"].as_array().map_or(0, Vec::len);
-    let false_downs = nodes["nodes"]
-        .as_array()
-        .map_or(0, |a| a.iter().filter(|n| n["state"] == "down").count());
+    }
+    let listed = all.len();
+    let false_downs = all.iter().filter(|n| n["state"] == "down").count();
     if listed < args.agents {
         bail!(
             "the new leader lists {listed} nodes, not {}:\n{}",

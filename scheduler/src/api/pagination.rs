@@ -34,6 +34,9 @@ pub struct ListQuery {
     /// Only items in this region.
     #[serde(default)]
     pub region: Option<String>,
+    /// Only items with this label, as `key=value` (hosts).
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 impl ListQuery {
@@ -55,6 +58,16 @@ impl ListQuery {
                 format!("limit {n} is out of range: ask for 1 to {MAX_LIMIT} items a page"),
             )),
         }
+    }
+
+    /// A page of `items` (any order, by their sort keys) as this query asks for it.
+    pub fn page<T>(
+        &self,
+        items: Vec<((i64, String), T)>,
+    ) -> Result<(Vec<T>, Option<String>), Problem> {
+        let limit = self.limit()?;
+        let after = self.after()?;
+        Ok(page_of(items, after.as_ref(), limit))
     }
 
     /// The sort key the page starts after, from `?cursor=`.

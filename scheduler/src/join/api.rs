@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::NodeId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::api::context::{ApiJson, ApiQuery, ApiState, Operator, ReadOptions, created, rfc3339};
+use crate::api::context::{ApiJson, ApiQuery, ApiState, Operator, created, rfc3339};
 use crate::api::problem::Problem;
 use crate::clock::now_ms;
 use crate::join::types::{DEFAULT_TTL_S, JoinToken, MAX_TTL_S, MIN_TTL_S, TokenSecret};
@@ -63,6 +63,8 @@ impl TokenView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<TokenView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 pub async fn create(
@@ -105,16 +107,19 @@ pub async fn create(
 pub async fn list(
     State(s): State<ApiState>,
     _operator: Operator,
-    ApiQuery(read): ApiQuery<ReadOptions>,
+    ApiQuery(q): ApiQuery<crate::api::pagination::ListQuery>,
 ) -> Result<Json<TokenList>, Problem> {
-    read.prepare(&s.cluster).await?;
+    q.read().prepare(&s.cluster).await?;
     let state = s.cluster.state();
     let now = now_ms();
-    let mut tokens: Vec<TokenView> = state
+    let tokens = state
         .join_tokens
         .values()
-        .map(|t| TokenView::new(t, now))
+        .map(|t| ((t.created_at_ms, t.id.clone()), TokenView::new(t, now)))
         .collect();
-    tokens.sort_by(|a, b| a.created_at.cmp(&b.created_at));
-    Ok(Json(TokenList { tokens }))
+    let (tokens, next_cursor) = q.page(tokens)?;
+    Ok(Json(TokenList {
+        tokens,
+        next_cursor,
+    }))
 }

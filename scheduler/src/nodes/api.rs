@@ -105,6 +105,8 @@ pub struct GpuView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeList {
     pub nodes: Vec<NodeView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 fn view(s: &ApiState, state: &ClusterState, n: &Node) -> NodeView {
@@ -199,12 +201,33 @@ fn view(s: &ApiState, state: &ClusterState, n: &Node) -> NodeView {
 pub async fn list(
     State(s): State<ApiState>,
     _operator: Operator,
-    ApiQuery(read): ApiQuery<ReadOptions>,
+    ApiQuery(q): ApiQuery<crate::api::pagination::ListQuery>,
 ) -> Result<Json<NodeList>, Problem> {
-    read.prepare(&s.cluster).await?;
+    let label = match q.label.as_deref() {
+        None => None,
+        Some(l) => Some(l.split_once('=').ok_or_else(|| {
+            Problem::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "Invalid query string",
+                format!("label `{l}` is not key=value (e.g. ?label=gpu=h100)"),
+            )
+        })?),
+    };
+    q.read().prepare(&s.cluster).await?;
     let state = s.cluster.state();
-    let nodes = state.nodes.values().map(|n| view(&s, &state, n)).collect();
-    Ok(Json(NodeList { nodes }))
+    // By name; filtered on what the view shows (the state as operators read it).
+    let nodes = state
+        .nodes
+        .values()
+        .map(|n| view(&s, &state, n))
+        .filter(|v| q.state.as_deref().is_none_or(|st| v.state == st))
+        .filter(|v| q.region.as_deref().is_none_or(|r| v.region == r))
+        .filter(|v| label.is_none_or(|(k, val)| v.labels.get(k).is_some_and(|x| x == val)))
+        .map(|v| ((0, v.id.clone()), v))
+        .collect();
+    let (nodes, next_cursor) = q.page(nodes)?;
+    Ok(Json(NodeList { nodes, next_cursor }))
 }
 
 fn parse_id(id: &str) -> Result<NodeId, Problem> {

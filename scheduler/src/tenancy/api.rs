@@ -10,6 +10,7 @@ use vmcloud_proto::{OrgId, ProjectId};
 use crate::api::context::{
     ApiJson, ApiQuery, ApiState, Operator, ReadOptions, Who, created, rfc3339,
 };
+use crate::api::pagination::ListQuery;
 use crate::api::problem::Problem;
 use crate::sessions::types::SessionTier;
 use crate::tenancy::api_key::ApiKeyToken;
@@ -58,14 +59,22 @@ fn parse_project(id: &str) -> Result<ProjectId, Problem> {
 
 /// The projects the caller can see: a user's (through their organisations or a project
 /// role), an API key's own, every project for operators and support.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProjectList {
+    pub projects: Vec<ProjectView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The projects the caller may see, oldest first, a page at a time.
 pub async fn list(
     State(s): State<ApiState>,
     who: Who,
-    ApiQuery(read): ApiQuery<ReadOptions>,
-) -> Result<Json<Vec<ProjectView>>, Problem> {
-    read.prepare(&s.cluster).await?;
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ProjectList>, Problem> {
+    q.read().prepare(&s.cluster).await?;
     let state = s.cluster.state();
-    let views = state
+    let visible = state
         .projects
         .values()
         .filter(|p| {
@@ -77,9 +86,13 @@ pub async fn list(
                 )
                 .is_ok()
         })
-        .map(ProjectView::new)
+        .map(|p| ((p.created_at_ms, p.id.to_string()), p))
         .collect();
-    Ok(Json(views))
+    let (page, next_cursor) = q.page(visible)?;
+    Ok(Json(ProjectList {
+        projects: page.into_iter().map(ProjectView::new).collect(),
+        next_cursor,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -189,24 +202,38 @@ impl KeyView {
 }
 
 /// The project's API keys (never their secrets).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The project's API keys (never their secrets), oldest first, a page at a time.
 pub async fn list_keys(
     State(s): State<ApiState>,
     who: Who,
     Path(id): Path<String>,
-    ApiQuery(read): ApiQuery<ReadOptions>,
-) -> Result<Json<Vec<KeyView>>, Problem> {
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<KeyList>, Problem> {
     let id = parse_project(&id)?;
-    read.prepare(&s.cluster).await?;
+    q.read().prepare(&s.cluster).await?;
     who.may(&s, Action::ReadProject, Resource::Project(&id))?;
     let state = s.cluster.state();
-    Ok(Json(
-        state
-            .api_keys
-            .iter()
-            .filter(|(_, k)| k.project == id)
+    let keys = state
+        .api_keys
+        .iter()
+        .filter(|(_, k)| k.project == id)
+        .map(|(key_id, k)| ((k.created_at_ms, key_id.clone()), (key_id, k)))
+        .collect();
+    let (page, next_cursor) = q.page(keys)?;
+    Ok(Json(KeyList {
+        keys: page
+            .into_iter()
             .map(|(key_id, k)| KeyView::new(key_id, k))
             .collect(),
-    ))
+        next_cursor,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

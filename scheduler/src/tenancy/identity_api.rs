@@ -534,27 +534,42 @@ pub struct SessionView {
 }
 
 /// The caller's login sessions (browsers and CLIs), newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoginSessionList {
+    pub sessions: Vec<SessionView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The user's live login sessions, oldest first, a page at a time.
 pub async fn sessions(
     State(s): State<ApiState>,
     who: Who,
-) -> Result<Json<Vec<SessionView>>, Problem> {
+    ApiQuery(q): ApiQuery<crate::api::pagination::ListQuery>,
+) -> Result<Json<LoginSessionList>, Problem> {
     let user = user_of(&who)?;
     let now = crate::clock::now_ms();
     let state = s.cluster.state();
-    let mut list: Vec<SessionView> = state
+    let live = state
         .login_sessions
         .iter()
         .filter(|(_, l)| l.user == user && l.expires_at_ms > now)
-        .map(|(id, l)| SessionView {
-            id: id.clone(),
-            created_at: rfc3339(l.created_at_ms),
-            expires_at: rfc3339(l.expires_at_ms),
-            mfa: l.mfa,
-            current: who.session.as_deref() == Some(id.as_str()),
-        })
+        .map(|(id, l)| ((l.created_at_ms, id.clone()), (id, l)))
         .collect();
-    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-    Ok(Json(list))
+    let (page, next_cursor) = q.page(live)?;
+    Ok(Json(LoginSessionList {
+        sessions: page
+            .into_iter()
+            .map(|(id, l)| SessionView {
+                id: id.clone(),
+                created_at: rfc3339(l.created_at_ms),
+                expires_at: rfc3339(l.expires_at_ms),
+                mfa: l.mfa,
+                current: who.session.as_deref() == Some(id.as_str()),
+            })
+            .collect(),
+        next_cursor,
+    }))
 }
 
 /// Ends one of the caller's login sessions (another browser, a lost laptop's CLI).

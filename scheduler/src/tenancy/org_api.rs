@@ -98,25 +98,36 @@ fn parse_org(id: &str) -> Result<OrgId, Problem> {
 }
 
 /// The organisations the caller can see.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrganisationList {
+    pub organisations: Vec<OrganisationView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The organisations the caller may see, oldest first, a page at a time.
 pub async fn list(
     State(s): State<ApiState>,
     who: Who,
-    ApiQuery(read): ApiQuery<ReadOptions>,
-) -> Result<Json<Vec<OrganisationView>>, Problem> {
-    read.prepare(&s.cluster).await?;
+    ApiQuery(q): ApiQuery<crate::api::pagination::ListQuery>,
+) -> Result<Json<OrganisationList>, Problem> {
+    q.read().prepare(&s.cluster).await?;
     let state = s.cluster.state();
-    Ok(Json(
-        state
-            .organisations
-            .values()
-            .filter(|o| {
-                state
-                    .authorize(&who.principal, Action::ReadOrg, Resource::Org(&o.id))
-                    .is_ok()
-            })
-            .map(|o| view(&state, o))
-            .collect(),
-    ))
+    let visible = state
+        .organisations
+        .values()
+        .filter(|o| {
+            state
+                .authorize(&who.principal, Action::ReadOrg, Resource::Org(&o.id))
+                .is_ok()
+        })
+        .map(|o| ((o.created_at_ms, o.id.to_string()), o))
+        .collect();
+    let (page, next_cursor) = q.page(visible)?;
+    Ok(Json(OrganisationList {
+        organisations: page.into_iter().map(|o| view(&state, o)).collect(),
+        next_cursor,
+    }))
 }
 
 pub async fn get(

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 use vmcloud_proto::{ProjectId, UserId};
 
-use crate::api::context::{ApiJson, ApiState, Who};
+use crate::api::context::{ApiJson, ApiQuery, ApiState, Who};
+use crate::api::pagination::ListQuery;
 use crate::api::problem::Problem;
 use crate::tenancy::authz::{Action, Resource};
 use crate::tenancy::types::Role;
@@ -26,6 +27,14 @@ pub struct ProjectMemberView {
     pub role: &'static str,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProjectMemberList {
+    pub members: Vec<ProjectMemberView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The project's members, by user id.
 fn members(s: &ApiState, id: &ProjectId) -> Result<Vec<ProjectMemberView>, Problem> {
     let state = s.cluster.state();
     let project = state
@@ -52,10 +61,20 @@ pub async fn list(
     State(s): State<ApiState>,
     who: Who,
     Path(id): Path<String>,
-) -> Result<Json<Vec<ProjectMemberView>>, Problem> {
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ProjectMemberList>, Problem> {
     let id = parse_project(&id)?;
+    q.read().prepare(&s.cluster).await?;
     who.may(&s, Action::ReadProject, Resource::Project(&id))?;
-    members(&s, &id).map(Json)
+    let all = members(&s, &id)?
+        .into_iter()
+        .map(|m| ((0, m.user_id.clone()), m))
+        .collect();
+    let (members, next_cursor) = q.page(all)?;
+    Ok(Json(ProjectMemberList {
+        members,
+        next_cursor,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -100,7 +119,7 @@ pub async fn set(
     who: Who,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ProjectMemberRequest>,
-) -> Result<Json<Vec<ProjectMemberView>>, Problem> {
+) -> Result<Json<ProjectMemberList>, Problem> {
     let id = parse_project(&id)?;
     who.may(&s, Action::ManageProject, Resource::Project(&id))?;
     let role = Role::parse(&req.role)
@@ -129,7 +148,10 @@ pub async fn set(
             ))
         })?;
     propose(&s, &who, &id, &user, role.as_str()).await?;
-    members(&s, &id).map(Json)
+    Ok(Json(ProjectMemberList {
+        members: members(&s, &id)?,
+        next_cursor: None,
+    }))
 }
 
 /// Takes a user's project role away.

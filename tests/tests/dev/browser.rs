@@ -301,6 +301,40 @@ async fn the_console_from_sign_up_to_a_running_instance() {
     assert!(key.starts_with("vmc_"), "{key}");
     shots.take(&c, "api-key-shown-once").await;
 
+    // The project's quotas: used / limit per region; asking for more.
+    c.goto(&format!("{base}{project_page}")).await.unwrap();
+    click(&c, "#quotas-link").await;
+    wait_for(&c, "#quotas tbody tr", Duration::from_secs(10)).await;
+    assert!(text(&c, "#quotas").await.contains("par"));
+    click(&c, "#quota-region option[value='par']").await;
+    fill(&c, "#quota-vcpus", "64").await;
+    fill(&c, "#quota-reason", "a build farm").await;
+    click(&c, "#ask-quota").await;
+    wait_for(&c, "p.notice", Duration::from_secs(10)).await;
+    let asked = text(&c, "#quota-requests").await;
+    assert!(
+        asked.contains("a build farm") && asked.contains("open"),
+        "{asked}"
+    );
+    shots.take(&c, "quotas").await;
+
+    // The organisation's audit trail shows what was just done, by whom.
+    c.goto(&format!("{base}/console")).await.unwrap();
+    c.find(Locator::LinkText("Analytical Engines"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click(&c, "#audit-link").await;
+    wait_for(&c, "#audit tbody tr", Duration::from_secs(10)).await;
+    let trail = text(&c, "#audit").await;
+    assert!(
+        trail.contains("request_quota") && trail.contains("add_api_key"),
+        "{trail}"
+    );
+    shots.take(&c, "audit-trail").await;
+
     // An instance from the console: running on the page, live.
     c.goto(&format!("{base}{project_page}")).await.unwrap();
     fill(&c, "#instance-name", "web-1").await;

@@ -165,13 +165,13 @@ async fn a_customer_from_a_fresh_profile_on_the_command_line() {
         api,
         &["key", "list", "--project", &project, "--profile", "shell"],
     );
-    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
     assert!(
-        keys[0].get("token").is_none(),
+        keys["keys"][0].get("token").is_none(),
         "a key list shows a secret: {keys}"
     );
     let orgs = json(home, api, &["org", "list", "--profile", "shell"]);
-    assert_eq!(orgs[0]["name"], "Shell Co");
+    assert_eq!(orgs["organisations"][0]["name"], "Shell Co");
 
     // Switching the profile's project checks the project exists for this user.
     let err = fails(

@@ -218,7 +218,7 @@ async fn customers_sign_up_verify_log_in_and_see_only_their_own() {
             None,
         )
         .await;
-    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2, "{keys}");
     assert!(
         !keys.to_string().contains(&member[4..]),
         "a listed key shows its secret"
@@ -291,8 +291,12 @@ async fn customers_sign_up_verify_log_in_and_see_only_their_own() {
         assert_eq!(status, 404, "Ann's key GET {path}: {answer}");
     }
     let (_, projects) = api.call("GET", "/v1/projects", Some(&bob), None).await;
-    assert_eq!(projects.as_array().unwrap().len(), 1, "{projects}");
-    assert_eq!(projects[0]["id"], bob_project);
+    assert_eq!(
+        projects["projects"].as_array().unwrap().len(),
+        1,
+        "{projects}"
+    );
+    assert_eq!(projects["projects"][0]["id"], bob_project);
 
     // The operator (the dev key) sees every tenant.
     let (_, all) = api
@@ -457,7 +461,7 @@ async fn a_project_role_reaches_that_project_only() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body[0]["email"], "carl@example.io");
+    assert_eq!(body["members"][0]["email"], "carl@example.io");
     let (status, _) = api
         .call("GET", &format!("/v1/projects/{first}"), Some(&carl), None)
         .await;

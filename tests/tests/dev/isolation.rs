@@ -349,7 +349,8 @@ async fn another_organisation_finds_nothing_of_yours_on_any_route() {
         )
         .await;
     assert!(
-        keys.as_array()
+        keys["keys"]
+            .as_array()
             .unwrap()
             .iter()
             .all(|k| k["revoked_at"].is_null()),

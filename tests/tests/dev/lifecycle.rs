@@ -259,7 +259,7 @@ async fn idempotency_key_creates_once() {
 
     // A secret is shown once: creating an API key again with its key says what was done.
     let (_, projects) = get_json(&format!("{}/v1/projects", fleet.api), Some(&fleet.token)).await;
-    let project = projects[0]["id"].as_str().unwrap().to_owned();
+    let project = projects["projects"][0]["id"].as_str().unwrap().to_owned();
     let key_body = json!({"name": "ci", "role": "project-member"});
     let path = format!("/v1/projects/{project}/keys");
     let first = post(&path, "key-1", key_body.clone()).await.unwrap();

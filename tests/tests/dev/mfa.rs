@@ -245,7 +245,7 @@ async fn totp_enrolment_login_replay_recovery_and_an_org_that_requires_it() {
         .call("GET", "/v1/me/sessions", Some(with_code.as_str()), None)
         .await;
     assert_eq!(status, 200, "{sessions}");
-    let list = sessions.as_array().unwrap();
+    let list = sessions["sessions"].as_array().unwrap();
     assert!(list.len() >= 2, "{sessions}");
     assert_eq!(list.iter().filter(|l| l["current"] == true).count(), 1);
     let plain_id = plain.split('_').nth(1).unwrap();

@@ -141,3 +141,86 @@ async fn the_instance_list_pages_by_cursor_and_filters() {
     let listed = super::cli_json(&fx, &["instance", "list"]);
     assert!(listed["instances"].as_array().unwrap().len() >= 120 + pages);
 }
+
+/// 10,000 projects walked a page at a time while others are created and deleted: every
+/// project that existed throughout is seen exactly once, none twice.
+#[tokio::test]
+async fn ten_thousand_projects_walk_with_concurrent_writes() {
+    const N: usize = 10_000;
+    // Without the per-caller rate limit: one customer makes 11,000 requests here.
+    let fx = Fixture::start_with(&["--api-rate-limit", "0"]);
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let (ann, org, _) = super::customers::customer(&fx, &api, "ann@example.org", "Many").await;
+    let create = |n: usize| {
+        let (ann, org) = (ann.clone(), org.clone());
+        let base = fx.fleet.api.clone();
+        async move {
+            let r = super::http()
+                .post(format!("{base}/v1/projects"))
+                .bearer_auth(&ann)
+                .json(&json!({"organisation": org, "name": format!("p{n}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 201);
+            let v: Value = r.json().await.unwrap();
+            v["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut before = Vec::with_capacity(N);
+    for chunk in (0..N).collect::<Vec<_>>().chunks(64) {
+        before.extend(futures::future::join_all(chunk.iter().map(|&n| create(n))).await);
+    }
+    // The walk, while a writer deletes 500 of them and creates 500 more.
+    let doomed: HashSet<String> = before.iter().step_by(20).cloned().collect();
+    let writer = {
+        let (ann, base) = (ann.clone(), fx.fleet.api.clone());
+        let doomed: Vec<String> = doomed.iter().cloned().collect();
+        let extra: Vec<_> = (N..N + 500).map(create).collect();
+        async move {
+            for (id, make) in doomed.iter().zip(extra) {
+                let r = super::http()
+                    .delete(format!("{base}/v1/projects/{id}"))
+                    .bearer_auth(&ann)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 204);
+                make.await;
+            }
+        }
+    };
+    let walk = async {
+        let mut seen: Vec<String> = Vec::new();
+        let mut path = "/v1/projects?limit=1000".to_owned();
+        loop {
+            let (status, page) = api.call("GET", &path, Some(&ann), None).await;
+            assert_eq!(status, 200, "{page}");
+            seen.extend(
+                page["projects"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["id"].as_str().unwrap().to_owned()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/projects?limit=1000&cursor={c}"),
+                None => break seen,
+            }
+        }
+    };
+    let ((), seen) = futures::join!(writer, walk);
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a project was listed twice");
+    let missed: Vec<&String> = before
+        .iter()
+        .filter(|id| !doomed.contains(*id) && !unique.contains(id))
+        .collect();
+    assert!(missed.is_empty(), "{} projects skipped", missed.len());
+    eprintln!(
+        "walked {} projects while 500 were deleted and 500 made",
+        seen.len()
+    );
+}
