@@ -136,6 +136,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 public_url: None,
                 pages: Some(vmcloud_web::pages),
                 api_per_hour: args.api.api_rate_limit,
+                // A receiver on this machine is the usual dev set-up.
+                webhooks_allow_private: true,
             })
             .await
             .context("cannot start the scheduler")
@@ -347,6 +349,10 @@ pub struct ApiArgs {
     /// replica, refilled evenly; 0: no limit. VMCloud's operators are not limited.
     #[arg(long, default_value_t = vmcloud_scheduler::api::limits::DEFAULT_API_PER_HOUR)]
     pub api_rate_limit: u32,
+    /// Let webhooks go to `http` URLs and private, loopback or link-local addresses (a test
+    /// set-up; `vmcloud dev` always does). Production refuses them (SSRF).
+    #[arg(long)]
+    pub webhooks_allow_private: bool,
 }
 
 impl MailArgs {

@@ -19,6 +19,7 @@ mod reservation_cmd;
 mod scheduler_cmd;
 mod session_cmd;
 mod token_cmd;
+mod webhook_cmd;
 
 use std::process::ExitCode;
 use std::sync::LazyLock;
@@ -192,6 +193,14 @@ enum Command {
         #[command(subcommand)]
         command: quota_cmd::QuotaCommand,
     },
+    /// Webhook endpoints: create (the secret is shown once), list, delete, send a test event;
+    /// sign a body as deliveries are signed.
+    Webhook {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: webhook_cmd::WebhookCommand,
+    },
     /// Join tokens for new hosts (operators): create, list.
     Token {
         #[command(flatten)]
@@ -325,6 +334,7 @@ fn main() -> ExitCode {
         | Command::Audit { .. }
         | Command::Api { .. }
         | Command::Quota { .. }
+        | Command::Webhook { .. }
         | Command::Reservation { .. }
         | Command::Job { .. }
         | Command::Session { .. }
@@ -423,6 +433,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Quota { client, command } => quota_cmd::run(client, command).await,
+            Command::Webhook { client, command } => webhook_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },
             } => bench::create::create(client, args).await,

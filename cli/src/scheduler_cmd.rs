@@ -171,6 +171,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                 public_url: args.public_url.clone(),
                 pages: Some(vmcloud_web::pages),
                 api_per_hour: args.api.api_rate_limit,
+                webhooks_allow_private: args.api.webhooks_allow_private,
             })
             .await
             .context("cannot start the scheduler")

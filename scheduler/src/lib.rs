@@ -46,5 +46,6 @@ pub mod server;
 pub mod sessions;
 pub mod state;
 pub mod tenancy;
+pub mod webhooks;
 
 pub use server::{Replication, Scheduler, SchedulerConfig, StartError};

@@ -54,6 +54,8 @@ pub struct SchedulerConfig {
     pub pages: Option<Pages>,
     /// Requests an hour each API principal may make on this replica (0: no limit).
     pub api_per_hour: u32,
+    /// Webhooks may go to `http` and private addresses (for `vmcloud dev`).
+    pub webhooks_allow_private: bool,
 }
 
 /// Builds the web pages' router from the API's state.
@@ -350,6 +352,7 @@ impl Scheduler {
             public_url: public_url.trim_end_matches('/').to_owned(),
             limiter: Default::default(),
             api_per_hour: config.api_per_hour,
+            webhooks_allow_private: config.webhooks_allow_private,
         };
         let mut router = api::router(api_state.clone());
         if let Some(pages) = config.pages {

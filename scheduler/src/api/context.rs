@@ -38,6 +38,8 @@ pub struct ApiState {
     pub limiter: Arc<crate::api::limits::Limiter>,
     /// Requests an hour each principal may make (0: no limit).
     pub api_per_hour: u32,
+    /// Webhooks may go to `http` and private addresses (`vmcloud dev` only).
+    pub webhooks_allow_private: bool,
 }
 
 /// A query string whose decoding errors become problem+json 400s.

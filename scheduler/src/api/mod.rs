@@ -40,6 +40,7 @@ use crate::tenancy::org_api as orgs;
 use crate::tenancy::project_members_api as project_members;
 use crate::tenancy::reset_api as reset;
 use crate::tenancy::sso_api as sso;
+use crate::webhooks::api as webhooks;
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -130,6 +131,15 @@ pub fn router(state: ApiState) -> Router {
             get(join_tokens::list).post(join_tokens::create),
         )
         .route("/v1/audit-events", get(crate::audit::api::list))
+        .route(
+            "/v1/webhook-endpoints",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route("/v1/webhook-endpoints/{id}/test", post(webhooks::test))
         .route("/v1/quotas", get(quotas::get))
         .route(
             "/v1/quota-requests",

@@ -83,6 +83,8 @@ fn resource_of(body: &Body) -> String {
         Body::StartPasswordReset(c) => r("user", &c.user_id),
         Body::ResetPassword(c) => r("user", &c.user_id),
         Body::SsoLogin(c) => r("organisation", &c.org_id),
+        Body::CreateWebhookEndpoint(c) => r("webhook_endpoint", &c.endpoint_id),
+        Body::DeleteWebhookEndpoint(c) => r("webhook_endpoint", &c.endpoint_id),
         Body::SetRateLimit(c) => r("organisation", &c.org_id),
         Body::SetQuota(c) => format!("quota/{}/{}", c.project_id, c.region),
         Body::RequestQuota(c) => r("quota_request", &c.request_id),

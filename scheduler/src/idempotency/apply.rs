@@ -66,6 +66,13 @@ fn once(body: &Body) -> Option<Outcome> {
             format!("accepted the invitation to organisation {}", c.org_id),
             format!("/v1/organisations/{}", c.org_id),
         ),
+        Body::CreateWebhookEndpoint(c) => (
+            format!(
+                "created webhook endpoint {} (its signing secret was shown once)",
+                c.endpoint_id
+            ),
+            format!("/v1/webhook-endpoints/{}", c.endpoint_id),
+        ),
         Body::CreateJoinToken(c) => (
             format!(
                 "created join token {} (its secret was shown once)",

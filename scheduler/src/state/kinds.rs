@@ -49,5 +49,7 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::RequestQuota(_) => "request_quota",
         Body::DecideQuotaRequest(_) => "decide_quota_request",
         Body::SetRateLimit(_) => "set_rate_limit",
+        Body::CreateWebhookEndpoint(_) => "create_webhook_endpoint",
+        Body::DeleteWebhookEndpoint(_) => "delete_webhook_endpoint",
     }
 }

@@ -36,6 +36,7 @@ use crate::quotas::types::{Limits, QuotaRequest};
 use crate::reservations::types::Reservation;
 use crate::state::index::StateIndex;
 use crate::tenancy::types::{ApiKey, LoginSession, Organisation, Project, User};
+use crate::webhooks::types::WebhookEndpoint;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -56,6 +57,9 @@ pub struct ClusterState {
     /// Requests for higher limits, by id.
     #[serde(default)]
     pub quota_requests: OrdMap<String, QuotaRequest>,
+    /// Projects' webhook endpoints, by id (see [`crate::webhooks`]).
+    #[serde(default)]
+    pub webhook_endpoints: OrdMap<String, WebhookEndpoint>,
     /// The end of the audit trail's hash chain (the events are in history).
     #[serde(default)]
     pub audit_head: AuditHead,
@@ -204,6 +208,8 @@ impl ClusterState {
             Body::RecordRefusal(_) => Ok(Applied::Done),
             Body::SetQuota(c) => self.set_quota(c),
             Body::SetRateLimit(c) => self.set_rate_limit(c),
+            Body::CreateWebhookEndpoint(c) => self.create_webhook_endpoint(c, at),
+            Body::DeleteWebhookEndpoint(c) => self.delete_webhook_endpoint(c),
             Body::RequestQuota(c) => self.request_quota(c, at),
             Body::DecideQuotaRequest(c) => self.decide_quota_request(c, at),
         }

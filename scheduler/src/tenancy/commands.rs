@@ -140,6 +140,10 @@ impl ClusterState {
             | Body::ResetPassword(_)
             | Body::SsoLogin(_)
             | Body::RecordRefusal(_) => (Action::ReadOrg, Target::Anyone),
+            Body::CreateWebhookEndpoint(pb::CreateWebhookEndpoint { project_id, .. })
+            | Body::DeleteWebhookEndpoint(pb::DeleteWebhookEndpoint { project_id, .. }) => {
+                (Action::ManageProject, Target::Project(project(project_id)?))
+            }
             Body::RequestQuota(c) => (
                 Action::ManageProject,
                 Target::Project(project(&c.project_id)?),

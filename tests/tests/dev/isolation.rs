@@ -55,13 +55,24 @@ fn walk_of(method: &str, path: &str) -> Walk {
         ) => NotTenantData("the caller's own account"),
         (
             "GET",
-            "/v1/instances" | "/v1/jobs" | "/v1/sessions" | "/v1/reservations" | "/v1/projects"
-            | "/v1/organisations" | "/v1/quotas" | "/v1/quota-requests",
+            "/v1/instances"
+            | "/v1/jobs"
+            | "/v1/sessions"
+            | "/v1/reservations"
+            | "/v1/projects"
+            | "/v1/organisations"
+            | "/v1/quotas"
+            | "/v1/quota-requests"
+            | "/v1/webhook-endpoints",
         ) => List,
         (
             "POST",
-            "/v1/instances" | "/v1/jobs" | "/v1/sessions" | "/v1/reservations"
-            | "/v1/quota-requests",
+            "/v1/instances"
+            | "/v1/jobs"
+            | "/v1/sessions"
+            | "/v1/reservations"
+            | "/v1/quota-requests"
+            | "/v1/webhook-endpoints",
         ) => Hidden, // with ?project=<A's project>
         // Operators only: refused before anything is looked up.
         (_, p)
@@ -126,6 +137,7 @@ impl OrgA {
             "/v1/reservations",
             "/v1/quotas",
             "/v1/quota-requests",
+            "/v1/webhook-endpoints",
         ];
         if template == "/v1/audit-events" {
             format!("{path}?org={}", self.org)
@@ -162,6 +174,7 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/reservations") => Some(json!({"flavor": "vps-s", "region": "par",
             "count": 1, "term_months": 12})),
         ("POST", "/v1/projects") => Some(json!({"organisation": a.org, "name": "intruder"})),
+        ("POST", "/v1/webhook-endpoints") => Some(json!({"url": "http://127.0.0.1:9/hook"})),
         ("POST", "/v1/quota-requests") => {
             Some(json!({"region": "par", "vcpus": 64, "reason": "more"}))
         }

@@ -24,6 +24,7 @@ mod sessions;
 mod sim_agents;
 mod sso;
 mod tokens;
+mod webhooks;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,300 @@
+//! `POST|GET /v1/webhook-endpoints`, `GET|DELETE /v1/webhook-endpoints/{id}`,
+//! `POST /v1/webhook-endpoints/{id}/test`.
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use vmcloud_proto::ProjectId;
+use vmcloud_proto::pb::{self, command::Body};
+
+use crate::api::context::{ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, rfc3339};
+use crate::api::pagination::ListQuery;
+use crate::api::problem::Problem;
+use crate::tenancy::authz::{Action, Resource};
+use crate::webhooks::sign;
+use crate::webhooks::target::check;
+use crate::webhooks::types::{EVENT_TYPES, WebhookEndpoint, seal_purpose};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpointRequest {
+    /// Where events are POSTed (`https://…`).
+    pub url: String,
+    /// The event types to send (default: all).
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EndpointView {
+    pub id: String,
+    pub project: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub description: String,
+    pub created_at: String,
+    /// The signing secret (`whsec_…`): in the answer to the create only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl EndpointView {
+    fn new(e: &WebhookEndpoint) -> EndpointView {
+        EndpointView {
+            id: e.id.clone(),
+            project: e.project.to_string(),
+            url: e.url.clone(),
+            event_types: e.event_types.clone(),
+            description: e.description.clone(),
+            created_at: rfc3339(e.created_at_ms),
+            secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EndpointList {
+    pub endpoints: Vec<EndpointView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn invalid_url(detail: String) -> Problem {
+    Problem::unprocessable("invalid-webhook-url", "Invalid webhook URL", detail)
+}
+
+/// A project makes an endpoint; the answer shows its signing secret, once.
+pub async fn create(
+    State(s): State<ApiState>,
+    Caller(project, who): Caller,
+    ApiJson(req): ApiJson<CreateEndpointRequest>,
+) -> Result<Response, Problem> {
+    who.may(&s, Action::ManageProject, Resource::Project(&project))?;
+    if let Some(t) = req
+        .event_types
+        .iter()
+        .find(|t| !EVENT_TYPES.contains(&t.as_str()))
+    {
+        return Err(Problem::unprocessable(
+            "unknown-event-type",
+            "Unknown event type",
+            format!(
+                "`{t}` is not an event type; choose from: {}",
+                EVENT_TYPES.join(", ")
+            ),
+        ));
+    }
+    if req.url.len() > 2048 || req.description.chars().count() > 200 {
+        return Err(invalid_url(
+            "a URL is at most 2048 characters, a description 200".into(),
+        ));
+    }
+    check(&req.url, s.webhooks_allow_private)
+        .await
+        .map_err(invalid_url)?;
+    let secrets = s.secrets.as_deref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-secrets-key",
+            "No secrets key",
+            "this replica was started without --secrets-key, so it cannot keep webhook secrets; ask the operators to configure it (docs/operations.md)",
+        )
+    })?;
+    let id = format!("we_{:016x}", rand::random::<u64>());
+    let secret = sign::new_secret();
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::CreateWebhookEndpoint(pb::CreateWebhookEndpoint {
+                endpoint_id: id.clone(),
+                project_id: project.to_string(),
+                url: req.url,
+                event_types: req.event_types,
+                sealed_secret: secrets.seal(secret.as_bytes(), &seal_purpose(&id)),
+                description: req.description,
+            }),
+        )
+        .await??;
+    let state = s.cluster.state();
+    let e = state
+        .webhook_endpoints
+        .get(&id)
+        .ok_or_else(|| Problem::internal("the endpoint was applied but is not in the state"))?;
+    let mut view = EndpointView::new(e);
+    view.secret = Some(secret);
+    Ok(created(format!("/v1/webhook-endpoints/{id}"), view))
+}
+
+/// The project's endpoints, oldest first (never their secrets).
+pub async fn list(
+    State(s): State<ApiState>,
+    Caller(project, _who): Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<EndpointList>, Problem> {
+    q.read().prepare(&s.cluster).await?;
+    let state = s.cluster.state();
+    let mine = state
+        .webhook_endpoints
+        .values()
+        .filter(|e| e.project == project)
+        .map(|e| ((e.created_at_ms, e.id.clone()), EndpointView::new(e)))
+        .collect();
+    let (endpoints, next_cursor) = q.page(mine)?;
+    Ok(Json(EndpointList {
+        endpoints,
+        next_cursor,
+    }))
+}
+
+fn endpoint_of(s: &ApiState, project: &ProjectId, id: &str) -> Result<WebhookEndpoint, Problem> {
+    s.cluster
+        .state()
+        .webhook_endpoints
+        .get(id)
+        .filter(|e| e.project == *project)
+        .cloned()
+        .ok_or_else(|| Problem::not_found(format!("webhook endpoint {id} does not exist")))
+}
+
+pub async fn get(
+    State(s): State<ApiState>,
+    Caller(project, _who): Caller,
+    Path(id): Path<String>,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<EndpointView>, Problem> {
+    read.prepare(&s.cluster).await?;
+    Ok(Json(EndpointView::new(&endpoint_of(&s, &project, &id)?)))
+}
+
+pub async fn delete(
+    State(s): State<ApiState>,
+    Caller(project, who): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    endpoint_of(&s, &project, &id)?;
+    who.may(&s, Action::ManageProject, Resource::Project(&project))?;
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::DeleteWebhookEndpoint(pb::DeleteWebhookEndpoint {
+                endpoint_id: id,
+                project_id: project.to_string(),
+            }),
+        )
+        .await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a test delivery got.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestDelivery {
+    pub webhook_id: String,
+    pub delivered: bool,
+    /// The endpoint's HTTP status, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Sends a signed `webhook.test` event to the endpoint now, from this replica.
+pub async fn test(
+    State(s): State<ApiState>,
+    Caller(project, who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TestDelivery>, Problem> {
+    let e = endpoint_of(&s, &project, &id)?;
+    who.may(&s, Action::ManageProject, Resource::Project(&project))?;
+    let secrets = s.secrets.as_deref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-secrets-key",
+            "No secrets key",
+            "this replica was started without --secrets-key, so it cannot sign webhooks",
+        )
+    })?;
+    let secret = secrets
+        .open(&e.sealed_secret, &seal_purpose(&e.id))
+        .map_err(|err| {
+            Problem::internal(format!("the endpoint's secret cannot be opened: {err}"))
+        })?;
+    let key = sign::key_of(&String::from_utf8_lossy(&secret))
+        .ok_or_else(|| Problem::internal("the endpoint's secret is not a whsec_ secret"))?;
+    let webhook_id = format!("msg_test_{:016x}", rand::random::<u64>());
+    let now_ms = crate::clock::now_ms();
+    let body = serde_json::to_vec(&json!({
+        "type": "webhook.test",
+        "timestamp": rfc3339(now_ms),
+        "data": {"endpoint": e.id, "project": e.project.to_string()},
+    }))
+    .expect("a test event encodes");
+    let outcome = deliver(&s, &e.url, &key, &webhook_id, now_ms / 1000, body).await;
+    Ok(Json(TestDelivery {
+        webhook_id,
+        ..outcome
+    }))
+}
+
+/// Signs and POSTs one delivery, to the addresses the destination check resolved.
+pub async fn deliver(
+    s: &ApiState,
+    url: &str,
+    key: &[u8],
+    webhook_id: &str,
+    timestamp_s: i64,
+    body: Vec<u8>,
+) -> TestDelivery {
+    let started = Instant::now();
+    let failed = |error: String, status: Option<u16>| TestDelivery {
+        webhook_id: webhook_id.to_owned(),
+        delivered: false,
+        status,
+        duration_ms: started.elapsed().as_millis() as u64,
+        error: Some(error),
+    };
+    let target = match check(url, s.webhooks_allow_private).await {
+        Ok(t) => t,
+        Err(e) => return failed(e, None),
+    };
+    let client = match reqwest::Client::builder()
+        .resolve_to_addrs(&target.host, &target.addrs)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(15))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return failed(e.to_string(), None),
+    };
+    let signature = sign::signature(key, webhook_id, timestamp_s, &body);
+    match client
+        .post(target.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", webhook_id)
+        .header("webhook-timestamp", timestamp_s.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => TestDelivery {
+            webhook_id: webhook_id.to_owned(),
+            delivered: true,
+            status: Some(r.status().as_u16()),
+            duration_ms: started.elapsed().as_millis() as u64,
+            error: None,
+        },
+        Ok(r) => failed(
+            format!("the endpoint answered {}", r.status()),
+            Some(r.status().as_u16()),
+        ),
+        Err(e) => failed(format!("{}", vmcloud_proto::ErrorChain(&e)), None),
+    }
+}
