@@ -160,6 +160,8 @@ pub struct Scheduler {
     api_addr: SocketAddr,
     gateway: Gateway,
     controller: JoinHandle<()>,
+    /// The leader's webhook deliveries.
+    webhooks: JoinHandle<()>,
     liveness: JoinHandle<()>,
     api: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
@@ -354,6 +356,7 @@ impl Scheduler {
             api_per_hour: config.api_per_hour,
             webhooks_allow_private: config.webhooks_allow_private,
         };
+        let webhooks = tokio::spawn(crate::webhooks::deliver::run(api_state.clone()));
         let mut router = api::router(api_state.clone());
         if let Some(pages) = config.pages {
             router = pages(api_state).merge(router);
@@ -377,6 +380,7 @@ impl Scheduler {
             api_addr,
             gateway,
             controller,
+            webhooks,
             liveness,
             api,
             api_stop,
@@ -402,6 +406,7 @@ impl Scheduler {
         let _ = self.api_stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), self.api).await;
         self.controller.abort();
+        self.webhooks.abort();
         self.announce.abort();
         self.liveness.abort();
         self.gateway.shutdown().await;

@@ -28,7 +28,27 @@ impl Fleet {
             operator: false,
             ..Default::default()
         }));
+        f.unlimited(ACCOUNT);
         f
+    }
+
+    /// Lifts `project`'s quotas far above what a simulation asks for (placement is under
+    /// test here, not quotas).
+    pub fn unlimited(&mut self, project: &str) {
+        for region in ["par", "fra", "ams", "lon", "mrs-edge"] {
+            self.apply(Body::SetQuota(pb::SetQuota {
+                project_id: project.into(),
+                region: region.into(),
+                limits: Some(pb::QuotaLimits {
+                    instances: Some(1_000_000),
+                    vcpus: Some(1 << 31),
+                    memory_mib: Some(1 << 31),
+                    gpus: Some(1_000_000),
+                    reservations: Some(1_000_000),
+                    ..Default::default()
+                }),
+            }));
+        }
     }
 
     pub fn apply(&mut self, body: Body) {

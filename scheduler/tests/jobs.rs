@@ -85,6 +85,7 @@ fn other_account(f: &mut Fleet) {
         operator: false,
         ..Default::default()
     }));
+    f.unlimited(OTHER);
 }
 
 fn state_of(f: &Fleet, ids: &[InstanceId]) -> Vec<InstanceState> {

@@ -19,6 +19,7 @@ fn gamer(f: &mut Fleet, id: &str, tier: pb::SessionTier) {
         operator: false,
         ..Default::default()
     }));
+    f.unlimited(id);
     f.apply(Body::UpdateProject(pb::UpdateProject {
         project_id: id.into(),
         share_weight: None,

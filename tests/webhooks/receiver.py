@@ -26,7 +26,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with open(secret_file) as f:
                 secret = f.read().strip()
             payload = Webhook(secret).verify(body, headers)
-            entry.update(ok=True, type=payload.get("type"))
+            data = payload.get("data") or {}
+            entry.update(ok=True, type=payload.get("type"), state=data.get("state"),
+                         instance=data.get("instance"))
             code = 204
         except Exception as e:  # the library's verification errors, reported as such
             entry.update(ok=False, error=str(e))

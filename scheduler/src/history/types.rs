@@ -27,6 +27,26 @@ pub enum HistoryRecord {
     },
     /// An audited command or refusal (see [`crate::audit`]).
     Audit(Box<AuditEvent>),
+    /// A webhook event, as its deliveries send it (see [`crate::webhooks`]).
+    WebhookEvent {
+        id: String,
+        project: vmcloud_proto::ProjectId,
+        kind: String,
+        payload: String,
+        at_ms: i64,
+    },
+    /// One attempt to deliver a webhook event to one endpoint.
+    WebhookDelivery {
+        event_id: String,
+        endpoint_id: String,
+        attempt: u32,
+        ok: bool,
+        /// 0: no answer.
+        status: u16,
+        error: String,
+        at_ms: i64,
+        duration_ms: u32,
+    },
 }
 
 /// Records `apply` produced and the consensus adapter has not written yet. Not part of the

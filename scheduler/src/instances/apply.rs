@@ -30,14 +30,22 @@ impl ClusterState {
             return Err(Rejected::Exists(format!("instance {id}")));
         }
         self.check_trial(&project, !c.gpu_model.is_empty())?;
-        self.check_quota(
+        if let Err(refused) = self.check_quota(
             &project,
             &c.region,
             c.vcpus,
             c.memory_mib,
             &c.gpu_model,
             c.gpu_count,
-        )?;
+        ) {
+            self.emit_webhook(
+                &project,
+                "quota.refused",
+                serde_json::json!({"project": project.to_string(), "region": c.region,
+                    "flavor": c.flavor, "detail": refused.to_string()}),
+            );
+            return Err(refused);
+        }
         let market = c.market();
         let instance = Instance {
             state: InstanceState::Pending,
@@ -165,6 +173,8 @@ impl ClusterState {
     /// speaks for its own node only.
     pub(crate) fn observe_instances(&mut self, c: pb::ObserveInstances, at: i64) -> ApplyResult {
         let node = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        // State changes the projects' webhooks hear of, once the loop lets go of the state.
+        let mut changed: Vec<(ProjectId, serde_json::Value)> = Vec::new();
         for status in c.instances {
             let Ok(id) = InstanceId::parse(&status.instance_id) else {
                 continue;
@@ -177,6 +187,7 @@ impl ClusterState {
             }
             let observed = status.state();
             let message = (!status.message.is_empty()).then_some(status.message);
+            let before = instance.state;
             match (observed, instance.state) {
                 (pb::ObservedState::Absent, InstanceState::Deleting) => {
                     if let Some(u) = self.index.usage.get_mut(&node).map(Arc::make_mut) {
@@ -217,6 +228,7 @@ impl ClusterState {
                         self.forget(&removed);
                         self.record_ended(&removed, reason);
                     }
+                    continue;
                 }
                 (_, InstanceState::Deleting) | (pb::ObservedState::Absent, _) => {}
                 (pb::ObservedState::Running, _) => {
@@ -234,6 +246,17 @@ impl ClusterState {
                 }
                 (pb::ObservedState::Unspecified, _) => {}
             }
+            if instance.state != before
+                && matches!(
+                    instance.state,
+                    InstanceState::Running | InstanceState::Stopped | InstanceState::Failed
+                )
+            {
+                changed.push((instance.project.clone(), instance_event(instance)));
+            }
+        }
+        for (project, data) in changed {
+            self.emit_webhook(&project, "instance.state_changed", data);
         }
         Ok(Applied::Done)
     }
@@ -272,6 +295,10 @@ impl ClusterState {
     /// Moves an instance that is gone into history (the log index and time of the entry
     /// being applied).
     pub(crate) fn record_ended(&mut self, instance: &Instance, reason: &str) {
+        let mut data = instance_event(instance);
+        data["state"] = "deleted".into();
+        data["reason"] = reason.into();
+        self.emit_webhook(&instance.project, "instance.state_changed", data);
         self.history.push(
             self.applied_index,
             HistoryRecord::InstanceEnded {
@@ -298,4 +325,19 @@ impl ClusterState {
             instance.deleted_in_generation = Some(node.generation);
         }
     }
+}
+
+/// What a webhook says of an instance.
+fn instance_event(i: &Instance) -> serde_json::Value {
+    serde_json::json!({
+        "instance": i.id.to_string(),
+        "project": i.project.to_string(),
+        "name": i.name,
+        "region": i.region,
+        "state": i.state,
+        "node": i.node.as_ref().map(ToString::to_string),
+        "message": i.status_message,
+        "job": i.job.as_ref().map(|j| j.id.to_string()),
+        "session": i.session.is_some(),
+    })
 }

@@ -8,22 +8,23 @@ use vmcloud_proto::{ProjectId, pb};
 use crate::instances::types::Instance;
 use crate::tenancy::types::OrgKind;
 
-/// Limits on what a project holds in one region; `None`: no limit.
+/// Limits on what a project holds in one region; `None`: no limit. Kept in the replicated
+/// state, whose snapshots are positional: no field may be skipped when serialized.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Limits {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub instances: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub vcpus: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub memory_mib: Option<u64>,
     /// GPUs of every model together (MIG slices count one each).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub gpus: Option<u32>,
     /// GPUs of one model (in addition to `gpus`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub gpus_by_model: BTreeMap<String, u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reservations: Option<u32>,
 }
 

@@ -51,5 +51,6 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::SetRateLimit(_) => "set_rate_limit",
         Body::CreateWebhookEndpoint(_) => "create_webhook_endpoint",
         Body::DeleteWebhookEndpoint(_) => "delete_webhook_endpoint",
+        Body::RecordWebhookDeliveries(_) => "record_webhook_deliveries",
     }
 }

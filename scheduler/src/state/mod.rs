@@ -36,7 +36,7 @@ use crate::quotas::types::{Limits, QuotaRequest};
 use crate::reservations::types::Reservation;
 use crate::state::index::StateIndex;
 use crate::tenancy::types::{ApiKey, LoginSession, Organisation, Project, User};
-use crate::webhooks::types::WebhookEndpoint;
+use crate::webhooks::types::{Delivery, WebhookEndpoint};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -60,6 +60,9 @@ pub struct ClusterState {
     /// Projects' webhook endpoints, by id (see [`crate::webhooks`]).
     #[serde(default)]
     pub webhook_endpoints: OrdMap<String, WebhookEndpoint>,
+    /// Webhook deliveries not done yet, by `<event id>/<endpoint id>`.
+    #[serde(default)]
+    pub webhook_outbox: OrdMap<String, Delivery>,
     /// The end of the audit trail's hash chain (the events are in history).
     #[serde(default)]
     pub audit_head: AuditHead,
@@ -210,6 +213,7 @@ impl ClusterState {
             Body::SetRateLimit(c) => self.set_rate_limit(c),
             Body::CreateWebhookEndpoint(c) => self.create_webhook_endpoint(c, at),
             Body::DeleteWebhookEndpoint(c) => self.delete_webhook_endpoint(c),
+            Body::RecordWebhookDeliveries(c) => self.record_webhook_deliveries(c),
             Body::RequestQuota(c) => self.request_quota(c, at),
             Body::DecideQuotaRequest(c) => self.decide_quota_request(c, at),
         }

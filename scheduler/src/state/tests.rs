@@ -469,7 +469,7 @@ fn ended_instances_go_to_the_history_store_and_travel_in_snapshots() {
                 assert_eq!(reason, "deleted before it was placed");
                 Some(instance.id.clone())
             }
-            HistoryRecord::Audit(_) => None,
+            _ => None,
         })
         .collect();
     assert_eq!(ended, ids);
@@ -531,6 +531,24 @@ fn a_paged_walk_over_ten_thousand_instances_sees_each_survivor_once_while_others
     eprintln!("seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (mut s, project, _) = state_with_node();
+    // Far more than a company's default quota.
+    s.apply(
+        99,
+        cmd(
+            99,
+            Body::SetQuota(pb::SetQuota {
+                project_id: project.to_string(),
+                region: "par".into(),
+                limits: Some(pb::QuotaLimits {
+                    instances: Some(100_000),
+                    vcpus: Some(100_000),
+                    memory_mib: Some(100_000_000),
+                    ..Default::default()
+                }),
+            }),
+        ),
+    )
+    .unwrap();
     let mut at = 100;
     let new = |s: &mut ClusterState, at: &mut i64| {
         *at += 1;

@@ -164,7 +164,8 @@ impl ClusterState {
             | Body::ReclaimInstances(_)
             | Body::ExpireReservations(_)
             | Body::UseJoinToken(_)
-            | Body::AnnounceReplica(_) => (Action::OperateFleet, Target::SystemOnly),
+            | Body::AnnounceReplica(_)
+            | Body::RecordWebhookDeliveries(_) => (Action::OperateFleet, Target::SystemOnly),
         })
     }
 

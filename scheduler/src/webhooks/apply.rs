@@ -1,9 +1,14 @@
 //! `apply`'s side of webhook endpoints.
 
+use serde_json::json;
 use vmcloud_proto::{ProjectId, pb};
 
+use crate::history::types::HistoryRecord;
+
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
-use crate::webhooks::types::{EVENT_TYPES, WebhookEndpoint};
+use crate::webhooks::types::{
+    DISABLE_AFTER_MS, Delivery, EVENT_TYPES, RETRY_AFTER_MS, WebhookEndpoint,
+};
 
 /// Endpoints a project may have.
 pub const MAX_PER_PROJECT: usize = 16;
@@ -52,6 +57,8 @@ impl ClusterState {
                 sealed_secret: c.sealed_secret,
                 description: c.description,
                 created_at_ms: at,
+                failing_since_ms: None,
+                disabled_at_ms: None,
             },
         );
         Ok(Applied::Done)
@@ -61,6 +68,7 @@ impl ClusterState {
         match self.webhook_endpoints.get(&c.endpoint_id) {
             Some(e) if e.project.as_str() == c.project_id => {
                 self.webhook_endpoints.remove(&c.endpoint_id);
+                self.drop_deliveries_to(&c.endpoint_id);
                 Ok(Applied::Done)
             }
             _ => Err(Rejected::NotFound(format!(
@@ -68,5 +76,115 @@ impl ClusterState {
                 c.endpoint_id
             ))),
         }
+    }
+
+    /// Forgets every delivery queued for `endpoint`.
+    fn drop_deliveries_to(&mut self, endpoint: &str) {
+        let keys: Vec<String> = self
+            .webhook_outbox
+            .iter()
+            .filter(|(_, d)| d.endpoint_id == endpoint)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.webhook_outbox.remove(&k);
+        }
+    }
+
+    /// An event for `project`'s endpoints that want `kind`: recorded in history, and a
+    /// delivery queued for each (its id, from the log index, is every attempt's
+    /// `webhook-id`). Nothing when no endpoint wants it.
+    pub(crate) fn emit_webhook(
+        &mut self,
+        project: &ProjectId,
+        kind: &str,
+        data: serde_json::Value,
+    ) {
+        let endpoints: Vec<String> = self
+            .webhook_endpoints
+            .values()
+            .filter(|e| e.project == *project && e.disabled_at_ms.is_none())
+            .filter(|e| e.event_types.is_empty() || e.event_types.iter().any(|t| t == kind))
+            .map(|e| e.id.clone())
+            .collect();
+        if endpoints.is_empty() {
+            return;
+        }
+        let index = self.applied_index;
+        let id = format!("evt_{index}_{}", self.history.next_seq(index));
+        let payload = json!({
+            "id": id,
+            "type": kind,
+            "timestamp": crate::clock::rfc3339(self.now_ms),
+            "data": data,
+        })
+        .to_string();
+        self.history.push(
+            index,
+            HistoryRecord::WebhookEvent {
+                id: id.clone(),
+                project: project.clone(),
+                kind: kind.to_owned(),
+                payload: payload.clone(),
+                at_ms: self.now_ms,
+            },
+        );
+        for endpoint_id in endpoints {
+            let d = Delivery {
+                event_id: id.clone(),
+                endpoint_id,
+                project: project.clone(),
+                payload: payload.clone(),
+                attempts: 0,
+                next_at_ms: self.now_ms,
+                created_at_ms: self.now_ms,
+            };
+            self.webhook_outbox.insert(d.key(), d);
+        }
+    }
+
+    /// What the leader's deliveries got (see [`crate::webhooks`]).
+    pub(crate) fn record_webhook_deliveries(
+        &mut self,
+        c: pb::RecordWebhookDeliveries,
+    ) -> ApplyResult {
+        for r in c.results {
+            let Some(mut d) = self.webhook_outbox.remove(&r.delivery) else {
+                continue;
+            };
+            d.attempts += 1;
+            self.history.push(
+                self.applied_index,
+                HistoryRecord::WebhookDelivery {
+                    event_id: d.event_id.clone(),
+                    endpoint_id: d.endpoint_id.clone(),
+                    attempt: d.attempts,
+                    ok: r.ok,
+                    status: r.status as u16,
+                    error: r.error.clone(),
+                    at_ms: r.at_unix_ms,
+                    duration_ms: r.duration_ms,
+                },
+            );
+            let Some(endpoint) = self.webhook_endpoints.get_mut(&d.endpoint_id) else {
+                continue;
+            };
+            if r.ok {
+                endpoint.failing_since_ms = None;
+                continue;
+            }
+            let since = *endpoint.failing_since_ms.get_or_insert(r.at_unix_ms);
+            if r.at_unix_ms - since >= DISABLE_AFTER_MS {
+                endpoint.disabled_at_ms = Some(r.at_unix_ms);
+                let gone = endpoint.id.clone();
+                self.drop_deliveries_to(&gone);
+                continue;
+            }
+            if let Some(wait) = RETRY_AFTER_MS.get(d.attempts as usize - 1) {
+                d.next_at_ms = r.at_unix_ms + wait;
+                self.webhook_outbox.insert(d.key(), d);
+            }
+        }
+        Ok(Applied::Done)
     }
 }

@@ -5,13 +5,20 @@
 //! "id.timestamp.body">`), destinations checked against SSRF (only `https`, and never a
 //! private, loopback or link-local address, outside `vmcloud dev`).
 //!
-//! What exists: endpoints ([`apply`], [`api`]), signing ([`sign`]), the destination rules
-//! ([`target`]) and test events sent on demand. The event pipeline — events derived from the
-//! log, delivered by the leader with retries, the delivery log in the history store — is the
-//! next step (see the note).
+//! Events come from the log: `apply` turns what happens (an instance's state changes, a quota
+//! refusal) into an event for each endpoint of the project that wants it — an entry in the
+//! history store, and a delivery in the replicated outbox, its id (`evt_<log index>_<n>`) the
+//! `webhook-id` of every attempt. The leader delivers them ([`deliver`]) and proposes what each
+//! got; failures are tried again on the Standard Webhooks schedule, every attempt is recorded
+//! in the history store, and an endpoint failing for five days is disabled and its owners
+//! mailed.
 
 pub mod api;
 pub mod apply;
+pub mod deliver;
 pub mod sign;
 pub mod target;
 pub mod types;
+
+#[cfg(test)]
+mod tests;

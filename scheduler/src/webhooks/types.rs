@@ -24,6 +24,42 @@ pub struct WebhookEndpoint {
     pub sealed_secret: String,
     pub description: String,
     pub created_at_ms: i64,
+    /// Since when every delivery has failed (cleared by a success).
+    #[serde(default)]
+    pub failing_since_ms: Option<i64>,
+    /// Turned off after failing for [`DISABLE_AFTER_MS`]: no more events go to it.
+    #[serde(default)]
+    pub disabled_at_ms: Option<i64>,
+}
+
+/// When a failed delivery is tried again, after the attempt that failed (Standard Webhooks'
+/// schedule): the first attempt at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+pub const RETRY_AFTER_MS: [i64; 7] = [
+    5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+];
+
+/// An endpoint whose deliveries have all failed for this long is disabled.
+pub const DISABLE_AFTER_MS: i64 = 5 * 24 * 3600 * 1000;
+
+/// One event on its way to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The event's id (`evt_<log index>_<n>`): the `webhook-id` of every attempt.
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub project: ProjectId,
+    /// The event as sent (JSON).
+    pub payload: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub next_at_ms: i64,
+    pub created_at_ms: i64,
+}
+
+impl Delivery {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.event_id, self.endpoint_id)
+    }
 }
 
 /// What a secret is sealed for: its use and its endpoint.

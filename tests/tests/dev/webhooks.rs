@@ -204,6 +204,59 @@ async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
         );
     }
 
+    // Events from the log: an instance created, running, deleted — each delivered, signed,
+    // with an id from the log index.
+    let out = fx.fleet.cli(&[
+        "instance",
+        "create",
+        "--flavor",
+        "vps-s",
+        "--image",
+        "debian-12",
+        "--region",
+        "par",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let instance = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let events = |state: &str| {
+        seen(&receiver)
+            .into_iter()
+            .filter(|e| e["type"] == "instance.state_changed" && e["state"] == state)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events("running") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no running event: {:?}",
+            seen(&receiver)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = fx.fleet.cli(&["instance", "delete", &instance]);
+    assert!(out.status.success());
+    while events("deleted") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no deleted event: {:?}",
+            seen(&receiver)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let from_log: Vec<Value> = seen(&receiver)
+        .into_iter()
+        .filter(|e| e["type"] == "instance.state_changed")
+        .collect();
+    for e in &from_log {
+        assert_eq!(e["ok"], true, "{e}");
+        assert!(e["id"].as_str().unwrap().starts_with("evt_"), "{e}");
+        assert_eq!(e["instance"], instance.as_str(), "{e}");
+    }
+
     // Deleted: gone from the list, and its test is 404.
     let out = fx.fleet.cli(&["webhook", "delete", &id]);
     assert!(out.status.success());

@@ -1,0 +1,139 @@
+//! Deliveries in `apply`, driven by a test clock: the retry schedule, giving up, disabling an
+//! endpoint that fails for five days, and events only for the endpoints that want them.
+
+use serde_json::json;
+use vmcloud_proto::ProjectId;
+use vmcloud_proto::pb::{self, command::Body};
+
+use crate::state::ClusterState;
+use crate::webhooks::types::{DISABLE_AFTER_MS, RETRY_AFTER_MS};
+
+fn apply(s: &mut ClusterState, at: i64, body: Body) {
+    let index = s.applied_index + 1;
+    s.apply(
+        index,
+        pb::Command {
+            at_unix_ms: at,
+            actor: None,
+            request: None,
+            body: Some(body),
+        },
+    )
+    .unwrap();
+}
+
+fn setup() -> (ClusterState, ProjectId) {
+    let mut s = ClusterState::default();
+    let project = ProjectId::parse("prj-1").unwrap();
+    apply(
+        &mut s,
+        1,
+        Body::CreateProject(pb::CreateProject {
+            project_id: project.to_string(),
+            name: "p".into(),
+            ..Default::default()
+        }),
+    );
+    for (id, types) in [
+        ("we_all", vec![]),
+        ("we_jobs", vec!["job.ended".to_owned()]),
+    ] {
+        apply(
+            &mut s,
+            2,
+            Body::CreateWebhookEndpoint(pb::CreateWebhookEndpoint {
+                endpoint_id: id.into(),
+                project_id: project.to_string(),
+                url: "https://hooks.example.org/".into(),
+                event_types: types,
+                sealed_secret: "sealed".into(),
+                description: String::new(),
+            }),
+        );
+    }
+    (s, project)
+}
+
+fn fail(s: &mut ClusterState, at: i64, key: &str) {
+    apply(
+        s,
+        at,
+        Body::RecordWebhookDeliveries(pb::RecordWebhookDeliveries {
+            results: vec![pb::WebhookDeliveryResult {
+                delivery: key.into(),
+                ok: false,
+                status: 500,
+                error: "the endpoint answered 500".into(),
+                at_unix_ms: at,
+                duration_ms: 3,
+            }],
+        }),
+    );
+}
+
+#[test]
+fn failed_deliveries_follow_the_schedule_then_give_up() {
+    let (mut s, project) = setup();
+    s.emit_webhook(
+        &project,
+        "instance.state_changed",
+        json!({"state": "running"}),
+    );
+    // Only the endpoint that wants every type gets it.
+    assert_eq!(s.webhook_outbox.len(), 1);
+    let key = s.webhook_outbox.keys().next().unwrap().clone();
+    assert!(key.starts_with("evt_") && key.ends_with("/we_all"), "{key}");
+    let mut at = 10_000;
+    for wait in RETRY_AFTER_MS {
+        fail(&mut s, at, &key);
+        let d = &s.webhook_outbox[&key];
+        assert_eq!(d.next_at_ms, at + wait);
+        at = d.next_at_ms;
+    }
+    // The eighth attempt fails too: given up.
+    fail(&mut s, at, &key);
+    assert!(s.webhook_outbox.is_empty());
+    assert!(s.webhook_endpoints["we_all"].disabled_at_ms.is_none());
+}
+
+#[test]
+fn an_endpoint_failing_for_five_days_is_disabled_and_a_success_resets_the_count() {
+    let (mut s, project) = setup();
+    let mut at = 10_000;
+    // A success clears the failing streak.
+    s.emit_webhook(&project, "instance.state_changed", json!({}));
+    let first = s.webhook_outbox.keys().next().unwrap().clone();
+    fail(&mut s, at, &first);
+    assert_eq!(s.webhook_endpoints["we_all"].failing_since_ms, Some(at));
+    apply(
+        &mut s,
+        at + 5_000,
+        Body::RecordWebhookDeliveries(pb::RecordWebhookDeliveries {
+            results: vec![pb::WebhookDeliveryResult {
+                delivery: first,
+                ok: true,
+                status: 204,
+                at_unix_ms: at + 5_000,
+                ..Default::default()
+            }],
+        }),
+    );
+    assert_eq!(s.webhook_endpoints["we_all"].failing_since_ms, None);
+    assert!(s.webhook_outbox.is_empty());
+    // Then an event a day, every delivery failing, for five days.
+    for day in 0..=5 {
+        at = 20_000 + day * 24 * 3600 * 1000;
+        s.emit_webhook(&project, "instance.state_changed", json!({"day": day}));
+        let keys: Vec<String> = s.webhook_outbox.keys().cloned().collect();
+        for k in keys {
+            fail(&mut s, at, &k);
+        }
+    }
+    let e = &s.webhook_endpoints["we_all"];
+    assert!(at - e.failing_since_ms.unwrap() >= DISABLE_AFTER_MS);
+    assert_eq!(e.disabled_at_ms, Some(at));
+    assert!(s.webhook_outbox.is_empty(), "its deliveries are dropped");
+    // A disabled endpoint gets no more events.
+    s.emit_webhook(&project, "instance.state_changed", json!({}));
+    assert!(s.webhook_outbox.is_empty());
+}
