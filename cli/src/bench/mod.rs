@@ -13,6 +13,29 @@ pub mod state;
 
 use anyhow::Context;
 
+/// Commands lifting `project`'s quotas in every region far above what a benchmark asks
+/// for (the benchmarks measure placement and the state, not quotas).
+pub fn unlimited_quotas(project: &str) -> Vec<vmcloud_proto::pb::command::Body> {
+    use vmcloud_proto::pb;
+    ["par", "fra", "ams", "lon", "mad", "mil", "mrs-edge"]
+        .into_iter()
+        .map(|region| {
+            pb::command::Body::SetQuota(pb::SetQuota {
+                project_id: project.into(),
+                region: region.into(),
+                limits: Some(pb::QuotaLimits {
+                    instances: Some(1 << 31),
+                    vcpus: Some(1 << 31),
+                    memory_mib: Some(1 << 31),
+                    gpus: Some(1 << 31),
+                    reservations: Some(1 << 31),
+                    ..Default::default()
+                }),
+            })
+        })
+        .collect()
+}
+
 /// Kills the child when the benchmark ends, however it ends.
 pub struct Reaped(pub std::process::Child);
 

@@ -191,6 +191,13 @@ async fn run(args: &ScheduleBenchArgs, dir: &Path) -> anyhow::Result<()> {
         .await
         .context("creating the bench project")?
         .map_err(|e| anyhow::anyhow!("creating the bench project: {e}"))?;
+    for body in super::unlimited_quotas(project.as_str()) {
+        cluster
+            .propose(body)
+            .await
+            .context("lifting the bench project's quotas")?
+            .map_err(|e| anyhow::anyhow!("lifting the bench project's quotas: {e}"))?;
+    }
 
     eprintln!(
         "{} replicas over QUIC on loopback, fsync on; {} workloads ({:.0} % GPU) from {} clients…",

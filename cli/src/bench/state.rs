@@ -125,6 +125,12 @@ pub fn state(args: StateBenchArgs) -> anyhow::Result<()> {
         args.instances > 0 && args.orgs > 0 && args.hosts > 0,
         "--instances, --orgs and --hosts must be at least 1"
     );
+    anyhow::ensure!(
+        args.instances.div_ceil(args.orgs) <= 150,
+        "{} instances over {} organisations is more than their quotas allow (50 instances per region, 3 regions): ask for more --orgs",
+        args.instances,
+        args.orgs
+    );
     let regions = ["par", "fra", "ams"];
     let dir = args
         .data_dir
