@@ -101,6 +101,7 @@ pub enum InstanceCommand {
     },
 }
 
+#[derive(Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
     endpoint: Endpoint,

@@ -275,6 +275,14 @@ enum BenchCommand {
         #[command(flatten)]
         args: bench::api::ApiBenchArgs,
     },
+    /// Webhook deliveries/s and commit → delivery latency against a running fleet
+    /// (`vmcloud dev`), to a receiver in this process.
+    Webhooks {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: bench::webhooks::WebhookBenchArgs,
+    },
     /// Raft commits/s, latency and failover: replicas over QUIC on loopback, fsync on.
     Raft(bench::raft::RaftBenchArgs),
     /// Placement decision latency over a generated fleet.
@@ -440,6 +448,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Api { client, args },
             } => bench::api::api(client, args).await,
+            Command::Bench {
+                command: BenchCommand::Webhooks { client, args },
+            } => bench::webhooks::webhooks(client, args).await,
             Command::Bench {
                 command: BenchCommand::Raft(args),
             } => bench::raft::raft(args).await,

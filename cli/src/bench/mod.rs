@@ -10,6 +10,7 @@ pub mod placement;
 pub mod raft;
 pub mod schedule;
 pub mod state;
+pub mod webhooks;
 
 use anyhow::Context;
 

@@ -140,6 +140,10 @@ pub fn router(state: ApiState) -> Router {
             get(webhooks::get).delete(webhooks::delete),
         )
         .route("/v1/webhook-endpoints/{id}/test", post(webhooks::test))
+        .route(
+            "/v1/webhook-endpoints/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
         .route("/v1/quotas", get(quotas::get))
         .route(
             "/v1/quota-requests",

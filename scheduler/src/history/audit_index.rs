@@ -160,6 +160,46 @@ impl HistoryStore {
         Ok(AuditPage { events, last })
     }
 
+    /// Up to `limit` delivery attempts to `endpoint`, newest first, before `before` (exclusive),
+    /// and the key of the last one when more may follow.
+    pub fn deliveries_page(
+        &self,
+        endpoint: &str,
+        before: Option<HistoryKey>,
+        limit: usize,
+    ) -> Result<(Vec<HistoryRecord>, Option<HistoryKey>), HistoryError> {
+        let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.failed(e))?;
+        let by = txn.open_table(BY).map_err(|e| self.failed(e))?;
+        let dimension = format!("deliveries:{endpoint}");
+        let d = dimension.as_str();
+        let hi = match before {
+            Some(k) if (k.index, k.seq) == (0, 0) => return Ok((Vec::new(), None)),
+            Some(k) if k.seq > 0 => (k.index, k.seq - 1),
+            Some(k) => (k.index - 1, u32::MAX),
+            None => (u64::MAX, u32::MAX),
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for item in by
+            .range((d, 0, 0)..=(d, hi.0, hi.1))
+            .map_err(|e| self.failed(e))?
+            .rev()
+        {
+            let (k, _) = item.map_err(|e| self.failed(e))?;
+            let (_, index, seq) = k.value();
+            if out.len() == limit {
+                return Ok((out, last));
+            }
+            let key = HistoryKey { index, seq };
+            if let Some(bytes) = records.get((index, seq)).map_err(|e| self.failed(e))? {
+                out.push(decode(key, bytes.value())?);
+                last = Some(key);
+            }
+        }
+        Ok((out, None))
+    }
+
     /// How many audit events the store holds.
     pub fn audit_len(&self) -> Result<u64, HistoryError> {
         use redb::ReadableTableMetadata;

@@ -43,6 +43,17 @@ impl<'t> Writer<'t> {
         key: HistoryKey,
         record: &HistoryRecord,
     ) -> Result<(), redb::Error> {
+        if let HistoryRecord::WebhookDelivery { endpoint_id, .. } = record {
+            self.by.insert(
+                (
+                    format!("deliveries:{endpoint_id}").as_str(),
+                    key.index,
+                    key.seq,
+                ),
+                (),
+            )?;
+            return Ok(());
+        }
         let HistoryRecord::Audit(e) = record else {
             return Ok(());
         };

@@ -298,3 +298,114 @@ pub async fn deliver(
         Err(e) => failed(format!("{}", vmcloud_proto::ErrorChain(&e)), None),
     }
 }
+
+/// One attempt to deliver an event to an endpoint.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    /// The event's id: the delivery's `webhook-id`.
+    pub event_id: String,
+    pub attempt: u32,
+    pub delivered: bool,
+    /// The endpoint's HTTP status (absent: it did not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    pub at: String,
+    pub duration_ms: u32,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<DeliveryView>,
+    /// Deliveries queued and not done yet (the next attempt's time, per event).
+    pub pending: Vec<PendingView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PendingView {
+    pub event_id: String,
+    pub attempts: u32,
+    pub next_attempt_at: String,
+}
+
+/// An endpoint's delivery attempts, newest first (from the history store), and what is queued.
+pub async fn deliveries(
+    State(s): State<ApiState>,
+    Caller(project, _who): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<DeliveryList>, Problem> {
+    let limit = q.limit()?;
+    let before = q
+        .after()?
+        .map(|(index, seq)| crate::history::types::HistoryKey {
+            index: index as u64,
+            seq: seq.parse().unwrap_or(0),
+        });
+    q.read().prepare(&s.cluster).await?;
+    endpoint_of(&s, &project, &id)?;
+    let pending = s
+        .cluster
+        .state()
+        .webhook_outbox
+        .values()
+        .filter(|d| d.endpoint_id == id)
+        .map(|d| PendingView {
+            event_id: d.event_id.clone(),
+            attempts: d.attempts,
+            next_attempt_at: rfc3339(d.next_at_ms),
+        })
+        .collect();
+    let store = s.cluster.history().await.ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Unavailable",
+            "this replica keeps no history store",
+        )
+    })?;
+    let endpoint = id.clone();
+    let (records, last) =
+        tokio::task::spawn_blocking(move || store.deliveries_page(&endpoint, before, limit))
+            .await
+            .map_err(|e| Problem::internal(format!("the deliveries query stopped: {e}")))?
+            .map_err(|e| {
+                Problem::internal(format!(
+                    "the history store failed: {}",
+                    vmcloud_proto::ErrorChain(&e)
+                ))
+            })?;
+    let deliveries = records
+        .into_iter()
+        .filter_map(|r| match r {
+            crate::history::types::HistoryRecord::WebhookDelivery {
+                event_id,
+                attempt,
+                ok,
+                status,
+                error,
+                at_ms,
+                duration_ms,
+                ..
+            } => Some(DeliveryView {
+                event_id,
+                attempt,
+                delivered: ok,
+                status: (status > 0).then_some(status),
+                error,
+                at: rfc3339(at_ms),
+                duration_ms,
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(Json(DeliveryList {
+        deliveries,
+        pending,
+        next_cursor: last
+            .map(|k| crate::api::pagination::encode(&(k.index as i64, k.seq.to_string()))),
+    }))
+}

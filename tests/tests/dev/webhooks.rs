@@ -257,6 +257,29 @@ async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
         assert_eq!(e["instance"], instance.as_str(), "{e}");
     }
 
+    // Every attempt is in the endpoint's delivery log, newest first.
+    let (status, log) = super::get_json(
+        &format!("{}/v1/webhook-endpoints/{id}/deliveries", fx.fleet.api),
+        Some(&fx.fleet.token),
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    let attempts = log["deliveries"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "{log}");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["delivered"] == true && a["status"] == 204),
+        "{log}"
+    );
+    for e in &from_log {
+        assert!(
+            attempts.iter().any(|a| a["event_id"] == e["id"]),
+            "{} is not in the log: {log}",
+            e["id"]
+        );
+    }
+
     // Deleted: gone from the list, and its test is 404.
     let out = fx.fleet.cli(&["webhook", "delete", &id]);
     assert!(out.status.success());
