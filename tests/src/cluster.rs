@@ -56,6 +56,19 @@ impl SchedulerCluster {
             "cluster init: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // One secrets key for every replica (they open what any of them sealed).
+        let key = Command::new(vmcloud_bin())
+            .args(["secrets", "new-key"])
+            .output()
+            .unwrap();
+        assert!(key.status.success());
+        let key_file = dir.path().join("secrets.key");
+        std::fs::write(&key_file, &key.stdout).unwrap();
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         SchedulerCluster {
             dir,
             raft: (0..n).map(|_| free_udp()).collect(),
@@ -146,6 +159,10 @@ impl SchedulerCluster {
                 &self.gateway[i].to_string(),
             ])
             .args(if join { &["--join"][..] } else { &[][..] })
+            .arg("--secrets-key")
+            .arg(self.dir.path().join("secrets.key"))
+            // The tests' webhook receivers listen on loopback.
+            .arg("--webhooks-allow-private")
             .env("VMCLOUD_BOOTSTRAP_API_KEY", TEST_API_KEY)
             .env("RUST_LOG", "info,raft=warn,quinn=warn")
             .stdin(Stdio::null())

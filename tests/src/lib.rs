@@ -334,3 +334,67 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
             .is_ok_and(|s| s.success())
     })
 }
+
+/// A webhook receiver (tests/webhooks/receiver.py) that verifies every delivery with the
+/// Standard Webhooks reference library and logs what it saw. Killed when dropped.
+pub struct WebhookReceiver {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+    /// Write the endpoint's `whsec_` secret here once it is made.
+    pub secret: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl WebhookReceiver {
+    pub fn start(python: &Path) -> WebhookReceiver {
+        let dir = tempfile::tempdir().unwrap();
+        let (port_file, secret, log) = (
+            dir.path().join("port"),
+            dir.path().join("secret"),
+            dir.path().join("log.jsonl"),
+        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhooks/receiver.py");
+        let child = Command::new(python)
+            .arg(script)
+            .args([&port_file, &secret, &log])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "the receiver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        WebhookReceiver {
+            child,
+            port,
+            log,
+            secret,
+            _dir: dir,
+        }
+    }
+
+    /// Every delivery it got, in order: `{"id", "ok", "type", "state", "instance", "error"}`.
+    pub fn seen(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}

@@ -243,7 +243,73 @@ pub async fn test(
     }))
 }
 
-/// Signs and POSTs one delivery, to the addresses the destination check resolved.
+/// A destination checked (SSRF rules) and a client that connects only to the addresses the
+/// check resolved, never following redirects. Made once per endpoint and round of
+/// deliveries, so that its connections are reused.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    url: reqwest::Url,
+    client: reqwest::Client,
+}
+
+/// Checks `url` and makes its client.
+pub async fn destination(url: &str, allow_private: bool) -> Result<Destination, String> {
+    let target = check(url, allow_private).await?;
+    let client = reqwest::Client::builder()
+        .resolve_to_addrs(&target.host, &target.addrs)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(Destination {
+        url: target.url,
+        client,
+    })
+}
+
+/// Signs and POSTs one delivery to a checked destination.
+pub async fn send(
+    to: &Destination,
+    key: &[u8],
+    webhook_id: &str,
+    timestamp_s: i64,
+    body: Vec<u8>,
+) -> TestDelivery {
+    let started = Instant::now();
+    let signature = sign::signature(key, webhook_id, timestamp_s, &body);
+    let answer = to
+        .client
+        .post(to.url.clone())
+        .header("content-type", "application/json")
+        .header("webhook-id", webhook_id)
+        .header("webhook-timestamp", timestamp_s.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    let (delivered, status, error) = match answer {
+        Ok(r) if r.status().is_success() => (true, Some(r.status().as_u16()), None),
+        Ok(r) => (
+            false,
+            Some(r.status().as_u16()),
+            Some(format!("the endpoint answered {}", r.status())),
+        ),
+        Err(e) => (
+            false,
+            None,
+            Some(format!("{}", vmcloud_proto::ErrorChain(&e))),
+        ),
+    };
+    TestDelivery {
+        webhook_id: webhook_id.to_owned(),
+        delivered,
+        status,
+        duration_ms: started.elapsed().as_millis() as u64,
+        error,
+    }
+}
+
+/// Checks the destination, then signs and POSTs one delivery.
 pub async fn deliver(
     s: &ApiState,
     url: &str,
@@ -252,50 +318,15 @@ pub async fn deliver(
     timestamp_s: i64,
     body: Vec<u8>,
 ) -> TestDelivery {
-    let started = Instant::now();
-    let failed = |error: String, status: Option<u16>| TestDelivery {
-        webhook_id: webhook_id.to_owned(),
-        delivered: false,
-        status,
-        duration_ms: started.elapsed().as_millis() as u64,
-        error: Some(error),
-    };
-    let target = match check(url, s.webhooks_allow_private).await {
-        Ok(t) => t,
-        Err(e) => return failed(e, None),
-    };
-    let client = match reqwest::Client::builder()
-        .resolve_to_addrs(&target.host, &target.addrs)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(15))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => return failed(e.to_string(), None),
-    };
-    let signature = sign::signature(key, webhook_id, timestamp_s, &body);
-    match client
-        .post(target.url)
-        .header("content-type", "application/json")
-        .header("webhook-id", webhook_id)
-        .header("webhook-timestamp", timestamp_s.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await
-    {
-        Ok(r) if r.status().is_success() => TestDelivery {
+    match destination(url, s.webhooks_allow_private).await {
+        Ok(to) => send(&to, key, webhook_id, timestamp_s, body).await,
+        Err(error) => TestDelivery {
             webhook_id: webhook_id.to_owned(),
-            delivered: true,
-            status: Some(r.status().as_u16()),
-            duration_ms: started.elapsed().as_millis() as u64,
-            error: None,
+            delivered: false,
+            status: None,
+            duration_ms: 0,
+            error: Some(error),
         },
-        Ok(r) => failed(
-            format!("the endpoint answered {}", r.status()),
-            Some(r.status().as_u16()),
-        ),
-        Err(e) => failed(format!("{}", vmcloud_proto::ErrorChain(&e)), None),
     }
 }
 

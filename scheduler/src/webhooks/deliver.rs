@@ -16,12 +16,12 @@ use vmcloud_proto::pb::{self, command::Body};
 use crate::api::context::ApiState;
 use crate::clock::now_ms;
 use crate::tenancy::types::Role;
-use crate::webhooks::api::deliver;
+use crate::webhooks::api::{Destination, destination, send};
 use crate::webhooks::sign;
 use crate::webhooks::types::{Delivery, seal_purpose};
 
 /// Deliveries made at once.
-const CONCURRENCY: usize = 64;
+const CONCURRENCY: usize = 128;
 /// Deliveries taken per round.
 const BATCH: usize = 1024;
 
@@ -60,11 +60,29 @@ pub async fn run(s: ApiState) {
             continue;
         }
         let disabled_before: Vec<String> = disabled(&s);
+        // Each endpoint's destination checked once this round; its client's connections
+        // serve all its deliveries.
+        let mut destinations: HashMap<String, Result<Destination, String>> = HashMap::new();
+        for d in &due {
+            if destinations.contains_key(&d.endpoint_id) {
+                continue;
+            }
+            let url = cluster
+                .state()
+                .webhook_endpoints
+                .get(&d.endpoint_id)
+                .map(|e| e.url.clone());
+            let to = match url {
+                Some(url) => destination(&url, s.webhooks_allow_private).await,
+                None => Err("the endpoint is gone".to_owned()),
+            };
+            destinations.insert(d.endpoint_id.clone(), to);
+        }
         let results: Vec<pb::WebhookDeliveryResult> = futures::stream::iter(due)
             .map(|d| {
                 let key = key_for(&s, &mut keys, &d.endpoint_id);
-                let s = s.clone();
-                async move { attempt(&s, d, key).await }
+                let to = destinations[&d.endpoint_id].clone();
+                async move { attempt(d, to, key).await }
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -118,34 +136,37 @@ fn key_for(s: &ApiState, keys: &mut HashMap<String, Vec<u8>>, endpoint: &str) ->
     Some(key)
 }
 
-async fn attempt(s: &ApiState, d: Delivery, key: Option<Vec<u8>>) -> pb::WebhookDeliveryResult {
+async fn attempt(
+    d: Delivery,
+    to: Result<Destination, String>,
+    key: Option<Vec<u8>>,
+) -> pb::WebhookDeliveryResult {
     let delivery = d.key();
-    let url = s
-        .cluster
-        .state()
-        .webhook_endpoints
-        .get(&d.endpoint_id)
-        .map(|e| e.url.clone());
-    let (Some(url), Some(key)) = (url, key) else {
-        return pb::WebhookDeliveryResult {
-            delivery,
-            ok: false,
-            status: 0,
-            error: "the endpoint is gone or its secret cannot be opened on this replica".into(),
-            at_unix_ms: now_ms(),
-            duration_ms: 0,
-        };
-    };
     let at = now_ms();
-    let got = deliver(
-        s,
-        &url,
-        &key,
-        &d.event_id,
-        at / 1000,
-        d.payload.into_bytes(),
-    )
-    .await;
+    let (to, key) = match (to, key) {
+        (Ok(to), Some(key)) => (to, key),
+        (Err(error), _) => {
+            return pb::WebhookDeliveryResult {
+                delivery,
+                ok: false,
+                status: 0,
+                error,
+                at_unix_ms: at,
+                duration_ms: 0,
+            };
+        }
+        (_, None) => {
+            return pb::WebhookDeliveryResult {
+                delivery,
+                ok: false,
+                status: 0,
+                error: "the endpoint's secret cannot be opened on this replica".into(),
+                at_unix_ms: at,
+                duration_ms: 0,
+            };
+        }
+    };
+    let got = send(&to, &key, &d.event_id, at / 1000, d.payload.into_bytes()).await;
     pb::WebhookDeliveryResult {
         delivery,
         ok: got.delivered,

@@ -521,3 +521,134 @@ fn idempotent_retries_across_a_leader_kill_make_one_object_each() {
     );
     assert_eq!(unique.len(), ORDERS, "every order made its instance");
 }
+
+/// Webhooks across a `kill -9` of the leader: 40 instances deleted, half before the kill and
+/// half after (through the survivors); the receiver — verifying every signature with the
+/// Standard Webhooks reference library — sees each deletion's event, each under one
+/// `webhook-id` however many times it was delivered (at least once: de-duplicate on the id).
+#[test]
+fn webhook_events_arrive_once_each_by_id_across_a_leader_kill() {
+    const N: usize = 40;
+    let Some(python) = vmcloud_tests::python_with("standardwebhooks") else {
+        vmcloud_proto::testing::skip(
+            "cluster::webhook_events_arrive_once_each_by_id_across_a_leader_kill",
+            "no Python with standardwebhooks (scripts/test makes .venv with it)",
+        );
+        return;
+    };
+    let receiver = vmcloud_tests::WebhookReceiver::start(&python);
+    let mut cluster = SchedulerCluster::new(3);
+    cluster.start_ready(3);
+    let leader = agreed_leader(&cluster, None);
+    let url = format!("http://127.0.0.1:{}/hooks", receiver.port);
+    let out = cli(
+        &cluster,
+        leader,
+        &["webhook", "create", "--url", &url, "-o", "json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    std::fs::write(&receiver.secret, made["secret"].as_str().unwrap()).unwrap();
+    let apis: Vec<String> = (0..3).map(|i| cluster.api(i)).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    // Pending instances (no hosts): a delete removes them at once, one event each.
+    let ids: Vec<String> = rt.block_on(async {
+        let mut ids = Vec::new();
+        for n in 0..N {
+            let r = http
+                .post(format!("{}/v1/instances", apis[leader]))
+                .bearer_auth(TEST_API_KEY)
+                .header("Idempotency-Key", format!("vm-{n}"))
+                .json(
+                    &serde_json::json!({"flavor": "vps-s", "image": "debian-12", "region": "par"}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 201);
+            let v: Value = r.json().await.unwrap();
+            ids.push(v["id"].as_str().unwrap().to_owned());
+        }
+        ids
+    });
+    let delete = |targets: Vec<usize>, ids: &[String]| {
+        rt.block_on(async {
+            for id in ids {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut t = 0;
+                loop {
+                    let r = http
+                        .delete(format!(
+                            "{}/v1/instances/{id}",
+                            apis[targets[t % targets.len()]]
+                        ))
+                        .bearer_auth(TEST_API_KEY)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => break,
+                        _ => {
+                            assert!(Instant::now() < deadline, "{id} was never deleted");
+                            t += 1;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+        })
+    };
+    delete(vec![leader], &ids[..N / 2]);
+    cluster.kill9(leader);
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    delete(survivors, &ids[N / 2..]);
+    // Every deletion's event arrives, verified, under one id each.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (by_instance, deliveries) = loop {
+        let seen = receiver.seen();
+        assert!(
+            seen.iter().all(|e| e["ok"] == true),
+            "a delivery did not verify: {seen:?}"
+        );
+        let mut by_instance: std::collections::BTreeMap<
+            String,
+            std::collections::BTreeSet<String>,
+        > = Default::default();
+        for e in seen.iter().filter(|e| e["state"] == "deleted") {
+            by_instance
+                .entry(e["instance"].as_str().unwrap().to_owned())
+                .or_default()
+                .insert(e["id"].as_str().unwrap().to_owned());
+        }
+        if by_instance.len() == N {
+            break (by_instance, seen.len());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {N} deletions' events arrived",
+            by_instance.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (instance, event_ids) in &by_instance {
+        assert_eq!(
+            event_ids.len(),
+            1,
+            "{instance} came under several ids: {event_ids:?}"
+        );
+    }
+    eprintln!(
+        "{N} events, {deliveries} deliveries ({} made again after the leader was killed)",
+        deliveries - N
+    );
+}

@@ -3,8 +3,7 @@
 //! reference library (PyPI `standardwebhooks`) in a receiver of its own; the same receiver
 //! refuses a delivery replayed after five minutes and a wrong signature.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -12,64 +11,6 @@ use serde_json::Value;
 use super::Fixture;
 
 const TEST: &str = "dev::webhooks::endpoints_sign_test_events_a_reference_receiver_verifies";
-
-struct Receiver {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-    secret: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_receiver(python: &Path) -> Receiver {
-    let dir = tempfile::tempdir().unwrap();
-    let (port_file, secret, log) = (
-        dir.path().join("port"),
-        dir.path().join("secret"),
-        dir.path().join("log.jsonl"),
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhooks/receiver.py");
-    let child = Command::new(python)
-        .arg(script)
-        .args([&port_file, &secret, &log])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-        {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "the receiver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Receiver {
-        child,
-        port,
-        log,
-        secret,
-        _dir: dir,
-    }
-}
-
-fn seen(r: &Receiver) -> Vec<Value> {
-    std::fs::read_to_string(&r.log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 #[tokio::test]
 async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
@@ -80,7 +21,7 @@ async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
         );
         return;
     };
-    let receiver = start_receiver(&python);
+    let receiver = vmcloud_tests::WebhookReceiver::start(&python);
     let fx = Fixture::start();
     let url = format!("http://127.0.0.1:{}/hooks", receiver.port);
 
@@ -145,7 +86,7 @@ async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
     let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sent["delivered"], true, "{sent}");
     assert_eq!(sent["status"], 204, "{sent}");
-    let log = seen(&receiver);
+    let log = receiver.seen();
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0]["ok"], true, "{log:?}");
     assert_eq!(log[0]["type"], "webhook.test");
@@ -196,7 +137,7 @@ async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
         }
         let r = req.send().await.unwrap();
         assert_eq!(r.status().as_u16(), 400, "{why}");
-        let last = seen(&receiver).pop().unwrap();
+        let last = receiver.seen().pop().unwrap();
         assert_eq!(last["ok"], false);
         assert!(
             last["error"].as_str().unwrap().to_lowercase().contains(why),
@@ -223,7 +164,8 @@ async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
     );
     let instance = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let events = |state: &str| {
-        seen(&receiver)
+        receiver
+            .seen()
             .into_iter()
             .filter(|e| e["type"] == "instance.state_changed" && e["state"] == state)
             .count()
@@ -233,7 +175,7 @@ async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
         assert!(
             Instant::now() < deadline,
             "no running event: {:?}",
-            seen(&receiver)
+            receiver.seen()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -243,11 +185,12 @@ async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
         assert!(
             Instant::now() < deadline,
             "no deleted event: {:?}",
-            seen(&receiver)
+            receiver.seen()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let from_log: Vec<Value> = seen(&receiver)
+    let from_log: Vec<Value> = receiver
+        .seen()
         .into_iter()
         .filter(|e| e["type"] == "instance.state_changed")
         .collect();
