@@ -219,6 +219,15 @@ fn spot_never_preempts_and_nothing_is_preempted_for_what_fits() {
 #[test]
 fn drain_gives_spot_notice_and_tells_owners_down_impairs() {
     let mut f = Fleet::new();
+    // The project's webhook endpoint for spot notices.
+    f.apply(Body::CreateWebhookEndpoint(pb::CreateWebhookEndpoint {
+        endpoint_id: "we_spot".into(),
+        project_id: crate::fleet::ACCOUNT.into(),
+        url: "https://hooks.example.org/".into(),
+        event_types: vec!["instance.spot_notice".into()],
+        sealed_secret: "sealed".into(),
+        description: String::new(),
+    }));
     let host = f.host("h", "r1", 0);
     let vps = f.create(0, |_| {});
     let spot_vm = f.create(0, spot);
@@ -231,6 +240,18 @@ fn drain_gives_spot_notice_and_tells_owners_down_impairs() {
     f.set_state(&host, pb::NodeState::Draining, deadline);
     assert_eq!(f.state.nodes[&host].drain_deadline_ms, Some(deadline));
     assert_eq!(f.instance(&spot_vm).terminate_at_ms, Some(deadline));
+    // The notice is a webhook event, for the one endpoint that wants it.
+    let queued: Vec<&str> = f
+        .state
+        .webhook_outbox
+        .values()
+        .map(|d| d.payload.as_str())
+        .collect();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert!(
+        queued[0].contains("instance.spot_notice") && queued[0].contains(spot_vm.as_str()),
+        "{queued:?}"
+    );
     let told = &f.instance(&vps).notices;
     assert_eq!(told.len(), 1);
     assert!(told[0].message.contains("is draining"), "{told:?}");

@@ -299,6 +299,33 @@ impl ClusterState {
         data["state"] = "deleted".into();
         data["reason"] = reason.into();
         self.emit_webhook(&instance.project, "instance.state_changed", data);
+        if instance.session.is_some() {
+            self.emit_webhook(
+                &instance.project,
+                "session.ended",
+                serde_json::json!({"session": instance.id.to_string(),
+                    "project": instance.project.to_string(), "reason": reason}),
+            );
+        }
+        // A job ends with its last member.
+        if let Some(job) = &instance.job {
+            let members_left = self
+                .index
+                .per_project
+                .get(&instance.project)
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, id)| self.instances.get(id))
+                .any(|i| i.job.as_ref().is_some_and(|j| j.id == job.id));
+            if !members_left {
+                self.emit_webhook(
+                    &instance.project,
+                    "job.ended",
+                    serde_json::json!({"job": job.id.to_string(),
+                        "project": instance.project.to_string(), "reason": reason}),
+                );
+            }
+        }
         self.history.push(
             self.applied_index,
             HistoryRecord::InstanceEnded {

@@ -40,6 +40,7 @@ impl ClusterState {
             let job = victim.job.as_ref().map(|j| j.id.clone());
             let deadline = Self::give_notice(
                 &mut self.index.terminating,
+                &mut self.webhook_pending,
                 victim,
                 at + i64::from(notice) * 1000,
                 at,
@@ -80,22 +81,39 @@ impl ClusterState {
 
     /// Gives a spot instance its notice: it stops at `until`, or at its own end when that
     /// comes first. Returns when it stops.
+    /// The instance's project hears of it (`instance.spot_notice`).
     pub(crate) fn give_notice(
         terminating: &mut imbl::OrdSet<(i64, InstanceId)>,
+        events: &mut crate::webhooks::types::PendingEvents,
         instance: &mut Instance,
         until: i64,
         at: i64,
     ) -> i64 {
         instance.reclaimed_at_ms = Some(at);
-        if let Some(end) = instance.terminate_at_ms {
-            if end <= until {
-                return end;
+        let stops = match instance.terminate_at_ms {
+            Some(end) if end <= until => end,
+            end => {
+                if let Some(end) = end {
+                    terminating.remove(&(end, instance.id.clone()));
+                }
+                instance.terminate_at_ms = Some(until);
+                terminating.insert((until, instance.id.clone()));
+                until
             }
-            terminating.remove(&(end, instance.id.clone()));
-        }
-        instance.terminate_at_ms = Some(until);
-        terminating.insert((until, instance.id.clone()));
-        until
+        };
+        events.0.push((
+            instance.project.clone(),
+            "instance.spot_notice",
+            serde_json::json!({
+                "instance": instance.id.to_string(),
+                "project": instance.project.to_string(),
+                "name": instance.name,
+                "region": instance.region,
+                "stops_at": crate::clock::rfc3339(stops),
+                "job": instance.job.as_ref().map(|j| j.id.to_string()),
+            }),
+        ));
+        stops
     }
 
     /// The members of a spot job that are still running get the same deadline as the one
@@ -113,7 +131,13 @@ impl ClusterState {
                 .get_mut(&m)
                 .map(Arc::make_mut)
                 .expect("listed above");
-            let deadline = Self::give_notice(&mut self.index.terminating, i, until, at);
+            let deadline = Self::give_notice(
+                &mut self.index.terminating,
+                &mut self.webhook_pending,
+                i,
+                until,
+                at,
+            );
             i.notify(
                 at,
                 format!(

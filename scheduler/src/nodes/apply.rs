@@ -134,8 +134,13 @@ impl ClusterState {
                     if let Some(d) = deadline {
                         until = until.min(d.max(at));
                     }
-                    let until =
-                        Self::give_notice(&mut self.index.terminating, instance, until, at);
+                    let until = Self::give_notice(
+                        &mut self.index.terminating,
+                        &mut self.webhook_pending,
+                        instance,
+                        until,
+                        at,
+                    );
                     instance.notify(
                         at,
                         format!(

@@ -36,7 +36,7 @@ use crate::quotas::types::{Limits, QuotaRequest};
 use crate::reservations::types::Reservation;
 use crate::state::index::StateIndex;
 use crate::tenancy::types::{ApiKey, LoginSession, Organisation, Project, User};
-use crate::webhooks::types::{Delivery, WebhookEndpoint};
+use crate::webhooks::types::{Delivery, PendingEvents, WebhookEndpoint};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -108,6 +108,10 @@ pub struct ClusterState {
     /// the history store yet (see [`crate::history`]).
     #[serde(skip)]
     pub history: HistoryBuffer,
+    /// Webhook events a command produced where it could not emit them (see
+    /// [`crate::webhooks::types::PendingEvents`]).
+    #[serde(skip)]
+    pub(crate) webhook_pending: PendingEvents,
 }
 
 /// A change counter kept beside the state, not part of its value: states equal in
@@ -143,6 +147,12 @@ impl ClusterState {
             _ => None,
         };
         let result = self.apply_checked(command.actor.as_ref(), command.request, body, at);
+        let events = std::mem::take(&mut self.webhook_pending.0);
+        if result.is_ok() {
+            for (project, kind, data) in events {
+                self.emit_webhook(&project, kind, data);
+            }
+        }
         self.audit_record(index, audit, refusal.as_ref(), &result);
         result
     }

@@ -137,3 +137,97 @@ fn an_endpoint_failing_for_five_days_is_disabled_and_a_success_resets_the_count(
     s.emit_webhook(&project, "instance.state_changed", json!({}));
     assert!(s.webhook_outbox.is_empty());
 }
+
+fn member(project: &ProjectId, job: Option<&str>, session: bool) -> pb::CreateInstance {
+    pb::CreateInstance {
+        instance_id: vmcloud_proto::InstanceId::generate().to_string(),
+        project_id: project.to_string(),
+        name: "m".into(),
+        region: "par".into(),
+        vcpus: 1,
+        memory_mib: 512,
+        job: job.map(|j| pb::JobSpec {
+            job_id: j.into(),
+            max_runtime_s: 60,
+            gang_size: 2,
+            ..Default::default()
+        }),
+        session: session.then(|| pb::GameSession {
+            title: "chess".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn kinds(s: &ClusterState) -> Vec<String> {
+    let mut kinds: Vec<String> = s
+        .webhook_outbox
+        .values()
+        .filter(|d| d.endpoint_id == "we_all")
+        .map(|d| {
+            serde_json::from_str::<serde_json::Value>(&d.payload).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+#[test]
+fn a_job_ends_with_its_last_member_and_a_session_with_its_instance() {
+    let (mut s, project) = setup();
+    let job = vmcloud_proto::JobId::generate().to_string();
+    let members = vec![
+        member(&project, Some(&job), false),
+        member(&project, Some(&job), false),
+    ];
+    let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
+    apply(&mut s, 10, Body::CreateJob(pb::CreateJob { members }));
+    let delete = |s: &mut ClusterState, id: &str| {
+        apply(
+            s,
+            11,
+            Body::DeleteInstance(pb::DeleteInstance {
+                instance_id: id.into(),
+                project_id: project.to_string(),
+            }),
+        )
+    };
+    delete(&mut s, &ids[0]);
+    assert_eq!(
+        kinds(&s),
+        ["instance.state_changed"],
+        "one member left: the job goes on"
+    );
+    delete(&mut s, &ids[1]);
+    assert_eq!(
+        kinds(&s),
+        [
+            "instance.state_changed",
+            "instance.state_changed",
+            "job.ended"
+        ]
+    );
+    // The endpoint that wants job ends got that one only.
+    let jobs_only: Vec<&str> = s
+        .webhook_outbox
+        .values()
+        .filter(|d| d.endpoint_id == "we_jobs")
+        .map(|d| d.payload.as_str())
+        .collect();
+    assert_eq!(jobs_only.len(), 1);
+    assert!(jobs_only[0].contains(&job), "{jobs_only:?}");
+
+    let session = member(&project, None, true);
+    let id = session.instance_id.clone();
+    apply(&mut s, 12, Body::CreateInstance(session));
+    delete(&mut s, &id);
+    assert!(
+        kinds(&s).contains(&"session.ended".to_owned()),
+        "{:?}",
+        kinds(&s)
+    );
+}

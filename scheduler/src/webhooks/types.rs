@@ -62,6 +62,18 @@ impl Delivery {
     }
 }
 
+/// Events handlers that hold part of the state borrowed cannot emit at once (a spot notice
+/// given inside a loop over instances): `apply` emits them after the command, and drops them
+/// when it was refused. Not part of the state's value, never serialized.
+#[derive(Debug, Clone, Default)]
+pub struct PendingEvents(pub Vec<(ProjectId, &'static str, serde_json::Value)>);
+
+impl PartialEq for PendingEvents {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// What a secret is sealed for: its use and its endpoint.
 pub fn seal_purpose(endpoint: &str) -> String {
     format!("webhook-secret:{endpoint}")
