@@ -185,9 +185,13 @@ async fn node_identity(issuer: Issuer<'_>, node: &NodeId, dir: &Path) -> anyhow:
         // `run` reads the CA key whenever no certificate is kept.
         Issuer::Kept => bail!("no certificate of node {node} is kept in {}", dir.display()),
     };
-    std::fs::write(&cert, &id.cert_pem)
-        .with_context(|| format!("cannot write {}", cert.display()))?;
+    // The key first, then the certificate by rename: whoever sees the certificate sees it
+    // whole, with its key beside it.
     write_private(&key, &id.key_pem)?;
+    let tmp = cert.with_extension("pem.tmp");
+    std::fs::write(&tmp, &id.cert_pem)
+        .and_then(|()| std::fs::rename(&tmp, &cert))
+        .with_context(|| format!("cannot write {}", cert.display()))?;
     Ok(id)
 }
 
