@@ -1,8 +1,6 @@
 //! `GET /v1/quotas`, `PUT /v1/projects/{id}/quotas` (operators), and quota requests:
 //! `POST|GET /v1/quota-requests`, `POST /v1/quota-requests/{id}/approve|decline` (operators).
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -99,53 +97,26 @@ pub async fn get(
     Ok(Json(view(&s, &project, q.region.as_deref())))
 }
 
-/// Limits, as requests write them; absent: unchanged.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsBody {
-    #[serde(default)]
-    pub instances: Option<u32>,
-    #[serde(default)]
-    pub vcpus: Option<u32>,
-    #[serde(default)]
-    pub memory_mib: Option<u64>,
-    #[serde(default)]
-    pub gpus: Option<u32>,
-    #[serde(default)]
-    pub gpus_by_model: BTreeMap<String, u32>,
-    #[serde(default)]
-    pub reservations: Option<u32>,
-}
-
-impl LimitsBody {
-    fn limits(&self, s: &ApiState) -> Result<Limits, Problem> {
-        let models: Vec<String> = s
-            .catalog
-            .flavors
-            .values()
-            .filter_map(|f| f.gpu.as_ref().map(|g| g.model.clone()))
-            .collect();
-        if let Some(m) = self.gpus_by_model.keys().find(|m| !models.contains(m)) {
-            let mut known = models.clone();
-            known.sort();
-            known.dedup();
-            return Err(Problem::unprocessable(
-                "unknown-gpu-model",
-                "Unknown GPU model",
-                format!(
-                    "GPU model `{m}` is in no flavor; choose one of: {}",
-                    known.join(", ")
-                ),
-            ));
-        }
-        Ok(Limits {
-            instances: self.instances,
-            vcpus: self.vcpus,
-            memory_mib: self.memory_mib,
-            gpus: self.gpus,
-            gpus_by_model: self.gpus_by_model.clone(),
-            reservations: self.reservations,
-        })
+/// Refuses limits that name a GPU model no flavor has.
+fn known_models(s: &ApiState, limits: &Limits) -> Result<(), Problem> {
+    let mut models: Vec<String> = s
+        .catalog
+        .flavors
+        .values()
+        .filter_map(|f| f.gpu.as_ref().map(|g| g.model.clone()))
+        .collect();
+    models.sort();
+    models.dedup();
+    match limits.gpus_by_model.keys().find(|m| !models.contains(m)) {
+        None => Ok(()),
+        Some(m) => Err(Problem::unprocessable(
+            "unknown-gpu-model",
+            "Unknown GPU model",
+            format!(
+                "GPU model `{m}` is in no flavor; choose one of: {}",
+                models.join(", ")
+            ),
+        )),
     }
 }
 
@@ -154,7 +125,7 @@ impl LimitsBody {
 pub struct SetQuotaBody {
     pub region: String,
     #[serde(flatten)]
-    pub limits: LimitsBody,
+    pub limits: Limits,
 }
 
 /// Operators set a project's limits in a region (over its defaults).
@@ -167,7 +138,8 @@ pub async fn set(
     let project = ProjectId::parse(&id)
         .map_err(|_| Problem::not_found(format!("project `{id}` does not exist")))?;
     check_region(&s, &body.region)?;
-    let limits = body.limits.limits(&s)?;
+    known_models(&s, &body.limits)?;
+    let limits = body.limits;
     if limits.is_empty() {
         return Err(Problem::unprocessable(
             "invalid-quota",
@@ -195,7 +167,7 @@ pub struct QuotaRequestBody {
     /// Why: what it is for (operators read it).
     pub reason: String,
     #[serde(flatten)]
-    pub wanted: LimitsBody,
+    pub wanted: Limits,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -257,7 +229,8 @@ pub async fn request(
             "say in 1 to 1000 characters what the higher limits are for",
         ));
     }
-    let wanted = body.wanted.limits(&s)?;
+    known_models(&s, &body.wanted)?;
+    let wanted = body.wanted;
     if wanted.is_empty() {
         return Err(Problem::unprocessable(
             "invalid-quota",
