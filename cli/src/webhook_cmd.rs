@@ -27,6 +27,21 @@ pub enum WebhookCommand {
     Delete { id: String },
     /// Send a signed `webhook.test` event to an endpoint now; says what it answered.
     Test { id: String },
+    /// An endpoint's delivery attempts, newest first, and what is queued for it.
+    Deliveries {
+        id: String,
+        /// The most attempts to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Send a past event to an endpoint again, under its own `webhook-id` (for a receiver
+    /// that was down or answered an error).
+    Resend {
+        /// The endpoint (`we_…`).
+        id: String,
+        /// The event (`evt_…`, as `deliveries` lists it).
+        event: String,
+    },
     /// The Standard Webhooks headers a delivery of BODY carries (for testing a receiver).
     Sign {
         /// The endpoint's secret (whsec_…).
@@ -163,6 +178,85 @@ pub async fn run(args: ClientArgs, command: WebhookCommand) -> anyhow::Result<()
                 anyhow::bail!(
                     "not delivered: {}",
                     r["error"].as_str().unwrap_or("unknown error")
+                );
+            }
+        }
+        WebhookCommand::Deliveries { id, limit } => {
+            let log = answer(
+                client
+                    .call(
+                        Method::GET,
+                        &format!(
+                            "/v1/webhook-endpoints/{id}/deliveries?limit={}",
+                            limit.clamp(1, 1000)
+                        ),
+                        None,
+                        false,
+                    )
+                    .await?,
+            )?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&log)?);
+            } else {
+                let text = |v: &Value, k: &str| v[k].as_str().unwrap_or("-").to_owned();
+                let mut rows: Vec<[String; 5]> = log["pending"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|p| {
+                        [
+                            text(p, "next_attempt_at"),
+                            text(p, "event_id"),
+                            format!("{}", p["attempts"].as_u64().unwrap_or(0) + 1),
+                            "queued".into(),
+                            String::new(),
+                        ]
+                    })
+                    .collect();
+                rows.extend(
+                    log["deliveries"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|d| {
+                            [
+                                text(d, "at"),
+                                text(d, "event_id"),
+                                d["attempt"].to_string(),
+                                if d["delivered"] == true {
+                                    format!("delivered {}", d["status"])
+                                } else {
+                                    match d["status"].as_u64() {
+                                        Some(code) => format!("failed {code}"),
+                                        None => "failed".into(),
+                                    }
+                                },
+                                d["error"].as_str().unwrap_or("").to_owned(),
+                            ]
+                        }),
+                );
+                print_rows(["AT", "EVENT", "ATTEMPT", "RESULT", "ERROR"], &rows);
+            }
+        }
+        WebhookCommand::Resend { id, event } => {
+            let r = answer(
+                client
+                    .call(
+                        Method::POST,
+                        &format!("/v1/webhook-endpoints/{id}/deliveries/{event}/resend"),
+                        Some(json!({})),
+                        false,
+                    )
+                    .await?,
+            )?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                eprintln!(
+                    "{event} ({}) queued for {id}: `vmcloud webhook deliveries {id}` shows the attempt",
+                    r["type"].as_str().unwrap_or("event")
                 );
             }
         }

@@ -144,6 +144,10 @@ pub fn router(state: ApiState) -> Router {
             "/v1/webhook-endpoints/{id}/deliveries",
             get(webhooks::deliveries),
         )
+        .route(
+            "/v1/webhook-endpoints/{id}/deliveries/{event}/resend",
+            post(webhooks::resend),
+        )
         .route("/v1/quotas", get(quotas::get))
         .route(
             "/v1/quota-requests",

@@ -85,6 +85,7 @@ fn resource_of(body: &Body) -> String {
         Body::SsoLogin(c) => r("organisation", &c.org_id),
         Body::CreateWebhookEndpoint(c) => r("webhook_endpoint", &c.endpoint_id),
         Body::DeleteWebhookEndpoint(c) => r("webhook_endpoint", &c.endpoint_id),
+        Body::ResendWebhookEvent(c) => r("webhook_endpoint", &c.endpoint_id),
         Body::RecordWebhookDeliveries(c) => format!("webhook_deliveries/{}", c.results.len()),
         Body::SetRateLimit(c) => r("organisation", &c.org_id),
         Body::SetQuota(c) => format!("quota/{}/{}", c.project_id, c.region),

@@ -52,5 +52,6 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::CreateWebhookEndpoint(_) => "create_webhook_endpoint",
         Body::DeleteWebhookEndpoint(_) => "delete_webhook_endpoint",
         Body::RecordWebhookDeliveries(_) => "record_webhook_deliveries",
+        Body::ResendWebhookEvent(_) => "resend_webhook_event",
     }
 }

@@ -224,6 +224,7 @@ impl ClusterState {
             Body::CreateWebhookEndpoint(c) => self.create_webhook_endpoint(c, at),
             Body::DeleteWebhookEndpoint(c) => self.delete_webhook_endpoint(c),
             Body::RecordWebhookDeliveries(c) => self.record_webhook_deliveries(c),
+            Body::ResendWebhookEvent(c) => self.resend_webhook_event(c, at),
             Body::RequestQuota(c) => self.request_quota(c, at),
             Body::DecideQuotaRequest(c) => self.decide_quota_request(c, at),
         }

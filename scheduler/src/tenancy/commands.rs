@@ -141,7 +141,8 @@ impl ClusterState {
             | Body::SsoLogin(_)
             | Body::RecordRefusal(_) => (Action::ReadOrg, Target::Anyone),
             Body::CreateWebhookEndpoint(pb::CreateWebhookEndpoint { project_id, .. })
-            | Body::DeleteWebhookEndpoint(pb::DeleteWebhookEndpoint { project_id, .. }) => {
+            | Body::DeleteWebhookEndpoint(pb::DeleteWebhookEndpoint { project_id, .. })
+            | Body::ResendWebhookEvent(pb::ResendWebhookEvent { project_id, .. }) => {
                 (Action::ManageProject, Target::Project(project(project_id)?))
             }
             Body::RequestQuota(c) => (

@@ -1,12 +1,13 @@
 //! `POST|GET /v1/webhook-endpoints`, `GET|DELETE /v1/webhook-endpoints/{id}`,
-//! `POST /v1/webhook-endpoints/{id}/test`.
+//! `POST /v1/webhook-endpoints/{id}/test`, `GET /v1/webhook-endpoints/{id}/deliveries`,
+//! `POST /v1/webhook-endpoints/{id}/deliveries/{event}/resend`.
 
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vmcloud_proto::ProjectId;
@@ -15,6 +16,8 @@ use vmcloud_proto::pb::{self, command::Body};
 use crate::api::context::{ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, rfc3339};
 use crate::api::pagination::ListQuery;
 use crate::api::problem::Problem;
+use crate::history::store::HistoryStore;
+use crate::history::types::{HistoryKey, HistoryRecord};
 use crate::tenancy::authz::{Action, Resource};
 use crate::webhooks::sign;
 use crate::webhooks::target::check;
@@ -40,6 +43,12 @@ pub struct EndpointView {
     pub event_types: Vec<String>,
     pub description: String,
     pub created_at: String,
+    /// Since when every delivery has failed (absent: the last one succeeded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+    /// When it was disabled after failing for 5 days: no events go to it any more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<String>,
     /// The signing secret (`whsec_…`): in the answer to the create only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -54,6 +63,8 @@ impl EndpointView {
             event_types: e.event_types.clone(),
             description: e.description.clone(),
             created_at: rfc3339(e.created_at_ms),
+            failing_since: e.failing_since_ms.map(rfc3339),
+            disabled_at: e.disabled_at_ms.map(rfc3339),
             secret: None,
         }
     }
@@ -390,25 +401,13 @@ pub async fn deliveries(
             next_attempt_at: rfc3339(d.next_at_ms),
         })
         .collect();
-    let store = s.cluster.history().await.ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Unavailable",
-            "this replica keeps no history store",
-        )
-    })?;
+    let store = history_of(&s).await?;
     let endpoint = id.clone();
     let (records, last) =
         tokio::task::spawn_blocking(move || store.deliveries_page(&endpoint, before, limit))
             .await
             .map_err(|e| Problem::internal(format!("the deliveries query stopped: {e}")))?
-            .map_err(|e| {
-                Problem::internal(format!(
-                    "the history store failed: {}",
-                    vmcloud_proto::ErrorChain(&e)
-                ))
-            })?;
+            .map_err(history_failed)?;
     let deliveries = records
         .into_iter()
         .filter_map(|r| match r {
@@ -439,4 +438,115 @@ pub async fn deliveries(
         next_cursor: last
             .map(|k| crate::api::pagination::encode(&(k.index as i64, k.seq.to_string()))),
     }))
+}
+
+async fn history_of(s: &ApiState) -> Result<std::sync::Arc<HistoryStore>, Problem> {
+    s.cluster.history().await.ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Unavailable",
+            "this replica keeps no history store",
+        )
+    })
+}
+
+fn history_failed(e: crate::history::store::HistoryError) -> Problem {
+    Problem::internal(format!(
+        "the history store failed: {}",
+        vmcloud_proto::ErrorChain(&e)
+    ))
+}
+
+/// A resend queued.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResendView {
+    pub event_id: String,
+    pub endpoint: String,
+    /// The event's type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Deliveries are made by the leader from its outbox: the attempt shows in the endpoint's
+    /// deliveries within seconds.
+    pub queued_at: String,
+}
+
+/// Queues a past event (from the history store) for one endpoint again, under its own
+/// `webhook-id`: for a receiver that was down or answered an error.
+pub async fn resend(
+    State(s): State<ApiState>,
+    Caller(project, who): Caller,
+    Path((id, event)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let e = endpoint_of(&s, &project, &id)?;
+    who.may(&s, Action::ManageProject, Resource::Project(&project))?;
+    let not_found = || {
+        Problem::not_found(format!(
+            "webhook event {event} does not exist for project {project}; the endpoint's deliveries list the events sent to it"
+        ))
+    };
+    let key = event_key(&event).ok_or_else(not_found)?;
+    let store = history_of(&s).await?;
+    let page = tokio::task::spawn_blocking(move || store.page(Some(key), 1))
+        .await
+        .map_err(|e| Problem::internal(format!("the history query stopped: {e}")))?
+        .map_err(history_failed)?;
+    let (kind, payload) = match page.records.into_iter().next() {
+        Some((
+            k,
+            HistoryRecord::WebhookEvent {
+                id,
+                project: owner,
+                kind,
+                payload,
+                ..
+            },
+        )) if k == key && id == event && owner == project => (kind, payload),
+        _ => return Err(not_found()),
+    };
+    if !e.event_types.is_empty() && !e.event_types.contains(&kind) {
+        return Err(Problem::unprocessable(
+            "unknown-event-type",
+            "Event type not subscribed",
+            format!(
+                "endpoint {id} does not take `{kind}` events (it takes: {}); resend to an endpoint that does",
+                e.event_types.join(", ")
+            ),
+        ));
+    }
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::ResendWebhookEvent(pb::ResendWebhookEvent {
+                endpoint_id: id.clone(),
+                project_id: project.to_string(),
+                event_id: event.clone(),
+                payload,
+            }),
+        )
+        .await??;
+    let view = ResendView {
+        event_id: event,
+        endpoint: id.clone(),
+        kind,
+        queued_at: rfc3339(crate::clock::now_ms()),
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        [(
+            axum::http::header::LOCATION,
+            format!("/v1/webhook-endpoints/{id}/deliveries"),
+        )],
+        Json(view),
+    )
+        .into_response())
+}
+
+/// The history key an event id (`evt_<log index>_<n>`) names: where its record sits.
+fn event_key(event: &str) -> Option<HistoryKey> {
+    let (index, seq) = event.strip_prefix("evt_")?.split_once('_')?;
+    Some(HistoryKey {
+        index: index.parse().ok()?,
+        seq: seq.parse().ok()?,
+    })
 }

@@ -78,6 +78,48 @@ impl ClusterState {
         }
     }
 
+    /// Queues a past event again for one endpoint of its project, at once, under its own id.
+    /// A delivery of that event to that endpoint still queued is replaced (its attempts start
+    /// over).
+    pub(crate) fn resend_webhook_event(
+        &mut self,
+        c: pb::ResendWebhookEvent,
+        at: i64,
+    ) -> ApplyResult {
+        let endpoint = match self.webhook_endpoints.get(&c.endpoint_id) {
+            Some(e) if e.project.as_str() == c.project_id => e,
+            _ => {
+                return Err(Rejected::NotFound(format!(
+                    "webhook endpoint {}",
+                    c.endpoint_id
+                )));
+            }
+        };
+        if endpoint.disabled_at_ms.is_some() {
+            return Err(Rejected::Conflict(format!(
+                "webhook endpoint {} is disabled (it failed for 5 days): make a new endpoint for the fixed receiver and resend to that one",
+                c.endpoint_id
+            )));
+        }
+        if !c.event_id.starts_with("evt_") || c.payload.is_empty() {
+            return Err(Rejected::Invalid(format!(
+                "`{}` is not a webhook event with a payload",
+                c.event_id
+            )));
+        }
+        let d = Delivery {
+            event_id: c.event_id,
+            endpoint_id: c.endpoint_id,
+            project: endpoint.project.clone(),
+            payload: c.payload,
+            attempts: 0,
+            next_at_ms: at,
+            created_at_ms: at,
+        };
+        self.webhook_outbox.insert(d.key(), d);
+        Ok(Applied::Done)
+    }
+
     /// Forgets every delivery queued for `endpoint`.
     fn drop_deliveries_to(&mut self, endpoint: &str) {
         let keys: Vec<String> = self

@@ -231,3 +231,49 @@ fn a_job_ends_with_its_last_member_and_a_session_with_its_instance() {
         kinds(&s)
     );
 }
+
+fn try_apply(s: &mut ClusterState, at: i64, body: Body) -> crate::state::ApplyResult {
+    let index = s.applied_index + 1;
+    s.apply(
+        index,
+        pb::Command {
+            at_unix_ms: at,
+            actor: None,
+            request: None,
+            body: Some(body),
+        },
+    )
+}
+
+#[test]
+fn a_resend_queues_the_event_again_under_its_id_for_its_own_projects_live_endpoints_only() {
+    let (mut s, project) = setup();
+    let resend = |endpoint: &str, project: &str| {
+        Body::ResendWebhookEvent(pb::ResendWebhookEvent {
+            endpoint_id: endpoint.into(),
+            project_id: project.into(),
+            event_id: "evt_7_0".into(),
+            payload: r#"{"id":"evt_7_0"}"#.into(),
+        })
+    };
+    try_apply(&mut s, 50, resend("we_all", project.as_str())).unwrap();
+    let d = &s.webhook_outbox["evt_7_0/we_all"];
+    assert_eq!((d.attempts, d.next_at_ms), (0, 50));
+    assert_eq!(d.payload, r#"{"id":"evt_7_0"}"#);
+    // Another project's endpoint: not found, nothing queued.
+    let before = s.webhook_outbox.len();
+    assert!(matches!(
+        try_apply(&mut s, 60, resend("we_all", "prj-2")),
+        Err(crate::state::Rejected::NotFound(_))
+    ));
+    assert_eq!(s.webhook_outbox.len(), before);
+    // A disabled endpoint: refused with what to do.
+    s.webhook_endpoints
+        .get_mut("we_jobs")
+        .unwrap()
+        .disabled_at_ms = Some(1);
+    match try_apply(&mut s, 70, resend("we_jobs", project.as_str())) {
+        Err(crate::state::Rejected::Conflict(why)) => assert!(why.contains("new endpoint")),
+        other => panic!("{other:?}"),
+    }
+}

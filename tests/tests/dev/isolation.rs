@@ -126,6 +126,7 @@ impl OrgA {
                 "{id}" => id(segments[i - 1]).to_owned(),
                 "{key}" => self.key_id.clone(),
                 "{user}" => self.user.clone(),
+                "{event}" => "evt_1_0".to_owned(),
                 s => s.to_owned(),
             });
         }

@@ -223,6 +223,49 @@ async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
         );
     }
 
+    // A past event sent again: the same webhook-id, verified again, and a second attempt in
+    // the log; the CLI lists the attempts.
+    let first = from_log[0]["id"].as_str().unwrap().to_owned();
+    let out = fx
+        .fleet
+        .cli(&["webhook", "resend", &id, &first, "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resent["type"], "instance.state_changed", "{resent}");
+    let seen_of = |event: &str| {
+        receiver
+            .seen()
+            .into_iter()
+            .filter(|e| e["id"] == event && e["ok"] == true)
+            .count()
+    };
+    while seen_of(&first) < 2 {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(30),
+            "the resent event did not arrive: {:?}",
+            receiver.seen()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = fx.fleet.cli(&["webhook", "deliveries", &id]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.lines().filter(|l| l.contains(&first)).count() >= 2,
+        "{table}"
+    );
+    // An event that is not the project's, or not an event: 404, and nothing queued.
+    let out = fx.fleet.cli(&["webhook", "resend", &id, "evt_999999_0"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Deleted: gone from the list, and its test is 404.
     let out = fx.fleet.cli(&["webhook", "delete", &id]);
     assert!(out.status.success());
