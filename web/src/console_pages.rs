@@ -178,6 +178,8 @@ pub async fn project(State(web): State<Web>, ctx: Ctx, Path(id): Path<String>) -
                 " · "
                 a href={ "/console/projects/" (id) "/quotas" } id="quotas-link" { (ctx.t(Msg::Quotas)) }
                 " · "
+                a href={ "/console/projects/" (id) "/webhooks" } id="webhooks-link" { (ctx.t(Msg::Webhooks)) }
+                " · "
                 a.danger href={ "/console/projects/" (id) "/delete" } id="delete-project" { (ctx.t(Msg::Delete)) }
             }
             h2 { (ctx.t(Msg::Instances)) " " small.muted { (ctx.t(Msg::Live)) } }
@@ -400,6 +402,19 @@ fn keys_page(ctx: &Ctx, project: &str, keys: &Value, new_token: Option<&str>) ->
                     p { strong { (ctx.t(Msg::KeyShownOnce)) } }
                     code #new-key { (token) }
                 }
+            }
+            div.card #rate-limit {
+                p {
+                    strong { (ctx.t(Msg::RateLimit)) ": " }
+                    @match keys["rate_limit_per_hour"].as_u64() {
+                        Some(0) | None => { (ctx.t(Msg::Unlimited)) }
+                        Some(n) => { (n) " " (ctx.t(Msg::PerHour)) }
+                    }
+                    " ("
+                    @if keys["rate_limit_source"] == "organisation" { (ctx.t(Msg::SetByOrganisation)) } @else { (ctx.t(Msg::DefaultLimit)) }
+                    ")"
+                }
+                p.muted { (ctx.t(Msg::RateLimitKeys)) }
             }
             table #keys {
                 thead { tr { th { (ctx.t(Msg::Name)) } th { "ID" } th { (ctx.t(Msg::Role)) } th { (ctx.t(Msg::Expires)) } th { (ctx.t(Msg::State)) } th {} } }

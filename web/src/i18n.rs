@@ -224,6 +224,35 @@ messages! {
     DeleteProject => "Delete this project?", "Supprimer ce projet ?";
     DeleteProjectWarning => "Its API keys stop working at once. A project that still has instances cannot be deleted: delete them first.", "Ses clés d'API cessent aussitôt de fonctionner. Un projet qui a encore des instances ne peut pas être supprimé : supprimez-les d'abord.";
     NoticeProjectDeleted => "Project deleted.", "Projet supprimé.";
+    Webhooks => "Webhooks", "Webhooks";
+    WebhooksText => "Endpoints of yours that VMCloud POSTs events to, signed as Standard Webhooks say (verify with the endpoint's secret). Failed deliveries are tried again for about a day and a half.", "Vos points de terminaison auxquels VMCloud envoie (POST) les événements, signés selon Standard Webhooks (vérifiez-les avec le secret du point de terminaison). Les livraisons échouées sont réessayées pendant environ un jour et demi.";
+    NewEndpoint => "New endpoint", "Nouveau point de terminaison";
+    EventTypes => "Events", "Événements";
+    AllEvents => "all", "tous";
+    Event => "Event", "Événement";
+    NoneTickedAll => "none ticked: all", "aucun coché : tous";
+    Description => "Description", "Description";
+    SecretShownOnce => "Copy this signing secret now: it is shown only once.", "Copiez ce secret de signature maintenant : il ne sera plus affiché.";
+    NoEndpoints => "No endpoints yet.", "Aucun point de terminaison pour l'instant.";
+    Deliveries => "Deliveries", "Livraisons";
+    SendTest => "Send a test event", "Envoyer un événement de test";
+    Resend => "Resend", "Renvoyer";
+    Attempt => "Attempt", "Tentative";
+    Queued => "queued", "en file";
+    Delivered => "delivered", "livré";
+    Failed => "failed", "échec";
+    Disabled => "disabled", "désactivé";
+    FailingSince => "failing since", "en échec depuis";
+    NoDeliveries => "No deliveries yet.", "Aucune livraison pour l'instant.";
+    TestResult => "Test event", "Événement de test";
+    NoticeEndpointDeleted => "Endpoint deleted.", "Point de terminaison supprimé.";
+    NoticeResent => "Event queued again: it shows here within seconds.", "Événement remis en file : il apparaît ici dans quelques secondes.";
+    RateLimit => "Rate limit", "Limite de débit";
+    RateLimitKeys => "Each key of this project may make this many API requests an hour, in bursts up to the same number, refilled evenly; every answer carries RateLimit and RateLimit-Policy headers, and past it the API answers 429 with Retry-After.", "Chaque clé de ce projet peut faire ce nombre de requêtes d'API par heure, par rafales jusqu'au même nombre, rechargées régulièrement ; chaque réponse porte les en-têtes RateLimit et RateLimit-Policy, et au-delà l'API répond 429 avec Retry-After.";
+    PerHour => "requests an hour", "requêtes par heure";
+    Unlimited => "not limited", "non limité";
+    SetByOrganisation => "set for your organisation by VMCloud (ask support to change it)", "fixée pour votre organisation par VMCloud (demandez au support pour la changer)";
+    DefaultLimit => "the default", "la valeur par défaut";
     Language => "Français", "English";
 }
 

@@ -21,6 +21,7 @@ pub mod contract_pages;
 pub mod i18n;
 pub mod layout;
 pub mod sso_pages;
+pub mod webhook_pages;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -89,6 +90,26 @@ pub fn pages(state: ApiState) -> Router {
             get(contract::quotas).post(contract::ask),
         )
         .route("/console/orgs/{id}/audit", get(contract::audit))
+        .route(
+            "/console/projects/{project}/webhooks",
+            get(webhook_pages::list).post(webhook_pages::create),
+        )
+        .route(
+            "/console/projects/{project}/webhooks/{id}",
+            get(webhook_pages::endpoint),
+        )
+        .route(
+            "/console/projects/{project}/webhooks/{id}/delete",
+            post(webhook_pages::delete),
+        )
+        .route(
+            "/console/projects/{project}/webhooks/{id}/test",
+            get(webhook_pages::back_to_endpoint).post(webhook_pages::test),
+        )
+        .route(
+            "/console/projects/{project}/webhooks/{id}/resend/{event}",
+            post(webhook_pages::resend),
+        )
         .route("/console/account", get(account::account))
         .route("/console/account/totp", post(account::totp_enrol))
         .route("/console/account/totp/confirm", post(account::totp_confirm))

@@ -18,6 +18,7 @@ pub(crate) struct Pending {
     resource: String,
     org: Option<String>,
     project: Option<String>,
+    member_of: Vec<String>,
 }
 
 fn actor_name(actor: Option<&pb::Actor>) -> String {
@@ -126,8 +127,15 @@ impl ClusterState {
             }
             _ => {}
         }
+        let org = org.filter(|o| !o.is_empty());
+        let actor_named = actor_name(actor);
+        let resource = resource_of(body);
+        let member_of = match org {
+            Some(_) => Vec::new(),
+            None => self.orgs_of_user_concerned(&actor_named, &resource),
+        };
         Pending {
-            actor: actor_name(actor),
+            actor: actor_named,
             source: actor.map(|a| a.source.clone()).unwrap_or_default(),
             request_id: request.map(|r| r.id.clone()).unwrap_or_default(),
             action: if matches!(body, Body::RecordRefusal(_)) {
@@ -135,10 +143,29 @@ impl ClusterState {
             } else {
                 crate::state::kinds::command_kind(body)
             },
-            resource: resource_of(body),
-            org: org.filter(|o| !o.is_empty()),
+            resource,
+            org,
             project: project.filter(|p| !p.is_empty()),
+            member_of,
         }
+    }
+
+    /// The organisations of the user an event without an organisation is about (the user it
+    /// acts on, else the user acting), whose admins see the event too. Walks the
+    /// organisations: only for user events outside any organisation (log-ins, passwords, two-step
+    /// changes), which are few beside the rest.
+    fn orgs_of_user_concerned(&self, actor: &str, resource: &str) -> Vec<String> {
+        let user = resource
+            .strip_prefix("user/")
+            .or_else(|| actor.strip_prefix("user:"));
+        let Some(user) = user.and_then(|u| vmcloud_proto::UserId::parse(u).ok()) else {
+            return Vec::new();
+        };
+        self.organisations
+            .values()
+            .filter(|o| o.members.contains_key(&user))
+            .map(|o| o.id.to_string())
+            .collect()
     }
 
     /// Chains the event of the command at log `index` and hands it to history.
@@ -167,6 +194,7 @@ impl ClusterState {
             resource: pending.resource,
             org: pending.org,
             project: pending.project,
+            member_of: pending.member_of,
             outcome,
             prev_hash: std::mem::take(&mut self.audit_head.hash),
             hash: String::new(),

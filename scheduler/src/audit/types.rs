@@ -28,6 +28,11 @@ pub struct AuditEvent {
     /// The organisation it belongs to, when it belongs to one.
     pub org: Option<String>,
     pub project: Option<String>,
+    /// For an event about a user that belongs to no organisation (a log-in, a password or
+    /// two-step change): the organisations the user was a member of, whose owners and admins
+    /// see it too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_of: Vec<String>,
     /// `ok`, or `refused: <why>`.
     pub outcome: String,
     /// The previous event's hash ([`GENESIS`] for the first).
@@ -48,6 +53,9 @@ struct Hashed<'a> {
     resource: &'a str,
     org: &'a Option<String>,
     project: &'a Option<String>,
+    /// Not in the hash when empty: events from before it existed keep their hashes.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    member_of: &'a [String],
     outcome: &'a str,
     prev_hash: &'a str,
 }
@@ -66,6 +74,7 @@ impl AuditEvent {
             resource: &self.resource,
             org: &self.org,
             project: &self.project,
+            member_of: &self.member_of,
             outcome: &self.outcome,
             prev_hash: &self.prev_hash,
         })

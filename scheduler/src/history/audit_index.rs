@@ -23,7 +23,9 @@ pub struct AuditFilter {
 
 impl AuditFilter {
     fn admits(&self, e: &AuditEvent) -> bool {
-        self.org.as_ref().is_none_or(|o| e.org.as_ref() == Some(o))
+        self.org
+            .as_ref()
+            .is_none_or(|o| e.org.as_ref() == Some(o) || e.member_of.contains(o))
             && self.actor.as_ref().is_none_or(|a| &e.actor == a)
             && self.resource.as_ref().is_none_or(|r| &e.resource == r)
             && self.since_ms.is_none_or(|t| e.at_ms >= t)

@@ -59,7 +59,7 @@ impl<'t> Writer<'t> {
         };
         let (i, s) = (key.index, key.seq);
         self.by.insert(("all", i, s), ())?;
-        if let Some(org) = &e.org {
+        for org in e.org.iter().chain(&e.member_of) {
             self.by.insert((format!("org:{org}").as_str(), i, s), ())?;
         }
         self.by

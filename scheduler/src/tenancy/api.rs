@@ -205,6 +205,13 @@ impl KeyView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyList {
     pub keys: Vec<KeyView>,
+    /// Requests an hour each of the project's keys may make, as a token bucket (bursts up to
+    /// the same number, refilled evenly); 0: not limited. Every answer's `RateLimit` header
+    /// says where a key stands.
+    pub rate_limit_per_hour: u32,
+    /// Where it comes from: `organisation` (set by operators for the organisation) or
+    /// `default` (this replica's `--api-rate-limit`).
+    pub rate_limit_source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
@@ -227,7 +234,21 @@ pub async fn list_keys(
         .map(|(key_id, k)| ((k.created_at_ms, key_id.clone()), (key_id, k)))
         .collect();
     let (page, next_cursor) = q.page(keys)?;
+    let org_limit = state
+        .projects
+        .get(&id)
+        .and_then(|p| state.organisations.get(&p.org))
+        .and_then(|o| o.api_per_hour)
+        // A replica started without limits limits nobody.
+        .filter(|_| s.api_per_hour > 0);
     Ok(Json(KeyList {
+        rate_limit_per_hour: org_limit.unwrap_or(s.api_per_hour),
+        rate_limit_source: if org_limit.is_some() {
+            "organisation"
+        } else {
+            "default"
+        }
+        .to_owned(),
         keys: page
             .into_iter()
             .map(|(key_id, k)| KeyView::new(key_id, k))

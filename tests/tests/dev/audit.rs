@@ -53,7 +53,20 @@ async fn changes_and_refusals_are_audited_and_the_chain_verifies() {
     let (status, mine) = api.call("GET", "/v1/audit-events", Some(&ann), None).await;
     assert_eq!(status, 200, "{mine}");
     let list = events(&mine);
-    assert!(list.iter().all(|e| e["org"] == ann_org.as_str()), "{mine}");
+    let of_org = |e: &Value, org: &str| {
+        e["org"] == org
+            || e["member_of"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|o| o == org))
+    };
+    assert!(list.iter().all(|e| of_org(e, &ann_org)), "{mine}");
+    // Her log-in belongs to no organisation, but her organisation's admins see it.
+    let login = list
+        .iter()
+        .find(|e| e["action"] == "start_login_session")
+        .unwrap_or_else(|| panic!("no log-in event: {mine}"));
+    assert_eq!(login["org"], Value::Null, "{login}");
+    assert_eq!(login["member_of"], json!([ann_org]), "{login}");
     let created = list
         .iter()
         .find(|e| e["action"] == "create_instance")
@@ -97,10 +110,7 @@ async fn changes_and_refusals_are_audited_and_the_chain_verifies() {
         .await;
     assert_eq!(status, 404);
     let (_, his) = api.call("GET", "/v1/audit-events", Some(&bob), None).await;
-    assert!(
-        events(&his).iter().all(|e| e["org"] == bob_org.as_str()),
-        "{his}"
-    );
+    assert!(events(&his).iter().all(|e| of_org(e, &bob_org)), "{his}");
     assert!(!his.to_string().contains(&instance), "{his}");
 
     // The operator sees everything, refusals included.

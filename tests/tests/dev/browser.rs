@@ -299,7 +299,78 @@ async fn the_console_from_sign_up_to_a_running_instance() {
     wait_for(&c, "#new-key", Duration::from_secs(10)).await;
     let key = text(&c, "#new-key").await;
     assert!(key.starts_with("vmc_"), "{key}");
+    // The keys' rate limit: the default, per hour.
+    let limit = text(&c, "#rate-limit").await;
+    assert!(
+        limit.contains("requests an hour") && limit.contains("the default"),
+        "{limit}"
+    );
     shots.take(&c, "api-key-shown-once").await;
+
+    // A webhook endpoint: its secret shown once, a test event delivered to a receiver.
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hooks", receiver.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = received.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut conn, _)) = receiver.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut seen = Vec::new();
+                // One request per connection is enough here: read the headers and body.
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + length {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let _ = conn
+                                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    c.goto(&format!("{base}{project_page}")).await.unwrap();
+    click(&c, "#webhooks-link").await;
+    wait_for(&c, "#endpoint-url", Duration::from_secs(10)).await;
+    fill(&c, "#endpoint-url", &hook_url).await;
+    click(&c, "#create-endpoint").await;
+    wait_for(&c, "#new-secret", Duration::from_secs(10)).await;
+    assert!(text(&c, "#new-secret").await.starts_with("whsec_"));
+    shots.take(&c, "webhook-secret-shown-once").await;
+    c.find(Locator::LinkText(&hook_url))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "#send-test", Duration::from_secs(10)).await;
+    let endpoint_page = path(&c).await;
+    click(&c, "#send-test").await;
+    wait_for(&c, "#test-result", Duration::from_secs(20)).await;
+    let tested = text(&c, "#test-result").await;
+    assert!(
+        tested.contains("delivered") && tested.contains("204"),
+        "{tested}"
+    );
+    shots.take(&c, "webhook-test-event").await;
 
     // The project's quotas: used / limit per region; asking for more.
     c.goto(&format!("{base}{project_page}")).await.unwrap();
@@ -351,6 +422,36 @@ async fn the_console_from_sign_up_to_a_running_instance() {
     )
     .await;
     shots.take(&c, "instance-running").await;
+
+    // Its events reached the endpoint; one is sent again from the endpoint's page.
+    c.goto(&format!("{base}{endpoint_page}")).await.unwrap();
+    wait_for(&c, "#deliveries button", Duration::from_secs(30)).await;
+    let before = received.load(std::sync::atomic::Ordering::SeqCst);
+    click(&c, "#deliveries button").await;
+    wait_for(&c, "p.notice", Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.load(std::sync::atomic::Ordering::SeqCst) == before {
+        assert!(Instant::now() < deadline, "the resent event never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.refresh().await.unwrap();
+    wait_for(&c, "#deliveries tbody tr", Duration::from_secs(10)).await;
+    shots.take(&c, "webhook-deliveries").await;
+    c.goto(&format!("{base}{endpoint_page}?lang=fr"))
+        .await
+        .unwrap();
+    assert!(text(&c, "#deliveries").await.contains("livré"));
+    shots.take(&c, "webhook-deliveries-in-french").await;
+    c.goto(&format!("{base}{project_page}/quotas"))
+        .await
+        .unwrap();
+    shots.take(&c, "quotas-in-french").await;
+    c.goto(&format!("{base}{project_page}/keys")).await.unwrap();
+    assert!(text(&c, "#rate-limit").await.contains("requêtes par heure"));
+    shots.take(&c, "keys-rate-limit-in-french").await;
+    c.goto(&format!("{base}{project_page}?lang=en"))
+        .await
+        .unwrap();
 
     // One from the CLI with the new key appears on the open page without a reload.
     let out = fx.fleet.cli(&[
