@@ -84,6 +84,13 @@ pub enum InstanceCommand {
         /// A file of cloud-init user-data for the guest (at most 16 KiB).
         #[arg(long, value_name = "FILE")]
         user_data: Option<std::path::PathBuf>,
+        /// The private network to join (`net-…`; default: the project's default network of
+        /// the region, made on first use).
+        #[arg(long)]
+        network: Option<String>,
+        /// The private address to take (default: the network's first free one).
+        #[arg(long)]
+        private_ipv4: Option<String>,
         /// Wait until the instance is running (or failed).
         #[arg(long)]
         wait: bool,
@@ -250,7 +257,7 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 fn print_table(instances: &[Value]) {
-    let rows: Vec<[String; 8]> = instances
+    let rows: Vec<[String; 9]> = instances
         .iter()
         .map(|i| {
             [
@@ -262,12 +269,21 @@ fn print_table(instances: &[Value]) {
                 s(i, "state").to_owned(),
                 s(i, "node").to_owned(),
                 s(i, "created_at").to_owned(),
+                s(i, "private_ipv4").to_owned(),
             ]
         })
         .collect();
     print_rows(
         [
-            "ID", "NAME", "FLAVOR", "IMAGE", "REGION", "STATE", "NODE", "CREATED",
+            "ID",
+            "NAME",
+            "FLAVOR",
+            "IMAGE",
+            "REGION",
+            "STATE",
+            "NODE",
+            "CREATED",
+            "PRIVATE IPV4",
         ],
         &rows,
     );
@@ -305,6 +321,12 @@ fn print_details(i: &Value) {
         ("memory", format!("{} MiB", i["memory_mib"])),
         ("disk", format!("{} GiB", i["disk_gib"])),
     ];
+    if let Some(ip) = i["private_ipv4"].as_str() {
+        fields.push((
+            "private ipv4",
+            format!("{ip} on {} ({})", s(i, "network"), s(i, "mac")),
+        ));
+    }
     if let Some(gpu) = i["gpu"].as_object() {
         fields.push((
             "gpus",
@@ -359,6 +381,8 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
             spread_group,
             ssh_keys,
             user_data,
+            network,
+            private_ipv4,
             wait,
         } => {
             let mut body = serde_json::json!({
@@ -408,6 +432,12 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
                     )
                 })?;
                 body["user_data"] = Value::String(data);
+            }
+            if let Some(n) = network {
+                body["network"] = Value::String(n);
+            }
+            if let Some(ip) = private_ipv4 {
+                body["private_ipv4"] = Value::String(ip);
             }
             let mut instance = client
                 .call(Method::POST, "/v1/instances", Some(body), false)

@@ -12,6 +12,7 @@ mod dev;
 mod dev_pki;
 mod job_cmd;
 mod limits;
+mod network_cmd;
 mod node_cmd;
 mod profile;
 mod quota_cmd;
@@ -186,6 +187,13 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// Private networks: create (RFC 1918 subnet, a VNI of its own), list, get, delete.
+    Network {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: network_cmd::NetworkCommand,
+    },
     /// Quotas: limits and usage per region, requests for more; operators set and decide.
     Quota {
         #[command(flatten)]
@@ -342,6 +350,7 @@ fn main() -> ExitCode {
         | Command::Audit { .. }
         | Command::Api { .. }
         | Command::Quota { .. }
+        | Command::Network { .. }
         | Command::Webhook { .. }
         | Command::Reservation { .. }
         | Command::Job { .. }
@@ -441,6 +450,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Quota { client, command } => quota_cmd::run(client, command).await,
+            Command::Network { client, command } => network_cmd::run(client, command).await,
             Command::Webhook { client, command } => webhook_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },

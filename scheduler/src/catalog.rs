@@ -18,6 +18,41 @@ pub struct Catalog {
     pub regions: BTreeMap<String, Region>,
     pub flavors: BTreeMap<String, Flavor>,
     pub images: BTreeMap<String, Image>,
+    /// Private networks' settings (defaults when absent).
+    #[serde(default)]
+    pub networks: NetworkSettings,
+}
+
+/// `[networks]`: where private networks' VXLAN identifiers come from.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// The first and last VNI the scheduler gives networks (each is given once). Default:
+    /// 4096 to 16777215, leaving 1–4095 to the operators' own use.
+    #[serde(default = "default_vni_range")]
+    pub vni_range: [u32; 2],
+}
+
+fn default_vni_range() -> [u32; 2] {
+    [4096, 0x00ff_ffff]
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            vni_range: default_vni_range(),
+        }
+    }
+}
+
+impl NetworkSettings {
+    /// The range as commands carry it.
+    pub fn vnis(&self) -> vmcloud_proto::pb::VniRange {
+        vmcloud_proto::pb::VniRange {
+            first: self.vni_range[0],
+            last: self.vni_range[1],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -104,6 +139,13 @@ impl Catalog {
             .any(|r| r.status == RegionStatus::Active)
         {
             return err("regions".into(), "at least one region must be `active`");
+        }
+        let [first, last] = self.networks.vni_range;
+        if first == 0 || first > last || last > 0x00ff_ffff {
+            return err(
+                "networks.vni_range".into(),
+                "a VNI range is [first, last] with 1 <= first <= last <= 16777215",
+            );
         }
         for (code, r) in &self.regions {
             if !is_slug(code) {

@@ -34,6 +34,7 @@ pub mod instances;
 pub mod jobs;
 pub mod join;
 pub mod mail;
+pub mod networks;
 pub mod nodes;
 pub mod placement;
 pub mod placement_controller;

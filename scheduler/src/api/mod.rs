@@ -148,6 +148,14 @@ pub fn router(state: ApiState) -> Router {
             "/v1/webhook-endpoints/{id}/deliveries/{event}/resend",
             post(webhooks::resend),
         )
+        .route(
+            "/v1/networks",
+            get(crate::networks::api::list).post(crate::networks::api::create),
+        )
+        .route(
+            "/v1/networks/{id}",
+            get(crate::networks::api::get).delete(crate::networks::api::delete),
+        )
         .route("/v1/quotas", get(quotas::get))
         .route(
             "/v1/quota-requests",

@@ -161,6 +161,10 @@ pub const OPERATIONS: &[Op] = &[
     op("POST /v1/quota-requests/{id}/approve", "quotas", "Operators: grant a quota request", Ops, Q::None, Some("DecisionBody"), (200, Some("QuotaRequestView"))),
     op("POST /v1/quota-requests/{id}/decline", "quotas", "Operators: decline a quota request", Ops, Q::None, Some("DecisionBody"), (200, Some("QuotaRequestView"))),
     op("GET /v1/audit-events", "audit", "The audit trail (hash-chained; paged)", Bearer, Q::Audit, None, (200, Some("AuditList"))),
+    op("GET /v1/networks", "networks", "The project's private networks (paged; ?region=)", Bearer, Q::List, None, (200, Some("NetworkList"))),
+    op("POST /v1/networks", "networks", "Make a private network (RFC 1918 subnet, /16 to /28; a VNI of its own)", Bearer, Q::None, Some("CreateNetworkRequest"), (201, Some("NetworkView"))),
+    op("GET /v1/networks/{id}", "networks", "Get a private network", Bearer, Q::Read, None, (200, Some("NetworkView"))),
+    op("DELETE /v1/networks/{id}", "networks", "Delete a private network (refused while instances are on it)", Bearer, Q::None, None, (204, None)),
     op("GET /v1/webhook-endpoints", "webhooks", "The project's webhook endpoints (paged)", Bearer, Q::List, None, (200, Some("EndpointList"))),
     op("POST /v1/webhook-endpoints", "webhooks", "Make a webhook endpoint (its signing secret is shown once)", Bearer, Q::None, Some("CreateEndpointRequest"), (201, Some("EndpointView"))),
     op("GET /v1/webhook-endpoints/{id}", "webhooks", "Get a webhook endpoint", Bearer, Q::Read, None, (200, Some("EndpointView"))),
@@ -189,7 +193,7 @@ pub const PROBLEM_KINDS: &[(&str, u16)] = &[
     ("invalid-body", 400), ("invalid-count", 422), ("invalid-cursor", 400), ("invalid-email", 422),
     ("invalid-expiry", 422), ("invalid-idempotency-key", 400), ("invalid-invitation", 422),
     ("invalid-label", 422), ("invalid-latency", 422), ("invalid-link", 422),
-    ("invalid-members", 422), ("invalid-name", 422), ("invalid-node-name", 422),
+    ("invalid-members", 422), ("invalid-name", 422), ("invalid-network", 422), ("invalid-node-name", 422),
     ("invalid-notice", 422), ("invalid-organisation", 422), ("invalid-query", 400), ("invalid-rate-limit", 422),
     ("invalid-quota", 422), ("invalid-reason", 422), ("invalid-region", 422),
     ("invalid-replica", 422), ("invalid-reservation", 422), ("invalid-reserved", 422),
@@ -275,6 +279,9 @@ pub const PROBLEM_KINDS: &[(&str, u16)] = &[
     crate::webhooks::api::TestDelivery,
     crate::webhooks::api::DeliveryList,
     crate::webhooks::api::ResendView,
+    crate::networks::api::CreateNetworkRequest,
+    crate::networks::api::NetworkView,
+    crate::networks::api::NetworkList,
     crate::join::api::CreateTokenRequest,
     crate::join::api::TokenView,
     crate::join::api::TokenList,
@@ -312,6 +319,9 @@ fn example(schema: &str) -> Option<Value> {
         "CreateEndpointRequest" => json!({"url": "https://hooks.example.org/vmcloud",
             "event_types": ["instance.state_changed", "job.ended"], "description": "ops bot"}),
         "NodePatch" => json!({"state": "draining", "reason": "disk swap", "deadline_s": 7200}),
+        "CreateNetworkRequest" => {
+            json!({"name": "backend", "subnet": "10.20.0.0/24", "region": "par"})
+        }
         _ => return None,
     })
 }

@@ -87,6 +87,8 @@ fn resource_of(body: &Body) -> String {
         Body::CreateWebhookEndpoint(c) => r("webhook_endpoint", &c.endpoint_id),
         Body::DeleteWebhookEndpoint(c) => r("webhook_endpoint", &c.endpoint_id),
         Body::ResendWebhookEvent(c) => r("webhook_endpoint", &c.endpoint_id),
+        Body::CreateNetwork(c) => r("network", &c.network_id),
+        Body::DeleteNetwork(c) => r("network", &c.network_id),
         Body::RecordWebhookDeliveries(c) => format!("webhook_deliveries/{}", c.results.len()),
         Body::SetRateLimit(c) => r("organisation", &c.org_id),
         Body::SetQuota(c) => format!("quota/{}/{}", c.project_id, c.region),

@@ -58,6 +58,13 @@ pub struct CreateInstanceRequest {
     /// OpenSSH public keys for the guest (at most 10).
     #[serde(default)]
     pub ssh_keys: Vec<String>,
+    /// The private network its NIC joins (`net-…`, of the project and region); absent: the
+    /// project's default network of the region, made on first use.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// The private address it asks for (absent: the first free one of the network).
+    #[serde(default)]
+    pub private_ipv4: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -99,6 +106,14 @@ pub struct InstanceView {
     pub reservation: Option<String>,
     /// What the owner was told (host events, preemption), oldest first.
     pub notices: Vec<NoticeView>,
+    /// The private network its NIC is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Its address on that network, held for its life.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ipv4: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -151,6 +166,9 @@ impl InstanceView {
                     message: n.message.clone(),
                 })
                 .collect(),
+            network: i.nic.as_ref().map(|n| n.network.clone()),
+            private_ipv4: i.nic.as_ref().map(|n| n.ipv4.to_string()),
+            mac: i.nic.as_ref().map(|n| n.mac.clone()),
         }
     }
 }
@@ -270,6 +288,9 @@ pub async fn create(
         job: None,
         user_data: req.user_data.clone().unwrap_or_default(),
         ssh_keys: req.ssh_keys.clone(),
+        network_id: req.network.clone().unwrap_or_default(),
+        private_ipv4: req.private_ipv4.clone().unwrap_or_default(),
+        vnis: Some(s.catalog.networks.vnis()),
     };
     match s
         .cluster

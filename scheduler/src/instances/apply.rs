@@ -17,7 +17,7 @@ use crate::state::Epoch;
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
 
 impl ClusterState {
-    pub(crate) fn create_instance(&mut self, c: pb::CreateInstance, at: i64) -> ApplyResult {
+    pub(crate) fn create_instance(&mut self, mut c: pb::CreateInstance, at: i64) -> ApplyResult {
         let id = InstanceId::parse(&c.instance_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
         let project =
             ProjectId::parse(&c.project_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
@@ -30,6 +30,14 @@ impl ClusterState {
             return Err(Rejected::Exists(format!("instance {id}")));
         }
         self.check_trial(&project, !c.gpu_model.is_empty())?;
+        // What the NIC is planned from (the rest of `c` is taken apart below).
+        let c_nic = pb::CreateInstance {
+            network_id: std::mem::take(&mut c.network_id),
+            private_ipv4: std::mem::take(&mut c.private_ipv4),
+            vnis: c.vnis.take(),
+            region: c.region.clone(),
+            ..Default::default()
+        };
         if let Err(refused) = self.check_quota(
             &project,
             &c.region,
@@ -116,8 +124,13 @@ impl ClusterState {
                 )));
             }
         }
+        let nic = self.plan_nic(&c_nic, &instance.project, at)?;
         if instance.market == Market::Reserved {
             self.admit_reserved(&instance, at)?;
+        }
+        let mut instance = instance;
+        if let Some(plan) = nic {
+            self.commit_nic(plan, &mut instance);
         }
         self.index.pending.insert((at, id.clone()));
         if instance.session.is_some() {

@@ -169,6 +169,9 @@ pub struct Instance {
     /// Set when it is a cloud-gaming session.
     #[serde(default)]
     pub session: Option<SessionSpec>,
+    /// Its NIC on a private network (see [`crate::networks`]).
+    #[serde(default)]
+    pub nic: Option<crate::networks::types::InstanceNic>,
 }
 
 fn default_notice() -> u32 {
@@ -238,6 +241,7 @@ impl Instance {
             reservation: None,
             job: None,
             session: None,
+            nic: None,
         }
     }
 

@@ -230,6 +230,7 @@ pub async fn submit(
                     gang_size: members,
                     member: n,
                 }),
+                vnis: Some(s.catalog.networks.vnis()),
                 ..Default::default()
             })
             .collect(),

@@ -1,7 +1,7 @@
 //! Applying a job submission: its members, created together.
 
-use vmcloud_proto::InstanceId;
 use vmcloud_proto::pb;
+use vmcloud_proto::{InstanceId, ProjectId};
 
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
 
@@ -28,7 +28,12 @@ impl ClusterState {
                     .into(),
             ));
         }
-        // All members or none: what was created before a refusal is taken back.
+        // All members or none: what was created before a refusal is taken back (the default
+        // network too, when the first member made it).
+        let default_network = ProjectId::parse(&project)
+            .map(|p| crate::networks::types::default_network_id(&p, &first.region))
+            .ok()
+            .filter(|id| !self.networks.contains_key(id));
         let mut first_created = None;
         let mut created: Vec<InstanceId> = Vec::with_capacity(c.members.len());
         for m in c.members {
@@ -45,6 +50,14 @@ impl ClusterState {
                             self.release_slot(&i);
                             self.forget(&i);
                         }
+                    }
+                    if let Some(id) = default_network
+                        && self
+                            .networks
+                            .get(&id)
+                            .is_some_and(|n| n.addresses.is_empty())
+                    {
+                        self.networks.remove(&id);
                     }
                     return Err(e);
                 }

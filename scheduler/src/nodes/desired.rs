@@ -29,8 +29,14 @@ impl ClusterState {
                 availability_zone: i.region.clone(),
                 user_data: i.user_data.clone().unwrap_or_default(),
                 ssh_keys: i.ssh_keys.clone(),
-                // Owner-driven stop/start and tenant networks are not in the scheduler's model
-                // yet; the agent supports them.
+                nic: i.nic.as_ref().map(|n| pb::DesiredNic {
+                    vni: n.vni,
+                    mac: n.mac.clone(),
+                    mtu: crate::networks::types::TENANT_MTU,
+                    ipv4: n.cidr(),
+                }),
+                // Owner-driven stop/start is not in the scheduler's model yet; the agent
+                // supports it.
                 ..Default::default()
             })
             .collect();

@@ -326,6 +326,7 @@ pub async fn launch(
             title: req.title.clone(),
             rtt_ms: rtt_ms.unwrap_or(0),
         }),
+        vnis: Some(s.catalog.networks.vnis()),
         ..Default::default()
     };
     let instance = match s

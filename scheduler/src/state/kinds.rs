@@ -53,5 +53,7 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::DeleteWebhookEndpoint(_) => "delete_webhook_endpoint",
         Body::RecordWebhookDeliveries(_) => "record_webhook_deliveries",
         Body::ResendWebhookEvent(_) => "resend_webhook_event",
+        Body::CreateNetwork(_) => "create_network",
+        Body::DeleteNetwork(_) => "delete_network",
     }
 }

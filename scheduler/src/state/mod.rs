@@ -60,6 +60,12 @@ pub struct ClusterState {
     /// Projects' webhook endpoints, by id (see [`crate::webhooks`]).
     #[serde(default)]
     pub webhook_endpoints: OrdMap<String, WebhookEndpoint>,
+    /// Projects' private networks, by id (see [`crate::networks`]).
+    #[serde(default)]
+    pub networks: OrdMap<String, crate::networks::types::Network>,
+    /// The last VNI given to a network (never given again).
+    #[serde(default)]
+    pub last_vni: u32,
     /// Webhook deliveries not done yet, by `<event id>/<endpoint id>`.
     #[serde(default)]
     pub webhook_outbox: OrdMap<String, Delivery>,
@@ -225,6 +231,8 @@ impl ClusterState {
             Body::DeleteWebhookEndpoint(c) => self.delete_webhook_endpoint(c),
             Body::RecordWebhookDeliveries(c) => self.record_webhook_deliveries(c),
             Body::ResendWebhookEvent(c) => self.resend_webhook_event(c, at),
+            Body::CreateNetwork(c) => self.create_network(c, at),
+            Body::DeleteNetwork(c) => self.delete_network(c),
             Body::RequestQuota(c) => self.request_quota(c, at),
             Body::DecideQuotaRequest(c) => self.decide_quota_request(c, at),
         }

@@ -92,6 +92,9 @@ impl ClusterState {
 
     /// Drops a removed instance from the indexes that are not kept by usage.
     pub(crate) fn forget(&mut self, removed: &Instance) {
+        if let Some(nic) = &removed.nic {
+            self.release_nic(&removed.id, nic);
+        }
         let key = (removed.project.clone(), removed.region.clone());
         if let Some(used) = self.index.quota_used.get_mut(&key) {
             used.remove(removed);

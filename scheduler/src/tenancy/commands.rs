@@ -142,7 +142,9 @@ impl ClusterState {
             | Body::RecordRefusal(_) => (Action::ReadOrg, Target::Anyone),
             Body::CreateWebhookEndpoint(pb::CreateWebhookEndpoint { project_id, .. })
             | Body::DeleteWebhookEndpoint(pb::DeleteWebhookEndpoint { project_id, .. })
-            | Body::ResendWebhookEvent(pb::ResendWebhookEvent { project_id, .. }) => {
+            | Body::ResendWebhookEvent(pb::ResendWebhookEvent { project_id, .. })
+            | Body::CreateNetwork(pb::CreateNetwork { project_id, .. })
+            | Body::DeleteNetwork(pb::DeleteNetwork { project_id, .. }) => {
                 (Action::ManageProject, Target::Project(project(project_id)?))
             }
             Body::RequestQuota(c) => (

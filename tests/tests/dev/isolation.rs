@@ -63,6 +63,7 @@ fn walk_of(method: &str, path: &str) -> Walk {
             | "/v1/organisations"
             | "/v1/quotas"
             | "/v1/quota-requests"
+            | "/v1/networks"
             | "/v1/webhook-endpoints",
         ) => List,
         (
@@ -72,6 +73,7 @@ fn walk_of(method: &str, path: &str) -> Walk {
             | "/v1/sessions"
             | "/v1/reservations"
             | "/v1/quota-requests"
+            | "/v1/networks"
             | "/v1/webhook-endpoints",
         ) => Hidden, // with ?project=<A's project>
         // Operators only: refused before anything is looked up.
@@ -138,6 +140,7 @@ impl OrgA {
             "/v1/reservations",
             "/v1/quotas",
             "/v1/quota-requests",
+            "/v1/networks",
             "/v1/webhook-endpoints",
         ];
         if template == "/v1/audit-events" {
@@ -176,6 +179,7 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
             "count": 1, "term_months": 12})),
         ("POST", "/v1/projects") => Some(json!({"organisation": a.org, "name": "intruder"})),
         ("POST", "/v1/webhook-endpoints") => Some(json!({"url": "http://127.0.0.1:9/hook"})),
+        ("POST", "/v1/networks") => Some(json!({"name": "intruder"})),
         ("POST", "/v1/quota-requests") => {
             Some(json!({"region": "par", "vcpus": 64, "reason": "more"}))
         }

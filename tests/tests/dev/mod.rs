@@ -14,6 +14,7 @@ mod lifecycle;
 mod liveness;
 mod mail;
 mod mfa;
+mod networks;
 mod openapi;
 mod pagination;
 mod quotas;

@@ -1,0 +1,154 @@
+//! Private networks through a running `vmcloud dev`: an instance created with no network
+//! joins the project's default one and gets the first free address (shown by the API and the
+//! CLI); a named network and an asked-for address; bad subnets and taken addresses refused
+//! with a 422 naming the field, nothing made; a network with instances is not deleted.
+
+use serde_json::Value;
+
+use super::Fixture;
+
+fn cli_json(fx: &Fixture, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = fx.fleet.cli(&all);
+    assert!(
+        out.status.success(),
+        "vmcloud {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn refused(fx: &Fixture, args: &[&str]) -> String {
+    let out = fx.fleet.cli(args);
+    assert!(
+        !out.status.success(),
+        "vmcloud {} succeeded",
+        args.join(" ")
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn instances_get_private_addresses_on_default_and_named_networks() {
+    let fx = Fixture::start();
+    let create = [
+        "instance",
+        "create",
+        "--flavor",
+        "vps-s",
+        "--image",
+        "debian-12",
+        "--region",
+        "par",
+    ];
+
+    // No network named: the default network of par, made now; the first free address.
+    let first = cli_json(&fx, &create);
+    assert_eq!(first["private_ipv4"], "10.0.0.3", "{first}");
+    let default = first["network"].as_str().unwrap().to_owned();
+    assert!(first["mac"].as_str().unwrap().starts_with("02:"), "{first}");
+    let second = cli_json(&fx, &create);
+    assert_eq!(second["private_ipv4"], "10.0.0.4", "{second}");
+    assert_eq!(second["network"], default.as_str());
+    let list = cli_json(&fx, &["network", "list"]);
+    let nets = list["networks"].as_array().unwrap();
+    assert_eq!(nets.len(), 1, "{list}");
+    assert_eq!(nets[0]["default"], true);
+    assert_eq!(nets[0]["subnet"], "10.0.0.0/24");
+    assert_eq!(nets[0]["addresses_used"], 2);
+    assert!(nets[0]["vni"].as_u64().unwrap() >= 4096, "{list}");
+    // The table shows the address.
+    let out = fx.fleet.cli(&["instance", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("PRIVATE IPV4") && table.contains("10.0.0.3"),
+        "{table}"
+    );
+
+    // A named network, an asked-for address.
+    let backend = cli_json(
+        &fx,
+        &[
+            "network",
+            "create",
+            "backend",
+            "--subnet",
+            "10.20.0.0/24",
+            "--region",
+            "par",
+        ],
+    );
+    let backend_id = backend["id"].as_str().unwrap().to_owned();
+    assert_ne!(backend["vni"], nets[0]["vni"]);
+    let mut args = create.to_vec();
+    args.extend(["--network", &backend_id, "--private-ipv4", "10.20.0.10"]);
+    let pinned = cli_json(&fx, &args);
+    assert_eq!(pinned["private_ipv4"], "10.20.0.10", "{pinned}");
+    // The same address again, one outside, a reserved one: 422 naming the field.
+    for (ip, says) in [
+        ("10.20.0.10", "is taken by instance"),
+        ("10.21.0.10", "is outside"),
+        ("10.20.0.1", "is reserved"),
+    ] {
+        let mut args = create.to_vec();
+        args.extend(["--network", &backend_id, "--private-ipv4", ip]);
+        let e = refused(&fx, &args);
+        assert!(
+            e.contains("422") && e.contains("`private_ipv4`") && e.contains(says),
+            "{e}"
+        );
+    }
+    // Bad subnets: 422 naming `subnet`, nothing made.
+    for (subnet, says) in [
+        ("8.8.8.0/24", "not a private range"),
+        ("10.20.0.0/25", "overlaps"),
+        ("10.30.0.0/8", "/16 to /28"),
+    ] {
+        let e = refused(&fx, &["network", "create", "bad", "--subnet", subnet]);
+        assert!(
+            e.contains("422") && e.contains("`subnet`") && e.contains(says),
+            "{subnet}: {e}"
+        );
+    }
+    let list = cli_json(&fx, &["network", "list"]);
+    assert_eq!(list["networks"].as_array().unwrap().len(), 2, "{list}");
+
+    // A network with instances stays; once they are gone it can go.
+    let e = refused(&fx, &["network", "delete", &backend_id]);
+    assert!(
+        e.contains("409") && e.contains("still has 1 instance"),
+        "{e}"
+    );
+    let out = fx.fleet.cli(&[
+        "instance",
+        "delete",
+        pinned["id"].as_str().unwrap(),
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fx.fleet.cli(&["network", "delete", &backend_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Running, with the NIC in the host's desired config.
+    let id = first["id"].as_str().unwrap();
+    let running = super::eventually(std::time::Duration::from_secs(30), "running", || async {
+        let (_, i) = super::get_json(
+            &format!("{}/v1/instances/{id}", fx.fleet.api),
+            Some(&fx.fleet.token),
+        )
+        .await;
+        (i["state"] == "running").then_some(i)
+    })
+    .await;
+    assert_eq!(running["private_ipv4"], "10.0.0.3");
+}
