@@ -44,6 +44,8 @@ pub trait HostInfo: Send + Sync + 'static {
             numa_nodes: self.numa_nodes(),
             disks: self.disks(),
             nics: self.nics(),
+            // The underlay comes from the agent's config.
+            underlay_ipv4: String::new(),
         }
     }
 }

@@ -303,7 +303,13 @@ impl Agent {
             schedulers: config.schedulers.clone(),
             endpoint: endpoint.clone(),
             build: (&config.build).into(),
-            inventory: host.inventory(&config.region, hv.uri(), gpu_report.to_pb()),
+            inventory: pb::HostInventory {
+                underlay_ipv4: match &config.networks {
+                    NetworkMode::Host { underlay: Some(u) } => u.local.to_string(),
+                    _ => String::new(),
+                },
+                ..host.inventory(&config.region, hv.uri(), gpu_report.to_pb())
+            },
             heartbeat: config.heartbeat,
             ledger: Arc::new(Mutex::new(ledger)),
             desired: desired_tx,

@@ -36,6 +36,7 @@ pub fn delta(base: &DesiredConfig, new: &DesiredConfig) -> DesiredConfig {
             .filter(|i| !after.contains_key(i.instance_id.as_str()))
             .map(|i| i.instance_id.clone())
             .collect(),
+        networks: new.networks.clone(),
     }
 }
 
@@ -66,6 +67,7 @@ pub fn apply(base: &DesiredConfig, delta: &DesiredConfig) -> Option<DesiredConfi
         instances: by_id.into_values().cloned().collect(),
         base_generation: 0,
         removed: Vec::new(),
+        networks: delta.networks.clone(),
     })
 }
 

@@ -188,6 +188,8 @@ impl ClusterState {
         let node = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
         // State changes the projects' webhooks hear of, once the loop lets go of the state.
         let mut changed: Vec<(ProjectId, serde_json::Value)> = Vec::new();
+        // Requeued job members left this host: its networks' other hosts may need new peers.
+        let mut left: Vec<String> = Vec::new();
         for status in c.instances {
             let Ok(id) = InstanceId::parse(&status.instance_id) else {
                 continue;
@@ -215,6 +217,9 @@ impl ClusterState {
                         // its submission gave it (its job starts when all members are back).
                         instance.state = InstanceState::Pending;
                         instance.node = None;
+                        if let Some(nic) = &instance.nic {
+                            left.push(nic.network.clone());
+                        }
                         instance.gpus.clear();
                         instance.placed_at_ms = None;
                         instance.running_at_ms = None;
@@ -267,6 +272,9 @@ impl ClusterState {
             {
                 changed.push((instance.project.clone(), instance_event(instance)));
             }
+        }
+        for network in left {
+            self.network_hosts_changed(&network, &node);
         }
         for (project, data) in changed {
             self.emit_webhook(&project, "instance.state_changed", data);

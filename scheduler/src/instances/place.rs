@@ -22,6 +22,7 @@ impl ClusterState {
         let incomplete = self.incomplete_gangs(&c.placements);
         let mut gangs: BTreeMap<JobId, Vec<InstanceId>> = BTreeMap::new();
         let mut broken: BTreeSet<JobId> = BTreeSet::new();
+        let mut network_moves: Vec<(String, vmcloud_proto::NodeId)> = Vec::new();
         for p in c.placements {
             let (Ok(id), Ok(node_id)) =
                 (InstanceId::parse(&p.instance_id), NodeId::parse(&p.node_id))
@@ -135,6 +136,9 @@ impl ClusterState {
             instance.nominated_node = None;
             instance.pending_reason = None;
             instance.placed_at_ms = Some(at);
+            if let Some(nic) = &instance.nic {
+                network_moves.push((nic.network.clone(), node_id.clone()));
+            }
             Arc::make_mut(self.nodes.get_mut(&node_id).expect("checked above")).generation += 1;
             self.generation_epoch.0 += 1;
             if own_slot {
@@ -146,6 +150,9 @@ impl ClusterState {
             for id in gangs.remove(job).unwrap_or_default() {
                 self.unplace(&id);
             }
+        }
+        for (network, node) in network_moves {
+            self.network_hosts_changed(&network, &node);
         }
         for u in c.unplaced {
             let Ok(id) = InstanceId::parse(&u.instance_id) else {

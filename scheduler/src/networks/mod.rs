@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod peers;
 pub mod types;
 
 #[cfg(test)]

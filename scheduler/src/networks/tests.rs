@@ -371,3 +371,76 @@ proptest! {
         prop_assert!(made > 0 || s.instances.is_empty());
     }
 }
+
+fn host(s: &mut ClusterState, node: &str, underlay: &str) {
+    apply(
+        s,
+        Body::RegisterNode(pb::RegisterNode {
+            node_id: node.into(),
+            inventory: Some(pb::HostInventory {
+                region: "par".into(),
+                cpu_threads: 16,
+                memory_bytes: 64 << 30,
+                underlay_ipv4: underlay.into(),
+                ..Default::default()
+            }),
+            build: None,
+        }),
+    )
+    .unwrap();
+}
+
+fn place(s: &mut ClusterState, id: &str, node: &str) {
+    apply(
+        s,
+        Body::PlaceInstances(pb::PlaceInstances {
+            placements: vec![pb::Placement {
+                instance_id: iid(id),
+                node_id: node.into(),
+                gpus: Vec::new(),
+            }],
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+}
+
+#[test]
+fn each_host_floods_a_network_to_the_other_hosts_that_carry_it() {
+    let mut s = with_projects(&["prj-a"]);
+    host(&mut s, "node-a", "192.0.2.1");
+    host(&mut s, "node-b", "192.0.2.2");
+    host(&mut s, "node-c", "192.0.2.3");
+    let node = |n: &str| vmcloud_proto::NodeId::parse(n).unwrap();
+    vm(&mut s, "01", "prj-a", "", "").unwrap();
+    vm(&mut s, "02", "prj-a", "", "").unwrap();
+    vm(&mut s, "03", "prj-a", "", "").unwrap();
+    place(&mut s, "01", "node-a");
+    let config = s.desired_config(&node("node-a")).unwrap();
+    assert_eq!(config.networks.len(), 1);
+    assert!(config.networks[0].peers.is_empty(), "alone on the network");
+    assert_eq!(
+        config.instances[0].nic.as_ref().unwrap().ipv4,
+        "10.0.0.3/24"
+    );
+    // node-b starts carrying the network: node-a's config changes and names it.
+    let before = s.nodes[&node("node-a")].generation;
+    place(&mut s, "02", "node-b");
+    assert!(s.nodes[&node("node-a")].generation > before);
+    let a = s.desired_config(&node("node-a")).unwrap();
+    assert_eq!(a.networks[0].peers, ["192.0.2.2"]);
+    let b = s.desired_config(&node("node-b")).unwrap();
+    assert_eq!(b.networks[0].peers, ["192.0.2.1"]);
+    assert_eq!(a.networks[0].vni, b.networks[0].vni);
+    // A second instance on node-b changes nothing for node-a.
+    let before = s.nodes[&node("node-a")].generation;
+    place(&mut s, "03", "node-b");
+    assert_eq!(s.nodes[&node("node-a")].generation, before);
+    // node-c carries nothing: no networks in its config.
+    assert!(
+        s.desired_config(&node("node-c"))
+            .unwrap()
+            .networks
+            .is_empty()
+    );
+}

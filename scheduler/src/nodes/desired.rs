@@ -39,10 +39,19 @@ impl ClusterState {
                 // supports it.
                 ..Default::default()
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let networks = self.vxlan_peers(
+            node,
+            on_node
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.instances.get(id)?.nic.as_ref())
+                .map(|nic| nic.network.as_str()),
+        );
         Some(pb::DesiredConfig {
             generation: n.generation,
             instances,
+            networks,
             ..Default::default()
         })
     }

@@ -121,6 +121,10 @@ pub struct Node {
     /// agent comes back.
     #[serde(default)]
     pub down_by_liveness: bool,
+    /// The host's address on the underlay: where other hosts send its tenant networks' VXLAN
+    /// traffic (none: it carries no VXLAN).
+    #[serde(default)]
+    pub underlay_ipv4: Option<std::net::Ipv4Addr>,
 }
 
 /// One GPU of a host.
@@ -181,6 +185,7 @@ impl Node {
             pools: BTreeSet::new(),
             down_since_ms: None,
             down_by_liveness: false,
+            underlay_ipv4: None,
         }
     }
 
@@ -193,6 +198,7 @@ impl Node {
         self.memory_bytes = inv.memory_bytes;
         self.hypervisor_uri = inv.hypervisor_uri;
         self.rack = inv.rack;
+        self.underlay_ipv4 = inv.underlay_ipv4.parse().ok();
         // A GPU whose address is not one is never given out (the agent reports what NVML
         // says; this does not happen with a real driver).
         self.gpus = inv

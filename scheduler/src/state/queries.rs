@@ -94,6 +94,9 @@ impl ClusterState {
     pub(crate) fn forget(&mut self, removed: &Instance) {
         if let Some(nic) = &removed.nic {
             self.release_nic(&removed.id, nic);
+            if let Some(node) = &removed.node {
+                self.network_hosts_changed(&nic.network, node);
+            }
         }
         let key = (removed.project.clone(), removed.region.clone());
         if let Some(used) = self.index.quota_used.get_mut(&key) {
