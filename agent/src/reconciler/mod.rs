@@ -190,6 +190,7 @@ impl Host {
                 statuses.push(failed);
             }
         }
+        all_ok &= self.set_peers(&desired.networks, &networks_in_use);
         all_ok &= self.remove_unused_networks(&networks_in_use);
         memory.last.retain(|id, _| {
             desired

@@ -73,6 +73,34 @@ impl Host {
         Ok(())
     }
 
+    /// Points each network in use at the other hosts that carry it (VXLAN flooding); false if
+    /// one could not be.
+    pub(super) fn set_peers(&self, networks: &[pb::VxlanPeers], in_use: &HashSet<u32>) -> bool {
+        let mut ok = true;
+        for n in networks.iter().filter(|n| in_use.contains(&n.vni)) {
+            let peers: Vec<std::net::Ipv4Addr> = n
+                .peers
+                .iter()
+                .filter_map(|p| match p.parse() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        tracing::warn!(
+                            vni = n.vni,
+                            peer = p,
+                            "a VXLAN peer that is not an IPv4 address is left out"
+                        );
+                        None
+                    }
+                })
+                .collect();
+            if let Err(e) = self.links.set_peers(n.vni, &peers) {
+                ok = false;
+                tracing::warn!(vni = n.vni, error = %e, "VXLAN peers could not be set");
+            }
+        }
+        ok
+    }
+
     /// Removes the networks no desired instance uses any more; false if one could not be.
     pub(super) fn remove_unused_networks(&self, in_use: &HashSet<u32>) -> bool {
         let mut ok = true;

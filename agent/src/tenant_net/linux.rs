@@ -11,7 +11,11 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::route::RouteScope;
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{LinkBridge, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
 use crate::tenant_net::{
@@ -84,6 +88,24 @@ fn link_of(msg: &LinkMessage) -> Link {
     link
 }
 
+/// A VXLAN device's flood entry to `peer`: the all-zero MAC, on the device itself (`self`).
+fn flood_entry(index: u32, peer: Ipv4Addr) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = AddressFamily::Bridge;
+    message.header.ifindex = index;
+    message.header.state = NeighbourState::Permanent;
+    message.header.flags = NeighbourFlags::Own;
+    message
+        .attributes
+        .push(NeighbourAttribute::LinkLayerAddress(vec![0; 6]));
+    message
+        .attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+            peer,
+        )));
+    message
+}
+
 fn failed(operation: impl Into<String>, e: impl std::fmt::Display) -> NetError {
     NetError::Netlink {
         operation: operation.into(),
@@ -148,6 +170,62 @@ impl Rtnetlink {
                 }
                 Err(e) => Err(failed(format!("reading link {name}"), e)),
             }
+        })
+    }
+
+    /// The VXLAN device's flood entries (all-zero MAC, `bridge fdb … dst PEER`): each peer
+    /// and its entry.
+    fn flood_entries(&self, index: u32) -> Result<Vec<Ipv4Addr>, NetError> {
+        let all: Vec<NeighbourMessage> = self.rt.block_on(async {
+            self.handle
+                .neighbours()
+                .get()
+                .set_address_family(AddressFamily::Bridge)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| failed("listing forwarding entries", e))
+        })?;
+        Ok(all
+            .into_iter()
+            .filter(|m| m.header.ifindex == index)
+            .filter(|m| {
+                m.attributes.iter().any(|a| {
+                    matches!(a, NeighbourAttribute::LinkLayerAddress(mac) if mac.iter().all(|b| *b == 0))
+                })
+            })
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                    // A bridge-family dump does not say which family its addresses are.
+                    NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                        <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// Appends a flood entry to `peer` (several share the all-zero MAC, hence `NLM_F_APPEND`,
+    /// which `bridge fdb append` sends too).
+    fn add_flood_entry(&self, index: u32, peer: Ipv4Addr) -> Result<(), rtnetlink::Error> {
+        use futures::StreamExt;
+        use rtnetlink::packet_core::{
+            NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+        };
+        let mut req =
+            NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(flood_entry(index, peer)));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
+        self.rt.block_on(async {
+            let mut handle = self.handle.clone();
+            let mut response = handle.request(req)?;
+            while let Some(message) = response.next().await {
+                if let NetlinkPayload::Error(err) = message.payload {
+                    return Err(rtnetlink::Error::NetlinkError(err));
+                }
+            }
+            Ok(())
         })
     }
 
@@ -338,6 +416,36 @@ impl NetLinks for Rtnetlink {
         })
     }
 
+    fn set_peers(&self, vni: u32, peers: &[Ipv4Addr]) -> Result<(), NetError> {
+        if self.underlay.is_none() {
+            return Ok(());
+        }
+        let vx = vxlan_name(vni);
+        let Some(link) = self.existing(&vx, "vxlan", Some(vni))? else {
+            return Ok(());
+        };
+        let present = self.flood_entries(link.index)?;
+        for ip in &present {
+            if !peers.contains(ip) {
+                self.rt.block_on(async {
+                    self.handle
+                        .neighbours()
+                        .del(flood_entry(link.index, *ip))
+                        .execute()
+                        .await
+                        .map_err(|e| failed(format!("removing VXLAN peer {ip} from {vx}"), e))
+                })?;
+            }
+        }
+        for ip in peers {
+            if !present.contains(ip) {
+                self.add_flood_entry(link.index, *ip)
+                    .map_err(|e| failed(format!("adding VXLAN peer {ip} to {vx}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
     fn networks(&self) -> Result<Vec<u32>, NetError> {
         let links: Vec<LinkMessage> = self.rt.block_on(async {
             self.handle
@@ -492,6 +600,35 @@ mod tests {
         links.unroute_guest(guest).unwrap();
         links.unroute_guest(guest).unwrap();
         assert_eq!(ip(n, &["-j", "route", "show", "10.42.0.5/32"]).trim(), "[]");
+        // VXLAN peers: the flood list is exactly what is asked, added and removed.
+        let fdb = || {
+            let out = Command::new("ip")
+                .args([
+                    "netns", "exec", n, "bridge", "-j", "fdb", "show", "dev", "vmcvx42",
+                ])
+                .output()
+                .unwrap();
+            let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let mut peers: Vec<String> = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["mac"] == "00:00:00:00:00:00")
+                .filter_map(|e| e["dst"].as_str().map(str::to_owned))
+                .collect();
+            peers.sort();
+            peers
+        };
+        let (b, c) = (Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3));
+        links.set_peers(42, &[b, c]).unwrap();
+        links.set_peers(42, &[b, c]).unwrap();
+        assert_eq!(fdb(), ["192.0.2.2", "192.0.2.3"]);
+        links.set_peers(42, &[c]).unwrap();
+        assert_eq!(fdb(), ["192.0.2.3"]);
+        links.set_peers(42, &[]).unwrap();
+        assert!(fdb().is_empty());
+        // A network not on this host: nothing to do.
+        links.set_peers(99, &[b]).unwrap();
         // Nothing appeared outside the namespace.
         assert!(
             !Command::new("ip")

@@ -82,6 +82,10 @@ pub trait NetLinks: Send + Sync + 'static {
     fn route_guest(&self, vni: u32, ip: Ipv4Addr) -> Result<(), NetError>;
     /// Removes the route to a guest's address. Idempotent.
     fn unroute_guest(&self, ip: Ipv4Addr) -> Result<(), NetError>;
+    /// Makes the network's VXLAN device flood to exactly `peers` (the other hosts that carry
+    /// it): entries added and removed as needed. Nothing to do on a host without an underlay
+    /// or before the network's device exists.
+    fn set_peers(&self, vni: u32, peers: &[Ipv4Addr]) -> Result<(), NetError>;
 }
 
 /// Checks a network before any link is made for it.
@@ -115,12 +119,18 @@ pub struct Underlay {
 pub struct SimLinks {
     networks: Mutex<BTreeMap<u32, TenantNetwork>>,
     routes: Mutex<BTreeMap<Ipv4Addr, u32>>,
+    peers: Mutex<BTreeMap<u32, Vec<Ipv4Addr>>>,
 }
 
 impl SimLinks {
     /// The guest routes: address → VNI.
     pub fn routes(&self) -> BTreeMap<Ipv4Addr, u32> {
         self.routes.lock().unwrap().clone()
+    }
+
+    /// Each network's flood list.
+    pub fn peers(&self) -> BTreeMap<u32, Vec<Ipv4Addr>> {
+        self.peers.lock().unwrap().clone()
     }
 }
 
@@ -133,6 +143,7 @@ impl NetLinks for SimLinks {
 
     fn remove_network(&self, vni: u32) -> Result<(), NetError> {
         self.networks.lock().unwrap().remove(&vni);
+        self.peers.lock().unwrap().remove(&vni);
         // The kernel drops routes through a deleted device.
         self.routes.lock().unwrap().retain(|_, v| *v != vni);
         Ok(())
@@ -149,6 +160,15 @@ impl NetLinks for SimLinks {
 
     fn unroute_guest(&self, ip: Ipv4Addr) -> Result<(), NetError> {
         self.routes.lock().unwrap().remove(&ip);
+        Ok(())
+    }
+
+    fn set_peers(&self, vni: u32, peers: &[Ipv4Addr]) -> Result<(), NetError> {
+        if self.networks.lock().unwrap().contains_key(&vni) {
+            let mut sorted = peers.to_vec();
+            sorted.sort_unstable();
+            self.peers.lock().unwrap().insert(vni, sorted);
+        }
         Ok(())
     }
 }
