@@ -92,9 +92,51 @@ pub enum NetworkMode {
     /// networks are bridges only (one host).
     Host {
         underlay: Option<tenant_net::Underlay>,
+        /// A network namespace (`/run/netns/NAME`) to make them in instead of the agent's
+        /// own: hosts that keep tenant plumbing apart, and tests that run several hosts on one
+        /// machine.
+        netns: Option<PathBuf>,
     },
     /// In memory: the dev fleet and simulated hosts, which must not change the machine.
     Simulated,
+}
+
+/// The tenant network plumbing `config` asks for: real links (rtnetlink, in the configured
+/// namespace when there is one) or simulated ones.
+pub fn links_for(config: &AgentConfig) -> Result<Arc<dyn tenant_net::NetLinks>, AgentError> {
+    Ok(match &config.networks {
+        NetworkMode::Simulated => Arc::new(tenant_net::SimLinks::default()),
+        NetworkMode::Host { underlay, netns } => {
+            let underlay = underlay.clone();
+            let netns = netns.clone();
+            let metadata = config.metadata_listen.and_then(|a| match a.ip() {
+                std::net::IpAddr::V4(v4) => Some(v4),
+                std::net::IpAddr::V6(_) => None,
+            });
+            // The netlink socket belongs to the namespace of the thread that opens it.
+            let open = move || -> Result<_, tenant_net::NetError> {
+                if let Some(path) = &netns {
+                    let ns =
+                        std::fs::File::open(path).map_err(|e| tenant_net::NetError::Netlink {
+                            operation: format!("opening the network namespace {}", path.display()),
+                            message: e.to_string(),
+                        })?;
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                        tenant_net::NetError::Netlink {
+                            operation: format!("entering the network namespace {}", path.display()),
+                            message: e.to_string(),
+                        }
+                    })?;
+                }
+                tenant_net::linux::Rtnetlink::new(underlay, metadata)
+            };
+            let links = std::thread::spawn(open)
+                .join()
+                .expect("opening netlink does not panic")
+                .map_err(AgentError::Networks)?;
+            Arc::new(links)
+        }
+    })
 }
 
 impl AgentConfig {
@@ -178,19 +220,7 @@ impl Agent {
             .await
             .expect("connecting to libvirt does not panic")?;
         let host = host_info::SysinfoHost::read();
-        let links: Arc<dyn tenant_net::NetLinks> = match &config.networks {
-            NetworkMode::Simulated => Arc::new(tenant_net::SimLinks::default()),
-            NetworkMode::Host { underlay } => Arc::new(
-                tenant_net::linux::Rtnetlink::new(
-                    underlay.clone(),
-                    config.metadata_listen.and_then(|a| match a.ip() {
-                        std::net::IpAddr::V4(v4) => Some(v4),
-                        std::net::IpAddr::V6(_) => None,
-                    }),
-                )
-                .map_err(AgentError::Networks)?,
-            ),
-        };
+        let links = links_for(&config)?;
         let hw =
             |gpus: Box<dyn gpu::GpuInventory>, scrubber: Arc<dyn scrub::GpuScrubber>| Hardware {
                 hypervisor: Arc::new(hv),
@@ -305,7 +335,9 @@ impl Agent {
             build: (&config.build).into(),
             inventory: pb::HostInventory {
                 underlay_ipv4: match &config.networks {
-                    NetworkMode::Host { underlay: Some(u) } => u.local.to_string(),
+                    NetworkMode::Host {
+                        underlay: Some(u), ..
+                    } => u.local.to_string(),
                     _ => String::new(),
                 },
                 ..host.inventory(&config.region, hv.uri(), gpu_report.to_pb())

@@ -75,6 +75,10 @@ pub struct AgentArgs {
     /// This host's address on the underlay (the VXLAN source).
     #[arg(long, env = "VMCLOUD_AGENT_UNDERLAY_IP", requires = "underlay_device")]
     pub underlay_ip: Option<Ipv4Addr>,
+    /// Make tenant networks in this network namespace (`ip netns` name) instead of the
+    /// agent's own.
+    #[arg(long, env = "VMCLOUD_AGENT_TENANT_NETNS")]
+    pub tenant_netns: Option<String>,
     /// Serve the guest metadata endpoint here (169.254.169.254:80 in production).
     #[arg(long, env = "VMCLOUD_AGENT_METADATA_LISTEN")]
     pub metadata_listen: Option<SocketAddr>,
@@ -266,6 +270,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 .clone()
                 .zip(args.underlay_ip)
                 .map(|(device, local)| Underlay { device, local }),
+            netns: args
+                .tenant_netns
+                .as_ref()
+                .map(|name| PathBuf::from("/run/netns").join(name)),
         }
     };
     if args.count > 1 {
@@ -383,6 +391,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 )
                 .map_err(|e| anyhow::anyhow!("--shape: {e}"))?;
                 hw.hypervisor = std::sync::Arc::new(hv);
+                // Only the CPU, memory and GPUs are the shape's: networks are what was asked.
+                hw.links = vmcloud_agent::links_for(&config)?;
                 Agent::start_with(config, hw).await
             }
         }

@@ -115,6 +115,16 @@ ensure_vm_host() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
   fi
+  # The network-namespace tests ping guests and read nftables.
+  local net=()
+  command -v ping >/dev/null || net+=(iputils-ping)
+  command -v nft >/dev/null || net+=(nftables)
+  command -v bridge >/dev/null || net+=(iproute2)
+  if [ ${#net[@]} -gt 0 ]; then
+    say "installing network tools for the network-namespace tests: ${net[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${net[@]}" >/dev/null
+  fi
   getent group kvm >/dev/null || groupadd -r kvm
   getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
   id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu

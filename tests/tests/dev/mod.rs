@@ -25,6 +25,7 @@ mod sessions;
 mod sim_agents;
 mod sso;
 mod tokens;
+mod vxlan;
 mod webhooks;
 
 use std::time::{Duration, Instant};

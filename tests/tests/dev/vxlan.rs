@@ -1,0 +1,340 @@
+//! Tenant networks across two hosts for real: two network namespaces are the hosts, joined by
+//! a veth pair (the underlay); on each a `vmcloud agent` (test driver for the VMs) that joined
+//! with a token makes its networks' bridges, VXLAN devices and flood entries in its host's
+//! namespace from the scheduler's desired config. Guests are namespaces plugged into their
+//! network's bridge with the address the scheduler's IPAM gave their instance. Guests of one
+//! network ping each other across the hosts; another project's guests, on the same subnet,
+//! are not reachable from them.
+//!
+//! Needs root (network namespaces); skipped with the reason elsewhere.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use vmcloud_tests::vmcloud_bin;
+
+use super::customers::{Api, customer};
+use super::{Fixture, cli_json, eventually};
+
+const TEST: &str = "dev::vxlan::guests_of_a_network_reach_each_other_across_hosts_and_nobody_else";
+
+/// Network namespaces removed, and agents stopped, however the test ends.
+#[derive(Default)]
+struct Cleanup {
+    namespaces: Vec<String>,
+    agents: Vec<Child>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn netns(cleanup: &mut Cleanup, name: &str) {
+    run(&["ip", "netns", "add", name]);
+    cleanup.namespaces.push(name.to_owned());
+    run(&["ip", "-n", name, "link", "set", "lo", "up"]);
+}
+
+/// Whether `from` (a guest namespace) gets an answer from `to` within `limit`.
+fn pings(from: &str, to: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", from, "ping", "-c", "1", "-W", "1", to])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn guests_of_a_network_reach_each_other_across_hosts_and_nobody_else() {
+    if !nix::unistd::Uid::effective().is_root() {
+        vmcloud_proto::testing::skip(TEST, "needs root to make network namespaces");
+        return;
+    }
+    for tool in ["ip", "ping"] {
+        if Command::new(tool).arg("-V").output().is_err() {
+            vmcloud_proto::testing::skip(TEST, &format!("`{tool}` is not installed"));
+            return;
+        }
+    }
+    let fx = Fixture::start();
+    let tag = std::process::id() % 100_000;
+    let mut cleanup = Cleanup::default();
+    let hosts = [format!("vxh1-{tag}"), format!("vxh2-{tag}")];
+    for h in &hosts {
+        netns(&mut cleanup, h);
+    }
+    // The underlay: a veth pair between the two hosts.
+    let (u1, u2) = (format!("vxu1-{tag}"), format!("vxu2-{tag}"));
+    run(&[
+        "ip", "link", "add", &u1, "type", "veth", "peer", "name", &u2,
+    ]);
+    for (dev, host, ip) in [
+        (&u1, &hosts[0], "192.0.2.1/24"),
+        (&u2, &hosts[1], "192.0.2.2/24"),
+    ] {
+        run(&["ip", "link", "set", dev, "netns", host]);
+        run(&["ip", "-n", host, "addr", "add", ip, "dev", dev]);
+        run(&["ip", "-n", host, "link", "set", dev, "up"]);
+    }
+
+    // An agent per host, joined with a token; its networks in its host's namespace.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::copy(fx.fleet.data_dir.join("pki/ca.pem"), pki.join("ca.pem")).unwrap();
+    for (n, (host, (dev, ip))) in hosts
+        .iter()
+        .zip([(&u1, "192.0.2.1"), (&u2, "192.0.2.2")])
+        .enumerate()
+    {
+        let node = format!("vx-host-{}", n + 1);
+        let token = cli_json(
+            &fx,
+            &["token", "create", "--node-name", &node, "--ttl", "15m"],
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let agent = Command::new(vmcloud_bin())
+            .args([
+                "agent", "--node", &node, "--region", "ams", "--shape", "cpu",
+            ])
+            .args(["--hypervisor", "test:///default", "--networks", "host"])
+            .args([
+                "--tenant-netns",
+                host,
+                "--underlay-device",
+                dev,
+                "--underlay-ip",
+                ip,
+            ])
+            .args(["--scheduler", &fx.fleet.gateway, "--token", &token])
+            .arg("--pki-dir")
+            .arg(&pki)
+            .arg("--data-dir")
+            .arg(dir.path().join(&node))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        cleanup.agents.push(agent);
+    }
+    eventually(Duration::from_secs(30), "both hosts connected", || async {
+        let n = cli_json(&fx, &["node", "list"]);
+        let connected = n["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["region"] == "ams" && n["connected"] == true)
+            .count();
+        (connected == 2).then_some(())
+    })
+    .await;
+
+    // Two projects; each has two instances in ams, one per host (a spread group), on its
+    // default network — both 10.0.0.0/24. Project B's second asks for 10.0.0.9.
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let (b_token, _, b_project) = customer(&fx, &api, "bea@example.org", "B Corp").await;
+    // Project A is the dev project: its key names it, no `?project=` needed.
+    let a_project = String::new();
+    let scoped = |path: &str, project: &str| {
+        if project.is_empty() {
+            path.to_owned()
+        } else {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            format!("{path}{sep}project={project}")
+        }
+    };
+    let create = |token: String, project: String, ip: Option<&'static str>| {
+        let api = Api {
+            base: &fx.fleet.api,
+        };
+        async move {
+            let mut body = json!({"flavor": "vps-s", "image": "debian-12", "region": "ams",
+                "spread_group": "web"});
+            if let Some(ip) = ip {
+                body["private_ipv4"] = ip.into();
+            }
+            let (status, made) = api
+                .call(
+                    "POST",
+                    &scoped("/v1/instances", &project),
+                    Some(&token),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(status, 201, "{made}");
+            made["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let a_token = fx.fleet.token.clone();
+    let a1 = create(a_token.clone(), a_project.clone(), None).await;
+    let a2 = create(a_token.clone(), a_project.clone(), None).await;
+    let b1 = create(b_token.clone(), b_project.clone(), None).await;
+    let b2 = create(b_token.clone(), b_project.clone(), Some("10.0.0.9")).await;
+
+    // Each running on its host: plug a guest namespace into its network's bridge there.
+    let mut guests = Vec::new();
+    for (n, (id, token, project)) in [
+        (&a1, &a_token, &a_project),
+        (&a2, &a_token, &a_project),
+        (&b1, &b_token, &b_project),
+        (&b2, &b_token, &b_project),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let instance: Value = eventually(Duration::from_secs(30), "running", || async {
+            let (_, i) = api
+                .call(
+                    "GET",
+                    &scoped(&format!("/v1/instances/{id}"), project),
+                    Some(token),
+                    None,
+                )
+                .await;
+            (i["state"] == "running").then_some(i)
+        })
+        .await;
+        let (_, network) = api
+            .call(
+                "GET",
+                &scoped(
+                    &format!("/v1/networks/{}", instance["network"].as_str().unwrap()),
+                    project,
+                ),
+                Some(token),
+                None,
+            )
+            .await;
+        let host = match instance["node"].as_str().unwrap() {
+            "vx-host-1" => &hosts[0],
+            "vx-host-2" => &hosts[1],
+            other => panic!("{id} is on {other}, not on a test host"),
+        };
+        let bridge = format!("vmcbr{}", network["vni"]);
+        let guest = format!("vxg{n}-{tag}");
+        netns(&mut cleanup, &guest);
+        let (inside, outside) = (format!("vxgi{n}-{tag}"), format!("vxgo{n}-{tag}"));
+        run(&[
+            "ip", "link", "add", &inside, "type", "veth", "peer", "name", &outside,
+        ]);
+        run(&["ip", "link", "set", &inside, "netns", &guest]);
+        run(&["ip", "link", "set", &outside, "netns", host]);
+        // The bridge is the agent's: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !Command::new("ip")
+            .args(["-n", host, "link", "show", &bridge])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            assert!(Instant::now() < deadline, "no {bridge} on {host}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        run(&[
+            "ip", "-n", host, "link", "set", &outside, "master", &bridge, "mtu", "1450", "up",
+        ]);
+        let address = format!("{}/24", instance["private_ipv4"].as_str().unwrap());
+        run(&["ip", "-n", &guest, "addr", "add", &address, "dev", &inside]);
+        run(&[
+            "ip", "-n", &guest, "link", "set", &inside, "mtu", "1450", "up",
+        ]);
+        guests.push((
+            guest,
+            instance["private_ipv4"].as_str().unwrap().to_owned(),
+            instance["node"].as_str().unwrap().to_owned(),
+        ));
+    }
+    assert_ne!(
+        guests[0].2, guests[1].2,
+        "A's instances share a host: {guests:?}"
+    );
+    assert_ne!(
+        guests[2].2, guests[3].2,
+        "B's instances share a host: {guests:?}"
+    );
+    assert_eq!(guests[3].1, "10.0.0.9");
+
+    // One network, two hosts: through VXLAN.
+    let limit = Duration::from_secs(20);
+    assert!(
+        pings(&guests[0].0, &guests[1].1, limit),
+        "A1 cannot reach A2 ({guests:?})"
+    );
+    assert!(
+        pings(&guests[1].0, &guests[0].1, limit),
+        "A2 cannot reach A1"
+    );
+    assert!(
+        pings(&guests[2].0, &guests[3].1, limit),
+        "B1 cannot reach B2 at 10.0.0.9"
+    );
+    // The same subnet in another project is another network: A reaches nothing of B's.
+    assert!(
+        !pings(&guests[0].0, "10.0.0.9", Duration::from_secs(3)),
+        "A1 reached B2's 10.0.0.9 across projects"
+    );
+    // The flood entries the agents made name the other host.
+    let (_, net) = api
+        .call(
+            "GET",
+            &scoped("/v1/networks", &a_project),
+            Some(&a_token),
+            None,
+        )
+        .await;
+    let vni = net["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["region"] == "ams")
+        .unwrap()["vni"]
+        .clone();
+    let fdb = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &hosts[0],
+            "bridge",
+            "fdb",
+            "show",
+            "dev",
+            &format!("vmcvx{vni}"),
+        ])
+        .output()
+        .unwrap();
+    let fdb = String::from_utf8_lossy(&fdb.stdout);
+    assert!(fdb.contains("00:00:00:00:00:00 dst 192.0.2.2"), "{fdb}");
+}
