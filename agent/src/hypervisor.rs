@@ -78,6 +78,8 @@ pub struct DirectBoot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nic {
     pub bridge: String,
+    /// Its port on the bridge (the tap's name; see [`crate::firewall::port_name`]).
+    pub port: String,
     pub mac: String,
     pub mtu: u32,
 }
@@ -317,6 +319,7 @@ mod tests {
         spec.serial_log = Some("/var/lib/vmcloud/instances/x/serial.log".into());
         spec.nic = Some(Nic {
             bridge: "vmc-n42".into(),
+            port: "vmt0123456789a".into(),
             mac: "52:54:00:12:34:56".into(),
             mtu: 1450,
         });
@@ -332,7 +335,7 @@ mod tests {
             "<memory unit='MiB'>2048</memory>",
             "<numatune><memory mode='preferred' nodeset='0'/></numatune>",
             "<source file='/var/lib/vmcloud/instances/x/disk.qcow2'/><target dev='vda' bus='virtio'/>",
-            "<source bridge='vmc-n42'/><mac address='52:54:00:12:34:56'/><model type='virtio'/><mtu size='1450'/>",
+            "<source bridge='vmc-n42'/><target dev='vmt0123456789a'/><mac address='52:54:00:12:34:56'/><model type='virtio'/><mtu size='1450'/>",
             "<serial type='file'><source path='/var/lib/vmcloud/instances/x/serial.log' append='on'/>",
             "<address domain='0x0000' bus='0x17' slot='0x00' function='0x0'/>",
             "type='mdev' model='vfio-pci'",

@@ -13,6 +13,7 @@
 //! (reconciler → link), link state (link → API).
 
 pub mod api;
+pub mod firewall;
 pub mod gpu;
 pub mod host_info;
 pub mod hypervisor;
@@ -99,6 +100,15 @@ pub enum NetworkMode {
     },
     /// In memory: the dev fleet and simulated hosts, which must not change the machine.
     Simulated,
+}
+
+/// The instances' firewalls `config` asks for: nftables on a real host (in the tenant
+/// namespace when there is one), in memory otherwise.
+pub fn firewall_for(config: &AgentConfig) -> Arc<dyn firewall::Firewall> {
+    match &config.networks {
+        NetworkMode::Simulated => Arc::new(firewall::SimFirewall::default()),
+        NetworkMode::Host { netns, .. } => Arc::new(firewall::nft::Nft::new(netns.clone())),
+    }
 }
 
 /// The tenant network plumbing `config` asks for: real links (rtnetlink, in the configured
@@ -192,6 +202,7 @@ pub struct Hardware {
     pub host: Box<dyn HostInfo>,
     pub gpus: Box<dyn gpu::GpuInventory>,
     pub links: Arc<dyn tenant_net::NetLinks>,
+    pub firewall: Arc<dyn firewall::Firewall>,
     pub scrubber: Arc<dyn scrub::GpuScrubber>,
 }
 
@@ -227,6 +238,7 @@ impl Agent {
                 host: Box::new(host),
                 gpus,
                 links,
+                firewall: firewall_for(&config),
                 scrubber,
             };
         let hardware = match &config.sim_gpus {
@@ -268,6 +280,7 @@ impl Agent {
             host,
             gpus,
             links,
+            firewall,
             scrubber,
         } = hardware;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
@@ -307,6 +320,7 @@ impl Agent {
                 config.data_dir.join("instances"),
             )),
             links,
+            firewall,
             scrubber,
             gpus: gpu_report
                 .gpus

@@ -360,6 +360,7 @@ mod tests {
                 mac: "52:54:00:00:00:01".into(),
                 mtu: 1450,
                 ipv4: format!("{ip}/24"),
+                ..Default::default()
             }),
             ..Default::default()
         }

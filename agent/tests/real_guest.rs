@@ -148,6 +148,7 @@ fn boots_the_test_guest_through_libvirtd() {
         hv: Arc::new(hv),
         images: Arc::new(ImageCache::new(&images, data.join("instances"))),
         links: Arc::new(Rtnetlink::new(None, Some(METADATA)).unwrap()),
+        firewall: Arc::new(vmcloud_agent::firewall::SimFirewall::default()),
         scrubber: Arc::new(vmcloud_agent::scrub::SimScrubber::default()),
         gpus: HashMap::new(),
         numa_cpus: HashMap::new(),
@@ -168,6 +169,7 @@ fn boots_the_test_guest_through_libvirtd() {
             mac: mac.into(),
             mtu: 1450,
             ipv4: "10.213.0.5/24".into(),
+            ..Default::default()
         }),
         ssh_keys: vec![KEY.into()],
         ..Default::default()

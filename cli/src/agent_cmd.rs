@@ -393,6 +393,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 hw.hypervisor = std::sync::Arc::new(hv);
                 // Only the CPU, memory and GPUs are the shape's: networks are what was asked.
                 hw.links = vmcloud_agent::links_for(&config)?;
+                hw.firewall = vmcloud_agent::firewall_for(&config);
                 Agent::start_with(config, hw).await
             }
         }

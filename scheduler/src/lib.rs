@@ -26,6 +26,7 @@ pub mod bootstrap;
 pub mod catalog;
 pub mod clock;
 pub mod eval_broker;
+pub mod firewalls;
 pub mod fleet_generator;
 pub mod gateway;
 pub mod history;

@@ -79,9 +79,10 @@ pub fn domain_xml(spec: &DomainSpec, domain_type: &str) -> String {
     if let Some(nic) = &spec.nic {
         let _ = writeln!(
             x,
-            "    <interface type='bridge'><source bridge='{}'/><mac address='{}'/>\
+            "    <interface type='bridge'><source bridge='{}'/><target dev='{}'/><mac address='{}'/>\
              <model type='virtio'/><mtu size='{}'/></interface>",
             e(&nic.bridge),
+            e(&nic.port),
             e(&nic.mac),
             nic.mtu
         );

@@ -64,6 +64,8 @@ pub struct Host {
     pub hv: Arc<dyn Hypervisor>,
     pub images: Arc<ImageCache>,
     pub links: Arc<dyn NetLinks>,
+    /// Filters instances' NICs as their firewalls say.
+    pub firewall: Arc<dyn crate::firewall::Firewall>,
     /// Scrubs and checks a GPU before it goes to a new tenant.
     pub scrubber: Arc<dyn GpuScrubber>,
     /// GPUs present: PCI address → NUMA node.
@@ -191,6 +193,7 @@ impl Host {
             }
         }
         all_ok &= self.set_peers(&desired.networks, &networks_in_use);
+        all_ok &= self.apply_firewalls(desired);
         all_ok &= self.remove_unused_networks(&networks_in_use);
         memory.last.retain(|id, _| {
             desired

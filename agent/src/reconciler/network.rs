@@ -52,6 +52,7 @@ impl Host {
             })?;
         spec.nic = Some(Nic {
             bridge,
+            port: crate::firewall::port_name(spec.instance_id.as_str()),
             mac: nic.mac.clone(),
             mtu: nic.mtu,
         });
@@ -99,6 +100,32 @@ impl Host {
             }
         }
         ok
+    }
+
+    /// Filters every desired instance's NIC as its firewalls say (and nothing else); false if
+    /// the rules could not be applied.
+    pub(super) fn apply_firewalls(&self, desired: &pb::DesiredConfig) -> bool {
+        let ruleset: crate::firewall::Ruleset = desired
+            .instances
+            .iter()
+            .filter_map(|i| {
+                let nic = i.nic.as_ref().filter(|n| n.filtered)?;
+                Some((
+                    crate::firewall::port_name(&i.instance_id),
+                    crate::firewall::PortRules {
+                        inbound: nic.inbound.clone(),
+                        outbound: nic.outbound_restricted.then(|| nic.outbound.clone()),
+                    },
+                ))
+            })
+            .collect();
+        match self.firewall.apply(&ruleset) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, ports = ruleset.len(), "firewall rules could not be applied");
+                false
+            }
+        }
     }
 
     /// Removes the networks no desired instance uses any more; false if one could not be.

@@ -37,6 +37,7 @@ fn host(dir: &std::path::Path) -> Host {
         hv: Arc::new(Libvirt::connect("test:///default").unwrap()),
         images: Arc::new(ImageCache::new(dir.join("images"), dir.join("instances"))),
         links: Arc::new(SimLinks::default()),
+        firewall: Arc::new(crate::firewall::SimFirewall::default()),
         scrubber: Arc::new(SimScrubber::default()),
         gpus: HashMap::from([
             ("0000:17:00.0".to_owned(), 1),
@@ -63,8 +64,10 @@ fn converges_with_the_libvirt_test_driver() {
     let _guard = crate::TEST_DRIVER.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let links = Arc::new(SimLinks::default());
+    let firewall = Arc::new(crate::firewall::SimFirewall::default());
     let host = Host {
         links: links.clone(),
+        firewall: firewall.clone(),
         ..host(tmp.path())
     };
     let mut mem = Memory::default();
@@ -75,6 +78,15 @@ fn converges_with_the_libvirt_test_driver() {
         mac: "52:54:00:00:00:01".into(),
         mtu: 1450,
         ipv4: "10.42.0.2/24".into(),
+        filtered: true,
+        inbound: vec![pb::FirewallRule {
+            direction: "inbound".into(),
+            protocol: "tcp".into(),
+            port_from: 22,
+            port_to: 22,
+            ..Default::default()
+        }],
+        ..Default::default()
     });
     let pass = host
         .reconcile_once(&desired(1, vec![wa.clone(), want(&b)]), &mut mem)
@@ -87,6 +99,12 @@ fn converges_with_the_libvirt_test_driver() {
         links.routes().into_iter().collect::<Vec<_>>(),
         vec![("10.42.0.2".parse().unwrap(), 42)]
     );
+    // a's firewall: its port filtered, only port 22 in; b (no firewall) not filtered.
+    let applied = firewall.applied();
+    let port = crate::firewall::port_name(a.as_str());
+    assert_eq!(applied.keys().collect::<Vec<_>>(), [&port]);
+    assert_eq!(applied[&port].inbound[0].port_from, 22);
+    assert!(applied[&port].outbound.is_none());
     assert!(host.images.instance_dir(&a).is_dir());
 
     // b is no longer desired: its domain and files go, a stays untouched.
@@ -170,6 +188,10 @@ fn converges_with_the_libvirt_test_driver() {
     assert!(pass.all_ok && pass.report.instances.is_empty());
     assert!(host.links.networks().unwrap().is_empty());
     assert!(links.routes().is_empty());
+    assert!(
+        firewall.applied().is_empty(),
+        "nothing desired, nothing filtered"
+    );
     assert!(!host.images.instance_dir(&a).exists());
 }
 

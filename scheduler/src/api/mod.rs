@@ -156,6 +156,26 @@ pub fn router(state: ApiState) -> Router {
             "/v1/networks/{id}",
             get(crate::networks::api::get).delete(crate::networks::api::delete),
         )
+        .route(
+            "/v1/firewalls",
+            get(crate::firewalls::api::list).post(crate::firewalls::api::create),
+        )
+        .route(
+            "/v1/firewalls/{id}",
+            get(crate::firewalls::api::get).delete(crate::firewalls::api::delete),
+        )
+        .route(
+            "/v1/firewalls/{id}/rules",
+            axum::routing::put(crate::firewalls::api::set_rules),
+        )
+        .route(
+            "/v1/firewalls/{id}/attach",
+            post(crate::firewalls::api::attach),
+        )
+        .route(
+            "/v1/firewalls/{id}/detach",
+            post(crate::firewalls::api::detach),
+        )
         .route("/v1/quotas", get(quotas::get))
         .route(
             "/v1/quota-requests",

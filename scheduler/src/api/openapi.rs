@@ -165,6 +165,13 @@ pub const OPERATIONS: &[Op] = &[
     op("POST /v1/networks", "networks", "Make a private network (RFC 1918 subnet, /16 to /28; a VNI of its own)", Bearer, Q::None, Some("CreateNetworkRequest"), (201, Some("NetworkView"))),
     op("GET /v1/networks/{id}", "networks", "Get a private network", Bearer, Q::Read, None, (200, Some("NetworkView"))),
     op("DELETE /v1/networks/{id}", "networks", "Delete a private network (refused while instances are on it)", Bearer, Q::None, None, (204, None)),
+    op("GET /v1/firewalls", "networks", "The project's firewalls (paged)", Bearer, Q::List, None, (200, Some("FirewallList"))),
+    op("POST /v1/firewalls", "networks", "Make a firewall (allow rules; attached, inbound is denied but for them)", Bearer, Q::None, Some("CreateFirewallRequest"), (201, Some("FirewallView"))),
+    op("GET /v1/firewalls/{id}", "networks", "Get a firewall", Bearer, Q::Read, None, (200, Some("FirewallView"))),
+    op("DELETE /v1/firewalls/{id}", "networks", "Delete a firewall (refused while attached or named as a peer)", Bearer, Q::None, None, (204, None)),
+    op("PUT /v1/firewalls/{id}/rules", "networks", "Replace a firewall's rules (applied at once by the hosts)", Bearer, Q::None, Some("FirewallRules"), (200, Some("FirewallView"))),
+    op("POST /v1/firewalls/{id}/attach", "networks", "Attach a firewall to an instance", Bearer, Q::None, Some("AttachRequest"), (200, Some("FirewallView"))),
+    op("POST /v1/firewalls/{id}/detach", "networks", "Detach a firewall from an instance", Bearer, Q::None, Some("AttachRequest"), (200, Some("FirewallView"))),
     op("GET /v1/webhook-endpoints", "webhooks", "The project's webhook endpoints (paged)", Bearer, Q::List, None, (200, Some("EndpointList"))),
     op("POST /v1/webhook-endpoints", "webhooks", "Make a webhook endpoint (its signing secret is shown once)", Bearer, Q::None, Some("CreateEndpointRequest"), (201, Some("EndpointView"))),
     op("GET /v1/webhook-endpoints/{id}", "webhooks", "Get a webhook endpoint", Bearer, Q::Read, None, (200, Some("EndpointView"))),
@@ -193,7 +200,7 @@ pub const PROBLEM_KINDS: &[(&str, u16)] = &[
     ("invalid-body", 400), ("invalid-count", 422), ("invalid-cursor", 400), ("invalid-email", 422),
     ("invalid-expiry", 422), ("invalid-idempotency-key", 400), ("invalid-invitation", 422),
     ("invalid-label", 422), ("invalid-latency", 422), ("invalid-link", 422),
-    ("invalid-members", 422), ("invalid-name", 422), ("invalid-network", 422), ("invalid-node-name", 422),
+    ("invalid-firewall-rule", 422), ("invalid-members", 422), ("invalid-name", 422), ("invalid-network", 422), ("invalid-node-name", 422),
     ("invalid-notice", 422), ("invalid-organisation", 422), ("invalid-query", 400), ("invalid-rate-limit", 422),
     ("invalid-quota", 422), ("invalid-reason", 422), ("invalid-region", 422),
     ("invalid-replica", 422), ("invalid-reservation", 422), ("invalid-reserved", 422),
@@ -282,6 +289,12 @@ pub const PROBLEM_KINDS: &[(&str, u16)] = &[
     crate::networks::api::CreateNetworkRequest,
     crate::networks::api::NetworkView,
     crate::networks::api::NetworkList,
+    crate::firewalls::api::RuleBody,
+    crate::firewalls::api::CreateFirewallRequest,
+    crate::firewalls::api::FirewallRules,
+    crate::firewalls::api::AttachRequest,
+    crate::firewalls::api::FirewallView,
+    crate::firewalls::api::FirewallList,
     crate::join::api::CreateTokenRequest,
     crate::join::api::TokenView,
     crate::join::api::TokenList,
@@ -322,6 +335,11 @@ fn example(schema: &str) -> Option<Value> {
         "CreateNetworkRequest" => {
             json!({"name": "backend", "subnet": "10.20.0.0/24", "region": "par"})
         }
+        "CreateFirewallRequest" => json!({"name": "web", "rules": [
+            {"direction": "inbound", "protocol": "tcp", "ports": "22", "sources": ["203.0.113.0/24"]},
+            {"direction": "inbound", "protocol": "tcp", "ports": "443"},
+            {"direction": "inbound", "protocol": "any", "peer_firewall": "fw-0123456789abcdef"}]}),
+        "AttachRequest" => json!({"instance": "i-01a22d03e7524c90169e"}),
         _ => return None,
     })
 }

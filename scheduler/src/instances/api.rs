@@ -114,6 +114,9 @@ pub struct InstanceView {
     pub private_ipv4: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// The firewalls attached to it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub firewalls: Vec<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -169,6 +172,7 @@ impl InstanceView {
             network: i.nic.as_ref().map(|n| n.network.clone()),
             private_ipv4: i.nic.as_ref().map(|n| n.ipv4.to_string()),
             mac: i.nic.as_ref().map(|n| n.mac.clone()),
+            firewalls: i.firewalls.clone(),
         }
     }
 }

@@ -172,6 +172,9 @@ pub struct Instance {
     /// Its NIC on a private network (see [`crate::networks`]).
     #[serde(default)]
     pub nic: Option<crate::networks::types::InstanceNic>,
+    /// The firewalls attached to it (see [`crate::firewalls`]).
+    #[serde(default)]
+    pub firewalls: Vec<String>,
 }
 
 fn default_notice() -> u32 {
@@ -242,6 +245,7 @@ impl Instance {
             job: None,
             session: None,
             nic: None,
+            firewalls: Vec::new(),
         }
     }
 

@@ -29,11 +29,18 @@ impl ClusterState {
                 availability_zone: i.region.clone(),
                 user_data: i.user_data.clone().unwrap_or_default(),
                 ssh_keys: i.ssh_keys.clone(),
-                nic: i.nic.as_ref().map(|n| pb::DesiredNic {
-                    vni: n.vni,
-                    mac: n.mac.clone(),
-                    mtu: crate::networks::types::TENANT_MTU,
-                    ipv4: n.cidr(),
+                nic: i.nic.as_ref().map(|n| {
+                    let f = self.firewall_of_instance(i);
+                    pb::DesiredNic {
+                        vni: n.vni,
+                        mac: n.mac.clone(),
+                        mtu: crate::networks::types::TENANT_MTU,
+                        ipv4: n.cidr(),
+                        filtered: f.filtered,
+                        outbound_restricted: f.outbound_restricted,
+                        inbound: f.inbound,
+                        outbound: f.outbound,
+                    }
                 }),
                 // Owner-driven stop/start is not in the scheduler's model yet; the agent
                 // supports it.

@@ -55,5 +55,9 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::ResendWebhookEvent(_) => "resend_webhook_event",
         Body::CreateNetwork(_) => "create_network",
         Body::DeleteNetwork(_) => "delete_network",
+        Body::CreateFirewall(_) => "create_firewall",
+        Body::SetFirewallRules(_) => "set_firewall_rules",
+        Body::DeleteFirewall(_) => "delete_firewall",
+        Body::AttachFirewall(_) => "attach_firewall",
     }
 }

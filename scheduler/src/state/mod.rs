@@ -63,6 +63,9 @@ pub struct ClusterState {
     /// Projects' private networks, by id (see [`crate::networks`]).
     #[serde(default)]
     pub networks: OrdMap<String, crate::networks::types::Network>,
+    /// Projects' firewalls, by id (see [`crate::firewalls`]).
+    #[serde(default)]
+    pub firewalls: OrdMap<String, crate::firewalls::types::Firewall>,
     /// The last VNI given to a network (never given again).
     #[serde(default)]
     pub last_vni: u32,
@@ -233,6 +236,10 @@ impl ClusterState {
             Body::ResendWebhookEvent(c) => self.resend_webhook_event(c, at),
             Body::CreateNetwork(c) => self.create_network(c, at),
             Body::DeleteNetwork(c) => self.delete_network(c),
+            Body::CreateFirewall(c) => self.create_firewall(c, at),
+            Body::SetFirewallRules(c) => self.set_firewall_rules(c),
+            Body::DeleteFirewall(c) => self.delete_firewall(c),
+            Body::AttachFirewall(c) => self.attach_firewall(c),
             Body::RequestQuota(c) => self.request_quota(c, at),
             Body::DecideQuotaRequest(c) => self.decide_quota_request(c, at),
         }

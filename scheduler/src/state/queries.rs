@@ -92,6 +92,9 @@ impl ClusterState {
 
     /// Drops a removed instance from the indexes that are not kept by usage.
     pub(crate) fn forget(&mut self, removed: &Instance) {
+        if !removed.firewalls.is_empty() {
+            self.forget_firewalls(removed);
+        }
         if let Some(nic) = &removed.nic {
             self.release_nic(&removed.id, nic);
             if let Some(node) = &removed.node {

@@ -144,7 +144,11 @@ impl ClusterState {
             | Body::DeleteWebhookEndpoint(pb::DeleteWebhookEndpoint { project_id, .. })
             | Body::ResendWebhookEvent(pb::ResendWebhookEvent { project_id, .. })
             | Body::CreateNetwork(pb::CreateNetwork { project_id, .. })
-            | Body::DeleteNetwork(pb::DeleteNetwork { project_id, .. }) => {
+            | Body::DeleteNetwork(pb::DeleteNetwork { project_id, .. })
+            | Body::CreateFirewall(pb::CreateFirewall { project_id, .. })
+            | Body::SetFirewallRules(pb::SetFirewallRules { project_id, .. })
+            | Body::DeleteFirewall(pb::DeleteFirewall { project_id, .. })
+            | Body::AttachFirewall(pb::AttachFirewall { project_id, .. }) => {
                 (Action::ManageProject, Target::Project(project(project_id)?))
             }
             Body::RequestQuota(c) => (

@@ -64,6 +64,7 @@ fn walk_of(method: &str, path: &str) -> Walk {
             | "/v1/quotas"
             | "/v1/quota-requests"
             | "/v1/networks"
+            | "/v1/firewalls"
             | "/v1/webhook-endpoints",
         ) => List,
         (
@@ -74,6 +75,7 @@ fn walk_of(method: &str, path: &str) -> Walk {
             | "/v1/reservations"
             | "/v1/quota-requests"
             | "/v1/networks"
+            | "/v1/firewalls"
             | "/v1/webhook-endpoints",
         ) => Hidden, // with ?project=<A's project>
         // Operators only: refused before anything is looked up.
@@ -141,6 +143,7 @@ impl OrgA {
             "/v1/quotas",
             "/v1/quota-requests",
             "/v1/networks",
+            "/v1/firewalls",
             "/v1/webhook-endpoints",
         ];
         if template == "/v1/audit-events" {
@@ -180,6 +183,11 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/projects") => Some(json!({"organisation": a.org, "name": "intruder"})),
         ("POST", "/v1/webhook-endpoints") => Some(json!({"url": "http://127.0.0.1:9/hook"})),
         ("POST", "/v1/networks") => Some(json!({"name": "intruder"})),
+        ("POST", "/v1/firewalls") => Some(json!({"name": "intruder"})),
+        ("POST", t) if t.ends_with("/attach") || t.ends_with("/detach") => {
+            Some(json!({"instance": a.instance}))
+        }
+        ("PUT", t) if t.ends_with("/rules") => Some(json!({"rules": []})),
         ("POST", "/v1/quota-requests") => {
             Some(json!({"region": "par", "vcpus": 64, "reason": "more"}))
         }

@@ -1,0 +1,236 @@
+//! The `Firewall` trait: instances' firewalls on the host.
+//!
+//! Each filtered instance's NIC is a port of its network's bridge (`vmt…`, named from the
+//! instance id so the agent finds it again). Its rules become chains of one nftables table
+//! (`bridge vmcloud`), hooked on the bridge's forward path: traffic to the port is dropped but
+//! for what its inbound rules allow, traffic from it likewise when it has outbound rules;
+//! answers to allowed traffic pass (conntrack), and so do ARP and IPv6 neighbour discovery.
+//! The whole table is replaced in one transaction whenever the rules change (conntrack
+//! entries outlive it, so open connections stay open), and removed when nothing is filtered.
+//!
+//! Real implementation: [`nft::Nft`] (the `nft` program). Simulated: [`SimFirewall`].
+
+pub mod nft;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use vmcloud_proto::pb;
+
+/// The name of an instance's port on its bridge (at most 15 bytes, as Linux wants): `vmt` and
+/// the id's last 11 characters (its random part).
+pub fn port_name(instance_id: &str) -> String {
+    let tail: String = instance_id
+        .chars()
+        .rev()
+        .take(11)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("vmt{tail}")
+}
+
+/// What one port is filtered by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortRules {
+    pub inbound: Vec<pb::FirewallRule>,
+    /// `None`: outbound is not filtered.
+    pub outbound: Option<Vec<pb::FirewallRule>>,
+}
+
+/// Every filtered port of the host, by port name.
+pub type Ruleset = BTreeMap<String, PortRules>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("cannot run nft: {0}")]
+    Spawn(String),
+    #[error("nft refused the rules: {0}")]
+    Refused(String),
+}
+
+/// The host's packet filter.
+pub trait Firewall: Send + Sync + 'static {
+    /// Makes the host filter exactly `ruleset` (an empty one: nothing). Atomic: the old rules
+    /// hold until the new ones replace them all.
+    fn apply(&self, ruleset: &Ruleset) -> Result<(), FirewallError>;
+}
+
+/// Firewalls kept in memory: simulated hosts and the dev fleet.
+#[derive(Debug, Default)]
+pub struct SimFirewall {
+    applied: Mutex<Ruleset>,
+}
+
+impl SimFirewall {
+    pub fn applied(&self) -> Ruleset {
+        self.applied.lock().unwrap().clone()
+    }
+}
+
+impl Firewall for SimFirewall {
+    fn apply(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
+        *self.applied.lock().unwrap() = ruleset.clone();
+        Ok(())
+    }
+}
+
+/// The nftables table that holds every instance's rules.
+pub const TABLE: &str = "vmcloud";
+
+fn quote(s: &str) -> String {
+    // Port names are ours (letters and digits); quoted all the same.
+    format!("\"{}\"", s.replace(['"', '\\'], ""))
+}
+
+/// One rule as an nftables statement; `None` for one that cannot match anything.
+fn statement(r: &pb::FirewallRule, inbound: bool) -> Option<String> {
+    let mut s = String::new();
+    if !r.cidrs.is_empty() {
+        // Only addresses we checked reach here; anything else is left out.
+        let cidrs: Vec<&str> = r
+            .cidrs
+            .iter()
+            .map(String::as_str)
+            .filter(|c| {
+                c.chars()
+                    .all(|ch| ch.is_ascii_digit() || ch == '.' || ch == '/')
+            })
+            .collect();
+        if cidrs.is_empty() {
+            return None;
+        }
+        let _ = write!(
+            s,
+            "ip {} {{ {} }} ",
+            if inbound { "saddr" } else { "daddr" },
+            cidrs.join(", ")
+        );
+    }
+    match r.protocol.as_str() {
+        "tcp" | "udp" => {
+            let p = &r.protocol;
+            let _ = match (r.port_from, r.port_to) {
+                (0, _) => write!(s, "meta l4proto {p} "),
+                (a, b) if a == b => write!(s, "{p} dport {a} "),
+                (a, b) => write!(s, "{p} dport {a}-{b} "),
+            };
+        }
+        "icmp" => s.push_str("meta l4proto icmp "),
+        _ => {
+            if r.cidrs.is_empty() {
+                s.push_str("meta protocol ip ");
+            }
+        }
+    }
+    s.push_str("accept");
+    Some(s)
+}
+
+/// The nft script that makes the table hold exactly `ruleset`: the old table (if any) deleted
+/// and the new one made, in one transaction.
+pub fn script(ruleset: &Ruleset) -> String {
+    let mut x = String::new();
+    // `add table` first, so that the delete finds one whatever was there.
+    let _ = writeln!(x, "add table bridge {TABLE}\ndelete table bridge {TABLE}");
+    if ruleset.is_empty() {
+        return x;
+    }
+    let _ = writeln!(x, "table bridge {TABLE} {{");
+    let _ = writeln!(
+        x,
+        "  chain forward {{\n    type filter hook forward priority 0; policy accept;"
+    );
+    for (port, rules) in ruleset {
+        let _ = writeln!(x, "    oifname {} jump in_{port}", quote(port));
+        if rules.outbound.is_some() {
+            let _ = writeln!(x, "    iifname {} jump out_{port}", quote(port));
+        }
+    }
+    let _ = writeln!(x, "  }}");
+    let common = "    ct state established,related accept\n    ct state invalid drop\n    ether type arp accept\n    meta l4proto ipv6-icmp accept";
+    for (port, rules) in ruleset {
+        let _ = writeln!(x, "  chain in_{port} {{\n{common}");
+        for r in &rules.inbound {
+            if let Some(st) = statement(r, true) {
+                let _ = writeln!(x, "    {st}");
+            }
+        }
+        let _ = writeln!(x, "    drop\n  }}");
+        if let Some(outbound) = &rules.outbound {
+            let _ = writeln!(x, "  chain out_{port} {{\n{common}");
+            for r in outbound {
+                if let Some(st) = statement(r, false) {
+                    let _ = writeln!(x, "    {st}");
+                }
+            }
+            let _ = writeln!(x, "    drop\n  }}");
+        }
+    }
+    let _ = writeln!(x, "}}");
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(protocol: &str, ports: (u32, u32), cidrs: &[&str]) -> pb::FirewallRule {
+        pb::FirewallRule {
+            direction: "inbound".into(),
+            protocol: protocol.into(),
+            port_from: ports.0,
+            port_to: ports.1,
+            cidrs: cidrs.iter().map(|c| (*c).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn port_names_fit_linux_and_rules_render_as_nft_statements() {
+        let port = port_name("i-01a22d03e7524c90169e");
+        assert_eq!(port, "vmt7524c90169e");
+        assert!(port.len() <= 15);
+        assert_eq!(
+            statement(&rule("tcp", (22, 22), &["203.0.113.0/24"]), true).unwrap(),
+            "ip saddr { 203.0.113.0/24 } tcp dport 22 accept"
+        );
+        assert_eq!(
+            statement(&rule("udp", (8000, 8100), &[]), true).unwrap(),
+            "udp dport 8000-8100 accept"
+        );
+        assert_eq!(
+            statement(&rule("tcp", (0, 0), &[]), true).unwrap(),
+            "meta l4proto tcp accept"
+        );
+        assert_eq!(
+            statement(&rule("icmp", (0, 0), &["10.0.0.3/32"]), false).unwrap(),
+            "ip daddr { 10.0.0.3/32 } meta l4proto icmp accept"
+        );
+        assert_eq!(
+            statement(&rule("any", (0, 0), &[]), true).unwrap(),
+            "meta protocol ip accept"
+        );
+        let mut set = Ruleset::new();
+        set.insert(
+            port.clone(),
+            PortRules {
+                inbound: vec![rule("tcp", (22, 22), &[])],
+                outbound: None,
+            },
+        );
+        let s = script(&set);
+        assert!(
+            s.contains(&format!("oifname \"{port}\" jump in_{port}")),
+            "{s}"
+        );
+        assert!(!s.contains("iifname"), "outbound is not filtered: {s}");
+        assert!(s.contains("tcp dport 22 accept\n    drop"), "{s}");
+        assert_eq!(
+            script(&Ruleset::new()),
+            "add table bridge vmcloud\ndelete table bridge vmcloud\n"
+        );
+    }
+}
