@@ -10,6 +10,7 @@ mod client;
 mod data_dir;
 mod dev;
 mod dev_pki;
+mod firewall_cmd;
 mod job_cmd;
 mod limits;
 mod network_cmd;
@@ -194,6 +195,13 @@ enum Command {
         #[command(subcommand)]
         command: network_cmd::NetworkCommand,
     },
+    /// Firewalls: rules (`in tcp 22 203.0.113.0/24`), attach to and detach from instances.
+    Firewall {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: firewall_cmd::FirewallCommand,
+    },
     /// Quotas: limits and usage per region, requests for more; operators set and decide.
     Quota {
         #[command(flatten)]
@@ -351,6 +359,7 @@ fn main() -> ExitCode {
         | Command::Api { .. }
         | Command::Quota { .. }
         | Command::Network { .. }
+        | Command::Firewall { .. }
         | Command::Webhook { .. }
         | Command::Reservation { .. }
         | Command::Job { .. }
@@ -451,6 +460,7 @@ fn main() -> ExitCode {
             }
             Command::Quota { client, command } => quota_cmd::run(client, command).await,
             Command::Network { client, command } => network_cmd::run(client, command).await,
+            Command::Firewall { client, command } => firewall_cmd::run(client, command).await,
             Command::Webhook { client, command } => webhook_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },

@@ -1,12 +1,15 @@
 //! The `Firewall` trait: instances' firewalls on the host.
 //!
-//! Each filtered instance's NIC is a port of its network's bridge (`vmt…`, named from the
-//! instance id so the agent finds it again). Its rules become chains of one nftables table
-//! (`bridge vmcloud`), hooked on the bridge's forward path: traffic to the port is dropped but
-//! for what its inbound rules allow, traffic from it likewise when it has outbound rules;
-//! answers to allowed traffic pass (conntrack), and so do ARP and IPv6 neighbour discovery.
-//! The whole table is replaced in one transaction whenever the rules change (conntrack
-//! entries outlive it, so open connections stay open), and removed when nothing is filtered.
+//! Each filtered instance is known on its host by its network's bridge (`vmcbr<VNI>`) and its
+//! address there (unique in a network). Its rules become chains of one nftables table
+//! (`inet vmcloud`) on the forward hook, which bridged IPv4 traffic goes through with
+//! `br_netfilter` (`net.bridge.bridge-nf-call-iptables = 1`, set by the agent in the tenant
+//! namespace): traffic to the instance is dropped but for what its inbound rules allow,
+//! traffic from it likewise when it has outbound rules; answers to allowed traffic pass
+//! (conntrack, one zone per network so that two projects' equal addresses never share a
+//! connection's state). ARP is not IP and passes. The whole table is replaced in one
+//! transaction whenever the rules change (conntrack entries outlive it, so open connections
+//! stay open) and removed when nothing is filtered.
 //!
 //! Real implementation: [`nft::Nft`] (the `nft` program). Simulated: [`SimFirewall`].
 
@@ -32,15 +35,19 @@ pub fn port_name(instance_id: &str) -> String {
     format!("vmt{tail}")
 }
 
-/// What one port is filtered by.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What one instance's NIC is filtered by.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortRules {
+    /// Its network's VNI (its bridge is `vmcbr<VNI>`).
+    pub vni: u32,
+    /// Its address on that network.
+    pub ip: std::net::Ipv4Addr,
     pub inbound: Vec<pb::FirewallRule>,
     /// `None`: outbound is not filtered.
     pub outbound: Option<Vec<pb::FirewallRule>>,
 }
 
-/// Every filtered port of the host, by port name.
+/// Every filtered NIC of the host, by port name.
 pub type Ruleset = BTreeMap<String, PortRules>;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,9 +87,10 @@ impl Firewall for SimFirewall {
 /// The nftables table that holds every instance's rules.
 pub const TABLE: &str = "vmcloud";
 
-fn quote(s: &str) -> String {
-    // Port names are ours (letters and digits); quoted all the same.
-    format!("\"{}\"", s.replace(['"', '\\'], ""))
+/// The conntrack zone of a network's traffic on a host: from its VNI, so that it stays the
+/// same whatever else the host carries (two VNIs 65535 apart would share one).
+pub fn zone(vni: u32) -> u32 {
+    vni % 65535 + 1
 }
 
 /// One rule as an nftables statement; `None` for one that cannot match anything.
@@ -134,23 +142,40 @@ fn statement(r: &pb::FirewallRule, inbound: bool) -> Option<String> {
 pub fn script(ruleset: &Ruleset) -> String {
     let mut x = String::new();
     // `add table` first, so that the delete finds one whatever was there.
-    let _ = writeln!(x, "add table bridge {TABLE}\ndelete table bridge {TABLE}");
+    let _ = writeln!(x, "add table inet {TABLE}\ndelete table inet {TABLE}");
     if ruleset.is_empty() {
         return x;
     }
-    let _ = writeln!(x, "table bridge {TABLE} {{");
+    let _ = writeln!(x, "table inet {TABLE} {{");
+    let vnis: std::collections::BTreeSet<u32> = ruleset.values().map(|r| r.vni).collect();
     let _ = writeln!(
         x,
-        "  chain forward {{\n    type filter hook forward priority 0; policy accept;"
+        "  chain zones {{\n    type filter hook prerouting priority raw; policy accept;"
     );
-    for (port, rules) in ruleset {
-        let _ = writeln!(x, "    oifname {} jump in_{port}", quote(port));
-        if rules.outbound.is_some() {
-            let _ = writeln!(x, "    iifname {} jump out_{port}", quote(port));
+    for vni in &vnis {
+        let _ = writeln!(x, "    iifname \"vmcbr{vni}\" ct zone set {}", zone(*vni));
+    }
+    let _ = writeln!(x, "  }}");
+    let _ = writeln!(
+        x,
+        "  chain forward {{\n    type filter hook forward priority filter; policy accept;"
+    );
+    for (port, r) in ruleset {
+        let _ = writeln!(
+            x,
+            "    oifname \"vmcbr{}\" ip daddr {} jump in_{port}",
+            r.vni, r.ip
+        );
+        if r.outbound.is_some() {
+            let _ = writeln!(
+                x,
+                "    iifname \"vmcbr{}\" ip saddr {} jump out_{port}",
+                r.vni, r.ip
+            );
         }
     }
     let _ = writeln!(x, "  }}");
-    let common = "    ct state established,related accept\n    ct state invalid drop\n    ether type arp accept\n    meta l4proto ipv6-icmp accept";
+    let common = "    ct state established,related accept\n    ct state invalid drop";
     for (port, rules) in ruleset {
         let _ = writeln!(x, "  chain in_{port} {{\n{common}");
         for r in &rules.inbound {

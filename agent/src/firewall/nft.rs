@@ -25,15 +25,33 @@ impl Nft {
         }
     }
 
-    fn command(&self) -> Command {
+    /// `program` run in the tenant namespace.
+    fn command(&self, program: &str) -> Command {
         match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("nsenter");
-                c.arg(format!("--net={}", ns.display())).arg("nft");
+                c.arg(format!("--net={}", ns.display())).arg(program);
                 c
             }
-            None => Command::new("nft"),
+            None => Command::new(program),
         }
+    }
+
+    /// Bridged IPv4 traffic goes through the forward hook (br_netfilter), in the tenant
+    /// namespace (the setting is per namespace).
+    fn bridged_traffic_filtered(&self) -> Result<(), FirewallError> {
+        let out = self
+            .command("sysctl")
+            .args(["-q", "-w", "net.bridge.bridge-nf-call-iptables=1"])
+            .output()
+            .map_err(|e| FirewallError::Spawn(format!("sysctl: {e}")))?;
+        if !out.status.success() {
+            return Err(FirewallError::Refused(format!(
+                "cannot make bridged traffic go through nftables (net.bridge.bridge-nf-call-iptables): {}; load br_netfilter (modprobe br_netfilter)",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -43,9 +61,12 @@ impl Firewall for Nft {
         if last.as_ref() == Some(ruleset) {
             return Ok(());
         }
+        if !ruleset.is_empty() {
+            self.bridged_traffic_filtered()?;
+        }
         let text = script(ruleset);
         let mut child = self
-            .command()
+            .command("nft")
             .args(["-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -110,9 +110,18 @@ impl Host {
             .iter()
             .filter_map(|i| {
                 let nic = i.nic.as_ref().filter(|n| n.filtered)?;
+                let Ok(Some((ip, _))) = guest_address(nic) else {
+                    tracing::warn!(
+                        instance = i.instance_id,
+                        "a filtered NIC without an address is not filtered"
+                    );
+                    return None;
+                };
                 Some((
                     crate::firewall::port_name(&i.instance_id),
                     crate::firewall::PortRules {
+                        vni: nic.vni,
+                        ip,
                         inbound: nic.inbound.clone(),
                         outbound: nic.outbound_restricted.then(|| nic.outbound.clone()),
                     },

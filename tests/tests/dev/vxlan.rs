@@ -4,7 +4,9 @@
 //! namespace from the scheduler's desired config. Guests are namespaces plugged into their
 //! network's bridge with the address the scheduler's IPAM gave their instance. Guests of one
 //! network ping each other across the hosts; another project's guests, on the same subnet,
-//! are not reachable from them.
+//! are not reachable from them. A firewall opening port 22 lets a TCP connection through
+//! while another port stays shut; without the rule port 22 shuts too; detached, all is open
+//! again (nftables on the host, applied without touching the guest).
 //!
 //! Needs root (network namespaces); skipped with the reason elsewhere.
 
@@ -245,7 +247,12 @@ async fn guests_of_a_network_reach_each_other_across_hosts_and_nobody_else() {
         let bridge = format!("vmcbr{}", network["vni"]);
         let guest = format!("vxg{n}-{tag}");
         netns(&mut cleanup, &guest);
-        let (inside, outside) = (format!("vxgi{n}-{tag}"), format!("vxgo{n}-{tag}"));
+        // The host side is named as a tap of the instance would be, so that its firewall
+        // applies to it.
+        let (inside, outside) = (
+            format!("vxgi{n}-{tag}"),
+            vmcloud_agent::firewall::port_name(id),
+        );
         run(&[
             "ip", "link", "add", &inside, "type", "veth", "peer", "name", &outside,
         ]);
@@ -337,4 +344,92 @@ async fn guests_of_a_network_reach_each_other_across_hosts_and_nobody_else() {
         .unwrap();
     let fdb = String::from_utf8_lossy(&fdb.stdout);
     assert!(fdb.contains("00:00:00:00:00:00 dst 192.0.2.2"), "{fdb}");
+
+    // A firewall on A2: port 22 open, 23 shut, from anywhere.
+    let a2_ip = guests[1].1.clone();
+    for port in [22, 23] {
+        listen(&guests[1].0, port);
+    }
+    let from_a1 = |port: u16| connects(&guests[0].0, &a2_ip, port);
+    assert!(from_a1(22) && from_a1(23), "unfiltered, both ports answer");
+    let fw = cli_json(&fx, &["firewall", "create", "ssh", "--rule", "in tcp 22"]);
+    let fw = fw["id"].as_str().unwrap().to_owned();
+    let out = fx.fleet.cli(&["firewall", "attach", &fw, &a2]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shut = |port: u16| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while from_a1(port) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        true
+    };
+    assert!(shut(23), "port 23 still answers through the firewall");
+    assert!(from_a1(22), "port 22 does not answer through the firewall");
+    let rules = Command::new("ip")
+        .args([
+            "netns", "exec", &hosts[1], "nft", "list", "table", "inet", "vmcloud",
+        ])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(rules.contains("tcp dport 22 accept"), "{rules}");
+    // The rule gone, port 22 shuts too; detached, everything answers again.
+    let out = fx.fleet.cli(&["firewall", "rules", &fw]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shut(22), "port 22 still answers without its rule");
+    let out = fx.fleet.cli(&["firewall", "detach", &fw, &a2]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(from_a1(22) && from_a1(23)) {
+        assert!(Instant::now() < deadline, "detached, the ports stay shut");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Enters the network namespace `ns` on the calling thread.
+fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+}
+
+/// A TCP listener on `port` in guest namespace `ns` that accepts (and drops) connections
+/// for as long as the test runs.
+fn listen(ns: &str, port: u16) {
+    let ns = ns.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        enter(&ns);
+        let l = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
+        tx.send(()).unwrap();
+        for conn in l.incoming() {
+            drop(conn);
+        }
+    });
+    rx.recv().unwrap();
+}
+
+/// Whether a TCP connection from guest namespace `ns` to `ip:port` opens within a second.
+fn connects(ns: &str, ip: &str, port: u16) -> bool {
+    let (ns, addr) = (ns.to_owned(), format!("{ip}:{port}").parse().unwrap());
+    std::thread::spawn(move || {
+        enter(&ns);
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+    })
+    .join()
+    .unwrap()
 }
