@@ -242,20 +242,25 @@ mod tests {
         set.insert(
             port.clone(),
             PortRules {
+                vni: 4096,
+                ip: "10.0.0.3".parse().unwrap(),
                 inbound: vec![rule("tcp", (22, 22), &[])],
                 outbound: None,
             },
         );
         let s = script(&set);
         assert!(
-            s.contains(&format!("oifname \"{port}\" jump in_{port}")),
+            s.contains(&format!(
+                "oifname \"vmcbr4096\" ip daddr 10.0.0.3 jump in_{port}"
+            )),
             "{s}"
         );
-        assert!(!s.contains("iifname"), "outbound is not filtered: {s}");
+        assert!(s.contains("iifname \"vmcbr4096\" ct zone set 4097"), "{s}");
+        assert!(!s.contains("ip saddr"), "outbound is not filtered: {s}");
         assert!(s.contains("tcp dport 22 accept\n    drop"), "{s}");
         assert_eq!(
             script(&Ruleset::new()),
-            "add table bridge vmcloud\ndelete table bridge vmcloud\n"
+            "add table inet vmcloud\ndelete table inet vmcloud\n"
         );
     }
 }
