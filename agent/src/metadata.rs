@@ -13,6 +13,11 @@
 //!   `placement/availability-zone`, `placement/region`, `public-keys/0/openssh-key`, …,
 //!   `spot/instance-action` (only once a preemption notice is given: `{"action":
 //!   "terminate", "time": "…Z"}`; 404 before, as on EC2);
+//! - `meta-data/network/interfaces/macs/<mac>/` — `device-number`, `local-ipv4s`, `mac`,
+//!   `subnet-ipv4-cidr-block` (as EC2, for tools that read them);
+//! - `network-config` — cloud-init network config (version 2, JSON): the NIC matched by its
+//!   MAC, its static address and MTU, and an on-link route to the metadata address, so the
+//!   guest needs no DHCP (404 without a NIC);
 //! - `user-data` (404 when there is none);
 //! - IMDSv2: `PUT /latest/api/token` with `X-aws-ec2-metadata-token-ttl-seconds` (1–21600)
 //!   returns a token for that guest; a request carrying `X-aws-ec2-metadata-token` must carry
@@ -60,6 +65,7 @@ pub fn router(state: MetadataState) -> Router {
         .route("/{version}", get(versions))
         .route("/{version}/", get(versions))
         .route("/{version}/user-data", get(user_data))
+        .route("/{version}/network-config", get(network_config))
         .route("/{version}/meta-data", get(meta_root))
         .route("/{version}/meta-data/", get(meta_root))
         .route("/{version}/meta-data/{*path}", get(meta))
@@ -165,7 +171,7 @@ async fn versions(Path(version): Path<String>) -> Response {
     if !valid_version(&version) {
         return not_found();
     }
-    text(StatusCode::OK, "meta-data/\nuser-data\n")
+    text(StatusCode::OK, "meta-data/\nnetwork-config\nuser-data\n")
 }
 
 fn valid_version(v: &str) -> bool {
@@ -178,6 +184,54 @@ fn valid_version(v: &str) -> bool {
                     b.is_ascii_digit()
                 }
             }))
+}
+
+/// The address and subnet of a NIC: (`10.0.0.3`, 24, `10.0.0.0/24`).
+fn nic_address(nic: &pb::DesiredNic) -> Option<(std::net::Ipv4Addr, u8, String)> {
+    let (ip, prefix) = nic.ipv4.split_once('/')?;
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    let base = std::net::Ipv4Addr::from(u32::from(ip) & mask);
+    Some((ip, prefix, format!("{base}/{prefix}")))
+}
+
+/// cloud-init's network config (version 2) for the guest's NIC: no DHCP needed.
+async fn network_config(
+    State(s): State<MetadataState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !valid_version(&version) {
+        return not_found();
+    }
+    let i = match guest(&s, peer, &headers) {
+        Err((status, why)) => return text(status, why),
+        Ok(i) => i,
+    };
+    let Some((nic, (ip, prefix, _))) = i.nic.as_ref().and_then(|n| nic_address(n).map(|a| (n, a)))
+    else {
+        return not_found();
+    };
+    let config = serde_json::json!({
+        "version": 2,
+        "ethernets": {
+            "eth0": {
+                "match": {"macaddress": nic.mac},
+                "set-name": "eth0",
+                "addresses": [format!("{ip}/{prefix}")],
+                "mtu": nic.mtu,
+                "routes": [{"to": "169.254.169.254/32", "scope": "link"}],
+            }
+        }
+    });
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        config.to_string(),
+    )
+        .into_response()
 }
 
 async fn user_data(
@@ -279,6 +333,7 @@ fn lookup(i: &pb::DesiredInstance, region: &str, path: &str) -> Option<String> {
                 "local-hostname",
                 "local-ipv4",
                 "mac",
+                "network/",
                 "placement/",
                 "public-keys/",
             ];
@@ -292,6 +347,9 @@ fn lookup(i: &pb::DesiredInstance, region: &str, path: &str) -> Option<String> {
         "hostname" | "local-hostname" => hostname,
         "local-ipv4" if !ip.is_empty() => ip,
         "mac" if !mac.is_empty() => mac,
+        "network" if !mac.is_empty() => "interfaces/".into(),
+        "network/interfaces" if !mac.is_empty() => "macs/".into(),
+        "network/interfaces/macs" if !mac.is_empty() => format!("{mac}/"),
         "placement" => "availability-zone\nregion".into(),
         "placement/availability-zone" => zone,
         "placement/region" => region.to_owned(),
@@ -303,6 +361,22 @@ fn lookup(i: &pb::DesiredInstance, region: &str, path: &str) -> Option<String> {
             .join("\n"),
         "spot" if notice.is_some() => "instance-action".into(),
         "spot/instance-action" => notice?,
+        other if !mac.is_empty() && other.starts_with("network/interfaces/macs/") => {
+            let rest = other.strip_prefix("network/interfaces/macs/")?;
+            let (m, leaf) = rest.split_once('/').unwrap_or((rest, ""));
+            if m != mac {
+                return None;
+            }
+            let (_, _, subnet) = nic_address(i.nic.as_ref()?)?;
+            match leaf {
+                "" => "device-number\nlocal-ipv4s\nmac\nsubnet-ipv4-cidr-block".into(),
+                "device-number" => "0".into(),
+                "local-ipv4s" => ip,
+                "mac" => mac,
+                "subnet-ipv4-cidr-block" => subnet,
+                _ => return None,
+            }
+        }
         other => {
             // public-keys/<n> and public-keys/<n>/openssh-key
             let rest = other.strip_prefix("public-keys/")?;
@@ -427,6 +501,40 @@ mod tests {
         assert!(
             listing.contains("instance-id") && !listing.contains("spot/"),
             "{listing}"
+        );
+
+        // Its NIC, as EC2 describes one, and cloud-init's network config.
+        assert_eq!(
+            get(a_ip, "/latest/meta-data/network/interfaces/macs/").await,
+            (200, "52:54:00:00:00:01/".into())
+        );
+        assert_eq!(
+            get(
+                a_ip,
+                "/latest/meta-data/network/interfaces/macs/52:54:00:00:00:01/subnet-ipv4-cidr-block"
+            )
+            .await,
+            (200, "127.0.0.0/24".into())
+        );
+        assert_eq!(
+            get(
+                a_ip,
+                "/latest/meta-data/network/interfaces/macs/52:54:00:00:00:01/local-ipv4s"
+            )
+            .await,
+            (200, "127.0.0.2".into())
+        );
+        let (status, config) = get(a_ip, "/latest/network-config").await;
+        assert_eq!(status, 200);
+        let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+        assert_eq!(config["version"], 2);
+        assert_eq!(
+            config["ethernets"]["eth0"]["addresses"],
+            serde_json::json!(["127.0.0.2/24"])
+        );
+        assert_eq!(
+            config["ethernets"]["eth0"]["match"]["macaddress"],
+            "52:54:00:00:00:01"
         );
 
         // Spot notice: only the guest that has one sees it.
