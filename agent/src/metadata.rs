@@ -214,15 +214,25 @@ async fn network_config(
     else {
         return not_found();
     };
+    let mut addresses = vec![format!("{ip}/{prefix}")];
+    let mut routes = vec![serde_json::json!({"to": "169.254.169.254/32", "scope": "link"})];
+    if !nic.public_ipv4s.is_empty() {
+        // Public addresses are routed to the guest by its host (a /32 each); the guest sends
+        // the rest of the world through the host, which answers on the bridge.
+        addresses.extend(nic.public_ipv4s.iter().map(|a| format!("{a}/32")));
+        routes.push(
+            serde_json::json!({"to": "0.0.0.0/0", "via": "169.254.169.254", "on-link": true}),
+        );
+    }
     let config = serde_json::json!({
         "version": 2,
         "ethernets": {
             "eth0": {
                 "match": {"macaddress": nic.mac},
                 "set-name": "eth0",
-                "addresses": [format!("{ip}/{prefix}")],
+                "addresses": addresses,
                 "mtu": nic.mtu,
-                "routes": [{"to": "169.254.169.254/32", "scope": "link"}],
+                "routes": routes,
             }
         }
     });
@@ -299,6 +309,11 @@ fn lookup(i: &pb::DesiredInstance, region: &str, path: &str) -> Option<String> {
         .unwrap_or_default()
         .to_owned();
     let mac = i.nic.as_ref().map(|n| n.mac.clone()).unwrap_or_default();
+    let public: Vec<String> = i
+        .nic
+        .as_ref()
+        .map(|n| n.public_ipv4s.clone())
+        .unwrap_or_default();
     let hostname = if i.hostname.is_empty() {
         i.instance_id.clone()
     } else {
@@ -337,6 +352,9 @@ fn lookup(i: &pb::DesiredInstance, region: &str, path: &str) -> Option<String> {
                 "placement/",
                 "public-keys/",
             ];
+            if !public.is_empty() {
+                entries.push("public-ipv4");
+            }
             if notice.is_some() {
                 entries.push("spot/");
             }
@@ -346,6 +364,7 @@ fn lookup(i: &pb::DesiredInstance, region: &str, path: &str) -> Option<String> {
         "instance-id" => i.instance_id.clone(),
         "hostname" | "local-hostname" => hostname,
         "local-ipv4" if !ip.is_empty() => ip,
+        "public-ipv4" if !public.is_empty() => public[0].clone(),
         "mac" if !mac.is_empty() => mac,
         "network" if !mac.is_empty() => "interfaces/".into(),
         "network/interfaces" if !mac.is_empty() => "macs/".into(),
@@ -371,6 +390,7 @@ fn lookup(i: &pb::DesiredInstance, region: &str, path: &str) -> Option<String> {
             match leaf {
                 "" => "device-number\nlocal-ipv4s\nmac\nsubnet-ipv4-cidr-block".into(),
                 "device-number" => "0".into(),
+                "public-ipv4s" if !public.is_empty() => public.join("\n"),
                 "local-ipv4s" => ip,
                 "mac" => mac,
                 "subnet-ipv4-cidr-block" => subnet,

@@ -64,6 +64,10 @@ pub struct Region {
     /// `partner:<id>` pools); absent: one of VMCloud's own datacenters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner: Option<String>,
+    /// The region's public IPv4 pools (CIDRs the datacenter routes to its hosts); empty: no
+    /// public addresses offered there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_ipv4: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -153,6 +157,16 @@ impl Catalog {
                     format!("regions.{code}"),
                     "region codes are lowercase letters, digits and `-`",
                 );
+            }
+            for (n, cidr) in r.public_ipv4.iter().enumerate() {
+                if crate::public_ips::types::pool_range(cidr).is_none()
+                    || crate::firewalls::types::parse_cidr(cidr).is_err()
+                {
+                    return err(
+                        format!("regions.{code}.public_ipv4[{n}]"),
+                        "a pool is an IPv4 CIDR with its host bits zero (203.0.113.0/26)",
+                    );
+                }
             }
             if let Some(partner) = &r.partner
                 && (partner.is_empty() || !is_slug(partner))

@@ -39,6 +39,7 @@ pub mod networks;
 pub mod nodes;
 pub mod placement;
 pub mod placement_controller;
+pub mod public_ips;
 pub mod quotas;
 pub mod raft_handle;
 pub mod request_context;

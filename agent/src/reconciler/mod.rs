@@ -95,6 +95,8 @@ pub struct Memory {
     unhealthy: HashMap<String, String>,
     /// Guest addresses routed to their bridges, to remove with the instance.
     routes: HashMap<InstanceId, std::net::Ipv4Addr>,
+    /// Public addresses routed to each instance's bridge.
+    public: HashMap<InstanceId, std::collections::BTreeSet<std::net::Ipv4Addr>>,
 }
 
 /// What one pass knows of one desired instance.
@@ -174,6 +176,7 @@ impl Host {
                 now,
             };
             let (state, message) = self.converge(&mut spec, step, memory, &mut next, &mut all_ok);
+            all_ok &= self.route_public(want, memory);
             // What this pass leaves behind, for the next one to tell what changed.
             let left = if state == pb::ObservedState::Running {
                 (DomainState::Running, StateReason::Other)

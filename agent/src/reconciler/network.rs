@@ -74,6 +74,57 @@ impl Host {
         Ok(())
     }
 
+    /// Routes the instance's public addresses (its own and floating ones) to its bridge, and
+    /// no longer routes those it lost; false if one could not be.
+    pub(super) fn route_public(&self, want: &pb::DesiredInstance, memory: &mut Memory) -> bool {
+        let Ok(id) = vmcloud_proto::InstanceId::parse(&want.instance_id) else {
+            return true;
+        };
+        let wanted: std::collections::BTreeSet<std::net::Ipv4Addr> = want
+            .nic
+            .iter()
+            .flat_map(|n| n.public_ipv4s.iter())
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let have = memory.public.get(&id).cloned().unwrap_or_default();
+        if wanted == have {
+            return true;
+        }
+        let mut ok = true;
+        let mut now = have.clone();
+        for ip in have.difference(&wanted) {
+            match self.links.unroute_guest(*ip) {
+                Ok(()) => {
+                    now.remove(ip);
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::warn!(instance = %id, %ip, error = %e, "a public address could not be unrouted");
+                }
+            }
+        }
+        if let Some(nic) = &want.nic {
+            for ip in wanted.difference(&have) {
+                match self.links.route_guest(nic.vni, *ip) {
+                    Ok(()) => {
+                        tracing::info!(instance = %id, %ip, "public address routed to the instance");
+                        now.insert(*ip);
+                    }
+                    Err(e) => {
+                        ok = false;
+                        tracing::warn!(instance = %id, %ip, error = %e, "a public address could not be routed");
+                    }
+                }
+            }
+        }
+        if now.is_empty() {
+            memory.public.remove(&id);
+        } else {
+            memory.public.insert(id, now);
+        }
+        ok
+    }
+
     /// Points each network in use at the other hosts that carry it (VXLAN flooding); false if
     /// one could not be.
     pub(super) fn set_peers(&self, networks: &[pb::VxlanPeers], in_use: &HashSet<u32>) -> bool {

@@ -21,6 +21,11 @@ impl Host {
         {
             tracing::warn!(instance = %id, %ip, error = %e, "the route to a removed guest could not be removed");
         }
+        for ip in memory.public.remove(id).unwrap_or_default() {
+            if let Err(e) = self.links.unroute_guest(ip) {
+                tracing::warn!(instance = %id, %ip, error = %e, "the route to a removed guest's public address could not be removed");
+            }
+        }
         let name = domain_name(id);
         let removed = self
             .hv

@@ -176,6 +176,26 @@ pub fn router(state: ApiState) -> Router {
             "/v1/firewalls/{id}/detach",
             post(crate::firewalls::api::detach),
         )
+        .route(
+            "/v1/floating-ips",
+            get(crate::public_ips::api::list).post(crate::public_ips::api::create),
+        )
+        .route(
+            "/v1/floating-ips/{id}",
+            get(crate::public_ips::api::get).delete(crate::public_ips::api::delete),
+        )
+        .route(
+            "/v1/floating-ips/{id}/assign",
+            post(crate::public_ips::api::assign),
+        )
+        .route(
+            "/v1/floating-ips/{id}/unassign",
+            post(crate::public_ips::api::unassign),
+        )
+        .route(
+            "/v1/reverse-dns/{address}",
+            axum::routing::put(crate::public_ips::api::set_reverse_dns),
+        )
         .route("/v1/quotas", get(quotas::get))
         .route(
             "/v1/quota-requests",

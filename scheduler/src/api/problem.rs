@@ -188,6 +188,12 @@ impl From<Rejected> for Problem {
                 "Trial limit",
                 msg,
             ),
+            Rejected::Exhausted(msg) => Problem::new(
+                StatusCode::CONFLICT,
+                "public-ips-exhausted",
+                "No public address free",
+                msg,
+            ),
             Rejected::QuotaExceeded(msg) => Problem::new(
                 StatusCode::FORBIDDEN,
                 "quota-exceeded",

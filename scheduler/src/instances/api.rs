@@ -65,6 +65,9 @@ pub struct CreateInstanceRequest {
     /// The private address it asks for (absent: the first free one of the network).
     #[serde(default)]
     pub private_ipv4: Option<String>,
+    /// A public IPv4 address of its own from the region's pools, held until it is gone.
+    #[serde(default)]
+    pub public_ipv4: bool,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -117,6 +120,12 @@ pub struct InstanceView {
     /// The firewalls attached to it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub firewalls: Vec<String>,
+    /// Its own public IPv4 address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ipv4: Option<String>,
+    /// The floating IPs assigned to it (`fip-…`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub floating_ips: Vec<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -173,6 +182,8 @@ impl InstanceView {
             private_ipv4: i.nic.as_ref().map(|n| n.ipv4.to_string()),
             mac: i.nic.as_ref().map(|n| n.mac.clone()),
             firewalls: i.firewalls.clone(),
+            public_ipv4: i.public_ipv4.map(|a| a.to_string()),
+            floating_ips: i.floating_ips.clone(),
         }
     }
 }
@@ -295,6 +306,12 @@ pub async fn create(
         network_id: req.network.clone().unwrap_or_default(),
         private_ipv4: req.private_ipv4.clone().unwrap_or_default(),
         vnis: Some(s.catalog.networks.vnis()),
+        public_ipv4: req.public_ipv4,
+        public_pool: if req.public_ipv4 {
+            s.catalog.regions[&req.region].public_ipv4.clone()
+        } else {
+            Vec::new()
+        },
     };
     match s
         .cluster

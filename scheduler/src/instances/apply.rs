@@ -36,6 +36,8 @@ impl ClusterState {
             private_ipv4: std::mem::take(&mut c.private_ipv4),
             vnis: c.vnis.take(),
             region: c.region.clone(),
+            public_ipv4: c.public_ipv4,
+            public_pool: std::mem::take(&mut c.public_pool),
             ..Default::default()
         };
         if let Err(refused) = self.check_quota(
@@ -125,12 +127,33 @@ impl ClusterState {
             }
         }
         let nic = self.plan_nic(&c_nic, &instance.project, at)?;
+        let public = match (c_nic.public_ipv4, &nic) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(Rejected::Invalid(
+                    "`public_ipv4` needs a NIC on a private network to route the address to".into(),
+                ));
+            }
+            (true, Some(_)) => Some(self.free_public_ipv4(&c_nic.region, &c_nic.public_pool)?),
+        };
         if instance.market == Market::Reserved {
             self.admit_reserved(&instance, at)?;
         }
         let mut instance = instance;
         if let Some(plan) = nic {
             self.commit_nic(plan, &mut instance);
+        }
+        if let Some(address) = public {
+            self.public_ips.insert(
+                address,
+                crate::public_ips::types::Holder {
+                    project: instance.project.clone(),
+                    region: instance.region.clone(),
+                    by: instance.id.to_string(),
+                    reverse_dns: None,
+                },
+            );
+            instance.public_ipv4 = Some(std::net::Ipv4Addr::from(address));
         }
         self.index.pending.insert((at, id.clone()));
         if instance.session.is_some() {

@@ -175,6 +175,12 @@ pub struct Instance {
     /// The firewalls attached to it (see [`crate::firewalls`]).
     #[serde(default)]
     pub firewalls: Vec<String>,
+    /// Its own public IPv4 address (see [`crate::public_ips`]).
+    #[serde(default)]
+    pub public_ipv4: Option<std::net::Ipv4Addr>,
+    /// The floating IPs assigned to it.
+    #[serde(default)]
+    pub floating_ips: Vec<String>,
 }
 
 fn default_notice() -> u32 {
@@ -246,6 +252,8 @@ impl Instance {
             session: None,
             nic: None,
             firewalls: Vec::new(),
+            public_ipv4: None,
+            floating_ips: Vec::new(),
         }
     }
 

@@ -40,6 +40,11 @@ impl ClusterState {
                         outbound_restricted: f.outbound_restricted,
                         inbound: f.inbound,
                         outbound: f.outbound,
+                        public_ipv4s: self
+                            .public_ipv4s_of(i)
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect(),
                     }
                 }),
                 // Owner-driven stop/start is not in the scheduler's model yet; the agent

@@ -59,5 +59,9 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::SetFirewallRules(_) => "set_firewall_rules",
         Body::DeleteFirewall(_) => "delete_firewall",
         Body::AttachFirewall(_) => "attach_firewall",
+        Body::CreateFloatingIp(_) => "create_floating_ip",
+        Body::AssignFloatingIp(_) => "assign_floating_ip",
+        Body::DeleteFloatingIp(_) => "delete_floating_ip",
+        Body::SetReverseDns(_) => "set_reverse_dns",
     }
 }

@@ -66,6 +66,12 @@ pub struct ClusterState {
     /// Projects' firewalls, by id (see [`crate::firewalls`]).
     #[serde(default)]
     pub firewalls: OrdMap<String, crate::firewalls::types::Firewall>,
+    /// Public IPv4 addresses held, by address (see [`crate::public_ips`]).
+    #[serde(default)]
+    pub public_ips: OrdMap<u32, crate::public_ips::types::Holder>,
+    /// Floating IPs, by id.
+    #[serde(default)]
+    pub floating_ips: OrdMap<String, crate::public_ips::types::FloatingIp>,
     /// The last VNI given to a network (never given again).
     #[serde(default)]
     pub last_vni: u32,
@@ -240,6 +246,10 @@ impl ClusterState {
             Body::SetFirewallRules(c) => self.set_firewall_rules(c),
             Body::DeleteFirewall(c) => self.delete_firewall(c),
             Body::AttachFirewall(c) => self.attach_firewall(c),
+            Body::CreateFloatingIp(c) => self.create_floating_ip(c, at),
+            Body::AssignFloatingIp(c) => self.assign_floating_ip(c),
+            Body::DeleteFloatingIp(c) => self.delete_floating_ip(c),
+            Body::SetReverseDns(c) => self.set_reverse_dns(c),
             Body::RequestQuota(c) => self.request_quota(c, at),
             Body::DecideQuotaRequest(c) => self.decide_quota_request(c, at),
         }

@@ -92,6 +92,9 @@ impl ClusterState {
 
     /// Drops a removed instance from the indexes that are not kept by usage.
     pub(crate) fn forget(&mut self, removed: &Instance) {
+        if removed.public_ipv4.is_some() || !removed.floating_ips.is_empty() {
+            self.forget_public_ips(removed);
+        }
         if !removed.firewalls.is_empty() {
             self.forget_firewalls(removed);
         }

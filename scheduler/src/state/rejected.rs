@@ -26,6 +26,9 @@ pub enum Rejected {
     /// A trial organisation asked for more than its trial allows (GPUs, instances).
     #[error("{0}")]
     TrialLimit(String),
+    /// A pool (public addresses) has nothing free: what is spent and what to do.
+    #[error("{0}")]
+    Exhausted(String),
     /// A create would take the project past a quota: what is used, the limit, how to ask.
     #[error("{0}")]
     QuotaExceeded(String),

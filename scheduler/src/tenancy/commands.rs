@@ -148,7 +148,11 @@ impl ClusterState {
             | Body::CreateFirewall(pb::CreateFirewall { project_id, .. })
             | Body::SetFirewallRules(pb::SetFirewallRules { project_id, .. })
             | Body::DeleteFirewall(pb::DeleteFirewall { project_id, .. })
-            | Body::AttachFirewall(pb::AttachFirewall { project_id, .. }) => {
+            | Body::AttachFirewall(pb::AttachFirewall { project_id, .. })
+            | Body::CreateFloatingIp(pb::CreateFloatingIp { project_id, .. })
+            | Body::AssignFloatingIp(pb::AssignFloatingIp { project_id, .. })
+            | Body::DeleteFloatingIp(pb::DeleteFloatingIp { project_id, .. })
+            | Body::SetReverseDns(pb::SetReverseDns { project_id, .. }) => {
                 (Action::ManageProject, Target::Project(project(project_id)?))
             }
             Body::RequestQuota(c) => (

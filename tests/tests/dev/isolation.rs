@@ -65,6 +65,7 @@ fn walk_of(method: &str, path: &str) -> Walk {
             | "/v1/quota-requests"
             | "/v1/networks"
             | "/v1/firewalls"
+            | "/v1/floating-ips"
             | "/v1/webhook-endpoints",
         ) => List,
         (
@@ -76,6 +77,7 @@ fn walk_of(method: &str, path: &str) -> Walk {
             | "/v1/quota-requests"
             | "/v1/networks"
             | "/v1/firewalls"
+            | "/v1/floating-ips"
             | "/v1/webhook-endpoints",
         ) => Hidden, // with ?project=<A's project>
         // Operators only: refused before anything is looked up.
@@ -131,6 +133,7 @@ impl OrgA {
                 "{key}" => self.key_id.clone(),
                 "{user}" => self.user.clone(),
                 "{event}" => "evt_1_0".to_owned(),
+                "{address}" => "203.0.113.1".to_owned(),
                 s => s.to_owned(),
             });
         }
@@ -144,6 +147,7 @@ impl OrgA {
             "/v1/quota-requests",
             "/v1/networks",
             "/v1/firewalls",
+            "/v1/floating-ips",
             "/v1/webhook-endpoints",
         ];
         if template == "/v1/audit-events" {
@@ -184,6 +188,9 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/webhook-endpoints") => Some(json!({"url": "http://127.0.0.1:9/hook"})),
         ("POST", "/v1/networks") => Some(json!({"name": "intruder"})),
         ("POST", "/v1/firewalls") => Some(json!({"name": "intruder"})),
+        ("POST", "/v1/floating-ips") => Some(json!({"region": "par"})),
+        ("POST", t) if t.ends_with("/assign") => Some(json!({"instance": a.instance})),
+        ("PUT", t) if t.starts_with("/v1/reverse-dns") => Some(json!({"name": "x.example.org"})),
         ("POST", t) if t.ends_with("/attach") || t.ends_with("/detach") => {
             Some(json!({"instance": a.instance}))
         }
