@@ -91,6 +91,9 @@ pub enum InstanceCommand {
         /// The private address to take (default: the network's first free one).
         #[arg(long)]
         private_ipv4: Option<String>,
+        /// A public IPv4 address of its own, from the region's pools.
+        #[arg(long)]
+        public_ipv4: bool,
         /// Wait until the instance is running (or failed).
         #[arg(long)]
         wait: bool,
@@ -321,6 +324,13 @@ fn print_details(i: &Value) {
         ("memory", format!("{} MiB", i["memory_mib"])),
         ("disk", format!("{} GiB", i["disk_gib"])),
     ];
+    if let Some(ip) = i["public_ipv4"].as_str() {
+        fields.push(("public ipv4", ip.to_owned()));
+    }
+    if let Some(f) = i["floating_ips"].as_array().filter(|f| !f.is_empty()) {
+        let ids: Vec<&str> = f.iter().filter_map(Value::as_str).collect();
+        fields.push(("floating ips", ids.join(", ")));
+    }
     if let Some(ip) = i["private_ipv4"].as_str() {
         fields.push((
             "private ipv4",
@@ -383,6 +393,7 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
             user_data,
             network,
             private_ipv4,
+            public_ipv4,
             wait,
         } => {
             let mut body = serde_json::json!({
@@ -438,6 +449,9 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
             }
             if let Some(ip) = private_ipv4 {
                 body["private_ipv4"] = Value::String(ip);
+            }
+            if public_ipv4 {
+                body["public_ipv4"] = Value::Bool(true);
             }
             let mut instance = client
                 .call(Method::POST, "/v1/instances", Some(body), false)

@@ -11,6 +11,7 @@ mod data_dir;
 mod dev;
 mod dev_pki;
 mod firewall_cmd;
+mod ip_cmd;
 mod job_cmd;
 mod limits;
 mod network_cmd;
@@ -202,6 +203,13 @@ enum Command {
         #[command(subcommand)]
         command: firewall_cmd::FirewallCommand,
     },
+    /// Floating IPs (take, assign, move, give back) and reverse DNS of public addresses.
+    Ip {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: ip_cmd::IpCommand,
+    },
     /// Quotas: limits and usage per region, requests for more; operators set and decide.
     Quota {
         #[command(flatten)]
@@ -360,6 +368,7 @@ fn main() -> ExitCode {
         | Command::Quota { .. }
         | Command::Network { .. }
         | Command::Firewall { .. }
+        | Command::Ip { .. }
         | Command::Webhook { .. }
         | Command::Reservation { .. }
         | Command::Job { .. }
@@ -461,6 +470,7 @@ fn main() -> ExitCode {
             Command::Quota { client, command } => quota_cmd::run(client, command).await,
             Command::Network { client, command } => network_cmd::run(client, command).await,
             Command::Firewall { client, command } => firewall_cmd::run(client, command).await,
+            Command::Ip { client, command } => ip_cmd::run(client, command).await,
             Command::Webhook { client, command } => webhook_cmd::run(client, command).await,
             Command::Bench {
                 command: BenchCommand::Create { client, args },

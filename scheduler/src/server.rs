@@ -330,6 +330,11 @@ impl Scheduler {
         let mut registry = prometheus_client::registry::Registry::default();
         cluster.raft().metrics().register(&mut registry);
         links.metrics().register(&mut registry);
+        let catalog = Arc::new(config.catalog);
+        registry.register_collector(Box::new(crate::public_ips::metrics::PoolsCollector {
+            cluster: cluster.clone(),
+            catalog: catalog.clone(),
+        }));
         let announce = tokio::spawn(announce(
             cluster.clone(),
             pb::AnnounceReplica {
@@ -344,7 +349,7 @@ impl Scheduler {
             .unwrap_or_else(|| format!("http://{}", advertised(api_addr, &config.replication)));
         let api_state = ApiState {
             cluster: cluster.clone(),
-            catalog: Arc::new(config.catalog),
+            catalog,
             build: config.build,
             links,
             metrics: Arc::new(registry),

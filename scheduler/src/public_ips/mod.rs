@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod metrics;
 pub mod types;
 
 #[cfg(test)]

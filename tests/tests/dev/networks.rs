@@ -152,3 +152,102 @@ async fn instances_get_private_addresses_on_default_and_named_networks() {
     .await;
     assert_eq!(running["private_ipv4"], "10.0.0.3");
 }
+
+#[tokio::test]
+async fn public_addresses_come_from_the_region_pools_and_floating_ips_move() {
+    let fx = Fixture::start();
+    // Its own public address: the first of par's pool (203.0.113.0/26).
+    let web = cli_json(
+        &fx,
+        &[
+            "instance",
+            "create",
+            "--flavor",
+            "vps-s",
+            "--image",
+            "debian-12",
+            "--region",
+            "par",
+            "--public-ipv4",
+        ],
+    );
+    assert_eq!(web["public_ipv4"], "203.0.113.1", "{web}");
+    let web_id = web["id"].as_str().unwrap().to_owned();
+    // A floating IP, assigned, with a reverse DNS name.
+    let fip = cli_json(
+        &fx,
+        &["ip", "create", "--region", "par", "--instance", &web_id],
+    );
+    assert_eq!(fip["address"], "203.0.113.2", "{fip}");
+    assert_eq!(fip["instance"], web_id.as_str());
+    let fip_id = fip["id"].as_str().unwrap().to_owned();
+    let shown = cli_json(&fx, &["instance", "get", &web_id]);
+    assert_eq!(
+        shown["floating_ips"],
+        serde_json::json!([fip_id]),
+        "{shown}"
+    );
+    let rdns = cli_json(&fx, &["ip", "rdns", "203.0.113.2", "mail.example.org"]);
+    assert_eq!(rdns["reverse_dns"], "mail.example.org");
+    let out = fx.fleet.cli(&["ip", "rdns", "203.0.113.2", "not a name"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`reverse_dns`"));
+    // Another region's floating IP does not go to a par instance.
+    let fra = cli_json(&fx, &["ip", "create", "--region", "fra"]);
+    assert_eq!(fra["address"], "203.0.113.65", "{fra}");
+    let out = fx
+        .fleet
+        .cli(&["ip", "assign", fra["id"].as_str().unwrap(), &web_id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("422") && err.contains("is in fra"),
+        "{err}"
+    );
+    // The pools show in /metrics.
+    let metrics = reqwest::get(format!("{}/metrics", fx.fleet.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vmcloud_public_ipv4_free{region=\"par\"} 60"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("public_ipv4"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The instance goes; the floating IP stays, unassigned, and its own address is free again.
+    let out = fx.fleet.cli(&["instance", "delete", &web_id, "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = cli_json(&fx, &["ip", "list"]);
+    let kept = list["floating_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == fip_id.as_str())
+        .unwrap()
+        .clone();
+    assert!(kept.get("instance").is_none(), "{kept}");
+    let again = cli_json(
+        &fx,
+        &[
+            "instance",
+            "create",
+            "--flavor",
+            "vps-s",
+            "--image",
+            "debian-12",
+            "--region",
+            "par",
+            "--public-ipv4",
+        ],
+    );
+    assert_eq!(again["public_ipv4"], "203.0.113.1", "{again}");
+}
