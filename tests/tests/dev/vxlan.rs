@@ -6,7 +6,8 @@
 //! network ping each other across the hosts; another project's guests, on the same subnet,
 //! are not reachable from them. A firewall opening port 22 lets a TCP connection through
 //! while another port stays shut; without the rule port 22 shuts too; detached, all is open
-//! again (nftables on the host, applied without touching the guest).
+//! again (nftables on the host, applied without touching the guest). A floating IP reaches the
+//! instance it is assigned to from its host, and the one it is moved to after.
 //!
 //! Needs root (network namespaces); skipped with the reason elsewhere.
 
@@ -282,6 +283,7 @@ async fn guests_of_a_network_reach_each_other_across_hosts_and_nobody_else() {
             guest,
             instance["private_ipv4"].as_str().unwrap().to_owned(),
             instance["node"].as_str().unwrap().to_owned(),
+            inside,
         ));
     }
     assert_ne!(
@@ -397,6 +399,40 @@ async fn guests_of_a_network_reach_each_other_across_hosts_and_nobody_else() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !(from_a1(22) && from_a1(23)) {
         assert!(Instant::now() < deadline, "detached, the ports stay shut");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A floating IP on A1, then moved to A2 (on the other host). The guest takes the address
+    // as cloud-init would from its network config (a /32, and the world through its host).
+    let fip = cli_json(&fx, &["ip", "create", "--region", "ams", "--instance", &a1]);
+    let (fip_id, address) = (
+        fip["id"].as_str().unwrap().to_owned(),
+        fip["address"].as_str().unwrap().to_owned(),
+    );
+    let host_of = |n: usize| if guests[n].2 == "vx-host-1" { &hosts[0] } else { &hosts[1] };
+    let take = |n: usize| {
+        let (ns, dev) = (&guests[n].0, &guests[n].3);
+        run(&["ip", "-n", ns, "addr", "add", &format!("{address}/32"), "dev", dev]);
+        run(&["ip", "-n", ns, "route", "replace", "default", "dev", dev]);
+    };
+    let routed = |host: &str| {
+        let out = Command::new("ip")
+            .args(["-n", host, "route", "show", &format!("{address}/32")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("vmcbr")
+    };
+    take(0);
+    assert!(pings(host_of(0), &address, limit), "{address} does not reach A1 from its host");
+    assert!(routed(host_of(0)));
+    let out = fx.fleet.cli(&["ip", "assign", &fip_id, &a2]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run(&["ip", "-n", &guests[0].0, "addr", "del", &format!("{address}/32"), "dev", &guests[0].3]);
+    take(1);
+    assert!(pings(host_of(1), &address, limit), "{address} does not reach A2 after the move");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while routed(host_of(0)) {
+        assert!(Instant::now() < deadline, "A1's host still routes {address}");
         std::thread::sleep(Duration::from_millis(200));
     }
 }
