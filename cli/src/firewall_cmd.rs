@@ -2,12 +2,13 @@
 //! `DIRECTION PROTOCOL [PORTS] [CIDR,…|fw-…]` (`in tcp 22 203.0.113.0/24`, `in tcp 443`,
 //! `in any fw-0123…`, `out udp 53 10.0.0.2`), attached to instances.
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs, Output, print_rows};
+use vmcloud_scheduler::firewalls::api::{parse_rule, rule_text};
 
 #[derive(Debug, Subcommand)]
 pub enum FirewallCommand {
@@ -36,73 +37,6 @@ pub enum FirewallCommand {
     Delete { id: String },
 }
 
-/// `in tcp 22 203.0.113.0/24` as the API's rule.
-fn parse_rule(text: &str) -> anyhow::Result<Value> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let (direction, rest) = match words.split_first() {
-        Some((&("in" | "inbound"), rest)) => ("inbound", rest),
-        Some((&("out" | "outbound"), rest)) => ("outbound", rest),
-        _ => bail!("rule {text:?}: start with `in` or `out` (e.g. `in tcp 22 203.0.113.0/24`)"),
-    };
-    let (protocol, rest) = rest
-        .split_first()
-        .ok_or_else(|| anyhow!("rule {text:?}: name a protocol: tcp, udp, icmp or any"))?;
-    let mut rule = json!({"direction": direction, "protocol": protocol});
-    let mut rest = rest.iter();
-    let mut next = rest.next();
-    if let Some(p) = next
-        && p.chars().next().is_some_and(|c| c.is_ascii_digit())
-        && !p.contains('.')
-    {
-        rule["ports"] = (*p).into();
-        next = rest.next();
-    }
-    if let Some(target) = next {
-        if target.starts_with("fw-") {
-            rule["peer_firewall"] = (*target).into();
-        } else {
-            let cidrs: Vec<&str> = target.split(',').collect();
-            rule[if direction == "inbound" {
-                "sources"
-            } else {
-                "destinations"
-            }] = cidrs.into();
-        }
-    }
-    if let Some(extra) = rest.next() {
-        bail!("rule {text:?}: {extra:?} is one word too many");
-    }
-    Ok(rule)
-}
-
-fn rule_text(r: &Value) -> String {
-    let mut out = format!(
-        "{} {}",
-        if r["direction"] == "inbound" {
-            "in"
-        } else {
-            "out"
-        },
-        r["protocol"].as_str().unwrap_or("any")
-    );
-    if let Some(p) = r["ports"].as_str() {
-        out.push(' ');
-        out.push_str(p);
-    }
-    for k in ["sources", "destinations"] {
-        if let Some(list) = r[k].as_array() {
-            let l: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
-            out.push(' ');
-            out.push_str(&l.join(","));
-        }
-    }
-    if let Some(p) = r["peer_firewall"].as_str() {
-        out.push(' ');
-        out.push_str(p);
-    }
-    out
-}
-
 fn print_firewall(f: &Value) {
     println!(
         "{} {} — attached to {}",
@@ -111,7 +45,9 @@ fn print_firewall(f: &Value) {
         f["instances"].as_array().map_or(0, Vec::len)
     );
     for r in f["rules"].as_array().into_iter().flatten() {
-        println!("  {}", rule_text(r));
+        if let Ok(rule) = serde_json::from_value(r.clone()) {
+            println!("  {}", rule_text(&rule));
+        }
     }
 }
 
@@ -135,8 +71,8 @@ pub async fn run(args: ClientArgs, command: FirewallCommand) -> anyhow::Result<(
         FirewallCommand::Create { name, rules } => {
             let rules = rules
                 .iter()
-                .map(|r| parse_rule(r))
-                .collect::<anyhow::Result<Vec<Value>>>()?;
+                .map(|r| parse_rule(r).map_err(|e| anyhow!(e)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let f = answer(
                 client
                     .call(
@@ -187,8 +123,8 @@ pub async fn run(args: ClientArgs, command: FirewallCommand) -> anyhow::Result<(
         FirewallCommand::Rules { id, rules } => {
             let rules = rules
                 .iter()
-                .map(|r| parse_rule(r))
-                .collect::<anyhow::Result<Vec<Value>>>()?;
+                .map(|r| parse_rule(r).map_err(|e| anyhow!(e)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let f = answer(
                 client
                     .call(
@@ -231,31 +167,4 @@ pub async fn run(args: ClientArgs, command: FirewallCommand) -> anyhow::Result<(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rules_read_as_written() {
-        assert_eq!(
-            parse_rule("in tcp 22 203.0.113.0/24,198.51.100.7").unwrap(),
-            json!({"direction": "inbound", "protocol": "tcp", "ports": "22",
-                "sources": ["203.0.113.0/24", "198.51.100.7"]})
-        );
-        assert_eq!(
-            parse_rule("out udp 53 10.0.0.2").unwrap(),
-            json!({"direction": "outbound", "protocol": "udp", "ports": "53",
-                "destinations": ["10.0.0.2"]})
-        );
-        assert_eq!(
-            parse_rule("in any fw-0011").unwrap(),
-            json!({"direction": "inbound", "protocol": "any", "peer_firewall": "fw-0011"})
-        );
-        assert!(parse_rule("sideways tcp").is_err());
-        assert!(parse_rule("in tcp 22 10.0.0.0/8 extra").is_err());
-        let r = parse_rule("in tcp 8000-8100").unwrap();
-        assert_eq!(rule_text(&r), "in tcp 8000-8100");
-    }
 }

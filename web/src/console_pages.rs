@@ -114,7 +114,7 @@ pub fn instance_rows(lang: Lang, project: &str, list: &Value) -> Markup {
     let instances = list["instances"].as_array().cloned().unwrap_or_default();
     html! {
         @if instances.is_empty() {
-            tr { td colspan="6" .muted { (lang.t(Msg::NoInstances)) } }
+            tr { td colspan="7" .muted { (lang.t(Msg::NoInstances)) } }
         }
         @for i in &instances {
             tr data-id=(s(i, "id")) {
@@ -123,6 +123,10 @@ pub fn instance_rows(lang: Lang, project: &str, list: &Value) -> Markup {
                 td { (s(i, "region")) }
                 td { span class={ "state state-" (s(i, "state")) } data-state=(s(i, "state")) { (s(i, "state")) } }
                 td.mono { (i["node"].as_str().unwrap_or("—")) }
+                td.mono.private-ip {
+                    (i["private_ipv4"].as_str().unwrap_or("—"))
+                    @if let Some(p) = i["public_ipv4"].as_str() { br; (p) }
+                }
                 td.mono { (s(i, "created_at")) }
             }
         }
@@ -180,13 +184,17 @@ pub async fn project(State(web): State<Web>, ctx: Ctx, Path(id): Path<String>) -
                 " · "
                 a href={ "/console/projects/" (id) "/webhooks" } id="webhooks-link" { (ctx.t(Msg::Webhooks)) }
                 " · "
+                a href={ "/console/projects/" (id) "/networks" } id="networks-link" { (ctx.t(Msg::Networks)) }
+                " · "
+                a href={ "/console/projects/" (id) "/firewalls" } id="firewalls-link" { (ctx.t(Msg::Firewalls)) }
+                " · "
                 a.danger href={ "/console/projects/" (id) "/delete" } id="delete-project" { (ctx.t(Msg::Delete)) }
             }
             h2 { (ctx.t(Msg::Instances)) " " small.muted { (ctx.t(Msg::Live)) } }
             table #instances data-events={ "/console/projects/" (id) "/instances/events" } {
                 thead { tr {
                     th { (ctx.t(Msg::Name)) } th { (ctx.t(Msg::Flavor)) } th { (ctx.t(Msg::Region)) }
-                    th { (ctx.t(Msg::State)) } th { (ctx.t(Msg::Host)) } th { (ctx.t(Msg::Created)) }
+                    th { (ctx.t(Msg::State)) } th { (ctx.t(Msg::Host)) } th { (ctx.t(Msg::PrivateIp)) } th { (ctx.t(Msg::Created)) }
                 } }
                 tbody { (instance_rows(ctx.lang, &id, &list)) }
             }

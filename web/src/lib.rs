@@ -20,6 +20,7 @@ pub mod console_pages;
 pub mod contract_pages;
 pub mod i18n;
 pub mod layout;
+pub mod network_pages;
 pub mod sso_pages;
 pub mod webhook_pages;
 
@@ -90,6 +91,58 @@ pub fn pages(state: ApiState) -> Router {
             get(contract::quotas).post(contract::ask),
         )
         .route("/console/orgs/{id}/audit", get(contract::audit))
+        .route(
+            "/console/projects/{project}/networks",
+            get(network_pages::networks).post(network_pages::create_network),
+        )
+        .route(
+            "/console/projects/{project}/networks/{id}/delete",
+            post(network_pages::delete_network),
+        )
+        .route(
+            "/console/projects/{project}/networks/floating",
+            post(network_pages::take_floating),
+        )
+        .route(
+            "/console/projects/{project}/networks/floating/{id}/assign",
+            post(network_pages::assign_floating),
+        )
+        .route(
+            "/console/projects/{project}/networks/floating/{id}/unassign",
+            post(network_pages::unassign_floating),
+        )
+        .route(
+            "/console/projects/{project}/networks/floating/{id}/delete",
+            post(network_pages::delete_floating),
+        )
+        .route(
+            "/console/projects/{project}/networks/floating/{id}/rdns",
+            post(network_pages::reverse_dns),
+        )
+        .route(
+            "/console/projects/{project}/firewalls",
+            get(network_pages::firewalls).post(network_pages::create_firewall),
+        )
+        .route(
+            "/console/projects/{project}/firewalls/{id}",
+            get(network_pages::firewall),
+        )
+        .route(
+            "/console/projects/{project}/firewalls/{id}/rules",
+            post(network_pages::set_rules),
+        )
+        .route(
+            "/console/projects/{project}/firewalls/{id}/attach",
+            post(network_pages::attach),
+        )
+        .route(
+            "/console/projects/{project}/firewalls/{id}/detach/{instance}",
+            post(network_pages::detach),
+        )
+        .route(
+            "/console/projects/{project}/firewalls/{id}/delete",
+            post(network_pages::delete_firewall),
+        )
         .route(
             "/console/projects/{project}/webhooks",
             get(webhook_pages::list).post(webhook_pages::create),

@@ -119,6 +119,84 @@ impl FirewallView {
     }
 }
 
+/// A rule as people write it: `in|out PROTOCOL [PORTS] [CIDR,…|fw-…]` (`in tcp 22
+/// 203.0.113.0/24`, `in tcp 443`, `in any fw-0123…`, `out udp 53 10.0.0.2`). The CLI and the
+/// console read rules this way.
+pub fn parse_rule(text: &str) -> Result<RuleBody, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (direction, rest) = match words.split_first() {
+        Some((&("in" | "inbound"), rest)) => ("inbound", rest),
+        Some((&("out" | "outbound"), rest)) => ("outbound", rest),
+        _ => {
+            return Err(format!(
+                "rule {text:?}: start with `in` or `out` (e.g. `in tcp 22 203.0.113.0/24`)"
+            ));
+        }
+    };
+    let (protocol, rest) = rest
+        .split_first()
+        .ok_or_else(|| format!("rule {text:?}: name a protocol: tcp, udp, icmp or any"))?;
+    let mut rule = RuleBody {
+        direction: direction.into(),
+        protocol: Some((*protocol).into()),
+        ports: None,
+        sources: Vec::new(),
+        destinations: Vec::new(),
+        peer_firewall: None,
+        description: String::new(),
+    };
+    let mut rest = rest.iter();
+    let mut next = rest.next();
+    if let Some(p) = next
+        && p.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && !p.contains('.')
+    {
+        rule.ports = Some((*p).into());
+        next = rest.next();
+    }
+    if let Some(target) = next {
+        if target.starts_with("fw-") {
+            rule.peer_firewall = Some((*target).into());
+        } else {
+            let cidrs: Vec<String> = target.split(',').map(str::to_owned).collect();
+            if direction == "inbound" {
+                rule.sources = cidrs;
+            } else {
+                rule.destinations = cidrs;
+            }
+        }
+    }
+    if let Some(extra) = rest.next() {
+        return Err(format!("rule {text:?}: {extra:?} is one word too many"));
+    }
+    Ok(rule)
+}
+
+/// A rule as [`parse_rule`] reads it.
+pub fn rule_text(r: &RuleBody) -> String {
+    let mut out = format!(
+        "{} {}",
+        if r.direction == "inbound" {
+            "in"
+        } else {
+            "out"
+        },
+        r.protocol.as_deref().unwrap_or("any")
+    );
+    for part in r
+        .ports
+        .iter()
+        .cloned()
+        .chain((!r.sources.is_empty()).then(|| r.sources.join(",")))
+        .chain((!r.destinations.is_empty()).then(|| r.destinations.join(",")))
+        .chain(r.peer_firewall.iter().cloned())
+    {
+        out.push(' ');
+        out.push_str(&part);
+    }
+    out
+}
+
 fn invalid(detail: String) -> Problem {
     Problem::unprocessable("invalid-firewall-rule", "Invalid firewall rule", detail)
 }
@@ -329,4 +407,27 @@ pub async fn detach(
     ApiJson(req): ApiJson<AttachRequest>,
 ) -> Result<Json<FirewallView>, Problem> {
     attach_or_detach(s, caller, id, req.instance, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_read_as_written_and_back() {
+        for text in [
+            "in tcp 22 203.0.113.0/24,198.51.100.7",
+            "out udp 53 10.0.0.2",
+            "in any fw-0011",
+            "in tcp 8000-8100",
+            "in icmp",
+        ] {
+            assert_eq!(rule_text(&parse_rule(text).unwrap()), text);
+        }
+        let r = parse_rule("in tcp 22 203.0.113.0/24").unwrap();
+        assert_eq!(r.sources, ["203.0.113.0/24"]);
+        assert_eq!(r.ports.as_deref(), Some("22"));
+        assert!(parse_rule("sideways tcp").is_err());
+        assert!(parse_rule("in tcp 22 10.0.0.0/8 extra").is_err());
+    }
 }

@@ -91,6 +91,12 @@ impl ClusterState {
         for key_id in keys {
             self.api_keys.remove(&key_id);
         }
+        // Its networks (empty: it has no instances), firewalls and public addresses go with
+        // it; their VNIs are never given again.
+        self.networks = self.networks.without_matching(|n| n.project == id);
+        self.firewalls = self.firewalls.without_matching(|f| f.project == id);
+        self.floating_ips = self.floating_ips.without_matching(|f| f.project == id);
+        self.public_ips = self.public_ips.without_matching(|h| h.project == id);
         Ok(Applied::Done)
     }
 
@@ -562,6 +568,20 @@ impl ClusterState {
                         .get(&p.org)
                         .is_some_and(|o| o.members.contains_key(user))
             })
+            .collect()
+    }
+}
+
+/// `map` less the entries whose value `gone` picks.
+trait WithoutMatching<V> {
+    fn without_matching(&self, gone: impl Fn(&V) -> bool) -> Self;
+}
+
+impl<K: Ord + Clone, V: Clone> WithoutMatching<V> for imbl::OrdMap<K, V> {
+    fn without_matching(&self, gone: impl Fn(&V) -> bool) -> Self {
+        self.iter()
+            .filter(|(_, v)| !gone(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
 }

@@ -453,6 +453,79 @@ async fn the_console_from_sign_up_to_a_running_instance() {
         .await
         .unwrap();
 
+    // The instance's private address on the project page; the project's networks, a new one,
+    // a floating IP assigned to the instance; a firewall attached to it.
+    wait_for(&c, "#instances td.private-ip", Duration::from_secs(10)).await;
+    assert!(
+        text(&c, "#instances").await.contains("10.0.0."),
+        "no private address on the page"
+    );
+    click(&c, "#networks-link").await;
+    wait_for(&c, "#networks tbody tr", Duration::from_secs(10)).await;
+    let nets = text(&c, "#networks").await;
+    assert!(
+        nets.contains("10.0.0.0/24") && nets.contains("default"),
+        "{nets}"
+    );
+    fill(&c, "#network-name", "backend").await;
+    fill(&c, "#network-subnet", "10.20.0.0/24").await;
+    click(&c, "#network-region option[value='par']").await;
+    click(&c, "#create-network").await;
+    wait_for(&c, "p.notice", Duration::from_secs(10)).await;
+    assert!(text(&c, "#networks").await.contains("10.20.0.0/24"));
+    click(&c, "#fip-region option[value='par']").await;
+    click(&c, "#take-fip").await;
+    wait_for(&c, "#floating-ips tbody tr", Duration::from_secs(10)).await;
+    assert!(text(&c, "#floating-ips").await.contains("203.0.113."));
+    click(&c, "#floating-ips form[action$='/assign'] button").await;
+    wait_for(
+        &c,
+        "#floating-ips form[action$='/unassign']",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(text(&c, "#floating-ips").await.contains("i-"));
+    shots.take(&c, "networks-and-floating-ips").await;
+    c.goto(&format!("{base}{project_page}/networks?lang=fr"))
+        .await
+        .unwrap();
+    assert_eq!(text(&c, "h1").await, "Réseaux");
+    shots.take(&c, "networks-in-french").await;
+    c.goto(&format!("{base}{project_page}/firewalls?lang=en"))
+        .await
+        .unwrap();
+    fill(&c, "#firewall-name", "ssh").await;
+    fill(
+        &c,
+        "#firewall-rules",
+        "in tcp 22 203.0.113.0/24\nin tcp 443",
+    )
+    .await;
+    click(&c, "#create-firewall").await;
+    wait_for(&c, "#save-rules", Duration::from_secs(10)).await;
+    click(&c, "#attach").await;
+    wait_for(&c, "#attached tbody tr", Duration::from_secs(10)).await;
+    let rules = c
+        .find(Locator::Css("#firewall-rules"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        rules.contains("in tcp 22 203.0.113.0/24") && rules.contains("in tcp 443"),
+        "{rules}"
+    );
+    shots.take(&c, "firewall-attached").await;
+    // A bad rule: the page says which line and why, nothing changes.
+    fill(&c, "#firewall-rules", "in tcp 22\nin tcp 99999").await;
+    click(&c, "#save-rules").await;
+    wait_for(&c, "p.problem", Duration::from_secs(10)).await;
+    let why = text(&c, "p.problem").await;
+    assert!(why.contains("99999"), "{why}");
+    c.goto(&format!("{base}{project_page}")).await.unwrap();
+
     // One from the CLI with the new key appears on the open page without a reload.
     let out = fx.fleet.cli(&[
         "instance",

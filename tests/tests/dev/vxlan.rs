@@ -409,10 +409,25 @@ async fn guests_of_a_network_reach_each_other_across_hosts_and_nobody_else() {
         fip["id"].as_str().unwrap().to_owned(),
         fip["address"].as_str().unwrap().to_owned(),
     );
-    let host_of = |n: usize| if guests[n].2 == "vx-host-1" { &hosts[0] } else { &hosts[1] };
+    let host_of = |n: usize| {
+        if guests[n].2 == "vx-host-1" {
+            &hosts[0]
+        } else {
+            &hosts[1]
+        }
+    };
     let take = |n: usize| {
         let (ns, dev) = (&guests[n].0, &guests[n].3);
-        run(&["ip", "-n", ns, "addr", "add", &format!("{address}/32"), "dev", dev]);
+        run(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{address}/32"),
+            "dev",
+            dev,
+        ]);
         run(&["ip", "-n", ns, "route", "replace", "default", "dev", dev]);
     };
     let routed = |host: &str| {
@@ -423,16 +438,38 @@ async fn guests_of_a_network_reach_each_other_across_hosts_and_nobody_else() {
         String::from_utf8_lossy(&out.stdout).contains("vmcbr")
     };
     take(0);
-    assert!(pings(host_of(0), &address, limit), "{address} does not reach A1 from its host");
+    assert!(
+        pings(host_of(0), &address, limit),
+        "{address} does not reach A1 from its host"
+    );
     assert!(routed(host_of(0)));
     let out = fx.fleet.cli(&["ip", "assign", &fip_id, &a2]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    run(&["ip", "-n", &guests[0].0, "addr", "del", &format!("{address}/32"), "dev", &guests[0].3]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run(&[
+        "ip",
+        "-n",
+        &guests[0].0,
+        "addr",
+        "del",
+        &format!("{address}/32"),
+        "dev",
+        &guests[0].3,
+    ]);
     take(1);
-    assert!(pings(host_of(1), &address, limit), "{address} does not reach A2 after the move");
+    assert!(
+        pings(host_of(1), &address, limit),
+        "{address} does not reach A2 after the move"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while routed(host_of(0)) {
-        assert!(Instant::now() < deadline, "A1's host still routes {address}");
+        assert!(
+            Instant::now() < deadline,
+            "A1's host still routes {address}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
