@@ -116,6 +116,74 @@ fn wait_for(log: &Path, marker: &str, timeout: Duration) -> String {
     }
 }
 
+/// `id` created, placed and given its NIC by the scheduler's state (networks from `vni` on):
+/// the desired instance its host gets.
+fn scheduled(id: &InstanceId, vni: u32) -> pb::DesiredInstance {
+    use vmcloud_proto::pb::command::Body;
+    let mut state = vmcloud_scheduler::state::ClusterState::default();
+    let mut apply = |body: Body| {
+        let index = state.applied_index + 1;
+        state
+            .apply(
+                index,
+                pb::Command {
+                    at_unix_ms: 1_000 + index as i64,
+                    actor: None,
+                    request: None,
+                    body: Some(body),
+                },
+            )
+            .unwrap();
+    };
+    apply(Body::CreateProject(pb::CreateProject {
+        project_id: "prj-real".into(),
+        name: "real".into(),
+        ..Default::default()
+    }));
+    apply(Body::RegisterNode(pb::RegisterNode {
+        node_id: "real-host".into(),
+        inventory: Some(pb::HostInventory {
+            region: "par".into(),
+            cpu_threads: 4,
+            memory_bytes: 4 << 30,
+            ..Default::default()
+        }),
+        build: None,
+    }));
+    apply(Body::CreateInstance(pb::CreateInstance {
+        instance_id: id.to_string(),
+        project_id: "prj-real".into(),
+        name: "real-guest".into(),
+        image: "test-guest".into(),
+        region: "par".into(),
+        vcpus: 1,
+        memory_mib: 256,
+        disk_gib: 1,
+        ssh_keys: vec![KEY.into()],
+        vnis: Some(pb::VniRange {
+            first: vni,
+            last: 0x00ff_ffff,
+        }),
+        ..Default::default()
+    }));
+    apply(Body::PlaceInstances(pb::PlaceInstances {
+        placements: vec![pb::Placement {
+            instance_id: id.to_string(),
+            node_id: "real-host".into(),
+            gpus: Vec::new(),
+        }],
+        ..Default::default()
+    }));
+    let node = vmcloud_proto::NodeId::parse("real-host").unwrap();
+    state
+        .desired_config(&node)
+        .unwrap()
+        .instances
+        .into_iter()
+        .next()
+        .unwrap()
+}
+
 #[test]
 fn boots_the_test_guest_through_libvirtd() {
     if !nix::unistd::Uid::effective().is_root() {
@@ -156,24 +224,13 @@ fn boots_the_test_guest_through_libvirtd() {
         watch_interval: Duration::from_secs(5),
     };
     let id = InstanceId::generate();
-    let mac = "52:54:00:5e:00:42";
-    let mut want = pb::DesiredInstance {
-        instance_id: id.to_string(),
-        name: "real-guest".into(),
-        vcpus: 1,
-        memory_mib: 256,
-        disk_gib: 1,
-        image: "test-guest".into(),
-        nic: Some(pb::DesiredNic {
-            vni,
-            mac: mac.into(),
-            mtu: 1450,
-            ipv4: "10.213.0.5/24".into(),
-            ..Default::default()
-        }),
-        ssh_keys: vec![KEY.into()],
-        ..Default::default()
-    };
+    // The instance as the scheduler makes it: its network, VNI, MAC and address from the
+    // scheduler's IPAM, in the desired config of the host it is placed on.
+    let mut want = scheduled(&id, vni);
+    let nic = want.nic.clone().expect("the scheduler gave it a NIC");
+    let mac = nic.mac.clone();
+    let address = nic.ipv4.split('/').next().unwrap().to_owned();
+    assert!(address.starts_with("10.0.0."), "{nic:?}");
     let desired = |generation, instances: Vec<pb::DesiredInstance>| pb::DesiredConfig {
         generation,
         instances,
@@ -237,6 +294,12 @@ fn boots_the_test_guest_through_libvirtd() {
     );
     assert!(
         text.contains(&format!("VMCLOUD-TEST-GUEST: metadata openssh-key {KEY}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "VMCLOUD-TEST-GUEST: metadata local-ipv4 {address}"
+        )),
         "{text}"
     );
 

@@ -71,6 +71,7 @@ if [ -n "\$ipconf" ]; then
     echo "\$out"
   }
   echo "VMCLOUD-TEST-GUEST: metadata instance-id \$(md instance-id)"
+  echo "VMCLOUD-TEST-GUEST: metadata local-ipv4 \$(md local-ipv4)"
   echo "VMCLOUD-TEST-GUEST: metadata openssh-key \$(md public-keys/0/openssh-key)"
 fi
 acpid -c /etc/acpi -l /dev/console
