@@ -40,6 +40,10 @@ pub struct DevArgs {
     /// Region of the local agent's host.
     #[arg(long, default_value = "par")]
     pub region: String,
+    /// Give the demo customer a running instance (with a public address, a firewall and a
+    /// floating IP) on first start; `false` leaves the host empty (the tests' fleets).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub demo_instance: bool,
     /// libvirt URI the local agent drives.
     #[arg(long, default_value = "test:///default")]
     pub hypervisor: String,
@@ -123,7 +127,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 data_dir: data_dir.join("scheduler"),
                 api_listen: args.listen,
                 gateway_listen: args.gateway_listen,
-                catalog,
+                catalog: catalog.clone(),
                 build: build.clone(),
                 ca_pem: pki.ca.identity.cert_pem.clone(),
                 identity: pki.scheduler.clone(),
@@ -162,9 +166,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             p
         }
     };
-    vmcloud_scheduler::bootstrap::ensure_demo_customer(scheduler.cluster(), &demo_password)
-        .await
-        .context("cannot set up the demo customer")?;
+    vmcloud_scheduler::bootstrap::ensure_demo_customer(
+        scheduler.cluster(),
+        &catalog,
+        &demo_password,
+        args.demo_instance.then_some(args.region.as_str()),
+    )
+    .await
+    .context("cannot set up the demo customer")?;
 
     let agent = Agent::start(AgentConfig {
         node: node.clone(),

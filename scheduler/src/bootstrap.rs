@@ -103,11 +103,17 @@ pub const DEMO_EMAIL: &str = "demo@vmcloud.example";
 
 /// Makes sure the demo customer exists (a verified user owning the "Demo" organisation with
 /// its `default` project) with `password`. Does nothing when the email is taken.
-pub async fn ensure_demo_customer(cluster: &Cluster, password: &str) -> Result<(), BootstrapError> {
+pub async fn ensure_demo_customer(
+    cluster: &Cluster,
+    catalog: &crate::catalog::Catalog,
+    password: &str,
+    demo_instance_in: Option<&str>,
+) -> Result<(), BootstrapError> {
     if cluster.state().users_by_email.contains_key(DEMO_EMAIL) {
         return Ok(());
     }
     let user = vmcloud_proto::UserId::generate();
+    let project = ProjectId::generate();
     let (token, token_sha256) = crate::tenancy::api_key::mail_token();
     let pw = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || crate::tenancy::password::hash(&pw))
@@ -125,7 +131,7 @@ pub async fn ensure_demo_customer(cluster: &Cluster, password: &str) -> Result<(
                 billing_country: "FR".to_owned(),
                 vat_id: String::new(),
             }),
-            project_id: ProjectId::generate().to_string(),
+            project_id: project.to_string(),
             verification_sha256: token_sha256,
             verification_expires_at_unix_ms: crate::clock::now_ms() + 3_600_000,
         }))
@@ -136,5 +142,94 @@ pub async fn ensure_demo_customer(cluster: &Cluster, password: &str) -> Result<(
             token_sha256: crate::tenancy::api_key::mail_token_sha256(&token),
         }))
         .await??;
+    demo_network(cluster, catalog, &project, demo_instance_in).await
+}
+
+/// What the demo project shows of networks: a second private network, a firewall for a web
+/// server, a floating IP; and with `instance_in` (a region), an instance with a public address
+/// there behind the firewall, with the floating IP on it.
+async fn demo_network(
+    cluster: &Cluster,
+    catalog: &crate::catalog::Catalog,
+    project: &ProjectId,
+    instance_in: Option<&str>,
+) -> Result<(), BootstrapError> {
+    let region = instance_in.unwrap_or("par");
+    let (Some(flavor), Some(r)) = (catalog.flavors.get("vps-s"), catalog.regions.get(region))
+    else {
+        return Ok(());
+    };
+    let rule = |ports: u32| pb::FirewallRule {
+        direction: "inbound".into(),
+        protocol: "tcp".into(),
+        port_from: ports,
+        port_to: ports,
+        ..Default::default()
+    };
+    let instance = vmcloud_proto::InstanceId::generate();
+    let firewall = format!("fw-{:016x}", rand::random::<u64>());
+    let fip = format!("fip-{:016x}", rand::random::<u64>());
+    let mut bodies = vec![
+        Body::CreateNetwork(pb::CreateNetwork {
+            network_id: format!("net-{:016x}", rand::random::<u64>()),
+            project_id: project.to_string(),
+            name: "backend".into(),
+            subnet: "10.20.0.0/24".into(),
+            region: region.into(),
+            vnis: Some(catalog.networks.vnis()),
+        }),
+        Body::CreateFirewall(pb::CreateFirewall {
+            firewall_id: firewall.clone(),
+            project_id: project.to_string(),
+            name: "web".into(),
+            rules: vec![rule(22), rule(80), rule(443)],
+        }),
+    ];
+    let with_instance = [
+        Body::CreateInstance(pb::CreateInstance {
+            instance_id: instance.to_string(),
+            project_id: project.to_string(),
+            name: "demo-web".into(),
+            flavor: "vps-s".into(),
+            image: "debian-12".into(),
+            region: region.into(),
+            vcpus: flavor.vcpus,
+            memory_mib: flavor.memory_mib,
+            disk_gib: flavor.disk_gib,
+            vnis: Some(catalog.networks.vnis()),
+            public_ipv4: !r.public_ipv4.is_empty(),
+            public_pool: r.public_ipv4.clone(),
+            ..Default::default()
+        }),
+        Body::AttachFirewall(pb::AttachFirewall {
+            firewall_id: firewall,
+            project_id: project.to_string(),
+            instance_id: instance.to_string(),
+            detach: false,
+        }),
+    ];
+    if instance_in.is_some() {
+        bodies.extend(with_instance);
+    }
+    let public = !r.public_ipv4.is_empty();
+    if public {
+        bodies.push(Body::CreateFloatingIp(pb::CreateFloatingIp {
+            floating_ip_id: fip.clone(),
+            project_id: project.to_string(),
+            region: region.into(),
+            public_pool: r.public_ipv4.clone(),
+            description: "demo".into(),
+        }));
+    }
+    if public && instance_in.is_some() {
+        bodies.push(Body::AssignFloatingIp(pb::AssignFloatingIp {
+            floating_ip_id: fip,
+            project_id: project.to_string(),
+            instance_id: instance.to_string(),
+        }));
+    }
+    for body in bodies {
+        cluster.propose(body).await??;
+    }
     Ok(())
 }

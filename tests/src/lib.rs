@@ -97,6 +97,13 @@ impl DevFleet {
         config_home: &Path,
         extra: &[&str],
     ) -> Result<DevFleet, Failed> {
+        // The tests' fleets start with an empty host (a test that wants the demo instance
+        // says `--demo-instance true`).
+        let demo: &[&str] = if extra.contains(&"--demo-instance") {
+            &[]
+        } else {
+            &["--demo-instance", "false"]
+        };
         let mut child = command(config_home)
             .args([
                 "dev",
@@ -107,6 +114,7 @@ impl DevFleet {
                 "--agent-listen",
                 "127.0.0.1:0",
             ])
+            .args(demo)
             .args(extra)
             .arg("--data-dir")
             .arg(data_dir)

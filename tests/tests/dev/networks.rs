@@ -156,7 +156,22 @@ async fn instances_get_private_addresses_on_default_and_named_networks() {
 #[tokio::test]
 async fn public_addresses_come_from_the_region_pools_and_floating_ips_move() {
     let fx = Fixture::start();
-    // Its own public address: the first of par's pool (203.0.113.0/26).
+    let free_in_par = || async {
+        let metrics = reqwest::get(format!("{}/metrics", fx.fleet.api))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("vmcloud_public_ipv4_free{region=\"par\"} "))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no par pool gauge in:\n{metrics}"))
+    };
+    // (The demo customer may hold some already.)
+    let free_before = free_in_par().await;
+    // Its own public address, from par's pool (203.0.113.0/26).
     let web = cli_json(
         &fx,
         &[
@@ -171,14 +186,19 @@ async fn public_addresses_come_from_the_region_pools_and_floating_ips_move() {
             "--public-ipv4",
         ],
     );
-    assert_eq!(web["public_ipv4"], "203.0.113.1", "{web}");
+    let own = web["public_ipv4"].as_str().unwrap().to_owned();
+    assert!(own.starts_with("203.0.113."), "{web}");
     let web_id = web["id"].as_str().unwrap().to_owned();
     // A floating IP, assigned, with a reverse DNS name.
     let fip = cli_json(
         &fx,
         &["ip", "create", "--region", "par", "--instance", &web_id],
     );
-    assert_eq!(fip["address"], "203.0.113.2", "{fip}");
+    let floating = fip["address"].as_str().unwrap().to_owned();
+    assert!(
+        floating.starts_with("203.0.113.") && floating != own,
+        "{fip}"
+    );
     assert_eq!(fip["instance"], web_id.as_str());
     let fip_id = fip["id"].as_str().unwrap().to_owned();
     let shown = cli_json(&fx, &["instance", "get", &web_id]);
@@ -187,14 +207,17 @@ async fn public_addresses_come_from_the_region_pools_and_floating_ips_move() {
         serde_json::json!([fip_id]),
         "{shown}"
     );
-    let rdns = cli_json(&fx, &["ip", "rdns", "203.0.113.2", "mail.example.org"]);
+    let rdns = cli_json(&fx, &["ip", "rdns", &floating, "mail.example.org"]);
     assert_eq!(rdns["reverse_dns"], "mail.example.org");
-    let out = fx.fleet.cli(&["ip", "rdns", "203.0.113.2", "not a name"]);
+    let out = fx.fleet.cli(&["ip", "rdns", &floating, "not a name"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("`reverse_dns`"));
     // Another region's floating IP does not go to a par instance.
     let fra = cli_json(&fx, &["ip", "create", "--region", "fra"]);
-    assert_eq!(fra["address"], "203.0.113.65", "{fra}");
+    assert!(
+        fra["address"].as_str().unwrap().starts_with("203.0.113."),
+        "{fra}"
+    );
     let out = fx
         .fleet
         .cli(&["ip", "assign", fra["id"].as_str().unwrap(), &web_id]);
@@ -203,22 +226,8 @@ async fn public_addresses_come_from_the_region_pools_and_floating_ips_move() {
         !out.status.success() && err.contains("422") && err.contains("is in fra"),
         "{err}"
     );
-    // The pools show in /metrics.
-    let metrics = reqwest::get(format!("{}/metrics", fx.fleet.api))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("vmcloud_public_ipv4_free{region=\"par\"} 60"),
-        "{}",
-        metrics
-            .lines()
-            .filter(|l| l.contains("public_ipv4"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    // The pools show in /metrics: two fewer free in par.
+    assert_eq!(free_in_par().await, free_before - 2);
     // The instance goes; the floating IP stays, unassigned, and its own address is free again.
     let out = fx.fleet.cli(&["instance", "delete", &web_id, "--wait"]);
     assert!(
@@ -249,5 +258,72 @@ async fn public_addresses_come_from_the_region_pools_and_floating_ips_move() {
             "--public-ipv4",
         ],
     );
-    assert_eq!(again["public_ipv4"], "203.0.113.1", "{again}");
+    assert_eq!(
+        again["public_ipv4"],
+        own.as_str(),
+        "the first free again: {again}"
+    );
+}
+
+#[tokio::test]
+async fn the_demo_customer_shows_networks_public_addresses_and_a_firewall() {
+    let fx = Fixture::start_with(&["--demo-instance", "true"]);
+    let password = std::fs::read_to_string(fx.fleet.data_dir.join("demo-password")).unwrap();
+    let login = super::http()
+        .post(format!("{}/v1/login", fx.fleet.api))
+        .json(&serde_json::json!({"email": "demo@vmcloud.example",
+            "password": password.trim()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let token = login.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, projects) =
+        super::get_json(&format!("{}/v1/projects", fx.fleet.api), Some(&token)).await;
+    let project = projects["projects"][0]["id"].as_str().unwrap().to_owned();
+    let get = |path: &str| {
+        let url = format!("{}{path}?project={project}", fx.fleet.api);
+        let token = token.clone();
+        async move { super::get_json(&url, Some(&token)).await.1 }
+    };
+    let web = super::eventually(
+        std::time::Duration::from_secs(30),
+        "demo-web running",
+        || async {
+            let list = get("/v1/instances").await;
+            list["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == "demo-web" && i["state"] == "running")
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(web["private_ipv4"], "10.0.0.3", "{web}");
+    assert!(
+        web["public_ipv4"]
+            .as_str()
+            .unwrap()
+            .starts_with("203.0.113."),
+        "{web}"
+    );
+    assert_eq!(web["firewalls"].as_array().unwrap().len(), 1, "{web}");
+    assert_eq!(web["floating_ips"].as_array().unwrap().len(), 1, "{web}");
+    let nets = get("/v1/networks").await;
+    let names: Vec<&str> = nets["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"backend") && names.contains(&"default-par"),
+        "{nets}"
+    );
+    let fws = get("/v1/firewalls").await;
+    assert_eq!(fws["firewalls"][0]["name"], "web", "{fws}");
 }
