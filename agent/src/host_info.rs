@@ -46,6 +46,7 @@ pub trait HostInfo: Send + Sync + 'static {
             nics: self.nics(),
             // The underlay comes from the agent's config.
             underlay_ipv4: String::new(),
+            ipv6_prefix: String::new(),
         }
     }
 }

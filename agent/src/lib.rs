@@ -84,6 +84,9 @@ pub struct AgentConfig {
     /// Where the guest metadata endpoint listens (`169.254.169.254:80` in production; the
     /// address is put on every tenant bridge); none: not served.
     pub metadata_listen: Option<SocketAddr>,
+    /// The host's IPv6 /64 (`2001:db8:0:7::/64`), reported at registration: its instances'
+    /// IPv6 addresses are in it. None: no IPv6 for its guests.
+    pub ipv6_prefix: Option<String>,
 }
 
 /// Where tenant networks are made.
@@ -354,6 +357,7 @@ impl Agent {
                     } => u.local.to_string(),
                     _ => String::new(),
                 },
+                ipv6_prefix: config.ipv6_prefix.clone().unwrap_or_default(),
                 ..host.inventory(&config.region, hv.uri(), gpu_report.to_pb())
             },
             heartbeat: config.heartbeat,

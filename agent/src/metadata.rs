@@ -14,7 +14,7 @@
 //!   `spot/instance-action` (only once a preemption notice is given: `{"action":
 //!   "terminate", "time": "…Z"}`; 404 before, as on EC2);
 //! - `meta-data/network/interfaces/macs/<mac>/` — `device-number`, `local-ipv4s`, `mac`,
-//!   `subnet-ipv4-cidr-block` (as EC2, for tools that read them);
+//!   `subnet-ipv4-cidr-block`, `public-ipv4s`, `ipv6s` (as EC2, for tools that read them);
 //! - `network-config` — cloud-init network config (version 2, JSON): the NIC matched by its
 //!   MAC, its static address and MTU, and an on-link route to the metadata address, so the
 //!   guest needs no DHCP (404 without a NIC);
@@ -224,6 +224,11 @@ async fn network_config(
             serde_json::json!({"to": "0.0.0.0/0", "via": "169.254.169.254", "on-link": true}),
         );
     }
+    if !nic.ipv6.is_empty() {
+        // In its host's /64; the host answers as fe80::1 on the bridge.
+        addresses.push(nic.ipv6.clone());
+        routes.push(serde_json::json!({"to": "::/0", "via": "fe80::1"}));
+    }
     let config = serde_json::json!({
         "version": 2,
         "ethernets": {
@@ -309,6 +314,12 @@ fn lookup(i: &pb::DesiredInstance, region: &str, path: &str) -> Option<String> {
         .unwrap_or_default()
         .to_owned();
     let mac = i.nic.as_ref().map(|n| n.mac.clone()).unwrap_or_default();
+    let ipv6 = i
+        .nic
+        .as_ref()
+        .and_then(|n| n.ipv6.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
     let public: Vec<String> = i
         .nic
         .as_ref()
@@ -388,9 +399,21 @@ fn lookup(i: &pb::DesiredInstance, region: &str, path: &str) -> Option<String> {
             }
             let (_, _, subnet) = nic_address(i.nic.as_ref()?)?;
             match leaf {
-                "" => "device-number\nlocal-ipv4s\nmac\nsubnet-ipv4-cidr-block".into(),
+                "" => {
+                    let mut leaves = vec!["device-number"];
+                    if !ipv6.is_empty() {
+                        leaves.push("ipv6s");
+                    }
+                    leaves.extend(["local-ipv4s", "mac"]);
+                    if !public.is_empty() {
+                        leaves.push("public-ipv4s");
+                    }
+                    leaves.push("subnet-ipv4-cidr-block");
+                    leaves.join("\n")
+                }
                 "device-number" => "0".into(),
                 "public-ipv4s" if !public.is_empty() => public.join("\n"),
+                "ipv6s" if !ipv6.is_empty() => ipv6.clone(),
                 "local-ipv4s" => ip,
                 "mac" => mac,
                 "subnet-ipv4-cidr-block" => subnet,
@@ -454,6 +477,7 @@ mod tests {
                 mac: "52:54:00:00:00:01".into(),
                 mtu: 1450,
                 ipv4: format!("{ip}/24"),
+                ipv6: "2001:db8:0:7::2/64".into(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -544,18 +568,31 @@ mod tests {
             .await,
             (200, "127.0.0.2".into())
         );
+        assert_eq!(
+            get(
+                a_ip,
+                "/latest/meta-data/network/interfaces/macs/52:54:00:00:00:01/ipv6s"
+            )
+            .await,
+            (200, "2001:db8:0:7::2".into())
+        );
         let (status, config) = get(a_ip, "/latest/network-config").await;
         assert_eq!(status, 200);
         let config: serde_json::Value = serde_json::from_str(&config).unwrap();
         assert_eq!(config["version"], 2);
         assert_eq!(
-            config["ethernets"]["eth0"]["addresses"],
-            serde_json::json!(["127.0.0.2/24"])
+            config["ethernets"]["eth0"]["addresses"][0],
+            "127.0.0.2/24"
         );
         assert_eq!(
             config["ethernets"]["eth0"]["match"]["macaddress"],
             "52:54:00:00:00:01"
         );
+        assert_eq!(
+            config["ethernets"]["eth0"]["addresses"][1],
+            "2001:db8:0:7::2/64"
+        );
+        assert_eq!(config["ethernets"]["eth0"]["routes"][1]["via"], "fe80::1");
 
         // Spot notice: only the guest that has one sees it.
         assert_eq!(

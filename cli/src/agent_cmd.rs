@@ -75,6 +75,10 @@ pub struct AgentArgs {
     /// This host's address on the underlay (the VXLAN source).
     #[arg(long, env = "VMCLOUD_AGENT_UNDERLAY_IP", requires = "underlay_device")]
     pub underlay_ip: Option<Ipv4Addr>,
+    /// This host's IPv6 /64 (`2001:db8:0:7::/64`): each of its instances gets an address in
+    /// it (the prefix and the EUI-64 of its MAC), gateway fe80::1 on its bridge.
+    #[arg(long, env = "VMCLOUD_AGENT_IPV6_PREFIX", value_parser = parse_prefix64)]
+    pub ipv6_prefix: Option<String>,
     /// Make tenant networks in this network namespace (`ip netns` name) instead of the
     /// agent's own.
     #[arg(long, env = "VMCLOUD_AGENT_TENANT_NETNS")]
@@ -347,6 +351,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             stop_grace: args.stop_grace,
             watch_interval: AgentConfig::DEFAULT_WATCH_INTERVAL,
             metadata_listen: args.metadata_listen,
+            // A /64 is one host's: several agents of one process get none.
+            ipv6_prefix: (args.count == 1)
+                .then(|| args.ipv6_prefix.clone())
+                .flatten(),
             // Simulated agents would all read this same machine.
             telemetry_interval: (!args.sim).then_some(AgentConfig::DEFAULT_TELEMETRY_INTERVAL),
             connect_gate: connect_gate.clone(),
@@ -413,4 +421,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         agent.shutdown().await;
     }
     Ok(())
+}
+
+/// `--ipv6-prefix`: a /64, its host bits zero.
+fn parse_prefix64(s: &str) -> Result<String, String> {
+    vmcloud_scheduler::nodes::types::parse_prefix64(s)
+        .map(|ip| format!("{ip}/64"))
+        .ok_or_else(|| {
+            format!("{s:?} is not an IPv6 /64 with its host bits zero (2001:db8:0:7::/64)")
+        })
 }

@@ -196,6 +196,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         watch_interval: AgentConfig::DEFAULT_WATCH_INTERVAL,
         // The dev fleet's guests are the test driver's: none would ask.
         metadata_listen: None,
+        // A documentation prefix, so that instances show IPv6 addresses.
+        ipv6_prefix: Some("2001:db8:0:1::/64".into()),
         telemetry_interval: Some(AgentConfig::DEFAULT_TELEMETRY_INTERVAL),
         connect_gate: None,
         shared_endpoint: None,

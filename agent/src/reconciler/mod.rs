@@ -96,7 +96,7 @@ pub struct Memory {
     /// Guest addresses routed to their bridges, to remove with the instance.
     routes: HashMap<InstanceId, std::net::Ipv4Addr>,
     /// Public addresses routed to each instance's bridge.
-    public: HashMap<InstanceId, std::collections::BTreeSet<std::net::Ipv4Addr>>,
+    public: HashMap<InstanceId, std::collections::BTreeSet<std::net::IpAddr>>,
 }
 
 /// What one pass knows of one desired instance.

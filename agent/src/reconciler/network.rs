@@ -58,7 +58,7 @@ impl Host {
         });
         if let Some((ip, prefix)) = guest_address(nic)? {
             self.links
-                .route_guest(nic.vni, ip)
+                .route_guest(nic.vni, ip.into())
                 .map_err(|error| InstanceError::Route { ip, error })?;
             memory.routes.insert(spec.instance_id.clone(), ip);
             // Images booted directly get their address the kernel's way (`ip=`).
@@ -74,16 +74,22 @@ impl Host {
         Ok(())
     }
 
-    /// Routes the instance's public addresses (its own and floating ones) to its bridge, and
+    /// Routes the instance's public addresses (its own IPv4, floating ones, its IPv6) to its
+    /// bridge, and
     /// no longer routes those it lost; false if one could not be.
     pub(super) fn route_public(&self, want: &pb::DesiredInstance, memory: &mut Memory) -> bool {
         let Ok(id) = vmcloud_proto::InstanceId::parse(&want.instance_id) else {
             return true;
         };
-        let wanted: std::collections::BTreeSet<std::net::Ipv4Addr> = want
+        let wanted: std::collections::BTreeSet<std::net::IpAddr> = want
             .nic
             .iter()
-            .flat_map(|n| n.public_ipv4s.iter())
+            .flat_map(|n| {
+                n.public_ipv4s
+                    .iter()
+                    .map(String::as_str)
+                    .chain(n.ipv6.split('/').next().filter(|a| !a.is_empty()))
+            })
             .filter_map(|a| a.parse().ok())
             .collect();
         let have = memory.public.get(&id).cloned().unwrap_or_default();
@@ -99,7 +105,7 @@ impl Host {
                 }
                 Err(e) => {
                     ok = false;
-                    tracing::warn!(instance = %id, %ip, error = %e, "a public address could not be unrouted");
+                    tracing::warn!(instance = %id, %ip, error = %e, "an address could not be unrouted");
                 }
             }
         }

@@ -17,7 +17,7 @@ impl Host {
         memory.last.remove(id);
         memory.stopping.remove(id);
         if let Some(ip) = memory.routes.remove(id)
-            && let Err(e) = self.links.unroute_guest(ip)
+            && let Err(e) = self.links.unroute_guest(ip.into())
         {
             tracing::warn!(instance = %id, %ip, error = %e, "the route to a removed guest could not be removed");
         }

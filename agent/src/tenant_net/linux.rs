@@ -5,7 +5,7 @@
 //! (the reconciler makes them from a blocking thread); each runs on the socket's own
 //! single-threaded runtime.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
@@ -307,6 +307,28 @@ impl NetLinks for Rtnetlink {
                     .index
             }
         };
+        // Guests' IPv6 gateway: fe80::1 on every bridge.
+        self.rt.block_on(async {
+            match self
+                .handle
+                .address()
+                .add(
+                    br,
+                    IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)),
+                    64,
+                )
+                .execute()
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(rtnetlink::Error::NetlinkError(e))
+                    if e.code.map(|c| c.get()) == Some(-(nix::errno::Errno::EEXIST as i32)) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(failed(format!("adding fe80::1/64 to {bridge}"), e)),
+            }
+        })?;
         if let Some(addr) = self.bridge_address {
             self.rt.block_on(async {
                 match self
@@ -372,7 +394,7 @@ impl NetLinks for Rtnetlink {
         Ok(())
     }
 
-    fn route_guest(&self, vni: u32, ip: Ipv4Addr) -> Result<(), NetError> {
+    fn route_guest(&self, vni: u32, ip: IpAddr) -> Result<(), NetError> {
         let bridge = bridge_name(vni);
         let br = self.existing(&bridge, "bridge", None)?.ok_or_else(|| {
             failed(
@@ -380,11 +402,17 @@ impl NetLinks for Rtnetlink {
                 "the bridge does not exist",
             )
         })?;
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(ip, 32)
-            .output_interface(br.index)
-            .scope(RouteScope::Link)
-            .build();
+        let route = match ip {
+            IpAddr::V4(v4) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(v4, 32)
+                .output_interface(br.index)
+                .scope(RouteScope::Link)
+                .build(),
+            IpAddr::V6(v6) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(v6, 128)
+                .output_interface(br.index)
+                .build(),
+        };
         self.rt.block_on(async {
             self.handle
                 .route()
@@ -396,12 +424,17 @@ impl NetLinks for Rtnetlink {
         })
     }
 
-    fn unroute_guest(&self, ip: Ipv4Addr) -> Result<(), NetError> {
+    fn unroute_guest(&self, ip: IpAddr) -> Result<(), NetError> {
         // Scope "nowhere" matches the route whatever its scope.
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(ip, 32)
-            .scope(RouteScope::NoWhere)
-            .build();
+        let route = match ip {
+            IpAddr::V4(v4) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(v4, 32)
+                .scope(RouteScope::NoWhere)
+                .build(),
+            IpAddr::V6(v6) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(v6, 128)
+                .build(),
+        };
         self.rt.block_on(async {
             match self.handle.route().del(route).execute().await {
                 Ok(()) => Ok(()),
@@ -591,14 +624,22 @@ mod tests {
         // The metadata address is on the bridge, once.
         let addrs = ip(n, &["-j", "addr", "show", "dev", "vmcbr42"]);
         assert_eq!(addrs.matches("169.254.169.254").count(), 1, "{addrs}");
+        // And the guests' IPv6 gateway.
+        assert_eq!(addrs.matches("\"fe80::1\"").count(), 1, "{addrs}");
+        // A guest's IPv6 address is routed there too.
+        let v6: IpAddr = "2001:db8:0:7::5".parse().unwrap();
+        links.route_guest(42, v6).unwrap();
+        let routes = ip(n, &["-j", "-6", "route", "show", "2001:db8:0:7::5/128"]);
+        assert!(routes.contains("\"dev\":\"vmcbr42\""), "{routes}");
+        links.unroute_guest(v6).unwrap();
         // A guest's address is routed to its bridge; routing it again changes nothing.
         let guest = Ipv4Addr::new(10, 42, 0, 5);
-        links.route_guest(42, guest).unwrap();
-        links.route_guest(42, guest).unwrap();
+        links.route_guest(42, guest.into()).unwrap();
+        links.route_guest(42, guest.into()).unwrap();
         let routes = ip(n, &["-j", "route", "show", "10.42.0.5/32"]);
         assert!(routes.contains("\"dev\":\"vmcbr42\""), "{routes}");
-        links.unroute_guest(guest).unwrap();
-        links.unroute_guest(guest).unwrap();
+        links.unroute_guest(guest.into()).unwrap();
+        links.unroute_guest(guest.into()).unwrap();
         assert_eq!(ip(n, &["-j", "route", "show", "10.42.0.5/32"]).trim(), "[]");
         // VXLAN peers: the flood list is exactly what is asked, added and removed.
         let fdb = || {

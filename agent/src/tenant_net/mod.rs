@@ -12,7 +12,7 @@
 pub mod linux;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 
 /// The VXLAN UDP port (IANA).
@@ -76,12 +76,12 @@ pub trait NetLinks: Send + Sync + 'static {
     fn remove_network(&self, vni: u32) -> Result<(), NetError>;
     /// The VNIs of the networks that exist on the host.
     fn networks(&self) -> Result<Vec<u32>, NetError>;
-    /// Routes a local guest's address (/32) to its network's bridge, so the host — the
-    /// metadata endpoint — can answer the guest. Idempotent; a route to that address on
-    /// another bridge is replaced.
-    fn route_guest(&self, vni: u32, ip: Ipv4Addr) -> Result<(), NetError>;
+    /// Routes a local guest's address (/32 or /128) to its network's bridge, so the host — the
+    /// metadata endpoint — can answer the guest, and its public addresses reach it.
+    /// Idempotent; a route to that address on another bridge is replaced.
+    fn route_guest(&self, vni: u32, ip: IpAddr) -> Result<(), NetError>;
     /// Removes the route to a guest's address. Idempotent.
-    fn unroute_guest(&self, ip: Ipv4Addr) -> Result<(), NetError>;
+    fn unroute_guest(&self, ip: IpAddr) -> Result<(), NetError>;
     /// Makes the network's VXLAN device flood to exactly `peers` (the other hosts that carry
     /// it): entries added and removed as needed. Nothing to do on a host without an underlay
     /// or before the network's device exists.
@@ -118,13 +118,13 @@ pub struct Underlay {
 #[derive(Debug, Default)]
 pub struct SimLinks {
     networks: Mutex<BTreeMap<u32, TenantNetwork>>,
-    routes: Mutex<BTreeMap<Ipv4Addr, u32>>,
+    routes: Mutex<BTreeMap<IpAddr, u32>>,
     peers: Mutex<BTreeMap<u32, Vec<Ipv4Addr>>>,
 }
 
 impl SimLinks {
     /// The guest routes: address → VNI.
-    pub fn routes(&self) -> BTreeMap<Ipv4Addr, u32> {
+    pub fn routes(&self) -> BTreeMap<IpAddr, u32> {
         self.routes.lock().unwrap().clone()
     }
 
@@ -153,12 +153,12 @@ impl NetLinks for SimLinks {
         Ok(self.networks.lock().unwrap().keys().copied().collect())
     }
 
-    fn route_guest(&self, vni: u32, ip: Ipv4Addr) -> Result<(), NetError> {
+    fn route_guest(&self, vni: u32, ip: IpAddr) -> Result<(), NetError> {
         self.routes.lock().unwrap().insert(ip, vni);
         Ok(())
     }
 
-    fn unroute_guest(&self, ip: Ipv4Addr) -> Result<(), NetError> {
+    fn unroute_guest(&self, ip: IpAddr) -> Result<(), NetError> {
         self.routes.lock().unwrap().remove(&ip);
         Ok(())
     }

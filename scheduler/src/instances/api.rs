@@ -126,6 +126,9 @@ pub struct InstanceView {
     /// The floating IPs assigned to it (`fip-…`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub floating_ips: Vec<String>,
+    /// Its IPv6 address, in its host's /64 (once placed on a host that has one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -184,6 +187,7 @@ impl InstanceView {
             firewalls: i.firewalls.clone(),
             public_ipv4: i.public_ipv4.map(|a| a.to_string()),
             floating_ips: i.floating_ips.clone(),
+            ipv6: i.ipv6.map(|a| a.to_string()),
         }
     }
 }

@@ -240,6 +240,7 @@ impl ClusterState {
                         // its submission gave it (its job starts when all members are back).
                         instance.state = InstanceState::Pending;
                         instance.node = None;
+                        instance.ipv6 = None;
                         if let Some(nic) = &instance.nic {
                             left.push(nic.network.clone());
                         }
@@ -325,6 +326,7 @@ impl ClusterState {
         instance.requeue_when_gone = false;
         instance.gpus.clear();
         instance.node = None;
+        instance.ipv6 = None;
         instance.placed_at_ms = None;
         instance.state = InstanceState::Pending;
         instance.pending_reason =

@@ -136,6 +136,10 @@ impl ClusterState {
             instance.nominated_node = None;
             instance.pending_reason = None;
             instance.placed_at_ms = Some(at);
+            instance.ipv6 = match (&instance.nic, node.ipv6_prefix) {
+                (Some(nic), Some(prefix)) => crate::nodes::types::ipv6_of(prefix, &nic.mac),
+                _ => None,
+            };
             if let Some(nic) = &instance.nic {
                 network_moves.push((nic.network.clone(), node_id.clone()));
             }

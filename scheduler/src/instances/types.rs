@@ -181,6 +181,9 @@ pub struct Instance {
     /// The floating IPs assigned to it.
     #[serde(default)]
     pub floating_ips: Vec<String>,
+    /// Its IPv6 address, in its host's /64 (from its placement on a host that has one).
+    #[serde(default)]
+    pub ipv6: Option<std::net::Ipv6Addr>,
 }
 
 fn default_notice() -> u32 {
@@ -254,6 +257,7 @@ impl Instance {
             firewalls: Vec::new(),
             public_ipv4: None,
             floating_ips: Vec::new(),
+            ipv6: None,
         }
     }
 

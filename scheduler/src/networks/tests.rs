@@ -444,3 +444,63 @@ fn each_host_floods_a_network_to_the_other_hosts_that_carry_it() {
             .is_empty()
     );
 }
+
+#[test]
+fn instances_get_ipv6_from_their_hosts_64_and_hosts_keep_their_64_to_themselves() {
+    let mut s = with_projects(&["prj-a"]);
+    let register = |s: &mut ClusterState, node: &str, prefix: &str| {
+        apply(
+            s,
+            Body::RegisterNode(pb::RegisterNode {
+                node_id: node.into(),
+                inventory: Some(pb::HostInventory {
+                    region: "par".into(),
+                    cpu_threads: 16,
+                    memory_bytes: 64 << 30,
+                    ipv6_prefix: prefix.into(),
+                    ..Default::default()
+                }),
+                build: None,
+            }),
+        )
+    };
+    register(&mut s, "node-a", "2001:db8:0:7::/64").unwrap();
+    match register(&mut s, "node-b", "2001:db8:0:7::/64") {
+        Err(Rejected::Conflict(why)) => {
+            assert!(why.contains("has: each host needs a /64"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    vm(&mut s, "01", "prj-a", "", "").unwrap();
+    assert_eq!(
+        s.instances[&InstanceId::parse(&iid("01")).unwrap()].ipv6,
+        None,
+        "not placed"
+    );
+    place(&mut s, "01", "node-a");
+    let i = &s.instances[&InstanceId::parse(&iid("01")).unwrap()];
+    let mac = &i.nic.as_ref().unwrap().mac;
+    // EUI-64 of the MAC: its universal/local bit flipped, ff:fe in the middle.
+    let expected = crate::nodes::types::ipv6_of("2001:db8:0:7::".parse().unwrap(), mac).unwrap();
+    assert_eq!(i.ipv6, Some(expected));
+    let bytes: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let segments = expected.segments();
+    assert_eq!(segments[..4], [0x2001, 0x0db8, 0, 7]);
+    assert_eq!(segments[4], u16::from_be_bytes([bytes[0] ^ 2, bytes[1]]));
+    assert_eq!(segments[5], u16::from_be_bytes([bytes[2], 0xff]));
+    let config = s
+        .desired_config(&vmcloud_proto::NodeId::parse("node-a").unwrap())
+        .unwrap();
+    assert_eq!(
+        config.instances[0].nic.as_ref().unwrap().ipv6,
+        format!("{expected}/64")
+    );
+    assert_eq!(
+        crate::nodes::types::parse_prefix64("2001:db8:0:7::1/64"),
+        None
+    );
+    assert_eq!(crate::nodes::types::parse_prefix64("2001:db8::/48"), None);
+}

@@ -42,6 +42,17 @@ impl ClusterState {
         let id = NodeId::parse(&c.node_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
         let inv = c.inventory.unwrap_or_default();
         let build = c.build.unwrap_or_default();
+        if let Some(prefix) = crate::nodes::types::parse_prefix64(&inv.ipv6_prefix)
+            && let Some(other) = self
+                .nodes
+                .values()
+                .find(|n| n.id != id && n.ipv6_prefix == Some(prefix))
+        {
+            return Err(Rejected::Conflict(format!(
+                "host {id} reports the IPv6 prefix {}, which host {} has: each host needs a /64 of its own (--ipv6-prefix)",
+                inv.ipv6_prefix, other.id
+            )));
+        }
         self.index.usage.entry(id.clone()).or_default();
         // The inventory is replaced; what operators set (state, labels, pools, drain) and
         // what the node went through (generation, first registration, a down) stay.

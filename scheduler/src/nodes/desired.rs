@@ -40,6 +40,7 @@ impl ClusterState {
                         outbound_restricted: f.outbound_restricted,
                         inbound: f.inbound,
                         outbound: f.outbound,
+                        ipv6: i.ipv6.map(|a| format!("{a}/64")).unwrap_or_default(),
                         public_ipv4s: self
                             .public_ipv4s_of(i)
                             .iter()

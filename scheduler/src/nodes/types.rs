@@ -125,6 +125,9 @@ pub struct Node {
     /// traffic (none: it carries no VXLAN).
     #[serde(default)]
     pub underlay_ipv4: Option<std::net::Ipv4Addr>,
+    /// The host's IPv6 /64 (its first address): its instances' addresses are in it.
+    #[serde(default)]
+    pub ipv6_prefix: Option<std::net::Ipv6Addr>,
 }
 
 /// One GPU of a host.
@@ -186,6 +189,7 @@ impl Node {
             down_since_ms: None,
             down_by_liveness: false,
             underlay_ipv4: None,
+            ipv6_prefix: None,
         }
     }
 
@@ -199,6 +203,7 @@ impl Node {
         self.hypervisor_uri = inv.hypervisor_uri;
         self.rack = inv.rack;
         self.underlay_ipv4 = inv.underlay_ipv4.parse().ok();
+        self.ipv6_prefix = parse_prefix64(&inv.ipv6_prefix);
         // A GPU whose address is not one is never given out (the agent reports what NVML
         // says; this does not happen with a real driver).
         self.gpus = inv
@@ -262,4 +267,26 @@ impl Node {
     pub fn allocatable_memory_mib(&self) -> u64 {
         (self.memory_bytes / (1024 * 1024)).saturating_sub(HOST_RESERVED_MEMORY_MIB)
     }
+}
+
+/// A /64 as a host reports it (`2001:db8:0:7::/64`): its first address; `None` for anything
+/// else.
+pub fn parse_prefix64(text: &str) -> Option<std::net::Ipv6Addr> {
+    let (ip, len) = text.trim().split_once('/')?;
+    let ip: std::net::Ipv6Addr = ip.parse().ok()?;
+    (len == "64" && u128::from(ip) & u128::from(u64::MAX) == 0).then_some(ip)
+}
+
+/// An instance's address in its host's /64: the prefix and the EUI-64 interface id of its MAC.
+pub fn ipv6_of(prefix: std::net::Ipv6Addr, mac: &str) -> Option<std::net::Ipv6Addr> {
+    let bytes: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [a, b, c, d, e, f] = <[u8; 6]>::try_from(bytes).ok()?;
+    let id = u64::from_be_bytes([a ^ 0x02, b, c, 0xff, 0xfe, d, e, f]);
+    Some(std::net::Ipv6Addr::from(
+        u128::from(prefix) | u128::from(id),
+    ))
 }

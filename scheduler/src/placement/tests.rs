@@ -38,6 +38,7 @@ fn node(id: &str, region: &str, threads: u32, mem_gib: u64) -> Node {
         down_since_ms: None,
         down_by_liveness: false,
         underlay_ipv4: None,
+        ipv6_prefix: None,
     }
 }
 

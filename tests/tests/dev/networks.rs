@@ -151,6 +151,14 @@ async fn instances_get_private_addresses_on_default_and_named_networks() {
     })
     .await;
     assert_eq!(running["private_ipv4"], "10.0.0.3");
+    // Placed on the dev host, whose /64 is 2001:db8:0:1::/64.
+    assert!(
+        running["ipv6"]
+            .as_str()
+            .unwrap()
+            .starts_with("2001:db8:0:1:"),
+        "{running}"
+    );
 }
 
 #[tokio::test]
