@@ -580,10 +580,7 @@ mod tests {
         assert_eq!(status, 200);
         let config: serde_json::Value = serde_json::from_str(&config).unwrap();
         assert_eq!(config["version"], 2);
-        assert_eq!(
-            config["ethernets"]["eth0"]["addresses"][0],
-            "127.0.0.2/24"
-        );
+        assert_eq!(config["ethernets"]["eth0"]["addresses"][0], "127.0.0.2/24");
         assert_eq!(
             config["ethernets"]["eth0"]["match"]["macaddress"],
             "52:54:00:00:00:01"

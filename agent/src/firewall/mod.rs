@@ -42,6 +42,9 @@ pub struct PortRules {
     pub vni: u32,
     /// Its address on that network.
     pub ip: std::net::Ipv4Addr,
+    /// Its IPv6 address (in its host's /64), filtered alike: rules naming IPv4 CIDRs do not
+    /// match IPv6 traffic, rules for anywhere do.
+    pub ipv6: Option<std::net::Ipv6Addr>,
     pub inbound: Vec<pb::FirewallRule>,
     /// `None`: outbound is not filtered.
     pub outbound: Option<Vec<pb::FirewallRule>>,
@@ -126,12 +129,9 @@ fn statement(r: &pb::FirewallRule, inbound: bool) -> Option<String> {
                 (a, b) => write!(s, "{p} dport {a}-{b} "),
             };
         }
+        "icmp" if r.cidrs.is_empty() => s.push_str("meta l4proto { icmp, ipv6-icmp } "),
         "icmp" => s.push_str("meta l4proto icmp "),
-        _ => {
-            if r.cidrs.is_empty() {
-                s.push_str("meta protocol ip ");
-            }
-        }
+        _ => {}
     }
     s.push_str("accept");
     Some(s)
@@ -161,21 +161,28 @@ pub fn script(ruleset: &Ruleset) -> String {
         "  chain forward {{\n    type filter hook forward priority filter; policy accept;"
     );
     for (port, r) in ruleset {
-        let _ = writeln!(
-            x,
-            "    oifname \"vmcbr{}\" ip daddr {} jump in_{port}",
-            r.vni, r.ip
-        );
-        if r.outbound.is_some() {
+        let addresses = std::iter::once(format!("ip {{}} {}", r.ip))
+            .chain(r.ipv6.map(|v6| format!("ip6 {{}} {v6}")));
+        for a in addresses {
             let _ = writeln!(
                 x,
-                "    iifname \"vmcbr{}\" ip saddr {} jump out_{port}",
-                r.vni, r.ip
+                "    oifname \"vmcbr{}\" {} jump in_{port}",
+                r.vni,
+                a.replace("{}", "daddr")
             );
+            if r.outbound.is_some() {
+                let _ = writeln!(
+                    x,
+                    "    iifname \"vmcbr{}\" {} jump out_{port}",
+                    r.vni,
+                    a.replace("{}", "saddr")
+                );
+            }
         }
     }
     let _ = writeln!(x, "  }}");
-    let common = "    ct state established,related accept\n    ct state invalid drop";
+    // IPv6 neighbour discovery is how the guest's address is found at all.
+    let common = "    ct state established,related accept\n    ct state invalid drop\n    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept";
     for (port, rules) in ruleset {
         let _ = writeln!(x, "  chain in_{port} {{\n{common}");
         for r in &rules.inbound {
@@ -236,7 +243,11 @@ mod tests {
         );
         assert_eq!(
             statement(&rule("any", (0, 0), &[]), true).unwrap(),
-            "meta protocol ip accept"
+            "accept"
+        );
+        assert_eq!(
+            statement(&rule("icmp", (0, 0), &[]), true).unwrap(),
+            "meta l4proto { icmp, ipv6-icmp } accept"
         );
         let mut set = Ruleset::new();
         set.insert(
@@ -244,6 +255,7 @@ mod tests {
             PortRules {
                 vni: 4096,
                 ip: "10.0.0.3".parse().unwrap(),
+                ipv6: Some("2001:db8:0:7::5".parse().unwrap()),
                 inbound: vec![rule("tcp", (22, 22), &[])],
                 outbound: None,
             },
@@ -256,6 +268,12 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("iifname \"vmcbr4096\" ct zone set 4097"), "{s}");
+        assert!(
+            s.contains(&format!(
+                "oifname \"vmcbr4096\" ip6 daddr 2001:db8:0:7::5 jump in_{port}"
+            )),
+            "{s}"
+        );
         assert!(!s.contains("ip saddr"), "outbound is not filtered: {s}");
         assert!(s.contains("tcp dport 22 accept\n    drop"), "{s}");
         assert_eq!(

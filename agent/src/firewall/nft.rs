@@ -42,7 +42,12 @@ impl Nft {
     fn bridged_traffic_filtered(&self) -> Result<(), FirewallError> {
         let out = self
             .command("sysctl")
-            .args(["-q", "-w", "net.bridge.bridge-nf-call-iptables=1"])
+            .args([
+                "-q",
+                "-w",
+                "net.bridge.bridge-nf-call-iptables=1",
+                "net.bridge.bridge-nf-call-ip6tables=1",
+            ])
             .output()
             .map_err(|e| FirewallError::Spawn(format!("sysctl: {e}")))?;
         if !out.status.success() {

@@ -179,6 +179,7 @@ impl Host {
                     crate::firewall::PortRules {
                         vni: nic.vni,
                         ip,
+                        ipv6: nic.ipv6.split('/').next().and_then(|a| a.parse().ok()),
                         inbound: nic.inbound.clone(),
                         outbound: nic.outbound_restricted.then(|| nic.outbound.clone()),
                     },
