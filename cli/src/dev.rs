@@ -242,8 +242,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          mail         {mail_note}\n  \
          secrets key  {secrets}  (seals TOTP seeds in the log)\n\
          \nTry, in another terminal:\n  \
-         {exe} instance create --flavor vps-s --image debian-12 --region {region}\n  \
-         {exe} instance list\n  \
+         {exe} instance create --flavor vps-s --image debian-12 --region {region} --public-ipv4\n  \
+         {exe} instance list              (each with its private address)\n  \
+         {exe} network list; {exe} firewall list; {exe} ip list\n  \
          {exe} instance delete <ID>\n\
          \nPress Ctrl-C to stop.",
         build.version,
