@@ -402,7 +402,12 @@ async fn log_in_attempts_are_rate_limited_per_account() {
     let right = json!({"email": "guess@example.com", "password": PASSWORD});
     let (status, _) = api.call("POST", "/v1/login", None, Some(right)).await;
     assert_eq!(status, 429);
-    // Each refusal is in the audit trail, with the address and the problem's kind.
+    // Each refusal is in the audit trail, with the address and the problem's kind (the log
+    // is read as the process writes it: wait for the last line to arrive).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !fx.fleet.logs().contains("status=429") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let logs = fx.fleet.logs();
     let refused: Vec<&str> = logs
         .lines()
