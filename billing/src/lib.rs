@@ -4,6 +4,9 @@
 //! - [`money`]: an amount always travels with its currency (EUR, USD, GBP); adding two
 //!   currencies is an error, never a silent conversion. One rounding rule: each line is rounded
 //!   once, half-even to the cent ([`money::Money::round_line`]); totals are sums of rounded lines.
+//! - [`prices`]: price books per currency (`config/prices.toml`): per flavor an hourly price,
+//!   a monthly cap and a spot discount; reserved commitments' discounts; public IPv4 per month.
+//! - [`rating`]: billable intervals → priced lines, per second, rounded once.
 //! - [`tax`]: the seller is VMCloud OÜ in Estonia. EU consumers pay their own country's VAT
 //!   (the One-Stop Shop), EU businesses with a VAT id outside Estonia are reverse-charged (0 %,
 //!   with the legal mention), Estonian businesses pay Estonian VAT, customers outside the EU pay
@@ -11,4 +14,6 @@
 //!   with the date each took effect).
 
 pub mod money;
+pub mod prices;
+pub mod rating;
 pub mod tax;
