@@ -273,6 +273,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_flavor_on_sale_has_a_price_in_every_currency_and_no_price_is_for_nothing() {
+        let catalog = Catalog::builtin();
+        let books = vmcloud_billing::prices::PriceBooks::builtin();
+        for book in books.0.values() {
+            for flavor in catalog.flavors.keys() {
+                assert!(
+                    book.flavors.contains_key(flavor),
+                    "config/prices.toml has no {} price for flavor {flavor}",
+                    book.currency.code()
+                );
+            }
+            for priced in book.flavors.keys() {
+                assert!(
+                    catalog.flavors.contains_key(priced),
+                    "config/prices.toml prices {priced}, which the catalog does not sell"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn builtin_catalog_has_what_the_product_sells() {
         let c = Catalog::builtin();
         for f in [
