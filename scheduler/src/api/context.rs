@@ -339,3 +339,18 @@ pub(crate) fn created<T: serde::Serialize>(location: String, body: T) -> axum::r
     )
         .into_response()
 }
+
+/// A project's object by id — the same 404 whether it does not exist or belongs to another
+/// project, so nobody learns of anyone else's ids.
+pub fn owned<T: Clone>(
+    map: &imbl::OrdMap<String, T>,
+    id: &str,
+    project: &ProjectId,
+    owner: impl Fn(&T) -> &ProjectId,
+    what: &str,
+) -> Result<T, Problem> {
+    map.get(id)
+        .filter(|o| owner(o) == project)
+        .cloned()
+        .ok_or_else(|| Problem::not_found(format!("{what} {id} does not exist")))
+}

@@ -8,7 +8,9 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::api::context::{ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, rfc3339};
+use crate::api::context::{
+    ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, owned, rfc3339,
+};
 use crate::api::pagination::ListQuery;
 use crate::api::problem::Problem;
 use crate::firewalls::types::{Direction, Firewall, Rule, rules_from_pb};
@@ -254,13 +256,8 @@ fn firewall_of(
     project: &vmcloud_proto::ProjectId,
     id: &str,
 ) -> Result<Firewall, Problem> {
-    s.cluster
-        .state()
-        .firewalls
-        .get(id)
-        .filter(|f| f.project == *project)
-        .cloned()
-        .ok_or_else(|| Problem::not_found(format!("firewall {id} does not exist")))
+    let state = s.cluster.state();
+    owned(&state.firewalls, id, project, |f| &f.project, "firewall")
 }
 
 fn view_of(s: &ApiState, id: &str) -> Result<FirewallView, Problem> {

@@ -7,7 +7,9 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::api::context::{ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, rfc3339};
+use crate::api::context::{
+    ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, owned, rfc3339,
+};
 use crate::api::pagination::ListQuery;
 use crate::api::problem::Problem;
 use crate::networks::types::{Network, Subnet};
@@ -171,13 +173,8 @@ fn network_of(
     project: &vmcloud_proto::ProjectId,
     id: &str,
 ) -> Result<Network, Problem> {
-    s.cluster
-        .state()
-        .networks
-        .get(id)
-        .filter(|n| n.project == *project)
-        .cloned()
-        .ok_or_else(|| Problem::not_found(format!("network {id} does not exist")))
+    let state = s.cluster.state();
+    owned(&state.networks, id, project, |n| &n.project, "network")
 }
 
 pub async fn get(

@@ -8,7 +8,9 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::api::context::{ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, rfc3339};
+use crate::api::context::{
+    ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, owned, rfc3339,
+};
 use crate::api::pagination::ListQuery;
 use crate::api::problem::Problem;
 use crate::public_ips::types::FloatingIp;
@@ -91,13 +93,14 @@ fn floating_of(
     project: &vmcloud_proto::ProjectId,
     id: &str,
 ) -> Result<FloatingIp, Problem> {
-    s.cluster
-        .state()
-        .floating_ips
-        .get(id)
-        .filter(|f| f.project == *project)
-        .cloned()
-        .ok_or_else(|| Problem::not_found(format!("floating IP {id} does not exist")))
+    let state = s.cluster.state();
+    owned(
+        &state.floating_ips,
+        id,
+        project,
+        |f| &f.project,
+        "floating IP",
+    )
 }
 
 fn current(s: &ApiState, id: &str) -> Result<FloatingIpView, Problem> {

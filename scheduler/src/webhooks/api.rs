@@ -13,7 +13,9 @@ use serde_json::json;
 use vmcloud_proto::ProjectId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::api::context::{ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, rfc3339};
+use crate::api::context::{
+    ApiJson, ApiQuery, ApiState, Caller, ReadOptions, created, owned, rfc3339,
+};
 use crate::api::pagination::ListQuery;
 use crate::api::problem::Problem;
 use crate::history::store::HistoryStore;
@@ -165,13 +167,14 @@ pub async fn list(
 }
 
 fn endpoint_of(s: &ApiState, project: &ProjectId, id: &str) -> Result<WebhookEndpoint, Problem> {
-    s.cluster
-        .state()
-        .webhook_endpoints
-        .get(id)
-        .filter(|e| e.project == *project)
-        .cloned()
-        .ok_or_else(|| Problem::not_found(format!("webhook endpoint {id} does not exist")))
+    let state = s.cluster.state();
+    owned(
+        &state.webhook_endpoints,
+        id,
+        project,
+        |e| &e.project,
+        "webhook endpoint",
+    )
 }
 
 pub async fn get(

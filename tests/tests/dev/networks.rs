@@ -5,30 +5,7 @@
 
 use serde_json::Value;
 
-use super::Fixture;
-
-fn cli_json(fx: &Fixture, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let out = fx.fleet.cli(&all);
-    assert!(
-        out.status.success(),
-        "vmcloud {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn refused(fx: &Fixture, args: &[&str]) -> String {
-    let out = fx.fleet.cli(args);
-    assert!(
-        !out.status.success(),
-        "vmcloud {} succeeded",
-        args.join(" ")
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use super::{Fixture, cli_fails as refused, cli_json};
 
 #[tokio::test]
 async fn instances_get_private_addresses_on_default_and_named_networks() {
