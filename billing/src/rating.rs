@@ -14,7 +14,9 @@ use crate::money::{Currency, Money};
 use crate::prices::PriceBook;
 
 /// How the seconds are bought.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Market {
     OnDemand,

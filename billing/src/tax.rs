@@ -117,7 +117,7 @@ pub struct Buyer {
 }
 
 /// Why a rate applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheme {
     /// Estonian VAT: an Estonian buyer, business or consumer.
