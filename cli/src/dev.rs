@@ -142,6 +142,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 api_per_hour: args.api.api_rate_limit,
                 // A receiver on this machine is the usual dev set-up.
                 webhooks_allow_private: true,
+                // Newcomers may move a month on to see billing run (`vmcloud billing clock`).
+                test_clock: true,
             })
             .await
             .context("cannot start the scheduler")
@@ -365,6 +367,10 @@ pub struct ApiArgs {
     /// set-up; `vmcloud dev` always does). Production refuses them (SSRF).
     #[arg(long)]
     pub webhooks_allow_private: bool,
+    /// Let operators move the cluster's clock forward (`vmcloud billing clock advance`): for
+    /// test clusters that exercise billing over months. `vmcloud dev` always has it.
+    #[arg(long)]
+    pub test_clock: bool,
 }
 
 impl MailArgs {

@@ -172,6 +172,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                 pages: Some(vmcloud_web::pages),
                 api_per_hour: args.api.api_rate_limit,
                 webhooks_allow_private: args.api.webhooks_allow_private,
+                test_clock: args.api.test_clock,
             })
             .await
             .context("cannot start the scheduler")

@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod billing;
 pub mod bootstrap;
 pub mod catalog;
 pub mod clock;

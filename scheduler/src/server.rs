@@ -56,6 +56,8 @@ pub struct SchedulerConfig {
     pub api_per_hour: u32,
     /// Webhooks may go to `http` and private addresses (for `vmcloud dev`).
     pub webhooks_allow_private: bool,
+    /// Operators may move the cluster's clock forward (billing tests; `vmcloud dev`).
+    pub test_clock: bool,
 }
 
 /// Builds the web pages' router from the API's state.
@@ -360,6 +362,7 @@ impl Scheduler {
             limiter: Default::default(),
             api_per_hour: config.api_per_hour,
             webhooks_allow_private: config.webhooks_allow_private,
+            test_clock: config.test_clock,
         };
         let webhooks = tokio::spawn(crate::webhooks::deliver::run(api_state.clone()));
         let mut router = api::router(api_state.clone());

@@ -40,6 +40,8 @@ pub struct ApiState {
     pub api_per_hour: u32,
     /// Webhooks may go to `http` and private addresses (`vmcloud dev` only).
     pub webhooks_allow_private: bool,
+    /// The cluster's clock may be moved forward (`POST /v1/test-clock`; `vmcloud dev`).
+    pub test_clock: bool,
 }
 
 /// A query string whose decoding errors become problem+json 400s.

@@ -196,6 +196,28 @@ pub fn router(state: ApiState) -> Router {
             "/v1/reverse-dns/{address}",
             axum::routing::put(crate::public_ips::api::set_reverse_dns),
         )
+        .route("/v1/usage", get(crate::billing::api::usage))
+        .route("/v1/billing/forecast", get(crate::billing::api::forecast))
+        .route("/v1/invoices", get(crate::billing::api::list_invoices))
+        .route("/v1/invoices/{id}", get(crate::billing::api::get_invoice))
+        .route(
+            "/v1/invoices/{id}/payments",
+            post(crate::billing::api::record_payment),
+        )
+        .route("/v1/invoices/{id}/void", post(crate::billing::api::void))
+        .route("/v1/credits", get(crate::billing::api::credits))
+        .route(
+            "/v1/organisations/{id}/credits",
+            post(crate::billing::api::grant_credit),
+        )
+        .route("/v1/billing/runs", post(crate::billing::api::run))
+        .route("/v1/billing/runs/{id}", get(crate::billing::api::get_run))
+        .route(
+            "/v1/billing/runs/{id}/finalize",
+            post(crate::billing::api::finalize),
+        )
+        .route("/v1/billing/preview", get(crate::billing::api::preview))
+        .route("/v1/test-clock", post(crate::billing::api::advance_clock))
         .route("/v1/quotas", get(quotas::get))
         .route(
             "/v1/quota-requests",

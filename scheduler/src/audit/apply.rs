@@ -103,6 +103,12 @@ fn resource_of(body: &Body) -> String {
         Body::RequestQuota(c) => r("quota_request", &c.request_id),
         Body::DecideQuotaRequest(c) => r("quota_request", &c.request_id),
         Body::RecordRefusal(c) => format!("request/{} {}", c.method, c.path),
+        Body::RunBilling(c) => r("billing_run", &c.period),
+        Body::FinalizeInvoices(c) => r("billing_run", &c.period),
+        Body::RecordPayment(c) => r("invoice", &c.invoice_id),
+        Body::VoidInvoice(c) => r("invoice", &c.invoice_id),
+        Body::GrantCredit(c) => r("credit", &c.credit_id),
+        Body::AdvanceClock(c) => format!("clock/+{}ms", c.by_ms),
     }
 }
 
@@ -132,8 +138,17 @@ impl ClusterState {
                 org = c.organisation.as_ref().map(|o| o.org_id.clone());
             }
             Body::SsoLogin(pb::SsoLogin { org_id, .. })
-            | Body::AcceptInvitation(pb::AcceptInvitation { org_id, .. }) => {
+            | Body::AcceptInvitation(pb::AcceptInvitation { org_id, .. })
+            | Body::GrantCredit(pb::GrantCredit { org_id, .. }) => {
                 org = Some(org_id.clone());
+            }
+            Body::RecordPayment(pb::RecordPayment { invoice_id, .. })
+            | Body::VoidInvoice(pb::VoidInvoice { invoice_id, .. }) => {
+                org = self
+                    .billing
+                    .invoices
+                    .get(invoice_id)
+                    .map(|i| i.org.to_string());
             }
             _ => {}
         }

@@ -151,6 +151,7 @@ impl ClusterState {
                     region: instance.region.clone(),
                     by: instance.id.to_string(),
                     reverse_dns: None,
+                    since_ms: at,
                 },
             );
             instance.public_ipv4 = Some(std::net::Ipv4Addr::from(address));
@@ -175,7 +176,7 @@ impl ClusterState {
         Ok(Applied::Instance(Box::new(instance)))
     }
 
-    pub(crate) fn delete_instance(&mut self, c: pb::DeleteInstance) -> ApplyResult {
+    pub(crate) fn delete_instance(&mut self, c: pb::DeleteInstance, at: i64) -> ApplyResult {
         let id = InstanceId::parse(&c.instance_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
         let instance = self
             .instances
@@ -196,9 +197,13 @@ impl ClusterState {
                 self.record_ended(&removed, "deleted before it was placed");
                 return Ok(Applied::Instance(Box::new(Instance::clone(&removed))));
             }
-            (Some(_), _) => {
-                Self::begin_delete(&mut self.nodes, &mut self.generation_epoch, instance)
-            }
+            (Some(_), _) => Self::begin_delete(
+                &mut self.nodes,
+                &mut self.generation_epoch,
+                Meter::of(&mut self.billing, &self.projects),
+                instance,
+                at,
+            ),
         }
         Ok(Applied::Instance(Box::new(Instance::clone(
             &self.instances[&id],
@@ -246,6 +251,12 @@ impl ClusterState {
                         }
                         instance.gpus.clear();
                         instance.placed_at_ms = None;
+                        crate::billing::meters::stop_instance(
+                            &mut self.billing.usage,
+                            &self.projects,
+                            instance,
+                            at,
+                        );
                         instance.running_at_ms = None;
                         instance.terminate_at_ms = None;
                         instance.reclaimed_at_ms = None;
@@ -322,6 +333,12 @@ impl ClusterState {
         if let Some(d) = instance.terminate_at_ms.take() {
             self.index.terminating.remove(&(d, id.clone()));
         }
+        crate::billing::meters::stop_instance(
+            &mut self.billing.usage,
+            &self.projects,
+            instance,
+            self.now_ms,
+        );
         instance.reclaimed_at_ms = None;
         instance.requeue_when_gone = false;
         instance.gpus.clear();
@@ -382,11 +399,16 @@ impl ClusterState {
         );
     }
 
+    /// Starts an instance's delete (its agent removes it; it is gone when the agent says so)
+    /// and stops its meter at `at`: nothing is billed after the delete is committed.
     pub(crate) fn begin_delete(
         nodes: &mut imbl::OrdMap<NodeId, Arc<Node>>,
         generation_epoch: &mut Epoch,
+        meter: Meter<'_>,
         instance: &mut Instance,
+        at: i64,
     ) {
+        crate::billing::meters::stop_instance(meter.usage, meter.projects, instance, at);
         instance.state = InstanceState::Deleting;
         if let Some(node) = instance
             .node
@@ -413,4 +435,26 @@ fn instance_event(i: &Instance) -> serde_json::Value {
         "job": i.job.as_ref().map(|j| j.id.to_string()),
         "session": i.session.is_some(),
     })
+}
+
+/// What stopping a meter writes to: the billing book's usage and the projects (to find the
+/// organisation), borrowed beside the instance being changed.
+pub(crate) struct Meter<'a> {
+    pub usage: &'a mut imbl::OrdMap<
+        vmcloud_proto::OrgId,
+        imbl::Vector<crate::billing::types::UsageInterval>,
+    >,
+    pub projects: &'a imbl::OrdMap<ProjectId, crate::tenancy::types::Project>,
+}
+
+impl<'a> Meter<'a> {
+    pub(crate) fn of(
+        billing: &'a mut crate::billing::types::BillingBook,
+        projects: &'a imbl::OrdMap<ProjectId, crate::tenancy::types::Project>,
+    ) -> Meter<'a> {
+        Meter {
+            usage: &mut billing.usage,
+            projects,
+        }
+    }
 }

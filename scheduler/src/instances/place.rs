@@ -136,6 +136,7 @@ impl ClusterState {
             instance.nominated_node = None;
             instance.pending_reason = None;
             instance.placed_at_ms = Some(at);
+            instance.meter_from_ms = Some(at);
             instance.ipv6 = match (&instance.nic, node.ipv6_prefix) {
                 (Some(nic), Some(prefix)) => crate::nodes::types::ipv6_of(prefix, &nic.mac),
                 _ => None,

@@ -207,7 +207,13 @@ impl ClusterState {
             };
             instance.status_message = Some(status);
             instance.notify(at, told);
-            Self::begin_delete(&mut self.nodes, &mut self.generation_epoch, instance);
+            Self::begin_delete(
+                &mut self.nodes,
+                &mut self.generation_epoch,
+                crate::instances::apply::Meter::of(&mut self.billing, &self.projects),
+                instance,
+                at,
+            );
         }
         Ok(Applied::Done)
     }

@@ -184,6 +184,10 @@ pub struct Instance {
     /// Its IPv6 address, in its host's /64 (from its placement on a host that has one).
     #[serde(default)]
     pub ipv6: Option<std::net::Ipv6Addr>,
+    /// Billable since (a committed command's time) while its meter runs (see
+    /// [`crate::billing::meters`]).
+    #[serde(default)]
+    pub meter_from_ms: Option<i64>,
 }
 
 fn default_notice() -> u32 {
@@ -258,6 +262,7 @@ impl Instance {
             public_ipv4: None,
             floating_ips: Vec::new(),
             ipv6: None,
+            meter_from_ms: None,
         }
     }
 

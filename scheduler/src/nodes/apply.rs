@@ -187,7 +187,13 @@ impl ClusterState {
                         // removes it.
                         instance.status_message = Some(format!("host {id} is down{reason}"));
                         instance.notify(at, format!("host {id} is down{reason}: this spot instance has ended"));
-                        Self::begin_delete(&mut self.nodes, &mut self.generation_epoch, instance);
+                        Self::begin_delete(
+                    &mut self.nodes,
+                    &mut self.generation_epoch,
+                    crate::instances::apply::Meter::of(&mut self.billing, &self.projects),
+                    instance,
+                    at,
+                );
                     } else {
                         // Never silently recreated elsewhere: its disk is on that host.
                         instance.state = InstanceState::Impaired;
@@ -301,7 +307,13 @@ impl ClusterState {
                     at,
                     format!("host {id} is down{reason}: this session has ended; launch it again"),
                 );
-                Self::begin_delete(&mut self.nodes, &mut self.generation_epoch, instance);
+                Self::begin_delete(
+                    &mut self.nodes,
+                    &mut self.generation_epoch,
+                    crate::instances::apply::Meter::of(&mut self.billing, &self.projects),
+                    instance,
+                    at,
+                );
             }
         }
         for job in requeue {

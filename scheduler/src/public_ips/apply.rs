@@ -45,6 +45,7 @@ impl ClusterState {
     /// Gives an instance's own public address back and unassigns the floating IPs it had.
     pub(crate) fn forget_public_ips(&mut self, removed: &Instance) {
         if let Some(ip) = removed.public_ipv4 {
+            self.stop_public_ip(u32::from(ip));
             self.public_ips.remove(&u32::from(ip));
         }
         for fip in &removed.floating_ips {
@@ -113,6 +114,7 @@ impl ClusterState {
                 region: c.region.clone(),
                 by: c.floating_ip_id.clone(),
                 reverse_dns: None,
+                since_ms: at,
             },
         );
         self.floating_ips.insert(
@@ -202,6 +204,7 @@ impl ClusterState {
             }
             self.touch_host_of(old);
         }
+        self.stop_public_ip(u32::from(f.address));
         self.public_ips.remove(&u32::from(f.address));
         self.floating_ips.remove(&f.id);
         Ok(Applied::Done)

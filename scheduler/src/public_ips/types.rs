@@ -27,6 +27,9 @@ pub struct Holder {
     pub by: String,
     /// Its reverse DNS name, when its holder set one.
     pub reverse_dns: Option<String>,
+    /// Billable since (the command that took it, or the last billing run's cut).
+    #[serde(default)]
+    pub since_ms: i64,
 }
 
 /// An IPv4 pool CIDR as the catalog writes it: its first and last address.

@@ -199,6 +199,7 @@ impl ClusterState {
                 .collect(),
             instances: BTreeSet::new(),
             expired: false,
+            billed_to_ms: None,
         };
         for s in &reservation.slots {
             self.held_mut(&s.node).add(&reservation);

@@ -44,6 +44,9 @@ pub struct Reservation {
     pub instances: BTreeSet<InstanceId>,
     /// It has ended: nothing held any more.
     pub expired: bool,
+    /// Invoiced up to (a billing run's cut), once a run has billed part of it.
+    #[serde(default)]
+    pub billed_to_ms: Option<i64>,
 }
 
 /// One unit of held capacity on one host, and the instance using it, if any.

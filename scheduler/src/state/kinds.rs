@@ -63,5 +63,11 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::AssignFloatingIp(_) => "assign_floating_ip",
         Body::DeleteFloatingIp(_) => "delete_floating_ip",
         Body::SetReverseDns(_) => "set_reverse_dns",
+        Body::RunBilling(_) => "run_billing",
+        Body::FinalizeInvoices(_) => "finalize_invoices",
+        Body::RecordPayment(_) => "record_payment",
+        Body::VoidInvoice(_) => "void_invoice",
+        Body::GrantCredit(_) => "grant_credit",
+        Body::AdvanceClock(_) => "advance_clock",
     }
 }

@@ -111,6 +111,9 @@ pub struct ClusterState {
     /// Login sessions by their public id.
     #[serde(default)]
     pub login_sessions: OrdMap<String, LoginSession>,
+    /// Usage not invoiced yet, credits, invoices (see [`crate::billing`]).
+    #[serde(default)]
+    pub billing: crate::billing::types::BillingBook,
     /// Grows whenever any node's desired-config generation grows (not serialized: the agent
     /// gateway compares it between applied batches to skip looking at every node).
     #[serde(skip)]
@@ -217,7 +220,7 @@ impl ClusterState {
             Body::AcceptInvitation(c) => self.accept_invitation(c, at),
             Body::CreateInstance(c) => self.create_instance(c, at),
             Body::PlaceInstances(c) => self.place_instances(c, at),
-            Body::DeleteInstance(c) => self.delete_instance(c),
+            Body::DeleteInstance(c) => self.delete_instance(c, at),
             Body::RegisterNode(c) => self.register_node(c, at),
             Body::ObserveInstances(c) => self.observe_instances(c, at),
             Body::SetNodeState(c) => self.set_node_state(c, at),
@@ -252,6 +255,12 @@ impl ClusterState {
             Body::SetReverseDns(c) => self.set_reverse_dns(c),
             Body::RequestQuota(c) => self.request_quota(c, at),
             Body::DecideQuotaRequest(c) => self.decide_quota_request(c, at),
+            Body::RunBilling(c) => self.run_billing(c, at),
+            Body::FinalizeInvoices(c) => self.finalize_invoices(c, at),
+            Body::RecordPayment(c) => self.record_payment(c, at),
+            Body::VoidInvoice(c) => self.void_invoice(c, at),
+            Body::GrantCredit(c) => self.grant_credit(c, at),
+            Body::AdvanceClock(c) => self.advance_clock(c, at),
         }
     }
 }

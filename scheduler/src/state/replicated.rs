@@ -77,6 +77,7 @@ impl SharedState {
     /// Replaces the whole state (a restore) and publishes it.
     pub fn replace(&self, mut state: ClusterState) {
         state.reindex();
+        crate::clock::follow_test_clock(state.billing.clock_offset_ms);
         let copy = Arc::new(state.clone());
         *self.working.lock().expect("cluster state lock poisoned") = state;
         *self
@@ -98,6 +99,7 @@ impl SharedState {
         }
         let copy = Arc::new(working.clone());
         drop(working);
+        crate::clock::follow_test_clock(copy.billing.clock_offset_ms);
         *self
             .published
             .write()

@@ -429,6 +429,7 @@ impl ClusterState {
             Some((hash, expires)) if *hash == c.token_sha256 && at < *expires => {
                 user.email_verified = true;
                 user.verification = None;
+                self.grant_trial_credit(&id, at);
                 Ok(Applied::Done)
             }
             Some((hash, _)) if *hash == c.token_sha256 => Err(Rejected::Invalid(

@@ -71,10 +71,13 @@ pub fn role_allows(role: Role, action: Action) -> bool {
         Role::ProjectMember => matches!(action, ReadProject | Deploy),
         Role::ProjectViewer => matches!(action, ReadProject),
         // Operators run the fleet and see every tenant, but do not deploy in their projects
-        // or manage their members.
-        Role::Operator => matches!(action, ReadFleet | OperateFleet | ReadOrg | ReadProject),
+        // or manage their members; they run billing (with finance).
+        Role::Operator => matches!(
+            action,
+            ReadFleet | OperateFleet | ReadOrg | ReadProject | ReadBilling | ManageBilling
+        ),
         Role::Support => matches!(action, ReadFleet | ReadOrg | ReadProject),
-        Role::Finance => matches!(action, ReadOrg | ReadBilling),
+        Role::Finance => matches!(action, ReadOrg | ReadBilling | ManageBilling),
     }
 }
 
@@ -366,9 +369,9 @@ mod tests {
         (Role::ProjectAdmin, "xxxx........"),
         (Role::ProjectMember, "xx.........."),
         (Role::ProjectViewer, "x..........."),
-        (Role::Operator, "x...x.....xx"),
+        (Role::Operator, "x...x...xxxx"),
         (Role::Support, "x...x.....x."),
-        (Role::Finance, "....x...x..."),
+        (Role::Finance, "....x...xx.."),
     ];
 
     #[test]

@@ -159,6 +159,12 @@ impl ClusterState {
                 Action::ManageProject,
                 Target::Project(project(&c.project_id)?),
             ),
+            Body::GrantCredit(_) => (Action::ManageBilling, Target::Fleet),
+            Body::RunBilling(_)
+            | Body::FinalizeInvoices(_)
+            | Body::RecordPayment(_)
+            | Body::VoidInvoice(_) => (Action::ManageBilling, Target::Fleet),
+            Body::AdvanceClock(_) => (Action::OperateFleet, Target::Fleet),
             Body::UpdateProject(_)
             | Body::SetQuota(_)
             | Body::SetRateLimit(_)

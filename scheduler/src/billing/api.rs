@@ -1,0 +1,906 @@
+//! Billing's API: what customers read (`/v1/usage`, `/v1/billing/forecast`, `/v1/invoices`,
+//! `/v1/credits`) and what operators do (`/v1/billing/runs`, `/v1/billing/preview`,
+//! payments, voids and credit notes, credits, the test clock).
+//!
+//! Customers' reads are about an organisation: `?org=`, or the caller's only one. They need
+//! the `billing`, `owner` role there (or a provider role); anyone else gets 404.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use vmcloud_billing::invoice::InvoiceLine;
+use vmcloud_billing::prices::{BUILTIN_PRICES, PriceBooks};
+use vmcloud_billing::tax::BUILTIN_TABLE as BUILTIN_VAT;
+use vmcloud_proto::pb::{self, command::Body};
+use vmcloud_proto::{OrgId, ProjectId};
+
+use crate::api::context::{ApiJson, ApiQuery, ApiState, Operator, ReadOptions, Who, rfc3339};
+use crate::api::pagination;
+use crate::api::problem::Problem;
+use crate::billing::types::{
+    Credit, DocumentKind, Invoice, InvoiceStatus, Party, Payment, currency_of, period_bounds,
+    period_of,
+};
+use crate::billing::usage::{UsageReport, forecast_rest, report};
+use crate::state::ClusterState;
+use crate::tenancy::authz::{Action, Principal, Resource};
+
+/// The price books this replica rates with (the built-in `config/prices.toml`).
+pub fn price_books() -> PriceBooks {
+    PriceBooks::builtin()
+}
+
+fn terms(books: &PriceBooks) -> Vec<u32> {
+    books
+        .0
+        .values()
+        .next()
+        .map(|b| b.reserved_discount.keys().copied().collect())
+        .unwrap_or_default()
+}
+
+/// The organisation a billing read is about: `?org=`, else the caller's only organisation
+/// (an API key's project's), checked for `action`.
+pub fn billing_org(
+    s: &ApiState,
+    who: &Who,
+    org: Option<&str>,
+    action: Action,
+) -> Result<OrgId, Problem> {
+    let state = s.cluster.state();
+    let id = match org {
+        Some(o) => OrgId::parse(o)
+            .map_err(|_| Problem::not_found(format!("organisation `{o}` does not exist")))?,
+        None => match &who.principal {
+            Principal::ApiKey(k) => state
+                .api_keys
+                .get(k)
+                .and_then(|k| state.projects.get(&k.project))
+                .map(|p| p.org.clone())
+                .ok_or_else(|| Problem::unauthorized("invalid API key"))?,
+            Principal::User { id, .. } => {
+                let mut orgs: Vec<OrgId> = state
+                    .organisations
+                    .values()
+                    .filter(|o| o.members.contains_key(id) && !o.provider)
+                    .map(|o| o.id.clone())
+                    .collect();
+                match orgs.len() {
+                    1 => orgs.remove(0),
+                    0 => {
+                        return Err(Problem::not_found(
+                            "you belong to no customer organisation: name one with ?org=<id>",
+                        ));
+                    }
+                    _ => {
+                        return Err(Problem::new(
+                            StatusCode::BAD_REQUEST,
+                            "org-required",
+                            "Which organisation?",
+                            "you belong to several organisations: name one with ?org=<id> (`vmcloud org list` shows them)",
+                        ));
+                    }
+                }
+            }
+            _ => return Err(Problem::unauthorized("log in or send an API key")),
+        },
+    };
+    who.may(s, action, Resource::Org(&id))?;
+    Ok(id)
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    #[serde(default)]
+    pub stale: bool,
+    /// The organisation (default: the caller's only one).
+    #[serde(default)]
+    pub org: Option<String>,
+    /// A calendar month `YYYY-MM` (default: this month, to now).
+    #[serde(default)]
+    pub period: Option<String>,
+    /// Only this project.
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
+fn bad_period(p: &str) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+        "Invalid query string",
+        format!("`{p}` is not a period: write the month as YYYY-MM (e.g. 2026-11)"),
+    )
+}
+
+/// The org's usage report over `period` (to `now` while it runs), rated.
+fn usage_report(
+    state: &ClusterState,
+    org: &OrgId,
+    period: &str,
+    project: Option<&ProjectId>,
+    now: i64,
+) -> Result<(UsageReport, i64, i64), Problem> {
+    let (start, end) = period_bounds(period).ok_or_else(|| bad_period(period))?;
+    let to = end.min(now);
+    let books = price_books();
+    let o = state
+        .organisations
+        .get(org)
+        .ok_or_else(|| Problem::not_found(format!("organisation {org} does not exist")))?;
+    let book = books
+        .0
+        .get(&currency_of(o))
+        .ok_or_else(|| Problem::internal("no price book for the organisation's currency"))?;
+    let mut intervals = state.usage_between(org, start, to.max(start), &terms(&books));
+    if let Some(p) = project {
+        intervals.retain(|i| &i.project == p);
+    }
+    let r = report(org, book, &intervals, start, to.max(start))
+        .map_err(|e| Problem::internal(format!("rating failed: {e}")))?;
+    Ok((r, start, end))
+}
+
+/// Usage and its cost so far in a month (default: this one, to now), by resource, with
+/// totals by project, flavor and region and the cost of each hour.
+pub async fn usage(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Json<UsageReport>, Problem> {
+    ReadOptions {
+        stale: q.stale,
+        project: None,
+    }
+    .prepare(&s.cluster)
+    .await?;
+    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    let state = s.cluster.state();
+    let project = match &q.project {
+        Some(p) => {
+            let id = ProjectId::parse(p)
+                .ok()
+                .filter(|id| state.projects.get(id).is_some_and(|pr| pr.org == org))
+                .ok_or_else(|| Problem::not_found(format!("project `{p}` does not exist")))?;
+            Some(id)
+        }
+        None => None,
+    };
+    let now = crate::clock::now_ms();
+    let period = q.period.clone().unwrap_or_else(|| period_of(now));
+    let (r, _, _) = usage_report(&state, &org, &period, project.as_ref(), now)?;
+    Ok(Json(r))
+}
+
+/// This month so far and where it is heading.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Forecast {
+    pub organisation: String,
+    pub period: String,
+    pub currency: String,
+    /// Rated so far (before credits and VAT).
+    #[schema(value_type = String)]
+    pub month_to_date: Decimal,
+    /// What what runs now would add by the month's end (on demand no further than its cap).
+    #[schema(value_type = String)]
+    pub rest_of_month: Decimal,
+    #[schema(value_type = String)]
+    pub forecast: Decimal,
+    /// Credit left to draw on.
+    #[schema(value_type = String)]
+    pub credit_left: Decimal,
+}
+
+pub async fn forecast(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Json<Forecast>, Problem> {
+    ReadOptions {
+        stale: q.stale,
+        project: None,
+    }
+    .prepare(&s.cluster)
+    .await?;
+    if q.period.is_some() || q.project.is_some() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query string",
+            "the forecast is of this month for the whole organisation: ask with ?org= only",
+        ));
+    }
+    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    let state = s.cluster.state();
+    let now = crate::clock::now_ms();
+    let period = period_of(now);
+    let (so_far, _, end) = usage_report(&state, &org, &period, None, now)?;
+    let books = price_books();
+    let currency = state
+        .organisations
+        .get(&org)
+        .map(currency_of)
+        .ok_or_else(|| Problem::not_found(format!("organisation {org} does not exist")))?;
+    let book = &books.0[&currency];
+    // What runs now: the meters open at `now`.
+    let running: Vec<_> = state
+        .usage_between(&org, now - 1, now, &terms(&books))
+        .into_iter()
+        .filter(|i| i.to_ms == now)
+        .collect();
+    let rest = forecast_rest(book, &so_far, &running, now, end);
+    let credit_left = state
+        .billing
+        .credits
+        .get(&org)
+        .into_iter()
+        .flatten()
+        .filter(|k| k.currency == currency && k.expires_at_ms.is_none_or(|e| e > now))
+        .map(|k| k.remaining)
+        .sum();
+    Ok(Json(Forecast {
+        organisation: org.to_string(),
+        period,
+        currency: currency.code().to_owned(),
+        month_to_date: so_far.total,
+        rest_of_month: rest,
+        forecast: so_far.total + rest,
+        credit_left,
+    }))
+}
+
+/// An invoice or credit note as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InvoiceView {
+    pub id: String,
+    pub organisation: String,
+    pub period: String,
+    pub kind: DocumentKind,
+    pub status: InvoiceStatus,
+    /// `VMC-2026-000001`, once finalized.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrects: Option<String>,
+    pub seller: Party,
+    pub buyer: Party,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    pub tax_date: String,
+    #[schema(value_type = Vec<Object>)]
+    pub lines: Vec<InvoiceLine>,
+    #[schema(value_type = Object)]
+    pub totals: vmcloud_billing::invoice::Totals,
+    pub payments: Vec<Payment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub void_reason: Option<String>,
+}
+
+impl InvoiceView {
+    pub fn new(i: &Invoice) -> InvoiceView {
+        InvoiceView {
+            id: i.id.clone(),
+            organisation: i.org.to_string(),
+            period: i.period.clone(),
+            kind: i.kind,
+            status: i.status,
+            number: i.number.clone(),
+            corrects: i.corrects.clone(),
+            seller: i.seller.clone(),
+            buyer: i.buyer.clone(),
+            created_at: rfc3339(i.created_at_ms),
+            issued_at: i.issued_at_ms.map(rfc3339),
+            due_at: i.due_at_ms.map(rfc3339),
+            tax_date: i.tax_date.clone(),
+            lines: i.lines.clone(),
+            totals: i.totals.clone(),
+            payments: i.payments.clone(),
+            void_reason: i.voided.as_ref().map(|(_, r)| r.clone()),
+        }
+    }
+}
+
+/// An invoice in a list: no lines.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InvoiceSummary {
+    pub id: String,
+    pub organisation: String,
+    pub period: String,
+    pub kind: DocumentKind,
+    pub status: InvoiceStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    pub currency: String,
+    #[schema(value_type = String)]
+    pub total: Decimal,
+    #[schema(value_type = String)]
+    pub amount_due: Decimal,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+}
+
+impl InvoiceSummary {
+    pub fn new(i: &Invoice) -> InvoiceSummary {
+        InvoiceSummary {
+            id: i.id.clone(),
+            organisation: i.org.to_string(),
+            period: i.period.clone(),
+            kind: i.kind,
+            status: i.status,
+            number: i.number.clone(),
+            currency: i.totals.currency.code().to_owned(),
+            total: i.totals.total,
+            amount_due: i.totals.amount_due,
+            issued_at: i.issued_at_ms.map(rfc3339),
+            due_at: i.due_at_ms.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InvoiceList {
+    pub invoices: Vec<InvoiceSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceQuery {
+    #[serde(default)]
+    pub stale: bool,
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Only in this status (`draft`, `open`, `paid`, `void`); drafts are shown to
+    /// operators only.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// Whether the caller sees drafts (operators and finance do; customers see finalized
+/// documents only).
+fn sees_drafts(s: &ApiState, who: &Who) -> bool {
+    s.cluster
+        .state()
+        .authorize(&who.principal, Action::ManageBilling, Resource::Fleet)
+        .is_ok()
+}
+
+pub async fn list_invoices(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiQuery(q): ApiQuery<InvoiceQuery>,
+) -> Result<Json<InvoiceList>, Problem> {
+    ReadOptions {
+        stale: q.stale,
+        project: None,
+    }
+    .prepare(&s.cluster)
+    .await?;
+    if let Some(st) = &q.status
+        && !matches!(st.as_str(), "draft" | "open" | "paid" | "void")
+    {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query string",
+            format!("status `{st}` is not one of: draft, open, paid, void"),
+        ));
+    }
+    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    let drafts = sees_drafts(&s, &who);
+    let state = s.cluster.state();
+    let items = state
+        .billing
+        .by_org
+        .get(&org)
+        .into_iter()
+        .flatten()
+        .filter_map(|id| state.billing.invoices.get(id))
+        .filter(|i| drafts || i.status != InvoiceStatus::Draft)
+        .filter(|i| q.status.as_deref().is_none_or(|st| st == i.status.as_str()))
+        .map(|i| ((i.created_at_ms, i.id.clone()), InvoiceSummary::new(i)))
+        .collect();
+    let limit = match q.limit {
+        None => pagination::DEFAULT_LIMIT,
+        Some(n) if (1..=pagination::MAX_LIMIT).contains(&n) => n,
+        Some(n) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "Invalid query string",
+                format!(
+                    "limit {n} is out of range: ask for 1 to {} items a page",
+                    pagination::MAX_LIMIT
+                ),
+            ));
+        }
+    };
+    let after = q.cursor.as_deref().map(pagination::decode).transpose()?;
+    let (invoices, next_cursor) = pagination::page_of(items, after.as_ref(), limit);
+    Ok(Json(InvoiceList {
+        invoices,
+        next_cursor,
+    }))
+}
+
+/// An invoice the caller may read: 404 for anyone else's (and for drafts, to customers).
+pub fn readable_invoice(s: &ApiState, who: &Who, id: &str) -> Result<Invoice, Problem> {
+    let state = s.cluster.state();
+    let missing = || Problem::not_found(format!("invoice `{id}` does not exist"));
+    let inv = state.billing.invoices.get(id).ok_or_else(missing)?;
+    if state
+        .authorize(&who.principal, Action::ReadBilling, Resource::Org(&inv.org))
+        .is_err()
+    {
+        return Err(missing());
+    }
+    if inv.status == InvoiceStatus::Draft && !sees_drafts(s, who) {
+        return Err(missing());
+    }
+    Ok(Invoice::clone(inv))
+}
+
+pub async fn get_invoice(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(id): Path<String>,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<InvoiceView>, Problem> {
+    read.prepare(&s.cluster).await?;
+    Ok(Json(InvoiceView::new(&readable_invoice(&s, &who, &id)?)))
+}
+
+/// A credit as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreditView {
+    pub id: String,
+    /// `sla`, `trial` or `promotional`.
+    pub kind: String,
+    pub description: String,
+    pub currency: String,
+    #[schema(value_type = String)]
+    pub amount: Decimal,
+    #[schema(value_type = String)]
+    pub remaining: Decimal,
+    pub granted_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+impl CreditView {
+    fn new(k: &Credit) -> CreditView {
+        CreditView {
+            id: k.id.clone(),
+            kind: serde_json::to_value(k.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            description: k.description.clone(),
+            currency: k.currency.code().to_owned(),
+            amount: k.amount,
+            remaining: k.remaining,
+            granted_at: rfc3339(k.granted_at_ms),
+            expires_at: k.expires_at_ms.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreditList {
+    pub organisation: String,
+    pub credits: Vec<CreditView>,
+}
+
+pub async fn credits(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Json<CreditList>, Problem> {
+    ReadOptions {
+        stale: q.stale,
+        project: None,
+    }
+    .prepare(&s.cluster)
+    .await?;
+    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    let state = s.cluster.state();
+    Ok(Json(CreditList {
+        organisation: org.to_string(),
+        credits: state
+            .billing
+            .credits
+            .get(&org)
+            .into_iter()
+            .flatten()
+            .map(CreditView::new)
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// `YYYY-MM`, a month that has ended.
+    pub period: String,
+    /// Stop at drafts (default: finalize them, numbering each).
+    #[serde(default)]
+    pub draft: bool,
+    /// Days until the invoices are due (default 14).
+    #[serde(default)]
+    pub due_days: Option<u32>,
+}
+
+/// What a run made.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub period: String,
+    pub at: String,
+    pub invoices: Vec<InvoiceSummary>,
+    /// Totals per currency of the run's invoices.
+    pub totals: std::collections::BTreeMap<String, String>,
+}
+
+fn run_view(state: &ClusterState, period: &str, ids: &[String], at: i64) -> RunView {
+    let invoices: Vec<InvoiceSummary> = ids
+        .iter()
+        .filter_map(|id| state.billing.invoices.get(id))
+        .map(|i| InvoiceSummary::new(i))
+        .collect();
+    let mut totals: std::collections::BTreeMap<String, Decimal> = Default::default();
+    for i in &invoices {
+        *totals.entry(i.currency.clone()).or_default() += i.total;
+    }
+    RunView {
+        period: period.to_owned(),
+        at: rfc3339(at),
+        invoices,
+        totals: totals
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect(),
+    }
+}
+
+fn run_command(req: &RunRequest) -> Result<pb::RunBilling, Problem> {
+    period_bounds(&req.period).ok_or_else(|| {
+        Problem::unprocessable(
+            "invalid-period",
+            "Invalid period",
+            format!(
+                "`{}` is not a period: write the month as YYYY-MM (e.g. 2026-11)",
+                req.period
+            ),
+        )
+    })?;
+    Ok(pb::RunBilling {
+        period: req.period.clone(),
+        prices_toml: BUILTIN_PRICES.to_owned(),
+        vat_toml: BUILTIN_VAT.to_owned(),
+        finalize: !req.draft,
+        due_days: req.due_days.unwrap_or(0),
+    })
+}
+
+fn billing_staff(s: &ApiState, who: &Who) -> Result<(), Problem> {
+    match s
+        .cluster
+        .state()
+        .authorize(&who.principal, Action::ManageBilling, Resource::Fleet)
+    {
+        Ok(()) => Ok(()),
+        Err(crate::tenancy::authz::Denied::Unauthenticated(m)) => Err(Problem::unauthorized(m)),
+        Err(_) => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "billing-staff-only",
+            "Billing staff only",
+            "only VMCloud's operators and finance staff may do this",
+        )),
+    }
+}
+
+/// Runs a month's billing (operators, finance).
+pub async fn run(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiJson(req): ApiJson<RunRequest>,
+) -> Result<axum::response::Response, Problem> {
+    billing_staff(&s, &who)?;
+    let command = run_command(&req)?;
+    s.cluster
+        .propose_as(who.actor(), Body::RunBilling(command))
+        .await??;
+    let state = s.cluster.state();
+    let record = state
+        .billing
+        .runs
+        .get(&req.period)
+        .ok_or_else(|| Problem::internal("the run was not kept"))?;
+    Ok(crate::api::context::created(
+        format!("/v1/billing/runs/{}", req.period),
+        run_view(&state, &req.period, &record.invoices, record.at_ms),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    /// `YYYY-MM`.
+    pub period: String,
+}
+
+/// What running a period now would make, without making it: the run applied to a copy of
+/// the state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Preview {
+    pub period: String,
+    pub invoices: Vec<InvoiceView>,
+}
+
+pub async fn preview(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiQuery(q): ApiQuery<PreviewQuery>,
+) -> Result<Json<Preview>, Problem> {
+    billing_staff(&s, &who)?;
+    ReadOptions::default().prepare(&s.cluster).await?;
+    let mut command = run_command(&RunRequest {
+        period: q.period.clone(),
+        draft: true,
+        due_days: None,
+    })?;
+    command.finalize = false;
+    let mut copy = ClusterState::clone(&s.cluster.state());
+    let now = crate::clock::now_ms();
+    copy.run_billing(command, now).map_err(Problem::from)?;
+    let ids = copy
+        .billing
+        .runs
+        .get(&q.period)
+        .map(|r| r.invoices.clone())
+        .unwrap_or_default();
+    Ok(Json(Preview {
+        period: q.period,
+        invoices: ids
+            .iter()
+            .filter_map(|id| copy.billing.invoices.get(id))
+            .map(|i| InvoiceView::new(i))
+            .collect(),
+    }))
+}
+
+pub async fn get_run(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(period): Path<String>,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<RunView>, Problem> {
+    billing_staff(&s, &who)?;
+    read.prepare(&s.cluster).await?;
+    let state = s.cluster.state();
+    let r = state
+        .billing
+        .runs
+        .get(&period)
+        .ok_or_else(|| Problem::not_found(format!("period `{period}` has not been billed")))?;
+    Ok(Json(run_view(&state, &period, &r.invoices, r.at_ms)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FinalizeRequest {
+    /// Only these drafts (default: all the period's).
+    #[serde(default)]
+    pub invoices: Vec<String>,
+    #[serde(default)]
+    pub due_days: Option<u32>,
+}
+
+pub async fn finalize(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(period): Path<String>,
+    ApiJson(req): ApiJson<FinalizeRequest>,
+) -> Result<Json<RunView>, Problem> {
+    billing_staff(&s, &who)?;
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::FinalizeInvoices(pb::FinalizeInvoices {
+                period: period.clone(),
+                invoice_ids: req.invoices,
+                due_days: req.due_days.unwrap_or(0),
+            }),
+        )
+        .await??;
+    let state = s.cluster.state();
+    let r = state
+        .billing
+        .runs
+        .get(&period)
+        .ok_or_else(|| Problem::not_found(format!("period `{period}` has not been billed")))?;
+    Ok(Json(run_view(&state, &period, &r.invoices, r.at_ms)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// `bank-transfer` (recorded by an operator) or `card`.
+    pub method: String,
+    /// The bank's reference.
+    pub reference: String,
+    /// The whole amount due, as a decimal string.
+    pub amount: String,
+}
+
+/// Records a payment received (operators: a bank transfer seen on the account).
+pub async fn record_payment(
+    State(s): State<ApiState>,
+    Operator(who): Operator,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PaymentRequest>,
+) -> Result<Json<InvoiceView>, Problem> {
+    billing_staff(&s, &who)?;
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::RecordPayment(pb::RecordPayment {
+                invoice_id: id.clone(),
+                method: req.method,
+                reference: req.reference,
+                amount: req.amount,
+            }),
+        )
+        .await??;
+    Ok(Json(InvoiceView::new(&readable_invoice(&s, &who, &id)?)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoidRequest {
+    /// Printed on the credit note.
+    pub reason: String,
+}
+
+/// Voids an open invoice, or issues a credit note for a paid one.
+pub async fn void(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<VoidRequest>,
+) -> Result<Json<InvoiceView>, Problem> {
+    billing_staff(&s, &who)?;
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::VoidInvoice(pb::VoidInvoice {
+                invoice_id: id.clone(),
+                reason: req.reason,
+            }),
+        )
+        .await??;
+    Ok(Json(InvoiceView::new(&readable_invoice(&s, &who, &id)?)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditRequest {
+    /// A decimal string in the organisation's currency.
+    pub amount: String,
+    /// Printed on invoices that draw on it.
+    pub description: String,
+    /// `promotional` (default) or `sla`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// RFC 3339; default: never.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// Grants an organisation credit (operators, finance).
+pub async fn grant_credit(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<CreditRequest>,
+) -> Result<axum::response::Response, Problem> {
+    billing_staff(&s, &who)?;
+    let org_id = OrgId::parse(&org)
+        .map_err(|_| Problem::not_found(format!("organisation `{org}` does not exist")))?;
+    let expires = match &req.expires_at {
+        None => 0,
+        Some(t) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .map_err(|_| {
+                Problem::unprocessable(
+                    "invalid-credit",
+                    "Invalid credit",
+                    format!(
+                        "`expires_at` {t:?} is not an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)"
+                    ),
+                )
+            })?,
+    };
+    let id = format!("credit-{:016x}", rand::random::<u64>());
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::GrantCredit(pb::GrantCredit {
+                org_id: org_id.to_string(),
+                credit_id: id.clone(),
+                kind: req.kind.unwrap_or_else(|| "promotional".into()),
+                description: req.description,
+                amount: req.amount,
+                currency: String::new(),
+                expires_at_unix_ms: expires,
+            }),
+        )
+        .await??;
+    let state = s.cluster.state();
+    let credit = state
+        .billing
+        .credits
+        .get(&org_id)
+        .and_then(|ks| ks.iter().find(|k| k.id == id))
+        .ok_or_else(|| Problem::internal("the credit was not kept"))?;
+    Ok(crate::api::context::created(
+        format!("/v1/credits?org={org_id}"),
+        CreditView::new(credit),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClockRequest {
+    /// How far to move the cluster's clock: seconds.
+    pub advance_s: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClockView {
+    /// The cluster's time now.
+    pub now: String,
+    /// Its lead over this machine's clock, in seconds.
+    pub lead_s: i64,
+}
+
+/// Moves the test clock forward (clusters started with `--test-clock` only; operators).
+pub async fn advance_clock(
+    State(s): State<ApiState>,
+    Operator(who): Operator,
+    ApiJson(req): ApiJson<ClockRequest>,
+) -> Result<Json<ClockView>, Problem> {
+    if !s.test_clock {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "no-test-clock",
+            "No test clock",
+            "this cluster runs on real time; only clusters started with --test-clock (vmcloud dev) have a test clock",
+        ));
+    }
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::AdvanceClock(pb::AdvanceClock {
+                by_ms: req.advance_s.saturating_mul(1000),
+            }),
+        )
+        .await??;
+    let lead = s.cluster.state().billing.clock_offset_ms;
+    Ok(Json(ClockView {
+        now: rfc3339(crate::clock::now_ms()),
+        lead_s: lead / 1000,
+    }))
+}

@@ -1,0 +1,106 @@
+//! Where usage starts and stops. Every time here is a committed command's time (`at`, or the
+//! state's `now_ms`, which is the command being applied), never a replica's clock.
+//!
+//! - An instance's meter starts when a placement binds it to a host and stops when its delete
+//!   is committed (by its owner, a reclaim, a lost host, a session's end) or when it is taken
+//!   off its host to wait again (a job requeued). Job members bill like instances. Game
+//!   sessions bill through gaming plans, not here; instances drawing on a reservation bill
+//!   through the reservation.
+//! - A public address's meter runs while a project holds it (from the instance create or the
+//!   floating IP create to its release).
+//! - A reservation bills every second of its term, used or not.
+
+use imbl::{OrdMap, Vector};
+use vmcloud_billing::rating::Market;
+use vmcloud_proto::{OrgId, ProjectId};
+
+use crate::billing::types::UsageInterval;
+use crate::instances::types::{Instance, Market as InstanceMarket};
+use crate::reservations::types::Reservation;
+use crate::state::ClusterState;
+use crate::tenancy::types::Project;
+
+/// The flavor name public addresses are priced under.
+pub const PUBLIC_IPV4: &str = "public-ipv4";
+
+/// The shortest commitment with a reserved price: shorter reservations are capacity held at
+/// the on-demand price.
+pub const SHORTEST_TERM_MONTHS: u32 = 12;
+
+/// The interval an instance's meter covers from `from` to `to`; `None` when the instance is
+/// not billed by usage (a game session, a reserved instance) or the span is empty.
+pub fn instance_interval(i: &Instance, from: i64, to: i64) -> Option<UsageInterval> {
+    if i.session.is_some() || to <= from {
+        return None;
+    }
+    let market = match i.market {
+        InstanceMarket::OnDemand => Market::OnDemand,
+        InstanceMarket::Spot => Market::Spot,
+        InstanceMarket::Reserved => return None,
+    };
+    Some(UsageInterval {
+        project: i.project.clone(),
+        region: i.region.clone(),
+        resource: i.id.to_string(),
+        flavor: i.flavor.clone(),
+        market,
+        from_ms: from,
+        to_ms: to,
+    })
+}
+
+/// A reservation's commitment: its term in whole months (30-day months, rounded down) when it
+/// reaches the shortest commitment, priced as such; else on demand.
+pub fn reservation_market(r: &Reservation, terms: &[u32]) -> Market {
+    let months = u32::try_from((r.end_ms - r.start_ms) / (30 * 86_400_000)).unwrap_or(0);
+    match terms.iter().rev().find(|t| months >= **t) {
+        Some(t) if *t >= SHORTEST_TERM_MONTHS => Market::Reserved(*t),
+        _ => Market::OnDemand,
+    }
+}
+
+/// Adds a closed interval to its organisation's usage.
+pub(crate) fn record(
+    usage: &mut OrdMap<OrgId, Vector<UsageInterval>>,
+    projects: &OrdMap<ProjectId, Project>,
+    interval: UsageInterval,
+) {
+    if let Some(p) = projects.get(&interval.project) {
+        usage.entry(p.org.clone()).or_default().push_back(interval);
+    }
+}
+
+/// Stops an instance's meter at `at` (nothing when it is not running).
+pub(crate) fn stop_instance(
+    usage: &mut OrdMap<OrgId, Vector<UsageInterval>>,
+    projects: &OrdMap<ProjectId, Project>,
+    instance: &mut Instance,
+    at: i64,
+) {
+    if let Some(from) = instance.meter_from_ms.take()
+        && let Some(interval) = instance_interval(instance, from, at)
+    {
+        record(usage, projects, interval);
+    }
+}
+
+impl ClusterState {
+    /// Stops the meter of the public address `address` (about to be given back).
+    pub(crate) fn stop_public_ip(&mut self, address: u32) {
+        let at = self.now_ms;
+        if let Some(h) = self.public_ips.get(&address)
+            && at > h.since_ms
+        {
+            let interval = UsageInterval {
+                project: h.project.clone(),
+                region: h.region.clone(),
+                resource: std::net::Ipv4Addr::from(address).to_string(),
+                flavor: PUBLIC_IPV4.into(),
+                market: Market::OnDemand,
+                from_ms: h.since_ms,
+                to_ms: at,
+            };
+            record(&mut self.billing.usage, &self.projects, interval);
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Billing on the replicated state (DESIGN.md §8 "Billing"): usage read from committed
+//! lifecycle commands, monthly runs that turn it into invoices, credits, payments.
+//!
+//! - [`types`]: usage intervals, credits, invoices and the organisation's billing book.
+//! - [`meters`]: where usage starts and stops — an instance is billable from the command that
+//!   placed it to the one that deleted (or reclaimed, or lost) it; a public address from the
+//!   command that took it to the one that gave it back. Times are the commands' times, so a
+//!   failover, a lost link or a replica restart neither loses nor doubles a second
+//!   (invariant 6): the meter lives in the replicated state, not in any replica's memory.
+//! - [`run`]: the monthly run, a command: open meters are cut at the month's end, usage is
+//!   rated with the price books the command carries (`vmcloud-billing`, pure), credits are
+//!   drawn, and each organisation that used anything gets a draft; finalizing numbers the
+//!   drafts without gaps (`VMC-2026-000001`, per seller and year) — a run proposed twice (a
+//!   retry after a failover) is refused the second time, so nothing is invoiced twice.
+//! - [`apply`]: payments, voids and credit notes, credits, the test clock.
+//! - [`usage`]: month to date, rated for the API and the console (not a command).
+//! - [`api`]: `/v1/usage`, `/v1/invoices`, `/v1/credits`, `/v1/billing/…`.
+
+pub mod api;
+pub mod apply;
+pub mod meters;
+pub mod run;
+#[cfg(test)]
+mod tests;
+pub mod types;
+pub mod usage;

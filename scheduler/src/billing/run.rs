@@ -1,0 +1,367 @@
+//! The monthly billing run and finalizing (numbering) its drafts, in `apply`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use vmcloud_billing::invoice::{self, Inputs, InvoiceLine, LineKind, Reduction};
+use vmcloud_billing::prices::{PriceBook, PriceBooks};
+use vmcloud_billing::rating::{self, Market};
+use vmcloud_billing::tax::{self, Buyer, VatRates};
+use vmcloud_proto::OrgId;
+use vmcloud_proto::pb;
+
+use crate::billing::meters::{self, PUBLIC_IPV4, instance_interval, reservation_market};
+use crate::billing::types::{
+    DocumentKind, Invoice, InvoiceStatus, RunRecord, UsageInterval, buyer_of, credit_order,
+    currency_of, date_of, invoice_id, period_bounds, seller,
+};
+use crate::clock::rfc3339;
+use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
+use crate::tenancy::types::OrgKind;
+
+/// Days a finalized invoice is due in when the command says nothing.
+pub const DEFAULT_DUE_DAYS: u32 = 14;
+
+impl ClusterState {
+    /// Bills the period `c.period` (see [`crate::billing`]).
+    pub(crate) fn run_billing(&mut self, c: pb::RunBilling, at: i64) -> ApplyResult {
+        let (start, end) = period_bounds(&c.period).ok_or_else(|| {
+            Rejected::Invalid(format!(
+                "`{}` is not a period: write the month as YYYY-MM (e.g. 2026-11)",
+                c.period
+            ))
+        })?;
+        if at < end {
+            return Err(Rejected::Conflict(format!(
+                "period {} has not ended: it can be billed from {}",
+                c.period,
+                rfc3339(end)
+            )));
+        }
+        if let Some(r) = self.billing.runs.get(&c.period) {
+            return Err(Rejected::Conflict(format!(
+                "period {} was billed at {} ({} invoices); to correct one, void it or issue a credit note",
+                c.period,
+                rfc3339(r.at_ms),
+                r.invoices.len()
+            )));
+        }
+        if let Some((last, _)) = self.billing.runs.get_max()
+            && *last > c.period
+        {
+            return Err(Rejected::Conflict(format!(
+                "period {last} was billed already; periods are billed in order, and usage of {} went into {last}'s invoices",
+                c.period
+            )));
+        }
+        let books = PriceBooks::parse(&c.prices_toml)
+            .map_err(|e| Rejected::Invalid(format!("the run's price books: {e}")))?;
+        let rates = VatRates::parse(&c.vat_toml)
+            .map_err(|e| Rejected::Invalid(format!("the run's VAT table: {e}")))?;
+        self.cut_meters(end, &books);
+        let tax_date = date_of(end - 1);
+        let mut drafts = Vec::new();
+        let orgs: Vec<OrgId> = self.billing.usage.keys().cloned().collect();
+        for org_id in orgs {
+            let Some(org) = self.organisations.get(&org_id).cloned() else {
+                continue;
+            };
+            // Usage up to the period's end is billed now; what came after waits.
+            let all = self.billing.usage.remove(&org_id).unwrap_or_default();
+            let (now, later): (Vec<UsageInterval>, Vec<UsageInterval>) =
+                all.into_iter().partition(|i| i.from_ms < end);
+            let mut billed = Vec::with_capacity(now.len());
+            let mut kept: imbl::Vector<UsageInterval> = later.into_iter().collect();
+            for i in now {
+                if i.to_ms > end {
+                    kept.push_back(UsageInterval {
+                        from_ms: end,
+                        ..i.clone()
+                    });
+                    billed.push(UsageInterval { to_ms: end, ..i });
+                } else {
+                    billed.push(i);
+                }
+            }
+            if !kept.is_empty() {
+                self.billing.usage.insert(org_id.clone(), kept);
+            }
+            if billed.is_empty() {
+                continue;
+            }
+            let currency = currency_of(&org);
+            let book = books.0.get(&currency).ok_or_else(|| {
+                Rejected::Invalid(format!("the run's price books have no {currency} book"))
+            })?;
+            let charges = usage_lines(book, &billed, &self.projects)
+                .map_err(|e| Rejected::Invalid(format!("rating {}: {e}", org_id)))?;
+            let buyer = Buyer {
+                country: org.billing_country.clone(),
+                business: org.kind == OrgKind::Company,
+                vat_id: org.vat_id.clone(),
+            };
+            let vat = tax::treatment(&rates, &buyer, tax_date)
+                .map_err(|e| Rejected::Invalid(format!("VAT for {org_id}: {e}")))?;
+            let mut credits = self
+                .billing
+                .credits
+                .get(&org_id)
+                .cloned()
+                .unwrap_or_default();
+            credits.sort_by(credit_order);
+            let usable: Vec<Reduction> = credits
+                .iter()
+                .filter(|k| {
+                    k.currency == currency
+                        && k.remaining > Decimal::ZERO
+                        && k.expires_at_ms.is_none_or(|e| e > start)
+                })
+                .map(|k| Reduction {
+                    id: k.id.clone(),
+                    description: k.description.clone(),
+                    available: k.remaining,
+                })
+                .collect();
+            let inputs = Inputs {
+                currency,
+                charges,
+                discounts: Vec::new(),
+                credits: usable,
+                prepaid: Decimal::ZERO,
+            };
+            let assembled = invoice::assemble(&inputs, &vat)
+                .map_err(|e| Rejected::Invalid(format!("invoice of {org_id}: {e}")))?;
+            let id = invoice_id(&org_id, &c.period, DocumentKind::Invoice, "");
+            for (credit, amount) in &assembled.drawn {
+                if let Some(k) = credits.iter_mut().find(|k| &k.id == credit) {
+                    k.remaining -= *amount;
+                    k.drawn.push((id.clone(), *amount));
+                }
+            }
+            self.billing.credits.insert(org_id.clone(), credits);
+            let draft = Invoice {
+                id: id.clone(),
+                org: org_id.clone(),
+                period: c.period.clone(),
+                kind: DocumentKind::Invoice,
+                status: InvoiceStatus::Draft,
+                number: None,
+                corrects: None,
+                seller: seller(),
+                buyer: buyer_of(&org),
+                created_at_ms: at,
+                issued_at_ms: None,
+                due_at_ms: None,
+                tax_date: tax_date.to_string(),
+                lines: assembled.lines,
+                totals: assembled.totals,
+                payments: Vec::new(),
+                voided: None,
+            };
+            self.billing.invoices.insert(id.clone(), Arc::new(draft));
+            self.billing
+                .by_org
+                .entry(org_id.clone())
+                .or_default()
+                .push(id.clone());
+            drafts.push(id);
+        }
+        self.billing.runs.insert(
+            c.period.clone(),
+            RunRecord {
+                period: c.period.clone(),
+                at_ms: at,
+                invoices: drafts.clone(),
+            },
+        );
+        if c.finalize {
+            self.finalize_ids(&drafts, c.due_days, at);
+        }
+        Ok(Applied::Done)
+    }
+
+    /// Cuts every open meter at `end`: what ran before it is closed usage of the period, and
+    /// the meter goes on from `end`.
+    fn cut_meters(&mut self, end: i64, books: &PriceBooks) {
+        let running: Vec<_> = self
+            .instances
+            .values()
+            .filter(|i| i.meter_from_ms.is_some_and(|f| f < end))
+            .map(|i| i.id.clone())
+            .collect();
+        for id in running {
+            let Some(i) = self.instances.get_mut(&id).map(Arc::make_mut) else {
+                continue;
+            };
+            let from = i.meter_from_ms.replace(end).expect("filtered above");
+            if let Some(interval) = instance_interval(i, from, end) {
+                meters::record(&mut self.billing.usage, &self.projects, interval);
+            }
+        }
+        let held: Vec<u32> = self
+            .public_ips
+            .iter()
+            .filter(|(_, h)| h.since_ms < end)
+            .map(|(a, _)| *a)
+            .collect();
+        for address in held {
+            let Some(h) = self.public_ips.get_mut(&address) else {
+                continue;
+            };
+            let interval = UsageInterval {
+                project: h.project.clone(),
+                region: h.region.clone(),
+                resource: std::net::Ipv4Addr::from(address).to_string(),
+                flavor: PUBLIC_IPV4.into(),
+                market: Market::OnDemand,
+                from_ms: h.since_ms,
+                to_ms: end,
+            };
+            h.since_ms = end;
+            meters::record(&mut self.billing.usage, &self.projects, interval);
+        }
+        // Reservations: every second of their term, used or not.
+        let terms: Vec<u32> = books
+            .0
+            .values()
+            .next()
+            .map(|b| b.reserved_discount.keys().copied().collect())
+            .unwrap_or_default();
+        let ids: Vec<_> = self
+            .reservations
+            .values()
+            .filter(|r| r.billed_to_ms.unwrap_or(r.start_ms) < end.min(r.end_ms))
+            .map(|r| r.id.clone())
+            .collect();
+        for id in ids {
+            let Some(r) = self.reservations.get_mut(&id) else {
+                continue;
+            };
+            let from = r.billed_to_ms.unwrap_or(r.start_ms);
+            let to = end.min(r.end_ms);
+            r.billed_to_ms = Some(to);
+            let market = reservation_market(r, &terms);
+            let r = r.clone();
+            for slot in 1..=r.count {
+                let interval = UsageInterval {
+                    project: r.project.clone(),
+                    region: r.region.clone(),
+                    resource: format!("{}/{slot}", r.id),
+                    flavor: r.flavor.clone(),
+                    market,
+                    from_ms: from,
+                    to_ms: to,
+                };
+                meters::record(&mut self.billing.usage, &self.projects, interval);
+            }
+        }
+    }
+
+    /// Finalizes the drafts of a period (all, or the ids named).
+    pub(crate) fn finalize_invoices(&mut self, c: pb::FinalizeInvoices, at: i64) -> ApplyResult {
+        let run =
+            self.billing.runs.get(&c.period).ok_or_else(|| {
+                Rejected::NotFound(format!("a billing run of period {}", c.period))
+            })?;
+        let ids: Vec<String> = if c.invoice_ids.is_empty() {
+            run.invoices.clone()
+        } else {
+            for id in &c.invoice_ids {
+                if !run.invoices.contains(id) {
+                    return Err(Rejected::NotFound(format!(
+                        "invoice {id} in period {}",
+                        c.period
+                    )));
+                }
+            }
+            c.invoice_ids
+        };
+        self.finalize_ids(&ids, c.due_days, at);
+        Ok(Applied::Done)
+    }
+
+    /// Numbers the drafts among `ids`, in the order given: one number each, the year's next,
+    /// so numbers have no gaps (a draft is never numbered twice; anything else is skipped).
+    pub(crate) fn finalize_ids(&mut self, ids: &[String], due_days: u32, at: i64) {
+        let year = date_of(at).year();
+        let due_days = if due_days == 0 {
+            DEFAULT_DUE_DAYS
+        } else {
+            due_days
+        };
+        for id in ids {
+            let Some(inv) = self.billing.invoices.get_mut(id).map(Arc::make_mut) else {
+                continue;
+            };
+            if inv.status != InvoiceStatus::Draft {
+                continue;
+            }
+            let n = self.billing.numbers.entry(year).or_insert(0);
+            *n += 1;
+            inv.number = Some(format!("VMC-{year}-{n:06}"));
+            inv.issued_at_ms = Some(at);
+            inv.due_at_ms = Some(at + i64::from(due_days) * 86_400_000);
+            inv.status = if inv.totals.amount_due <= Decimal::ZERO {
+                InvoiceStatus::Paid
+            } else {
+                InvoiceStatus::Open
+            };
+        }
+    }
+}
+
+/// Rated usage as invoice lines: one per resource, flavor and market, described with its
+/// project and region.
+pub fn usage_lines(
+    book: &PriceBook,
+    intervals: &[UsageInterval],
+    projects: &imbl::OrdMap<vmcloud_proto::ProjectId, crate::tenancy::types::Project>,
+) -> Result<Vec<InvoiceLine>, rating::RatingError> {
+    let rated: Vec<rating::Interval> = intervals.iter().map(UsageInterval::rated).collect();
+    let mut whereabouts: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for i in intervals {
+        whereabouts.insert(&i.resource, (i.project.as_str(), &i.region));
+    }
+    let lines = rating::rate(book, &rated)?;
+    Ok(lines
+        .into_iter()
+        .map(|l| {
+            let (project, region) = whereabouts
+                .get(l.resource.as_str())
+                .copied()
+                .unwrap_or_default();
+            let project = vmcloud_proto::ProjectId::parse(project)
+                .ok()
+                .and_then(|p| projects.get(&p).map(|p| p.name.clone()))
+                .unwrap_or_else(|| project.to_owned());
+            let market = match l.market {
+                Market::OnDemand => "on demand".to_owned(),
+                Market::Spot => "spot".to_owned(),
+                Market::Reserved(m) => format!("reserved {m} months"),
+            };
+            let what = if l.flavor == PUBLIC_IPV4 {
+                format!("Public IPv4 {} ({region}, project {project})", l.resource)
+            } else {
+                format!(
+                    "{} {market}, {} ({region}, project {project}){}",
+                    l.flavor,
+                    l.resource,
+                    if l.capped { ", monthly cap" } else { "" }
+                )
+            };
+            InvoiceLine {
+                kind: LineKind::Usage,
+                description: what,
+                quantity: format!("{} h", hours(l.seconds)),
+                amount: l.amount.amount,
+                source: None,
+            }
+        })
+        .collect())
+}
+
+/// Seconds as hours with two decimals.
+fn hours(seconds: u64) -> Decimal {
+    (Decimal::from(seconds) / Decimal::from(3600)).round_dp(2)
+}
