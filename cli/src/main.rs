@@ -5,6 +5,7 @@ mod account_cmd;
 mod agent_cmd;
 mod audit_cmd;
 mod bench;
+mod billing_cmd;
 mod build_info;
 mod client;
 mod data_dir;
@@ -217,6 +218,14 @@ enum Command {
         #[command(subcommand)]
         command: quota_cmd::QuotaCommand,
     },
+    /// Billing: usage and cost, forecast, invoices, credits; staff run months, record
+    /// payments, void and credit.
+    Billing {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: billing_cmd::BillingCommand,
+    },
     /// Webhook endpoints: create (the secret is shown once), list, delete, send a test event;
     /// sign a body as deliveries are signed.
     Webhook {
@@ -370,6 +379,7 @@ fn main() -> ExitCode {
         | Command::Firewall { .. }
         | Command::Ip { .. }
         | Command::Webhook { .. }
+        | Command::Billing { .. }
         | Command::Reservation { .. }
         | Command::Job { .. }
         | Command::Session { .. }
@@ -468,6 +478,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Quota { client, command } => quota_cmd::run(client, command).await,
+            Command::Billing { client, command } => billing_cmd::run(client, command).await,
             Command::Network { client, command } => network_cmd::run(client, command).await,
             Command::Firewall { client, command } => firewall_cmd::run(client, command).await,
             Command::Ip { client, command } => ip_cmd::run(client, command).await,

@@ -163,7 +163,7 @@ pub const OPERATIONS: &[Op] = &[
     op("GET /v1/billing/forecast", "billing", "This month so far and where it is heading, with the credit left", Bearer, Q::Usage, None, (200, Some("Forecast"))),
     op("GET /v1/invoices", "billing", "The organisation's invoices and credit notes, newest last (paged)", Bearer, Q::Invoices, None, (200, Some("InvoiceList"))),
     op("GET /v1/invoices/{id}", "billing", "An invoice or credit note with its lines and totals", Bearer, Q::Read, None, (200, Some("InvoiceView"))),
-    op("POST /v1/invoices/{id}/payments", "billing", "Operators: record a payment received (a bank transfer)", Ops, Q::None, Some("PaymentRequest"), (200, Some("InvoiceView"))),
+    op("POST /v1/invoices/{id}/payments", "billing", "Billing staff: record a payment received (a bank transfer)", Bearer, Q::None, Some("PaymentRequest"), (200, Some("InvoiceView"))),
     op("POST /v1/invoices/{id}/void", "billing", "Billing staff: void an open invoice, or issue a credit note for a paid one", Bearer, Q::None, Some("VoidRequest"), (200, Some("InvoiceView"))),
     op("GET /v1/credits", "billing", "The organisation's credits and what is left of each", Bearer, Q::Usage, None, (200, Some("CreditList"))),
     op("POST /v1/organisations/{id}/credits", "billing", "Billing staff: grant an organisation credit", Bearer, Q::None, Some("CreditRequest"), (201, Some("CreditView"))),

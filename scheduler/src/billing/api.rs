@@ -594,30 +594,42 @@ fn run_command(req: &RunRequest) -> Result<pb::RunBilling, Problem> {
     })
 }
 
-fn billing_staff(s: &ApiState, who: &Who) -> Result<(), Problem> {
-    match s
-        .cluster
-        .state()
-        .authorize(&who.principal, Action::ManageBilling, Resource::Fleet)
-    {
-        Ok(()) => Ok(()),
-        Err(crate::tenancy::authz::Denied::Unauthenticated(m)) => Err(Problem::unauthorized(m)),
-        Err(_) => Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "billing-staff-only",
-            "Billing staff only",
-            "only VMCloud's operators and finance staff may do this",
-        )),
+/// A caller allowed to manage billing for the whole provider (operators, finance); anyone
+/// else gets 403 before anything is looked up or read from the request.
+#[derive(Debug, Clone)]
+pub struct BillingStaff(pub Who);
+
+impl axum::extract::FromRequestParts<ApiState> for BillingStaff {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &ApiState,
+    ) -> Result<BillingStaff, Problem> {
+        let who = Who::from_request_parts(parts, state).await?;
+        match state.cluster.state().authorize(
+            &who.principal,
+            Action::ManageBilling,
+            Resource::Fleet,
+        ) {
+            Ok(()) => Ok(BillingStaff(who)),
+            Err(crate::tenancy::authz::Denied::Unauthenticated(m)) => Err(Problem::unauthorized(m)),
+            Err(_) => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "billing-staff-only",
+                "Billing staff only",
+                "only VMCloud's operators and finance staff may do this",
+            )),
+        }
     }
 }
 
 /// Runs a month's billing (operators, finance).
 pub async fn run(
     State(s): State<ApiState>,
-    who: Who,
+    BillingStaff(who): BillingStaff,
     ApiJson(req): ApiJson<RunRequest>,
 ) -> Result<axum::response::Response, Problem> {
-    billing_staff(&s, &who)?;
     let command = run_command(&req)?;
     s.cluster
         .propose_as(who.actor(), Body::RunBilling(command))
@@ -651,10 +663,9 @@ pub struct Preview {
 
 pub async fn preview(
     State(s): State<ApiState>,
-    who: Who,
+    BillingStaff(_who): BillingStaff,
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> Result<Json<Preview>, Problem> {
-    billing_staff(&s, &who)?;
     ReadOptions::default().prepare(&s.cluster).await?;
     let mut command = run_command(&RunRequest {
         period: q.period.clone(),
@@ -683,11 +694,10 @@ pub async fn preview(
 
 pub async fn get_run(
     State(s): State<ApiState>,
-    who: Who,
+    BillingStaff(_who): BillingStaff,
     Path(period): Path<String>,
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<RunView>, Problem> {
-    billing_staff(&s, &who)?;
     read.prepare(&s.cluster).await?;
     let state = s.cluster.state();
     let r = state
@@ -710,11 +720,10 @@ pub struct FinalizeRequest {
 
 pub async fn finalize(
     State(s): State<ApiState>,
-    who: Who,
+    BillingStaff(who): BillingStaff,
     Path(period): Path<String>,
     ApiJson(req): ApiJson<FinalizeRequest>,
 ) -> Result<Json<RunView>, Problem> {
-    billing_staff(&s, &who)?;
     s.cluster
         .propose_as(
             who.actor(),
@@ -748,11 +757,10 @@ pub struct PaymentRequest {
 /// Records a payment received (operators: a bank transfer seen on the account).
 pub async fn record_payment(
     State(s): State<ApiState>,
-    Operator(who): Operator,
+    BillingStaff(who): BillingStaff,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<PaymentRequest>,
 ) -> Result<Json<InvoiceView>, Problem> {
-    billing_staff(&s, &who)?;
     s.cluster
         .propose_as(
             who.actor(),
@@ -777,11 +785,10 @@ pub struct VoidRequest {
 /// Voids an open invoice, or issues a credit note for a paid one.
 pub async fn void(
     State(s): State<ApiState>,
-    who: Who,
+    BillingStaff(who): BillingStaff,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<VoidRequest>,
 ) -> Result<Json<InvoiceView>, Problem> {
-    billing_staff(&s, &who)?;
     s.cluster
         .propose_as(
             who.actor(),
@@ -812,11 +819,10 @@ pub struct CreditRequest {
 /// Grants an organisation credit (operators, finance).
 pub async fn grant_credit(
     State(s): State<ApiState>,
-    who: Who,
+    BillingStaff(who): BillingStaff,
     Path(org): Path<String>,
     ApiJson(req): ApiJson<CreditRequest>,
 ) -> Result<axum::response::Response, Problem> {
-    billing_staff(&s, &who)?;
     let org_id = OrgId::parse(&org)
         .map_err(|_| Problem::not_found(format!("organisation `{org}` does not exist")))?;
     let expires = match &req.expires_at {

@@ -88,6 +88,10 @@ fn walk_of(method: &str, path: &str) -> Walk {
         {
             Fleet
         }
+        // Billing staff only: refused before anything is looked up.
+        (_, "/v1/test-clock") => Fleet,
+        (_, p) if p.starts_with("/v1/billing/runs") || p == "/v1/billing/preview" => Fleet,
+        ("POST", p) if p.starts_with("/v1/invoices/") || p.ends_with("/credits") => Fleet,
         ("POST", "/v1/projects") => Hidden, // in A's organisation
         ("POST", "/v1/organisations") => NotTenantData("makes a new organisation of the caller's"),
         (_, p) if p.starts_with("/v1/nodes") || p.starts_with("/v1/cluster") => Fleet,
@@ -150,7 +154,14 @@ impl OrgA {
             "/v1/floating-ips",
             "/v1/webhook-endpoints",
         ];
-        if template == "/v1/audit-events" {
+        let org_scoped = [
+            "/v1/audit-events",
+            "/v1/usage",
+            "/v1/billing/forecast",
+            "/v1/invoices",
+            "/v1/credits",
+        ];
+        if org_scoped.contains(&template) {
             format!("{path}?org={}", self.org)
         } else if scoped.contains(&template) || (method == "GET" && template.contains("{id}")) {
             format!("{path}?project={}", self.project)

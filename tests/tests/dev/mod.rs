@@ -2,6 +2,7 @@
 
 mod audit;
 mod bad_input;
+mod billing;
 mod browser;
 mod cli_customer;
 mod customers;

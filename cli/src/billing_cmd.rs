@@ -1,0 +1,425 @@
+//! `vmcloud billing …`: what an organisation used and owes (usage, forecast, invoices,
+//! credits), and what billing staff do (runs, previews, payments, voids and credit notes,
+//! credits, the test clock of a dev cluster).
+
+use anyhow::anyhow;
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::client::{Client, ClientArgs, Output, print_rows};
+
+#[derive(Debug, Subcommand)]
+pub enum BillingCommand {
+    /// Usage and its cost in a month (default: this month, to now).
+    Usage {
+        /// The organisation (default: yours, when you have one).
+        #[arg(long)]
+        org: Option<String>,
+        /// `YYYY-MM`.
+        #[arg(long)]
+        period: Option<String>,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// This month so far, where it is heading, and the credit left.
+    Forecast {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Invoices and credit notes.
+    Invoices {
+        #[arg(long)]
+        org: Option<String>,
+        /// Only `draft`, `open`, `paid` or `void`.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One invoice with its lines.
+    Invoice { id: String },
+    /// Credits and what is left of each.
+    Credits {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Billing staff: bill a month that has ended (finalized, numbered, unless --draft).
+    Run {
+        /// `YYYY-MM`.
+        period: String,
+        /// Stop at drafts; `vmcloud billing finalize PERIOD` numbers them later.
+        #[arg(long)]
+        draft: bool,
+        /// Days until the invoices are due (default 14).
+        #[arg(long)]
+        due_days: Option<u32>,
+    },
+    /// Billing staff: the invoices a run would make now, without making them.
+    Preview {
+        /// `YYYY-MM`.
+        period: String,
+    },
+    /// Billing staff: number a run's drafts.
+    Finalize { period: String },
+    /// Operators: record a bank transfer received for an invoice (the whole amount due).
+    Pay {
+        id: String,
+        /// The bank's reference.
+        #[arg(long)]
+        reference: String,
+        #[arg(long)]
+        amount: String,
+    },
+    /// Billing staff: void an open invoice, or issue a credit note for a paid one.
+    Void {
+        id: String,
+        /// Printed on the credit note.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Billing staff: grant an organisation credit.
+    Credit {
+        org: String,
+        /// In the organisation's currency (e.g. 25.00).
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        description: String,
+        /// `promotional` or `sla`.
+        #[arg(long, default_value = "promotional")]
+        kind: String,
+        /// RFC 3339 (default: never).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Operators of a test cluster (`vmcloud dev`): move its clock forward, e.g. `31d`, `12h`.
+    Clock { advance: String },
+}
+
+/// `31d`, `12h`, `90m`, `30s` → seconds.
+fn duration_s(text: &str) -> anyhow::Result<i64> {
+    let t = text.trim();
+    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| anyhow!("`{text}` is not a duration: write e.g. 31d, 12h, 90m or 30s"))?;
+    let per = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => anyhow::bail!("`{text}` is not a duration: write e.g. 31d, 12h, 90m or 30s"),
+    };
+    Ok(n * per)
+}
+
+fn query(pairs: &[(&str, &Option<String>)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_invoice(i: &Value) {
+    println!(
+        "{} {} — {} ({}), period {}",
+        if i["kind"] == "credit-note" {
+            "Credit note"
+        } else {
+            "Invoice"
+        },
+        i["number"].as_str().unwrap_or("(draft)"),
+        s(&i["buyer"]["name"]),
+        s(&i["organisation"]),
+        s(&i["period"])
+    );
+    println!(
+        "status {}, issued {}, due {}",
+        s(&i["status"]),
+        s(&i["issued_at"]),
+        s(&i["due_at"])
+    );
+    let rows: Vec<[String; 3]> = i["lines"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|l| [s(&l["description"]), s(&l["quantity"]), s(&l["amount"])])
+        .collect();
+    print_rows(["LINE", "QUANTITY", "AMOUNT"], &rows);
+    let t = &i["totals"];
+    let c = s(&t["currency"]);
+    println!("net {} {c}", s(&t["net"]));
+    println!(
+        "VAT {} % ({}): {} {c}",
+        s(&t["vat_rate"]),
+        s(&t["vat_scheme"]),
+        s(&t["vat"])
+    );
+    println!(
+        "total {} {c}, due {} {c}",
+        s(&t["total"]),
+        s(&t["amount_due"])
+    );
+    if let Some(m) = t["mention"].as_str() {
+        println!("{m}");
+    }
+}
+
+pub async fn run(args: ClientArgs, command: BillingCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args)?;
+    let json_out = args.output == Output::Json;
+    let answer = |v: Option<Value>| v.ok_or_else(|| anyhow!("the API returned nothing"));
+    let get = |path: String| {
+        let client = &client;
+        async move { answer(client.call(Method::GET, &path, None, false).await?) }
+    };
+    let post = |path: String, body: Value| {
+        let client = &client;
+        async move { answer(client.call(Method::POST, &path, Some(body), false).await?) }
+    };
+    let v = match command {
+        BillingCommand::Usage {
+            org,
+            period,
+            project,
+        } => {
+            let r = get(format!(
+                "/v1/usage{}",
+                query(&[("org", &org), ("period", &period), ("project", &project)])
+            ))
+            .await?;
+            if !json_out {
+                let rows: Vec<[String; 6]> = r["rows"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|x| {
+                        [
+                            s(&x["resource"]),
+                            s(&x["flavor"]),
+                            s(&x["market"]),
+                            s(&x["region"]),
+                            format!("{:.2} h", x["seconds"].as_f64().unwrap_or(0.0) / 3600.0),
+                            s(&x["amount"]),
+                        ]
+                    })
+                    .collect();
+                print_rows(
+                    ["RESOURCE", "FLAVOR", "MARKET", "REGION", "TIME", "AMOUNT"],
+                    &rows,
+                );
+                println!(
+                    "total {} {} ({} to {}; before credits and VAT)",
+                    s(&r["total"]),
+                    s(&r["currency"]),
+                    s(&r["from"]),
+                    s(&r["to"])
+                );
+                return Ok(());
+            }
+            r
+        }
+        BillingCommand::Forecast { org } => {
+            let r = get(format!("/v1/billing/forecast{}", query(&[("org", &org)]))).await?;
+            if !json_out {
+                let c = s(&r["currency"]);
+                println!("{}: so far {} {c}", s(&r["period"]), s(&r["month_to_date"]));
+                println!("forecast for the month {} {c}", s(&r["forecast"]));
+                println!("credit left {} {c}", s(&r["credit_left"]));
+                return Ok(());
+            }
+            r
+        }
+        BillingCommand::Invoices { org, status } => {
+            let list = client
+                .list_all(
+                    &format!(
+                        "/v1/invoices{}",
+                        query(&[("org", &org), ("status", &status)])
+                    ),
+                    "invoices",
+                )
+                .await?;
+            if !json_out {
+                let rows: Vec<[String; 6]> = list["invoices"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|i| {
+                        [
+                            s(&i["id"]),
+                            i["number"].as_str().unwrap_or("(draft)").to_owned(),
+                            s(&i["period"]),
+                            s(&i["status"]),
+                            format!("{} {}", s(&i["total"]), s(&i["currency"])),
+                            format!("{} {}", s(&i["amount_due"]), s(&i["currency"])),
+                        ]
+                    })
+                    .collect();
+                print_rows(["ID", "NUMBER", "PERIOD", "STATUS", "TOTAL", "DUE"], &rows);
+                return Ok(());
+            }
+            list
+        }
+        BillingCommand::Invoice { id } => {
+            let i = get(format!("/v1/invoices/{id}")).await?;
+            if !json_out {
+                print_invoice(&i);
+                return Ok(());
+            }
+            i
+        }
+        BillingCommand::Credits { org } => {
+            let r = get(format!("/v1/credits{}", query(&[("org", &org)]))).await?;
+            if !json_out {
+                let rows: Vec<[String; 5]> = r["credits"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|k| {
+                        [
+                            s(&k["id"]),
+                            s(&k["kind"]),
+                            format!(
+                                "{} / {} {}",
+                                s(&k["remaining"]),
+                                s(&k["amount"]),
+                                s(&k["currency"])
+                            ),
+                            s(&k["expires_at"]),
+                            s(&k["description"]),
+                        ]
+                    })
+                    .collect();
+                print_rows(["ID", "KIND", "LEFT", "EXPIRES", "DESCRIPTION"], &rows);
+                return Ok(());
+            }
+            r
+        }
+        BillingCommand::Run {
+            period,
+            draft,
+            due_days,
+        } => {
+            let mut body = json!({"period": period, "draft": draft});
+            if let Some(d) = due_days {
+                body["due_days"] = d.into();
+            }
+            let r = post("/v1/billing/runs".into(), body).await?;
+            if !json_out {
+                let n = r["invoices"].as_array().map_or(0, Vec::len);
+                eprintln!(
+                    "period {period} billed: {n} {}{}",
+                    if n == 1 { "invoice" } else { "invoices" },
+                    if draft {
+                        " (drafts: `vmcloud billing finalize` numbers them)"
+                    } else {
+                        ""
+                    }
+                );
+                for (currency, total) in r["totals"].as_object().into_iter().flatten() {
+                    eprintln!("  {} {currency}", s(total));
+                }
+                return Ok(());
+            }
+            r
+        }
+        BillingCommand::Preview { period } => {
+            let r = get(format!("/v1/billing/preview?period={period}")).await?;
+            if !json_out {
+                let invoices = r["invoices"].as_array().cloned().unwrap_or_default();
+                if invoices.is_empty() {
+                    println!("no invoice: nothing was used in {period} that is not billed yet");
+                }
+                for i in &invoices {
+                    print_invoice(i);
+                    println!();
+                }
+                return Ok(());
+            }
+            r
+        }
+        BillingCommand::Finalize { period } => {
+            post(format!("/v1/billing/runs/{period}/finalize"), json!({})).await?
+        }
+        BillingCommand::Pay {
+            id,
+            reference,
+            amount,
+        } => {
+            post(
+                format!("/v1/invoices/{id}/payments"),
+                json!({"method": "bank-transfer", "reference": reference, "amount": amount}),
+            )
+            .await?
+        }
+        BillingCommand::Void { id, reason } => {
+            post(format!("/v1/invoices/{id}/void"), json!({"reason": reason})).await?
+        }
+        BillingCommand::Credit {
+            org,
+            amount,
+            description,
+            kind,
+            expires_at,
+        } => {
+            let mut body = json!({"amount": amount, "description": description, "kind": kind});
+            if let Some(e) = expires_at {
+                body["expires_at"] = e.into();
+            }
+            post(format!("/v1/organisations/{org}/credits"), body).await?
+        }
+        BillingCommand::Clock { advance } => {
+            let r = post(
+                "/v1/test-clock".into(),
+                json!({"advance_s": duration_s(&advance)?}),
+            )
+            .await?;
+            if !json_out {
+                println!("the cluster's time is now {}", s(&r["now"]));
+                return Ok(());
+            }
+            r
+        }
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if v.get("status").is_some() && v.get("lines").is_some() {
+        print_invoice(&v);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_say_what_is_wrong() {
+        assert_eq!(super::duration_s("31d").unwrap(), 31 * 86_400);
+        assert_eq!(super::duration_s("90m").unwrap(), 5_400);
+        assert!(
+            super::duration_s("a month")
+                .unwrap_err()
+                .to_string()
+                .contains("31d")
+        );
+    }
+}

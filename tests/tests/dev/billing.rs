@@ -1,0 +1,279 @@
+//! Billing through a running `vmcloud dev`, on its test clock (nothing sleeps a month): a
+//! customer's instances show in month-to-date usage; the clock moves two months on; an
+//! operator bills both months with the CLI; the customer sees numbered, reverse-charged
+//! invoices (a French company with a VAT id), each month's instances at their monthly cap;
+//! a bank transfer pays one, a void of a paid one makes a credit note, a second run of a
+//! month is refused, and another organisation finds none of it.
+
+use serde_json::{Value, json};
+
+use super::customers::{Api, PASSWORD, customer};
+use super::{Fixture, cli_fails, cli_json, eventually};
+
+fn month_after(period: &str) -> String {
+    let (y, m) = period.split_once('-').unwrap();
+    let (y, m): (i32, u32) = (y.parse().unwrap(), m.parse().unwrap());
+    if m == 12 {
+        format!("{}-01", y + 1)
+    } else {
+        format!("{y}-{:02}", m + 1)
+    }
+}
+
+fn number_of(invoice: &Value) -> (i32, u32) {
+    let n = invoice["number"].as_str().expect("a numbered invoice");
+    let parts: Vec<&str> = n.split('-').collect();
+    assert_eq!(parts[0], "VMC", "{n}");
+    assert_eq!(parts[2].len(), 6, "{n}");
+    (parts[1].parse().unwrap(), parts[2].parse().unwrap())
+}
+
+#[tokio::test]
+async fn months_of_usage_become_numbered_invoices_on_the_test_clock() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let (mut ann, org, project) = customer(&fx, &api, "ann@example.org", "Acme SAS").await;
+    let (mut bob, _, _) = customer(&fx, &api, "bob@example.org", "Other SARL").await;
+
+    // The trial credit came with the verified sign-up.
+    let (status, credits) = api.call("GET", "/v1/credits", Some(&ann), None).await;
+    assert_eq!(status, 200, "{credits}");
+    assert_eq!(credits["credits"][0]["kind"], "trial", "{credits}");
+    assert_eq!(credits["credits"][0]["amount"], "50", "{credits}");
+
+    let mut instances = Vec::new();
+    for name in ["web-1", "web-2"] {
+        let (status, made) = api
+            .call(
+                "POST",
+                &format!("/v1/instances?project={project}"),
+                Some(&ann),
+                Some(
+                    json!({"name": name, "flavor": "vps-m", "image": "debian-12", "region": "par"}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{made}");
+        instances.push(made["id"].as_str().unwrap().to_owned());
+    }
+    // Month to date: both instances, once placed.
+    let usage: Value = eventually(
+        std::time::Duration::from_secs(30),
+        "both instances in the month's usage",
+        || async {
+            let (status, u) = api.call("GET", "/v1/usage", Some(&ann), None).await;
+            assert_eq!(status, 200, "{u}");
+            let rows = u["rows"].as_array().cloned().unwrap_or_default();
+
+            instances
+                .iter()
+                .all(|i| rows.iter().any(|r| r["resource"] == i.as_str()))
+                .then_some(u)
+        },
+    )
+    .await;
+    assert_eq!(usage["currency"], "EUR");
+    let first = usage["from"].as_str().unwrap()[..7].to_owned();
+    let second = month_after(&first);
+    let (status, forecast) = api
+        .call("GET", "/v1/billing/forecast", Some(&ann), None)
+        .await;
+    assert_eq!(status, 200, "{forecast}");
+    assert_eq!(forecast["period"], first.as_str());
+
+    // Not a month has passed: the month cannot be billed yet.
+    let early = cli_fails(&fx, &["billing", "run", &first]);
+    assert!(early.contains("has not ended"), "{early}");
+    // The customer cannot move the clock or run billing.
+    let (status, _) = api
+        .call(
+            "POST",
+            "/v1/test-clock",
+            Some(&ann),
+            Some(json!({"advance_s": 60})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = api
+        .call(
+            "POST",
+            "/v1/billing/runs",
+            Some(&ann),
+            Some(json!({"period": first})),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // Three months on (the trial credit, 30 days, has expired by the third).
+    let clock = cli_json(&fx, &["billing", "clock", "93d"]);
+    assert!(clock["lead_s"].as_i64().unwrap() >= 93 * 86_400, "{clock}");
+    // Log-in sessions last a week: log in again.
+    for (token, email) in [(&mut ann, "ann@example.org"), (&mut bob, "bob@example.org")] {
+        let (status, body) = api
+            .call(
+                "POST",
+                "/v1/login",
+                None,
+                Some(json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        *token = body["token"].as_str().unwrap().to_owned();
+    }
+    let periods = [first.clone(), second.clone(), month_after(&second)];
+    let mut numbers = Vec::new();
+    for p in &periods {
+        let run = cli_json(&fx, &["billing", "run", p]);
+        for i in run["invoices"].as_array().unwrap() {
+            numbers.push(number_of(i));
+        }
+    }
+    let again = cli_fails(&fx, &["billing", "run", &second]);
+    assert!(again.contains("was billed at"), "{again}");
+    // Numbers have no gaps: each run's invoices follow the last (per year).
+    for w in numbers.windows(2) {
+        assert!(
+            w[1] == (w[0].0, w[0].1 + 1) || (w[1].0 == w[0].0 + 1 && w[1].1 == 1),
+            "{numbers:?}"
+        );
+    }
+
+    // The customer's invoices: one a month, finalized.
+    let (status, list) = api.call("GET", "/v1/invoices", Some(&ann), None).await;
+    assert_eq!(status, 200, "{list}");
+    let invoices = list["invoices"].as_array().unwrap();
+    assert_eq!(invoices.len(), 3, "{list}");
+    let mut docs = Vec::new();
+    for i in invoices {
+        let (status, doc) = api
+            .call(
+                "GET",
+                &format!("/v1/invoices/{}", i["id"].as_str().unwrap()),
+                Some(&ann),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{doc}");
+        docs.push(doc);
+    }
+    // Whole months of each instance: its flavor's monthly cap (vps-m: 9.20 €).
+    for doc in &docs[1..] {
+        for i in &instances {
+            let line = doc["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["description"].as_str().unwrap().contains(i.as_str()))
+                .unwrap_or_else(|| panic!("no line for {i}: {doc}"));
+            assert_eq!(line["amount"], "9.20", "{line}");
+            assert!(
+                line["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("monthly cap")
+            );
+        }
+    }
+    for doc in &docs {
+        // Invariant 10 on what the API shows: the lines add up to the net.
+        let sum: rust_decimal::Decimal = doc["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                l["amount"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(
+            sum.to_string(),
+            doc["totals"]["net"].as_str().unwrap(),
+            "{doc}"
+        );
+        // A French company with a VAT id: reverse charge, with its mention.
+        assert_eq!(doc["totals"]["vat_scheme"], "reverse-charge", "{doc}");
+        assert!(
+            doc["totals"]["mention"]
+                .as_str()
+                .unwrap()
+                .contains("Reverse charge")
+        );
+        assert_eq!(doc["seller"]["name"], "VMCloud OÜ");
+        assert_eq!(doc["buyer"]["vat_id"], "FR40303265045");
+    }
+
+    // The third month is past the trial credit: 2 × 9.20 due. Paid by bank transfer (an
+    // operator records it), then corrected by a credit note.
+    let third = &docs[2];
+    let id = third["id"].as_str().unwrap().to_owned();
+    assert_eq!(third["totals"]["amount_due"], "18.40", "{third}");
+    assert_eq!(third["status"], "open", "{third}");
+    let wrong = cli_fails(
+        &fx,
+        &[
+            "billing",
+            "pay",
+            &id,
+            "--reference",
+            "SEPA-1",
+            "--amount",
+            "1.00",
+        ],
+    );
+    assert!(wrong.contains("record the whole amount due"), "{wrong}");
+    let paid = cli_json(
+        &fx,
+        &[
+            "billing",
+            "pay",
+            &id,
+            "--reference",
+            "SEPA-1",
+            "--amount",
+            "18.40",
+        ],
+    );
+    assert_eq!(paid["status"], "paid", "{paid}");
+    cli_json(
+        &fx,
+        &["billing", "void", &id, "--reason", "goodwill: a slow host"],
+    );
+    let (_, list) = api.call("GET", "/v1/invoices", Some(&ann), None).await;
+    let note = list["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "credit-note")
+        .unwrap_or_else(|| panic!("no credit note: {list}"))
+        .clone();
+    let last = *numbers.last().unwrap();
+    assert_eq!(number_of(&note), (last.0, last.1 + 1), "{note}");
+    assert_eq!(note["total"], "-18.40", "{note}");
+    let (_, after) = api
+        .call("GET", &format!("/v1/invoices/{id}"), Some(&ann), None)
+        .await;
+    assert_eq!(
+        after["lines"], third["lines"],
+        "a paid invoice never changes"
+    );
+    let ids: Vec<String> = docs
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect();
+
+    // Another organisation finds nothing of it.
+    for path in [
+        format!("/v1/invoices/{}", ids[0]),
+        format!("/v1/invoices?org={org}"),
+        format!("/v1/usage?org={org}"),
+        format!("/v1/credits?org={org}"),
+    ] {
+        let (status, body) = api.call("GET", &path, Some(&bob), None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+}
