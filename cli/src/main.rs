@@ -333,6 +333,8 @@ enum BenchCommand {
     /// The audit trail at millions of events: memory before and after (flat), the time to
     /// serve a filtered page.
     Audit(bench::audit::AuditBenchArgs),
+    /// Billable intervals rated per second on one core (the billing crate's pure rating).
+    Rating(bench::rating::RatingBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -513,6 +515,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Audit(args),
             } => bench::audit::audit(args),
+            Command::Bench {
+                command: BenchCommand::Rating(args),
+            } => bench::rating::rating(args),
             Command::Sim {
                 command: SimCommand::Fleet(args),
             } => bench::placement::fleet(args),

@@ -8,6 +8,7 @@ pub mod create;
 pub mod fleet;
 pub mod placement;
 pub mod raft;
+pub mod rating;
 pub mod schedule;
 pub mod state;
 pub mod webhooks;
