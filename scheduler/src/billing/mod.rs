@@ -20,6 +20,7 @@ pub mod api;
 pub mod apply;
 pub mod meters;
 pub mod run;
+pub mod sla;
 #[cfg(test)]
 mod tests;
 pub mod types;

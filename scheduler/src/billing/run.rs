@@ -12,9 +12,10 @@ use vmcloud_proto::OrgId;
 use vmcloud_proto::pb;
 
 use crate::billing::meters::{self, PUBLIC_IPV4, instance_interval, reservation_market};
+use crate::billing::sla;
 use crate::billing::types::{
-    DocumentKind, Invoice, InvoiceStatus, RunRecord, UsageInterval, buyer_of, credit_order,
-    currency_of, date_of, invoice_id, period_bounds, seller,
+    Credit, CreditKind, DocumentKind, Invoice, InvoiceStatus, RunRecord, UsageInterval, buyer_of,
+    credit_order, currency_of, date_of, invoice_id, period_bounds, seller,
 };
 use crate::clock::rfc3339;
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
@@ -103,6 +104,7 @@ impl ClusterState {
             };
             let vat = tax::treatment(&rates, &buyer, tax_date)
                 .map_err(|e| Rejected::Invalid(format!("VAT for {org_id}: {e}")))?;
+            self.credit_incidents(&org_id, book, end, at);
             let mut credits = self
                 .billing
                 .credits
@@ -255,6 +257,45 @@ impl ClusterState {
                 };
                 meters::record(&mut self.billing.usage, &self.projects, interval);
             }
+        }
+    }
+
+    /// Turns the organisation's SLA incidents that ended before `end` into credits (once:
+    /// the incident is forgotten when its credit exists).
+    fn credit_incidents(&mut self, org: &OrgId, book: &PriceBook, end: i64, at: i64) {
+        let Some(all) = self.billing.incidents.remove(org) else {
+            return;
+        };
+        let (now, later): (Vec<_>, Vec<_>) = all.into_iter().partition(|i| i.to_ms < end);
+        if !later.is_empty() {
+            self.billing.incidents.insert(org.clone(), later);
+        }
+        let credits = self.billing.credits.entry(org.clone()).or_default();
+        for incident in now {
+            let Some(amount) = sla::credit_for(book, &incident) else {
+                continue;
+            };
+            let id = format!("sla-{}-{}", incident.instance, incident.from_ms);
+            if credits.iter().any(|k| k.id == id) {
+                continue;
+            }
+            credits.push(Credit {
+                id,
+                kind: CreditKind::Sla,
+                description: format!(
+                    "SLA credit: host {} down {} from {} ({})",
+                    incident.node,
+                    sla::outage_text(incident.to_ms - incident.from_ms),
+                    rfc3339(incident.from_ms),
+                    incident.instance
+                ),
+                currency: book.currency,
+                amount,
+                remaining: amount,
+                granted_at_ms: at,
+                expires_at_ms: None,
+                drawn: Vec::new(),
+            });
         }
     }
 

@@ -476,3 +476,63 @@ proptest! {
         prop_assert_eq!(billed_ms(&s, now), expected);
     }
 }
+
+fn node_state(state: pb::NodeState) -> Body {
+    Body::SetNodeState(pb::SetNodeState {
+        node_id: "node-a".into(),
+        state: state.into(),
+        reason: "test".into(),
+        deadline_unix_ms: 0,
+        by_liveness: false,
+    })
+}
+
+#[test]
+fn a_host_down_earns_on_demand_instances_one_sla_credit_and_spot_none() {
+    let t0 = nov() + DAY;
+    let mut log = setup_log(t0);
+    log.push(command(t0, create("od", "vps-m", pb::Market::OnDemand)));
+    log.push(command(t0, place("od")));
+    log.push(command(t0, create("sp", "vps-m", pb::Market::Spot)));
+    log.push(command(t0, place("sp")));
+    log.push(command(t0 + 10 * DAY, node_state(pb::NodeState::Down)));
+    // Back 2 h 10 min later; the same command again changes nothing.
+    log.push(command(
+        t0 + 10 * DAY + 130 * 60_000,
+        node_state(pb::NodeState::Ready),
+    ));
+    log.push(command(
+        t0 + 10 * DAY + 131 * 60_000,
+        node_state(pb::NodeState::Ready),
+    ));
+    log.push(command(dec() + HOUR, run("2026-11")));
+    log.push(command(
+        period_bounds("2027-01").unwrap().0 + HOUR,
+        run("2026-12"),
+    ));
+    let s = replay(&log);
+    let sla: Vec<_> = s.billing.credits[&org()]
+        .iter()
+        .filter(|k| k.kind == crate::billing::types::CreditKind::Sla)
+        .collect();
+    assert_eq!(sla.len(), 1, "{sla:?}");
+    // 1 h to 4 h: 25 % of vps-m's month (9.20 €).
+    assert_eq!(sla[0].amount, d("2.30"));
+    assert!(
+        sla[0].description.contains("2 h 10 min"),
+        "{}",
+        sla[0].description
+    );
+    // Drawn first, on November's invoice.
+    let nov_invoice = &s.billing.invoices[&s.billing.runs["2026-11"].invoices[0]];
+    let credit_lines: Vec<_> = nov_invoice
+        .lines
+        .iter()
+        .filter(|l| l.kind == vmcloud_billing::invoice::LineKind::Credit)
+        .collect();
+    assert!(
+        credit_lines[0].description.starts_with("SLA credit"),
+        "{credit_lines:?}"
+    );
+    assert!(s.billing.incidents.get(&org()).is_none_or(|i| i.is_empty()));
+}

@@ -217,6 +217,9 @@ pub struct BillingBook {
     pub numbers: BTreeMap<i32, u64>,
     /// The test clock's lead over the proposers' own clocks (0 on a real cluster).
     pub clock_offset_ms: i64,
+    /// SLA incidents that ended and are not credited yet, by organisation.
+    #[serde(default)]
+    pub incidents: OrdMap<OrgId, Vec<crate::billing::sla::Incident>>,
 }
 
 /// The currency an organisation is invoiced in: pounds in the United Kingdom, dollars in the

@@ -409,6 +409,9 @@ impl ClusterState {
         at: i64,
     ) {
         crate::billing::meters::stop_instance(meter.usage, meter.projects, instance, at);
+        if let Some(node) = instance.node.clone() {
+            crate::billing::sla::close_outage(meter.incidents, meter.projects, &node, instance, at);
+        }
         instance.state = InstanceState::Deleting;
         if let Some(node) = instance
             .node
@@ -444,6 +447,7 @@ pub(crate) struct Meter<'a> {
         vmcloud_proto::OrgId,
         imbl::Vector<crate::billing::types::UsageInterval>,
     >,
+    pub incidents: &'a mut imbl::OrdMap<vmcloud_proto::OrgId, Vec<crate::billing::sla::Incident>>,
     pub projects: &'a imbl::OrdMap<ProjectId, crate::tenancy::types::Project>,
 }
 
@@ -454,6 +458,7 @@ impl<'a> Meter<'a> {
     ) -> Meter<'a> {
         Meter {
             usage: &mut billing.usage,
+            incidents: &mut billing.incidents,
             projects,
         }
     }

@@ -188,6 +188,10 @@ pub struct Instance {
     /// [`crate::billing::meters`]).
     #[serde(default)]
     pub meter_from_ms: Option<i64>,
+    /// Since when its host has been declared down (an SLA incident, see
+    /// [`crate::billing::sla`]); cleared when the host is back or the instance deleted.
+    #[serde(default)]
+    pub outage_since_ms: Option<i64>,
 }
 
 fn default_notice() -> u32 {
@@ -263,6 +267,7 @@ impl Instance {
             floating_ips: Vec::new(),
             ipv6: None,
             meter_from_ms: None,
+            outage_since_ms: None,
         }
     }
 

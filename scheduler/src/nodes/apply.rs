@@ -197,6 +197,7 @@ impl ClusterState {
                     } else {
                         // Never silently recreated elsewhere: its disk is on that host.
                         instance.state = InstanceState::Impaired;
+                        instance.outage_since_ms.get_or_insert(at);
                         instance.status_message = Some(format!("host {id} is down{reason}"));
                         instance.notify(
                             at,
@@ -206,10 +207,19 @@ impl ClusterState {
                         );
                     }
                 }
-                NodeState::Ready if before == NodeState::Down => instance.notify(
-                    at,
-                    format!("host {id} is back; the instance's state follows its agent's next report"),
-                ),
+                NodeState::Ready if before == NodeState::Down => {
+                    crate::billing::sla::close_outage(
+                        &mut self.billing.incidents,
+                        &self.projects,
+                        &id,
+                        instance,
+                        at,
+                    );
+                    instance.notify(
+                        at,
+                        format!("host {id} is back; the instance's state follows its agent's next report"),
+                    )
+                }
                 NodeState::Ready | NodeState::Cordoned => {}
             }
         }
