@@ -144,6 +144,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 webhooks_allow_private: true,
                 // Newcomers may move a month on to see billing run (`vmcloud billing clock`).
                 test_clock: true,
+                billing_run_after: args.api.billing_run_after,
             })
             .await
             .context("cannot start the scheduler")
@@ -371,6 +372,10 @@ pub struct ApiArgs {
     /// test clusters that exercise billing over months. `vmcloud dev` always has it.
     #[arg(long)]
     pub test_clock: bool,
+    /// The leader bills each month this long after it ends (finalized invoices, numbered); 0:
+    /// never, runs are made by hand (`vmcloud billing run`).
+    #[arg(long, default_value = "1h", value_parser = crate::bench::parse_duration_or_zero)]
+    pub billing_run_after: std::time::Duration,
 }
 
 impl MailArgs {

@@ -173,6 +173,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                 api_per_hour: args.api.api_rate_limit,
                 webhooks_allow_private: args.api.webhooks_allow_private,
                 test_clock: args.api.test_clock,
+                billing_run_after: args.api.billing_run_after,
             })
             .await
             .context("cannot start the scheduler")

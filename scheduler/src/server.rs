@@ -58,6 +58,8 @@ pub struct SchedulerConfig {
     pub webhooks_allow_private: bool,
     /// Operators may move the cluster's clock forward (billing tests; `vmcloud dev`).
     pub test_clock: bool,
+    /// The leader bills each month this long after it ends (zero: runs are manual).
+    pub billing_run_after: Duration,
 }
 
 /// Builds the web pages' router from the API's state.
@@ -164,6 +166,8 @@ pub struct Scheduler {
     controller: JoinHandle<()>,
     /// The leader's webhook deliveries.
     webhooks: JoinHandle<()>,
+    /// The leader's monthly billing runs.
+    billing: JoinHandle<()>,
     liveness: JoinHandle<()>,
     api: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
@@ -365,6 +369,10 @@ impl Scheduler {
             test_clock: config.test_clock,
         };
         let webhooks = tokio::spawn(crate::webhooks::deliver::run(api_state.clone()));
+        let billing = tokio::spawn(crate::billing::controller::run(
+            cluster.clone(),
+            config.billing_run_after,
+        ));
         let mut router = api::router(api_state.clone());
         if let Some(pages) = config.pages {
             router = pages(api_state).merge(router);
@@ -389,6 +397,7 @@ impl Scheduler {
             gateway,
             controller,
             webhooks,
+            billing,
             liveness,
             api,
             api_stop,
@@ -415,6 +424,7 @@ impl Scheduler {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.api).await;
         self.controller.abort();
         self.webhooks.abort();
+        self.billing.abort();
         self.announce.abort();
         self.liveness.abort();
         self.gateway.shutdown().await;

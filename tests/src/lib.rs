@@ -104,6 +104,12 @@ impl DevFleet {
         } else {
             &["--demo-instance", "false"]
         };
+        // Billing runs are made by hand in tests (a test that wants the leader's says so).
+        let billing: &[&str] = if extra.contains(&"--billing-run-after") {
+            &[]
+        } else {
+            &["--billing-run-after", "0"]
+        };
         let mut child = command(config_home)
             .args([
                 "dev",
@@ -115,6 +121,7 @@ impl DevFleet {
                 "127.0.0.1:0",
             ])
             .args(demo)
+            .args(billing)
             .args(extra)
             .arg("--data-dir")
             .arg(data_dir)

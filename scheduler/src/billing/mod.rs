@@ -12,12 +12,14 @@
 //!   drawn, and each organisation that used anything gets a draft; finalizing numbers the
 //!   drafts without gaps (`VMC-2026-000001`, per seller and year) — a run proposed twice (a
 //!   retry after a failover) is refused the second time, so nothing is invoiced twice.
+//! - [`controller`]: the leader bills each month once it has ended (`--billing-run-after`).
 //! - [`apply`]: payments, voids and credit notes, credits, the test clock.
 //! - [`usage`]: month to date, rated for the API and the console (not a command).
 //! - [`api`]: `/v1/usage`, `/v1/invoices`, `/v1/credits`, `/v1/billing/…`.
 
 pub mod api;
 pub mod apply;
+pub mod controller;
 pub mod meters;
 pub mod run;
 pub mod sla;

@@ -277,3 +277,53 @@ async fn months_of_usage_become_numbered_invoices_on_the_test_clock() {
         assert_eq!(status, 404, "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn the_leader_bills_a_month_once_it_has_ended() {
+    let fx = Fixture::start_with(&["--billing-run-after", "1s"]);
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let (ann, _, project) = customer(&fx, &api, "ann@example.org", "Acme SAS").await;
+    let (status, made) = api
+        .call(
+            "POST",
+            &format!("/v1/instances?project={project}"),
+            Some(&ann),
+            Some(json!({"name": "web", "flavor": "vps-s", "image": "debian-12", "region": "par"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let (_, usage) = api.call("GET", "/v1/usage", Some(&ann), None).await;
+    let first = usage["from"].as_str().unwrap()[..7].to_owned();
+    // Nothing is billed while the month runs.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (_, list) = api.call("GET", "/v1/invoices", Some(&ann), None).await;
+    assert_eq!(list["invoices"].as_array().unwrap().len(), 0, "{list}");
+
+    cli_json(&fx, &["billing", "clock", "32d"]);
+    let (status, login) = api
+        .call(
+            "POST",
+            "/v1/login",
+            None,
+            Some(json!({"email": "ann@example.org", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 200, "{login}");
+    let ann = login["token"].as_str().unwrap().to_owned();
+    let list: Value = eventually(
+        std::time::Duration::from_secs(60),
+        "the leader's run of the month",
+        || async {
+            let (_, list) = api.call("GET", "/v1/invoices", Some(&ann), None).await;
+            (!list["invoices"].as_array().unwrap().is_empty()).then_some(list)
+        },
+    )
+    .await;
+    assert_eq!(list["invoices"][0]["period"], first.as_str(), "{list}");
+    assert_ne!(list["invoices"][0]["status"], "draft", "{list}");
+    // Once: the run is not made again (an operator running it by hand is refused).
+    let again = cli_fails(&fx, &["billing", "run", &first]);
+    assert!(again.contains("was billed at"), "{again}");
+}

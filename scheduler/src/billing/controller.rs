@@ -1,0 +1,84 @@
+//! The leader bills each month once it has ended: a `RunBilling` command (finalized) for each
+//! month in order, proposed `run_after` past the month's end — time for
+//! agents' last reports and operators' corrections to be committed. Proposed as the system;
+//! a run proposed twice (two leaders in a row, a retry) is refused by `apply` the second time,
+//! so nothing is invoiced twice and no number is skipped.
+
+use std::time::Duration;
+
+use vmcloud_billing::prices::BUILTIN_PRICES;
+use vmcloud_billing::tax::BUILTIN_TABLE;
+use vmcloud_proto::pb::{self, command::Body};
+
+use crate::billing::types::{period_bounds, period_of};
+use crate::raft_handle::Cluster;
+use crate::state::ClusterState;
+
+/// The month to bill at `now`, if any: the month after the last run (or, before any run, the
+/// month of the oldest usage), once it ended `run_after` ago. Months are billed in order, one
+/// run each, none skipped.
+pub fn due_period(state: &ClusterState, now: i64, run_after: Duration) -> Option<String> {
+    let next = match state.billing.runs.keys().next_back() {
+        Some(last) => period_of(period_bounds(last)?.1),
+        None => {
+            let oldest = state
+                .billing
+                .usage
+                .values()
+                .flat_map(|u| u.iter().map(|i| i.from_ms))
+                .chain(state.instances.values().filter_map(|i| i.meter_from_ms))
+                .chain(state.public_ips.values().map(|h| h.since_ms))
+                .chain(
+                    state
+                        .reservations
+                        .values()
+                        .map(|r| r.billed_to_ms.unwrap_or(r.start_ms)),
+                )
+                .min()?;
+            period_of(oldest)
+        }
+    };
+    let (_, end) = period_bounds(&next)?;
+    (now - run_after.as_millis() as i64 >= end).then_some(next)
+}
+
+/// Runs on every replica; acts while it leads. `run_after` zero: never (runs are manual).
+pub async fn run(cluster: Cluster, run_after: Duration) {
+    if run_after.is_zero() {
+        return;
+    }
+    let mut status = cluster.raft_status();
+    loop {
+        let leading = status.borrow_and_update().is_leader;
+        if leading {
+            let now = crate::clock::now_ms();
+            if let Some(period) = due_period(&cluster.state(), now, run_after) {
+                tracing::info!(%period, "billing the month");
+                let command = Body::RunBilling(pb::RunBilling {
+                    period: period.clone(),
+                    prices_toml: BUILTIN_PRICES.to_owned(),
+                    vat_toml: BUILTIN_TABLE.to_owned(),
+                    finalize: true,
+                    due_days: 0,
+                });
+                match cluster.propose(command).await {
+                    Ok(Ok(_)) => {
+                        tracing::info!(%period, "month billed");
+                        // The next month may be due too (a leader that was away).
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(%period, error = %e, "the month's run was refused")
+                    }
+                    Err(e) => {
+                        tracing::warn!(%period, error = %e, "could not propose the month's run")
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = status.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}
