@@ -2,7 +2,7 @@
 //! credits), and what billing staff do (runs, previews, payments, voids and credit notes,
 //! credits, the test clock of a dev cluster).
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -38,6 +38,20 @@ pub enum BillingCommand {
     },
     /// One invoice with its lines.
     Invoice { id: String },
+    /// Download an invoice as PDF (default file: invoice-<number>.pdf).
+    Pdf {
+        id: String,
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Billing staff: the accounting journal (CSV) of the documents issued in a month.
+    Journal {
+        /// `YYYY-MM`.
+        period: String,
+        /// Default: standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Credits and what is left of each.
     Credits {
         #[arg(long)]
@@ -284,6 +298,35 @@ pub async fn run(args: ClientArgs, command: BillingCommand) -> anyhow::Result<()
                 return Ok(());
             }
             i
+        }
+        BillingCommand::Pdf { id, out } => {
+            let bytes = client.download(&format!("/v1/invoices/{id}/pdf")).await?;
+            let out = match out {
+                Some(o) => o,
+                None => {
+                    let i = get(format!("/v1/invoices/{id}")).await?;
+                    let name = i["number"].as_str().unwrap_or(&id).to_owned();
+                    std::path::PathBuf::from(format!("invoice-{name}.pdf"))
+                }
+            };
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
+            return Ok(());
+        }
+        BillingCommand::Journal { period, out } => {
+            let bytes = client
+                .download(&format!("/v1/billing/journal?period={period}"))
+                .await?;
+            match out {
+                Some(o) => {
+                    std::fs::write(&o, &bytes)
+                        .with_context(|| format!("cannot write {}", o.display()))?;
+                    eprintln!("wrote {}", o.display());
+                }
+                None => print!("{}", String::from_utf8_lossy(&bytes)),
+            }
+            return Ok(());
         }
         BillingCommand::Credits { org } => {
             let r = get(format!("/v1/credits{}", query(&[("org", &org)]))).await?;

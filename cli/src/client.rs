@@ -211,6 +211,40 @@ impl Client {
         bail!(message)
     }
 
+    /// A document that is not JSON (a PDF, a CSV), as bytes.
+    pub(crate) async fn download(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let url = format!("{}{path}", self.endpoint.api);
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.endpoint.token {
+            request = request.bearer_auth(token);
+            if token.starts_with("vms_")
+                && let Some(project) = &self.endpoint.project
+            {
+                request = request.header("VMCloud-Project", project);
+            }
+        }
+        let response = request.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the VMCloud API at {} ({}): {}",
+                self.endpoint.api,
+                self.endpoint.source,
+                root_cause(&e)
+            )
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.context("reading the API's answer")?;
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        let problem: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        bail!(
+            "{} ({}): {}",
+            problem["title"].as_str().unwrap_or("error"),
+            status.as_u16(),
+            problem["detail"].as_str().unwrap_or_default()
+        )
+    }
+
     /// Every page of a list (`{field: [...], next_cursor}`), in order, as `{field: [...]}`.
     pub(crate) async fn list_all(&self, path: &str, field: &str) -> anyhow::Result<Value> {
         let mut all = Vec::new();

@@ -130,6 +130,7 @@ pub async fn ensure_demo_customer(
                 kind: "company".to_owned(),
                 billing_country: "FR".to_owned(),
                 vat_id: String::new(),
+                billing_address: "12 rue de la Paix\n75002 Paris\nFrance".to_owned(),
             }),
             project_id: project.to_string(),
             verification_sha256: token_sha256,

@@ -112,6 +112,7 @@ fn run(args: &AuditBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
                     kind: "person".into(),
                     billing_country: "FR".into(),
                     vat_id: String::new(),
+                    ..Default::default()
                 }),
                 project_id: ProjectId::generate().to_string(),
                 verification_sha256: vec![0; 32],

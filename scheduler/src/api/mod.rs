@@ -201,6 +201,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/invoices", get(crate::billing::api::list_invoices))
         .route("/v1/invoices/{id}", get(crate::billing::api::get_invoice))
         .route(
+            "/v1/invoices/{id}/pdf",
+            get(crate::billing::api::invoice_pdf),
+        )
+        .route("/v1/billing/journal", get(crate::billing::api::journal))
+        .route(
             "/v1/invoices/{id}/payments",
             post(crate::billing::api::record_payment),
         )

@@ -47,6 +47,7 @@ pub enum Query {
     Usage,
     Invoices,
     Preview,
+    Journal,
 }
 
 /// One operation: a method on a path.
@@ -163,6 +164,8 @@ pub const OPERATIONS: &[Op] = &[
     op("GET /v1/billing/forecast", "billing", "This month so far and where it is heading, with the credit left", Bearer, Q::Usage, None, (200, Some("Forecast"))),
     op("GET /v1/invoices", "billing", "The organisation's invoices and credit notes, newest last (paged)", Bearer, Q::Invoices, None, (200, Some("InvoiceList"))),
     op("GET /v1/invoices/{id}", "billing", "An invoice or credit note with its lines and totals", Bearer, Q::Read, None, (200, Some("InvoiceView"))),
+    op("GET /v1/invoices/{id}/pdf", "billing", "The invoice as PDF (application/pdf)", Bearer, Q::Read, None, (200, None)),
+    op("GET /v1/billing/journal", "billing", "Billing staff: the double entries of the documents issued in a month, as CSV (text/csv)", Bearer, Q::Journal, None, (200, None)),
     op("POST /v1/invoices/{id}/payments", "billing", "Billing staff: record a payment received (a bank transfer)", Bearer, Q::None, Some("PaymentRequest"), (200, Some("InvoiceView"))),
     op("POST /v1/invoices/{id}/void", "billing", "Billing staff: void an open invoice, or issue a credit note for a paid one", Bearer, Q::None, Some("VoidRequest"), (200, Some("InvoiceView"))),
     op("GET /v1/credits", "billing", "The organisation's credits and what is left of each", Bearer, Q::Usage, None, (200, Some("CreditList"))),
@@ -411,6 +414,7 @@ fn params(query: Query) -> Vec<utoipa::openapi::path::Parameter> {
         Query::Usage => crate::billing::api::UsageQuery::into_params(q),
         Query::Invoices => crate::billing::api::InvoiceQuery::into_params(q),
         Query::Preview => crate::billing::api::PreviewQuery::into_params(q),
+        Query::Journal => crate::billing::api::JournalQuery::into_params(q),
     }
 }
 

@@ -910,3 +910,83 @@ pub async fn advance_clock(
         lead_s: lead / 1000,
     }))
 }
+
+/// The invoice as PDF (`invoice-VMC-2026-000001.pdf`).
+pub async fn invoice_pdf(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(id): Path<String>,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
+    read.prepare(&s.cluster).await?;
+    let inv = readable_invoice(&s, &who, &id)?;
+    let name = inv
+        .number
+        .clone()
+        .unwrap_or_else(|| format!("draft-{}", inv.id));
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/pdf".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"invoice-{name}.pdf\""),
+            ),
+        ],
+        crate::billing::pdf::render(&inv),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JournalQuery {
+    /// `YYYY-MM`: the documents issued in that month.
+    #[serde(default)]
+    pub period: Option<String>,
+}
+
+/// Billing staff: the double entries of the documents issued in a month, as CSV.
+pub async fn journal(
+    State(s): State<ApiState>,
+    BillingStaff(_who): BillingStaff,
+    ApiQuery(q): ApiQuery<JournalQuery>,
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
+    let period = q.period.ok_or_else(|| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query string",
+            "say which month: ?period=YYYY-MM (the documents issued in it)",
+        )
+    })?;
+    let (start, end) = period_bounds(&period).ok_or_else(|| bad_period(&period))?;
+    ReadOptions::default().prepare(&s.cluster).await?;
+    let state = s.cluster.state();
+    let mut docs: Vec<&Invoice> = state
+        .billing
+        .invoices
+        .values()
+        .map(|i| i.as_ref())
+        .filter(|i| i.issued_at_ms.is_some_and(|t| t >= start && t < end))
+        .collect();
+    docs.sort_by(|a, b| a.number.cmp(&b.number));
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"journal-{period}.csv\""),
+            ),
+        ],
+        crate::billing::journal::journal(&docs),
+    )
+        .into_response())
+}

@@ -14,13 +14,16 @@
 //!   retry after a failover) is refused the second time, so nothing is invoiced twice.
 //! - [`controller`]: the leader bills each month once it has ended (`--billing-run-after`).
 //! - [`apply`]: payments, voids and credit notes, credits, the test clock.
+//! - [`pdf`] and [`journal`]: an invoice as PDF; a period's double entries as CSV.
 //! - [`usage`]: month to date, rated for the API and the console (not a command).
 //! - [`api`]: `/v1/usage`, `/v1/invoices`, `/v1/credits`, `/v1/billing/…`.
 
 pub mod api;
 pub mod apply;
 pub mod controller;
+pub mod journal;
 pub mod meters;
+pub mod pdf;
 pub mod run;
 pub mod sla;
 #[cfg(test)]

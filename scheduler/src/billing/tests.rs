@@ -64,6 +64,7 @@ fn setup_log(at: i64) -> Vec<pb::Command> {
                     kind: "person".into(),
                     billing_country: "FR".into(),
                     vat_id: String::new(),
+                    billing_address: "3 rue Oberkampf\n75011 Paris".into(),
                 }),
                 project_id: "prj-acme".into(),
                 verification_sha256: vec![7; 32],

@@ -236,7 +236,7 @@ pub fn currency_of(org: &Organisation) -> Currency {
 pub fn buyer_of(org: &Organisation) -> Party {
     Party {
         name: org.name.clone(),
-        address: Vec::new(),
+        address: org.billing_address.clone(),
         country: org.billing_country.clone(),
         vat_id: org.vat_id.clone(),
     }

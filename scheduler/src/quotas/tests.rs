@@ -33,6 +33,7 @@ fn customer(s: &mut ClusterState, kind: &str) -> ProjectId {
                     kind: kind.into(),
                     billing_country: "FR".into(),
                     vat_id: String::new(),
+                    ..Default::default()
                 }),
                 project_id: project.to_string(),
                 verification_sha256: vec![0; 32],

@@ -203,6 +203,7 @@ impl ClusterState {
             kind,
             billing_country: details.country,
             vat_id: details.vat_id,
+            billing_address: validate::address(&o.billing_address).map_err(invalid)?,
             created_at_ms: at,
             members: BTreeMap::from([(owner.clone(), Role::Owner)]),
             mfa_required: false,
@@ -341,7 +342,16 @@ impl ClusterState {
                 .unwrap_or(org.vat_id.as_deref().unwrap_or_default()),
         )
         .map_err(invalid)?;
+        let address = c
+            .billing_address
+            .as_deref()
+            .map(validate::address)
+            .transpose()
+            .map_err(invalid)?;
         let org = self.organisations.get_mut(&id).expect("checked above");
+        if let Some(a) = address {
+            org.billing_address = a;
+        }
         org.name = details.name;
         org.billing_country = details.country;
         org.vat_id = details.vat_id;

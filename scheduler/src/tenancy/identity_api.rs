@@ -44,6 +44,9 @@ pub struct OrganisationRequest {
     /// EU VAT id, companies only.
     #[serde(default)]
     pub vat_id: Option<String>,
+    /// Postal address printed on invoices (lines separated by newlines).
+    #[serde(default)]
+    pub billing_address: Option<String>,
 }
 
 impl OrganisationRequest {
@@ -64,12 +67,15 @@ impl OrganisationRequest {
             self.vat_id.as_deref().unwrap_or_default(),
         )
         .map_err(invalid("invalid-organisation", "Invalid organisation"))?;
+        validate::address(self.billing_address.as_deref().unwrap_or_default())
+            .map_err(invalid("invalid-organisation", "Invalid organisation"))?;
         Ok(pb::Organisation {
             org_id: OrgId::generate().to_string(),
             name: details.name,
             kind: kind.as_str().to_owned(),
             billing_country: details.country,
             vat_id: details.vat_id.unwrap_or_default(),
+            billing_address: self.billing_address.clone().unwrap_or_default(),
         })
     }
 }

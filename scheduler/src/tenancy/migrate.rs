@@ -26,6 +26,7 @@ pub fn legacy_org_of(project: &ProjectId, name: &str, at_ms: i64) -> Organisatio
         // Unknown: asked for before the first invoice.
         billing_country: String::new(),
         vat_id: None,
+        billing_address: Vec::new(),
         created_at_ms: at_ms,
         members: BTreeMap::new(),
         mfa_required: false,

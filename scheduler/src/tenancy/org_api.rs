@@ -23,6 +23,9 @@ pub struct OrganisationView {
     pub billing_country: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vat_id: Option<String>,
+    /// Printed on invoices.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub billing_address: Vec<String>,
     pub mfa_required: bool,
     pub trial: bool,
     pub created_at: String,
@@ -57,6 +60,7 @@ fn view(state: &crate::state::ClusterState, o: &Organisation) -> OrganisationVie
         kind: o.kind.as_str(),
         billing_country: o.billing_country.clone(),
         vat_id: o.vat_id.clone(),
+        billing_address: o.billing_address.clone(),
         mfa_required: o.mfa_required,
         trial: o.trial,
         created_at: rfc3339(o.created_at_ms),
@@ -188,6 +192,9 @@ pub struct UpdateOrganisationRequest {
     pub billing_country: Option<String>,
     #[serde(default)]
     pub vat_id: Option<String>,
+    /// Postal address printed on invoices (lines separated by newlines; "" clears it).
+    #[serde(default)]
+    pub billing_address: Option<String>,
     /// Every member must log in with a second factor.
     #[serde(default)]
     pub mfa_required: Option<bool>,
@@ -231,6 +238,11 @@ pub async fn update(
                 .unwrap_or(org.vat_id.as_deref().unwrap_or_default()),
         )
         .map_err(|e| Problem::unprocessable("invalid-organisation", "Invalid organisation", e.0))?;
+        if let Some(a) = &req.billing_address {
+            validate::address(a).map_err(|e| {
+                Problem::unprocessable("invalid-organisation", "Invalid organisation", e.0)
+            })?;
+        }
     }
     let command = pb::UpdateOrganisation {
         org_id: id.to_string(),
@@ -238,6 +250,7 @@ pub async fn update(
         mfa_required: req.mfa_required,
         billing_country: req.billing_country,
         vat_id: req.vat_id,
+        billing_address: req.billing_address,
     };
     s.cluster
         .propose_as(who.actor(), Body::UpdateOrganisation(command))

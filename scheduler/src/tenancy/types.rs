@@ -99,6 +99,9 @@ pub struct Organisation {
     pub billing_country: String,
     /// An EU VAT id (format-checked for its country), businesses only.
     pub vat_id: Option<String>,
+    /// The postal address invoices print (lines), when given.
+    #[serde(default)]
+    pub billing_address: Vec<String>,
     pub created_at_ms: i64,
     /// Members by user, with their organisation-level role.
     pub members: BTreeMap<UserId, Role>,

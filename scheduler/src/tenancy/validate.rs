@@ -183,6 +183,32 @@ fn describe(pattern: &str) -> String {
     }
 }
 
+/// A postal address: up to 5 lines of at most 100 characters each, no control characters
+/// (empty: none).
+pub fn address(text: &str) -> Result<Vec<String>, Invalid> {
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if lines.len() > 5 {
+        return Err(Invalid(format!(
+            "the billing address has {} lines; write it in 5 at most",
+            lines.len()
+        )));
+    }
+    if let Some(l) = lines
+        .iter()
+        .find(|l| l.chars().count() > 100 || l.chars().any(char::is_control))
+    {
+        return Err(Invalid(format!(
+            "billing address line {l:?} is too long (100 characters at most) or holds control characters"
+        )));
+    }
+    Ok(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

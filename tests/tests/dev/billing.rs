@@ -37,6 +37,31 @@ async fn months_of_usage_become_numbered_invoices_on_the_test_clock() {
     let (mut ann, org, project) = customer(&fx, &api, "ann@example.org", "Acme SAS").await;
     let (mut bob, _, _) = customer(&fx, &api, "bob@example.org", "Other SARL").await;
 
+    // The address invoices print (six lines are too many: nothing changes).
+    let (status, body) = api
+        .call(
+            "PATCH",
+            &format!("/v1/organisations/{org}"),
+            Some(&ann),
+            Some(json!({"billing_address": "1\n2\n3\n4\n5\n6"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("5 at most"),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            "PATCH",
+            &format!("/v1/organisations/{org}"),
+            Some(&ann),
+            Some(json!({"billing_address": "3 rue Oberkampf\n75011 Paris\nFrance"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["billing_address"][1], "75011 Paris", "{body}");
+
     // The trial credit came with the verified sign-up.
     let (status, credits) = api.call("GET", "/v1/credits", Some(&ann), None).await;
     assert_eq!(status, 200, "{credits}");
@@ -265,6 +290,62 @@ async fn months_of_usage_become_numbered_invoices_on_the_test_clock() {
         .iter()
         .map(|d| d["id"].as_str().unwrap().to_owned())
         .collect();
+
+    // The PDF: what an EU invoice must say, in the document itself.
+    let pdf_path = fx.fleet.data_dir.join("invoice.pdf");
+    let out = fx
+        .fleet
+        .cli(&["billing", "pdf", &id, "--out", pdf_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pdf = std::fs::read(&pdf_path).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"), "not a PDF");
+    let text = String::from_utf8_lossy(&pdf);
+    for needle in [
+        third["number"].as_str().unwrap(),
+        "FR40303265045",
+        "75011 Paris",
+        "EE102345678",
+        "Reverse charge",
+        "Date of supply",
+        "Amount due",
+        "18.40 EUR",
+    ] {
+        assert!(text.contains(needle), "the PDF does not say {needle:?}");
+    }
+    let (status, _) = api
+        .call("GET", &format!("/v1/invoices/{id}/pdf"), Some(&bob), None)
+        .await;
+    assert_eq!(status, 404);
+    // The journal of the month the third invoice was issued in: every document balances.
+    let issued = &third["issued_at"].as_str().unwrap()[..7];
+    let out = fx.fleet.cli(&["billing", "journal", issued]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut balance: std::collections::BTreeMap<String, rust_decimal::Decimal> = Default::default();
+    for row in csv.lines().skip(1) {
+        // The last three cells: debit, credit, currency.
+        let cells: Vec<&str> = row.rsplitn(4, ',').collect();
+        let (credit, debit) = (cells[1], cells[2]);
+        let number = row.split(',').nth(1).unwrap().to_owned();
+        *balance.entry(number).or_default() += debit.parse::<rust_decimal::Decimal>().unwrap()
+            - credit.parse::<rust_decimal::Decimal>().unwrap();
+    }
+    assert!(
+        balance.contains_key(third["number"].as_str().unwrap()),
+        "{csv}"
+    );
+    assert!(
+        balance.values().all(|b| b.is_zero()),
+        "unbalanced: {balance:?}\n{csv}"
+    );
 
     // Another organisation finds nothing of it.
     for path in [

@@ -90,7 +90,13 @@ fn walk_of(method: &str, path: &str) -> Walk {
         }
         // Billing staff only: refused before anything is looked up.
         (_, "/v1/test-clock") => Fleet,
-        (_, p) if p.starts_with("/v1/billing/runs") || p == "/v1/billing/preview" => Fleet,
+        (_, p)
+            if p.starts_with("/v1/billing/runs")
+                || p == "/v1/billing/preview"
+                || p == "/v1/billing/journal" =>
+        {
+            Fleet
+        }
         ("POST", p) if p.starts_with("/v1/invoices/") || p.ends_with("/credits") => Fleet,
         ("POST", "/v1/projects") => Hidden, // in A's organisation
         ("POST", "/v1/organisations") => NotTenantData("makes a new organisation of the caller's"),
