@@ -234,7 +234,11 @@ pub async fn organisation(
         s(&org, "name"),
         html! {
             h1 { (s(&org, "name")) }
-            p { a href={ "/console/orgs/" (s(&org, "id")) "/audit" } id="audit-link" { (ctx.t(Msg::AuditTrail)) } }
+            p {
+                a href={ "/console/orgs/" (s(&org, "id")) "/billing" } id="billing-link" { (ctx.t(Msg::Billing)) }
+                " · "
+                a href={ "/console/orgs/" (s(&org, "id")) "/audit" } id="audit-link" { (ctx.t(Msg::AuditTrail)) }
+            }
             @if org["trial"].as_bool().unwrap_or(false) { p.muted { (ctx.t(Msg::Trial)) } }
             h2 { (ctx.t(Msg::Members)) }
             table #members {

@@ -61,6 +61,54 @@ impl Api {
             .map(|a| a.body)
     }
 
+    /// A document that is not JSON (a PDF), with its headers.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<(axum::http::HeaderMap, Vec<u8>), ApiProblem> {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(cookie) = &self.cookie {
+            request = request.header(header::COOKIE, cookie.clone());
+        }
+        let mut request = request
+            .body(Body::empty())
+            .map_err(|e| internal(e.to_string()))?;
+        if let Some(source) = self.source {
+            request.extensions_mut().insert(source);
+        }
+        request
+            .extensions_mut()
+            .insert(vmcloud_scheduler::api::throttle::InProcess);
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        if status.is_success() {
+            return Ok((headers, bytes.to_vec()));
+        }
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(ApiProblem {
+            status,
+            kind: body["type"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("urn:vmcloud:problem:")
+                .to_owned(),
+            detail: body["detail"]
+                .as_str()
+                .unwrap_or("the API gave no reason")
+                .to_owned(),
+        })
+    }
+
     pub async fn call(
         &self,
         method: Method,

@@ -290,6 +290,28 @@ messages! {
     NoticeFirewallChanged => "Firewall changed: the hosts apply it in a few seconds.", "Pare-feu modifié : les hôtes l'appliquent dans quelques secondes.";
     NoticeFirewallDeleted => "Firewall deleted.", "Pare-feu supprimé.";
     Language => "Français", "English";
+    Billing => "Billing", "Facturation";
+    CostPerDay => "Cost per day this month", "Coût par jour ce mois-ci";
+    BeforeCreditsAndVat => "before credits and VAT", "avant crédits et TVA";
+    MonthToDate => "This month so far", "Ce mois-ci jusqu'à présent";
+    Forecast => "Forecast for the month", "Prévision pour le mois";
+    CreditLeft => "Credit left", "Crédit restant";
+    UsageByResource => "Usage by resource", "Consommation par ressource";
+    Market => "Market", "Marché";
+    Hours => "Hours", "Heures";
+    Amount => "Amount", "Montant";
+    NoUsage => "Nothing used this month yet.", "Rien de consommé ce mois-ci.";
+    CapNote => "* the flavor's monthly cap is reached: the rest of the month is free.", "* le plafond mensuel du gabarit est atteint : le reste du mois est gratuit.";
+    Invoices => "Invoices", "Factures";
+    Number => "Number", "Numéro";
+    Period => "Period", "Période";
+    Total => "Total", "Total";
+    Due => "Due", "Dû";
+    NoInvoices => "No invoice yet: the first comes after the month ends.", "Pas encore de facture : la première arrive à la fin du mois.";
+    CreditNote => "credit note", "avoir";
+    Download => "Download", "Télécharger";
+    Credits => "Credits", "Crédits";
+    Left => "Left", "Restant";
 }
 
 #[cfg(test)]

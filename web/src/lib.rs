@@ -15,6 +15,7 @@
 
 pub mod account_pages;
 pub mod auth_pages;
+pub mod billing_pages;
 pub mod client;
 pub mod console_pages;
 pub mod contract_pages;
@@ -91,6 +92,11 @@ pub fn pages(state: ApiState) -> Router {
             get(contract::quotas).post(contract::ask),
         )
         .route("/console/orgs/{id}/audit", get(contract::audit))
+        .route("/console/orgs/{id}/billing", get(billing_pages::billing))
+        .route(
+            "/console/orgs/{id}/invoices/{invoice}/pdf",
+            get(billing_pages::invoice_pdf),
+        )
         .route(
             "/console/projects/{project}/networks",
             get(network_pages::networks).post(network_pages::create_network),

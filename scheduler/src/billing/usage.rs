@@ -227,7 +227,8 @@ fn hourly_price(book: &PriceBook, i: &UsageInterval) -> Decimal {
     }
 }
 
-/// Cost per hour in `[from, to)`, rounded to the cent per hour (before monthly caps).
+/// Cost per hour in `[from, to)`, to a hundredth of a cent (before monthly caps; a chart's
+/// figures, not a bill's).
 fn hourly(book: &PriceBook, intervals: &[UsageInterval], from: i64, to: i64) -> Vec<HourCost> {
     let first = from.div_euclid(HOUR_MS);
     let last = (to - 1).div_euclid(HOUR_MS);
@@ -256,7 +257,7 @@ fn hourly(book: &PriceBook, intervals: &[UsageInterval], from: i64, to: i64) -> 
         .enumerate()
         .map(|(k, v)| HourCost {
             hour: crate::clock::rfc3339((first + k as i64) * HOUR_MS),
-            amount: v.round_dp(2),
+            amount: v.round_dp(4),
         })
         .collect()
 }

@@ -408,3 +408,127 @@ async fn the_leader_bills_a_month_once_it_has_ended() {
     let again = cli_fails(&fx, &["billing", "run", &first]);
     assert!(again.contains("was billed at"), "{again}");
 }
+
+/// The console's billing page in Chromium: the month's cost so far with its chart, then —
+/// a month later on the test clock — the invoice listed, its PDF downloaded through the
+/// console, and the page in French.
+#[tokio::test]
+async fn the_console_shows_the_months_cost_and_the_invoices() {
+    use super::browser::{Shots, browser, click, fill, find_program, start_driver, text, wait_for};
+    use std::time::Duration;
+    const TEST: &str = "dev::billing::the_console_shows_the_months_cost_and_the_invoices";
+    let (Some(chromium), Some(chromedriver)) = (
+        find_program(&["chromium", "chromium-browser", "google-chrome"]),
+        find_program(&["chromedriver"]),
+    ) else {
+        vmcloud_proto::testing::skip(
+            TEST,
+            "no chromium and chromedriver on PATH (scripts/test installs Debian's chromium and chromium-driver as root)",
+        );
+        return;
+    };
+    let fx = Fixture::start();
+    let base = fx.fleet.api.clone();
+    let api = Api { base: &base };
+    let (ann, org, project) = customer(&fx, &api, "ann@example.org", "Acme SAS").await;
+    for name in ["web-1", "db-1"] {
+        let (status, made) = api
+            .call(
+                "POST",
+                &format!("/v1/instances?project={project}"),
+                Some(&ann),
+                Some(
+                    json!({"name": name, "flavor": "vps-m", "image": "debian-12", "region": "par"}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{made}");
+    }
+    // Two days of use (on the test clock) before Ann looks.
+    cli_json(&fx, &["billing", "clock", "2d"]);
+    let driver = start_driver(&chromedriver).await;
+    let c = browser(&driver, &chromium).await;
+    let mut shots = Shots::new("billing");
+    async fn log_in(c: &fantoccini::Client, base: &str) {
+        c.goto(&format!("{base}/login")).await.unwrap();
+        fill(c, "#email", "ann@example.org").await;
+        fill(c, "#password", PASSWORD).await;
+        click(c, "#login").await;
+        wait_for(c, "#projects", Duration::from_secs(10)).await;
+    }
+    log_in(&c, &base).await;
+    c.goto(&format!("{}/console/orgs/{org}", fx.fleet.api))
+        .await
+        .unwrap();
+    click(&c, "#billing-link").await;
+    wait_for(&c, "#month-to-date", Duration::from_secs(10)).await;
+    assert!(text(&c, "#month-to-date").await.ends_with("EUR"));
+    assert_eq!(text(&c, "#credit-left").await, "50 EUR");
+    assert!(text(&c, "#usage").await.contains("vps-m"));
+    assert!(
+        c.find(fantoccini::Locator::Css("#cost-chart svg rect"))
+            .await
+            .is_ok(),
+        "no bar in the chart"
+    );
+    assert!(text(&c, "#invoices").await.contains("No invoice yet"));
+    shots.take(&c, "month-to-date").await;
+
+    // A month later: the operator bills the month; the invoice is on the page.
+    let (_, usage) = api.call("GET", "/v1/usage", Some(&ann), None).await;
+    let first = usage["from"].as_str().unwrap()[..7].to_owned();
+    cli_json(&fx, &["billing", "clock", "32d"]);
+    let run = cli_json(&fx, &["billing", "run", &first]);
+    let invoice = run["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["organisation"] == org.as_str())
+        .unwrap_or_else(|| panic!("no invoice for {org}: {run}"))
+        .clone();
+    // The log-in session has expired (a week) on the new time.
+    c.delete_all_cookies().await.unwrap();
+    log_in(&c, &base).await;
+    c.goto(&format!("{}/console/orgs/{org}/billing", fx.fleet.api))
+        .await
+        .unwrap();
+    wait_for(&c, "#invoices a.pdf", Duration::from_secs(10)).await;
+    let number = invoice["number"].as_str().unwrap();
+    assert!(text(&c, "#invoices").await.contains(number));
+    shots.take(&c, "invoice-listed").await;
+    // The PDF link, fetched with the browser's session.
+    let href = c
+        .find(fantoccini::Locator::Css("#invoices a.pdf"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let cookie = c.get_named_cookie("vmcloud_session").await.unwrap();
+    let pdf = super::http()
+        .get(format!("{}{href}", fx.fleet.api))
+        .header("cookie", format!("vmcloud_session={}", cookie.value()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.status(), 200);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    assert!(
+        pdf.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains(number)
+    );
+    let bytes = pdf.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    c.goto(&format!(
+        "{}/console/orgs/{org}/billing?lang=fr",
+        fx.fleet.api
+    ))
+    .await
+    .unwrap();
+    assert_eq!(text(&c, "h1").await, "Facturation");
+    shots.take(&c, "billing-in-french").await;
+    c.close().await.unwrap();
+}

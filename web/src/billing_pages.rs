@@ -1,0 +1,202 @@
+//! An organisation's billing in the console: this month's cost so far and its forecast (with
+//! a chart of the cost of each day, drawn as SVG on the server), usage by resource, credits,
+//! and invoices with their PDF.
+
+use axum::extract::Path;
+use axum::http::{Method, header};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::auth_pages::urlencode;
+use crate::client::s;
+use crate::i18n::Msg;
+use crate::layout::Ctx;
+
+fn items(v: &Value, key: &str) -> Vec<Value> {
+    v[key].as_array().cloned().unwrap_or_default()
+}
+
+fn dec(v: &Value) -> Decimal {
+    v.as_str().and_then(|t| t.parse().ok()).unwrap_or_default()
+}
+
+/// Days in a month (`YYYY-MM`).
+fn days_in(period: &str) -> usize {
+    let (y, m) = period.split_once('-').unwrap_or(("1970", "01"));
+    let (y, m): (i32, u32) = (y.parse().unwrap_or(1970), m.parse().unwrap_or(1));
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// The cost of each day of the month (from the report's hours), as SVG bars: one slot a day
+/// of the whole month, the days to come empty.
+fn chart(ctx: &Ctx, usage: &Value) -> Markup {
+    let period = s(usage, "from").get(..7).unwrap_or("1970-01").to_owned();
+    let mut days = vec![Decimal::ZERO; days_in(&period)];
+    for h in items(usage, "hourly") {
+        let day: usize = s(&h, "hour")
+            .get(8..10)
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(1);
+        if let Some(d) = days.get_mut(day.saturating_sub(1)) {
+            *d += dec(&h["amount"]);
+        }
+    }
+    let max = days
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or_default()
+        .max(Decimal::new(1, 2));
+    let (width, height, gap) = (620.0f64, 140.0f64, 3.0f64);
+    let bar = width / days.len() as f64;
+    let currency = s(usage, "currency");
+    html! {
+        figure.card #cost-chart {
+            svg width=(width) height=(height + 20.0) viewBox={ "0 0 " (width) " " (height + 20.0) } role="img" aria-label=(ctx.t(Msg::CostPerDay)) {
+                @for (k, amount) in days.iter().enumerate() {
+                    @let h = (amount / max).to_string().parse::<f64>().unwrap_or(0.0) * height;
+                    @if !amount.is_zero() {
+                        rect x=(k as f64 * bar + gap / 2.0) y=(height - h) width=((bar - gap).max(1.0)) height=(h.max(0.5)) fill="#3b6fd8" {
+                            title { (period) "-" (format!("{:02}", k + 1)) ": " (amount.round_dp(2)) " " (currency) }
+                        }
+                    }
+                }
+                line x1="0" y1=(height) x2=(width) y2=(height) stroke="#999";
+                text x="0" y=(height + 15.0) font-size="11" { (period) "-01" }
+                text x=(width) y=(height + 15.0) font-size="11" text-anchor="end" { (period) "-" (days.len()) }
+                text x="0" y="11" font-size="11" { (max.round_dp(2)) " " (currency) }
+            }
+            figcaption.muted { (ctx.t(Msg::CostPerDay)) " (" (currency) ", " (ctx.t(Msg::BeforeCreditsAndVat)) ")" }
+        }
+    }
+}
+
+/// `/console/orgs/{id}/billing`.
+pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
+    let q = format!("org={}", urlencode(&org));
+    let (usage, forecast, invoices, credits) = match (
+        ctx.api.get(&format!("/v1/usage?{q}&stale=true")).await,
+        ctx.api
+            .get(&format!("/v1/billing/forecast?{q}&stale=true"))
+            .await,
+        ctx.api.get(&format!("/v1/invoices?{q}&limit=100")).await,
+        ctx.api.get(&format!("/v1/credits?{q}")).await,
+    ) {
+        (Ok(u), Ok(f), Ok(i), Ok(c)) => (u, f, i, c),
+        (Err(p), ..) | (_, Err(p), ..) | (_, _, Err(p), _) | (.., Err(p)) => {
+            return ctx.problem(&p);
+        }
+    };
+    let currency = s(&forecast, "currency").to_owned();
+    let mut rows = items(&usage, "rows");
+    rows.sort_by(|a, b| dec(&b["amount"]).cmp(&dec(&a["amount"])));
+    ctx.page(
+        Msg::Billing,
+        html! {
+            h1 { (ctx.t(Msg::Billing)) }
+            p { a href={ "/console/orgs/" (org) } { (ctx.t(Msg::Back)) } }
+            section #month {
+                div.card {
+                    div.muted { (ctx.t(Msg::MonthToDate)) " (" (s(&forecast, "period")) ")" }
+                    div.big #month-to-date { (s(&forecast, "month_to_date")) " " (currency) }
+                }
+                div.card {
+                    div.muted { (ctx.t(Msg::Forecast)) }
+                    div.big #forecast { (s(&forecast, "forecast")) " " (currency) }
+                }
+                div.card {
+                    div.muted { (ctx.t(Msg::CreditLeft)) }
+                    div.big #credit-left { (s(&forecast, "credit_left")) " " (currency) }
+                }
+            }
+            (chart(&ctx, &usage))
+            h2 { (ctx.t(Msg::UsageByResource)) }
+            table #usage {
+                thead { tr {
+                    th { (ctx.t(Msg::Resource)) } th { (ctx.t(Msg::Flavor)) } th { (ctx.t(Msg::Market)) }
+                    th { (ctx.t(Msg::Region)) } th { (ctx.t(Msg::Hours)) } th.num { (ctx.t(Msg::Amount)) }
+                } }
+                tbody {
+                    @if rows.is_empty() { tr { td colspan="6" .muted { (ctx.t(Msg::NoUsage)) } } }
+                    @for r in &rows {
+                        tr {
+                            td.mono { (s(r, "resource")) }
+                            td { (s(r, "flavor")) }
+                            td { (s(r, "market")) }
+                            td { (s(r, "region")) }
+                            td { (format!("{:.2}", r["seconds"].as_f64().unwrap_or(0.0) / 3600.0)) }
+                            td.num { (s(r, "amount")) " " (currency) @if r["capped"] == true { " *" } }
+                        }
+                    }
+                }
+            }
+            p.muted { (ctx.t(Msg::CapNote)) }
+            h2 { (ctx.t(Msg::Invoices)) }
+            table #invoices {
+                thead { tr {
+                    th { (ctx.t(Msg::Number)) } th { (ctx.t(Msg::Period)) } th { (ctx.t(Msg::State)) }
+                    th.num { (ctx.t(Msg::Total)) } th.num { (ctx.t(Msg::Due)) } th { "PDF" }
+                } }
+                tbody {
+                    @let list = items(&invoices, "invoices");
+                    @if list.is_empty() { tr { td colspan="6" .muted { (ctx.t(Msg::NoInvoices)) } } }
+                    @for i in list.iter().rev() {
+                        tr data-id=(s(i, "id")) {
+                            td.mono { (i["number"].as_str().unwrap_or("—")) @if i["kind"] == "credit-note" { " (" (ctx.t(Msg::CreditNote)) ")" } }
+                            td { (s(i, "period")) }
+                            td { (s(i, "status")) }
+                            td.num { (s(i, "total")) " " (s(i, "currency")) }
+                            td.num { (s(i, "amount_due")) " " (s(i, "currency")) }
+                            td { a.pdf href={ "/console/orgs/" (org) "/invoices/" (s(i, "id")) "/pdf" } { (ctx.t(Msg::Download)) } }
+                        }
+                    }
+                }
+            }
+            h2 { (ctx.t(Msg::Credits)) }
+            table #credits {
+                thead { tr { th { (ctx.t(Msg::Description)) } th.num { (ctx.t(Msg::Left)) } th { (ctx.t(Msg::Expires)) } } }
+                tbody {
+                    @let list = items(&credits, "credits");
+                    @if list.is_empty() { tr { td colspan="3" .muted { "—" } } }
+                    @for k in &list {
+                        tr {
+                            td { (s(k, "description")) }
+                            td.num { (s(k, "remaining")) " / " (s(k, "amount")) " " (s(k, "currency")) }
+                            td { (k["expires_at"].as_str().map(|e| e.get(..10).unwrap_or(e)).unwrap_or("—")) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// `/console/orgs/{id}/invoices/{invoice}/pdf`: the API's PDF, passed through.
+pub async fn invoice_pdf(ctx: Ctx, Path((_org, invoice)): Path<(String, String)>) -> Response {
+    match ctx
+        .api
+        .raw(
+            Method::GET,
+            &format!("/v1/invoices/{}/pdf", urlencode(&invoice)),
+        )
+        .await
+    {
+        Ok((headers, bytes)) => {
+            let mut response = bytes.into_response();
+            for name in [header::CONTENT_TYPE, header::CONTENT_DISPOSITION] {
+                if let Some(v) = headers.get(&name) {
+                    response.headers_mut().insert(name, v.clone());
+                }
+            }
+            response
+        }
+        Err(p) => ctx.problem(&p),
+    }
+}
