@@ -52,6 +52,20 @@ pub enum BillingCommand {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// The organisation's saved card; with --number, save a test card (test mode only: live
+    /// cards are entered in the console's card form).
+    Card {
+        #[arg(long)]
+        org: Option<String>,
+        /// A Stripe test card number (4242424242424242 pays; 4000000000000002 is declined).
+        #[arg(long)]
+        number: Option<String>,
+        /// MM/YY.
+        #[arg(long, default_value = "12/34")]
+        exp: String,
+        #[arg(long, default_value = "123")]
+        cvc: String,
+    },
     /// Credits and what is left of each.
     Credits {
         #[arg(long)]
@@ -328,6 +342,32 @@ pub async fn run(args: ClientArgs, command: BillingCommand) -> anyhow::Result<()
             }
             return Ok(());
         }
+        BillingCommand::Card {
+            org,
+            number,
+            exp,
+            cvc,
+        } => match number {
+            None => {
+                get(format!(
+                    "/v1/billing/payment-method{}",
+                    query(&[("org", &org)])
+                ))
+                .await?
+            }
+            Some(number) => {
+                let (m, y) = exp
+                    .split_once('/')
+                    .and_then(|(m, y)| Some((m.parse::<u32>().ok()?, y.parse::<u32>().ok()?)))
+                    .ok_or_else(|| anyhow!("--exp {exp:?} is not MM/YY (e.g. 12/34)"))?;
+                let mut body = json!({"card": {"number": number, "exp_month": m,
+                    "exp_year": if y < 100 { 2000 + y } else { y }, "cvc": cvc}});
+                if let Some(o) = org {
+                    body["org"] = o.into();
+                }
+                post("/v1/billing/payment-method".into(), body).await?
+            }
+        },
         BillingCommand::Credits { org } => {
             let r = get(format!("/v1/credits{}", query(&[("org", &org)]))).await?;
             if !json_out {

@@ -145,6 +145,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 // Newcomers may move a month on to see billing run (`vmcloud billing clock`).
                 test_clock: true,
                 billing_run_after: args.api.billing_run_after,
+                stripe: args.api.stripe(),
+                dunning_grace: args.api.dunning_grace,
             })
             .await
             .context("cannot start the scheduler")
@@ -376,6 +378,40 @@ pub struct ApiArgs {
     /// never, runs are made by hand (`vmcloud billing run`).
     #[arg(long, default_value = "1h", value_parser = crate::bench::parse_duration_or_zero)]
     pub billing_run_after: std::time::Duration,
+    /// Stripe's API (or a localstripe's: `scripts/dev` starts one) for card payments.
+    #[arg(
+        long,
+        env = "VMCLOUD_STRIPE_API",
+        default_value = "https://api.stripe.com"
+    )]
+    pub stripe_api: String,
+    /// The Stripe secret key (`sk_test_…` or `sk_live_…`); without it, invoices are paid by
+    /// bank transfer only (recorded by an operator).
+    #[arg(long, env = "VMCLOUD_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+    /// The signing secret of Stripe's webhook endpoint (`whsec_…`) for `/v1/stripe/webhook`.
+    #[arg(long, env = "VMCLOUD_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
+    /// How long an organisation suspended for unpaid invoices keeps its (stopped) instances
+    /// before they are deleted.
+    #[arg(long, default_value = "30d", value_parser = crate::bench::parse_duration)]
+    pub dunning_grace: std::time::Duration,
+}
+
+impl ApiArgs {
+    /// The Stripe configuration, when a secret key is given.
+    pub fn stripe(&self) -> Option<vmcloud_scheduler::billing::stripe::StripeConfig> {
+        self.stripe_secret_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .map(
+                |secret_key| vmcloud_scheduler::billing::stripe::StripeConfig {
+                    api: self.stripe_api.clone(),
+                    secret_key,
+                    webhook_secret: self.stripe_webhook_secret.clone(),
+                },
+            )
+    }
 }
 
 impl MailArgs {

@@ -174,6 +174,8 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
                 webhooks_allow_private: args.api.webhooks_allow_private,
                 test_clock: args.api.test_clock,
                 billing_run_after: args.api.billing_run_after,
+                stripe: args.api.stripe(),
+                dunning_grace: args.api.dunning_grace,
             })
             .await
             .context("cannot start the scheduler")

@@ -60,6 +60,10 @@ pub struct SchedulerConfig {
     pub test_clock: bool,
     /// The leader bills each month this long after it ends (zero: runs are manual).
     pub billing_run_after: Duration,
+    /// Card payments through Stripe (or a localstripe), when configured.
+    pub stripe: Option<crate::billing::stripe::StripeConfig>,
+    /// How long a suspended organisation keeps its instances before they are deleted.
+    pub dunning_grace: Duration,
 }
 
 /// Builds the web pages' router from the API's state.
@@ -168,6 +172,8 @@ pub struct Scheduler {
     webhooks: JoinHandle<()>,
     /// The leader's monthly billing runs.
     billing: JoinHandle<()>,
+    /// The leader's charges and dunning.
+    collector: JoinHandle<()>,
     liveness: JoinHandle<()>,
     api: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
@@ -367,12 +373,25 @@ impl Scheduler {
             api_per_hour: config.api_per_hour,
             webhooks_allow_private: config.webhooks_allow_private,
             test_clock: config.test_clock,
+            stripe: config
+                .stripe
+                .clone()
+                .map(crate::billing::stripe::Stripe::new),
         };
         let webhooks = tokio::spawn(crate::webhooks::deliver::run(api_state.clone()));
         let billing = tokio::spawn(crate::billing::controller::run(
             cluster.clone(),
             config.billing_run_after,
         ));
+        let collector = tokio::spawn(
+            crate::billing::collect::Collector {
+                cluster: cluster.clone(),
+                stripe: api_state.stripe.clone(),
+                mailer: api_state.mailer.clone(),
+                grace: config.dunning_grace,
+            }
+            .run(),
+        );
         let mut router = api::router(api_state.clone());
         if let Some(pages) = config.pages {
             router = pages(api_state).merge(router);
@@ -398,6 +417,7 @@ impl Scheduler {
             controller,
             webhooks,
             billing,
+            collector,
             liveness,
             api,
             api_stop,
@@ -425,6 +445,7 @@ impl Scheduler {
         self.controller.abort();
         self.webhooks.abort();
         self.billing.abort();
+        self.collector.abort();
         self.announce.abort();
         self.liveness.abort();
         self.gateway.shutdown().await;

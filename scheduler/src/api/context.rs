@@ -42,6 +42,8 @@ pub struct ApiState {
     pub webhooks_allow_private: bool,
     /// The cluster's clock may be moved forward (`POST /v1/test-clock`; `vmcloud dev`).
     pub test_clock: bool,
+    /// Card payments, when a processor is configured.
+    pub stripe: Option<crate::billing::stripe::Stripe>,
 }
 
 /// A query string whose decoding errors become problem+json 400s.

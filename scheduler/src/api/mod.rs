@@ -204,25 +204,48 @@ pub fn router(state: ApiState) -> Router {
             "/v1/invoices/{id}/pdf",
             get(crate::billing::api::invoice_pdf),
         )
-        .route("/v1/billing/journal", get(crate::billing::api::journal))
+        .route(
+            "/v1/billing/journal",
+            get(crate::billing::staff_api::journal),
+        )
         .route(
             "/v1/invoices/{id}/payments",
-            post(crate::billing::api::record_payment),
+            post(crate::billing::staff_api::record_payment),
         )
-        .route("/v1/invoices/{id}/void", post(crate::billing::api::void))
+        .route(
+            "/v1/invoices/{id}/void",
+            post(crate::billing::staff_api::void),
+        )
         .route("/v1/credits", get(crate::billing::api::credits))
         .route(
-            "/v1/organisations/{id}/credits",
-            post(crate::billing::api::grant_credit),
+            "/v1/billing/payment-method",
+            get(crate::billing::payment_api::get).post(crate::billing::payment_api::set),
         )
-        .route("/v1/billing/runs", post(crate::billing::api::run))
-        .route("/v1/billing/runs/{id}", get(crate::billing::api::get_run))
+        .route(
+            "/v1/stripe/webhook",
+            post(crate::billing::payment_api::webhook),
+        )
+        .route(
+            "/v1/organisations/{id}/credits",
+            post(crate::billing::staff_api::grant_credit),
+        )
+        .route("/v1/billing/runs", post(crate::billing::staff_api::run))
+        .route(
+            "/v1/billing/runs/{id}",
+            get(crate::billing::staff_api::get_run),
+        )
         .route(
             "/v1/billing/runs/{id}/finalize",
-            post(crate::billing::api::finalize),
+            post(crate::billing::staff_api::finalize),
         )
-        .route("/v1/billing/preview", get(crate::billing::api::preview))
-        .route("/v1/test-clock", post(crate::billing::api::advance_clock))
+        .route(
+            "/v1/billing/preview",
+            get(crate::billing::staff_api::preview),
+        )
+        .route(
+            "/v1/test-clock",
+            post(crate::billing::staff_api::advance_clock),
+        )
         .route("/v1/quotas", get(quotas::get))
         .route(
             "/v1/quota-requests",

@@ -188,6 +188,12 @@ impl From<Rejected> for Problem {
                 "Trial limit",
                 msg,
             ),
+            Rejected::Suspended(msg) => Problem::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "suspended",
+                "Organisation suspended",
+                msg,
+            ),
             Rejected::Exhausted(msg) => Problem::new(
                 StatusCode::CONFLICT,
                 "public-ips-exhausted",

@@ -109,6 +109,9 @@ fn resource_of(body: &Body) -> String {
         Body::VoidInvoice(c) => r("invoice", &c.invoice_id),
         Body::GrantCredit(c) => r("credit", &c.credit_id),
         Body::AdvanceClock(c) => format!("clock/+{}ms", c.by_ms),
+        Body::SetPaymentMethod(c) => r("organisation", &c.org_id),
+        Body::SetSuspended(c) => r("organisation", &c.org_id),
+        Body::RecordPaymentFailure(c) => r("invoice", &c.invoice_id),
     }
 }
 
@@ -139,10 +142,12 @@ impl ClusterState {
             }
             Body::SsoLogin(pb::SsoLogin { org_id, .. })
             | Body::AcceptInvitation(pb::AcceptInvitation { org_id, .. })
-            | Body::GrantCredit(pb::GrantCredit { org_id, .. }) => {
+            | Body::GrantCredit(pb::GrantCredit { org_id, .. })
+            | Body::SetSuspended(pb::SetSuspended { org_id, .. }) => {
                 org = Some(org_id.clone());
             }
             Body::RecordPayment(pb::RecordPayment { invoice_id, .. })
+            | Body::RecordPaymentFailure(pb::RecordPaymentFailure { invoice_id, .. })
             | Body::VoidInvoice(pb::VoidInvoice { invoice_id, .. }) => {
                 org = self
                     .billing

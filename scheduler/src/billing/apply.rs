@@ -89,6 +89,9 @@ impl ClusterState {
             at_ms: at,
         });
         inv.status = InvoiceStatus::Paid;
+        inv.next_attempt_ms = None;
+        let org = inv.org.clone();
+        self.lift_if_settled(&org);
         Ok(Applied::Done)
     }
 
@@ -122,6 +125,9 @@ impl ClusterState {
             InvoiceStatus::Open => {
                 inv.status = InvoiceStatus::Void;
                 inv.voided = Some((at, reason));
+                inv.next_attempt_ms = None;
+                let org = inv.org.clone();
+                self.lift_if_settled(&org);
                 self.restore_credits(&c.invoice_id);
                 Ok(Applied::Done)
             }
@@ -209,6 +215,8 @@ impl ClusterState {
             totals,
             payments: Vec::new(),
             voided: None,
+            failures: Vec::new(),
+            next_attempt_ms: None,
             ..original.clone()
         };
         self.billing.invoices.insert(id.clone(), Arc::new(note));

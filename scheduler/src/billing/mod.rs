@@ -13,6 +13,8 @@
 //!   drafts without gaps (`VMC-2026-000001`, per seller and year) — a run proposed twice (a
 //!   retry after a failover) is refused the second time, so nothing is invoiced twice.
 //! - [`controller`]: the leader bills each month once it has ended (`--billing-run-after`).
+//! - [`payments`] (cards, dunning, suspension, in `apply`), [`collect`] (the leader charges
+//!   cards through [`stripe`], mails each dunning step, deletes after the grace).
 //! - [`apply`]: payments, voids and credit notes, credits, the test clock.
 //! - [`pdf`] and [`journal`]: an invoice as PDF; a period's double entries as CSV.
 //! - [`usage`]: month to date, rated for the API and the console (not a command).
@@ -20,12 +22,17 @@
 
 pub mod api;
 pub mod apply;
+pub mod collect;
 pub mod controller;
 pub mod journal;
 pub mod meters;
+pub mod payment_api;
+pub mod payments;
 pub mod pdf;
 pub mod run;
 pub mod sla;
+pub mod staff_api;
+pub mod stripe;
 #[cfg(test)]
 mod tests;
 pub mod types;

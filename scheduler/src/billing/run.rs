@@ -160,6 +160,8 @@ impl ClusterState {
                 totals: assembled.totals,
                 payments: Vec::new(),
                 voided: None,
+                failures: Vec::new(),
+                next_attempt_ms: None,
             };
             self.billing.invoices.insert(id.clone(), Arc::new(draft));
             self.billing
@@ -348,6 +350,20 @@ impl ClusterState {
             } else {
                 InvoiceStatus::Open
             };
+            // A saved card is charged at once; without one, the first reminder is at the due
+            // date.
+            if inv.status == InvoiceStatus::Open {
+                let card = self
+                    .billing
+                    .accounts
+                    .get(&inv.org)
+                    .is_some_and(|a| a.card.is_some());
+                inv.next_attempt_ms = Some(if card {
+                    at
+                } else {
+                    inv.due_at_ms.unwrap_or(at)
+                });
+            }
         }
     }
 }

@@ -191,7 +191,43 @@ pub struct Invoice {
     pub totals: Totals,
     pub payments: Vec<Payment>,
     pub voided: Option<(i64, String)>,
+    /// Failed charges (time, reason), for dunning.
+    #[serde(default)]
+    pub failures: Vec<(i64, String)>,
+    /// When the next charge (or reminder) is due, while it is open.
+    #[serde(default)]
+    pub next_attempt_ms: Option<i64>,
 }
+
+/// A saved card (what may be shown of it; the number stays with the processor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    pub payment_method: String,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: u32,
+    pub exp_year: u32,
+    pub saved_at_ms: i64,
+}
+
+/// Why and since when an organisation is suspended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub since_ms: i64,
+    pub reason: String,
+}
+
+/// An organisation's way to pay, and its suspension for unpaid invoices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The payment processor's customer (Stripe `cus_…`).
+    pub processor_customer: Option<String>,
+    pub card: Option<Card>,
+    pub suspended: Option<Suspension>,
+}
+
+/// Dunning: retries after 1, 3 and 7 days from the first failure, then suspension.
+pub const RETRY_DAYS: [i64; 3] = [1, 3, 7];
 
 /// A billing run of one period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +253,9 @@ pub struct BillingBook {
     pub numbers: BTreeMap<i32, u64>,
     /// The test clock's lead over the proposers' own clocks (0 on a real cluster).
     pub clock_offset_ms: i64,
+    /// Organisations' payment methods and suspensions.
+    #[serde(default)]
+    pub accounts: OrdMap<OrgId, Account>,
     /// SLA incidents that ended and are not credited yet, by organisation.
     #[serde(default)]
     pub incidents: OrdMap<OrgId, Vec<crate::billing::sla::Incident>>,

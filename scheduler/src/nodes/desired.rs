@@ -48,9 +48,9 @@ impl ClusterState {
                             .collect(),
                     }
                 }),
-                // Owner-driven stop/start is not in the scheduler's model yet; the agent
-                // supports it.
-                ..Default::default()
+                // Stopped while its organisation is suspended for unpaid invoices
+                // (owner-driven stop/start is not in the scheduler's model yet).
+                stopped: self.suspended(&i.project).is_some(),
             })
             .collect::<Vec<_>>();
         let networks = self.vxlan_peers(

@@ -69,5 +69,8 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::VoidInvoice(_) => "void_invoice",
         Body::GrantCredit(_) => "grant_credit",
         Body::AdvanceClock(_) => "advance_clock",
+        Body::SetPaymentMethod(_) => "set_payment_method",
+        Body::RecordPaymentFailure(_) => "record_payment_failure",
+        Body::SetSuspended(_) => "set_suspended",
     }
 }

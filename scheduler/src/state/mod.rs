@@ -261,6 +261,9 @@ impl ClusterState {
             Body::VoidInvoice(c) => self.void_invoice(c, at),
             Body::GrantCredit(c) => self.grant_credit(c, at),
             Body::AdvanceClock(c) => self.advance_clock(c, at),
+            Body::SetPaymentMethod(c) => self.set_payment_method(c, at),
+            Body::RecordPaymentFailure(c) => self.record_payment_failure(c, at),
+            Body::SetSuspended(c) => self.set_suspended(c, at),
         }
     }
 }

@@ -26,6 +26,9 @@ pub enum Rejected {
     /// A trial organisation asked for more than its trial allows (GPUs, instances).
     #[error("{0}")]
     TrialLimit(String),
+    /// The organisation is suspended for unpaid invoices: what is due and how to pay.
+    #[error("{0}")]
+    Suspended(String),
     /// A pool (public addresses) has nothing free: what is spent and what to do.
     #[error("{0}")]
     Exhausted(String),

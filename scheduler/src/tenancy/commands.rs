@@ -165,6 +165,9 @@ impl ClusterState {
             | Body::RecordPayment(_)
             | Body::VoidInvoice(_) => (Action::ManageBilling, Target::Fleet),
             Body::AdvanceClock(_) => (Action::OperateFleet, Target::Fleet),
+            Body::SetPaymentMethod(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
+            Body::SetSuspended(_) => (Action::ManageBilling, Target::Fleet),
+            Body::RecordPaymentFailure(_) => (Action::ManageBilling, Target::SystemOnly),
             Body::UpdateProject(_)
             | Body::SetQuota(_)
             | Body::SetRateLimit(_)

@@ -90,6 +90,9 @@ fn walk_of(method: &str, path: &str) -> Walk {
         }
         // Billing staff only: refused before anything is looked up.
         (_, "/v1/test-clock") => Fleet,
+        ("POST", "/v1/stripe/webhook") => {
+            NotTenantData("Stripe's events, proven by their signature")
+        }
         (_, p)
             if p.starts_with("/v1/billing/runs")
                 || p == "/v1/billing/preview"
@@ -166,6 +169,7 @@ impl OrgA {
             "/v1/billing/forecast",
             "/v1/invoices",
             "/v1/credits",
+            "/v1/billing/payment-method",
         ];
         if org_scoped.contains(&template) {
             format!("{path}?org={}", self.org)
@@ -206,6 +210,8 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/networks") => Some(json!({"name": "intruder"})),
         ("POST", "/v1/firewalls") => Some(json!({"name": "intruder"})),
         ("POST", "/v1/floating-ips") => Some(json!({"region": "par"})),
+        ("POST", "/v1/billing/payment-method") => Some(json!({"org": a.org,
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}})),
         ("POST", t) if t.ends_with("/assign") => Some(json!({"instance": a.instance})),
         ("PUT", t) if t.starts_with("/v1/reverse-dns") => Some(json!({"name": "x.example.org"})),
         ("POST", t) if t.ends_with("/attach") || t.ends_with("/detach") => {

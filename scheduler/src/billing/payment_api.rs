@@ -1,0 +1,273 @@
+//! Cards: `GET|POST /v1/billing/payment-method` (the organisation's saved card; saving one
+//! lifts the trial's limits and charges what is open), and Stripe's webhooks
+//! (`POST /v1/stripe/webhook`, verified by `Stripe-Signature`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use vmcloud_proto::pb::{self, command::Body};
+
+use crate::api::context::{ApiJson, ApiQuery, ApiState, ReadOptions, Who};
+use crate::api::problem::Problem;
+use crate::billing::api::{UsageQuery, billing_org};
+use crate::billing::stripe::{StripeError, verify_signature};
+use crate::billing::types::InvoiceStatus;
+use crate::tenancy::authz::Action;
+
+/// The organisation's card, as far as it may be shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PaymentMethodView {
+    pub organisation: String,
+    /// `stripe` when cards are taken here; absent: bank transfer only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processor: Option<&'static str>,
+    /// Test mode: Stripe's test cards may be given by number.
+    pub test_mode: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card: Option<CardView>,
+    /// Why the organisation is suspended, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CardView {
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: u32,
+    pub exp_year: u32,
+}
+
+fn view(s: &ApiState, org: &vmcloud_proto::OrgId) -> PaymentMethodView {
+    let state = s.cluster.state();
+    let account = state.billing.accounts.get(org);
+    PaymentMethodView {
+        organisation: org.to_string(),
+        processor: s.stripe.as_ref().map(|_| "stripe"),
+        test_mode: s.stripe.as_ref().is_some_and(|st| st.config().test_mode()),
+        card: account.and_then(|a| a.card.as_ref()).map(|c| CardView {
+            brand: c.brand.clone(),
+            last4: c.last4.clone(),
+            exp_month: c.exp_month,
+            exp_year: c.exp_year,
+        }),
+        suspended: account
+            .and_then(|a| a.suspended.as_ref())
+            .map(|s| s.reason.clone()),
+    }
+}
+
+pub async fn get(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Json<PaymentMethodView>, Problem> {
+    ReadOptions {
+        stale: q.stale,
+        project: None,
+    }
+    .prepare(&s.cluster)
+    .await?;
+    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    Ok(Json(view(&s, &org)))
+}
+
+/// A test card (test mode only).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestCard {
+    pub number: String,
+    pub exp_month: u32,
+    pub exp_year: u32,
+    pub cvc: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentMethodRequest {
+    /// The organisation (default: the caller's only one).
+    #[serde(default)]
+    pub org: Option<String>,
+    /// A payment method made by Stripe's own card form (`pm_…`).
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    /// Or, in test mode only, one of Stripe's test cards.
+    #[serde(default)]
+    pub card: Option<TestCard>,
+}
+
+fn declined(e: StripeError) -> Problem {
+    match e {
+        StripeError::Declined { code, message } => Problem::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "card-declined",
+            "Card declined",
+            format!("the card was declined ({code}: {message}); try another card"),
+        ),
+        other => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "payment-processor-error",
+            "Payment processor error",
+            format!("{other}; try again in a minute"),
+        ),
+    }
+}
+
+/// Saves a card for the organisation (owners and billing members).
+pub async fn set(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiJson(req): ApiJson<PaymentMethodRequest>,
+) -> Result<Json<PaymentMethodView>, Problem> {
+    let org = billing_org(&s, &who, req.org.as_deref(), Action::ManageBilling)?;
+    let Some(stripe) = s.stripe.clone() else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "no-payment-processor",
+            "No card payments here",
+            "no payment processor is configured on this cluster: pay invoices by bank transfer (each invoice says how)",
+        ));
+    };
+    let pm = match (&req.payment_method, &req.card) {
+        (Some(pm), None) if pm.starts_with("pm_") => pm.clone(),
+        (None, Some(card)) if stripe.config().test_mode() => stripe
+            .test_card(&card.number, card.exp_month, card.exp_year, &card.cvc)
+            .await
+            .map_err(declined)?,
+        (None, Some(_)) => {
+            return Err(Problem::unprocessable(
+                "invalid-payment-method",
+                "Invalid payment method",
+                "card numbers are taken only in test mode: enter the card in the console's card form",
+            ));
+        }
+        _ => {
+            return Err(Problem::unprocessable(
+                "invalid-payment-method",
+                "Invalid payment method",
+                "give either `payment_method` (pm_…, from the card form) or, in test mode, `card`",
+            ));
+        }
+    };
+    let (customer, name) = {
+        let state = s.cluster.state();
+        (
+            state
+                .billing
+                .accounts
+                .get(&org)
+                .and_then(|a| a.processor_customer.clone()),
+            state
+                .organisations
+                .get(&org)
+                .map(|o| o.name.clone())
+                .unwrap_or_default(),
+        )
+    };
+    let customer = match customer {
+        Some(c) => c,
+        None => stripe
+            .create_customer(org.as_str(), &name)
+            .await
+            .map_err(declined)?,
+    };
+    let saved = stripe.save_card(&customer, &pm).await.map_err(declined)?;
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::SetPaymentMethod(pb::SetPaymentMethod {
+                org_id: org.to_string(),
+                processor_customer: saved.customer,
+                payment_method: saved.payment_method,
+                brand: saved.brand,
+                last4: saved.last4,
+                exp_month: saved.exp_month,
+                exp_year: saved.exp_year,
+            }),
+        )
+        .await??;
+    Ok(Json(view(&s, &org)))
+}
+
+/// What the webhook did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookAnswer {
+    pub received: bool,
+    /// What it changed, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<String>,
+}
+
+/// Stripe's events: a `payment_intent.succeeded` for one of our invoices records the payment
+/// (once: an invoice already paid is left alone).
+pub async fn webhook(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WebhookAnswer>, Problem> {
+    let secret = s
+        .stripe
+        .as_ref()
+        .and_then(|st| st.config().webhook_secret.clone())
+        .ok_or_else(|| Problem::not_found("no Stripe webhook is configured here"))?;
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let real_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    verify_signature(signature, &body, &secret, real_now).map_err(|why| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-signature",
+            "Invalid signature",
+            format!("the Stripe-Signature does not verify: {why}"),
+        )
+    })?;
+    let event: Value = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "Malformed JSON",
+            e.to_string(),
+        )
+    })?;
+    if event["type"] != "payment_intent.succeeded" {
+        return Ok(Json(WebhookAnswer {
+            received: true,
+            recorded: None,
+        }));
+    }
+    let pi = &event["data"]["object"];
+    let invoice = pi["metadata"]["invoice"].as_str().unwrap_or_default();
+    let open = s
+        .cluster
+        .state()
+        .billing
+        .invoices
+        .get(invoice)
+        .filter(|i| i.status == InvoiceStatus::Open)
+        .map(|i| i.totals.amount_due);
+    let Some(due) = open else {
+        return Ok(Json(WebhookAnswer {
+            received: true,
+            recorded: None,
+        }));
+    };
+    s.cluster
+        .propose(Body::RecordPayment(pb::RecordPayment {
+            invoice_id: invoice.to_owned(),
+            method: "card".into(),
+            reference: pi["id"].as_str().unwrap_or_default().to_owned(),
+            amount: due.to_string(),
+        }))
+        .await??;
+    Ok(Json(WebhookAnswer {
+        received: true,
+        recorded: Some(format!("payment of {invoice}")),
+    }))
+}
