@@ -49,7 +49,7 @@ ensure_browser() {
 # environment in the repository (.venv, ignored by git). Tests that find none say they skipped.
 ensure_python_tools() {
   local venv="$PWD/.venv"
-  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import aiosmtpd, openapi_spec_validator, standardwebhooks" 2>/dev/null; then
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import aiosmtpd, openapi_spec_validator, standardwebhooks, localstripe" 2>/dev/null; then
     say "Python tools present in $venv"
   else
     if ! python3 -c "import ensurepip, venv" 2>/dev/null && [ "$(id -u)" -eq 0 ]; then
@@ -57,9 +57,9 @@ ensure_python_tools() {
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
     fi
-    say "making $venv with aiosmtpd (the SMTP sink of the mail test), openapi-spec-validator and standardwebhooks"
-    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q aiosmtpd openapi-spec-validator standardwebhooks; }; then
-      say "could not install the Python test tools: the SMTP and OpenAPI validation tests will be skipped"
+    say "making $venv with aiosmtpd (the SMTP sink of the mail test), openapi-spec-validator, standardwebhooks and localstripe (a Stripe to pay with test cards)"
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q aiosmtpd openapi-spec-validator standardwebhooks localstripe; }; then
+      say "could not install the Python test tools: the SMTP, OpenAPI validation and card payment tests will be skipped"
     fi
   fi
   export VMCLOUD_PYTHON="$venv/bin/python"

@@ -200,23 +200,37 @@ impl Stripe {
         Ok(pm["id"].as_str().unwrap_or_default().to_owned())
     }
 
-    /// Saves `payment_method` for off-session charges: a SetupIntent confirmed for the
-    /// customer (which attaches the card), then the card's details.
+    /// Saves `payment_method` for off-session charges (attached to the customer, a SetupIntent
+    /// confirmed with it), then reads what may be shown of the card.
     pub async fn save_card(
         &self,
         customer: &str,
         payment_method: &str,
     ) -> Result<SavedCard, StripeError> {
-        let si = self
+        // Attached to the customer, then a SetupIntent confirmed with it: the card may be
+        // charged later without the customer present.
+        self.post(
+            &format!("/v1/payment_methods/{payment_method}/attach"),
+            &[("customer", customer.to_owned())],
+            Some(&format!("attach-{customer}-{payment_method}")),
+        )
+        .await?;
+        let created = self
             .post(
                 "/v1/setup_intents",
                 &[
                     ("customer", customer.to_owned()),
-                    ("payment_method", payment_method.to_owned()),
                     ("usage", "off_session".into()),
-                    ("confirm", "true".into()),
                 ],
                 Some(&format!("setup-{customer}-{payment_method}")),
+            )
+            .await?;
+        let id = created["id"].as_str().unwrap_or_default();
+        let si = self
+            .post(
+                &format!("/v1/setup_intents/{id}/confirm"),
+                &[("payment_method", payment_method.to_owned())],
+                Some(&format!("confirm-{id}")),
             )
             .await?;
         if si["status"] != "succeeded" {

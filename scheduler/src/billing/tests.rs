@@ -537,3 +537,75 @@ fn a_host_down_earns_on_demand_instances_one_sla_credit_and_spot_none() {
     );
     assert!(s.billing.incidents.get(&org()).is_none_or(|i| i.is_empty()));
 }
+
+#[test]
+fn four_failed_charges_suspend_the_organisation_and_paying_lifts_it() {
+    let t0 = nov() + DAY;
+    let mut log = setup_log(t0);
+    for tag in ["a", "b"] {
+        log.push(command(t0, create(tag, "vps-xl", pb::Market::OnDemand)));
+        log.push(command(t0, place(tag)));
+    }
+    log.push(command(dec() + HOUR, run("2026-11")));
+    let mut s = replay(&log);
+    let id = s.billing.runs["2026-11"].invoices[0].clone();
+    // No card: the first reminder is due with the invoice.
+    let due = s.billing.invoices[&id].due_at_ms.unwrap();
+    assert_eq!(s.billing.invoices[&id].next_attempt_ms, Some(due));
+    let fail = |s: &mut ClusterState, at: i64| {
+        apply_at(
+            s,
+            at,
+            Body::RecordPaymentFailure(pb::RecordPaymentFailure {
+                invoice_id: id.clone(),
+                reason: "card_declined".into(),
+            }),
+        )
+        .unwrap();
+    };
+    fail(&mut s, due);
+    assert_eq!(s.billing.invoices[&id].next_attempt_ms, Some(due + DAY));
+    fail(&mut s, due + DAY);
+    assert_eq!(s.billing.invoices[&id].next_attempt_ms, Some(due + 3 * DAY));
+    fail(&mut s, due + 3 * DAY);
+    assert_eq!(s.billing.invoices[&id].next_attempt_ms, Some(due + 7 * DAY));
+    let project = vmcloud_proto::ProjectId::parse("prj-acme").unwrap();
+    assert!(s.suspended(&project).is_none());
+    fail(&mut s, due + 7 * DAY);
+    assert!(s.suspended(&project).is_some());
+    // Stopped on their host, not deleted; nothing new.
+    let node = vmcloud_proto::NodeId::parse("node-a").unwrap();
+    let desired = s.desired_config(&node).unwrap();
+    assert_eq!(desired.instances.len(), 2);
+    assert!(desired.instances.iter().all(|i| i.stopped));
+    let refused = apply_at(
+        &mut s,
+        due + 8 * DAY,
+        create("c", "vps-s", pb::Market::OnDemand),
+    );
+    assert!(
+        matches!(refused, Err(Rejected::Suspended(_))),
+        "{refused:?}"
+    );
+    // Paid by bank transfer: running again at once.
+    let amount = s.billing.invoices[&id].totals.amount_due.to_string();
+    apply_at(
+        &mut s,
+        due + 9 * DAY,
+        Body::RecordPayment(pb::RecordPayment {
+            invoice_id: id.clone(),
+            method: "bank-transfer".into(),
+            reference: "SEPA-9".into(),
+            amount,
+        }),
+    )
+    .unwrap();
+    assert!(s.suspended(&project).is_none());
+    assert!(
+        s.desired_config(&node)
+            .unwrap()
+            .instances
+            .iter()
+            .all(|i| !i.stopped)
+    );
+}

@@ -29,8 +29,8 @@ impl ClusterState {
         if self.instances.contains_key(&id) {
             return Err(Rejected::Exists(format!("instance {id}")));
         }
-        self.check_trial(&project, !c.gpu_model.is_empty())?;
         self.check_suspended(&project)?;
+        self.check_trial(&project, !c.gpu_model.is_empty())?;
         // What the NIC is planned from (the rest of `c` is taken apart below).
         let c_nic = pb::CreateInstance {
             network_id: std::mem::take(&mut c.network_id),

@@ -18,6 +18,7 @@ mod mfa;
 mod networks;
 mod openapi;
 mod pagination;
+mod payments;
 mod quotas;
 mod rate_limits;
 mod reservations;
