@@ -245,12 +245,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          CLI profile  {profile_note}\n  \
          API key      in {key}\n  \
          mail         {mail_note}\n  \
-         secrets key  {secrets}  (seals TOTP seeds in the log)\n\
+         secrets key  {secrets}  (seals TOTP seeds in the log)\n  \
+         billing      {billing_note}\n\
          \nTry, in another terminal:\n  \
          {exe} instance create --flavor vps-s --image debian-12 --region {region} --public-ipv4\n  \
          {exe} instance list              (each with its private address)\n  \
          {exe} network list; {exe} firewall list; {exe} ip list\n  \
-         {exe} instance delete <ID>\n\
+         {exe} instance delete <ID>\n  \
+         {exe} billing usage --org <ORG>; {exe} billing clock 31d; {exe} billing run <YYYY-MM>; {exe} billing invoices --org <ORG>\n\
          \nPress Ctrl-C to stop.",
         build.version,
         build.git_sha,
@@ -263,6 +265,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         pki = data_dir.join("pki").display(),
         data = data_dir.display(),
         key = key_path.display(),
+        billing_note = match args.api.stripe() {
+            Some(s) if s.test_mode() => format!(
+                "cards through Stripe at {} in test mode (the console's billing page takes 4242 4242 4242 4242); a test clock (`billing clock`)",
+                s.api
+            ),
+            Some(s) => format!("cards through Stripe at {}; a test clock (`billing clock`)", s.api),
+            None => "bank transfer only (no --stripe-secret-key; `scripts/dev` starts a localstripe); a test clock (`billing clock`)".to_owned(),
+        },
     );
 
     signals.wait().await;

@@ -81,16 +81,23 @@ fn chart(ctx: &Ctx, usage: &Value) -> Markup {
 /// `/console/orgs/{id}/billing`.
 pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
     let q = format!("org={}", urlencode(&org));
-    let (usage, forecast, invoices, credits) = match (
+    let (usage, forecast, invoices, credits, card) = match (
         ctx.api.get(&format!("/v1/usage?{q}&stale=true")).await,
         ctx.api
             .get(&format!("/v1/billing/forecast?{q}&stale=true"))
             .await,
         ctx.api.get(&format!("/v1/invoices?{q}&limit=100")).await,
         ctx.api.get(&format!("/v1/credits?{q}")).await,
+        ctx.api
+            .get(&format!("/v1/billing/payment-method?{q}"))
+            .await,
     ) {
-        (Ok(u), Ok(f), Ok(i), Ok(c)) => (u, f, i, c),
-        (Err(p), ..) | (_, Err(p), ..) | (_, _, Err(p), _) | (.., Err(p)) => {
+        (Ok(u), Ok(f), Ok(i), Ok(c), Ok(pm)) => (u, f, i, c, pm),
+        (Err(p), ..)
+        | (_, Err(p), ..)
+        | (_, _, Err(p), ..)
+        | (_, _, _, Err(p), _)
+        | (.., Err(p)) => {
             return ctx.problem(&p);
         }
     };
@@ -102,6 +109,9 @@ pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
         html! {
             h1 { (ctx.t(Msg::Billing)) }
             p { a href={ "/console/orgs/" (org) } { (ctx.t(Msg::Back)) } }
+            @if let Some(why) = card["suspended"].as_str() {
+                p.error #suspended { (ctx.t(Msg::Suspended)) " " (why) }
+            }
             section #month {
                 div.card {
                     div.muted { (ctx.t(Msg::MonthToDate)) " (" (s(&forecast, "period")) ")" }
@@ -159,6 +169,8 @@ pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
                     }
                 }
             }
+            h2 { (ctx.t(Msg::PaymentMethod)) }
+            (payment_method(&ctx, &org, &card))
             h2 { (ctx.t(Msg::Credits)) }
             table #credits {
                 thead { tr { th { (ctx.t(Msg::Description)) } th.num { (ctx.t(Msg::Left)) } th { (ctx.t(Msg::Expires)) } } }
@@ -197,6 +209,65 @@ pub async fn invoice_pdf(ctx: Ctx, Path((_org, invoice)): Path<(String, String)>
             }
             response
         }
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+/// The saved card, or how to save one (test mode: a test card number; no processor: bank
+/// transfer).
+fn payment_method(ctx: &Ctx, org: &str, pm: &Value) -> Markup {
+    html! {
+        @if pm["card"].is_object() {
+            p #card {
+                (s(&pm["card"], "brand")) " •••• " (s(&pm["card"], "last4")) " — "
+                (pm["card"]["exp_month"]) "/" (pm["card"]["exp_year"])
+            }
+        } @else {
+            p.muted #card { (ctx.t(Msg::NoCard)) }
+        }
+        @if pm["processor"].is_null() {
+            p.muted { (ctx.t(Msg::BankTransferOnly)) }
+        } @else if pm["test_mode"] == true {
+            form.card.row method="post" action={ "/console/orgs/" (org) "/card" } {
+                (ctx.csrf_field())
+                label { (ctx.t(Msg::CardNumber)) input type="text" name="number" id="card-number" required value="4242424242424242" inputmode="numeric" autocomplete="off"; }
+                label { "MM/YY" input type="text" name="exp" id="card-exp" required value="12/34" pattern="[0-9]{1,2}/[0-9]{2,4}"; }
+                label { "CVC" input type="text" name="cvc" id="card-cvc" required value="123" autocomplete="off"; }
+                button type="submit" id="save-card" { (ctx.t(Msg::SaveCard)) }
+            }
+            p.muted { (ctx.t(Msg::TestCards)) }
+        } @else {
+            p.muted { (ctx.t(Msg::LiveCardsLater)) }
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct CardForm {
+    number: String,
+    exp: String,
+    cvc: String,
+}
+
+/// `POST /console/orgs/{id}/card` (test mode): saves a test card.
+pub async fn save_card(
+    ctx: Ctx,
+    Path(org): Path<String>,
+    axum::Form(f): axum::Form<CardForm>,
+) -> Response {
+    let (m, y) = f
+        .exp
+        .split_once('/')
+        .and_then(|(m, y)| Some((m.trim().parse::<u32>().ok()?, y.trim().parse::<u32>().ok()?)))
+        .unwrap_or((0, 0));
+    let body = serde_json::json!({"org": org, "card": {
+        "number": f.number.replace(' ', ""), "exp_month": m,
+        "exp_year": if y < 100 { 2000 + y } else { y }, "cvc": f.cvc}});
+    match ctx.api.post("/v1/billing/payment-method", body).await {
+        Ok(_) => crate::layout::done(
+            &format!("/console/orgs/{org}/billing"),
+            Msg::NoticeCardSaved,
+        ),
         Err(p) => ctx.problem(&p),
     }
 }

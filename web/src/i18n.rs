@@ -312,6 +312,15 @@ messages! {
     Download => "Download", "Télécharger";
     Credits => "Credits", "Crédits";
     Left => "Left", "Restant";
+    PaymentMethod => "Payment method", "Moyen de paiement";
+    NoCard => "No card saved: invoices are paid by bank transfer.", "Aucune carte enregistrée : les factures se règlent par virement.";
+    BankTransferOnly => "Pay each invoice by bank transfer to IBAN EE38 2200 2210 2014 5685 with its number as the reference.", "Réglez chaque facture par virement sur l'IBAN EE38 2200 2210 2014 5685 avec son numéro en référence.";
+    CardNumber => "Card number", "Numéro de carte";
+    SaveCard => "Save the card", "Enregistrer la carte";
+    TestCards => "Test mode: 4242 4242 4242 4242 pays; 4000 0000 0000 0341 is saved but declined when charged; 4000 0000 0000 0002 is declined.", "Mode test : 4242 4242 4242 4242 paie ; 4000 0000 0000 0341 est enregistrée mais refusée au paiement ; 4000 0000 0000 0002 est refusée.";
+    LiveCardsLater => "Cards are entered in Stripe's own form, which this console does not show yet: pay by bank transfer meanwhile.", "Les cartes se saisissent dans le formulaire de Stripe, que cette console n'affiche pas encore : réglez par virement en attendant.";
+    Suspended => "Suspended:", "Suspendue :";
+    NoticeCardSaved => "Card saved: open invoices are charged now, and the trial's limits are lifted.", "Carte enregistrée : les factures ouvertes sont débitées, et les limites de l'essai levées.";
 }
 
 #[cfg(test)]

@@ -93,6 +93,7 @@ pub fn pages(state: ApiState) -> Router {
         )
         .route("/console/orgs/{id}/audit", get(contract::audit))
         .route("/console/orgs/{id}/billing", get(billing_pages::billing))
+        .route("/console/orgs/{id}/card", post(billing_pages::save_card))
         .route(
             "/console/orgs/{id}/invoices/{invoice}/pdf",
             get(billing_pages::invoice_pdf),

@@ -427,7 +427,23 @@ async fn the_console_shows_the_months_cost_and_the_invoices() {
         );
         return;
     };
-    let fx = Fixture::start();
+    // With a localstripe when there is one: the card form is shown in test mode.
+    let stripe = match vmcloud_tests::python_with("localstripe") {
+        Some(python) => Some(super::payments::start_localstripe(&python).await),
+        None => {
+            eprintln!("no localstripe: the card form is not tried");
+            None
+        }
+    };
+    let fx = match &stripe {
+        Some(ls) => Fixture::start_with(&[
+            "--stripe-api",
+            &ls.url,
+            "--stripe-secret-key",
+            "sk_test_vmcloud",
+        ]),
+        None => Fixture::start(),
+    };
     let base = fx.fleet.api.clone();
     let api = Api { base: &base };
     let (ann, org, project) = customer(&fx, &api, "ann@example.org", "Acme SAS").await;
@@ -473,6 +489,14 @@ async fn the_console_shows_the_months_cost_and_the_invoices() {
     );
     assert!(text(&c, "#invoices").await.contains("No invoice yet"));
     shots.take(&c, "month-to-date").await;
+    if stripe.is_some() {
+        click(&c, "#save-card").await;
+        wait_for(&c, "p.notice", Duration::from_secs(20)).await;
+        assert!(text(&c, "#card").await.contains("•••• 4242"));
+        shots.take(&c, "card-saved").await;
+    } else {
+        assert!(text(&c, "#card").await.contains("No card saved"));
+    }
 
     // A month later: the operator bills the month; the invoice is on the page.
     let (_, usage) = api.call("GET", "/v1/usage", Some(&ann), None).await;

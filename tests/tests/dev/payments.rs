@@ -15,9 +15,9 @@ use super::{Fixture, cli_json, eventually};
 
 const TEST: &str = "dev::payments::cards_pay_and_unpaid_invoices_suspend_until_paid";
 
-struct LocalStripe {
+pub(super) struct LocalStripe {
     child: Child,
-    url: String,
+    pub(super) url: String,
 }
 
 impl Drop for LocalStripe {
@@ -35,7 +35,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_localstripe(python: &std::path::Path) -> LocalStripe {
+pub(super) async fn start_localstripe(python: &std::path::Path) -> LocalStripe {
     let port = free_port();
     let child = Command::new(python)
         .args([
