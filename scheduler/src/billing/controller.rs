@@ -54,14 +54,7 @@ pub async fn run(cluster: Cluster, run_after: Duration) {
             let now = crate::clock::now_ms();
             if let Some(period) = due_period(&cluster.state(), now, run_after) {
                 tracing::info!(%period, "billing the month");
-                let command = Body::RunBilling(pb::RunBilling {
-                    period: period.clone(),
-                    prices_toml: BUILTIN_PRICES.to_owned(),
-                    vat_toml: BUILTIN_TABLE.to_owned(),
-                    finalize: true,
-                    due_days: 0,
-                });
-                match cluster.propose(command).await {
+                match run_month(&cluster, None, &period, true, 0).await {
                     Ok(Ok(_)) => {
                         tracing::info!(%period, "month billed");
                         // The next month may be due too (a leader that was away).
@@ -79,6 +72,55 @@ pub async fn run(cluster: Cluster, run_after: Duration) {
         tokio::select! {
             _ = status.changed() => {}
             () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}
+
+/// Organisations a batch of a run takes: one batch is one log entry, and `apply` is busy for
+/// as long as it takes (`vmcloud bench billing-run` measures it).
+pub const BATCH_ORGS: u32 = 1_000;
+
+/// Proposes a month's run batch after batch until every organisation is billed (or a batch
+/// is refused: that answer is returned). `actor`: who asked (`None`: the scheduler).
+pub async fn run_month(
+    cluster: &Cluster,
+    actor: Option<pb::Actor>,
+    period: &str,
+    finalize: bool,
+    due_days: u32,
+) -> Result<crate::state::ApplyResult, vmcloud_consensus::ProposeError> {
+    loop {
+        let after_org = cluster
+            .state()
+            .billing
+            .runs
+            .get(period)
+            .and_then(|r| r.cursor.as_ref().map(|o| o.to_string()))
+            .unwrap_or_default();
+        let command = Body::RunBilling(pb::RunBilling {
+            period: period.to_owned(),
+            prices_toml: BUILTIN_PRICES.to_owned(),
+            vat_toml: BUILTIN_TABLE.to_owned(),
+            finalize,
+            due_days,
+            after_org,
+            max_orgs: BATCH_ORGS,
+        });
+        let result = match &actor {
+            Some(a) => cluster.propose_as(a.clone(), command).await?,
+            None => cluster.propose(command).await?,
+        };
+        if result.is_err() {
+            return Ok(result);
+        }
+        if cluster
+            .state()
+            .billing
+            .runs
+            .get(period)
+            .is_none_or(|r| r.complete)
+        {
+            return Ok(result);
         }
     }
 }

@@ -40,31 +40,85 @@ impl ClusterState {
                 rfc3339(end)
             )));
         }
-        if let Some(r) = self.billing.runs.get(&c.period) {
-            return Err(Rejected::Conflict(format!(
-                "period {} was billed at {} ({} invoices); to correct one, void it or issue a credit note",
-                c.period,
-                rfc3339(r.at_ms),
-                r.invoices.len()
-            )));
-        }
-        if let Some((last, _)) = self.billing.runs.get_max()
-            && *last > c.period
-        {
-            return Err(Rejected::Conflict(format!(
-                "period {last} was billed already; periods are billed in order, and usage of {} went into {last}'s invoices",
-                c.period
-            )));
+        let existing = self.billing.runs.get(&c.period).cloned();
+        match &existing {
+            Some(r) if r.complete => {
+                return Err(Rejected::Conflict(format!(
+                    "period {} was billed at {} ({} invoices); to correct one, void it or issue a credit note",
+                    c.period,
+                    rfc3339(r.at_ms),
+                    r.invoices.len()
+                )));
+            }
+            Some(r) => {
+                let at_cursor = r.cursor.as_ref().map(|o| o.to_string()).unwrap_or_default();
+                if c.after_org != at_cursor {
+                    return Err(Rejected::Conflict(format!(
+                        "the run of {} stands after organisation `{at_cursor}`, not `{}`: its next batch starts there",
+                        c.period, c.after_org
+                    )));
+                }
+            }
+            None => {
+                if !c.after_org.is_empty() {
+                    return Err(Rejected::Conflict(format!(
+                        "no run of {} has started: its first batch starts at the beginning",
+                        c.period
+                    )));
+                }
+                if let Some((other, _)) = self.billing.runs.iter().find(|(_, r)| !r.complete) {
+                    return Err(Rejected::Conflict(format!(
+                        "the run of {other} is not finished: finish it before starting {}",
+                        c.period
+                    )));
+                }
+                if let Some((last, _)) = self.billing.runs.get_max()
+                    && *last > c.period
+                {
+                    return Err(Rejected::Conflict(format!(
+                        "period {last} was billed already; periods are billed in order, and usage of {} went into {last}'s invoices",
+                        c.period
+                    )));
+                }
+            }
         }
         let books = PriceBooks::parse(&c.prices_toml)
             .map_err(|e| Rejected::Invalid(format!("the run's price books: {e}")))?;
         let rates = VatRates::parse(&c.vat_toml)
             .map_err(|e| Rejected::Invalid(format!("the run's VAT table: {e}")))?;
-        self.cut_meters(end, &books);
         let tax_date = date_of(end - 1);
         let mut drafts = Vec::new();
-        let orgs: Vec<OrgId> = self.billing.usage.keys().cloned().collect();
-        for org_id in orgs {
+        // This batch's organisations, in id order after the cursor.
+        let after = OrgId::parse(&c.after_org).ok();
+        let limit = if c.max_orgs == 0 {
+            usize::MAX
+        } else {
+            c.max_orgs as usize
+        };
+        let orgs: Vec<OrgId> = match &after {
+            Some(a) => self
+                .organisations
+                .range((
+                    std::ops::Bound::Excluded(a.clone()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .map(|(id, _)| id.clone())
+                .take(limit)
+                .collect(),
+            None => self.organisations.keys().take(limit).cloned().collect(),
+        };
+        let complete = orgs.len() < limit
+            || orgs.last().is_none_or(|last| {
+                self.organisations
+                    .range((
+                        std::ops::Bound::Excluded(last.clone()),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .next()
+                    .is_none()
+            });
+        self.cut_meters(&orgs, end, &books);
+        for org_id in orgs.iter().cloned() {
             let Some(org) = self.organisations.get(&org_id).cloned() else {
                 continue;
             };
@@ -171,28 +225,44 @@ impl ClusterState {
                 .push(id.clone());
             drafts.push(id);
         }
-        self.billing.runs.insert(
-            c.period.clone(),
-            RunRecord {
-                period: c.period.clone(),
-                at_ms: at,
-                invoices: drafts.clone(),
-            },
-        );
+        let mut record = existing.unwrap_or(RunRecord {
+            period: c.period.clone(),
+            at_ms: at,
+            invoices: Vec::new(),
+            cursor: None,
+            complete: false,
+        });
+        record.invoices.extend(drafts.iter().cloned());
+        if let Some(last) = orgs.last() {
+            record.cursor = Some(last.clone());
+        }
+        record.complete = complete;
+        self.billing.runs.insert(c.period.clone(), record);
         if c.finalize {
             self.finalize_ids(&drafts, c.due_days, at);
         }
         Ok(Applied::Done)
     }
 
-    /// Cuts every open meter at `end`: what ran before it is closed usage of the period, and
-    /// the meter goes on from `end`.
-    fn cut_meters(&mut self, end: i64, books: &PriceBooks) {
-        let running: Vec<_> = self
-            .instances
+    /// Cuts the open meters of `orgs`' resources at `end`: what ran before it is closed usage
+    /// of the period, and the meter goes on from `end`.
+    fn cut_meters(&mut self, orgs: &[OrgId], end: i64, books: &PriceBooks) {
+        let wanted: std::collections::BTreeSet<&OrgId> = orgs.iter().collect();
+        let projects: std::collections::BTreeSet<vmcloud_proto::ProjectId> = self
+            .projects
             .values()
-            .filter(|i| i.meter_from_ms.is_some_and(|f| f < end))
-            .map(|i| i.id.clone())
+            .filter(|p| wanted.contains(&p.org))
+            .map(|p| p.id.clone())
+            .collect();
+        let running: Vec<_> = projects
+            .iter()
+            .flat_map(|p| self.index.per_project.get(p).into_iter().flatten())
+            .filter(|(_, id)| {
+                self.instances
+                    .get(id)
+                    .is_some_and(|i| i.meter_from_ms.is_some_and(|f| f < end))
+            })
+            .map(|(_, id)| id.clone())
             .collect();
         for id in running {
             let Some(i) = self.instances.get_mut(&id).map(Arc::make_mut) else {
@@ -206,7 +276,7 @@ impl ClusterState {
         let held: Vec<u32> = self
             .public_ips
             .iter()
-            .filter(|(_, h)| h.since_ms < end)
+            .filter(|(_, h)| h.since_ms < end && projects.contains(&h.project))
             .map(|(a, _)| *a)
             .collect();
         for address in held {
@@ -235,6 +305,7 @@ impl ClusterState {
         let ids: Vec<_> = self
             .reservations
             .values()
+            .filter(|r| projects.contains(&r.project))
             .filter(|r| r.billed_to_ms.unwrap_or(r.start_ms) < end.min(r.end_ms))
             .map(|r| r.id.clone())
             .collect();

@@ -79,6 +79,8 @@ fn run_command(req: &RunRequest) -> Result<pb::RunBilling, Problem> {
         vat_toml: BUILTIN_VAT.to_owned(),
         finalize: !req.draft,
         due_days: req.due_days.unwrap_or(0),
+        after_org: String::new(),
+        max_orgs: 0,
     })
 }
 
@@ -119,9 +121,14 @@ pub async fn run(
     ApiJson(req): ApiJson<RunRequest>,
 ) -> Result<axum::response::Response, Problem> {
     let command = run_command(&req)?;
-    s.cluster
-        .propose_as(who.actor(), Body::RunBilling(command))
-        .await??;
+    crate::billing::controller::run_month(
+        &s.cluster,
+        Some(who.actor()),
+        &command.period,
+        command.finalize,
+        command.due_days,
+    )
+    .await??;
     let state = s.cluster.state();
     let record = state
         .billing

@@ -236,6 +236,16 @@ pub struct RunRecord {
     pub at_ms: i64,
     /// The drafts it made.
     pub invoices: Vec<String>,
+    /// The last organisation billed so far (the next batch starts after it).
+    #[serde(default)]
+    pub cursor: Option<OrgId>,
+    /// Every organisation has been billed.
+    #[serde(default = "complete")]
+    pub complete: bool,
+}
+
+fn complete() -> bool {
+    true
 }
 
 /// Billing's part of the state.
