@@ -118,7 +118,7 @@ impl ClusterState {
                     .is_none()
             });
         self.cut_meters(&orgs, end, &books);
-        for org_id in orgs.iter().cloned() {
+        for org_id in orgs.clone() {
             let Some(org) = self.organisations.get(&org_id).cloned() else {
                 continue;
             };
