@@ -66,6 +66,16 @@ pub enum BillingCommand {
         #[arg(long, default_value = "123")]
         cvc: String,
     },
+    /// Budget alerts: show them, or set them (--threshold, repeated; --clear for none).
+    Budget {
+        #[arg(long)]
+        org: Option<String>,
+        /// An amount of the month's cost (in the organisation's currency) to be told of.
+        #[arg(long = "threshold")]
+        thresholds: Vec<String>,
+        #[arg(long, conflicts_with = "thresholds")]
+        clear: bool,
+    },
     /// Credits and what is left of each.
     Credits {
         #[arg(long)]
@@ -368,6 +378,29 @@ pub async fn run(args: ClientArgs, command: BillingCommand) -> anyhow::Result<()
                 post("/v1/billing/payment-method".into(), body).await?
             }
         },
+        BillingCommand::Budget {
+            org,
+            thresholds,
+            clear,
+        } => {
+            if thresholds.is_empty() && !clear {
+                get(format!(
+                    "/v1/billing/budget-alerts{}",
+                    query(&[("org", &org)])
+                ))
+                .await?
+            } else {
+                let mut body = json!({"thresholds": thresholds});
+                if let Some(o) = org {
+                    body["org"] = o.into();
+                }
+                answer(
+                    client
+                        .call(Method::PUT, "/v1/billing/budget-alerts", Some(body), false)
+                        .await?,
+                )?
+            }
+        }
         BillingCommand::Credits { org } => {
             let r = get(format!("/v1/credits{}", query(&[("org", &org)]))).await?;
             if !json_out {

@@ -335,6 +335,9 @@ enum BenchCommand {
     Audit(bench::audit::AuditBenchArgs),
     /// Billable intervals rated per second on one core (the billing crate's pure rating).
     Rating(bench::rating::RatingBenchArgs),
+    /// A monthly billing run of many organisations through a Raft group of replicas: total
+    /// time and the longest apply of one entry.
+    BillingRun(bench::billing_run::BillingRunBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -518,6 +521,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Rating(args),
             } => bench::rating::rating(args),
+            Command::Bench {
+                command: BenchCommand::BillingRun(args),
+            } => bench::billing_run::billing_run(args).await,
             Command::Sim {
                 command: SimCommand::Fleet(args),
             } => bench::placement::fleet(args),

@@ -81,6 +81,11 @@ fn chart(ctx: &Ctx, usage: &Value) -> Markup {
 /// `/console/orgs/{id}/billing`.
 pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
     let q = format!("org={}", urlencode(&org));
+    let budget = ctx
+        .api
+        .get(&format!("/v1/billing/budget-alerts?{q}"))
+        .await
+        .unwrap_or(Value::Null);
     let (usage, forecast, invoices, credits, card) = match (
         ctx.api.get(&format!("/v1/usage?{q}&stale=true")).await,
         ctx.api
@@ -171,6 +176,20 @@ pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
             }
             h2 { (ctx.t(Msg::PaymentMethod)) }
             (payment_method(&ctx, &org, &card))
+            h2 { (ctx.t(Msg::BudgetAlerts)) }
+            p.muted { (ctx.t(Msg::BudgetAlertsText)) }
+            form.card.row method="post" action={ "/console/orgs/" (org) "/budget" } {
+                (ctx.csrf_field())
+                @let list: Vec<&str> = budget["thresholds"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).collect();
+                label { (ctx.t(Msg::Amounts)) " (" (currency) ")"
+                    input type="text" name="thresholds" id="budget-thresholds" value=(list.join(", ")) placeholder="100, 500";
+                }
+                button type="submit" id="save-budget" { (ctx.t(Msg::Save)) }
+            }
+            @let sent: Vec<&str> = budget["sent_this_month"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).collect();
+            @if !sent.is_empty() {
+                p #budget-sent { (ctx.t(Msg::BudgetSent)) " " (sent.join(", ")) " " (currency) }
+            }
             h2 { (ctx.t(Msg::Credits)) }
             table #credits {
                 thead { tr { th { (ctx.t(Msg::Description)) } th.num { (ctx.t(Msg::Left)) } th { (ctx.t(Msg::Expires)) } } }
@@ -268,6 +287,38 @@ pub async fn save_card(
             &format!("/console/orgs/{org}/billing"),
             Msg::NoticeCardSaved,
         ),
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct BudgetForm {
+    thresholds: String,
+}
+
+/// `POST /console/orgs/{id}/budget`: the budget alerts, comma-separated.
+pub async fn save_budget(
+    ctx: Ctx,
+    Path(org): Path<String>,
+    axum::Form(f): axum::Form<BudgetForm>,
+) -> Response {
+    let thresholds: Vec<String> = f
+        .thresholds
+        .split([',', ';', ' '])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match ctx
+        .api
+        .call(
+            Method::PUT,
+            "/v1/billing/budget-alerts",
+            Some(serde_json::json!({"org": org, "thresholds": thresholds})),
+        )
+        .await
+    {
+        Ok(_) => crate::layout::done(&format!("/console/orgs/{org}/billing"), Msg::NoticeSaved),
         Err(p) => ctx.problem(&p),
     }
 }

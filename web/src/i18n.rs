@@ -313,6 +313,10 @@ messages! {
     Credits => "Credits", "Crédits";
     Left => "Left", "Restant";
     PaymentMethod => "Payment method", "Moyen de paiement";
+    BudgetAlerts => "Budget alerts", "Alertes de budget";
+    BudgetAlertsText => "Amounts of this month's cost: crossing one sends a mail to the owners and billing members, and a billing.budget_exceeded webhook, once a month.", "Montants du coût du mois : en franchir un envoie un mail aux propriétaires et membres facturation, et un webhook billing.budget_exceeded, une fois par mois.";
+    Amounts => "Amounts", "Montants";
+    BudgetSent => "Crossed this month:", "Franchis ce mois-ci :";
     NoCard => "No card saved: invoices are paid by bank transfer.", "Aucune carte enregistrée : les factures se règlent par virement.";
     BankTransferOnly => "Pay each invoice by bank transfer to IBAN EE38 2200 2210 2014 5685 with its number as the reference.", "Réglez chaque facture par virement sur l'IBAN EE38 2200 2210 2014 5685 avec son numéro en référence.";
     CardNumber => "Card number", "Numéro de carte";

@@ -95,6 +95,10 @@ pub fn pages(state: ApiState) -> Router {
         .route("/console/orgs/{id}/billing", get(billing_pages::billing))
         .route("/console/orgs/{id}/card", post(billing_pages::save_card))
         .route(
+            "/console/orgs/{id}/budget",
+            post(billing_pages::save_budget),
+        )
+        .route(
             "/console/orgs/{id}/invoices/{invoice}/pdf",
             get(billing_pages::invoice_pdf),
         )

@@ -4,6 +4,7 @@
 pub mod agent_idle;
 pub mod api;
 pub mod audit;
+pub mod billing_run;
 pub mod create;
 pub mod fleet;
 pub mod placement;

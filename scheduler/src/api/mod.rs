@@ -222,6 +222,11 @@ pub fn router(state: ApiState) -> Router {
             get(crate::billing::payment_api::get).post(crate::billing::payment_api::set),
         )
         .route(
+            "/v1/billing/budget-alerts",
+            get(crate::billing::payment_api::get_budget)
+                .put(crate::billing::payment_api::set_budget),
+        )
+        .route(
             "/v1/stripe/webhook",
             post(crate::billing::payment_api::webhook),
         )

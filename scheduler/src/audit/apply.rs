@@ -111,6 +111,8 @@ fn resource_of(body: &Body) -> String {
         Body::AdvanceClock(c) => format!("clock/+{}ms", c.by_ms),
         Body::SetPaymentMethod(c) => r("organisation", &c.org_id),
         Body::SetSuspended(c) => r("organisation", &c.org_id),
+        Body::SetBudgetAlerts(c) => r("organisation", &c.org_id),
+        Body::RecordBudgetAlert(c) => r("organisation", &c.org_id),
         Body::RecordPaymentFailure(c) => r("invoice", &c.invoice_id),
     }
 }
@@ -143,7 +145,8 @@ impl ClusterState {
             Body::SsoLogin(pb::SsoLogin { org_id, .. })
             | Body::AcceptInvitation(pb::AcceptInvitation { org_id, .. })
             | Body::GrantCredit(pb::GrantCredit { org_id, .. })
-            | Body::SetSuspended(pb::SetSuspended { org_id, .. }) => {
+            | Body::SetSuspended(pb::SetSuspended { org_id, .. })
+            | Body::RecordBudgetAlert(pb::RecordBudgetAlert { org_id, .. }) => {
                 org = Some(org_id.clone());
             }
             Body::RecordPayment(pb::RecordPayment { invoice_id, .. })

@@ -115,7 +115,7 @@ pub(crate) fn bad_period(p: &str) -> Problem {
 }
 
 /// The org's usage report over `period` (to `now` while it runs), rated.
-fn usage_report(
+pub(crate) fn usage_report(
     state: &ClusterState,
     org: &OrgId,
     period: &str,

@@ -53,16 +53,70 @@ fn billing_contacts(state: &ClusterState, org: &vmcloud_proto::OrgId) -> Vec<Str
         .unwrap_or_default()
 }
 
+/// How often the leader compares the month's cost with the budget alerts.
+pub const BUDGET_CHECK_EVERY: Duration = Duration::from_secs(5);
+
 impl Collector {
+    /// Budget alerts: each threshold the month's cost so far has crossed, once a month.
+    async fn budgets(&self) {
+        let now = now_ms();
+        let period = crate::billing::types::period_of(now);
+        let state = self.cluster.state();
+        for (org, account) in state.billing.accounts.iter() {
+            if account.budget_thresholds.is_empty() {
+                continue;
+            }
+            let Ok((report, _, _)) =
+                crate::billing::api::usage_report(&state, org, &period, None, now)
+            else {
+                continue;
+            };
+            for t in &account.budget_thresholds {
+                if report.total < *t
+                    || account
+                        .budget_alerts_sent
+                        .iter()
+                        .any(|(p, s)| *p == period && s == t)
+                {
+                    continue;
+                }
+                let command = Body::RecordBudgetAlert(pb::RecordBudgetAlert {
+                    org_id: org.to_string(),
+                    period: period.clone(),
+                    threshold: t.to_string(),
+                    month_to_date: report.total.to_string(),
+                });
+                if !matches!(self.cluster.propose(command).await, Ok(Ok(_))) {
+                    continue;
+                }
+                let subject = format!("Budget alert: {t} {} reached", report.currency);
+                let body = format!(
+                    "This month's cost so far ({period}) is {} {}, past your alert at {t} {}. See the console's billing page for what it is made of.",
+                    report.total, report.currency, report.currency
+                );
+                for to in billing_contacts(&state, org) {
+                    if let Err(e) = self.mailer.send(&to, &subject, &body).await {
+                        tracing::warn!(%to, error = %e, "budget mail not sent");
+                    }
+                }
+            }
+        }
+    }
+
     pub async fn run(self) {
         let mut status = self.cluster.raft_status();
         // Credit notes refunded by this leader (Stripe's idempotency key guards the rest).
         let mut refunded: BTreeSet<String> = BTreeSet::new();
         // Charges that did not reach Stripe: not before this time again.
         let mut backoff: BTreeMap<String, i64> = BTreeMap::new();
+        let mut budgets_checked = std::time::Instant::now() - Duration::from_secs(3600);
         loop {
             if status.borrow_and_update().is_leader {
                 self.round(&mut refunded, &mut backoff).await;
+                if budgets_checked.elapsed() >= BUDGET_CHECK_EVERY {
+                    budgets_checked = std::time::Instant::now();
+                    self.budgets().await;
+                }
             }
             tokio::select! {
                 _ = status.changed() => {}

@@ -271,3 +271,83 @@ pub async fn webhook(
         recorded: Some(format!("payment of {invoice}")),
     }))
 }
+
+/// An organisation's budget alerts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BudgetView {
+    pub organisation: String,
+    pub currency: String,
+    /// Amounts of the month's cost so far that are mailed and sent as a webhook when crossed.
+    pub thresholds: Vec<String>,
+    /// Those crossed this month (already sent).
+    pub sent_this_month: Vec<String>,
+}
+
+fn budget_view(s: &ApiState, org: &vmcloud_proto::OrgId) -> BudgetView {
+    let state = s.cluster.state();
+    let period = crate::billing::types::period_of(crate::clock::now_ms());
+    let account = state.billing.accounts.get(org);
+    BudgetView {
+        organisation: org.to_string(),
+        currency: state
+            .organisations
+            .get(org)
+            .map(|o| crate::billing::types::currency_of(o).code().to_owned())
+            .unwrap_or_default(),
+        thresholds: account
+            .map(|a| a.budget_thresholds.iter().map(|t| t.to_string()).collect())
+            .unwrap_or_default(),
+        sent_this_month: account
+            .map(|a| {
+                a.budget_alerts_sent
+                    .iter()
+                    .filter(|(p, _)| *p == period)
+                    .map(|(_, t)| t.to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+pub async fn get_budget(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Json<BudgetView>, Problem> {
+    ReadOptions {
+        stale: q.stale,
+        project: None,
+    }
+    .prepare(&s.cluster)
+    .await?;
+    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    Ok(Json(budget_view(&s, &org)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetRequest {
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Amounts in the organisation's currency (at most 10; empty: none).
+    pub thresholds: Vec<String>,
+}
+
+/// Sets the budget alerts (owners and billing members).
+pub async fn set_budget(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiJson(req): ApiJson<BudgetRequest>,
+) -> Result<Json<BudgetView>, Problem> {
+    let org = billing_org(&s, &who, req.org.as_deref(), Action::ManageBilling)?;
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::SetBudgetAlerts(pb::SetBudgetAlerts {
+                org_id: org.to_string(),
+                thresholds: req.thresholds,
+            }),
+        )
+        .await??;
+    Ok(Json(budget_view(&s, &org)))
+}

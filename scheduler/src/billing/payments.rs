@@ -185,6 +185,74 @@ impl ClusterState {
         }
     }
 
+    pub(crate) fn set_budget_alerts(&mut self, c: pb::SetBudgetAlerts) -> ApplyResult {
+        let org = OrgId::parse(&c.org_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        if !self.organisations.contains_key(&org) {
+            return Err(Rejected::NotFound(format!("organisation {org}")));
+        }
+        if c.thresholds.len() > 10 {
+            return Err(Rejected::Invalid(format!(
+                "{} budget alerts: set 10 at most",
+                c.thresholds.len()
+            )));
+        }
+        let mut thresholds = Vec::with_capacity(c.thresholds.len());
+        for t in &c.thresholds {
+            let d: rust_decimal::Decimal = t
+                .trim()
+                .parse()
+                .ok()
+                .filter(|d: &rust_decimal::Decimal| *d > rust_decimal::Decimal::ZERO && d.scale() <= 2)
+                .ok_or_else(|| {
+                    Rejected::Invalid(format!(
+                        "budget alert `{t}` is not an amount: write a positive decimal with at most two decimals (e.g. 100 or 250.50)"
+                    ))
+                })?;
+            thresholds.push(d);
+        }
+        thresholds.sort();
+        thresholds.dedup();
+        self.billing
+            .accounts
+            .entry(org)
+            .or_default()
+            .budget_thresholds = thresholds;
+        Ok(Applied::Done)
+    }
+
+    pub(crate) fn record_budget_alert(&mut self, c: pb::RecordBudgetAlert) -> ApplyResult {
+        let org = OrgId::parse(&c.org_id).map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let threshold: rust_decimal::Decimal = c
+            .threshold
+            .parse()
+            .map_err(|_| Rejected::Invalid(format!("threshold `{}`", c.threshold)))?;
+        let account = self
+            .billing
+            .accounts
+            .get_mut(&org)
+            .ok_or_else(|| Rejected::NotFound(format!("organisation {org}")))?;
+        if account
+            .budget_alerts_sent
+            .iter()
+            .any(|(p, t)| *p == c.period && *t == threshold)
+        {
+            return Err(Rejected::Conflict(format!(
+                "the {threshold} alert of {} was sent already",
+                c.period
+            )));
+        }
+        account.budget_alerts_sent.retain(|(p, _)| *p >= c.period);
+        account
+            .budget_alerts_sent
+            .push((c.period.clone(), threshold));
+        let data = serde_json::json!({
+            "organisation": org.to_string(), "period": c.period,
+            "threshold": c.threshold, "month_to_date": c.month_to_date,
+        });
+        self.emit_org_event(&org, "billing.budget_exceeded", data);
+        Ok(Applied::Done)
+    }
+
     /// A webhook event about billing, sent to each of the organisation's projects' endpoints.
     fn emit_org_event(&mut self, org: &OrgId, kind: &str, data: serde_json::Value) {
         for p in self.projects_of_org(org) {

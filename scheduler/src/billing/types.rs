@@ -224,6 +224,12 @@ pub struct Account {
     pub processor_customer: Option<String>,
     pub card: Option<Card>,
     pub suspended: Option<Suspension>,
+    /// Budget alerts: amounts in the organisation's currency.
+    #[serde(default)]
+    pub budget_thresholds: Vec<Decimal>,
+    /// The alerts sent: (period, threshold); only the latest period's are kept.
+    #[serde(default)]
+    pub budget_alerts_sent: Vec<(String, Decimal)>,
 }
 
 /// Dunning: retries after 1, 3 and 7 days from the first failure, then suspension.

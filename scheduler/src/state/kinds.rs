@@ -72,5 +72,7 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::SetPaymentMethod(_) => "set_payment_method",
         Body::RecordPaymentFailure(_) => "record_payment_failure",
         Body::SetSuspended(_) => "set_suspended",
+        Body::SetBudgetAlerts(_) => "set_budget_alerts",
+        Body::RecordBudgetAlert(_) => "record_budget_alert",
     }
 }

@@ -264,6 +264,8 @@ impl ClusterState {
             Body::SetPaymentMethod(c) => self.set_payment_method(c, at),
             Body::RecordPaymentFailure(c) => self.record_payment_failure(c, at),
             Body::SetSuspended(c) => self.set_suspended(c, at),
+            Body::SetBudgetAlerts(c) => self.set_budget_alerts(c),
+            Body::RecordBudgetAlert(c) => self.record_budget_alert(c),
         }
     }
 }

@@ -167,6 +167,8 @@ impl ClusterState {
             Body::AdvanceClock(_) => (Action::OperateFleet, Target::Fleet),
             Body::SetPaymentMethod(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
             Body::SetSuspended(_) => (Action::ManageBilling, Target::Fleet),
+            Body::SetBudgetAlerts(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
+            Body::RecordBudgetAlert(_) => (Action::ManageBilling, Target::SystemOnly),
             Body::RecordPaymentFailure(_) => (Action::ManageBilling, Target::SystemOnly),
             Body::UpdateProject(_)
             | Body::SetQuota(_)

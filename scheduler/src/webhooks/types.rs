@@ -10,6 +10,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "job.ended",
     "session.ended",
     "quota.refused",
+    "billing.payment_failed",
+    "billing.suspended",
+    "billing.unsuspended",
+    "billing.budget_exceeded",
     "webhook.test",
 ];
 

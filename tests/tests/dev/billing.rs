@@ -556,3 +556,90 @@ async fn the_console_shows_the_months_cost_and_the_invoices() {
     shots.take(&c, "billing-in-french").await;
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_budget_alert_is_mailed_once_when_the_months_cost_crosses_it() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let (ann, _, project) = customer(&fx, &api, "ann@example.org", "Acme SAS").await;
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/billing/budget-alerts",
+            Some(&ann),
+            Some(json!({"thresholds": ["a lot"]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("not an amount"),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/billing/budget-alerts",
+            Some(&ann),
+            Some(json!({"thresholds": ["0.50", "1000"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["thresholds"], json!(["0.50", "1000"]), "{body}");
+    for name in ["web-1", "web-2"] {
+        let (status, made) = api
+            .call(
+                "POST",
+                &format!("/v1/instances?project={project}"),
+                Some(&ann),
+                Some(
+                    json!({"name": name, "flavor": "vps-m", "image": "debian-12", "region": "par"}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{made}");
+    }
+    // Two days on: about 1.40 € this month, past 0.50 and far from 1000.
+    cli_json(&fx, &["billing", "clock", "2d"]);
+    let ann = {
+        let (_, login) = api
+            .call(
+                "POST",
+                "/v1/login",
+                None,
+                Some(json!({"email": "ann@example.org", "password": PASSWORD})),
+            )
+            .await;
+        login["token"].as_str().unwrap().to_owned()
+    };
+    let sent: Value = eventually(
+        std::time::Duration::from_secs(30),
+        "the 0.50 alert",
+        || async {
+            let (_, b) = api
+                .call("GET", "/v1/billing/budget-alerts", Some(&ann), None)
+                .await;
+            (!b["sent_this_month"].as_array().unwrap().is_empty()).then_some(b)
+        },
+    )
+    .await;
+    assert_eq!(sent["sent_this_month"], json!(["0.50"]), "{sent}");
+    let mails = || {
+        let dir = fx.fleet.data_dir.join("mail");
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .filter(|t| t.contains("To: ann@example.org") && t.contains("Budget alert"))
+            .count()
+    };
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the budget mail",
+        || async { (mails() == 1).then_some(()) },
+    )
+    .await;
+    // Once a month: still one a while later.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert_eq!(mails(), 1);
+}

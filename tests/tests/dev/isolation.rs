@@ -170,6 +170,7 @@ impl OrgA {
             "/v1/invoices",
             "/v1/credits",
             "/v1/billing/payment-method",
+            "/v1/billing/budget-alerts",
         ];
         if org_scoped.contains(&template) {
             format!("{path}?org={}", self.org)
@@ -210,6 +211,7 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/networks") => Some(json!({"name": "intruder"})),
         ("POST", "/v1/firewalls") => Some(json!({"name": "intruder"})),
         ("POST", "/v1/floating-ips") => Some(json!({"region": "par"})),
+        ("PUT", "/v1/billing/budget-alerts") => Some(json!({"org": a.org, "thresholds": ["1"]})),
         ("POST", "/v1/billing/payment-method") => Some(json!({"org": a.org,
             "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}})),
         ("POST", t) if t.ends_with("/assign") => Some(json!({"instance": a.instance})),
