@@ -228,7 +228,7 @@ impl ClusterState {
         let mut record = existing.unwrap_or(RunRecord {
             period: c.period.clone(),
             at_ms: at,
-            invoices: Vec::new(),
+            invoices: imbl::Vector::new(),
             cursor: None,
             complete: false,
         });
@@ -247,7 +247,7 @@ impl ClusterState {
     /// Cuts the open meters of `orgs`' resources at `end`: what ran before it is closed usage
     /// of the period, and the meter goes on from `end`.
     fn cut_meters(&mut self, orgs: &[OrgId], end: i64, books: &PriceBooks) {
-        let wanted: std::collections::BTreeSet<&OrgId> = orgs.iter().collect();
+        let wanted: std::collections::HashSet<&OrgId> = orgs.iter().collect();
         let projects: std::collections::BTreeSet<vmcloud_proto::ProjectId> = self
             .projects
             .values()
@@ -379,7 +379,7 @@ impl ClusterState {
                 Rejected::NotFound(format!("a billing run of period {}", c.period))
             })?;
         let ids: Vec<String> = if c.invoice_ids.is_empty() {
-            run.invoices.clone()
+            run.invoices.iter().cloned().collect()
         } else {
             for id in &c.invoice_ids {
                 if !run.invoices.contains(id) {

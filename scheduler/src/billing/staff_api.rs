@@ -137,7 +137,12 @@ pub async fn run(
         .ok_or_else(|| Problem::internal("the run was not kept"))?;
     Ok(crate::api::context::created(
         format!("/v1/billing/runs/{}", req.period),
-        run_view(&state, &req.period, &record.invoices, record.at_ms),
+        run_view(
+            &state,
+            &req.period,
+            &record.invoices.iter().cloned().collect::<Vec<_>>(),
+            record.at_ms,
+        ),
     ))
 }
 
@@ -175,7 +180,7 @@ pub async fn preview(
         .billing
         .runs
         .get(&q.period)
-        .map(|r| r.invoices.clone())
+        .map(|r| r.invoices.iter().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
     Ok(Json(Preview {
         period: q.period,
@@ -200,7 +205,12 @@ pub async fn get_run(
         .runs
         .get(&period)
         .ok_or_else(|| Problem::not_found(format!("period `{period}` has not been billed")))?;
-    Ok(Json(run_view(&state, &period, &r.invoices, r.at_ms)))
+    Ok(Json(run_view(
+        &state,
+        &period,
+        &r.invoices.iter().cloned().collect::<Vec<_>>(),
+        r.at_ms,
+    )))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -235,7 +245,12 @@ pub async fn finalize(
         .runs
         .get(&period)
         .ok_or_else(|| Problem::not_found(format!("period `{period}` has not been billed")))?;
-    Ok(Json(run_view(&state, &period, &r.invoices, r.at_ms)))
+    Ok(Json(run_view(
+        &state,
+        &period,
+        &r.invoices.iter().cloned().collect::<Vec<_>>(),
+        r.at_ms,
+    )))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

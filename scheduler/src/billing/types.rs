@@ -240,8 +240,8 @@ pub const RETRY_DAYS: [i64; 3] = [1, 3, 7];
 pub struct RunRecord {
     pub period: String,
     pub at_ms: i64,
-    /// The drafts it made.
-    pub invoices: Vec<String>,
+    /// The drafts it made (a persistent vector: a batch appends without copying the others).
+    pub invoices: Vector<String>,
     /// The last organisation billed so far (the next batch starts after it).
     #[serde(default)]
     pub cursor: Option<OrgId>,
