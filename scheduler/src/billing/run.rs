@@ -247,13 +247,8 @@ impl ClusterState {
     /// Cuts the open meters of `orgs`' resources at `end`: what ran before it is closed usage
     /// of the period, and the meter goes on from `end`.
     fn cut_meters(&mut self, orgs: &[OrgId], end: i64, books: &PriceBooks) {
-        let wanted: std::collections::HashSet<&OrgId> = orgs.iter().collect();
-        let projects: std::collections::BTreeSet<vmcloud_proto::ProjectId> = self
-            .projects
-            .values()
-            .filter(|p| wanted.contains(&p.org))
-            .map(|p| p.id.clone())
-            .collect();
+        let projects: std::collections::BTreeSet<vmcloud_proto::ProjectId> =
+            orgs.iter().flat_map(|o| self.projects_of_org(o)).collect();
         let running: Vec<_> = projects
             .iter()
             .flat_map(|p| self.index.per_project.get(p).into_iter().flatten())

@@ -17,11 +17,11 @@ use crate::state::ClusterState;
 impl ClusterState {
     /// The organisation's projects.
     pub fn projects_of_org(&self, org: &OrgId) -> Vec<ProjectId> {
-        self.projects
-            .values()
-            .filter(|p| &p.org == org)
-            .map(|p| p.id.clone())
-            .collect()
+        self.index
+            .org_projects
+            .get(org)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The organisation's billable intervals within `[from, to)`: closed ones not invoiced

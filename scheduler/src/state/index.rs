@@ -29,6 +29,9 @@ pub struct StateIndex {
     pub per_project: HashMap<ProjectId, OrdSet<(i64, InstanceId)>>,
     /// What each project holds in each region (its instances), for quotas.
     pub quota_used: HashMap<(ProjectId, String), crate::quotas::types::Used>,
+    /// Each organisation's projects (a billing run's batch finds its organisations' meters
+    /// without walking every project).
+    pub org_projects: HashMap<vmcloud_proto::OrgId, OrdSet<ProjectId>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

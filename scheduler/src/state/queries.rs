@@ -27,7 +27,15 @@ impl ClusterState {
             sessions: Default::default(),
             per_project: Default::default(),
             quota_used: Default::default(),
+            org_projects: Default::default(),
         };
+        for p in self.projects.values() {
+            index
+                .org_projects
+                .entry(p.org.clone())
+                .or_default()
+                .insert(p.id.clone());
+        }
         for r in self.reservations.values() {
             for s in r.slots.iter().filter(|s| s.instance.is_none()) {
                 Arc::make_mut(index.usage.entry(s.node.clone()).or_default())

@@ -56,8 +56,18 @@ impl ClusterState {
         }
         let mut project = Project::new(id.clone(), org, name, at);
         project.operator = c.operator;
-        self.projects.insert(id, project);
+        self.insert_project(project);
         Ok(Applied::Done)
+    }
+
+    /// Adds a project (and to its organisation's index).
+    fn insert_project(&mut self, project: Project) {
+        self.index
+            .org_projects
+            .entry(project.org.clone())
+            .or_default()
+            .insert(project.id.clone());
+        self.projects.insert(project.id.clone(), project);
     }
 
     pub(crate) fn delete_project(&mut self, c: pb::DeleteProject) -> ApplyResult {
@@ -81,7 +91,14 @@ impl ClusterState {
                 "project {id} still holds {active_reservations} reservation(s) until they end"
             )));
         }
-        self.projects.remove(&id);
+        if let Some(p) = self.projects.remove(&id)
+            && let Some(set) = self.index.org_projects.get_mut(&p.org)
+        {
+            set.remove(&id);
+            if set.is_empty() {
+                self.index.org_projects.remove(&p.org);
+            }
+        }
         let keys: Vec<String> = self
             .api_keys
             .iter()
@@ -237,10 +254,12 @@ impl ClusterState {
         }
         let org_id = org.id.clone();
         self.organisations.insert(org_id.clone(), org);
-        self.projects.insert(
-            project.clone(),
-            Project::new(project, org_id, DEFAULT_PROJECT.to_owned(), at),
-        );
+        self.insert_project(Project::new(
+            project,
+            org_id,
+            DEFAULT_PROJECT.to_owned(),
+            at,
+        ));
         self.users_by_email.insert(email.clone(), user_id.clone());
         self.users.insert(
             user_id.clone(),
@@ -269,10 +288,12 @@ impl ClusterState {
         }
         let org_id = org.id.clone();
         self.organisations.insert(org_id.clone(), org);
-        self.projects.insert(
-            project.clone(),
-            Project::new(project, org_id, DEFAULT_PROJECT.to_owned(), at),
-        );
+        self.insert_project(Project::new(
+            project,
+            org_id,
+            DEFAULT_PROJECT.to_owned(),
+            at,
+        ));
         Ok(Applied::Done)
     }
 
