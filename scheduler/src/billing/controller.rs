@@ -78,7 +78,7 @@ pub async fn run(cluster: Cluster, run_after: Duration) {
 
 /// Organisations a batch of a run takes: one batch is one log entry, and `apply` is busy for
 /// as long as it takes (`vmcloud bench billing-run` measures it).
-pub const BATCH_ORGS: u32 = 500;
+pub const BATCH_ORGS: u32 = 250;
 
 /// Proposes a month's run batch after batch until every organisation is billed (or a batch
 /// is refused: that answer is returned). `actor`: who asked (`None`: the scheduler).
