@@ -200,13 +200,24 @@ async fn endpoints_sign_test_events_a_reference_receiver_verifies() {
         assert_eq!(e["instance"], instance.as_str(), "{e}");
     }
 
-    // Every attempt is in the endpoint's delivery log, newest first.
-    let (status, log) = super::get_json(
-        &format!("{}/v1/webhook-endpoints/{id}/deliveries", fx.fleet.api),
-        Some(&fx.fleet.token),
+    // Every attempt is in the endpoint's delivery log, newest first (the receiver may have
+    // the last event a moment before the leader has committed what its delivery got).
+    let log: Value = super::eventually(
+        Duration::from_secs(10),
+        "the deliveries recorded",
+        || async {
+            let (status, log) = super::get_json(
+                &format!("{}/v1/webhook-endpoints/{id}/deliveries", fx.fleet.api),
+                Some(&fx.fleet.token),
+            )
+            .await;
+            assert_eq!(status, 200, "{log}");
+            (log["deliveries"].as_array().is_some_and(|a| a.len() >= 2)
+                && log["pending"].as_array().is_none_or(|p| p.is_empty()))
+            .then_some(log)
+        },
     )
     .await;
-    assert_eq!(status, 200, "{log}");
     let attempts = log["deliveries"].as_array().unwrap();
     assert!(attempts.len() >= 2, "{log}");
     assert!(
