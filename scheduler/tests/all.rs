@@ -1,5 +1,6 @@
 //! Integration tests of the scheduler crate (one binary, STYLE.md §15).
 
+mod billing_failover;
 mod fleet;
 mod host_events;
 mod jobs;
