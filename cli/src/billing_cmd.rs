@@ -76,6 +76,32 @@ pub enum BillingCommand {
         #[arg(long, conflicts_with = "thresholds")]
         clear: bool,
     },
+    /// Billing staff: make a coupon (`--percent 20` or `--amount 10.00 --currency EUR`).
+    Coupon {
+        code: String,
+        #[arg(long, conflicts_with = "amount")]
+        percent: Option<String>,
+        #[arg(long)]
+        amount: Option<String>,
+        #[arg(long)]
+        currency: Option<String>,
+        /// `once`, `repeating` (with --months) or `forever`.
+        #[arg(long, default_value = "once")]
+        duration: String,
+        #[arg(long)]
+        months: Option<u32>,
+        #[arg(long)]
+        max_redemptions: Option<u32>,
+        /// RFC 3339.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Redeem a coupon for your organisation.
+    Redeem {
+        code: String,
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Credits and what is left of each.
     Credits {
         #[arg(long)]
@@ -400,6 +426,31 @@ pub async fn run(args: ClientArgs, command: BillingCommand) -> anyhow::Result<()
                         .await?,
                 )?
             }
+        }
+        BillingCommand::Coupon {
+            code,
+            percent,
+            amount,
+            currency,
+            duration,
+            months,
+            max_redemptions,
+            expires_at,
+        } => {
+            post(
+                "/v1/billing/coupons".into(),
+                json!({"code": code, "percent_off": percent, "amount_off": amount,
+                       "currency": currency, "duration": duration, "months": months,
+                       "max_redemptions": max_redemptions, "expires_at": expires_at}),
+            )
+            .await?
+        }
+        BillingCommand::Redeem { code, org } => {
+            let mut body = json!({"code": code});
+            if let Some(o) = org {
+                body["org"] = o.into();
+            }
+            post("/v1/billing/redeem".into(), body).await?
         }
         BillingCommand::Credits { org } => {
             let r = get(format!("/v1/credits{}", query(&[("org", &org)]))).await?;

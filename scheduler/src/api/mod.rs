@@ -222,6 +222,15 @@ pub fn router(state: ApiState) -> Router {
             get(crate::billing::payment_api::get).post(crate::billing::payment_api::set),
         )
         .route(
+            "/v1/billing/coupons",
+            get(crate::billing::staff_api::list_coupons)
+                .post(crate::billing::staff_api::create_coupon),
+        )
+        .route(
+            "/v1/billing/redeem",
+            post(crate::billing::payment_api::redeem),
+        )
+        .route(
             "/v1/billing/budget-alerts",
             get(crate::billing::payment_api::get_budget)
                 .put(crate::billing::payment_api::set_budget),

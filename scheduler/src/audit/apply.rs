@@ -113,6 +113,8 @@ fn resource_of(body: &Body) -> String {
         Body::SetSuspended(c) => r("organisation", &c.org_id),
         Body::SetBudgetAlerts(c) => r("organisation", &c.org_id),
         Body::RecordBudgetAlert(c) => r("organisation", &c.org_id),
+        Body::CreateCoupon(c) => r("coupon", &c.code),
+        Body::RedeemCoupon(c) => r("coupon", &c.code),
         Body::RecordPaymentFailure(c) => r("invoice", &c.invoice_id),
     }
 }
@@ -146,7 +148,8 @@ impl ClusterState {
             | Body::AcceptInvitation(pb::AcceptInvitation { org_id, .. })
             | Body::GrantCredit(pb::GrantCredit { org_id, .. })
             | Body::SetSuspended(pb::SetSuspended { org_id, .. })
-            | Body::RecordBudgetAlert(pb::RecordBudgetAlert { org_id, .. }) => {
+            | Body::RecordBudgetAlert(pb::RecordBudgetAlert { org_id, .. })
+            | Body::RedeemCoupon(pb::RedeemCoupon { org_id, .. }) => {
                 org = Some(org_id.clone());
             }
             Body::RecordPayment(pb::RecordPayment { invoice_id, .. })

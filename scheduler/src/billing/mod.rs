@@ -24,6 +24,7 @@ pub mod api;
 pub mod apply;
 pub mod collect;
 pub mod controller;
+pub mod coupons;
 pub mod journal;
 pub mod meters;
 pub mod payment_api;

@@ -351,3 +351,62 @@ pub async fn set_budget(
         .await??;
     Ok(Json(budget_view(&s, &org)))
 }
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemRequest {
+    #[serde(default)]
+    pub org: Option<String>,
+    pub code: String,
+}
+
+/// What an organisation's redeemed coupons still take off.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RedeemedView {
+    pub organisation: String,
+    /// `CODE: 20% off, 2 invoices left` …
+    pub coupons: Vec<String>,
+}
+
+/// Redeems a coupon for the organisation (owners and billing members).
+pub async fn redeem(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiJson(req): ApiJson<RedeemRequest>,
+) -> Result<Json<RedeemedView>, Problem> {
+    let org = billing_org(&s, &who, req.org.as_deref(), Action::ManageBilling)?;
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::RedeemCoupon(pb::RedeemCoupon {
+                org_id: org.to_string(),
+                code: req.code,
+            }),
+        )
+        .await??;
+    let state = s.cluster.state();
+    let coupons = state
+        .billing
+        .accounts
+        .get(&org)
+        .map(|a| {
+            a.coupons
+                .iter()
+                .map(|r| {
+                    let off = match r.off {
+                        crate::billing::types::Off::Percent(p) => format!("{}% off", p.normalize()),
+                        crate::billing::types::Off::Amount(a, c) => format!("{a} {c} off"),
+                    };
+                    match r.invoices_left {
+                        Some(n) => format!("{}: {off}, {n} invoice(s) left", r.code),
+                        None => format!("{}: {off}, on every invoice", r.code),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Json(RedeemedView {
+        organisation: org.to_string(),
+        coupons,
+    }))
+}

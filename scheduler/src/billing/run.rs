@@ -179,10 +179,12 @@ impl ClusterState {
                     available: k.remaining,
                 })
                 .collect();
+            let charged: Decimal = charges.iter().map(|l| l.amount).sum();
+            let discounts = self.coupon_discounts(&org_id, charged, currency);
             let inputs = Inputs {
                 currency,
                 charges,
-                discounts: Vec::new(),
+                discounts,
                 credits: usable,
                 prepaid: Decimal::ZERO,
             };

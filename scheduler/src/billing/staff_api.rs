@@ -470,3 +470,137 @@ pub async fn journal(
     )
         .into_response())
 }
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouponRequest {
+    /// What customers type (3 to 32 letters, digits or `-`; kept upper case).
+    pub code: String,
+    /// A percent off (e.g. "20"), or …
+    #[serde(default)]
+    pub percent_off: Option<String>,
+    /// … an amount off (e.g. "10.00") in `currency`.
+    #[serde(default)]
+    pub amount_off: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// `once` (default), `repeating` (with `months`) or `forever`.
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub months: Option<u32>,
+    #[serde(default)]
+    pub max_redemptions: Option<u32>,
+    /// RFC 3339; default: never.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// A coupon as billing staff see it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CouponView {
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent_off: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_off: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Invoices it applies to (absent: every one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoices: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_redemptions: Option<u32>,
+    pub redemptions: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+impl CouponView {
+    fn new(c: &crate::billing::types::Coupon) -> CouponView {
+        use crate::billing::types::Off;
+        let (percent_off, amount_off, currency) = match c.off {
+            Off::Percent(p) => (Some(p.to_string()), None, None),
+            Off::Amount(a, cur) => (None, Some(a.to_string()), Some(cur.code().to_owned())),
+        };
+        CouponView {
+            code: c.code.clone(),
+            percent_off,
+            amount_off,
+            currency,
+            invoices: c.invoices,
+            max_redemptions: c.max_redemptions,
+            redemptions: c.redemptions,
+            expires_at: c.expires_at_ms.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CouponList {
+    pub coupons: Vec<CouponView>,
+}
+
+/// Billing staff: a new coupon.
+pub async fn create_coupon(
+    State(s): State<ApiState>,
+    BillingStaff(who): BillingStaff,
+    ApiJson(req): ApiJson<CouponRequest>,
+) -> Result<axum::response::Response, Problem> {
+    let expires = match &req.expires_at {
+        None => 0,
+        Some(t) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .map_err(|_| {
+                Problem::unprocessable(
+                    "invalid-coupon",
+                    "Invalid coupon",
+                    format!("`expires_at` {t:?} is not an RFC 3339 time"),
+                )
+            })?,
+    };
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::CreateCoupon(pb::CreateCoupon {
+                code: req.code.clone(),
+                percent_off: req.percent_off.unwrap_or_default(),
+                amount_off: req.amount_off.unwrap_or_default(),
+                currency: req.currency.unwrap_or_default(),
+                duration: req.duration.unwrap_or_default(),
+                months: req.months.unwrap_or(0),
+                max_redemptions: req.max_redemptions.unwrap_or(0),
+                expires_at_unix_ms: expires,
+            }),
+        )
+        .await??;
+    let code = req.code.trim().to_ascii_uppercase();
+    let state = s.cluster.state();
+    let coupon = state
+        .billing
+        .coupons
+        .get(&code)
+        .ok_or_else(|| Problem::internal("the coupon was not kept"))?;
+    Ok(crate::api::context::created(
+        "/v1/billing/coupons".to_owned(),
+        CouponView::new(coupon),
+    ))
+}
+
+/// Billing staff: every coupon.
+pub async fn list_coupons(
+    State(s): State<ApiState>,
+    BillingStaff(_who): BillingStaff,
+    ApiQuery(read): ApiQuery<ReadOptions>,
+) -> Result<Json<CouponList>, Problem> {
+    read.prepare(&s.cluster).await?;
+    let state = s.cluster.state();
+    Ok(Json(CouponList {
+        coupons: state
+            .billing
+            .coupons
+            .values()
+            .map(CouponView::new)
+            .collect(),
+    }))
+}

@@ -688,3 +688,63 @@ fn a_run_in_batches_gives_the_same_invoices_and_refuses_a_repeated_batch() {
         vec!["VMC-2026-000001", "VMC-2026-000002", "VMC-2026-000003"]
     );
 }
+
+#[test]
+fn a_coupon_takes_its_share_off_the_invoices_it_covers_and_no_more() {
+    let t0 = nov() + DAY;
+    let mut log = setup_log(t0);
+    log.push(command(
+        t0,
+        Body::CreateCoupon(pb::CreateCoupon {
+            code: "launch-10".into(),
+            percent_off: "10".into(),
+            duration: "repeating".into(),
+            months: 2,
+            max_redemptions: 1,
+            ..Default::default()
+        }),
+    ));
+    log.push(command(
+        t0,
+        Body::RedeemCoupon(pb::RedeemCoupon {
+            org_id: "org-acme".into(),
+            code: "Launch-10".into(),
+        }),
+    ));
+    for tag in ["a", "b"] {
+        log.push(command(t0, create(tag, "vps-xl", pb::Market::OnDemand)));
+        log.push(command(t0, place(tag)));
+    }
+    let mut at = dec() + HOUR;
+    for p in ["2026-11", "2026-12", "2027-01"] {
+        log.push(command(at, run(p)));
+        at = period_bounds(p).unwrap().1 + 32 * DAY;
+    }
+    let mut s = replay(&log);
+    let discount = |p: &str| -> Vec<Decimal> {
+        let inv = &s.billing.invoices[&s.billing.runs[p].invoices[0]];
+        inv.lines
+            .iter()
+            .filter(|l| l.kind == vmcloud_billing::invoice::LineKind::Discount)
+            .map(|l| l.amount)
+            .collect()
+    };
+    // 2 × 35.40 = 70.80 charged each month: 10 % off the first two invoices only.
+    assert_eq!(discount("2026-11"), vec![d("-7.08")]);
+    assert_eq!(discount("2026-12"), vec![d("-7.08")]);
+    assert_eq!(discount("2027-01"), Vec::<Decimal>::new());
+    assert_eq!(s.billing.coupons["LAUNCH-10"].redemptions, 1);
+    // Its one redemption is used: a second is refused.
+    let again = apply_at(
+        &mut s,
+        at,
+        Body::RedeemCoupon(pb::RedeemCoupon {
+            org_id: "org-acme".into(),
+            code: "LAUNCH-10".into(),
+        }),
+    );
+    assert!(
+        matches!(&again, Err(Rejected::Conflict(m)) if m.contains("as many times")),
+        "{again:?}"
+    );
+}

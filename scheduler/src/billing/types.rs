@@ -230,6 +230,42 @@ pub struct Account {
     /// The alerts sent: (period, threshold); only the latest period's are kept.
     #[serde(default)]
     pub budget_alerts_sent: Vec<(String, Decimal)>,
+    /// Coupons redeemed that still apply.
+    #[serde(default)]
+    pub coupons: Vec<Redeemed>,
+}
+
+/// What a coupon takes off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Off {
+    /// Percent of the invoice's charges.
+    Percent(Decimal),
+    /// An amount in the coupon's currency.
+    Amount(Decimal, Currency),
+}
+
+/// A coupon, by its code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coupon {
+    pub code: String,
+    pub off: Off,
+    /// Invoices it applies to (`None`: every one).
+    pub invoices: Option<u32>,
+    pub max_redemptions: Option<u32>,
+    pub redemptions: u32,
+    pub expires_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+/// A coupon an organisation redeemed, and how many invoices it still applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redeemed {
+    pub code: String,
+    pub off: Off,
+    /// `None`: forever.
+    pub invoices_left: Option<u32>,
+    pub redeemed_at_ms: i64,
 }
 
 /// Dunning: retries after 1, 3 and 7 days from the first failure, then suspension.
@@ -272,6 +308,9 @@ pub struct BillingBook {
     /// Organisations' payment methods and suspensions.
     #[serde(default)]
     pub accounts: OrdMap<OrgId, Account>,
+    /// Coupons by code (upper case).
+    #[serde(default)]
+    pub coupons: OrdMap<String, Coupon>,
     /// SLA incidents that ended and are not credited yet, by organisation.
     #[serde(default)]
     pub incidents: OrdMap<OrgId, Vec<crate::billing::sla::Incident>>,

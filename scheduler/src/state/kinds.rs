@@ -74,5 +74,7 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::SetSuspended(_) => "set_suspended",
         Body::SetBudgetAlerts(_) => "set_budget_alerts",
         Body::RecordBudgetAlert(_) => "record_budget_alert",
+        Body::CreateCoupon(_) => "create_coupon",
+        Body::RedeemCoupon(_) => "redeem_coupon",
     }
 }

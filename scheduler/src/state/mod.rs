@@ -266,6 +266,8 @@ impl ClusterState {
             Body::SetSuspended(c) => self.set_suspended(c, at),
             Body::SetBudgetAlerts(c) => self.set_budget_alerts(c),
             Body::RecordBudgetAlert(c) => self.record_budget_alert(c),
+            Body::CreateCoupon(c) => self.create_coupon(c, at),
+            Body::RedeemCoupon(c) => self.redeem_coupon(c, at),
         }
     }
 }

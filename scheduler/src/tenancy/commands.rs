@@ -169,6 +169,8 @@ impl ClusterState {
             Body::SetSuspended(_) => (Action::ManageBilling, Target::Fleet),
             Body::SetBudgetAlerts(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
             Body::RecordBudgetAlert(_) => (Action::ManageBilling, Target::SystemOnly),
+            Body::CreateCoupon(_) => (Action::ManageBilling, Target::Fleet),
+            Body::RedeemCoupon(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
             Body::RecordPaymentFailure(_) => (Action::ManageBilling, Target::SystemOnly),
             Body::UpdateProject(_)
             | Body::SetQuota(_)

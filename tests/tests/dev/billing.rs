@@ -62,6 +62,38 @@ async fn months_of_usage_become_numbered_invoices_on_the_test_clock() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["billing_address"][1], "75011 Paris", "{body}");
 
+    // A coupon made by billing staff, redeemed by the customer (once).
+    cli_json(
+        &fx,
+        &[
+            "billing",
+            "coupon",
+            "WELCOME-5",
+            "--amount",
+            "5.00",
+            "--currency",
+            "EUR",
+        ],
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/billing/redeem",
+            Some(&ann),
+            Some(json!({"code": "welcome-5"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/billing/redeem",
+            Some(&ann),
+            Some(json!({"code": "welcome-5"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+
     // The trial credit came with the verified sign-up.
     let (status, credits) = api.call("GET", "/v1/credits", Some(&ann), None).await;
     assert_eq!(status, 200, "{credits}");

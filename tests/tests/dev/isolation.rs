@@ -90,6 +90,7 @@ fn walk_of(method: &str, path: &str) -> Walk {
         }
         // Billing staff only: refused before anything is looked up.
         (_, "/v1/test-clock") => Fleet,
+        (_, "/v1/billing/coupons") => Fleet,
         ("POST", "/v1/stripe/webhook") => {
             NotTenantData("Stripe's events, proven by their signature")
         }
@@ -211,6 +212,7 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/networks") => Some(json!({"name": "intruder"})),
         ("POST", "/v1/firewalls") => Some(json!({"name": "intruder"})),
         ("POST", "/v1/floating-ips") => Some(json!({"region": "par"})),
+        ("POST", "/v1/billing/redeem") => Some(json!({"org": a.org, "code": "WELCOME"})),
         ("PUT", "/v1/billing/budget-alerts") => Some(json!({"org": a.org, "thresholds": ["1"]})),
         ("POST", "/v1/billing/payment-method") => Some(json!({"org": a.org,
             "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}})),
