@@ -17,6 +17,7 @@ use vmcloud_proto::{OrgId, ProjectId};
 use crate::api::context::{ApiQuery, ApiState, ReadOptions, Who, rfc3339};
 use crate::api::pagination;
 use crate::api::problem::Problem;
+use crate::billing::meters::terms;
 use crate::billing::types::{
     Credit, DocumentKind, Invoice, InvoiceStatus, Party, Payment, currency_of, period_bounds,
     period_of,
@@ -30,13 +31,20 @@ pub fn price_books() -> PriceBooks {
     PriceBooks::builtin()
 }
 
-fn terms(books: &PriceBooks) -> Vec<u32> {
-    books
-        .0
-        .values()
-        .next()
-        .map(|b| b.reserved_discount.keys().copied().collect())
-        .unwrap_or_default()
+/// A billing read: as current as asked (`stale`), about the organisation `billing_org` finds.
+pub async fn read_org(
+    s: &ApiState,
+    who: &Who,
+    stale: bool,
+    org: Option<&str>,
+) -> Result<OrgId, Problem> {
+    ReadOptions {
+        stale,
+        project: None,
+    }
+    .prepare(&s.cluster)
+    .await?;
+    billing_org(s, who, org, Action::ReadBilling)
 }
 
 /// The organisation a billing read is about: `?org=`, else the caller's only organisation
@@ -149,13 +157,7 @@ pub async fn usage(
     who: Who,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<UsageReport>, Problem> {
-    ReadOptions {
-        stale: q.stale,
-        project: None,
-    }
-    .prepare(&s.cluster)
-    .await?;
-    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    let org = read_org(&s, &who, q.stale, q.org.as_deref()).await?;
     let state = s.cluster.state();
     let project = match &q.project {
         Some(p) => {
@@ -197,12 +199,6 @@ pub async fn forecast(
     who: Who,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<Forecast>, Problem> {
-    ReadOptions {
-        stale: q.stale,
-        project: None,
-    }
-    .prepare(&s.cluster)
-    .await?;
     if q.period.is_some() || q.project.is_some() {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
@@ -211,7 +207,7 @@ pub async fn forecast(
             "the forecast is of this month for the whole organisation: ask with ?org= only",
         ));
     }
-    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    let org = read_org(&s, &who, q.stale, q.org.as_deref()).await?;
     let state = s.cluster.state();
     let now = crate::clock::now_ms();
     let period = period_of(now);
@@ -381,12 +377,6 @@ pub async fn list_invoices(
     who: Who,
     ApiQuery(q): ApiQuery<InvoiceQuery>,
 ) -> Result<Json<InvoiceList>, Problem> {
-    ReadOptions {
-        stale: q.stale,
-        project: None,
-    }
-    .prepare(&s.cluster)
-    .await?;
     if let Some(st) = &q.status
         && !matches!(st.as_str(), "draft" | "open" | "paid" | "void")
     {
@@ -397,7 +387,7 @@ pub async fn list_invoices(
             format!("status `{st}` is not one of: draft, open, paid, void"),
         ));
     }
-    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    let org = read_org(&s, &who, q.stale, q.org.as_deref()).await?;
     let drafts = sees_drafts(&s, &who);
     let state = s.cluster.state();
     let items = state
@@ -507,13 +497,7 @@ pub async fn credits(
     who: Who,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<CreditList>, Problem> {
-    ReadOptions {
-        stale: q.stale,
-        project: None,
-    }
-    .prepare(&s.cluster)
-    .await?;
-    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    let org = read_org(&s, &who, q.stale, q.org.as_deref()).await?;
     let state = s.cluster.state();
     Ok(Json(CreditList {
         organisation: org.to_string(),

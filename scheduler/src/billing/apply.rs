@@ -1,6 +1,5 @@
 //! Payments, voids and credit notes, credits and the test clock, in `apply`.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
@@ -10,6 +9,7 @@ use vmcloud_proto::{OrgId, UserId, pb};
 
 use crate::billing::types::{
     Credit, CreditKind, DocumentKind, Invoice, InvoiceStatus, Payment, currency_of, invoice_id,
+    positive_amount,
 };
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
 
@@ -17,17 +17,6 @@ use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
 pub const TRIAL_CREDIT: Decimal = Decimal::from_parts(50, 0, 0, false, 0);
 /// How long the trial credit lasts.
 pub const TRIAL_CREDIT_DAYS: i64 = 30;
-
-fn amount(text: &str) -> Result<Decimal, Rejected> {
-    Decimal::from_str(text.trim())
-        .ok()
-        .filter(|d| *d > Decimal::ZERO && d.scale() <= 2)
-        .ok_or_else(|| {
-            Rejected::Invalid(format!(
-                "`{text}` is not an amount: write a positive decimal with at most two decimals (e.g. 25.00)"
-            ))
-        })
-}
 
 impl ClusterState {
     fn invoice_mut(&mut self, id: &str) -> Result<&mut Invoice, Rejected> {
@@ -51,7 +40,7 @@ impl ClusterState {
                     .into(),
             ));
         }
-        let paid = amount(&c.amount)?;
+        let paid = positive_amount("amount", &c.amount)?;
         let inv = self.invoice_mut(&c.invoice_id)?;
         match inv.status {
             InvoiceStatus::Open => {}
@@ -245,7 +234,7 @@ impl ClusterState {
                 c.kind
             ))
         })?;
-        let value = amount(&c.amount)?;
+        let value = positive_amount("amount", &c.amount)?;
         let currency = if c.currency.is_empty() {
             currency_of(o)
         } else {

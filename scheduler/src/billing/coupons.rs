@@ -3,26 +3,13 @@
 //! one by its code; each run applies what an organisation redeemed, as discount lines before
 //! credits and VAT (see `vmcloud_billing::invoice`).
 
-use std::str::FromStr;
-
 use rust_decimal::Decimal;
 use vmcloud_billing::invoice::Reduction;
 use vmcloud_billing::money::{Currency, Money};
 use vmcloud_proto::{OrgId, pb};
 
-use crate::billing::types::{Coupon, Off, Redeemed, currency_of};
+use crate::billing::types::{Coupon, Off, Redeemed, currency_of, positive_amount};
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
-
-fn decimal(what: &str, text: &str) -> Result<Decimal, Rejected> {
-    Decimal::from_str(text.trim())
-        .ok()
-        .filter(|d| *d > Decimal::ZERO && d.scale() <= 2)
-        .ok_or_else(|| {
-            Rejected::Invalid(format!(
-                "{what} `{text}` is not a positive amount with at most two decimals"
-            ))
-        })
-}
 
 impl ClusterState {
     pub(crate) fn create_coupon(&mut self, c: pb::CreateCoupon, at: i64) -> ApplyResult {
@@ -41,7 +28,7 @@ impl ClusterState {
         }
         let off = match (c.percent_off.trim(), c.amount_off.trim()) {
             (p, "") if !p.is_empty() => {
-                let p = decimal("percent_off", p)?;
+                let p = positive_amount("percent_off", p)?;
                 if p > Decimal::ONE_HUNDRED {
                     return Err(Rejected::Invalid(format!("percent_off {p} is over 100")));
                 }
@@ -54,7 +41,7 @@ impl ClusterState {
                         c.currency
                     ))
                 })?;
-                Off::Amount(decimal("amount_off", a)?, currency)
+                Off::Amount(positive_amount("amount_off", a)?, currency)
             }
             _ => {
                 return Err(Rejected::Invalid(

@@ -27,6 +27,16 @@ pub const PUBLIC_IPV4: &str = "public-ipv4";
 /// the on-demand price.
 pub const SHORTEST_TERM_MONTHS: u32 = 12;
 
+/// The commitment terms (months) the price books have a discount for.
+pub fn terms(books: &vmcloud_billing::prices::PriceBooks) -> Vec<u32> {
+    books
+        .0
+        .values()
+        .next()
+        .map(|b| b.reserved_discount.keys().copied().collect())
+        .unwrap_or_default()
+}
+
 /// The interval an instance's meter covers from `from` to `to`; `None` when the instance is
 /// not billed by usage (a game session, a reserved instance) or the span is empty.
 pub fn instance_interval(i: &Instance, from: i64, to: i64) -> Option<UsageInterval> {

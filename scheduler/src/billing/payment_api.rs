@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::api::context::{ApiJson, ApiQuery, ApiState, ReadOptions, Who};
+use crate::api::context::{ApiJson, ApiQuery, ApiState, Who};
 use crate::api::problem::Problem;
-use crate::billing::api::{UsageQuery, billing_org};
+use crate::billing::api::{UsageQuery, billing_org, read_org};
 use crate::billing::stripe::{StripeError, verify_signature};
 use crate::billing::types::InvoiceStatus;
 use crate::tenancy::authz::Action;
@@ -65,13 +65,7 @@ pub async fn get(
     who: Who,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<PaymentMethodView>, Problem> {
-    ReadOptions {
-        stale: q.stale,
-        project: None,
-    }
-    .prepare(&s.cluster)
-    .await?;
-    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    let org = read_org(&s, &who, q.stale, q.org.as_deref()).await?;
     Ok(Json(view(&s, &org)))
 }
 
@@ -314,13 +308,7 @@ pub async fn get_budget(
     who: Who,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<BudgetView>, Problem> {
-    ReadOptions {
-        stale: q.stale,
-        project: None,
-    }
-    .prepare(&s.cluster)
-    .await?;
-    let org = billing_org(&s, &who, q.org.as_deref(), Action::ReadBilling)?;
+    let org = read_org(&s, &who, q.stale, q.org.as_deref()).await?;
     Ok(Json(budget_view(&s, &org)))
 }
 

@@ -198,16 +198,7 @@ impl ClusterState {
         }
         let mut thresholds = Vec::with_capacity(c.thresholds.len());
         for t in &c.thresholds {
-            let d: rust_decimal::Decimal = t
-                .trim()
-                .parse()
-                .ok()
-                .filter(|d: &rust_decimal::Decimal| *d > rust_decimal::Decimal::ZERO && d.scale() <= 2)
-                .ok_or_else(|| {
-                    Rejected::Invalid(format!(
-                        "budget alert `{t}` is not an amount: write a positive decimal with at most two decimals (e.g. 100 or 250.50)"
-                    ))
-                })?;
+            let d = crate::billing::types::positive_amount("budget alert", t)?;
             thresholds.push(d);
         }
         thresholds.sort();

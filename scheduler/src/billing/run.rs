@@ -293,12 +293,7 @@ impl ClusterState {
             meters::record(&mut self.billing.usage, &self.projects, interval);
         }
         // Reservations: every second of their term, used or not.
-        let terms: Vec<u32> = books
-            .0
-            .values()
-            .next()
-            .map(|b| b.reserved_discount.keys().copied().collect())
-            .unwrap_or_default();
+        let terms = meters::terms(books);
         let ids: Vec<_> = self
             .reservations
             .values()

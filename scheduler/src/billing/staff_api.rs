@@ -41,9 +41,14 @@ pub struct RunView {
     pub totals: std::collections::BTreeMap<String, String>,
 }
 
-fn run_view(state: &ClusterState, period: &str, ids: &[String], at: i64) -> RunView {
+fn run_view<'a>(
+    state: &ClusterState,
+    period: &str,
+    ids: impl IntoIterator<Item = &'a String>,
+    at: i64,
+) -> RunView {
     let invoices: Vec<InvoiceSummary> = ids
-        .iter()
+        .into_iter()
         .filter_map(|id| state.billing.invoices.get(id))
         .map(|i| InvoiceSummary::new(i))
         .collect();
@@ -137,12 +142,7 @@ pub async fn run(
         .ok_or_else(|| Problem::internal("the run was not kept"))?;
     Ok(crate::api::context::created(
         format!("/v1/billing/runs/{}", req.period),
-        run_view(
-            &state,
-            &req.period,
-            &record.invoices.iter().cloned().collect::<Vec<_>>(),
-            record.at_ms,
-        ),
+        run_view(&state, &req.period, &record.invoices, record.at_ms),
     ))
 }
 
@@ -205,12 +205,7 @@ pub async fn get_run(
         .runs
         .get(&period)
         .ok_or_else(|| Problem::not_found(format!("period `{period}` has not been billed")))?;
-    Ok(Json(run_view(
-        &state,
-        &period,
-        &r.invoices.iter().cloned().collect::<Vec<_>>(),
-        r.at_ms,
-    )))
+    Ok(Json(run_view(&state, &period, &r.invoices, r.at_ms)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -245,12 +240,7 @@ pub async fn finalize(
         .runs
         .get(&period)
         .ok_or_else(|| Problem::not_found(format!("period `{period}` has not been billed")))?;
-    Ok(Json(run_view(
-        &state,
-        &period,
-        &r.invoices.iter().cloned().collect::<Vec<_>>(),
-        r.at_ms,
-    )))
+    Ok(Json(run_view(&state, &period, &r.invoices, r.at_ms)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

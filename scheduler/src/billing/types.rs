@@ -387,3 +387,17 @@ pub fn date_of(ms: i64) -> time::Date {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
         .date()
 }
+
+/// A positive amount with at most two decimals, as commands carry amounts (`what` names the
+/// field in the refusal).
+pub fn positive_amount(what: &str, text: &str) -> Result<Decimal, crate::state::rejected::Rejected> {
+    text.trim()
+        .parse::<Decimal>()
+        .ok()
+        .filter(|d| *d > Decimal::ZERO && d.scale() <= 2)
+        .ok_or_else(|| {
+            crate::state::rejected::Rejected::Invalid(format!(
+                "{what} `{text}` is not an amount: write a positive decimal with at most two decimals (e.g. 25.00)"
+            ))
+        })
+}
