@@ -390,7 +390,10 @@ pub fn date_of(ms: i64) -> time::Date {
 
 /// A positive amount with at most two decimals, as commands carry amounts (`what` names the
 /// field in the refusal).
-pub fn positive_amount(what: &str, text: &str) -> Result<Decimal, crate::state::rejected::Rejected> {
+pub fn positive_amount(
+    what: &str,
+    text: &str,
+) -> Result<Decimal, crate::state::rejected::Rejected> {
     text.trim()
         .parse::<Decimal>()
         .ok()
