@@ -99,7 +99,15 @@ pub enum InstanceCommand {
         wait: bool,
     },
     /// List your instances.
-    List,
+    List {
+        /// Instances that have ended (deleted, or gone after they stopped), newest first,
+        /// from the scheduler's history.
+        #[arg(long)]
+        ended: bool,
+        /// With --ended: how many to show (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Show one instance.
     Get { id: String },
     /// Delete an instance (its VM is destroyed).
@@ -291,6 +299,30 @@ fn print_json(v: &Value) {
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("-")
+}
+
+fn print_ended(instances: &[Value]) {
+    let rows: Vec<[String; 7]> = instances
+        .iter()
+        .map(|i| {
+            [
+                "id",
+                "name",
+                "flavor",
+                "region",
+                "created_at",
+                "ended_at",
+                "end_reason",
+            ]
+            .map(|k| s(i, k).to_owned())
+        })
+        .collect();
+    print_rows(
+        [
+            "ID", "NAME", "FLAVOR", "REGION", "CREATED", "ENDED", "REASON",
+        ],
+        &rows,
+    );
 }
 
 fn print_table(instances: &[Value]) {
@@ -509,7 +541,28 @@ pub async fn run(args: ClientArgs, command: InstanceCommand) -> anyhow::Result<(
                 eprintln!("instance {id} is {}", s(&instance, "state"));
             }
         }
-        InstanceCommand::List => {
+        InstanceCommand::List { ended: true, limit } => {
+            let list = client
+                .call(
+                    Method::GET,
+                    &format!("/v1/instances?state=ended&limit={limit}"),
+                    None,
+                    false,
+                )
+                .await?
+                .unwrap_or_default();
+            if json {
+                print_json(&list);
+            } else {
+                print_ended(
+                    list["instances"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        InstanceCommand::List { ended: false, .. } => {
             let list = client.list_all("/v1/instances", "instances").await?;
             if json {
                 print_json(&list);

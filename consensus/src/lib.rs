@@ -33,6 +33,11 @@ pub use transport::mem::{Faults, MemNetwork, MemTransport};
 pub use transport::quic::{QuicCloser, QuicEndpoint, QuicTransport, QuicTransportError};
 pub use transport::{NoPeers, Transport};
 
+/// Makes the state machine's bytes of a snapshot sent to a peer from those written locally
+/// (see [`StateMachine::outgoing_snapshot`]).
+pub type OutgoingSnapshotFn =
+    std::sync::Arc<dyn Fn(u64, &[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
+
 /// The deterministic state machine the log drives.
 pub trait StateMachine: Send + 'static {
     /// What applying one command returns to its proposer.
@@ -59,6 +64,16 @@ pub trait StateMachine: Send + 'static {
     /// the applied index moves: a state machine that serves readers from a published copy
     /// publishes here, so a proposer that was answered reads its own write.
     fn publish(&mut self) {}
+
+    /// How the snapshot a peer is sent is made from the one this replica wrote, for a state
+    /// machine that keeps part of itself beside its snapshots (the scheduler keeps its
+    /// history in a store of its own, made durable before each snapshot, and adds it only to
+    /// what it sends). Called once at start; the function runs on the thread that reads a
+    /// snapshot for a peer, with the snapshot's index and the state machine's bytes in it.
+    /// `None` (the default): peers get the snapshot as written.
+    fn outgoing_snapshot(&self) -> Option<OutgoingSnapshotFn> {
+        None
+    }
 
     /// Replaces the state with one from [`StateMachine::snapshot`]; empty `data` means the
     /// initial state (a new group starts from an empty snapshot). An error stops the replica.

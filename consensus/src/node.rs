@@ -262,6 +262,9 @@ impl<O: Send + 'static> Raft<O> {
             .initial_state_voters()
             .is_some_and(|v| v == [config.id]);
         let snapshot_writer = store.snapshot_writer();
+        if let Some(make) = state_machine.outgoing_snapshot() {
+            store.make_outgoing(make);
+        }
         let mut node = RawNode::new(&raft_config, store, &crate::slog_bridge::logger())
             .map_err(StartError::Config)?;
         if single_voter {

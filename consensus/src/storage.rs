@@ -100,13 +100,36 @@ pub struct LogStore {
 /// drops it as coming from an old term). So the runner only ever takes a snapshot that is
 /// ready; raft-rs is told it is temporarily unavailable meanwhile and asks again on the
 /// peer's next heartbeat response.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct OutgoingSnapshot {
     loading: std::sync::atomic::AtomicBool,
     ready: Mutex<Option<SnapshotFile>>,
+    /// The state machine's say in what a peer is sent (see
+    /// [`crate::StateMachine::outgoing_snapshot`]).
+    make: std::sync::OnceLock<crate::OutgoingSnapshotFn>,
+}
+
+impl std::fmt::Debug for OutgoingSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingSnapshot")
+            .field("loading", &self.loading)
+            .field("made_by_state_machine", &self.make.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl OutgoingSnapshot {
+    /// What a peer is sent of `file`: as written, or as the state machine makes it.
+    fn made(&self, file: Option<SnapshotFile>) -> Result<Option<SnapshotFile>, String> {
+        let (Some(mut file), Some(make)) = (file.clone(), self.make.get()) else {
+            return Ok(file);
+        };
+        let (requests, state) = crate::requests::unwrap(&file.data)?;
+        let state = make(file.index, state)?;
+        file.data = crate::requests::wrap(&requests, state);
+        Ok(Some(file))
+    }
+
     /// The loaded snapshot if it satisfies `fits`; otherwise starts loading the newest one
     /// (unless a load is under way) and returns `None`.
     fn take_or_load(
@@ -129,9 +152,15 @@ impl OutgoingSnapshot {
                 .name("raft-snapshot-read".into())
                 .spawn(move || {
                     match snapshots.latest() {
-                        Ok(file) => {
-                            *this.ready.lock().expect("outgoing snapshot lock poisoned") = file
-                        }
+                        Ok(file) => match this.made(file) {
+                            Ok(file) => {
+                                *this.ready.lock().expect("outgoing snapshot lock poisoned") = file
+                            }
+                            Err(message) => tracing::warn!(
+                                message,
+                                "cannot make the snapshot for a peer; raft will ask again"
+                            ),
+                        },
                         Err(e) => tracing::warn!(
                             error = %vmcloud_proto::ErrorChain(&e),
                             "cannot read the newest snapshot for a peer; raft will ask again"
@@ -332,6 +361,12 @@ impl LogStore {
     }
 
     /// A writer of snapshots for the applier's snapshot thread.
+    /// Lets the state machine make what peers are sent (see
+    /// [`crate::StateMachine::outgoing_snapshot`]); set once, at start.
+    pub fn make_outgoing(&self, make: crate::OutgoingSnapshotFn) {
+        let _ = self.outgoing.make.set(make);
+    }
+
     pub fn snapshot_writer(&self) -> SnapshotWriter {
         SnapshotWriter {
             snapshots: self.snapshots.clone(),

@@ -188,19 +188,12 @@ async fn demo_network(
     ];
     let with_instance = [
         Body::CreateInstance(pb::CreateInstance {
-            instance_id: instance.to_string(),
-            project_id: project.to_string(),
-            name: "demo-web".into(),
-            flavor: "vps-s".into(),
-            image: "debian-12".into(),
-            region: region.into(),
-            vcpus: flavor.vcpus,
-            memory_mib: flavor.memory_mib,
-            disk_gib: flavor.disk_gib,
             vnis: Some(catalog.networks.vnis()),
             public_ipv4: !r.public_ipv4.is_empty(),
             public_pool: r.public_ipv4.clone(),
-            ..Default::default()
+            ..flavor
+                .spec("demo-web".into(), "vps-s", "debian-12", region)
+                .create_command(&instance, project)
         }),
         Body::AttachFirewall(pb::AttachFirewall {
             firewall_id: firewall,

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::instances::types::{GpuRequest, InstanceSpec};
 use vmcloud_proto::config::{ConfigError, parse_toml};
 
 /// The catalog that ships with the scheduler.
@@ -90,6 +92,26 @@ pub struct Flavor {
     /// another (default 120 s).
     #[serde(default = "default_spot_notice")]
     pub spot_notice_s: u32,
+}
+
+impl Flavor {
+    /// What an instance of this flavor (named `flavor` in the catalog) is made of.
+    pub fn spec(&self, name: String, flavor: &str, image: &str, region: &str) -> InstanceSpec {
+        InstanceSpec {
+            name,
+            flavor: flavor.to_owned(),
+            image: image.to_owned(),
+            region: region.to_owned(),
+            vcpus: self.vcpus,
+            memory_mib: self.memory_mib,
+            disk_gib: self.disk_gib,
+            gpu: self.gpu.as_ref().map(|g| GpuRequest {
+                model: g.model.clone(),
+                count: g.count,
+                mig_profile: g.mig.clone(),
+            }),
+        }
+    }
 }
 
 /// Seconds of notice spot work may ask for, or a flavor may set.

@@ -76,15 +76,19 @@ impl Cluster {
         self.state.read()
     }
 
-    /// This replica's history store (ended workloads, audit events), once everything applied
-    /// so far is written to it (waiting at most a second; `None` when it keeps none).
-    pub async fn history(&self) -> Option<std::sync::Arc<crate::history::store::HistoryStore>> {
+    /// This replica's history store (ended workloads, audit events) and whether everything
+    /// applied so far is written to it (waiting at most a second for that; `None` when the
+    /// replica keeps no history).
+    pub async fn history(
+        &self,
+    ) -> Option<(std::sync::Arc<crate::history::store::HistoryStore>, bool)> {
         let state = self.state.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             state.history_written_within(std::time::Duration::from_secs(1))
         })
-        .await;
-        self.state.history().cloned()
+        .await
+        .unwrap_or(false);
+        self.state.history().cloned().map(|h| (h, written))
     }
 
     /// Changes after every applied batch of log entries.

@@ -11,7 +11,7 @@ use serde_json::json;
 use vmcloud_proto::{InstanceId, ProjectId};
 use vmcloud_scheduler::catalog::Catalog;
 use vmcloud_scheduler::fleet_generator::{REGIONS, generate_fleet, summary};
-use vmcloud_scheduler::instances::types::{GpuRequest, Instance, InstanceSpec};
+use vmcloud_scheduler::instances::types::{Instance, InstanceSpec};
 use vmcloud_scheduler::placement::fleet_index::FleetIndex;
 use vmcloud_scheduler::placement::select::place_one;
 use vmcloud_scheduler::state::index::Usage;
@@ -52,12 +52,7 @@ pub struct PlacementBenchArgs {
 }
 
 /// A request drawn from the catalog: a VPS, or a GPU instance with probability `gpu_share`.
-pub(super) fn request(
-    rng: &mut StdRng,
-    catalog: &Catalog,
-    project: &ProjectId,
-    gpu_share: f64,
-) -> Instance {
+pub(super) fn request(rng: &mut StdRng, catalog: &Catalog, gpu_share: f64) -> InstanceSpec {
     let flavors: Vec<(&String, _)> = catalog.flavors.iter().collect();
     let gpu = rng.random_bool(gpu_share);
     let pool: Vec<_> = flavors
@@ -65,25 +60,13 @@ pub(super) fn request(
         .filter(|(_, f)| f.gpu.is_some() == gpu)
         .collect();
     let (name, flavor) = pool[rng.random_range(0..pool.len())];
-    Instance::pending(
-        InstanceId::generate(),
-        project.clone(),
-        InstanceSpec {
-            name: "bench".into(),
-            flavor: (*name).clone(),
-            image: "debian-12".into(),
-            region: REGIONS[rng.random_range(0..REGIONS.len())].to_owned(),
-            vcpus: flavor.vcpus.min(12),
-            memory_mib: flavor.memory_mib.min(98_304),
-            disk_gib: flavor.disk_gib,
-            gpu: flavor.gpu.as_ref().map(|g| GpuRequest {
-                model: g.model.clone(),
-                count: g.count,
-                mig_profile: g.mig.clone(),
-            }),
-        },
-        0,
-    )
+    let region = REGIONS[rng.random_range(0..REGIONS.len())];
+    let spec = flavor.spec("bench".into(), name, "debian-12", region);
+    InstanceSpec {
+        vcpus: spec.vcpus.min(12),
+        memory_mib: spec.memory_mib.min(98_304),
+        ..spec
+    }
 }
 
 /// Times `n` decisions; applies each successful one to `usage` (so later ones see it).
@@ -109,7 +92,10 @@ pub fn placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
     let state = generate_fleet(args.hosts, args.seed, 0.8);
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5eed);
     let requests: Vec<Instance> = (0..args.decisions)
-        .map(|_| request(&mut rng, &catalog, &project, 0.3))
+        .map(|_| {
+            let spec = request(&mut rng, &catalog, 0.3);
+            Instance::pending(InstanceId::generate(), project.clone(), spec, 0)
+        })
         .collect();
 
     // One thread, each decision applied before the next.

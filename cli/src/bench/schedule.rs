@@ -125,26 +125,8 @@ async fn run(args: &ScheduleBenchArgs, dir: &Path) -> anyhow::Result<()> {
     let workloads: Arc<Vec<pb::CreateInstance>> = Arc::new(
         (0..args.workloads)
             .map(|_| {
-                let i = request(&mut rng, &catalog, &project, args.gpu_share);
-                pb::CreateInstance {
-                    instance_id: InstanceId::generate().to_string(),
-                    project_id: project.to_string(),
-                    name: "bench".into(),
-                    flavor: i.flavor,
-                    image: i.image,
-                    region: i.region,
-                    vcpus: i.vcpus,
-                    memory_mib: i.memory_mib,
-                    disk_gib: i.disk_gib,
-                    gpu_model: i.gpu.as_ref().map(|g| g.model.clone()).unwrap_or_default(),
-                    gpu_count: i.gpu.as_ref().map_or(0, |g| g.count),
-                    gpu_mig_profile: i
-                        .gpu
-                        .as_ref()
-                        .and_then(|g| g.mig_profile.clone())
-                        .unwrap_or_default(),
-                    ..Default::default()
-                }
+                request(&mut rng, &catalog, args.gpu_share)
+                    .create_command(&InstanceId::generate(), &project)
             })
             .collect(),
     );

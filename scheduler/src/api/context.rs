@@ -46,6 +46,46 @@ pub struct ApiState {
     pub stripe: Option<crate::billing::stripe::Stripe>,
 }
 
+impl ApiState {
+    /// Runs `read` on this replica's history store on a blocking thread (history lives on
+    /// disk), once what is applied has been written to it; 503 when the replica keeps no
+    /// history, 500 when the store fails.
+    pub async fn read_history<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(
+            &crate::history::store::HistoryStore,
+        ) -> Result<T, crate::history::store::HistoryError>
+        + Send
+        + 'static,
+    ) -> Result<T, Problem> {
+        let (store, written) = self.cluster.history().await.ok_or_else(|| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "History unavailable",
+                "this replica keeps no history store: ask another replica",
+            )
+        })?;
+        if !written {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "History not written yet",
+                "this replica is still writing its history (a snapshot it restored): try again in a few seconds, or ask another replica",
+            ));
+        }
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| Problem::internal(format!("the history query stopped: {e}")))?
+            .map_err(|e| {
+                Problem::internal(format!(
+                    "the history store failed: {}",
+                    vmcloud_proto::ErrorChain(&e)
+                ))
+            })
+    }
+}
+
 /// A query string whose decoding errors become problem+json 400s.
 #[derive(axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(Problem))]

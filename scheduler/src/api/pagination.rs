@@ -28,7 +28,8 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     #[serde(default)]
     pub cursor: Option<String>,
-    /// Only items in this state.
+    /// Only items in this state (instances: `ended` lists those that have ended, from history,
+    /// newest first).
     #[serde(default)]
     pub state: Option<String>,
     /// Only items in this region.

@@ -174,24 +174,9 @@ pub async fn list(
         org: org_of_caller(&s, &who, q.org.as_deref())?,
         ..filter
     };
-    let store = s.cluster.history().await.ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Unavailable",
-            "this replica keeps no history store",
-        )
-    })?;
-    let page =
-        tokio::task::spawn_blocking(move || store.audit_page(&filter, after, limit, newest_first))
-            .await
-            .map_err(|e| Problem::internal(format!("the audit query stopped: {e}")))?
-            .map_err(|e| {
-                Problem::internal(format!(
-                    "the history store failed: {}",
-                    vmcloud_proto::ErrorChain(&e)
-                ))
-            })?;
+    let page = s
+        .read_history(move |store| store.audit_page(&filter, after, limit, newest_first))
+        .await?;
     Ok(Json(AuditList {
         next_cursor: page
             .last

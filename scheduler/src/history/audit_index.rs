@@ -162,19 +162,19 @@ impl HistoryStore {
         Ok(AuditPage { events, last })
     }
 
-    /// Up to `limit` delivery attempts to `endpoint`, newest first, before `before` (exclusive),
-    /// and the key of the last one when more may follow.
-    pub fn deliveries_page(
+    /// Up to `limit` records filed under `dimension` (`deliveries:<endpoint>`,
+    /// `ended:<project>`; see [`crate::history::audit_tables`]), newest first, before `before`
+    /// (exclusive), and the key of the last one when more may follow.
+    pub fn dimension_page(
         &self,
-        endpoint: &str,
+        dimension: &str,
         before: Option<HistoryKey>,
         limit: usize,
     ) -> Result<(Vec<HistoryRecord>, Option<HistoryKey>), HistoryError> {
         let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
         let records = txn.open_table(RECORDS).map_err(|e| self.failed(e))?;
         let by = txn.open_table(BY).map_err(|e| self.failed(e))?;
-        let dimension = format!("deliveries:{endpoint}");
-        let d = dimension.as_str();
+        let d = dimension;
         let hi = match before {
             Some(k) if (k.index, k.seq) == (0, 0) => return Ok((Vec::new(), None)),
             Some(k) if k.seq > 0 => (k.index, k.seq - 1),

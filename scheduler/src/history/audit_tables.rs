@@ -6,7 +6,9 @@ use redb::TableDefinition;
 use crate::history::types::{HistoryKey, HistoryRecord};
 
 /// Every audit event under several dimensions: `all`, `org:<id>`, `actor:<actor>`,
-/// `resource:<resource>`; each dimension's keys in log order.
+/// `resource:<resource>`; a webhook endpoint's delivery attempts under
+/// `deliveries:<endpoint>`; a project's ended instances under `ended:<project>`. Each
+/// dimension's keys in log order.
 pub(super) const BY: TableDefinition<(&str, u64, u32), ()> = TableDefinition::new("audit_by");
 /// Every audit event by time, to find where a time range starts.
 pub(super) const BY_TIME: TableDefinition<(i64, u64, u32), ()> =
@@ -47,6 +49,17 @@ impl<'t> Writer<'t> {
             self.by.insert(
                 (
                     format!("deliveries:{endpoint_id}").as_str(),
+                    key.index,
+                    key.seq,
+                ),
+                (),
+            )?;
+            return Ok(());
+        }
+        if let HistoryRecord::InstanceEnded { instance, .. } = record {
+            self.by.insert(
+                (
+                    format!("ended:{}", instance.project).as_str(),
                     key.index,
                     key.seq,
                 ),

@@ -11,5 +11,6 @@
 
 pub mod audit_index;
 pub mod audit_tables;
+pub mod section;
 pub mod store;
 pub mod types;

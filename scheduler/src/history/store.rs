@@ -7,11 +7,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 
 use crate::history::types::{HistoryKey, HistoryRecord};
 
 pub(super) const RECORDS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("history");
+/// What the store says of itself: `index_version`, the version of the index tables.
+const META: TableDefinition<&str, u64> = TableDefinition::new("history_meta");
+/// The index tables' version: a store whose indexes are older (a dimension was added since)
+/// has them rebuilt from its records when it is opened.
+const INDEX_VERSION: u64 = 2;
 /// Pages redb keeps in memory: history is read rarely and paged, so a small cache keeps the
 /// replica's memory flat however long its history grows.
 const CACHE_BYTES: usize = 16 << 20;
@@ -70,6 +77,23 @@ pub(super) fn decode(key: HistoryKey, bytes: &[u8]) -> Result<HistoryRecord, His
     })
 }
 
+/// Rebuilds the index tables from the records (a store written by an older binary).
+fn reindex(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    crate::history::audit_tables::delete(txn)?;
+    crate::history::audit_tables::create(txn)?;
+    let records = txn.open_table(RECORDS)?;
+    let mut index = crate::history::audit_tables::Writer::open(txn)?;
+    for item in records.iter()? {
+        let (k, v) = item?;
+        let (index_, seq) = k.value();
+        // A record this binary cannot read is kept, just not indexed.
+        if let Ok(record) = rmp_serde::from_slice::<HistoryRecord>(v.value()) {
+            index.insert(HistoryKey { index: index_, seq }, &record)?;
+        }
+    }
+    Ok(())
+}
+
 impl HistoryStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<HistoryStore, HistoryError> {
@@ -88,6 +112,14 @@ impl HistoryStore {
         store.write(|t| {
             t.open_table(RECORDS)?;
             crate::history::audit_tables::create(t)?;
+            let meta = t.open_table(META)?;
+            let version = meta.get("index_version")?.map(|v| v.value());
+            if version.is_none_or(|v| v < INDEX_VERSION) {
+                // Empty (new) or indexed by an older binary: (re)build every index table.
+                drop(meta);
+                reindex(t)?;
+                t.open_table(META)?.insert("index_version", INDEX_VERSION)?;
+            }
             Ok(())
         })?;
         Ok(store)
@@ -145,6 +177,7 @@ impl HistoryStore {
         records: impl IntoIterator<Item = (HistoryKey, &'a [u8])>,
     ) -> Result<(), HistoryError> {
         self.write(|txn| {
+            txn.open_table(META)?.remove("durable_through")?;
             txn.delete_table(RECORDS)?;
             crate::history::audit_tables::delete(txn)?;
             let mut table = txn.open_table(RECORDS)?;
@@ -158,6 +191,49 @@ impl HistoryStore {
             }
             Ok(())
         })
+    }
+
+    /// Makes everything written so far durable (one fsync) and notes that history is
+    /// complete through log index `through`: a snapshot at that index may then leave the
+    /// history out (see [`crate::state::snapshot_format`]).
+    pub fn make_durable(&self, through: u64) -> Result<(), HistoryError> {
+        let txn = self.db.begin_write().map_err(|e| self.failed(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.failed(e))?;
+            let before = meta
+                .get("durable_through")
+                .map_err(|e| self.failed(e))?
+                .map_or(0, |v| v.value());
+            meta.insert("durable_through", before.max(through))
+                .map_err(|e| self.failed(e))?;
+        }
+        txn.commit().map_err(|e| self.failed(e))?;
+        self.since_durable
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The log index through which history is known to be complete and durable (0: none).
+    pub fn durable_through(&self) -> Result<u64, HistoryError> {
+        let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
+        let meta = txn.open_table(META).map_err(|e| self.failed(e))?;
+        Ok(meta
+            .get("durable_through")
+            .map_err(|e| self.failed(e))?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// Replaces the whole history with the records of a snapshot's history section.
+    pub fn replace_section(&self, section: &[u8]) -> Result<(), HistoryError> {
+        let records = crate::history::section::HistoryRecords::new(section)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.failed(e))?;
+        self.replace_all(records)
+    }
+
+    /// Where the store is on disk.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// How many records there are.
@@ -240,6 +316,17 @@ impl FrozenHistory {
     }
 }
 
+/// Runs `write` until it succeeds, waiting longer after each failure: history is kept and
+/// tried again, never lost.
+fn retry(what: &str, mut write: impl FnMut() -> Result<(), HistoryError>) {
+    let mut wait = Duration::from_millis(100);
+    while let Err(e) = write() {
+        tracing::warn!(error = %vmcloud_proto::ErrorChain(&e), "{what}; trying again");
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
+}
+
 /// Batches queued for the writer at most: beyond, the applier waits for it (memory stays
 /// flat however fast entries are applied; the writer's pace is the applier's).
 const QUEUED_BATCHES: usize = 256;
@@ -253,45 +340,70 @@ const QUEUED_BATCHES: usize = 256;
 #[derive(Debug, Clone)]
 pub struct HistoryWriter {
     store: Arc<HistoryStore>,
-    queue: std::sync::mpsc::SyncSender<(u64, Vec<(HistoryKey, HistoryRecord)>)>,
+    queue: std::sync::mpsc::SyncSender<Job>,
     written: Arc<(Mutex<u64>, Condvar)>,
     /// The last log index whose records were queued: batches without records send nothing,
     /// and everything up to any later index is written once this one is.
     queued: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// What the writer thread is asked to do, in the order asked.
+enum Job {
+    /// A batch's records; the batch's last log index.
+    Append(u64, Vec<(HistoryKey, HistoryRecord)>),
+    /// A restore: the whole history becomes a snapshot's records (its history section, see
+    /// [`crate::state::snapshot_format`]), written through the snapshot's index.
+    Replace(u64, Vec<u8>),
+}
+
 impl HistoryWriter {
     /// Starts the writer thread for `store`.
     pub fn start(store: HistoryStore) -> HistoryWriter {
         let store = Arc::new(store);
-        let (queue, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<(HistoryKey, HistoryRecord)>)>(
-            QUEUED_BATCHES,
-        );
+        let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUED_BATCHES);
         let written: Arc<(Mutex<u64>, Condvar)> = Arc::default();
         let (s, w) = (store.clone(), written.clone());
         std::thread::Builder::new()
             .name("history-writer".into())
             .spawn(move || {
-                while let Ok((mut last, mut records)) = rx.recv() {
-                    while let Ok((l, more)) = rx.try_recv() {
-                        last = l;
-                        records.extend(more);
-                    }
-                    let mut wait = Duration::from_millis(100);
-                    // Kept and tried again until it succeeds: nothing is lost.
-                    while let Err(e) = s.append(&records) {
-                        tracing::warn!(
-                            error = %vmcloud_proto::ErrorChain(&e),
-                            records = records.len(),
-                            "history records could not be written; trying again"
-                        );
-                        std::thread::sleep(wait);
-                        wait = (wait * 2).min(Duration::from_secs(10));
-                    }
+                let mut next = rx.recv().ok();
+                while let Some(job) = next.take() {
+                    let last = match job {
+                        Job::Append(mut last, mut records) => {
+                            // Coalesce the appends queued behind it into one transaction.
+                            loop {
+                                match rx.try_recv() {
+                                    Ok(Job::Append(l, more)) => {
+                                        last = l;
+                                        records.extend(more);
+                                    }
+                                    Ok(other) => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            retry("history records could not be written", || {
+                                s.append(&records)
+                            });
+                            last
+                        }
+                        Job::Replace(last, section) => {
+                            retry("the history of a snapshot could not be written", || {
+                                s.replace_section(&section)
+                            });
+                            last
+                        }
+                    };
                     let (lock, done) = &*w;
                     let mut w = lock.lock().expect("history lock poisoned");
                     *w = (*w).max(last);
                     done.notify_all();
+                    drop(w);
+                    if next.is_none() {
+                        next = rx.recv().ok();
+                    }
                 }
             })
             .expect("the history writer thread starts");
@@ -300,6 +412,21 @@ impl HistoryWriter {
             queue,
             written,
             queued: Arc::default(),
+        }
+    }
+
+    /// Replaces the whole history with a snapshot's history section, on the writer thread
+    /// after what is queued; until it is written, [`HistoryWriter::wait_written`] waits for
+    /// it (the state is served meanwhile; history reads wait).
+    pub fn replace(&self, through: u64, section: Vec<u8>) {
+        {
+            let (lock, _) = &*self.written;
+            *lock.lock().expect("history lock poisoned") = 0;
+        }
+        self.queued
+            .store(through, std::sync::atomic::Ordering::Release);
+        if self.queue.send(Job::Replace(through, section)).is_err() {
+            tracing::error!("the history writer has stopped; a snapshot's history is lost");
         }
     }
 
@@ -315,9 +442,20 @@ impl HistoryWriter {
         }
         self.queued
             .store(last, std::sync::atomic::Ordering::Release);
-        if self.queue.send((last, records)).is_err() {
+        if self.queue.send(Job::Append(last, records)).is_err() {
             tracing::error!("the history writer has stopped; history records are lost");
         }
+    }
+
+    /// Marks everything up to `index` as written (a restore from a snapshot whose history
+    /// the store already holds).
+    pub fn mark_written(&self, index: u64) {
+        self.queued
+            .fetch_max(index, std::sync::atomic::Ordering::AcqRel);
+        let (lock, done) = &*self.written;
+        let mut w = lock.lock().expect("history lock poisoned");
+        *w = (*w).max(index);
+        done.notify_all();
     }
 
     /// Waits until everything up to log index `index` is written, at most `limit`.
@@ -331,14 +469,78 @@ impl HistoryWriter {
             .expect("history lock poisoned");
         *guard >= index
     }
+}
 
-    /// Marks everything up to `index` as written (a restore replaced the history).
-    pub fn mark_written(&self, index: u64) {
-        self.queued
-            .fetch_max(index, std::sync::atomic::Ordering::AcqRel);
-        let (lock, done) = &*self.written;
-        let mut w = lock.lock().expect("history lock poisoned");
-        *w = (*w).max(index);
-        done.notify_all();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(project: &str, n: u32) -> HistoryRecord {
+        let id = vmcloud_proto::InstanceId::generate();
+        let spec = crate::instances::types::InstanceSpec {
+            name: format!("vm{n}"),
+            flavor: "vps-s".into(),
+            image: "debian-12".into(),
+            region: "par".into(),
+            vcpus: 1,
+            memory_mib: 1024,
+            disk_gib: 20,
+            gpu: None,
+        };
+        let project = vmcloud_proto::ProjectId::parse(project).unwrap();
+        HistoryRecord::InstanceEnded {
+            instance: Box::new(crate::instances::types::Instance::pending(
+                id, project, spec, 1,
+            )),
+            ended_at_ms: 2,
+            reason: "deleted".into(),
+        }
+    }
+
+    #[test]
+    fn a_store_indexed_by_an_older_binary_is_reindexed_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.redb");
+        {
+            let store = HistoryStore::open(&path).unwrap();
+            let records: Vec<_> = (0..3)
+                .map(|n| {
+                    (
+                        HistoryKey {
+                            index: 10 + n as u64,
+                            seq: 0,
+                        },
+                        ended("prj-a", n),
+                    )
+                })
+                .collect();
+            store.append(&records).unwrap();
+            // What an older binary left: no `ended:` entries, index version 1.
+            let txn = store.db.begin_write().unwrap();
+            crate::history::audit_tables::delete(&txn).unwrap();
+            crate::history::audit_tables::create(&txn).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("index_version", 1)
+                .unwrap();
+            txn.commit().unwrap();
+            assert!(
+                store
+                    .dimension_page("ended:prj-a", None, 10)
+                    .unwrap()
+                    .0
+                    .is_empty()
+            );
+        }
+        let store = HistoryStore::open(&path).unwrap();
+        let (page, _) = store.dimension_page("ended:prj-a", None, 10).unwrap();
+        assert_eq!(page.len(), 3);
+        assert!(
+            store
+                .dimension_page("ended:prj-b", None, 10)
+                .unwrap()
+                .0
+                .is_empty()
+        );
     }
 }

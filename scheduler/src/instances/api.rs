@@ -129,6 +129,12 @@ pub struct InstanceView {
     /// Its IPv6 address, in its host's /64 (once placed on a host that has one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<String>,
+    /// Ended instances (`?state=ended`): when it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    /// Ended instances: why it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -188,9 +194,24 @@ impl InstanceView {
             public_ipv4: i.public_ipv4.map(|a| a.to_string()),
             floating_ips: i.floating_ips.clone(),
             ipv6: i.ipv6.map(|a| a.to_string()),
+            ended_at: None,
+            end_reason: None,
+        }
+    }
+
+    /// An instance as history keeps it: its last record, in state `ended`.
+    fn ended(i: &Instance, ended_at_ms: i64, reason: String) -> Self {
+        InstanceView {
+            state: ENDED.to_owned(),
+            ended_at: Some(rfc3339(ended_at_ms)),
+            end_reason: Some(reason),
+            ..InstanceView::new(i)
         }
     }
 }
+
+/// The state `?state=` names to list a project's ended instances (from history).
+const ENDED: &str = "ended";
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InstanceList {
@@ -277,34 +298,12 @@ pub async fn create(
         .clone()
         .unwrap_or_else(|| format!("{}-{}", req.flavor, &id.as_str()[2..8]));
     let command = pb::CreateInstance {
-        instance_id: id.to_string(),
-        project_id: project.to_string(),
-        name,
-        flavor: req.flavor.clone(),
-        image: req.image.clone(),
-        region: req.region.clone(),
-        vcpus: flavor.vcpus,
-        memory_mib: flavor.memory_mib,
-        disk_gib: flavor.disk_gib,
-        gpu_model: flavor
-            .gpu
-            .as_ref()
-            .map(|g| g.model.clone())
-            .unwrap_or_default(),
-        gpu_count: flavor.gpu.as_ref().map_or(0, |g| g.count),
-        gpu_mig_profile: flavor
-            .gpu
-            .as_ref()
-            .and_then(|g| g.mig.clone())
-            .unwrap_or_default(),
-        session: None,
         market: market as i32,
         pool: req.pool.clone().unwrap_or_default(),
         node_selector: req.node_selector.clone().into_iter().collect(),
         spread_group: req.spread_group.clone().unwrap_or_default(),
         preemption_notice_s: req.preemption_notice_s.unwrap_or(flavor.spot_notice_s),
         reservation_id: reservation,
-        job: None,
         user_data: req.user_data.clone().unwrap_or_default(),
         ssh_keys: req.ssh_keys.clone(),
         network_id: req.network.clone().unwrap_or_default(),
@@ -316,6 +315,9 @@ pub async fn create(
         } else {
             Vec::new()
         },
+        ..flavor
+            .spec(name, &req.flavor, &req.image, &req.region)
+            .create_command(&id, &project)
     };
     match s
         .cluster
@@ -337,6 +339,9 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<InstanceList>, Problem> {
     let limit = q.limit()?;
+    if q.state.as_deref() == Some(ENDED) {
+        return ended_page(&s, &project, &q, limit).await.map(Json);
+    }
     let after = q
         .after()?
         .map(|(at, id)| {
@@ -364,6 +369,56 @@ pub async fn list(
 
 fn parse_id(id: &str) -> Result<InstanceId, Problem> {
     InstanceId::parse(id).map_err(|e| Problem::not_found(format!("no instance `{id}`: {e}")))
+}
+
+/// A page of the project's ended instances, newest first, read from the replica's history
+/// store through its `ended:<project>` index.
+async fn ended_page(
+    s: &ApiState,
+    project: &vmcloud_proto::ProjectId,
+    q: &ListQuery,
+    limit: usize,
+) -> Result<InstanceList, Problem> {
+    use crate::history::types::{HistoryKey, HistoryRecord};
+    let before = q
+        .after()?
+        .map(|(index, seq)| {
+            seq.parse().map(|seq| HistoryKey {
+                index: index as u64,
+                seq,
+            })
+        })
+        .transpose()
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-cursor",
+                "Invalid cursor",
+                "this cursor does not belong to a list of ended instances",
+            )
+        })?;
+    let dimension = format!("ended:{project}");
+    let (records, last) = s
+        .read_history(move |store| store.dimension_page(&dimension, before, limit))
+        .await?;
+    let region = q.region.as_deref();
+    let instances = records
+        .into_iter()
+        .filter_map(|r| match r {
+            HistoryRecord::InstanceEnded {
+                instance,
+                ended_at_ms,
+                reason,
+            } if region.is_none_or(|r| instance.region == r) => {
+                Some(InstanceView::ended(&instance, ended_at_ms, reason))
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(InstanceList {
+        instances,
+        next_cursor: last.map(|k| pagination::encode(&(k.index as i64, k.seq.to_string()))),
+    })
 }
 
 pub async fn get(

@@ -211,6 +211,39 @@ pub struct InstanceSpec {
     pub gpu: Option<GpuRequest>,
 }
 
+impl InstanceSpec {
+    /// The command that creates an instance of this spec: its id, project, name, flavor,
+    /// image, region and shape; everything else (market, pool, networks, GPUs' placement
+    /// hints…) at its default, for the caller to set with `pb::CreateInstance { field,
+    /// ..spec.create_command(..) }`. The one place the spec's fields become the command's
+    /// (API handlers, the demo tenant, benches, tests).
+    pub fn create_command(&self, id: &InstanceId, project: &ProjectId) -> pb::CreateInstance {
+        pb::CreateInstance {
+            instance_id: id.to_string(),
+            project_id: project.to_string(),
+            name: self.name.clone(),
+            flavor: self.flavor.clone(),
+            image: self.image.clone(),
+            region: self.region.clone(),
+            vcpus: self.vcpus,
+            memory_mib: self.memory_mib,
+            disk_gib: self.disk_gib,
+            gpu_model: self
+                .gpu
+                .as_ref()
+                .map(|g| g.model.clone())
+                .unwrap_or_default(),
+            gpu_count: self.gpu.as_ref().map_or(0, |g| g.count),
+            gpu_mig_profile: self
+                .gpu
+                .as_ref()
+                .and_then(|g| g.mig_profile.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+}
+
 impl Instance {
     /// A new on-demand instance of `spec`, pending since `at_ms`, with nothing else set: the
     /// one constructor (handlers, generators and tests change the fields they need with

@@ -200,38 +200,28 @@ pub async fn submit(
     };
     let command = pb::CreateJob {
         members: (0..members)
-            .map(|n| pb::CreateInstance {
-                instance_id: InstanceId::generate().to_string(),
-                project_id: project.to_string(),
-                name: if members == 1 {
+            .map(|n| {
+                let member = if members == 1 {
                     name.clone()
                 } else {
                     format!("{name}-{n}")
-                },
-                flavor: req.flavor.clone(),
-                image: req.image.clone(),
-                region: req.region.clone(),
-                vcpus: flavor.vcpus,
-                memory_mib: flavor.memory_mib,
-                disk_gib: flavor.disk_gib,
-                gpu_model: flavor
-                    .gpu
-                    .as_ref()
-                    .map(|g| g.model.clone())
-                    .unwrap_or_default(),
-                gpu_count: flavor.gpu.as_ref().map_or(0, |g| g.count),
-                market: market as i32,
-                reservation_id: reservation.clone(),
-                preemption_notice_s: req.preemption_notice_s.unwrap_or(flavor.spot_notice_s),
-                job: Some(pb::JobSpec {
-                    job_id: job.to_string(),
-                    priority: priority as i32,
-                    max_runtime_s: req.max_runtime_s,
-                    gang_size: members,
-                    member: n,
-                }),
-                vnis: Some(s.catalog.networks.vnis()),
-                ..Default::default()
+                };
+                pb::CreateInstance {
+                    market: market as i32,
+                    reservation_id: reservation.clone(),
+                    preemption_notice_s: req.preemption_notice_s.unwrap_or(flavor.spot_notice_s),
+                    job: Some(pb::JobSpec {
+                        job_id: job.to_string(),
+                        priority: priority as i32,
+                        max_runtime_s: req.max_runtime_s,
+                        gang_size: members,
+                        member: n,
+                    }),
+                    vnis: Some(s.catalog.networks.vnis()),
+                    ..flavor
+                        .spec(member, &req.flavor, &req.image, &req.region)
+                        .create_command(&InstanceId::generate(), &project)
+                }
             })
             .collect(),
     };

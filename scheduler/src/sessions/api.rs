@@ -304,19 +304,7 @@ pub async fn launch(
         1,
     )?;
     let id = InstanceId::generate();
-    let gpu = flavor.gpu.as_ref().expect("checked: a GPU flavor");
     let command = pb::CreateInstance {
-        instance_id: id.to_string(),
-        project_id: project.to_string(),
-        name: format!("{}-{}", req.title, &id.as_str()[2..8]),
-        flavor: req.flavor.clone(),
-        image: SESSION_IMAGE.to_owned(),
-        region,
-        vcpus: flavor.vcpus,
-        memory_mib: flavor.memory_mib,
-        disk_gib: flavor.disk_gib,
-        gpu_model: gpu.model.clone(),
-        gpu_count: gpu.count,
         pool: req.pool.clone().unwrap_or_default(),
         market: market as i32,
         preemption_notice_s: flavor.spot_notice_s,
@@ -327,7 +315,14 @@ pub async fn launch(
             rtt_ms: rtt_ms.unwrap_or(0),
         }),
         vnis: Some(s.catalog.networks.vnis()),
-        ..Default::default()
+        ..flavor
+            .spec(
+                format!("{}-{}", req.title, &id.as_str()[2..8]),
+                &req.flavor,
+                SESSION_IMAGE,
+                &region,
+            )
+            .create_command(&id, &project)
     };
     let instance = match s
         .cluster

@@ -107,6 +107,70 @@ impl SharedState {
     }
 }
 
+/// How long each part of a restore took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreTimes {
+    /// Decoding the state from the snapshot's bytes.
+    pub decode: Duration,
+    /// Checking the snapshot's history section and handing it to the history writer (which
+    /// writes it on its own thread while the state is served).
+    pub history: Duration,
+    /// Rebuilding the derived indexes and publishing.
+    pub index: Duration,
+}
+
+impl SharedState {
+    /// Replaces the state and history with a snapshot's ([`snapshot_format`]; empty: the
+    /// initial state) and says how long each part took.
+    pub fn restore_timed(&mut self, data: &[u8]) -> Result<RestoreTimes, String> {
+        let mut times = RestoreTimes::default();
+        let started = std::time::Instant::now();
+        let (mut state, history) = if data.is_empty() {
+            (
+                ClusterState::default(),
+                snapshot_format::History::Section(&[]),
+            )
+        } else {
+            snapshot_format::decode(data).map_err(|e| chain(&e))?
+        };
+        state.migrate_tenancy();
+        times.decode = started.elapsed();
+        let started = std::time::Instant::now();
+        if let Some(writer) = &self.history {
+            match history {
+                snapshot_format::History::InStore => {
+                    // A snapshot this replica wrote: its store holds the history through it.
+                    let durable = writer.store().durable_through().map_err(|e| chain(&e))?;
+                    if durable < state.applied_index {
+                        tracing::warn!(
+                            snapshot = state.applied_index,
+                            durable,
+                            store = %writer.store().path().display(),
+                            "the history store is not complete through the snapshot (was it replaced or lost?): history before the snapshot may be missing on this replica; other replicas keep theirs"
+                        );
+                    }
+                    writer.mark_written(state.applied_index);
+                }
+                snapshot_format::History::Section(section) => {
+                    // Checked here, so a damaged snapshot is refused before anything is
+                    // replaced.
+                    for record in snapshot_format::HistoryRecords::new(section) {
+                        record.map_err(|e| chain(&e))?;
+                    }
+                    // Written by the writer thread after what is queued (the replaced
+                    // state's records), while the state is served; history reads wait.
+                    writer.replace(state.applied_index, section.to_vec());
+                }
+            }
+        }
+        times.history = started.elapsed();
+        let started = std::time::Instant::now();
+        self.replace(state);
+        times.index = started.elapsed();
+        Ok(times)
+    }
+}
+
 /// An error and its causes, as the consensus crate takes a state machine's reason.
 fn chain(e: &dyn std::error::Error) -> String {
     vmcloud_proto::ErrorChain(e).to_string()
@@ -130,48 +194,41 @@ impl vmcloud_consensus::StateMachine for SharedState {
             .clone();
         let history = self.history.clone();
         Box::new(move || {
-            // The history up to the snapshot's index, once the writer has written it (the
-            // records after it are left out: the log replayed after the snapshot writes them).
-            let history = match &history {
-                Some(writer) => {
-                    if !writer.wait_written(copy.applied_index, Duration::from_secs(60)) {
-                        return Err(format!(
-                            "the history writer has not written up to index {} within 60 s",
-                            copy.applied_index
-                        ));
-                    }
-                    Some(writer.store().frozen().map_err(|e| chain(&e))?)
+            // The history up to the snapshot's index stays in the store, made durable first
+            // (the records after it are the log's, replayed after the snapshot).
+            if let Some(writer) = &history {
+                if !writer.wait_written(copy.applied_index, Duration::from_secs(60)) {
+                    return Err(format!(
+                        "the history writer has not written up to index {} within 60 s",
+                        copy.applied_index
+                    ));
                 }
-                None => None,
-            };
-            snapshot_format::encode(&copy, history.as_ref()).map_err(|e| chain(&e))
+                writer
+                    .store()
+                    .make_durable(copy.applied_index)
+                    .map_err(|e| chain(&e))?;
+            }
+            Ok(snapshot_format::encode(&copy))
         })
     }
 
+    /// Peers get the history with the state: they have none of ours.
+    fn outgoing_snapshot(&self) -> Option<vmcloud_consensus::OutgoingSnapshotFn> {
+        let writer = self.history.clone()?;
+        Some(Arc::new(move |index, state| {
+            let frozen = writer.store().frozen().map_err(|e| chain(&e))?;
+            snapshot_format::with_history(state, index, &frozen).map_err(|e| chain(&e))
+        }))
+    }
+
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
-        let (state, history) = if data.is_empty() {
-            (ClusterState::default(), Vec::new())
-        } else {
-            let (mut state, records) = snapshot_format::decode(data).map_err(|e| chain(&e))?;
-            state.migrate_tenancy();
-            let records = records
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| chain(&e))?;
-            (state, records)
-        };
-        if let Some(writer) = &self.history {
-            // What is queued belongs to the state being replaced: let it land first, then
-            // replace the whole history.
-            let applied = self
-                .working
-                .lock()
-                .expect("cluster state lock poisoned")
-                .applied_index;
-            writer.wait_written(applied, Duration::from_secs(60));
-            writer.store().replace_all(history).map_err(|e| chain(&e))?;
-            writer.mark_written(state.applied_index);
-        }
-        self.replace(state);
+        let times = self.restore_timed(data)?;
+        tracing::info!(
+            decode_ms = times.decode.as_millis() as u64,
+            history_ms = times.history.as_millis() as u64,
+            index_ms = times.index.as_millis() as u64,
+            "restored the state from a snapshot"
+        );
         Ok(())
     }
 

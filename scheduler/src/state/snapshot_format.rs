@@ -2,9 +2,13 @@
 //! format and its version, the state as positional MessagePack (`rmp-serde`: a struct is an
 //! array of its fields in declaration order, enum variants by name), then the history records.
 //!
-//! Layout of version 1: `VMCSTATE`, version (u32 LE), length of the state (u64 LE) and the
-//! state; then each history record as log index (u64 LE), sequence (u32 LE), length (u32 LE)
-//! and the record (MessagePack with field names), oldest first, to the end.
+//! Layout of version 2: `VMCSTATE`, version (u32 LE), length of the state (u64 LE) and the
+//! state; then one byte: 0, the history is in the replica's own store, made durable through
+//! the snapshot's index before the snapshot was written (what a replica writes for itself:
+//! the snapshot does not grow with history); or 1, a history section follows to the end (what
+//! a peer is sent, [`with_history`]): each record as log index (u64 LE), sequence (u32 LE),
+//! length (u32 LE) and the record (MessagePack with field names), oldest first. Version 1 was
+//! version 2 without the byte, the section always there.
 //!
 //! **The rule that keeps old snapshots readable:** fields of the state's types are only ever
 //! appended at the end of their struct, each with `#[serde(default)]` (a shorter array from an
@@ -16,14 +20,25 @@
 //! consensus crate wraps these bytes with the snapshot file's index, term and CRC-32, writes
 //! them to a temporary file, fsyncs and renames it (docs/decisions/0007-snapshot-format.md).
 
+pub use crate::history::section::HistoryRecords;
 use crate::history::store::FrozenHistory;
-use crate::history::types::HistoryKey;
 use crate::state::ClusterState;
 
 /// Marks a state snapshot in this format.
 pub const MAGIC: &[u8; 8] = b"VMCSTATE";
 /// The newest version this binary writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+
+/// Where a snapshot's history is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History<'a> {
+    /// In the replica's own history store, durable through the snapshot's index (a snapshot
+    /// this replica wrote: version 2, flag 0).
+    InStore,
+    /// In the snapshot: a history section (versions 0 and 1; version 2 with flag 1, as a
+    /// peer is sent it). Empty: no history.
+    Section(&'a [u8]),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
@@ -39,17 +54,17 @@ pub enum FormatError {
     },
     #[error("the snapshot is cut short ({what})")]
     Truncated { what: &'static str },
+    #[error("the snapshot's history section is cut short")]
+    Section(#[from] crate::history::section::Truncated),
     #[error("the snapshot's history cannot be read")]
     History(#[source] crate::history::store::HistoryError),
     #[error("the snapshot is neither in a known state format nor JSON")]
     Unknown,
 }
 
-/// The state (and the history, when the replica keeps one) in the newest format.
-pub fn encode(
-    state: &ClusterState,
-    history: Option<&FrozenHistory>,
-) -> Result<Vec<u8>, FormatError> {
+/// The state in the newest format, its history left in the replica's store (flag 0; see
+/// [`with_history`] for what a peer is sent).
+pub fn encode(state: &ClusterState) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + state.instances.len() * 512);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -58,81 +73,100 @@ pub fn encode(
     rmp_serde::encode::write(&mut out, state).expect("the cluster state encodes");
     let len = (out.len() - start) as u64;
     out[start - 8..start].copy_from_slice(&len.to_le_bytes());
-    if let Some(history) = history {
-        history
-            .for_each(state.applied_index, |key, bytes| {
-                out.extend_from_slice(&key.index.to_le_bytes());
-                out.extend_from_slice(&key.seq.to_le_bytes());
-                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                out.extend_from_slice(bytes);
-            })
-            .map_err(FormatError::History)?;
+    out.push(HISTORY_IN_STORE);
+    out
+}
+
+/// Version 2's flag after the state: the history is in the replica's store.
+const HISTORY_IN_STORE: u8 = 0;
+/// Version 2's flag after the state: a history section follows.
+const HISTORY_FOLLOWS: u8 = 1;
+
+/// A snapshot written by [`encode`] with the history through its index added (what a peer
+/// is sent: it has no history of ours). A snapshot that already carries its history is
+/// returned as it is.
+pub fn with_history(
+    snapshot: &[u8],
+    through: u64,
+    history: &FrozenHistory,
+) -> Result<Vec<u8>, FormatError> {
+    let (_, where_) = split(snapshot)?;
+    if where_ != History::InStore {
+        return Ok(snapshot.to_vec());
     }
+    let mut out = Vec::with_capacity(snapshot.len() * 2);
+    out.extend_from_slice(&snapshot[..snapshot.len() - 1]);
+    out.push(HISTORY_FOLLOWS);
+    history
+        .for_each(through, |key, bytes| {
+            crate::history::section::push(&mut out, key, bytes)
+        })
+        .map_err(FormatError::History)?;
     Ok(out)
 }
 
-/// The history records of a snapshot, each encoded as the history store keeps them.
-#[derive(Debug, Clone)]
-pub struct HistoryRecords<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for HistoryRecords<'a> {
-    type Item = Result<(HistoryKey, &'a [u8]), FormatError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
+/// A state and where its history is, from a snapshot in any format this binary knows (the
+/// state without its derived indexes: call [`ClusterState::reindex`]; a section's records:
+/// [`HistoryRecords`]).
+pub fn decode(data: &[u8]) -> Result<(ClusterState, History<'_>), FormatError> {
+    let (state, history) = split(data)?;
+    let state = match state {
+        State::Binary(version, bytes) => {
+            rmp_serde::from_slice(bytes).map_err(|e| FormatError::Undecodable {
+                version,
+                source: Box::new(e),
+            })?
         }
-        let Some((head, rest)) = self.rest.split_at_checked(16) else {
-            self.rest = &[];
-            return Some(Err(FormatError::Truncated {
-                what: "a history record's header",
-            }));
-        };
-        let index = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-        let seq = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
-        let len = u32::from_le_bytes(head[12..16].try_into().expect("4 bytes")) as usize;
-        let Some((record, rest)) = rest.split_at_checked(len) else {
-            self.rest = &[];
-            return Some(Err(FormatError::Truncated {
-                what: "a history record",
-            }));
-        };
-        self.rest = rest;
-        Some(Ok((HistoryKey { index, seq }, record)))
-    }
+        State::Json(bytes) => {
+            serde_json::from_slice(bytes).map_err(|e| FormatError::Undecodable {
+                version: 0,
+                source: Box::new(e),
+            })?
+        }
+    };
+    Ok((state, history))
 }
 
-/// A state and its history from a snapshot in any format this binary knows (the state
-/// without its derived indexes: call [`ClusterState::reindex`]).
-pub fn decode(data: &[u8]) -> Result<(ClusterState, HistoryRecords<'_>), FormatError> {
+/// A snapshot's encoded state.
+enum State<'a> {
+    Binary(u32, &'a [u8]),
+    Json(&'a [u8]),
+}
+
+/// A snapshot's state bytes and where its history is, without decoding either.
+fn split(data: &[u8]) -> Result<(State<'_>, History<'_>), FormatError> {
     if let Some(rest) = data.strip_prefix(MAGIC.as_slice()) {
         let (version, body) = rest.split_at_checked(4).ok_or(FormatError::Unknown)?;
         let version = u32::from_le_bytes(version.try_into().expect("4 bytes"));
-        if version != 1 {
+        if !(1..=VERSION).contains(&version) {
             return Err(FormatError::Newer { found: version });
         }
         let (len, body) = body.split_at_checked(8).ok_or(FormatError::Truncated {
             what: "the state's length",
         })?;
         let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
-        let (state, history) = body
+        let (state, rest) = body
             .split_at_checked(len)
             .ok_or(FormatError::Truncated { what: "the state" })?;
-        let state = rmp_serde::from_slice(state).map_err(|e| FormatError::Undecodable {
-            version,
-            source: Box::new(e),
-        })?;
-        return Ok((state, HistoryRecords { rest: history }));
+        let history = if version == 1 {
+            // Version 1 always carried its history.
+            History::Section(rest)
+        } else {
+            match rest.split_first() {
+                Some((&HISTORY_IN_STORE, [])) => History::InStore,
+                Some((&HISTORY_FOLLOWS, section)) => History::Section(section),
+                _ => {
+                    return Err(FormatError::Truncated {
+                        what: "the history flag",
+                    });
+                }
+            }
+        };
+        return Ok((State::Binary(version, state), history));
     }
     if data.first() == Some(&b'{') {
         // Version 0: JSON, written before the binary format existed; it had no history.
-        let state = serde_json::from_slice(data).map_err(|e| FormatError::Undecodable {
-            version: 0,
-            source: Box::new(e),
-        })?;
-        return Ok((state, HistoryRecords { rest: &[] }));
+        return Ok((State::Json(data), History::Section(&[])));
     }
     Err(FormatError::Unknown)
 }

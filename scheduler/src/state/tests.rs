@@ -382,12 +382,12 @@ fn snapshots_in_the_older_json_format_still_restore_and_newer_formats_are_refuse
     restored.restore(&json).unwrap();
     assert_eq!(*restored.read(), s);
     // The binary format round-trips and is smaller than the JSON.
-    let binary = snapshot_format::encode(&s, None).unwrap();
+    let binary = snapshot_format::encode(&s);
     assert!(binary.starts_with(MAGIC));
     let (mut decoded, history) = snapshot_format::decode(&binary).unwrap();
     decoded.reindex();
     assert_eq!(decoded, s);
-    assert_eq!(history.count(), 0);
+    assert_eq!(history, snapshot_format::History::InStore);
     // A format from a newer binary says so instead of guessing.
     let mut newer = MAGIC.to_vec();
     newer.extend_from_slice(&99u32.to_le_bytes());
@@ -473,16 +473,73 @@ fn ended_instances_go_to_the_history_store_and_travel_in_snapshots() {
         })
         .collect();
     assert_eq!(ended, ids);
-    // A snapshot carries the history; restoring it elsewhere gives the same records.
+    // The project's ended instances, newest first, a page at a time, by their index.
+    let dimension = format!("ended:{project}");
+    let (page, last) = store.dimension_page(&dimension, None, 3).unwrap();
+    let (rest, none) = store.dimension_page(&dimension, last, 3).unwrap();
+    assert_eq!(none, None);
+    let newest_first: Vec<InstanceId> = page
+        .iter()
+        .chain(&rest)
+        .map(|r| match r {
+            HistoryRecord::InstanceEnded { instance, .. } => instance.id.clone(),
+            other => panic!("not an ended instance: {other:?}"),
+        })
+        .collect();
+    assert_eq!(newest_first, ids.iter().rev().cloned().collect::<Vec<_>>());
+
+    // The replica's own snapshot leaves the history in its store, made durable through the
+    // snapshot's index: the snapshot does not grow with history.
     let data = shared.snapshot();
+    let (_, history) = crate::state::snapshot_format::decode(&data).unwrap();
+    assert_eq!(history, crate::state::snapshot_format::History::InStore);
+    assert!(store.durable_through().unwrap() >= shared.read().applied_index);
+    // A peer is sent the state with the history; restoring that elsewhere gives the same
+    // records (written by the history thread while the state is already served).
+    let outgoing =
+        shared
+            .outgoing_snapshot()
+            .expect("a replica with history adds it")(shared.read().applied_index, &data)
+        .unwrap();
+    assert!(outgoing.len() > data.len());
     let mut other =
         SharedState::with_history(HistoryStore::open(&dir.path().join("b.redb")).unwrap());
-    other.restore(&data).unwrap();
+    other.restore(&outgoing).unwrap();
     assert_eq!(*other.read(), *shared.read());
+    assert!(other.history_written());
     assert_eq!(
         other.history().unwrap().page(None, 100).unwrap(),
         store.page(None, 100).unwrap()
     );
+    // Restarted on its own store and snapshot, a replica keeps its history as it is.
+    let expected = store.page(None, 100).unwrap();
+    drop((store, shared));
+    // (The old writer thread lets go of the file a moment after its last sender is gone.)
+    let reopened = (0..100)
+        .find_map(|_| {
+            HistoryStore::open(&dir.path().join("a.redb"))
+                .inspect_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
+                .ok()
+        })
+        .expect("the history store opens again");
+    let mut restarted = SharedState::with_history(reopened);
+    restarted.restore(&data).unwrap();
+    assert!(restarted.history_written());
+    assert_eq!(
+        restarted.history().unwrap().page(None, 100).unwrap(),
+        expected
+    );
+    // A snapshot in the previous format (v1: the history always inside) still restores,
+    // history and all.
+    let mut v1 = outgoing.clone();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let state_len = u64::from_le_bytes(v1[12..20].try_into().unwrap()) as usize;
+    v1.remove(20 + state_len);
+    let mut old =
+        SharedState::with_history(HistoryStore::open(&dir.path().join("c.redb")).unwrap());
+    old.restore(&v1).unwrap();
+    assert!(old.history_written());
+    assert_eq!(old.history().unwrap().page(None, 100).unwrap(), expected);
 }
 
 #[test]

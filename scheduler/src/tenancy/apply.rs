@@ -45,10 +45,16 @@ impl ClusterState {
         } else {
             validate::name("project name", &c.name).map_err(invalid)?
         };
+        // The organisation's projects by index: an organisation has a few, the cluster
+        // millions.
         if self
-            .projects
-            .values()
-            .any(|p| p.org == org && p.name == name)
+            .index
+            .org_projects
+            .get(&org)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| self.projects.get(p))
+            .any(|p| p.name == name)
         {
             return Err(Rejected::Exists(format!(
                 "a project named `{name}` in organisation {org}"
@@ -75,7 +81,7 @@ impl ClusterState {
         if !self.projects.contains_key(&id) {
             return Err(Rejected::NotFound(format!("project {id}")));
         }
-        let live = self.instances.values().filter(|i| i.project == id).count();
+        let live = self.index.per_project.get(&id).map_or(0, |set| set.len());
         if live > 0 {
             return Err(Rejected::Conflict(format!(
                 "project {id} still has {live} instance(s) (VMs, job members or game sessions); delete them first"

@@ -18,7 +18,6 @@ use crate::api::context::{
 };
 use crate::api::pagination::ListQuery;
 use crate::api::problem::Problem;
-use crate::history::store::HistoryStore;
 use crate::history::types::{HistoryKey, HistoryRecord};
 use crate::tenancy::authz::{Action, Resource};
 use crate::webhooks::sign;
@@ -404,13 +403,10 @@ pub async fn deliveries(
             next_attempt_at: rfc3339(d.next_at_ms),
         })
         .collect();
-    let store = history_of(&s).await?;
-    let endpoint = id.clone();
-    let (records, last) =
-        tokio::task::spawn_blocking(move || store.deliveries_page(&endpoint, before, limit))
-            .await
-            .map_err(|e| Problem::internal(format!("the deliveries query stopped: {e}")))?
-            .map_err(history_failed)?;
+    let dimension = format!("deliveries:{id}");
+    let (records, last) = s
+        .read_history(move |store| store.dimension_page(&dimension, before, limit))
+        .await?;
     let deliveries = records
         .into_iter()
         .filter_map(|r| match r {
@@ -443,24 +439,6 @@ pub async fn deliveries(
     }))
 }
 
-async fn history_of(s: &ApiState) -> Result<std::sync::Arc<HistoryStore>, Problem> {
-    s.cluster.history().await.ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Unavailable",
-            "this replica keeps no history store",
-        )
-    })
-}
-
-fn history_failed(e: crate::history::store::HistoryError) -> Problem {
-    Problem::internal(format!(
-        "the history store failed: {}",
-        vmcloud_proto::ErrorChain(&e)
-    ))
-}
-
 /// A resend queued.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ResendView {
@@ -489,11 +467,9 @@ pub async fn resend(
         ))
     };
     let key = event_key(&event).ok_or_else(not_found)?;
-    let store = history_of(&s).await?;
-    let page = tokio::task::spawn_blocking(move || store.page(Some(key), 1))
-        .await
-        .map_err(|e| Problem::internal(format!("the history query stopped: {e}")))?
-        .map_err(history_failed)?;
+    let page = s
+        .read_history(move |store| store.page(Some(key), 1))
+        .await?;
     let (kind, payload) = match page.records.into_iter().next() {
         Some((
             k,

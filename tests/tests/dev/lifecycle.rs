@@ -183,6 +183,29 @@ async fn instance_lifecycle_through_api_and_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 
+    // Gone from the live state, kept in history: its owner lists it among ended instances,
+    // with when and why it ended.
+    let ended = eventually(
+        std::time::Duration::from_secs(5),
+        "the deleted instance in the list of ended instances",
+        || async {
+            let out = fleet.cli(&["instance", "list", "--ended", "-o", "json"]);
+            let list: Value = serde_json::from_slice(&out.stdout).ok()?;
+            list["instances"]
+                .as_array()?
+                .iter()
+                .find(|i| i["id"] == id.as_str())
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(ended["state"], "ended", "{ended}");
+    assert!(ended["ended_at"].as_str().is_some(), "{ended}");
+    assert!(ended["end_reason"].as_str().is_some(), "{ended}");
+    let out = fleet.cli(&["instance", "list", "--ended"]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("ENDED") && table.contains(&id), "{table}");
+
     // The agent logged the domain coming and going.
     let logs = fleet.logs();
     assert!(
