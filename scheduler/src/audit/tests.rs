@@ -240,13 +240,16 @@ fn pages_filter_by_project_actor_resource_and_time_in_both_orders() {
 }
 
 #[test]
-fn a_snapshot_carries_the_chain_and_its_indexes() {
+fn a_snapshot_sent_to_a_peer_carries_the_chain_and_its_indexes() {
     let dir = tempfile::tempdir().unwrap();
     let shared = replica(dir.path());
     let data = shared.snapshot();
+    let index = shared.read().applied_index;
+    let data = shared.outgoing_snapshot().expect("history goes to peers")(index, &data).unwrap();
     let mut other =
         SharedState::with_history(HistoryStore::open(&dir.path().join("b.redb")).unwrap());
     other.restore(&data).unwrap();
+    assert!(other.history_written());
     let store = other.history().unwrap();
     assert_eq!(all(store), all(shared.history().unwrap()));
     let by_actor = AuditFilter {

@@ -3,7 +3,9 @@
 //! array of its fields in declaration order, enum variants by name), then the history records.
 //!
 //! Layout of version 2: `VMCSTATE`, version (u32 LE), length of the state (u64 LE) and the
-//! state; then one byte: 0, the history is in the replica's own store, made durable through
+//! state without its instances; the number of chunks of instances (u32 LE), then each chunk
+//! as its length (u64 LE) and an array of instances (up to 32,768, in id order; encoded and
+//! decoded in parallel where there are cores); then one byte: 0, the history is in the replica's own store, made durable through
 //! the snapshot's index before the snapshot was written (what a replica writes for itself:
 //! the snapshot does not grow with history); or 1, a history section follows to the end (what
 //! a peer is sent, [`with_history`]): each record as log index (u64 LE), sequence (u32 LE),
@@ -22,6 +24,9 @@
 
 pub use crate::history::section::HistoryRecords;
 use crate::history::store::FrozenHistory;
+use std::sync::Arc;
+
+use crate::instances::types::Instance;
 use crate::state::ClusterState;
 
 /// Marks a state snapshot in this format.
@@ -63,18 +68,77 @@ pub enum FormatError {
 }
 
 /// The state in the newest format, its history left in the replica's store (flag 0; see
-/// [`with_history`] for what a peer is sent).
+/// [`with_history`] for what a peer is sent). The instances, most of a large state, are
+/// encoded in chunks, on several threads where there are cores to spare, so that a restore
+/// can decode them in parallel.
 pub fn encode(state: &ClusterState) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + state.instances.len() * 512);
+    let mut out = Vec::with_capacity(64 + state.instances.len() * 200);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes());
     let start = out.len();
-    rmp_serde::encode::write(&mut out, state).expect("the cluster state encodes");
+    let shell = ClusterState {
+        instances: Default::default(),
+        ..state.clone()
+    };
+    rmp_serde::encode::write(&mut out, &shell).expect("the cluster state encodes");
     let len = (out.len() - start) as u64;
     out[start - 8..start].copy_from_slice(&len.to_le_bytes());
+    let instances: Vec<&Arc<Instance>> = state.instances.values().collect();
+    let chunks: Vec<&[&Arc<Instance>]> = instances.chunks(CHUNK).collect();
+    out.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+    // One core is the applier's.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1));
+    let encode_chunk = |out: &mut Vec<u8>, chunk: &[&Arc<Instance>]| {
+        let at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes());
+        rmp_serde::encode::write(out, chunk).expect("instances encode");
+        let len = (out.len() - at - 8) as u64;
+        out[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    };
+    if threads <= 1 || chunks.len() <= 1 {
+        for chunk in &chunks {
+            encode_chunk(&mut out, chunk);
+        }
+    } else {
+        let parts = in_parallel(&chunks, threads.min(MAX_THREADS), |group| {
+            let mut buf = Vec::new();
+            for chunk in group {
+                encode_chunk(&mut buf, chunk);
+            }
+            buf
+        });
+        for part in parts {
+            out.extend_from_slice(&part);
+        }
+    }
     out.push(HISTORY_IN_STORE);
     out
+}
+
+/// Instances per chunk.
+const CHUNK: usize = 32 * 1024;
+/// Threads that encode or decode chunks at most.
+const MAX_THREADS: usize = 8;
+
+/// `work` over `items` split into `threads` consecutive groups, one thread each; the results
+/// in the groups' order.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&[T]) -> R + Sync,
+) -> Vec<R> {
+    let per = items.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|group| scope.spawn(|| work(group)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// Version 2's flag after the state: the history is in the replica's store.
@@ -110,12 +174,33 @@ pub fn with_history(
 /// [`HistoryRecords`]).
 pub fn decode(data: &[u8]) -> Result<(ClusterState, History<'_>), FormatError> {
     let (state, history) = split(data)?;
+    let undecodable = |version, e: rmp_serde::decode::Error| FormatError::Undecodable {
+        version,
+        source: Box::new(e),
+    };
     let state = match state {
-        State::Binary(version, bytes) => {
-            rmp_serde::from_slice(bytes).map_err(|e| FormatError::Undecodable {
-                version,
-                source: Box::new(e),
-            })?
+        State::Binary(version, bytes, chunks) => {
+            let mut state: ClusterState =
+                rmp_serde::from_slice(bytes).map_err(|e| undecodable(version, e))?;
+            if !chunks.is_empty() {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let decoded = in_parallel(&chunks, threads.min(MAX_THREADS), |group| {
+                    group
+                        .iter()
+                        .map(|chunk| rmp_serde::from_slice::<Vec<Arc<Instance>>>(chunk))
+                        .collect::<Result<Vec<_>, _>>()
+                });
+                let mut instances = imbl::OrdMap::new();
+                for group in decoded {
+                    for chunk in group.map_err(|e| undecodable(version, e))? {
+                        for i in chunk {
+                            instances.insert(i.id.clone(), i);
+                        }
+                    }
+                }
+                state.instances = instances;
+            }
+            state
         }
         State::Json(bytes) => {
             serde_json::from_slice(bytes).map_err(|e| FormatError::Undecodable {
@@ -127,9 +212,10 @@ pub fn decode(data: &[u8]) -> Result<(ClusterState, History<'_>), FormatError> {
     Ok((state, history))
 }
 
-/// A snapshot's encoded state.
+/// A snapshot's encoded state: the state (version 1: all of it; version 2: without its
+/// instances) and the chunks of instances (version 2).
 enum State<'a> {
-    Binary(u32, &'a [u8]),
+    Binary(u32, &'a [u8], Vec<&'a [u8]>),
     Json(&'a [u8]),
 }
 
@@ -145,9 +231,28 @@ fn split(data: &[u8]) -> Result<(State<'_>, History<'_>), FormatError> {
             what: "the state's length",
         })?;
         let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
-        let (state, rest) = body
+        let (state, mut rest) = body
             .split_at_checked(len)
             .ok_or(FormatError::Truncated { what: "the state" })?;
+        let mut chunks = Vec::new();
+        if version >= 2 {
+            let (count, tail) = rest.split_at_checked(4).ok_or(FormatError::Truncated {
+                what: "the number of instance chunks",
+            })?;
+            rest = tail;
+            for _ in 0..u32::from_le_bytes(count.try_into().expect("4 bytes")) {
+                let truncated = FormatError::Truncated {
+                    what: "a chunk of instances",
+                };
+                let (len, tail) = rest.split_at_checked(8).ok_or(truncated)?;
+                let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
+                let (chunk, tail) = tail.split_at_checked(len).ok_or(FormatError::Truncated {
+                    what: "a chunk of instances",
+                })?;
+                chunks.push(chunk);
+                rest = tail;
+            }
+        }
         let history = if version == 1 {
             // Version 1 always carried its history.
             History::Section(rest)
@@ -162,7 +267,7 @@ fn split(data: &[u8]) -> Result<(State<'_>, History<'_>), FormatError> {
                 }
             }
         };
-        return Ok((State::Binary(version, state), history));
+        return Ok((State::Binary(version, state, chunks), history));
     }
     if data.first() == Some(&b'{') {
         // Version 0: JSON, written before the binary format existed; it had no history.

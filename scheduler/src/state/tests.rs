@@ -529,12 +529,19 @@ fn ended_instances_go_to_the_history_store_and_travel_in_snapshots() {
         restarted.history().unwrap().page(None, 100).unwrap(),
         expected
     );
-    // A snapshot in the previous format (v1: the history always inside) still restores,
-    // history and all.
-    let mut v1 = outgoing.clone();
-    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let state_len = u64::from_le_bytes(v1[12..20].try_into().unwrap()) as usize;
-    v1.remove(20 + state_len);
+    // A snapshot in the previous format (v1: the whole state, then the history always
+    // inside) still restores, history and all.
+    let crate::state::snapshot_format::History::Section(section) =
+        crate::state::snapshot_format::decode(&outgoing).unwrap().1
+    else {
+        panic!("a peer's snapshot carries its history");
+    };
+    let state_v1 = rmp_serde::to_vec(&*restarted.read()).unwrap();
+    let mut v1 = crate::state::snapshot_format::MAGIC.to_vec();
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&(state_v1.len() as u64).to_le_bytes());
+    v1.extend_from_slice(&state_v1);
+    v1.extend_from_slice(section);
     let mut old =
         SharedState::with_history(HistoryStore::open(&dir.path().join("c.redb")).unwrap());
     old.restore(&v1).unwrap();
@@ -681,4 +688,40 @@ fn a_paged_walk_over_ten_thousand_instances_sees_each_survivor_once_while_others
             .filter(|i| i.project == project)
             .count()
     );
+}
+
+#[test]
+fn a_state_of_many_instances_round_trips_through_chunks_decoded_in_parallel() {
+    use crate::instances::types::{Instance, InstanceSpec};
+    use crate::state::snapshot_format::{History, decode, encode};
+    let (mut s, project, node) = state_with_node();
+    for n in 0..70_000u32 {
+        let spec = InstanceSpec {
+            name: format!("vm{n}"),
+            flavor: "vps-s".into(),
+            image: "debian-12".into(),
+            region: "par".into(),
+            vcpus: 1,
+            memory_mib: 64,
+            disk_gib: 10,
+            gpu: None,
+        };
+        let mut i = Instance::pending(InstanceId::generate(), project.clone(), spec, n.into());
+        if n % 2 == 0 {
+            i.node = Some(node.clone());
+            i.state = crate::instances::types::InstanceState::Running;
+        }
+        s.instances.insert(i.id.clone(), std::sync::Arc::new(i));
+    }
+    s.reindex();
+    let data = encode(&s);
+    let (mut back, history) = decode(&data).unwrap();
+    assert_eq!(history, History::InStore);
+    back.reindex();
+    assert_eq!(back.instances.len(), 70_000);
+    assert_eq!(back, s);
+    // Cut anywhere inside the chunks, the snapshot is refused, not half-read.
+    let cut = &data[..data.len() / 2];
+    let err = decode(cut).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("cut short"), "{err}");
 }
