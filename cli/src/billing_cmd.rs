@@ -96,6 +96,18 @@ pub enum BillingCommand {
         #[arg(long)]
         expires_at: Option<String>,
     },
+    /// Your prepaid balance and top-ups; with an amount, add to it: your saved card is
+    /// charged now (billing staff record a bank transfer with --bank-transfer REFERENCE).
+    /// Invoices are paid from the balance first.
+    TopUp {
+        /// In your organisation's currency, e.g. 50.00.
+        amount: Option<String>,
+        #[arg(long)]
+        org: Option<String>,
+        /// Billing staff: a bank transfer received, with the bank's reference.
+        #[arg(long, value_name = "REFERENCE")]
+        bank_transfer: Option<String>,
+    },
     /// Redeem a coupon for your organisation.
     Redeem {
         code: String,
@@ -444,6 +456,45 @@ pub async fn run(args: ClientArgs, command: BillingCommand) -> anyhow::Result<()
                        "max_redemptions": max_redemptions, "expires_at": expires_at}),
             )
             .await?
+        }
+        BillingCommand::TopUp {
+            amount,
+            org,
+            bank_transfer,
+        } => {
+            let r = match amount {
+                None => get(format!("/v1/billing/top-ups{}", query(&[("org", &org)]))).await?,
+                Some(amount) => {
+                    let mut body = json!({"amount": amount});
+                    if let Some(o) = org {
+                        body["org"] = o.into();
+                    }
+                    if let Some(reference) = bank_transfer {
+                        body["method"] = "bank-transfer".into();
+                        body["reference"] = reference.into();
+                    }
+                    post("/v1/billing/top-ups".into(), body).await?
+                }
+            };
+            if !json_out {
+                println!(
+                    "prepaid balance: {} {}",
+                    s(&r["balance"]),
+                    s(&r["currency"])
+                );
+                let rows: Vec<[String; 4]> = r["top_ups"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| ["at", "amount", "method", "reference"].map(|k| s(&t[k])))
+                    .collect();
+                if !rows.is_empty() {
+                    print_rows(["AT", "AMOUNT", "METHOD", "REFERENCE"], &rows);
+                }
+                return Ok(());
+            }
+            r
         }
         BillingCommand::Redeem { code, org } => {
             let mut body = json!({"code": code});

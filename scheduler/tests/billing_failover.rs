@@ -45,6 +45,10 @@ impl StateMachine for Replica {
         self.shared.publish();
     }
 
+    fn outgoing_snapshot(&self) -> Option<vmcloud_consensus::OutgoingSnapshotFn> {
+        self.shared.outgoing_snapshot()
+    }
+
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
         if data.is_empty() {
             self.shared.replace((*self.start).clone());

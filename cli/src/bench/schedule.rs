@@ -85,6 +85,10 @@ impl StateMachine for FleetReplica {
         self.shared.snapshot_later()
     }
 
+    fn outgoing_snapshot(&self) -> Option<vmcloud_consensus::OutgoingSnapshotFn> {
+        self.shared.outgoing_snapshot()
+    }
+
     fn publish(&mut self) {
         self.shared.publish();
     }

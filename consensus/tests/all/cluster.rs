@@ -164,6 +164,14 @@ async fn a_replica_behind_the_compacted_log_catches_up_from_a_snapshot() {
         snapshots, 1,
         "the lagging replica installed (or took) a snapshot"
     );
+    assert!(
+        cluster.replicas[&behind]
+            .applied
+            .1
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1,
+        "the snapshot it was sent was made by the leader's state machine for a peer"
+    );
     cluster.shutdown().await;
 }
 

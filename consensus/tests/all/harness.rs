@@ -10,9 +10,17 @@ use vmcloud_consensus::{Faults, MemNetwork, ProposeError, Raft, RaftConfig, Stat
 /// Applied entries, in order: `(log index, data)`.
 pub type AppliedLog = Vec<(u64, Vec<u8>)>;
 
-/// Remembers every applied command with its log index; answers with the index.
+/// Remembers every applied command with its log index; answers with the index. What it
+/// sends a peer carries a trailer its own snapshots lack (as the scheduler adds its history):
+/// `peer_snapshots` counts the snapshots restored with it.
 #[derive(Clone, Default)]
-pub struct Recorder(pub Arc<Mutex<AppliedLog>>);
+pub struct Recorder(
+    pub Arc<Mutex<AppliedLog>>,
+    pub Arc<std::sync::atomic::AtomicUsize>,
+);
+
+/// Marks a snapshot as made for a peer (see [`Recorder`]).
+const SENT_TO_A_PEER: &[u8] = b"sent to a peer";
 
 impl StateMachine for Recorder {
     type Output = u64;
@@ -32,7 +40,21 @@ impl StateMachine for Recorder {
         out
     }
 
+    fn outgoing_snapshot(&self) -> Option<vmcloud_consensus::OutgoingSnapshotFn> {
+        Some(Arc::new(|_, state: &[u8]| {
+            // A snapshot installed from a peer is passed on as it came.
+            if state.ends_with(SENT_TO_A_PEER) {
+                return Ok(state.to_vec());
+            }
+            Ok([state, SENT_TO_A_PEER].concat())
+        }))
+    }
+
     fn restore(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+        if let Some(state) = bytes.strip_suffix(SENT_TO_A_PEER) {
+            bytes = state;
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut log = Vec::new();
         while !bytes.is_empty() {
             let (head, rest) = bytes.split_at_checked(12).ok_or("truncated")?;

@@ -227,6 +227,10 @@ pub fn router(state: ApiState) -> Router {
                 .post(crate::billing::staff_api::create_coupon),
         )
         .route(
+            "/v1/billing/top-ups",
+            get(crate::billing::prepaid::get).post(crate::billing::prepaid::top_up),
+        )
+        .route(
             "/v1/billing/redeem",
             post(crate::billing::payment_api::redeem),
         )

@@ -115,6 +115,7 @@ fn resource_of(body: &Body) -> String {
         Body::RecordBudgetAlert(c) => r("organisation", &c.org_id),
         Body::CreateCoupon(c) => r("coupon", &c.code),
         Body::RedeemCoupon(c) => r("coupon", &c.code),
+        Body::TopUpPrepaid(c) => r("organisation", &c.org_id),
         Body::RecordPaymentFailure(c) => r("invoice", &c.invoice_id),
     }
 }
@@ -149,7 +150,8 @@ impl ClusterState {
             | Body::GrantCredit(pb::GrantCredit { org_id, .. })
             | Body::SetSuspended(pb::SetSuspended { org_id, .. })
             | Body::RecordBudgetAlert(pb::RecordBudgetAlert { org_id, .. })
-            | Body::RedeemCoupon(pb::RedeemCoupon { org_id, .. }) => {
+            | Body::RedeemCoupon(pb::RedeemCoupon { org_id, .. })
+            | Body::TopUpPrepaid(pb::TopUpPrepaid { org_id, .. }) => {
                 org = Some(org_id.clone());
             }
             Body::RecordPayment(pb::RecordPayment { invoice_id, .. })

@@ -118,6 +118,8 @@ impl ClusterState {
                 let org = inv.org.clone();
                 self.lift_if_settled(&org);
                 self.restore_credits(&c.invoice_id);
+                let back = self.billing.invoices[&c.invoice_id].totals.prepaid_applied;
+                self.draw_prepaid(&org, -back);
                 Ok(Applied::Done)
             }
             InvoiceStatus::Paid => {
@@ -215,6 +217,8 @@ impl ClusterState {
             .or_default()
             .push(id.clone());
         self.finalize_one(&id, at);
+        // What the prepaid balance paid goes back to it; the rest is refunded.
+        self.draw_prepaid(&original.org, -t.prepaid_applied);
         // A refund is owed: the note stands as "paid" once issued (the refund is recorded
         // with the payment processor).
         if let Some(n) = self.billing.invoices.get_mut(&id).map(Arc::make_mut) {

@@ -29,7 +29,7 @@ pub struct Collector {
     pub grace: Duration,
 }
 
-fn cents(d: Decimal) -> i64 {
+pub(crate) fn cents(d: Decimal) -> i64 {
     (d * Decimal::ONE_HUNDRED)
         .round()
         .to_string()
@@ -187,7 +187,8 @@ impl Collector {
                     continue;
                 }
                 match stripe
-                    .refund(&card.reference, cents(-note.totals.total), &note.id)
+                    // What the card paid: the prepaid balance's part went back to the balance.
+                    .refund(&card.reference, cents(-note.totals.amount_due), &note.id)
                     .await
                 {
                     Ok(r) => {

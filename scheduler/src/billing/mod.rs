@@ -30,6 +30,9 @@ pub mod meters;
 pub mod payment_api;
 pub mod payments;
 pub mod pdf;
+pub mod prepaid;
+#[cfg(test)]
+mod prepaid_tests;
 pub mod run;
 pub mod sla;
 pub mod staff_api;

@@ -93,7 +93,7 @@ pub struct PaymentMethodRequest {
     pub card: Option<TestCard>,
 }
 
-fn declined(e: StripeError) -> Problem {
+pub(crate) fn declined(e: StripeError) -> Problem {
     match e {
         StripeError::Declined { code, message } => Problem::new(
             StatusCode::PAYMENT_REQUIRED,

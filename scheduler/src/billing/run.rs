@@ -186,7 +186,7 @@ impl ClusterState {
                 charges,
                 discounts,
                 credits: usable,
-                prepaid: Decimal::ZERO,
+                prepaid: self.prepaid_available(&org_id, currency),
             };
             let assembled = invoice::assemble(&inputs, &vat)
                 .map_err(|e| Rejected::Invalid(format!("invoice of {org_id}: {e}")))?;
@@ -198,6 +198,7 @@ impl ClusterState {
                 }
             }
             self.billing.credits.insert(org_id.clone(), credits);
+            self.draw_prepaid(&org_id, assembled.totals.prepaid_applied);
             let draft = Invoice {
                 id: id.clone(),
                 org: org_id.clone(),

@@ -16,18 +16,18 @@ use vmcloud_proto::pb::{self, command::Body};
 use crate::billing::types::{InvoiceStatus, period_bounds};
 use crate::state::{ApplyResult, ClusterState, Rejected};
 
-const HOUR: i64 = 3_600_000;
-const DAY: i64 = 24 * HOUR;
+pub(super) const HOUR: i64 = 3_600_000;
+pub(super) const DAY: i64 = 24 * HOUR;
 
-fn nov() -> i64 {
+pub(super) fn nov() -> i64 {
     period_bounds("2026-11").unwrap().0
 }
 
-fn dec() -> i64 {
+pub(super) fn dec() -> i64 {
     period_bounds("2026-12").unwrap().0
 }
 
-fn command(at: i64, body: Body) -> pb::Command {
+pub(super) fn command(at: i64, body: Body) -> pb::Command {
     pb::Command {
         at_unix_ms: at,
         actor: None,
@@ -36,7 +36,7 @@ fn command(at: i64, body: Body) -> pb::Command {
     }
 }
 
-fn apply_at(s: &mut ClusterState, at: i64, body: Body) -> ApplyResult {
+pub(super) fn apply_at(s: &mut ClusterState, at: i64, body: Body) -> ApplyResult {
     let index = s.applied_index + 1;
     s.apply(index, command(at, body))
 }
@@ -50,7 +50,7 @@ fn iid(tag: &str) -> String {
 
 /// The commands that make a verified customer (`org-acme`, France, a person: 20 % VAT) with a
 /// project, and a host in `par`.
-fn setup_log(at: i64) -> Vec<pb::Command> {
+pub(super) fn setup_log(at: i64) -> Vec<pb::Command> {
     vec![
         command(
             at,
@@ -94,7 +94,7 @@ fn setup_log(at: i64) -> Vec<pb::Command> {
     ]
 }
 
-fn create(tag: &str, flavor: &str, market: pb::Market) -> Body {
+pub(super) fn create(tag: &str, flavor: &str, market: pb::Market) -> Body {
     Body::CreateInstance(pb::CreateInstance {
         instance_id: iid(tag),
         project_id: "prj-acme".into(),
@@ -108,7 +108,7 @@ fn create(tag: &str, flavor: &str, market: pb::Market) -> Body {
     })
 }
 
-fn place(tag: &str) -> Body {
+pub(super) fn place(tag: &str) -> Body {
     Body::PlaceInstances(pb::PlaceInstances {
         placements: vec![pb::Placement {
             instance_id: iid(tag),
@@ -126,7 +126,7 @@ fn delete(tag: &str) -> Body {
     })
 }
 
-fn run(period: &str) -> Body {
+pub(super) fn run(period: &str) -> Body {
     batch(period, "", 0)
 }
 
@@ -142,7 +142,7 @@ fn batch(period: &str, after_org: &str, max_orgs: u32) -> Body {
     })
 }
 
-fn replay(log: &[pb::Command]) -> ClusterState {
+pub(super) fn replay(log: &[pb::Command]) -> ClusterState {
     let mut s = ClusterState::default();
     for (n, c) in log.iter().enumerate() {
         let _ = s.apply(n as u64 + 1, c.clone());
@@ -150,11 +150,11 @@ fn replay(log: &[pb::Command]) -> ClusterState {
     s
 }
 
-fn d(s: &str) -> Decimal {
+pub(super) fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-fn org() -> OrgId {
+pub(super) fn org() -> OrgId {
     OrgId::parse("org-acme").unwrap()
 }
 

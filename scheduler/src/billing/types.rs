@@ -233,6 +233,25 @@ pub struct Account {
     /// Coupons redeemed that still apply.
     #[serde(default)]
     pub coupons: Vec<Redeemed>,
+    /// Money paid in advance and not used yet, in `prepaid_currency` (see
+    /// [`crate::billing::prepaid`]).
+    #[serde(default)]
+    pub prepaid: Decimal,
+    #[serde(default)]
+    pub prepaid_currency: Option<Currency>,
+    /// Top-ups received, oldest first.
+    #[serde(default)]
+    pub top_ups: Vec<TopUp>,
+}
+
+/// Money paid in advance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopUp {
+    pub at_ms: i64,
+    pub amount: Decimal,
+    /// `card` or `bank-transfer`.
+    pub method: String,
+    pub reference: String,
 }
 
 /// What a coupon takes off.

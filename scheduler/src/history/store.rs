@@ -117,6 +117,14 @@ impl HistoryStore {
             if version.is_none_or(|v| v < INDEX_VERSION) {
                 // Empty (new) or indexed by an older binary: (re)build every index table.
                 drop(meta);
+                let records = t.open_table(RECORDS)?.len()?;
+                if records > 0 {
+                    tracing::info!(
+                        records,
+                        path = %path.display(),
+                        "rebuilding the history store's indexes (once, after an upgrade)"
+                    );
+                }
                 reindex(t)?;
                 t.open_table(META)?.insert("index_version", INDEX_VERSION)?;
             }

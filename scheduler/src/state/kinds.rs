@@ -76,5 +76,6 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::RecordBudgetAlert(_) => "record_budget_alert",
         Body::CreateCoupon(_) => "create_coupon",
         Body::RedeemCoupon(_) => "redeem_coupon",
+        Body::TopUpPrepaid(_) => "top_up_prepaid",
     }
 }

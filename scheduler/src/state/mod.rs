@@ -268,6 +268,7 @@ impl ClusterState {
             Body::RecordBudgetAlert(c) => self.record_budget_alert(c),
             Body::CreateCoupon(c) => self.create_coupon(c, at),
             Body::RedeemCoupon(c) => self.redeem_coupon(c, at),
+            Body::TopUpPrepaid(c) => self.top_up_prepaid(c, at),
         }
     }
 }

@@ -154,6 +154,10 @@ pub fn with_history(
     through: u64,
     history: &FrozenHistory,
 ) -> Result<Vec<u8>, FormatError> {
+    if snapshot.is_empty() {
+        // The initial state: nothing to add.
+        return Ok(Vec::new());
+    }
     let (_, where_) = split(snapshot)?;
     if where_ != History::InStore {
         return Ok(snapshot.to_vec());
