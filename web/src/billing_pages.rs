@@ -86,6 +86,11 @@ pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
         .get(&format!("/v1/billing/budget-alerts?{q}"))
         .await
         .unwrap_or(Value::Null);
+    let prepaid = ctx
+        .api
+        .get(&format!("/v1/billing/top-ups?{q}"))
+        .await
+        .unwrap_or(Value::Null);
     let (usage, forecast, invoices, credits, card) = match (
         ctx.api.get(&format!("/v1/usage?{q}&stale=true")).await,
         ctx.api
@@ -129,6 +134,12 @@ pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
                 div.card {
                     div.muted { (ctx.t(Msg::CreditLeft)) }
                     div.big #credit-left { (s(&forecast, "credit_left")) " " (currency) }
+                }
+                @if !prepaid.is_null() {
+                    div.card {
+                        div.muted { (ctx.t(Msg::PrepaidBalance)) }
+                        div.big #prepaid { (s(&prepaid, "balance")) " " (s(&prepaid, "currency")) }
+                    }
                 }
             }
             (chart(&ctx, &usage))
@@ -176,6 +187,15 @@ pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
             }
             h2 { (ctx.t(Msg::PaymentMethod)) }
             (payment_method(&ctx, &org, &card))
+            @if card["card"].is_object() && !prepaid.is_null() {
+                form.card.row method="post" action={ "/console/orgs/" (org) "/top-up" } {
+                    (ctx.csrf_field())
+                    label { (ctx.t(Msg::TopUpAmount)) " (" (s(&prepaid, "currency")) ")"
+                        input type="text" name="amount" id="top-up-amount" required value="50.00" inputmode="decimal" pattern="[0-9]+([.,][0-9]{1,2})?"; }
+                    button type="submit" id="top-up" { (ctx.t(Msg::TopUp)) }
+                }
+                p.muted { (ctx.t(Msg::TopUpText)) }
+            }
             h2 { (ctx.t(Msg::BudgetAlerts)) }
             p.muted { (ctx.t(Msg::BudgetAlertsText)) }
             form.card.row method="post" action={ "/console/orgs/" (org) "/budget" } {
@@ -287,6 +307,24 @@ pub async fn save_card(
             &format!("/console/orgs/{org}/billing"),
             Msg::NoticeCardSaved,
         ),
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct TopUpForm {
+    amount: String,
+}
+
+/// `POST /console/orgs/{id}/top-up`: charges the saved card and adds to the prepaid balance.
+pub async fn top_up(
+    ctx: Ctx,
+    Path(org): Path<String>,
+    axum::Form(f): axum::Form<TopUpForm>,
+) -> Response {
+    let body = serde_json::json!({"org": org, "amount": f.amount.trim().replace(',', ".")});
+    match ctx.api.post("/v1/billing/top-ups", body).await {
+        Ok(_) => crate::layout::done(&format!("/console/orgs/{org}/billing"), Msg::NoticeToppedUp),
         Err(p) => ctx.problem(&p),
     }
 }

@@ -296,6 +296,11 @@ messages! {
     MonthToDate => "This month so far", "Ce mois-ci jusqu'à présent";
     Forecast => "Forecast for the month", "Prévision pour le mois";
     CreditLeft => "Credit left", "Crédit restant";
+    PrepaidBalance => "Prepaid balance", "Solde prépayé";
+    TopUpAmount => "Amount", "Montant";
+    TopUp => "Top up by card", "Recharger par carte";
+    TopUpText => "Your saved card is charged now; invoices are paid from the balance first.", "Votre carte enregistrée est débitée tout de suite ; les factures sont payées d'abord sur le solde.";
+    NoticeToppedUp => "Prepaid balance topped up.", "Solde prépayé rechargé.";
     UsageByResource => "Usage by resource", "Consommation par ressource";
     Market => "Market", "Marché";
     Hours => "Hours", "Heures";

@@ -526,6 +526,13 @@ async fn the_console_shows_the_months_cost_and_the_invoices() {
         wait_for(&c, "p.notice", Duration::from_secs(20)).await;
         assert!(text(&c, "#card").await.contains("•••• 4242"));
         shots.take(&c, "card-saved").await;
+        // With a card saved, the prepaid balance can be topped up from the page.
+        assert_eq!(text(&c, "#prepaid").await, "0 EUR");
+        fill(&c, "#top-up-amount", "20.00").await;
+        click(&c, "#top-up").await;
+        wait_for(&c, "p.notice", Duration::from_secs(20)).await;
+        assert_eq!(text(&c, "#prepaid").await, "20.00 EUR");
+        shots.take(&c, "topped-up").await;
     } else {
         assert!(text(&c, "#card").await.contains("No card saved"));
     }
