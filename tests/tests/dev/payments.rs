@@ -35,6 +35,28 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A localstripe and a `vmcloud dev` that takes cards through it; `None` (the test is recorded
+/// as skipped, with why) without a Python that has localstripe.
+pub(super) async fn fleet_with_localstripe(test: &str) -> Option<(LocalStripe, Fixture)> {
+    let Some(python) = vmcloud_tests::python_with("localstripe") else {
+        vmcloud_proto::testing::skip(
+            test,
+            "no Python with localstripe (scripts/test makes .venv with it; or set VMCLOUD_PYTHON)",
+        );
+        return None;
+    };
+    let ls = start_localstripe(&python).await;
+    let fx = Fixture::start_with(&[
+        "--stripe-api",
+        &ls.url,
+        "--stripe-secret-key",
+        "sk_test_vmcloud",
+        "--stripe-webhook-secret",
+        "whsec_vmcloud_test",
+    ]);
+    Some((ls, fx))
+}
+
 pub(super) async fn start_localstripe(python: &std::path::Path) -> LocalStripe {
     let port = free_port();
     let child = Command::new(python)
@@ -98,22 +120,9 @@ async fn invoices(api: &Api<'_>, token: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn cards_pay_and_unpaid_invoices_suspend_until_paid() {
-    let Some(python) = vmcloud_tests::python_with("localstripe") else {
-        vmcloud_proto::testing::skip(
-            TEST,
-            "no Python with localstripe (scripts/test makes .venv with it; or set VMCLOUD_PYTHON)",
-        );
+    let Some((ls, fx)) = fleet_with_localstripe(TEST).await else {
         return;
     };
-    let ls = start_localstripe(&python).await;
-    let fx = Fixture::start_with(&[
-        "--stripe-api",
-        &ls.url,
-        "--stripe-secret-key",
-        "sk_test_vmcloud",
-        "--stripe-webhook-secret",
-        "whsec_vmcloud_test",
-    ]);
     let api = Api {
         base: &fx.fleet.api,
     };

@@ -5,29 +5,16 @@
 use serde_json::json;
 
 use super::customers::{Api, customer};
-use super::payments::start_localstripe;
-use super::{Fixture, cli_fails, cli_json};
+use super::payments::fleet_with_localstripe;
+use super::{cli_fails, cli_json};
 
 const TEST: &str = "dev::prepaid::top_ups_by_card_and_by_bank_transfer";
 
 #[tokio::test]
 async fn top_ups_by_card_and_by_bank_transfer() {
-    let Some(python) = vmcloud_tests::python_with("localstripe") else {
-        vmcloud_proto::testing::skip(
-            TEST,
-            "no Python with localstripe (scripts/test makes .venv with it; or set VMCLOUD_PYTHON)",
-        );
+    let Some((_ls, fx)) = fleet_with_localstripe(TEST).await else {
         return;
     };
-    let ls = start_localstripe(&python).await;
-    let fx = Fixture::start_with(&[
-        "--stripe-api",
-        &ls.url,
-        "--stripe-secret-key",
-        "sk_test_vmcloud",
-        "--stripe-webhook-secret",
-        "whsec_vmcloud_test",
-    ]);
     let api = Api {
         base: &fx.fleet.api,
     };
