@@ -6,6 +6,7 @@
 //!   once, half-even to the cent ([`money::Money::round_line`]); totals are sums of rounded lines.
 //! - [`prices`]: price books per currency (`config/prices.toml`): per flavor an hourly price,
 //!   a monthly cap and a spot discount; reserved commitments' discounts; public IPv4 per month.
+//! - [`plans`]: monthly plans, billed a month in advance and prorated by the second on change.
 //! - [`rating`]: billable intervals → priced lines, per second, rounded once.
 //! - [`invoice`]: charges, discounts and credits (in a documented order), VAT and prepaid
 //!   balance → an invoice's lines and totals; invariant 10 (the lines add up) is property-tested.
@@ -17,6 +18,7 @@
 
 pub mod invoice;
 pub mod money;
+pub mod plans;
 pub mod prices;
 pub mod rating;
 pub mod tax;

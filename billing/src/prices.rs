@@ -36,6 +36,16 @@ pub struct PriceBook {
     pub public_ipv4_monthly: Decimal,
     /// Commitment term (months) → the fraction it takes off the hourly price.
     pub reserved_discount: BTreeMap<u32, Decimal>,
+    /// Monthly plans (billed a month in advance, prorated on change), by id.
+    pub plans: BTreeMap<String, PlanPrice>,
+}
+
+/// A monthly plan's price in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanPrice {
+    /// What invoices and pages call it.
+    pub name: String,
+    pub monthly: Decimal,
 }
 
 /// Every currency's book.
@@ -63,6 +73,15 @@ struct RawBook {
     public_ipv4_monthly: String,
     reserved_discount: BTreeMap<String, String>,
     flavors: BTreeMap<String, RawFlavor>,
+    #[serde(default)]
+    plans: BTreeMap<String, RawPlan>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    name: String,
+    monthly: String,
 }
 
 fn amount(key: &str, text: &str) -> Result<Decimal, PriceError> {
@@ -132,6 +151,34 @@ impl PriceBooks {
                     })?;
                 reserved.insert(term, fraction(&key, off, "0", "0.9")?);
             }
+            let mut plans = BTreeMap::new();
+            for (id, p) in b.plans {
+                let key = |field: &str| format!("{code}.plans.{id}.{field}");
+                if id.is_empty()
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                {
+                    return Err(PriceError {
+                        key: format!("{code}.plans.{id}"),
+                        why: "a plan id is lower-case letters, digits and dashes".into(),
+                    });
+                }
+                if p.name.trim().is_empty() {
+                    return Err(PriceError {
+                        key: key("name"),
+                        why: "a plan needs a name".into(),
+                    });
+                }
+                let monthly = amount(&key("monthly"), &p.monthly)?;
+                plans.insert(
+                    id,
+                    PlanPrice {
+                        name: p.name,
+                        monthly,
+                    },
+                );
+            }
             books.insert(
                 currency,
                 PriceBook {
@@ -142,6 +189,7 @@ impl PriceBooks {
                         &b.public_ipv4_monthly,
                     )?,
                     reserved_discount: reserved,
+                    plans,
                 },
             );
         }
@@ -153,6 +201,17 @@ impl PriceBooks {
                 return Err(PriceError {
                     key: format!("{}.flavors.{missing}", book.currency.code()),
                     why: "every currency's book prices the same flavors; this one lacks it".into(),
+                });
+            }
+        }
+        // The same plans in every book.
+        let all: std::collections::BTreeSet<&String> =
+            books.values().flat_map(|b| b.plans.keys()).collect();
+        for book in books.values() {
+            if let Some(missing) = all.iter().find(|p| !book.plans.contains_key(**p)) {
+                return Err(PriceError {
+                    key: format!("{}.plans.{missing}", book.currency.code()),
+                    why: "every currency's book prices the same plans; this one lacks it".into(),
                 });
             }
         }

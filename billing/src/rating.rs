@@ -56,6 +56,10 @@ pub struct Line {
 pub enum RatingError {
     #[error("no {currency} price for flavor `{flavor}`: add it to the price books")]
     NoPrice { currency: Currency, flavor: String },
+    #[error(
+        "no {currency} price for plan `{plan}`: add it to the price books ([{currency}.plans])"
+    )]
+    NoPlan { currency: Currency, plan: String },
     #[error("no {currency} discount for a {months}-month commitment")]
     NoTerm { currency: Currency, months: u32 },
     #[error("interval of {resource} ends before it starts ({from_ms} > {to_ms})")]

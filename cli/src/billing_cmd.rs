@@ -108,6 +108,16 @@ pub enum BillingCommand {
         #[arg(long, value_name = "REFERENCE")]
         bank_transfer: Option<String>,
     },
+    /// Your monthly plan and the plans on offer; with a plan id, take or change it (billed a
+    /// month in advance; a change is prorated on the next invoice); --cancel ends it at the
+    /// end of this month.
+    Plan {
+        plan: Option<String>,
+        #[arg(long, conflicts_with = "plan")]
+        cancel: bool,
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Redeem a coupon for your organisation.
     Redeem {
         code: String,
@@ -492,6 +502,61 @@ pub async fn run(args: ClientArgs, command: BillingCommand) -> anyhow::Result<()
                 if !rows.is_empty() {
                     print_rows(["AT", "AMOUNT", "METHOD", "REFERENCE"], &rows);
                 }
+                return Ok(());
+            }
+            r
+        }
+        BillingCommand::Plan { plan, cancel, org } => {
+            let r = match (plan, cancel) {
+                (Some(plan), _) => {
+                    let mut body = json!({"plan": plan});
+                    if let Some(o) = &org {
+                        body["org"] = o.clone().into();
+                    }
+                    answer(
+                        client
+                            .call(Method::PUT, "/v1/billing/plan", Some(body), false)
+                            .await?,
+                    )?
+                }
+                (None, true) => answer(
+                    client
+                        .call(
+                            Method::DELETE,
+                            &format!("/v1/billing/plan{}", query(&[("org", &org)])),
+                            None,
+                            false,
+                        )
+                        .await?,
+                )?,
+                (None, false) => {
+                    get(format!("/v1/billing/plan{}", query(&[("org", &org)]))).await?
+                }
+            };
+            if !json_out {
+                match r["current"].as_object() {
+                    Some(c) => println!(
+                        "plan: {} ({}), {} {} a month, since {}{}",
+                        s(&c["name"]),
+                        s(&c["plan"]),
+                        s(&c["monthly"]),
+                        s(&r["currency"]),
+                        s(&r["since"]),
+                        r["ends_at"]
+                            .as_str()
+                            .map(|t| format!(", ends at {t}"))
+                            .unwrap_or_default()
+                    ),
+                    None => println!("no plan"),
+                }
+                let rows: Vec<[String; 3]> = r["available"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| ["plan", "name", "monthly"].map(|k| s(&p[k])))
+                    .collect();
+                print_rows(["PLAN", "NAME", "MONTHLY"], &rows);
                 return Ok(());
             }
             r

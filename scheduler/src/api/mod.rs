@@ -231,6 +231,12 @@ pub fn router(state: ApiState) -> Router {
             get(crate::billing::prepaid::get).post(crate::billing::prepaid::top_up),
         )
         .route(
+            "/v1/billing/plan",
+            get(crate::billing::plans::get)
+                .put(crate::billing::plans::put)
+                .delete(crate::billing::plans::cancel),
+        )
+        .route(
             "/v1/billing/redeem",
             post(crate::billing::payment_api::redeem),
         )

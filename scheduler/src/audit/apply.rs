@@ -116,6 +116,7 @@ fn resource_of(body: &Body) -> String {
         Body::CreateCoupon(c) => r("coupon", &c.code),
         Body::RedeemCoupon(c) => r("coupon", &c.code),
         Body::TopUpPrepaid(c) => r("organisation", &c.org_id),
+        Body::SetPlan(c) => r("organisation", &c.org_id),
         Body::RecordPaymentFailure(c) => r("invoice", &c.invoice_id),
     }
 }

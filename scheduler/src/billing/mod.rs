@@ -16,6 +16,7 @@
 //! - [`payments`] (cards, dunning, suspension, in `apply`), [`collect`] (the leader charges
 //!   cards through [`stripe`], mails each dunning step, deletes after the grace).
 //! - [`apply`]: payments, voids and credit notes, credits, the test clock.
+//! - [`plans`]: monthly plans (taken, changed, cancelled; billed ahead by the run).
 //! - [`pdf`] and [`journal`]: an invoice as PDF; a period's double entries as CSV.
 //! - [`usage`]: month to date, rated for the API and the console (not a command).
 //! - [`api`]: `/v1/usage`, `/v1/invoices`, `/v1/credits`, `/v1/billing/…`.
@@ -30,6 +31,9 @@ pub mod meters;
 pub mod payment_api;
 pub mod payments;
 pub mod pdf;
+pub mod plans;
+#[cfg(test)]
+mod plans_tests;
 pub mod prepaid;
 #[cfg(test)]
 mod prepaid_tests;

@@ -122,6 +122,13 @@ impl ClusterState {
             let Some(org) = self.organisations.get(&org_id).cloned() else {
                 continue;
             };
+            let currency = currency_of(&org);
+            let book = books.0.get(&currency).ok_or_else(|| {
+                Rejected::Invalid(format!("the run's price books have no {currency} book"))
+            })?;
+            let plan_lines = self
+                .bill_plans(&org_id, book, end)
+                .map_err(|e| Rejected::Invalid(format!("plans of {org_id}: {e}")))?;
             // Usage up to the period's end is billed now; what came after waits.
             let all = self.billing.usage.remove(&org_id).unwrap_or_default();
             let (now, later): (Vec<UsageInterval>, Vec<UsageInterval>) =
@@ -142,15 +149,12 @@ impl ClusterState {
             if !kept.is_empty() {
                 self.billing.usage.insert(org_id.clone(), kept);
             }
-            if billed.is_empty() {
+            if billed.is_empty() && plan_lines.is_empty() {
                 continue;
             }
-            let currency = currency_of(&org);
-            let book = books.0.get(&currency).ok_or_else(|| {
-                Rejected::Invalid(format!("the run's price books have no {currency} book"))
-            })?;
-            let charges = usage_lines(book, &billed, &self.projects)
+            let mut charges = usage_lines(book, &billed, &self.projects)
                 .map_err(|e| Rejected::Invalid(format!("rating {}: {e}", org_id)))?;
+            charges.extend(plan_lines);
             let buyer = Buyer {
                 country: org.billing_country.clone(),
                 business: org.kind == OrgKind::Company,

@@ -242,6 +242,31 @@ pub struct Account {
     /// Top-ups received, oldest first.
     #[serde(default)]
     pub top_ups: Vec<TopUp>,
+    /// Monthly plans held and not billed to their end yet (see [`crate::billing::plans`]).
+    #[serde(default)]
+    pub plan_spans: Vec<PlanSpan>,
+    /// The plans the last run billed in advance, and for which month.
+    #[serde(default)]
+    pub plans_advanced: Option<PlansAdvanced>,
+    /// Plans are billed up to here (the end of the last period a run billed).
+    #[serde(default)]
+    pub plans_billed_to_ms: Option<i64>,
+}
+
+/// A monthly plan held from `from_ms` to `to_ms` (open: still held).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSpan {
+    pub plan: String,
+    pub from_ms: i64,
+    pub to_ms: Option<i64>,
+}
+
+/// Plans billed in advance over `[from_ms, to_ms)` (a calendar month).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlansAdvanced {
+    pub plans: Vec<String>,
+    pub from_ms: i64,
+    pub to_ms: i64,
 }
 
 /// Money paid in advance.

@@ -77,5 +77,6 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::CreateCoupon(_) => "create_coupon",
         Body::RedeemCoupon(_) => "redeem_coupon",
         Body::TopUpPrepaid(_) => "top_up_prepaid",
+        Body::SetPlan(_) => "set_plan",
     }
 }

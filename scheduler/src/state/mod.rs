@@ -269,6 +269,7 @@ impl ClusterState {
             Body::CreateCoupon(c) => self.create_coupon(c, at),
             Body::RedeemCoupon(c) => self.redeem_coupon(c, at),
             Body::TopUpPrepaid(c) => self.top_up_prepaid(c, at),
+            Body::SetPlan(c) => self.set_plan(c, at),
         }
     }
 }

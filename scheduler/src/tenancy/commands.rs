@@ -172,6 +172,7 @@ impl ClusterState {
             Body::CreateCoupon(_) => (Action::ManageBilling, Target::Fleet),
             Body::RedeemCoupon(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
             Body::TopUpPrepaid(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
+            Body::SetPlan(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
             Body::RecordPaymentFailure(_) => (Action::ManageBilling, Target::SystemOnly),
             Body::UpdateProject(_)
             | Body::SetQuota(_)

@@ -19,6 +19,7 @@ mod networks;
 mod openapi;
 mod pagination;
 mod payments;
+mod plans;
 mod prepaid;
 mod quotas;
 mod rate_limits;
