@@ -7,7 +7,9 @@
 //! organisations, a project each, and last month's usage — a few instances each (on demand,
 //! spot, a public address), some running past the month's end. The run is proposed as the
 //! leader proposes it (`billing::controller::run_month`: batches of organisations, one log
-//! entry each), finalized and numbered.
+//! entry each), finalized and numbered. Each replica writes its history store (the period's
+//! usage and the issued invoices go there; the state keeps one line per kind of each
+//! invoice), and the bench prints how many bytes an invoice takes in the state and in history.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,8 @@ use vmcloud_consensus::local::LocalQuicCluster;
 use vmcloud_proto::pki::Ca;
 use vmcloud_proto::{OrgId, ProjectId, UserId};
 use vmcloud_scheduler::billing::types::{UsageInterval, period_bounds, period_of};
+use vmcloud_scheduler::history::store::HistoryStore;
+use vmcloud_scheduler::history::types::HistoryRecord;
 use vmcloud_scheduler::raft_handle::Cluster;
 use vmcloud_scheduler::state::replicated::SharedState;
 use vmcloud_scheduler::state::{ApplyResult, ClusterState};
@@ -190,13 +194,26 @@ async fn run(args: &BillingRunBenchArgs, dir: &Path) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let longest = Arc::new(AtomicU64::new(0));
     let mut shared = Vec::new();
+    let mut stores = Vec::new();
+    for n in 0..args.replicas {
+        let path = dir.join(format!("history-{n}.redb"));
+        stores.push(Some(HistoryStore::open(&path).with_context(|| {
+            format!("cannot open the history store {}", path.display())
+        })?));
+    }
+    let mut stores = stores.into_iter();
     let group = LocalQuicCluster::start(
         dir,
         &ca.identity.cert_pem,
         &identities,
         |config| config.snapshot_every = 0,
         |_| {
-            let s = SharedState::default();
+            let s = SharedState::with_history(
+                stores
+                    .next()
+                    .flatten()
+                    .expect("one history store per replica"),
+            );
             shared.push(s.clone());
             TimedReplica {
                 shared: s,
@@ -233,6 +250,28 @@ async fn run(args: &BillingRunBenchArgs, dir: &Path) -> anyhow::Result<()> {
         .collect();
     numbers.sort_unstable();
     let gapless = numbers.windows(2).all(|w| w[1] == w[0] + 1);
+    // What an invoice takes: in the state (one line per kind) and in history (every line), as
+    // JSON, over a sample of the run's invoices.
+    anyhow::ensure!(
+        shared[leader].history_written(),
+        "the leader's history was not written within 60 s"
+    );
+    let store = shared[leader].history().context("a history store")?.clone();
+    let (mut in_state, mut in_history, mut sampled) = (0usize, 0usize, 0usize);
+    for id in record.invoices.iter().step_by((invoices / 1000).max(1)) {
+        let Some(kept) = state.billing.invoices.get(id) else {
+            continue;
+        };
+        let (page, _) = store.dimension_page(&format!("invoice:{id}"), None, 1)?;
+        let Some(HistoryRecord::InvoiceIssued(doc)) = page.into_iter().next() else {
+            bail!("invoice {id} is not in the leader's history");
+        };
+        in_state += serde_json::to_vec(&**kept)?.len();
+        in_history += serde_json::to_vec(&doc)?.len();
+        sampled += 1;
+    }
+    let state_bytes = in_state / sampled.max(1);
+    let history_bytes = in_history / sampled.max(1);
     group.shutdown().await;
     anyhow::ensure!(
         invoices == args.orgs,
@@ -249,6 +288,9 @@ async fn run(args: &BillingRunBenchArgs, dir: &Path) -> anyhow::Result<()> {
         vmcloud_scheduler::billing::controller::BATCH_ORGS
     );
     println!(
+        "an invoice takes {state_bytes} bytes in the state (one line per kind) and {history_bytes} bytes in history (every line), as JSON, over {sampled} invoices"
+    );
+    println!(
         "{}",
         json!({
             "bench": "billing-run",
@@ -259,6 +301,8 @@ async fn run(args: &BillingRunBenchArgs, dir: &Path) -> anyhow::Result<()> {
             "invoices": invoices,
             "run_s": run_s,
             "apply_pause_max_ms": pause_ms,
+            "invoice_state_bytes": state_bytes,
+            "invoice_history_bytes": history_bytes,
             "budget_run_s": BUDGET_RUN_S,
             "budget_apply_pause_ms": BUDGET_PAUSE_MS,
             "within_budget": run_s <= BUDGET_RUN_S && pause_ms <= BUDGET_PAUSE_MS,

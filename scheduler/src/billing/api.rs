@@ -19,10 +19,11 @@ use crate::api::pagination;
 use crate::api::problem::Problem;
 use crate::billing::meters::terms;
 use crate::billing::types::{
-    Credit, DocumentKind, Invoice, InvoiceStatus, Party, Payment, currency_of, period_bounds,
-    period_of,
+    Credit, DocumentKind, Invoice, InvoiceStatus, Party, Payment, UsageInterval, currency_of,
+    period_bounds, period_of,
 };
 use crate::billing::usage::{UsageReport, forecast_rest, report};
+use crate::history::types::HistoryRecord;
 use crate::state::ClusterState;
 use crate::tenancy::authz::{Action, Principal, Resource};
 
@@ -122,13 +123,15 @@ pub(crate) fn bad_period(p: &str) -> Problem {
     )
 }
 
-/// The org's usage report over `period` (to `now` while it runs), rated.
+/// The org's usage report over `period` (to `now` while it runs), rated: what the state
+/// holds, with `closed` (what a run billed, from history: [`closed_usage`]).
 pub(crate) fn usage_report(
     state: &ClusterState,
     org: &OrgId,
     period: &str,
     project: Option<&ProjectId>,
     now: i64,
+    closed: Vec<UsageInterval>,
 ) -> Result<(UsageReport, i64, i64), Problem> {
     let (start, end) = period_bounds(period).ok_or_else(|| bad_period(period))?;
     let to = end.min(now);
@@ -142,6 +145,7 @@ pub(crate) fn usage_report(
         .get(&currency_of(o))
         .ok_or_else(|| Problem::internal("no price book for the organisation's currency"))?;
     let mut intervals = state.usage_between(org, start, to.max(start), &terms(&books));
+    intervals.extend(closed);
     if let Some(p) = project {
         intervals.retain(|i| &i.project == p);
     }
@@ -171,7 +175,8 @@ pub async fn usage(
     };
     let now = crate::clock::now_ms();
     let period = q.period.clone().unwrap_or_else(|| period_of(now));
-    let (r, _, _) = usage_report(&state, &org, &period, project.as_ref(), now)?;
+    let closed = closed_usage(&s, &state, &org, &period).await?;
+    let (r, _, _) = usage_report(&state, &org, &period, project.as_ref(), now, closed)?;
     Ok(Json(r))
 }
 
@@ -211,7 +216,7 @@ pub async fn forecast(
     let state = s.cluster.state();
     let now = crate::clock::now_ms();
     let period = period_of(now);
-    let (so_far, _, end) = usage_report(&state, &org, &period, None, now)?;
+    let (so_far, _, end) = usage_report(&state, &org, &period, None, now, Vec::new())?;
     let books = price_books();
     let currency = state
         .organisations
@@ -425,20 +430,80 @@ pub async fn list_invoices(
 }
 
 /// An invoice the caller may read: 404 for anyone else's (and for drafts, to customers).
-pub fn readable_invoice(s: &ApiState, who: &Who, id: &str) -> Result<Invoice, Problem> {
-    let state = s.cluster.state();
-    let missing = || Problem::not_found(format!("invoice `{id}` does not exist"));
-    let inv = state.billing.invoices.get(id).ok_or_else(missing)?;
-    if state
-        .authorize(&who.principal, Action::ReadBilling, Resource::Org(&inv.org))
-        .is_err()
-    {
-        return Err(missing());
+/// A finalized one with every line as it was issued (read from history; the state keeps its
+/// status and one line per kind).
+pub async fn readable_invoice(s: &ApiState, who: &Who, id: &str) -> Result<Invoice, Problem> {
+    let mut inv = {
+        let state = s.cluster.state();
+        let missing = || Problem::not_found(format!("invoice `{id}` does not exist"));
+        let inv = state.billing.invoices.get(id).ok_or_else(missing)?;
+        if state
+            .authorize(&who.principal, Action::ReadBilling, Resource::Org(&inv.org))
+            .is_err()
+        {
+            return Err(missing());
+        }
+        if inv.status == InvoiceStatus::Draft && !sees_drafts(s, who) {
+            return Err(missing());
+        }
+        Invoice::clone(inv)
+    };
+    if inv.status != InvoiceStatus::Draft {
+        let dimension = format!("invoice:{id}");
+        let (issued, _) = s
+            .read_history(move |h| h.dimension_page(&dimension, None, 1))
+            .await?;
+        match issued.into_iter().next() {
+            Some(HistoryRecord::InvoiceIssued(doc)) => inv.lines = doc.lines,
+            _ => {
+                return Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Invoice not in history yet",
+                    "this replica has not written the issued invoice to its history yet: try again in a few seconds, or ask another replica",
+                ));
+            }
+        }
     }
-    if inv.status == InvoiceStatus::Draft && !sees_drafts(s, who) {
-        return Err(missing());
+    Ok(inv)
+}
+
+/// The usage of `org` in `period` that runs billed by `state` (the same copy the rest of the
+/// report reads, so nothing is counted twice): history keeps it once the period's invoice is
+/// made (empty before).
+pub async fn closed_usage(
+    s: &ApiState,
+    state: &ClusterState,
+    org: &OrgId,
+    period: &str,
+) -> Result<Vec<UsageInterval>, Problem> {
+    let billed = state
+        .billing
+        .runs
+        .get(period)
+        .is_some_and(|r| r.complete || r.cursor.as_ref().is_some_and(|c| c >= org));
+    if !billed {
+        return Ok(Vec::new());
     }
-    Ok(Invoice::clone(inv))
+    let dimension = format!("usage:{org}:{period}");
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let d = dimension.clone();
+        let (page, last) = s
+            .read_history(move |h| h.dimension_page(&d, before, 256))
+            .await?;
+        for record in page {
+            if let HistoryRecord::ClosedUsage { intervals, .. } = record {
+                out.extend(intervals);
+            }
+        }
+        match last {
+            Some(k) => before = Some(k),
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 pub async fn get_invoice(
@@ -448,7 +513,9 @@ pub async fn get_invoice(
     ApiQuery(read): ApiQuery<ReadOptions>,
 ) -> Result<Json<InvoiceView>, Problem> {
     read.prepare(&s.cluster).await?;
-    Ok(Json(InvoiceView::new(&readable_invoice(&s, &who, &id)?)))
+    Ok(Json(InvoiceView::new(
+        &readable_invoice(&s, &who, &id).await?,
+    )))
 }
 
 /// A credit as the API shows it.
@@ -521,7 +588,7 @@ pub async fn invoice_pdf(
 ) -> Result<axum::response::Response, Problem> {
     use axum::response::IntoResponse;
     read.prepare(&s.cluster).await?;
-    let inv = readable_invoice(&s, &who, &id)?;
+    let inv = readable_invoice(&s, &who, &id).await?;
     let name = inv
         .number
         .clone()

@@ -67,7 +67,7 @@ impl Collector {
                 continue;
             }
             let Ok((report, _, _)) =
-                crate::billing::api::usage_report(&state, org, &period, None, now)
+                crate::billing::api::usage_report(&state, org, &period, None, now, Vec::new())
             else {
                 continue;
             };

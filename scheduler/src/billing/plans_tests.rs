@@ -8,7 +8,7 @@ use vmcloud_billing::invoice::LineKind;
 use vmcloud_proto::pb::{self, command::Body};
 
 use crate::billing::tests::{
-    DAY, HOUR, apply_at, command, d, dec, nov, org, replay, run, setup_log,
+    DAY, HOUR, apply_at, command, d, dec, issued, nov, org, replay, run, setup_log,
 };
 use crate::billing::types::period_bounds;
 use crate::state::{ClusterState, Rejected};
@@ -27,7 +27,7 @@ fn fees(s: &ClusterState, period: &str) -> Vec<(Decimal, String)> {
     };
     run.invoices
         .iter()
-        .flat_map(|id| s.billing.invoices[id].lines.clone())
+        .flat_map(|id| issued(s, id).lines)
         .filter(|l| l.kind == LineKind::Fee)
         .map(|l| (l.amount, l.description))
         .collect()

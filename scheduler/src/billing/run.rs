@@ -18,6 +18,7 @@ use crate::billing::types::{
     credit_order, currency_of, date_of, invoice_id, period_bounds, seller,
 };
 use crate::clock::rfc3339;
+use crate::history::types::HistoryRecord;
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
 use crate::tenancy::types::OrgKind;
 
@@ -155,6 +156,18 @@ impl ClusterState {
             let mut charges = usage_lines(book, &billed, &self.projects)
                 .map_err(|e| Rejected::Invalid(format!("rating {}: {e}", org_id)))?;
             charges.extend(plan_lines);
+            // The period's usage leaves the state for history (`GET /v1/usage?period=` reads
+            // it there).
+            if !billed.is_empty() {
+                self.history.push(
+                    self.applied_index,
+                    HistoryRecord::ClosedUsage {
+                        org: org_id.clone(),
+                        period: c.period.clone(),
+                        intervals: billed,
+                    },
+                );
+            }
             let buyer = Buyer {
                 country: org.billing_country.clone(),
                 business: org.kind == OrgKind::Company,
@@ -394,6 +407,8 @@ impl ClusterState {
 
     /// Numbers the drafts among `ids`, in the order given: one number each, the year's next,
     /// so numbers have no gaps (a draft is never numbered twice; anything else is skipped).
+    /// Each document, as issued with all its lines, goes to history; the state keeps one line
+    /// per kind (what credit notes and the journal need) beside what can still change.
     pub(crate) fn finalize_ids(&mut self, ids: &[String], due_days: u32, at: i64) {
         let year = date_of(at).year();
         let due_days = if due_days == 0 {
@@ -432,6 +447,12 @@ impl ClusterState {
                     inv.due_at_ms.unwrap_or(at)
                 });
             }
+            let issued = inv.clone();
+            inv.lines = summary_lines(&issued.lines);
+            self.history.push(
+                self.applied_index,
+                HistoryRecord::InvoiceIssued(Box::new(issued)),
+            );
         }
     }
 }
@@ -484,6 +505,35 @@ pub fn usage_lines(
             }
         })
         .collect())
+}
+
+/// One line per kind (usage, fees, discounts, credits) with the kind's sum: what the state
+/// keeps of an issued document (history has each line).
+pub fn summary_lines(lines: &[InvoiceLine]) -> Vec<InvoiceLine> {
+    let mut out = Vec::new();
+    for (kind, noun) in [
+        (LineKind::Usage, "Usage"),
+        (LineKind::Fee, "Fees"),
+        (LineKind::Discount, "Discounts"),
+        (LineKind::Credit, "Credits"),
+    ] {
+        let of_kind: Vec<&InvoiceLine> = lines.iter().filter(|l| l.kind == kind).collect();
+        if of_kind.is_empty() {
+            continue;
+        }
+        out.push(InvoiceLine {
+            kind,
+            description: format!(
+                "{noun}: {} line{}",
+                of_kind.len(),
+                if of_kind.len() == 1 { "" } else { "s" }
+            ),
+            quantity: String::new(),
+            amount: of_kind.iter().map(|l| l.amount).sum(),
+            source: None,
+        });
+    }
+    out
 }
 
 /// Seconds as hours with two decimals.

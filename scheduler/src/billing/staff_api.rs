@@ -272,7 +272,9 @@ pub async fn record_payment(
             }),
         )
         .await??;
-    Ok(Json(InvoiceView::new(&readable_invoice(&s, &who, &id)?)))
+    Ok(Json(InvoiceView::new(
+        &readable_invoice(&s, &who, &id).await?,
+    )))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -298,7 +300,9 @@ pub async fn void(
             }),
         )
         .await??;
-    Ok(Json(InvoiceView::new(&readable_invoice(&s, &who, &id)?)))
+    Ok(Json(InvoiceView::new(
+        &readable_invoice(&s, &who, &id).await?,
+    )))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -13,7 +13,8 @@ use vmcloud_billing::tax::BUILTIN_TABLE;
 use vmcloud_proto::OrgId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::billing::types::{InvoiceStatus, period_bounds};
+use crate::billing::types::{Invoice, InvoiceStatus, period_bounds};
+use crate::history::types::HistoryRecord;
 use crate::state::{ApplyResult, ClusterState, Rejected};
 
 pub(super) const HOUR: i64 = 3_600_000;
@@ -150,6 +151,34 @@ pub(super) fn replay(log: &[pb::Command]) -> ClusterState {
     s
 }
 
+/// An invoice as issued, with every line (from the history records `apply` produced; the
+/// state keeps one line per kind), or a draft as the state holds it.
+pub(super) fn issued(s: &ClusterState, id: &str) -> Invoice {
+    s.history
+        .0
+        .iter()
+        .rev()
+        .find_map(|(_, r)| match r {
+            HistoryRecord::InvoiceIssued(i) if i.id == id => Some(Invoice::clone(i)),
+            _ => None,
+        })
+        .unwrap_or_else(|| Invoice::clone(&s.billing.invoices[id]))
+}
+
+/// Every document issued, as history holds it, in log order.
+fn issued_bytes(s: &ClusterState) -> Vec<u8> {
+    let docs: Vec<&Invoice> = s
+        .history
+        .0
+        .iter()
+        .filter_map(|(_, r)| match r {
+            HistoryRecord::InvoiceIssued(i) => Some(&**i),
+            _ => None,
+        })
+        .collect();
+    serde_json::to_vec(&docs).unwrap()
+}
+
 pub(super) fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
@@ -170,7 +199,7 @@ fn an_instance_is_billed_from_its_placement_to_its_delete_with_the_trial_credit_
     let s = replay(&log);
     let ids = &s.billing.runs["2026-11"].invoices;
     assert_eq!(ids.len(), 1);
-    let inv = &s.billing.invoices[&ids[0]];
+    let inv = &issued(&s, &ids[0]);
     assert_eq!(inv.number.as_deref(), Some("VMC-2026-000001"));
     // 500 h × 0.0567 = 28.35 €, under the cap.
     assert_eq!(inv.lines[0].amount, d("28.35"));
@@ -183,6 +212,34 @@ fn an_instance_is_billed_from_its_placement_to_its_delete_with_the_trial_credit_
     assert_eq!(inv.totals.vat_rate, d("20"));
     let trial = &s.billing.credits[&org()][0];
     assert_eq!(trial.remaining, d("21.65"));
+    // Issued, the document's lines went to history; the state keeps one line per kind, and
+    // the period's usage went to history too.
+    let kept: Vec<_> = s.billing.invoices[&ids[0]]
+        .lines
+        .iter()
+        .map(|l| (l.description.clone(), l.amount))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            ("Usage: 1 line".to_owned(), d("28.35")),
+            ("Credits: 1 line".to_owned(), d("-28.35"))
+        ]
+    );
+    let closed: Vec<_> = s
+        .history
+        .0
+        .iter()
+        .filter_map(|(_, r)| match r {
+            HistoryRecord::ClosedUsage {
+                org: o,
+                period,
+                intervals,
+            } if *o == org() && period == "2026-11" => Some(intervals.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, vec![1]);
 }
 
 #[test]
@@ -218,8 +275,8 @@ fn a_month_end_cuts_running_meters_and_the_next_month_goes_on_numbering() {
         "{:?}",
         results[n - 4]
     );
-    let november = &s.billing.invoices[&s.billing.runs["2026-11"].invoices[0]];
-    let december = &s.billing.invoices[&s.billing.runs["2026-12"].invoices[0]];
+    let november = &issued(&s, &s.billing.runs["2026-11"].invoices[0]);
+    let december = &issued(&s, &s.billing.runs["2026-12"].invoices[0]);
     // 10 days in November, 5 in December: 240 h and 120 h.
     let hours = |i: &crate::billing::types::Invoice| {
         i.lines
@@ -250,7 +307,7 @@ fn a_paid_invoice_never_changes_and_a_credit_note_corrects_it() {
     let id = s.billing.runs["2026-11"].invoices[0].clone();
     let before = s.billing.invoices[&id].clone();
     // 29 days capped at 35.40, less the 50 € credit → 0: use a second month instead.
-    assert_eq!(before.lines[0].amount, d("35.40"));
+    assert_eq!(issued(&s, &id).lines[0].amount, d("35.40"));
     assert_eq!(before.totals.amount_due, Decimal::ZERO);
     let at = dec() + 2 * HOUR;
     let wrong = apply_at(
@@ -336,15 +393,24 @@ fn replaying_the_log_gives_the_same_invoices_byte_for_byte() {
         period_bounds("2027-01").unwrap().0 + HOUR,
         run("2026-12"),
     ));
-    let bytes = |s: &ClusterState| serde_json::to_vec(&s.billing.invoices).unwrap();
+    // The state's invoices and the documents issued to history.
+    let bytes = |s: &ClusterState| {
+        let mut b = serde_json::to_vec(&s.billing.invoices).unwrap();
+        b.extend(issued_bytes(s));
+        b
+    };
     let whole = replay(&log);
     assert_eq!(whole.billing.invoices.len(), 2, "one invoice a month");
+    assert!(!issued_bytes(&whole).is_empty());
     assert_eq!(bytes(&whole), bytes(&replay(&log)));
     for cut in [log.len() / 3, log.len() / 2, log.len() - 3] {
         let half = replay(&log[..cut]);
         let snapshot = serde_json::to_vec(&half).unwrap();
         let mut restored: ClusterState = serde_json::from_slice(&snapshot).unwrap();
         restored.reindex();
+        // History is beside the snapshot (the store survives a restart; a peer gets it with
+        // the snapshot).
+        restored.history = half.history.clone();
         for (n, c) in log.iter().enumerate().skip(cut) {
             let _ = restored.apply(n as u64 + 1, c.clone());
         }
@@ -368,8 +434,8 @@ fn billed_ms(s: &ClusterState, upto: i64) -> i64 {
     let from_invoices: i64 = s
         .billing
         .invoices
-        .values()
-        .flat_map(|i| i.lines.iter())
+        .keys()
+        .flat_map(|id| issued(s, id).lines)
         .filter(|l| l.kind == vmcloud_billing::invoice::LineKind::Usage)
         .map(|l| {
             let h: Decimal = l.quantity.trim_end_matches(" h").parse().unwrap();
@@ -440,8 +506,11 @@ proptest! {
                 Step::Again => last.clone().map(|mut c| { c.at_unix_ms = now; c }),
                 Step::Restore => {
                     let snap = serde_json::to_vec(&s).unwrap();
+                    let history = std::mem::take(&mut s.history);
                     s = serde_json::from_slice(&snap).unwrap();
                     s.reindex();
+                    // The history store survives the restart.
+                    s.history = history;
                     None
                 }
                 Step::Wait(h) => {
@@ -531,7 +600,7 @@ fn a_host_down_earns_on_demand_instances_one_sla_credit_and_spot_none() {
         sla[0].description
     );
     // Drawn first, on November's invoice.
-    let nov_invoice = &s.billing.invoices[&s.billing.runs["2026-11"].invoices[0]];
+    let nov_invoice = &issued(&s, &s.billing.runs["2026-11"].invoices[0]);
     let credit_lines: Vec<_> = nov_invoice
         .lines
         .iter()
@@ -722,7 +791,7 @@ fn a_coupon_takes_its_share_off_the_invoices_it_covers_and_no_more() {
     }
     let mut s = replay(&log);
     let discount = |p: &str| -> Vec<Decimal> {
-        let inv = &s.billing.invoices[&s.billing.runs[p].invoices[0]];
+        let inv = issued(&s, &s.billing.runs[p].invoices[0]);
         inv.lines
             .iter()
             .filter(|l| l.kind == vmcloud_billing::invoice::LineKind::Discount)

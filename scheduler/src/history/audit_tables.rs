@@ -7,8 +7,9 @@ use crate::history::types::{HistoryKey, HistoryRecord};
 
 /// Every audit event under several dimensions: `all`, `org:<id>`, `actor:<actor>`,
 /// `resource:<resource>`; a webhook endpoint's delivery attempts under
-/// `deliveries:<endpoint>`; a project's ended instances under `ended:<project>`. Each
-/// dimension's keys in log order.
+/// `deliveries:<endpoint>`; a project's ended instances under `ended:<project>`; an issued
+/// invoice under `invoice:<id>`; an organisation's billed usage of a period under
+/// `usage:<org>:<period>`. Each dimension's keys in log order.
 pub(super) const BY: TableDefinition<(&str, u64, u32), ()> = TableDefinition::new("audit_by");
 /// Every audit event by time, to find where a time range starts.
 pub(super) const BY_TIME: TableDefinition<(i64, u64, u32), ()> =
@@ -63,6 +64,24 @@ impl<'t> Writer<'t> {
                     key.index,
                     key.seq,
                 ),
+                (),
+            )?;
+            return Ok(());
+        }
+        if let HistoryRecord::InvoiceIssued(invoice) = record {
+            self.by.insert(
+                (
+                    format!("invoice:{}", invoice.id).as_str(),
+                    key.index,
+                    key.seq,
+                ),
+                (),
+            )?;
+            return Ok(());
+        }
+        if let HistoryRecord::ClosedUsage { org, period, .. } = record {
+            self.by.insert(
+                (format!("usage:{org}:{period}").as_str(), key.index, key.seq),
                 (),
             )?;
             return Ok(());

@@ -1,5 +1,5 @@
-//! History: what `apply` produces that is no longer live — today, ended instances; with the
-//! next issues, audit events, webhook deliveries, invoices and closed usage (DESIGN.md §4).
+//! History: what `apply` produces that is no longer live — ended instances, audit events,
+//! webhook deliveries, invoices as issued and the usage of billed periods (DESIGN.md §4).
 //!
 //! `apply` never does I/O: it appends [`types::HistoryRecord`]s, keyed by log index, to a
 //! buffer beside the state; the consensus adapter (`state/replicated.rs`) drains that buffer

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::types::AuditEvent;
+use crate::billing::types::{Invoice, UsageInterval};
 use crate::instances::types::Instance;
 
 /// Where a record sits in history: the log entry that produced it, and its place among that
@@ -46,6 +47,16 @@ pub enum HistoryRecord {
         error: String,
         at_ms: i64,
         duration_ms: u32,
+    },
+    /// An invoice or a credit note as it was finalized (numbered), with every line. The state
+    /// keeps what can still change (status, payments) and one line per kind.
+    InvoiceIssued(Box<Invoice>),
+    /// An organisation's usage of a period, billed by a run (its invoice's detail).
+    ClosedUsage {
+        org: vmcloud_proto::OrgId,
+        /// `YYYY-MM`.
+        period: String,
+        intervals: Vec<UsageInterval>,
     },
 }
 

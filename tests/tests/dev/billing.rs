@@ -215,6 +215,40 @@ async fn months_of_usage_become_numbered_invoices_on_the_test_clock() {
         assert_eq!(status, 200, "{doc}");
         docs.push(doc);
     }
+    // A billed month's usage is still there to read (history keeps it once invoiced), and
+    // its cost is what the invoice charged for usage.
+    let (status, usage) = api
+        .call(
+            "GET",
+            &format!("/v1/usage?period={second}"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(
+        usage["rows"].as_array().unwrap().len(),
+        instances.len(),
+        "{usage}"
+    );
+    let charged: rust_decimal::Decimal = docs[1]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "usage")
+        .map(|l| {
+            l["amount"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        usage["total"].as_str().unwrap(),
+        charged.to_string(),
+        "{usage}"
+    );
     // Whole months of each instance: its flavor's monthly cap (vps-m: 9.20 €).
     for doc in &docs[1..] {
         for i in &instances {
