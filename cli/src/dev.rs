@@ -402,6 +402,15 @@ pub struct ApiArgs {
     /// The signing secret of Stripe's webhook endpoint (`whsec_…`) for `/v1/stripe/webhook`.
     #[arg(long, env = "VMCLOUD_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub stripe_webhook_secret: Option<String>,
+    /// The Stripe publishable key (`pk_test_…`, `pk_live_…`): the console's card form is then
+    /// Stripe's own (Stripe.js; card numbers never reach VMCloud). Without it, test mode takes
+    /// test card numbers and live mode takes no cards in the console.
+    #[arg(long, env = "VMCLOUD_STRIPE_PUBLISHABLE_KEY")]
+    pub stripe_publishable_key: Option<String>,
+    /// Where the console loads Stripe.js from (default: `https://js.stripe.com/v3/`, or the
+    /// localstripe's copy when `--stripe-api` is not Stripe's).
+    #[arg(long, env = "VMCLOUD_STRIPE_JS")]
+    pub stripe_js: Option<String>,
     /// How long an organisation suspended for unpaid invoices keeps its (stopped) instances
     /// before they are deleted.
     #[arg(long, default_value = "30d", value_parser = crate::bench::parse_duration)]
@@ -419,6 +428,20 @@ impl ApiArgs {
                     api: self.stripe_api.clone(),
                     secret_key,
                     webhook_secret: self.stripe_webhook_secret.clone(),
+                    publishable_key: self
+                        .stripe_publishable_key
+                        .clone()
+                        .filter(|k| !k.is_empty()),
+                    js: self.stripe_js.clone().unwrap_or_else(|| {
+                        if self.stripe_api.trim_end_matches('/') == "https://api.stripe.com" {
+                            "https://js.stripe.com/v3/".to_owned()
+                        } else {
+                            format!(
+                                "{}/js.stripe.com/v3/",
+                                self.stripe_api.trim_end_matches('/')
+                            )
+                        }
+                    }),
                 },
             )
     }

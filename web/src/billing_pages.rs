@@ -79,7 +79,43 @@ fn chart(ctx: &Ctx, usage: &Value) -> Markup {
 }
 
 /// `/console/orgs/{id}/billing`.
-pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
+/// The billing page's query: `?card=new` shows the card form beside a saved card.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct BillingQuery {
+    #[serde(default)]
+    card: Option<String>,
+}
+
+/// The page's policy with Stripe.js allowed: its script and frames from where it is loaded,
+/// its calls to Stripe's API (or to the localstripe that served it).
+fn csp_with_stripe(js: &str) -> Option<header::HeaderValue> {
+    let origin = |url: &str| -> Option<String> {
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split('/').next()?;
+        (!host.is_empty() && matches!(scheme, "http" | "https"))
+            .then(|| format!("{scheme}://{host}"))
+    };
+    let js_origin = origin(js)?;
+    let api = if js_origin == "https://js.stripe.com" {
+        "https://api.stripe.com".to_owned()
+    } else {
+        js_origin.clone()
+    };
+    let policy = crate::layout::CSP
+        .replace(
+            "script-src 'self'",
+            &format!("script-src 'self' {js_origin}"),
+        )
+        .replace("connect-src 'self'", &format!("connect-src 'self' {api}"))
+        + &format!("; frame-src {js_origin} https://hooks.stripe.com");
+    header::HeaderValue::from_str(&policy).ok()
+}
+
+pub async fn billing(
+    ctx: Ctx,
+    Path(org): Path<String>,
+    axum::extract::Query(bq): axum::extract::Query<BillingQuery>,
+) -> Response {
     let q = format!("org={}", urlencode(&org));
     let budget = ctx
         .api
@@ -111,10 +147,25 @@ pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
             return ctx.problem(&p);
         }
     };
+    // Stripe's card form: a SetupIntent for the browser to confirm (owners and billing
+    // members; nothing for those who may not save a card).
+    let setup = if card["card_form"] == true
+        && (!card["card"].is_object() || bq.card.as_deref() == Some("new"))
+    {
+        ctx.api
+            .post(
+                "/v1/billing/setup-intents",
+                serde_json::json!({ "org": org }),
+            )
+            .await
+            .ok()
+    } else {
+        None
+    };
     let currency = s(&forecast, "currency").to_owned();
     let mut rows = items(&usage, "rows");
     rows.sort_by(|a, b| dec(&b["amount"]).cmp(&dec(&a["amount"])));
-    ctx.page(
+    let mut response = ctx.page(
         Msg::Billing,
         html! {
             h1 { (ctx.t(Msg::Billing)) }
@@ -186,7 +237,7 @@ pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
                 }
             }
             h2 { (ctx.t(Msg::PaymentMethod)) }
-            (payment_method(&ctx, &org, &card))
+            (payment_method(&ctx, &org, &card, setup.as_ref()))
             @if card["card"].is_object() && !prepaid.is_null() {
                 form.card.row method="post" action={ "/console/orgs/" (org) "/top-up" } {
                     (ctx.csrf_field())
@@ -226,7 +277,13 @@ pub async fn billing(ctx: Ctx, Path(org): Path<String>) -> Response {
                 }
             }
         },
-    )
+    );
+    if let Some(policy) = setup.as_ref().and_then(|si| csp_with_stripe(s(si, "js"))) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
 }
 
 /// `/console/orgs/{id}/invoices/{invoice}/pdf`: the API's PDF, passed through.
@@ -252,9 +309,9 @@ pub async fn invoice_pdf(ctx: Ctx, Path((_org, invoice)): Path<(String, String)>
     }
 }
 
-/// The saved card, or how to save one (test mode: a test card number; no processor: bank
-/// transfer).
-fn payment_method(ctx: &Ctx, org: &str, pm: &Value) -> Markup {
+/// The saved card, or how to save one: Stripe's card form (with a publishable key), a test
+/// card number (test mode without one), or bank transfer (no processor).
+fn payment_method(ctx: &Ctx, org: &str, pm: &Value, setup: Option<&Value>) -> Markup {
     html! {
         @if pm["card"].is_object() {
             p #card {
@@ -266,6 +323,21 @@ fn payment_method(ctx: &Ctx, org: &str, pm: &Value) -> Markup {
         }
         @if pm["processor"].is_null() {
             p.muted { (ctx.t(Msg::BankTransferOnly)) }
+        } @else if let Some(si) = setup {
+            form.card #stripe-card method="post" action={ "/console/orgs/" (org) "/card" }
+                data-key=(s(si, "publishable_key")) data-secret=(s(si, "client_secret"))
+                data-unavailable=(ctx.t(Msg::CardFormUnavailable)) {
+                (ctx.csrf_field())
+                input type="hidden" name="setup_intent";
+                div #card-element {}
+                p.error #card-errors role="alert" {}
+                button type="submit" id="save-card" { (ctx.t(Msg::SaveCard)) }
+            }
+            p.muted { (ctx.t(Msg::CardFormText)) @if pm["test_mode"] == true { " " (ctx.t(Msg::TestCards)) } }
+            script src=(s(si, "js")) {}
+            script src="/assets/card.js" {}
+        } @else if pm["card_form"] == true {
+            p { a #replace-card href={ "/console/orgs/" (org) "/billing?card=new#stripe-card" } { (ctx.t(Msg::ReplaceCard)) } }
         } @else if pm["test_mode"] == true {
             form.card.row method="post" action={ "/console/orgs/" (org) "/card" } {
                 (ctx.csrf_field())
@@ -283,25 +355,40 @@ fn payment_method(ctx: &Ctx, org: &str, pm: &Value) -> Markup {
 
 #[derive(Debug, serde::Deserialize)]
 pub struct CardForm {
+    /// Stripe's card form: the SetupIntent it confirmed.
+    #[serde(default)]
+    setup_intent: Option<String>,
+    /// Test mode without the card form: a test card.
+    #[serde(default)]
     number: String,
+    #[serde(default)]
     exp: String,
+    #[serde(default)]
     cvc: String,
 }
 
-/// `POST /console/orgs/{id}/card` (test mode): saves a test card.
+/// `POST /console/orgs/{id}/card`: saves the card Stripe's form confirmed (or, in test mode
+/// without it, a test card).
 pub async fn save_card(
     ctx: Ctx,
     Path(org): Path<String>,
     axum::Form(f): axum::Form<CardForm>,
 ) -> Response {
-    let (m, y) = f
-        .exp
-        .split_once('/')
-        .and_then(|(m, y)| Some((m.trim().parse::<u32>().ok()?, y.trim().parse::<u32>().ok()?)))
-        .unwrap_or((0, 0));
-    let body = serde_json::json!({"org": org, "card": {
-        "number": f.number.replace(' ', ""), "exp_month": m,
-        "exp_year": if y < 100 { 2000 + y } else { y }, "cvc": f.cvc}});
+    let body = match f.setup_intent.filter(|si| !si.is_empty()) {
+        Some(si) => serde_json::json!({"org": org, "setup_intent": si}),
+        None => {
+            let (m, y) = f
+                .exp
+                .split_once('/')
+                .and_then(|(m, y)| {
+                    Some((m.trim().parse::<u32>().ok()?, y.trim().parse::<u32>().ok()?))
+                })
+                .unwrap_or((0, 0));
+            serde_json::json!({"org": org, "card": {
+                "number": f.number.replace(' ', ""), "exp_month": m,
+                "exp_year": if y < 100 { 2000 + y } else { y }, "cvc": f.cvc}})
+        }
+    };
     match ctx.api.post("/v1/billing/payment-method", body).await {
         Ok(_) => crate::layout::done(
             &format!("/console/orgs/{org}/billing"),

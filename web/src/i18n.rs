@@ -327,7 +327,10 @@ messages! {
     CardNumber => "Card number", "Numéro de carte";
     SaveCard => "Save the card", "Enregistrer la carte";
     TestCards => "Test mode: 4242 4242 4242 4242 pays; 4000 0000 0000 0341 is saved but declined when charged; 4000 0000 0000 0002 is declined.", "Mode test : 4242 4242 4242 4242 paie ; 4000 0000 0000 0341 est enregistrée mais refusée au paiement ; 4000 0000 0000 0002 est refusée.";
-    LiveCardsLater => "Cards are entered in Stripe's own form, which this console does not show yet: pay by bank transfer meanwhile.", "Les cartes se saisissent dans le formulaire de Stripe, que cette console n'affiche pas encore : réglez par virement en attendant.";
+    LiveCardsLater => "Cards are entered in Stripe's own form, which this cluster is not set up to show (no publishable key): pay by bank transfer meanwhile.", "Les cartes se saisissent dans le formulaire de Stripe, que ce cluster n'est pas configuré pour afficher (pas de clé publique) : réglez par virement en attendant.";
+    CardFormText => "The card is entered in Stripe's form: its number goes to Stripe, never to VMCloud.", "La carte se saisit dans le formulaire de Stripe : son numéro va chez Stripe, jamais chez VMCloud.";
+    CardFormUnavailable => "Stripe's card form did not load (blocked, or offline): reload the page, or pay by bank transfer.", "Le formulaire de carte de Stripe ne s'est pas chargé (bloqué, ou hors ligne) : rechargez la page, ou réglez par virement.";
+    ReplaceCard => "Replace the card", "Remplacer la carte";
     Suspended => "Suspended:", "Suspendue :";
     NoticeCardSaved => "Card saved: open invoices are charged now, and the trial's limits are lifted.", "Carte enregistrée : les factures ouvertes sont débitées, et les limites de l'essai levées.";
 }

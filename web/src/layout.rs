@@ -89,10 +89,14 @@ fn with_headers(
     lang: Option<Lang>,
 ) -> Response {
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // A page that needs more (the billing page's card form: Stripe.js) sets its own, built
+    // on [`CSP`].
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -261,7 +265,8 @@ pub fn done(to: &str, notice: Msg) -> Response {
     Redirect::to(&format!("{to}{sep}notice={}", notice.name())).into_response()
 }
 
-/// The static files: one style sheet, one script (the live instance list).
+/// The static files: one style sheet, two scripts (the live instance list, Stripe's card
+/// form).
 pub async fn asset(
     State(_): State<Web>,
     axum::extract::Path(name): axum::extract::Path<String>,
@@ -273,6 +278,10 @@ pub async fn asset(
         ),
         "live.js" => (
             include_str!("../assets/live.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "card.js" => (
+            include_str!("../assets/card.js"),
             "text/javascript; charset=utf-8",
         ),
         _ => return StatusCode::NOT_FOUND.into_response(),

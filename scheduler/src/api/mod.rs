@@ -231,6 +231,10 @@ pub fn router(state: ApiState) -> Router {
             get(crate::billing::prepaid::get).post(crate::billing::prepaid::top_up),
         )
         .route(
+            "/v1/billing/setup-intents",
+            post(crate::billing::payment_api::setup_intent),
+        )
+        .route(
             "/v1/billing/plan",
             get(crate::billing::plans::get)
                 .put(crate::billing::plans::put)

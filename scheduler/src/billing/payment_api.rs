@@ -26,6 +26,9 @@ pub struct PaymentMethodView {
     pub processor: Option<&'static str>,
     /// Test mode: Stripe's test cards may be given by number.
     pub test_mode: bool,
+    /// Stripe's own card form may be used (`POST /v1/billing/setup-intents`, then Stripe.js
+    /// in the browser).
+    pub card_form: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub card: Option<CardView>,
     /// Why the organisation is suspended, when it is.
@@ -48,6 +51,10 @@ fn view(s: &ApiState, org: &vmcloud_proto::OrgId) -> PaymentMethodView {
         organisation: org.to_string(),
         processor: s.stripe.as_ref().map(|_| "stripe"),
         test_mode: s.stripe.as_ref().is_some_and(|st| st.config().test_mode()),
+        card_form: s
+            .stripe
+            .as_ref()
+            .is_some_and(|st| st.config().publishable_key.is_some()),
         card: account.and_then(|a| a.card.as_ref()).map(|c| CardView {
             brand: c.brand.clone(),
             last4: c.last4.clone(),
@@ -91,6 +98,107 @@ pub struct PaymentMethodRequest {
     /// Or, in test mode only, one of Stripe's test cards.
     #[serde(default)]
     pub card: Option<TestCard>,
+    /// Or a SetupIntent (`seti_…`, from `POST /v1/billing/setup-intents`) that Stripe's card
+    /// form confirmed in the browser.
+    #[serde(default)]
+    pub setup_intent: Option<String>,
+}
+
+/// What the browser needs to show Stripe's card form and confirm a SetupIntent with it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SetupIntentView {
+    pub organisation: String,
+    pub setup_intent: String,
+    /// For `stripe.confirmCardSetup` in the browser.
+    pub client_secret: String,
+    pub publishable_key: String,
+    /// Where to load Stripe.js from.
+    pub js: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetupIntentRequest {
+    /// The organisation (default: the caller's only one).
+    #[serde(default)]
+    pub org: Option<String>,
+}
+
+fn no_processor() -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "no-payment-processor",
+        "No card payments here",
+        "no payment processor is configured on this cluster: pay invoices by bank transfer (each invoice says how)",
+    )
+}
+
+/// The organisation's Stripe customer: the one saved, or a new one (one per organisation:
+/// Stripe's idempotency key makes a retry return the same).
+async fn customer_of(
+    s: &ApiState,
+    stripe: &crate::billing::stripe::Stripe,
+    org: &vmcloud_proto::OrgId,
+) -> Result<String, Problem> {
+    let (customer, name) = {
+        let state = s.cluster.state();
+        (
+            state
+                .billing
+                .accounts
+                .get(org)
+                .and_then(|a| a.processor_customer.clone()),
+            state
+                .organisations
+                .get(org)
+                .map(|o| o.name.clone())
+                .unwrap_or_default(),
+        )
+    };
+    match customer {
+        Some(c) => Ok(c),
+        None => stripe
+            .create_customer(org.as_str(), &name)
+            .await
+            .map_err(declined),
+    }
+}
+
+/// `POST /v1/billing/setup-intents`: a SetupIntent for Stripe's card form (owners and
+/// billing members); the browser confirms it with Stripe.js, then posts its id to
+/// `POST /v1/billing/payment-method`.
+pub async fn setup_intent(
+    State(s): State<ApiState>,
+    who: Who,
+    ApiJson(req): ApiJson<SetupIntentRequest>,
+) -> Result<(StatusCode, Json<SetupIntentView>), Problem> {
+    let org = billing_org(&s, &who, req.org.as_deref(), Action::ManageBilling)?;
+    let Some(stripe) = s.stripe.clone() else {
+        return Err(no_processor());
+    };
+    let Some(publishable_key) = stripe.config().publishable_key.clone() else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "no-card-form",
+            "No card form here",
+            "this cluster has no Stripe publishable key (--stripe-publishable-key), so Stripe's card form cannot be shown: pay by bank transfer, or ask the operators",
+        ));
+    };
+    let customer = customer_of(&s, &stripe, &org).await?;
+    let (id, client_secret) = stripe
+        .setup_intent(&customer, org.as_str())
+        .await
+        .map_err(declined)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SetupIntentView {
+            organisation: org.to_string(),
+            setup_intent: id,
+            client_secret,
+            publishable_key,
+            js: stripe.config().js.clone(),
+        }),
+    ))
 }
 
 pub(crate) fn declined(e: StripeError) -> Problem {
@@ -118,20 +226,33 @@ pub async fn set(
 ) -> Result<Json<PaymentMethodView>, Problem> {
     let org = billing_org(&s, &who, req.org.as_deref(), Action::ManageBilling)?;
     let Some(stripe) = s.stripe.clone() else {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "no-payment-processor",
-            "No card payments here",
-            "no payment processor is configured on this cluster: pay invoices by bank transfer (each invoice says how)",
-        ));
+        return Err(no_processor());
     };
-    let pm = match (&req.payment_method, &req.card) {
-        (Some(pm), None) if pm.starts_with("pm_") => pm.clone(),
-        (None, Some(card)) if stripe.config().test_mode() => stripe
-            .test_card(&card.number, card.exp_month, card.exp_year, &card.cvc)
+    let saved = match (&req.payment_method, &req.card, &req.setup_intent) {
+        (None, None, Some(si)) if si.starts_with("seti_") => stripe
+            .confirmed_card(si, org.as_str())
             .await
-            .map_err(declined)?,
-        (None, Some(_)) => {
+            .map_err(|e| match e {
+                StripeError::Api { status: 404, .. } => Problem::unprocessable(
+                    "invalid-payment-method",
+                    "Invalid payment method",
+                    format!("setup intent `{si}` is not one of this organisation's: start the card form again"),
+                ),
+                other => declined(other),
+            })?,
+        (Some(pm), None, None) if pm.starts_with("pm_") => {
+            let customer = customer_of(&s, &stripe, &org).await?;
+            stripe.save_card(&customer, pm).await.map_err(declined)?
+        }
+        (None, Some(card), None) if stripe.config().test_mode() => {
+            let pm = stripe
+                .test_card(&card.number, card.exp_month, card.exp_year, &card.cvc)
+                .await
+                .map_err(declined)?;
+            let customer = customer_of(&s, &stripe, &org).await?;
+            stripe.save_card(&customer, &pm).await.map_err(declined)?
+        }
+        (None, Some(_), None) => {
             return Err(Problem::unprocessable(
                 "invalid-payment-method",
                 "Invalid payment method",
@@ -142,33 +263,10 @@ pub async fn set(
             return Err(Problem::unprocessable(
                 "invalid-payment-method",
                 "Invalid payment method",
-                "give either `payment_method` (pm_…, from the card form) or, in test mode, `card`",
+                "give one of: `setup_intent` (seti_…, confirmed by the card form), `payment_method` (pm_…) or, in test mode, `card`",
             ));
         }
     };
-    let (customer, name) = {
-        let state = s.cluster.state();
-        (
-            state
-                .billing
-                .accounts
-                .get(&org)
-                .and_then(|a| a.processor_customer.clone()),
-            state
-                .organisations
-                .get(&org)
-                .map(|o| o.name.clone())
-                .unwrap_or_default(),
-        )
-    };
-    let customer = match customer {
-        Some(c) => c,
-        None => stripe
-            .create_customer(org.as_str(), &name)
-            .await
-            .map_err(declined)?,
-    };
-    let saved = stripe.save_card(&customer, &pm).await.map_err(declined)?;
     s.cluster
         .propose_as(
             who.actor(),

@@ -18,6 +18,11 @@ pub struct StripeConfig {
     pub secret_key: String,
     /// `whsec_…`: verifies the webhooks Stripe sends.
     pub webhook_secret: Option<String>,
+    /// `pk_live_…`, `pk_test_…`: with it, the console's card form is Stripe's own (Stripe.js
+    /// Elements and a SetupIntent confirmed in the browser: card numbers never reach us).
+    pub publishable_key: Option<String>,
+    /// Where Stripe.js is loaded from (`https://js.stripe.com/v3/`, or a localstripe's).
+    pub js: String,
 }
 
 impl std::fmt::Debug for StripeConfig {
@@ -200,6 +205,100 @@ impl Stripe {
         Ok(pm["id"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// A SetupIntent for the browser to confirm with Stripe.js (the card form): for
+    /// off-session charges, tagged with the organisation. Returns (id, client secret).
+    pub async fn setup_intent(
+        &self,
+        customer: &str,
+        org: &str,
+    ) -> Result<(String, String), StripeError> {
+        let si = self
+            .post(
+                "/v1/setup_intents",
+                &[
+                    ("customer", customer.to_owned()),
+                    ("usage", "off_session".into()),
+                    ("metadata[organisation]", org.to_owned()),
+                ],
+                None,
+            )
+            .await?;
+        Ok((
+            si["id"].as_str().unwrap_or_default().to_owned(),
+            si["client_secret"].as_str().unwrap_or_default().to_owned(),
+        ))
+    }
+
+    /// The card a SetupIntent confirmed in the browser saved, once it succeeded for
+    /// `org`: attached to its customer for off-session charges, with what may be shown.
+    pub async fn confirmed_card(
+        &self,
+        setup_intent: &str,
+        org: &str,
+    ) -> Result<SavedCard, StripeError> {
+        let si = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/setup_intents/{setup_intent}"),
+                &[],
+                None,
+            )
+            .await?;
+        if si["metadata"]["organisation"].as_str() != Some(org) {
+            return Err(StripeError::Api {
+                status: 404,
+                message: format!("no setup intent {setup_intent} of organisation {org}"),
+            });
+        }
+        let (Some(customer), Some(payment_method)) =
+            (si["customer"].as_str(), si["payment_method"].as_str())
+        else {
+            return Err(StripeError::Declined {
+                code: "setup_incomplete".into(),
+                message: "the card form did not finish: enter the card again".into(),
+            });
+        };
+        if si["status"] != "succeeded" {
+            return Err(StripeError::Declined {
+                code: si["status"].as_str().unwrap_or("setup_failed").to_owned(),
+                message: "the card could not be saved for later payments".into(),
+            });
+        }
+        // Stripe attaches it when the SetupIntent succeeds; attaching again is harmless (and
+        // what a localstripe needs).
+        self.post(
+            &format!("/v1/payment_methods/{payment_method}/attach"),
+            &[("customer", customer.to_owned())],
+            Some(&format!("attach-{customer}-{payment_method}")),
+        )
+        .await?;
+        self.card_details(customer, payment_method).await
+    }
+
+    async fn card_details(
+        &self,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<SavedCard, StripeError> {
+        let pm = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/payment_methods/{payment_method}"),
+                &[],
+                None,
+            )
+            .await?;
+        let card = &pm["card"];
+        Ok(SavedCard {
+            customer: customer.to_owned(),
+            payment_method: payment_method.to_owned(),
+            brand: card["brand"].as_str().unwrap_or("card").to_owned(),
+            last4: card["last4"].as_str().unwrap_or_default().to_owned(),
+            exp_month: card["exp_month"].as_u64().unwrap_or(0) as u32,
+            exp_year: card["exp_year"].as_u64().unwrap_or(0) as u32,
+        })
+    }
+
     /// Saves `payment_method` for off-session charges (attached to the customer, a SetupIntent
     /// confirmed with it), then reads what may be shown of the card.
     pub async fn save_card(
@@ -239,23 +338,7 @@ impl Stripe {
                 message: "the card could not be saved for later payments".into(),
             });
         }
-        let pm = self
-            .request(
-                reqwest::Method::GET,
-                &format!("/v1/payment_methods/{payment_method}"),
-                &[],
-                None,
-            )
-            .await?;
-        let card = &pm["card"];
-        Ok(SavedCard {
-            customer: customer.to_owned(),
-            payment_method: payment_method.to_owned(),
-            brand: card["brand"].as_str().unwrap_or("card").to_owned(),
-            last4: card["last4"].as_str().unwrap_or_default().to_owned(),
-            exp_month: card["exp_month"].as_u64().unwrap_or(0) as u32,
-            exp_year: card["exp_year"].as_u64().unwrap_or(0) as u32,
-        })
+        self.card_details(customer, payment_method).await
     }
 
     /// Charges an invoice's amount due (in cents) to the saved card, off-session. `attempt`

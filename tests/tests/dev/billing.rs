@@ -716,3 +716,152 @@ async fn a_budget_alert_is_mailed_once_when_the_months_cost_crosses_it() {
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;
     assert_eq!(mails(), 1);
 }
+
+/// Stripe's own card form in Chromium (Stripe.js as localstripe serves it, under the page's
+/// CSP): a declined card says so in the form and saves nothing; a good one is confirmed with
+/// Stripe in the browser and saved — the card number never reaches VMCloud.
+#[tokio::test]
+async fn the_card_is_entered_in_stripes_own_form() {
+    use super::browser::{Shots, browser, click, fill, find_program, start_driver, text, wait_for};
+    use std::time::Duration;
+    const TEST: &str = "dev::billing::the_card_is_entered_in_stripes_own_form";
+    let (Some(chromium), Some(chromedriver)) = (
+        find_program(&["chromium", "chromium-browser", "google-chrome"]),
+        find_program(&["chromedriver"]),
+    ) else {
+        vmcloud_proto::testing::skip(
+            TEST,
+            "no chromium and chromedriver on PATH (scripts/test installs Debian's chromium and chromium-driver as root)",
+        );
+        return;
+    };
+    let Some(python) = vmcloud_tests::python_with("localstripe") else {
+        vmcloud_proto::testing::skip(
+            TEST,
+            "no Python with localstripe (scripts/test makes .venv with it; or set VMCLOUD_PYTHON)",
+        );
+        return;
+    };
+    let ls = super::payments::start_localstripe(&python).await;
+    let fx = Fixture::start_with(&[
+        "--stripe-api",
+        &ls.url,
+        "--stripe-secret-key",
+        "sk_test_vmcloud",
+        "--stripe-publishable-key",
+        "pk_test_vmcloud",
+    ]);
+    let base = fx.fleet.api.clone();
+    let api = Api { base: &base };
+    let (ann, org, _) = customer(&fx, &api, "ann@example.org", "Acme SAS").await;
+    // Another organisation's setup intent is not Ann's to save.
+    let (bob, bob_org, _) = customer(&fx, &api, "bob@example.org", "Other SARL").await;
+    let (status, si) = api
+        .call(
+            "POST",
+            "/v1/billing/setup-intents",
+            Some(&bob),
+            Some(json!({"org": bob_org})),
+        )
+        .await;
+    assert_eq!(status, 201, "{si}");
+    assert_eq!(si["publishable_key"], "pk_test_vmcloud");
+    assert!(
+        si["js"].as_str().unwrap().ends_with("/js.stripe.com/v3/"),
+        "{si}"
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/billing/payment-method",
+            Some(&ann),
+            Some(json!({"setup_intent": si["setup_intent"]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not one of this organisation's"),
+        "{body}"
+    );
+
+    let driver = start_driver(&chromedriver).await;
+    let c = browser(&driver, &chromium).await;
+    let mut shots = Shots::new("stripe-card-form");
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(&c, "#email", "ann@example.org").await;
+    fill(&c, "#password", PASSWORD).await;
+    click(&c, "#login").await;
+    wait_for(&c, "#projects", Duration::from_secs(10)).await;
+    c.goto(&format!("{base}/console/orgs/{org}/billing"))
+        .await
+        .unwrap();
+    // Stripe.js loaded (the CSP lets it) and mounted its card element.
+    wait_for(
+        &c,
+        "#stripe-card[data-ready='true']",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        c.find(fantoccini::Locator::Css("#card-number"))
+            .await
+            .is_err(),
+        "the card-number form is for test mode without Stripe's form"
+    );
+    let enter = |number: &'static str| {
+        let c = c.clone();
+        async move {
+            for (field, value) in [
+                ("number", number),
+                ("exp_month", "12"),
+                ("exp_year", "34"),
+                ("cvc", "123"),
+                ("postal_code", "75011"),
+            ] {
+                fill(
+                    &c,
+                    &format!("#card-element input[placeholder='{field}']"),
+                    value,
+                )
+                .await;
+            }
+        }
+    };
+    enter("4000000000000002").await;
+    shots.take(&c, "declined-card-entered").await;
+    click(&c, "#save-card").await;
+    wait_for(&c, "#card-errors:not(:empty)", Duration::from_secs(20)).await;
+    assert!(
+        text(&c, "#card-errors")
+            .await
+            .to_lowercase()
+            .contains("declined"),
+        "{}",
+        text(&c, "#card-errors").await
+    );
+    shots.take(&c, "declined").await;
+    let (_, pm) = api
+        .call("GET", "/v1/billing/payment-method", Some(&ann), None)
+        .await;
+    assert!(pm["card"].is_null(), "a declined card was saved: {pm}");
+
+    enter("4242424242424242").await;
+    click(&c, "#save-card").await;
+    wait_for(&c, "p.notice", Duration::from_secs(20)).await;
+    assert!(text(&c, "#card").await.contains("•••• 4242"));
+    shots.take(&c, "saved").await;
+    let (_, pm) = api
+        .call("GET", "/v1/billing/payment-method", Some(&ann), None)
+        .await;
+    assert_eq!(pm["card"]["last4"], "4242", "{pm}");
+    assert_eq!(pm["card_form"], true, "{pm}");
+    // With a card saved, the form is behind a link.
+    assert!(
+        c.find(fantoccini::Locator::Css("#replace-card"))
+            .await
+            .is_ok()
+    );
+}

@@ -216,6 +216,7 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/floating-ips") => Some(json!({"region": "par"})),
         ("POST", "/v1/billing/redeem") => Some(json!({"org": a.org, "code": "WELCOME"})),
         ("POST", "/v1/billing/top-ups") => Some(json!({"org": a.org, "amount": "10.00"})),
+        ("POST", "/v1/billing/setup-intents") => Some(json!({"org": a.org})),
         ("PUT", "/v1/billing/plan") => Some(json!({"org": a.org, "plan": "support-developer"})),
         ("PUT", "/v1/billing/budget-alerts") => Some(json!({"org": a.org, "thresholds": ["1"]})),
         ("POST", "/v1/billing/payment-method") => Some(json!({"org": a.org,
