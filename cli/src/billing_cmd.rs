@@ -118,6 +118,11 @@ pub enum BillingCommand {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Billing staff: what customers owe, aged by days past due, most overdue first.
+    Receivables {
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Redeem a coupon for your organisation.
     Redeem {
         code: String,
@@ -557,6 +562,74 @@ pub async fn run(args: ClientArgs, command: BillingCommand) -> anyhow::Result<()
                     .map(|p| ["plan", "name", "monthly"].map(|k| s(&p[k])))
                     .collect();
                 print_rows(["PLAN", "NAME", "MONTHLY"], &rows);
+                return Ok(());
+            }
+            r
+        }
+        BillingCommand::Receivables { limit } => {
+            let limit = limit.map(|n| n.to_string());
+            let r = get(format!(
+                "/v1/billing/receivables{}",
+                query(&[("limit", &limit)])
+            ))
+            .await?;
+            if !json_out {
+                let totals: Vec<[String; 7]> = r["totals"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(currency, a)| {
+                                [
+                                    currency.clone(),
+                                    s(&a["not_due"]),
+                                    s(&a["days_1_30"]),
+                                    s(&a["days_31_60"]),
+                                    s(&a["days_61_90"]),
+                                    s(&a["over_90"]),
+                                    s(&a["total"]),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if totals.is_empty() {
+                    println!("nothing is owed");
+                    return Ok(());
+                }
+                print_rows(
+                    [
+                        "CURRENCY", "NOT DUE", "1-30 D", "31-60 D", "61-90 D", "90+ D", "TOTAL",
+                    ],
+                    &totals,
+                );
+                println!();
+                let rows: Vec<[String; 6]> = r["organisations"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|o| {
+                        [
+                            s(&o["organisation"]),
+                            s(&o["name"]),
+                            format!("{} {}", s(&o["amount_due"]), s(&o["currency"])),
+                            s(&o["open_invoices"]),
+                            s(&o["days_overdue"]),
+                            if o["suspended"] == true {
+                                "suspended".into()
+                            } else {
+                                String::new()
+                            },
+                        ]
+                    })
+                    .collect();
+                print_rows(
+                    ["ORGANISATION", "NAME", "DUE", "INVOICES", "DAYS LATE", ""],
+                    &rows,
+                );
+                if r["truncated"] == true {
+                    println!("(more organisations owe: --limit up to 1000)");
+                }
                 return Ok(());
             }
             r

@@ -231,6 +231,10 @@ pub fn router(state: ApiState) -> Router {
             get(crate::billing::prepaid::get).post(crate::billing::prepaid::top_up),
         )
         .route(
+            "/v1/billing/receivables",
+            get(crate::billing::staff_api::receivables),
+        )
+        .route(
             "/v1/billing/setup-intents",
             post(crate::billing::payment_api::setup_intent),
         )

@@ -48,6 +48,7 @@ pub enum Query {
     Invoices,
     Preview,
     Journal,
+    Receivables,
 }
 
 /// One operation: a method on a path.
@@ -170,6 +171,7 @@ pub const OPERATIONS: &[Op] = &[
     op("POST /v1/invoices/{id}/void", "billing", "Billing staff: void an open invoice, or issue a credit note for a paid one", Bearer, Q::None, Some("VoidRequest"), (200, Some("InvoiceView"))),
     op("GET /v1/billing/payment-method", "billing", "The organisation's saved card (what may be shown of it) and whether it is suspended", Bearer, Q::Usage, None, (200, Some("PaymentMethodView"))),
     op("POST /v1/billing/payment-method", "billing", "Save a card (a pm_… from Stripe's form, or a test card in test mode): lifts the trial's limits and charges what is open", Bearer, Q::None, Some("PaymentMethodRequest"), (200, Some("PaymentMethodView"))),
+    op("GET /v1/billing/receivables", "billing", "Billing staff: what customers owe, aged (not due, 1-30, 31-60, 61-90, over 90 days late) per currency, and per organisation most overdue first", Bearer, Q::Receivables, None, (200, Some("Receivables"))),
     op("GET /v1/billing/coupons", "billing", "Billing staff: every coupon and how often it was redeemed", Bearer, Q::Read, None, (200, Some("CouponList"))),
     op("POST /v1/billing/coupons", "billing", "Billing staff: a coupon (percent or amount off; once, repeating or forever; a redemption limit; an expiry)", Bearer, Q::None, Some("CouponRequest"), (201, Some("CouponView"))),
     op("POST /v1/billing/setup-intents", "billing", "A SetupIntent for Stripe's card form: confirm it in the browser with Stripe.js, then save the card with POST /v1/billing/payment-method {setup_intent}", Bearer, Q::None, Some("SetupIntentRequest"), (201, Some("SetupIntentView"))),
@@ -378,6 +380,9 @@ pub const PROBLEM_KINDS: &[(&str, u16)] = &[
     crate::billing::payment_api::RedeemRequest,
     crate::billing::payment_api::SetupIntentView,
     crate::billing::payment_api::SetupIntentRequest,
+    crate::billing::staff_api::Receivables,
+    crate::billing::staff_api::Aging,
+    crate::billing::staff_api::OrgReceivable,
     crate::billing::plans::PlanView,
     crate::billing::plans::PlanOffer,
     crate::billing::plans::PlanRequest,
@@ -449,6 +454,7 @@ fn params(query: Query) -> Vec<utoipa::openapi::path::Parameter> {
         Query::Invoices => crate::billing::api::InvoiceQuery::into_params(q),
         Query::Preview => crate::billing::staff_api::PreviewQuery::into_params(q),
         Query::Journal => crate::billing::staff_api::JournalQuery::into_params(q),
+        Query::Receivables => crate::billing::staff_api::ReceivablesQuery::into_params(q),
     }
 }
 

@@ -14,7 +14,7 @@ use vmcloud_proto::pb::{self, command::Body};
 use crate::api::context::{ApiJson, ApiQuery, ApiState, Operator, ReadOptions, Who, rfc3339};
 use crate::api::problem::Problem;
 use crate::billing::api::{CreditView, InvoiceSummary, InvoiceView, bad_period, readable_invoice};
-use crate::billing::types::{Invoice, period_bounds};
+use crate::billing::types::{Invoice, InvoiceStatus, period_bounds};
 use crate::state::ClusterState;
 use crate::tenancy::authz::{Action, Resource};
 
@@ -596,5 +596,159 @@ pub async fn list_coupons(
             .values()
             .map(CouponView::new)
             .collect(),
+    }))
+}
+
+/// What is owed, by how late: amounts due not overdue yet, then 1–30, 31–60, 61–90 and more
+/// than 90 days past their due date.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Aging {
+    #[schema(value_type = String)]
+    pub not_due: Decimal,
+    #[schema(value_type = String)]
+    pub days_1_30: Decimal,
+    #[schema(value_type = String)]
+    pub days_31_60: Decimal,
+    #[schema(value_type = String)]
+    pub days_61_90: Decimal,
+    #[schema(value_type = String)]
+    pub over_90: Decimal,
+    #[schema(value_type = String)]
+    pub total: Decimal,
+}
+
+impl Aging {
+    fn add(&mut self, amount: Decimal, days_late: i64) {
+        let bucket = match days_late {
+            ..=0 => &mut self.not_due,
+            1..=30 => &mut self.days_1_30,
+            31..=60 => &mut self.days_31_60,
+            61..=90 => &mut self.days_61_90,
+            _ => &mut self.over_90,
+        };
+        *bucket += amount;
+        self.total += amount;
+    }
+}
+
+/// One organisation's open invoices.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrgReceivable {
+    pub organisation: String,
+    pub name: String,
+    pub currency: String,
+    #[schema(value_type = String)]
+    pub amount_due: Decimal,
+    pub open_invoices: u32,
+    /// The oldest due date among them.
+    pub oldest_due_at: String,
+    /// Days past that date (0: not overdue).
+    pub days_overdue: i64,
+    /// Failed charges of those invoices (dunning steps).
+    pub failed_charges: u32,
+    pub suspended: bool,
+}
+
+/// Receivables: what customers owe, aged, per currency and per organisation (most overdue
+/// first).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Receivables {
+    pub at: String,
+    /// Per currency.
+    pub totals: std::collections::BTreeMap<String, Aging>,
+    pub organisations: Vec<OrgReceivable>,
+    /// More organisations owe than `limit` shows.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReceivablesQuery {
+    #[serde(default)]
+    pub stale: bool,
+    /// Organisations shown (1 to 1000, default 100); the totals count every one.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Billing staff: `GET /v1/billing/receivables`.
+pub async fn receivables(
+    State(s): State<ApiState>,
+    BillingStaff(_who): BillingStaff,
+    ApiQuery(q): ApiQuery<ReceivablesQuery>,
+) -> Result<Json<Receivables>, Problem> {
+    let limit = match q.limit {
+        None => 100,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(n) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "Invalid query string",
+                format!("limit {n} is out of range: ask for 1 to 1000 organisations"),
+            ));
+        }
+    };
+    ReadOptions {
+        stale: q.stale,
+        project: None,
+    }
+    .prepare(&s.cluster)
+    .await?;
+    let state = s.cluster.state();
+    let now = crate::clock::now_ms();
+    let day = 86_400_000;
+    let mut totals: std::collections::BTreeMap<String, Aging> = Default::default();
+    let mut by_org: std::collections::BTreeMap<&OrgId, OrgReceivable> = Default::default();
+    for inv in state
+        .billing
+        .invoices
+        .values()
+        .filter(|i| i.status == InvoiceStatus::Open && i.totals.amount_due > Decimal::ZERO)
+    {
+        let due = inv.due_at_ms.unwrap_or(inv.created_at_ms);
+        let late = ((now - due) / day).max(0);
+        let currency = inv.totals.currency.code().to_owned();
+        totals
+            .entry(currency.clone())
+            .or_default()
+            .add(inv.totals.amount_due, late);
+        let entry = by_org.entry(&inv.org).or_insert_with(|| OrgReceivable {
+            organisation: inv.org.to_string(),
+            name: inv.buyer.name.clone(),
+            currency,
+            amount_due: Decimal::ZERO,
+            open_invoices: 0,
+            oldest_due_at: rfc3339(due),
+            days_overdue: late,
+            failed_charges: 0,
+            suspended: state
+                .billing
+                .accounts
+                .get(&inv.org)
+                .is_some_and(|a| a.suspended.is_some()),
+        });
+        entry.amount_due += inv.totals.amount_due;
+        entry.open_invoices += 1;
+        entry.failed_charges += inv.failures.len() as u32;
+        if late > entry.days_overdue {
+            entry.days_overdue = late;
+            entry.oldest_due_at = rfc3339(due);
+        }
+    }
+    let mut organisations: Vec<OrgReceivable> = by_org.into_values().collect();
+    organisations.sort_by(|a, b| {
+        b.days_overdue
+            .cmp(&a.days_overdue)
+            .then(b.amount_due.cmp(&a.amount_due))
+            .then(a.organisation.cmp(&b.organisation))
+    });
+    let truncated = organisations.len() > limit;
+    organisations.truncate(limit);
+    Ok(Json(Receivables {
+        at: rfc3339(now),
+        totals,
+        organisations,
+        truncated,
     }))
 }

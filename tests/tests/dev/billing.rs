@@ -317,6 +317,25 @@ async fn months_of_usage_become_numbered_invoices_on_the_test_clock() {
         ],
     );
     assert!(wrong.contains("record the whole amount due"), "{wrong}");
+    // Billing staff see it among the receivables (issued just now: not due yet); Ann may not
+    // look at them.
+    let owed = cli_json(&fx, &["billing", "receivables"]);
+    let mine = owed["organisations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["organisation"] == org.as_str())
+        .unwrap_or_else(|| panic!("{org} is not among the receivables: {owed}"))
+        .clone();
+    assert_eq!(mine["amount_due"], "18.40", "{owed}");
+    assert_eq!(mine["open_invoices"], 1, "{owed}");
+    assert_eq!(mine["days_overdue"], 0, "{owed}");
+    let eur = &owed["totals"]["EUR"];
+    assert_eq!(eur["total"], eur["not_due"], "{owed}");
+    let (status, _) = api
+        .call("GET", "/v1/billing/receivables", Some(&ann), None)
+        .await;
+    assert_eq!(status, 403);
     let paid = cli_json(
         &fx,
         &[

@@ -91,6 +91,7 @@ fn walk_of(method: &str, path: &str) -> Walk {
         // Billing staff only: refused before anything is looked up.
         (_, "/v1/test-clock") => Fleet,
         (_, "/v1/billing/coupons") => Fleet,
+        (_, "/v1/billing/receivables") => Fleet,
         ("POST", "/v1/stripe/webhook") => {
             NotTenantData("Stripe's events, proven by their signature")
         }
