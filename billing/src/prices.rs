@@ -38,6 +38,16 @@ pub struct PriceBook {
     pub reserved_discount: BTreeMap<u32, Decimal>,
     /// Monthly plans (billed a month in advance, prorated on change), by id.
     pub plans: BTreeMap<String, PlanPrice>,
+    /// Packs of gaming hours bought once, by id.
+    pub hour_packs: BTreeMap<String, HourPack>,
+}
+
+/// A pack of gaming hours and its price in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourPack {
+    pub name: String,
+    pub hours: u32,
+    pub price: Decimal,
 }
 
 /// A monthly plan's price in one currency.
@@ -75,6 +85,24 @@ struct RawBook {
     flavors: BTreeMap<String, RawFlavor>,
     #[serde(default)]
     plans: BTreeMap<String, RawPlan>,
+    #[serde(default)]
+    hour_packs: BTreeMap<String, RawPack>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPack {
+    name: String,
+    hours: u32,
+    price: String,
+}
+
+/// An id of a plan or a pack: lower-case letters, digits and dashes.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 #[derive(Deserialize)]
@@ -154,11 +182,7 @@ impl PriceBooks {
             let mut plans = BTreeMap::new();
             for (id, p) in b.plans {
                 let key = |field: &str| format!("{code}.plans.{id}.{field}");
-                if id.is_empty()
-                    || !id
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                {
+                if !valid_id(&id) {
                     return Err(PriceError {
                         key: format!("{code}.plans.{id}"),
                         why: "a plan id is lower-case letters, digits and dashes".into(),
@@ -179,6 +203,31 @@ impl PriceBooks {
                     },
                 );
             }
+            let mut hour_packs = BTreeMap::new();
+            for (id, p) in b.hour_packs {
+                let key = |field: &str| format!("{code}.hour_packs.{id}.{field}");
+                if !valid_id(&id) {
+                    return Err(PriceError {
+                        key: format!("{code}.hour_packs.{id}"),
+                        why: "a pack id is lower-case letters, digits and dashes".into(),
+                    });
+                }
+                if p.hours == 0 || p.hours > 1000 {
+                    return Err(PriceError {
+                        key: key("hours"),
+                        why: "a pack holds 1 to 1000 hours".into(),
+                    });
+                }
+                let price = amount(&key("price"), &p.price)?;
+                hour_packs.insert(
+                    id,
+                    HourPack {
+                        name: p.name,
+                        hours: p.hours,
+                        price,
+                    },
+                );
+            }
             books.insert(
                 currency,
                 PriceBook {
@@ -190,6 +239,7 @@ impl PriceBooks {
                     )?,
                     reserved_discount: reserved,
                     plans,
+                    hour_packs,
                 },
             );
         }
@@ -212,6 +262,34 @@ impl PriceBooks {
                 return Err(PriceError {
                     key: format!("{}.plans.{missing}", book.currency.code()),
                     why: "every currency's book prices the same plans; this one lacks it".into(),
+                });
+            }
+        }
+        // The same packs, with the same hours, in every book.
+        let first = books.values().next().map(|b| &b.hour_packs);
+        for book in books.values() {
+            for (id, pack) in first.into_iter().flatten() {
+                match book.hour_packs.get(id) {
+                    Some(p) if p.hours == pack.hours => {}
+                    Some(_) => {
+                        return Err(PriceError {
+                            key: format!("{}.hour_packs.{id}.hours", book.currency.code()),
+                            why: "a pack holds the same hours in every currency".into(),
+                        });
+                    }
+                    None => {
+                        return Err(PriceError {
+                            key: format!("{}.hour_packs.{id}", book.currency.code()),
+                            why: "every currency's book prices the same packs; this one lacks it"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            if book.hour_packs.len() != first.map_or(0, BTreeMap::len) {
+                return Err(PriceError {
+                    key: format!("{}.hour_packs", book.currency.code()),
+                    why: "every currency's book prices the same packs".into(),
                 });
             }
         }

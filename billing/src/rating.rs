@@ -164,6 +164,11 @@ mod tests {
         assert_eq!(eur.flavors["vps-s"].hourly, d("0.0076"));
         assert_eq!(eur.flavors["vps-s"].spot_hourly(), d("0.00228"));
         assert_eq!(eur.reserved_discount[&36], d("0.35"));
+        assert_eq!(eur.plans["game-priority-plus"].monthly, d("17.99"));
+        assert_eq!(eur.hour_packs["pack-10h"].hours, 10);
+        assert_eq!(eur.hour_packs["pack-10h"].price, d("4.99"));
+        let gbp = books.book(Currency::Gbp).unwrap();
+        assert_eq!(gbp.hour_packs["pack-50h"].hours, 50);
         let bad = PriceBooks::parse(
             "[EUR]\npublic_ipv4_monthly = \"0.6\"\nreserved_discount = {}\n[EUR.flavors]\nx = { hourly = \"1\", monthly = \"100\", spot_discount = \"0.9\" }\n",
         )
@@ -172,6 +177,26 @@ mod tests {
             bad.to_string(),
             "the price books at key `EUR.flavors.x.spot_discount`: \"0.9\" is not a fraction from 0.6 to 0.8"
         );
+    }
+
+    #[test]
+    fn plans_and_packs_are_the_same_in_every_book_and_errors_name_the_key() {
+        let book = |code: &str, hours: u32| {
+            format!(
+                "[{code}]\npublic_ipv4_monthly = \"0.6\"\nreserved_discount = {{}}\n[{code}.hour_packs]\np = {{ name = \"P\", hours = {hours}, price = \"1\" }}\n[{code}.flavors]\n"
+            )
+        };
+        let ok = PriceBooks::parse(&(book("EUR", 10) + &book("USD", 10))).unwrap();
+        assert_eq!(ok.book(Currency::Usd).unwrap().hour_packs["p"].hours, 10);
+        let e = PriceBooks::parse(&(book("EUR", 10) + &book("USD", 20))).unwrap_err();
+        assert!(e.key.ends_with(".hour_packs.p.hours"), "{e}");
+        let e = PriceBooks::parse(&book("EUR", 0)).unwrap_err();
+        assert_eq!(e.key, "EUR.hour_packs.p.hours", "{e}");
+        let e = PriceBooks::parse(
+            "[EUR]\npublic_ipv4_monthly = \"0.6\"\nreserved_discount = {}\n[EUR.plans]\nGold = { name = \"G\", monthly = \"1\" }\n[EUR.flavors]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "EUR.plans.Gold", "{e}");
     }
 
     #[test]

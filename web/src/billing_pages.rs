@@ -127,6 +127,11 @@ pub async fn billing(
         .get(&format!("/v1/billing/top-ups?{q}"))
         .await
         .unwrap_or(Value::Null);
+    let plan = ctx
+        .api
+        .get(&format!("/v1/billing/plan?{q}"))
+        .await
+        .unwrap_or(Value::Null);
     let (usage, forecast, invoices, credits, card) = match (
         ctx.api.get(&format!("/v1/usage?{q}&stale=true")).await,
         ctx.api
@@ -236,6 +241,7 @@ pub async fn billing(
                     }
                 }
             }
+            @if !plan.is_null() { (plan_section(&ctx, &org, &plan)) }
             h2 { (ctx.t(Msg::PaymentMethod)) }
             (payment_method(&ctx, &org, &card, setup.as_ref()))
             @if card["card"].is_object() && !prepaid.is_null() {
@@ -284,6 +290,77 @@ pub async fn billing(
             .insert(header::CONTENT_SECURITY_POLICY, policy);
     }
     response
+}
+
+/// The monthly plan: the one held (and when it ends, once cancelled), a choice of the others,
+/// and cancelling.
+fn plan_section(ctx: &Ctx, org: &str, plan: &Value) -> Markup {
+    let current = plan["current"]["plan"].as_str();
+    let currency = s(plan, "currency");
+    html! {
+        h2 { (ctx.t(Msg::Plan)) }
+        @match current {
+            Some(_) => p #plan {
+                strong { (s(&plan["current"], "name")) } " — " (s(&plan["current"], "monthly")) " " (currency) " " (ctx.t(Msg::PerMonth))
+                @if let Some(end) = plan["ends_at"].as_str() { " · " (ctx.t(Msg::PlanEnds)) " " (end.get(..16).unwrap_or(end).replace('T', " ")) " UTC" }
+            },
+            None => p.muted #plan { (ctx.t(Msg::NoPlan)) },
+        }
+        form.card.row method="post" action={ "/console/orgs/" (org) "/plan" } {
+            (ctx.csrf_field())
+            label { (ctx.t(Msg::Plan))
+                select name="plan" id="plan-choice" {
+                    @for p in items(plan, "available") {
+                        @if Some(s(&p, "plan")) != current {
+                            option value=(s(&p, "plan")) { (s(&p, "name")) " — " (s(&p, "monthly")) " " (currency) }
+                        }
+                    }
+                }
+            }
+            button type="submit" id="take-plan" { (ctx.t(if current.is_some() { Msg::ChangePlan } else { Msg::TakePlan })) }
+            @if current.is_some() && plan["ends_at"].is_null() {
+                button.danger type="submit" name="cancel" value="1" id="cancel-plan" formnovalidate { (ctx.t(Msg::CancelPlan)) }
+            }
+        }
+        p.muted { (ctx.t(Msg::PlanText)) }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PlanForm {
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    cancel: Option<String>,
+}
+
+/// `POST /console/orgs/{id}/plan`: takes, changes or cancels the monthly plan.
+pub async fn set_plan(
+    ctx: Ctx,
+    Path(org): Path<String>,
+    axum::Form(f): axum::Form<PlanForm>,
+) -> Response {
+    let answer = if f.cancel.is_some() {
+        ctx.api
+            .call(
+                Method::DELETE,
+                &format!("/v1/billing/plan?org={}", urlencode(&org)),
+                None,
+            )
+            .await
+    } else {
+        ctx.api
+            .call(
+                Method::PUT,
+                "/v1/billing/plan",
+                Some(serde_json::json!({"org": org, "plan": f.plan})),
+            )
+            .await
+    };
+    match answer {
+        Ok(_) => crate::layout::done(&format!("/console/orgs/{org}/billing"), Msg::NoticeSaved),
+        Err(p) => ctx.problem(&p),
+    }
 }
 
 /// `/console/orgs/{id}/invoices/{invoice}/pdf`: the API's PDF, passed through.

@@ -331,6 +331,14 @@ messages! {
     CardFormText => "The card is entered in Stripe's form: its number goes to Stripe, never to VMCloud.", "La carte se saisit dans le formulaire de Stripe : son numéro va chez Stripe, jamais chez VMCloud.";
     CardFormUnavailable => "Stripe's card form did not load (blocked, or offline): reload the page, or pay by bank transfer.", "Le formulaire de carte de Stripe ne s'est pas chargé (bloqué, ou hors ligne) : rechargez la page, ou réglez par virement.";
     ReplaceCard => "Replace the card", "Remplacer la carte";
+    Plan => "Plan", "Forfait";
+    NoPlan => "No monthly plan: everything is billed by the second as it runs.", "Aucun forfait mensuel : tout est facturé à la seconde.";
+    PerMonth => "a month", "par mois";
+    PlanEnds => "ends at", "se termine le";
+    TakePlan => "Take this plan", "Prendre ce forfait";
+    ChangePlan => "Change plan", "Changer de forfait";
+    CancelPlan => "Cancel at the end of the month", "Résilier à la fin du mois";
+    PlanText => "A plan is billed a month in advance; a change is prorated by the second on the next invoice; a cancellation takes effect at the end of the month, which was paid.", "Un forfait est facturé un mois d'avance ; un changement est calculé au prorata à la seconde sur la facture suivante ; une résiliation prend effet à la fin du mois, qui a été payé.";
     Suspended => "Suspended:", "Suspendue :";
     NoticeCardSaved => "Card saved: open invoices are charged now, and the trial's limits are lifted.", "Carte enregistrée : les factures ouvertes sont débitées, et les limites de l'essai levées.";
 }

@@ -95,6 +95,7 @@ pub fn pages(state: ApiState) -> Router {
         .route("/console/orgs/{id}/billing", get(billing_pages::billing))
         .route("/console/orgs/{id}/card", post(billing_pages::save_card))
         .route("/console/orgs/{id}/top-up", post(billing_pages::top_up))
+        .route("/console/orgs/{id}/plan", post(billing_pages::set_plan))
         .route(
             "/console/orgs/{id}/budget",
             post(billing_pages::save_budget),

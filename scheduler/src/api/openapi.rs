@@ -385,6 +385,7 @@ pub const PROBLEM_KINDS: &[(&str, u16)] = &[
     crate::billing::staff_api::OrgReceivable,
     crate::billing::plans::PlanView,
     crate::billing::plans::PlanOffer,
+    crate::billing::plans::PackOffer,
     crate::billing::plans::PlanRequest,
     crate::billing::prepaid::PrepaidView,
     crate::billing::prepaid::TopUpView,

@@ -259,6 +259,18 @@ pub struct PlanView {
     /// When it ends (a cancellation takes effect at the end of the month).
     pub ends_at: Option<String>,
     pub available: Vec<PlanOffer>,
+    /// Packs of gaming hours, bought once (on top of a gaming plan's monthly hours).
+    pub hour_packs: Vec<PackOffer>,
+}
+
+/// A pack of gaming hours and its price in the organisation's currency.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PackOffer {
+    pub pack: String,
+    pub name: String,
+    pub hours: u32,
+    #[schema(value_type = String)]
+    pub price: Decimal,
 }
 
 fn view(s: &ApiState, org: &OrgId) -> Result<PlanView, Problem> {
@@ -293,6 +305,16 @@ fn view(s: &ApiState, org: &OrgId) -> Result<PlanView, Problem> {
         since: held.as_ref().map(|h| rfc3339(h.from_ms)),
         ends_at: held.as_ref().and_then(|h| h.to_ms).map(rfc3339),
         available: book.plans.keys().filter_map(|id| offer(id)).collect(),
+        hour_packs: book
+            .hour_packs
+            .iter()
+            .map(|(id, p)| PackOffer {
+                pack: id.clone(),
+                name: p.name.clone(),
+                hours: p.hours,
+                price: p.price,
+            })
+            .collect(),
     })
 }
 

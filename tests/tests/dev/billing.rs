@@ -574,6 +574,27 @@ async fn the_console_shows_the_months_cost_and_the_invoices() {
     );
     assert!(text(&c, "#invoices").await.contains("No invoice yet"));
     shots.take(&c, "month-to-date").await;
+    // A monthly plan, taken from the page (the first on offer), then cancelled: it runs to
+    // the end of the month.
+    assert!(text(&c, "#plan").await.contains("No monthly plan"));
+    click(&c, "#take-plan").await;
+    wait_for(&c, "p.notice", Duration::from_secs(20)).await;
+    assert!(
+        text(&c, "#plan").await.contains("Gaming Priority+"),
+        "{}",
+        text(&c, "#plan").await
+    );
+    click(&c, "#cancel-plan").await;
+    wait_for(&c, "p.notice", Duration::from_secs(20)).await;
+    assert!(
+        text(&c, "#plan").await.contains("ends at"),
+        "{}",
+        text(&c, "#plan").await
+    );
+    c.execute("document.getElementById('plan').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    shots.take(&c, "plan-cancelled").await;
     if stripe.is_some() {
         click(&c, "#save-card").await;
         wait_for(&c, "p.notice", Duration::from_secs(20)).await;
