@@ -5,6 +5,7 @@ fn main() {
     let files = [
         "vmcloud/v1/agent.proto",
         "vmcloud/v1/billing.proto",
+        "vmcloud/v1/gaming.proto",
         "vmcloud/v1/log.proto",
         "vmcloud/v1/raft.proto",
         "vmcloud/v1/tenancy.proto",

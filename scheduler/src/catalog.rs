@@ -23,6 +23,12 @@ pub struct Catalog {
     /// Private networks' settings (defaults when absent).
     #[serde(default)]
     pub networks: NetworkSettings,
+    /// Games the gamers' portal offers, by id (see [`crate::gaming::catalog`]).
+    #[serde(default)]
+    pub titles: BTreeMap<String, crate::gaming::catalog::Title>,
+    /// Gaming plans' fair use.
+    #[serde(default)]
+    pub gaming: crate::gaming::catalog::GamingSettings,
 }
 
 /// `[networks]`: where private networks' VXLAN identifiers come from.
@@ -251,6 +257,13 @@ impl Catalog {
                 }
             }
         }
+        crate::gaming::catalog::validate(
+            path,
+            &self.titles,
+            &self.gaming,
+            |f| self.flavors.get(f).is_some_and(|f| f.gpu.is_some()),
+            |i| self.images.contains_key(i),
+        )?;
         for name in self.images.keys() {
             if !is_slug(name) {
                 return err(

@@ -29,6 +29,7 @@ pub mod clock;
 pub mod eval_broker;
 pub mod firewalls;
 pub mod fleet_generator;
+pub mod gaming;
 pub mod gateway;
 pub mod history;
 pub mod idempotency;

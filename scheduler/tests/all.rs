@@ -2,6 +2,7 @@
 
 mod billing_failover;
 mod fleet;
+mod gaming;
 mod host_events;
 mod jobs;
 mod placement_invariants;

@@ -377,7 +377,7 @@ proptest! {
                         memory_mib: 2048,
                         gpu_model: MODELS[model].into(),
                         gpu_count: 1,
-                        session: Some(pb::GameSession { tier, title: "t".into(), rtt_ms: 0 }),
+                        session: Some(pb::GameSession { tier, title: "t".into(), ..Default::default() }),
                         market: if spot { pb::Market::Spot as i32 } else { pb::Market::OnDemand as i32 },
                         preemption_notice_s: 60,
                         ..Default::default()

@@ -230,6 +230,41 @@ pub fn router(state: ApiState) -> Router {
             "/v1/billing/top-ups",
             get(crate::billing::prepaid::get).post(crate::billing::prepaid::top_up),
         )
+        .route("/v1/titles", get(crate::gaming::api::titles))
+        .route("/v1/households/{id}", get(crate::gaming::api::get))
+        .route(
+            "/v1/households/{id}/profiles",
+            post(crate::gaming::api::create_profile),
+        )
+        .route(
+            "/v1/households/{id}/profiles/{profile}",
+            axum::routing::patch(crate::gaming::api::update_profile)
+                .delete(crate::gaming::api::delete_profile),
+        )
+        .route(
+            "/v1/households/{id}/pin",
+            axum::routing::put(crate::gaming::api::set_pin),
+        )
+        .route(
+            "/v1/households/{id}/unlock",
+            post(crate::gaming::api::unlock),
+        )
+        .route(
+            "/v1/households/{id}/library",
+            get(crate::gaming::api::library),
+        )
+        .route(
+            "/v1/households/{id}/entitlements",
+            post(crate::gaming::api::grant),
+        )
+        .route(
+            "/v1/households/{id}/entitlements/{entitlement}",
+            axum::routing::delete(crate::gaming::api::revoke),
+        )
+        .route(
+            "/v1/households/{id}/launch",
+            post(crate::gaming::api::launch),
+        )
         .route(
             "/v1/billing/receivables",
             get(crate::billing::staff_api::receivables),

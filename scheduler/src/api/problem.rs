@@ -222,6 +222,12 @@ impl From<Rejected> for Problem {
                     detail,
                 )
             }
+            Rejected::LaunchRefused { reason, detail } => Problem::new(
+                StatusCode::FORBIDDEN,
+                reason.as_str(),
+                reason.title(),
+                detail,
+            ),
             Rejected::Malformed => Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

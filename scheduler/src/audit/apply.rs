@@ -117,6 +117,13 @@ fn resource_of(body: &Body) -> String {
         Body::RedeemCoupon(c) => r("coupon", &c.code),
         Body::TopUpPrepaid(c) => r("organisation", &c.org_id),
         Body::SetPlan(c) => r("organisation", &c.org_id),
+        Body::CreateProfile(c) => r("profile", &c.profile_id),
+        Body::UpdateProfile(c) => r("profile", &c.profile_id),
+        Body::DeleteProfile(c) => r("profile", &c.profile_id),
+        Body::SetParentalPin(c) => r("organisation", &c.org_id),
+        Body::RecordPinAttempt(c) => r("profile", &c.profile_id),
+        Body::GrantEntitlement(c) => r("entitlement", &c.entitlement_id),
+        Body::RevokeEntitlement(c) => r("entitlement", &c.entitlement_id),
         Body::RecordPaymentFailure(c) => r("invoice", &c.invoice_id),
     }
 }
@@ -152,7 +159,9 @@ impl ClusterState {
             | Body::SetSuspended(pb::SetSuspended { org_id, .. })
             | Body::RecordBudgetAlert(pb::RecordBudgetAlert { org_id, .. })
             | Body::RedeemCoupon(pb::RedeemCoupon { org_id, .. })
-            | Body::TopUpPrepaid(pb::TopUpPrepaid { org_id, .. }) => {
+            | Body::TopUpPrepaid(pb::TopUpPrepaid { org_id, .. })
+            | Body::GrantEntitlement(pb::GrantEntitlement { org_id, .. })
+            | Body::RevokeEntitlement(pb::RevokeEntitlement { org_id, .. }) => {
                 org = Some(org_id.clone());
             }
             Body::RecordPayment(pb::RecordPayment { invoice_id, .. })

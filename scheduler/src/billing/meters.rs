@@ -15,6 +15,7 @@ use vmcloud_billing::rating::Market;
 use vmcloud_proto::{OrgId, ProjectId};
 
 use crate::billing::types::UsageInterval;
+use crate::gaming::types::Played;
 use crate::instances::types::{Instance, Market as InstanceMarket};
 use crate::reservations::types::Reservation;
 use crate::state::ClusterState;
@@ -80,17 +81,50 @@ pub(crate) fn record(
     }
 }
 
-/// Stops an instance's meter at `at` (nothing when it is not running).
+/// Closed playtime is kept this long (this month and the last: fair use's rollover).
+const PLAYED_KEPT_MS: i64 = 62 * 86_400_000;
+
+/// Adds a household session's span on a host, `from` to `to`, to its playtime (gaming plans'
+/// fair use and kids' daily limits count it); spans older than last month are forgotten.
+pub(crate) fn record_played(
+    played: &mut OrdMap<OrgId, Vector<Played>>,
+    projects: &OrdMap<ProjectId, Project>,
+    i: &Instance,
+    from: i64,
+    to: i64,
+) {
+    let Some(profile) = i.session.as_ref().and_then(|s| s.profile.clone()) else {
+        return;
+    };
+    let Some(org) = projects.get(&i.project).map(|p| p.org.clone()) else {
+        return;
+    };
+    if to <= from {
+        return;
+    }
+    let spans = played.entry(org).or_default();
+    spans.push_back(Played {
+        profile,
+        from_ms: from,
+        to_ms: to,
+    });
+    spans.retain(|p| p.to_ms >= to - PLAYED_KEPT_MS);
+}
+
+/// Stops an instance's meter at `at` (nothing when it is not running): its usage, or a
+/// household session's playtime.
 pub(crate) fn stop_instance(
     usage: &mut OrdMap<OrgId, Vector<UsageInterval>>,
+    played: &mut OrdMap<OrgId, Vector<Played>>,
     projects: &OrdMap<ProjectId, Project>,
     instance: &mut Instance,
     at: i64,
 ) {
-    if let Some(from) = instance.meter_from_ms.take()
-        && let Some(interval) = instance_interval(instance, from, at)
-    {
-        record(usage, projects, interval);
+    if let Some(from) = instance.meter_from_ms.take() {
+        if let Some(interval) = instance_interval(instance, from, at) {
+            record(usage, projects, interval);
+        }
+        record_played(played, projects, instance, from, at);
     }
 }
 

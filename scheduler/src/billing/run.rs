@@ -287,6 +287,7 @@ impl ClusterState {
             if let Some(interval) = instance_interval(i, from, end) {
                 meters::record(&mut self.billing.usage, &self.projects, interval);
             }
+            meters::record_played(&mut self.gaming.played, &self.projects, i, from, end);
         }
         let held: Vec<u32> = self
             .public_ips

@@ -374,6 +374,15 @@ impl HistoryWriter {
         std::thread::Builder::new()
             .name("history-writer".into())
             .spawn(move || {
+                // Background work: `apply` (latency-bound) goes first when cores are short.
+                // On Linux a thread's nice value is its own (`setpriority` with 0 = this
+                // thread); a failure leaves the default.
+                // SAFETY: setpriority only reads its arguments.
+                #[cfg(target_os = "linux")]
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+                }
                 let mut next = rx.recv().ok();
                 while let Some(job) = next.take() {
                     let last = match job {

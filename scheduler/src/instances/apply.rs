@@ -30,7 +30,11 @@ impl ClusterState {
             return Err(Rejected::Exists(format!("instance {id}")));
         }
         self.check_suspended(&project)?;
-        self.check_trial(&project, !c.gpu_model.is_empty())?;
+        // A household profile's game session is bounded by its plan's fair use (the free plan
+        // included), not by the trial's limits.
+        if c.session.as_ref().is_none_or(|s| s.profile_id.is_empty()) {
+            self.check_trial(&project, !c.gpu_model.is_empty())?;
+        }
         // What the NIC is planned from (the rest of `c` is taken apart below).
         let c_nic = pb::CreateInstance {
             network_id: std::mem::take(&mut c.network_id),
@@ -58,6 +62,8 @@ impl ClusterState {
             return Err(refused);
         }
         let market = c.market();
+        // A household profile's launch, judged by its rules below (invariant 15).
+        let launch = c.session.clone().filter(|s| !s.profile_id.is_empty());
         let instance = Instance {
             state: InstanceState::Pending,
             pending_reason: Some(WAITING_FOR_PLACEMENT.into()),
@@ -86,6 +92,8 @@ impl ClusterState {
                 tier: s.tier().into(),
                 title: s.title.clone(),
                 rtt_ms: (s.rtt_ms > 0).then_some(s.rtt_ms),
+                profile: (!s.profile_id.is_empty()).then(|| s.profile_id.clone()),
+                max_length_s: None,
             }),
             ..Instance::pending(
                 id.clone(),
@@ -113,11 +121,15 @@ impl ClusterState {
                     "a game session is an instance, not a job member".into(),
                 ));
             }
-            // Invariant 7: one session per project at a time.
-            if let Some(other) = self.live_session(&instance.project) {
+            // Invariant 7: one session per project at a time (per profile in a household).
+            let profile = instance.session.as_ref().and_then(|s| s.profile.clone());
+            if let Some(other) = self.live_session(&instance.project, profile.as_deref()) {
                 return Err(Rejected::Conflict(format!(
-                    "project {} already has session {} ({}); end it before launching another",
-                    instance.project,
+                    "{} already has session {} ({}); end it before launching another",
+                    match &profile {
+                        Some(p) => format!("profile {p}"),
+                        None => format!("project {}", instance.project),
+                    },
                     other.id,
                     if other.state == InstanceState::Deleting {
                         "still ending; try again in a moment"
@@ -141,6 +153,13 @@ impl ClusterState {
             self.admit_reserved(&instance, at)?;
         }
         let mut instance = instance;
+        // Last of the checks: it uses up a parent's unlock when it passes.
+        if let Some(launch) = &launch {
+            let cap_ms = self.admit_launch(&instance.project, launch, at)?;
+            if let Some(s) = instance.session.as_mut() {
+                s.max_length_s = Some(u32::try_from(cap_ms / 1000).unwrap_or(u32::MAX).max(1));
+            }
+        }
         if let Some(plan) = nic {
             self.commit_nic(plan, &mut instance);
         }
@@ -158,10 +177,10 @@ impl ClusterState {
             instance.public_ipv4 = Some(std::net::Ipv4Addr::from(address));
         }
         self.index.pending.insert((at, id.clone()));
-        if instance.session.is_some() {
+        if let Some(s) = &instance.session {
             self.index
                 .sessions
-                .insert(instance.project.clone(), id.clone());
+                .insert((instance.project.clone(), s.profile.clone()), id.clone());
         }
         self.index
             .per_project
@@ -201,7 +220,7 @@ impl ClusterState {
             (Some(_), _) => Self::begin_delete(
                 &mut self.nodes,
                 &mut self.generation_epoch,
-                Meter::of(&mut self.billing, &self.projects),
+                Meter::of(&mut self.billing, &mut self.gaming, &self.projects),
                 instance,
                 at,
             ),
@@ -254,6 +273,7 @@ impl ClusterState {
                         instance.placed_at_ms = None;
                         crate::billing::meters::stop_instance(
                             &mut self.billing.usage,
+                            &mut self.gaming.played,
                             &self.projects,
                             instance,
                             at,
@@ -336,6 +356,7 @@ impl ClusterState {
         }
         crate::billing::meters::stop_instance(
             &mut self.billing.usage,
+            &mut self.gaming.played,
             &self.projects,
             instance,
             self.now_ms,
@@ -409,7 +430,13 @@ impl ClusterState {
         instance: &mut Instance,
         at: i64,
     ) {
-        crate::billing::meters::stop_instance(meter.usage, meter.projects, instance, at);
+        crate::billing::meters::stop_instance(
+            meter.usage,
+            meter.played,
+            meter.projects,
+            instance,
+            at,
+        );
         if let Some(node) = instance.node.clone() {
             crate::billing::sla::close_outage(meter.incidents, meter.projects, &node, instance, at);
         }
@@ -449,17 +476,22 @@ pub(crate) struct Meter<'a> {
         imbl::Vector<crate::billing::types::UsageInterval>,
     >,
     pub incidents: &'a mut imbl::OrdMap<vmcloud_proto::OrgId, Vec<crate::billing::sla::Incident>>,
+    /// Household sessions' playtime.
+    pub played:
+        &'a mut imbl::OrdMap<vmcloud_proto::OrgId, imbl::Vector<crate::gaming::types::Played>>,
     pub projects: &'a imbl::OrdMap<ProjectId, crate::tenancy::types::Project>,
 }
 
 impl<'a> Meter<'a> {
     pub(crate) fn of(
         billing: &'a mut crate::billing::types::BillingBook,
+        gaming: &'a mut crate::gaming::types::GamingBook,
         projects: &'a imbl::OrdMap<ProjectId, crate::tenancy::types::Project>,
     ) -> Meter<'a> {
         Meter {
             usage: &mut billing.usage,
             incidents: &mut billing.incidents,
+            played: &mut gaming.played,
             projects,
         }
     }

@@ -193,11 +193,17 @@ impl ClusterState {
                 );
                 (m.clone(), m)
             } else if let Some(s) = &instance.session {
-                let m = format!(
-                    "ended: {} sessions last at most {} h",
-                    s.tier.as_str(),
-                    s.tier.max_length_s() / 3600
-                );
+                let m = match s.max_length_s {
+                    Some(len) => format!(
+                        "ended: this session's time ran out ({}: the plan's longest session, the household's hours left or a kid's minutes for today)",
+                        crate::gaming::apply::hm(i64::from(len) * 1000)
+                    ),
+                    None => format!(
+                        "ended: {} sessions last at most {} h",
+                        s.tier.as_str(),
+                        s.tier.max_length_s() / 3600
+                    ),
+                };
                 (m.clone(), m)
             } else {
                 (
@@ -210,7 +216,11 @@ impl ClusterState {
             Self::begin_delete(
                 &mut self.nodes,
                 &mut self.generation_epoch,
-                crate::instances::apply::Meter::of(&mut self.billing, &self.projects),
+                crate::instances::apply::Meter::of(
+                    &mut self.billing,
+                    &mut self.gaming,
+                    &self.projects,
+                ),
                 instance,
                 at,
             );

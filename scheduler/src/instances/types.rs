@@ -310,7 +310,7 @@ impl Instance {
         self.job
             .as_ref()
             .map(|j| j.max_runtime_s)
-            .or_else(|| self.session.as_ref().map(|s| s.tier.max_length_s()))
+            .or_else(|| self.session.as_ref().map(|s| s.max_length_s()))
     }
 
     /// Whether it holds capacity on its node.

@@ -190,7 +190,7 @@ impl ClusterState {
                         Self::begin_delete(
                     &mut self.nodes,
                     &mut self.generation_epoch,
-                    crate::instances::apply::Meter::of(&mut self.billing, &self.projects),
+                    crate::instances::apply::Meter::of(&mut self.billing, &mut self.gaming, &self.projects),
                     instance,
                     at,
                 );
@@ -320,7 +320,11 @@ impl ClusterState {
                 Self::begin_delete(
                     &mut self.nodes,
                     &mut self.generation_epoch,
-                    crate::instances::apply::Meter::of(&mut self.billing, &self.projects),
+                    crate::instances::apply::Meter::of(
+                        &mut self.billing,
+                        &mut self.gaming,
+                        &self.projects,
+                    ),
                     instance,
                     at,
                 );

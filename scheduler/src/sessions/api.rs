@@ -284,8 +284,6 @@ pub async fn launch(
     ApiJson(req): ApiJson<LaunchRequest>,
 ) -> Result<Response, Problem> {
     who.may(&s, Action::Deploy, Resource::Project(&project))?;
-    let market = validate(&s, &req)?;
-    let flavor = &s.catalog.flavors[&req.flavor];
     let tier = s
         .cluster
         .state()
@@ -293,11 +291,26 @@ pub async fn launch(
         .get(&project)
         .map(|a| a.gaming_tier)
         .unwrap_or_default();
-    let (region, rtt_ms) = launch_region(&s, &req, tier)?;
+    let command = launch_command(&s, &project, &req, tier, pb::GameSession::default())?;
+    propose_launch(&s, &who, command).await
+}
+
+/// The create command of a launch at `tier` (validated against the catalog, its region
+/// chosen); `household` carries a household profile's fields of the session.
+pub(crate) fn launch_command(
+    s: &ApiState,
+    project: &vmcloud_proto::ProjectId,
+    req: &LaunchRequest,
+    tier: SessionTier,
+    household: pb::GameSession,
+) -> Result<pb::CreateInstance, Problem> {
+    let market = validate(s, req)?;
+    let flavor = &s.catalog.flavors[&req.flavor];
+    let (region, rtt_ms) = launch_region(s, req, tier)?;
     let reservation = crate::reservations::api::for_market(
-        &s,
+        s,
         market,
-        &project,
+        project,
         &req.flavor,
         &region,
         req.reservation.as_deref(),
@@ -313,6 +326,7 @@ pub async fn launch(
             tier: pb::SessionTier::from(tier) as i32,
             title: req.title.clone(),
             rtt_ms: rtt_ms.unwrap_or(0),
+            ..household
         }),
         vnis: Some(s.catalog.networks.vnis()),
         ..flavor
@@ -322,8 +336,17 @@ pub async fn launch(
                 SESSION_IMAGE,
                 &region,
             )
-            .create_command(&id, &project)
+            .create_command(&id, project)
     };
+    Ok(command)
+}
+
+/// Proposes a launch; `201` with the session (queued with its place, or starting).
+pub(crate) async fn propose_launch(
+    s: &ApiState,
+    who: &crate::api::context::Who,
+    command: pb::CreateInstance,
+) -> Result<Response, Problem> {
     let instance = match s
         .cluster
         .propose_as(who.actor(), Body::CreateInstance(command))

@@ -67,7 +67,7 @@ pub fn choose_region(
 /// Books a waiting launch at its earliest start for its tier's length; that start, if any.
 fn book_launch(t: &mut Timeline, i: &Instance) -> Option<i64> {
     let need = i64::from(i.gpu.as_ref().map_or(0, |g| g.count));
-    let length = i64::from(i.session.as_ref().map_or(0, |s| s.tier.max_length_s()));
+    let length = i64::from(i.session.as_ref().map_or(0, |s| s.max_length_s()));
     let start = t.earliest(need)?;
     t.book(start, need, length * 1000);
     Some(start)

@@ -82,6 +82,21 @@ pub struct SessionSpec {
     /// Round trip from the gamer to the chosen region, when the launch gave a latency target.
     #[serde(default)]
     pub rtt_ms: Option<u32>,
+    /// The household profile playing (see [`crate::gaming`]).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// A household's session: how long it may last (its plan's cap, the hours left, a kid's
+    /// minutes left today), instead of its tier's length.
+    #[serde(default)]
+    pub max_length_s: Option<u32>,
+}
+
+impl SessionSpec {
+    /// How long it may last once placed.
+    pub fn max_length_s(&self) -> u32 {
+        self.max_length_s
+            .unwrap_or_else(|| self.tier.max_length_s())
+    }
 }
 
 /// A launch's latency target: the round trips the gamer's client measured to each region's

@@ -22,8 +22,9 @@ pub struct StateIndex {
     /// Spot instances given notice, by the time their notice runs out, until they are gone
     /// (reclaimed ones still hold capacity until their agent has removed them).
     pub terminating: OrdSet<(i64, InstanceId)>,
-    /// Each project's game session while it has one (invariant 7: at most one).
-    pub sessions: HashMap<ProjectId, InstanceId>,
+    /// Each project's game session while it has one, per household profile (invariant 7: at
+    /// most one per project, or per profile in a household).
+    pub sessions: HashMap<(ProjectId, Option<String>), InstanceId>,
     /// Each project's instances in the state (live, or ending), by (creation time, id): lists
     /// page through them and trial limits count them without walking every instance.
     pub per_project: HashMap<ProjectId, OrdSet<(i64, InstanceId)>>,

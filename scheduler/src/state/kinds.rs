@@ -78,5 +78,12 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::RedeemCoupon(_) => "redeem_coupon",
         Body::TopUpPrepaid(_) => "top_up_prepaid",
         Body::SetPlan(_) => "set_plan",
+        Body::CreateProfile(_) => "create_profile",
+        Body::UpdateProfile(_) => "update_profile",
+        Body::DeleteProfile(_) => "delete_profile",
+        Body::SetParentalPin(_) => "set_parental_pin",
+        Body::RecordPinAttempt(_) => "record_pin_attempt",
+        Body::GrantEntitlement(_) => "grant_entitlement",
+        Body::RevokeEntitlement(_) => "revoke_entitlement",
     }
 }

@@ -114,6 +114,9 @@ pub struct ClusterState {
     /// Usage not invoiced yet, credits, invoices (see [`crate::billing`]).
     #[serde(default)]
     pub billing: crate::billing::types::BillingBook,
+    /// Households' profiles, entitlements and playtime (see [`crate::gaming`]).
+    #[serde(default)]
+    pub gaming: crate::gaming::types::GamingBook,
     /// Grows whenever any node's desired-config generation grows (not serialized: the agent
     /// gateway compares it between applied batches to skip looking at every node).
     #[serde(skip)]
@@ -270,6 +273,13 @@ impl ClusterState {
             Body::RedeemCoupon(c) => self.redeem_coupon(c, at),
             Body::TopUpPrepaid(c) => self.top_up_prepaid(c, at),
             Body::SetPlan(c) => self.set_plan(c, at),
+            Body::CreateProfile(c) => self.create_profile(c, at),
+            Body::UpdateProfile(c) => self.update_profile(c, at),
+            Body::DeleteProfile(c) => self.delete_profile(c),
+            Body::SetParentalPin(c) => self.set_parental_pin(c),
+            Body::RecordPinAttempt(c) => self.record_pin_attempt(c, at),
+            Body::GrantEntitlement(c) => self.grant_entitlement(c, at),
+            Body::RevokeEntitlement(c) => self.revoke_entitlement(c),
         }
     }
 }

@@ -74,8 +74,10 @@ impl ClusterState {
             if let Some(d) = i.terminate_at_ms {
                 index.terminating.insert((d, i.id.clone()));
             }
-            if i.session.is_some() {
-                index.sessions.insert(i.project.clone(), i.id.clone());
+            if let Some(s) = &i.session {
+                index
+                    .sessions
+                    .insert((i.project.clone(), s.profile.clone()), i.id.clone());
             }
         }
         index
@@ -121,11 +123,16 @@ impl ClusterState {
             .filter_map(|id| self.instances.get(id).map(|i| &**i))
     }
 
-    /// The game session `project` has now (pending, starting, running or ending), if any.
-    pub fn live_session(&self, project: &vmcloud_proto::ProjectId) -> Option<&Instance> {
+    /// The game session `project` (and in a household, `profile`) has now (pending,
+    /// starting, running or ending), if any.
+    pub fn live_session(
+        &self,
+        project: &vmcloud_proto::ProjectId,
+        profile: Option<&str>,
+    ) -> Option<&Instance> {
         self.index
             .sessions
-            .get(project)
+            .get(&(project.clone(), profile.map(str::to_owned)))
             .and_then(|id| self.instances.get(id))
             .map(|i| &**i)
     }
@@ -157,10 +164,11 @@ impl ClusterState {
                 self.index.per_project.remove(&removed.project);
             }
         }
-        if removed.session.is_some()
-            && self.index.sessions.get(&removed.project) == Some(&removed.id)
-        {
-            self.index.sessions.remove(&removed.project);
+        if let Some(s) = &removed.session {
+            let key = (removed.project.clone(), s.profile.clone());
+            if self.index.sessions.get(&key) == Some(&removed.id) {
+                self.index.sessions.remove(&key);
+            }
         }
     }
 

@@ -43,4 +43,48 @@ pub enum Rejected {
     /// given again (a secret shown once): says what it did and where to look.
     #[error("{detail}")]
     Replayed { detail: String, location: String },
+    /// A game launch the household's rules refuse (invariant 15): why, and what can be done.
+    #[error("{detail}")]
+    LaunchRefused {
+        reason: LaunchRefusal,
+        detail: String,
+    },
+}
+
+/// Why a game launch is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LaunchRefusal {
+    /// The household has no entitlement to the title.
+    NoEntitlement,
+    /// Above the kid's age rating, and not unlocked by a parent.
+    AgeRating,
+    /// The month's hours are used.
+    NoHoursLeft,
+    /// The kid's minutes for today are used.
+    DailyLimit,
+    /// Outside the hours the kid may play.
+    OutsideAllowedHours,
+}
+
+impl LaunchRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchRefusal::NoEntitlement => "no-entitlement",
+            LaunchRefusal::AgeRating => "age-rating",
+            LaunchRefusal::NoHoursLeft => "no-hours-left",
+            LaunchRefusal::DailyLimit => "daily-limit",
+            LaunchRefusal::OutsideAllowedHours => "outside-allowed-hours",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            LaunchRefusal::NoEntitlement => "Not in your library",
+            LaunchRefusal::AgeRating => "Above this profile's age rating",
+            LaunchRefusal::NoHoursLeft => "No hours left this month",
+            LaunchRefusal::DailyLimit => "Today's playtime is used",
+            LaunchRefusal::OutsideAllowedHours => "Not at this hour",
+        }
+    }
 }

@@ -173,6 +173,14 @@ impl ClusterState {
             Body::RedeemCoupon(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
             Body::TopUpPrepaid(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
             Body::SetPlan(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
+            Body::CreateProfile(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
+            Body::UpdateProfile(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
+            Body::DeleteProfile(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
+            Body::SetParentalPin(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
+            Body::RecordPinAttempt(c) => (Action::ReadOrg, Target::Org(org(&c.org_id)?)),
+            Body::GrantEntitlement(_) | Body::RevokeEntitlement(_) => {
+                (Action::OperateFleet, Target::Fleet)
+            }
             Body::RecordPaymentFailure(_) => (Action::ManageBilling, Target::SystemOnly),
             Body::UpdateProject(_)
             | Body::SetQuota(_)

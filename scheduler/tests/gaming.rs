@@ -1,0 +1,293 @@
+//! Households in `apply` (invariant 15): a launch without the title in the library, above a
+//! kid's age rating (unless a parent's PIN unlocked it, once), outside a kid's hours, past a
+//! kid's minutes for today or past the household's hours this month is refused with the
+//! reason and what to do — and what passes gets a session no longer than what is left. One
+//! session per profile; at most six profiles; five wrong PINs lock the PIN.
+
+use vmcloud_proto::InstanceId;
+use vmcloud_proto::pb::{self, command::Body};
+use vmcloud_scheduler::state::Rejected;
+use vmcloud_scheduler::state::rejected::LaunchRefusal;
+
+use crate::fleet::Fleet;
+
+const ORG: &str = "org-home";
+const PROJECT: &str = "prj-home";
+const OWNER: &str = "usr-00000000000000c1";
+const ADULT: &str = "pf-ann";
+const KID: &str = "pf-leo";
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+/// 2026-11-02 09:00 UTC (10:00 in the household, UTC+1), a Monday.
+const T0: i64 = 1_793_610_000_000;
+
+fn household() -> Fleet {
+    let mut f = Fleet::new();
+    f.at = T0;
+    f.apply(Body::SignUp(pb::SignUp {
+        user_id: OWNER.into(),
+        email: "ann@example.org".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        organisation: Some(pb::Organisation {
+            org_id: ORG.into(),
+            name: "The Martins".into(),
+            kind: "household".into(),
+            billing_country: "FR".into(),
+            vat_id: String::new(),
+            billing_address: String::new(),
+        }),
+        project_id: PROJECT.into(),
+        verification_sha256: vec![7; 32],
+        verification_expires_at_unix_ms: T0 + HOUR,
+    }));
+    f.apply(Body::VerifyEmail(pb::VerifyEmail {
+        user_id: OWNER.into(),
+        token_sha256: vec![7; 32],
+    }));
+    f.unlimited(PROJECT);
+    f.host("h1", "r1", 4);
+    profile(&mut f, ADULT, "Ann", false, 0, 0, (0, 0)).unwrap();
+    // Leo, born 2016: ten in 2026, so PEGI 7.
+    profile(&mut f, KID, "Leo", true, 2016, 0, (0, 0)).unwrap();
+    f.apply(Body::SetParentalPin(pb::SetParentalPin {
+        org_id: ORG.into(),
+        pin_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$cGlu".into(),
+        utc_offset_min: 60,
+    }));
+    f
+}
+
+fn profile(
+    f: &mut Fleet,
+    id: &str,
+    name: &str,
+    kid: bool,
+    birth_year: i32,
+    daily_limit_min: u32,
+    hours: (u32, u32),
+) -> Result<(), Rejected> {
+    f.try_apply(Body::CreateProfile(pb::CreateProfile {
+        org_id: ORG.into(),
+        profile_id: id.into(),
+        name: name.into(),
+        kid,
+        birth_year,
+        daily_limit_min,
+        allowed_from_h: hours.0,
+        allowed_to_h: hours.1,
+        user_id: String::new(),
+    }))
+    .map(|_| ())
+}
+
+fn entitle(f: &mut Fleet, title: &str) {
+    f.apply(Body::GrantEntitlement(pb::GrantEntitlement {
+        org_id: ORG.into(),
+        entitlement_id: format!("ent-{title}"),
+        title: title.into(),
+        profile_id: String::new(),
+        kind: "purchase".into(),
+        ends_at_unix_ms: 0,
+    }));
+}
+
+/// Launches `title` (rated `pegi`) as `profile`, on a plan of `monthly_hours` with 6 h
+/// sessions.
+fn launch(
+    f: &mut Fleet,
+    profile: &str,
+    title: &str,
+    pegi: u32,
+    monthly_hours: u32,
+) -> Result<InstanceId, Rejected> {
+    let id = InstanceId::generate();
+    let r = f.try_apply(Body::CreateInstance(pb::CreateInstance {
+        instance_id: id.to_string(),
+        project_id: PROJECT.into(),
+        name: title.into(),
+        region: "par".into(),
+        vcpus: 8,
+        memory_mib: 16384,
+        gpu_model: "H100".into(),
+        gpu_count: 1,
+        session: Some(pb::GameSession {
+            tier: pb::SessionTier::Standard as i32,
+            title: title.into(),
+            profile_id: profile.into(),
+            title_pegi: pegi,
+            title_free: false,
+            monthly_hours,
+            rollover_hours: 15,
+            session_max_s: 6 * 3600,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    f.at += 1;
+    r.map(|_| id)
+}
+
+/// Ends a session: its delete, and (when it was on a host) its agent saying it is gone.
+fn end(f: &mut Fleet, id: &InstanceId) {
+    let node = f.state.instances[id].node.clone();
+    f.apply(Body::DeleteInstance(pb::DeleteInstance {
+        instance_id: id.to_string(),
+        project_id: PROJECT.into(),
+    }));
+    if let Some(node) = node {
+        f.observe(&node, id, pb::ObservedState::Absent);
+    }
+}
+
+fn refusal(r: Result<InstanceId, Rejected>) -> (LaunchRefusal, String) {
+    match r {
+        Err(Rejected::LaunchRefused { reason, detail }) => (reason, detail),
+        other => panic!("not refused by the household's rules: {other:?}"),
+    }
+}
+
+#[test]
+fn the_library_and_age_ratings_decide_and_a_pin_unlocks_one_session() {
+    let mut f = household();
+    let (why, detail) = refusal(launch(&mut f, KID, "kart-rally", 7, 100));
+    assert_eq!(why, LaunchRefusal::NoEntitlement);
+    assert!(detail.contains("not in Leo's library"), "{detail}");
+    entitle(&mut f, "kart-rally");
+    entitle(&mut f, "night-city-noir");
+    let kart = launch(&mut f, KID, "kart-rally", 7, 100).unwrap();
+    // One session per profile; another profile plays at the same time.
+    let again = launch(&mut f, KID, "kart-rally", 7, 100).unwrap_err();
+    assert!(
+        matches!(&again, Rejected::Conflict(m) if m.contains("profile pf-leo already has session")),
+        "{again:?}"
+    );
+    let noir = launch(&mut f, ADULT, "night-city-noir", 18, 100).unwrap();
+    end(&mut f, &kart);
+    end(&mut f, &noir);
+
+    // PEGI 18 is above Leo's 7: refused, with what to do.
+    let (why, detail) = refusal(launch(&mut f, KID, "night-city-noir", 18, 100));
+    assert_eq!(why, LaunchRefusal::AgeRating);
+    assert!(
+        detail.contains("PEGI 18, above Leo's PEGI 7") && detail.contains("PIN"),
+        "{detail}"
+    );
+    // A parent's PIN unlocks it for one session.
+    f.apply(Body::RecordPinAttempt(pb::RecordPinAttempt {
+        org_id: ORG.into(),
+        profile_id: KID.into(),
+        title: "night-city-noir".into(),
+        ok: true,
+    }));
+    let unlocked = launch(&mut f, KID, "night-city-noir", 18, 100).unwrap();
+    end(&mut f, &unlocked);
+    let (why, _) = refusal(launch(&mut f, KID, "night-city-noir", 18, 100));
+    assert_eq!(
+        why,
+        LaunchRefusal::AgeRating,
+        "the unlock was for one session"
+    );
+
+    // Five wrong PINs lock it; a right one is refused while locked.
+    for _ in 0..5 {
+        f.apply(Body::RecordPinAttempt(pb::RecordPinAttempt {
+            org_id: ORG.into(),
+            profile_id: KID.into(),
+            title: "night-city-noir".into(),
+            ok: false,
+        }));
+    }
+    let locked = f
+        .try_apply(Body::RecordPinAttempt(pb::RecordPinAttempt {
+            org_id: ORG.into(),
+            profile_id: KID.into(),
+            title: "night-city-noir".into(),
+            ok: true,
+        }))
+        .unwrap_err();
+    assert!(
+        matches!(&locked, Rejected::Conflict(m) if m.contains("locked after 5 wrong tries")),
+        "{locked:?}"
+    );
+}
+
+#[test]
+fn kids_hours_and_minutes_and_the_households_month_are_kept() {
+    let mut f = household();
+    entitle(&mut f, "kart-rally");
+    // Mia, 8, may play 14:00–19:00, an hour a day.
+    profile(&mut f, "pf-mia", "Mia", true, 2018, 60, (14, 19)).unwrap();
+    let (why, detail) = refusal(launch(&mut f, "pf-mia", "kart-rally", 7, 100));
+    assert_eq!(why, LaunchRefusal::OutsideAllowedHours);
+    assert!(
+        detail.contains("from 14:00 to 19:00") && detail.contains("10:00"),
+        "{detail}"
+    );
+    // 15:00 in the household: she plays, for an hour at most.
+    f.at = T0 + 5 * HOUR;
+    let s = launch(&mut f, "pf-mia", "kart-rally", 7, 100).unwrap();
+    let spec = f.instance(&s).session.clone().unwrap();
+    assert_eq!(spec.max_length_s, Some(3600));
+    f.place();
+    f.at += 61 * MIN;
+    end(&mut f, &s);
+    let (why, detail) = refusal(launch(&mut f, "pf-mia", "kart-rally", 7, 100));
+    assert_eq!(why, LaunchRefusal::DailyLimit);
+    assert!(detail.contains("1 h 01 min today"), "{detail}");
+    // The next day, she plays again.
+    f.at += 24 * HOUR;
+    let next = launch(&mut f, "pf-mia", "kart-rally", 7, 100).unwrap();
+    end(&mut f, &next);
+
+    // The household's month: 2 hours on this plan, and October's 2 unused hours carried over
+    // (up to 15); 1 h 01 min used. A session gets what is left; then nothing is.
+    let ann = launch(&mut f, ADULT, "kart-rally", 7, 2).unwrap();
+    let left = f
+        .instance(&ann)
+        .session
+        .as_ref()
+        .unwrap()
+        .max_length_s
+        .unwrap();
+    assert_eq!(left, 4 * 3600 - 61 * 60, "{left}");
+    f.place();
+    f.at += 3 * HOUR;
+    end(&mut f, &ann);
+    let (why, detail) = refusal(launch(&mut f, ADULT, "kart-rally", 7, 2));
+    assert_eq!(why, LaunchRefusal::NoHoursLeft);
+    assert!(
+        detail.contains("4 h 01 min this month, all of its 4 h (with 2 h carried over)")
+            && detail.contains("buy an hour pack"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_household_has_six_profiles_at_most_and_profiles_are_checked() {
+    let mut f = household();
+    for (n, name) in ["Bo", "Cy", "Di", "Ed"].iter().enumerate() {
+        profile(&mut f, &format!("pf-{n}"), name, false, 0, 0, (0, 0)).unwrap();
+    }
+    let seventh = profile(&mut f, "pf-7", "Flo", false, 0, 0, (0, 0)).unwrap_err();
+    assert!(
+        matches!(&seventh, Rejected::Conflict(m) if m.contains("the most a household has")),
+        "{seventh:?}"
+    );
+    f.apply(Body::DeleteProfile(pb::DeleteProfile {
+        org_id: ORG.into(),
+        profile_id: "pf-0".into(),
+    }));
+    let twin = profile(&mut f, "pf-8", "leo", true, 2016, 0, (0, 0)).unwrap_err();
+    assert!(matches!(&twin, Rejected::Exists(_)), "{twin:?}");
+    let hours = profile(&mut f, "pf-9", "Gus", true, 2019, 0, (19, 14)).unwrap_err();
+    assert!(
+        matches!(&hours, Rejected::Invalid(m) if m.contains("not a span of the day")),
+        "{hours:?}"
+    );
+    let adult_limits = profile(&mut f, "pf-9", "Gus", false, 2019, 0, (0, 0)).unwrap_err();
+    assert!(
+        matches!(&adult_limits, Rejected::Invalid(m) if m.contains("kid")),
+        "{adult_limits:?}"
+    );
+}
