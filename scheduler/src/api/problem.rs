@@ -222,12 +222,36 @@ impl From<Rejected> for Problem {
                     detail,
                 )
             }
-            Rejected::LaunchRefused { reason, detail } => Problem::new(
-                StatusCode::FORBIDDEN,
-                reason.as_str(),
-                reason.title(),
-                detail,
-            ),
+            Rejected::LaunchRefused { reason, detail } => {
+                use crate::state::rejected::LaunchRefusal as R;
+                let forbidden = StatusCode::FORBIDDEN;
+                match reason {
+                    R::NoEntitlement => {
+                        Problem::new(forbidden, "no-entitlement", "Not in your library", detail)
+                    }
+                    R::AgeRating => Problem::new(
+                        forbidden,
+                        "age-rating",
+                        "Above this profile's age rating",
+                        detail,
+                    ),
+                    R::NoHoursLeft => Problem::new(
+                        forbidden,
+                        "no-hours-left",
+                        "No hours left this month",
+                        detail,
+                    ),
+                    R::DailyLimit => {
+                        Problem::new(forbidden, "daily-limit", "Today's playtime is used", detail)
+                    }
+                    R::OutsideAllowedHours => Problem::new(
+                        forbidden,
+                        "outside-allowed-hours",
+                        "Not at this hour",
+                        detail,
+                    ),
+                }
+            }
             Rejected::Malformed => Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

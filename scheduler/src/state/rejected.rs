@@ -66,25 +66,3 @@ pub enum LaunchRefusal {
     /// Outside the hours the kid may play.
     OutsideAllowedHours,
 }
-
-impl LaunchRefusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LaunchRefusal::NoEntitlement => "no-entitlement",
-            LaunchRefusal::AgeRating => "age-rating",
-            LaunchRefusal::NoHoursLeft => "no-hours-left",
-            LaunchRefusal::DailyLimit => "daily-limit",
-            LaunchRefusal::OutsideAllowedHours => "outside-allowed-hours",
-        }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            LaunchRefusal::NoEntitlement => "Not in your library",
-            LaunchRefusal::AgeRating => "Above this profile's age rating",
-            LaunchRefusal::NoHoursLeft => "No hours left this month",
-            LaunchRefusal::DailyLimit => "Today's playtime is used",
-            LaunchRefusal::OutsideAllowedHours => "Not at this hour",
-        }
-    }
-}

@@ -72,15 +72,33 @@ pub(super) async fn customer(
     email: &str,
     org: &str,
 ) -> (String, String, String) {
+    signed_up(fx, api, email, signup_body(email, PASSWORD, org)).await
+}
+
+/// [`customer`] for a gaming household (France); returns (login token, org id, project id).
+pub(super) async fn household(
+    fx: &Fixture,
+    api: &Api<'_>,
+    email: &str,
+    name: &str,
+) -> (String, String, String) {
+    let body = json!({
+        "email": email,
+        "password": PASSWORD,
+        "organisation": {"name": name, "kind": "household", "billing_country": "FR"},
+    });
+    signed_up(fx, api, email, body).await
+}
+
+/// Signs up with `body`, verifies the email and logs in.
+async fn signed_up(
+    fx: &Fixture,
+    api: &Api<'_>,
+    email: &str,
+    body: Value,
+) -> (String, String, String) {
     let password = PASSWORD;
-    let (status, made) = api
-        .call(
-            "POST",
-            "/v1/signup",
-            None,
-            Some(signup_body(email, password, org)),
-        )
-        .await;
+    let (status, made) = api.call("POST", "/v1/signup", None, Some(body)).await;
     assert_eq!(status, 201, "{made}");
     let login = json!({"email": email, "password": password});
     let (status, body) = api

@@ -92,6 +92,9 @@ fn walk_of(method: &str, path: &str) -> Walk {
         (_, "/v1/test-clock") => Fleet,
         (_, "/v1/billing/coupons") => Fleet,
         (_, "/v1/billing/receivables") => Fleet,
+        // Entitlements are granted by operators: refused before the household is looked up.
+        (_, p) if p.contains("/entitlements") => Fleet,
+        ("GET", "/v1/titles") => NotTenantData("the public catalog of games"),
         ("POST", "/v1/stripe/webhook") => {
             NotTenantData("Stripe's events, proven by their signature")
         }
@@ -136,7 +139,7 @@ impl OrgA {
                 "jobs" => &self.job,
                 "reservations" => &self.reservation,
                 "projects" => &self.project,
-                "organisations" => &self.org,
+                "organisations" | "households" => &self.org,
                 _ => "unknown",
             }
         };
@@ -146,6 +149,8 @@ impl OrgA {
             out.push(match *s {
                 "{id}" => id(segments[i - 1]).to_owned(),
                 "{key}" => self.key_id.clone(),
+                "{profile}" => "pf-0000000000000001".to_owned(),
+                "{entitlement}" => "ent-0000000000000001".to_owned(),
                 "{user}" => self.user.clone(),
                 "{event}" => "evt_1_0".to_owned(),
                 "{address}" => "203.0.113.1".to_owned(),
@@ -176,7 +181,9 @@ impl OrgA {
             "/v1/billing/top-ups",
             "/v1/billing/plan",
         ];
-        if org_scoped.contains(&template) {
+        if template.ends_with("/library") {
+            format!("{path}?profile=pf-0000000000000001")
+        } else if org_scoped.contains(&template) {
             format!("{path}?org={}", self.org)
         } else if scoped.contains(&template) || (method == "GET" && template.contains("{id}")) {
             format!("{path}?project={}", self.project)
@@ -218,6 +225,18 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/billing/redeem") => Some(json!({"org": a.org, "code": "WELCOME"})),
         ("POST", "/v1/billing/top-ups") => Some(json!({"org": a.org, "amount": "10.00"})),
         ("POST", "/v1/billing/setup-intents") => Some(json!({"org": a.org})),
+        ("POST", "/v1/households/{id}/profiles") => Some(json!({"name": "Intruder"})),
+        ("PATCH", "/v1/households/{id}/profiles/{profile}") => Some(json!({"name": "Intruder"})),
+        ("POST", "/v1/households/{id}/entitlements") => {
+            Some(json!({"title": "chess-arena", "kind": "purchase"}))
+        }
+        ("PUT", "/v1/households/{id}/pin") => Some(json!({"pin": "1234"})),
+        ("POST", "/v1/households/{id}/unlock") => {
+            Some(json!({"profile": "pf-0000000000000001", "title": "chess-arena", "pin": "1234"}))
+        }
+        ("POST", "/v1/households/{id}/launch") => {
+            Some(json!({"profile": "pf-0000000000000001", "title": "chess-arena", "region": "par"}))
+        }
         ("PUT", "/v1/billing/plan") => Some(json!({"org": a.org, "plan": "support-developer"})),
         ("PUT", "/v1/billing/budget-alerts") => Some(json!({"org": a.org, "thresholds": ["1"]})),
         ("POST", "/v1/billing/payment-method") => Some(json!({"org": a.org,

@@ -6,6 +6,7 @@ mod billing;
 mod browser;
 mod cli_customer;
 mod customers;
+mod gaming;
 mod host_events;
 mod identity;
 mod isolation;

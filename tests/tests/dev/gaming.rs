@@ -1,0 +1,210 @@
+//! A gaming household through a running `vmcloud dev`: the catalog of titles, profiles (a
+//! kid with a birth year), the parental PIN, entitlements granted by operators, and a kid's
+//! launch refused for the library, then for the age rating, unlocked by the PIN (a wrong PIN
+//! says how many tries are left) and launched — once. A company is not a household, and
+//! another organisation finds nothing of the household's.
+
+use serde_json::json;
+
+use super::Fixture;
+use super::customers::{Api, customer, household};
+
+#[tokio::test]
+async fn a_kid_is_refused_a_pegi_18_title_until_a_parent_unlocks_it() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let operator = fx.fleet.token.clone();
+    let (ann, home, _) = household(&fx, &api, "ann@example.org", "The Martins").await;
+    let (bob, bobs_company, _) = customer(&fx, &api, "bob@example.org", "Bob SARL").await;
+
+    let (status, titles) = api.call("GET", "/v1/titles", Some(&ann), None).await;
+    assert_eq!(status, 200, "{titles}");
+    let noir = titles["titles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "night-city-noir")
+        .unwrap_or_else(|| panic!("{titles}"));
+    assert_eq!(noir["pegi"], 18);
+
+    let (status, view) = api
+        .call("GET", &format!("/v1/households/{home}"), Some(&ann), None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["plan"], "free", "{view}");
+    assert_eq!(view["hours"]["allowed_min"], 600, "{view}");
+    // A company is not a household; the household is nobody else's.
+    let (status, body) = api
+        .call(
+            "GET",
+            &format!("/v1/households/{bobs_company}"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["type"], "urn:vmcloud:problem:not-a-household");
+    let (status, _) = api
+        .call("GET", &format!("/v1/households/{home}"), Some(&bob), None)
+        .await;
+    assert_eq!(status, 404);
+
+    let (status, leo) = api
+        .call(
+            "POST",
+            &format!("/v1/households/{home}/profiles"),
+            Some(&ann),
+            Some(json!({"name": "Leo", "kid": true, "birth_year": 2016, "daily_limit_min": 90})),
+        )
+        .await;
+    assert_eq!(status, 201, "{leo}");
+    assert_eq!(leo["pegi_limit"], 7, "{leo}");
+    let leo = leo["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/v1/households/{home}/profiles"),
+            Some(&ann),
+            Some(json!({"name": "Zoe", "kid": true, "allowed_hours": [19, 14]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a span of the day"),
+        "{body}"
+    );
+
+    let pin = |pin: &str| json!({"pin": pin});
+    let (status, body) = api
+        .call(
+            "PUT",
+            &format!("/v1/households/{home}/pin"),
+            Some(&ann),
+            Some(pin("12ab")),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = api
+        .call(
+            "PUT",
+            &format!("/v1/households/{home}/pin"),
+            Some(&ann),
+            Some(pin("4321")),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pin_set"], true);
+
+    let launch = json!({"profile": leo, "title": "night-city-noir", "region": "par"});
+    let launch_path = format!("/v1/households/{home}/launch");
+    let (status, body) = api
+        .call("POST", &launch_path, Some(&ann), Some(launch.clone()))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["type"], "urn:vmcloud:problem:no-entitlement", "{body}");
+
+    // Entitlements are the operators' (and partners'): the owner cannot grant one.
+    let grant = json!({"title": "night-city-noir", "kind": "purchase"});
+    let grants = format!("/v1/households/{home}/entitlements");
+    let (status, _) = api
+        .call("POST", &grants, Some(&ann), Some(grant.clone()))
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = api
+        .call(
+            "POST",
+            &grants,
+            Some(&operator),
+            Some(json!({"title": "no-such-game", "kind": "purchase"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = api
+        .call("POST", &grants, Some(&operator), Some(grant))
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, body) = api
+        .call("POST", &launch_path, Some(&ann), Some(launch.clone()))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["type"], "urn:vmcloud:problem:age-rating", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("PIN"), "{body}");
+
+    let unlock = format!("/v1/households/{home}/unlock");
+    let (status, body) = api
+        .call(
+            "POST",
+            &unlock,
+            Some(&ann),
+            Some(json!({"profile": leo, "title": "night-city-noir", "pin": "0000"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["type"], "urn:vmcloud:problem:wrong-pin");
+    assert!(
+        body["detail"].as_str().unwrap().contains("4 tries left"),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            &unlock,
+            Some(&ann),
+            Some(json!({"profile": leo, "title": "night-city-noir", "pin": "4321"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, library) = api
+        .call(
+            "GET",
+            &format!("/v1/households/{home}/library?profile={leo}"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{library}");
+    let entry = |id: &str| {
+        library["titles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(entry("night-city-noir")["unlocked"], true, "{library}");
+    assert_eq!(entry("chess-arena")["playable"], true, "{library}");
+    assert!(
+        entry("kart-rally")["why_not"]
+            .as_str()
+            .unwrap()
+            .contains("not in the library"),
+        "{library}"
+    );
+
+    let (status, session) = api
+        .call("POST", &launch_path, Some(&ann), Some(launch.clone()))
+        .await;
+    assert_eq!(status, 201, "{session}");
+    assert_eq!(session["title"], "night-city-noir");
+    // One session per profile.
+    let (status, body) = api
+        .call("POST", &launch_path, Some(&ann), Some(launch))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    // The household's view shows Leo and his limits.
+    let (_, view) = api
+        .call("GET", &format!("/v1/households/{home}"), Some(&ann), None)
+        .await;
+    assert_eq!(view["profiles"][0]["daily_limit_min"], 90, "{view}");
+    assert_eq!(
+        view["entitlements"][0]["title"], "night-city-noir",
+        "{view}"
+    );
+}
