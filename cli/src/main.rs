@@ -12,6 +12,7 @@ mod data_dir;
 mod dev;
 mod dev_pki;
 mod firewall_cmd;
+mod household_cmd;
 mod ip_cmd;
 mod job_cmd;
 mod limits;
@@ -81,6 +82,19 @@ enum Command {
         client: client::ClientArgs,
         #[command(subcommand)]
         command: session_cmd::SessionCommand,
+    },
+    /// A gaming household: profiles, parental PIN and unlocks, library, launching as a
+    /// profile; operators grant titles.
+    Household {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: household_cmd::HouseholdCommand,
+    },
+    /// The game catalog: titles, their PEGI rating and GPU class.
+    Titles {
+        #[command(flatten)]
+        client: client::ClientArgs,
     },
     /// Sign up as a new customer (a trial organisation with a `default` project).
     Signup {
@@ -388,6 +402,8 @@ fn main() -> ExitCode {
         | Command::Reservation { .. }
         | Command::Job { .. }
         | Command::Session { .. }
+        | Command::Household { .. }
+        | Command::Titles { .. }
         | Command::Project { .. }
         | Command::Signup { .. }
         | Command::VerifyEmail { .. }
@@ -438,6 +454,8 @@ fn main() -> ExitCode {
             Command::Node { client, command } => node_cmd::run(client, command).await,
             Command::Job { client, command } => job_cmd::run(client, command).await,
             Command::Session { client, command } => session_cmd::run(client, command).await,
+            Command::Household { client, command } => household_cmd::run(client, command).await,
+            Command::Titles { client } => household_cmd::titles(client).await,
             Command::Project { client, command } => session_cmd::run_project(client, command).await,
             Command::Signup {
                 client,

@@ -6,8 +6,8 @@
 
 use serde_json::json;
 
-use super::Fixture;
 use super::customers::{Api, customer, household};
+use super::{Fixture, cli_json};
 
 #[tokio::test]
 async fn a_kid_is_refused_a_pegi_18_title_until_a_parent_unlocks_it() {
@@ -207,4 +207,35 @@ async fn a_kid_is_refused_a_pegi_18_title_until_a_parent_unlocks_it() {
         view["entitlements"][0]["title"], "night-city-noir",
         "{view}"
     );
+
+    // The same through the CLI (an operator's profile): the catalog, the household, a grant.
+    let titles = cli_json(&fx, &["titles"]);
+    assert!(titles["titles"].as_array().unwrap().len() >= 5, "{titles}");
+    cli_json(
+        &fx,
+        &[
+            "household",
+            "grant",
+            &home,
+            "--title",
+            "kart-rally",
+            "--player",
+            &leo,
+        ],
+    );
+    let shown = cli_json(&fx, &["household", "show", &home]);
+    assert_eq!(
+        shown["entitlements"].as_array().unwrap().len(),
+        2,
+        "{shown}"
+    );
+    let library = cli_json(&fx, &["household", "library", &home, "--player", &leo]);
+    let kart = library["titles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "kart-rally")
+        .unwrap()
+        .clone();
+    assert_eq!(kart["playable"], true, "{library}");
 }
