@@ -179,6 +179,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     )
     .await
     .context("cannot set up the demo customer")?;
+    vmcloud_scheduler::bootstrap::ensure_demo_household(scheduler.cluster(), &demo_password)
+        .await
+        .context("cannot set up the demo household")?;
 
     let agent = Agent::start(AgentConfig {
         node: node.clone(),
@@ -238,6 +241,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         std::io::stdout(),
         "VMCloud dev fleet is running (vmcloud {}, git {})\n\
          \n  console      {api}/login  (log in as {demo} / {demo_password}, or sign up; English and French)\n  \
+         gaming       the demo household: log in as {gamer} / {demo_password} (parental PIN {pin}); {exe} titles; {exe} household show <ORG>\n  \
          API          {api}\n  \
          agent API    http://{agent_api}  (node {node} in {region}, hypervisor {hv})\n  \
          agent link   quic://{gateway}  (mutual TLS, dev CA in {pki})\n  \
@@ -258,6 +262,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         build.git_sha,
         secrets = secrets_path.display(),
         demo = vmcloud_scheduler::bootstrap::DEMO_EMAIL,
+        gamer = vmcloud_scheduler::bootstrap::DEMO_GAMER_EMAIL,
+        pin = vmcloud_scheduler::bootstrap::DEMO_PIN,
         agent_api = agent.api_addr(),
         region = args.region,
         hv = args.hypervisor,

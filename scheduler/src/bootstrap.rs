@@ -146,6 +146,106 @@ pub async fn ensure_demo_customer(
     demo_network(cluster, catalog, &project, demo_instance_in).await
 }
 
+/// The demo gaming household `vmcloud dev` makes: its owner logs in with this email.
+pub const DEMO_GAMER_EMAIL: &str = "gamer@vmcloud.example";
+
+/// The demo household's parental PIN (a dev fleet's, printed at start).
+pub const DEMO_PIN: &str = "1234";
+
+/// Makes sure the demo household exists: a verified owner (`gamer@vmcloud.example`, with
+/// `password`) of "The Demo Family" with two profiles — Alex (the owner) and Sam (a kid of
+/// nine: PEGI 7, two hours a day, 8:00 to 21:00) — the parental PIN [`DEMO_PIN`], and titles
+/// in its library (two bought, one on a 14-day trial). Does nothing when the email is taken.
+pub async fn ensure_demo_household(
+    cluster: &Cluster,
+    password: &str,
+) -> Result<(), BootstrapError> {
+    if cluster
+        .state()
+        .users_by_email
+        .contains_key(DEMO_GAMER_EMAIL)
+    {
+        return Ok(());
+    }
+    let user = vmcloud_proto::UserId::generate();
+    let org = vmcloud_proto::OrgId::generate();
+    let (token, token_sha256) = crate::tenancy::api_key::mail_token();
+    let (pw, pin) = (password.to_owned(), DEMO_PIN.to_owned());
+    let (hash, pin_hash) = tokio::task::spawn_blocking(move || {
+        (
+            crate::tenancy::password::hash(&pw),
+            crate::tenancy::password::hash(&pin),
+        )
+    })
+    .await
+    .expect("hashing does not panic");
+    let now = crate::clock::now_ms();
+    let year = crate::billing::types::date_of(now).year();
+    let mut commands = vec![
+        Body::SignUp(pb::SignUp {
+            user_id: user.to_string(),
+            email: DEMO_GAMER_EMAIL.to_owned(),
+            password_hash: hash,
+            organisation: Some(pb::Organisation {
+                org_id: org.to_string(),
+                name: "The Demo Family".to_owned(),
+                kind: "household".to_owned(),
+                billing_country: "FR".to_owned(),
+                vat_id: String::new(),
+                billing_address: String::new(),
+            }),
+            project_id: ProjectId::generate().to_string(),
+            verification_sha256: token_sha256,
+            verification_expires_at_unix_ms: now + 3_600_000,
+        }),
+        Body::VerifyEmail(pb::VerifyEmail {
+            user_id: user.to_string(),
+            token_sha256: crate::tenancy::api_key::mail_token_sha256(&token),
+        }),
+        Body::CreateProfile(pb::CreateProfile {
+            org_id: org.to_string(),
+            profile_id: "pf-demo-alex".into(),
+            name: "Alex".into(),
+            user_id: user.to_string(),
+            ..Default::default()
+        }),
+        Body::CreateProfile(pb::CreateProfile {
+            org_id: org.to_string(),
+            profile_id: "pf-demo-sam".into(),
+            name: "Sam".into(),
+            kid: true,
+            birth_year: year - 9,
+            daily_limit_min: 120,
+            allowed_from_h: 8,
+            allowed_to_h: 21,
+            ..Default::default()
+        }),
+        Body::SetParentalPin(pb::SetParentalPin {
+            org_id: org.to_string(),
+            pin_hash,
+            utc_offset_min: 60,
+        }),
+    ];
+    for (title, kind, ends) in [
+        ("kart-rally", "purchase", 0),
+        ("night-city-noir", "purchase", 0),
+        ("starfield-tactics", "trial", now + 14 * 86_400_000),
+    ] {
+        commands.push(Body::GrantEntitlement(pb::GrantEntitlement {
+            org_id: org.to_string(),
+            entitlement_id: format!("ent-demo-{title}"),
+            title: title.into(),
+            profile_id: String::new(),
+            kind: kind.into(),
+            ends_at_unix_ms: ends,
+        }));
+    }
+    for command in commands {
+        cluster.propose(command).await??;
+    }
+    Ok(())
+}
+
 /// What the demo project shows of networks: a second private network, a firewall for a web
 /// server, a floating IP; and with `instance_in` (a region), an instance with a public address
 /// there behind the firewall, with the floating IP on it.

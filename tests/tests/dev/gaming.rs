@@ -239,3 +239,57 @@ async fn a_kid_is_refused_a_pegi_18_title_until_a_parent_unlocks_it() {
         .clone();
     assert_eq!(kart["playable"], true, "{library}");
 }
+
+/// `vmcloud dev` has a demo household: its owner logs in, sees two profiles (a kid among
+/// them), a library, and the kid refused a PEGI 18 title until the printed PIN unlocks it.
+#[tokio::test]
+async fn vmcloud_dev_has_a_demo_household() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let password = std::fs::read_to_string(fx.fleet.data_dir.join("demo-password")).unwrap();
+    let (status, login) = api
+        .call(
+            "POST",
+            "/v1/login",
+            None,
+            Some(json!({"email": "gamer@vmcloud.example", "password": password.trim()})),
+        )
+        .await;
+    assert_eq!(status, 200, "{login}");
+    let token = login["token"].as_str().unwrap().to_owned();
+    let (_, me) = api.call("GET", "/v1/me", Some(&token), None).await;
+    let home = me["organisations"][0]["id"].as_str().unwrap().to_owned();
+    let (status, view) = api
+        .call("GET", &format!("/v1/households/{home}"), Some(&token), None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    let names: Vec<&str> = view["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Alex", "Sam"], "{view}");
+    assert_eq!(view["pin_set"], true, "{view}");
+    let launch = json!({"profile": "pf-demo-sam", "title": "night-city-noir", "region": "par"});
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/v1/households/{home}/launch"),
+            Some(&token),
+            Some(launch),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/v1/households/{home}/unlock"),
+            Some(&token),
+            Some(json!({"profile": "pf-demo-sam", "title": "night-city-noir", "pin": "1234"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
