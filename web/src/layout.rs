@@ -182,41 +182,42 @@ impl Ctx {
             Lang::Fr => "en",
         };
         let page = html! {
-            (DOCTYPE)
-            html lang=(self.lang.code()) {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { (title) " · VMCloud" }
-                    link rel="stylesheet" href="/assets/style.css";
-                }
-                body {
-                    header.top {
-                        a.brand href="/" { "VMCloud" }
-                        nav {
-                            @if self.logged_in {
-                                a href="/console" { (self.t(Msg::Console)) }
-                                a href="/console/account" { (self.t(Msg::Account)) }
-                                form.inline method="post" action="/logout" {
-                                    (self.csrf_field())
-                                    button.link type="submit" id="logout" { (self.t(Msg::LogOut)) }
-                                }
-                            } @else {
-                                a href="/login" { (self.t(Msg::LogIn)) }
-                                a href="/signup" { (self.t(Msg::SignUp)) }
-                            }
-                            a href={ "?lang=" (other) } id="lang" { (self.t(Msg::Language)) }
-                        }
-                    }
-                    main {
-                        @if let Some(n) = self.notice {
-                            p.notice role="status" { (self.t(n)) }
-                        }
-                        (body)
-                    }
-                }
-            }
-        };
+                   (DOCTYPE)
+                   html lang=(self.lang.code()) {
+                       head {
+                           meta charset="utf-8";
+                           meta name="viewport" content="width=device-width, initial-scale=1";
+                           title { (title) " · VMCloud" }
+                           link rel="stylesheet" href="/assets/style.css";
+                       }
+                       body {
+                           header.top {
+                               a.brand href="/" { "VMCloud" }
+                               nav {
+                                   @if self.logged_in {
+        a href="/console" { (self.t(Msg::Console)) }
+                                       a href="/play" { (self.t(Msg::Play)) }
+                                       a href="/console/account" { (self.t(Msg::Account)) }
+                                       form.inline method="post" action="/logout" {
+                                           (self.csrf_field())
+                                           button.link type="submit" id="logout" { (self.t(Msg::LogOut)) }
+                                       }
+                                   } @else {
+                                       a href="/login" { (self.t(Msg::LogIn)) }
+                                       a href="/signup" { (self.t(Msg::SignUp)) }
+                                   }
+                                   a href={ "?lang=" (other) } id="lang" { (self.t(Msg::Language)) }
+                               }
+                           }
+                           main {
+                               @if let Some(n) = self.notice {
+                                   p.notice role="status" { (self.t(n)) }
+                               }
+                               (body)
+                           }
+                       }
+                   }
+               };
         page.into_response()
     }
 

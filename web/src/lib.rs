@@ -22,6 +22,7 @@ pub mod contract_pages;
 pub mod i18n;
 pub mod layout;
 pub mod network_pages;
+pub mod play_pages;
 pub mod sso_pages;
 pub mod webhook_pages;
 
@@ -57,6 +58,15 @@ pub fn pages(state: ApiState) -> Router {
         .route("/sso/callback", get(sso_pages::callback))
         .route("/reset", get(auth::reset_page).post(auth::reset))
         .route("/console", get(console::home))
+        .route("/play", get(play_pages::home))
+        .route("/play/{org}", get(play_pages::household))
+        .route("/play/{org}/profiles", post(play_pages::add_profile))
+        .route("/play/{org}/pin", post(play_pages::set_pin))
+        .route("/play/{org}/sessions/{id}", get(play_pages::session))
+        .route("/play/{org}/sessions/{id}/end", post(play_pages::end))
+        .route("/play/{org}/{profile}", get(play_pages::library))
+        .route("/play/{org}/{profile}/launch", post(play_pages::launch))
+        .route("/play/{org}/{profile}/unlock", post(play_pages::unlock))
         .route("/console/projects", post(console::create_project))
         .route("/console/projects/{project}", get(console::project))
         .route(

@@ -113,6 +113,8 @@ pub struct EntitlementView {
 pub struct HouseholdView {
     pub organisation: String,
     pub name: String,
+    /// The project its sessions run in (`/v1/sessions?project=`).
+    pub project: String,
     /// The gaming plan (billing's plan id), or `free`.
     pub plan: String,
     pub fair_use: FairUse,
@@ -199,6 +201,12 @@ fn view(s: &ApiState, org: &OrgId) -> HouseholdView {
             .organisations
             .get(org)
             .map(|o| o.name.clone())
+            .unwrap_or_default(),
+        project: state
+            .projects_of_org(org)
+            .into_iter()
+            .next()
+            .map(|p| p.to_string())
             .unwrap_or_default(),
         plan,
         fair_use: fair.clone(),

@@ -293,3 +293,117 @@ async fn vmcloud_dev_has_a_demo_household() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The gamers' portal in Chromium: the demo household's owner picks the kid's profile, sees a
+/// PEGI 18 title refused in the library, types a wrong PIN (told the tries left), then the
+/// right one, and launches it: the session page shows its place in the queue (the dev fleet
+/// has no game GPU free), then the session is ended from the page. In French too.
+#[tokio::test]
+async fn the_portal_unlocks_a_title_for_a_kid_and_launches_it() {
+    use super::browser::{Shots, browser, click, fill, find_program, start_driver, text, wait_for};
+    use std::time::Duration;
+    const TEST: &str = "dev::gaming::the_portal_unlocks_a_title_for_a_kid_and_launches_it";
+    let (Some(chromium), Some(chromedriver)) = (
+        find_program(&["chromium", "chromium-browser", "google-chrome"]),
+        find_program(&["chromedriver"]),
+    ) else {
+        vmcloud_proto::testing::skip(
+            TEST,
+            "no chromium and chromedriver on PATH (scripts/test installs Debian's chromium and chromium-driver as root)",
+        );
+        return;
+    };
+    let fx = Fixture::start();
+    let base = fx.fleet.api.clone();
+    let api = Api { base: &base };
+    let password = std::fs::read_to_string(fx.fleet.data_dir.join("demo-password")).unwrap();
+    let password = password.trim().to_owned();
+    // Sam may play at any hour for this test (the demo's 8:00–21:00 would depend on the clock).
+    let (_, login) = api
+        .call(
+            "POST",
+            "/v1/login",
+            None,
+            Some(json!({"email": "gamer@vmcloud.example", "password": password})),
+        )
+        .await;
+    let token = login["token"].as_str().unwrap().to_owned();
+    let (_, me) = api.call("GET", "/v1/me", Some(&token), None).await;
+    let home = me["organisations"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call(
+            "PATCH",
+            &format!("/v1/households/{home}/profiles/pf-demo-sam"),
+            Some(&token),
+            Some(json!({"allowed_hours": [0, 0]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let driver = start_driver(&chromedriver).await;
+    let c = browser(&driver, &chromium).await;
+    let mut shots = Shots::new("play");
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(&c, "#email", "gamer@vmcloud.example").await;
+    fill(&c, "#password", &password).await;
+    click(&c, "#login").await;
+    wait_for(&c, "#projects", Duration::from_secs(10)).await;
+    c.goto(&format!("{base}/play")).await.unwrap();
+    wait_for(&c, "#profiles", Duration::from_secs(10)).await;
+    let profiles = text(&c, "#profiles").await;
+    assert!(
+        profiles.contains("Alex") && profiles.contains("Sam"),
+        "{profiles}"
+    );
+    assert!(text(&c, "#hours-left").await.contains('h'));
+    shots.take(&c, "household").await;
+
+    click(&c, "a[data-profile='pf-demo-sam']").await;
+    wait_for(&c, "#library", Duration::from_secs(10)).await;
+    let noir = "div.title[data-title='night-city-noir']";
+    assert!(
+        text(&c, &format!("{noir} .why-not"))
+            .await
+            .contains("PEGI 18"),
+        "{}",
+        text(&c, noir).await
+    );
+    assert!(
+        c.find(fantoccini::Locator::Css(&format!("{noir} button.play")))
+            .await
+            .is_err(),
+        "a PEGI 18 title is playable by a kid of nine"
+    );
+    shots.take(&c, "kid-library").await;
+    fill(&c, &format!("{noir} input[name=pin]"), "0000").await;
+    click(&c, &format!("{noir} button.unlock")).await;
+    wait_for(&c, "#refused", Duration::from_secs(10)).await;
+    assert!(text(&c, "#refused").await.contains("4 tries left"));
+    shots.take(&c, "wrong-pin").await;
+    fill(&c, &format!("{noir} input[name=pin]"), "1234").await;
+    click(&c, &format!("{noir} button.unlock")).await;
+    wait_for(&c, "p.notice", Duration::from_secs(10)).await;
+    click(&c, &format!("{noir} button.play")).await;
+    wait_for(&c, "#session", Duration::from_secs(10)).await;
+    assert_eq!(text(&c, "#session-state").await, "Waiting for a GPU");
+    assert_eq!(
+        c.find(fantoccini::Locator::Css("#session"))
+            .await
+            .unwrap()
+            .attr("data-state")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("queued")
+    );
+    assert!(text(&c, "#queue-position").await.contains("1 /"));
+    shots.take(&c, "queued").await;
+    click(&c, "#end-session").await;
+    wait_for(&c, "p.notice", Duration::from_secs(10)).await;
+    c.goto(&format!("{base}/play/{home}?lang=fr"))
+        .await
+        .unwrap();
+    wait_for(&c, "#profiles", Duration::from_secs(10)).await;
+    assert!(c.source().await.unwrap().contains("Qui joue ?"));
+    shots.take(&c, "household-fr").await;
+}

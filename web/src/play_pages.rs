@@ -1,0 +1,405 @@
+//! The gamers' portal (`/play`): a household's profiles and hours this month, each profile's
+//! library (what it may play, and why not), launching a title, a parent's PIN unlocking a
+//! title for a kid, and the session launched (its place in the queue, then where it runs).
+//! Everything goes through the API as the logged-in user; refusals are shown where they
+//! happen, in words.
+
+use axum::extract::Path;
+use axum::http::Method;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde_json::Value;
+
+use crate::auth_pages::urlencode;
+use crate::client::{ApiProblem, s};
+use crate::i18n::Msg;
+use crate::layout::Ctx;
+
+fn items(v: &Value, key: &str) -> Vec<Value> {
+    v[key].as_array().cloned().unwrap_or_default()
+}
+
+fn minutes(m: &Value) -> String {
+    let m = m.as_i64().unwrap_or(0);
+    match (m / 60, m % 60) {
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m:02}"),
+    }
+}
+
+/// `GET /play`: the household the user belongs to (the first one), or how to get one.
+pub async fn home(ctx: Ctx) -> Response {
+    let me = match ctx.api.get("/v1/me").await {
+        Ok(me) => me,
+        Err(p) => return ctx.problem(&p),
+    };
+    for o in items(&me, "organisations") {
+        let id = s(&o, "id");
+        if ctx
+            .api
+            .get(&format!("/v1/households/{}", urlencode(id)))
+            .await
+            .is_ok()
+        {
+            return Redirect::to(&format!("/play/{id}")).into_response();
+        }
+    }
+    ctx.page(
+        Msg::Play,
+        html! {
+            h1 { (ctx.t(Msg::Play)) }
+            p #no-household { (ctx.t(Msg::NoHousehold)) }
+            p { a href="/signup" { (ctx.t(Msg::SignUp)) } " · " a href="/console" { (ctx.t(Msg::Console)) } }
+        },
+    )
+}
+
+/// `GET /play/{org}`: who plays, and the household's hours this month.
+pub async fn household(ctx: Ctx, Path(org): Path<String>) -> Response {
+    let h = match ctx
+        .api
+        .get(&format!("/v1/households/{}", urlencode(&org)))
+        .await
+    {
+        Ok(h) => h,
+        Err(p) => return ctx.problem(&p),
+    };
+    ctx.page_titled(
+        s(&h, "name"),
+        html! {
+            h1 { (s(&h, "name")) }
+            (hours(&ctx, &h))
+            h2 { (ctx.t(Msg::WhoPlays)) }
+            section.profiles #profiles {
+                @for p in items(&h, "profiles") {
+                    a.card.profile href={ "/play/" (org) "/" (s(&p, "id")) } data-profile=(s(&p, "id")) {
+                        div.big { (s(&p, "name")) }
+                        div.muted {
+                            @if p["kid"] == true { (ctx.t(Msg::Kid)) " · " }
+                            "PEGI " (p["pegi_limit"])
+                            @if let Some(limit) = p["daily_limit_min"].as_i64() {
+                                " · " (minutes(&p["played_today_min"])) " / " (minutes(&Value::from(limit))) " " (ctx.t(Msg::Today))
+                            }
+                        }
+                    }
+                }
+            }
+            @if items(&h, "profiles").is_empty() { p.muted { (ctx.t(Msg::NoProfiles)) } }
+            h2 { (ctx.t(Msg::AddProfile)) }
+            form.card.row method="post" action={ "/play/" (org) "/profiles" } {
+                (ctx.csrf_field())
+                label { (ctx.t(Msg::Name)) input type="text" name="name" id="profile-name" required maxlength="40"; }
+                label { (ctx.t(Msg::BirthYearKid)) input type="number" name="birth_year" id="profile-birth-year" min="1900" max="2100"; }
+                label { (ctx.t(Msg::MinutesADay)) input type="number" name="daily_limit_min" id="profile-minutes" min="1" max="1440"; }
+                button type="submit" id="add-profile" { (ctx.t(Msg::AddProfile)) }
+            }
+            p.muted { (ctx.t(Msg::ProfilesText)) }
+            h2 { (ctx.t(Msg::ParentalPin)) }
+            form.card.row method="post" action={ "/play/" (org) "/pin" } {
+                (ctx.csrf_field())
+                label { "PIN" input type="password" name="pin" id="new-pin" required inputmode="numeric" pattern="[0-9]{4,8}" autocomplete="off"; }
+                button type="submit" id="set-pin" { (ctx.t(Msg::SetPin)) }
+            }
+            p.muted { @if h["pin_set"] == true { (ctx.t(Msg::PinIsSet)) } @else { (ctx.t(Msg::PinNotSet)) } }
+        },
+    )
+}
+
+/// The household's hours this month, as a banner.
+fn hours(ctx: &Ctx, h: &Value) -> Markup {
+    html! {
+        section #month {
+            div.card {
+                div.muted { (ctx.t(Msg::HoursLeft)) " (" (s(h, "plan")) ")" }
+                div.big #hours-left { (minutes(&h["hours"]["left_min"])) }
+            }
+            div.card {
+                div.muted { (ctx.t(Msg::PlayedThisMonth)) }
+                div.big #hours-played { (minutes(&h["hours"]["played_min"])) " / " (minutes(&h["hours"]["allowed_min"])) }
+            }
+        }
+    }
+}
+
+/// `GET /play/{org}/{profile}`: the profile's library.
+pub async fn library(ctx: Ctx, Path((org, profile)): Path<(String, String)>) -> Response {
+    library_page(&ctx, &org, &profile, None).await
+}
+
+async fn library_page(
+    ctx: &Ctx,
+    org: &str,
+    profile: &str,
+    refused: Option<&ApiProblem>,
+) -> Response {
+    let (h, lib) = match (
+        ctx.api
+            .get(&format!("/v1/households/{}", urlencode(org)))
+            .await,
+        ctx.api
+            .get(&format!(
+                "/v1/households/{}/library?profile={}",
+                urlencode(org),
+                urlencode(profile)
+            ))
+            .await,
+    ) {
+        (Ok(h), Ok(l)) => (h, l),
+        (Err(p), _) | (_, Err(p)) => return ctx.problem(&p),
+    };
+    let me = items(&h, "profiles")
+        .into_iter()
+        .find(|p| s(p, "id") == profile)
+        .unwrap_or(Value::Null);
+    let mut response = ctx.page_titled(
+        s(&me, "name"),
+        html! {
+            h1 #player { (s(&me, "name")) }
+            p { a href={ "/play/" (org) } { (ctx.t(Msg::Back)) } }
+            @if let Some(p) = refused { p.problem #refused role="alert" { (p.detail) } }
+            (hours(ctx, &h))
+            h2 { (ctx.t(Msg::Library)) }
+            section.titles #library {
+                @for t in items(&lib, "titles") {
+                    div.card.title data-title=(s(&t, "id")) {
+                        div.big { (s(&t, "name")) }
+                        div.muted { "PEGI " (t["pegi"]) " · " (s(&t, "publisher")) }
+                        @if t["playable"] == true {
+                            form method="post" action={ "/play/" (org) "/" (profile) "/launch" } {
+                                (ctx.csrf_field())
+                                input type="hidden" name="title" value=(s(&t, "id"));
+                                button type="submit" .play { (ctx.t(Msg::PlayNow)) }
+                            }
+                            @if t["unlocked"] == true { p.muted { (ctx.t(Msg::UnlockedOnce)) } }
+                        } @else {
+                            p.why-not { (s(&t, "why_not")) }
+                            @if s(&t, "why_not").contains("PIN") {
+                                form.unlock method="post" action={ "/play/" (org) "/" (profile) "/unlock" } {
+                                    (ctx.csrf_field())
+                                    input type="hidden" name="title" value=(s(&t, "id"));
+                                    label { (ctx.t(Msg::ParentalPin))
+                                        input type="password" name="pin" required inputmode="numeric" pattern="[0-9]{4,8}" autocomplete="off"; }
+                                    button type="submit" .unlock { (ctx.t(Msg::Unlock)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    if let Some(p) = refused {
+        *response.status_mut() = p.status;
+    }
+    response
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct TitleForm {
+    title: String,
+    #[serde(default)]
+    pin: String,
+}
+
+/// `POST /play/{org}/{profile}/launch`: launches the title; a refusal is shown on the
+/// library, in words.
+pub async fn launch(
+    ctx: Ctx,
+    Path((org, profile)): Path<(String, String)>,
+    axum::Form(f): axum::Form<TitleForm>,
+) -> Response {
+    let body = serde_json::json!({"profile": profile, "title": f.title, "region": "par"});
+    match ctx
+        .api
+        .post(&format!("/v1/households/{}/launch", urlencode(&org)), body)
+        .await
+    {
+        Ok(session) => Redirect::to(&format!(
+            "/play/{org}/sessions/{}",
+            urlencode(s(&session, "id"))
+        ))
+        .into_response(),
+        Err(p) if p.status.is_client_error() && p.status.as_u16() != 401 => {
+            library_page(&ctx, &org, &profile, Some(&p)).await
+        }
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+/// `POST /play/{org}/{profile}/unlock`: a parent's PIN unlocks the title for the next session.
+pub async fn unlock(
+    ctx: Ctx,
+    Path((org, profile)): Path<(String, String)>,
+    axum::Form(f): axum::Form<TitleForm>,
+) -> Response {
+    let body = serde_json::json!({"profile": profile, "title": f.title, "pin": f.pin});
+    match ctx
+        .api
+        .post(&format!("/v1/households/{}/unlock", urlencode(&org)), body)
+        .await
+    {
+        Ok(_) => crate::layout::done(&format!("/play/{org}/{profile}"), Msg::NoticeUnlocked),
+        Err(p) if p.status.is_client_error() && p.status.as_u16() != 401 => {
+            library_page(&ctx, &org, &profile, Some(&p)).await
+        }
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+/// `GET /play/{org}/sessions/{id}`: the session launched — its place in the queue and when it
+/// should start, then where it runs. The page reloads itself while it waits.
+pub async fn session(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Response {
+    let h = match ctx
+        .api
+        .get(&format!("/v1/households/{}", urlencode(&org)))
+        .await
+    {
+        Ok(h) => h,
+        Err(p) => return ctx.problem(&p),
+    };
+    let session = match ctx
+        .api
+        .get(&format!(
+            "/v1/sessions/{}?project={}",
+            urlencode(&id),
+            urlencode(s(&h, "project"))
+        ))
+        .await
+    {
+        Ok(v) => v,
+        Err(p) => return ctx.problem(&p),
+    };
+    let waiting = matches!(s(&session, "state"), "queued" | "starting");
+    let titles = ctx.api.get("/v1/titles").await.unwrap_or(Value::Null);
+    let name = items(&titles, "titles")
+        .into_iter()
+        .find(|t| s(t, "id") == s(&session, "title"))
+        .map(|t| s(&t, "name").to_owned())
+        .unwrap_or_else(|| s(&session, "title").to_owned());
+    let state = match s(&session, "state") {
+        "queued" => ctx.t(Msg::StateQueued),
+        "starting" => ctx.t(Msg::StateStarting),
+        "running" => ctx.t(Msg::StateRunning),
+        "ending" => ctx.t(Msg::StateEnding),
+        other => other,
+    };
+    let mut response = ctx.page_titled(
+        &name,
+        html! {
+            h1 { (name) }
+            p { a href={ "/play/" (org) } { (ctx.t(Msg::Back)) } }
+            div.card #session data-state=(s(&session, "state")) {
+                div.big #session-state { (state) }
+                @if let Some(pos) = session["position"].as_u64() {
+                    p #queue-position { (ctx.t(Msg::QueuePosition)) " " (pos) " / " (session["queue_length"].as_u64().unwrap_or(pos)) }
+                }
+                @if let Some(eta) = session["estimated_start"].as_str() {
+                    p #eta { (ctx.t(Msg::ExpectedStart)) " " (eta.get(11..16).unwrap_or(eta)) " UTC" }
+                } @else if session["position"].is_u64() {
+                    p.muted #eta { (ctx.t(Msg::NoEta)) }
+                }
+                @if let Some(ends) = session["ends_by"].as_str() {
+                    p #ends-by { (ctx.t(Msg::EndsBy)) " " (ends.get(11..16).unwrap_or(ends)) " UTC" }
+                }
+                p.muted { (s(&session, "region")) " · " (s(&session, "flavor")) }
+            }
+            form method="post" action={ "/play/" (org) "/sessions/" (id) "/end" } {
+                (ctx.csrf_field())
+                button.danger type="submit" id="end-session" { (ctx.t(Msg::EndSession)) }
+            }
+        },
+    );
+    if waiting {
+        response.headers_mut().insert(
+            axum::http::header::REFRESH,
+            axum::http::HeaderValue::from_static("3"),
+        );
+    }
+    response
+}
+
+/// `POST /play/{org}/sessions/{id}/end`.
+pub async fn end(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Response {
+    let h = match ctx
+        .api
+        .get(&format!("/v1/households/{}", urlencode(&org)))
+        .await
+    {
+        Ok(h) => h,
+        Err(p) => return ctx.problem(&p),
+    };
+    match ctx
+        .api
+        .call(
+            Method::DELETE,
+            &format!(
+                "/v1/sessions/{}?project={}",
+                urlencode(&id),
+                urlencode(s(&h, "project"))
+            ),
+            None,
+        )
+        .await
+    {
+        Ok(_) => crate::layout::done(&format!("/play/{org}"), Msg::NoticeSessionEnded),
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ProfileForm {
+    name: String,
+    #[serde(default)]
+    birth_year: String,
+    #[serde(default)]
+    daily_limit_min: String,
+}
+
+/// `POST /play/{org}/profiles` (the owner): a profile; with a birth year, a kid's.
+pub async fn add_profile(
+    ctx: Ctx,
+    Path(org): Path<String>,
+    axum::Form(f): axum::Form<ProfileForm>,
+) -> Response {
+    let birth_year: Option<i32> = f.birth_year.trim().parse().ok();
+    let minutes: Option<u32> = f.daily_limit_min.trim().parse().ok();
+    let body = serde_json::json!({"name": f.name, "kid": birth_year.is_some(),
+        "birth_year": birth_year, "daily_limit_min": minutes.filter(|_| birth_year.is_some())});
+    match ctx
+        .api
+        .post(
+            &format!("/v1/households/{}/profiles", urlencode(&org)),
+            body,
+        )
+        .await
+    {
+        Ok(_) => crate::layout::done(&format!("/play/{org}"), Msg::NoticeSaved),
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PinForm {
+    pin: String,
+}
+
+/// `POST /play/{org}/pin` (the owner).
+pub async fn set_pin(
+    ctx: Ctx,
+    Path(org): Path<String>,
+    axum::Form(f): axum::Form<PinForm>,
+) -> Response {
+    match ctx
+        .api
+        .call(
+            Method::PUT,
+            &format!("/v1/households/{}/pin", urlencode(&org)),
+            Some(serde_json::json!({"pin": f.pin})),
+        )
+        .await
+    {
+        Ok(_) => crate::layout::done(&format!("/play/{org}"), Msg::NoticeSaved),
+        Err(p) => ctx.problem(&p),
+    }
+}
