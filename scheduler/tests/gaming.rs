@@ -291,3 +291,48 @@ fn a_household_has_six_profiles_at_most_and_profiles_are_checked() {
         "{adult_limits:?}"
     );
 }
+
+#[test]
+fn a_connection_token_is_taken_once_and_never_late() {
+    let mut f = household();
+    entitle(&mut f, "kart-rally");
+    let s = launch(&mut f, ADULT, "kart-rally", 7, 100).unwrap();
+    let issue = |f: &mut Fleet, sha: u8| {
+        f.try_apply(Body::IssueStreamToken(pb::IssueStreamToken {
+            project_id: PROJECT.into(),
+            instance_id: s.to_string(),
+            token_sha256: vec![sha; 32],
+            expires_at_unix_ms: f.at + 60_000,
+        }))
+    };
+    let early = issue(&mut f, 1).unwrap_err();
+    assert!(
+        matches!(&early, Rejected::Conflict(m) if m.contains("waiting in its queue")),
+        "{early:?}"
+    );
+    f.place();
+    let node = f.instance(&s).node.clone().unwrap();
+    f.observe(&node, &s, pb::ObservedState::Running);
+    issue(&mut f, 1).unwrap();
+    issue(&mut f, 2).unwrap();
+    let redeem = |f: &mut Fleet, sha: u8| {
+        f.try_apply(Body::RedeemStreamToken(pb::RedeemStreamToken {
+            instance_id: s.to_string(),
+            token_sha256: vec![sha; 32],
+        }))
+    };
+    redeem(&mut f, 1).unwrap();
+    let twice = redeem(&mut f, 1).unwrap_err();
+    assert!(
+        matches!(&twice, Rejected::Conflict(m) if m.contains("was used")),
+        "{twice:?}"
+    );
+    f.at += 61_000;
+    let late = redeem(&mut f, 2).unwrap_err();
+    assert!(
+        matches!(&late, Rejected::Conflict(m) if m.contains("expired")),
+        "{late:?}"
+    );
+    let unknown = redeem(&mut f, 3).unwrap_err();
+    assert!(matches!(unknown, Rejected::NotFound(_)));
+}

@@ -355,6 +355,10 @@ messages! {
     ExpectedStart => "Expected to start at", "Début prévu à";
     EndsBy => "Ends at the latest at", "Se termine au plus tard à";
     EndSession => "End the session", "Terminer la session";
+    Connect => "Connect", "Se connecter";
+    StreamHost => "Streaming host:", "Hôte de streaming :";
+    StreamToken => "One-time token:", "Jeton à usage unique :";
+    StreamTokenText => "Give both to the streaming client: the token works once, until", "Donnez les deux au client de streaming : le jeton sert une fois, jusqu'à";
     StateQueued => "Waiting for a GPU", "En attente d'un GPU";
     StateStarting => "Starting", "Démarrage";
     StateRunning => "Running", "En cours";

@@ -64,6 +64,10 @@ pub fn pages(state: ApiState) -> Router {
         .route("/play/{org}/pin", post(play_pages::set_pin))
         .route("/play/{org}/sessions/{id}", get(play_pages::session))
         .route("/play/{org}/sessions/{id}/end", post(play_pages::end))
+        .route(
+            "/play/{org}/sessions/{id}/connect",
+            post(play_pages::connect),
+        )
         .route("/play/{org}/{profile}", get(play_pages::library))
         .route("/play/{org}/{profile}/launch", post(play_pages::launch))
         .route("/play/{org}/{profile}/unlock", post(play_pages::unlock))

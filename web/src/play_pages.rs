@@ -303,6 +303,12 @@ pub async fn session(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Respo
                     p #ends-by { (ctx.t(Msg::EndsBy)) " " (ends.get(11..16).unwrap_or(ends)) " UTC" }
                 }
                 p.muted { (s(&session, "region")) " · " (s(&session, "flavor")) }
+                @if s(&session, "state") == "running" {
+                    form method="post" action={ "/play/" (org) "/sessions/" (id) "/connect" } {
+                        (ctx.csrf_field())
+                        button type="submit" id="connect" { (ctx.t(Msg::Connect)) }
+                    }
+                }
             }
             form method="post" action={ "/play/" (org) "/sessions/" (id) "/end" } {
                 (ctx.csrf_field())
@@ -317,6 +323,46 @@ pub async fn session(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Respo
         );
     }
     response
+}
+
+/// `POST /play/{org}/sessions/{id}/connect`: connection details for the client (a one-time
+/// token valid 60 s).
+pub async fn connect(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Response {
+    let h = match ctx
+        .api
+        .get(&format!("/v1/households/{}", urlencode(&org)))
+        .await
+    {
+        Ok(h) => h,
+        Err(p) => return ctx.problem(&p),
+    };
+    let details = match ctx
+        .api
+        .post(
+            &format!(
+                "/v1/sessions/{}/connection?project={}",
+                urlencode(&id),
+                urlencode(s(&h, "project"))
+            ),
+            Value::Null,
+        )
+        .await
+    {
+        Ok(d) => d,
+        Err(p) => return ctx.problem(&p),
+    };
+    ctx.page(
+        Msg::Connect,
+        html! {
+            h1 { (ctx.t(Msg::Connect)) }
+            div.card #connection {
+                p { (ctx.t(Msg::StreamHost)) " " code #stream-host { (s(&details, "host")) ":" (details["port"]) } }
+                p { (ctx.t(Msg::StreamToken)) " " code #stream-token { (s(&details, "token")) } }
+                p.muted { (ctx.t(Msg::StreamTokenText)) " " (s(&details, "expires_at").get(11..19).unwrap_or("")) " UTC" }
+            }
+            p { a href={ "/play/" (org) "/sessions/" (id) } { (ctx.t(Msg::Back)) } }
+        },
+    )
 }
 
 /// `POST /play/{org}/sessions/{id}/end`.

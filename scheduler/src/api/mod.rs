@@ -231,6 +231,11 @@ pub fn router(state: ApiState) -> Router {
             get(crate::billing::prepaid::get).post(crate::billing::prepaid::top_up),
         )
         .route("/v1/titles", get(crate::gaming::api::titles))
+        .route(
+            "/v1/sessions/{id}/connection",
+            post(crate::sessions::api::connection),
+        )
+        .route("/v1/stream/redeem", post(crate::sessions::api::redeem))
         .route("/v1/households/{id}", get(crate::gaming::api::get))
         .route(
             "/v1/households/{id}/profiles",

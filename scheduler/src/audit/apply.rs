@@ -124,6 +124,8 @@ fn resource_of(body: &Body) -> String {
         Body::RecordPinAttempt(c) => r("profile", &c.profile_id),
         Body::GrantEntitlement(c) => r("entitlement", &c.entitlement_id),
         Body::RevokeEntitlement(c) => r("entitlement", &c.entitlement_id),
+        Body::IssueStreamToken(c) => r("session", &c.instance_id),
+        Body::RedeemStreamToken(c) => r("session", &c.instance_id),
         Body::RecordPaymentFailure(c) => r("invoice", &c.invoice_id),
     }
 }

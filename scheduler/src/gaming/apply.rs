@@ -571,3 +571,74 @@ impl Household {
             .find(|p| p.user.as_ref() == Some(user))
     }
 }
+
+impl ClusterState {
+    /// Records connection details' one-time token for a running session of `c.project_id`.
+    pub(crate) fn issue_stream_token(&mut self, c: pb::IssueStreamToken, at: i64) -> ApplyResult {
+        let id = vmcloud_proto::InstanceId::parse(&c.instance_id)
+            .map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let i = self
+            .instances
+            .get_mut(&id)
+            .map(std::sync::Arc::make_mut)
+            .filter(|i| i.project.as_str() == c.project_id && i.session.is_some())
+            .ok_or_else(|| Rejected::NotFound(format!("session {id}")))?;
+        if i.state != crate::instances::types::InstanceState::Running {
+            return Err(Rejected::Conflict(format!(
+                "session {id} is {}, not running: connection details come once it runs",
+                match i.state {
+                    crate::instances::types::InstanceState::Pending => "waiting in its queue",
+                    crate::instances::types::InstanceState::Scheduled => "starting",
+                    other => other.as_str(),
+                }
+            )));
+        }
+        if c.token_sha256.len() != 32 || c.expires_at_unix_ms <= at {
+            return Err(Rejected::Invalid(
+                "a stream token is a SHA-256 with an end after now".into(),
+            ));
+        }
+        let session = i.session.as_mut().expect("filtered");
+        session.stream_tokens.retain(|t| t.expires_at_ms > at);
+        session.stream_tokens.truncate(3);
+        session
+            .stream_tokens
+            .push(crate::sessions::types::StreamToken {
+                sha256: c.token_sha256,
+                expires_at_ms: c.expires_at_unix_ms,
+                used_at_ms: None,
+            });
+        Ok(Applied::Done)
+    }
+
+    /// The streaming server takes a token: once, before it expires.
+    pub(crate) fn redeem_stream_token(&mut self, c: pb::RedeemStreamToken, at: i64) -> ApplyResult {
+        let id = vmcloud_proto::InstanceId::parse(&c.instance_id)
+            .map_err(|_| Rejected::NotFound("stream token".into()))?;
+        let token = self
+            .instances
+            .get_mut(&id)
+            .map(std::sync::Arc::make_mut)
+            .and_then(|i| i.session.as_mut())
+            .and_then(|s| {
+                s.stream_tokens
+                    .iter_mut()
+                    .find(|t| t.sha256 == c.token_sha256)
+            })
+            .ok_or_else(|| Rejected::NotFound("stream token".into()))?;
+        if let Some(used) = token.used_at_ms {
+            return Err(Rejected::Conflict(format!(
+                "this token was used at {}: ask the portal for new connection details",
+                rfc3339(used)
+            )));
+        }
+        if at >= token.expires_at_ms {
+            return Err(Rejected::Conflict(format!(
+                "this token expired at {}: ask the portal for new connection details",
+                rfc3339(token.expires_at_ms)
+            )));
+        }
+        token.used_at_ms = Some(at);
+        Ok(Applied::Done)
+    }
+}

@@ -94,6 +94,7 @@ impl ClusterState {
                 rtt_ms: (s.rtt_ms > 0).then_some(s.rtt_ms),
                 profile: (!s.profile_id.is_empty()).then(|| s.profile_id.clone()),
                 max_length_s: None,
+                stream_tokens: Vec::new(),
             }),
             ..Instance::pending(
                 id.clone(),

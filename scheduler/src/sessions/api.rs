@@ -447,3 +447,89 @@ pub async fn end(
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
+
+/// Where and how the gamer's client connects to a running session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectionView {
+    pub session: String,
+    /// The session's host.
+    pub host: String,
+    /// The streaming server's port there.
+    pub port: u16,
+    /// Taken once by the streaming server, before `expires_at`.
+    pub token: String,
+    pub expires_at: String,
+}
+
+/// `POST /v1/sessions/{id}/connection`: connection details for a running session — its host,
+/// the streaming port and a one-time token valid 60 s (only its SHA-256 is kept).
+pub async fn connection(
+    State(s): State<ApiState>,
+    Caller(project, who): Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ConnectionView>), Problem> {
+    who.may(&s, Action::Deploy, Resource::Project(&project))?;
+    let id = own_session(&s.cluster.state(), &project, &id)?.id.clone();
+    let token = crate::tenancy::api_key::mail_token();
+    let expires = crate::clock::now_ms() + crate::sessions::types::STREAM_TOKEN_MS;
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::IssueStreamToken(pb::IssueStreamToken {
+                project_id: project.to_string(),
+                instance_id: id.to_string(),
+                token_sha256: token.1,
+                expires_at_unix_ms: expires,
+            }),
+        )
+        .await??;
+    let state = s.cluster.state();
+    let host = state
+        .instances
+        .get(&id)
+        .and_then(|i| i.node.as_ref())
+        .and_then(|n| state.nodes.get(n))
+        .map(|n| n.hostname.clone())
+        .unwrap_or_default();
+    Ok((
+        StatusCode::CREATED,
+        Json(ConnectionView {
+            session: id.to_string(),
+            host,
+            port: crate::sessions::types::STREAM_PORT,
+            token: token.0,
+            expires_at: rfc3339(expires),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemRequest {
+    pub session: String,
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RedeemView {
+    pub session: String,
+    pub accepted: bool,
+}
+
+/// `POST /v1/stream/redeem`: the streaming server takes a connection token — once, within its
+/// 60 s; `404` for an unknown one, `409` for one used or late. The token is the proof.
+pub async fn redeem(
+    State(s): State<ApiState>,
+    crate::api::context::ApiJson(req): crate::api::context::ApiJson<RedeemRequest>,
+) -> Result<Json<RedeemView>, Problem> {
+    s.cluster
+        .propose(Body::RedeemStreamToken(pb::RedeemStreamToken {
+            instance_id: req.session.clone(),
+            token_sha256: crate::tenancy::api_key::mail_token_sha256(&req.token),
+        }))
+        .await??;
+    Ok(Json(RedeemView {
+        session: req.session,
+        accepted: true,
+    }))
+}

@@ -89,7 +89,24 @@ pub struct SessionSpec {
     /// minutes left today), instead of its tier's length.
     #[serde(default)]
     pub max_length_s: Option<u32>,
+    /// One-time tokens of its connection details (the newest few).
+    #[serde(default)]
+    pub stream_tokens: Vec<StreamToken>,
 }
+
+/// A one-time token the streaming server takes once, before it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamToken {
+    pub sha256: Vec<u8>,
+    pub expires_at_ms: i64,
+    pub used_at_ms: Option<i64>,
+}
+
+/// How long connection details hold.
+pub const STREAM_TOKEN_MS: i64 = 60_000;
+
+/// The port the streaming server answers on, on the session's host.
+pub const STREAM_PORT: u16 = 47998;
 
 impl SessionSpec {
     /// How long it may last once placed.

@@ -85,5 +85,7 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::RecordPinAttempt(_) => "record_pin_attempt",
         Body::GrantEntitlement(_) => "grant_entitlement",
         Body::RevokeEntitlement(_) => "revoke_entitlement",
+        Body::IssueStreamToken(_) => "issue_stream_token",
+        Body::RedeemStreamToken(_) => "redeem_stream_token",
     }
 }

@@ -280,6 +280,8 @@ impl ClusterState {
             Body::RecordPinAttempt(c) => self.record_pin_attempt(c, at),
             Body::GrantEntitlement(c) => self.grant_entitlement(c, at),
             Body::RevokeEntitlement(c) => self.revoke_entitlement(c),
+            Body::IssueStreamToken(c) => self.issue_stream_token(c, at),
+            Body::RedeemStreamToken(c) => self.redeem_stream_token(c, at),
         }
     }
 }

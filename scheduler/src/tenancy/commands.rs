@@ -139,7 +139,10 @@ impl ClusterState {
             | Body::StartPasswordReset(_)
             | Body::ResetPassword(_)
             | Body::SsoLogin(_)
+            // The token is the proof (the streaming server has no principal of its own).
+            | Body::RedeemStreamToken(_)
             | Body::RecordRefusal(_) => (Action::ReadOrg, Target::Anyone),
+            Body::IssueStreamToken(c) => (Action::Deploy, Target::Project(project(&c.project_id)?)),
             Body::CreateWebhookEndpoint(pb::CreateWebhookEndpoint { project_id, .. })
             | Body::DeleteWebhookEndpoint(pb::DeleteWebhookEndpoint { project_id, .. })
             | Body::ResendWebhookEvent(pb::ResendWebhookEvent { project_id, .. })

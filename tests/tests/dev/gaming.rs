@@ -407,3 +407,118 @@ async fn the_portal_unlocks_a_title_for_a_kid_and_launches_it() {
     assert!(c.source().await.unwrap().contains("Qui joue ?"));
     shots.take(&c, "household-fr").await;
 }
+
+/// On a dev fleet with simulated gaming GPUs: the demo kid launches a free title, it runs, and
+/// the portal's connection details (host, port, a one-time token) are taken once by the
+/// streaming server — a second use, or another session's token, is refused.
+#[tokio::test]
+async fn connection_details_are_taken_once() {
+    use std::time::Duration;
+    let fx = Fixture::start_with(&["--gpus", "gpu-2xrtx4090"]);
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let password = std::fs::read_to_string(fx.fleet.data_dir.join("demo-password")).unwrap();
+    let (_, login) = api
+        .call(
+            "POST",
+            "/v1/login",
+            None,
+            Some(json!({"email": "gamer@vmcloud.example", "password": password.trim()})),
+        )
+        .await;
+    let token = login["token"].as_str().unwrap().to_owned();
+    let (_, me) = api.call("GET", "/v1/me", Some(&token), None).await;
+    let home = me["organisations"][0]["id"].as_str().unwrap().to_owned();
+    let (_, view) = api
+        .call("GET", &format!("/v1/households/{home}"), Some(&token), None)
+        .await;
+    let project = view["project"].as_str().unwrap().to_owned();
+    let (status, session) = api
+        .call(
+            "POST",
+            &format!("/v1/households/{home}/launch"),
+            Some(&token),
+            Some(json!({"profile": "pf-demo-alex", "title": "chess-arena", "region": "par"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{session}");
+    let id = session["id"].as_str().unwrap().to_owned();
+    let connect = format!("/v1/sessions/{id}/connection?project={project}");
+    // Not before it runs.
+    let (status, body) = api.call("POST", &connect, Some(&token), None).await;
+    assert!(
+        status == 409 || status == 201,
+        "connection details of a session not running: {status} {body}"
+    );
+    super::eventually(Duration::from_secs(30), "the session running", || async {
+        let (_, s) = api
+            .call(
+                "GET",
+                &format!("/v1/sessions/{id}?project={project}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        (s["state"] == "running").then_some(())
+    })
+    .await;
+    let (status, details) = api.call("POST", &connect, Some(&token), None).await;
+    assert_eq!(status, 201, "{details}");
+    assert_eq!(details["port"], 47998, "{details}");
+    assert!(!details["host"].as_str().unwrap().is_empty(), "{details}");
+    let redeem = json!({"session": id, "token": details["token"]});
+    let (status, body) = api
+        .call("POST", "/v1/stream/redeem", None, Some(redeem.clone()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .call("POST", "/v1/stream/redeem", None, Some(redeem))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("was used"),
+        "{body}"
+    );
+    let (status, _) = api
+        .call(
+            "POST",
+            "/v1/stream/redeem",
+            None,
+            Some(json!({"session": id, "token": "0".repeat(64)})),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // The portal's session page gives the same: the host and a fresh one-time token.
+    use super::browser::{Shots, browser, click, fill, find_program, start_driver, text, wait_for};
+    let (Some(chromium), Some(chromedriver)) = (
+        find_program(&["chromium", "chromium-browser", "google-chrome"]),
+        find_program(&["chromedriver"]),
+    ) else {
+        vmcloud_proto::testing::skip(
+            "dev::gaming::connection_details_are_taken_once (its pages)",
+            "no chromium and chromedriver on PATH (scripts/test installs Debian's chromium and chromium-driver as root)",
+        );
+        return;
+    };
+    let driver = start_driver(&chromedriver).await;
+    let c = browser(&driver, &chromium).await;
+    let mut shots = Shots::new("play-connect");
+    let base = fx.fleet.api.clone();
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(&c, "#email", "gamer@vmcloud.example").await;
+    fill(&c, "#password", password.trim()).await;
+    click(&c, "#login").await;
+    wait_for(&c, "#projects", Duration::from_secs(10)).await;
+    c.goto(&format!("{base}/play/{home}/sessions/{id}"))
+        .await
+        .unwrap();
+    wait_for(&c, "#connect", Duration::from_secs(10)).await;
+    shots.take(&c, "running").await;
+    click(&c, "#connect").await;
+    wait_for(&c, "#connection", Duration::from_secs(10)).await;
+    assert!(text(&c, "#stream-host").await.ends_with(":47998"));
+    assert_eq!(text(&c, "#stream-token").await.len(), 64);
+    shots.take(&c, "connection").await;
+}

@@ -95,6 +95,9 @@ fn walk_of(method: &str, path: &str) -> Walk {
         // Entitlements are granted by operators: refused before the household is looked up.
         (_, p) if p.contains("/entitlements") => Fleet,
         ("GET", "/v1/titles") => NotTenantData("the public catalog of games"),
+        ("POST", "/v1/stream/redeem") => {
+            NotTenantData("the one-time token is the proof; an unknown one is refused alike")
+        }
         ("POST", "/v1/stripe/webhook") => {
             NotTenantData("Stripe's events, proven by their signature")
         }
