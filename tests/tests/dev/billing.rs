@@ -31,6 +31,7 @@ fn number_of(invoice: &Value) -> (i32, u32) {
 #[tokio::test]
 async fn months_of_usage_become_numbered_invoices_on_the_test_clock() {
     let fx = Fixture::start();
+    super::to_mid_month(&fx);
     let api = Api {
         base: &fx.fleet.api,
     };

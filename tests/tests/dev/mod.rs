@@ -189,3 +189,35 @@ pub async fn wait_state(fx: &Fixture, id: &str, state: &str) -> Value {
     )
     .await
 }
+
+/// Moves a fresh fleet's test clock to the 10th of next month when today is near a month's
+/// end or start, so that tests of months of billing (a 30-day trial credit against calendar
+/// months) tell the same story whatever day CI runs them. Call it before anyone signs up.
+pub fn to_mid_month(fx: &Fixture) {
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Days since 1970-01-01 → (year, month, day) (the civil calendar, proleptic Gregorian).
+    let civil = |days: i64| {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        (yoe + era * 400 + i64::from(m <= 2), m, d)
+    };
+    let today = now_s / 86_400;
+    let (_, _, day) = civil(today);
+    if (5..=20).contains(&day) {
+        return;
+    }
+    let mut ahead = 1;
+    while civil(today + ahead).2 != 10 {
+        ahead += 1;
+    }
+    cli_json(fx, &["billing", "clock", &format!("{ahead}d")]);
+}

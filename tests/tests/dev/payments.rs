@@ -138,6 +138,7 @@ async fn cards_pay_and_unpaid_invoices_suspend_until_paid() {
         .unwrap();
     assert!(hook.status().is_success(), "{:?}", hook.text().await);
 
+    super::to_mid_month(&fx);
     let (ann, ann_org, ann_project) = customer(&fx, &api, "ann@example.org", "Acme SAS").await;
     let (bob, bob_org, bob_project) = customer(&fx, &api, "bob@example.org", "Beta SARL").await;
 
