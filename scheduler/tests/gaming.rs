@@ -336,3 +336,48 @@ fn a_connection_token_is_taken_once_and_never_late() {
     let unknown = redeem(&mut f, 3).unwrap_err();
     assert!(matches!(unknown, Rejected::NotFound(_)));
 }
+
+#[test]
+fn a_kid_asks_a_parent_who_approves_once_or_declines() {
+    let mut f = household();
+    entitle(&mut f, "starfield-tactics");
+    let ask = |f: &mut Fleet, id: &str| {
+        f.try_apply(Body::AskParent(pb::AskParent {
+            org_id: ORG.into(),
+            request_id: id.into(),
+            profile_id: KID.into(),
+            title: "starfield-tactics".into(),
+        }))
+    };
+    let decide = |f: &mut Fleet, id: &str, approve: bool| {
+        f.try_apply(Body::DecideParentRequest(pb::DecideParentRequest {
+            org_id: ORG.into(),
+            request_id: id.into(),
+            approve,
+        }))
+    };
+    ask(&mut f, "req-1").unwrap();
+    let twice = ask(&mut f, "req-2").unwrap_err();
+    assert!(
+        matches!(&twice, Rejected::Conflict(m) if m.contains("asked for")),
+        "{twice:?}"
+    );
+    decide(&mut f, "req-1", false).unwrap();
+    let (why, _) = refusal(launch(&mut f, KID, "starfield-tactics", 12, 100));
+    assert_eq!(why, LaunchRefusal::AgeRating, "declined: still refused");
+    ask(&mut f, "req-3").unwrap();
+    decide(&mut f, "req-3", true).unwrap();
+    let again = decide(&mut f, "req-3", true).unwrap_err();
+    assert!(
+        matches!(&again, Rejected::Conflict(m) if m.contains("was approved")),
+        "{again:?}"
+    );
+    let s = launch(&mut f, KID, "starfield-tactics", 12, 100).unwrap();
+    end(&mut f, &s);
+    let (why, _) = refusal(launch(&mut f, KID, "starfield-tactics", 12, 100));
+    assert_eq!(
+        why,
+        LaunchRefusal::AgeRating,
+        "an approval is for one session"
+    );
+}

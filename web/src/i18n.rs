@@ -356,6 +356,12 @@ messages! {
     EndsBy => "Ends at the latest at", "Se termine au plus tard à";
     EndSession => "End the session", "Terminer la session";
     Connect => "Connect", "Se connecter";
+    Requests => "Asked by the kids", "Demandes des enfants";
+    AsksFor => "asks for", "demande";
+    Approve => "Approve", "Accepter";
+    Decline => "Decline", "Refuser";
+    AskAParent => "Ask a parent", "Demander à un parent";
+    NoticeAsked => "Asked: a parent will answer on the household's page.", "Demandé : un parent répondra sur la page du foyer.";
     StreamHost => "Streaming host:", "Hôte de streaming :";
     StreamToken => "One-time token:", "Jeton à usage unique :";
     StreamTokenText => "Give both to the streaming client: the token works once, until", "Donnez les deux au client de streaming : le jeton sert une fois, jusqu'à";

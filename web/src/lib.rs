@@ -71,6 +71,8 @@ pub fn pages(state: ApiState) -> Router {
         .route("/play/{org}/{profile}", get(play_pages::library))
         .route("/play/{org}/{profile}/launch", post(play_pages::launch))
         .route("/play/{org}/{profile}/unlock", post(play_pages::unlock))
+        .route("/play/{org}/{profile}/ask", post(play_pages::ask))
+        .route("/play/{org}/requests/{id}", post(play_pages::decide))
         .route("/console/projects", post(console::create_project))
         .route("/console/projects/{project}", get(console::project))
         .route(

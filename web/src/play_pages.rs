@@ -65,6 +65,14 @@ pub async fn household(ctx: Ctx, Path(org): Path<String>) -> Response {
         Ok(h) => h,
         Err(p) => return ctx.problem(&p),
     };
+    let titles = ctx.api.get("/v1/titles").await.unwrap_or(Value::Null);
+    let title_name = |id: &str| {
+        items(&titles, "titles")
+            .into_iter()
+            .find(|t| s(t, "id") == id)
+            .map(|t| s(&t, "name").to_owned())
+            .unwrap_or_else(|| id.to_owned())
+    };
     ctx.page_titled(
         s(&h, "name"),
         html! {
@@ -86,6 +94,23 @@ pub async fn household(ctx: Ctx, Path(org): Path<String>) -> Response {
                 }
             }
             @if items(&h, "profiles").is_empty() { p.muted { (ctx.t(Msg::NoProfiles)) } }
+            @let pending: Vec<Value> = items(&h, "requests").into_iter().filter(|r| s(r, "state") == "pending").collect();
+            @if !pending.is_empty() {
+                h2 { (ctx.t(Msg::Requests)) }
+                section #requests {
+                    @for r in &pending {
+                        div.card.request data-request=(s(r, "id")) {
+                            p { strong { (s(r, "profile_name")) } " " (ctx.t(Msg::AsksFor)) " " strong { (title_name(s(r, "title"))) } }
+                            form.inline method="post" action={ "/play/" (org) "/requests/" (s(r, "id")) } {
+                                (ctx.csrf_field())
+                                button type="submit" name="approve" value="1" .approve { (ctx.t(Msg::Approve)) }
+                                " "
+                                button.danger type="submit" name="approve" value="0" .decline { (ctx.t(Msg::Decline)) }
+                            }
+                        }
+                    }
+                }
+            }
             h2 { (ctx.t(Msg::AddProfile)) }
             form.card.row method="post" action={ "/play/" (org) "/profiles" } {
                 (ctx.csrf_field())
@@ -182,6 +207,11 @@ async fn library_page(
                                         input type="password" name="pin" required inputmode="numeric" pattern="[0-9]{4,8}" autocomplete="off"; }
                                     button type="submit" .unlock { (ctx.t(Msg::Unlock)) }
                                 }
+                                form method="post" action={ "/play/" (org) "/" (profile) "/ask" } {
+                                    (ctx.csrf_field())
+                                    input type="hidden" name="title" value=(s(&t, "id"));
+                                    button.link type="submit" .ask { (ctx.t(Msg::AskAParent)) }
+                                }
                             }
                         }
                     }
@@ -243,6 +273,58 @@ pub async fn unlock(
         Err(p) if p.status.is_client_error() && p.status.as_u16() != 401 => {
             library_page(&ctx, &org, &profile, Some(&p)).await
         }
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+/// `POST /play/{org}/{profile}/ask`: the kid asks a parent for the title.
+pub async fn ask(
+    ctx: Ctx,
+    Path((org, profile)): Path<(String, String)>,
+    axum::Form(f): axum::Form<TitleForm>,
+) -> Response {
+    let body = serde_json::json!({"profile": profile, "title": f.title});
+    match ctx
+        .api
+        .post(
+            &format!("/v1/households/{}/requests", urlencode(&org)),
+            body,
+        )
+        .await
+    {
+        Ok(_) => crate::layout::done(&format!("/play/{org}/{profile}"), Msg::NoticeAsked),
+        Err(p) if p.status.is_client_error() && p.status.as_u16() != 401 => {
+            library_page(&ctx, &org, &profile, Some(&p)).await
+        }
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct DecideForm {
+    approve: String,
+}
+
+/// `POST /play/{org}/requests/{id}` (the owner): approve or decline a kid's request.
+pub async fn decide(
+    ctx: Ctx,
+    Path((org, id)): Path<(String, String)>,
+    axum::Form(f): axum::Form<DecideForm>,
+) -> Response {
+    let body = serde_json::json!({"approve": f.approve == "1"});
+    match ctx
+        .api
+        .post(
+            &format!(
+                "/v1/households/{}/requests/{}",
+                urlencode(&org),
+                urlencode(&id)
+            ),
+            body,
+        )
+        .await
+    {
+        Ok(_) => crate::layout::done(&format!("/play/{org}"), Msg::NoticeSaved),
         Err(p) => ctx.problem(&p),
     }
 }

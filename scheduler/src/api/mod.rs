@@ -259,6 +259,14 @@ pub fn router(state: ApiState) -> Router {
             get(crate::gaming::api::library),
         )
         .route(
+            "/v1/households/{id}/requests",
+            post(crate::gaming::api::ask),
+        )
+        .route(
+            "/v1/households/{id}/requests/{request}",
+            post(crate::gaming::api::decide),
+        )
+        .route(
             "/v1/households/{id}/entitlements",
             post(crate::gaming::api::grant),
         )

@@ -125,6 +125,20 @@ pub struct HouseholdView {
     pub utc_offset_min: i32,
     pub profiles: Vec<ProfileView>,
     pub entitlements: Vec<EntitlementView>,
+    /// Kids' "ask a parent" requests, newest first.
+    pub requests: Vec<RequestView>,
+}
+
+/// A kid's request for a title.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RequestView {
+    pub id: String,
+    pub profile: String,
+    pub profile_name: String,
+    pub title: String,
+    pub at: String,
+    /// `pending`, `approved` or `declined`.
+    pub state: String,
 }
 
 /// The household `org` as `who` may see it (404 for anyone else, 409 for an organisation
@@ -234,6 +248,28 @@ fn view(s: &ApiState, org: &OrgId) -> HouseholdView {
                 kind: e.kind.as_str().to_owned(),
                 granted_at: rfc3339(e.granted_at_ms),
                 ends_at: e.ends_at_ms.map(rfc3339),
+            })
+            .collect(),
+        requests: h
+            .requests
+            .iter()
+            .rev()
+            .map(|r| RequestView {
+                id: r.id.clone(),
+                profile: r.profile.clone(),
+                profile_name: h
+                    .profiles
+                    .get(&r.profile)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                title: r.title.clone(),
+                at: rfc3339(r.at_ms),
+                state: match r.decided {
+                    None => "pending",
+                    Some((true, _)) => "approved",
+                    Some((false, _)) => "declined",
+                }
+                .to_owned(),
             })
             .collect(),
     }
@@ -546,6 +582,69 @@ pub async fn unlock(
         title: req.title,
         until,
     }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AskRequest {
+    pub profile: String,
+    pub title: String,
+}
+
+/// `POST /v1/households/{org}/requests` (any member): a kid asks a parent for a title.
+pub async fn ask(
+    State(s): State<ApiState>,
+    who: Who,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<AskRequest>,
+) -> Result<(StatusCode, Json<HouseholdView>), Problem> {
+    let org = household_of(&s, &who, &org, Action::ReadOrg)?;
+    if !s.catalog.titles.contains_key(&req.title) {
+        return Err(Problem::not_found(format!(
+            "title `{}` does not exist",
+            req.title
+        )));
+    }
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::AskParent(pb::AskParent {
+                org_id: org.to_string(),
+                request_id: format!("req-{:016x}", rand::random::<u64>()),
+                profile_id: req.profile,
+                title: req.title,
+            }),
+        )
+        .await??;
+    Ok((StatusCode::CREATED, Json(view(&s, &org))))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    pub approve: bool,
+}
+
+/// `POST /v1/households/{org}/requests/{id}` (the owner): approve (the title is unlocked for
+/// the kid's next session) or decline.
+pub async fn decide(
+    State(s): State<ApiState>,
+    who: Who,
+    Path((org, id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<DecideRequest>,
+) -> Result<Json<HouseholdView>, Problem> {
+    let org = household_of(&s, &who, &org, Action::ManageOrg)?;
+    s.cluster
+        .propose_as(
+            who.actor(),
+            Body::DecideParentRequest(pb::DecideParentRequest {
+                org_id: org.to_string(),
+                request_id: id,
+                approve: req.approve,
+            }),
+        )
+        .await??;
+    Ok(Json(view(&s, &org)))
 }
 
 fn pin_locked(until: i64) -> Problem {

@@ -642,3 +642,87 @@ impl ClusterState {
         Ok(Applied::Done)
     }
 }
+
+impl ClusterState {
+    /// A kid asks a parent for a title ("ask a parent").
+    pub(crate) fn ask_parent(&mut self, c: pb::AskParent, at: i64) -> ApplyResult {
+        let org = self.household_org(&c.org_id)?;
+        if !c.request_id.starts_with("req-") || c.title.is_empty() {
+            return Err(Rejected::Invalid(
+                "a request has an id (req-…) and names a title".into(),
+            ));
+        }
+        let household = self
+            .gaming
+            .households
+            .get_mut(&org)
+            .filter(|h| h.profiles.contains_key(&c.profile_id))
+            .ok_or_else(|| Rejected::NotFound(format!("profile {}", c.profile_id)))?;
+        if household
+            .requests
+            .iter()
+            .any(|r| r.decided.is_none() && r.profile == c.profile_id && r.title == c.title)
+        {
+            return Err(Rejected::Conflict(format!(
+                "{} has asked for {} already: a parent will answer",
+                household.profiles[&c.profile_id].name, c.title
+            )));
+        }
+        household
+            .requests
+            .push(crate::gaming::types::ParentRequest {
+                id: c.request_id,
+                profile: c.profile_id,
+                title: c.title,
+                at_ms: at,
+                decided: None,
+            });
+        let kept = crate::gaming::types::KEPT_REQUESTS;
+        if household.requests.len() > kept {
+            let extra = household.requests.len() - kept;
+            household.requests.drain(..extra);
+        }
+        Ok(Applied::Done)
+    }
+
+    /// The owner approves a request (the title is unlocked for the kid's next session) or
+    /// declines it.
+    pub(crate) fn decide_parent_request(
+        &mut self,
+        c: pb::DecideParentRequest,
+        at: i64,
+    ) -> ApplyResult {
+        let org = self.household_org(&c.org_id)?;
+        let household = self
+            .gaming
+            .households
+            .get_mut(&org)
+            .ok_or_else(|| Rejected::NotFound(format!("request {}", c.request_id)))?;
+        let request = household
+            .requests
+            .iter_mut()
+            .find(|r| r.id == c.request_id)
+            .ok_or_else(|| Rejected::NotFound(format!("request {}", c.request_id)))?;
+        if let Some((approved, when)) = request.decided {
+            return Err(Rejected::Conflict(format!(
+                "request {} was {} at {}",
+                c.request_id,
+                if approved { "approved" } else { "declined" },
+                rfc3339(when)
+            )));
+        }
+        request.decided = Some((c.approve, at));
+        if c.approve {
+            let (profile, title) = (request.profile.clone(), request.title.clone());
+            household
+                .unlocks
+                .retain(|u| u.until_ms > at && !(u.profile == profile && u.title == title));
+            household.unlocks.push(crate::gaming::types::Unlock {
+                profile,
+                title,
+                until_ms: at + UNLOCK_MS,
+            });
+        }
+        Ok(Applied::Done)
+    }
+}

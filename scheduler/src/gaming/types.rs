@@ -144,6 +144,24 @@ pub struct Household {
     pub entitlements: Vec<Entitlement>,
     /// The household's local time: minutes east of UTC (kids' days and allowed hours).
     pub utc_offset_min: i32,
+    /// Kids' "ask a parent" requests, newest last (the last [`KEPT_REQUESTS`]).
+    #[serde(default)]
+    pub requests: Vec<ParentRequest>,
+}
+
+/// Requests a household keeps.
+pub const KEPT_REQUESTS: usize = 20;
+
+/// A kid asked a parent for a title.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRequest {
+    /// `req-<hex>`.
+    pub id: String,
+    pub profile: String,
+    pub title: String,
+    pub at_ms: i64,
+    /// `None` while it waits; then approved or not, and when.
+    pub decided: Option<(bool, i64)>,
 }
 
 /// Gaming's part of the state.

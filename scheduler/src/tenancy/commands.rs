@@ -181,6 +181,8 @@ impl ClusterState {
             Body::DeleteProfile(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
             Body::SetParentalPin(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
             Body::RecordPinAttempt(c) => (Action::ReadOrg, Target::Org(org(&c.org_id)?)),
+            Body::AskParent(c) => (Action::ReadOrg, Target::Org(org(&c.org_id)?)),
+            Body::DecideParentRequest(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
             Body::GrantEntitlement(_) | Body::RevokeEntitlement(_) => {
                 (Action::OperateFleet, Target::Fleet)
             }

@@ -400,6 +400,41 @@ async fn the_portal_unlocks_a_title_for_a_kid_and_launches_it() {
     shots.take(&c, "queued").await;
     click(&c, "#end-session").await;
     wait_for(&c, "p.notice", Duration::from_secs(10)).await;
+
+    // Sam asks a parent for Starfield Tactics (PEGI 12); the owner approves it on the
+    // household's page; it is playable once.
+    c.goto(&format!("{base}/play/{home}/pf-demo-sam"))
+        .await
+        .unwrap();
+    let starfield = "div.title[data-title='starfield-tactics']";
+    wait_for(
+        &c,
+        &format!("{starfield} button.ask"),
+        Duration::from_secs(10),
+    )
+    .await;
+    click(&c, &format!("{starfield} button.ask")).await;
+    wait_for(&c, "p.notice", Duration::from_secs(10)).await;
+    c.goto(&format!("{base}/play/{home}")).await.unwrap();
+    wait_for(&c, "#requests", Duration::from_secs(10)).await;
+    assert!(
+        text(&c, "#requests")
+            .await
+            .contains("Sam asks for Starfield Tactics")
+    );
+    shots.take(&c, "request").await;
+    click(&c, "#requests button.approve").await;
+    wait_for(&c, "p.notice", Duration::from_secs(10)).await;
+    assert!(c.find(fantoccini::Locator::Css("#requests")).await.is_err());
+    c.goto(&format!("{base}/play/{home}/pf-demo-sam"))
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        &format!("{starfield} button.play"),
+        Duration::from_secs(10),
+    )
+    .await;
     c.goto(&format!("{base}/play/{home}?lang=fr"))
         .await
         .unwrap();

@@ -154,6 +154,7 @@ impl OrgA {
                 "{key}" => self.key_id.clone(),
                 "{profile}" => "pf-0000000000000001".to_owned(),
                 "{entitlement}" => "ent-0000000000000001".to_owned(),
+                "{request}" => "req-0000000000000001".to_owned(),
                 "{user}" => self.user.clone(),
                 "{event}" => "evt_1_0".to_owned(),
                 "{address}" => "203.0.113.1".to_owned(),
@@ -233,6 +234,10 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/households/{id}/entitlements") => {
             Some(json!({"title": "chess-arena", "kind": "purchase"}))
         }
+        ("POST", "/v1/households/{id}/requests") => {
+            Some(json!({"profile": "pf-0000000000000001", "title": "chess-arena"}))
+        }
+        ("POST", "/v1/households/{id}/requests/{request}") => Some(json!({"approve": true})),
         ("PUT", "/v1/households/{id}/pin") => Some(json!({"pin": "1234"})),
         ("POST", "/v1/households/{id}/unlock") => {
             Some(json!({"profile": "pf-0000000000000001", "title": "chess-arena", "pin": "1234"}))
