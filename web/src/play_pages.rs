@@ -28,6 +28,24 @@ fn minutes(m: &Value) -> String {
     }
 }
 
+/// The household `org` as the API shows it to the user, or the page saying why not.
+async fn household_of(ctx: &Ctx, org: &str) -> Result<Value, Response> {
+    ctx.api
+        .get(&format!("/v1/households/{}", urlencode(org)))
+        .await
+        .map_err(|p| ctx.problem(&p))
+}
+
+/// What an action on a title answers when the API refuses it: the library with the reason
+/// (a refusal is the gamer's to read where it happened), or the error page.
+async fn refused_on_library(ctx: &Ctx, org: &str, profile: &str, p: &ApiProblem) -> Response {
+    if p.status.is_client_error() && p.status.as_u16() != 401 {
+        library_page(ctx, org, profile, Some(p)).await
+    } else {
+        ctx.problem(p)
+    }
+}
+
 /// `GET /play`: the household the user belongs to (the first one), or how to get one.
 pub async fn home(ctx: Ctx) -> Response {
     let me = match ctx.api.get("/v1/me").await {
@@ -57,13 +75,9 @@ pub async fn home(ctx: Ctx) -> Response {
 
 /// `GET /play/{org}`: who plays, and the household's hours this month.
 pub async fn household(ctx: Ctx, Path(org): Path<String>) -> Response {
-    let h = match ctx
-        .api
-        .get(&format!("/v1/households/{}", urlencode(&org)))
-        .await
-    {
+    let h = match household_of(&ctx, &org).await {
         Ok(h) => h,
-        Err(p) => return ctx.problem(&p),
+        Err(page) => return page,
     };
     let titles = ctx.api.get("/v1/titles").await.unwrap_or(Value::Null);
     let title_name = |id: &str| {
@@ -250,10 +264,7 @@ pub async fn launch(
             urlencode(s(&session, "id"))
         ))
         .into_response(),
-        Err(p) if p.status.is_client_error() && p.status.as_u16() != 401 => {
-            library_page(&ctx, &org, &profile, Some(&p)).await
-        }
-        Err(p) => ctx.problem(&p),
+        Err(p) => refused_on_library(&ctx, &org, &profile, &p).await,
     }
 }
 
@@ -270,10 +281,7 @@ pub async fn unlock(
         .await
     {
         Ok(_) => crate::layout::done(&format!("/play/{org}/{profile}"), Msg::NoticeUnlocked),
-        Err(p) if p.status.is_client_error() && p.status.as_u16() != 401 => {
-            library_page(&ctx, &org, &profile, Some(&p)).await
-        }
-        Err(p) => ctx.problem(&p),
+        Err(p) => refused_on_library(&ctx, &org, &profile, &p).await,
     }
 }
 
@@ -293,10 +301,7 @@ pub async fn ask(
         .await
     {
         Ok(_) => crate::layout::done(&format!("/play/{org}/{profile}"), Msg::NoticeAsked),
-        Err(p) if p.status.is_client_error() && p.status.as_u16() != 401 => {
-            library_page(&ctx, &org, &profile, Some(&p)).await
-        }
-        Err(p) => ctx.problem(&p),
+        Err(p) => refused_on_library(&ctx, &org, &profile, &p).await,
     }
 }
 
@@ -332,13 +337,9 @@ pub async fn decide(
 /// `GET /play/{org}/sessions/{id}`: the session launched — its place in the queue and when it
 /// should start, then where it runs. The page reloads itself while it waits.
 pub async fn session(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Response {
-    let h = match ctx
-        .api
-        .get(&format!("/v1/households/{}", urlencode(&org)))
-        .await
-    {
+    let h = match household_of(&ctx, &org).await {
         Ok(h) => h,
-        Err(p) => return ctx.problem(&p),
+        Err(page) => return page,
     };
     let session = match ctx
         .api
@@ -410,13 +411,9 @@ pub async fn session(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Respo
 /// `POST /play/{org}/sessions/{id}/connect`: connection details for the client (a one-time
 /// token valid 60 s).
 pub async fn connect(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Response {
-    let h = match ctx
-        .api
-        .get(&format!("/v1/households/{}", urlencode(&org)))
-        .await
-    {
+    let h = match household_of(&ctx, &org).await {
         Ok(h) => h,
-        Err(p) => return ctx.problem(&p),
+        Err(page) => return page,
     };
     let details = match ctx
         .api
@@ -449,13 +446,9 @@ pub async fn connect(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Respo
 
 /// `POST /play/{org}/sessions/{id}/end`.
 pub async fn end(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Response {
-    let h = match ctx
-        .api
-        .get(&format!("/v1/households/{}", urlencode(&org)))
-        .await
-    {
+    let h = match household_of(&ctx, &org).await {
         Ok(h) => h,
-        Err(p) => return ctx.problem(&p),
+        Err(page) => return page,
     };
     match ctx
         .api

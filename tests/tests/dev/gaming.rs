@@ -240,6 +240,25 @@ async fn a_kid_is_refused_a_pegi_18_title_until_a_parent_unlocks_it() {
     assert_eq!(kart["playable"], true, "{library}");
 }
 
+/// The demo gamer of `vmcloud dev`: (password, login token, household id).
+async fn demo_gamer(fx: &Fixture, api: &Api<'_>) -> (String, String, String) {
+    let password = std::fs::read_to_string(fx.fleet.data_dir.join("demo-password")).unwrap();
+    let password = password.trim().to_owned();
+    let (status, login) = api
+        .call(
+            "POST",
+            "/v1/login",
+            None,
+            Some(json!({"email": "gamer@vmcloud.example", "password": password})),
+        )
+        .await;
+    assert_eq!(status, 200, "{login}");
+    let token = login["token"].as_str().unwrap().to_owned();
+    let (_, me) = api.call("GET", "/v1/me", Some(&token), None).await;
+    let home = me["organisations"][0]["id"].as_str().unwrap().to_owned();
+    (password, token, home)
+}
+
 /// `vmcloud dev` has a demo household: its owner logs in, sees two profiles (a kid among
 /// them), a library, and the kid refused a PEGI 18 title until the printed PIN unlocks it.
 #[tokio::test]
@@ -248,19 +267,7 @@ async fn vmcloud_dev_has_a_demo_household() {
     let api = Api {
         base: &fx.fleet.api,
     };
-    let password = std::fs::read_to_string(fx.fleet.data_dir.join("demo-password")).unwrap();
-    let (status, login) = api
-        .call(
-            "POST",
-            "/v1/login",
-            None,
-            Some(json!({"email": "gamer@vmcloud.example", "password": password.trim()})),
-        )
-        .await;
-    assert_eq!(status, 200, "{login}");
-    let token = login["token"].as_str().unwrap().to_owned();
-    let (_, me) = api.call("GET", "/v1/me", Some(&token), None).await;
-    let home = me["organisations"][0]["id"].as_str().unwrap().to_owned();
+    let (_, token, home) = demo_gamer(&fx, &api).await;
     let (status, view) = api
         .call("GET", &format!("/v1/households/{home}"), Some(&token), None)
         .await;
@@ -316,20 +323,8 @@ async fn the_portal_unlocks_a_title_for_a_kid_and_launches_it() {
     let fx = Fixture::start();
     let base = fx.fleet.api.clone();
     let api = Api { base: &base };
-    let password = std::fs::read_to_string(fx.fleet.data_dir.join("demo-password")).unwrap();
-    let password = password.trim().to_owned();
+    let (password, token, home) = demo_gamer(&fx, &api).await;
     // Sam may play at any hour for this test (the demo's 8:00–21:00 would depend on the clock).
-    let (_, login) = api
-        .call(
-            "POST",
-            "/v1/login",
-            None,
-            Some(json!({"email": "gamer@vmcloud.example", "password": password})),
-        )
-        .await;
-    let token = login["token"].as_str().unwrap().to_owned();
-    let (_, me) = api.call("GET", "/v1/me", Some(&token), None).await;
-    let home = me["organisations"][0]["id"].as_str().unwrap().to_owned();
     let (status, body) = api
         .call(
             "PATCH",
@@ -453,18 +448,7 @@ async fn connection_details_are_taken_once() {
     let api = Api {
         base: &fx.fleet.api,
     };
-    let password = std::fs::read_to_string(fx.fleet.data_dir.join("demo-password")).unwrap();
-    let (_, login) = api
-        .call(
-            "POST",
-            "/v1/login",
-            None,
-            Some(json!({"email": "gamer@vmcloud.example", "password": password.trim()})),
-        )
-        .await;
-    let token = login["token"].as_str().unwrap().to_owned();
-    let (_, me) = api.call("GET", "/v1/me", Some(&token), None).await;
-    let home = me["organisations"][0]["id"].as_str().unwrap().to_owned();
+    let (password, token, home) = demo_gamer(&fx, &api).await;
     let (_, view) = api
         .call("GET", &format!("/v1/households/{home}"), Some(&token), None)
         .await;
@@ -543,7 +527,7 @@ async fn connection_details_are_taken_once() {
     let base = fx.fleet.api.clone();
     c.goto(&format!("{base}/login")).await.unwrap();
     fill(&c, "#email", "gamer@vmcloud.example").await;
-    fill(&c, "#password", password.trim()).await;
+    fill(&c, "#password", &password).await;
     click(&c, "#login").await;
     wait_for(&c, "#projects", Duration::from_secs(10)).await;
     c.goto(&format!("{base}/play/{home}/sessions/{id}"))
