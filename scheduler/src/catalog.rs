@@ -263,6 +263,7 @@ impl Catalog {
             &self.gaming,
             |f| self.flavors.get(f).is_some_and(|f| f.gpu.is_some()),
             |i| self.images.contains_key(i),
+            |r| self.regions.contains_key(r),
         )?;
         for name in self.images.keys() {
             if !is_slug(name) {

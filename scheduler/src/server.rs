@@ -174,6 +174,8 @@ pub struct Scheduler {
     billing: JoinHandle<()>,
     /// The leader's charges and dunning.
     collector: JoinHandle<()>,
+    /// The leader's warm pools.
+    warm_pools: JoinHandle<()>,
     liveness: JoinHandle<()>,
     api: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
@@ -392,6 +394,10 @@ impl Scheduler {
             }
             .run(),
         );
+        let warm_pools = tokio::spawn(crate::gaming::warm_controller::run(
+            cluster.clone(),
+            api_state.catalog.clone(),
+        ));
         let mut router = api::router(api_state.clone());
         if let Some(pages) = config.pages {
             router = pages(api_state).merge(router);
@@ -418,6 +424,7 @@ impl Scheduler {
             webhooks,
             billing,
             collector,
+            warm_pools,
             liveness,
             api,
             api_stop,
@@ -446,6 +453,7 @@ impl Scheduler {
         self.webhooks.abort();
         self.billing.abort();
         self.collector.abort();
+        self.warm_pools.abort();
         self.announce.abort();
         self.liveness.abort();
         self.gateway.shutdown().await;

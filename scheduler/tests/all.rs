@@ -8,3 +8,4 @@ mod jobs;
 mod placement_invariants;
 mod reservations;
 mod sessions;
+mod warm_pools;

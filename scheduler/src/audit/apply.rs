@@ -126,6 +126,8 @@ fn resource_of(body: &Body) -> String {
         Body::RevokeEntitlement(c) => r("entitlement", &c.entitlement_id),
         Body::IssueStreamToken(c) => r("session", &c.instance_id),
         Body::RedeemStreamToken(c) => r("session", &c.instance_id),
+        Body::FillWarmPool(c) => format!("warm_vms/{}", c.vms.len()),
+        Body::ShrinkWarmPool(c) => format!("warm_vms/{}", c.instance_ids.len()),
         Body::AskParent(c) => r("request", &c.request_id),
         Body::DecideParentRequest(c) => r("request", &c.request_id),
         Body::RecordPaymentFailure(c) => r("invoice", &c.invoice_id),

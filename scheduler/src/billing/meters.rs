@@ -39,9 +39,10 @@ pub fn terms(books: &vmcloud_billing::prices::PriceBooks) -> Vec<u32> {
 }
 
 /// The interval an instance's meter covers from `from` to `to`; `None` when the instance is
-/// not billed by usage (a game session, a reserved instance) or the span is empty.
+/// not billed by usage (a game session, a warm game VM, a reserved instance) or the span is
+/// empty.
 pub fn instance_interval(i: &Instance, from: i64, to: i64) -> Option<UsageInterval> {
-    if i.session.is_some() || to <= from {
+    if i.session.is_some() || i.is_warm() || to <= from {
         return None;
     }
     let market = match i.market {

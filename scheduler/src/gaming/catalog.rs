@@ -1,5 +1,5 @@
-//! The gaming part of the catalog (`config/catalog.toml`): titles (`[titles.<id>]`) and the
-//! fair use of gaming plans (`[gaming]`). Validated with the rest of the catalog; errors name
+//! The gaming part of the catalog (`config/catalog.toml`): titles (`[titles.<id>]`), the
+//! fair use of gaming plans (`[gaming]`) and warm pools (`[[gaming.warm_pools]]`). Validated with the rest of the catalog; errors name
 //! the file and the key.
 
 use std::collections::BTreeMap;
@@ -54,6 +54,39 @@ pub struct GamingSettings {
     pub free: FairUse,
     #[serde(default)]
     pub plans: BTreeMap<String, FairUse>,
+    /// Game VMs kept booted and idle, per region, GPU class, image and pool (see
+    /// [`crate::gaming::warm`]).
+    #[serde(default)]
+    pub warm_pools: Vec<WarmPoolConfig>,
+}
+
+/// `[[gaming.warm_pools]]`: one warm pool and the operator's bounds on its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarmPoolConfig {
+    pub region: String,
+    /// A game flavor (its GPU class).
+    pub flavor: String,
+    /// The image its VMs boot (default: the streaming server).
+    #[serde(default = "streaming_image")]
+    pub image: String,
+    /// A dedicated pool of hosts (e.g. `anti-cheat`); absent: the general fleet.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// VMs kept warm at least, and at most.
+    pub min: u32,
+    pub max: u32,
+    /// How long a VM takes to boot, in seconds, until boots have been measured.
+    #[serde(default = "default_boot_s")]
+    pub boot_s: u32,
+}
+
+fn streaming_image() -> String {
+    crate::sessions::types::SESSION_IMAGE.to_owned()
+}
+
+fn default_boot_s() -> u32 {
+    60
 }
 
 impl Default for GamingSettings {
@@ -66,6 +99,7 @@ impl Default for GamingSettings {
                 tier: SessionTier::Standard,
             },
             plans: BTreeMap::new(),
+            warm_pools: Vec::new(),
         }
     }
 }
@@ -85,6 +119,7 @@ pub fn validate(
     gaming: &GamingSettings,
     gpu_flavor: impl Fn(&str) -> bool,
     image: impl Fn(&str) -> bool,
+    region: impl Fn(&str) -> bool,
 ) -> Result<(), ConfigError> {
     let err = |key: String, msg: String| Err(ConfigError::new(path, key, msg));
     let slug = |s: &str| {
@@ -148,6 +183,43 @@ pub fn validate(
             return err(
                 format!("{key}.hours"),
                 "a month has at most 744 hours".into(),
+            );
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (n, w) in gaming.warm_pools.iter().enumerate() {
+        let key = |field: &str| format!("gaming.warm_pools[{n}].{field}");
+        if !region(&w.region) {
+            return err(
+                key("region"),
+                format!("`{}` is not a region of this catalog", w.region),
+            );
+        }
+        if !gpu_flavor(&w.flavor) {
+            return err(
+                key("flavor"),
+                format!("`{}` is not a flavor with a GPU in this catalog", w.flavor),
+            );
+        }
+        if !image(&w.image) {
+            return err(
+                key("image"),
+                format!("`{}` is not an image of this catalog", w.image),
+            );
+        }
+        if w.min > w.max {
+            return err(key("min"), format!("min {} is above max {}", w.min, w.max));
+        }
+        if w.max > 10_000 {
+            return err(key("max"), "a pool keeps at most 10000 VMs warm".into());
+        }
+        if w.boot_s == 0 || w.boot_s > 3600 {
+            return err(key("boot_s"), "a boot takes 1 to 3600 seconds".into());
+        }
+        if !seen.insert((&w.region, &w.flavor, &w.image, &w.pool)) {
+            return err(
+                key("region"),
+                "another warm pool has the same region, flavor, image and pool".into(),
             );
         }
     }

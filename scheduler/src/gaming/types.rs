@@ -171,4 +171,8 @@ pub struct GamingBook {
     /// Closed playtime, by organisation (recent months only: what fair use and kids' days
     /// need).
     pub played: OrdMap<OrgId, Vector<Played>>,
+    /// Warm pools' figures by class key (see [`crate::gaming::warm`]): launches over the
+    /// last hour, boot time.
+    #[serde(default)]
+    pub warm: OrdMap<String, crate::gaming::pools::WarmFigures>,
 }

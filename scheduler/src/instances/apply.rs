@@ -26,7 +26,16 @@ impl ClusterState {
             return Err(Rejected::NotFound(format!("project {project}")));
         };
         let project = project.clone();
-        if self.instances.contains_key(&id) {
+        // A launch that takes a warm VM names it (see `crate::gaming::warm`).
+        let claim = c.session.as_ref().is_some_and(|s| s.claim_warm);
+        if claim {
+            let taken = self.instances.get(&id).is_none_or(|i| !i.is_warm());
+            if taken || c.market() != pb::Market::OnDemand || c.vnis.is_some() {
+                return Err(Rejected::Conflict(format!(
+                    "warm VM {id} was taken by another launch; launch again"
+                )));
+            }
+        } else if self.instances.contains_key(&id) {
             return Err(Rejected::Exists(format!("instance {id}")));
         }
         self.check_suspended(&project)?;
@@ -64,6 +73,15 @@ impl ClusterState {
         let market = c.market();
         // A household profile's launch, judged by its rules below (invariant 15).
         let launch = c.session.clone().filter(|s| !s.profile_id.is_empty());
+        let token = c
+            .session
+            .as_ref()
+            .filter(|s| !s.stream_token_sha256.is_empty())
+            .map(|s| crate::sessions::types::StreamToken {
+                sha256: s.stream_token_sha256.clone(),
+                expires_at_ms: s.stream_token_expires_at_unix_ms,
+                used_at_ms: None,
+            });
         let instance = Instance {
             state: InstanceState::Pending,
             pending_reason: Some(WAITING_FOR_PLACEMENT.into()),
@@ -161,6 +179,12 @@ impl ClusterState {
                 s.max_length_s = Some(u32::try_from(cap_ms / 1000).unwrap_or(u32::MAX).max(1));
             }
         }
+        if claim {
+            return self.claim_warm(instance, token, at);
+        }
+        if instance.session.is_some() {
+            self.record_launch(&crate::gaming::pools::WarmClass::of(&instance), false, at);
+        }
         if let Some(plan) = nic {
             self.commit_nic(plan, &mut instance);
         }
@@ -177,24 +201,38 @@ impl ClusterState {
             );
             instance.public_ipv4 = Some(std::net::Ipv4Addr::from(address));
         }
-        self.index.pending.insert((at, id.clone()));
+        self.admit_pending(instance.clone());
+        Ok(Applied::Instance(Box::new(instance)))
+    }
+
+    /// Adds a new pending instance to the state and its indexes.
+    pub(crate) fn admit_pending(&mut self, instance: Instance) {
+        self.index
+            .pending
+            .insert((instance.created_at_ms, instance.id.clone()));
+        self.index_owner(&instance);
+        self.instances
+            .insert(instance.id.clone(), Arc::new(instance));
+    }
+
+    /// Indexes an instance under its project: the project's list, its quota use, its session.
+    pub(crate) fn index_owner(&mut self, instance: &Instance) {
         if let Some(s) = &instance.session {
-            self.index
-                .sessions
-                .insert((instance.project.clone(), s.profile.clone()), id.clone());
+            self.index.sessions.insert(
+                (instance.project.clone(), s.profile.clone()),
+                instance.id.clone(),
+            );
         }
         self.index
             .per_project
             .entry(instance.project.clone())
             .or_default()
-            .insert((instance.created_at_ms, id.clone()));
+            .insert((instance.created_at_ms, instance.id.clone()));
         self.index
             .quota_used
             .entry((instance.project.clone(), instance.region.clone()))
             .or_default()
-            .add(&instance);
-        self.instances.insert(id, Arc::new(instance.clone()));
-        Ok(Applied::Instance(Box::new(instance)))
+            .add(instance);
     }
 
     pub(crate) fn delete_instance(&mut self, c: pb::DeleteInstance, at: i64) -> ApplyResult {
@@ -239,6 +277,8 @@ impl ClusterState {
         let mut changed: Vec<(ProjectId, serde_json::Value)> = Vec::new();
         // Requeued job members left this host: its networks' other hosts may need new peers.
         let mut left: Vec<String> = Vec::new();
+        // Warm VMs that booted (or broke): the pool's index and boot time follow.
+        let mut warm_changed: Vec<InstanceId> = Vec::new();
         for status in c.instances {
             let Ok(id) = InstanceId::parse(&status.instance_id) else {
                 continue;
@@ -321,6 +361,9 @@ impl ClusterState {
                 }
                 (pb::ObservedState::Unspecified, _) => {}
             }
+            if instance.state != before && instance.is_warm() {
+                warm_changed.push(id.clone());
+            }
             if instance.state != before
                 && matches!(
                     instance.state,
@@ -332,6 +375,9 @@ impl ClusterState {
         }
         for network in left {
             self.network_hosts_changed(&network, &node);
+        }
+        for id in warm_changed {
+            self.warm_observed(&id);
         }
         for (project, data) in changed {
             self.emit_webhook(&project, "instance.state_changed", data);

@@ -15,6 +15,10 @@ pub const DEFAULT_PREEMPTION_NOTICE_S: u32 = 120;
 /// Notices kept per instance (the oldest go first).
 const MAX_NOTICES: usize = 20;
 
+/// The project warm game VMs belong to until a launch takes one (see
+/// [`crate::gaming::warm`]); made by the first fill, in an organisation nobody is a member of.
+pub const WARM_POOL_PROJECT: &str = "warm-pools";
+
 /// The reason a new instance carries until placement has looked at it.
 pub const WAITING_FOR_PLACEMENT: &str = "waiting for placement";
 
@@ -327,6 +331,11 @@ impl Instance {
                 self.state,
                 InstanceState::Deleting | InstanceState::Impaired
             )
+    }
+
+    /// A warm game VM waiting for a launch (see [`crate::gaming::warm`]).
+    pub fn is_warm(&self) -> bool {
+        self.project.as_str() == WARM_POOL_PROJECT
     }
 
     /// What it is, for messages: `instance`, `job member` or `session`.

@@ -19,6 +19,7 @@ use crate::api::problem::Problem;
 use crate::api::validate::{
     check_flavor, check_image, check_label, check_region, check_whole_gpus,
 };
+use crate::gaming::pools::WarmClass;
 use crate::instances::types::{Instance, InstanceState};
 use crate::jobs::queue::Standing;
 use crate::sessions::queue::{choose_region, standings};
@@ -26,8 +27,7 @@ use crate::sessions::types::{LatencyTarget, SessionTier};
 use crate::state::{Applied, ClusterState};
 use crate::tenancy::authz::{Action, Resource};
 
-/// The image every session boots: the game-streaming server.
-pub const SESSION_IMAGE: &str = "game-streaming";
+pub use crate::sessions::types::SESSION_IMAGE;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +96,10 @@ pub struct SessionView {
     pub launched_at: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
+    /// A launch a warm VM served: where the client connects, at once (see
+    /// `POST /v1/sessions/{id}/connection` for new details later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionView>,
 }
 
 impl SessionView {
@@ -123,6 +127,7 @@ impl SessionView {
             ends_by: i.terminate_at_ms.map(rfc3339),
             launched_at: rfc3339(i.created_at_ms),
             notices: i.notices.iter().map(|n| n.message.clone()).collect(),
+            connection: None,
         }
     }
 }
@@ -341,12 +346,68 @@ pub(crate) fn launch_command(
     Ok(command)
 }
 
-/// Proposes a launch; `201` with the session (queued with its place, or starting).
+/// Launches that lose the race for a warm VM try another this many times, then wait cold.
+const WARM_TRIES: usize = 3;
+
+/// A booted, idle warm VM of the launch's class, if its pool has one: one of the first few, at
+/// random, so that launches at once rarely reach for the same.
+fn pick_warm(s: &ApiState, class: &WarmClass) -> Option<InstanceId> {
+    let state = s.cluster.state();
+    let ready: Vec<&InstanceId> = state.ready_warm(class).take(32).collect();
+    (!ready.is_empty()).then(|| ready[rand::random_range(0..ready.len())].clone())
+}
+
+/// Proposes a launch; `201` with the session: running with its connection details when a warm
+/// VM of its class was free, else queued with its place (or starting).
 pub(crate) async fn propose_launch(
     s: &ApiState,
     who: &crate::api::context::Who,
     command: pb::CreateInstance,
 ) -> Result<Response, Problem> {
+    let class = WarmClass {
+        region: command.region.clone(),
+        flavor: command.flavor.clone(),
+        image: command.image.clone(),
+        pool: (!command.pool.is_empty()).then(|| command.pool.clone()),
+    };
+    let warm_ok = command.market() == pb::Market::OnDemand && command.reservation_id.is_empty();
+    for _ in 0..WARM_TRIES {
+        let Some(vm) = warm_ok.then(|| pick_warm(s, &class)).flatten() else {
+            break;
+        };
+        let (token, sha256) = crate::tenancy::api_key::mail_token();
+        let expires = crate::clock::now_ms() + crate::sessions::types::STREAM_TOKEN_MS;
+        let mut warm = command.clone();
+        warm.instance_id = vm.to_string();
+        warm.vnis = None;
+        if let Some(session) = warm.session.as_mut() {
+            warm.name = format!("{}-{}", session.title, &vm.as_str()[2..8]);
+            session.claim_warm = true;
+            session.stream_token_sha256 = sha256;
+            session.stream_token_expires_at_unix_ms = expires;
+        }
+        match s
+            .cluster
+            .propose_as(who.actor(), Body::CreateInstance(warm))
+            .await?
+        {
+            Ok(Applied::Instance(instance)) => {
+                let mut view = SessionView::new(&instance, None);
+                view.connection = Some(ConnectionView {
+                    session: instance.id.to_string(),
+                    host: s.cluster.state().hostname_of(&instance),
+                    port: crate::sessions::types::STREAM_PORT,
+                    token,
+                    expires_at: rfc3339(expires),
+                });
+                return Ok(created(format!("/v1/sessions/{}", instance.id), view));
+            }
+            Ok(_) => return Err(Problem::from(crate::state::Rejected::Malformed)),
+            // Another launch took it first: another warm VM, or a cold launch.
+            Err(_) if !s.cluster.state().warm_ready(&vm, &class) => continue,
+            Err(refused) => return Err(Problem::from(refused)),
+        }
+    }
     let instance = match s
         .cluster
         .propose_as(who.actor(), Body::CreateInstance(command))
@@ -449,7 +510,7 @@ pub async fn end(
 }
 
 /// Where and how the gamer's client connects to a running session.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConnectionView {
     pub session: String,
     /// The session's host.
@@ -487,9 +548,7 @@ pub async fn connection(
     let host = state
         .instances
         .get(&id)
-        .and_then(|i| i.node.as_ref())
-        .and_then(|n| state.nodes.get(n))
-        .map(|n| n.hostname.clone())
+        .map(|i| state.hostname_of(i))
         .unwrap_or_default();
     Ok((
         StatusCode::CREATED,

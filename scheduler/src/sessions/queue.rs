@@ -75,7 +75,11 @@ fn book_launch(t: &mut Timeline, i: &Instance) -> Option<i64> {
 
 /// Where a pending instance goes in placement's order: VIP launches first, then Priority+;
 /// everything else (standard launches included) keeps the order it came in.
+/// Warm VMs (see [`crate::gaming::warm`]) go after all of them.
 pub fn launch_rank(i: &Instance) -> u8 {
+    if i.is_warm() {
+        return 3;
+    }
     launch_rank_of(i.session.as_ref().map(|s| s.tier))
 }
 

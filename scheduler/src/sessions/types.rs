@@ -12,6 +12,9 @@
 use serde::{Deserialize, Serialize};
 use vmcloud_proto::pb;
 
+/// The image every session boots: the game-streaming server.
+pub const SESSION_IMAGE: &str = "game-streaming";
+
 /// Gamers' subscription tiers.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,

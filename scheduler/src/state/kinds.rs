@@ -87,6 +87,8 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::RevokeEntitlement(_) => "revoke_entitlement",
         Body::IssueStreamToken(_) => "issue_stream_token",
         Body::RedeemStreamToken(_) => "redeem_stream_token",
+        Body::FillWarmPool(_) => "fill_warm_pool",
+        Body::ShrinkWarmPool(_) => "shrink_warm_pool",
         Body::AskParent(_) => "ask_parent",
         Body::DecideParentRequest(_) => "decide_parent_request",
     }

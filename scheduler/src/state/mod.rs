@@ -282,6 +282,8 @@ impl ClusterState {
             Body::RevokeEntitlement(c) => self.revoke_entitlement(c),
             Body::IssueStreamToken(c) => self.issue_stream_token(c, at),
             Body::RedeemStreamToken(c) => self.redeem_stream_token(c, at),
+            Body::FillWarmPool(c) => self.fill_warm_pool(c, at),
+            Body::ShrinkWarmPool(c) => self.shrink_warm_pool(c, at),
             Body::AskParent(c) => self.ask_parent(c, at),
             Body::DecideParentRequest(c) => self.decide_parent_request(c, at),
         }

@@ -40,6 +40,7 @@ impl ClusterState {
             per_project: by_project.per_project,
             quota_used: by_project.quota_used,
             org_projects: by_project.org_projects,
+            warm: by_node.warm,
         };
     }
 
@@ -78,6 +79,13 @@ impl ClusterState {
                 index
                     .sessions
                     .insert((i.project.clone(), s.profile.clone()), i.id.clone());
+            }
+            if i.is_warm() && i.state == InstanceState::Running {
+                index
+                    .warm
+                    .entry(crate::gaming::pools::WarmClass::of(i))
+                    .or_default()
+                    .insert(i.id.clone());
             }
         }
         index
@@ -163,6 +171,14 @@ impl ClusterState {
             if set.is_empty() {
                 self.index.per_project.remove(&removed.project);
             }
+        }
+        if removed.is_warm()
+            && let Some(set) = self
+                .index
+                .warm
+                .get_mut(&crate::gaming::pools::WarmClass::of(removed))
+        {
+            set.remove(&removed.id);
         }
         if let Some(s) = &removed.session {
             let key = (removed.project.clone(), s.profile.clone());

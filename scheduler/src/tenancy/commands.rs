@@ -204,6 +204,8 @@ impl ClusterState {
             | Body::ExpireReservations(_)
             | Body::UseJoinToken(_)
             | Body::AnnounceReplica(_)
+            | Body::FillWarmPool(_)
+            | Body::ShrinkWarmPool(_)
             | Body::RecordWebhookDeliveries(_) => (Action::OperateFleet, Target::SystemOnly),
         })
     }
