@@ -52,6 +52,13 @@ pub struct DevArgs {
     /// NVML finds (none without the NVIDIA driver).
     #[arg(long, value_name = "SHAPE")]
     pub gpus: Option<String>,
+    /// Simulated game hosts beside the local agent (agents in this process on simulated
+    /// hardware of `--game-host-shape`, in `--region`), so that game launches start; with
+    /// some, a warm pool of `game-rtx4090` VMs is kept there unless the catalog has its own.
+    #[arg(long, default_value_t = 2)]
+    pub game_hosts: usize,
+    #[arg(long, default_value = "gpu-4xrtx4090", value_name = "SHAPE")]
+    pub game_host_shape: String,
     /// The local agent's image cache (one directory per image with an image.json; see
     /// images/README.md). Default: <data dir>/agent/images. With the test driver, images the
     /// cache lacks are defined without a disk.
@@ -97,6 +104,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     if let Some(shape) = &args.gpus {
         vmcloud_agent::gpu::SimGpus::shape(shape).map_err(|e| anyhow::anyhow!("--gpus: {e}"))?;
+    }
+    let mut catalog = catalog;
+    if args.game_hosts > 0 {
+        vmcloud_agent::gpu::SimGpus::shape(&args.game_host_shape)
+            .map_err(|e| anyhow::anyhow!("--game-host-shape: {e}"))?;
+        if catalog.gaming.warm_pools.is_empty() && catalog.flavors.contains_key(DEV_WARM_FLAVOR) {
+            catalog
+                .gaming
+                .warm_pools
+                .push(vmcloud_scheduler::gaming::catalog::WarmPoolConfig {
+                    region: args.region.clone(),
+                    flavor: DEV_WARM_FLAVOR.into(),
+                    image: vmcloud_scheduler::sessions::types::SESSION_IMAGE.into(),
+                    pool: None,
+                    min: 2,
+                    max: 2 * args.game_hosts as u32,
+                    boot_s: DEV_GAME_BOOT.as_secs() as u32,
+                });
+        }
     }
     let node = match &args.node_name {
         Some(name) => NodeId::parse(name).with_context(|| "--node-name".to_owned())?,
@@ -213,6 +239,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     .await
     .context("cannot start the agent")?;
 
+    let game_hosts = start_game_hosts(
+        &args,
+        &data_dir,
+        &pki.ca,
+        scheduler.gateway_addr(),
+        scheduler.cluster(),
+        &node,
+    )
+    .await?;
+
     let api = format!("http://{}", scheduler.api_addr());
     let profile_note = if args.no_profile {
         "not written (--no-profile)".to_owned()
@@ -241,7 +277,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         std::io::stdout(),
         "VMCloud dev fleet is running (vmcloud {}, git {})\n\
          \n  console      {api}/login  (log in as {demo} / {demo_password}, or sign up; English and French)\n  \
-         gaming       the demo household: log in as {gamer} / {demo_password} (parental PIN {pin}); {exe} titles; {exe} household show <ORG>\n  \
+         gaming       the demo household: log in as {gamer} / {demo_password} (parental PIN {pin}) at {api}/play; {exe} titles; {exe} household show <ORG>\n  \
+         game hosts   {game_note}\n  \
          API          {api}\n  \
          agent API    http://{agent_api}  (node {node} in {region}, hypervisor {hv})\n  \
          agent link   quic://{gateway}  (mutual TLS, dev CA in {pki})\n  \
@@ -264,6 +301,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         demo = vmcloud_scheduler::bootstrap::DEMO_EMAIL,
         gamer = vmcloud_scheduler::bootstrap::DEMO_GAMER_EMAIL,
         pin = vmcloud_scheduler::bootstrap::DEMO_PIN,
+        game_note = if game_hosts.is_empty() {
+            "none (--game-hosts 0): launches wait in the queue".to_owned()
+        } else {
+            format!(
+                "{} simulated ({}) in {}, warm VMs ready for launches ({exe} warm-pools)",
+                game_hosts.len(),
+                args.game_host_shape,
+                args.region
+            )
+        },
         agent_api = agent.api_addr(),
         region = args.region,
         hv = args.hypervisor,
@@ -283,10 +330,81 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     signals.wait().await;
     eprintln!("stopping…");
+    for host in game_hosts {
+        host.shutdown().await;
+    }
     agent.shutdown().await;
     scheduler.shutdown().await;
     eprintln!("stopped; state is kept in {}", data_dir.display());
     Ok(())
+}
+
+/// The flavor of the dev fleet's warm pool.
+const DEV_WARM_FLAVOR: &str = "game-rtx4090";
+
+/// How long a simulated game VM takes to boot (long enough to see a launch wait).
+const DEV_GAME_BOOT: Duration = Duration::from_secs(3);
+
+/// Starts `--game-hosts` simulated agents once the local agent's node is registered (so that
+/// it stays the fleet's first node), with certificates from the dev CA.
+async fn start_game_hosts(
+    args: &DevArgs,
+    data_dir: &Path,
+    ca: &vmcloud_proto::pki::Ca,
+    gateway: SocketAddr,
+    cluster: &vmcloud_scheduler::raft_handle::Cluster,
+    local: &NodeId,
+) -> anyhow::Result<Vec<Agent>> {
+    if args.game_hosts == 0 {
+        return Ok(Vec::new());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !cluster.state().nodes.contains_key(local) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut configs = Vec::with_capacity(args.game_hosts);
+    for n in 1..=args.game_hosts {
+        let node =
+            NodeId::parse(&format!("game-{}-{n}", args.region)).context("a game host's name")?;
+        let identity = ca
+            .issue_node(&node)
+            .context("issuing a game host's certificate")?;
+        let dir = data_dir.join("game-hosts").join(node.as_str());
+        configs.push(AgentConfig {
+            node,
+            region: args.region.clone(),
+            schedulers: vec![gateway],
+            ca_pem: ca.identity.cert_pem.clone(),
+            identity,
+            hypervisor_uri: "sim:///".into(),
+            identity_dir: None,
+            data_dir: dir,
+            api_listen: "127.0.0.1:0".parse().expect("an address"),
+            build: build_info(),
+            heartbeat: Duration::from_secs(5),
+            sim_gpus: None,
+            image_dir: None,
+            networks: NetworkMode::Simulated,
+            stop_grace: AgentConfig::DEFAULT_STOP_GRACE,
+            watch_interval: AgentConfig::DEFAULT_WATCH_INTERVAL,
+            metadata_listen: None,
+            ipv6_prefix: None,
+            telemetry_interval: None,
+            connect_gate: None,
+            shared_endpoint: None,
+        });
+    }
+    let agents = vmcloud_agent::simulated_host::start_agents(
+        configs,
+        &args.game_host_shape,
+        vmcloud_agent::simulated_host::Timings {
+            boot: DEV_GAME_BOOT,
+            ..Default::default()
+        },
+    )
+    .await
+    .context("cannot start the simulated game hosts")?;
+    Ok(agents.into_iter().map(|(a, _)| a).collect())
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {

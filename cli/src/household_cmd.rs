@@ -58,7 +58,8 @@ pub enum HouseholdCommand {
         #[arg(long)]
         player: String,
     },
-    /// Launch a title as a profile; prints the session (queued with its place, or starting).
+    /// Launch a title as a profile; prints the session: running with where to connect when a
+    /// warm VM was ready, else queued with its place (or starting).
     Launch {
         household: String,
         /// The household profile (pf-…).
@@ -309,6 +310,7 @@ pub async fn run(args: ClientArgs, command: HouseholdCommand) -> anyhow::Result<
                 .await?;
                 if !json_out {
                     println!("{} {}", s(&session["id"]), s(&session["state"]));
+                    crate::session_cmd::print_connection(&session["connection"]);
                     return Ok(());
                 }
                 session
@@ -374,5 +376,63 @@ pub async fn titles(args: ClientArgs) -> anyhow::Result<()> {
         })
         .collect();
     print_rows(["TITLE", "NAME", "RATING", "GPU", "PUBLISHER"], &rows);
+    Ok(())
+}
+
+/// `vmcloud warm-pools`: each warm pool's size and what it served.
+pub async fn warm_pools(args: ClientArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args)?;
+    let v = client
+        .call(Method::GET, "/v1/warm-pools", None, false)
+        .await?
+        .unwrap_or(Value::Null);
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let rows: Vec<[String; 7]> = v["pools"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            [
+                format!(
+                    "{}/{}/{}",
+                    s(&p["region"]),
+                    s(&p["flavor"]),
+                    p["pool"].as_str().unwrap_or("-")
+                ),
+                format!("{}..{}", s(&p["min"]), s(&p["max"])),
+                s(&p["target"]),
+                s(&p["ready"]),
+                s(&p["booting"]),
+                p["boot_ms"]
+                    .as_i64()
+                    .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0)),
+                format!(
+                    "{} of {}",
+                    s(&p["served_warm_last_hour"]),
+                    s(&p["launches_last_hour"])
+                ),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no warm pools: the catalog has no [[gaming.warm_pools]]");
+        return Ok(());
+    }
+    print_rows(
+        [
+            "POOL",
+            "MIN..MAX",
+            "TARGET",
+            "READY",
+            "BOOTING",
+            "BOOT",
+            "WARM LAUNCHES (1 H)",
+        ],
+        &rows,
+    );
     Ok(())
 }

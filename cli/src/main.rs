@@ -96,6 +96,12 @@ enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Warm pools (operators): game VMs kept booted per region, GPU class and image — target,
+    /// ready, booting, boot time, launches served warm in the last hour.
+    WarmPools {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
     /// Sign up as a new customer (a trial organisation with a `default` project).
     Signup {
         #[command(flatten)]
@@ -404,6 +410,7 @@ fn main() -> ExitCode {
         | Command::Session { .. }
         | Command::Household { .. }
         | Command::Titles { .. }
+        | Command::WarmPools { .. }
         | Command::Project { .. }
         | Command::Signup { .. }
         | Command::VerifyEmail { .. }
@@ -456,6 +463,7 @@ fn main() -> ExitCode {
             Command::Session { client, command } => session_cmd::run(client, command).await,
             Command::Household { client, command } => household_cmd::run(client, command).await,
             Command::Titles { client } => household_cmd::titles(client).await,
+            Command::WarmPools { client } => household_cmd::warm_pools(client).await,
             Command::Project { client, command } => session_cmd::run_project(client, command).await,
             Command::Signup {
                 client,

@@ -10,7 +10,8 @@ use crate::client::{Client, ClientArgs, Output, print_rows};
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
-    /// Launch a session; prints its id. It waits in the region's launch queue when no GPU is
+    /// Launch a session; prints its id, and where to connect when a warm VM took it at once.
+    /// It waits in the region's launch queue when no warm VM and no GPU is
     /// free (VIP, then Priority+, then standard).
     Launch {
         /// The game, e.g. cyberpunk-2077.
@@ -170,6 +171,7 @@ pub async fn run(args: ClientArgs, command: SessionCommand) -> anyhow::Result<()
                     ),
                     None => eprintln!("session {} is {}", s(&v, "id"), s(&v, "state")),
                 }
+                print_connection(&v["connection"]);
                 return Ok(());
             }
             v
@@ -332,4 +334,17 @@ pub async fn run_project(args: ClientArgs, command: ProjectCommand) -> anyhow::R
         );
     }
     Ok(())
+}
+
+/// A launch a warm VM served comes with where to connect: says it, on standard error.
+pub(crate) fn print_connection(c: &Value) {
+    if c.is_object() {
+        eprintln!(
+            "connect to {}:{} with the one-time token {} (valid until {})",
+            s(c, "host"),
+            c["port"],
+            s(c, "token"),
+            s(c, "expires_at")
+        );
+    }
 }

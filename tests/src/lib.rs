@@ -104,6 +104,12 @@ impl DevFleet {
         } else {
             &["--demo-instance", "false"]
         };
+        // The tests' fleets have no game hosts (a test that wants them says so).
+        let game: &[&str] = if extra.contains(&"--game-hosts") {
+            &[]
+        } else {
+            &["--game-hosts", "0"]
+        };
         // Billing runs are made by hand in tests (a test that wants the leader's says so).
         let billing: &[&str] = if extra.contains(&"--billing-run-after") {
             &[]
@@ -121,6 +127,7 @@ impl DevFleet {
                 "127.0.0.1:0",
             ])
             .args(demo)
+            .args(game)
             .args(billing)
             .args(extra)
             .arg("--data-dir")

@@ -259,6 +259,10 @@ pub async fn launch(
         .post(&format!("/v1/households/{}/launch", urlencode(&org)), body)
         .await
     {
+        // A warm VM took it: where to connect, at once.
+        Ok(session) if session["connection"].is_object() => {
+            connection_page(&ctx, &org, s(&session, "id"), &session["connection"])
+        }
         Ok(session) => Redirect::to(&format!(
             "/play/{org}/sessions/{}",
             urlencode(s(&session, "id"))
@@ -430,14 +434,19 @@ pub async fn connect(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Respo
         Ok(d) => d,
         Err(p) => return ctx.problem(&p),
     };
+    connection_page(&ctx, &org, &id, &details)
+}
+
+/// Where the client connects: the session's host and port, and its one-time token.
+fn connection_page(ctx: &Ctx, org: &str, id: &str, details: &Value) -> Response {
     ctx.page(
         Msg::Connect,
         html! {
             h1 { (ctx.t(Msg::Connect)) }
             div.card #connection {
-                p { (ctx.t(Msg::StreamHost)) " " code #stream-host { (s(&details, "host")) ":" (details["port"]) } }
-                p { (ctx.t(Msg::StreamToken)) " " code #stream-token { (s(&details, "token")) } }
-                p.muted { (ctx.t(Msg::StreamTokenText)) " " (s(&details, "expires_at").get(11..19).unwrap_or("")) " UTC" }
+                p { (ctx.t(Msg::StreamHost)) " " code #stream-host { (s(details, "host")) ":" (details["port"]) } }
+                p { (ctx.t(Msg::StreamToken)) " " code #stream-token { (s(details, "token")) } }
+                p.muted { (ctx.t(Msg::StreamTokenText)) " " (s(details, "expires_at").get(11..19).unwrap_or("")) " UTC" }
             }
             p { a href={ "/play/" (org) "/sessions/" (id) } { (ctx.t(Msg::Back)) } }
         },

@@ -10,4 +10,5 @@ pub mod catalog;
 pub mod pools;
 pub mod types;
 pub mod warm;
+pub mod warm_api;
 pub mod warm_controller;
