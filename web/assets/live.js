@@ -1,17 +1,24 @@
-// The live instance list: the server sends the table's rows (rendered and escaped by the
-// server) whenever they change. No inline script: the page's CSP allows this file only.
+// Live parts of pages: the server sends an element's content (rendered and escaped by the
+// server) whenever it changes — a table's rows (`rows`), or a card (`html`: a session's place in
+// the queue counting down). No inline script: the page's CSP allows this file only.
 "use strict";
 (function () {
-  const table = document.querySelector("table[data-events]");
-  if (!table || !window.EventSource) return;
-  const body = table.querySelector("tbody");
-  const source = new EventSource(table.dataset.events);
-  source.addEventListener("rows", (e) => {
-    body.innerHTML = e.data;
-    table.dataset.updated = String(Date.now());
-  });
-  source.addEventListener("end", () => {
-    source.close();
-    table.dataset.ended = "true";
+  if (!window.EventSource) return;
+  document.querySelectorAll("[data-events]").forEach((el) => {
+    const target = el.tagName === "TABLE" ? el.querySelector("tbody") : el;
+    const source = new EventSource(el.dataset.events);
+    const update = (e) => {
+      target.innerHTML = e.data;
+      // A card says its state on its first element that has one.
+      const stated = target.querySelector("[data-state]");
+      if (el.tagName !== "TABLE" && stated) el.dataset.state = stated.dataset.state;
+      el.dataset.updated = String(Date.now());
+    };
+    source.addEventListener("rows", update);
+    source.addEventListener("html", update);
+    source.addEventListener("end", () => {
+      source.close();
+      el.dataset.ended = "true";
+    });
   });
 })();

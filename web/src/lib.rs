@@ -65,6 +65,10 @@ pub fn pages(state: ApiState) -> Router {
         .route("/play/{org}/sessions/{id}", get(play_pages::session))
         .route("/play/{org}/sessions/{id}/end", post(play_pages::end))
         .route(
+            "/play/{org}/sessions/{id}/events",
+            get(play_pages::session_events),
+        )
+        .route(
             "/play/{org}/sessions/{id}/connect",
             post(play_pages::connect),
         )

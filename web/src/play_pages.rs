@@ -4,15 +4,20 @@
 //! Everything goes through the API as the logged-in user; refusals are shown where they
 //! happen, in words.
 
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::extract::Path;
 use axum::http::Method;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
+use futures::Stream;
 use maud::{Markup, html};
 use serde_json::Value;
 
 use crate::auth_pages::urlencode;
 use crate::client::{ApiProblem, s};
-use crate::i18n::Msg;
+use crate::i18n::{Lang, Msg};
 use crate::layout::Ctx;
 
 fn items(v: &Value, key: &str) -> Vec<Value> {
@@ -339,7 +344,7 @@ pub async fn decide(
 }
 
 /// `GET /play/{org}/sessions/{id}`: the session launched — its place in the queue and when it
-/// should start, then where it runs. The page reloads itself while it waits.
+/// should start, then where it runs; kept live by server-sent events.
 pub async fn session(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Response {
     let h = match household_of(&ctx, &org).await {
         Ok(h) => h,
@@ -357,59 +362,117 @@ pub async fn session(ctx: Ctx, Path((org, id)): Path<(String, String)>) -> Respo
         Ok(v) => v,
         Err(p) => return ctx.problem(&p),
     };
-    let waiting = matches!(s(&session, "state"), "queued" | "starting");
     let titles = ctx.api.get("/v1/titles").await.unwrap_or(Value::Null);
     let name = items(&titles, "titles")
         .into_iter()
         .find(|t| s(t, "id") == s(&session, "title"))
         .map(|t| s(&t, "name").to_owned())
         .unwrap_or_else(|| s(&session, "title").to_owned());
-    let state = match s(&session, "state") {
-        "queued" => ctx.t(Msg::StateQueued),
-        "starting" => ctx.t(Msg::StateStarting),
-        "running" => ctx.t(Msg::StateRunning),
-        "ending" => ctx.t(Msg::StateEnding),
-        other => other,
-    };
-    let mut response = ctx.page_titled(
+    let card = session_card(ctx.lang, &ctx.csrf_field(), &org, &id, &session);
+    ctx.page_titled(
         &name,
         html! {
             h1 { (name) }
             p { a href={ "/play/" (org) } { (ctx.t(Msg::Back)) } }
-            div.card #session data-state=(s(&session, "state")) {
-                div.big #session-state { (state) }
-                @if let Some(pos) = session["position"].as_u64() {
-                    p #queue-position { (ctx.t(Msg::QueuePosition)) " " (pos) " / " (session["queue_length"].as_u64().unwrap_or(pos)) }
-                }
-                @if let Some(eta) = session["estimated_start"].as_str() {
-                    p #eta { (ctx.t(Msg::ExpectedStart)) " " (eta.get(11..16).unwrap_or(eta)) " UTC" }
-                } @else if session["position"].is_u64() {
-                    p.muted #eta { (ctx.t(Msg::NoEta)) }
-                }
-                @if let Some(ends) = session["ends_by"].as_str() {
-                    p #ends-by { (ctx.t(Msg::EndsBy)) " " (ends.get(11..16).unwrap_or(ends)) " UTC" }
-                }
-                p.muted { (s(&session, "region")) " · " (s(&session, "flavor")) }
-                @if s(&session, "state") == "running" {
-                    form method="post" action={ "/play/" (org) "/sessions/" (id) "/connect" } {
-                        (ctx.csrf_field())
-                        button type="submit" id="connect" { (ctx.t(Msg::Connect)) }
-                    }
-                }
+            // Live: the server sends the card again whenever the session changes (its place
+            // in the queue counting down, then running with the connect button).
+            div.card #session data-state=(s(&session, "state"))
+                data-events={ "/play/" (org) "/sessions/" (id) "/events" } {
+                (card)
             }
             form method="post" action={ "/play/" (org) "/sessions/" (id) "/end" } {
                 (ctx.csrf_field())
                 button.danger type="submit" id="end-session" { (ctx.t(Msg::EndSession)) }
             }
+            script src="/assets/live.js" {}
+        },
+    )
+}
+
+/// The session's card: its state, its place in the queue and expected start while it waits,
+/// when it ends, and the connect button once it runs.
+fn session_card(lang: Lang, csrf: &Markup, org: &str, id: &str, session: &Value) -> Markup {
+    let state = match s(session, "state") {
+        "queued" => lang.t(Msg::StateQueued),
+        "starting" => lang.t(Msg::StateStarting),
+        "running" => lang.t(Msg::StateRunning),
+        "ending" => lang.t(Msg::StateEnding),
+        other => other,
+    };
+    html! {
+        div.big #session-state data-state=(s(session, "state")) { (state) }
+        @if let Some(pos) = session["position"].as_u64() {
+            p #queue-position { (lang.t(Msg::QueuePosition)) " " (pos) " / " (session["queue_length"].as_u64().unwrap_or(pos)) }
+        }
+        @if let Some(eta) = session["estimated_start"].as_str() {
+            p #eta { (lang.t(Msg::ExpectedStart)) " " (eta.get(11..16).unwrap_or(eta)) " UTC" }
+        } @else if session["position"].is_u64() {
+            p.muted #eta { (lang.t(Msg::NoEta)) }
+        }
+        @if let Some(ends) = session["ends_by"].as_str() {
+            p #ends-by { (lang.t(Msg::EndsBy)) " " (ends.get(11..16).unwrap_or(ends)) " UTC" }
+        }
+        p.muted { (s(session, "region")) " · " (s(session, "flavor")) }
+        @if s(session, "state") == "running" {
+            form method="post" action={ "/play/" (org) "/sessions/" (id) "/connect" } {
+                (csrf)
+                button type="submit" id="connect" { (lang.t(Msg::Connect)) }
+            }
+        }
+    }
+}
+
+/// `GET /play/{org}/sessions/{id}/events`: server-sent events — the session's card whenever
+/// it changes (checked twice a second), until the session is gone.
+pub async fn session_events(
+    ctx: Ctx,
+    Path((org, id)): Path<(String, String)>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let project = household_of(&ctx, &org)
+        .await
+        .map(|h| s(&h, "project").to_owned())
+        .unwrap_or_default();
+    let path = format!(
+        "/v1/sessions/{}?project={}",
+        urlencode(&id),
+        urlencode(&project)
+    );
+    let (api, lang, csrf) = (ctx.api.clone(), ctx.lang, ctx.csrf_field());
+    let stream = futures::stream::unfold(
+        (None::<String>, false),
+        move |(last, ended): (Option<String>, bool)| {
+            let (api, path, csrf, org, id) = (
+                api.clone(),
+                path.clone(),
+                csrf.clone(),
+                org.clone(),
+                id.clone(),
+            );
+            async move {
+                if ended {
+                    return None;
+                }
+                loop {
+                    match api.get(&path).await {
+                        Ok(session) => {
+                            let html = session_card(lang, &csrf, &org, &id, &session).into_string();
+                            if last.as_deref() != Some(html.as_str()) {
+                                let event = Event::default().event("html").data(html.clone());
+                                return Some((Ok(event), (Some(html), false)));
+                            }
+                        }
+                        // The session ended (or the login did): tell the page, then stop.
+                        Err(_) => {
+                            let event = Event::default().event("end").data("");
+                            return Some((Ok(event), (last, true)));
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
         },
     );
-    if waiting {
-        response.headers_mut().insert(
-            axum::http::header::REFRESH,
-            axum::http::HeaderValue::from_static("3"),
-        );
-    }
-    response
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 /// `POST /play/{org}/sessions/{id}/connect`: connection details for the client (a one-time

@@ -379,7 +379,8 @@ async fn the_portal_unlocks_a_title_for_a_kid_and_launches_it() {
     click(&c, &format!("{noir} button.unlock")).await;
     wait_for(&c, "p.notice", Duration::from_secs(10)).await;
     click(&c, &format!("{noir} button.play")).await;
-    wait_for(&c, "#session", Duration::from_secs(10)).await;
+    // Read once the live card has come (it replaces the first one).
+    wait_for(&c, "#session[data-updated]", Duration::from_secs(10)).await;
     assert_eq!(text(&c, "#session-state").await, "Waiting for a GPU");
     assert_eq!(
         c.find(fantoccini::Locator::Css("#session"))
@@ -540,4 +541,136 @@ async fn connection_details_are_taken_once() {
     assert!(text(&c, "#stream-host").await.ends_with(":47998"));
     assert_eq!(text(&c, "#stream-token").await.len(), 64);
     shots.take(&c, "connection").await;
+}
+
+/// `vmcloud dev` with one simulated game host of one GPU: its warm pool keeps one VM booted
+/// (the second waits for a GPU). In Chromium, the demo owner launches a title and gets the
+/// connection details at once (a warm VM took it; its token is taken by the streaming
+/// server); the kid's launch then finds the pool empty and waits in the queue, its page kept
+/// live by server-sent events; when the owner ends their session the kid's starts on the
+/// freed GPU and the page says so without reloading. `vmcloud warm-pools` counts what it
+/// served.
+#[tokio::test]
+async fn a_warm_vm_serves_a_launch_at_once_and_the_queue_counts_down_live() {
+    use super::browser::{Shots, browser, click, find_program, start_driver, text, wait_for};
+    use std::time::Duration;
+    const TEST: &str =
+        "dev::gaming::a_warm_vm_serves_a_launch_at_once_and_the_queue_counts_down_live";
+    let (Some(chromium), Some(chromedriver)) = (
+        find_program(&["chromium", "chromium-browser", "google-chrome"]),
+        find_program(&["chromedriver"]),
+    ) else {
+        vmcloud_proto::testing::skip(
+            TEST,
+            "no chromium and chromedriver on PATH (scripts/test installs Debian's chromium and chromium-driver as root)",
+        );
+        return;
+    };
+    let fx = Fixture::start_with(&["--game-hosts", "1", "--game-host-shape", "gpu-1xrtx4090"]);
+    let base = fx.fleet.api.clone();
+    let api = Api { base: &base };
+    let (password, token, home) = demo_gamer(&fx, &api).await;
+    let (status, body) = api
+        .call(
+            "PATCH",
+            &format!("/v1/households/{home}/profiles/pf-demo-sam"),
+            Some(&token),
+            Some(json!({"allowed_hours": [0, 0]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    super::eventually(Duration::from_secs(60), "a warm VM booted", || async {
+        let pools = cli_json(&fx, &["warm-pools"]);
+        (pools["pools"][0]["ready"] == 1).then_some(())
+    })
+    .await;
+
+    let driver = start_driver(&chromedriver).await;
+    let c = browser(&driver, &chromium).await;
+    let mut shots = Shots::new("play-warm");
+    c.goto(&format!("{base}/login")).await.unwrap();
+    super::browser::fill(&c, "#email", "gamer@vmcloud.example").await;
+    super::browser::fill(&c, "#password", &password).await;
+    click(&c, "#login").await;
+    wait_for(&c, "#projects", Duration::from_secs(10)).await;
+    let chess = "div.title[data-title='chess-arena']";
+    c.goto(&format!("{base}/play/{home}/pf-demo-alex"))
+        .await
+        .unwrap();
+    wait_for(&c, &format!("{chess} button.play"), Duration::from_secs(10)).await;
+    click(&c, &format!("{chess} button.play")).await;
+    // At once: no queue, no boot — where to connect.
+    wait_for(&c, "#connection", Duration::from_secs(5)).await;
+    assert_eq!(text(&c, "#stream-host").await, "game-par-1:47998");
+    let token_alex = text(&c, "#stream-token").await;
+    assert_eq!(token_alex.len(), 64);
+    shots.take(&c, "warm-connection").await;
+    let (_, sessions) = api
+        .call("GET", &format!("/v1/households/{home}"), Some(&token), None)
+        .await;
+    let project = sessions["project"].as_str().unwrap().to_owned();
+    let (_, list) = api
+        .call(
+            "GET",
+            &format!("/v1/sessions?project={project}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let alex = list["sessions"][0].clone();
+    assert_eq!(alex["state"], "running", "{list}");
+    let alex_id = alex["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/stream/redeem",
+            None,
+            Some(json!({"session": alex_id, "token": token_alex})),
+        )
+        .await;
+    assert_eq!(status, 200, "the warm launch's token is taken: {body}");
+
+    // Sam's launch: the pool is empty (its other VM has no GPU) — the queue, live.
+    c.goto(&format!("{base}/play/{home}/pf-demo-sam"))
+        .await
+        .unwrap();
+    wait_for(&c, &format!("{chess} button.play"), Duration::from_secs(10)).await;
+    click(&c, &format!("{chess} button.play")).await;
+    // Read once the live card has come (it replaces the first one).
+    wait_for(
+        &c,
+        "#session[data-state='queued'][data-updated]",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(text(&c, "#queue-position").await.contains("1 / 1"));
+    shots.take(&c, "queued").await;
+    let (status, body) = api
+        .call(
+            "DELETE",
+            &format!("/v1/sessions/{alex_id}?project={project}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    wait_for(
+        &c,
+        "#session[data-state='running'][data-updated] #connect",
+        Duration::from_secs(60),
+    )
+    .await;
+    shots.take(&c, "started-live").await;
+
+    let pools = cli_json(&fx, &["warm-pools"]);
+    let pool = &pools["pools"][0];
+    assert_eq!(
+        (
+            pool["launches_last_hour"].as_u64(),
+            pool["served_warm_last_hour"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{pools}"
+    );
+    assert!(pool["boot_ms"].as_i64().unwrap() >= 3000, "{pools}");
 }
