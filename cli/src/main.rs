@@ -358,6 +358,9 @@ enum BenchCommand {
     /// A monthly billing run of many organisations through a Raft group of replicas: total
     /// time and the longest apply of one entry.
     BillingRun(bench::billing_run::BillingRunBenchArgs),
+    /// Game launches from warm pools through a scheduler cluster: launches/s, request →
+    /// connection details p50/p99, the share served warm.
+    Launch(bench::launch::LaunchBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -538,6 +541,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Fleet(args),
             } => bench::fleet::fleet(args).await,
+            Command::Bench {
+                command: BenchCommand::Launch(args),
+            } => bench::launch::launch(args).await,
             Command::Bench {
                 command: BenchCommand::State(args),
             } => bench::state::state(args),

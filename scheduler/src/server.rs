@@ -372,6 +372,7 @@ impl Scheduler {
             secrets: config.secrets.map(Arc::new),
             public_url: public_url.trim_end_matches('/').to_owned(),
             limiter: Default::default(),
+            warm_claims: Default::default(),
             api_per_hour: config.api_per_hour,
             webhooks_allow_private: config.webhooks_allow_private,
             test_clock: config.test_clock,

@@ -56,11 +56,11 @@ pub struct FleetBenchArgs {
     pub work_dir: Option<PathBuf>,
 }
 
-fn free_tcp() -> anyhow::Result<SocketAddr> {
+pub(super) fn free_tcp() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-fn free_udp() -> anyhow::Result<SocketAddr> {
+pub(super) fn free_udp() -> anyhow::Result<SocketAddr> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
 }
 
@@ -73,7 +73,7 @@ struct Replica {
 }
 
 /// The last lines of a log, for an error.
-fn tail(path: &Path) -> String {
+pub(super) fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")

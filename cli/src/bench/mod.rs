@@ -7,6 +7,7 @@ pub mod audit;
 pub mod billing_run;
 pub mod create;
 pub mod fleet;
+pub mod launch;
 pub mod placement;
 pub mod raft;
 pub mod rating;

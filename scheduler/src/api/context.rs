@@ -36,6 +36,8 @@ pub struct ApiState {
     pub public_url: String,
     /// This replica's rate-limit buckets.
     pub limiter: Arc<crate::api::limits::Limiter>,
+    /// Warm VMs this replica's launches are taking now: launches at once pick others.
+    pub warm_claims: Arc<std::sync::Mutex<std::collections::HashSet<vmcloud_proto::InstanceId>>>,
     /// Requests an hour each principal may make (0: no limit).
     pub api_per_hour: u32,
     /// Webhooks may go to `http` and private addresses (`vmcloud dev` only).

@@ -349,12 +349,38 @@ pub(crate) fn launch_command(
 /// Launches that lose the race for a warm VM try another this many times, then wait cold.
 const WARM_TRIES: usize = 3;
 
-/// A booted, idle warm VM of the launch's class, if its pool has one: one of the first few, at
-/// random, so that launches at once rarely reach for the same.
-fn pick_warm(s: &ApiState, class: &WarmClass) -> Option<InstanceId> {
+/// A booted, idle warm VM of the launch's class that no other launch on this replica is
+/// taking, if its pool has one: one of the first few, at random, so that launches through
+/// other replicas rarely reach for the same. Held until the guard drops.
+fn pick_warm(s: &ApiState, class: &WarmClass) -> Option<WarmClaim> {
     let state = s.cluster.state();
-    let ready: Vec<&InstanceId> = state.ready_warm(class).take(32).collect();
-    (!ready.is_empty()).then(|| ready[rand::random_range(0..ready.len())].clone())
+    let mut claims = s.warm_claims.lock().unwrap_or_else(|e| e.into_inner());
+    let ready: Vec<&InstanceId> = state
+        .ready_warm(class)
+        .filter(|id| !claims.contains(*id))
+        .take(8)
+        .collect();
+    let id = (*ready.get(rand::random_range(0..ready.len().max(1)))?).clone();
+    claims.insert(id.clone());
+    Some(WarmClaim {
+        id,
+        claims: s.warm_claims.clone(),
+    })
+}
+
+/// A warm VM a launch on this replica is taking.
+struct WarmClaim {
+    id: InstanceId,
+    claims: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<InstanceId>>>,
+}
+
+impl Drop for WarmClaim {
+    fn drop(&mut self) {
+        self.claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
 }
 
 /// Proposes a launch; `201` with the session: running with its connection details when a warm
@@ -372,9 +398,10 @@ pub(crate) async fn propose_launch(
     };
     let warm_ok = command.market() == pb::Market::OnDemand && command.reservation_id.is_empty();
     for _ in 0..WARM_TRIES {
-        let Some(vm) = warm_ok.then(|| pick_warm(s, &class)).flatten() else {
+        let Some(claim) = warm_ok.then(|| pick_warm(s, &class)).flatten() else {
             break;
         };
+        let vm = claim.id.clone();
         let (token, sha256) = crate::tenancy::api_key::mail_token();
         let expires = crate::clock::now_ms() + crate::sessions::types::STREAM_TOKEN_MS;
         let mut warm = command.clone();

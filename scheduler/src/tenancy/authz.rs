@@ -81,6 +81,22 @@ pub fn role_allows(role: Role, action: Action) -> bool {
     }
 }
 
+impl ClusterState {
+    /// Whether `project` is another project of the provider organisation an operator `key`
+    /// belongs to.
+    fn provider_sibling(&self, key: &crate::tenancy::types::ApiKey, project: &ProjectId) -> bool {
+        key.role == Role::Operator
+            && self
+                .projects
+                .get(&key.project)
+                .zip(self.projects.get(project))
+                .is_some_and(|(own, other)| {
+                    own.org == other.org
+                        && self.organisations.get(&own.org).is_some_and(|o| o.provider)
+                })
+    }
+}
+
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -170,9 +186,10 @@ impl ClusterState {
         match resource {
             Resource::Fleet if allowed => Ok(()),
             Resource::Fleet => Err(forbidden(key.role, action, "the fleet")),
-            Resource::Project(p) if *p == key.project => {
-                // An operator key administers its own (provider) project: the dev fleet's
-                // key deploys there, as before roles.
+            Resource::Project(p) if *p == key.project || self.provider_sibling(key, p) => {
+                // An operator key administers its own (provider) project — the dev fleet's
+                // key deploys there, as before roles — and the provider's other projects
+                // (internal tenants, benchmarks' gamers).
                 let own_admin =
                     key.role == Role::Operator && role_allows(Role::ProjectAdmin, action);
                 if allowed || own_admin {
@@ -190,6 +207,15 @@ impl ClusterState {
                 let own = self.projects.get(&key.project).is_some_and(|p| p.org == *o);
                 match self.organisations.get(o) {
                     Some(_) if own && action == Action::ReadOrg => Ok(()),
+                    // The provider's own organisation: its operators make projects there.
+                    Some(org)
+                        if own
+                            && org.provider
+                            && key.role == Role::Operator
+                            && action == Action::CreateProject =>
+                    {
+                        Ok(())
+                    }
                     Some(_) if key.role == Role::Operator && allowed => Ok(()),
                     Some(_) if own => {
                         Err(forbidden(key.role, action, &format!("organisation {o}")))
