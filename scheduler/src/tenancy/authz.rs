@@ -422,4 +422,81 @@ mod tests {
         }
         assert_eq!(Role::parse("root"), None);
     }
+
+    /// An operator key makes projects in its own (provider) organisation and administers
+    /// them; a customer's organisation and projects stay out of its reach.
+    #[test]
+    fn an_operator_key_runs_the_providers_own_projects_only() {
+        use vmcloud_proto::pb::{self, command::Body};
+        let mut state = ClusterState::default();
+        let mut apply = |n: u64, body: Body| {
+            state
+                .apply(
+                    n,
+                    pb::Command {
+                        actor: None,
+                        request: None,
+                        at_unix_ms: 1_000,
+                        body: Some(body),
+                    },
+                )
+                .expect("applied");
+        };
+        let project = |id: &str, operator: bool, org: &str| {
+            Body::CreateProject(pb::CreateProject {
+                project_id: id.into(),
+                name: id.into(),
+                operator,
+                org_id: org.into(),
+            })
+        };
+        apply(1, project("acct-dev", true, ""));
+        apply(2, project("prj-internal", false, "org-acct-dev"));
+        apply(3, project("prj-customer", false, ""));
+        apply(
+            4,
+            Body::AddApiKey(pb::AddApiKey {
+                project_id: "acct-dev".into(),
+                key_id: "key-op".into(),
+                secret_sha256: vec![1; 32],
+                name: "op".into(),
+                role: "operator".into(),
+                expires_at_unix_ms: 0,
+            }),
+        );
+        let key = Principal::ApiKey("key-op".into());
+        let org = |o: &str| OrgId::parse(o).unwrap();
+        let prj = |p: &str| ProjectId::parse(p).unwrap();
+        let ok = |r: Result<(), Denied>| r.is_ok();
+        assert!(ok(state.authorize(
+            &key,
+            Action::CreateProject,
+            Resource::Org(&org("org-acct-dev"))
+        )));
+        assert!(ok(state.authorize(
+            &key,
+            Action::ManageKeys,
+            Resource::Project(&prj("prj-internal"))
+        )));
+        assert!(ok(state.authorize(
+            &key,
+            Action::Deploy,
+            Resource::Project(&prj("prj-internal"))
+        )));
+        assert!(!ok(state.authorize(
+            &key,
+            Action::CreateProject,
+            Resource::Org(&org("org-prj-customer"))
+        )));
+        assert!(!ok(state.authorize(
+            &key,
+            Action::Deploy,
+            Resource::Project(&prj("prj-customer"))
+        )));
+        assert!(!ok(state.authorize(
+            &key,
+            Action::ManageKeys,
+            Resource::Project(&prj("prj-customer"))
+        )));
+    }
 }
