@@ -104,3 +104,11 @@ impl Cluster {
         &self.raft
     }
 }
+
+/// Waits until this replica gains or loses the lead, or `at_most` passes — for loops that act
+/// while leading. Not on every change of the status: it changes with every commit, and a loop
+/// woken by each would redo its work hundreds of times a second under load.
+pub async fn lead_changes(status: &mut watch::Receiver<RaftStatus>, at_most: std::time::Duration) {
+    let was = status.borrow_and_update().is_leader;
+    let _ = tokio::time::timeout(at_most, status.wait_for(|s| s.is_leader != was)).await;
+}

@@ -118,10 +118,7 @@ impl Collector {
                     self.budgets().await;
                 }
             }
-            tokio::select! {
-                _ = status.changed() => {}
-                () = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
+            crate::raft_handle::lead_changes(&mut status, Duration::from_secs(2)).await;
         }
     }
 

@@ -69,10 +69,7 @@ pub async fn run(cluster: Cluster, run_after: Duration) {
                 }
             }
         }
-        tokio::select! {
-            _ = status.changed() => {}
-            () = tokio::time::sleep(Duration::from_secs(10)) => {}
-        }
+        crate::raft_handle::lead_changes(&mut status, Duration::from_secs(10)).await;
     }
 }
 

@@ -210,8 +210,8 @@ pub fn validate(
         if w.min > w.max {
             return err(key("min"), format!("min {} is above max {}", w.min, w.max));
         }
-        if w.max > 10_000 {
-            return err(key("max"), "a pool keeps at most 10000 VMs warm".into());
+        if w.max > 100_000 {
+            return err(key("max"), "a pool keeps at most 100000 VMs warm".into());
         }
         if w.boot_s == 0 || w.boot_s > 3600 {
             return err(key("boot_s"), "a boot takes 1 to 3600 seconds".into());

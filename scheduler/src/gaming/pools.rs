@@ -26,6 +26,14 @@ impl WarmClass {
         }
     }
 
+    /// Whether `i` is of this class (without copying its fields).
+    pub fn holds(&self, i: &Instance) -> bool {
+        self.region == i.region
+            && self.flavor == i.flavor
+            && self.image == i.image
+            && self.pool == i.pool
+    }
+
     pub fn of_config(c: &WarmPoolConfig) -> WarmClass {
         WarmClass {
             region: c.region.clone(),

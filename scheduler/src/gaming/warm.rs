@@ -114,7 +114,7 @@ impl ClusterState {
             i.is_warm()
                 && i.state == InstanceState::Running
                 && i.reclaimed_at_ms.is_none()
-                && WarmClass::of(i) == *class
+                && class.holds(i)
         })
     }
 
@@ -182,7 +182,8 @@ impl ClusterState {
             n.generation += 1;
             self.generation_epoch.0 += 1;
         }
-        self.capacity_epoch += 1;
+        // No capacity came free (the GPU stays bound, to the session now): placement need not
+        // look again.
         self.record_launch(&class, true, at);
         self.index_owner(&session);
         self.instances

@@ -12,6 +12,7 @@ use vmcloud_proto::{InstanceId, ProjectId};
 use crate::catalog::Catalog;
 use crate::gaming::pools::{WarmClass, target_size};
 use crate::instances::types::{InstanceState, WARM_POOL_PROJECT};
+use crate::jobs::queue::free_whole_gpus;
 use crate::raft_handle::Cluster;
 use crate::state::ClusterState;
 
@@ -29,6 +30,8 @@ pub struct PoolSize {
     pub ready: u32,
     /// Waiting for a host, or booting.
     pub booting: u32,
+    /// Of those, waiting for a host.
+    pub unplaced: u32,
     /// Taken off the pool: being reclaimed by real work, or being removed.
     pub leaving: u32,
 }
@@ -43,7 +46,7 @@ fn pool_members(state: &ClusterState, class: &WarmClass) -> (PoolSize, Vec<Insta
         let Some(i) = state.instances.get(id) else {
             continue;
         };
-        if WarmClass::of(i) != *class {
+        if !class.holds(i) {
             continue;
         }
         if i.state == InstanceState::Deleting || i.reclaimed_at_ms.is_some() {
@@ -53,6 +56,7 @@ fn pool_members(state: &ClusterState, class: &WarmClass) -> (PoolSize, Vec<Insta
             idle.push(id.clone());
         } else {
             size.booting += 1;
+            size.unplaced += u32::from(i.node.is_none());
             waiting.push(id.clone());
         }
     }
@@ -86,8 +90,15 @@ pub fn plan(state: &ClusterState, catalog: &Catalog, now_ms: i64) -> Vec<Body> {
         let (size, removable) = pool_members(state, &class);
         let target = target_size(config, state.gaming.warm.get(&class.key()), now_ms) as usize;
         let have = (size.ready + size.booting) as usize;
-        if have < target {
-            let vms = (0..(target - have).min(BATCH))
+        // VMs that would wait for a host are not added: only what free GPUs can boot (real
+        // work still reclaims warm VMs, and a pool short of its target says so).
+        let room = flavor.gpu.as_ref().map_or(0, |g| {
+            let free = free_whole_gpus(state, &config.region, &g.model, config.pool.as_deref());
+            usize::try_from(free).unwrap_or(0) / g.count.max(1) as usize
+        });
+        let room = room.saturating_sub(size.unplaced as usize);
+        if have < target && room > 0 {
+            let vms = (0..(target - have).min(BATCH).min(room))
                 .map(|_| {
                     let id = InstanceId::generate();
                     let name = format!("warm-{}-{}", config.region, &id.as_str()[2..8]);
@@ -133,9 +144,6 @@ pub async fn run(cluster: Cluster, catalog: Arc<Catalog>) {
                 }
             }
         }
-        tokio::select! {
-            _ = status.changed() => {}
-            () = tokio::time::sleep(EVERY) => {}
-        }
+        crate::raft_handle::lead_changes(&mut status, EVERY).await;
     }
 }

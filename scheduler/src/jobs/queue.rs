@@ -132,6 +132,33 @@ pub(crate) struct Timeline {
     events: Vec<(i64, i64)>,
 }
 
+/// Whole GPUs of `model` free now in `region` (on ready hosts of `pool`, less what unused
+/// reservation slots hold).
+pub(crate) fn free_whole_gpus(
+    state: &ClusterState,
+    region: &str,
+    model: &str,
+    pool: Option<&str>,
+) -> i64 {
+    let no_labels = BTreeMap::new();
+    state
+        .nodes
+        .values()
+        .filter(|n| {
+            n.region == region && n.state == NodeState::Ready && n.matches(pool, &no_labels)
+        })
+        .map(|node| {
+            let used = state.usage(&node.id);
+            let free = node
+                .gpus
+                .iter()
+                .filter(|g| g.model == model && !g.mig && !used.gpus.contains(&g.pci_address))
+                .count() as i64;
+            (free - i64::from(used.held.gpus)).max(0)
+        })
+        .sum()
+}
+
 impl Timeline {
     fn new(state: &ClusterState, region: &str, model: &str) -> Timeline {
         Self::new_in_pool(state, region, model, None)
@@ -145,18 +172,7 @@ impl Timeline {
         model: &str,
         pool: Option<&str>,
     ) -> Timeline {
-        let mut free_now = 0i64;
-        let no_labels = BTreeMap::new();
-        for node in state.nodes.values().filter(|n| {
-            n.region == region && n.state == NodeState::Ready && n.matches(pool, &no_labels)
-        }) {
-            let used = state.usage(&node.id);
-            let with_model = node.gpus.iter().filter(|g| g.model == model);
-            let free = with_model
-                .filter(|g| !g.mig && !used.gpus.contains(&g.pci_address))
-                .count() as i64;
-            free_now += (free - i64::from(used.held.gpus)).max(0);
-        }
+        let free_now = free_whole_gpus(state, region, model, pool);
         let mut events: Vec<(i64, i64)> = state
             .instances
             .values()

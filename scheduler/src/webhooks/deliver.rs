@@ -54,8 +54,7 @@ pub async fn run(s: ApiState) {
             });
             tokio::select! {
                 _ = applied.changed() => {}
-                _ = status.changed() => {}
-                () = tokio::time::sleep(wait) => {}
+                () = crate::raft_handle::lead_changes(&mut status, wait) => {}
             }
             continue;
         }

@@ -544,7 +544,7 @@ async fn connection_details_are_taken_once() {
 }
 
 /// `vmcloud dev` with one simulated game host of one GPU: its warm pool keeps one VM booted
-/// (the second waits for a GPU). In Chromium, the demo owner launches a title and gets the
+/// (its minimum of two would need a second GPU). In Chromium, the demo owner launches a title and gets the
 /// connection details at once (a warm VM took it; its token is taken by the streaming
 /// server); the kid's launch then finds the pool empty and waits in the queue, its page kept
 /// live by server-sent events; when the owner ends their session the kid's starts on the
@@ -630,7 +630,7 @@ async fn a_warm_vm_serves_a_launch_at_once_and_the_queue_counts_down_live() {
         .await;
     assert_eq!(status, 200, "the warm launch's token is taken: {body}");
 
-    // Sam's launch: the pool is empty (its other VM has no GPU) — the queue, live.
+    // Sam's launch: the pool is empty (no GPU for another warm VM) — the queue, live.
     c.goto(&format!("{base}/play/{home}/pf-demo-sam"))
         .await
         .unwrap();
