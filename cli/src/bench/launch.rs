@@ -346,6 +346,41 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
     for t in tasks {
         keys.extend(t.await??);
     }
+    // Every replica has applied the set-up before the clock starts (a follower still applying
+    // it would take the CPUs the launches are measured on).
+    let (_, leader_view) = http
+        .call(
+            reqwest::Method::GET,
+            &format!("{api}/v1/cluster"),
+            &operator,
+            None,
+        )
+        .await?;
+    let commit = leader_view["commit_index"].as_u64().unwrap_or(0);
+    for (_, replica_api, _, log) in &replicas {
+        loop {
+            let (_, v) = http
+                .call(
+                    reqwest::Method::GET,
+                    &format!("{replica_api}/v1/cluster"),
+                    &operator,
+                    None,
+                )
+                .await
+                .unwrap_or((0, Value::Null));
+            if v["applied_index"].as_u64().unwrap_or(0) >= commit {
+                break;
+            }
+            if started.elapsed() > args.timeout {
+                bail!(
+                    "a replica did not catch up within {:?}:\n{}",
+                    args.timeout,
+                    tail(log)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     eprintln!(
         "{} gamers ready after {:.0} s; launching, {} at a time, through replica {}",
         keys.len(),

@@ -33,6 +33,9 @@ pub struct StateIndex {
     /// Each organisation's projects (a billing run's batch finds its organisations' meters
     /// without walking every project).
     pub org_projects: HashMap<vmcloud_proto::OrgId, OrdSet<ProjectId>>,
+    /// Each organisation's project names (unique within it), so that a new project's name is
+    /// checked without walking the organisation's projects.
+    pub project_names: imbl::HashSet<(vmcloud_proto::OrgId, String)>,
     /// Booted warm VMs by class (see [`crate::gaming::warm`]); a launch checks the one it
     /// takes is still idle.
     pub warm: HashMap<crate::gaming::pools::WarmClass, OrdSet<InstanceId>>,

@@ -40,6 +40,7 @@ impl ClusterState {
             per_project: by_project.per_project,
             quota_used: by_project.quota_used,
             org_projects: by_project.org_projects,
+            project_names: by_project.project_names,
             warm: by_node.warm,
         };
     }
@@ -100,6 +101,7 @@ impl ClusterState {
                 .entry(p.org.clone())
                 .or_default()
                 .insert(p.id.clone());
+            index.project_names.insert((p.org.clone(), p.name.clone()));
         }
         for i in self.instances.values() {
             index

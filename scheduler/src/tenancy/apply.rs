@@ -45,16 +45,11 @@ impl ClusterState {
         } else {
             validate::name("project name", &c.name).map_err(invalid)?
         };
-        // The organisation's projects by index: an organisation has a few, the cluster
-        // millions.
+        // By index: an organisation may have thousands, the cluster millions.
         if self
             .index
-            .org_projects
-            .get(&org)
-            .into_iter()
-            .flatten()
-            .filter_map(|p| self.projects.get(p))
-            .any(|p| p.name == name)
+            .project_names
+            .contains(&(org.clone(), name.clone()))
         {
             return Err(Rejected::Exists(format!(
                 "a project named `{name}` in organisation {org}"
@@ -68,6 +63,9 @@ impl ClusterState {
 
     /// Adds a project (and to its organisation's index).
     fn insert_project(&mut self, project: Project) {
+        self.index
+            .project_names
+            .insert((project.org.clone(), project.name.clone()));
         self.index
             .org_projects
             .entry(project.org.clone())
@@ -97,12 +95,15 @@ impl ClusterState {
                 "project {id} still holds {active_reservations} reservation(s) until they end"
             )));
         }
-        if let Some(p) = self.projects.remove(&id)
-            && let Some(set) = self.index.org_projects.get_mut(&p.org)
-        {
-            set.remove(&id);
-            if set.is_empty() {
-                self.index.org_projects.remove(&p.org);
+        if let Some(p) = self.projects.remove(&id) {
+            self.index
+                .project_names
+                .remove(&(p.org.clone(), p.name.clone()));
+            if let Some(set) = self.index.org_projects.get_mut(&p.org) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.index.org_projects.remove(&p.org);
+                }
             }
         }
         let keys: Vec<String> = self
