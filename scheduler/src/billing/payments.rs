@@ -144,7 +144,7 @@ impl ClusterState {
         for n in nodes {
             if let Some(node) = self.nodes.get_mut(&n).map(Arc::make_mut) {
                 node.generation += 1;
-                self.generation_epoch.0 += 1;
+                self.generation_epoch.bump(&n);
             }
         }
         self.emit_org_event(org, event, data);

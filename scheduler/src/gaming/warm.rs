@@ -180,7 +180,7 @@ impl ClusterState {
         }
         if let Some(n) = self.nodes.get_mut(&node).map(Arc::make_mut) {
             n.generation += 1;
-            self.generation_epoch.0 += 1;
+            self.generation_epoch.bump(&node);
         }
         // No capacity came free (the GPU stays bound, to the session now): placement need not
         // look again.

@@ -125,13 +125,30 @@ pub(crate) async fn watch_generations(cluster: Cluster, links: NodeLinks) {
         if seen_epoch == Some(epoch) {
             continue;
         }
+        // The nodes whose generation grew since the last look (every node when the epoch
+        // remembers not that far back, or at the first look).
+        let bumped = seen_epoch.and_then(|seen| state.generation_epoch.nodes_since(seen));
         seen_epoch = Some(epoch);
-        for (node, link) in map.iter_mut() {
+        let wake = |node: &vmcloud_proto::NodeId, link: &mut crate::gateway::links::LinkInfo| {
             if let Some(n) = state.nodes.get(node)
                 && n.generation != link.generation_seen
             {
                 link.generation_seen = n.generation;
                 link.wake.notify_one();
+            }
+        };
+        match bumped {
+            Some(nodes) => {
+                for node in nodes {
+                    if let Some(link) = map.get_mut(node) {
+                        wake(node, link);
+                    }
+                }
+            }
+            None => {
+                for (node, link) in map.iter_mut() {
+                    wake(node, link);
+                }
             }
         }
     }

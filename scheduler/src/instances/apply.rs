@@ -494,7 +494,7 @@ impl ClusterState {
             .and_then(|n| nodes.get_mut(n).map(Arc::make_mut))
         {
             node.generation += 1;
-            generation_epoch.0 += 1;
+            generation_epoch.bump(&node.id);
             instance.deleted_in_generation = Some(node.generation);
         }
     }

@@ -145,7 +145,7 @@ impl ClusterState {
                 network_moves.push((nic.network.clone(), node_id.clone()));
             }
             Arc::make_mut(self.nodes.get_mut(&node_id).expect("checked above")).generation += 1;
-            self.generation_epoch.0 += 1;
+            self.generation_epoch.bump(&node_id);
             if own_slot {
                 let instance = self.instances[&id].clone();
                 self.bind_slot(&instance, &node_id);

@@ -55,7 +55,7 @@ impl ClusterState {
             );
             if let Some(node) = self.nodes.get_mut(&node_id).map(Arc::make_mut) {
                 node.generation += 1;
-                self.generation_epoch.0 += 1;
+                self.generation_epoch.bump(&node_id);
             }
             // A job runs all together or not at all: its other members stop with it.
             if let Some(job) = job {
@@ -151,7 +151,7 @@ impl ClusterState {
                 .and_then(|n| self.nodes.get_mut(n).map(Arc::make_mut))
             {
                 node.generation += 1;
-                self.generation_epoch.0 += 1;
+                self.generation_epoch.bump(&node.id);
             }
         }
     }

@@ -35,7 +35,7 @@ impl ClusterState {
         for other in others {
             if let Some(n) = self.nodes.get_mut(&other) {
                 std::sync::Arc::make_mut(n).generation += 1;
-                self.generation_epoch.0 += 1;
+                self.generation_epoch.bump(&other);
             }
         }
     }

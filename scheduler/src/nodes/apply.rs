@@ -225,7 +225,7 @@ impl ClusterState {
         }
         if changed && let Some(node) = self.nodes.get_mut(&id).map(Arc::make_mut) {
             node.generation += 1;
-            self.generation_epoch.0 += 1;
+            self.generation_epoch.bump(&id);
         }
         for (job, until) in spot_jobs {
             self.reclaim_job(&job, until, at);
@@ -345,7 +345,7 @@ impl ClusterState {
                     .and_then(|n| self.nodes.get_mut(n).map(Arc::make_mut))
                 {
                     node.generation += 1;
-                    self.generation_epoch.0 += 1;
+                    self.generation_epoch.bump(&node.id);
                 }
                 self.unplace(&m);
                 let i = self

@@ -75,7 +75,7 @@ impl ClusterState {
             && let Some(n) = self.nodes.get_mut(&node)
         {
             Arc::make_mut(n).generation += 1;
-            self.generation_epoch.0 += 1;
+            self.generation_epoch.bump(&node);
         }
     }
 

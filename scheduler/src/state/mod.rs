@@ -136,13 +136,41 @@ pub struct ClusterState {
 }
 
 /// A change counter kept beside the state, not part of its value: states equal in
-/// everything else are equal whatever their counters.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Epoch(pub u64);
+/// everything else are equal whatever their counters. It remembers which node each of its
+/// last [`Epoch::KEPT`] steps was for, so that the agent gateway wakes those nodes' links
+/// without looking at every node.
+#[derive(Debug, Clone, Default)]
+pub struct Epoch(pub u64, imbl::Vector<(u64, vmcloud_proto::NodeId)>);
 
 impl PartialEq for Epoch {
     fn eq(&self, _: &Self) -> bool {
         true
+    }
+}
+
+impl Epoch {
+    /// Steps remembered.
+    pub const KEPT: usize = 65_536;
+
+    /// One step, for `node` (its desired-config generation grew).
+    pub fn bump(&mut self, node: &vmcloud_proto::NodeId) {
+        self.0 += 1;
+        self.1.push_back((self.0, node.clone()));
+        if self.1.len() > Self::KEPT {
+            self.1.pop_front();
+        }
+    }
+
+    /// The nodes of the steps after `epoch`; `None` when they are no longer all remembered
+    /// (look at every node then).
+    pub fn nodes_since(&self, epoch: u64) -> Option<Vec<&vmcloud_proto::NodeId>> {
+        // A counter behind `epoch` is one restored from a snapshot: it remembers nothing.
+        let steps = self.0.checked_sub(epoch)?;
+        if steps > self.1.len() as u64 {
+            return None;
+        }
+        let skip = self.1.len() - steps as usize;
+        Some(self.1.iter().skip(skip).map(|(_, n)| n).collect())
     }
 }
 

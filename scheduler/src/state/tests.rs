@@ -725,3 +725,23 @@ fn a_state_of_many_instances_round_trips_through_chunks_decoded_in_parallel() {
     let err = decode(cut).map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("cut short"), "{err}");
 }
+
+/// The generation epoch names the nodes of its recent steps: the gateway wakes those links
+/// only; further back than it remembers, or behind a restored counter, it says so.
+#[test]
+fn the_generation_epoch_names_the_nodes_it_stepped_for() {
+    let node = |n: &str| vmcloud_proto::NodeId::parse(n).unwrap();
+    let mut e = crate::state::Epoch::default();
+    e.bump(&node("a"));
+    e.bump(&node("b"));
+    e.bump(&node("a"));
+    assert_eq!(e.nodes_since(3), Some(vec![]));
+    assert_eq!(e.nodes_since(1), Some(vec![&node("b"), &node("a")]));
+    assert_eq!(e.nodes_since(0).map(|n| n.len()), Some(3));
+    assert_eq!(e.nodes_since(7), None, "a counter behind: restored");
+    for _ in 0..crate::state::Epoch::KEPT {
+        e.bump(&node("c"));
+    }
+    assert_eq!(e.nodes_since(2), None, "forgotten");
+    assert_eq!(e.nodes_since(e.0 - 2).map(|n| n.len()), Some(2));
+}
