@@ -342,6 +342,10 @@ messages! {
     MinutesADay => "Minutes a day (a kid)", "Minutes par jour (enfant)";
     ProfilesText => "Six profiles at most. A kid plays titles up to their age's PEGI rating, for their minutes a day.", "Six profils au plus. Un enfant joue aux titres jusqu'à la classification PEGI de son âge, pendant ses minutes par jour.";
     ParentalPin => "Parental PIN", "Code parental";
+    GamingPlan => "Plan", "Forfait";
+    FreePlan => "free plan", "forfait gratuit";
+    NoGamingPlan => "The free plan: a few hours a month, one-hour sessions, the standard queue.", "Le forfait gratuit : quelques heures par mois, des sessions d'une heure, la file standard.";
+    CurrentPlan => "Your plan", "Votre forfait";
     SetPin => "Set the PIN", "Définir le code";
     PinIsSet => "A parental PIN is set: it unlocks a title for a kid's next session.", "Un code parental est défini : il débloque un titre pour la prochaine session d'un enfant.";
     PinNotSet => "No parental PIN yet: set one to unlock titles for a kid.", "Pas encore de code parental : définissez-en un pour débloquer des titres pour un enfant.";

@@ -62,6 +62,7 @@ pub fn pages(state: ApiState) -> Router {
         .route("/play/{org}", get(play_pages::household))
         .route("/play/{org}/profiles", post(play_pages::add_profile))
         .route("/play/{org}/pin", post(play_pages::set_pin))
+        .route("/play/{org}/plan", post(play_pages::take_plan))
         .route("/play/{org}/sessions/{id}", get(play_pages::session))
         .route("/play/{org}/sessions/{id}/end", post(play_pages::end))
         .route(

@@ -85,6 +85,12 @@ pub async fn household(ctx: Ctx, Path(org): Path<String>) -> Response {
         Err(page) => return page,
     };
     let titles = ctx.api.get("/v1/titles").await.unwrap_or(Value::Null);
+    // The household's gaming plan and those on offer (the owner's to change; others see none).
+    let plan = ctx
+        .api
+        .get(&format!("/v1/billing/plan?org={}", urlencode(&org)))
+        .await
+        .unwrap_or(Value::Null);
     let title_name = |id: &str| {
         items(&titles, "titles")
             .into_iter()
@@ -139,6 +145,7 @@ pub async fn household(ctx: Ctx, Path(org): Path<String>) -> Response {
                 button type="submit" id="add-profile" { (ctx.t(Msg::AddProfile)) }
             }
             p.muted { (ctx.t(Msg::ProfilesText)) }
+            (plans(&ctx, &org, &plan))
             h2 { (ctx.t(Msg::ParentalPin)) }
             form.card.row method="post" action={ "/play/" (org) "/pin" } {
                 (ctx.csrf_field())
@@ -150,12 +157,79 @@ pub async fn household(ctx: Ctx, Path(org): Path<String>) -> Response {
     )
 }
 
+/// The household's gaming plan and the gaming plans on offer, each with its price and a button
+/// that takes it (billed a month in advance, prorated: the billing page's plans).
+fn plans(ctx: &Ctx, org: &str, plan: &Value) -> Markup {
+    let current = plan["current"]["plan"].as_str().unwrap_or("");
+    let offers: Vec<Value> = items(plan, "available")
+        .into_iter()
+        .filter(|p| s(p, "plan").starts_with("game-"))
+        .collect();
+    if offers.is_empty() {
+        return html! {};
+    }
+    html! {
+        h2 { (ctx.t(Msg::GamingPlan)) }
+        section #plans {
+            @if current.is_empty() { p.muted #current-plan { (ctx.t(Msg::NoGamingPlan)) } }
+            @for p in &offers {
+                div.card.plan data-plan=(s(p, "plan")) {
+                    div.big { (s(p, "name")) }
+                    p { (s(p, "monthly")) " " (s(plan, "currency")) " " span.muted { (ctx.t(Msg::PerMonth)) } }
+                    @if s(p, "plan") == current {
+                        p #current-plan { strong { (ctx.t(Msg::CurrentPlan)) } }
+                    } @else {
+                        form method="post" action={ "/play/" (org) "/plan" } {
+                            (ctx.csrf_field())
+                            input type="hidden" name="plan" value=(s(p, "plan"));
+                            button type="submit" .take-plan { (ctx.t(Msg::TakePlan)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PlanForm {
+    plan: String,
+}
+
+/// `POST /play/{org}/plan`: the owner takes a gaming plan (through billing: its next invoice).
+pub async fn take_plan(
+    ctx: Ctx,
+    Path(org): Path<String>,
+    axum::Form(f): axum::Form<PlanForm>,
+) -> Response {
+    match ctx
+        .api
+        .call(
+            Method::PUT,
+            "/v1/billing/plan",
+            Some(serde_json::json!({"org": org, "plan": f.plan})),
+        )
+        .await
+    {
+        Ok(_) => crate::layout::done(&format!("/play/{org}"), Msg::NoticeSaved),
+        Err(p) => ctx.problem(&p),
+    }
+}
+
+/// The household's gaming plan as the gamer reads it: its name in the price book, or the free
+/// plan in their language.
+fn plan_name(ctx: &Ctx, h: &Value) -> String {
+    h["plan_name"]
+        .as_str()
+        .map_or_else(|| ctx.t(Msg::FreePlan).to_owned(), str::to_owned)
+}
+
 /// The household's hours this month, as a banner.
 fn hours(ctx: &Ctx, h: &Value) -> Markup {
     html! {
         section #month {
             div.card {
-                div.muted { (ctx.t(Msg::HoursLeft)) " (" (s(h, "plan")) ")" }
+                div.muted { (ctx.t(Msg::HoursLeft)) " (" (plan_name(ctx, h)) ")" }
                 div.big #hours-left { (minutes(&h["hours"]["left_min"])) }
             }
             div.card {

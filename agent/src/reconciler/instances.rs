@@ -7,7 +7,7 @@ use vmcloud_proto::{InstanceId, pb};
 
 use super::error::InstanceError;
 use super::network::guest_address;
-use super::{GUEST_STOPPED, Host, Memory, STOPPING_POLL, Step};
+use super::{ACPI_RETRY, GUEST_STOPPED, Host, Memory, STOPPING_POLL, Step};
 use crate::hypervisor::{DirectBoot, DomainSpec, DomainState, StateReason};
 use crate::images::ImageError;
 
@@ -38,7 +38,9 @@ impl Host {
                     None => match hv.request_shutdown(&spec.domain_name()) {
                         Ok(()) => {
                             tracing::info!(instance = %id, "stopping: ACPI shutdown requested");
-                            memory.stopping.insert(id.clone(), now + self.stop_grace);
+                            memory
+                                .stopping
+                                .insert(id.clone(), (now + self.stop_grace, now + ACPI_RETRY));
                             *next = (*next).min(STOPPING_POLL);
                             (pb::ObservedState::Running, "stopping".to_owned())
                         }
@@ -47,7 +49,15 @@ impl Host {
                             (pb::ObservedState::Running, e.to_string())
                         }
                     },
-                    Some(deadline) if now < *deadline => {
+                    Some((deadline, ask_again)) if now < *deadline => {
+                        if now >= *ask_again {
+                            let again = hv.request_shutdown(&spec.domain_name());
+                            tracing::info!(instance = %id, ok = again.is_ok(), "stopping: ACPI shutdown requested again");
+                            let deadline = *deadline;
+                            memory
+                                .stopping
+                                .insert(id.clone(), (deadline, now + ACPI_RETRY));
+                        }
                         *next = (*next).min(STOPPING_POLL);
                         (pb::ObservedState::Running, "stopping".to_owned())
                     }

@@ -56,6 +56,10 @@ const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often domains are looked at while stopping one gracefully.
 const STOPPING_POLL: Duration = Duration::from_secs(1);
+/// How often the ACPI shutdown is sent again while a guest has not honoured it: a guest still
+/// booting (its ACPI daemon not yet listening) misses the first one, as OpenStack's libvirt
+/// driver knows (it retries every 10 s too).
+const ACPI_RETRY: Duration = Duration::from_secs(10);
 /// Name of the marker left in an instance's directory when its guest shut itself down.
 const GUEST_STOPPED: &str = "guest-stopped";
 
@@ -82,8 +86,9 @@ pub struct Host {
 /// that the host itself does not also say).
 #[derive(Debug, Default)]
 pub struct Memory {
-    /// Graceful stops under way: when each one is forced.
-    stopping: HashMap<InstanceId, Instant>,
+    /// Graceful stops under way: when each one is forced, and when the ACPI request is sent
+    /// again.
+    stopping: HashMap<InstanceId, (Instant, Instant)>,
     /// The state each managed domain had at the last pass.
     last: HashMap<InstanceId, (DomainState, StateReason)>,
     /// GPUs scrubbed since their last tenant. After a restart none is: every GPU is scrubbed

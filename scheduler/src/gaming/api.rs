@@ -117,6 +117,9 @@ pub struct HouseholdView {
     pub project: String,
     /// The gaming plan (billing's plan id), or `free`.
     pub plan: String,
+    /// Its name in the price book (`Gaming Priority+`); absent for `free`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_name: Option<String>,
     pub fair_use: FairUse,
     pub hours: HoursView,
     pub pin_set: bool,
@@ -222,6 +225,13 @@ fn view(s: &ApiState, org: &OrgId) -> HouseholdView {
             .next()
             .map(|p| p.to_string())
             .unwrap_or_default(),
+        plan_name: state.organisations.get(org).and_then(|o| {
+            crate::billing::api::price_books()
+                .book(crate::billing::types::currency_of(o))?
+                .plans
+                .get(&plan)
+                .map(|p| p.name.clone())
+        }),
         plan,
         fair_use: fair.clone(),
         hours: HoursView {

@@ -431,11 +431,38 @@ async fn the_portal_unlocks_a_title_for_a_kid_and_launches_it() {
         Duration::from_secs(10),
     )
     .await;
+    // The owner takes Priority+ on the household's page: billed through billing, and the
+    // household's fair use (hours, session length, queue tier) follows.
+    c.goto(&format!("{base}/play/{home}")).await.unwrap();
+    let priority = "div.plan[data-plan='game-priority-plus']";
+    wait_for(
+        &c,
+        &format!("{priority} button.take-plan"),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(text(&c, "#month").await.contains("free plan"));
+    shots.take(&c, "plans").await;
+    click(&c, &format!("{priority} button.take-plan")).await;
+    wait_for(
+        &c,
+        &format!("{priority} #current-plan"),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(text(&c, "#month").await.contains("Gaming Priority+"));
+    let (_, view) = api
+        .call("GET", &format!("/v1/households/{home}"), Some(&token), None)
+        .await;
+    assert_eq!(view["plan"], "game-priority-plus", "{view}");
+    assert_eq!(view["fair_use"]["tier"], "priority-plus", "{view}");
+    shots.take(&c, "priority-plus").await;
     c.goto(&format!("{base}/play/{home}?lang=fr"))
         .await
         .unwrap();
     wait_for(&c, "#profiles", Duration::from_secs(10)).await;
     assert!(c.source().await.unwrap().contains("Qui joue ?"));
+    assert!(text(&c, "#month").await.contains("Gaming Priority+"));
     shots.take(&c, "household-fr").await;
 }
 
