@@ -349,6 +349,10 @@ impl Scheduler {
             cluster: cluster.clone(),
             catalog: catalog.clone(),
         }));
+        registry.register_collector(Box::new(crate::gaming::warm_metrics::WarmPoolsCollector {
+            cluster: cluster.clone(),
+            catalog: catalog.clone(),
+        }));
         let announce = tokio::spawn(announce(
             cluster.clone(),
             pb::AnnounceReplica {

@@ -12,3 +12,4 @@ pub mod types;
 pub mod warm;
 pub mod warm_api;
 pub mod warm_controller;
+pub mod warm_metrics;

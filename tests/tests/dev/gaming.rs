@@ -611,6 +611,23 @@ async fn a_warm_vm_serves_a_launch_at_once_and_the_queue_counts_down_live() {
         (pools["pools"][0]["ready"] == 1).then_some(())
     })
     .await;
+    // The NOC sees it too.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let labels = r#"{region="par",flavor="game-rtx4090",image="game-streaming",pool=""}"#;
+    for (name, value) in [
+        ("vmcloud_warm_pool_ready_vms", 1),
+        ("vmcloud_warm_pool_target_vms", 2),
+    ] {
+        assert!(
+            metrics.contains(&format!("{name}{labels} {value}")),
+            "{name} {value} not in /metrics:\n{metrics}"
+        );
+    }
 
     let driver = start_driver(&chromedriver).await;
     let c = browser(&driver, &chromium).await;
