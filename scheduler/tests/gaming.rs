@@ -381,3 +381,59 @@ fn a_kid_asks_a_parent_who_approves_once_or_declines() {
         "an approval is for one session"
     );
 }
+
+/// A launch that names a warm VM no longer free is refused before the household's rules use
+/// anything up: a parent's unlock is still there for the next launch.
+#[test]
+fn a_launch_refused_for_a_taken_warm_vm_keeps_the_parents_unlock() {
+    let mut f = household();
+    entitle(&mut f, "night-city-noir");
+    f.apply(Body::RecordPinAttempt(pb::RecordPinAttempt {
+        org_id: ORG.into(),
+        profile_id: KID.into(),
+        title: "night-city-noir".into(),
+        ok: true,
+    }));
+    // A warm VM still waiting for its host: not one a launch may take.
+    let warm = InstanceId::generate();
+    f.apply(Body::FillWarmPool(pb::FillWarmPool {
+        vms: vec![pb::CreateInstance {
+            instance_id: warm.to_string(),
+            name: "warm".into(),
+            region: "par".into(),
+            vcpus: 8,
+            memory_mib: 16384,
+            gpu_model: "H100".into(),
+            gpu_count: 1,
+            ..Default::default()
+        }],
+    }));
+    let refused = f.try_apply(Body::CreateInstance(pb::CreateInstance {
+        instance_id: warm.to_string(),
+        project_id: PROJECT.into(),
+        name: "night-city-noir".into(),
+        region: "par".into(),
+        vcpus: 8,
+        memory_mib: 16384,
+        gpu_model: "H100".into(),
+        gpu_count: 1,
+        session: Some(pb::GameSession {
+            tier: pb::SessionTier::Standard as i32,
+            title: "night-city-noir".into(),
+            profile_id: KID.into(),
+            title_pegi: 18,
+            monthly_hours: 100,
+            rollover_hours: 15,
+            session_max_s: 6 * 3600,
+            claim_warm: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    assert!(
+        matches!(&refused, Err(Rejected::Conflict(m)) if m.contains("was taken")),
+        "{refused:?}"
+    );
+    f.at += 1;
+    launch(&mut f, KID, "night-city-noir", 18, 100).expect("the unlock is still there");
+}

@@ -172,6 +172,19 @@ impl ClusterState {
             self.admit_reserved(&instance, at)?;
         }
         let mut instance = instance;
+        // A warm VM taken meanwhile (or not of this launch's class) is refused before the
+        // household's check below uses anything up.
+        if claim
+            && !self.warm_ready(
+                &instance.id,
+                &crate::gaming::pools::WarmClass::of(&instance),
+            )
+        {
+            return Err(Rejected::Conflict(format!(
+                "warm VM {} was taken by another launch; launch again",
+                instance.id
+            )));
+        }
         // Last of the checks: it uses up a parent's unlock when it passes.
         if let Some(launch) = &launch {
             let cap_ms = self.admit_launch(&instance.project, launch, at)?;
