@@ -56,6 +56,40 @@ pub struct FleetBenchArgs {
     pub work_dir: Option<PathBuf>,
 }
 
+/// The benchmark's directory: `given`, or a temporary one (removed when the guard drops).
+pub(super) fn work_dir(
+    given: Option<&Path>,
+) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
+    match given {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            Ok((None, d.to_owned()))
+        }
+        None => {
+            let tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
+            let path = tmp.path().to_owned();
+            Ok((Some(tmp), path))
+        }
+    }
+}
+
+/// `vmcloud cluster init`: a CA and certificates for `replicas` replicas in `pki`.
+pub(super) fn cluster_init(exe: &Path, replicas: usize, pki: &Path) -> anyhow::Result<()> {
+    let out = Command::new(exe)
+        .args(["cluster", "init", "--replicas", &replicas.to_string()])
+        .arg("--pki-dir")
+        .arg(pki)
+        .output()
+        .context("cannot run vmcloud cluster init")?;
+    if !out.status.success() {
+        bail!(
+            "vmcloud cluster init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 pub(super) fn free_tcp() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
@@ -180,30 +214,9 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
     }
     let nofile = crate::limits::raise_nofile();
     let exe = std::env::current_exe().context("cannot find the vmcloud binary")?;
-    let tmp;
-    let dir: PathBuf = match &args.work_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
-            tmp.path().to_owned()
-        }
-    };
+    let (_tmp, dir) = work_dir(args.work_dir.as_deref())?;
     let pki = dir.join("pki");
-    let out = Command::new(&exe)
-        .args(["cluster", "init", "--replicas", &args.replicas.to_string()])
-        .arg("--pki-dir")
-        .arg(&pki)
-        .output()
-        .context("cannot run vmcloud cluster init")?;
-    if !out.status.success() {
-        bail!(
-            "vmcloud cluster init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    cluster_init(&exe, args.replicas, &pki)?;
     let mut rng = rand::rng();
     let key = format!(
         "vmc_{:016x}_{:032x}",

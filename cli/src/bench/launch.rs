@@ -22,7 +22,7 @@ use clap::Args;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::fleet::{free_tcp, free_udp, tail};
+use super::fleet::{cluster_init, free_tcp, free_udp, tail, work_dir};
 use super::{Reaped, percentile};
 
 const BUDGET_P99_MS: f64 = 100.0;
@@ -98,30 +98,9 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
     let hosts = args.sessions.div_ceil(gpus_per_host);
     crate::limits::raise_nofile();
     let exe = std::env::current_exe().context("cannot find the vmcloud binary")?;
-    let tmp;
-    let dir: PathBuf = match &args.work_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
-            tmp.path().to_owned()
-        }
-    };
+    let (_tmp, dir) = work_dir(args.work_dir.as_deref())?;
     let pki = dir.join("pki");
-    let out = Command::new(&exe)
-        .args(["cluster", "init", "--replicas", &args.replicas.to_string()])
-        .arg("--pki-dir")
-        .arg(&pki)
-        .output()
-        .context("cannot run vmcloud cluster init")?;
-    if !out.status.success() {
-        bail!(
-            "vmcloud cluster init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    cluster_init(&exe, args.replicas, &pki)?;
     // The shipped catalog with a warm pool sized for every launch.
     let catalog = dir.join("catalog.toml");
     std::fs::write(
