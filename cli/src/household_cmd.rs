@@ -70,6 +70,22 @@ pub enum HouseholdCommand {
         #[arg(long, default_value = "par")]
         region: String,
     },
+    /// Share-Play: join a friend's session with the code they gave you, as a profile; prints
+    /// where to connect. Up to 60 minutes.
+    Join {
+        household: String,
+        /// The code from the friend's invite (XXXX-XXXX).
+        code: String,
+        /// The household profile (pf-…).
+        #[arg(long)]
+        player: String,
+    },
+    /// Share-Play: leave the friend's session the profile plays along in.
+    Leave {
+        household: String,
+        #[arg(long)]
+        player: String,
+    },
     /// Operators: grant a title to the household (or one profile).
     Grant {
         household: String,
@@ -314,6 +330,40 @@ pub async fn run(args: ClientArgs, command: HouseholdCommand) -> anyhow::Result<
                     return Ok(());
                 }
                 session
+            }
+            HouseholdCommand::Join {
+                household,
+                code,
+                player,
+            } => {
+                let g = call(
+                    Method::POST,
+                    format!("/v1/households/{household}/share-play"),
+                    Some(json!({"code": code, "profile": player})),
+                )
+                .await?;
+                if !json_out {
+                    println!("{}", s(&g["session"]));
+                    eprintln!(
+                        "playing {} with {} until {}",
+                        s(&g["title"]),
+                        s(&g["host"]),
+                        s(&g["until"])
+                    );
+                    crate::session_cmd::print_connection(&g["connection"]);
+                    return Ok(());
+                }
+                g
+            }
+            HouseholdCommand::Leave { household, player } => {
+                call(
+                    Method::DELETE,
+                    format!("/v1/households/{household}/share-play/{player}"),
+                    None,
+                )
+                .await?;
+                eprintln!("{player} left the friend's session");
+                return Ok(());
             }
             HouseholdCommand::Grant {
                 household,

@@ -47,6 +47,11 @@ pub enum SessionCommand {
     Get { id: String },
     /// End a session (leave the queue, or stop the game VM).
     End { id: String },
+    /// Share-Play: invite a friend to your running session; prints a code (and a link) that
+    /// lets one friend join for up to 60 minutes, valid 10 minutes.
+    Share { id: String },
+    /// Share-Play: end your friend's play (and any open invite); your session goes on.
+    Unshare { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +227,39 @@ pub async fn run(args: ClientArgs, command: SessionCommand) -> anyhow::Result<()
             .call(Method::DELETE, &format!("/v1/sessions/{id}"), None, true)
             .await?
             .ok_or_else(|| anyhow!("session {id} does not exist"))?,
+        SessionCommand::Share { id } => {
+            let v = client
+                .call(
+                    Method::POST,
+                    &format!("/v1/sessions/{id}/share-play"),
+                    None,
+                    false,
+                )
+                .await?
+                .ok_or_else(|| anyhow!("the API returned no invite"))?;
+            if !json_out {
+                println!("{}", s(&v, "code"));
+                eprintln!(
+                    "a friend joins with this code (or {}) before {}: `vmcloud household join HOUSEHOLD CODE --player PROFILE`",
+                    s(&v, "link"),
+                    s(&v, "expires_at")
+                );
+                return Ok(());
+            }
+            v
+        }
+        SessionCommand::Unshare { id } => {
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/sessions/{id}/share-play"),
+                    None,
+                    false,
+                )
+                .await?;
+            eprintln!("Share-Play of session {id} ended; the session goes on");
+            return Ok(());
+        }
     };
     if json_out {
         println!("{}", serde_json::to_string_pretty(&session)?);

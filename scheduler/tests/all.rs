@@ -8,4 +8,5 @@ mod jobs;
 mod placement_invariants;
 mod reservations;
 mod sessions;
+mod share_play;
 mod warm_pools;

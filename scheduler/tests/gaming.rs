@@ -11,41 +11,28 @@ use vmcloud_scheduler::state::rejected::LaunchRefusal;
 
 use crate::fleet::Fleet;
 
-const ORG: &str = "org-home";
-const PROJECT: &str = "prj-home";
+pub(crate) const ORG: &str = "org-home";
+pub(crate) const PROJECT: &str = "prj-home";
 const OWNER: &str = "usr-00000000000000c1";
-const ADULT: &str = "pf-ann";
-const KID: &str = "pf-leo";
-const MIN: i64 = 60_000;
-const HOUR: i64 = 60 * MIN;
+pub(crate) const ADULT: &str = "pf-ann";
+pub(crate) const KID: &str = "pf-leo";
+pub(crate) const MIN: i64 = 60_000;
+pub(crate) const HOUR: i64 = 60 * MIN;
 
 /// 2026-11-02 09:00 UTC (10:00 in the household, UTC+1), a Monday.
 const T0: i64 = 1_793_610_000_000;
 
-fn household() -> Fleet {
+pub(crate) fn household() -> Fleet {
     let mut f = Fleet::new();
     f.at = T0;
-    f.apply(Body::SignUp(pb::SignUp {
-        user_id: OWNER.into(),
-        email: "ann@example.org".into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        organisation: Some(pb::Organisation {
-            org_id: ORG.into(),
-            name: "The Martins".into(),
-            kind: "household".into(),
-            billing_country: "FR".into(),
-            vat_id: String::new(),
-            billing_address: String::new(),
-        }),
-        project_id: PROJECT.into(),
-        verification_sha256: vec![7; 32],
-        verification_expires_at_unix_ms: T0 + HOUR,
-    }));
-    f.apply(Body::VerifyEmail(pb::VerifyEmail {
-        user_id: OWNER.into(),
-        token_sha256: vec![7; 32],
-    }));
-    f.unlimited(PROJECT);
+    sign_up(
+        &mut f,
+        OWNER,
+        "ann@example.org",
+        ORG,
+        "The Martins",
+        PROJECT,
+    );
     f.host("h1", "r1", 4);
     profile(&mut f, ADULT, "Ann", false, 0, 0, (0, 0)).unwrap();
     // Leo, born 2016: ten in 2026, so PEGI 7.
@@ -58,7 +45,39 @@ fn household() -> Fleet {
     f
 }
 
-fn profile(
+/// A household's owner signs up (verified), with the household's project.
+pub(crate) fn sign_up(
+    f: &mut Fleet,
+    user: &str,
+    email: &str,
+    org: &str,
+    name: &str,
+    project: &str,
+) {
+    f.apply(Body::SignUp(pb::SignUp {
+        user_id: user.into(),
+        email: email.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        organisation: Some(pb::Organisation {
+            org_id: org.into(),
+            name: name.into(),
+            kind: "household".into(),
+            billing_country: "FR".into(),
+            vat_id: String::new(),
+            billing_address: String::new(),
+        }),
+        project_id: project.into(),
+        verification_sha256: vec![7; 32],
+        verification_expires_at_unix_ms: f.at + HOUR,
+    }));
+    f.apply(Body::VerifyEmail(pb::VerifyEmail {
+        user_id: user.into(),
+        token_sha256: vec![7; 32],
+    }));
+    f.unlimited(project);
+}
+
+pub(crate) fn profile(
     f: &mut Fleet,
     id: &str,
     name: &str,
@@ -67,8 +86,23 @@ fn profile(
     daily_limit_min: u32,
     hours: (u32, u32),
 ) -> Result<(), Rejected> {
+    profile_in(f, ORG, id, name, kid, birth_year, daily_limit_min, hours)
+}
+
+/// A profile of household `org`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn profile_in(
+    f: &mut Fleet,
+    org: &str,
+    id: &str,
+    name: &str,
+    kid: bool,
+    birth_year: i32,
+    daily_limit_min: u32,
+    hours: (u32, u32),
+) -> Result<(), Rejected> {
     f.try_apply(Body::CreateProfile(pb::CreateProfile {
-        org_id: ORG.into(),
+        org_id: org.into(),
         profile_id: id.into(),
         name: name.into(),
         kid,
@@ -81,7 +115,7 @@ fn profile(
     .map(|_| ())
 }
 
-fn entitle(f: &mut Fleet, title: &str) {
+pub(crate) fn entitle(f: &mut Fleet, title: &str) {
     f.apply(Body::GrantEntitlement(pb::GrantEntitlement {
         org_id: ORG.into(),
         entitlement_id: format!("ent-{title}"),
@@ -94,8 +128,20 @@ fn entitle(f: &mut Fleet, title: &str) {
 
 /// Launches `title` (rated `pegi`) as `profile`, on a plan of `monthly_hours` with 6 h
 /// sessions.
-fn launch(
+pub(crate) fn launch(
     f: &mut Fleet,
+    profile: &str,
+    title: &str,
+    pegi: u32,
+    monthly_hours: u32,
+) -> Result<InstanceId, Rejected> {
+    launch_in(f, PROJECT, profile, title, pegi, monthly_hours)
+}
+
+/// Launches as `profile` of the household owning `project`.
+pub(crate) fn launch_in(
+    f: &mut Fleet,
+    project: &str,
     profile: &str,
     title: &str,
     pegi: u32,
@@ -104,7 +150,7 @@ fn launch(
     let id = InstanceId::generate();
     let r = f.try_apply(Body::CreateInstance(pb::CreateInstance {
         instance_id: id.to_string(),
-        project_id: PROJECT.into(),
+        project_id: project.into(),
         name: title.into(),
         region: "par".into(),
         vcpus: 8,
@@ -129,7 +175,7 @@ fn launch(
 }
 
 /// Ends a session: its delete, and (when it was on a host) its agent saying it is gone.
-fn end(f: &mut Fleet, id: &InstanceId) {
+pub(crate) fn end(f: &mut Fleet, id: &InstanceId) {
     let node = f.state.instances[id].node.clone();
     f.apply(Body::DeleteInstance(pb::DeleteInstance {
         instance_id: id.to_string(),
@@ -303,6 +349,7 @@ fn a_connection_token_is_taken_once_and_never_late() {
             instance_id: s.to_string(),
             token_sha256: vec![sha; 32],
             expires_at_unix_ms: f.at + 60_000,
+            guest_profile_id: String::new(),
         }))
     };
     let early = issue(&mut f, 1).unwrap_err();

@@ -237,6 +237,22 @@ pub fn router(state: ApiState) -> Router {
             post(crate::sessions::api::connection),
         )
         .route("/v1/stream/redeem", post(crate::sessions::api::redeem))
+        .route(
+            "/v1/sessions/{id}/share-play",
+            post(crate::gaming::share_api::invite).delete(crate::gaming::share_api::end),
+        )
+        .route(
+            "/v1/households/{id}/share-play",
+            get(crate::gaming::share_api::list).post(crate::gaming::share_api::join),
+        )
+        .route(
+            "/v1/households/{id}/share-play/{profile}",
+            axum::routing::delete(crate::gaming::share_api::leave),
+        )
+        .route(
+            "/v1/households/{id}/share-play/{profile}/connection",
+            post(crate::gaming::share_api::connection),
+        )
         .route("/v1/households/{id}", get(crate::gaming::api::get))
         .route(
             "/v1/households/{id}/profiles",

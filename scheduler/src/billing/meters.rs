@@ -103,13 +103,54 @@ pub(crate) fn record_played(
     if to <= from {
         return;
     }
+    push_played(
+        played,
+        org,
+        Played {
+            profile,
+            from_ms: from,
+            to_ms: to,
+            guest: false,
+        },
+    );
+}
+
+/// Adds a span to `org`'s playtime, forgetting those older than last month.
+fn push_played(played: &mut OrdMap<OrgId, Vector<Played>>, org: OrgId, span: Played) {
+    let to = span.to_ms;
     let spans = played.entry(org).or_default();
-    spans.push_back(Played {
-        profile,
-        from_ms: from,
-        to_ms: to,
-    });
+    spans.push_back(span);
     spans.retain(|p| p.to_ms >= to - PLAYED_KEPT_MS);
+}
+
+/// Ends a session's Share-Play guest at `at` (or when their play ended before): their time
+/// goes to their own household's playtime, as a guest's.
+pub(crate) fn end_guest(
+    played: &mut OrdMap<OrgId, Vector<Played>>,
+    instance: &mut Instance,
+    at: i64,
+) {
+    let Some(session) = instance.session.as_mut() else {
+        return;
+    };
+    session.share.invite = None;
+    session.stream_tokens.retain(|t| !t.guest);
+    let Some(g) = session.share.guest.take() else {
+        return;
+    };
+    let to = at.min(g.until_ms);
+    if to > g.joined_at_ms {
+        push_played(
+            played,
+            g.org,
+            Played {
+                profile: g.profile,
+                from_ms: g.joined_at_ms,
+                to_ms: to,
+                guest: true,
+            },
+        );
+    }
 }
 
 /// Stops an instance's meter at `at` (nothing when it is not running): its usage, or a
@@ -127,6 +168,7 @@ pub(crate) fn stop_instance(
         }
         record_played(played, projects, instance, from, at);
     }
+    end_guest(played, instance, at);
 }
 
 impl ClusterState {

@@ -146,7 +146,12 @@ pub struct RequestView {
 
 /// The household `org` as `who` may see it (404 for anyone else, 409 for an organisation
 /// that is not a household).
-fn household_of(s: &ApiState, who: &Who, org: &str, action: Action) -> Result<OrgId, Problem> {
+pub(crate) fn household_of(
+    s: &ApiState,
+    who: &Who,
+    org: &str,
+    action: Action,
+) -> Result<OrgId, Problem> {
     let id = OrgId::parse(org)
         .map_err(|_| Problem::not_found(format!("household `{org}` does not exist")))?;
     who.may(s, action, Resource::Org(&id))?;
@@ -850,6 +855,39 @@ pub struct HouseholdLaunch {
     pub latency: Option<LatencyRequest>,
 }
 
+/// The household's project, when `who` may play as `profile` of `org`: the owner as any
+/// profile, a member as their own (404 for a profile not there, 403 for another member's).
+pub(crate) fn play_as(
+    s: &ApiState,
+    who: &Who,
+    org: &OrgId,
+    profile: &str,
+) -> Result<vmcloud_proto::ProjectId, Problem> {
+    let state = s.cluster.state();
+    let h = state
+        .gaming
+        .households
+        .get(org)
+        .filter(|h| h.profiles.contains_key(profile))
+        .ok_or_else(|| Problem::not_found(format!("profile `{profile}` does not exist")))?;
+    let owner = who.may(s, Action::ManageOrg, Resource::Org(org)).is_ok();
+    let mine = matches!(&who.principal, Principal::User { id, .. }
+        if h.profiles[profile].user.as_ref() == Some::<&UserId>(id));
+    if !owner && !mine {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "not-your-profile",
+            "Not your profile",
+            "members play as their own profile; the household's owner plays as any",
+        ));
+    }
+    state
+        .projects_of_org(org)
+        .into_iter()
+        .next()
+        .ok_or_else(|| Problem::internal("the household has no project"))
+}
+
 /// `POST /v1/households/{org}/launch`: launches a title as a profile — the owner for any
 /// profile, a member as their own. Refused in `apply` (403 with the reason) without the
 /// title in the library, above a kid's age rating, outside a kid's hours, past a kid's
@@ -868,34 +906,11 @@ pub async fn launch(
             format!("title `{}` is not in the catalog", req.title),
         )
     })?;
-    let (project, tier, fair) = {
+    let project = play_as(&s, &who, &org, &req.profile)?;
+    let (tier, fair) = {
         let state = s.cluster.state();
-        let h = state
-            .gaming
-            .households
-            .get(&org)
-            .filter(|h| h.profiles.contains_key(&req.profile))
-            .ok_or_else(|| {
-                Problem::not_found(format!("profile `{}` does not exist", req.profile))
-            })?;
-        let owner = who.may(&s, Action::ManageOrg, Resource::Org(&org)).is_ok();
-        let mine = matches!(&who.principal, Principal::User { id, .. }
-            if h.profiles[&req.profile].user.as_ref() == Some::<&UserId>(id));
-        if !owner && !mine {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "not-your-profile",
-                "Not your profile",
-                "members launch as their own profile; the household's owner launches for any",
-            ));
-        }
-        let project = state
-            .projects_of_org(&org)
-            .into_iter()
-            .next()
-            .ok_or_else(|| Problem::internal("the household has no project"))?;
         let (_, fair) = plan_of(&s, &state, &org);
-        (project, fair.tier, fair.clone())
+        (fair.tier, fair.clone())
     };
     let request = LaunchRequest {
         title: req.title.clone(),

@@ -386,7 +386,8 @@ impl ClusterState {
     }
 
     /// Playtime of `org` over `[from, to)` at `at` (closed spans, and running sessions so
-    /// far), all profiles or one.
+    /// far), all profiles (the household's own sessions: what its hours pay for) or one (a
+    /// Share-Play guest's time in a friend's session too: what a kid's minutes count).
     pub fn played_ms(
         &self,
         org: &OrgId,
@@ -402,9 +403,21 @@ impl ClusterState {
             .get(org)
             .into_iter()
             .flatten()
-            .filter(|p| profile.is_none_or(|q| p.profile == q))
+            .filter(|p| match profile {
+                Some(q) => p.profile == q,
+                None => !p.guest,
+            })
             .map(|p| within(p.from_ms, p.to_ms))
             .sum();
+        let guest: i64 = match profile {
+            Some(q) => self
+                .projects_of_org(org)
+                .into_iter()
+                .filter_map(|p| self.guest_in(&p, q, at))
+                .map(|(_, g)| within(g.joined_at_ms, g.until_ms.min(at)))
+                .sum(),
+            None => 0,
+        };
         let running: i64 = self
             .projects_of_org(org)
             .into_iter()
@@ -424,7 +437,73 @@ impl ClusterState {
             })
             .filter_map(|i| i.meter_from_ms.map(|f| within(f, at)))
             .sum();
-        closed + running
+        closed + running + guest
+    }
+
+    /// A kid's rules for playing `title` (rated `pegi`) at `at`: their age rating (unless a
+    /// parent unlocked it: then `true`, for the caller to use the unlock up), their allowed
+    /// hours, and what is left of their minutes today (`None`: no daily limit). Grown-ups
+    /// pass with `(None, false)`.
+    pub(crate) fn kid_rules(
+        &self,
+        org: &OrgId,
+        household: &Household,
+        profile: &Profile,
+        title: &str,
+        pegi: u32,
+        at: i64,
+    ) -> Result<(Option<i64>, bool), Rejected> {
+        if !profile.kid {
+            return Ok((None, false));
+        }
+        let local = at + i64::from(household.utc_offset_min) * 60_000;
+        let mut unlocked = false;
+        let limit = profile.pegi_limit(date_of(local).year());
+        if pegi as u8 > limit {
+            unlocked = household
+                .unlocks
+                .iter()
+                .any(|u| u.profile == profile.id && u.title == title && at < u.until_ms);
+            if !unlocked {
+                return Err(refuse(
+                    LaunchRefusal::AgeRating,
+                    format!(
+                        "{title} is rated PEGI {pegi}, above {}'s PEGI {limit}: a parent can unlock it for one session with the PIN, or {} can ask a parent",
+                        profile.name, profile.name
+                    ),
+                ));
+            }
+        }
+        if let Some((from_h, to_h)) = profile.allowed_hours {
+            let hour = (local.rem_euclid(DAY_MS) / 3_600_000) as u8;
+            if hour < from_h || hour >= to_h {
+                return Err(refuse(
+                    LaunchRefusal::OutsideAllowedHours,
+                    format!(
+                        "{} may play from {from_h}:00 to {to_h}:00 (household time); it is {hour}:{:02} now",
+                        profile.name,
+                        local.rem_euclid(3_600_000) / 60_000
+                    ),
+                ));
+            }
+        }
+        let Some(limit) = profile.daily_limit_min else {
+            return Ok((None, unlocked));
+        };
+        let day_start = local - local.rem_euclid(DAY_MS) - (local - at);
+        let today = self.played_ms(org, Some(&profile.id), day_start, day_start + DAY_MS, at);
+        let left = i64::from(limit) * 60_000 - today;
+        if left <= 0 {
+            return Err(refuse(
+                LaunchRefusal::DailyLimit,
+                format!(
+                    "{} has played {} today, their daily limit: play again tomorrow, or ask a parent to raise the limit",
+                    profile.name,
+                    hm(today)
+                ),
+            ));
+        }
+        Ok((Some(left), unlocked))
     }
 
     /// Checks a household profile's launch (invariant 15) and gives back how long the session
@@ -466,55 +545,10 @@ impl ClusterState {
                 ),
             ));
         }
-        // A kid's rules.
-        let local = at + i64::from(household.utc_offset_min) * 60_000;
-        let mut unlocked = false;
-        if profile.kid {
-            let limit = profile.pegi_limit(date_of(local).year());
-            if s.title_pegi as u8 > limit {
-                unlocked = household
-                    .unlocks
-                    .iter()
-                    .any(|u| u.profile == profile.id && u.title == s.title && at < u.until_ms);
-                if !unlocked {
-                    return Err(refuse(
-                        LaunchRefusal::AgeRating,
-                        format!(
-                            "{} is rated PEGI {}, above {}'s PEGI {limit}: a parent can unlock it for one session with the PIN, or {} can ask a parent",
-                            s.title, s.title_pegi, profile.name, profile.name
-                        ),
-                    ));
-                }
-            }
-            if let Some((from_h, to_h)) = profile.allowed_hours {
-                let hour = (local.rem_euclid(DAY_MS) / 3_600_000) as u8;
-                if hour < from_h || hour >= to_h {
-                    return Err(refuse(
-                        LaunchRefusal::OutsideAllowedHours,
-                        format!(
-                            "{} may play from {from_h}:00 to {to_h}:00 (household time); it is {hour}:{:02} now",
-                            profile.name,
-                            local.rem_euclid(3_600_000) / 60_000
-                        ),
-                    ));
-                }
-            }
-        }
+        let (kid_left, unlocked) =
+            self.kid_rules(&org, household, &profile, &s.title, s.title_pegi, at)?;
         let mut cap = i64::from(s.session_max_s.max(60)) * 1000;
-        if let Some(limit) = profile.daily_limit_min.filter(|_| profile.kid) {
-            let day_start = local - local.rem_euclid(DAY_MS) - (local - at);
-            let today = self.played_ms(&org, Some(&profile.id), day_start, day_start + DAY_MS, at);
-            let left = i64::from(limit) * 60_000 - today;
-            if left <= 0 {
-                return Err(refuse(
-                    LaunchRefusal::DailyLimit,
-                    format!(
-                        "{} has played {} today, their daily limit: play again tomorrow, or ask a parent to raise the limit",
-                        profile.name,
-                        hm(today)
-                    ),
-                ));
-            }
+        if let Some(left) = kid_left {
             cap = cap.min(left);
         }
         // The household's hours this month.
@@ -573,15 +607,27 @@ impl Household {
 }
 
 impl ClusterState {
-    /// Records connection details' one-time token for a running session of `c.project_id`.
+    /// Records connection details' one-time token for a running session of `c.project_id`,
+    /// or for its Share-Play guest (`c.project_id` the guest's, with their profile).
     pub(crate) fn issue_stream_token(&mut self, c: pb::IssueStreamToken, at: i64) -> ApplyResult {
         let id = vmcloud_proto::InstanceId::parse(&c.instance_id)
             .map_err(|e| Rejected::Invalid(e.to_string()))?;
+        let guest = !c.guest_profile_id.is_empty();
+        if guest {
+            let project = ProjectId::parse(&c.project_id)
+                .map_err(|_| Rejected::NotFound(format!("session {id}")))?;
+            if self
+                .guest_in(&project, &c.guest_profile_id, at)
+                .is_none_or(|(i, _)| i.id != id)
+            {
+                return Err(Rejected::NotFound(format!("session {id}")));
+            }
+        }
         let i = self
             .instances
             .get_mut(&id)
             .map(std::sync::Arc::make_mut)
-            .filter(|i| i.project.as_str() == c.project_id && i.session.is_some())
+            .filter(|i| (guest || i.project.as_str() == c.project_id) && i.session.is_some())
             .ok_or_else(|| Rejected::NotFound(format!("session {id}")))?;
         if i.state != crate::instances::types::InstanceState::Running {
             return Err(Rejected::Conflict(format!(
@@ -607,6 +653,7 @@ impl ClusterState {
                 sha256: c.token_sha256,
                 expires_at_ms: c.expires_at_unix_ms,
                 used_at_ms: None,
+                guest,
             });
         Ok(Applied::Done)
     }

@@ -8,6 +8,8 @@ pub mod api;
 pub mod apply;
 pub mod catalog;
 pub mod pools;
+pub mod share;
+pub mod share_api;
 pub mod types;
 pub mod warm;
 pub mod warm_api;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use imbl::{OrdMap, Vector};
 use serde::{Deserialize, Serialize};
-use vmcloud_proto::{OrgId, UserId};
+use vmcloud_proto::{InstanceId, OrgId, ProjectId, UserId};
 
 /// Most profiles a household has: the owner's and five more.
 pub const MAX_PROFILES: usize = 6;
@@ -129,6 +129,10 @@ pub struct Played {
     pub profile: String,
     pub from_ms: i64,
     pub to_ms: i64,
+    /// A Share-Play guest's time in a friend's session: a kid's minutes today count it, the
+    /// household's monthly hours do not (the host's session uses the host's).
+    #[serde(default)]
+    pub guest: bool,
 }
 
 /// A household: its profiles and parental settings.
@@ -175,4 +179,26 @@ pub struct GamingBook {
     /// last hour, boot time.
     #[serde(default)]
     pub warm: OrdMap<String, crate::gaming::pools::WarmFigures>,
+    /// Share-Play invites by their code's SHA-256 (hex): open ones, and used or expired ones
+    /// for a day (so a code used twice is told so).
+    #[serde(default)]
+    pub invites: OrdMap<String, ShareInvite>,
+    /// Profiles playing as Share-Play guests now, by [`guest_key`] (their household's project
+    /// and profile): the session they are in (checked against it: a guest's play also ends
+    /// with time).
+    #[serde(default)]
+    pub guests: OrdMap<String, InstanceId>,
+}
+
+/// The key of a Share-Play guest in [`GamingBook::guests`].
+pub fn guest_key(project: &ProjectId, profile: &str) -> String {
+    format!("{project}/{profile}")
+}
+
+/// A Share-Play invite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareInvite {
+    pub instance: InstanceId,
+    pub expires_at_ms: i64,
+    pub used_at_ms: Option<i64>,
 }

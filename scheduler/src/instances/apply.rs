@@ -81,6 +81,7 @@ impl ClusterState {
                 sha256: s.stream_token_sha256.clone(),
                 expires_at_ms: s.stream_token_expires_at_unix_ms,
                 used_at_ms: None,
+                guest: false,
             });
         let instance = Instance {
             state: InstanceState::Pending,
@@ -113,6 +114,7 @@ impl ClusterState {
                 profile: (!s.profile_id.is_empty()).then(|| s.profile_id.clone()),
                 max_length_s: None,
                 stream_tokens: Vec::new(),
+                share: Default::default(),
             }),
             ..Instance::pending(
                 id.clone(),
@@ -155,6 +157,17 @@ impl ClusterState {
                     } else {
                         other.state.as_str()
                     }
+                )));
+            }
+            if let Some((host, g)) = profile
+                .as_deref()
+                .and_then(|p| self.guest_in(&instance.project, p, at))
+            {
+                return Err(Rejected::Conflict(format!(
+                    "{} plays along in a friend's session {} until {}: leave it before launching",
+                    g.name,
+                    host.id,
+                    crate::clock::rfc3339(g.until_ms)
                 )));
             }
         }

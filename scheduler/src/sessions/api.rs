@@ -100,6 +100,37 @@ pub struct SessionView {
     /// `POST /v1/sessions/{id}/connection` for new details later).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionView>,
+    /// Share-Play: the open invite and the friend playing along, when there are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_play: Option<SharePlayView>,
+}
+
+/// A session's Share-Play as its host sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SharePlayView {
+    /// An invite nobody used yet: until when its code holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invite_expires_at: Option<String>,
+    /// The friend playing along: their profile's name, when they joined, until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_joined_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_until: Option<String>,
+}
+
+impl SharePlayView {
+    fn new(share: &crate::sessions::types::SharePlay, at: i64) -> Option<SharePlayView> {
+        let invite = share.invite.as_ref().filter(|(_, end)| *end > at);
+        let guest = share.guest.as_ref().filter(|g| g.until_ms > at);
+        (invite.is_some() || guest.is_some()).then(|| SharePlayView {
+            invite_expires_at: invite.map(|(_, end)| rfc3339(*end)),
+            guest: guest.map(|g| g.name.clone()),
+            guest_joined_at: guest.map(|g| rfc3339(g.joined_at_ms)),
+            guest_until: guest.map(|g| rfc3339(g.until_ms)),
+        })
+    }
 }
 
 impl SessionView {
@@ -128,6 +159,7 @@ impl SessionView {
             launched_at: rfc3339(i.created_at_ms),
             notices: i.notices.iter().map(|n| n.message.clone()).collect(),
             connection: None,
+            share_play: SharePlayView::new(&spec.share, crate::clock::now_ms()),
         }
     }
 }
@@ -568,6 +600,7 @@ pub async fn connection(
                 instance_id: id.to_string(),
                 token_sha256: token.1,
                 expires_at_unix_ms: expires,
+                guest_profile_id: String::new(),
             }),
         )
         .await??;

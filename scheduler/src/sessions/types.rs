@@ -95,7 +95,40 @@ pub struct SessionSpec {
     /// One-time tokens of its connection details (the newest few).
     #[serde(default)]
     pub stream_tokens: Vec<StreamToken>,
+    /// Share-Play: the host's open invite and the friend playing along.
+    #[serde(default)]
+    pub share: SharePlay,
 }
+
+/// A session's Share-Play (DESIGN.md §8 "Gaming"): one invite open at a time, one guest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharePlay {
+    /// The open invite: its code's SHA-256 (hex, the key of
+    /// [`crate::gaming::types::GamingBook::invites`]) and when it expires.
+    pub invite: Option<(String, i64)>,
+    pub guest: Option<ShareGuest>,
+}
+
+/// A household profile playing along in someone else's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareGuest {
+    pub org: vmcloud_proto::OrgId,
+    /// The guest household's project (its sessions' and its one-session rule's).
+    pub project: vmcloud_proto::ProjectId,
+    pub profile: String,
+    /// The profile's name, shown to the host.
+    pub name: String,
+    pub joined_at_ms: i64,
+    /// When the guest's play ends at the latest: 60 minutes after joining, or sooner (the
+    /// session's own end, a kid's minutes or hours).
+    pub until_ms: i64,
+}
+
+/// Longest a Share-Play guest plays.
+pub const SHARE_PLAY_MS: i64 = 60 * 60_000;
+
+/// How long a Share-Play invite's code holds.
+pub const SHARE_INVITE_MS: i64 = 10 * 60_000;
 
 /// A one-time token the streaming server takes once, before it expires.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +136,9 @@ pub struct StreamToken {
     pub sha256: Vec<u8>,
     pub expires_at_ms: i64,
     pub used_at_ms: Option<i64>,
+    /// The Share-Play guest's (ended with the guest's play).
+    #[serde(default)]
+    pub guest: bool,
 }
 
 /// How long connection details hold.

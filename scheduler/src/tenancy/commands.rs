@@ -143,6 +143,12 @@ impl ClusterState {
             | Body::RedeemStreamToken(_)
             | Body::RecordRefusal(_) => (Action::ReadOrg, Target::Anyone),
             Body::IssueStreamToken(c) => (Action::Deploy, Target::Project(project(&c.project_id)?)),
+            Body::InviteSharePlay(c) => (Action::Deploy, Target::Project(project(&c.project_id)?)),
+            Body::JoinSharePlay(c) => (
+                Action::Deploy,
+                Target::Project(project(&c.guest_project_id)?),
+            ),
+            Body::EndSharePlay(c) => (Action::Deploy, Target::Project(project(&c.project_id)?)),
             Body::CreateWebhookEndpoint(pb::CreateWebhookEndpoint { project_id, .. })
             | Body::DeleteWebhookEndpoint(pb::DeleteWebhookEndpoint { project_id, .. })
             | Body::ResendWebhookEvent(pb::ResendWebhookEvent { project_id, .. })
