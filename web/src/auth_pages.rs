@@ -128,6 +128,18 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     code: String,
+    /// A page of ours to go to once logged in (a Share-Play link, say).
+    #[serde(default)]
+    next: String,
+}
+
+/// Where to go after logging in: `next` when it is a path of ours (never another site).
+fn after_login(next: &str) -> &str {
+    let ours = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.contains("://");
+    if ours { next } else { "/console" }
 }
 
 fn login_form(ctx: &Ctx, f: &LoginForm, problem: Option<&ApiProblem>, ask_code: bool) -> Response {
@@ -147,6 +159,7 @@ fn login_form(ctx: &Ctx, f: &LoginForm, problem: Option<&ApiProblem>, ask_code: 
                 label { (ctx.t(Msg::Email)) input type="email" name="email" id="email" required autocomplete="username" value=(f.email); }
                 label { (ctx.t(Msg::Password)) input type="password" name="password" id="password" required autocomplete="current-password"; }
                 (code_field)
+                @if !f.next.is_empty() { input type="hidden" name="next" value=(f.next); }
                 button type="submit" id="login" { (ctx.t(Msg::LogIn)) }
             }
             p { a href="/forgot" id="forgot" { (ctx.t(Msg::ForgotPassword)) } }
@@ -167,8 +180,19 @@ pub fn login_refused(ctx: &Ctx, p: &ApiProblem) -> Response {
     r
 }
 
-pub async fn login_page(ctx: Ctx) -> Response {
-    login_form(&ctx, &LoginForm::default(), None, false)
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// `GET /login[?next=/path]`.
+pub async fn login_page(ctx: Ctx, Query(q): Query<LoginQuery>) -> Response {
+    let form = LoginForm {
+        next: q.next,
+        ..LoginForm::default()
+    };
+    login_form(&ctx, &form, None, false)
 }
 
 pub async fn login(ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
@@ -189,7 +213,7 @@ pub async fn login(ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
     });
     match ctx.api.call(Method::POST, "/v1/login", Some(body)).await {
         Ok(answer) => {
-            let mut response = Redirect::to("/console").into_response();
+            let mut response = Redirect::to(after_login(&f.next)).into_response();
             for cookie in answer.headers.get_all(header::SET_COOKIE) {
                 response
                     .headers_mut()

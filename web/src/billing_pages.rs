@@ -10,13 +10,9 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::auth_pages::urlencode;
-use crate::client::s;
+use crate::client::{items, s};
 use crate::i18n::Msg;
 use crate::layout::Ctx;
-
-fn items(v: &Value, key: &str) -> Vec<Value> {
-    v[key].as_array().cloned().unwrap_or_default()
-}
 
 fn dec(v: &Value) -> Decimal {
     v.as_str().and_then(|t| t.parse().ok()).unwrap_or_default()

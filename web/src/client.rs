@@ -176,5 +176,10 @@ pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_default()
 }
 
+/// The array under `key` (empty when there is none).
+pub fn items(v: &Value, key: &str) -> Vec<Value> {
+    v[key].as_array().cloned().unwrap_or_default()
+}
+
 /// A cookie's value from the request.
 pub use vmcloud_scheduler::api::context::cookie;

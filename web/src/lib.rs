@@ -23,6 +23,7 @@ pub mod i18n;
 pub mod layout;
 pub mod network_pages;
 pub mod play_pages;
+pub mod share_pages;
 pub mod sso_pages;
 pub mod webhook_pages;
 
@@ -59,7 +60,25 @@ pub fn pages(state: ApiState) -> Router {
         .route("/reset", get(auth::reset_page).post(auth::reset))
         .route("/console", get(console::home))
         .route("/play", get(play_pages::home))
+        .route(
+            "/play/join",
+            get(share_pages::join_page).post(share_pages::join),
+        )
+        .route("/play/join/{code}", get(share_pages::join_link))
         .route("/play/{org}", get(play_pages::household))
+        .route("/play/{org}/sessions/{id}/share", post(share_pages::invite))
+        .route(
+            "/play/{org}/sessions/{id}/share/end",
+            post(share_pages::end),
+        )
+        .route(
+            "/play/{org}/share-play/{profile}/connect",
+            post(share_pages::connect),
+        )
+        .route(
+            "/play/{org}/share-play/{profile}/leave",
+            post(share_pages::leave),
+        )
         .route("/play/{org}/profiles", post(play_pages::add_profile))
         .route("/play/{org}/pin", post(play_pages::set_pin))
         .route("/play/{org}/plan", post(play_pages::take_plan))

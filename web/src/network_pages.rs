@@ -12,17 +12,13 @@ use serde_json::{Value, json};
 use vmcloud_scheduler::firewalls::api::{RuleBody, parse_rule, rule_text};
 
 use crate::auth_pages::urlencode;
-use crate::client::{ApiProblem, s};
+use crate::client::{ApiProblem, items, s};
 use crate::i18n::Msg;
 use crate::layout::{Ctx, done};
 
 fn scoped(path: &str, project: &str) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
     format!("{path}{sep}project={}", urlencode(project))
-}
-
-fn items(v: &Value, key: &str) -> Vec<Value> {
-    v[key].as_array().cloned().unwrap_or_default()
 }
 
 /// A select of the project's instances (id → name and private address).

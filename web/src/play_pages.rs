@@ -16,13 +16,9 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use crate::auth_pages::urlencode;
-use crate::client::{ApiProblem, s};
+use crate::client::{ApiProblem, items, s};
 use crate::i18n::{Lang, Msg};
 use crate::layout::Ctx;
-
-fn items(v: &Value, key: &str) -> Vec<Value> {
-    v[key].as_array().cloned().unwrap_or_default()
-}
 
 fn minutes(m: &Value) -> String {
     let m = m.as_i64().unwrap_or(0);
@@ -34,7 +30,7 @@ fn minutes(m: &Value) -> String {
 }
 
 /// The household `org` as the API shows it to the user, or the page saying why not.
-async fn household_of(ctx: &Ctx, org: &str) -> Result<Value, Response> {
+pub(crate) async fn household_of(ctx: &Ctx, org: &str) -> Result<Value, Response> {
     ctx.api
         .get(&format!("/v1/households/{}", urlencode(org)))
         .await
@@ -91,6 +87,12 @@ pub async fn household(ctx: Ctx, Path(org): Path<String>) -> Response {
         .get(&format!("/v1/billing/plan?org={}", urlencode(&org)))
         .await
         .unwrap_or(Value::Null);
+    // Where its profiles play along in friends' sessions (Share-Play).
+    let along = ctx
+        .api
+        .get(&format!("/v1/households/{}/share-play", urlencode(&org)))
+        .await
+        .unwrap_or(Value::Null);
     let title_name = |id: &str| {
         items(&titles, "titles")
             .into_iter()
@@ -119,6 +121,24 @@ pub async fn household(ctx: Ctx, Path(org): Path<String>) -> Response {
                 }
             }
             @if items(&h, "profiles").is_empty() { p.muted { (ctx.t(Msg::NoProfiles)) } }
+            h2 { (ctx.t(Msg::SharePlay)) }
+            section #playing-along {
+                @for g in items(&along, "playing") {
+                    div.card.along data-session=(s(&g, "session")) {
+                        p { (ctx.t(Msg::PlayingWith)) " " strong { (s(&g, "host")) } " · " (title_name(s(&g, "title"))) " · " (ctx.t(Msg::Until)) " " (hhmm(s(&g, "until"))) " UTC" }
+                        form.inline method="post" action={ "/play/" (org) "/share-play/" (s(&g, "profile")) "/connect" } {
+                            (ctx.csrf_field())
+                            button type="submit" .guest-connect { (ctx.t(Msg::Connect)) }
+                        }
+                        " "
+                        form.inline method="post" action={ "/play/" (org) "/share-play/" (s(&g, "profile")) "/leave" } {
+                            (ctx.csrf_field())
+                            button.danger type="submit" .guest-leave { (ctx.t(Msg::Leave)) }
+                        }
+                    }
+                }
+                p { a href="/play/join" id="join-friend" { (ctx.t(Msg::JoinFriend)) } }
+            }
             @let pending: Vec<Value> = items(&h, "requests").into_iter().filter(|r| s(r, "state") == "pending").collect();
             @if !pending.is_empty() {
                 h2 { (ctx.t(Msg::Requests)) }
@@ -492,8 +512,32 @@ fn session_card(lang: Lang, csrf: &Markup, org: &str, id: &str, session: &Value)
                 (csrf)
                 button type="submit" id="connect" { (lang.t(Msg::Connect)) }
             }
+            // Share-Play: a friend playing along (the host may end it), or an invite to make.
+            @let share = &session["share_play"];
+            div #share-play {
+                @if let Some(guest) = share["guest"].as_str() {
+                    p #share-guest { strong { (guest) } " " (lang.t(Msg::PlaysAlong)) " " (hhmm(s(share, "guest_until"))) " UTC" }
+                    form method="post" action={ "/play/" (org) "/sessions/" (id) "/share/end" } {
+                        (csrf)
+                        button.danger type="submit" id="end-share" { (lang.t(Msg::EndSharePlay)) }
+                    }
+                } @else {
+                    @if let Some(until) = share["invite_expires_at"].as_str() {
+                        p.muted #share-invite-open { (lang.t(Msg::InviteOpen)) " " (hhmm(until)) " UTC" }
+                    }
+                    form method="post" action={ "/play/" (org) "/sessions/" (id) "/share" } {
+                        (csrf)
+                        button type="submit" id="invite-friend" { (lang.t(Msg::SharePlay)) " · " (lang.t(Msg::InviteFriend)) }
+                    }
+                }
+            }
         }
     }
+}
+
+/// `HH:MM` of an RFC 3339 time.
+pub(crate) fn hhmm(t: &str) -> &str {
+    t.get(11..16).unwrap_or(t)
 }
 
 /// `GET /play/{org}/sessions/{id}/events`: server-sent events — the session's card whenever
@@ -580,14 +624,21 @@ fn connection_page(ctx: &Ctx, org: &str, id: &str, details: &Value) -> Response 
         Msg::Connect,
         html! {
             h1 { (ctx.t(Msg::Connect)) }
-            div.card #connection {
-                p { (ctx.t(Msg::StreamHost)) " " code #stream-host { (s(details, "host")) ":" (details["port"]) } }
-                p { (ctx.t(Msg::StreamToken)) " " code #stream-token { (s(details, "token")) } }
-                p.muted { (ctx.t(Msg::StreamTokenText)) " " (s(details, "expires_at").get(11..19).unwrap_or("")) " UTC" }
-            }
+            (connection_card(ctx.lang, details))
             p { a href={ "/play/" (org) "/sessions/" (id) } { (ctx.t(Msg::Back)) } }
         },
     )
+}
+
+/// Connection details: the host and port, the one-time token and until when it holds.
+pub(crate) fn connection_card(lang: Lang, details: &Value) -> Markup {
+    html! {
+        div.card #connection {
+            p { (lang.t(Msg::StreamHost)) " " code #stream-host { (s(details, "host")) ":" (details["port"]) } }
+            p { (lang.t(Msg::StreamToken)) " " code #stream-token { (s(details, "token")) } }
+            p.muted { (lang.t(Msg::StreamTokenText)) " " (s(details, "expires_at").get(11..19).unwrap_or("")) " UTC" }
+        }
+    }
 }
 
 /// `POST /play/{org}/sessions/{id}/end`.

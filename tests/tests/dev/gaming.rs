@@ -241,7 +241,7 @@ async fn a_kid_is_refused_a_pegi_18_title_until_a_parent_unlocks_it() {
 }
 
 /// The demo gamer of `vmcloud dev`: (password, login token, household id).
-async fn demo_gamer(fx: &Fixture, api: &Api<'_>) -> (String, String, String) {
+pub(super) async fn demo_gamer(fx: &Fixture, api: &Api<'_>) -> (String, String, String) {
     let password = std::fs::read_to_string(fx.fleet.data_dir.join("demo-password")).unwrap();
     let password = password.trim().to_owned();
     let (status, login) = api

@@ -27,6 +27,7 @@ mod rate_limits;
 mod reservations;
 mod restart;
 mod sessions;
+mod share_play;
 mod sim_agents;
 mod sso;
 mod tokens;
