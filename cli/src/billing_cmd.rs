@@ -118,6 +118,13 @@ pub enum BillingCommand {
         #[arg(long)]
         org: Option<String>,
     },
+    /// A gaming household buys a pack of hours (e.g. pack-10h; `vmcloud billing plan` lists
+    /// them): on this month's hours at once, billed once on the next invoice.
+    HourPack {
+        pack: String,
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Billing staff: what customers owe, aged by days past due, most overdue first.
     Receivables {
         #[arg(long)]
@@ -562,6 +569,40 @@ pub async fn run(args: ClientArgs, command: BillingCommand) -> anyhow::Result<()
                     .map(|p| ["plan", "name", "monthly"].map(|k| s(&p[k])))
                     .collect();
                 print_rows(["PLAN", "NAME", "MONTHLY"], &rows);
+                let packs: Vec<[String; 3]> = r["hour_packs"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| ["pack", "hours", "price"].map(|k| s(&p[k])))
+                    .collect();
+                if !packs.is_empty() {
+                    println!();
+                    print_rows(["HOUR PACK", "HOURS", "PRICE"], &packs);
+                }
+                return Ok(());
+            }
+            r
+        }
+        BillingCommand::HourPack { pack, org } => {
+            let mut body = json!({"pack": pack});
+            if let Some(o) = &org {
+                body["org"] = o.clone().into();
+            }
+            let r = answer(
+                client
+                    .call(Method::POST, "/v1/billing/hour-packs", Some(body), false)
+                    .await?,
+            )?;
+            if !json_out {
+                println!(
+                    "{}: {} h for {} {} (on the next invoice); {} min left this month",
+                    s(&r["purchase"]),
+                    s(&r["hours"]),
+                    s(&r["price"]),
+                    s(&r["currency"]),
+                    s(&r["left_min"])
+                );
                 return Ok(());
             }
             r

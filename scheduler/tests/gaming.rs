@@ -484,3 +484,65 @@ fn a_launch_refused_for_a_taken_warm_vm_keeps_the_parents_unlock() {
     f.at += 1;
     launch(&mut f, KID, "night-city-noir", 18, 100).expect("the unlock is still there");
 }
+
+/// An hour pack adds to the month it is bought in; what is left of it rolls over like the
+/// plan's hours, within the plan's rollover; a company buys none.
+#[test]
+fn an_hour_pack_adds_to_the_month_and_what_is_left_rolls_over() {
+    let mut f = household();
+    entitle(&mut f, "kart-rally");
+    let buy = |f: &mut Fleet, id: &str, hours: u32| {
+        f.try_apply(Body::BuyHourPack(pb::BuyHourPack {
+            org_id: ORG.into(),
+            purchase_id: id.into(),
+            pack: format!("pack-{hours}h"),
+            name: format!("{hours} gaming hours"),
+            hours,
+            price: "4.99".into(),
+            currency: "EUR".into(),
+        }))
+    };
+    // A 2-hour plan, used up (October carried 2 hours over).
+    let s = launch(&mut f, ADULT, "kart-rally", 7, 2).unwrap();
+    f.place();
+    f.at += 4 * HOUR;
+    end(&mut f, &s);
+    let (why, _) = refusal(launch(&mut f, ADULT, "kart-rally", 7, 2));
+    assert_eq!(why, LaunchRefusal::NoHoursLeft);
+    // Ten more hours this month.
+    buy(&mut f, "hp-1", 10).unwrap();
+    assert!(matches!(buy(&mut f, "hp-1", 10), Err(Rejected::Exists(_))));
+    let s = launch(&mut f, ADULT, "kart-rally", 7, 2).unwrap();
+    let left = f.instance(&s).session.as_ref().unwrap().max_length_s;
+    assert_eq!(
+        left,
+        Some(6 * 3600),
+        "the plan's session cap, not the hours"
+    );
+    f.place();
+    f.at += HOUR;
+    end(&mut f, &s);
+    // December: what was left of November's plan and pack (2 + 10 - 5 = 7 h) rolls over, up
+    // to 15 h (the hours October carried into November do not carry again).
+    f.at = T0 + 30 * 24 * HOUR;
+    let org = vmcloud_proto::OrgId::parse(ORG).unwrap();
+    let (allowed, played, carried) =
+        vmcloud_scheduler::gaming::apply::hours_left(&f.state, &org, 2, 15, f.at);
+    assert_eq!((allowed, played, carried), (9 * HOUR, 0, 7 * HOUR));
+    // Bad input: the wrong currency, a price that is not one.
+    let wrong = f
+        .try_apply(Body::BuyHourPack(pb::BuyHourPack {
+            org_id: ORG.into(),
+            purchase_id: "hp-2".into(),
+            pack: "pack-10h".into(),
+            name: "10 gaming hours".into(),
+            hours: 10,
+            price: "4.99".into(),
+            currency: "USD".into(),
+        }))
+        .unwrap_err();
+    assert!(
+        matches!(&wrong, Rejected::Invalid(m) if m.contains("organisation's currency (EUR)")),
+        "{wrong:?}"
+    );
+}

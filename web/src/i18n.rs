@@ -368,6 +368,11 @@ messages! {
     NoticeAsked => "Asked: a parent will answer on the household's page.", "Demandé : un parent répondra sur la page du foyer.";
     StreamHost => "Streaming host:", "Hôte de streaming :";
     SharePlay => "Share-Play", "Share-Play";
+    HourPacks => "Hour packs", "Packs d'heures";
+    HourPacksText => "More hours for this month, at once; what is left at the month's end carries over like the plan's. Billed once on the next invoice.", "Des heures en plus pour ce mois, tout de suite ; ce qui reste à la fin du mois est reporté comme celles du forfait. Facturé une fois sur la prochaine facture.";
+    BuyPack => "Buy", "Acheter";
+    FromPacks => "including from hour packs:", "dont packs d'heures :";
+    NoticePackBought => "Hours added: they count this month.", "Heures ajoutées : elles comptent dès ce mois-ci.";
     InviteFriend => "Invite a friend", "Inviter un ami";
     SharePlayText => "A friend joins your session on the same GPU for up to 60 minutes with this code. It lets one friend in, once, until", "Un ami rejoint votre session sur le même GPU pendant 60 minutes au plus avec ce code. Il laisse entrer un ami, une fois, jusqu'à";
     ShareLink => "Or send this link:", "Ou envoyez ce lien :";

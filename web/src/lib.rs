@@ -82,6 +82,7 @@ pub fn pages(state: ApiState) -> Router {
         .route("/play/{org}/profiles", post(play_pages::add_profile))
         .route("/play/{org}/pin", post(play_pages::set_pin))
         .route("/play/{org}/plan", post(play_pages::take_plan))
+        .route("/play/{org}/hour-pack", post(play_pages::buy_pack))
         .route("/play/{org}/sessions/{id}", get(play_pages::session))
         .route("/play/{org}/sessions/{id}/end", post(play_pages::end))
         .route(

@@ -208,6 +208,49 @@ fn plans(ctx: &Ctx, org: &str, plan: &Value) -> Markup {
                 }
             }
         }
+        @let packs = items(plan, "hour_packs");
+        @if !packs.is_empty() {
+            h2 { (ctx.t(Msg::HourPacks)) }
+            p.muted { (ctx.t(Msg::HourPacksText)) }
+            section #hour-packs {
+                @for p in &packs {
+                    div.card.pack data-pack=(s(p, "pack")) {
+                        div.big { (p["hours"]) " h" }
+                        p { (s(p, "price")) " " (s(plan, "currency")) }
+                        form method="post" action={ "/play/" (org) "/hour-pack" } {
+                            (ctx.csrf_field())
+                            input type="hidden" name="pack" value=(s(p, "pack"));
+                            button type="submit" .buy-pack { (ctx.t(Msg::BuyPack)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PackForm {
+    pack: String,
+}
+
+/// `POST /play/{org}/hour-pack`: the owner buys a pack of hours (through billing: on this
+/// month's hours at once, on the next invoice).
+pub async fn buy_pack(
+    ctx: Ctx,
+    Path(org): Path<String>,
+    axum::Form(f): axum::Form<PackForm>,
+) -> Response {
+    match ctx
+        .api
+        .post(
+            "/v1/billing/hour-packs",
+            serde_json::json!({"org": org, "pack": f.pack}),
+        )
+        .await
+    {
+        Ok(_) => crate::layout::done(&format!("/play/{org}"), Msg::NoticePackBought),
+        Err(p) => ctx.problem(&p),
     }
 }
 
@@ -255,6 +298,9 @@ fn hours(ctx: &Ctx, h: &Value) -> Markup {
             div.card {
                 div.muted { (ctx.t(Msg::PlayedThisMonth)) }
                 div.big #hours-played { (minutes(&h["hours"]["played_min"])) " / " (minutes(&h["hours"]["allowed_min"])) }
+                @if h["hours"]["packs_min"].as_i64().unwrap_or(0) > 0 {
+                    div.muted #hours-packs { (ctx.t(Msg::FromPacks)) " " (minutes(&h["hours"]["packs_min"])) }
+                }
             }
         }
     }

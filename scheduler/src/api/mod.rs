@@ -231,6 +231,10 @@ pub fn router(state: ApiState) -> Router {
             get(crate::billing::prepaid::get).post(crate::billing::prepaid::top_up),
         )
         .route("/v1/titles", get(crate::gaming::api::titles))
+        .route(
+            "/v1/billing/hour-packs",
+            post(crate::billing::hour_packs::buy),
+        )
         .route("/v1/warm-pools", get(crate::gaming::warm_api::list))
         .route(
             "/v1/sessions/{id}/connection",

@@ -117,6 +117,7 @@ fn resource_of(body: &Body) -> String {
         Body::RedeemCoupon(c) => r("coupon", &c.code),
         Body::TopUpPrepaid(c) => r("organisation", &c.org_id),
         Body::SetPlan(c) => r("organisation", &c.org_id),
+        Body::BuyHourPack(c) => r("hour_pack", &c.purchase_id),
         Body::CreateProfile(c) => r("profile", &c.profile_id),
         Body::UpdateProfile(c) => r("profile", &c.profile_id),
         Body::DeleteProfile(c) => r("profile", &c.profile_id),

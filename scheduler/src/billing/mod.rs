@@ -26,6 +26,7 @@ pub mod apply;
 pub mod collect;
 pub mod controller;
 pub mod coupons;
+pub mod hour_packs;
 pub mod journal;
 pub mod meters;
 pub mod payment_api;

@@ -127,9 +127,10 @@ impl ClusterState {
             let book = books.0.get(&currency).ok_or_else(|| {
                 Rejected::Invalid(format!("the run's price books have no {currency} book"))
             })?;
-            let plan_lines = self
+            let mut plan_lines = self
                 .bill_plans(&org_id, book, end)
                 .map_err(|e| Rejected::Invalid(format!("plans of {org_id}: {e}")))?;
+            plan_lines.extend(self.bill_hour_packs(&org_id, end));
             // Usage up to the period's end is billed now; what came after waits.
             let all = self.billing.usage.remove(&org_id).unwrap_or_default();
             let (now, later): (Vec<UsageInterval>, Vec<UsageInterval>) =

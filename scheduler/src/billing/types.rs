@@ -251,6 +251,25 @@ pub struct Account {
     /// Plans are billed up to here (the end of the last period a run billed).
     #[serde(default)]
     pub plans_billed_to_ms: Option<i64>,
+    /// Gaming hour packs bought this month and last (see [`crate::billing::hour_packs`]).
+    #[serde(default)]
+    pub hour_packs: Vec<HourPack>,
+}
+
+/// A pack of gaming hours a household bought.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourPack {
+    /// `hp-<hex>`.
+    pub id: String,
+    pub pack: String,
+    pub name: String,
+    pub hours: u32,
+    /// In `currency`, at purchase.
+    pub price: Decimal,
+    pub currency: Currency,
+    pub bought_at_ms: i64,
+    /// Whether an invoice carried it.
+    pub billed: bool,
 }
 
 /// A monthly plan held from `from_ms` to `to_ms` (open: still held).

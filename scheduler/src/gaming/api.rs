@@ -89,11 +89,14 @@ pub struct ProfileView {
 /// What the household may play this month.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HoursView {
-    /// The plan's hours and what last month carried over, in minutes.
+    /// The plan's hours, hour packs bought this month and what last month carried over, in
+    /// minutes.
     pub allowed_min: i64,
     pub played_min: i64,
     pub left_min: i64,
     pub carried_over_min: i64,
+    /// Of `allowed_min`, what hour packs bought this month add.
+    pub packs_min: i64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -175,7 +178,11 @@ pub(crate) fn household_of(
 }
 
 /// The gaming plan of `org` now and its fair use.
-fn plan_of<'c>(s: &'c ApiState, state: &ClusterState, org: &OrgId) -> (String, &'c FairUse) {
+pub(crate) fn plan_of<'c>(
+    s: &'c ApiState,
+    state: &ClusterState,
+    org: &OrgId,
+) -> (String, &'c FairUse) {
     let plan = state
         .billing
         .accounts
@@ -244,6 +251,12 @@ fn view(s: &ApiState, org: &OrgId) -> HouseholdView {
             played_min: played / 60_000,
             left_min: (allowed - played).max(0) / 60_000,
             carried_over_min: carried / 60_000,
+            packs_min: {
+                let (from, to) =
+                    crate::billing::types::period_bounds(&crate::billing::types::period_of(now))
+                        .unwrap_or((now, now));
+                state.pack_ms(org, from, to) / 60_000
+            },
         },
         pin_set: h.pin_hash.is_some(),
         pin_locked_until: h.pin_locked_until_ms.filter(|u| *u > now).map(rfc3339),

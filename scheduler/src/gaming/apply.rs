@@ -577,8 +577,9 @@ impl ClusterState {
     }
 }
 
-/// A household's hours this month: (allowed with what last month carried over, played so
-/// far, carried over).
+/// A household's hours this month: (allowed — the plan's, the hour packs bought this month
+/// and what last month carried over —, played so far, carried over). Unused hours of last
+/// month, the plan's and its packs', carry over up to the plan's rollover.
 pub fn hours_left(
     state: &ClusterState,
     org: &OrgId,
@@ -590,11 +591,13 @@ pub fn hours_left(
     let (last_start, _) = period_bounds(&period_of(month_start - 1)).unwrap_or((at, at));
     let monthly = i64::from(monthly_hours) * 3_600_000;
     let last_month = state.played_ms(org, None, last_start, month_start, at);
-    let rollover = (monthly - last_month)
+    let last_packs = state.pack_ms(org, last_start, month_start);
+    let rollover = (monthly + last_packs - last_month)
         .max(0)
         .min(i64::from(rollover_hours) * 3_600_000);
     let played = state.played_ms(org, None, month_start, month_end, at);
-    (monthly + rollover, played, rollover)
+    let packs = state.pack_ms(org, month_start, month_end);
+    (monthly + packs + rollover, played, rollover)
 }
 
 impl Household {

@@ -78,6 +78,7 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::RedeemCoupon(_) => "redeem_coupon",
         Body::TopUpPrepaid(_) => "top_up_prepaid",
         Body::SetPlan(_) => "set_plan",
+        Body::BuyHourPack(_) => "buy_hour_pack",
         Body::CreateProfile(_) => "create_profile",
         Body::UpdateProfile(_) => "update_profile",
         Body::DeleteProfile(_) => "delete_profile",

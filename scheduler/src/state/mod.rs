@@ -301,6 +301,7 @@ impl ClusterState {
             Body::RedeemCoupon(c) => self.redeem_coupon(c, at),
             Body::TopUpPrepaid(c) => self.top_up_prepaid(c, at),
             Body::SetPlan(c) => self.set_plan(c, at),
+            Body::BuyHourPack(c) => self.buy_hour_pack(c, at),
             Body::CreateProfile(c) => self.create_profile(c, at),
             Body::UpdateProfile(c) => self.update_profile(c, at),
             Body::DeleteProfile(c) => self.delete_profile(c),

@@ -182,6 +182,7 @@ impl ClusterState {
             Body::RedeemCoupon(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
             Body::TopUpPrepaid(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
             Body::SetPlan(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
+            Body::BuyHourPack(c) => (Action::ManageBilling, Target::Org(org(&c.org_id)?)),
             Body::CreateProfile(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
             Body::UpdateProfile(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
             Body::DeleteProfile(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),

@@ -457,6 +457,17 @@ async fn the_portal_unlocks_a_title_for_a_kid_and_launches_it() {
     assert_eq!(view["plan"], "game-priority-plus", "{view}");
     assert_eq!(view["fair_use"]["tier"], "priority-plus", "{view}");
     shots.take(&c, "priority-plus").await;
+    // ... and buys ten more hours: on this month's at once.
+    let allowed = view["hours"]["allowed_min"].as_i64().unwrap();
+    let pack = "div.pack[data-pack='pack-10h'] button.buy-pack";
+    click(&c, pack).await;
+    wait_for(&c, "#hours-packs", Duration::from_secs(10)).await;
+    assert!(text(&c, "#hours-packs").await.contains("10 h"));
+    let (_, view) = api
+        .call("GET", &format!("/v1/households/{home}"), Some(&token), None)
+        .await;
+    assert_eq!(view["hours"]["allowed_min"], allowed + 600, "{view}");
+    shots.take(&c, "hour-pack").await;
     c.goto(&format!("{base}/play/{home}?lang=fr"))
         .await
         .unwrap();

@@ -249,6 +249,7 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/households/{id}/share-play") => {
             Some(json!({"profile": "pf-0000000000000001", "code": "ABCD-EFGH"}))
         }
+        ("POST", "/v1/billing/hour-packs") => Some(json!({"org": a.org, "pack": "pack-10h"})),
         ("PUT", "/v1/billing/plan") => Some(json!({"org": a.org, "plan": "support-developer"})),
         ("PUT", "/v1/billing/budget-alerts") => Some(json!({"org": a.org, "thresholds": ["1"]})),
         ("POST", "/v1/billing/payment-method") => Some(json!({"org": a.org,

@@ -120,3 +120,103 @@ async fn a_plan_is_taken_billed_ahead_and_cancelled_at_the_months_end() {
     let ends = view["ends_at"].as_str().expect("an end").to_owned();
     assert!(ends.ends_with("-01T00:00:00Z"), "{view}");
 }
+
+/// A household out of hours buys a pack: its hours add to this month's at once, the next
+/// invoice bills it once at the book's price; an unknown pack is refused with the list, a
+/// company cannot buy one, another organisation cannot buy one for you.
+#[tokio::test]
+async fn an_hour_pack_adds_hours_at_once_and_is_billed_once() {
+    let fx = Fixture::start();
+    let api = Api {
+        base: &fx.fleet.api,
+    };
+    let (ann, home, _) = super::customers::household(&fx, &api, "ann@example.org", "Martins").await;
+    let (bob, company, _) = customer(&fx, &api, "bob@example.org", "Bob SARL").await;
+    let (_, view) = api
+        .call("GET", &format!("/v1/households/{home}"), Some(&ann), None)
+        .await;
+    assert_eq!(view["hours"]["allowed_min"], 600, "{view}");
+
+    let buy = |token: &str, org: &str, pack: &str| {
+        let (token, body) = (token.to_owned(), json!({"org": org, "pack": pack}));
+        let api = Api { base: api.base };
+        async move {
+            api.call("POST", "/v1/billing/hour-packs", Some(&token), Some(body))
+                .await
+        }
+    };
+    let (status, body) = buy(&ann, &home, "pack-1000h").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("pack-10h, pack-20h"),
+        "{body}"
+    );
+    let (status, body) = buy(&bob, &company, "pack-10h").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("for gaming households"),
+        "{body}"
+    );
+    let (status, _) = buy(&bob, &home, "pack-10h").await;
+    assert_eq!(status, 404, "another organisation's household is not there");
+
+    // Bought from the command line, with the household's login.
+    let cli_home = tempfile::tempdir().unwrap();
+    let out = vmcloud_tests::command(cli_home.path())
+        .args([
+            "billing",
+            "hour-pack",
+            "pack-10h",
+            "--org",
+            &home,
+            "-o",
+            "json",
+        ])
+        .args(["--api", api.base, "--token", &ann])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bought: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(bought["price"], "4.99", "{bought}");
+    assert_eq!(bought["left_min"], 1200, "{bought}");
+    let (_, view) = api
+        .call("GET", &format!("/v1/households/{home}"), Some(&ann), None)
+        .await;
+    assert_eq!(view["hours"]["allowed_min"], 1200, "{view}");
+    assert_eq!(view["hours"]["packs_min"], 600, "{view}");
+
+    // The month's invoice bills it, once.
+    let period = bought["bought_at"].as_str().unwrap()[..7].to_owned();
+    cli_json(&fx, &["billing", "clock", "32d"]);
+    let run = cli_json(&fx, &["billing", "run", &period]);
+    let invoice = run["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["organisation"] == home.as_str())
+        .unwrap_or_else(|| panic!("no invoice for {home}: {run}"))
+        .clone();
+    let full = cli_json(
+        &fx,
+        &["billing", "invoice", invoice["id"].as_str().unwrap()],
+    );
+    let packs: Vec<&serde_json::Value> = full["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["description"].as_str().unwrap().contains("pack-10h"))
+        .collect();
+    assert_eq!(packs.len(), 1, "{full}");
+    assert_eq!(packs[0]["amount"], "4.99", "{full}");
+    assert_eq!(packs[0]["quantity"], "10 h", "{full}");
+}
