@@ -261,3 +261,65 @@ fn launches_are_counted_per_minute_for_the_pools_sizing() {
     let counted: u32 = figures.minutes.iter().map(|m| m.cold).sum();
     assert_eq!(counted, 3);
 }
+
+/// A launch that finds no booted warm VM waits, expecting to start when the warm VM booting
+/// for its pool is ready (not stopping it for a boot of its own); once booted, that VM is
+/// handed to it — before a later launch — and its first id still answers.
+#[test]
+fn a_queued_launch_takes_the_next_booted_warm_vm_before_any_later_launch() {
+    use vmcloud_scheduler::sessions::queue::standings;
+    let mut f = Fleet::new();
+    let catalog = catalog(1, 4);
+    f.host("h1", "r1", 2);
+    warm_up(&mut f, &catalog);
+    let first = f.state.ready_warm(&class()).next().cloned().unwrap();
+    launch(&mut f, ACCOUNT, Some(&first)).unwrap();
+    // The pool refills on the free GPU: booting.
+    for body in plan(&f.state, &catalog, f.at) {
+        f.apply(body);
+    }
+    f.place();
+    let refill = f
+        .state
+        .instances
+        .values()
+        .find(|i| i.is_warm() && i.state == InstanceState::Scheduled)
+        .map(|i| {
+            (
+                i.id.clone(),
+                i.node.clone().unwrap(),
+                i.placed_at_ms.unwrap(),
+            )
+        })
+        .expect("a warm VM booting");
+    other_project(&mut f, "prj-b");
+    other_project(&mut f, "prj-c");
+    let b = launch(&mut f, "prj-b", None).unwrap();
+    f.place();
+    let c = launch(&mut f, "prj-c", None).unwrap();
+    f.place();
+    let waiting = standings(&f.state);
+    // The pool's measured boot is 40 s: B expects to start then.
+    assert_eq!(waiting[&b].position, 1);
+    assert_eq!(
+        waiting[&b].eta_ms,
+        Some(refill.2 + 40_000),
+        "{:?}",
+        waiting[&b]
+    );
+    assert_eq!(waiting[&c].position, 2);
+    assert!(
+        f.instance(&refill.0).reclaimed_at_ms.is_none(),
+        "the booting warm VM is not stopped for a launch of its own class"
+    );
+    // Booted: B takes it, C still waits.
+    f.at += 40_000;
+    f.observe(&refill.1, &refill.0, pb::ObservedState::Running);
+    assert!(!f.state.instances.contains_key(&b), "B left the queue");
+    let now = f.state.session_now(&b).expect("B's id still answers");
+    assert_eq!(now.id, refill.0);
+    assert_eq!(now.project.as_str(), "prj-b");
+    assert_eq!(now.state, InstanceState::Running);
+    assert_eq!(f.instance(&c).state, InstanceState::Pending);
+    assert_eq!(standings(&f.state)[&c].position, 1);
+}

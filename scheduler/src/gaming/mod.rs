@@ -15,3 +15,4 @@ pub mod warm;
 pub mod warm_api;
 pub mod warm_controller;
 pub mod warm_metrics;
+pub mod warm_queue;

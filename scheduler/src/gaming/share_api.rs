@@ -15,7 +15,7 @@ use crate::api::context::{ApiJson, ApiState, Caller, Who, created, rfc3339};
 use crate::api::problem::Problem;
 use crate::gaming::api::{household_of, play_as};
 use crate::instances::types::Instance;
-use crate::sessions::api::ConnectionView;
+use crate::sessions::api::{ConnectionView, own_session};
 use crate::sessions::types::{SHARE_INVITE_MS, STREAM_PORT, STREAM_TOKEN_MS, ShareGuest};
 use crate::tenancy::authz::{Action, Resource};
 
@@ -70,6 +70,9 @@ pub async fn invite(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     who.may(&s, Action::Deploy, Resource::Project(&project))?;
+    let id = own_session(&s.cluster.state(), &project, &id)?
+        .id
+        .to_string();
     let code = new_code();
     let expires = crate::clock::now_ms() + SHARE_INVITE_MS;
     s.cluster
@@ -102,6 +105,9 @@ pub async fn end(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     who.may(&s, Action::Deploy, Resource::Project(&project))?;
+    let id = own_session(&s.cluster.state(), &project, &id)?
+        .id
+        .to_string();
     s.cluster
         .propose_as(
             who.actor(),

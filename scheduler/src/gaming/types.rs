@@ -188,6 +188,11 @@ pub struct GamingBook {
     /// with time).
     #[serde(default)]
     pub guests: OrdMap<String, InstanceId>,
+    /// Launches a warm VM took while they waited in the queue: the launch's id → the warm
+    /// VM's (the session's id since) and when, for a day (see
+    /// [`crate::gaming::warm_queue`]).
+    #[serde(default)]
+    pub moved: OrdMap<InstanceId, (InstanceId, i64)>,
 }
 
 /// The key of a Share-Play guest in [`GamingBook::guests`].

@@ -138,12 +138,14 @@ impl ClusterState {
     }
 
     /// A launch takes the warm VM of its id: `session` is the launch as `create_instance`
-    /// built it (checked), `token` its connection details.
+    /// built it (checked), `token` its connection details; `count_launch`: a new launch (one
+    /// handed a VM from the queue was counted when it queued).
     pub(crate) fn claim_warm(
         &mut self,
         mut session: Instance,
         token: Option<StreamToken>,
         at: i64,
+        count_launch: bool,
     ) -> ApplyResult {
         let class = WarmClass::of(&session);
         if !self.warm_ready(&session.id, &class) {
@@ -184,7 +186,9 @@ impl ClusterState {
         }
         // No capacity came free (the GPU stays bound, to the session now): placement need not
         // look again.
-        self.record_launch(&class, true, at);
+        if count_launch {
+            self.record_launch(&class, true, at);
+        }
         self.index_owner(&session);
         self.instances
             .insert(session.id.clone(), Arc::new(session.clone()));

@@ -206,7 +206,7 @@ impl ClusterState {
             }
         }
         if claim {
-            return self.claim_warm(instance, token, at);
+            return self.claim_warm(instance, token, at, true);
         }
         if instance.session.is_some() {
             self.record_launch(&crate::gaming::pools::WarmClass::of(&instance), false, at);
@@ -228,6 +228,15 @@ impl ClusterState {
             instance.public_ipv4 = Some(std::net::Ipv4Addr::from(address));
         }
         self.admit_pending(instance.clone());
+        // A launch that came just as a warm VM of its class booted (the API saw none) takes
+        // it now, or the launch before it in the queue does.
+        if instance.session.is_some() && !instance.is_warm() {
+            let class = crate::gaming::pools::WarmClass::of(&instance);
+            let ready = self.ready_warm(&class).next().cloned();
+            if let Some(w) = ready {
+                self.hand_warm_to_queue(&w, at);
+            }
+        }
         Ok(Applied::Instance(Box::new(instance)))
     }
 
@@ -404,6 +413,7 @@ impl ClusterState {
         }
         for id in warm_changed {
             self.warm_observed(&id);
+            self.hand_warm_to_queue(&id, at);
         }
         for (project, data) in changed {
             self.emit_webhook(&project, "instance.state_changed", data);

@@ -221,6 +221,13 @@ impl Timeline {
         start
     }
 
+    /// `n` GPUs come free at `at` (a warm VM booted for the queue).
+    pub(crate) fn release(&mut self, at: i64, n: i64) {
+        let e = (at, n);
+        let i = self.events.partition_point(|x| x <= &e);
+        self.events.insert(i, e);
+    }
+
     /// Books `need` GPUs from `start` for `runtime_ms`.
     pub(crate) fn book(&mut self, start: i64, need: i64, runtime_ms: i64) {
         for e in [(start, -need), (start.saturating_add(runtime_ms), need)] {

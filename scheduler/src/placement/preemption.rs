@@ -41,6 +41,18 @@ pub(crate) fn without(u: &mut Usage, v: &Instance) {
     }
 }
 
+/// Whether `v` is a warm VM of the class `instance` (a session launch) waits for: booting, it
+/// is handed to the launch queue once booted ([`crate::gaming::warm_queue`]), so stopping it
+/// for a launch of its own class would only boot another.
+fn refill_for(v: &Instance, instance: &Instance) -> bool {
+    instance.session.is_some()
+        && v.is_warm()
+        && v.region == instance.region
+        && v.flavor == instance.flavor
+        && v.image == instance.image
+        && v.pool == instance.pool
+}
+
 /// (instances stopped, GPUs freed, vCPUs freed, host position): smaller is cheaper.
 pub(crate) type PreemptionCost = (usize, usize, u32, usize);
 
@@ -70,7 +82,7 @@ pub(crate) fn find_preemption(
         let held = usage[pos].held.against(instance, slots.is_some());
         let mut candidates: Vec<&&Instance> = victims
             .iter()
-            .filter(|v| !claimed.contains(&v.id))
+            .filter(|v| !claimed.contains(&v.id) && !refill_for(v, instance))
             .collect();
         if candidates.is_empty() {
             continue;

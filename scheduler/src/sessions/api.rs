@@ -476,19 +476,21 @@ pub(crate) async fn propose_launch(
         _ => return Err(Problem::from(crate::state::Rejected::Malformed)),
     };
     let state = s.cluster.state();
-    let view = SessionView::new(&instance, standings(&state).get(&instance.id));
-    Ok(created(format!("/v1/sessions/{}", instance.id), view))
+    // A warm VM that booted meanwhile may have taken it already.
+    let now = state.session_now(&instance.id).unwrap_or(&instance);
+    let view = SessionView::new(now, standings(&state).get(&now.id));
+    Ok(created(format!("/v1/sessions/{}", now.id), view))
 }
 
-fn own_session<'s>(
+/// The project's session `id` names (a queued launch a warm VM took answers as that VM).
+pub(crate) fn own_session<'s>(
     state: &'s ClusterState,
     project: &vmcloud_proto::ProjectId,
     id: &str,
 ) -> Result<&'s Instance, Problem> {
     InstanceId::parse(id)
         .ok()
-        .and_then(|id| state.instances.get(&id))
-        .map(|i| &**i)
+        .and_then(|id| state.session_now(&id))
         .filter(|i| &i.project == project && i.session.is_some())
         .ok_or_else(|| Problem::not_found(format!("session {id} does not exist")))
 }

@@ -33,7 +33,7 @@ pub fn choose_region(
         if *rtt > target.max_ms || !open(region) {
             continue;
         }
-        let mut t = Timeline::new_in_pool(state, region, model, pool);
+        let mut t = launch_timeline(state, region, model, pool);
         // The launches of this class that would go before it.
         let mut ahead: Vec<&Instance> = state
             .pending()
@@ -62,6 +62,22 @@ pub fn choose_region(
         }
     }
     best.map(|((_, start, rtt), region)| (region.to_owned(), rtt, start))
+}
+
+/// GPUs of `model` in `region`'s `pool` over time, as the launch queue gets them: free now,
+/// what running sessions and jobs give back when they end, and the warm VMs booting for the
+/// pool (each handed to the queue when booted, see [`crate::gaming::warm_queue`]).
+fn launch_timeline(
+    state: &ClusterState,
+    region: &str,
+    model: &str,
+    pool: Option<&str>,
+) -> Timeline {
+    let mut t = Timeline::new_in_pool(state, region, model, pool);
+    for (ready, gpus) in state.warm_refills(region, model, pool) {
+        t.release(ready, gpus);
+    }
+    t
 }
 
 /// Books a waiting launch at its earliest start for its tier's length; that start, if any.
@@ -93,7 +109,11 @@ fn launch_rank_of(tier: Option<SessionTier>) -> u8 {
 
 /// Position and estimated start of every waiting launch, per region and GPU class.
 pub fn standings(state: &ClusterState) -> HashMap<InstanceId, Standing> {
-    let mut waiting: Vec<&Instance> = state.pending().filter(|i| i.session.is_some()).collect();
+    // Warm VMs waiting for a host are no gamer's launch: they neither count nor wait ahead.
+    let mut waiting: Vec<&Instance> = state
+        .pending()
+        .filter(|i| i.session.is_some() && !i.is_warm())
+        .collect();
     // Pending is in creation order; a stable sort by tier keeps it within a tier.
     waiting.sort_by_key(|i| launch_rank(i));
     let class = |i: &Instance| {
@@ -114,8 +134,8 @@ pub fn standings(state: &ClusterState) -> HashMap<InstanceId, Standing> {
         let of = per_queue[&key];
         let (position, timeline) = seen.entry(key.clone()).or_insert_with(|| {
             let (region, model, pool) = &key;
-            let t = (!model.is_empty())
-                .then(|| Timeline::new_in_pool(state, region, model, pool.as_deref()));
+            let t =
+                (!model.is_empty()).then(|| launch_timeline(state, region, model, pool.as_deref()));
             (0, t)
         });
         *position += 1;
