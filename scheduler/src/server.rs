@@ -349,6 +349,12 @@ impl Scheduler {
             cluster: cluster.clone(),
             catalog: catalog.clone(),
         }));
+        registry.register_collector(Box::new(crate::nodes::fleet_metrics::FleetCollector {
+            cluster: cluster.clone(),
+            liveness: liveness_view.clone(),
+        }));
+        let api_metrics = crate::api::metrics::ApiMetrics::default();
+        api_metrics.register(&mut registry);
         registry.register_collector(Box::new(crate::gaming::warm_metrics::WarmPoolsCollector {
             cluster: cluster.clone(),
             catalog: catalog.clone(),
@@ -371,6 +377,7 @@ impl Scheduler {
             build: config.build,
             links,
             metrics: Arc::new(registry),
+            api_metrics,
             liveness: liveness_view,
             mailer: Arc::new(config.mailer),
             secrets: config.secrets.map(Arc::new),

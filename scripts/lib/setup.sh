@@ -45,6 +45,27 @@ ensure_browser() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 }
 
+# Prometheus and promtool (Debian's `prometheus`) for the NOC tests: the alert rules' unit
+# tests and a real Prometheus scraping `vmcloud dev`. As root they are installed when missing
+# (the package's own service is stopped: the tests start their own); otherwise those tests say
+# they skipped.
+ensure_prometheus() {
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+    say "prometheus present: $(prometheus --version 2>&1 | head -n1)"
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    say "not root and no prometheus/promtool: the NOC tests will be skipped"
+    return 0
+  fi
+  say "installing prometheus (and promtool) for the NOC tests"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if command -v systemctl >/dev/null; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+}
+
 # The Python tools tests start (aiosmtpd: the SMTP sink mail goes to), in a virtual
 # environment in the repository (.venv, ignored by git). Tests that find none say they skipped.
 ensure_python_tools() {

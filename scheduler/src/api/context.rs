@@ -26,6 +26,8 @@ pub struct ApiState {
     pub links: NodeLinks,
     /// Everything `/metrics` serves.
     pub metrics: Arc<prometheus_client::registry::Registry>,
+    /// Requests by route and status, their durations, rate-limit refusals.
+    pub api_metrics: crate::api::metrics::ApiMetrics,
     /// The leader's view of node liveness.
     pub liveness: crate::nodes::liveness::LivenessView,
     pub mailer: Arc<crate::mail::Mailer>,

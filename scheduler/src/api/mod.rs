@@ -9,6 +9,7 @@ pub mod audit;
 pub(crate) mod cluster;
 pub mod context;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod problem;
@@ -377,26 +378,47 @@ pub fn router(state: ApiState) -> Router {
             audit::refusals,
         ))
         .layer(axum::middleware::from_fn(request::middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            state.api_metrics.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
-/// Prometheus metrics (OpenMetrics text).
+/// Prometheus metrics: OpenMetrics text to a scraper that asks for it (Prometheus does), the
+/// Prometheus text format (0.0.4) otherwise (`curl`, `promtool check metrics`).
 async fn metrics(
     axum::extract::State(s): axum::extract::State<ApiState>,
+    headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &s.metrics).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics::prometheus_text(&text),
+        )
+            .into_response()
+    }
 }
 
 async fn version(axum::extract::State(s): axum::extract::State<ApiState>) -> Json<BuildInfo> {

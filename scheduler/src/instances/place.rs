@@ -137,6 +137,7 @@ impl ClusterState {
             instance.pending_reason = None;
             instance.placed_at_ms = Some(at);
             instance.meter_from_ms = Some(at);
+            self.placements.0 += 1;
             instance.ipv6 = match (&instance.nic, node.ipv6_prefix) {
                 (Some(nic), Some(prefix)) => crate::nodes::types::ipv6_of(prefix, &nic.mac),
                 _ => None,

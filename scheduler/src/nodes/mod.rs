@@ -4,6 +4,7 @@
 pub mod api;
 pub mod apply;
 pub mod desired;
+pub mod fleet_metrics;
 pub mod liveness;
 pub mod mig;
 pub mod types;

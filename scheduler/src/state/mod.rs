@@ -133,6 +133,20 @@ pub struct ClusterState {
     /// [`crate::webhooks::types::PendingEvents`]).
     #[serde(skip)]
     pub(crate) webhook_pending: PendingEvents,
+    /// Instances placed by this replica's `apply` since it started (`/metrics`).
+    #[serde(skip)]
+    pub placements: Tally,
+}
+
+/// A count kept beside the state for `/metrics`, not part of its value: states equal in
+/// everything else are equal whatever their counts.
+#[derive(Debug, Clone, Default)]
+pub struct Tally(pub u64);
+
+impl PartialEq for Tally {
+    fn eq(&self, _: &Tally) -> bool {
+        true
+    }
 }
 
 /// A change counter kept beside the state, not part of its value: states equal in

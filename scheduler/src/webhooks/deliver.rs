@@ -87,6 +87,14 @@ pub async fn run(s: ApiState) {
             .collect()
             .await;
         let n = results.len();
+        for r in &results {
+            s.api_metrics
+                .webhook_deliveries
+                .get_or_create(&crate::api::metrics::OutcomeLabels {
+                    outcome: if r.ok { "delivered" } else { "failed" }.to_owned(),
+                })
+                .inc();
+        }
         match cluster
             .propose(Body::RecordWebhookDeliveries(pb::RecordWebhookDeliveries {
                 results,

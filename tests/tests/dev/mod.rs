@@ -17,6 +17,7 @@ mod liveness;
 mod mail;
 mod mfa;
 mod networks;
+mod noc;
 mod openapi;
 mod pagination;
 mod payments;
