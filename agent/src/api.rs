@@ -21,6 +21,7 @@ pub struct AgentApiState {
     pub status: watch::Receiver<Option<pb::StatusReport>>,
     pub connected: watch::Receiver<bool>,
     pub telemetry: watch::Receiver<Option<Arc<crate::telemetry::Snapshot>>>,
+    pub reconcile: Arc<crate::reconciler::ReconcileStats>,
 }
 
 pub fn router(state: AgentApiState) -> Router {
@@ -72,6 +73,42 @@ async fn status(State(s): State<AgentApiState>) -> Json<Status> {
     })
 }
 
+/// The link to the scheduler (up or not) and the instances by observed state (the last
+/// status report), in Prometheus' text format.
+fn link_and_instances(s: &AgentApiState) -> String {
+    use std::fmt::Write;
+    let node = &s.node;
+    let mut out = format!(
+        "# HELP vmcloud_agent_link_connected 1 while the agent's link to the scheduler is up.\n# TYPE vmcloud_agent_link_connected gauge\nvmcloud_agent_link_connected{{node=\"{node}\"}} {}\n",
+        u8::from(*s.connected.borrow())
+    );
+    let mut by_state: std::collections::BTreeMap<&'static str, u32> =
+        ["running", "stopped", "failed", "absent", "unknown"]
+            .into_iter()
+            .map(|st| (st, 0))
+            .collect();
+    if let Some(report) = s.status.borrow().as_ref() {
+        for i in &report.instances {
+            let st = match pb::ObservedState::try_from(i.state).unwrap_or_default() {
+                pb::ObservedState::Running => "running",
+                pb::ObservedState::Stopped => "stopped",
+                pb::ObservedState::Failed => "failed",
+                pb::ObservedState::Absent => "absent",
+                _ => "unknown",
+            };
+            *by_state.entry(st).or_default() += 1;
+        }
+    }
+    out.push_str("# HELP vmcloud_agent_instances Instances of the desired config by the state the agent observes.\n# TYPE vmcloud_agent_instances gauge\n");
+    for (st, n) in by_state {
+        let _ = writeln!(
+            out,
+            "vmcloud_agent_instances{{node=\"{node}\",state=\"{st}\"}} {n}"
+        );
+    }
+    out
+}
+
 /// The host's telemetry in Prometheus' text format (503 until the first read, or when
 /// telemetry is off).
 async fn metrics(
@@ -79,7 +116,12 @@ async fn metrics(
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     let content = [("content-type", "text/plain; version=0.0.4")];
     match s.telemetry.borrow().as_ref() {
-        Some(snap) => (StatusCode::OK, content, snap.to_prometheus(&s.node)),
+        Some(snap) => {
+            let mut text = snap.to_prometheus(&s.node);
+            text.push_str(&s.reconcile.to_prometheus(&s.node));
+            text.push_str(&link_and_instances(&s));
+            (StatusCode::OK, content, text)
+        }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             content,

@@ -385,6 +385,7 @@ impl Agent {
                 addr: config.api_listen,
                 source,
             })?;
+        let reconcile_stats = Arc::new(reconciler::ReconcileStats::default());
         let router = api::router(api::AgentApiState {
             node: config.node.to_string(),
             hypervisor: hv.clone(),
@@ -392,6 +393,7 @@ impl Agent {
             status: status_rx,
             connected: connected_rx,
             telemetry: snapshot_rx,
+            reconcile: reconcile_stats.clone(),
         });
         let mut tasks = Vec::new();
         if let Some(every) = config.telemetry_interval {
@@ -441,7 +443,12 @@ impl Agent {
                 tracing::error!(error = %e, "agent API stopped");
             }
         });
-        let reconciler = tokio::spawn(reconciler::run(reconcile_host, desired_rx, status_tx));
+        let reconciler = tokio::spawn(reconciler::run(
+            reconcile_host,
+            desired_rx,
+            status_tx,
+            reconcile_stats,
+        ));
         let link = tokio::spawn(link.run());
         Ok(Agent {
             api_addr,

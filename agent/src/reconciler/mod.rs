@@ -235,12 +235,38 @@ impl Host {
     }
 }
 
+/// What the reconcile loop counts, for the agent's `/metrics`.
+#[derive(Debug, Default)]
+pub struct ReconcileStats {
+    /// Passes made (each over every desired instance and managed domain).
+    pub passes: std::sync::atomic::AtomicU64,
+    /// Passes where an action failed, or the hypervisor could not be read.
+    pub errors: std::sync::atomic::AtomicU64,
+    /// Time spent in passes, in microseconds.
+    pub micros: std::sync::atomic::AtomicU64,
+}
+
+impl ReconcileStats {
+    /// The counters in Prometheus' text format.
+    pub fn to_prometheus(&self, node: &str) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        format!(
+            "# HELP vmcloud_agent_reconcile_passes_total Reconcile passes over the desired config.\n# TYPE vmcloud_agent_reconcile_passes_total counter\nvmcloud_agent_reconcile_passes_total{{node=\"{node}\"}} {}\n# HELP vmcloud_agent_reconcile_errors_total Reconcile passes where an action failed or the hypervisor could not be read.\n# TYPE vmcloud_agent_reconcile_errors_total counter\nvmcloud_agent_reconcile_errors_total{{node=\"{node}\"}} {}\n# HELP vmcloud_agent_reconcile_seconds_total Time spent reconciling.\n# TYPE vmcloud_agent_reconcile_seconds_total counter\nvmcloud_agent_reconcile_seconds_total{{node=\"{node}\"}} {}\n",
+            self.passes.load(Relaxed),
+            self.errors.load(Relaxed),
+            self.micros.load(Relaxed) as f64 / 1e6,
+        )
+    }
+}
+
 /// Runs the reconcile loop until `desired`'s sender is dropped.
 pub async fn run(
     host: Arc<Host>,
     mut desired: watch::Receiver<Option<pb::DesiredConfig>>,
     status: watch::Sender<Option<pb::StatusReport>>,
+    stats: Arc<ReconcileStats>,
 ) {
+    use std::sync::atomic::Ordering::Relaxed;
     let mut retry = RETRY_MIN;
     let memory = Arc::new(std::sync::Mutex::new(Memory::default()));
     loop {
@@ -249,10 +275,18 @@ pub async fn run(
             None => host.watch_interval,
             Some(config) => {
                 let (host, memory) = (host.clone(), memory.clone());
+                let started = Instant::now();
                 let pass = tokio::task::spawn_blocking(move || {
                     host.reconcile_once(&config, &mut memory.lock().unwrap())
                 })
                 .await;
+                stats.passes.fetch_add(1, Relaxed);
+                stats
+                    .micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                if !matches!(&pass, Ok(Ok(p)) if p.all_ok) {
+                    stats.errors.fetch_add(1, Relaxed);
+                }
                 match pass {
                     Ok(Ok(pass)) => {
                         status.send_if_modified(|s| {
