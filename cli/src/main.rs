@@ -13,6 +13,7 @@ mod dev;
 mod dev_pki;
 mod firewall_cmd;
 mod household_cmd;
+mod incident_cmd;
 mod ip_cmd;
 mod job_cmd;
 mod limits;
@@ -101,6 +102,18 @@ enum Command {
     WarmPools {
         #[command(flatten)]
         client: client::ClientArgs,
+    },
+    /// The public status page: every region's services, incidents under way and to come.
+    Status {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Incidents and maintenance windows on the status page (operators): declare, update.
+    Incident {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: incident_cmd::IncidentCommand,
     },
     /// Sign up as a new customer (a trial organisation with a `default` project).
     Signup {
@@ -414,6 +427,8 @@ fn main() -> ExitCode {
         | Command::Household { .. }
         | Command::Titles { .. }
         | Command::WarmPools { .. }
+        | Command::Status { .. }
+        | Command::Incident { .. }
         | Command::Project { .. }
         | Command::Signup { .. }
         | Command::VerifyEmail { .. }
@@ -467,6 +482,8 @@ fn main() -> ExitCode {
             Command::Household { client, command } => household_cmd::run(client, command).await,
             Command::Titles { client } => household_cmd::titles(client).await,
             Command::WarmPools { client } => household_cmd::warm_pools(client).await,
+            Command::Status { client } => incident_cmd::status(client).await,
+            Command::Incident { client, command } => incident_cmd::run(client, command).await,
             Command::Project { client, command } => session_cmd::run_project(client, command).await,
             Command::Signup {
                 client,

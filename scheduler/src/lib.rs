@@ -50,6 +50,7 @@ pub mod secrets;
 pub mod server;
 pub mod sessions;
 pub mod state;
+pub mod status;
 pub mod tenancy;
 pub mod webhooks;
 

@@ -9,4 +9,5 @@ mod placement_invariants;
 mod reservations;
 mod sessions;
 mod share_play;
+mod status;
 mod warm_pools;

@@ -206,6 +206,7 @@ impl Ctx {
                                        a href="/login" { (self.t(Msg::LogIn)) }
                                        a href="/signup" { (self.t(Msg::SignUp)) }
                                    }
+                                   a href="/status" id="status-link" { (self.t(Msg::StatusLink)) }
                                    a href={ "?lang=" (other) } id="lang" { (self.t(Msg::Language)) }
                                }
                            }

@@ -25,6 +25,7 @@ pub mod network_pages;
 pub mod play_pages;
 pub mod share_pages;
 pub mod sso_pages;
+pub mod status_pages;
 pub mod webhook_pages;
 
 use axum::Router;
@@ -59,6 +60,9 @@ pub fn pages(state: ApiState) -> Router {
         .route("/sso/callback", get(sso_pages::callback))
         .route("/reset", get(auth::reset_page).post(auth::reset))
         .route("/console", get(console::home))
+        .route("/status", get(status_pages::page))
+        .route("/status/feed.json", get(status_pages::json_feed))
+        .route("/status/feed.atom", get(status_pages::atom_feed))
         .route("/play", get(play_pages::home))
         .route(
             "/play/join",

@@ -232,6 +232,13 @@ pub fn router(state: ApiState) -> Router {
             get(crate::billing::prepaid::get).post(crate::billing::prepaid::top_up),
         )
         .route("/v1/titles", get(crate::gaming::api::titles))
+        .route("/v1/status", get(crate::status::api::status))
+        .route("/v1/incidents", post(crate::status::api::declare))
+        .route("/v1/incidents/{id}", get(crate::status::api::get))
+        .route(
+            "/v1/incidents/{id}/updates",
+            post(crate::status::api::update),
+        )
         .route(
             "/v1/billing/hour-packs",
             post(crate::billing::hour_packs::buy),

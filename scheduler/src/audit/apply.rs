@@ -118,6 +118,8 @@ fn resource_of(body: &Body) -> String {
         Body::TopUpPrepaid(c) => r("organisation", &c.org_id),
         Body::SetPlan(c) => r("organisation", &c.org_id),
         Body::BuyHourPack(c) => r("hour_pack", &c.purchase_id),
+        Body::DeclareIncident(c) => r("incident", &c.incident_id),
+        Body::UpdateIncident(c) => r("incident", &c.incident_id),
         Body::CreateProfile(c) => r("profile", &c.profile_id),
         Body::UpdateProfile(c) => r("profile", &c.profile_id),
         Body::DeleteProfile(c) => r("profile", &c.profile_id),

@@ -79,6 +79,8 @@ pub fn command_kind(body: &Body) -> &'static str {
         Body::TopUpPrepaid(_) => "top_up_prepaid",
         Body::SetPlan(_) => "set_plan",
         Body::BuyHourPack(_) => "buy_hour_pack",
+        Body::DeclareIncident(_) => "declare_incident",
+        Body::UpdateIncident(_) => "update_incident",
         Body::CreateProfile(_) => "create_profile",
         Body::UpdateProfile(_) => "update_profile",
         Body::DeleteProfile(_) => "delete_profile",

@@ -133,6 +133,9 @@ pub struct ClusterState {
     /// [`crate::webhooks::types::PendingEvents`]).
     #[serde(skip)]
     pub(crate) webhook_pending: PendingEvents,
+    /// The public status page's incidents and maintenance windows (see [`crate::status`]).
+    #[serde(default)]
+    pub incidents: OrdMap<String, crate::status::types::Incident>,
     /// Instances placed by this replica's `apply` since it started (`/metrics`).
     #[serde(skip)]
     pub placements: Tally,
@@ -316,6 +319,8 @@ impl ClusterState {
             Body::TopUpPrepaid(c) => self.top_up_prepaid(c, at),
             Body::SetPlan(c) => self.set_plan(c, at),
             Body::BuyHourPack(c) => self.buy_hour_pack(c, at),
+            Body::DeclareIncident(c) => self.declare_incident(c, at),
+            Body::UpdateIncident(c) => self.update_incident(c, at),
             Body::CreateProfile(c) => self.create_profile(c, at),
             Body::UpdateProfile(c) => self.update_profile(c, at),
             Body::DeleteProfile(c) => self.delete_profile(c),

@@ -199,6 +199,8 @@ impl ClusterState {
             | Body::SetRateLimit(_)
             | Body::DecideQuotaRequest(_)
             | Body::CreateJoinToken(_)
+            | Body::DeclareIncident(_)
+            | Body::UpdateIncident(_)
             | Body::SetNodeState(_)
             | Body::SetNodeLabels(_) => (Action::OperateFleet, Target::Fleet),
             Body::CreateOrganisation(_)

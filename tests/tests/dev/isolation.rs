@@ -96,6 +96,11 @@ fn walk_of(method: &str, path: &str) -> Walk {
         // Entitlements are granted by operators: refused before the household is looked up.
         (_, p) if p.contains("/entitlements") => Fleet,
         ("GET", "/v1/titles") => NotTenantData("the public catalog of games"),
+        ("GET", "/v1/status") | ("GET", "/v1/incidents/{id}") => {
+            NotTenantData("the public status page")
+        }
+        // Operators declare and update incidents: refused before anything is looked up.
+        ("POST", p) if p.starts_with("/v1/incidents") => Fleet,
         ("POST", "/v1/stream/redeem") => {
             NotTenantData("the one-time token is the proof; an unknown one is refused alike")
         }

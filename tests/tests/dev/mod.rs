@@ -31,6 +31,7 @@ mod sessions;
 mod share_play;
 mod sim_agents;
 mod sso;
+mod status_page;
 mod tokens;
 mod vxlan;
 mod webhooks;
