@@ -208,6 +208,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     vmcloud_scheduler::bootstrap::ensure_demo_household(scheduler.cluster(), &demo_password)
         .await
         .context("cannot set up the demo household")?;
+    vmcloud_scheduler::bootstrap::ensure_demo_operator(scheduler.cluster(), &demo_password)
+        .await
+        .context("cannot set up the demo operator")?;
 
     let agent = Agent::start(AgentConfig {
         node: node.clone(),
@@ -279,6 +282,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          \n  console      {api}/login  (log in as {demo} / {demo_password}, or sign up; English and French)\n  \
          gaming       the demo household: log in as {gamer} / {demo_password} (parental PIN {pin}) at {api}/play; {exe} titles; {exe} household show <ORG>\n  \
          game hosts   {game_note}\n  \
+         NOC          log in as {noc} / {demo_password} at {api}/noc (turn on two-step verification in the account first); public status at {api}/status\n  \
          API          {api}\n  \
          agent API    http://{agent_api}  (node {node} in {region}, hypervisor {hv})\n  \
          agent link   quic://{gateway}  (mutual TLS, dev CA in {pki})\n  \
@@ -300,6 +304,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         secrets = secrets_path.display(),
         demo = vmcloud_scheduler::bootstrap::DEMO_EMAIL,
         gamer = vmcloud_scheduler::bootstrap::DEMO_GAMER_EMAIL,
+        noc = vmcloud_scheduler::bootstrap::DEMO_OPERATOR_EMAIL,
         pin = vmcloud_scheduler::bootstrap::DEMO_PIN,
         game_note = if game_hosts.is_empty() {
             "none (--game-hosts 0): launches wait in the queue".to_owned()

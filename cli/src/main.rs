@@ -374,6 +374,9 @@ enum BenchCommand {
     /// Game launches from warm pools through a scheduler cluster: launches/s, request →
     /// connection details p50/p99, the share served warm.
     Launch(bench::launch::LaunchBenchArgs),
+    /// The NOC's pages over a generated fleet: server-side time of the fleet page and a host
+    /// page (budget p99 ≤ 50 ms at 10,000 hosts).
+    Pages(bench::pages::PagesBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -561,6 +564,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Launch(args),
             } => bench::launch::launch(args).await,
+            Command::Bench {
+                command: BenchCommand::Pages(args),
+            } => bench::pages::pages(args),
             Command::Bench {
                 command: BenchCommand::State(args),
             } => bench::state::state(args),

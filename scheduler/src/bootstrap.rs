@@ -327,3 +327,64 @@ async fn demo_network(
     }
     Ok(())
 }
+
+/// The demo NOC operator `vmcloud dev` makes: a person of VMCloud's own organisation (the
+/// operator project's) with the `operator` role.
+pub const DEMO_OPERATOR_EMAIL: &str = "noc@vmcloud.example";
+
+/// Makes sure the demo operator exists (verified, `password`, operator of the organisation of
+/// [`DEV_PROJECT`]; its own sign-up organisation beside). The NOC's pages ask for two-step
+/// verification: they turn it on in their account at first. Does nothing when the email is
+/// taken or there is no operator project.
+pub async fn ensure_demo_operator(cluster: &Cluster, password: &str) -> Result<(), BootstrapError> {
+    let provider = {
+        let state = cluster.state();
+        if state.users_by_email.contains_key(DEMO_OPERATOR_EMAIL) {
+            return Ok(());
+        }
+        let Some(p) = ProjectId::parse(DEV_PROJECT)
+            .ok()
+            .and_then(|p| state.projects.get(&p).map(|p| p.org.clone()))
+        else {
+            return Ok(());
+        };
+        p
+    };
+    let user = vmcloud_proto::UserId::generate();
+    let (token, token_sha256) = crate::tenancy::api_key::mail_token();
+    let pw = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || crate::tenancy::password::hash(&pw))
+        .await
+        .expect("hashing does not panic");
+    for body in [
+        Body::SignUp(pb::SignUp {
+            user_id: user.to_string(),
+            email: DEMO_OPERATOR_EMAIL.to_owned(),
+            password_hash: hash,
+            organisation: Some(pb::Organisation {
+                org_id: vmcloud_proto::OrgId::generate().to_string(),
+                name: "NOC".to_owned(),
+                kind: "company".to_owned(),
+                billing_country: "FR".to_owned(),
+                vat_id: String::new(),
+                billing_address: String::new(),
+            }),
+            project_id: ProjectId::generate().to_string(),
+            verification_sha256: token_sha256,
+            verification_expires_at_unix_ms: crate::clock::now_ms() + 3_600_000,
+        }),
+        Body::VerifyEmail(pb::VerifyEmail {
+            user_id: user.to_string(),
+            token_sha256: crate::tenancy::api_key::mail_token_sha256(&token),
+        }),
+        Body::SetMember(pb::SetMember {
+            org_id: provider.to_string(),
+            user_id: user.to_string(),
+            project_id: String::new(),
+            role: "operator".into(),
+        }),
+    ] {
+        cluster.propose(body).await??;
+    }
+    Ok(())
+}

@@ -22,6 +22,7 @@ pub mod contract_pages;
 pub mod i18n;
 pub mod layout;
 pub mod network_pages;
+pub mod noc_pages;
 pub mod play_pages;
 pub mod share_pages;
 pub mod sso_pages;
@@ -60,6 +61,11 @@ pub fn pages(state: ApiState) -> Router {
         .route("/sso/callback", get(sso_pages::callback))
         .route("/reset", get(auth::reset_page).post(auth::reset))
         .route("/console", get(console::home))
+        .route("/noc", get(noc_pages::fleet))
+        .route("/noc/events", get(noc_pages::events))
+        .route("/noc/hosts/{id}", get(noc_pages::host))
+        .route("/noc/hosts/{id}/confirm", get(noc_pages::confirm))
+        .route("/noc/hosts/{id}/action", post(noc_pages::act))
         .route("/status", get(status_pages::page))
         .route("/status/feed.json", get(status_pages::json_feed))
         .route("/status/feed.atom", get(status_pages::atom_feed))

@@ -8,6 +8,7 @@ pub mod billing_run;
 pub mod create;
 pub mod fleet;
 pub mod launch;
+pub mod pages;
 pub mod placement;
 pub mod raft;
 pub mod rating;

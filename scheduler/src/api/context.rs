@@ -340,6 +340,16 @@ impl FromRequestParts<ApiState> for Operator {
         {
             Ok(()) => Ok(Operator(who)),
             Err(Denied::Unauthenticated(m)) => Err(Problem::unauthorized(m)),
+            // A member of the provider without two-step verification: say so, not "operators
+            // only".
+            Err(Denied::Forbidden(m)) if m == crate::tenancy::authz::MFA_FOR_STAFF => {
+                Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "mfa-required",
+                    "Two-step verification required",
+                    m,
+                ))
+            }
             Err(_) => Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 "operator-only",

@@ -233,6 +233,11 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/titles", get(crate::gaming::api::titles))
         .route("/v1/status", get(crate::status::api::status))
+        .route("/v1/noc/fleet", get(crate::nodes::noc_api::fleet))
+        .route(
+            "/v1/nodes/{id}/workloads",
+            get(crate::nodes::noc_api::workloads),
+        )
         .route("/v1/incidents", post(crate::status::api::declare))
         .route("/v1/incidents/{id}", get(crate::status::api::get))
         .route(

@@ -7,4 +7,5 @@ pub mod desired;
 pub mod fleet_metrics;
 pub mod liveness;
 pub mod mig;
+pub mod noc_api;
 pub mod types;

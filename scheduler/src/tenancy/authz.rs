@@ -351,7 +351,7 @@ fn user_project_roles(org: &Organisation, project: &Project, user: &UserId) -> V
     roles
 }
 
-const MFA_FOR_STAFF: &str = "VMCloud's operators, support and finance staff must log in with two-step verification: turn on TOTP in your account settings, then log in again with a code";
+pub const MFA_FOR_STAFF: &str = "VMCloud's operators, support and finance staff must log in with two-step verification: turn on TOTP in your account settings, then log in again with a code";
 
 fn forbidden(role: Role, action: Action, what: &str) -> Denied {
     Denied::Forbidden(format!(

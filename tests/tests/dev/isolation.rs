@@ -93,6 +93,7 @@ fn walk_of(method: &str, path: &str) -> Walk {
         (_, "/v1/billing/coupons") => Fleet,
         (_, "/v1/billing/receivables") => Fleet,
         (_, "/v1/warm-pools") => Fleet,
+        (_, "/v1/noc/fleet") => Fleet,
         // Entitlements are granted by operators: refused before the household is looked up.
         (_, p) if p.contains("/entitlements") => Fleet,
         ("GET", "/v1/titles") => NotTenantData("the public catalog of games"),

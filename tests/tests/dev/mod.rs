@@ -18,6 +18,7 @@ mod mail;
 mod mfa;
 mod networks;
 mod noc;
+mod noc_pages;
 mod openapi;
 mod pagination;
 mod payments;
