@@ -209,10 +209,10 @@ pub fn host_body(lang: Lang, id: &str, node: &Value, w: &Value) -> Markup {
     let state = s(node, "state");
     {
         html! {
-            h1 { (s(&node, "hostname")) " " span class={ "state state-" (state) } #host-state data-state=(state) { (state) } }
+            h1 { (s(node, "hostname")) " " span class={ "state state-" (state) } #host-state data-state=(state) { (state) } }
             p { a href="/noc" { (lang.t(Msg::Back)) } }
-            p.muted { (s(&node, "region")) " · " (s(&node, "cpu_model")) " · " (node["cpu_threads"]) " threads · "
-                (node["used_vcpus"]) " / " (node["allocatable_vcpus"]) " vCPU · agent " (s(&node, "agent_version"))
+            p.muted { (s(node, "region")) " · " (s(node, "cpu_model")) " · " (node["cpu_threads"]) " threads · "
+                (node["used_vcpus"]) " / " (node["allocatable_vcpus"]) " vCPU · agent " (s(node, "agent_version"))
                 @if node["connected"] == true { " · " (lang.t(Msg::Connected)) } @else { " · " strong { (lang.t(Msg::NotConnected)) } } }
             @if let Some(reason) = node["state_reason"].as_str() { p #state-reason { (reason) } }
             @if let Some(d) = node["drain_deadline"].as_str() { p #drain-deadline { (lang.t(Msg::Deadline)) " " (d) } }
@@ -231,19 +231,19 @@ pub fn host_body(lang: Lang, id: &str, node: &Value, w: &Value) -> Markup {
             h2 { "GPU" }
             table.dense #gpus {
                 thead { tr { th { "PCI" } th { (lang.t(Msg::Model)) } th { (lang.t(Msg::State)) } } }
-                tbody { @for g in items(&node, "gpus") {
+                tbody { @for g in items(node, "gpus") {
                     tr { td { (s(&g, "pci_address")) } td { (s(&g, "model")) }
                         td { @if g["bound"] == true { "bound" } @else { "free" } @if g["mig"] == true { " · MIG" } } }
                 } }
             }
-            @let conditions = items(&node, "conditions");
+            @let conditions = items(node, "conditions");
             @if !conditions.is_empty() {
                 ul #conditions { @for c in &conditions { li { strong { (s(c, "kind")) } " " (s(c, "subject")) ": " (s(c, "message")) } } }
             }
             h2 { (lang.t(Msg::Workloads)) }
             table.dense #workloads {
                 thead { tr { th { (lang.t(Msg::Organisation)) } th { (lang.t(Msg::Kind)) } th { (lang.t(Msg::Name)) } th { (lang.t(Msg::State)) } th { "market" } th { "GPU" } } }
-                tbody { @for x in items(&w, "workloads") {
+                tbody { @for x in items(w, "workloads") {
                     tr data-instance=(s(&x, "id")) {
                         td { (s(&x, "organisation_name")) " " span.muted { (s(&x, "organisation_kind")) } }
                         td { (s(&x, "kind")) } td { (s(&x, "name")) } td { (s(&x, "state")) } td { (s(&x, "market")) } td { (x["gpus"]) }
