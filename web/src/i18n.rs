@@ -371,6 +371,7 @@ messages! {
     StatusPage => "VMCloud status", "État de VMCloud";
     StatusLink => "Status", "État";
     Fleet => "Fleet", "Flotte";
+    Lagging => "replicas behind or unreachable:", "réplicas en retard ou injoignables :";
     Term => "term", "mandat";
     Leader => "leader", "leader";
     NoLeader => "no leader", "aucun leader";

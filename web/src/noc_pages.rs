@@ -71,6 +71,8 @@ pub fn summary(lang: Lang, v: &Value) -> Markup {
             "Raft: " (lang.t(Msg::Term)) " " (raft["term"]) " · " (lang.t(Msg::Leader)) " "
             @if n(&raft["leader"]) == 0 { strong.danger { (lang.t(Msg::NoLeader)) } } @else { (raft["leader"]) }
             " · " (lang.t(Msg::Voters)) " " (items(raft, "voters").len()) " · commit " (raft["commit_index"])
+            @let lagging: Vec<String> = items(raft, "lagging").iter().map(|v| v.to_string()).collect();
+            @if !lagging.is_empty() { " · " span.st.st-major-outage #lagging { (lang.t(Msg::Lagging)) " " (lagging.join(", ")) } }
         }
         div.cards {
             @for r in items(v, "regions") {

@@ -53,6 +53,7 @@ pub fn pages(args: PagesBenchArgs) -> anyhow::Result<()> {
         leader: 1,
         voters: vec![1, 2, 3],
         commit_index: 1_000_000,
+        lagging: Vec::new(),
     };
     let mut fleet_ms = Vec::with_capacity(args.renders);
     let mut bytes = 0;

@@ -84,6 +84,9 @@ pub struct RaftSummary {
     pub leader: u64,
     pub voters: Vec<u64>,
     pub commit_index: u64,
+    /// On the leader: voters more than 1,000 entries behind (or not heard): unreachable or
+    /// slow replicas.
+    pub lagging: Vec<u64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -129,7 +132,18 @@ pub fn fleet_view(
     raft: RaftSummary,
     now_ms: i64,
 ) -> FleetView {
-    let mut regions: BTreeMap<String, RegionSummary> = BTreeMap::new();
+    /// A datacenter's figures while hosts are counted (borrowed keys: no allocation per host).
+    #[derive(Default)]
+    struct Acc<'s> {
+        hosts: BTreeMap<&'static str, u32>,
+        gpus: BTreeMap<(&'s str, &'static str), u32>,
+        suspect: u32,
+        vcpus: [u64; 3],
+        memory: [u64; 3],
+        pending: BTreeMap<&'static str, u32>,
+        oldest_ms: i64,
+    }
+    let mut acc: BTreeMap<&str, Acc> = BTreeMap::new();
     let silent: BTreeSet<&str> = liveness.alarms.iter().map(|a| a.region.as_str()).collect();
     let needle = q.q.as_deref().map(str::to_lowercase);
     let mut rows = Vec::new();
@@ -137,21 +151,15 @@ pub fn fleet_view(
     for n in state.nodes.values() {
         let used = state.usage(&n.id);
         let live = liveness.liveness.get(&n.id).copied();
-        let r = regions
-            .entry(n.region.clone())
-            .or_insert_with(|| RegionSummary {
-                region: n.region.clone(),
-                silent: silent.contains(n.region.as_str()),
-                ..Default::default()
-            });
-        *r.hosts.entry(n.state.as_str().to_owned()).or_default() += 1;
+        let r = acc.entry(n.region.as_str()).or_default();
+        *r.hosts.entry(n.state.as_str()).or_default() += 1;
         r.suspect += u32::from(live == Some(Liveness::Suspect));
-        r.vcpus_capacity += u64::from(n.allocatable_vcpus());
-        r.vcpus_allocated += u64::from(used.vcpus);
-        r.vcpus_held += u64::from(used.held.vcpus);
-        r.memory_capacity_mib += n.allocatable_memory_mib();
-        r.memory_allocated_mib += used.memory_mib;
-        r.memory_held_mib += used.held.memory_mib;
+        r.vcpus[0] += u64::from(n.allocatable_vcpus());
+        r.vcpus[1] += u64::from(used.vcpus);
+        r.vcpus[2] += u64::from(used.held.vcpus);
+        r.memory[0] += n.allocatable_memory_mib();
+        r.memory[1] += used.memory_mib;
+        r.memory[2] += used.held.memory_mib;
         let mut bound = 0;
         let mut unhealthy = 0;
         let mut held = used.held.gpus;
@@ -171,11 +179,7 @@ pub fn fleet_view(
             } else {
                 "free"
             };
-            *r.gpus
-                .entry(g.model.clone())
-                .or_default()
-                .entry(st.to_owned())
-                .or_default() += 1;
+            *r.gpus.entry((g.model.as_str(), st)).or_default() += 1;
         }
         let state_ok = q.state.as_deref().is_none_or(|st| {
             n.state.as_str() == st || (st == "suspect" && live == Some(Liveness::Suspect))
@@ -186,23 +190,18 @@ pub fn fleet_view(
             .is_none_or(|x| n.hostname.to_lowercase().contains(x) || n.id.as_str().contains(x));
         if state_ok && region_ok && text_ok {
             matching += 1;
-            rows.push(HostRow {
-                id: n.id.to_string(),
-                hostname: n.hostname.clone(),
-                region: n.region.clone(),
-                state: n.state.as_str().to_owned(),
-                liveness: live.map(|l| liveness_str(l).to_owned()),
-                gpus: n.gpus.len() as u32,
-                gpus_bound: bound,
-                gpus_unhealthy: unhealthy,
-                vcpus_allocated: used.vcpus,
-                vcpus: n.allocatable_vcpus(),
-                instances: used.instances.len() as u32,
-            });
+            // Rows are made for the first few only (after sorting), not for 10,000 hosts.
+            rows.push((
+                n.region.as_str(),
+                n.hostname.as_str(),
+                &**n,
+                bound,
+                unhealthy,
+            ));
         }
     }
     for i in state.pending() {
-        if let Some(r) = regions.get_mut(&i.region) {
+        if let Some(r) = acc.get_mut(i.region.as_str()) {
             let kind = if i.is_warm() {
                 "warm-vm"
             } else if i.session.is_some() {
@@ -212,32 +211,80 @@ pub fn fleet_view(
             } else {
                 "instance"
             };
-            *r.pending.entry(kind.to_owned()).or_default() += 1;
-            r.oldest_pending_s = r
-                .oldest_pending_s
-                .max(((now_ms - i.created_at_ms).max(0) / 1000) as u64);
+            *r.pending.entry(kind).or_default() += 1;
+            r.oldest_ms = r.oldest_ms.max(now_ms - i.created_at_ms);
         }
     }
-    for r in regions.values_mut() {
-        let (mut taken, mut all) = (0u32, 0u32);
-        for by_state in r.gpus.values() {
-            for (st, n) in by_state {
-                all += n;
+    let regions: Vec<RegionSummary> = acc
+        .into_iter()
+        .map(|(region, a)| {
+            let mut gpus: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+            let (mut taken, mut all) = (0u32, 0u32);
+            for ((model, st), count) in a.gpus {
+                all += count;
                 if st == "bound" || st == "held" {
-                    taken += n;
+                    taken += count;
                 }
+                gpus.entry(model.to_owned())
+                    .or_default()
+                    .insert(st.to_owned(), count);
             }
-        }
-        r.gpu_tension = if all == 0 {
-            0.0
-        } else {
-            f64::from(taken) / f64::from(all)
-        };
-    }
-    rows.sort_by(|a, b| (&a.region, &a.hostname).cmp(&(&b.region, &b.hostname)));
-    rows.truncate(MAX_ROWS);
+            RegionSummary {
+                region: region.to_owned(),
+                hosts: a
+                    .hosts
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+                suspect: a.suspect,
+                gpus,
+                gpu_tension: if all == 0 {
+                    0.0
+                } else {
+                    f64::from(taken) / f64::from(all)
+                },
+                vcpus_capacity: a.vcpus[0],
+                vcpus_allocated: a.vcpus[1],
+                vcpus_held: a.vcpus[2],
+                memory_capacity_mib: a.memory[0],
+                memory_allocated_mib: a.memory[1],
+                memory_held_mib: a.memory[2],
+                pending: a
+                    .pending
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+                oldest_pending_s: (a.oldest_ms.max(0) / 1000) as u64,
+                silent: silent.contains(region),
+            }
+        })
+        .collect();
+    rows.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let rows: Vec<HostRow> = rows
+        .into_iter()
+        .take(MAX_ROWS)
+        .map(|(_, _, n, bound, unhealthy)| {
+            let used = state.usage(&n.id);
+            HostRow {
+                id: n.id.to_string(),
+                hostname: n.hostname.clone(),
+                region: n.region.clone(),
+                state: n.state.as_str().to_owned(),
+                liveness: liveness
+                    .liveness
+                    .get(&n.id)
+                    .map(|l| liveness_str(*l).to_owned()),
+                gpus: n.gpus.len() as u32,
+                gpus_bound: bound,
+                gpus_unhealthy: unhealthy,
+                vcpus_allocated: used.vcpus,
+                vcpus: n.allocatable_vcpus(),
+                instances: used.instances.len() as u32,
+            }
+        })
+        .collect();
     FleetView {
-        regions: regions.into_values().collect(),
+        regions,
         raft,
         matching,
         hosts: rows,
@@ -254,11 +301,28 @@ pub async fn fleet(
     let state = s.cluster.state();
     let status = s.cluster.raft_status().borrow().clone();
     let verdict = s.liveness.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let lagging = if status.is_leader {
+        status
+            .voters
+            .iter()
+            .filter(|v| **v != status.id)
+            .filter(|v| {
+                status
+                    .matched
+                    .get(v)
+                    .is_none_or(|m| m + 1000 < status.commit)
+            })
+            .copied()
+            .collect()
+    } else {
+        Vec::new()
+    };
     let raft = RaftSummary {
         term: status.term,
         leader: status.leader_id,
         voters: status.voters,
         commit_index: status.commit,
+        lagging,
     };
     let now = crate::clock::now_ms().max(state.now_ms);
     Ok(Json(fleet_view(&state, &q, &verdict, raft, now)))
