@@ -417,7 +417,7 @@ impl Link {
                 _ = heartbeat.tick() => {
                     sequence += 1;
                     let applied_generation = self.status.borrow().as_ref().map_or(0, |r| r.generation);
-                    let summary = *self.summary.borrow();
+                    let summary = self.summary.borrow().clone();
                     let sent_unix_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
                     writer.send(encode(agent_message::Body::Heartbeat(pb::Heartbeat { sequence, applied_generation, summary, sent_unix_us }))).await?;
                 }

@@ -84,6 +84,18 @@ impl Snapshot {
             } else {
                 utils.iter().sum::<u32>() / utils.len() as u32
             },
+            gpus: self
+                .gpus
+                .gpus
+                .iter()
+                .map(|g| pb::GpuSample {
+                    pci_address: g.pci_address.clone(),
+                    temperature_c: g.temperature_c,
+                    power_w: g.power_w,
+                    utilization_pct: g.utilization_pct,
+                    ecc_uncorrected: g.ecc_uncorrected,
+                })
+                .collect(),
         }
     }
 

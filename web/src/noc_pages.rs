@@ -231,11 +231,17 @@ pub fn host_body(lang: Lang, id: &str, node: &Value, w: &Value) -> Markup {
                 }
             }
             h2 { "GPU" }
+            @let samples = items(&node["telemetry"], "gpus");
             table.dense #gpus {
-                thead { tr { th { "PCI" } th { (lang.t(Msg::Model)) } th { (lang.t(Msg::State)) } } }
+                thead { tr { th { "PCI" } th { (lang.t(Msg::Model)) } th { (lang.t(Msg::State)) } th { "°C" } th { "W" } th { "%" } th { "ECC" } } }
                 tbody { @for g in items(node, "gpus") {
-                    tr { td { (s(&g, "pci_address")) } td { (s(&g, "model")) }
-                        td { @if g["bound"] == true { "bound" } @else { "free" } @if g["mig"] == true { " · MIG" } } }
+                    @let t = samples.iter().find(|t| t["pci_address"] == g["pci_address"]).cloned().unwrap_or_default();
+                    tr data-gpu=(s(&g, "pci_address")) { td { (s(&g, "pci_address")) } td { (s(&g, "model")) }
+                        td { @if g["bound"] == true { "bound" } @else { "free" } @if g["mig"] == true { " · MIG" } }
+                        td.temperature { (t["temperature_c"].as_u64().map_or("–".into(), |v| v.to_string())) }
+                        td { (t["power_w"].as_f64().map_or("–".into(), |v| format!("{v:.0}"))) }
+                        td { (t["utilization_pct"].as_u64().map_or("–".into(), |v| v.to_string())) }
+                        td.ecc { (t["ecc_uncorrected"].as_u64().map_or("–".into(), |v| v.to_string())) } }
                 } }
             }
             @let conditions = items(node, "conditions");

@@ -448,6 +448,7 @@ pub const PROBLEM_KINDS: &[(&str, u16)] = &[
     crate::billing::hour_packs::PackRequest,
     crate::status::api::StatusView,
     crate::nodes::noc_api::FleetView,
+    crate::nodes::api::GpuTelemetryView,
     crate::nodes::noc_api::RegionSummary,
     crate::nodes::noc_api::RaftSummary,
     crate::nodes::noc_api::HostRow,

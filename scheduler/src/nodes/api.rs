@@ -74,6 +74,22 @@ pub struct TelemetryView {
     pub disk_free_gib: u64,
     pub disk_total_gib: u64,
     pub gpu_utilization_pct: u32,
+    /// Each GPU as NVML reads it (those not passed through to a guest).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuTelemetryView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GpuTelemetryView {
+    pub pci_address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature_c: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_w: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utilization_pct: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecc_uncorrected: Option<u64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -170,14 +186,27 @@ fn view(s: &ApiState, state: &ClusterState, n: &Node) -> NodeView {
             .liveness
             .get(&n.id)
             .copied(),
-        telemetry: link.and_then(|l| l.summary).map(|t| TelemetryView {
-            cpu_percent: (t.cpu_percent * 10.0).round() / 10.0,
-            memory_used_mib: t.memory_used_mib,
-            memory_total_mib: t.memory_total_mib,
-            disk_free_gib: t.disk_free_gib,
-            disk_total_gib: t.disk_total_gib,
-            gpu_utilization_pct: t.gpu_utilization_pct,
-        }),
+        telemetry: link
+            .and_then(|l| l.summary.as_ref())
+            .map(|t| TelemetryView {
+                cpu_percent: (t.cpu_percent * 10.0).round() / 10.0,
+                memory_used_mib: t.memory_used_mib,
+                memory_total_mib: t.memory_total_mib,
+                disk_free_gib: t.disk_free_gib,
+                disk_total_gib: t.disk_total_gib,
+                gpu_utilization_pct: t.gpu_utilization_pct,
+                gpus: t
+                    .gpus
+                    .iter()
+                    .map(|g| GpuTelemetryView {
+                        pci_address: g.pci_address.clone(),
+                        temperature_c: g.temperature_c,
+                        power_w: g.power_w,
+                        utilization_pct: g.utilization_pct,
+                        ecc_uncorrected: g.ecc_uncorrected,
+                    })
+                    .collect(),
+            }),
         conditions: link
             .map(|l| {
                 l.conditions

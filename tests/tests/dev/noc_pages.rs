@@ -24,7 +24,14 @@ fn now_s() -> u64 {
 
 #[tokio::test]
 async fn an_operator_drains_a_host_from_the_fleet_page() {
-    let fx = Fixture::start_with(&["--game-hosts", "2", "--game-host-shape", "gpu-2xrtx4090"]);
+    let fx = Fixture::start_with(&[
+        "--game-hosts",
+        "2",
+        "--game-host-shape",
+        "gpu-2xrtx4090",
+        "--gpus",
+        "gpu-2xrtx4090",
+    ]);
     let base = fx.fleet.api.clone();
     let api = Api { base: &base };
     let operator = fx.fleet.token.clone();
@@ -95,7 +102,14 @@ async fn an_operator_drains_a_host_from_the_fleet_page() {
     click(&c, "#login").await;
     wait_for(&c, "#projects", Duration::from_secs(10)).await;
     c.goto(&format!("{base}/noc")).await.unwrap();
-    wait_for(&c, "#summary [data-region='par']", Duration::from_secs(10)).await;
+    // Read once the live summary has come (it replaces the first one: reading before would
+    // find stale elements).
+    wait_for(
+        &c,
+        "#summary[data-updated] [data-region='par']",
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(text(&c, "#raft").await.contains("Raft"));
     shots.take(&c, "fleet").await;
     // Search, then the host's page.
@@ -143,4 +157,30 @@ async fn an_operator_drains_a_host_from_the_fleet_page() {
         .call("GET", &format!("/v1/nodes/{host}"), Some(&operator), None)
         .await;
     assert_eq!(node["state"], "draining", "{node}");
+
+    // The local host's GPUs as its agent's NVML (simulated here) reads them, on its page.
+    let local = fx.fleet.node.clone();
+    eventually(
+        Duration::from_secs(30),
+        "GPU telemetry in a heartbeat",
+        || async {
+            let (_, n) = api
+                .call("GET", &format!("/v1/nodes/{local}"), Some(&operator), None)
+                .await;
+            n["telemetry"]["gpus"][0]["temperature_c"]
+                .as_u64()
+                .map(|_| ())
+        },
+    )
+    .await;
+    c.goto(&format!("{base}/noc/hosts/{local}")).await.unwrap();
+    wait_for(
+        &c,
+        "#gpus tr[data-gpu] td.temperature",
+        Duration::from_secs(10),
+    )
+    .await;
+    let temperature = text(&c, "#gpus tr[data-gpu] td.temperature").await;
+    assert!(temperature.parse::<u32>().is_ok(), "{temperature}");
+    shots.take(&c, "host-gpus").await;
 }
