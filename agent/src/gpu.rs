@@ -7,6 +7,8 @@
 //! log spam). [`SimGpus`] is a fixed shape (`gpu-8xh100`, …) for simulated hosts and tests.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use vmcloud_proto::pb;
 
@@ -30,7 +32,22 @@ pub struct GpuStatus {
     pub utilization_pct: Option<u32>,
     /// Uncorrected ECC errors since the driver loaded.
     pub ecc_uncorrected: Option<u64>,
+    /// Critical XID errors the driver reported since the agent started, and the last one's
+    /// code (NVML's XID events; `None` where events cannot be watched).
+    pub xid: Option<XidSeen>,
 }
+
+/// The critical XID errors of one GPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XidSeen {
+    pub count: u64,
+    pub last: u64,
+}
+
+/// XIDs that mean the GPU itself needs attention (NVIDIA's XID catalogue: double-bit ECC,
+/// row remapping, NVLink, fallen off the bus, uncontained ECC, GSP errors), as opposed to
+/// those an application's own fault raises (13, 31, 43, 45).
+pub const XIDS_NEEDING_ATTENTION: [u64; 12] = [48, 61, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120];
 
 /// What a read found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -150,7 +167,13 @@ const NVLINK_MAX_LINKS: u32 = 18;
 pub struct Nvml {
     nvml: Option<nvml_wrapper::Nvml>,
     why: Option<String>,
+    /// Critical XIDs by PCI address, counted by the watcher thread.
+    xids: XidCounts,
+    /// Whether the watcher could register for XID events.
+    xids_watched: Arc<AtomicBool>,
 }
+
+type XidCounts = Arc<Mutex<BTreeMap<String, XidSeen>>>;
 
 impl std::fmt::Debug for Nvml {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,10 +189,23 @@ impl Nvml {
     /// read is empty.
     pub fn load() -> Nvml {
         match nvml_wrapper::Nvml::init() {
-            Ok(nvml) => Nvml {
-                nvml: Some(nvml),
-                why: None,
-            },
+            Ok(nvml) => {
+                let xids = XidCounts::default();
+                let xids_watched = Arc::new(AtomicBool::new(false));
+                let (counts, watched) = (xids.clone(), xids_watched.clone());
+                if let Err(e) = std::thread::Builder::new()
+                    .name("nvml-xid".into())
+                    .spawn(move || watch_xids(&counts, &watched))
+                {
+                    tracing::warn!("cannot start the XID watcher thread: {e}");
+                }
+                Nvml {
+                    nvml: Some(nvml),
+                    why: None,
+                    xids,
+                    xids_watched,
+                }
+            }
             Err(e) => {
                 let why = format!(
                     "NVML is not available ({e}); this host reports no GPUs (install the NVIDIA driver, see docs/agent.md)"
@@ -178,6 +214,8 @@ impl Nvml {
                 Nvml {
                     nvml: None,
                     why: Some(why),
+                    xids: XidCounts::default(),
+                    xids_watched: Arc::default(),
                 }
             }
         }
@@ -249,11 +287,88 @@ impl GpuInventory for Nvml {
                 ecc_uncorrected: device
                     .total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
                     .ok(),
+                xid: self.xids_watched.load(Ordering::Relaxed).then(|| {
+                    self.xids
+                        .lock()
+                        .map(|x| x.get(&pci).copied().unwrap_or_default())
+                        .unwrap_or_default()
+                }),
                 name,
                 pci_address: pci,
             });
         }
         report
+    }
+}
+
+/// Counts the critical XID errors NVML reports, on its own thread (NVML's event wait
+/// blocks), with its own NVML handle (NVML counts its initialisations). A GPU that cannot
+/// report events (some consumer boards) is left out and said once.
+fn watch_xids(counts: &XidCounts, watched: &AtomicBool) {
+    use nvml_wrapper::bitmasks::event::EventTypes;
+    use nvml_wrapper::enums::event::XidError;
+    use nvml_wrapper::error::NvmlError;
+    let Ok(nvml) = nvml_wrapper::Nvml::init() else {
+        return;
+    };
+    let devices: Vec<_> = (0..nvml.device_count().unwrap_or(0))
+        .filter_map(|i| nvml.device_by_index(i).ok())
+        .filter(|d| {
+            d.supported_event_types()
+                .is_ok_and(|t| t.contains(EventTypes::CRITICAL_XID_ERROR))
+        })
+        .collect();
+    let Ok(mut set) = nvml.create_event_set() else {
+        return;
+    };
+    let mut registered = 0;
+    for d in &devices {
+        match d.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
+            Ok(s) => {
+                set = s;
+                registered += 1;
+            }
+            Err(e) => {
+                // The set was released: watch none rather than half.
+                tracing::warn!(
+                    "cannot watch XID errors: {e:?}; vmcloud_agent_gpu_xid_errors_total is not reported"
+                );
+                return;
+            }
+        }
+    }
+    if registered == 0 {
+        tracing::info!(
+            "no GPU here reports XID events; vmcloud_agent_gpu_xid_errors_total is not reported"
+        );
+        return;
+    }
+    watched.store(true, Ordering::Relaxed);
+    tracing::info!("watching XID errors on {registered} GPUs");
+    loop {
+        match set.wait(5_000) {
+            Ok(event) => {
+                let Ok(pci) = event.device.pci_info().map(|p| normalize_pci(&p.bus_id)) else {
+                    continue;
+                };
+                let code = match event.event_data {
+                    Some(XidError::Value(v)) => v,
+                    _ => 0,
+                };
+                tracing::warn!("GPU {pci}: XID {code}");
+                if let Ok(mut c) = counts.lock() {
+                    let seen = c.entry(pci).or_default();
+                    seen.count += 1;
+                    seen.last = code;
+                }
+            }
+            Err(NvmlError::Timeout) => {}
+            Err(e) => {
+                tracing::warn!("XID watcher stopped: {e}");
+                watched.store(false, Ordering::Relaxed);
+                return;
+            }
+        }
     }
 }
 
@@ -340,6 +455,7 @@ impl SimGpus {
                 power_w: Some(70.0),
                 utilization_pct: Some(0),
                 ecc_uncorrected: Some(0),
+                xid: Some(XidSeen::default()),
             })
             .collect();
         Ok(SimGpus { gpus })

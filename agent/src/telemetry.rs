@@ -94,6 +94,8 @@ impl Snapshot {
                     power_w: g.power_w,
                     utilization_pct: g.utilization_pct,
                     ecc_uncorrected: g.ecc_uncorrected,
+                    xid_errors: g.xid.map(|x| x.count),
+                    last_xid: g.xid.filter(|x| x.count > 0).map(|x| x.last),
                 })
                 .collect(),
         }
@@ -200,6 +202,18 @@ impl Snapshot {
             "Uncorrected ECC errors since the driver loaded.",
             "counter",
             gpu(&|g| g.ecc_uncorrected.map(|v| v.to_string())),
+        );
+        metric(
+            "vmcloud_agent_gpu_xid_errors_total",
+            "Critical XID errors the driver reported since the agent started.",
+            "counter",
+            gpu(&|g| g.xid.map(|x| x.count.to_string())),
+        );
+        metric(
+            "vmcloud_agent_gpu_last_xid",
+            "Code of the last critical XID error the driver reported (0: none yet).",
+            "gauge",
+            gpu(&|g| g.xid.map(|x| x.last.to_string())),
         );
         metric(
             "vmcloud_agent_domains",
@@ -346,6 +360,21 @@ impl Sampler {
                 });
             }
         }
+        for g in &snap.gpus.gpus {
+            if let Some(x) = g.xid
+                && x.count > 0
+                && crate::gpu::XIDS_NEEDING_ATTENTION.contains(&x.last)
+            {
+                out.push(pb::HostCondition {
+                    kind: "gpu-xid".into(),
+                    subject: g.pci_address.clone(),
+                    message: format!(
+                        "GPU {} reported XID {} ({} critical XID errors since the agent started); see docs/runbooks/GpuXidErrors.md",
+                        g.pci_address, x.last, x.count
+                    ),
+                });
+            }
+        }
         if let Some(d) = snap.data_disk.and_then(|i| snap.disks.get(i))
             && d.total_bytes > 0
         {
@@ -385,7 +414,7 @@ mod tests {
 
     #[test]
     fn samples_the_host_and_raises_conditions_when_things_change() {
-        let report = Arc::new(Mutex::new(SimGpus::shape("gpu-2xh100").unwrap().read()));
+        let report = Arc::new(Mutex::new(SimGpus::shape("gpu-4xh100").unwrap().read()));
         let expected = report
             .lock()
             .unwrap()
@@ -424,6 +453,9 @@ mod tests {
             let mut r = report.lock().unwrap();
             r.gpus.remove(0);
             r.gpus[0].ecc_uncorrected = Some(7);
+            // An application's own fault (XID 13) is no condition; XID 79 is.
+            r.gpus[1].xid = Some(crate::gpu::XidSeen { count: 1, last: 13 });
+            r.gpus[2].xid = Some(crate::gpu::XidSeen { count: 2, last: 79 });
         }
         let snap = sampler.sample(3);
         let conditions = sampler.conditions(&snap);
@@ -433,7 +465,21 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            vec![("gpu-lost", "0000:17:00.0"), ("gpu-ecc", "0000:27:00.0")]
+            vec![
+                ("gpu-lost", "0000:17:00.0"),
+                ("gpu-ecc", "0000:27:00.0"),
+                ("gpu-xid", "0000:47:00.0")
+            ]
+        );
+        assert!(
+            conditions[2].message.contains("XID 79"),
+            "{}",
+            conditions[2].message
+        );
+        let text = snap.to_prometheus("n1");
+        assert!(
+            text.contains("vmcloud_agent_gpu_xid_errors_total{node=\"n1\",gpu=\"0000:47:00.0\",model=\"H100\"} 2"),
+            "{text}"
         );
 
         // The disk threshold: any filesystem is "full" against a 100 % threshold.

@@ -242,8 +242,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     .await
     .context("cannot start the agent")?;
 
-    let game_hosts = start_game_hosts(
+    let mut game_hosts = start_game_hosts(
         &args,
+        ("game", &args.region, args.game_hosts),
         &data_dir,
         &pki.ca,
         scheduler.gateway_addr(),
@@ -251,6 +252,40 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         &node,
     )
     .await?;
+    // The demo partner, its brand on a `*.localhost` name, and hosts at its POP.
+    vmcloud_scheduler::bootstrap::ensure_demo_partner(scheduler.cluster(), &demo_password)
+        .await
+        .context("cannot set up the demo partner")?;
+    let pop = catalog
+        .regions
+        .keys()
+        .find(|r| catalog.partner_of(r) == Some(vmcloud_scheduler::bootstrap::DEMO_PARTNER))
+        .cloned();
+    let pop_hosts = match &pop {
+        Some(region) if args.game_hosts > 0 => {
+            start_game_hosts(
+                &args,
+                ("pop", region, 2),
+                &data_dir,
+                &pki.ca,
+                scheduler.gateway_addr(),
+                scheduler.cluster(),
+                &node,
+            )
+            .await?
+        }
+        _ => Vec::new(),
+    };
+    let partner_note = format!(
+        "{name} at http://{domain}:{port}/partner (log in as {admin} / {demo_password}); its POP {pop} with {n} simulated hosts",
+        name = vmcloud_scheduler::bootstrap::DEMO_PARTNER_NAME,
+        domain = vmcloud_scheduler::bootstrap::DEMO_PARTNER_DOMAIN,
+        port = scheduler.api_addr().port(),
+        admin = vmcloud_scheduler::bootstrap::DEMO_PARTNER_EMAIL,
+        pop = pop.as_deref().unwrap_or("(none in the catalog)"),
+        n = pop_hosts.len(),
+    );
+    game_hosts.extend(pop_hosts);
 
     let api = format!("http://{}", scheduler.api_addr());
     let profile_note = if args.no_profile {
@@ -283,6 +318,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          gaming       the demo household: log in as {gamer} / {demo_password} (parental PIN {pin}) at {api}/play; {exe} titles; {exe} household show <ORG>\n  \
          game hosts   {game_note}\n  \
          NOC          log in as {noc} / {demo_password} at {api}/noc (turn on two-step verification in the account first); public status at {api}/status\n  \
+         partner      {partner_note}\n  \
          API          {api}\n  \
          agent API    http://{agent_api}  (node {node} in {region}, hypervisor {hv})\n  \
          agent link   quic://{gateway}  (mutual TLS, dev CA in {pki})\n  \
@@ -354,30 +390,31 @@ const DEV_GAME_BOOT: Duration = Duration::from_secs(3);
 /// it stays the fleet's first node), with certificates from the dev CA.
 async fn start_game_hosts(
     args: &DevArgs,
+    (prefix, region, count): (&str, &str, usize),
     data_dir: &Path,
     ca: &vmcloud_proto::pki::Ca,
     gateway: SocketAddr,
     cluster: &vmcloud_scheduler::raft_handle::Cluster,
     local: &NodeId,
 ) -> anyhow::Result<Vec<Agent>> {
-    if args.game_hosts == 0 {
+    if count == 0 {
         return Ok(Vec::new());
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while !cluster.state().nodes.contains_key(local) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut configs = Vec::with_capacity(args.game_hosts);
-    for n in 1..=args.game_hosts {
+    let mut configs = Vec::with_capacity(count);
+    for n in 1..=count {
         let node =
-            NodeId::parse(&format!("game-{}-{n}", args.region)).context("a game host's name")?;
+            NodeId::parse(&format!("{prefix}-{region}-{n}")).context("a game host's name")?;
         let identity = ca
             .issue_node(&node)
             .context("issuing a game host's certificate")?;
         let dir = data_dir.join("game-hosts").join(node.as_str());
         configs.push(AgentConfig {
             node,
-            region: args.region.clone(),
+            region: region.to_owned(),
             schedulers: vec![gateway],
             ca_pem: ca.identity.cert_pem.clone(),
             identity,

@@ -135,6 +135,7 @@ pub async fn ensure_demo_customer(
             project_id: project.to_string(),
             verification_sha256: token_sha256,
             verification_expires_at_unix_ms: crate::clock::now_ms() + 3_600_000,
+            partner_id: String::new(),
         }))
         .await??;
     cluster
@@ -197,6 +198,7 @@ pub async fn ensure_demo_household(
             project_id: ProjectId::generate().to_string(),
             verification_sha256: token_sha256,
             verification_expires_at_unix_ms: now + 3_600_000,
+            partner_id: String::new(),
         }),
         Body::VerifyEmail(pb::VerifyEmail {
             user_id: user.to_string(),
@@ -372,6 +374,7 @@ pub async fn ensure_demo_operator(cluster: &Cluster, password: &str) -> Result<(
             project_id: ProjectId::generate().to_string(),
             verification_sha256: token_sha256,
             verification_expires_at_unix_ms: crate::clock::now_ms() + 3_600_000,
+            partner_id: String::new(),
         }),
         Body::VerifyEmail(pb::VerifyEmail {
             user_id: user.to_string(),
@@ -384,6 +387,94 @@ pub async fn ensure_demo_operator(cluster: &Cluster, password: &str) -> Result<(
             role: "operator".into(),
         }),
     ] {
+        cluster.propose(body).await??;
+    }
+    Ok(())
+}
+
+/// The demo partner `vmcloud dev` makes: as the catalog's `mrs-edge` POP names it.
+pub const DEMO_PARTNER: &str = "edgenet";
+pub const DEMO_PARTNER_NAME: &str = "EdgeNet Play";
+/// Its portal's host name: `*.localhost` resolves to this machine without any set-up.
+pub const DEMO_PARTNER_DOMAIN: &str = "edgenet.localhost";
+/// Its first admin.
+pub const DEMO_PARTNER_EMAIL: &str = "admin@edgenet.example";
+
+/// EdgeNet's logo: a small SVG, as partners give theirs.
+const DEMO_PARTNER_LOGO: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'><circle cx='16' cy='16' r='15' fill='#f29e4c'/><path d='M9 10h14v3H13v2h8v3h-8v2h10v3H9z' fill='#fff'/></svg>";
+
+/// Makes sure the demo partner exists: a verified admin ([`DEMO_PARTNER_EMAIL`], with
+/// `password`), the partner EdgeNet with its brand on [`DEMO_PARTNER_DOMAIN`], and two
+/// customers it made (a school and a household; their owners not invited yet). Does nothing
+/// when the partner exists.
+pub async fn ensure_demo_partner(cluster: &Cluster, password: &str) -> Result<(), BootstrapError> {
+    if cluster.state().partners.contains_key(DEMO_PARTNER) {
+        return Ok(());
+    }
+    let user = vmcloud_proto::UserId::generate();
+    let (token, token_sha256) = crate::tenancy::api_key::mail_token();
+    let pw = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || crate::tenancy::password::hash(&pw))
+        .await
+        .expect("hashing does not panic");
+    let now = crate::clock::now_ms();
+    let org = |name: &str, kind: &str| pb::Organisation {
+        org_id: vmcloud_proto::OrgId::generate().to_string(),
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        billing_country: "FR".to_owned(),
+        vat_id: String::new(),
+        billing_address: String::new(),
+    };
+    use base64::Engine as _;
+    let logo = format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(DEMO_PARTNER_LOGO)
+    );
+    let mut bodies = vec![
+        Body::SignUp(pb::SignUp {
+            user_id: user.to_string(),
+            email: DEMO_PARTNER_EMAIL.to_owned(),
+            password_hash: hash,
+            organisation: Some(org("Camille Martin", "person")),
+            project_id: ProjectId::generate().to_string(),
+            verification_sha256: token_sha256,
+            verification_expires_at_unix_ms: now + 3_600_000,
+            partner_id: String::new(),
+        }),
+        Body::VerifyEmail(pb::VerifyEmail {
+            user_id: user.to_string(),
+            token_sha256: crate::tenancy::api_key::mail_token_sha256(&token),
+        }),
+        Body::CreatePartner(pb::CreatePartner {
+            partner_id: DEMO_PARTNER.to_owned(),
+            name: "EdgeNet SAS".to_owned(),
+            staff_org_id: vmcloud_proto::OrgId::generate().to_string(),
+            staff_project_id: ProjectId::generate().to_string(),
+            owner_user_id: user.to_string(),
+            billing_country: "FR".to_owned(),
+            brand: Some(pb::PartnerBrand {
+                display_name: DEMO_PARTNER_NAME.to_owned(),
+                logo,
+                primary_colour: "#0b6e4f".to_owned(),
+                accent_colour: "#d9731a".to_owned(),
+                support_email: "support@edgenet.example".to_owned(),
+                support_url: "https://support.edgenet.example".to_owned(),
+                legal: "EdgeNet SAS, 13002 Marseille — a demo partner of VMCloud".to_owned(),
+            }),
+            domains: vec![DEMO_PARTNER_DOMAIN.to_owned()],
+        }),
+    ];
+    for (name, kind) in [("Lycée Thiers", "company"), ("Famille Durand", "household")] {
+        bodies.push(Body::CreateOrganisation(pb::CreateOrganisation {
+            organisation: Some(org(name, kind)),
+            owner_user_id: String::new(),
+            project_id: ProjectId::generate().to_string(),
+            provider: false,
+            partner_id: DEMO_PARTNER.to_owned(),
+        }));
+    }
+    for body in bodies {
         cluster.propose(body).await??;
     }
     Ok(())

@@ -39,6 +39,7 @@ pub mod join;
 pub mod mail;
 pub mod networks;
 pub mod nodes;
+pub mod partners;
 pub mod placement;
 pub mod placement_controller;
 pub mod public_ips;

@@ -5,6 +5,7 @@ mod fleet;
 mod gaming;
 mod host_events;
 mod jobs;
+mod partners;
 mod placement_invariants;
 mod reservations;
 mod sessions;

@@ -82,6 +82,8 @@ fn start_state(period: &str) -> ClusterState {
                 sso: None,
                 invitations: BTreeMap::new(),
                 api_per_hour: None,
+                partner: None,
+                support_access_until_ms: None,
             },
         );
         state.projects.insert(

@@ -69,6 +69,7 @@ pub(crate) fn sign_up(
         project_id: project.into(),
         verification_sha256: vec![7; 32],
         verification_expires_at_unix_ms: f.at + HOUR,
+        partner_id: String::new(),
     }));
     f.apply(Body::VerifyEmail(pb::VerifyEmail {
         user_id: user.into(),

@@ -30,6 +30,9 @@ impl ApiProblem {
 pub struct Api {
     router: Router,
     cookie: Option<HeaderValue>,
+    /// The page's `Host`: the API picks a partner's brand from it (sign-ups on a partner's
+    /// portal become its customers; mails carry its name and links).
+    host: Option<HeaderValue>,
     source: Option<ConnectInfo<std::net::SocketAddr>>,
 }
 
@@ -44,6 +47,7 @@ impl Api {
         Api {
             router,
             cookie: request.headers.get(header::COOKIE).cloned(),
+            host: request.headers.get(header::HOST).cloned(),
             source: request
                 .extensions
                 .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -70,6 +74,9 @@ impl Api {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(cookie) = &self.cookie {
             request = request.header(header::COOKIE, cookie.clone());
+        }
+        if let Some(host) = &self.host {
+            request = request.header(header::HOST, host.clone());
         }
         let mut request = request
             .body(Body::empty())
@@ -118,6 +125,9 @@ impl Api {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(cookie) = &self.cookie {
             request = request.header(header::COOKIE, cookie.clone());
+        }
+        if let Some(host) = &self.host {
+            request = request.header(header::HOST, host.clone());
         }
         let body = match body {
             Some(b) => {

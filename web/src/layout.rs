@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 use rand::RngCore as _;
 
+use vmcloud_scheduler::partners::brand::{BrandView, host_partner};
+
 use crate::Web;
 use crate::client::{Api, ApiProblem, cookie};
 use crate::i18n::{LANG_COOKIE, Lang, Msg};
@@ -137,6 +139,9 @@ pub struct Ctx {
     pub notice: Option<Msg>,
     /// Whether a session cookie came with the request.
     pub logged_in: bool,
+    /// The brand of the host the request came to: a partner's on its domains, VMCloud's
+    /// elsewhere. Pages never show another.
+    pub brand: BrandView,
 }
 
 impl FromRequestParts<Web> for Ctx {
@@ -157,6 +162,7 @@ impl FromRequestParts<Web> for Ctx {
                 vmcloud_scheduler::api::context::SESSION_COOKIE,
             )
             .is_some_and(|c| !c.is_empty()),
+            brand: BrandView::of(host_partner(&web.state.cluster.state(), &parts.headers).as_ref()),
         })
     }
 }
@@ -187,12 +193,16 @@ impl Ctx {
                        head {
                            meta charset="utf-8";
                            meta name="viewport" content="width=device-width, initial-scale=1";
-                           title { (title) " · VMCloud" }
+                           title { (title) " · " (self.brand.name) }
                            link rel="stylesheet" href="/assets/style.css";
+                           link rel="stylesheet" href="/assets/brand.css";
                        }
-                       body {
+                       body data-brand=(self.brand.partner.as_deref().unwrap_or("vmcloud")) {
                            header.top {
-                               a.brand href="/" { "VMCloud" }
+                               a.brand href="/" id="brand" {
+                                   @if !self.brand.logo.is_empty() { img.logo src=(self.brand.logo) alt=""; }
+                                   (self.brand.name)
+                               }
                                nav {
                                    @if self.logged_in {
         a href="/console" { (self.t(Msg::Console)) }
@@ -215,6 +225,15 @@ impl Ctx {
                                    p.notice role="status" { (self.t(n)) }
                                }
                                (body)
+                           }
+                           footer.legal #legal {
+                               (self.brand.legal)
+                               @if !self.brand.support_email.is_empty() {
+                                   " · " a href={ "mailto:" (self.brand.support_email) } { (self.brand.support_email) }
+                               }
+                               @if !self.brand.support_url.is_empty() {
+                                   " · " a href=(self.brand.support_url) { (self.t(Msg::Support)) }
+                               }
                            }
                        }
                    }
@@ -270,9 +289,27 @@ pub fn done(to: &str, notice: Msg) -> Response {
 /// The static files: one style sheet, two scripts (the live instance list, Stripe's card
 /// form).
 pub async fn asset(
-    State(_): State<Web>,
+    State(web): State<Web>,
+    headers: axum::http::HeaderMap,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Response {
+    if name == "brand.css" {
+        // The colours of the host's brand, as variables the style sheet uses.
+        let brand = BrandView::of(host_partner(&web.state.cluster.state(), &headers).as_ref());
+        let css = format!(
+            ":root {{ --brand: {}; --accent: {}; }}\n",
+            brand.primary_colour, brand.accent_colour
+        );
+        return (
+            [
+                (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+                (header::VARY, "Host"),
+            ],
+            css,
+        )
+            .into_response();
+    }
     let (body, kind) = match name.as_str() {
         "style.css" => (
             include_str!("../assets/style.css"),

@@ -23,6 +23,7 @@ pub mod i18n;
 pub mod layout;
 pub mod network_pages;
 pub mod noc_pages;
+pub mod partner_pages;
 pub mod play_pages;
 pub mod share_pages;
 pub mod sso_pages;
@@ -66,6 +67,8 @@ pub fn pages(state: ApiState) -> Router {
         .route("/noc/hosts/{id}", get(noc_pages::host))
         .route("/noc/hosts/{id}/confirm", get(noc_pages::confirm))
         .route("/noc/hosts/{id}/action", post(noc_pages::act))
+        .route("/partner", get(partner_pages::home))
+        .route("/partner/customers", post(partner_pages::create_customer))
         .route("/status", get(status_pages::page))
         .route("/status/feed.json", get(status_pages::json_feed))
         .route("/status/feed.atom", get(status_pages::atom_feed))

@@ -202,12 +202,26 @@ pub async fn host(ctx: Ctx, Path(id): Path<String>) -> Response {
         Ok(v) => v,
         Err(p) => return ctx.problem(&p),
     };
-    ctx.page_titled(s(&node, "hostname"), host_body(ctx.lang, &id, &node, &w))
+    let events = match ctx
+        .api
+        .get(&format!(
+            "/v1/audit-events?resource={}&limit=20",
+            urlencode(&format!("node/{id}"))
+        ))
+        .await
+    {
+        Ok(v) => v,
+        Err(p) => return ctx.problem(&p),
+    };
+    ctx.page_titled(
+        s(&node, "hostname"),
+        host_body(ctx.lang, &id, &node, &w, &events),
+    )
 }
 
-/// A host page's body for the API's node `node` and its workloads `w` (pure: the benchmark
-/// renders it too).
-pub fn host_body(lang: Lang, id: &str, node: &Value, w: &Value) -> Markup {
+/// A host page's body for the API's node `node`, its workloads `w` and its audit events
+/// `events` (pure: the benchmark renders it too).
+pub fn host_body(lang: Lang, id: &str, node: &Value, w: &Value, events: &Value) -> Markup {
     let state = s(node, "state");
     {
         html! {
@@ -233,7 +247,7 @@ pub fn host_body(lang: Lang, id: &str, node: &Value, w: &Value) -> Markup {
             h2 { "GPU" }
             @let samples = items(&node["telemetry"], "gpus");
             table.dense #gpus {
-                thead { tr { th { "PCI" } th { (lang.t(Msg::Model)) } th { (lang.t(Msg::State)) } th { "°C" } th { "W" } th { "%" } th { "ECC" } } }
+                thead { tr { th { "PCI" } th { (lang.t(Msg::Model)) } th { (lang.t(Msg::State)) } th { "°C" } th { "W" } th { "%" } th { "ECC" } th { "XID" } } }
                 tbody { @for g in items(node, "gpus") {
                     @let t = samples.iter().find(|t| t["pci_address"] == g["pci_address"]).cloned().unwrap_or_default();
                     tr data-gpu=(s(&g, "pci_address")) { td { (s(&g, "pci_address")) } td { (s(&g, "model")) }
@@ -241,7 +255,9 @@ pub fn host_body(lang: Lang, id: &str, node: &Value, w: &Value) -> Markup {
                         td.temperature { (t["temperature_c"].as_u64().map_or("–".into(), |v| v.to_string())) }
                         td { (t["power_w"].as_f64().map_or("–".into(), |v| format!("{v:.0}"))) }
                         td { (t["utilization_pct"].as_u64().map_or("–".into(), |v| v.to_string())) }
-                        td.ecc { (t["ecc_uncorrected"].as_u64().map_or("–".into(), |v| v.to_string())) } }
+                        td.ecc { (t["ecc_uncorrected"].as_u64().map_or("–".into(), |v| v.to_string())) }
+                        td.xid { (t["xid_errors"].as_u64().map_or("–".into(), |v| v.to_string()))
+                            @if let Some(last) = t["last_xid"].as_u64() { " (last " (last) ")" } } }
                 } }
             }
             @let conditions = items(node, "conditions");
@@ -255,6 +271,17 @@ pub fn host_body(lang: Lang, id: &str, node: &Value, w: &Value) -> Markup {
                     tr data-instance=(s(&x, "id")) {
                         td { (s(&x, "organisation_name")) " " span.muted { (s(&x, "organisation_kind")) } }
                         td { (s(&x, "kind")) } td { (s(&x, "name")) } td { (s(&x, "state")) } td { (s(&x, "market")) } td { (x["gpus"]) }
+                    }
+                } }
+            }
+            h2 { (lang.t(Msg::HostEvents)) }
+            p.muted { (lang.t(Msg::HostEventsText)) }
+            table.dense #events {
+                thead { tr { th { (lang.t(Msg::Time)) } th { (lang.t(Msg::Actor)) } th { (lang.t(Msg::Action)) } th { (lang.t(Msg::Event)) } th { (lang.t(Msg::Outcome)) } } }
+                tbody { @for e in items(events, "events") {
+                    tr data-action=(s(&e, "action")) {
+                        td.mono { (vmcloud_scheduler::clock::rfc3339(e["at_ms"].as_i64().unwrap_or(0))) }
+                        td.mono { (s(&e, "actor")) } td { (s(&e, "action")) } td { (s(&e, "detail")) } td { (s(&e, "outcome")) }
                     }
                 } }
             }

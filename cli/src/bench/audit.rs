@@ -117,6 +117,7 @@ fn run(args: &AuditBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
                 project_id: ProjectId::generate().to_string(),
                 verification_sha256: vec![0; 32],
                 verification_expires_at_unix_ms: i64::MAX,
+                partner_id: String::new(),
             }),
         )?;
         orgs.push(org);

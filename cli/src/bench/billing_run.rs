@@ -136,6 +136,8 @@ fn prepared(args: &BillingRunBenchArgs, period: &str) -> anyhow::Result<ClusterS
                 sso: None,
                 invitations: BTreeMap::new(),
                 api_per_hour: None,
+                partner: None,
+                support_access_until_ms: None,
             },
         );
         state.projects.insert(

@@ -82,7 +82,8 @@ pub fn pages(args: PagesBenchArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let w = through_json(&host_workloads(&state, id));
         let node = through_json(&*state.nodes[id]);
-        let html = host_body(Lang::En, id.as_str(), &node, &w).into_string();
+        let html =
+            host_body(Lang::En, id.as_str(), &node, &w, &serde_json::Value::Null).into_string();
         host_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         most = most.max(w["workloads"].as_array().map_or(0, Vec::len));
         std::hint::black_box(html);

@@ -238,6 +238,24 @@ pub fn router(state: ApiState) -> Router {
             "/v1/nodes/{id}/workloads",
             get(crate::nodes::noc_api::workloads),
         )
+        .route("/v1/brand", get(crate::partners::api::brand))
+        .route(
+            "/v1/partners",
+            get(crate::partners::api::list).post(crate::partners::api::create),
+        )
+        .route(
+            "/v1/partners/{id}",
+            get(crate::partners::api::get).patch(crate::partners::api::update),
+        )
+        .route(
+            "/v1/partners/{id}/customers",
+            get(crate::partners::api::customers).post(crate::partners::api::create_customer),
+        )
+        .route("/v1/partners/{id}/pop", get(crate::partners::api::pop))
+        .route(
+            "/v1/organisations/{id}/support-access",
+            post(crate::partners::api::support_access),
+        )
         .route("/v1/incidents", post(crate::status::api::declare))
         .route("/v1/incidents/{id}", get(crate::status::api::get))
         .route(

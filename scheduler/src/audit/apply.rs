@@ -19,6 +19,49 @@ pub(crate) struct Pending {
     org: Option<String>,
     project: Option<String>,
     member_of: Vec<String>,
+    detail: String,
+}
+
+/// What a command changed, in words, for the commands whose kind and resource do not say it.
+pub(crate) fn detail_of(body: &Body) -> String {
+    match body {
+        Body::SetNodeState(c) => {
+            let state = pb::NodeState::try_from(c.state)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("NODE_STATE_")
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_else(|_| c.state.to_string());
+            let mut d = format!("→ {state}");
+            if c.by_liveness {
+                d.push_str(" (liveness)");
+            }
+            if !c.reason.is_empty() {
+                d.push_str(": ");
+                d.push_str(&c.reason);
+            }
+            if c.deadline_unix_ms > 0 {
+                d.push_str(&format!(
+                    " (empty by {})",
+                    crate::clock::rfc3339(c.deadline_unix_ms)
+                ));
+            }
+            d
+        }
+        Body::SetGpuHealth(c) if c.unhealthy.is_empty() => "every GPU healthy".to_owned(),
+        Body::SetGpuHealth(c) => format!(
+            "unhealthy: {}",
+            c.unhealthy
+                .iter()
+                .map(|g| format!("{} ({})", g.pci_address, g.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Body::LoseInstances(c) => format!("{} lost: {}", c.instance_ids.len(), c.reason),
+        Body::SetNodeLabels(c) if !c.pools.is_empty() => format!("pools {}", c.pools.join(", ")),
+        _ => String::new(),
+    }
 }
 
 fn actor_name(actor: Option<&pb::Actor>) -> String {
@@ -119,6 +162,9 @@ fn resource_of(body: &Body) -> String {
         Body::SetPlan(c) => r("organisation", &c.org_id),
         Body::BuyHourPack(c) => r("hour_pack", &c.purchase_id),
         Body::DeclareIncident(c) => r("incident", &c.incident_id),
+        Body::CreatePartner(c) => r("partner", &c.partner_id),
+        Body::UpdatePartner(c) => r("partner", &c.partner_id),
+        Body::GrantSupportAccess(c) => r("organisation", &c.org_id),
         Body::UpdateIncident(c) => r("incident", &c.incident_id),
         Body::CreateProfile(c) => r("profile", &c.profile_id),
         Body::UpdateProfile(c) => r("profile", &c.profile_id),
@@ -155,6 +201,10 @@ impl ClusterState {
                 project = Some(p.to_string());
             }
             Ok((_, Target::Org(o))) => org = Some(o.to_string()),
+            // The partner's staff see what was done to the partner.
+            Ok((_, Target::Partner(p))) => {
+                org = self.partners.get(&p).map(|p| p.staff_org.to_string());
+            }
             _ => {}
         }
         match body {
@@ -207,6 +257,7 @@ impl ClusterState {
             org,
             project: project.filter(|p| !p.is_empty()),
             member_of,
+            detail: detail_of(body),
         }
     }
 
@@ -255,6 +306,7 @@ impl ClusterState {
             org: pending.org,
             project: pending.project,
             member_of: pending.member_of,
+            detail: pending.detail,
             outcome,
             prev_hash: std::mem::take(&mut self.audit_head.hash),
             hash: String::new(),

@@ -265,3 +265,38 @@ fn a_snapshot_sent_to_a_peer_carries_the_chain_and_its_indexes() {
         1
     );
 }
+
+#[test]
+fn host_events_say_what_changed() {
+    use crate::audit::apply::detail_of;
+    let drain = Body::SetNodeState(pb::SetNodeState {
+        node_id: "n1".into(),
+        state: pb::NodeState::Draining as i32,
+        reason: "fan replacement".into(),
+        deadline_unix_ms: 1_764_590_400_000,
+        by_liveness: false,
+    });
+    assert_eq!(
+        detail_of(&drain),
+        "→ draining: fan replacement (empty by 2025-12-01T12:00:00Z)"
+    );
+    let down = Body::SetNodeState(pb::SetNodeState {
+        node_id: "n1".into(),
+        state: pb::NodeState::Down as i32,
+        reason: "silent 97 s".into(),
+        by_liveness: true,
+        ..Default::default()
+    });
+    assert_eq!(detail_of(&down), "→ down (liveness): silent 97 s");
+    let gpus = Body::SetGpuHealth(pb::SetGpuHealth {
+        node_id: "n1".into(),
+        unhealthy: vec![pb::UnhealthyGpu {
+            pci_address: "0000:17:00.0".into(),
+            reason: "XID 79".into(),
+        }],
+    });
+    assert_eq!(detail_of(&gpus), "unhealthy: 0000:17:00.0 (XID 79)");
+    // Commands whose kind and resource say it all have none, and keep their old hashes.
+    let create = Body::CreateProject(pb::CreateProject::default());
+    assert_eq!(detail_of(&create), "");
+}

@@ -33,6 +33,10 @@ pub struct AuditEvent {
     /// see it too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub member_of: Vec<String>,
+    /// What changed, in words, where the action and resource alone do not say it (a host's
+    /// new state and why, the GPUs marked unhealthy).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
     /// `ok`, or `refused: <why>`.
     pub outcome: String,
     /// The previous event's hash ([`GENESIS`] for the first).
@@ -56,6 +60,9 @@ struct Hashed<'a> {
     /// Not in the hash when empty: events from before it existed keep their hashes.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     member_of: &'a [String],
+    /// Not in the hash when empty, likewise.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    detail: &'a str,
     outcome: &'a str,
     prev_hash: &'a str,
 }
@@ -75,6 +82,7 @@ impl AuditEvent {
             org: &self.org,
             project: &self.project,
             member_of: &self.member_of,
+            detail: &self.detail,
             outcome: &self.outcome,
             prev_hash: &self.prev_hash,
         })

@@ -70,6 +70,7 @@ pub(super) fn setup_log(at: i64) -> Vec<pb::Command> {
                 project_id: "prj-acme".into(),
                 verification_sha256: vec![7; 32],
                 verification_expires_at_unix_ms: at + DAY,
+                partner_id: String::new(),
             }),
         ),
         command(
@@ -706,6 +707,7 @@ fn a_run_in_batches_gives_the_same_invoices_and_refuses_a_repeated_batch() {
                 owner_user_id: "usr-00000000000000a1".into(),
                 project_id: format!("prj-{k}"),
                 provider: false,
+                partner_id: String::new(),
             }),
         ));
         let tag = format!("o{k}");

@@ -90,6 +90,12 @@ pub struct GpuTelemetryView {
     pub utilization_pct: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ecc_uncorrected: Option<u64>,
+    /// Critical XID errors since the agent started (absent: the GPU reports no XID events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xid_errors: Option<u64>,
+    /// The last critical XID's code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_xid: Option<u64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -204,6 +210,8 @@ fn view(s: &ApiState, state: &ClusterState, n: &Node) -> NodeView {
                         power_w: g.power_w,
                         utilization_pct: g.utilization_pct,
                         ecc_uncorrected: g.ecc_uncorrected,
+                        xid_errors: g.xid_errors,
+                        last_xid: g.last_xid,
                     })
                     .collect(),
             }),

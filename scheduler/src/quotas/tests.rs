@@ -38,6 +38,7 @@ fn customer(s: &mut ClusterState, kind: &str) -> ProjectId {
                 project_id: project.to_string(),
                 verification_sha256: vec![0; 32],
                 verification_expires_at_unix_ms: i64::MAX,
+                partner_id: String::new(),
             }),
         ),
     )

@@ -139,6 +139,9 @@ pub struct ClusterState {
     /// Instances placed by this replica's `apply` since it started (`/metrics`).
     #[serde(skip)]
     pub placements: Tally,
+    /// White-label partners by id (see [`crate::partners`]).
+    #[serde(default)]
+    pub partners: OrdMap<String, crate::partners::types::Partner>,
 }
 
 /// A count kept beside the state for `/metrics`, not part of its value: states equal in
@@ -320,6 +323,9 @@ impl ClusterState {
             Body::SetPlan(c) => self.set_plan(c, at),
             Body::BuyHourPack(c) => self.buy_hour_pack(c, at),
             Body::DeclareIncident(c) => self.declare_incident(c, at),
+            Body::CreatePartner(c) => self.create_partner(c, at),
+            Body::UpdatePartner(c) => self.update_partner(c),
+            Body::GrantSupportAccess(c) => self.grant_support_access(c, at),
             Body::UpdateIncident(c) => self.update_incident(c, at),
             Body::CreateProfile(c) => self.create_profile(c, at),
             Body::UpdateProfile(c) => self.update_profile(c, at),

@@ -62,7 +62,7 @@ impl ClusterState {
     }
 
     /// Adds a project (and to its organisation's index).
-    fn insert_project(&mut self, project: Project) {
+    pub(crate) fn insert_project(&mut self, project: Project) {
         self.index
             .project_names
             .insert((project.org.clone(), project.name.clone()));
@@ -209,7 +209,7 @@ impl ClusterState {
     fn new_organisation(
         &self,
         o: &pb::Organisation,
-        owner: &UserId,
+        owner: Option<&UserId>,
         provider: bool,
         at: i64,
     ) -> Result<Organisation, Rejected> {
@@ -229,13 +229,17 @@ impl ClusterState {
             vat_id: details.vat_id,
             billing_address: validate::address(&o.billing_address).map_err(invalid)?,
             created_at_ms: at,
-            members: BTreeMap::from([(owner.clone(), Role::Owner)]),
+            members: owner
+                .map(|u| BTreeMap::from([(u.clone(), Role::Owner)]))
+                .unwrap_or_default(),
             mfa_required: false,
             trial: !provider,
             provider,
             sso: None,
             invitations: BTreeMap::new(),
             api_per_hour: None,
+            partner: None,
+            support_access_until_ms: None,
         })
     }
 
@@ -254,7 +258,13 @@ impl ClusterState {
             ));
         }
         let org_spec = c.organisation.as_ref().ok_or(Rejected::Malformed)?;
-        let org = self.new_organisation(org_spec, &user_id, false, at)?;
+        let mut org = self.new_organisation(org_spec, Some(&user_id), false, at)?;
+        if !c.partner_id.is_empty() {
+            if !self.partners.contains_key(&c.partner_id) {
+                return Err(Rejected::NotFound(format!("partner {}", c.partner_id)));
+            }
+            org.partner = Some(c.partner_id.clone());
+        }
         let project = ProjectId::parse(&c.project_id).map_err(invalid)?;
         if self.projects.contains_key(&project) {
             return Err(Rejected::Exists(format!("project {project}")));
@@ -283,12 +293,23 @@ impl ClusterState {
         c: pb::CreateOrganisation,
         at: i64,
     ) -> ApplyResult {
-        let owner = UserId::parse(&c.owner_user_id).map_err(invalid)?;
-        if !self.users.contains_key(&owner) {
-            return Err(Rejected::NotFound(format!("user {owner}")));
-        }
         let spec = c.organisation.as_ref().ok_or(Rejected::Malformed)?;
-        let org = self.new_organisation(spec, &owner, c.provider, at)?;
+        let org = if c.partner_id.is_empty() {
+            let owner = UserId::parse(&c.owner_user_id).map_err(invalid)?;
+            if !self.users.contains_key(&owner) {
+                return Err(Rejected::NotFound(format!("user {owner}")));
+            }
+            self.new_organisation(spec, Some(&owner), c.provider, at)?
+        } else {
+            // A partner's customer: its owner is invited by mail; the partner pays.
+            if !self.partners.contains_key(&c.partner_id) {
+                return Err(Rejected::NotFound(format!("partner {}", c.partner_id)));
+            }
+            let mut org = self.new_organisation(spec, None, false, at)?;
+            org.trial = false;
+            org.partner = Some(c.partner_id.clone());
+            org
+        };
         let project = ProjectId::parse(&c.project_id).map_err(invalid)?;
         if self.projects.contains_key(&project) {
             return Err(Rejected::Exists(format!("project {project}")));

@@ -40,9 +40,13 @@ pub enum Action {
     ReadFleet,
     /// Change hosts, join tokens, cluster membership, projects' fair share and tier.
     OperateFleet,
+    /// See a partner: its brand, customers, POPs, licences and statements.
+    ReadPartner,
+    /// Change a partner's brand and domains, make its customers, grant them entitlements.
+    ManagePartner,
 }
 
-pub const ALL_ACTIONS: [Action; 12] = [
+pub const ALL_ACTIONS: [Action; 14] = [
     Action::ReadProject,
     Action::Deploy,
     Action::ManageKeys,
@@ -55,12 +59,19 @@ pub const ALL_ACTIONS: [Action; 12] = [
     Action::ManageBilling,
     Action::ReadFleet,
     Action::OperateFleet,
+    Action::ReadPartner,
+    Action::ManagePartner,
 ];
 
 /// Whether `role`, held where it applies, allows `action`. The role × action matrix: a
 /// table-driven test spells it out.
 pub fn role_allows(role: Role, action: Action) -> bool {
     use Action::*;
+    // Partner actions come from the role in a partner's staff organisation
+    // ([`partner_staff_allows`]), or from a provider role.
+    if matches!(action, ReadPartner | ManagePartner) && !role.is_provider_role() {
+        return false;
+    }
     match role {
         Role::Owner => !matches!(action, ReadFleet | OperateFleet),
         Role::Admin => !matches!(action, ReadFleet | OperateFleet | ManageBilling),
@@ -74,14 +85,106 @@ pub fn role_allows(role: Role, action: Action) -> bool {
         // or manage their members; they run billing (with finance).
         Role::Operator => matches!(
             action,
-            ReadFleet | OperateFleet | ReadOrg | ReadProject | ReadBilling | ManageBilling
+            ReadFleet
+                | OperateFleet
+                | ReadOrg
+                | ReadProject
+                | ReadBilling
+                | ManageBilling
+                | ReadPartner
+                | ManagePartner
         ),
-        Role::Support => matches!(action, ReadFleet | ReadOrg | ReadProject),
+        Role::Support => matches!(action, ReadFleet | ReadOrg | ReadProject | ReadPartner),
         Role::Finance => matches!(action, ReadOrg | ReadBilling | ManageBilling),
     }
 }
 
+/// Whether a role in a partner's staff organisation allows `action` on the partner (owners
+/// and admins are partner admins; the other roles partner support, read-only). Keys of the
+/// staff organisation's projects: project admins act as partner admins.
+pub fn partner_staff_allows(role: Role, action: Action) -> bool {
+    let admin = matches!(role, Role::Owner | Role::Admin | Role::ProjectAdmin);
+    match action {
+        Action::ReadPartner => true,
+        Action::ManagePartner => admin,
+        _ => false,
+    }
+}
+
+/// Whether a role in a partner's staff organisation allows `action` on one of the partner's
+/// customers (an organisation or its projects): admins administer them (members, settings,
+/// projects) and read their usage; support reads.
+pub fn partner_customer_allows(role: Role, action: Action) -> bool {
+    use Action::*;
+    let admin = matches!(role, Role::Owner | Role::Admin | Role::ProjectAdmin);
+    match action {
+        ReadOrg | ReadProject | ReadBilling => true,
+        ManageOrg | ManageMembers | CreateProject | ManageProject => admin,
+        _ => false,
+    }
+}
+
 impl ClusterState {
+    /// Whether the principal is one of the partner's staff (a member of its staff
+    /// organisation, or a key of one of its projects) — not VMCloud's.
+    pub fn is_partner_staff(&self, principal: &Principal, partner: &str) -> bool {
+        match principal {
+            Principal::User { id, .. } => self.partner_staff_role(partner, id).is_some(),
+            Principal::ApiKey(k) => self
+                .api_keys
+                .get(k)
+                .and_then(|key| self.partner_of_key(key))
+                .is_some_and(|(p, _)| p == partner),
+            _ => false,
+        }
+    }
+
+    /// A user's role in the staff organisation of the partner `partner`.
+    fn partner_staff_role(&self, partner: &str, user: &UserId) -> Option<Role> {
+        let p = self.partners.get(partner)?;
+        self.organisations
+            .get(&p.staff_org)?
+            .members
+            .get(user)
+            .copied()
+    }
+
+    /// The partner a key's project belongs to (a project of its staff organisation), with
+    /// the key's role.
+    fn partner_of_key(&self, key: &crate::tenancy::types::ApiKey) -> Option<(&str, Role)> {
+        let org = &self.projects.get(&key.project)?.org;
+        self.partner_of_staff(org)
+            .map(|p| (p.id.as_str(), key.role))
+    }
+
+    /// Whether a key of a partner's staff organisation may do `action` on `org`, one of the
+    /// partner's customers.
+    fn key_partner_allows(
+        &self,
+        key: &crate::tenancy::types::ApiKey,
+        org: &Organisation,
+        action: Action,
+    ) -> bool {
+        self.partner_of_key(key).is_some_and(|(partner, role)| {
+            org.partner.as_deref() == Some(partner) && partner_customer_allows(role, action)
+        })
+    }
+
+    /// Whether a user of a partner's staff may do `action` on `org`, one of the partner's
+    /// customers.
+    fn user_partner_allows(&self, user: &UserId, org: &Organisation, action: Action) -> bool {
+        org.partner
+            .as_deref()
+            .and_then(|p| self.partner_staff_role(p, user))
+            .is_some_and(|r| partner_customer_allows(r, action))
+    }
+
+    /// Whether VMCloud's staff may reach the organisation: always for its own customers; for
+    /// a partner's, only while support access is open.
+    fn provider_may_reach(&self, org: &Organisation) -> bool {
+        org.partner.is_none() || org.support_access_until_ms.is_some_and(|t| t > self.now_ms)
+    }
+
     /// Whether `project` is another project of the provider organisation an operator `key`
     /// belongs to.
     fn provider_sibling(&self, key: &crate::tenancy::types::ApiKey, project: &ProjectId) -> bool {
@@ -133,6 +236,8 @@ pub enum Resource<'a> {
     Fleet,
     Org(&'a OrgId),
     Project(&'a ProjectId),
+    /// A white-label partner, by id.
+    Partner(&'a str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -198,14 +303,40 @@ impl ClusterState {
                     Err(forbidden(key.role, action, &format!("project {p}")))
                 }
             }
-            // An operator key sees every tenant (read-only), as operators do.
-            Resource::Project(p) => match self.projects.get(p) {
+            // An operator key sees every tenant (read-only), as operators do, but a partner's
+            // customers only with support access; a partner's key administers its customers.
+            Resource::Project(p) => {
+                let org = self
+                    .projects
+                    .get(p)
+                    .and_then(|project| self.organisations.get(&project.org));
+                match org {
+                    Some(org) if self.key_partner_allows(key, org, action) => Ok(()),
+                    Some(org)
+                        if key.role == Role::Operator
+                            && allowed
+                            && self.provider_may_reach(org) =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(Denied::Hidden(format!("project {p}"))),
+                }
+            }
+            Resource::Partner(p) => match self.partners.get(p) {
+                Some(_) if self.partner_of_key(key).is_some_and(|(kp, _)| kp == p) => {
+                    if partner_staff_allows(key.role, action) {
+                        Ok(())
+                    } else {
+                        Err(forbidden(key.role, action, &format!("partner {p}")))
+                    }
+                }
                 Some(_) if key.role == Role::Operator && allowed => Ok(()),
-                _ => Err(Denied::Hidden(format!("project {p}"))),
+                _ => Err(Denied::Hidden(format!("partner {p}"))),
             },
             Resource::Org(o) => {
                 let own = self.projects.get(&key.project).is_some_and(|p| p.org == *o);
                 match self.organisations.get(o) {
+                    Some(org) if !own && self.key_partner_allows(key, org, action) => Ok(()),
                     Some(_) if own && action == Action::ReadOrg => Ok(()),
                     // The provider's own organisation: its operators make projects there.
                     Some(org)
@@ -216,7 +347,13 @@ impl ClusterState {
                     {
                         Ok(())
                     }
-                    Some(_) if key.role == Role::Operator && allowed => Ok(()),
+                    Some(org)
+                        if key.role == Role::Operator
+                            && allowed
+                            && self.provider_may_reach(org) =>
+                    {
+                        Ok(())
+                    }
                     Some(_) if own => {
                         Err(forbidden(key.role, action, &format!("organisation {o}")))
                     }
@@ -239,7 +376,10 @@ impl ClusterState {
             )));
         }
         let provider_role = self.provider_role(user);
-        let staff_allows = provider_role.is_some_and(|r| role_allows(r, action));
+        let staff_allows = provider_role.is_some_and(|r| role_allows(r, action))
+            && self
+                .org_of(resource)
+                .is_none_or(|o| self.provider_may_reach(o));
         // Provider roles reach every tenant: only with a second factor.
         if staff_allows && !mfa && !self.member_allows(user, action, resource) {
             return Err(Denied::Forbidden(MFA_FOR_STAFF.to_owned()));
@@ -269,11 +409,30 @@ impl ClusterState {
                 let Some(org) = self.organisations.get(o) else {
                     return Err(Denied::Hidden(format!("organisation {o}")));
                 };
+                let partner_role = org
+                    .partner
+                    .as_deref()
+                    .and_then(|p| self.partner_staff_role(p, user));
                 match org.members.get(user) {
                     Some(r) if role_allows(*r, action) => Ok(()),
+                    _ if self.user_partner_allows(user, org, action) => Ok(()),
                     _ if staff_allows => Ok(()),
                     Some(r) => Err(forbidden(*r, action, &format!("organisation {o}"))),
-                    None => Err(Denied::Hidden(format!("organisation {o}"))),
+                    None => match partner_role {
+                        Some(r) => Err(forbidden(r, action, &format!("organisation {o}"))),
+                        None => Err(Denied::Hidden(format!("organisation {o}"))),
+                    },
+                }
+            }
+            Resource::Partner(p) => {
+                if !self.partners.contains_key(p) {
+                    return Err(Denied::Hidden(format!("partner {p}")));
+                }
+                match self.partner_staff_role(p, user) {
+                    Some(r) if partner_staff_allows(r, action) => Ok(()),
+                    _ if staff_allows => Ok(()),
+                    Some(r) => Err(forbidden(r, action, &format!("partner {p}"))),
+                    None => Err(Denied::Hidden(format!("partner {p}"))),
                 }
             }
             Resource::Project(p) => {
@@ -281,11 +440,18 @@ impl ClusterState {
                 let project = self.projects.get(p).ok_or_else(hidden)?;
                 let org = self.organisations.get(&project.org).ok_or_else(hidden)?;
                 let roles = user_project_roles(org, project, user);
-                if roles.iter().any(|r| role_allows(*r, action)) || staff_allows {
+                if roles.iter().any(|r| role_allows(*r, action))
+                    || self.user_partner_allows(user, org, action)
+                    || staff_allows
+                {
                     return Ok(());
                 }
-                match roles.first() {
-                    Some(r) => Err(forbidden(*r, action, &format!("project {p}"))),
+                let partner_role = org
+                    .partner
+                    .as_deref()
+                    .and_then(|p| self.partner_staff_role(p, user));
+                match roles.first().copied().or(partner_role) {
+                    Some(r) => Err(forbidden(r, action, &format!("project {p}"))),
                     None => Err(hidden()),
                 }
             }
@@ -296,16 +462,21 @@ impl ClusterState {
     fn member_allows(&self, user: &UserId, action: Action, resource: Resource<'_>) -> bool {
         match resource {
             Resource::Fleet => false,
-            Resource::Org(o) => self
-                .organisations
-                .get(o)
-                .and_then(|org| org.members.get(user))
-                .is_some_and(|r| role_allows(*r, action)),
+            Resource::Partner(p) => self
+                .partner_staff_role(p, user)
+                .is_some_and(|r| partner_staff_allows(r, action)),
+            Resource::Org(o) => self.organisations.get(o).is_some_and(|org| {
+                org.members
+                    .get(user)
+                    .is_some_and(|r| role_allows(*r, action))
+                    || self.user_partner_allows(user, org, action)
+            }),
             Resource::Project(p) => self.projects.get(p).is_some_and(|project| {
                 self.organisations.get(&project.org).is_some_and(|org| {
                     user_project_roles(org, project, user)
                         .iter()
                         .any(|r| role_allows(*r, action))
+                        || self.user_partner_allows(user, org, action)
                 })
             }),
         }
@@ -314,7 +485,7 @@ impl ClusterState {
     /// The organisation a resource belongs to.
     fn org_of(&self, resource: Resource<'_>) -> Option<&Organisation> {
         match resource {
-            Resource::Fleet => None,
+            Resource::Fleet | Resource::Partner(_) => None,
             Resource::Org(o) => self.organisations.get(o),
             Resource::Project(p) => self
                 .projects
@@ -375,6 +546,8 @@ fn action_words(action: Action) -> &'static str {
         Action::ManageBilling => "managing billing",
         Action::ReadFleet => "reading the fleet",
         Action::OperateFleet => "operating the fleet",
+        Action::ReadPartner => "reading the partner",
+        Action::ManagePartner => "managing the partner",
     }
 }
 
@@ -385,19 +558,19 @@ mod tests {
     /// The role × action matrix, spelled out: `x` allowed, `.` not. Columns in the order of
     /// [`ALL_ACTIONS`]: ReadProject, Deploy, ManageKeys, ManageProject, ReadOrg,
     /// CreateProject, ManageMembers, ManageOrg, ReadBilling, ManageBilling, ReadFleet,
-    /// OperateFleet.
+    /// OperateFleet, ReadPartner, ManagePartner.
     const MATRIX: [(Role, &str); 11] = [
-        (Role::Owner, "xxxxxxxxxx.."),
-        (Role::Admin, "xxxxxxxxx..."),
-        (Role::Billing, "....x...xx.."),
-        (Role::Member, "xx..xx......"),
-        (Role::Viewer, "x...x......."),
-        (Role::ProjectAdmin, "xxxx........"),
-        (Role::ProjectMember, "xx.........."),
-        (Role::ProjectViewer, "x..........."),
-        (Role::Operator, "x...x...xxxx"),
-        (Role::Support, "x...x.....x."),
-        (Role::Finance, "....x...xx.."),
+        (Role::Owner, "xxxxxxxxxx...."),
+        (Role::Admin, "xxxxxxxxx....."),
+        (Role::Billing, "....x...xx...."),
+        (Role::Member, "xx..xx........"),
+        (Role::Viewer, "x...x........."),
+        (Role::ProjectAdmin, "xxxx.........."),
+        (Role::ProjectMember, "xx............"),
+        (Role::ProjectViewer, "x............."),
+        (Role::Operator, "x...x...xxxxxx"),
+        (Role::Support, "x...x.....x.x."),
+        (Role::Finance, "....x...xx...."),
     ];
 
     #[test]

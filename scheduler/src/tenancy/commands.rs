@@ -65,6 +65,8 @@ pub(crate) enum Target {
     Anyone,
     /// The scheduler's own bookkeeping (placements, agent reports): the system only.
     SystemOnly,
+    /// A white-label partner, by id.
+    Partner(String),
 }
 
 impl ClusterState {
@@ -116,6 +118,10 @@ impl ClusterState {
             Body::SetMember(c) => (
                 Action::ManageProject,
                 Target::Project(project(&c.project_id)?),
+            ),
+            Body::CreateOrganisation(c) if !c.partner_id.is_empty() => (
+                Action::ManagePartner,
+                Target::Partner(c.partner_id.clone()),
             ),
             Body::CreateOrganisation(c) if !c.provider => {
                 let owner = UserId::parse(&c.owner_user_id)
@@ -190,9 +196,24 @@ impl ClusterState {
             Body::RecordPinAttempt(c) => (Action::ReadOrg, Target::Org(org(&c.org_id)?)),
             Body::AskParent(c) => (Action::ReadOrg, Target::Org(org(&c.org_id)?)),
             Body::DecideParentRequest(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
-            Body::GrantEntitlement(_) | Body::RevokeEntitlement(_) => {
-                (Action::OperateFleet, Target::Fleet)
+            // A partner grants its own customers' entitlements; VMCloud's operators the rest.
+            Body::GrantEntitlement(pb::GrantEntitlement { org_id, .. })
+            | Body::RevokeEntitlement(pb::RevokeEntitlement { org_id, .. }) => {
+                match OrgId::parse(org_id)
+                    .ok()
+                    .and_then(|o| self.organisations.get(&o))
+                    .and_then(|o| o.partner.clone())
+                {
+                    Some(p) => (Action::ManagePartner, Target::Partner(p)),
+                    None => (Action::OperateFleet, Target::Fleet),
+                }
             }
+            Body::CreatePartner(_) => (Action::OperateFleet, Target::Fleet),
+            Body::UpdatePartner(c) => (
+                Action::ManagePartner,
+                Target::Partner(c.partner_id.clone()),
+            ),
+            Body::GrantSupportAccess(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
             Body::RecordPaymentFailure(_) => (Action::ManageBilling, Target::SystemOnly),
             Body::UpdateProject(_)
             | Body::SetQuota(_)
@@ -247,6 +268,7 @@ impl ClusterState {
             Target::Fleet => Resource::Fleet,
             Target::Org(o) => Resource::Org(o),
             Target::Project(p) => Resource::Project(p),
+            Target::Partner(p) => Resource::Partner(p),
         };
         self.authorize(&principal, action, resource)
             .map_err(Rejected::from)

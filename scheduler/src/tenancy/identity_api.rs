@@ -102,8 +102,11 @@ pub struct SignUpView {
 pub async fn sign_up(
     State(s): State<ApiState>,
     Source(source): Source,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<SignUpRequest>,
 ) -> Result<Response, Problem> {
+    // On a partner's domain the new organisation is the partner's customer.
+    let partner = crate::partners::brand::host_partner(&s.cluster.state(), &headers);
     s.limiter.check(
         &format!("signup:{source}"),
         limits::SIGNUP_PER_ADDRESS,
@@ -139,6 +142,7 @@ pub async fn sign_up(
         project_id: project.to_string(),
         verification_sha256: token_sha256,
         verification_expires_at_unix_ms: crate::clock::now_ms() + VERIFY_TTL_MS,
+        partner_id: partner.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
     };
     s.cluster
         .propose_as(
@@ -146,12 +150,23 @@ pub async fn sign_up(
             Body::SignUp(command),
         )
         .await??;
-    let link = format!("{}/verify?user={user}&token={token}", s.public_url);
+    let (brand, base) = match &partner {
+        Some(p) => (
+            p.display_name().to_owned(),
+            crate::partners::brand::partner_url(&s.public_url, p),
+        ),
+        None => ("VMCloud".to_owned(), s.public_url.clone()),
+    };
+    let link = format!("{base}/verify?user={user}&token={token}");
     let body = format!(
-        "Welcome to VMCloud.\n\nConfirm your email address within 24 hours by opening this link:\n\n  {link}\n\nor run:  vmcloud verify-email {user} {token}\n\nIf you did not sign up, ignore this mail.\n"
+        "Welcome to {brand}.\n\nConfirm your email address within 24 hours by opening this link:\n\n  {link}\n\nor run:  vmcloud verify-email {user} {token}\n\nIf you did not sign up, ignore this mail.\n"
     );
     s.mailer
-        .send(&email, "Confirm your email address for VMCloud", &body)
+        .send(
+            &email,
+            &format!("Confirm your email address for {brand}"),
+            &body,
+        )
         .await
         .map_err(|e| Problem::internal(format!("{}", vmcloud_proto::ErrorChain(&e))))?;
     Ok(crate::api::context::created(

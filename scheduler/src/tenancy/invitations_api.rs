@@ -47,14 +47,15 @@ pub async fn invite(
         .get(org)
         .map(|o| o.name.clone())
         .unwrap_or_default();
-    let link = format!("{}/invite?org={org}&token={token}", s.public_url);
+    // A partner's customer is invited in the partner's name, to the partner's portal.
+    let (brand, base) = crate::partners::brand::mail_brand(s, Some(org));
+    let link = format!("{base}/invite?org={org}&token={token}");
     let body = format!(
-        "You are invited to join the organisation \"{org_name}\" on VMCloud as {}.\n\nSign up (or log in) with this address, {email}, then open this link within a week:\n\n  {link}\n\nSign up at {}/signup\n\nIf you do not know this organisation, ignore this mail.\n",
+        "You are invited to join the organisation \"{org_name}\" on {brand} as {}.\n\nSign up (or log in) with this address, {email}, then open this link within a week:\n\n  {link}\n\nSign up at {base}/signup\n\nIf you do not know this organisation, ignore this mail.\n",
         role.as_str(),
-        s.public_url
     );
     s.mailer
-        .send(email, &format!("Join {org_name} on VMCloud"), &body)
+        .send(email, &format!("Join {org_name} on {brand}"), &body)
         .await
         .map_err(|e| Problem::internal(format!("{}", vmcloud_proto::ErrorChain(&e))))?;
     Ok((

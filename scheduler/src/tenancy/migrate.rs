@@ -35,6 +35,8 @@ pub fn legacy_org_of(project: &ProjectId, name: &str, at_ms: i64) -> Organisatio
         sso: None,
         invitations: BTreeMap::new(),
         api_per_hour: None,
+        partner: None,
+        support_access_until_ms: None,
     }
 }
 

@@ -168,6 +168,7 @@ pub async fn create(
         owner_user_id: user.to_string(),
         project_id: ProjectId::generate().to_string(),
         provider: false,
+        partner_id: String::new(),
     };
     s.cluster
         .propose_as(who.actor(), Body::CreateOrganisation(command))

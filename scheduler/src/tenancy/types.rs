@@ -121,6 +121,14 @@ pub struct Organisation {
     /// the replica's `--api-rate-limit`).
     #[serde(default)]
     pub api_per_hour: Option<u32>,
+    /// The partner whose customer it is (its staff see it in full, VMCloud's only with
+    /// support access); `None`: VMCloud's own customer.
+    #[serde(default)]
+    pub partner: Option<String>,
+    /// Until when VMCloud's support staff may see it, when it is a partner's customer and its
+    /// owners or the partner opened access.
+    #[serde(default)]
+    pub support_access_until_ms: Option<i64>,
 }
 
 /// An invitation into an organisation, until the invited person takes it.

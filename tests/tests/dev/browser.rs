@@ -78,7 +78,9 @@ pub(super) async fn browser(driver: &Driver, chromium: &PathBuf) -> Client {
         json!({
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", "--lang=en-GB"],
+                     "--window-size=1280,1000", "--lang=en-GB",
+                     // Partners' portals on `*.localhost` names, whatever the resolver says.
+                     "--host-resolver-rules=MAP *.localhost 127.0.0.1"],
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();

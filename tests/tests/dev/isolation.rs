@@ -97,6 +97,10 @@ fn walk_of(method: &str, path: &str) -> Walk {
         // Entitlements are granted by operators: refused before the household is looked up.
         (_, p) if p.contains("/entitlements") => Fleet,
         ("GET", "/v1/titles") => NotTenantData("the public catalog of games"),
+        ("GET", "/v1/brand") => NotTenantData("the public brand of the host asked"),
+        ("GET", "/v1/partners") => NotTenantData("the caller's own partners: none for a customer"),
+        // Operators make partners: refused before anything is looked up.
+        ("POST", "/v1/partners") => Fleet,
         ("GET", "/v1/status") | ("GET", "/v1/incidents/{id}") => {
             NotTenantData("the public status page")
         }
@@ -150,6 +154,8 @@ impl OrgA {
                 "reservations" => &self.reservation,
                 "projects" => &self.project,
                 "organisations" | "households" => &self.org,
+                // The dev fleet's demo partner: a customer of VMCloud finds nothing of it.
+                "partners" => "edgenet",
                 _ => "unknown",
             }
         };
@@ -255,6 +261,12 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/households/{id}/share-play") => {
             Some(json!({"profile": "pf-0000000000000001", "code": "ABCD-EFGH"}))
         }
+        ("POST", "/v1/partners") => Some(json!({"id": "intruder", "name": "Intruder",
+            "billing_country": "FR", "admin_email": "bob@example.org"})),
+        ("POST", "/v1/partners/{id}/customers") => Some(json!({"name": "Intruder",
+            "billing_country": "FR", "owner_email": "bob@example.org"})),
+        ("POST", "/v1/organisations/{id}/support-access") => Some(json!({"hours": 1})),
+        ("PATCH", "/v1/partners/{id}") => Some(json!({"domains": ["intruder.localhost"]})),
         ("POST", "/v1/billing/hour-packs") => Some(json!({"org": a.org, "pack": "pack-10h"})),
         ("PUT", "/v1/billing/plan") => Some(json!({"org": a.org, "plan": "support-developer"})),
         ("PUT", "/v1/billing/budget-alerts") => Some(json!({"org": a.org, "thresholds": ["1"]})),

@@ -21,6 +21,7 @@ mod noc;
 mod noc_pages;
 mod openapi;
 mod pagination;
+mod partners;
 mod payments;
 mod plans;
 mod prepaid;

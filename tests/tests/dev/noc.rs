@@ -109,7 +109,7 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     // The rules, and their unit tests.
     let checked = promtool(&["check", "rules", "vmcloud.rules.yml"], None)
         .unwrap_or_else(|e| panic!("promtool check rules:\n{e}"));
-    assert!(checked.contains("SUCCESS: 18 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 19 rules found"), "{checked}");
     promtool(&["test", "rules", "tests.yml"], None)
         .unwrap_or_else(|e| panic!("promtool test rules:\n{e}"));
     // Every alert has its runbook, where its annotation says.
@@ -119,7 +119,7 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 18);
+    assert_eq!(alerts.len(), 19);
     for alert in &alerts {
         assert!(
             rules_text.contains(&format!("runbook_url: \"docs/runbooks/{alert}.md\"")),
@@ -225,7 +225,7 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
         .iter()
         .map(|g| g["rules"].as_array().map_or(0, Vec::len))
         .sum();
-    assert_eq!(loaded, 18, "{rules}");
+    assert_eq!(loaded, 19, "{rules}");
 
     // What the targets declare: metadata (families, even empty ones) and series names.
     let metadata = get(format!("{api}/metadata")).await.unwrap();

@@ -143,6 +143,12 @@ async fn an_operator_drains_a_host_from_the_fleet_page() {
     .await;
     assert!(text(&c, "#state-reason").await.contains("fan replacement"));
     assert!(text(&c, "#drain-deadline").await.contains("Deadline"));
+    // The host's events say who drained it and why.
+    let events = text(&c, "#events tr[data-action='set_node_state']").await;
+    assert!(
+        events.contains("→ draining: fan replacement") && events.contains("user:"),
+        "{events}"
+    );
     shots.take(&c, "draining").await;
     // Its effect: the fleet shows it draining; its warm VMs were told to leave.
     c.goto(&format!("{base}/noc?state=draining")).await.unwrap();
