@@ -399,14 +399,17 @@ pub const DEMO_PARTNER_NAME: &str = "EdgeNet Play";
 pub const DEMO_PARTNER_DOMAIN: &str = "edgenet.localhost";
 /// Its first admin.
 pub const DEMO_PARTNER_EMAIL: &str = "admin@edgenet.example";
+/// Its school's licensed site and the school network's range.
+pub const DEMO_PARTNER_SITE: &str = "lycee-thiers";
+pub const DEMO_PARTNER_SITE_RANGE: &str = "10.13.0.0/16";
 
 /// EdgeNet's logo: a small SVG, as partners give theirs.
 const DEMO_PARTNER_LOGO: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'><circle cx='16' cy='16' r='15' fill='#f29e4c'/><path d='M9 10h14v3H13v2h8v3h-8v2h10v3H9z' fill='#fff'/></svg>";
 
 /// Makes sure the demo partner exists: a verified admin ([`DEMO_PARTNER_EMAIL`], with
-/// `password`), the partner EdgeNet with its brand on [`DEMO_PARTNER_DOMAIN`], and two
-/// customers it made (a school and a household; their owners not invited yet). Does nothing
-/// when the partner exists.
+/// `password`), the partner EdgeNet with its brand on [`DEMO_PARTNER_DOMAIN`], two customers
+/// it made (a school and a household; their owners not invited yet), its licence terms and
+/// the school's licensed site. Does nothing when the partner exists.
 pub async fn ensure_demo_partner(cluster: &Cluster, password: &str) -> Result<(), BootstrapError> {
     if cluster.state().partners.contains_key(DEMO_PARTNER) {
         return Ok(());
@@ -465,15 +468,33 @@ pub async fn ensure_demo_partner(cluster: &Cluster, password: &str) -> Result<()
             domains: vec![DEMO_PARTNER_DOMAIN.to_owned()],
         }),
     ];
-    for (name, kind) in [("Lycée Thiers", "company"), ("Famille Durand", "household")] {
+    let school = org("Lycée Thiers", "company");
+    let school_id = school.org_id.clone();
+    for o in [school, org("Famille Durand", "household")] {
         bodies.push(Body::CreateOrganisation(pb::CreateOrganisation {
-            organisation: Some(org(name, kind)),
+            organisation: Some(o),
             owner_user_id: String::new(),
             project_id: ProjectId::generate().to_string(),
             provider: false,
             partner_id: DEMO_PARTNER.to_owned(),
         }));
     }
+    // Its licence, and the school's site: 24 seats on the school's network.
+    bodies.push(Body::SetPartnerLicence(pb::SetPartnerLicence {
+        partner_id: DEMO_PARTNER.to_owned(),
+        currency: "EUR".to_owned(),
+        base_monthly: "250.00".to_owned(),
+        per_active_user: "1.50".to_owned(),
+        partner_share_percent: "30".to_owned(),
+    }));
+    bodies.push(Body::PutPartnerSite(pb::PutPartnerSite {
+        partner_id: DEMO_PARTNER.to_owned(),
+        site_id: DEMO_PARTNER_SITE.to_owned(),
+        name: "Lycée Thiers — CDI".to_owned(),
+        ranges: vec![DEMO_PARTNER_SITE_RANGE.to_owned()],
+        seats: 24,
+        org_id: school_id,
+    }));
     for body in bodies {
         cluster.propose(body).await??;
     }

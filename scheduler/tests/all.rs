@@ -5,6 +5,7 @@ mod fleet;
 mod gaming;
 mod host_events;
 mod jobs;
+mod partner_licences;
 mod partners;
 mod placement_invariants;
 mod reservations;

@@ -11,10 +11,10 @@ use vmcloud_scheduler::tenancy::authz::{Action, Principal, Resource};
 use crate::fleet::Fleet;
 use crate::gaming::{HOUR, sign_up};
 
-const EDGE_ADMIN: &str = "usr-00000000000000e1";
-const FIBRA_ADMIN: &str = "usr-00000000000000f1";
-const STRANGER: &str = "usr-00000000000000a1";
-const EDGE_CUSTOMER: &str = "org-edge-school";
+pub(crate) const EDGE_ADMIN: &str = "usr-00000000000000e1";
+pub(crate) const FIBRA_ADMIN: &str = "usr-00000000000000f1";
+pub(crate) const STRANGER: &str = "usr-00000000000000a1";
+pub(crate) const EDGE_CUSTOMER: &str = "org-edge-school";
 
 fn user(id: &str) -> Principal {
     Principal::User {
@@ -23,7 +23,7 @@ fn user(id: &str) -> Principal {
     }
 }
 
-fn as_user(f: &mut Fleet, who: &str, body: Body) -> ApplyResult {
+pub(crate) fn as_user(f: &mut Fleet, who: &str, body: Body) -> ApplyResult {
     f.index += 1;
     f.state.apply(
         f.index,
@@ -73,7 +73,7 @@ fn customer(id: &str, partner: &str) -> Body {
     })
 }
 
-fn two_partners() -> Fleet {
+pub(crate) fn two_partners() -> Fleet {
     let mut f = Fleet::new();
     f.at = 1_793_610_000_000;
     sign_up(

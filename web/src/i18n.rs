@@ -404,6 +404,17 @@ messages! {
     YourPops => "Your POPs", "Vos POP";
     YourPopsText => "Your sites' hosts, GPUs and game sessions — none of VMCloud's datacenters or another partner's.", "Les hôtes, GPU et sessions de jeu de vos sites — ni les datacenters de VMCloud ni ceux d'un autre partenaire.";
     Domains => "Domains", "Domaines";
+    Sites => "Licensed sites", "Sites sous licence";
+    SitesText => "Schools and libraries: a launch by one of your customers from a site's addresses takes one of its seats while the session lives; when all are taken the next launch there is refused.", "Écoles et médiathèques : un lancement par l'un de vos clients depuis les adresses d'un site prend l'une de ses places tant que la session dure ; quand toutes sont prises, le lancement suivant y est refusé.";
+    Ranges => "Address ranges", "Plages d'adresses";
+    Seats => "Seats in use", "Places occupées";
+    ThisMonth => "This month", "Ce mois-ci";
+    ActiveUsers => "Active users", "Utilisateurs actifs";
+    CustomersNet => "Your customers' invoiced net", "Facturé HT à vos clients";
+    LicenceFees => "Licence fees", "Redevances de licence";
+    YourShare => "Your share", "Votre part";
+    Balance => "Balance (above 0: VMCloud pays you)", "Solde (positif : VMCloud vous le verse)";
+    DownloadCsv => "Download as CSV", "Télécharger en CSV";
     NoPartner => "You are not on a partner's staff.", "Vous ne faites partie de l'équipe d'aucun partenaire.";
     HostEventsText => "The host's last 20 changes in the audit trail: its state and who changed it, GPU health, lost workloads.", "Les 20 derniers changements de l'hôte dans le journal d'audit : son état et qui l'a changé, la santé des GPU, les charges perdues.";
     Cordon => "Cordon", "Isoler";

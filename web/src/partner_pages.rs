@@ -1,5 +1,6 @@
 //! The partner console (`/partner`), on the partner's own domain: its customers (and a form
-//! to make one, whose owner is invited by mail), and the health of its POPs. A partner's
+//! to make one, whose owner is invited by mail), its licensed sites and their seats, this
+//! month's statement (and its CSV), and the health of its POPs. A partner's
 //! staff reach it; on another partner's domain the page answers as if there were nothing
 //! (a page never shows two brands).
 
@@ -62,6 +63,31 @@ pub async fn home(ctx: Ctx) -> Response {
         Ok(v) => v,
         Err(e) => return ctx.problem(&e),
     };
+    let sites = match ctx
+        .api
+        .get(&format!("/v1/partners/{}/sites", urlencode(&id)))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return ctx.problem(&e),
+    };
+    let month = match ctx
+        .api
+        .get(&format!(
+            "/v1/partners/{}/statements/current",
+            urlencode(&id)
+        ))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return ctx.problem(&e),
+    };
+    let csv = format!(
+        "/v1/partners/{}/statements/{}?format=csv",
+        urlencode(&id),
+        urlencode(s(&month, "period"))
+    );
+    let cur = s(&month, "currency").to_owned();
     ctx.page(
         Msg::PartnerConsole,
         html! {
@@ -88,6 +114,29 @@ pub async fn home(ctx: Ctx) -> Response {
                 label { (ctx.t(Msg::OwnerEmail)) input type="email" name="owner_email" id="customer-owner" required; }
                 button type="submit" id="create-customer" { (ctx.t(Msg::NewCustomer)) }
             }
+            h2 { (ctx.t(Msg::Sites)) }
+            p.muted { (ctx.t(Msg::SitesText)) }
+            table #sites {
+                thead { tr { th { (ctx.t(Msg::Name)) } th { (ctx.t(Msg::Ranges)) } th { (ctx.t(Msg::Seats)) } } }
+                tbody { @for x in items(&sites, "sites") {
+                    tr data-site=(s(&x, "id")) {
+                        td { (s(&x, "name")) }
+                        td.mono { (items(&x, "ranges").iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")) }
+                        td { (x["seats_used"]) " / " (x["seats"]) }
+                    }
+                } }
+            }
+            h2 { (ctx.t(Msg::ThisMonth)) " " span.muted { (s(&month, "period")) } }
+            table #statement {
+                tbody {
+                    tr { th { (ctx.t(Msg::ActiveUsers)) } td #active-users { (month["active_users"]) } }
+                    tr { th { (ctx.t(Msg::CustomersNet)) } td { (s(&month, "customers_net")) " " (cur) } }
+                    tr { th { (ctx.t(Msg::YourShare)) " (" (s(&month, "partner_share_percent")) " %)" } td { (s(&month, "partner_keeps")) " " (cur) } }
+                    tr { th { (ctx.t(Msg::LicenceFees)) } td #licence-fees { (s(&month, "licence_fees")) " " (cur) } }
+                    tr { th { (ctx.t(Msg::Balance)) } td #balance { (s(&month, "balance")) " " (cur) } }
+                }
+            }
+            p { a #statement-csv href=(csv) { (ctx.t(Msg::DownloadCsv)) } }
             h2 { (ctx.t(Msg::YourPops)) }
             p.muted { (ctx.t(Msg::YourPopsText)) }
             div #pops { @for r in items(&pop, "regions") {

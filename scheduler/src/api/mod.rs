@@ -18,7 +18,7 @@ pub mod throttle;
 pub mod validate;
 
 use axum::http::{StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use vmcloud_proto::BuildInfo;
 
@@ -252,6 +252,24 @@ pub fn router(state: ApiState) -> Router {
             get(crate::partners::api::customers).post(crate::partners::api::create_customer),
         )
         .route("/v1/partners/{id}/pop", get(crate::partners::api::pop))
+        .route(
+            "/v1/partners/{id}/licence",
+            get(crate::partners::licences_api::get_licence)
+                .put(crate::partners::licences_api::set_licence),
+        )
+        .route(
+            "/v1/partners/{id}/sites",
+            get(crate::partners::licences_api::sites),
+        )
+        .route(
+            "/v1/partners/{id}/sites/{site}",
+            put(crate::partners::licences_api::put_site)
+                .delete(crate::partners::licences_api::delete_site),
+        )
+        .route(
+            "/v1/partners/{id}/statements/{period}",
+            get(crate::partners::licences_api::get_statement),
+        )
         .route(
             "/v1/organisations/{id}/support-access",
             post(crate::partners::api::support_access),

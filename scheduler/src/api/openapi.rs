@@ -50,6 +50,7 @@ pub enum Query {
     Journal,
     Receivables,
     Library,
+    Statement,
 }
 
 /// One operation: a method on a path.
@@ -205,6 +206,12 @@ pub const OPERATIONS: &[Op] = &[
     op("GET /v1/partners/{id}/customers", "partners", "The partner's customers: counted for everyone who may see the partner, listed in full for its staff; VMCloud's staff see only those that opened support access", Bearer, Q::None, None, (200, Some("CustomerList"))),
     op("POST /v1/partners/{id}/customers", "partners", "The partner's admins: a customer organisation (company, person or household) with its default project; its owner is invited by a mail with the partner's name and portal", Bearer, Q::None, Some("CreateCustomerRequest"), (201, Some("CustomerRow"))),
     op("GET /v1/partners/{id}/pop", "partners", "The health of the partner's POPs: hosts by state, GPUs by model and state, work waiting, a silent site, its hosts and the game sessions on them — none of VMCloud's datacenters or another partner's", Bearer, Q::None, None, (200, Some("PopView"))),
+    op("GET /v1/partners/{id}/licence", "partners", "The partner's licence terms: base fee and fee per monthly active user it pays, share of its customers' invoiced net it keeps", Bearer, Q::None, None, (200, Some("LicenceView"))),
+    op("PUT /v1/partners/{id}/licence", "partners", "Operators: set a partner's licence terms", Bearer, Q::None, Some("LicenceView"), (200, Some("LicenceView"))),
+    op("GET /v1/partners/{id}/sites", "partners", "The partner's licensed sites (schools, libraries): address ranges, seats and seats in use now", Bearer, Q::None, None, (200, Some("SiteList"))),
+    op("PUT /v1/partners/{id}/sites/{site}", "partners", "The partner's admins: make or replace a site — its address ranges (overlapping no other site's) and seats; a launch by one of its customers from those ranges takes a seat, refused when all are used", Bearer, Q::None, Some("SiteRequest"), (200, Some("SiteView"))),
+    op("DELETE /v1/partners/{id}/sites/{site}", "partners", "The partner's admins: remove a site (its running sessions go on)", Bearer, Q::None, None, (204, None)),
+    op("GET /v1/partners/{id}/statements/{period}", "partners", "The partner's month: its customers' invoiced net and monthly active users, licence fees, the share each side keeps and the balance; `?format=csv` for a spreadsheet", Bearer, Q::Statement, None, (200, Some("Statement"))),
     op("POST /v1/organisations/{id}/support-access", "partners", "A partner's customer (its owners and admins, or the partner's admins) lets VMCloud's support see it for 1 to 720 hours (0 closes it), audited", Bearer, Q::None, Some("SupportAccessRequest"), (200, None)),
     op("GET /v1/status", "status", "The public status page: every region's services (the worse of the fleet's health and the incidents under way), incidents open, maintenance to come, the last 90 days", Public, Q::None, None, (200, Some("StatusView"))),
     op("POST /v1/incidents", "status", "Operators: declare an incident or a maintenance window on the status page", Bearer, Q::None, Some("IncidentRequest"), (201, Some("IncidentView"))),
@@ -282,7 +289,7 @@ pub const PROBLEM_KINDS: &[(&str, u16)] = &[
     ("invalid-expiry", 422), ("invalid-idempotency-key", 400), ("invalid-invitation", 422),
     ("invalid-label", 422), ("invalid-latency", 422), ("invalid-link", 422),
     ("invalid-firewall-rule", 422), ("public-ips-exhausted", 409), ("invalid-members", 422), ("invalid-name", 422), ("invalid-network", 422), ("invalid-node-name", 422),
-    ("invalid-notice", 422), ("invalid-period", 422), ("invalid-credit", 422), ("billing-staff-only", 403), ("no-test-clock", 409), ("org-required", 400), ("card-declined", 402), ("payment-processor-error", 502), ("no-payment-processor", 409), ("no-payment-method", 409), ("invalid-top-up", 422), ("invalid-plan", 422), ("invalid-pack", 422), ("invalid-incident", 422), ("invalid-partner", 422), ("invalid-support-access", 422), ("no-card-form", 409), ("not-a-household", 409), ("invalid-pin", 422), ("no-pin", 409), ("wrong-pin", 403), ("pin-locked", 429), ("unknown-title", 422), ("invalid-entitlement", 422), ("not-your-profile", 403), ("invalid-share-code", 422), ("no-entitlement", 403), ("age-rating", 403), ("no-hours-left", 403), ("daily-limit", 403), ("outside-allowed-hours", 403), ("invalid-payment-method", 422), ("invalid-signature", 400), ("invalid-coupon", 422), ("suspended", 402), ("invalid-organisation", 422), ("invalid-query", 400), ("invalid-rate-limit", 422),
+    ("invalid-notice", 422), ("invalid-period", 422), ("invalid-credit", 422), ("billing-staff-only", 403), ("no-test-clock", 409), ("org-required", 400), ("card-declined", 402), ("payment-processor-error", 502), ("no-payment-processor", 409), ("no-payment-method", 409), ("invalid-top-up", 422), ("invalid-plan", 422), ("invalid-pack", 422), ("invalid-incident", 422), ("invalid-partner", 422), ("invalid-support-access", 422), ("no-card-form", 409), ("not-a-household", 409), ("invalid-pin", 422), ("no-pin", 409), ("wrong-pin", 403), ("pin-locked", 429), ("unknown-title", 422), ("invalid-entitlement", 422), ("not-your-profile", 403), ("invalid-share-code", 422), ("no-entitlement", 403), ("age-rating", 403), ("no-hours-left", 403), ("daily-limit", 403), ("outside-allowed-hours", 403), ("site-seats-used", 409), ("invalid-site", 422), ("invalid-licence", 422), ("pop-reserved", 403), ("invalid-payment-method", 422), ("invalid-signature", 400), ("invalid-coupon", 422), ("suspended", 402), ("invalid-organisation", 422), ("invalid-query", 400), ("invalid-rate-limit", 422),
     ("invalid-quota", 422), ("invalid-reason", 422), ("invalid-region", 422),
     ("invalid-replica", 422), ("invalid-reservation", 422), ("invalid-reserved", 422),
     ("invalid-role", 422), ("invalid-runtime", 422), ("invalid-share-weight", 422),
@@ -467,6 +474,12 @@ pub const PROBLEM_KINDS: &[(&str, u16)] = &[
     crate::partners::api::CreateCustomerRequest,
     crate::partners::api::PopView,
     crate::partners::api::SupportAccessRequest,
+    crate::partners::licences_api::LicenceView,
+    crate::partners::licences_api::SiteView,
+    crate::partners::licences_api::SiteList,
+    crate::partners::licences_api::SiteRequest,
+    crate::partners::statement::Statement,
+    crate::partners::statement::StatementCustomer,
     crate::nodes::noc_api::FleetView,
     crate::nodes::api::GpuTelemetryView,
     crate::nodes::noc_api::RegionSummary,
@@ -552,6 +565,7 @@ fn params(query: Query) -> Vec<utoipa::openapi::path::Parameter> {
         Query::Journal => crate::billing::staff_api::JournalQuery::into_params(q),
         Query::Receivables => crate::billing::staff_api::ReceivablesQuery::into_params(q),
         Query::Library => crate::gaming::api::LibraryQuery::into_params(q),
+        Query::Statement => crate::partners::licences_api::StatementQuery::into_params(q),
     }
 }
 

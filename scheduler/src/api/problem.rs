@@ -250,6 +250,12 @@ impl From<Rejected> for Problem {
                         "Not at this hour",
                         detail,
                     ),
+                    R::SiteFull => Problem::new(
+                        StatusCode::CONFLICT,
+                        "site-seats-used",
+                        "All of this site's seats are in use",
+                        detail,
+                    ),
                 }
             }
             Rejected::Malformed => Problem::new(

@@ -165,6 +165,9 @@ fn resource_of(body: &Body) -> String {
         Body::CreatePartner(c) => r("partner", &c.partner_id),
         Body::UpdatePartner(c) => r("partner", &c.partner_id),
         Body::GrantSupportAccess(c) => r("organisation", &c.org_id),
+        Body::SetPartnerLicence(c) => r("partner", &c.partner_id),
+        Body::PutPartnerSite(c) => r("partner_site", &format!("{}/{}", c.partner_id, c.site_id)),
+        Body::DeletePartnerSite(c) => r("partner_site", &format!("{}/{}", c.partner_id, c.site_id)),
         Body::UpdateIncident(c) => r("incident", &c.incident_id),
         Body::CreateProfile(c) => r("profile", &c.profile_id),
         Body::UpdateProfile(c) => r("profile", &c.profile_id),
@@ -211,6 +214,13 @@ impl ClusterState {
             Body::SignUp(c) => {
                 org = c.organisation.as_ref().map(|o| o.org_id.clone());
                 project = Some(c.project_id.clone());
+            }
+            // Operators set it; the partner's staff see it was set.
+            Body::SetPartnerLicence(c) => {
+                org = self
+                    .partners
+                    .get(&c.partner_id)
+                    .map(|p| p.staff_org.to_string());
             }
             Body::CreateOrganisation(c) => {
                 org = c.organisation.as_ref().map(|o| o.org_id.clone());

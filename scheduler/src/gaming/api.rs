@@ -946,6 +946,7 @@ pub async fn launch(
             monthly_hours: fair.hours,
             rollover_hours: fair.rollover,
             session_max_s: fair.session_max_h * 3600,
+            source: who.source.clone(),
             ..Default::default()
         },
     )?;

@@ -507,14 +507,14 @@ impl ClusterState {
     }
 
     /// Checks a household profile's launch (invariant 15) and gives back how long the session
-    /// may last at most (the plan's cap, the hours left, a kid's minutes left today) in ms.
-    /// Uses up a parent's unlock of the title.
+    /// may last at most (the plan's cap, the hours left, a kid's minutes left today) in ms, and
+    /// the partner site whose seat it takes. Uses up a parent's unlock of the title.
     pub(crate) fn admit_launch(
         &mut self,
         project: &ProjectId,
         s: &pb::GameSession,
         at: i64,
-    ) -> Result<i64, Rejected> {
+    ) -> Result<(i64, Option<String>), Rejected> {
         let org = self
             .projects
             .get(project)
@@ -567,13 +567,15 @@ impl ClusterState {
             ));
         }
         cap = cap.min(left);
+        // A partner's site: a seat free.
+        let site = self.admit_site(&org, &s.source)?;
         if unlocked {
             let household = self.gaming.households.get_mut(&org).expect("found above");
             household
                 .unlocks
                 .retain(|u| !(u.profile == profile.id && u.title == s.title));
         }
-        Ok(cap)
+        Ok((cap, site))
     }
 }
 

@@ -282,6 +282,7 @@ pub async fn create(
 ) -> Result<Response, Problem> {
     who.may(&s, Action::Deploy, Resource::Project(&project))?;
     let market = validate(&s.catalog, &req)?;
+    crate::partners::pops::check_pop(&s.catalog, &s.cluster.state(), &req.region, &project)?;
     let flavor = &s.catalog.flavors[&req.flavor];
     let reservation = crate::reservations::api::for_market(
         &s,

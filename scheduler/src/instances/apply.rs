@@ -115,6 +115,7 @@ impl ClusterState {
                 max_length_s: None,
                 stream_tokens: Vec::new(),
                 share: Default::default(),
+                site: None,
             }),
             ..Instance::pending(
                 id.clone(),
@@ -200,9 +201,10 @@ impl ClusterState {
         }
         // Last of the checks: it uses up a parent's unlock when it passes.
         if let Some(launch) = &launch {
-            let cap_ms = self.admit_launch(&instance.project, launch, at)?;
+            let (cap_ms, site) = self.admit_launch(&instance.project, launch, at)?;
             if let Some(s) = instance.session.as_mut() {
                 s.max_length_s = Some(u32::try_from(cap_ms / 1000).unwrap_or(u32::MAX).max(1));
+                s.site = site;
             }
         }
         if claim {

@@ -178,6 +178,7 @@ pub async fn submit(
 ) -> Result<Response, Problem> {
     who.may(&s, Action::Deploy, Resource::Project(&project))?;
     let (priority, members, market) = validate(&s, &req)?;
+    crate::partners::pops::check_pop(&s.catalog, &s.cluster.state(), &req.region, &project)?;
     let flavor = &s.catalog.flavors[&req.flavor];
     let reservation = crate::reservations::api::for_market(
         &s,

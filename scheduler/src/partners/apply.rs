@@ -207,6 +207,8 @@ impl ClusterState {
                 brand,
                 domains,
                 created_at_ms: at,
+                licence: Default::default(),
+                sites: Default::default(),
             },
         );
         Ok(Applied::Done)

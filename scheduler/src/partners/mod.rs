@@ -12,4 +12,8 @@
 pub mod api;
 pub mod apply;
 pub mod brand;
+pub mod licences;
+pub mod licences_api;
+pub mod pops;
+pub mod statement;
 pub mod types;

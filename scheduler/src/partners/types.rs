@@ -1,6 +1,10 @@
 //! Partners as the replicated state keeps them.
 
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use vmcloud_billing::money::Currency;
 use vmcloud_proto::OrgId;
 
 /// A white-label partner.
@@ -16,6 +20,12 @@ pub struct Partner {
     /// Host names its portal answers on, lower case.
     pub domains: Vec<String>,
     pub created_at_ms: i64,
+    /// What it pays and keeps each month (set by VMCloud's operators).
+    #[serde(default)]
+    pub licence: Licence,
+    /// Its licensed sites (schools, libraries) by id.
+    #[serde(default)]
+    pub sites: BTreeMap<String, Site>,
 }
 
 impl Partner {
@@ -49,3 +59,60 @@ pub const VMCLOUD_ACCENT: &str = "#2855d8";
 
 /// The longest logo, as a `data:` URI.
 pub const MAX_LOGO: usize = 64 * 1024;
+
+/// A partner's licence terms: a base fee and a fee per monthly active user that it pays, and
+/// the share of its customers' invoiced net that it keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Licence {
+    pub currency: Currency,
+    pub base_monthly: Decimal,
+    pub per_active_user: Decimal,
+    /// Percent, 0–100.
+    pub partner_share_percent: Decimal,
+}
+
+impl Default for Licence {
+    /// No fee and no share until operators set the terms.
+    fn default() -> Licence {
+        Licence {
+            currency: Currency::Eur,
+            base_monthly: Decimal::ZERO,
+            per_active_user: Decimal::ZERO,
+            partner_share_percent: Decimal::ZERO,
+        }
+    }
+}
+
+/// A licensed site: the address ranges its terminals launch from and how many may play at
+/// once. A launch by one of the partner's customers from a site's range uses a seat while its
+/// session lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+    /// CIDRs, normalised (`192.0.2.0/24`).
+    pub ranges: Vec<String>,
+    pub seats: u32,
+    /// The customer it belongs to; absent: any of the partner's customers.
+    pub org: Option<OrgId>,
+    pub created_at_ms: i64,
+}
+
+impl Site {
+    /// Whether `address` is in one of its ranges.
+    pub fn covers(&self, address: std::net::IpAddr) -> bool {
+        self.ranges.iter().any(|r| {
+            r.parse::<ipnet::IpNet>()
+                .is_ok_and(|net| net.contains(&address))
+        })
+    }
+
+    /// The key sessions carry: `partner/site`.
+    pub fn key(partner: &str, site: &str) -> String {
+        format!("{partner}/{site}")
+    }
+}
+
+/// The most sites a partner has, and the most ranges a site has.
+pub const MAX_SITES: usize = 1000;
+pub const MAX_RANGES: usize = 64;

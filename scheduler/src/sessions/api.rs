@@ -257,14 +257,14 @@ fn validate(s: &ApiState, req: &LaunchRequest) -> Result<pb::Market, Problem> {
 /// The region a launch goes to, and the round trip to it when it gave a latency target.
 fn launch_region(
     s: &ApiState,
+    project: &vmcloud_proto::ProjectId,
     req: &LaunchRequest,
     tier: SessionTier,
 ) -> Result<(String, Option<u32>), Problem> {
     let Some(latency) = &req.latency else {
-        return Ok((
-            req.region.clone().expect("validated: region or latency"),
-            None,
-        ));
+        let region = req.region.clone().expect("validated: region or latency");
+        crate::partners::pops::check_pop(&s.catalog, &s.cluster.state(), &region, project)?;
+        return Ok((region, None));
     };
     let gpu = s.catalog.flavors[&req.flavor]
         .gpu
@@ -278,8 +278,12 @@ fn launch_region(
             .map(|(r, ms)| (r.clone(), *ms))
             .collect(),
     };
-    let open = |r: &str| check_region(&s.catalog, r).is_ok();
     let state = s.cluster.state();
+    // Regions that take new work, and a partner's POP only for its own customers.
+    let open = |r: &str| {
+        check_region(&s.catalog, r).is_ok()
+            && crate::partners::pops::pop_open_to(&s.catalog, &state, r, project)
+    };
     match choose_region(
         &state,
         &target,
@@ -343,7 +347,7 @@ pub(crate) fn launch_command(
 ) -> Result<pb::CreateInstance, Problem> {
     let market = validate(s, req)?;
     let flavor = &s.catalog.flavors[&req.flavor];
-    let (region, rtt_ms) = launch_region(s, req, tier)?;
+    let (region, rtt_ms) = launch_region(s, project, req, tier)?;
     let reservation = crate::reservations::api::for_market(
         s,
         market,

@@ -98,6 +98,9 @@ pub struct SessionSpec {
     /// Share-Play: the host's open invite and the friend playing along.
     #[serde(default)]
     pub share: SharePlay,
+    /// The partner site (`partner/site`) whose seat it uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }
 
 /// A session's Share-Play (DESIGN.md §8 "Gaming"): one invite open at a time, one guest.

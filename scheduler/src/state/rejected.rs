@@ -65,4 +65,6 @@ pub enum LaunchRefusal {
     DailyLimit,
     /// Outside the hours the kid may play.
     OutsideAllowedHours,
+    /// Every seat of the partner's site the launch came from is in use.
+    SiteFull,
 }

@@ -214,6 +214,16 @@ impl ClusterState {
                 Target::Partner(c.partner_id.clone()),
             ),
             Body::GrantSupportAccess(c) => (Action::ManageOrg, Target::Org(org(&c.org_id)?)),
+            // Licence terms are VMCloud's to set; sites are the partner's.
+            Body::SetPartnerLicence(_) => (Action::OperateFleet, Target::Fleet),
+            Body::PutPartnerSite(c) => (
+                Action::ManagePartner,
+                Target::Partner(c.partner_id.clone()),
+            ),
+            Body::DeletePartnerSite(c) => (
+                Action::ManagePartner,
+                Target::Partner(c.partner_id.clone()),
+            ),
             Body::RecordPaymentFailure(_) => (Action::ManageBilling, Target::SystemOnly),
             Body::UpdateProject(_)
             | Body::SetQuota(_)

@@ -41,7 +41,7 @@ fn signup_body(email: &str, password: &str, org: &str) -> Value {
 }
 
 /// The API form of the verification link mailed to `email`, from `vmcloud dev`'s mail folder.
-fn mailed_link(fx: &Fixture, email: &str) -> String {
+pub(super) fn mailed_link(fx: &Fixture, email: &str) -> String {
     let dir = fx.fleet.data_dir.join("mail");
     let mut found = None;
     for entry in std::fs::read_dir(&dir).unwrap() {

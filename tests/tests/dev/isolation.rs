@@ -101,6 +101,8 @@ fn walk_of(method: &str, path: &str) -> Walk {
         ("GET", "/v1/partners") => NotTenantData("the caller's own partners: none for a customer"),
         // Operators make partners: refused before anything is looked up.
         ("POST", "/v1/partners") => Fleet,
+        // Operators set a partner's licence terms: refused before anything is looked up.
+        ("PUT", "/v1/partners/{id}/licence") => Fleet,
         ("GET", "/v1/status") | ("GET", "/v1/incidents/{id}") => {
             NotTenantData("the public status page")
         }
@@ -171,6 +173,8 @@ impl OrgA {
                 "{user}" => self.user.clone(),
                 "{event}" => "evt_1_0".to_owned(),
                 "{address}" => "203.0.113.1".to_owned(),
+                "{site}" => "lycee-thiers".to_owned(),
+                "{period}" => "2026-11".to_owned(),
                 s => s.to_owned(),
             });
         }
@@ -267,6 +271,10 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
             "billing_country": "FR", "owner_email": "bob@example.org"})),
         ("POST", "/v1/organisations/{id}/support-access") => Some(json!({"hours": 1})),
         ("PATCH", "/v1/partners/{id}") => Some(json!({"domains": ["intruder.localhost"]})),
+        ("PUT", "/v1/partners/{id}/licence") => Some(json!({"currency": "EUR",
+            "base_monthly": "0", "per_active_user": "0", "partner_share_percent": "100"})),
+        ("PUT", "/v1/partners/{id}/sites/{site}") => Some(json!({"name": "Intruder",
+            "ranges": ["192.0.2.0/24"], "seats": 1000})),
         ("POST", "/v1/billing/hour-packs") => Some(json!({"org": a.org, "pack": "pack-10h"})),
         ("PUT", "/v1/billing/plan") => Some(json!({"org": a.org, "plan": "support-developer"})),
         ("PUT", "/v1/billing/budget-alerts") => Some(json!({"org": a.org, "thresholds": ["1"]})),

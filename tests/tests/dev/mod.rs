@@ -21,6 +21,7 @@ mod noc;
 mod noc_pages;
 mod openapi;
 mod pagination;
+mod partner_licences;
 mod partners;
 mod payments;
 mod plans;

@@ -17,7 +17,7 @@ use super::{Fixture, eventually};
 const TEST: &str = "dev::partners::two_partners_on_two_domains_see_only_their_own";
 
 /// The API as reached on a partner's domain (its `Host`), resolved to the fleet.
-async fn on_host(
+pub(super) async fn on_host(
     base: &str,
     host: &str,
     method: &str,
@@ -46,7 +46,7 @@ async fn on_host(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn login(api: &Api<'_>, email: &str, password: &str) -> String {
+pub(super) async fn login(api: &Api<'_>, email: &str, password: &str) -> String {
     let (status, body) = api
         .call(
             "POST",
@@ -400,6 +400,19 @@ async fn two_partners_on_two_domains_see_only_their_own() {
             .contains("Médiathèque de Marseille")
     );
     assert!(text(&c, "#pops").await.contains("mrs-edge"));
+    // Its school's site and this month's statement.
+    let sites = text(&c, "#sites").await;
+    assert!(
+        sites.contains("Lycée Thiers")
+            && sites.contains("10.13.0.0/16")
+            && sites.contains("0 / 24"),
+        "{sites}"
+    );
+    let fees = text(&c, "#licence-fees").await;
+    assert!(
+        fees.starts_with("250.00") && fees.ends_with("EUR"),
+        "{fees}"
+    );
     shots.take(&c, "customer-made").await;
     let _ = c.close().await;
 }
