@@ -437,6 +437,7 @@ messages! {
     SvcBilling => "Billing", "Facturation";
     ActiveIncidents => "Incidents and maintenance under way", "Incidents et maintenances en cours";
     NoIncidents => "Nothing under way.", "Rien en cours.";
+    NothingRunsHere => "Nothing runs on this host.", "Rien ne tourne sur cet hôte.";
     ScheduledMaintenance => "Scheduled maintenance", "Maintenances prévues";
     PastIncidents => "The last 90 days", "Les 90 derniers jours";
     NoPastIncidents => "No incident in the last 90 days.", "Aucun incident ces 90 derniers jours.";

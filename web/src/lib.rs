@@ -65,6 +65,7 @@ pub fn pages(state: ApiState) -> Router {
         .route("/noc", get(noc_pages::fleet))
         .route("/noc/events", get(noc_pages::events))
         .route("/noc/hosts/{id}", get(noc_pages::host))
+        .route("/noc/hosts/{id}/events", get(noc_pages::host_events))
         .route("/noc/hosts/{id}/confirm", get(noc_pages::confirm))
         .route("/noc/hosts/{id}/action", post(noc_pages::act))
         .route("/partner", get(partner_pages::home))

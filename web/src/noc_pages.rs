@@ -2,7 +2,7 @@
 //! fleet (`/noc`: per datacenter hosts by state, GPU tension by model, CPU and memory
 //! allocated and held against capacity, work waiting, silent datacenters, Raft; live by
 //! server-sent events; the hosts matching a search, densely) and a host (`/noc/hosts/{id}`:
-//! its GPUs, what runs there and who it belongs to; cordon, drain with a deadline,
+//! its GPUs and what runs there, live, and who it belongs to; cordon, drain with a deadline,
 //! maintenance, uncordon — each after a page that says what will happen to whom).
 
 use std::convert::Infallible;
@@ -245,34 +245,18 @@ pub fn host_body(lang: Lang, id: &str, node: &Value, w: &Value, events: &Value) 
                 }
             }
             h2 { "GPU" }
-            @let samples = items(&node["telemetry"], "gpus");
-            table.dense #gpus {
+            table.dense #gpus data-events={ "/noc/hosts/" (urlencode(id)) "/events?part=gpus" } {
                 thead { tr { th { "PCI" } th { (lang.t(Msg::Model)) } th { (lang.t(Msg::State)) } th { "°C" } th { "W" } th { "%" } th { "ECC" } th { "XID" } } }
-                tbody { @for g in items(node, "gpus") {
-                    @let t = samples.iter().find(|t| t["pci_address"] == g["pci_address"]).cloned().unwrap_or_default();
-                    tr data-gpu=(s(&g, "pci_address")) { td { (s(&g, "pci_address")) } td { (s(&g, "model")) }
-                        td { @if g["bound"] == true { "bound" } @else { "free" } @if g["mig"] == true { " · MIG" } }
-                        td.temperature { (t["temperature_c"].as_u64().map_or("–".into(), |v| v.to_string())) }
-                        td { (t["power_w"].as_f64().map_or("–".into(), |v| format!("{v:.0}"))) }
-                        td { (t["utilization_pct"].as_u64().map_or("–".into(), |v| v.to_string())) }
-                        td.ecc { (t["ecc_uncorrected"].as_u64().map_or("–".into(), |v| v.to_string())) }
-                        td.xid { (t["xid_errors"].as_u64().map_or("–".into(), |v| v.to_string()))
-                            @if let Some(last) = t["last_xid"].as_u64() { " (last " (last) ")" } } }
-                } }
+                tbody { (gpu_rows(node)) }
             }
             @let conditions = items(node, "conditions");
             @if !conditions.is_empty() {
                 ul #conditions { @for c in &conditions { li { strong { (s(c, "kind")) } " " (s(c, "subject")) ": " (s(c, "message")) } } }
             }
             h2 { (lang.t(Msg::Workloads)) }
-            table.dense #workloads {
+            table.dense #workloads data-events={ "/noc/hosts/" (urlencode(id)) "/events?part=workloads" } {
                 thead { tr { th { (lang.t(Msg::Organisation)) } th { (lang.t(Msg::Kind)) } th { (lang.t(Msg::Name)) } th { (lang.t(Msg::State)) } th { "market" } th { "GPU" } } }
-                tbody { @for x in items(w, "workloads") {
-                    tr data-instance=(s(&x, "id")) {
-                        td { (s(&x, "organisation_name")) " " span.muted { (s(&x, "organisation_kind")) } }
-                        td { (s(&x, "kind")) } td { (s(&x, "name")) } td { (s(&x, "state")) } td { (s(&x, "market")) } td { (x["gpus"]) }
-                    }
-                } }
+                tbody { (workload_rows(lang, w)) }
             }
             h2 { (lang.t(Msg::HostEvents)) }
             p.muted { (lang.t(Msg::HostEventsText)) }
@@ -285,8 +269,84 @@ pub fn host_body(lang: Lang, id: &str, node: &Value, w: &Value, events: &Value) 
                     }
                 } }
             }
+            script src="/assets/live.js" {}
         }
     }
+}
+
+/// A host's GPU rows: each device with its last telemetry sample.
+fn gpu_rows(node: &Value) -> Markup {
+    let samples = items(&node["telemetry"], "gpus");
+    html! {
+        @for g in items(node, "gpus") {
+            @let t = samples.iter().find(|t| t["pci_address"] == g["pci_address"]).cloned().unwrap_or_default();
+            tr data-gpu=(s(&g, "pci_address")) { td { (s(&g, "pci_address")) } td { (s(&g, "model")) }
+                td { @if g["bound"] == true { "bound" } @else { "free" } @if g["mig"] == true { " · MIG" } }
+                td.temperature { (t["temperature_c"].as_u64().map_or("–".into(), |v| v.to_string())) }
+                td { (t["power_w"].as_f64().map_or("–".into(), |v| format!("{v:.0}"))) }
+                td { (t["utilization_pct"].as_u64().map_or("–".into(), |v| v.to_string())) }
+                td.ecc { (t["ecc_uncorrected"].as_u64().map_or("–".into(), |v| v.to_string())) }
+                td.xid { (t["xid_errors"].as_u64().map_or("–".into(), |v| v.to_string()))
+                    @if let Some(last) = t["last_xid"].as_u64() { " (last " (last) ")" } } }
+        }
+    }
+}
+
+/// A host's workload rows: what runs there and whose it is (a row saying so when nothing
+/// does: an event with no data is never delivered).
+fn workload_rows(lang: Lang, w: &Value) -> Markup {
+    let rows = items(w, "workloads");
+    html! {
+        @if rows.is_empty() { tr.empty { td colspan="6" { (lang.t(Msg::NothingRunsHere)) } } }
+        @for x in rows {
+            tr data-instance=(s(&x, "id")) {
+                td { (s(&x, "organisation_name")) " " span.muted { (s(&x, "organisation_kind")) } }
+                td { (s(&x, "kind")) } td { (s(&x, "name")) } td { (s(&x, "state")) } td { (s(&x, "market")) } td { (x["gpus"]) }
+            }
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PartQuery {
+    part: String,
+}
+
+/// `GET /noc/hosts/{id}/events?part=gpus|workloads`: that table's rows whenever they change
+/// (checked every 2 s).
+pub async fn host_events(
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(q): Query<PartQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (api, lang) = (ctx.api.clone(), ctx.lang);
+    let workloads = q.part == "workloads";
+    let path = if workloads {
+        format!("/v1/nodes/{}/workloads", urlencode(&id))
+    } else {
+        format!("/v1/nodes/{}", urlencode(&id))
+    };
+    let stream = futures::stream::unfold(None::<String>, move |last| {
+        let (api, path) = (api.clone(), path.clone());
+        async move {
+            loop {
+                if let Ok(v) = api.get(&path).await {
+                    let rows = if workloads {
+                        workload_rows(lang, &v)
+                    } else {
+                        gpu_rows(&v)
+                    };
+                    let html = rows.into_string();
+                    if last.as_deref() != Some(html.as_str()) {
+                        let event = Event::default().event("rows").data(html.clone());
+                        return Some((Ok(event), Some(html)));
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -188,5 +188,13 @@ async fn an_operator_drains_a_host_from_the_fleet_page() {
     .await;
     let temperature = text(&c, "#gpus tr[data-gpu] td.temperature").await;
     assert!(temperature.parse::<u32>().is_ok(), "{temperature}");
+    // Its GPU and workload tables are live: the server sent their rows over its stream.
+    wait_for(
+        &c,
+        "#gpus[data-updated] tr[data-gpu]",
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for(&c, "#workloads[data-updated]", Duration::from_secs(10)).await;
     shots.take(&c, "host-gpus").await;
 }
