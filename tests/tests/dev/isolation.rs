@@ -1,7 +1,8 @@
 //! Invariant 8: another organisation's objects do not exist for you. Organisation A makes one
 //! of everything it can (project, key, instance, job, reservation, member); then organisation
-//! B — with its user's login token and with its project's API key — tries **every route of the
-//! API** with A's ids: each object route answers 404 to every verb, each list shows none of
+//! B — with its user's login token and with its project's API key — and the admin of a
+//! partner (Fibra, whose staff reach only Fibra's customers) try **every route of the API**
+//! with A's ids and the demo partner EdgeNet's: each object route answers 404 to every verb, each list shows none of
 //! A's ids, each fleet route is refused. The routes come from the router's source
 //! (`scheduler/src/api/mod.rs`), so a new route the walk does not know fails this test.
 
@@ -387,6 +388,45 @@ async fn another_organisation_finds_nothing_of_yours_on_any_route() {
         .await;
     let bob_key = bob_key["token"].as_str().unwrap().to_owned();
 
+    // A partner's admin (Fibra, made by an operator): nothing of VMCloud's direct customers,
+    // nothing of another partner (the demo partner EdgeNet's routes).
+    let (lea, _, _) = customer(&fx, &api, "lea@fibra.example", "Léa").await;
+    let (status, fibra) = api
+        .call(
+            "POST",
+            "/v1/partners",
+            Some(&fx.fleet.token),
+            Some(
+                json!({"id": "fibra", "name": "Fibra SA", "billing_country": "FR",
+                "admin_email": "lea@fibra.example", "domains": ["fibra.localhost"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{fibra}");
+    let (_, projects) = api.call("GET", "/v1/projects", Some(&lea), None).await;
+    let staff_project = projects["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["organisation"] == fibra["staff_organisation"])
+        .and_then(|p| p["id"].as_str())
+        .unwrap_or_else(|| panic!("no staff project in {projects}"))
+        .to_owned();
+    let (status, fibra_key) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{staff_project}/keys"),
+            Some(&lea),
+            Some(json!({"name": "partner-ci", "role": "project-admin"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{fibra_key}");
+    let fibra_key = fibra_key["token"].as_str().unwrap().to_owned();
+    let (status, own) = api
+        .call("GET", "/v1/partners/fibra", Some(&fibra_key), None)
+        .await;
+    assert_eq!(status, 200, "the key acts for its partner: {own}");
+
     let routes = vmcloud_tests::declared_routes();
     assert!(
         routes.len() > 30,
@@ -400,7 +440,11 @@ async fn another_organisation_finds_nothing_of_yours_on_any_route() {
             eprintln!("not walked: {method} {template} ({why})");
             continue;
         }
-        for (who, token) in [("B's user", &bob), ("B's key", &bob_key)] {
+        for (who, token) in [
+            ("B's user", &bob),
+            ("B's key", &bob_key),
+            ("a partner's key", &fibra_key),
+        ] {
             let path = a.path(method, template);
             let body = body_for(method, template, &a);
             let (status, answer) = api.call(method, &path, Some(token), body).await;
