@@ -227,6 +227,7 @@ fn drain_gives_spot_notice_and_tells_owners_down_impairs() {
         event_types: vec!["instance.spot_notice".into()],
         sealed_secret: "sealed".into(),
         description: String::new(),
+        partner_customers: false,
     }));
     let host = f.host("h", "r1", 0);
     let vps = f.create(0, |_| {});

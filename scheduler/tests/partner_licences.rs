@@ -12,7 +12,9 @@ use vmcloud_scheduler::state::rejected::LaunchRefusal;
 
 use crate::fleet::Fleet;
 use crate::gaming::{HOUR, profile_in};
-use crate::partners::{EDGE_ADMIN, EDGE_CUSTOMER, FIBRA_ADMIN, STRANGER, as_user, two_partners};
+use crate::partners::{
+    EDGE_ADMIN, EDGE_CUSTOMER, FIBRA_ADMIN, STRANGER, as_user, customer, two_partners,
+};
 
 const HOME: &str = "org-edge-home";
 const HOME_PROJECT: &str = "prj-edge-home";
@@ -339,4 +341,59 @@ fn active_users_and_the_monthly_statement_come_from_the_log() {
     assert!(!dec.closed);
     assert_eq!(dec.active_users, 1);
     assert!(statement(&f.state, &partner, "2026-13", f.at).is_none());
+}
+
+#[test]
+fn a_partners_endpoint_gets_its_customers_events_and_no_one_elses() {
+    let mut f = two_partners();
+    let h1 = f.host("h1", "r1", 0);
+    as_user(&mut f, FIBRA_ADMIN, customer("org-fibra-shop", "fibra")).unwrap();
+    let endpoint = |id: &str, project: &str| {
+        Body::CreateWebhookEndpoint(pb::CreateWebhookEndpoint {
+            endpoint_id: id.into(),
+            project_id: project.into(),
+            url: "https://hooks.edgenet.example/".into(),
+            event_types: vec!["instance.state_changed".into()],
+            sealed_secret: "sealed".into(),
+            description: String::new(),
+            partner_customers: true,
+        })
+    };
+    // Only a partner's staff project asks for its customers' events.
+    let refused = f.try_apply(endpoint("we_ann", "prj-ann"));
+    assert!(
+        matches!(&refused, Err(Rejected::Invalid(m)) if m.contains("not a partner's")),
+        "{refused:?}"
+    );
+    f.apply(endpoint("we_edge", "prj-staff-edgenet"));
+    let mut vms = Vec::new();
+    for project in [
+        format!("prj-{EDGE_CUSTOMER}"),
+        "prj-org-fibra-shop".to_owned(),
+    ] {
+        f.unlimited(&project);
+        vms.push(f.create(0, |c| {
+            c.project_id = project.clone();
+            c.flavor = "vps-s".into();
+        }));
+    }
+    f.place();
+    for vm in &vms {
+        f.observe(&h1, vm, pb::ObservedState::Running);
+    }
+    let to_edge: Vec<&str> = f
+        .state
+        .webhook_outbox
+        .values()
+        .filter(|d| d.endpoint_id == "we_edge")
+        .map(|d| d.payload.as_str())
+        .collect();
+    assert!(!to_edge.is_empty(), "EdgeNet's customer's events come");
+    for payload in &to_edge {
+        assert!(payload.contains(vms[0].as_str()), "{payload}");
+        assert!(
+            !payload.contains(vms[1].as_str()),
+            "Fibra's customer: {payload}"
+        );
+    }
 }

@@ -56,7 +56,7 @@ fn partner(id: &str, owner: &str, domain: &str) -> Body {
     })
 }
 
-fn customer(id: &str, partner: &str) -> Body {
+pub(crate) fn customer(id: &str, partner: &str) -> Body {
     Body::CreateOrganisation(pb::CreateOrganisation {
         organisation: Some(pb::Organisation {
             org_id: id.into(),

@@ -34,6 +34,9 @@ pub struct CreateEndpointRequest {
     pub event_types: Vec<String>,
     #[serde(default)]
     pub description: String,
+    /// On a partner's staff project: its customers' events come to it too (default: no).
+    #[serde(default)]
+    pub partner_customers: bool,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -53,6 +56,8 @@ pub struct EndpointView {
     /// The signing secret (`whsec_…`): in the answer to the create only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// A partner's endpoint that gets its customers' events too.
+    pub partner_customers: bool,
 }
 
 impl EndpointView {
@@ -67,6 +72,7 @@ impl EndpointView {
             failing_since: e.failing_since_ms.map(rfc3339),
             disabled_at: e.disabled_at_ms.map(rfc3339),
             secret: None,
+            partner_customers: e.partner_customers,
         }
     }
 }
@@ -131,6 +137,7 @@ pub async fn create(
                 event_types: req.event_types,
                 sealed_secret: secrets.seal(secret.as_bytes(), &seal_purpose(&id)),
                 description: req.description,
+                partner_customers: req.partner_customers,
             }),
         )
         .await??;

@@ -37,6 +37,15 @@ impl ClusterState {
         {
             return Err(Rejected::Invalid(format!("unknown event type `{t}`")));
         }
+        if c.partner_customers
+            && self
+                .partner_of_staff(&self.projects[&project].org)
+                .is_none()
+        {
+            return Err(Rejected::Invalid(format!(
+                "project {project} is not a partner's: only a partner's staff projects receive their customers' events"
+            )));
+        }
         let held = self
             .webhook_endpoints
             .values()
@@ -59,6 +68,7 @@ impl ClusterState {
                 created_at_ms: at,
                 failing_since_ms: None,
                 disabled_at_ms: None,
+                partner_customers: c.partner_customers,
             },
         );
         Ok(Applied::Done)
@@ -142,12 +152,30 @@ impl ClusterState {
         kind: &str,
         data: serde_json::Value,
     ) {
-        let endpoints: Vec<String> = self
+        // The project's own endpoints, and its organisation's partner's that asked for its
+        // customers' events.
+        let partner_staff = self
+            .projects
+            .get(project)
+            .and_then(|p| self.organisations.get(&p.org))
+            .and_then(|o| o.partner.as_ref())
+            .and_then(|p| self.partners.get(p))
+            .map(|p| p.staff_org.clone());
+        let endpoints: Vec<(String, ProjectId)> = self
             .webhook_endpoints
             .values()
-            .filter(|e| e.project == *project && e.disabled_at_ms.is_none())
+            .filter(|e| e.disabled_at_ms.is_none())
+            .filter(|e| {
+                e.project == *project
+                    || (e.partner_customers
+                        && partner_staff.as_ref().is_some_and(|staff| {
+                            self.projects
+                                .get(&e.project)
+                                .is_some_and(|p| &p.org == staff)
+                        }))
+            })
             .filter(|e| e.event_types.is_empty() || e.event_types.iter().any(|t| t == kind))
-            .map(|e| e.id.clone())
+            .map(|e| (e.id.clone(), e.project.clone()))
             .collect();
         if endpoints.is_empty() {
             return;
@@ -171,11 +199,11 @@ impl ClusterState {
                 at_ms: self.now_ms,
             },
         );
-        for endpoint_id in endpoints {
+        for (endpoint_id, endpoint_project) in endpoints {
             let d = Delivery {
                 event_id: id.clone(),
                 endpoint_id,
-                project: project.clone(),
+                project: endpoint_project,
                 payload: payload.clone(),
                 attempts: 0,
                 next_at_ms: self.now_ms,

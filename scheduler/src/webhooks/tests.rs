@@ -48,6 +48,7 @@ fn setup() -> (ClusterState, ProjectId) {
                 event_types: types,
                 sealed_secret: "sealed".into(),
                 description: String::new(),
+                partner_customers: false,
             }),
         );
     }

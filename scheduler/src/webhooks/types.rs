@@ -34,6 +34,9 @@ pub struct WebhookEndpoint {
     /// Turned off after failing for [`DISABLE_AFTER_MS`]: no more events go to it.
     #[serde(default)]
     pub disabled_at_ms: Option<i64>,
+    /// A partner's endpoint: its customers' events come to it too.
+    #[serde(default)]
+    pub partner_customers: bool,
 }
 
 /// When a failed delivery is tried again, after the attempt that failed (Standard Webhooks'
