@@ -252,12 +252,26 @@ fn active_users_and_the_monthly_statement_come_from_the_log() {
         c.project_id = format!("prj-{EDGE_CUSTOMER}");
         c.flavor = "vps-s".into();
     });
+    // Fibra keeps 90 % of its shop's VPS and pays no fee: VMCloud owes it.
+    as_user(&mut f, FIBRA_ADMIN, customer("org-fibra-shop", "fibra")).unwrap();
+    f.unlimited("prj-org-fibra-shop");
+    f.apply(Body::SetPartnerLicence(pb::SetPartnerLicence {
+        partner_id: "fibra".into(),
+        currency: "EUR".into(),
+        base_monthly: "0".into(),
+        per_active_user: "0".into(),
+        partner_share_percent: "90".into(),
+    }));
+    let shop_vm = f.create(0, |c| {
+        c.project_id = "prj-org-fibra-shop".into();
+        c.flavor = "vps-xl".into();
+    });
     let mut played = Vec::new();
     for p in ["pf-a", "pf-b"] {
         played.push(launch_from(&mut f, HOME_PROJECT, p, "198.51.100.7").unwrap());
     }
     f.place();
-    for id in played.iter().chain([&vps]) {
+    for id in played.iter().chain([&vps, &shop_vm]) {
         f.observe(&h1, id, pb::ObservedState::Running);
     }
     f.at += HOUR;
@@ -266,6 +280,7 @@ fn active_users_and_the_monthly_statement_come_from_the_log() {
     }
     f.at += 23 * HOUR;
     end(&mut f, &format!("prj-{EDGE_CUSTOMER}"), &vps);
+    end(&mut f, "prj-org-fibra-shop", &shop_vm);
     let users = f.state.active_users("edgenet", from, to);
     let home = OrgId::parse(HOME).unwrap();
     assert_eq!(
@@ -335,6 +350,42 @@ fn active_users_and_the_monthly_statement_come_from_the_log() {
     assert!(
         text.contains(&format!("\nbalance,,,,{},EUR\n", st.balance)),
         "{text}"
+    );
+    // The run issued each partner's month: EdgeNet owes its fees less its share (an invoice
+    // to EdgeNet); VMCloud owes Fibra its share (a self-billed invoice in Fibra's name, in
+    // Fibra's own series, never charged).
+    let doc = |f: &Fleet, org: &str| {
+        f.state
+            .billing
+            .invoices
+            .values()
+            .find(|i| i.org.as_str() == org && i.period == "2026-11")
+            .cloned()
+            .unwrap_or_else(|| panic!("no document of {org}"))
+    };
+    let edge_doc = doc(&f, "org-staff-edgenet");
+    assert!(!edge_doc.self_billed);
+    assert_eq!(edge_doc.seller.name, "VMCloud OÜ");
+    assert_eq!(edge_doc.buyer.name, "edgenet SAS");
+    assert_eq!(edge_doc.totals.net, -st.balance);
+    assert!(edge_doc.number.as_deref().unwrap().starts_with("VMC-2026-"));
+    let fibra_st = statement(
+        &f.state,
+        &f.state.partners["fibra"].clone(),
+        "2026-11",
+        f.at,
+    )
+    .unwrap();
+    assert!(fibra_st.balance > Decimal::ZERO, "{fibra_st:?}");
+    let fibra_doc = doc(&f, "org-staff-fibra");
+    assert!(fibra_doc.self_billed);
+    assert_eq!(fibra_doc.seller.name, "fibra SAS");
+    assert_eq!(fibra_doc.buyer.name, "VMCloud OÜ");
+    assert_eq!(fibra_doc.totals.net, fibra_st.balance);
+    assert_eq!(fibra_doc.number.as_deref(), Some("SB-FIBRA-2026-0001"));
+    assert_eq!(
+        fibra_doc.next_attempt_ms, None,
+        "never charged to the partner"
     );
     // December is under way.
     let dec = statement(&f.state, &partner, "2026-12", f.at).unwrap();

@@ -279,6 +279,8 @@ pub struct InvoiceView {
     pub payments: Vec<Payment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub void_reason: Option<String>,
+    /// Issued by VMCloud in its seller's name (a partner's share): VMCloud pays it.
+    pub self_billed: bool,
 }
 
 impl InvoiceView {
@@ -301,6 +303,7 @@ impl InvoiceView {
             totals: i.totals.clone(),
             payments: i.payments.clone(),
             void_reason: i.voided.as_ref().map(|(_, r)| r.clone()),
+            self_billed: i.self_billed,
         }
     }
 }
@@ -324,6 +327,7 @@ pub struct InvoiceSummary {
     pub issued_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub due_at: Option<String>,
+    pub self_billed: bool,
 }
 
 impl InvoiceSummary {
@@ -340,6 +344,7 @@ impl InvoiceSummary {
             amount_due: i.totals.amount_due,
             issued_at: i.issued_at_ms.map(rfc3339),
             due_at: i.due_at_ms.map(rfc3339),
+            self_billed: i.self_billed,
         }
     }
 }

@@ -208,6 +208,7 @@ impl ClusterState {
             voided: None,
             failures: Vec::new(),
             next_attempt_ms: None,
+            self_billed: original.self_billed,
             ..original.clone()
         };
         self.billing.invoices.insert(id.clone(), Arc::new(note));

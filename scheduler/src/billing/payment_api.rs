@@ -342,7 +342,7 @@ pub async fn webhook(
         .billing
         .invoices
         .get(invoice)
-        .filter(|i| i.status == InvoiceStatus::Open)
+        .filter(|i| i.status == InvoiceStatus::Open && !i.self_billed)
         .map(|i| i.totals.amount_due);
     let Some(due) = open else {
         return Ok(Json(WebhookAnswer {

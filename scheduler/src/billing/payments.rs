@@ -41,6 +41,7 @@ impl ClusterState {
         for id in ids {
             if let Some(inv) = self.billing.invoices.get_mut(&id).map(Arc::make_mut)
                 && inv.status == InvoiceStatus::Open
+                && !inv.self_billed
             {
                 inv.next_attempt_ms = Some(at);
             }

@@ -120,6 +120,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     let c = inv.totals.currency.code();
     let title = match (inv.kind, &inv.number) {
         (_, None) => "DRAFT — not a valid invoice".to_owned(),
+        (DocumentKind::Invoice, Some(n)) if inv.self_billed => format!("Self-billed invoice {n}"),
         (DocumentKind::Invoice, Some(n)) => format!("Invoice {n}"),
         (DocumentKind::CreditNote, Some(n)) => format!("Credit note {n}"),
     };
@@ -195,7 +196,22 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
         page.text(SANS_BOLD, 8.0, MARGIN, page.y, &fit(m, 110));
         page.y -= LINE;
     }
-    if inv.status == InvoiceStatus::Open {
+    if inv.self_billed {
+        page.text(
+            SANS_BOLD,
+            8.0,
+            MARGIN,
+            page.y,
+            &fit(
+                &format!(
+                    "Self-billing: issued by {} in the name and on behalf of {}, who accepted self-billing in its partner agreement. {} pays it by bank transfer.",
+                    inv.buyer.name, inv.seller.name, inv.buyer.name
+                ),
+                110,
+            ),
+        );
+        page.y -= LINE;
+    } else if inv.status == InvoiceStatus::Open {
         page.text(
             SANS,
             8.0,

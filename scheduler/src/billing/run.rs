@@ -237,6 +237,7 @@ impl ClusterState {
                 voided: None,
                 failures: Vec::new(),
                 next_attempt_ms: None,
+                self_billed: false,
             };
             self.billing.invoices.insert(id.clone(), Arc::new(draft));
             self.billing
@@ -245,6 +246,10 @@ impl ClusterState {
                 .or_default()
                 .push(id.clone());
             drafts.push(id);
+        }
+        // The run's last batch: each partner's statement of the month as a document.
+        if complete {
+            drafts.extend(self.partner_documents(&c.period, &rates, tax_date, at)?);
         }
         let mut record = existing.unwrap_or(RunRecord {
             period: c.period.clone(),
@@ -419,15 +424,33 @@ impl ClusterState {
             due_days
         };
         for id in ids {
-            let Some(inv) = self.billing.invoices.get_mut(id).map(Arc::make_mut) else {
+            let Some(draft) = self
+                .billing
+                .invoices
+                .get(id)
+                .filter(|i| i.status == InvoiceStatus::Draft)
+            else {
                 continue;
             };
-            if inv.status != InvoiceStatus::Draft {
-                continue;
-            }
-            let n = self.billing.numbers.entry(year).or_insert(0);
-            *n += 1;
-            inv.number = Some(format!("VMC-{year}-{n:06}"));
+            let number = if draft.self_billed {
+                // The partner's own series.
+                let partner = self
+                    .partner_of_staff(&draft.org)
+                    .map_or_else(|| draft.org.to_string(), |p| p.id.clone());
+                let n = self
+                    .billing
+                    .self_billed_numbers
+                    .entry(format!("{partner}/{year}"))
+                    .or_insert(0);
+                *n += 1;
+                format!("SB-{}-{year}-{n:04}", partner.to_uppercase())
+            } else {
+                let n = self.billing.numbers.entry(year).or_insert(0);
+                *n += 1;
+                format!("VMC-{year}-{n:06}")
+            };
+            let inv = Arc::make_mut(self.billing.invoices.get_mut(id).expect("found above"));
+            inv.number = Some(number);
             inv.issued_at_ms = Some(at);
             inv.due_at_ms = Some(at + i64::from(due_days) * 86_400_000);
             inv.status = if inv.totals.amount_due <= Decimal::ZERO {
@@ -436,8 +459,8 @@ impl ClusterState {
                 InvoiceStatus::Open
             };
             // A saved card is charged at once; without one, the first reminder is at the due
-            // date.
-            if inv.status == InvoiceStatus::Open {
+            // date. A self-billed invoice is VMCloud's to pay: never charged.
+            if inv.status == InvoiceStatus::Open && !inv.self_billed {
                 let card = self
                     .billing
                     .accounts

@@ -700,12 +700,9 @@ pub async fn receivables(
     let day = 86_400_000;
     let mut totals: std::collections::BTreeMap<String, Aging> = Default::default();
     let mut by_org: std::collections::BTreeMap<&OrgId, OrgReceivable> = Default::default();
-    for inv in state
-        .billing
-        .invoices
-        .values()
-        .filter(|i| i.status == InvoiceStatus::Open && i.totals.amount_due > Decimal::ZERO)
-    {
+    for inv in state.billing.invoices.values().filter(|i| {
+        i.status == InvoiceStatus::Open && i.totals.amount_due > Decimal::ZERO && !i.self_billed
+    }) {
         let due = inv.due_at_ms.unwrap_or(inv.created_at_ms);
         let late = ((now - due) / day).max(0);
         let currency = inv.totals.currency.code().to_owned();

@@ -197,6 +197,10 @@ pub struct Invoice {
     /// When the next charge (or reminder) is due, while it is open.
     #[serde(default)]
     pub next_attempt_ms: Option<i64>,
+    /// A self-billed invoice: VMCloud issues it in the name of its seller (a partner, for its
+    /// share) and is the one to pay it; it is never charged to the partner.
+    #[serde(default)]
+    pub self_billed: bool,
 }
 
 /// A saved card (what may be shown of it; the number stays with the processor).
@@ -377,6 +381,10 @@ pub struct BillingBook {
     /// SLA incidents that ended and are not credited yet, by organisation.
     #[serde(default)]
     pub incidents: OrdMap<OrgId, Vec<crate::billing::sla::Incident>>,
+    /// Self-billed invoices' last numbers, per partner and year (`edgenet/2026`): each
+    /// partner's own series, as self-billing asks.
+    #[serde(default)]
+    pub self_billed_numbers: BTreeMap<String, u64>,
 }
 
 /// The currency an organisation is invoiced in: pounds in the United Kingdom, dollars in the

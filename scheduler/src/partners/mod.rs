@@ -12,6 +12,7 @@
 pub mod api;
 pub mod apply;
 pub mod brand;
+pub mod invoices;
 pub mod licences;
 pub mod licences_api;
 pub mod pops;

@@ -8,7 +8,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 use vmcloud_proto::OrgId;
 
-use crate::billing::types::period_bounds;
+use crate::billing::types::{InvoiceStatus, period_bounds};
 use crate::partners::types::Partner;
 use crate::state::ClusterState;
 
@@ -62,13 +62,25 @@ fn cents(d: Decimal) -> Decimal {
     d.round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
 }
 
-/// The statement of `partner` for `period` (`YYYY-MM`) as of `now`; none for a period that is
-/// not a month.
+/// The statement of `partner` for `period` (`YYYY-MM`) as of `now`, from its customers'
+/// finalized invoices; none for a period that is not a month.
 pub fn statement(
     state: &ClusterState,
     partner: &Partner,
     period: &str,
     now: i64,
+) -> Option<Statement> {
+    statement_with(state, partner, period, now, false)
+}
+
+/// [`statement`], counting its customers' drafts too when `drafts` (the billing run makes the
+/// partner's document beside the drafts it finalizes with it).
+pub fn statement_with(
+    state: &ClusterState,
+    partner: &Partner,
+    period: &str,
+    now: i64,
+    drafts: bool,
 ) -> Option<Statement> {
     let (from, to) = period_bounds(period)?;
     let licence = &partner.licence;
@@ -90,7 +102,9 @@ pub fn statement(
             .flatten()
             .filter_map(|id| state.billing.invoices.get(id))
             .filter(|i| {
-                i.period == period && i.number.is_some() && i.totals.currency == licence.currency
+                i.period == period
+                    && (i.number.is_some() || (drafts && i.status == InvoiceStatus::Draft))
+                    && i.totals.currency == licence.currency
             })
             .map(|i| i.totals.net)
             .sum();
