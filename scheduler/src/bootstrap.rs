@@ -486,6 +486,11 @@ pub async fn ensure_demo_partner(cluster: &Cluster, password: &str) -> Result<()
         base_monthly: "250.00".to_owned(),
         per_active_user: "1.50".to_owned(),
         partner_share_percent: "30".to_owned(),
+        allowance: Some(pb::PartnerAllowance {
+            vcpus: Some(512),
+            gpus: Some(32),
+            entitlements: Some(1000),
+        }),
     }));
     bodies.push(Body::PutPartnerSite(pb::PutPartnerSite {
         partner_id: DEMO_PARTNER.to_owned(),

@@ -21,8 +21,14 @@ const HOME_PROJECT: &str = "prj-edge-home";
 const HOME_OWNER: &str = "usr-00000000000000e9";
 const SCHOOL_NET: &str = "10.13.0.0/16";
 
-/// A household that signed up on EdgeNet's portal, with three profiles.
+/// A household that signed up on EdgeNet's portal, with three profiles and no limits.
 fn edge_household(f: &mut Fleet) {
+    edge_household_bare(f);
+    f.unlimited(HOME_PROJECT);
+}
+
+/// [`edge_household`] with the default quotas.
+fn edge_household_bare(f: &mut Fleet) {
     f.apply(Body::SignUp(pb::SignUp {
         user_id: HOME_OWNER.into(),
         email: "durand@example.fr".into(),
@@ -39,7 +45,6 @@ fn edge_household(f: &mut Fleet) {
         verification_expires_at_unix_ms: f.at + HOUR,
         partner_id: "edgenet".into(),
     }));
-    f.unlimited(HOME_PROJECT);
     for p in ["pf-a", "pf-b", "pf-c"] {
         profile_in(f, HOME, p, p, false, 0, 0, (0, 0)).unwrap();
     }
@@ -225,6 +230,7 @@ fn an_address_belongs_to_one_site_and_bad_sites_are_refused() {
         base_monthly: "0".into(),
         per_active_user: "0".into(),
         partner_share_percent: "100".into(),
+        allowance: None,
     });
     let r = as_user(&mut f, EDGE_ADMIN, licence);
     assert!(matches!(r, Err(Rejected::Forbidden(_))), "{r:?}");
@@ -244,6 +250,7 @@ fn active_users_and_the_monthly_statement_come_from_the_log() {
         base_monthly: "250.00".into(),
         per_active_user: "1.50".into(),
         partner_share_percent: "30".into(),
+        allowance: None,
     }));
     let (from, to) = period_bounds("2026-11").unwrap();
     // November: two of the household's profiles play an hour each; the school runs a VPS
@@ -261,6 +268,7 @@ fn active_users_and_the_monthly_statement_come_from_the_log() {
         base_monthly: "0".into(),
         per_active_user: "0".into(),
         partner_share_percent: "90".into(),
+        allowance: None,
     }));
     let shop_vm = f.create(0, |c| {
         c.project_id = "prj-org-fibra-shop".into();
@@ -447,4 +455,75 @@ fn a_partners_endpoint_gets_its_customers_events_and_no_one_elses() {
             "Fibra's customer: {payload}"
         );
     }
+}
+
+#[test]
+fn a_partner_hands_out_quota_and_entitlements_within_its_allowance() {
+    let mut f = two_partners();
+    edge_household_bare(&mut f);
+    f.apply(Body::SetPartnerLicence(pb::SetPartnerLicence {
+        partner_id: "edgenet".into(),
+        currency: "EUR".into(),
+        base_monthly: "0".into(),
+        per_active_user: "0".into(),
+        partner_share_percent: "0".into(),
+        allowance: Some(pb::PartnerAllowance {
+            vcpus: Some(64),
+            gpus: Some(4),
+            entitlements: Some(2),
+        }),
+    }));
+    let school = format!("prj-{EDGE_CUSTOMER}");
+    let quota = |project: &str, region: &str, vcpus: u32| {
+        Body::SetQuota(pb::SetQuota {
+            project_id: project.into(),
+            region: region.into(),
+            limits: Some(pb::QuotaLimits {
+                vcpus: Some(vcpus),
+                ..Default::default()
+            }),
+        })
+    };
+    // Its admin shares 64 vCPUs among its customers, all regions together…
+    as_user(&mut f, EDGE_ADMIN, quota(&school, "par", 48)).unwrap();
+    as_user(&mut f, EDGE_ADMIN, quota(HOME_PROJECT, "fra", 16)).unwrap();
+    assert_eq!(f.state.handed_out("edgenet", f.at).vcpus, 64);
+    // …and not one more, whole: nothing changed.
+    let r = as_user(&mut f, EDGE_ADMIN, quota(HOME_PROJECT, "fra", 17));
+    assert!(
+        matches!(&r, Err(Rejected::Conflict(m))
+            if m.contains("edgenet Play may hand out 64 vCPUs of quota") && m.contains("would make 65")),
+        "{r:?}"
+    );
+    assert_eq!(f.state.handed_out("edgenet", f.at).vcpus, 64);
+    // Lowering one customer's makes room for another's.
+    as_user(&mut f, EDGE_ADMIN, quota(&school, "par", 40)).unwrap();
+    as_user(&mut f, EDGE_ADMIN, quota(HOME_PROJECT, "fra", 24)).unwrap();
+    // Not another partner's customers, nor VMCloud's.
+    let r = as_user(&mut f, FIBRA_ADMIN, quota(&school, "par", 1));
+    assert!(r.is_err(), "{r:?}");
+    let r = as_user(&mut f, EDGE_ADMIN, quota("prj-ann", "par", 1));
+    assert!(matches!(r, Err(Rejected::Forbidden(_))), "{r:?}");
+    // Entitlements in force: two; a trial that ended gives its place back.
+    let grant = |id: &str, ends: i64| {
+        Body::GrantEntitlement(pb::GrantEntitlement {
+            org_id: HOME.into(),
+            entitlement_id: id.into(),
+            title: "kart-rally".into(),
+            profile_id: String::new(),
+            kind: if ends == 0 { "purchase" } else { "trial" }.into(),
+            ends_at_unix_ms: ends,
+        })
+    };
+    as_user(&mut f, EDGE_ADMIN, grant("ent-1", 0)).unwrap();
+    let trial_end = f.at + HOUR;
+    as_user(&mut f, EDGE_ADMIN, grant("ent-2", trial_end)).unwrap();
+    let r = as_user(&mut f, EDGE_ADMIN, grant("ent-3", 0));
+    assert!(
+        matches!(&r, Err(Rejected::Conflict(m)) if m.contains("2 entitlements in force")),
+        "{r:?}"
+    );
+    f.at += 2 * HOUR;
+    as_user(&mut f, EDGE_ADMIN, grant("ent-3", 0)).unwrap();
+    assert_eq!(f.state.handed_out("edgenet", f.at).entitlements, 2);
 }

@@ -475,6 +475,7 @@ pub const PROBLEM_KINDS: &[(&str, u16)] = &[
     crate::partners::api::PopView,
     crate::partners::api::SupportAccessRequest,
     crate::partners::licences_api::LicenceView,
+    crate::partners::licences_api::AllowanceView,
     crate::partners::licences_api::SiteView,
     crate::partners::licences_api::SiteList,
     crate::partners::licences_api::SiteRequest,

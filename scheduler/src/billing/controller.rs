@@ -86,6 +86,12 @@ pub async fn run_month(
     finalize: bool,
     due_days: u32,
 ) -> Result<crate::state::ApplyResult, vmcloud_consensus::ProposeError> {
+    let complete_before = cluster
+        .state()
+        .billing
+        .runs
+        .get(period)
+        .is_some_and(|r| r.complete);
     loop {
         let after_org = cluster
             .state()
@@ -100,7 +106,7 @@ pub async fn run_month(
             vat_toml: BUILTIN_TABLE.to_owned(),
             finalize,
             due_days,
-            after_org,
+            after_org: after_org.clone(),
             max_orgs: BATCH_ORGS,
         });
         let result = match &actor {
@@ -108,6 +114,24 @@ pub async fn run_month(
             None => cluster.propose(command).await?,
         };
         if result.is_err() {
+            // A batch proposed before (by a leader that died, or read from a state a step
+            // behind) landed first: the run moved on; go on from where it stands now.
+            let moved = cluster.state().billing.runs.get(period).is_some_and(|r| {
+                !r.complete && r.cursor.as_ref().map(|o| o.to_string()) != Some(after_org.clone())
+            });
+            if moved {
+                continue;
+            }
+            // …or finished it: the month is billed, as asked.
+            let finished = cluster
+                .state()
+                .billing
+                .runs
+                .get(period)
+                .is_some_and(|r| r.complete);
+            if finished && !complete_before {
+                return Ok(Ok(crate::state::Applied::Done));
+            }
             return Ok(result);
         }
         if cluster

@@ -339,6 +339,17 @@ impl ClusterState {
             }
             _ => {}
         }
+        // A partner's customer: within the partner's allowance.
+        if let Some(partner) = self.organisations.get(&org).and_then(|o| o.partner.clone()) {
+            let now = self.handed_out(&partner, at);
+            self.within_allowance(
+                &partner,
+                crate::partners::licences::HandedOut {
+                    entitlements: now.entitlements + 1,
+                    ..now
+                },
+            )?;
+        }
         let household = self.gaming.households.entry(org).or_default();
         let profile = (!c.profile_id.is_empty()).then_some(c.profile_id);
         if let Some(p) = &profile

@@ -10,7 +10,7 @@ use vmcloud_billing::money::Currency;
 use vmcloud_proto::OrgId;
 use vmcloud_proto::pb;
 
-use crate::partners::types::{Licence, MAX_RANGES, MAX_SITES, Site};
+use crate::partners::types::{Allowance, Licence, MAX_RANGES, MAX_SITES, Site};
 use crate::state::rejected::LaunchRefusal;
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
 
@@ -104,11 +104,17 @@ impl ClusterState {
                 "the partner's share `{share}` is a percent: give 0 to 100"
             )));
         }
+        let a = c.allowance.unwrap_or_default();
         let licence = Licence {
             currency,
             base_monthly: amount("the base fee", &c.base_monthly)?,
             per_active_user: amount("the fee per active user", &c.per_active_user)?,
             partner_share_percent: share,
+            allowance: Allowance {
+                vcpus: a.vcpus,
+                gpus: a.gpus,
+                entitlements: a.entitlements,
+            },
         };
         self.partners
             .get_mut(&c.partner_id)
@@ -298,5 +304,82 @@ impl ClusterState {
             }
         }
         users
+    }
+}
+
+/// What a partner has handed out to its customers: (quota vCPUs, quota GPUs, entitlements in
+/// force at `at`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandedOut {
+    pub vcpus: u64,
+    pub gpus: u64,
+    pub entitlements: u64,
+}
+
+impl ClusterState {
+    /// The partner (id) whose customer owns `project`, if any.
+    pub fn partner_of_project(&self, project: &vmcloud_proto::ProjectId) -> Option<&str> {
+        self.projects
+            .get(project)
+            .and_then(|p| self.organisations.get(&p.org))
+            .and_then(|o| o.partner.as_deref())
+    }
+
+    /// What `partner` has handed out: the quotas set on its customers' projects (all regions)
+    /// and the entitlements in force in its customers' households.
+    pub fn handed_out(&self, partner: &str, at: i64) -> HandedOut {
+        let mut out = HandedOut::default();
+        for (project, regions) in &self.quotas {
+            if self.partner_of_project(project) != Some(partner) {
+                continue;
+            }
+            for l in regions.values() {
+                out.vcpus += u64::from(l.vcpus.unwrap_or(0));
+                out.gpus += u64::from(l.gpus.unwrap_or(0));
+            }
+        }
+        for (org, h) in &self.gaming.households {
+            if self
+                .organisations
+                .get(org)
+                .and_then(|o| o.partner.as_deref())
+                == Some(partner)
+            {
+                out.entitlements += h
+                    .entitlements
+                    .iter()
+                    .filter(|e| e.ends_at_ms.is_none_or(|end| end > at))
+                    .count() as u64;
+            }
+        }
+        out
+    }
+
+    /// Refuses what would take `partner` past its allowance, given what it would hand out
+    /// then (`after`).
+    pub(crate) fn within_allowance(&self, partner: &str, after: HandedOut) -> Result<(), Rejected> {
+        let Some(p) = self.partners.get(partner) else {
+            return Ok(());
+        };
+        let Allowance {
+            vcpus,
+            gpus,
+            entitlements,
+        } = p.licence.allowance;
+        for (what, cap, wanted) in [
+            ("vCPUs of quota", vcpus, after.vcpus),
+            ("GPUs of quota", gpus, after.gpus),
+            ("entitlements in force", entitlements, after.entitlements),
+        ] {
+            if let Some(cap) = cap
+                && wanted > u64::from(cap)
+            {
+                return Err(Rejected::Conflict(format!(
+                    "{} may hand out {cap} {what} to its customers, and this would make {wanted}: lower another customer's, or ask VMCloud for a bigger allowance",
+                    p.display_name()
+                )));
+            }
+        }
+        Ok(())
     }
 }

@@ -36,17 +36,53 @@ pub struct LicenceView {
     pub per_active_user: String,
     /// Percent of its customers' invoiced net it keeps.
     pub partner_share_percent: String,
+    /// The most it hands out to its customers (absent: no limit).
+    #[serde(default)]
+    pub allowance: AllowanceView,
+    /// What it has handed out now (in answers; ignored in a request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_out: Option<AllowanceView>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllowanceView {
+    /// vCPUs of quota on its customers' projects, all regions together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u64>,
+    /// Entitlements in force in its customers' households.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlements: Option<u64>,
 }
 
 impl LicenceView {
-    fn of(l: &Licence) -> LicenceView {
+    fn of(state: &crate::state::ClusterState, partner: &str, l: &Licence) -> LicenceView {
+        let out = state.handed_out(partner, state.now_ms);
+        let a = &l.allowance;
         LicenceView {
             currency: l.currency.code().to_owned(),
             base_monthly: l.base_monthly.to_string(),
             per_active_user: l.per_active_user.to_string(),
             partner_share_percent: l.partner_share_percent.to_string(),
+            allowance: AllowanceView {
+                vcpus: a.vcpus.map(u64::from),
+                gpus: a.gpus.map(u64::from),
+                entitlements: a.entitlements.map(u64::from),
+            },
+            handed_out: Some(AllowanceView {
+                vcpus: Some(out.vcpus),
+                gpus: Some(out.gpus),
+                entitlements: Some(out.entitlements),
+            }),
         }
     }
+}
+
+/// A limit of the request as a command's (a limit above 2^32 is none).
+fn cap(v: Option<u64>) -> Option<u32> {
+    v.map(|v| u32::try_from(v).unwrap_or(u32::MAX))
 }
 
 /// `GET /v1/partners/{id}/licence`: its terms (its staff and VMCloud's).
@@ -61,7 +97,7 @@ pub async fn get_licence(
         .partners
         .get(&id)
         .ok_or_else(|| Problem::not_found(format!("partner {id} does not exist")))?;
-    Ok(Json(LicenceView::of(&p.licence)))
+    Ok(Json(LicenceView::of(&state, &id, &p.licence)))
 }
 
 /// `PUT /v1/partners/{id}/licence` (VMCloud's operators): sets its terms.
@@ -81,6 +117,11 @@ pub async fn set_licence(
                 base_monthly: req.base_monthly,
                 per_active_user: req.per_active_user,
                 partner_share_percent: req.partner_share_percent,
+                allowance: Some(pb::PartnerAllowance {
+                    vcpus: cap(req.allowance.vcpus),
+                    gpus: cap(req.allowance.gpus),
+                    entitlements: cap(req.allowance.entitlements),
+                }),
             }),
         )
         .await?;
@@ -92,7 +133,7 @@ pub async fn set_licence(
         .partners
         .get(&id)
         .ok_or_else(|| Problem::not_found(format!("partner {id} does not exist")))?;
-    Ok(Json(LicenceView::of(&p.licence)))
+    Ok(Json(LicenceView::of(&state, &id, &p.licence)))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -69,6 +69,19 @@ pub struct Licence {
     pub per_active_user: Decimal,
     /// Percent, 0–100.
     pub partner_share_percent: Decimal,
+    /// What it may hand out to its customers.
+    #[serde(default)]
+    pub allowance: Allowance,
+}
+
+/// The most a partner hands out across all its customers; `None`: no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allowance {
+    /// Quota it sets on its customers' projects, all regions together.
+    pub vcpus: Option<u32>,
+    pub gpus: Option<u32>,
+    /// Entitlements it grants that are in force.
+    pub entitlements: Option<u32>,
 }
 
 impl Default for Licence {
@@ -79,6 +92,7 @@ impl Default for Licence {
             base_monthly: Decimal::ZERO,
             per_active_user: Decimal::ZERO,
             partner_share_percent: Decimal::ZERO,
+            allowance: Allowance::default(),
         }
     }
 }

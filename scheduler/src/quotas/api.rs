@@ -128,15 +128,25 @@ pub struct SetQuotaBody {
     pub limits: Limits,
 }
 
-/// Operators set a project's limits in a region (over its defaults).
+/// Operators set a project's limits in a region (over its defaults); a partner's admins set
+/// its customers' (within the partner's allowance).
 pub async fn set(
     State(s): State<ApiState>,
-    Operator(who): Operator,
+    who: Who,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SetQuotaBody>,
 ) -> Result<Json<QuotaView>, Problem> {
     let project = ProjectId::parse(&id)
         .map_err(|_| Problem::not_found(format!("project `{id}` does not exist")))?;
+    let partner = s
+        .cluster
+        .state()
+        .partner_of_project(&project)
+        .map(str::to_owned);
+    match &partner {
+        Some(p) => who.may(&s, Action::ManagePartner, Resource::Partner(p))?,
+        None => who.may(&s, Action::OperateFleet, Resource::Fleet)?,
+    }
     check_region(&s, &body.region)?;
     known_models(&s, &body.limits)?;
     let limits = body.limits;

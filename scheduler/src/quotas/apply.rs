@@ -158,11 +158,31 @@ impl ClusterState {
             return Err(Rejected::Invalid("a quota is set for one region".into()));
         }
         let limits = Self::checked_limits(c.limits.as_ref())?;
-        let regions = self.quotas.entry(project.clone()).or_default();
-        let merged = regions
-            .get(&c.region)
+        let old = self
+            .quotas
+            .get(&project)
+            .and_then(|r| r.get(&c.region))
+            .cloned();
+        let merged = old
+            .as_ref()
             .map_or_else(|| limits.clone(), |old| old.overlaid(&limits));
-        regions.insert(c.region, merged);
+        // A partner's customer: within the partner's allowance.
+        if let Some(partner) = self.partner_of_project(&project).map(str::to_owned) {
+            let now = self.handed_out(&partner, self.now_ms);
+            let before = old.unwrap_or_default();
+            let after = crate::partners::licences::HandedOut {
+                vcpus: now.vcpus - u64::from(before.vcpus.unwrap_or(0))
+                    + u64::from(merged.vcpus.unwrap_or(0)),
+                gpus: now.gpus - u64::from(before.gpus.unwrap_or(0))
+                    + u64::from(merged.gpus.unwrap_or(0)),
+                ..now
+            };
+            self.within_allowance(&partner, after)?;
+        }
+        self.quotas
+            .entry(project.clone())
+            .or_default()
+            .insert(c.region, merged);
         Ok(Applied::Done)
     }
 

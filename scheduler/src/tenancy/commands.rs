@@ -225,8 +225,15 @@ impl ClusterState {
                 Target::Partner(c.partner_id.clone()),
             ),
             Body::RecordPaymentFailure(_) => (Action::ManageBilling, Target::SystemOnly),
+            // A partner sets its customers' quotas (within its allowance); operators the rest.
+            Body::SetQuota(c) => match ProjectId::parse(&c.project_id)
+                .ok()
+                .and_then(|p| self.partner_of_project(&p))
+            {
+                Some(p) => (Action::ManagePartner, Target::Partner(p.to_owned())),
+                None => (Action::OperateFleet, Target::Fleet),
+            },
             Body::UpdateProject(_)
-            | Body::SetQuota(_)
             | Body::SetRateLimit(_)
             | Body::DecideQuotaRequest(_)
             | Body::CreateJoinToken(_)

@@ -131,13 +131,23 @@ pub(super) async fn click(c: &Client, css: &str) {
         .unwrap();
 }
 
+/// The text of the first element `css` finds. A live part of the page (a server-sent event)
+/// may replace the element between finding and reading it: then it is found again.
 pub(super) async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    let mut tries = 0;
+    loop {
+        let el = c.find(Locator::Css(css)).await.unwrap();
+        match el.text().await {
+            Ok(t) => return t,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                    && tries < 5 =>
+            {
+                tries += 1;
+            }
+            Err(e) => panic!("the text of `{css}`: {e}"),
+        }
+    }
 }
 
 /// Waits for `css` on the page; when it does not come, saves `browser-failed.png` (in

@@ -29,21 +29,32 @@ async fn a_partners_sites_seats_pop_and_statement() {
         )
         .await;
     assert_eq!(status, 200, "{licence}");
+    for (k, v) in [
+        ("currency", "EUR"),
+        ("base_monthly", "250.00"),
+        ("per_active_user", "1.50"),
+        ("partner_share_percent", "30"),
+    ] {
+        assert_eq!(licence[k], v, "{licence}");
+    }
     assert_eq!(
-        licence,
-        json!({"currency": "EUR", "base_monthly": "250.00", "per_active_user": "1.50",
-            "partner_share_percent": "30"})
+        licence["allowance"],
+        json!({"vcpus": 512, "gpus": 32, "entitlements": 1000}),
+        "{licence}"
     );
+    assert_eq!(licence["handed_out"]["vcpus"], 0, "{licence}");
+    let mut terms = licence.clone();
+    terms.as_object_mut().unwrap().remove("handed_out");
     let (status, _) = api
         .call(
             "PUT",
             "/v1/partners/edgenet/licence",
             Some(&edge_admin),
-            Some(licence.clone()),
+            Some(terms.clone()),
         )
         .await;
     assert_eq!(status, 403, "a partner does not set its own terms");
-    let mut bad = licence.clone();
+    let mut bad = terms.clone();
     bad["partner_share_percent"] = json!("150");
     let (status, answer) = api
         .call(
