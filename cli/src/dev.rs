@@ -253,9 +253,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     )
     .await?;
     // The demo partner, its brand on a `*.localhost` name, and hosts at its POP.
-    vmcloud_scheduler::bootstrap::ensure_demo_partner(scheduler.cluster(), &demo_password)
-        .await
-        .context("cannot set up the demo partner")?;
+    let demo_pops: Vec<String> = catalog
+        .regions
+        .keys()
+        .filter(|r| catalog.partner_of(r) == Some(vmcloud_scheduler::bootstrap::DEMO_PARTNER))
+        .cloned()
+        .collect();
+    vmcloud_scheduler::bootstrap::ensure_demo_partner(
+        scheduler.cluster(),
+        &demo_password,
+        demo_pops,
+    )
+    .await
+    .context("cannot set up the demo partner")?;
     let pop = catalog
         .regions
         .keys()

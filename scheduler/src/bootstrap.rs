@@ -410,8 +410,28 @@ const DEMO_PARTNER_LOGO: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox
 /// `password`), the partner EdgeNet with its brand on [`DEMO_PARTNER_DOMAIN`], two customers
 /// it made (a school and a household; their owners not invited yet), its licence terms and
 /// the school's licensed site. Does nothing when the partner exists.
-pub async fn ensure_demo_partner(cluster: &Cluster, password: &str) -> Result<(), BootstrapError> {
-    if cluster.state().partners.contains_key(DEMO_PARTNER) {
+pub async fn ensure_demo_partner(
+    cluster: &Cluster,
+    password: &str,
+    pops: Vec<String>,
+) -> Result<(), BootstrapError> {
+    let known = cluster
+        .state()
+        .partners
+        .get(DEMO_PARTNER)
+        .map(|p| p.pops.clone());
+    if let Some(known) = known {
+        // A fleet from before partners had POPs in the state: they come from the catalog.
+        if known != pops {
+            cluster
+                .propose(Body::UpdatePartner(pb::UpdatePartner {
+                    partner_id: DEMO_PARTNER.to_owned(),
+                    set_pops: true,
+                    pops,
+                    ..Default::default()
+                }))
+                .await??;
+        }
         return Ok(());
     }
     let user = vmcloud_proto::UserId::generate();
@@ -466,6 +486,7 @@ pub async fn ensure_demo_partner(cluster: &Cluster, password: &str) -> Result<()
                 legal: "EdgeNet SAS, 13002 Marseille — a demo partner of VMCloud".to_owned(),
             }),
             domains: vec![DEMO_PARTNER_DOMAIN.to_owned()],
+            pops,
         }),
     ];
     let school = org("Lycée Thiers", "company");

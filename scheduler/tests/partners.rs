@@ -53,6 +53,7 @@ fn partner(id: &str, owner: &str, domain: &str) -> Body {
             ..Default::default()
         }),
         domains: vec![domain.into()],
+        pops: vec![format!("{id}-pop")],
     })
 }
 
@@ -291,4 +292,43 @@ fn domains_belong_to_one_partner_and_bad_brands_are_refused() {
         );
     }
     assert_eq!(f.state.partners["fibra"].brand.display_name, "fibra Play");
+}
+
+#[test]
+fn a_partners_admins_cordon_and_drain_its_pop_hosts_only() {
+    let mut f = two_partners();
+    let pop = f.host_in("edgenet-pop", "pop-1", "r1", 0);
+    let par = f.host("h-par", "r1", 0);
+    let state = |node: &vmcloud_proto::NodeId, to: pb::NodeState| {
+        Body::SetNodeState(pb::SetNodeState {
+            node_id: node.to_string(),
+            state: to as i32,
+            reason: "fan swap".into(),
+            deadline_unix_ms: 0,
+            by_liveness: false,
+        })
+    };
+    as_user(&mut f, EDGE_ADMIN, state(&pop, pb::NodeState::Cordoned)).unwrap();
+    assert_eq!(
+        f.state.nodes[&pop].state,
+        vmcloud_scheduler::nodes::types::NodeState::Cordoned
+    );
+    // Not another partner's hosts, nor VMCloud's.
+    let r = as_user(&mut f, FIBRA_ADMIN, state(&pop, pb::NodeState::Ready));
+    assert!(r.is_err(), "{r:?}");
+    let r = as_user(&mut f, EDGE_ADMIN, state(&par, pb::NodeState::Cordoned));
+    assert!(matches!(r, Err(Rejected::Forbidden(_))), "{r:?}");
+    // Which regions are its POPs is VMCloud's to say.
+    let r = as_user(
+        &mut f,
+        EDGE_ADMIN,
+        Body::UpdatePartner(pb::UpdatePartner {
+            partner_id: "edgenet".into(),
+            set_pops: true,
+            pops: vec!["par".into()],
+            ..Default::default()
+        }),
+    );
+    assert!(matches!(r, Err(Rejected::Forbidden(_))), "{r:?}");
+    as_user(&mut f, EDGE_ADMIN, state(&pop, pb::NodeState::Ready)).unwrap();
 }

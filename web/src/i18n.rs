@@ -415,6 +415,7 @@ messages! {
     YourShare => "Your share", "Votre part";
     Balance => "Balance (above 0: VMCloud pays you)", "Solde (positif : VMCloud vous le verse)";
     DownloadCsv => "Download as CSV", "Télécharger en CSV";
+    HostStateChanged => "The host's state changed: the scheduler acts on it now.", "L'état de l'hôte a changé : l'ordonnanceur en tient compte dès maintenant.";
     NoPartner => "You are not on a partner's staff.", "Vous ne faites partie de l'équipe d'aucun partenaire.";
     HostEventsText => "The host's last 20 changes in the audit trail: its state and who changed it, GPU health, lost workloads.", "Les 20 derniers changements de l'hôte dans le journal d'audit : son état et qui l'a changé, la santé des GPU, les charges perdues.";
     Cordon => "Cordon", "Isoler";

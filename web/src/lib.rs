@@ -70,6 +70,7 @@ pub fn pages(state: ApiState) -> Router {
         .route("/noc/hosts/{id}/action", post(noc_pages::act))
         .route("/partner", get(partner_pages::home))
         .route("/partner/customers", post(partner_pages::create_customer))
+        .route("/partner/hosts/{id}", post(partner_pages::host_state))
         .route("/status", get(status_pages::page))
         .route("/status/feed.json", get(status_pages::json_feed))
         .route("/status/feed.atom", get(status_pages::atom_feed))

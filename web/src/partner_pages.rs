@@ -1,6 +1,7 @@
 //! The partner console (`/partner`), on the partner's own domain: its customers (and a form
 //! to make one, whose owner is invited by mail), its licensed sites and their seats, this
-//! month's statement (and its CSV), and the health of its POPs. A partner's
+//! month's statement (and its CSV), and the health of its POPs, whose hosts its admins cordon,
+//! drain and put back from here. A partner's
 //! staff reach it; on another partner's domain the page answers as if there were nothing
 //! (a page never shows two brands).
 
@@ -150,9 +151,22 @@ pub async fn home(ctx: Ctx) -> Response {
             } }
             p #pop-sessions { (pop["sessions"]) " " (ctx.t(Msg::GameSessions)) }
             table.dense #pop-hosts {
-                thead { tr { th { "Host" } th { (ctx.t(Msg::Region)) } th { (ctx.t(Msg::State)) } th { "GPU" } } }
+                thead { tr { th { "Host" } th { (ctx.t(Msg::Region)) } th { (ctx.t(Msg::State)) } th { "GPU" } th { (ctx.t(Msg::Actions)) } } }
                 tbody { @for h in items(&pop, "hosts") {
-                    tr data-node=(s(&h, "id")) { td { (s(&h, "hostname")) } td { (s(&h, "region")) } td { (s(&h, "state")) } td { (h["gpus_bound"]) " / " (h["gpus"]) } }
+                    @let node = s(&h, "id");
+                    @let state = s(&h, "state");
+                    tr data-node=(node) {
+                        td { (s(&h, "hostname")) } td { (s(&h, "region")) } td.state { (state) } td { (h["gpus_bound"]) " / " (h["gpus"]) }
+                        td { form.inline method="post" action={ "/partner/hosts/" (urlencode(node)) } {
+                            (ctx.csrf_field())
+                            @if state == "ready" {
+                                button type="submit" name="state" value="cordoned" id={ "cordon-" (node) } { (ctx.t(Msg::Cordon)) } " "
+                                button type="submit" name="state" value="draining" id={ "drain-" (node) } { (ctx.t(Msg::Drain)) }
+                            } @else {
+                                button type="submit" name="state" value="ready" id={ "ready-" (node) } { (ctx.t(Msg::Uncordon)) }
+                            }
+                        } }
+                    }
                 } }
             }
         },
@@ -182,6 +196,36 @@ pub async fn create_customer(ctx: Ctx, Form(f): Form<NewCustomer>) -> Response {
         .await
     {
         Ok(_) => done("/partner", Msg::CustomerCreated),
+        Err(e) => ctx.problem(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HostState {
+    state: String,
+}
+
+/// `POST /partner/hosts/{id}`: cordons, drains (an hour's deadline) or readies one of the
+/// partner's POP hosts.
+pub async fn host_state(
+    ctx: Ctx,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(f): Form<HostState>,
+) -> Response {
+    let mut body = json!({"state": f.state, "reason": "from the partner console"});
+    if f.state == "draining" {
+        body["drain_deadline_s"] = json!(3600);
+    }
+    match ctx
+        .api
+        .call(
+            axum::http::Method::PATCH,
+            &format!("/v1/nodes/{}", urlencode(&id)),
+            Some(body),
+        )
+        .await
+    {
+        Ok(_) => done("/partner", Msg::HostStateChanged),
         Err(e) => ctx.problem(&e),
     }
 }

@@ -328,17 +328,15 @@ impl FromRequestParts<ApiState> for Caller {
 #[derive(Debug, Clone)]
 pub struct Operator(pub Who);
 
-impl FromRequestParts<ApiState> for Operator {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Operator, Problem> {
-        let who = Who::from_request_parts(parts, state).await?;
+impl Operator {
+    /// Whether `who` is an operator of this fleet, with the answer a refusal gives.
+    pub fn check(state: &ApiState, who: &Who) -> Result<(), Problem> {
         match state
             .cluster
             .state()
             .authorize(&who.principal, Action::OperateFleet, Resource::Fleet)
         {
-            Ok(()) => Ok(Operator(who)),
+            Ok(()) => Ok(()),
             Err(Denied::Unauthenticated(m)) => Err(Problem::unauthorized(m)),
             // A member of the provider without two-step verification: say so, not "operators
             // only".
@@ -357,6 +355,16 @@ impl FromRequestParts<ApiState> for Operator {
                 "only operators of this fleet may do this; use an operator's API key or log in as an operator",
             )),
         }
+    }
+}
+
+impl FromRequestParts<ApiState> for Operator {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Operator, Problem> {
+        let who = Who::from_request_parts(parts, state).await?;
+        Operator::check(state, &who)?;
+        Ok(Operator(who))
     }
 }
 

@@ -271,7 +271,7 @@ pub const OPERATIONS: &[Op] = &[
     op("POST /v1/join-tokens", "fleet", "Operators: make a join token (shown once)", Ops, Q::None, Some("CreateTokenRequest"), (201, Some("TokenView"))),
     op("GET /v1/nodes", "fleet", "Operators: the hosts (paged; ?state=, ?region=, ?label=key=value)", Ops, Q::List, None, (200, Some("NodeList"))),
     op("GET /v1/nodes/{id}", "fleet", "Operators: a host", Ops, Q::Read, None, (200, Some("NodeView"))),
-    op("PATCH /v1/nodes/{id}", "fleet", "Operators: cordon, drain, maintenance, uncordon; labels", Ops, Q::None, Some("NodePatch"), (200, Some("NodeView"))),
+    op("PATCH /v1/nodes/{id}", "fleet", "Operators: cordon, drain, maintenance, uncordon; labels. A partner's admins: the state of its POPs' hosts", Ops, Q::None, Some("NodePatch"), (200, Some("NodeView"))),
     op("GET /v1/cluster", "fleet", "Operators: the scheduler replicas and Raft", Ops, Q::None, None, (200, Some("ClusterView"))),
     op("POST /v1/cluster/members", "fleet", "Operators: add a scheduler replica", Ops, Q::None, Some("JoinRequest"), (200, Some("ClusterView"))),
     op("DELETE /v1/cluster/members/{id}", "fleet", "Operators: remove a scheduler replica", Ops, Q::None, None, (200, Some("ClusterView"))),

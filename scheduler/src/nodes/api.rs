@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::NodeId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::api::context::{ApiJson, ApiQuery, ApiState, Operator, ReadOptions, rfc3339};
+use crate::api::context::{ApiJson, ApiQuery, ApiState, Operator, ReadOptions, Who, rfc3339};
 use crate::api::problem::Problem;
 use crate::api::validate::check_label;
 use crate::clock::now_ms;
 use crate::nodes::mig;
 use crate::nodes::types::{Node, NodeState};
 use crate::state::ClusterState;
+use crate::tenancy::authz::{Action, Resource};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
@@ -305,13 +306,31 @@ pub struct NodePatch {
     pub pools: Option<BTreeSet<String>>,
 }
 
+/// `PATCH /v1/nodes/{id}`: operators change any host's state, labels and pools; a partner's
+/// admins the state of its POPs' hosts (cordon, drain, maintenance, ready).
 pub async fn patch(
     State(s): State<ApiState>,
-    Operator(who): Operator,
+    who: Who,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<NodePatch>,
 ) -> Result<Json<NodeView>, Problem> {
     let id = parse_id(&id)?;
+    let partner = {
+        let state = s.cluster.state();
+        state
+            .nodes
+            .get(&id)
+            .and_then(|n| state.partner_of_region(&n.region))
+            .map(|p| p.id.clone())
+    };
+    match &partner {
+        Some(p) if req.labels.is_none() && req.pools.is_none() => {
+            who.may(&s, Action::ManagePartner, Resource::Partner(p))?;
+        }
+        _ => {
+            Operator::check(&s, &who)?;
+        }
+    }
     // Everything is checked before anything is proposed: a bad field changes nothing.
     let state = match req.state.as_deref() {
         None => None,

@@ -156,6 +156,7 @@ pub async fn create(
                 billing_country: req.billing_country,
                 brand: Some(req.brand.to_pb()),
                 domains: req.domains,
+                pops: pops(&s, &req.id),
             }),
         )
         .await??;
@@ -241,6 +242,7 @@ pub async fn update(
                 brand: req.brand.as_ref().map(BrandRequest::to_pb),
                 set_domains: req.domains.is_some(),
                 domains: req.domains.unwrap_or_default(),
+                ..Default::default()
             }),
         )
         .await??;

@@ -119,6 +119,13 @@ impl ClusterState {
             .find(|p| p.domains.iter().any(|d| d.eq_ignore_ascii_case(host)))
     }
 
+    /// The partner whose POP `region` is.
+    pub fn partner_of_region(&self, region: &str) -> Option<&Partner> {
+        self.partners
+            .values()
+            .find(|p| p.pops.iter().any(|r| r == region))
+    }
+
     /// The partner whose staff organisation this is.
     pub fn partner_of_staff(&self, org: &OrgId) -> Option<&Partner> {
         self.partners.values().find(|p| &p.staff_org == org)
@@ -209,6 +216,7 @@ impl ClusterState {
                 created_at_ms: at,
                 licence: Default::default(),
                 sites: Default::default(),
+                pops: c.pops,
             },
         );
         Ok(Applied::Done)
@@ -230,6 +238,9 @@ impl ClusterState {
         }
         if let Some(d) = domains {
             p.domains = d;
+        }
+        if c.set_pops {
+            p.pops = c.pops;
         }
         Ok(Applied::Done)
     }

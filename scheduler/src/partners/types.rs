@@ -26,6 +26,9 @@ pub struct Partner {
     /// Its licensed sites (schools, libraries) by id.
     #[serde(default)]
     pub sites: BTreeMap<String, Site>,
+    /// Its POPs: catalog regions whose hosts are its (its admins cordon and drain them).
+    #[serde(default)]
+    pub pops: Vec<String>,
 }
 
 impl Partner {

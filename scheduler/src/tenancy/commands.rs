@@ -209,6 +209,8 @@ impl ClusterState {
                 }
             }
             Body::CreatePartner(_) => (Action::OperateFleet, Target::Fleet),
+            // Which regions are a partner's is VMCloud's to say.
+            Body::UpdatePartner(c) if c.set_pops => (Action::OperateFleet, Target::Fleet),
             Body::UpdatePartner(c) => (
                 Action::ManagePartner,
                 Target::Partner(c.partner_id.clone()),
@@ -233,13 +235,21 @@ impl ClusterState {
                 Some(p) => (Action::ManagePartner, Target::Partner(p.to_owned())),
                 None => (Action::OperateFleet, Target::Fleet),
             },
+            // A partner's admins cordon and drain the hosts of its POPs; operators any host.
+            Body::SetNodeState(c) => match NodeId::parse(&c.node_id)
+                .ok()
+                .and_then(|n| self.nodes.get(&n))
+                .and_then(|n| self.partner_of_region(&n.region))
+            {
+                Some(p) => (Action::ManagePartner, Target::Partner(p.id.clone())),
+                None => (Action::OperateFleet, Target::Fleet),
+            },
             Body::UpdateProject(_)
             | Body::SetRateLimit(_)
             | Body::DecideQuotaRequest(_)
             | Body::CreateJoinToken(_)
             | Body::DeclareIncident(_)
             | Body::UpdateIncident(_)
-            | Body::SetNodeState(_)
             | Body::SetNodeLabels(_) => (Action::OperateFleet, Target::Fleet),
             Body::CreateOrganisation(_)
             | Body::PlaceInstances(_)

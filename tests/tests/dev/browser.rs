@@ -122,13 +122,24 @@ pub(super) async fn fill(c: &Client, css: &str, text: &str) {
     el.send_keys(text).await.unwrap();
 }
 
+/// Whether `e` says the element was replaced (a live part of the page re-rendered it).
+fn stale(e: &fantoccini::error::CmdError) -> bool {
+    matches!(e, fantoccini::error::CmdError::Standard(e)
+        if e.error == fantoccini::error::ErrorStatus::StaleElementReference)
+}
+
+/// Clicks the first element `css` finds, finding it again when a live part of the page
+/// replaced it meanwhile.
 pub(super) async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let mut tries = 0;
+    loop {
+        let el = c.find(Locator::Css(css)).await.unwrap();
+        match el.click().await {
+            Ok(()) => return,
+            Err(e) if stale(&e) && tries < 5 => tries += 1,
+            Err(e) => panic!("clicking `{css}`: {e}"),
+        }
+    }
 }
 
 /// The text of the first element `css` finds. A live part of the page (a server-sent event)
@@ -139,12 +150,7 @@ pub(super) async fn text(c: &Client, css: &str) -> String {
         let el = c.find(Locator::Css(css)).await.unwrap();
         match el.text().await {
             Ok(t) => return t,
-            Err(fantoccini::error::CmdError::Standard(e))
-                if e.error == fantoccini::error::ErrorStatus::StaleElementReference
-                    && tries < 5 =>
-            {
-                tries += 1;
-            }
+            Err(e) if stale(&e) && tries < 5 => tries += 1,
             Err(e) => panic!("the text of `{css}`: {e}"),
         }
     }

@@ -327,6 +327,35 @@ async fn two_partners_on_two_domains_see_only_their_own() {
             .all(|r| r["region"] == "mrs-edge"),
         "{pop}"
     );
+    // Its hosts are EdgeNet's to cordon, not Fibra's; VMCloud's hosts are not EdgeNet's.
+    let pop_node = pop["hosts"][0]["id"].as_str().unwrap().to_owned();
+    let (status, answer) = api
+        .call(
+            "PATCH",
+            &format!("/v1/nodes/{pop_node}"),
+            Some(&fibra_admin),
+            Some(json!({"state": "cordoned"})),
+        )
+        .await;
+    assert!(status == 403 || status == 404, "{status} {answer}");
+    let (_, nodes) = api.call("GET", "/v1/nodes", Some(&operator), None).await;
+    let vmcloud_node = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["region"] != "mrs-edge")
+        .and_then(|n| n["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let (status, answer) = api
+        .call(
+            "PATCH",
+            &format!("/v1/nodes/{vmcloud_node}"),
+            Some(&edge_admin),
+            Some(json!({"state": "cordoned"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{answer}");
 
     // Both portals in Chromium.
     let (Some(chromium), Some(chromedriver)) = (
@@ -414,5 +443,16 @@ async fn two_partners_on_two_domains_see_only_their_own() {
         "{fees}"
     );
     shots.take(&c, "customer-made").await;
+    // Its admin cordons one of its POP's hosts, and puts it back.
+    let node = pop["hosts"][0]["id"].as_str().unwrap().to_owned();
+    click(&c, &format!("#cordon-{node}")).await;
+    wait_for(&c, &format!("#ready-{node}"), Duration::from_secs(10)).await;
+    assert_eq!(
+        text(&c, &format!("tr[data-node='{node}'] td.state")).await,
+        "cordoned"
+    );
+    shots.take(&c, "pop-host-cordoned").await;
+    click(&c, &format!("#ready-{node}")).await;
+    wait_for(&c, &format!("#cordon-{node}"), Duration::from_secs(10)).await;
     let _ = c.close().await;
 }
