@@ -520,6 +520,7 @@ pub async fn ensure_demo_partner(
         ranges: vec![DEMO_PARTNER_SITE_RANGE.to_owned()],
         seats: 24,
         org_id: school_id,
+        device_codes: Vec::new(),
     }));
     for body in bodies {
         cluster.propose(body).await??;

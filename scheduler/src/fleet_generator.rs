@@ -88,6 +88,7 @@ pub fn generate_fleet(hosts: usize, seed: u64, gpu_fill: f64) -> ClusterState {
             down_by_liveness: false,
             underlay_ipv4: None,
             ipv6_prefix: None,
+            partner: None,
         };
         // Fill: GPU hosts get GPU instances on ~gpu_fill of their GPUs; CPU hosts get VPSes.
         let mut bound = Vec::new();

@@ -58,6 +58,7 @@ fn site(partner: &str, id: &str, ranges: &[&str], seats: u32) -> Body {
         ranges: ranges.iter().map(|r| (*r).to_owned()).collect(),
         seats,
         org_id: String::new(),
+        device_codes: Vec::new(),
     })
 }
 
@@ -67,6 +68,17 @@ fn launch_from(
     project: &str,
     profile: &str,
     source: &str,
+) -> Result<InstanceId, Rejected> {
+    launch_with(f, project, profile, source, "")
+}
+
+/// [`launch_from`] on a terminal with a device code.
+fn launch_with(
+    f: &mut Fleet,
+    project: &str,
+    profile: &str,
+    source: &str,
+    device: &str,
 ) -> Result<InstanceId, Rejected> {
     let id = InstanceId::generate();
     let r = f.try_apply(Body::CreateInstance(pb::CreateInstance {
@@ -87,6 +99,7 @@ fn launch_from(
             rollover_hours: 15,
             session_max_s: 6 * 3600,
             source: source.into(),
+            device_code: device.into(),
             ..Default::default()
         }),
         ..Default::default()
@@ -526,4 +539,66 @@ fn a_partner_hands_out_quota_and_entitlements_within_its_allowance() {
     f.at += 2 * HOUR;
     as_user(&mut f, EDGE_ADMIN, grant("ent-3", 0)).unwrap();
     assert_eq!(f.state.handed_out("edgenet", f.at).entitlements, 2);
+}
+
+#[test]
+fn a_sites_registered_device_takes_a_seat_wherever_it_is() {
+    let mut f = two_partners();
+    f.host("h1", "r1", 8);
+    edge_household(&mut f);
+    let kiosk = |partner: &str, id: &str, codes: &[&str]| {
+        let mut body = site(partner, id, &[], 1);
+        if let Body::PutPartnerSite(s) = &mut body {
+            s.device_codes = codes.iter().map(|c| (*c).to_owned()).collect();
+        }
+        body
+    };
+    as_user(
+        &mut f,
+        EDGE_ADMIN,
+        kiosk("edgenet", "kiosk", &["cdi-poste-07"]),
+    )
+    .unwrap();
+    assert_eq!(
+        f.state.partners["edgenet"].sites["kiosk"].device_codes,
+        vec!["CDI-POSTE-07"]
+    );
+    // From any address, the registered terminal takes the site's seat…
+    let a = launch_with(&mut f, HOME_PROJECT, "pf-a", "198.51.100.7", "CDI-POSTE-07").unwrap();
+    assert_eq!(
+        f.state.instances[&a]
+            .session
+            .as_ref()
+            .unwrap()
+            .site
+            .as_deref(),
+        Some("edgenet/kiosk")
+    );
+    // …and the next launch from it waits for the seat.
+    let r = launch_with(&mut f, HOME_PROJECT, "pf-b", "203.0.113.9", "cdi-poste-07");
+    assert!(
+        matches!(
+            r,
+            Err(Rejected::LaunchRefused {
+                reason: LaunchRefusal::SiteFull,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    // A device belongs to one site; a code is checked.
+    let r = as_user(
+        &mut f,
+        FIBRA_ADMIN,
+        kiosk("fibra", "lib", &["CDI-POSTE-07"]),
+    );
+    assert!(
+        matches!(&r, Err(Rejected::Conflict(m)) if m.contains("another partner's site")),
+        "{r:?}"
+    );
+    let r = as_user(&mut f, EDGE_ADMIN, kiosk("edgenet", "bad", &["x"]));
+    assert!(
+        matches!(&r, Err(Rejected::Invalid(m)) if m.contains("device code `x`")),
+        "{r:?}"
+    );
 }

@@ -332,3 +332,65 @@ fn a_partners_admins_cordon_and_drain_its_pop_hosts_only() {
     assert!(matches!(r, Err(Rejected::Forbidden(_))), "{r:?}");
     as_user(&mut f, EDGE_ADMIN, state(&pop, pb::NodeState::Ready)).unwrap();
 }
+
+#[test]
+fn a_partners_hosts_join_with_its_tokens_into_its_pops_only() {
+    let mut f = two_partners();
+    f.host("h-par", "r1", 0);
+    let until = f.at + HOUR;
+    let token = |id: &str, node: &str, partner: &str| {
+        Body::CreateJoinToken(pb::CreateJoinToken {
+            token_id: id.into(),
+            node_id: node.into(),
+            secret_sha256: vec![1; 32],
+            expires_at_unix_ms: until,
+            created_by: "partner".into(),
+            partner_id: partner.into(),
+        })
+    };
+    // Not a name VMCloud's host has; not for another partner; not a VMCloud token.
+    let r = as_user(
+        &mut f,
+        EDGE_ADMIN,
+        token("00000000000000a1", "h-par", "edgenet"),
+    );
+    assert!(
+        matches!(&r, Err(Rejected::Conflict(m)) if m.contains("not one of edgenet's")),
+        "{r:?}"
+    );
+    let r = as_user(
+        &mut f,
+        FIBRA_ADMIN,
+        token("00000000000000a2", "pop-9", "edgenet"),
+    );
+    assert!(r.is_err(), "{r:?}");
+    let r = as_user(&mut f, EDGE_ADMIN, token("00000000000000a3", "pop-9", ""));
+    assert!(matches!(r, Err(Rejected::Forbidden(_))), "{r:?}");
+    // Its token for a new host: the host joins, in its POP, as its host…
+    as_user(
+        &mut f,
+        EDGE_ADMIN,
+        token("00000000000000a4", "pop-9", "edgenet"),
+    )
+    .unwrap();
+    f.apply(Body::UseJoinToken(pb::UseJoinToken {
+        token_id: "00000000000000a4".into(),
+        node_id: "pop-9".into(),
+    }));
+    let node = f.host_in("edgenet-pop", "pop-9", "r1", 0);
+    assert_eq!(f.state.nodes[&node].partner.as_deref(), Some("edgenet"));
+    // …and never reports itself in VMCloud's datacenter.
+    let r = f.try_apply(Body::RegisterNode(pb::RegisterNode {
+        node_id: "pop-9".into(),
+        inventory: Some(pb::HostInventory {
+            region: "par".into(),
+            ..Default::default()
+        }),
+        build: None,
+    }));
+    assert!(
+        matches!(&r, Err(Rejected::Forbidden(m)) if m.contains("only be in its POPs (edgenet-pop)")),
+        "{r:?}"
+    );
+    assert_eq!(f.state.nodes[&node].region, "edgenet-pop");
+}

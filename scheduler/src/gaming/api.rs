@@ -866,6 +866,10 @@ pub struct HouseholdLaunch {
     pub region: Option<String>,
     #[serde(default)]
     pub latency: Option<LatencyRequest>,
+    /// The terminal's device code (a partner site's kiosk or console): it takes one of the
+    /// site's seats.
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 /// The household's project, when `who` may play as `profile` of `org`: the owner as any
@@ -947,6 +951,7 @@ pub async fn launch(
             rollover_hours: fair.rollover,
             session_max_s: fair.session_max_h * 3600,
             source: who.source.clone(),
+            device_code: req.device.clone().unwrap_or_default(),
             ..Default::default()
         },
     )?;

@@ -579,7 +579,7 @@ impl ClusterState {
         }
         cap = cap.min(left);
         // A partner's site: a seat free.
-        let site = self.admit_site(&org, &s.source)?;
+        let site = self.admit_site(&org, &s.source, &s.device_code)?;
         if unlocked {
             let household = self.gaming.households.get_mut(&org).expect("found above");
             household

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use vmcloud_proto::NodeId;
 use vmcloud_proto::pb::{self, command::Body};
 
-use crate::api::context::{ApiJson, ApiQuery, ApiState, Operator, created, rfc3339};
+use crate::api::context::{ApiJson, ApiQuery, ApiState, Operator, Who, created, rfc3339};
 use crate::api::problem::Problem;
 use crate::clock::now_ms;
 use crate::join::types::{DEFAULT_TTL_S, JoinToken, MAX_TTL_S, MIN_TTL_S, TokenSecret};
+use crate::tenancy::authz::{Action, Resource};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +22,10 @@ pub struct CreateTokenRequest {
     /// Seconds the token stays valid (60 to 604800; default 900).
     #[serde(default)]
     pub ttl_s: Option<u64>,
+    /// A partner's token (its admins make it): the host is the partner's and may only be in
+    /// its POPs.
+    #[serde(default)]
+    pub partner: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -67,11 +72,17 @@ pub struct TokenList {
     pub next_cursor: Option<String>,
 }
 
+/// `POST /v1/join-tokens`: operators make a token for any host; a partner's admins for their
+/// own (`partner`).
 pub async fn create(
     State(s): State<ApiState>,
-    Operator(operator): Operator,
+    operator: Who,
     ApiJson(req): ApiJson<CreateTokenRequest>,
 ) -> Result<Response, Problem> {
+    match &req.partner {
+        Some(p) => operator.may(&s, Action::ManagePartner, Resource::Partner(p))?,
+        None => Operator::check(&s, &operator)?,
+    }
     let node = NodeId::parse(&req.node_name).map_err(|e| {
         Problem::unprocessable("invalid-node-name", "Invalid node name", e.to_string())
     })?;
@@ -90,6 +101,7 @@ pub async fn create(
         secret_sha256: secret.secret_sha256(),
         expires_at_unix_ms: now_ms() + (ttl * 1000) as i64,
         created_by: operator.principal.to_string(),
+        partner_id: req.partner.clone().unwrap_or_default(),
     };
     s.cluster
         .propose_as(operator.actor(), Body::CreateJoinToken(command))

@@ -14,6 +14,20 @@ impl ClusterState {
         if self.join_tokens.contains_key(&c.token_id) {
             return Err(Rejected::Exists(format!("join token {}", c.token_id)));
         }
+        let partner = (!c.partner_id.is_empty()).then(|| c.partner_id.clone());
+        if let Some(p) = &partner {
+            if !self.partners.contains_key(p) {
+                return Err(Rejected::NotFound(format!("partner {p}")));
+            }
+            // A partner names new hosts, or its own: never one of VMCloud's or another's.
+            if let Some(n) = self.nodes.get(&node)
+                && n.partner.as_ref() != Some(p)
+            {
+                return Err(Rejected::Conflict(format!(
+                    "host {node} exists and is not one of {p}'s: give your new host another name"
+                )));
+            }
+        }
         // Tokens dead for a day are forgotten, so the map stays small.
         let dead: Vec<String> = self
             .join_tokens
@@ -34,6 +48,7 @@ impl ClusterState {
                 expires_at_ms: c.expires_at_unix_ms,
                 created_by: c.created_by,
                 used_at_ms: None,
+                partner,
             },
         );
         Ok(Applied::Done)
@@ -85,6 +100,7 @@ mod tests {
             secret_sha256: secret.secret_sha256(),
             expires_at_unix_ms: 1_000 + 900_000,
             created_by: "acct-ops".into(),
+            partner_id: String::new(),
         };
         apply(
             &mut s,
@@ -125,6 +141,7 @@ mod tests {
                 secret_sha256: late.secret_sha256(),
                 expires_at_unix_ms: 4_000,
                 created_by: "acct-ops".into(),
+                partner_id: String::new(),
             }),
         )
         .unwrap();

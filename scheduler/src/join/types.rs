@@ -27,6 +27,9 @@ pub struct JoinToken {
     pub created_by: String,
     /// When a host used it; a used token is never accepted again.
     pub used_at_ms: Option<i64>,
+    /// A partner's token: its host is the partner's, in one of its POPs.
+    #[serde(default)]
+    pub partner: Option<String>,
 }
 
 /// A token as handed to the operator, once.

@@ -53,6 +53,32 @@ impl ClusterState {
                 inv.ipv6_prefix, other.id
             )));
         }
+        // A partner's host (it joined with the partner's token) stays in the partner's POPs.
+        let partner = self
+            .nodes
+            .get(&id)
+            .and_then(|n| n.partner.clone())
+            .or_else(|| {
+                self.join_tokens
+                    .values()
+                    .filter(|t| t.node == id && t.used_at_ms.is_some())
+                    .max_by_key(|t| t.used_at_ms)
+                    .and_then(|t| t.partner.clone())
+            });
+        if let Some(p) = &partner {
+            let pops = self
+                .partners
+                .get(p)
+                .map(|p| p.pops.clone())
+                .unwrap_or_default();
+            if !pops.contains(&inv.region) {
+                return Err(Rejected::Forbidden(format!(
+                    "host {id} joined with partner {p}'s token: it may only be in its POPs ({}), not in `{}`",
+                    pops.join(", "),
+                    inv.region
+                )));
+            }
+        }
         self.index.usage.entry(id.clone()).or_default();
         // The inventory is replaced; what operators set (state, labels, pools, drain) and
         // what the node went through (generation, first registration, a down) stay.
@@ -60,7 +86,9 @@ impl ClusterState {
             .nodes
             .entry(id.clone())
             .or_insert_with(|| Arc::new(Node::new(id, at)));
-        Arc::make_mut(node).take_inventory(inv, build);
+        let node = Arc::make_mut(node);
+        node.take_inventory(inv, build);
+        node.partner = partner;
         Ok(Applied::Done)
     }
 

@@ -128,6 +128,9 @@ pub struct Node {
     /// The host's IPv6 /64 (its first address): its instances' addresses are in it.
     #[serde(default)]
     pub ipv6_prefix: Option<std::net::Ipv6Addr>,
+    /// A partner's host (it joined with the partner's token): it stays in the partner's POPs.
+    #[serde(default)]
+    pub partner: Option<String>,
 }
 
 /// One GPU of a host.
@@ -190,6 +193,7 @@ impl Node {
             down_by_liveness: false,
             underlay_ipv4: None,
             ipv6_prefix: None,
+            partner: None,
         }
     }
 

@@ -10,7 +10,7 @@ use vmcloud_billing::money::Currency;
 use vmcloud_proto::OrgId;
 use vmcloud_proto::pb;
 
-use crate::partners::types::{Allowance, Licence, MAX_RANGES, MAX_SITES, Site};
+use crate::partners::types::{Allowance, Licence, MAX_DEVICES, MAX_RANGES, MAX_SITES, Site};
 use crate::state::rejected::LaunchRefusal;
 use crate::state::{Applied, ApplyResult, ClusterState, Rejected};
 
@@ -47,13 +47,32 @@ pub fn site_id(s: &str) -> Result<&str, Rejected> {
     }
 }
 
+/// Device codes, upper case, checked: 4 to 32 letters, digits and `-`, without repeats.
+fn device_codes(given: &[String]) -> Result<Vec<String>, Rejected> {
+    if given.len() > MAX_DEVICES {
+        return Err(invalid(format!(
+            "a site has {MAX_DEVICES} device codes at most"
+        )));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for code in given {
+        let c = code.trim().to_ascii_uppercase();
+        let ok = (4..=32).contains(&c.len())
+            && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !ok {
+            return Err(invalid(format!(
+                "device code `{code}` is not valid: use 4 to 32 letters, digits and `-` (e.g. `CDI-POSTE-07`)"
+            )));
+        }
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 /// Ranges as CIDRs, normalised (`192.0.2.7/24` → `192.0.2.0/24`), without repeats.
 fn ranges(given: &[String]) -> Result<Vec<ipnet::IpNet>, Rejected> {
-    if given.is_empty() {
-        return Err(invalid(
-            "a site needs at least one address range (a CIDR such as `192.0.2.0/24`)".into(),
-        ));
-    }
     if given.len() > MAX_RANGES {
         return Err(invalid(format!(
             "a site has {MAX_RANGES} address ranges at most"
@@ -165,11 +184,27 @@ impl ClusterState {
             )));
         }
         let nets = ranges(&c.ranges)?;
+        let devices = device_codes(&c.device_codes)?;
+        if nets.is_empty() && devices.is_empty() {
+            return Err(invalid(
+                "a site needs at least one address range (a CIDR such as `192.0.2.0/24`) or device code".into(),
+            ));
+        }
         // No address belongs to two sites, of this partner or another.
         for (pid, p) in &self.partners {
             for (sid, s) in &p.sites {
                 if pid == &partner.id && sid == &id {
                     continue;
+                }
+                if let Some(d) = devices.iter().find(|d| s.device_codes.contains(d)) {
+                    return Err(Rejected::Conflict(format!(
+                        "device {d} is already a terminal of {}: a device belongs to one site only",
+                        if pid == &partner.id {
+                            format!("your site `{sid}`")
+                        } else {
+                            "another partner's site".to_owned()
+                        }
+                    )));
                 }
                 for theirs in s
                     .ranges
@@ -197,6 +232,7 @@ impl ClusterState {
             seats: c.seats,
             org,
             created_at_ms,
+            device_codes: devices,
         };
         self.partners
             .get_mut(&c.partner_id)
@@ -220,10 +256,14 @@ impl ClusterState {
 
     /// The site of `org`'s partner a launch from `source` comes from (its key), checked to have
     /// a seat free; none when the organisation is no partner's or the address is in no site.
-    pub(crate) fn admit_site(&self, org: &OrgId, source: &str) -> Result<Option<String>, Rejected> {
-        let Ok(address) = source.parse::<IpAddr>() else {
-            return Ok(None);
-        };
+    pub(crate) fn admit_site(
+        &self,
+        org: &OrgId,
+        source: &str,
+        device: &str,
+    ) -> Result<Option<String>, Rejected> {
+        let address = source.parse::<IpAddr>().ok();
+        let device = device.trim().to_ascii_uppercase();
         let Some(partner) = self
             .organisations
             .get(org)
@@ -232,10 +272,16 @@ impl ClusterState {
         else {
             return Ok(None);
         };
+        // A registered device first, wherever it is; then the address.
+        let mine = |s: &&Site| s.org.as_ref().is_none_or(|o| o == org);
         let Some(site) = partner
             .sites
             .values()
-            .find(|s| s.org.as_ref().is_none_or(|o| o == org) && s.covers(address))
+            .filter(mine)
+            .find(|s| !device.is_empty() && s.device_codes.contains(&device))
+            .or_else(|| {
+                address.and_then(|a| partner.sites.values().filter(mine).find(|s| s.covers(a)))
+            })
         else {
             return Ok(None);
         };

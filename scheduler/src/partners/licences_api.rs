@@ -144,6 +144,8 @@ pub struct SiteView {
     pub seats: u32,
     /// Seats taken by sessions running now.
     pub seats_used: u32,
+    /// Its terminals' device codes.
+    pub device_codes: Vec<String>,
     /// The customer it belongs to; absent: any of the partner's customers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub org_id: Option<String>,
@@ -158,6 +160,7 @@ impl SiteView {
             ranges: s.ranges.clone(),
             seats: s.seats,
             seats_used: state.seats_used(&Site::key(partner, &s.id)),
+            device_codes: s.device_codes.clone(),
             org_id: s.org.as_ref().map(ToString::to_string),
             created_at: rfc3339(s.created_at_ms),
         }
@@ -195,7 +198,11 @@ pub async fn sites(
 pub struct SiteRequest {
     pub name: String,
     /// CIDRs its terminals launch from (`192.0.2.0/24`), overlapping no other site's.
+    #[serde(default)]
     pub ranges: Vec<String>,
+    /// Its terminals' device codes (a launch giving one takes a seat wherever it comes from).
+    #[serde(default)]
+    pub device_codes: Vec<String>,
     /// How many of its terminals may play at once.
     pub seats: u32,
     /// The customer it belongs to; absent: any of the partner's customers.
@@ -222,6 +229,7 @@ pub async fn put_site(
                 ranges: req.ranges,
                 seats: req.seats,
                 org_id: req.org_id.unwrap_or_default(),
+                device_codes: req.device_codes,
             }),
         )
         .await?;

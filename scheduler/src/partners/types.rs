@@ -113,6 +113,9 @@ pub struct Site {
     /// The customer it belongs to; absent: any of the partner's customers.
     pub org: Option<OrgId>,
     pub created_at_ms: i64,
+    /// Its terminals' device codes (upper case).
+    #[serde(default)]
+    pub device_codes: Vec<String>,
 }
 
 impl Site {
@@ -130,6 +133,7 @@ impl Site {
     }
 }
 
-/// The most sites a partner has, and the most ranges a site has.
+/// The most sites a partner has, the most ranges and device codes a site has.
 pub const MAX_SITES: usize = 1000;
 pub const MAX_RANGES: usize = 64;
+pub const MAX_DEVICES: usize = 10_000;

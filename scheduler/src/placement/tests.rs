@@ -39,6 +39,7 @@ fn node(id: &str, region: &str, threads: u32, mem_gib: u64) -> Node {
         down_by_liveness: false,
         underlay_ipv4: None,
         ipv6_prefix: None,
+        partner: None,
     }
 }
 

@@ -235,6 +235,12 @@ impl ClusterState {
                 Some(p) => (Action::ManagePartner, Target::Partner(p.to_owned())),
                 None => (Action::OperateFleet, Target::Fleet),
             },
+            // A partner's admins make join tokens for its own hosts; operators any.
+            Body::CreateJoinToken(c) if !c.partner_id.is_empty() => (
+                Action::ManagePartner,
+                Target::Partner(c.partner_id.clone()),
+            ),
+            Body::CreateJoinToken(_) => (Action::OperateFleet, Target::Fleet),
             // A partner's admins cordon and drain the hosts of its POPs; operators any host.
             Body::SetNodeState(c) => match NodeId::parse(&c.node_id)
                 .ok()
@@ -247,7 +253,6 @@ impl ClusterState {
             Body::UpdateProject(_)
             | Body::SetRateLimit(_)
             | Body::DecideQuotaRequest(_)
-            | Body::CreateJoinToken(_)
             | Body::DeclareIncident(_)
             | Body::UpdateIncident(_)
             | Body::SetNodeLabels(_) => (Action::OperateFleet, Target::Fleet),

@@ -266,6 +266,7 @@ fn body_for(method: &str, template: &str, a: &OrgA) -> Option<Value> {
         ("POST", "/v1/households/{id}/share-play") => {
             Some(json!({"profile": "pf-0000000000000001", "code": "ABCD-EFGH"}))
         }
+        ("POST", "/v1/join-tokens") => Some(json!({"node_name": "intruder-1"})),
         ("POST", "/v1/partners") => Some(json!({"id": "intruder", "name": "Intruder",
             "billing_country": "FR", "admin_email": "bob@example.org"})),
         ("POST", "/v1/partners/{id}/customers") => Some(json!({"name": "Intruder",

@@ -1,7 +1,8 @@
 //! Partners' licences through `vmcloud dev`: the demo partner's terms and school site, a site
 //! EdgeNet adds for this machine's address whose one seat a launch of its household takes (the
-//! next launch from there refused), its POP closed to VMCloud's own customers, and its monthly
-//! statement as JSON and CSV.
+//! next launch from there refused), a kiosk registered by device code, join tokens for its own
+//! hosts only, its POP closed to VMCloud's own customers, and its monthly statement as JSON and
+//! CSV.
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -195,6 +196,75 @@ async fn a_partners_sites_seats_pop_and_statement() {
             .contains("all 1 seats of Médiathèque are in use"),
         "{refused}"
     );
+
+    // A kiosk registered by its device code takes a seat of its own site, wherever it is.
+    let (status, kiosk) = api
+        .call(
+            "PUT",
+            "/v1/partners/edgenet/sites/kiosk",
+            Some(&edge_admin),
+            Some(json!({"name": "Borne du hall", "device_codes": ["borne-01"], "seats": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{kiosk}");
+    assert_eq!(kiosk["device_codes"], json!(["BORNE-01"]), "{kiosk}");
+    let mut on_kiosk = launch(&profiles[1]);
+    on_kiosk["device"] = json!("BORNE-01");
+    let (status, second) = api.call("POST", &path, Some(&ines), Some(on_kiosk)).await;
+    assert!((200..300).contains(&status), "{status} {second}");
+    let (_, kiosk) = api
+        .call("GET", "/v1/partners/edgenet/sites", Some(&edge_admin), None)
+        .await;
+    assert!(
+        kiosk["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == "kiosk" && s["seats_used"] == 1),
+        "{kiosk}"
+    );
+
+    // Its hosts join with its own tokens: new names only, never a VMCloud host's.
+    let (status, token) = api
+        .call(
+            "POST",
+            "/v1/join-tokens",
+            Some(&edge_admin),
+            Some(json!({"node_name": "mrs-pop-h09", "partner": "edgenet"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    assert!(
+        token["token"].as_str().unwrap().starts_with("vmcjoin_"),
+        "{token}"
+    );
+    let (_, nodes) = api.call("GET", "/v1/nodes", Some(&operator), None).await;
+    let vmcloud_node = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["region"] != "mrs-edge")
+        .and_then(|n| n["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let (status, answer) = api
+        .call(
+            "POST",
+            "/v1/join-tokens",
+            Some(&edge_admin),
+            Some(json!({"node_name": vmcloud_node, "partner": "edgenet"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    let (status, _) = api
+        .call(
+            "POST",
+            "/v1/join-tokens",
+            Some(&edge_admin),
+            Some(json!({"node_name": "mrs-pop-h10"})),
+        )
+        .await;
+    assert_eq!(status, 403, "a VMCloud token is the operators'");
 
     // EdgeNet's POP runs its customers' work only.
     let (ann, _, _) = customer(&fx, &api, "ann@example.org", "Ann's Shop").await;
