@@ -511,6 +511,7 @@ pub async fn ensure_demo_partner(
             vcpus: Some(512),
             gpus: Some(32),
             entitlements: Some(1000),
+            ..Default::default()
         }),
     }));
     bodies.push(Body::PutPartnerSite(pb::PutPartnerSite {

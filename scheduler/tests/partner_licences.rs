@@ -484,6 +484,8 @@ fn a_partner_hands_out_quota_and_entitlements_within_its_allowance() {
             vcpus: Some(64),
             gpus: Some(4),
             entitlements: Some(2),
+            limit_plans: true,
+            plans: vec!["game-standard".into()],
         }),
     }));
     let school = format!("prj-{EDGE_CUSTOMER}");
@@ -539,6 +541,22 @@ fn a_partner_hands_out_quota_and_entitlements_within_its_allowance() {
     f.at += 2 * HOUR;
     as_user(&mut f, EDGE_ADMIN, grant("ent-3", 0)).unwrap();
     assert_eq!(f.state.handed_out("edgenet", f.at).entitlements, 2);
+    // Plans: those the partner offers, set by its admins (or the customer).
+    let plan = |plan: &str| {
+        Body::SetPlan(pb::SetPlan {
+            org_id: HOME.into(),
+            plan: plan.into(),
+        })
+    };
+    let r = as_user(&mut f, EDGE_ADMIN, plan("game-priority-plus"));
+    assert!(
+        matches!(&r, Err(Rejected::Conflict(m))
+            if m.contains("offers its customers the plans game-standard, not `game-priority-plus`")),
+        "{r:?}"
+    );
+    as_user(&mut f, EDGE_ADMIN, plan("game-standard")).unwrap();
+    let r = as_user(&mut f, FIBRA_ADMIN, plan("game-standard"));
+    assert!(r.is_err(), "{r:?}");
 }
 
 #[test]

@@ -152,7 +152,7 @@ fn login_form(ctx: &Ctx, f: &LoginForm, problem: Option<&ApiProblem>, ask_code: 
         Msg::LogIn,
         html! {
             h1 { (ctx.t(Msg::LogIn)) }
-            @if ask_code { p.notice role="status" { (ctx.t(Msg::TotpNeeded)) } }
+            @if ask_code { p.notice #totp-needed role="status" { (ctx.t(Msg::TotpNeeded)) } }
             @else if let Some(p) = problem { p.problem role="alert" { (p.detail) } }
             form.card method="post" action="/login" {
                 (ctx.csrf_field())

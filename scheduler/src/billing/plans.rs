@@ -85,6 +85,9 @@ impl ClusterState {
                 s.reason
             )));
         }
+        // A partner's customer: the plans its partner offers.
+        self.plan_allowed(&org, &c.plan)?;
+        let account = self.billing.accounts.entry(org.clone()).or_default();
         let held = account
             .plan_spans
             .iter_mut()

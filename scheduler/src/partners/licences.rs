@@ -133,6 +133,7 @@ impl ClusterState {
                 vcpus: a.vcpus,
                 gpus: a.gpus,
                 entitlements: a.entitlements,
+                plans: a.limit_plans.then_some(a.plans),
             },
         };
         self.partners
@@ -353,6 +354,33 @@ impl ClusterState {
     }
 }
 
+impl ClusterState {
+    /// Refuses plan `plan` for `org` when it is a partner's customer and the partner's
+    /// allowance does not offer it.
+    pub(crate) fn plan_allowed(&self, org: &OrgId, plan: &str) -> Result<(), Rejected> {
+        let Some(p) = self
+            .organisations
+            .get(org)
+            .and_then(|o| o.partner.as_ref())
+            .and_then(|p| self.partners.get(p))
+        else {
+            return Ok(());
+        };
+        match &p.licence.allowance.plans {
+            Some(plans) if !plans.iter().any(|x| x == plan) => Err(Rejected::Conflict(format!(
+                "{} offers its customers the plans {}, not `{plan}`: choose one of those",
+                p.display_name(),
+                if plans.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    plans.join(", ")
+                }
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What a partner has handed out to its customers: (quota vCPUs, quota GPUs, entitlements in
 /// force at `at`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -411,6 +439,7 @@ impl ClusterState {
             vcpus,
             gpus,
             entitlements,
+            ..
         } = p.licence.allowance;
         for (what, cap, wanted) in [
             ("vCPUs of quota", vcpus, after.vcpus),

@@ -55,6 +55,9 @@ pub struct AllowanceView {
     /// Entitlements in force in its customers' households.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entitlements: Option<u64>,
+    /// The plans its customers may take (absent: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plans: Option<Vec<String>>,
 }
 
 impl LicenceView {
@@ -70,11 +73,13 @@ impl LicenceView {
                 vcpus: a.vcpus.map(u64::from),
                 gpus: a.gpus.map(u64::from),
                 entitlements: a.entitlements.map(u64::from),
+                plans: a.plans.clone(),
             },
             handed_out: Some(AllowanceView {
                 vcpus: Some(out.vcpus),
                 gpus: Some(out.gpus),
                 entitlements: Some(out.entitlements),
+                plans: None,
             }),
         }
     }
@@ -121,6 +126,8 @@ pub async fn set_licence(
                     vcpus: cap(req.allowance.vcpus),
                     gpus: cap(req.allowance.gpus),
                     entitlements: cap(req.allowance.entitlements),
+                    limit_plans: req.allowance.plans.is_some(),
+                    plans: req.allowance.plans.clone().unwrap_or_default(),
                 }),
             }),
         )

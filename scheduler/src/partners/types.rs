@@ -85,6 +85,9 @@ pub struct Allowance {
     pub gpus: Option<u32>,
     /// Entitlements it grants that are in force.
     pub entitlements: Option<u32>,
+    /// The plans its customers may take (price book ids); `None`: any.
+    #[serde(default)]
+    pub plans: Option<Vec<String>>,
 }
 
 impl Default for Licence {

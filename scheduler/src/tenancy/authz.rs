@@ -119,7 +119,9 @@ pub fn partner_customer_allows(role: Role, action: Action) -> bool {
     let admin = matches!(role, Role::Owner | Role::Admin | Role::ProjectAdmin);
     match action {
         ReadOrg | ReadProject | ReadBilling => true,
-        ManageOrg | ManageMembers | CreateProject | ManageProject => admin,
+        // A partner's admins run their customers' accounts, billing (plans within the
+        // partner's offer, payment methods) included.
+        ManageOrg | ManageMembers | CreateProject | ManageProject | ManageBilling => admin,
         _ => false,
     }
 }
