@@ -11,7 +11,10 @@
 //! - when most of a datacenter's nodes go silent at once (at least `partition_fraction` of
 //!   them, and at least `partition_min_nodes`), the leader suspects the link to that
 //!   datacenter, raises an alarm and declares none of its nodes down; an operator who confirms
-//!   the hosts are really gone marks them down (`vmcloud node down`).
+//!   the hosts are really gone marks them down (`vmcloud node down`);
+//! - when such an alarm clears (the link came back, some agents are heard again), the
+//!   datacenter's nodes get `grace` again before any is declared down: thousands of agents
+//!   reconnect over tens of seconds, and those not back yet are past `down_after` already.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -103,16 +106,23 @@ fn jitter_of(node: &NodeId) -> f64 {
 
 /// Decides liveness from what the leader heard. Pure: the caller gives the time.
 ///
-/// `last_first_heard`: when this leader last heard a node for the first time.
+/// `last_first_heard`: when this leader last heard a node for the first time; `healed`: when
+/// each datacenter's partition alarm last cleared.
 pub fn evaluate(
     config: &LivenessConfig,
     leader_since: Instant,
     now: Instant,
     nodes: &[NodeFacts],
     last_first_heard: Option<Instant>,
+    healed: &BTreeMap<String, Instant>,
 ) -> Verdict {
     let mut verdict = Verdict::default();
     let in_grace = now.saturating_duration_since(leader_since) < config.grace;
+    let healing = |region: &str| {
+        healed
+            .get(region)
+            .is_some_and(|h| now.saturating_duration_since(*h) < config.grace)
+    };
     let reattaching =
         last_first_heard.is_some_and(|t| now.saturating_duration_since(t) < config.reattach_quiet);
     let silent_for = |n: &NodeFacts| {
@@ -160,6 +170,7 @@ pub fn evaluate(
                 && !in_grace
                 && !awaited
                 && !partitioned.contains(n.region.as_str())
+                && !healing(&n.region)
             {
                 verdict.declare_down.push(n.id.clone());
             }
@@ -188,6 +199,7 @@ pub async fn run(
     let mut leader_since: Option<Instant> = None;
     let mut last_heard: HashMap<NodeId, Instant> = HashMap::new();
     let mut alarmed: BTreeSet<String> = BTreeSet::new();
+    let mut healed: BTreeMap<String, Instant> = BTreeMap::new();
     let mut last_first_heard: Option<Instant> = None;
     loop {
         tick.tick().await;
@@ -195,6 +207,8 @@ pub async fn run(
             leader_since = None;
             last_heard.clear();
             last_first_heard = None;
+            alarmed.clear();
+            healed.clear();
             *view.lock().unwrap() = Verdict::default();
             continue;
         }
@@ -225,7 +239,9 @@ pub async fn run(
         for n in &mut nodes {
             n.last_heard = last_heard.get(&n.id).copied();
         }
-        let verdict = evaluate(&config, since, Instant::now(), &nodes, last_first_heard);
+        let now = Instant::now();
+        healed.retain(|_, h| now.saturating_duration_since(*h) < config.grace);
+        let verdict = evaluate(&config, since, now, &nodes, last_first_heard, &healed);
         for alarm in &verdict.alarms {
             if alarmed.insert(alarm.region.clone()) {
                 tracing::error!(
@@ -236,7 +252,20 @@ pub async fn run(
                 );
             }
         }
-        alarmed.retain(|r| verdict.alarms.iter().any(|a| &a.region == r));
+        // An alarm that cleared: the datacenter is heard again; its hosts get the grace to
+        // re-attach before any is declared down.
+        alarmed.retain(|r| {
+            let still = verdict.alarms.iter().any(|a| &a.region == r);
+            if !still {
+                tracing::warn!(
+                    region = r.as_str(),
+                    grace = ?config.grace,
+                    "the datacenter is heard again: its hosts have the grace to re-attach before any is declared down"
+                );
+                healed.insert(r.clone(), now);
+            }
+            still
+        });
         for node in &verdict.declare_down {
             let silent = last_heard
                 .get(node)
@@ -347,12 +376,44 @@ mod tests {
             .collect();
         // Past grace + down_after (+ jitter), but an agent was first heard 5 s ago: the
         // re-attachment is still under way, nobody unheard is declared down.
-        let v = evaluate(&config, t0, at(100), &nodes, Some(at(95)));
+        let v = evaluate(&config, t0, at(100), &nodes, Some(at(95)), &BTreeMap::new());
         assert!(v.alarms.is_empty());
         assert!(v.declare_down.is_empty(), "{:?}", v.declare_down);
         // Arrivals stopped 10 s ago: the three that never came back are declared down.
-        let v = evaluate(&config, t0, at(100), &nodes, Some(at(90)));
+        let v = evaluate(&config, t0, at(100), &nodes, Some(at(90)), &BTreeMap::new());
         assert_eq!(v.declare_down.len(), 3, "{:?}", v.declare_down);
+    }
+
+    #[test]
+    fn a_datacenter_heard_again_gives_its_hosts_the_grace_before_any_is_declared_down() {
+        let config = LivenessConfig::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // ams's link was cut from t=100 to t=190; from t=192, 15 of its 20 agents are heard
+        // again (at `now`), 5 not yet (silent since 100, past down_after and its jitter);
+        // par is fine.
+        let nodes = |now: u64| -> Vec<NodeFacts> {
+            (0..20)
+                .map(|i| {
+                    let heard = if i < 15 { at(now) } else { at(100) };
+                    node(&format!("ams-{i}"), "ams", Some(heard))
+                })
+                .chain((0..20).map(|i| node(&format!("par-{i}"), "par", Some(at(now)))))
+                .collect()
+        };
+        // Without the heal's grace, the five would be declared down: the false downs.
+        let v = evaluate(&config, t0, at(192), &nodes(192), None, &BTreeMap::new());
+        assert!(v.alarms.is_empty(), "5 of 20 silent is no partition");
+        assert_eq!(v.declare_down.len(), 5);
+        // The alarm cleared at t=191: ams's hosts have the grace to re-attach.
+        let healed = BTreeMap::from([("ams".to_owned(), at(191))]);
+        let v = evaluate(&config, t0, at(192), &nodes(192), None, &healed);
+        assert!(v.declare_down.is_empty(), "{:?}", v.declare_down);
+        let v = evaluate(&config, t0, at(220), &nodes(220), None, &healed);
+        assert!(v.declare_down.is_empty(), "{:?}", v.declare_down);
+        // Still silent once the grace is over: really gone.
+        let v = evaluate(&config, t0, at(222), &nodes(222), None, &healed);
+        assert_eq!(v.declare_down.len(), 5, "{:?}", v.declare_down);
     }
 
     #[test]
@@ -373,9 +434,23 @@ mod tests {
                 node("fra-3", "fra", Some(t0)),
             ]
         };
-        let v = evaluate(&config, leader_since, at(10), &nodes(at(10)), None);
+        let v = evaluate(
+            &config,
+            leader_since,
+            at(10),
+            &nodes(at(10)),
+            None,
+            &BTreeMap::new(),
+        );
         assert!(v.liveness.values().all(|l| *l == Liveness::Alive));
-        let v = evaluate(&config, leader_since, at(20), &nodes(at(20)), None);
+        let v = evaluate(
+            &config,
+            leader_since,
+            at(20),
+            &nodes(at(20)),
+            None,
+            &BTreeMap::new(),
+        );
         let par4 = NodeId::parse("par-4").unwrap();
         assert_eq!(v.liveness[&par4], Liveness::Suspect);
         assert!(v.declare_down.is_empty(), "suspect, not down yet");
@@ -389,15 +464,36 @@ mod tests {
             }]
         );
         // Past down_after + its jitter: par-4 is declared down; fra's nodes are not.
-        let v = evaluate(&config, leader_since, at(75), &nodes(at(75)), None);
+        let v = evaluate(
+            &config,
+            leader_since,
+            at(75),
+            &nodes(at(75)),
+            None,
+            &BTreeMap::new(),
+        );
         assert_eq!(v.declare_down, vec![par4.clone()]);
         assert_eq!(v.alarms.len(), 1);
 
         // A new leader (grace): nothing declared down in its first 30 s, whoever is silent.
-        let v = evaluate(&config, at(60), at(80), &nodes(at(80)), None);
+        let v = evaluate(
+            &config,
+            at(60),
+            at(80),
+            &nodes(at(80)),
+            None,
+            &BTreeMap::new(),
+        );
         assert!(v.declare_down.is_empty());
         // After the grace and down_after counted from the leader's start: down.
-        let v = evaluate(&config, at(60), at(60 + 75), &nodes(at(60 + 75)), None);
+        let v = evaluate(
+            &config,
+            at(60),
+            at(60 + 75),
+            &nodes(at(60 + 75)),
+            None,
+            &BTreeMap::new(),
+        );
         assert_eq!(v.declare_down, vec![par4]);
 
         // Jitter spreads the moments nodes are declared down, within 20 % of down_after.
