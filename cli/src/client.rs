@@ -14,7 +14,8 @@ use serde_json::Value;
 use crate::profile::{self, Endpoint};
 
 /// Times a request is sent again after a transient failure (the answer lost, 502, 503, 504), with
-/// the same Idempotency-Key: 0.5 s, 1 s, 2 s apart.
+/// the same Idempotency-Key: 0.5 s, 1 s, 2 s apart (or as the answer's Retry-After says, 1 to
+/// 5 s), saying so on stderr.
 const RETRIES: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -182,7 +183,26 @@ impl Client {
             };
             if transient && attempt < RETRIES {
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                // The server's Retry-After when it gave one (a leader being elected), within
+                // reason; else 0.5 s, 1 s, 2 s.
+                let wait = sent
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.headers().get(reqwest::header::RETRY_AFTER))
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(Duration::from_millis(250 << attempt), |s| {
+                        Duration::from_secs(s.clamp(1, 5))
+                    });
+                let why = match &sent {
+                    Ok(r) => format!("the API answered {}", r.status().as_u16()),
+                    Err(_) => "the answer was lost".to_owned(),
+                };
+                eprintln!(
+                    "{why}: trying again in {:.1} s (retry {attempt} of {RETRIES}, with the same Idempotency-Key: done once at most)",
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
                 continue;
             }
             break sent.map_err(|e| {
