@@ -20,7 +20,7 @@ pub struct Problem {
     pub kind: &'static str,
     pub title: &'static str,
     pub detail: String,
-    /// Seconds to wait before trying again (`Retry-After`), for `429`.
+    /// Seconds to wait before trying again (`Retry-After`), for `429` and `503`.
     pub retry_after_s: Option<u64>,
 }
 
@@ -154,13 +154,18 @@ impl From<QueryRejection> for Problem {
 }
 
 impl From<ProposeError> for Problem {
+    /// `503` with `Retry-After: 1`: a leader is being elected (or the log is behind); a retry
+    /// with the same Idempotency-Key is applied once at most.
     fn from(e: ProposeError) -> Self {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Scheduler unavailable",
-            format!("the change could not be committed: {e}; retry shortly"),
-        )
+        Problem {
+            retry_after_s: Some(1),
+            ..Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Scheduler unavailable",
+                format!("the change could not be committed: {e}; retry shortly"),
+            )
+        }
     }
 }
 
