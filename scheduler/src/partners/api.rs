@@ -68,6 +68,14 @@ fn pops(s: &ApiState, partner: &str) -> Vec<String> {
         .collect()
 }
 
+/// The partner `id`, or the answer that it does not exist.
+pub(crate) fn find<'a>(state: &'a ClusterState, id: &str) -> Result<&'a Partner, Problem> {
+    state
+        .partners
+        .get(id)
+        .ok_or_else(|| Problem::not_found(format!("partner {id} does not exist")))
+}
+
 fn invalid(detail: String) -> Problem {
     Problem::unprocessable("invalid-partner", "Invalid partner", detail)
 }
@@ -208,10 +216,7 @@ pub async fn get(
 ) -> Result<Json<PartnerView>, Problem> {
     who.may(&s, Action::ReadPartner, Resource::Partner(&id))?;
     let state = s.cluster.state();
-    let p = state
-        .partners
-        .get(&id)
-        .ok_or_else(|| Problem::not_found(format!("partner {id} does not exist")))?;
+    let p = find(&state, &id)?;
     Ok(Json(view(&s, &state, p)))
 }
 
@@ -247,10 +252,7 @@ pub async fn update(
         )
         .await??;
     let state = s.cluster.state();
-    let p = state
-        .partners
-        .get(&id)
-        .ok_or_else(|| Problem::not_found(format!("partner {id} does not exist")))?;
+    let p = find(&state, &id)?;
     Ok(Json(view(&s, &state, p)))
 }
 
@@ -267,6 +269,24 @@ pub struct CustomerRow {
     /// Until when VMCloud's support may see it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub support_access_until: Option<String>,
+}
+
+impl CustomerRow {
+    fn of(o: &crate::tenancy::types::Organisation, now_ms: i64) -> CustomerRow {
+        CustomerRow {
+            id: o.id.to_string(),
+            name: o.name.clone(),
+            kind: o.kind.as_str(),
+            billing_country: o.billing_country.clone(),
+            members: o.members.len() as u32,
+            invited: o.invitations.keys().cloned().collect(),
+            created_at: rfc3339(o.created_at_ms),
+            support_access_until: o
+                .support_access_until_ms
+                .filter(|t| *t > now_ms)
+                .map(rfc3339),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -303,19 +323,7 @@ pub async fn customers(
             .authorize(&who.principal, Action::ReadOrg, Resource::Org(&o.id))
             .is_ok()
         {
-            list.customers.push(CustomerRow {
-                id: o.id.to_string(),
-                name: o.name.clone(),
-                kind: o.kind.as_str(),
-                billing_country: o.billing_country.clone(),
-                members: o.members.len() as u32,
-                invited: o.invitations.keys().cloned().collect(),
-                created_at: rfc3339(o.created_at_ms),
-                support_access_until: o
-                    .support_access_until_ms
-                    .filter(|t| *t > state.now_ms)
-                    .map(rfc3339),
-            });
+            list.customers.push(CustomerRow::of(o, state.now_ms));
         }
     }
     list.customers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -386,16 +394,7 @@ pub async fn create_customer(
         .ok_or_else(|| Problem::not_found("the organisation was not kept"))?;
     Ok(created(
         format!("/v1/organisations/{org_id}"),
-        CustomerRow {
-            id: o.id.to_string(),
-            name: o.name.clone(),
-            kind: o.kind.as_str(),
-            billing_country: o.billing_country.clone(),
-            members: o.members.len() as u32,
-            invited: o.invitations.keys().cloned().collect(),
-            created_at: rfc3339(o.created_at_ms),
-            support_access_until: None,
-        },
+        CustomerRow::of(o, state.now_ms),
     ))
 }
 

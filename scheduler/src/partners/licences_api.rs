@@ -98,10 +98,7 @@ pub async fn get_licence(
 ) -> Result<Json<LicenceView>, Problem> {
     who.may(&s, Action::ReadPartner, Resource::Partner(&id))?;
     let state = s.cluster.state();
-    let p = state
-        .partners
-        .get(&id)
-        .ok_or_else(|| Problem::not_found(format!("partner {id} does not exist")))?;
+    let p = crate::partners::api::find(&state, &id)?;
     Ok(Json(LicenceView::of(&state, &id, &p.licence)))
 }
 
@@ -136,10 +133,7 @@ pub async fn set_licence(
         Problem::unprocessable("invalid-licence", "Invalid licence", d)
     })?;
     let state = s.cluster.state();
-    let p = state
-        .partners
-        .get(&id)
-        .ok_or_else(|| Problem::not_found(format!("partner {id} does not exist")))?;
+    let p = crate::partners::api::find(&state, &id)?;
     Ok(Json(LicenceView::of(&state, &id, &p.licence)))
 }
 
@@ -187,10 +181,7 @@ pub async fn sites(
 ) -> Result<Json<SiteList>, Problem> {
     who.may(&s, Action::ReadPartner, Resource::Partner(&id))?;
     let state = s.cluster.state();
-    let p = state
-        .partners
-        .get(&id)
-        .ok_or_else(|| Problem::not_found(format!("partner {id} does not exist")))?;
+    let p = crate::partners::api::find(&state, &id)?;
     Ok(Json(SiteList {
         sites: p
             .sites
@@ -290,10 +281,7 @@ pub async fn get_statement(
 ) -> Result<Response, Problem> {
     who.may(&s, Action::ReadPartner, Resource::Partner(&id))?;
     let state = s.cluster.state();
-    let p = state
-        .partners
-        .get(&id)
-        .ok_or_else(|| Problem::not_found(format!("partner {id} does not exist")))?;
+    let p = crate::partners::api::find(&state, &id)?;
     let period = if period == "current" {
         crate::billing::types::period_of(state.now_ms)
     } else {
