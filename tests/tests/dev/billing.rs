@@ -598,15 +598,14 @@ async fn the_console_shows_the_months_cost_and_the_invoices() {
     shots.take(&c, "plan-cancelled").await;
     if stripe.is_some() {
         click(&c, "#save-card").await;
-        wait_for(&c, "p.notice", Duration::from_secs(20)).await;
-        assert!(text(&c, "#card").await.contains("•••• 4242"));
+        // The page before it has a notice too: wait for the answer's own content.
+        until_text(&c, "#card", "•••• 4242").await;
         shots.take(&c, "card-saved").await;
         // With a card saved, the prepaid balance can be topped up from the page.
         assert_eq!(text(&c, "#prepaid").await, "0 EUR");
         fill(&c, "#top-up-amount", "20.00").await;
         click(&c, "#top-up").await;
-        wait_for(&c, "p.notice", Duration::from_secs(20)).await;
-        assert_eq!(text(&c, "#prepaid").await, "20.00 EUR");
+        until_text(&c, "#prepaid", "20.00 EUR").await;
         shots.take(&c, "topped-up").await;
     } else {
         assert!(text(&c, "#card").await.contains("No card saved"));
@@ -905,4 +904,23 @@ async fn the_card_is_entered_in_stripes_own_form() {
             .await
             .is_ok()
     );
+}
+
+/// Waits (20 s at most) until the element `css` shows `wanted`: the page after a form's answer.
+async fn until_text(c: &fantoccini::Client, css: &str, wanted: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = match c.find(fantoccini::Locator::Css(css)).await {
+            Ok(el) => el.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if now.contains(wanted) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{css}` shows {now:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
