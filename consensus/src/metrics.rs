@@ -36,6 +36,10 @@ pub struct RaftMetrics {
     pub sent_bytes: Family<PeerLabels, Counter<u64, AtomicU64>>,
     pub snapshots_sent: Family<PeerLabels, Counter>,
     pub snapshots_taken: Counter,
+    /// Proposals proposed again after the leader changed before they were committed.
+    pub proposals_retried: Counter,
+    /// Reads (ReadIndex) asked again after the lead changed while they waited.
+    pub reads_retried: Counter,
 }
 
 impl Default for RaftMetrics {
@@ -54,6 +58,8 @@ impl Default for RaftMetrics {
             sent_bytes: Family::default(),
             snapshots_sent: Family::default(),
             snapshots_taken: Counter::default(),
+            proposals_retried: Counter::default(),
+            reads_retried: Counter::default(),
         }
     }
 }
@@ -123,6 +129,16 @@ impl RaftMetrics {
             "snapshots_taken",
             "Snapshots of the state machine taken here",
             self.snapshots_taken.clone(),
+        );
+        r.register(
+            "proposals_retried",
+            "Proposals proposed again because the leader changed before they were committed",
+            self.proposals_retried.clone(),
+        );
+        r.register(
+            "reads_retried",
+            "Linearizable reads asked again because the lead changed while they waited",
+            self.reads_retried.clone(),
         );
     }
 }

@@ -123,13 +123,18 @@ pub enum ProposeError {
     Membership(String),
     #[error("this request was applied already, at log index {index}")]
     AlreadyApplied { index: u64 },
+    /// This replica replaced its state with a snapshot from the leader while the proposal
+    /// waited: it may or may not have been applied (a retry with a request id is safe).
+    #[error("whether the proposal was applied is unknown: {0}")]
+    Unknown(String),
 }
 
 enum Request {
+    /// Answered with the term the entry was stamped with (see [`requests::proposed_in`]).
     Propose {
         context: Vec<u8>,
         data: Vec<u8>,
-        reply: oneshot::Sender<Result<(), ProposeError>>,
+        reply: oneshot::Sender<Result<u64, ProposeError>>,
     },
     /// A linearizable read: answered with the commit index a read must wait for.
     ReadIndex {
@@ -169,6 +174,8 @@ enum Outcome<O> {
     Done,
     /// Its request id had been applied already, at this index.
     Duplicate(u64),
+    /// The state machine was replaced by a snapshot while it waited.
+    Unknown,
 }
 
 type Waiters<O> = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<Outcome<O>>>>>;
@@ -191,7 +198,12 @@ pub struct Raft<O> {
     waiters: Waiters<O>,
     status: watch::Receiver<RaftStatus>,
     applied: watch::Receiver<u64>,
+    /// The term of the last applied entry (published before `applied`).
+    applied_term: watch::Receiver<u64>,
     propose_timeout: Duration,
+    /// How long a read waits for its confirmation before asking again (half the election
+    /// timeout: a confirmation takes one round trip when all is well).
+    reask: Duration,
     threads: Arc<Mutex<Vec<thread::JoinHandle<()>>>>,
     metrics: Arc<RaftMetrics>,
 }
@@ -203,7 +215,9 @@ impl<O> Clone for Raft<O> {
             waiters: self.waiters.clone(),
             status: self.status.clone(),
             applied: self.applied.clone(),
+            applied_term: self.applied_term.clone(),
             propose_timeout: self.propose_timeout,
+            reask: self.reask,
             threads: self.threads.clone(),
             metrics: self.metrics.clone(),
         }
@@ -279,6 +293,8 @@ impl<O: Send + 'static> Raft<O> {
             ..Default::default()
         });
         let (applied_tx, applied_rx) = watch::channel(snapshot_index);
+        let last_term = snapshot.as_ref().map_or(0, |s| s.term);
+        let (applied_term_tx, applied_term_rx) = watch::channel(last_term);
         let waiters: Waiters<O> = Arc::default();
 
         let mut transport = transport;
@@ -313,10 +329,11 @@ impl<O: Send + 'static> Raft<O> {
             snapshot_every: config.snapshot_every,
             requests: applied_requests,
             last_snapshot: snapshot_index,
-            last_term: snapshot.as_ref().map_or(0, |s| s.term),
+            last_term,
             entries: apply_rx,
             waiters: waiters.clone(),
             applied: applied_tx,
+            applied_term: applied_term_tx,
             runner: requests_tx.clone(),
             metrics: config.metrics.clone(),
             encoding: Default::default(),
@@ -335,7 +352,9 @@ impl<O: Send + 'static> Raft<O> {
             waiters,
             status: status_rx,
             applied: applied_rx,
+            applied_term: applied_term_rx,
             propose_timeout: config.propose_timeout,
+            reask: config.tick * (config.election_ticks as u32).max(2) / 2,
             threads: Arc::new(Mutex::new(vec![runner, applier])),
             metrics: config.metrics,
         })
@@ -350,6 +369,7 @@ impl<O: Send + 'static> Raft<O> {
             .await?
         {
             Outcome::Applied(output) => Ok(output),
+            Outcome::Unknown => Err(unknown()),
             _ => Err(ProposeError::Dropped(
                 "an entry with data produced no output".into(),
             )),
@@ -366,6 +386,7 @@ impl<O: Send + 'static> Raft<O> {
         {
             Outcome::Applied(output) => Ok(output),
             Outcome::Duplicate(index) => Err(ProposeError::AlreadyApplied { index }),
+            Outcome::Unknown => Err(unknown()),
             Outcome::Done => Err(ProposeError::Dropped(
                 "an entry with data produced no output".into(),
             )),
@@ -381,23 +402,93 @@ impl<O: Send + 'static> Raft<O> {
             .map(|_| ())
     }
 
+    /// Hands the entry to the leader and waits until it is applied here, failing over with
+    /// the group: when a leader dies (or is paused, or deposed) with the entry not yet
+    /// committed, the entry is proposed again to the next leader as soon as it is certain
+    /// the first try can never be applied — this replica has applied an entry of a later term
+    /// than the one the try was stamped with ([`requests::proposed_in`]) — so a write waits
+    /// about one election, not the whole timeout, and is applied once. While no leader is
+    /// known it waits for one. Gives up with `Timeout` (the entry may still be applied, or
+    /// not) after `propose_timeout`, or `NotLeader` when no leader appeared by then.
     async fn propose_entry(
         &self,
         context: Vec<u8>,
         data: Vec<u8>,
     ) -> Result<Outcome<O>, ProposeError> {
         let started = Instant::now();
-        let outcome = self
-            .submit(context, |context, reply| Request::Propose {
-                context,
-                data,
-                reply,
-            })
-            .await?;
+        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        let (done_tx, mut done_rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap()
+            .insert(context.clone(), done_tx);
+        let _forget = Forget {
+            waiters: &self.waiters,
+            context: &context,
+        };
+        let mut applied_term = self.applied_term.clone();
+        let mut tries = 0u32;
+        let outcome = loop {
+            let (reply, answer) = oneshot::channel();
+            if tries > 0 {
+                self.metrics.proposals_retried.inc();
+            }
+            tries += 1;
+            self.requests
+                .send(Request::Propose {
+                    context: context.clone(),
+                    data: data.clone(),
+                    reply,
+                })
+                .map_err(|_| ProposeError::ShuttingDown)?;
+            let term = match answer.await.map_err(|_| ProposeError::ShuttingDown)? {
+                Ok(term) => term,
+                Err(ProposeError::NotLeader { .. }) if self.wait_for_leader(deadline).await => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            tokio::select! {
+                biased;
+                done = &mut done_rx => break done.map_err(|_| ProposeError::ShuttingDown)?,
+                later = async { applied_term.wait_for(|t| *t > term).await.is_ok() } => {
+                    if !later {
+                        return Err(ProposeError::ShuttingDown);
+                    }
+                    // Answers of a batch are sent before its term is published.
+                    match done_rx.try_recv() {
+                        Ok(done) => break done,
+                        Err(oneshot::error::TryRecvError::Empty) => {
+                            tracing::debug!(term, tries, "the leader changed before the proposal was committed; proposing it again");
+                        }
+                        Err(oneshot::error::TryRecvError::Closed) => {
+                            return Err(ProposeError::ShuttingDown)
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(ProposeError::Timeout(self.propose_timeout))
+                }
+            }
+        };
         self.metrics
             .proposal_seconds
             .observe(started.elapsed().as_secs_f64());
         Ok(outcome)
+    }
+
+    /// Waits until a leader is known or `deadline` passes; true if one is known.
+    async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> bool {
+        let mut status = self.status.clone();
+        // Not the status the refusal was based on: wait for a leader other than none.
+        let known = tokio::time::timeout_at(deadline, status.wait_for(|s| s.leader_id != 0));
+        let found = matches!(known.await, Ok(Ok(_)));
+        if found {
+            // The status trails the runner by one `Ready`: should the leader be gone again
+            // by the time the next try arrives, do not spin on the refusals.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        found
     }
 
     /// Registers a waiter for `context`, sends the request `make` builds, and waits until the
@@ -435,22 +526,48 @@ impl<O: Send + 'static> Raft<O> {
     /// quorum's confirmation, so it never answers; the caller gets `Timeout` (or `NotLeader`
     /// when no leader is known).
     pub async fn read_barrier(&self) -> Result<(), ProposeError> {
-        let context: Vec<u8> = rand::rng().random::<[u8; 16]>().to_vec();
-        let (reply_tx, reply_rx) = oneshot::channel();
-        self.requests
-            .send(Request::ReadIndex {
-                context,
-                reply: reply_tx,
-            })
-            .map_err(|_| ProposeError::ShuttingDown)?;
         let limit = self.propose_timeout;
-        let index = match tokio::time::timeout(limit, reply_rx).await {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_)) => return Err(ProposeError::ShuttingDown),
-            Err(_) => return Err(ProposeError::Timeout(limit)),
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut status = self.status.clone();
+        let index = loop {
+            let (term, leader) = {
+                let s = status.borrow_and_update();
+                (s.term, s.leader_id)
+            };
+            let context: Vec<u8> = rand::rng().random::<[u8; 16]>().to_vec();
+            let (reply_tx, mut reply_rx) = oneshot::channel();
+            self.requests
+                .send(Request::ReadIndex {
+                    context,
+                    reply: reply_tx,
+                })
+                .map_err(|_| ProposeError::ShuttingDown)?;
+            // A read pending when the lead changes (this replica deposed, or its leader gone)
+            // is never answered, nor one whose message was lost: ask again — through the new
+            // leader — instead of waiting out the timeout. Reads are safe to repeat.
+            tokio::select! {
+                biased;
+                answer = &mut reply_rx => match answer.map_err(|_| ProposeError::ShuttingDown)? {
+                    Ok(index) => break index,
+                    Err(ProposeError::NotLeader { .. }) if self.wait_for_leader(deadline).await => continue,
+                    Err(e) => return Err(e),
+                },
+                changed = async { status.wait_for(|s| s.term != term || s.leader_id != leader).await.is_ok() } => {
+                    if !changed {
+                        return Err(ProposeError::ShuttingDown);
+                    }
+                    self.metrics.reads_retried.inc();
+                }
+                _ = tokio::time::sleep(self.reask) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ProposeError::Timeout(limit));
+                    }
+                    self.metrics.reads_retried.inc();
+                }
+            }
         };
         let mut applied = self.applied.clone();
-        match tokio::time::timeout(limit, applied.wait_for(|a| *a >= index)).await {
+        match tokio::time::timeout_at(deadline, applied.wait_for(|a| *a >= index)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(ProposeError::ShuttingDown),
             Err(_) => Err(ProposeError::Timeout(limit)),
@@ -545,6 +662,12 @@ impl<O: Send + 'static> Raft<O> {
     }
 }
 
+fn unknown() -> ProposeError {
+    ProposeError::Unknown(
+        "this replica installed a snapshot from the leader while the proposal waited".into(),
+    )
+}
+
 impl LogStore {
     fn initial_state_voters(&self) -> Option<Vec<u64>> {
         use raft::Storage;
@@ -615,14 +738,18 @@ impl<T: Transport> Runner<T> {
                 // A follower forwards the proposal to the leader (raft-rs does it); the entry
                 // carries its context, so this replica's applier answers the waiter when it
                 // applies it. Without a known leader raft-rs drops the proposal.
-                let leader = self.node.raft.leader_id;
-                let result = self.node.propose(context, data).map_err(|e| match e {
-                    raft::Error::ProposalDropped => ProposeError::NotLeader {
-                        leader: (leader != 0).then_some(leader),
-                        address: self.addresses.get(&leader).cloned(),
-                    },
-                    other => ProposeError::Dropped(other.to_string()),
-                });
+                let (leader, term) = (self.node.raft.leader_id, self.node.raft.term);
+                let result = self
+                    .node
+                    .propose(requests::stamped(&context, term), data)
+                    .map(|()| term)
+                    .map_err(|e| match e {
+                        raft::Error::ProposalDropped => ProposeError::NotLeader {
+                            leader: (leader != 0).then_some(leader),
+                            address: self.addresses.get(&leader).cloned(),
+                        },
+                        other => ProposeError::Dropped(other.to_string()),
+                    });
                 let _ = reply.send(result);
             }
             Request::ReadIndex { context, reply } => {
@@ -884,6 +1011,7 @@ struct Applier<S: StateMachine> {
     entries: mpsc::Receiver<ApplyWork>,
     waiters: Waiters<S::Output>,
     applied: watch::Sender<u64>,
+    applied_term: watch::Sender<u64>,
     runner: mpsc::Sender<Request>,
     metrics: Arc<RaftMetrics>,
     /// A snapshot is being encoded on its own thread; no second one starts until it is done.
@@ -976,6 +1104,12 @@ impl<S: StateMachine> Applier<S> {
                     }
                     self.last_snapshot = snapshot.index;
                     self.last_term = snapshot.term;
+                    // Whether what waits here was in the snapshot cannot be told: say so
+                    // before the new term is published (which would read as "never applied").
+                    for (_, waiter) in self.waiters.lock().unwrap().drain() {
+                        let _ = waiter.send(Outcome::Unknown);
+                    }
+                    let _ = self.applied_term.send(snapshot.term);
                     let _ = self.applied.send(snapshot.index);
                     let _ = self.runner.send(Request::Applied(snapshot.index));
                     continue;
@@ -986,6 +1120,11 @@ impl<S: StateMachine> Applier<S> {
             for entry in batch {
                 last = entry.index;
                 last_term = entry.term;
+                if requests::proposed_in(&entry.context).is_some_and(|t| t != entry.term) {
+                    // It reached a leader of a later term than its proposer knew: skipped by
+                    // every replica alike; the proposer proposes it again.
+                    continue;
+                }
                 let output = match entry.get_entry_type() {
                     EntryType::EntryNormal if !entry.data.is_empty() => {
                         match requests::request_id(&entry.context) {
@@ -1036,11 +1175,12 @@ impl<S: StateMachine> Applier<S> {
             {
                 let mut waiters = self.waiters.lock().unwrap();
                 for (context, output) in answers {
-                    if let Some(waiter) = waiters.remove(&context[..]) {
+                    if let Some(waiter) = waiters.remove(requests::key(&context)) {
                         let _ = waiter.send(output);
                     }
                 }
             }
+            let _ = self.applied_term.send(last_term);
             let _ = self.applied.send(last);
             self.last_term = last_term;
             self.metrics.applied_index.set(last as i64);

@@ -17,9 +17,13 @@ pub type RequestId = [u8; 16];
 const MAGIC: &[u8; 8] = b"VMCREQ1\0";
 
 /// Entry contexts: a tag byte, then 16 bytes (random for plain proposals, the request id for
-/// [`crate::Raft::propose_once`]).
+/// [`crate::Raft::propose_once`]), then — on entries proposed since proposals fail over —
+/// the 8-byte term the proposing replica was in when it handed the entry to its leader.
 pub(crate) const PLAIN: u8 = 0;
 pub(crate) const ONCE: u8 = 1;
+
+/// Length of a proposal's key (tag and id): what its waiter is found by.
+pub(crate) const KEY_LEN: usize = 17;
 
 pub(crate) fn context(tag: u8, id: RequestId) -> Vec<u8> {
     let mut c = Vec::with_capacity(17);
@@ -28,9 +32,34 @@ pub(crate) fn context(tag: u8, id: RequestId) -> Vec<u8> {
     c
 }
 
+/// `context` stamped with the term it is proposed in (see [`proposed_in`]).
+pub(crate) fn stamped(context: &[u8], term: u64) -> Vec<u8> {
+    let mut c = Vec::with_capacity(KEY_LEN + 8);
+    c.extend_from_slice(context);
+    c.extend_from_slice(&term.to_le_bytes());
+    c
+}
+
+/// The key of an entry's context (tag and id), what its waiter is registered under.
+pub(crate) fn key(context: &[u8]) -> &[u8] {
+    &context[..context.len().min(KEY_LEN)]
+}
+
+/// The term the proposer was in when it handed the entry on, if the context carries it.
+///
+/// An entry is applied only if it was appended in that very term: a proposal that reached a
+/// leader of a later term than its proposer knew is skipped by every replica alike. So once a
+/// replica has applied an entry of a term later than the one a waiting proposal was stamped
+/// with, that proposal can never be applied any more — every committed entry of its term
+/// comes before — and the proposer may safely propose it again (see `Raft::propose_entry`).
+pub(crate) fn proposed_in(context: &[u8]) -> Option<u64> {
+    let term = context.get(KEY_LEN..KEY_LEN + 8)?;
+    Some(u64::from_le_bytes(term.try_into().ok()?))
+}
+
 /// The request id in an entry's context, if it was proposed with one.
 pub(crate) fn request_id(context: &[u8]) -> Option<RequestId> {
-    match context.split_first() {
+    match key(context).split_first() {
         Some((&ONCE, id)) => id.try_into().ok(),
         _ => None,
     }
@@ -124,5 +153,18 @@ mod tests {
         assert_eq!(r.seen(&[2; 16]), Some(20));
         assert_eq!(request_id(&context(ONCE, [7; 16])), Some([7; 16]));
         assert_eq!(request_id(&context(PLAIN, [7; 16])), None);
+        let stamped = stamped(&context(ONCE, [7; 16]), 42);
+        assert_eq!(
+            request_id(&stamped),
+            Some([7; 16]),
+            "the term does not hide the id"
+        );
+        assert_eq!(proposed_in(&stamped), Some(42));
+        assert_eq!(key(&stamped), context(ONCE, [7; 16]));
+        assert_eq!(
+            proposed_in(&context(ONCE, [7; 16])),
+            None,
+            "entries from before"
+        );
     }
 }

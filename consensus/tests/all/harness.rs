@@ -79,18 +79,26 @@ pub struct Cluster {
     pub ids: Vec<u64>,
     pub replicas: BTreeMap<u64, Replica>,
     dir: tempfile::TempDir,
+    /// How long a proposal or read waits (short, so that tests of faults run fast).
+    propose_timeout: Duration,
 }
 
 pub const TICK: Duration = Duration::from_millis(10);
 
 impl Cluster {
     pub fn start(n: u64, seed: u64, faults: Faults) -> Cluster {
+        Self::start_waiting(n, seed, faults, Duration::from_millis(500))
+    }
+
+    /// Like [`Cluster::start`], with proposals and reads that wait `propose_timeout`.
+    pub fn start_waiting(n: u64, seed: u64, faults: Faults, propose_timeout: Duration) -> Cluster {
         let ids: Vec<u64> = (1..=n).collect();
         let mut cluster = Cluster {
             net: MemNetwork::new(seed, faults),
             ids: ids.clone(),
             replicas: BTreeMap::new(),
             dir: tempfile::tempdir().unwrap(),
+            propose_timeout,
         };
         for id in ids {
             cluster.start_replica(id);
@@ -124,7 +132,7 @@ impl Cluster {
         config.election_ticks = 10;
         config.max_election_ticks = 20;
         config.heartbeat_ticks = 2;
-        config.propose_timeout = Duration::from_millis(500);
+        config.propose_timeout = self.propose_timeout;
         // Snapshot often, so compaction, snapshot transfer and restore run in every test.
         config.snapshot_every = 7;
         let applied = Recorder::default();

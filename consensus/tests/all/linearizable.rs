@@ -157,7 +157,11 @@ async fn client(
                     | ProposeError::AlreadyApplied { .. },
                 ) => continue,
                 // It may or may not have been committed.
-                Err(ProposeError::Timeout(_) | ProposeError::ShuttingDown) => None,
+                Err(
+                    ProposeError::Timeout(_)
+                    | ProposeError::ShuttingDown
+                    | ProposeError::Unknown(_),
+                ) => None,
             };
             history.lock().unwrap().push(Operation {
                 client,

@@ -2,6 +2,7 @@
 //! connected by the in-memory fault-injecting network (one test binary, STYLE.md §15).
 
 mod cluster;
+mod failover;
 mod harness;
 mod linearizable;
 mod quic;
