@@ -360,6 +360,10 @@ enum BenchCommand {
     /// Many simulated agents on a scheduler cluster over real QUIC + mTLS: registration, the
     /// leader's CPU and memory, heartbeat handling, and a kill -9 failover.
     Fleet(bench::fleet::FleetBenchArgs),
+    /// API writes through a follower while the leader of a real scheduler group is killed
+    /// (kill -9) or paused (kill -STOP): how long until writes are acknowledged again, and
+    /// that each was applied once.
+    Failover(bench::failover::FailoverBenchArgs),
     /// The replicated state at a million instances: memory per instance, snapshot write and
     /// restore, apply pauses while a snapshot is written, memory growth with history.
     State(bench::state::StateBenchArgs),
@@ -561,6 +565,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Fleet(args),
             } => bench::fleet::fleet(args).await,
+            Command::Bench {
+                command: BenchCommand::Failover(args),
+            } => bench::failover::failover(args).await,
             Command::Bench {
                 command: BenchCommand::Launch(args),
             } => bench::launch::launch(args).await,

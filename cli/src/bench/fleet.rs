@@ -21,6 +21,7 @@ use clap::Args;
 use rand::Rng;
 use serde_json::{Value, json};
 
+use super::cluster::Replica;
 use super::{Reaped, sample};
 
 /// DESIGN.md §6 and issue 6: the leader under half a core with 10,000 agents; every agent
@@ -96,14 +97,6 @@ pub(super) fn free_tcp() -> anyhow::Result<SocketAddr> {
 
 pub(super) fn free_udp() -> anyhow::Result<SocketAddr> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-struct Replica {
-    process: Option<Reaped>,
-    pid: u32,
-    api: String,
-    gateway: SocketAddr,
-    log: PathBuf,
 }
 
 /// The last lines of a log, for an error.
@@ -216,7 +209,6 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the vmcloud binary")?;
     let (_tmp, dir) = work_dir(args.work_dir.as_deref())?;
     let pki = dir.join("pki");
-    cluster_init(&exe, args.replicas, &pki)?;
     let mut rng = rand::rng();
     let key = format!(
         "vmc_{:016x}_{:032x}",
@@ -231,55 +223,8 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
     };
 
     // The scheduler replicas.
-    let raft: Vec<SocketAddr> = (0..args.replicas)
-        .map(|_| free_udp())
-        .collect::<anyhow::Result<_>>()?;
-    let peers: Vec<String> = raft
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
-        .collect();
-    let mut replicas = Vec::with_capacity(args.replicas);
-    for i in 0..args.replicas {
-        let (http, gateway) = (free_tcp()?, free_udp()?);
-        let log = dir.join(format!("replica-{}.log", i + 1));
-        let child = Command::new(&exe)
-            .arg("scheduler")
-            .args(["--id", &(i + 1).to_string(), "--peers", &peers.join(",")])
-            .arg("--pki-dir")
-            .arg(&pki)
-            .arg("--data-dir")
-            .arg(dir.join(format!("replica-{}", i + 1)))
-            .args(["--listen", &http.to_string()])
-            .args(["--gateway-listen", &gateway.to_string()])
-            .env("VMCLOUD_BOOTSTRAP_API_KEY", &api.key)
-            .env("RUST_LOG", "info,raft=warn,quinn=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("cannot start vmcloud scheduler")?;
-        replicas.push(Replica {
-            pid: child.id(),
-            process: Some(Reaped(child)),
-            api: format!("http://{http}"),
-            gateway,
-            log,
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for (i, r) in replicas.iter().enumerate() {
-        while api.text(&format!("{}/healthz", r.api)).await.is_none() {
-            if Instant::now() > deadline {
-                bail!(
-                    "replica {} did not start within 60 s:\n{}",
-                    i + 1,
-                    tail(&r.log)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let group = super::cluster::Group::start(&exe, &dir, args.replicas, &api.key).await?;
+    let mut replicas = group.replicas;
     let leader_of = |view: &Value| view["leader"].as_u64().map(|l| l as usize - 1);
     let mut leader = loop {
         if let Some(v) = api.get(&format!("{}/v1/cluster", replicas[0].api)).await

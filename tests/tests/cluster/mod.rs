@@ -416,6 +416,46 @@ fn a_thousand_agents_register_and_survive_a_leader_kill() {
     assert!(figures["heartbeats_measured"].as_u64().unwrap() > 0);
 }
 
+/// `vmcloud bench failover`, short: writes through a follower go on when the leader is killed
+/// and when it is paused, each applied once, and a read through the resumed old leader is
+/// answered. The figures are printed, not asserted against budgets (benchmarks measure
+/// speed; docs/performance.md records them).
+#[test]
+fn writes_through_a_follower_go_on_when_the_leader_is_killed_or_paused() {
+    let out = Command::new(vmcloud_bin())
+        .args(["bench", "failover", "--rounds", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(
+        figures["api_failover_ms"].as_f64().unwrap() > 0.0,
+        "{figures}"
+    );
+    assert_eq!(
+        figures["kill9_ms"].as_array().unwrap().len(),
+        1,
+        "{figures}"
+    );
+    assert_eq!(
+        figures["pause_ms"].as_array().unwrap().len(),
+        1,
+        "{figures}"
+    );
+    assert_eq!(figures["writes_missing"], 0, "{figures}");
+    assert_eq!(figures["writes_duplicated"], 0, "{figures}");
+    assert!(
+        figures["writes_acknowledged"].as_u64().unwrap() >= 40,
+        "{figures}"
+    );
+}
+
 /// Clients that retry with their Idempotency-Key get exactly one object per key across a
 /// `kill -9` of the leader: creates in flight when it dies (some committed, their answers
 /// lost) are retried through the survivors and answered with the first result.
