@@ -87,7 +87,7 @@ pub struct AgentArgs {
     #[arg(long, env = "VMCLOUD_AGENT_METADATA_LISTEN")]
     pub metadata_listen: Option<SocketAddr>,
     /// How long a guest has to honour an ACPI shutdown (e.g. 60s).
-    #[arg(long, env = "VMCLOUD_AGENT_STOP_GRACE", default_value = "60s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, env = "VMCLOUD_AGENT_STOP_GRACE", default_value = "60s", value_parser = crate::duration::parse_duration)]
     pub stop_grace: Duration,
     /// Run on simulated hardware (a hypervisor in memory with timed transitions, simulated
     /// GPUs, networks and scrubbing) of --shape.
@@ -367,7 +367,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    let mut signals = crate::dev::StopSignals::register()?;
+    let mut signals = crate::signals::StopSignals::register()?;
     let agents: Vec<Agent> = if args.sim {
         let started = std::time::Instant::now();
         let agents =

@@ -11,6 +11,7 @@ mod client;
 mod data_dir;
 mod dev;
 mod dev_pki;
+mod duration;
 mod firewall_cmd;
 mod household_cmd;
 mod incident_cmd;
@@ -24,6 +25,7 @@ mod quota_cmd;
 mod reservation_cmd;
 mod scheduler_cmd;
 mod session_cmd;
+mod signals;
 mod token_cmd;
 mod webhook_cmd;
 

@@ -129,7 +129,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         None => None,
     };
     let _lock = data_dir::lock(&args.data_dir)?;
-    let mut signals = crate::dev::StopSignals::register()?;
+    let mut signals = crate::signals::StopSignals::register()?;
     let catalog = match &args.catalog {
         Some(path) => Catalog::load(path)?,
         None => Catalog::builtin(),

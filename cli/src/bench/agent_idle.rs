@@ -1,6 +1,7 @@
 //! `vmcloud bench agent-idle`: the footprint of an idle agent. Starts a dev fleet (scheduler
-//! and its own agent) and, as a separate process, the agent under measurement
-//! (`vmcloud agent`, libvirt's test driver, simulated networks) in a region of its own; defines
+//! and its own agent) and, as a separate process, the agent under measurement (the
+//! `vmcloud-agent` binary beside this one, or `vmcloud agent` with `--whole-binary`; libvirt's
+//! test driver, simulated networks) in a region of its own; defines
 //! `--vms` instances there through the API; waits until all run; then samples the agent
 //! process's RSS and CPU time from /proc for `--duration`. Prints the figures beside the
 //! DESIGN.md §6 budget and, last, a JSON line.
@@ -28,6 +29,9 @@ pub struct AgentIdleBenchArgs {
     /// Instances defined on the agent while it idles.
     #[arg(long, default_value_t = 20)]
     pub vms: usize,
+    /// Measure `vmcloud agent` (the whole binary) instead of `vmcloud-agent`.
+    #[arg(long)]
+    pub whole_binary: bool,
 }
 
 /// Starts `vmcloud dev` and returns it with its API address and agent gateway.
@@ -77,8 +81,21 @@ pub async fn agent_idle(args: AgentIdleBenchArgs) -> anyhow::Result<()> {
         .context("vmcloud dev wrote no API key")?
         .trim()
         .to_owned();
-    let agent = Command::new(&exe)
-        .args(["agent", "--node", "bench-agent", "--region", "ams"])
+    let lean = exe.with_file_name("vmcloud-agent");
+    let (mut command, binary) = if args.whole_binary {
+        let mut c = Command::new(&exe);
+        c.arg("agent");
+        (c, "vmcloud agent")
+    } else if lean.exists() {
+        (Command::new(&lean), "vmcloud-agent")
+    } else {
+        bail!(
+            "{} is missing: build it (cargo build --release -p vmcloud-cli builds both binaries), or measure the whole binary with --whole-binary",
+            lean.display()
+        );
+    };
+    let agent = command
+        .args(["--node", "bench-agent", "--region", "ams"])
         .args(["--hypervisor", "test:///default", "--networks", "sim"])
         // The test driver's VMs use nothing; the host is reported as a 64-thread, 256 GiB
         // one so 20 VMs fit whatever machine runs the benchmark.
@@ -93,7 +110,7 @@ pub async fn agent_idle(args: AgentIdleBenchArgs) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("cannot start vmcloud agent")?;
+        .with_context(|| format!("cannot start {binary}"))?;
     let pid = agent.id();
     let _agent = Reaped(agent);
 
@@ -162,7 +179,7 @@ pub async fn agent_idle(args: AgentIdleBenchArgs) -> anyhow::Result<()> {
     let cpu_percent = (cpu1 - cpu0) / elapsed * 100.0;
 
     println!(
-        "idle agent: libvirt test driver, {} VMs defined, sampled {elapsed:.0} s",
+        "idle agent ({binary}): libvirt test driver, {} VMs defined, sampled {elapsed:.0} s",
         args.vms
     );
     println!("  {:<18} {:>10} {:>10}", "", "measured", "budget");
@@ -181,6 +198,7 @@ pub async fn agent_idle(args: AgentIdleBenchArgs) -> anyhow::Result<()> {
         "{}",
         json!({
             "bench": "agent-idle",
+            "binary": binary,
             "vms": args.vms,
             "duration_s": (elapsed * 10.0).round() / 10.0,
             "rss_mib": (rss_max * 10.0).round() / 10.0,

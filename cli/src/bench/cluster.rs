@@ -2,7 +2,7 @@
 //! with mutual TLS on loopback) in a work directory, each restartable from its data after a
 //! `kill -9`.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::Reaped;
-use super::fleet::{cluster_init, free_tcp, free_udp, tail};
 
 pub struct Replica {
     pub process: Option<Reaped>,
@@ -123,4 +122,53 @@ impl Group {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// The benchmark's directory: `given`, or a temporary one (removed when the guard drops).
+pub(super) fn work_dir(
+    given: Option<&Path>,
+) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
+    match given {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            Ok((None, d.to_owned()))
+        }
+        None => {
+            let tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
+            let path = tmp.path().to_owned();
+            Ok((Some(tmp), path))
+        }
+    }
+}
+
+/// `vmcloud cluster init`: a CA and certificates for `replicas` replicas in `pki`.
+pub(super) fn cluster_init(exe: &Path, replicas: usize, pki: &Path) -> anyhow::Result<()> {
+    let out = Command::new(exe)
+        .args(["cluster", "init", "--replicas", &replicas.to_string()])
+        .arg("--pki-dir")
+        .arg(pki)
+        .output()
+        .context("cannot run vmcloud cluster init")?;
+    if !out.status.success() {
+        bail!(
+            "vmcloud cluster init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn free_tcp() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+pub(super) fn free_udp() -> anyhow::Result<SocketAddr> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// The last lines of a log, for an error.
+pub(super) fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }

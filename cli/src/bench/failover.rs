@@ -211,7 +211,7 @@ pub async fn failover(args: FailoverBenchArgs) -> anyhow::Result<()> {
         bail!("--rounds must be at least 1");
     }
     let exe = std::env::current_exe().context("cannot find the vmcloud binary")?;
-    let (_tmp, dir) = super::fleet::work_dir(args.work_dir.as_deref())?;
+    let (_tmp, dir) = super::cluster::work_dir(args.work_dir.as_deref())?;
     let key = format!(
         "vmc_{:016x}_{:032x}",
         rand::rng().random::<u64>(),
@@ -243,7 +243,7 @@ pub async fn failover(args: FailoverBenchArgs) -> anyhow::Result<()> {
                 bail!(
                     "writes through replica {} do not succeed:\n{}",
                     via + 1,
-                    super::fleet::tail(&group.replicas[via].log)
+                    super::cluster::tail(&group.replicas[via].log)
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -270,7 +270,7 @@ pub async fn failover(args: FailoverBenchArgs) -> anyhow::Result<()> {
                 bail!(
                     "no write through replica {} was acknowledged within 60 s of losing the leader:\n{}",
                     via + 1,
-                    super::fleet::tail(&group.replicas[via].log)
+                    super::cluster::tail(&group.replicas[via].log)
                 );
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

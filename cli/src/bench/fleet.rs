@@ -11,8 +11,7 @@
 //! (there must be none). Prints the figures beside the DESIGN.md §6 budget and, last, a JSON
 //! line.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use clap::Args;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::cluster::Replica;
+use super::cluster::{Replica, tail, work_dir};
 use super::{Reaped, sample};
 
 /// DESIGN.md §6 and issue 6: the leader under half a core with 10,000 agents; every agent
@@ -55,55 +54,6 @@ pub struct FleetBenchArgs {
     /// Keep the cluster's files (logs, data) in this directory instead of a temporary one.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-}
-
-/// The benchmark's directory: `given`, or a temporary one (removed when the guard drops).
-pub(super) fn work_dir(
-    given: Option<&Path>,
-) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
-    match given {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-            Ok((None, d.to_owned()))
-        }
-        None => {
-            let tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
-            let path = tmp.path().to_owned();
-            Ok((Some(tmp), path))
-        }
-    }
-}
-
-/// `vmcloud cluster init`: a CA and certificates for `replicas` replicas in `pki`.
-pub(super) fn cluster_init(exe: &Path, replicas: usize, pki: &Path) -> anyhow::Result<()> {
-    let out = Command::new(exe)
-        .args(["cluster", "init", "--replicas", &replicas.to_string()])
-        .arg("--pki-dir")
-        .arg(pki)
-        .output()
-        .context("cannot run vmcloud cluster init")?;
-    if !out.status.success() {
-        bail!(
-            "vmcloud cluster init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
-pub(super) fn free_tcp() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-pub(super) fn free_udp() -> anyhow::Result<SocketAddr> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// The last lines of a log, for an error.
-pub(super) fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 /// Cumulative histogram buckets `(upper bound, count)` of `name` in a Prometheus text page.

@@ -22,7 +22,7 @@ use clap::Args;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::fleet::{cluster_init, free_tcp, free_udp, tail, work_dir};
+use super::cluster::{cluster_init, free_tcp, free_udp, tail, work_dir};
 use super::{Reaped, percentile};
 
 const BUDGET_P99_MS: f64 = 100.0;
