@@ -25,7 +25,9 @@ use crate::ledger::{Ledger, Stored};
 /// The first wait (full jitter: anywhere up to it). A second spreads a fleet reconnecting at
 /// once (after a failover) over a second instead of a handful of milliseconds.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest wait between tries (full jitter: anywhere up to it). Bounds how long after a
+/// cut link heals an agent that kept failing during the cut is back: ≤ 15 s plus a handshake.
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
 
 /// Silence after which the link sends a QUIC keep-alive.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
@@ -189,7 +191,7 @@ enum Ended {
 }
 
 /// How long a QUIC handshake may take before the agent tries the next replica.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Redirects followed in a row before backing off (a leader change under way).
 const MAX_REDIRECTS: u32 = 3;
@@ -280,7 +282,7 @@ impl Link {
             .await
             .map_err(|_| {
                 early(LinkError::Protocol(
-                    "no answer to the QUIC handshake within 10 s",
+                    "no answer to the QUIC handshake within 5 s",
                 ))
             })?
             .map_err(|e| early(e.into()))?;

@@ -33,6 +33,10 @@ pub struct SchedulerCluster {
     processes: Vec<Option<Child>>,
     /// Replicas `0..initial` form the group; later ones join it.
     initial: usize,
+    /// The network namespace each replica runs in (`ip netns exec`), if not this one.
+    netns: Vec<Option<String>>,
+    /// More flags for every replica.
+    extra_args: Vec<String>,
 }
 
 impl SchedulerCluster {
@@ -76,7 +80,27 @@ impl SchedulerCluster {
             gateway: (0..n).map(|_| free_udp()).collect(),
             processes: (0..n).map(|_| None).collect(),
             initial,
+            netns: (0..n).map(|_| None).collect(),
+            extra_args: Vec::new(),
         }
+    }
+
+    /// A group of one replica per `(namespace, address)`, each run in that network namespace
+    /// and listening on that address (Raft 7100, API 8080, agent gateway 7443), with
+    /// `extra_args` for every replica. The namespaces must exist.
+    pub fn in_namespaces(
+        placements: &[(String, std::net::IpAddr)],
+        extra_args: &[&str],
+    ) -> SchedulerCluster {
+        let mut cluster = SchedulerCluster::new(placements.len());
+        for (i, (ns, ip)) in placements.iter().enumerate() {
+            cluster.raft[i] = SocketAddr::new(*ip, 7100);
+            cluster.api[i] = SocketAddr::new(*ip, 8080);
+            cluster.gateway[i] = SocketAddr::new(*ip, 7443);
+            cluster.netns[i] = Some(ns.clone());
+        }
+        cluster.extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        cluster
     }
 
     /// Replica `i`'s raft link address.
@@ -107,7 +131,8 @@ impl SchedulerCluster {
         format!("http://{}", self.api[i])
     }
 
-    fn log(&self, i: usize) -> PathBuf {
+    /// Replica `i`'s log (stderr).
+    pub fn log(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("replica-{}.log", i + 1))
     }
 
@@ -145,7 +170,16 @@ impl SchedulerCluster {
             .append(true)
             .open(self.log(i))
             .unwrap();
-        let child = Command::new(vmcloud_bin())
+        let mut command = match &self.netns[i] {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                // `ip netns exec` execs the command: the child is the replica itself.
+                c.args(["netns", "exec", ns]).arg(vmcloud_bin());
+                c
+            }
+            None => Command::new(vmcloud_bin()),
+        };
+        let child = command
             .arg("scheduler")
             .args(["--id", &(i + 1).to_string(), "--peers", &peers.join(",")])
             .arg("--pki-dir")
@@ -163,6 +197,7 @@ impl SchedulerCluster {
             .arg(self.dir.path().join("secrets.key"))
             // The tests' webhook receivers listen on loopback.
             .arg("--webhooks-allow-private")
+            .args(&self.extra_args)
             .env("VMCLOUD_BOOTSTRAP_API_KEY", TEST_API_KEY)
             .env("RUST_LOG", "info,raft=warn,quinn=warn")
             .stdin(Stdio::null())

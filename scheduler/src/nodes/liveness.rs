@@ -104,25 +104,80 @@ fn jitter_of(node: &NodeId) -> f64 {
     (h % 10_000) as f64 / 10_000.0
 }
 
+/// Datacenters whose partition alarm cleared: their hosts are coming back, and none is declared
+/// down while they do — for `grace` after the alarm cleared, and for as long after that as
+/// hosts of the datacenter keep being heard again after their silence (a host returning less
+/// than `reattach_quiet` ago): agents that failed to reconnect during a long cut wait out
+/// their backoff (up to 30 s, with jitter) and return over tens of seconds.
+#[derive(Debug, Default)]
+pub struct Heals(BTreeMap<String, Heal>);
+
+#[derive(Debug, Clone, Copy)]
+struct Heal {
+    cleared: Instant,
+    last_return: Instant,
+}
+
+impl Heals {
+    /// `region`'s alarm cleared at `now`.
+    pub fn cleared(&mut self, region: &str, now: Instant) {
+        self.0.insert(
+            region.to_owned(),
+            Heal {
+                cleared: now,
+                last_return: now,
+            },
+        );
+    }
+
+    /// A host of `region`, silent until now, was heard again at `now`.
+    pub fn returned(&mut self, region: &str, now: Instant) {
+        if let Some(h) = self.0.get_mut(region) {
+            h.last_return = h.last_return.max(now);
+        }
+    }
+
+    /// Whether `region`'s hosts are still coming back at `now`.
+    pub fn healing(&self, config: &LivenessConfig, region: &str, now: Instant) -> bool {
+        self.0.get(region).is_some_and(|h| {
+            now.saturating_duration_since(h.cleared) < config.grace
+                || now.saturating_duration_since(h.last_return) < config.reattach_quiet
+        })
+    }
+
+    /// Forgets the heals that are over.
+    pub fn forget_over(&mut self, config: &LivenessConfig, now: Instant) {
+        let over: Vec<String> = self
+            .0
+            .keys()
+            .filter(|r| !self.healing(config, r, now))
+            .cloned()
+            .collect();
+        for r in over {
+            self.0.remove(&r);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// Decides liveness from what the leader heard. Pure: the caller gives the time.
 ///
-/// `last_first_heard`: when this leader last heard a node for the first time; `healed`: when
-/// each datacenter's partition alarm last cleared.
+/// `last_first_heard`: when this leader last heard a node for the first time; `heals`: the
+/// datacenters coming back after a partition alarm.
 pub fn evaluate(
     config: &LivenessConfig,
     leader_since: Instant,
     now: Instant,
     nodes: &[NodeFacts],
     last_first_heard: Option<Instant>,
-    healed: &BTreeMap<String, Instant>,
+    heals: &Heals,
 ) -> Verdict {
     let mut verdict = Verdict::default();
     let in_grace = now.saturating_duration_since(leader_since) < config.grace;
-    let healing = |region: &str| {
-        healed
-            .get(region)
-            .is_some_and(|h| now.saturating_duration_since(*h) < config.grace)
-    };
+    let healing = |region: &str| heals.healing(config, region, now);
     let reattaching =
         last_first_heard.is_some_and(|t| now.saturating_duration_since(t) < config.reattach_quiet);
     let silent_for = |n: &NodeFacts| {
@@ -199,7 +254,7 @@ pub async fn run(
     let mut leader_since: Option<Instant> = None;
     let mut last_heard: HashMap<NodeId, Instant> = HashMap::new();
     let mut alarmed: BTreeSet<String> = BTreeSet::new();
-    let mut healed: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut heals = Heals::default();
     let mut last_first_heard: Option<Instant> = None;
     loop {
         tick.tick().await;
@@ -208,7 +263,7 @@ pub async fn run(
             last_heard.clear();
             last_first_heard = None;
             alarmed.clear();
-            healed.clear();
+            heals.clear();
             *view.lock().unwrap() = Verdict::default();
             continue;
         }
@@ -231,17 +286,24 @@ pub async fn run(
                 })
                 .collect()
         };
-        links.heartbeats(|node, at| {
-            if last_heard.insert(node.clone(), at).is_none() {
-                last_first_heard = Some(Instant::now());
+        let region_of: HashMap<&NodeId, &str> =
+            nodes.iter().map(|n| (&n.id, n.region.as_str())).collect();
+        let now = Instant::now();
+        links.heartbeats(|node, at| match last_heard.insert(node.clone(), at) {
+            None => last_first_heard = Some(now),
+            Some(before) if at.saturating_duration_since(before) >= config.suspect_after => {
+                if let Some(region) = region_of.get(node) {
+                    heals.returned(region, now);
+                }
             }
+            Some(_) => {}
         });
+        drop(region_of);
         for n in &mut nodes {
             n.last_heard = last_heard.get(&n.id).copied();
         }
-        let now = Instant::now();
-        healed.retain(|_, h| now.saturating_duration_since(*h) < config.grace);
-        let verdict = evaluate(&config, since, now, &nodes, last_first_heard, &healed);
+        heals.forget_over(&config, now);
+        let verdict = evaluate(&config, since, now, &nodes, last_first_heard, &heals);
         for alarm in &verdict.alarms {
             if alarmed.insert(alarm.region.clone()) {
                 tracing::error!(
@@ -262,7 +324,7 @@ pub async fn run(
                     grace = ?config.grace,
                     "the datacenter is heard again: its hosts have the grace to re-attach before any is declared down"
                 );
-                healed.insert(r.clone(), now);
+                heals.cleared(r, now);
             }
             still
         });
@@ -376,11 +438,25 @@ mod tests {
             .collect();
         // Past grace + down_after (+ jitter), but an agent was first heard 5 s ago: the
         // re-attachment is still under way, nobody unheard is declared down.
-        let v = evaluate(&config, t0, at(100), &nodes, Some(at(95)), &BTreeMap::new());
+        let v = evaluate(
+            &config,
+            t0,
+            at(100),
+            &nodes,
+            Some(at(95)),
+            &Heals::default(),
+        );
         assert!(v.alarms.is_empty());
         assert!(v.declare_down.is_empty(), "{:?}", v.declare_down);
         // Arrivals stopped 10 s ago: the three that never came back are declared down.
-        let v = evaluate(&config, t0, at(100), &nodes, Some(at(90)), &BTreeMap::new());
+        let v = evaluate(
+            &config,
+            t0,
+            at(100),
+            &nodes,
+            Some(at(90)),
+            &Heals::default(),
+        );
         assert_eq!(v.declare_down.len(), 3, "{:?}", v.declare_down);
     }
 
@@ -402,18 +478,32 @@ mod tests {
                 .collect()
         };
         // Without the heal's grace, the five would be declared down: the false downs.
-        let v = evaluate(&config, t0, at(192), &nodes(192), None, &BTreeMap::new());
+        let v = evaluate(&config, t0, at(192), &nodes(192), None, &Heals::default());
         assert!(v.alarms.is_empty(), "5 of 20 silent is no partition");
         assert_eq!(v.declare_down.len(), 5);
         // The alarm cleared at t=191: ams's hosts have the grace to re-attach.
-        let healed = BTreeMap::from([("ams".to_owned(), at(191))]);
-        let v = evaluate(&config, t0, at(192), &nodes(192), None, &healed);
+        let mut heals = Heals::default();
+        heals.cleared("ams", at(191));
+        let v = evaluate(&config, t0, at(192), &nodes(192), None, &heals);
         assert!(v.declare_down.is_empty(), "{:?}", v.declare_down);
-        let v = evaluate(&config, t0, at(220), &nodes(220), None, &healed);
+        let v = evaluate(&config, t0, at(220), &nodes(220), None, &heals);
         assert!(v.declare_down.is_empty(), "{:?}", v.declare_down);
         // Still silent once the grace is over: really gone.
-        let v = evaluate(&config, t0, at(222), &nodes(222), None, &healed);
+        let v = evaluate(&config, t0, at(222), &nodes(222), None, &heals);
         assert_eq!(v.declare_down.len(), 5, "{:?}", v.declare_down);
+        // But while hosts keep coming back (one returned at t=215, out of its backoff), the
+        // rest are awaited a while longer…
+        heals.returned("ams", at(215));
+        let v = evaluate(&config, t0, at(222), &nodes(222), None, &heals);
+        assert!(v.declare_down.is_empty(), "{:?}", v.declare_down);
+        // …until none has returned for `reattach_quiet`.
+        let v = evaluate(&config, t0, at(226), &nodes(226), None, &heals);
+        assert_eq!(v.declare_down.len(), 5, "{:?}", v.declare_down);
+        heals.forget_over(&config, at(226));
+        assert!(!heals.healing(&config, "ams", at(226)));
+        // A region that was never cut is not helped by a host of it returning.
+        heals.returned("par", at(225));
+        assert!(!heals.healing(&config, "par", at(226)));
     }
 
     #[test]
@@ -440,7 +530,7 @@ mod tests {
             at(10),
             &nodes(at(10)),
             None,
-            &BTreeMap::new(),
+            &Heals::default(),
         );
         assert!(v.liveness.values().all(|l| *l == Liveness::Alive));
         let v = evaluate(
@@ -449,7 +539,7 @@ mod tests {
             at(20),
             &nodes(at(20)),
             None,
-            &BTreeMap::new(),
+            &Heals::default(),
         );
         let par4 = NodeId::parse("par-4").unwrap();
         assert_eq!(v.liveness[&par4], Liveness::Suspect);
@@ -470,7 +560,7 @@ mod tests {
             at(75),
             &nodes(at(75)),
             None,
-            &BTreeMap::new(),
+            &Heals::default(),
         );
         assert_eq!(v.declare_down, vec![par4.clone()]);
         assert_eq!(v.alarms.len(), 1);
@@ -482,7 +572,7 @@ mod tests {
             at(80),
             &nodes(at(80)),
             None,
-            &BTreeMap::new(),
+            &Heals::default(),
         );
         assert!(v.declare_down.is_empty());
         // After the grace and down_after counted from the leader's start: down.
@@ -492,7 +582,7 @@ mod tests {
             at(60 + 75),
             &nodes(at(60 + 75)),
             None,
-            &BTreeMap::new(),
+            &Heals::default(),
         );
         assert_eq!(v.declare_down, vec![par4]);
 

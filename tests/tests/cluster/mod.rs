@@ -1,6 +1,8 @@
 //! A three-replica `vmcloud scheduler` cluster run by hand: `vmcloud cluster status` and
 //! `transfer-leader`, writes through followers, metrics on every replica.
 
+mod partition;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
