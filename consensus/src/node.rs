@@ -204,6 +204,8 @@ pub struct Raft<O> {
     /// How long a read waits for its confirmation before asking again (half the election
     /// timeout: a confirmation takes one round trip when all is well).
     reask: Duration,
+    /// How often a waiting proposal looks whether the term has moved on (one tick).
+    poll: Duration,
     threads: Arc<Mutex<Vec<thread::JoinHandle<()>>>>,
     metrics: Arc<RaftMetrics>,
 }
@@ -218,6 +220,7 @@ impl<O> Clone for Raft<O> {
             applied_term: self.applied_term.clone(),
             propose_timeout: self.propose_timeout,
             reask: self.reask,
+            poll: self.poll,
             threads: self.threads.clone(),
             metrics: self.metrics.clone(),
         }
@@ -355,6 +358,7 @@ impl<O: Send + 'static> Raft<O> {
             applied_term: applied_term_rx,
             propose_timeout: config.propose_timeout,
             reask: config.tick * (config.election_ticks as u32).max(2) / 2,
+            poll: config.tick,
             threads: Arc::new(Mutex::new(vec![runner, applier])),
             metrics: config.metrics,
         })
@@ -426,9 +430,8 @@ impl<O: Send + 'static> Raft<O> {
             waiters: &self.waiters,
             context: &context,
         };
-        let mut applied_term = self.applied_term.clone();
         let mut tries = 0u32;
-        let outcome = loop {
+        let outcome = 'tries: loop {
             let (reply, answer) = oneshot::channel();
             if tries > 0 {
                 self.metrics.proposals_retried.inc();
@@ -448,26 +451,35 @@ impl<O: Send + 'static> Raft<O> {
                 }
                 Err(e) => return Err(e),
             };
-            tokio::select! {
-                biased;
-                done = &mut done_rx => break done.map_err(|_| ProposeError::ShuttingDown)?,
-                later = async { applied_term.wait_for(|t| *t > term).await.is_ok() } => {
-                    if !later {
-                        return Err(ProposeError::ShuttingDown);
-                    }
-                    // Answers of a batch are sent before its term is published.
-                    match done_rx.try_recv() {
-                        Ok(done) => break done,
-                        Err(oneshot::error::TryRecvError::Empty) => {
-                            tracing::debug!(term, tries, "the leader changed before the proposal was committed; proposing it again");
-                        }
-                        Err(oneshot::error::TryRecvError::Closed) => {
-                            return Err(ProposeError::ShuttingDown)
-                        }
-                    }
+            // Waits for the answer, looking every tick (no more: most proposals are answered
+            // in milliseconds, and one watch registration each would cost the applier's
+            // throughput) whether an entry of a later term has been applied.
+            loop {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Err(ProposeError::Timeout(self.propose_timeout));
                 }
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Err(ProposeError::Timeout(self.propose_timeout))
+                let poll = self.poll.min(deadline - now);
+                match tokio::time::timeout(poll, &mut done_rx).await {
+                    Ok(done) => break 'tries done.map_err(|_| ProposeError::ShuttingDown)?,
+                    Err(_) if *self.applied_term.borrow() > term => {
+                        // Answers of a batch are sent before its term is published.
+                        match done_rx.try_recv() {
+                            Ok(done) => break 'tries done,
+                            Err(oneshot::error::TryRecvError::Empty) => {
+                                tracing::debug!(
+                                    term,
+                                    tries,
+                                    "the leader changed before the proposal was committed; proposing it again"
+                                );
+                                break;
+                            }
+                            Err(oneshot::error::TryRecvError::Closed) => {
+                                return Err(ProposeError::ShuttingDown);
+                            }
+                        }
+                    }
+                    Err(_) => {}
                 }
             }
         };
@@ -1109,7 +1121,11 @@ impl<S: StateMachine> Applier<S> {
                     for (_, waiter) in self.waiters.lock().unwrap().drain() {
                         let _ = waiter.send(Outcome::Unknown);
                     }
-                    let _ = self.applied_term.send(snapshot.term);
+                    self.applied_term.send_if_modified(|t| {
+                        let changed = *t != snapshot.term;
+                        *t = snapshot.term;
+                        changed
+                    });
                     let _ = self.applied.send(snapshot.index);
                     let _ = self.runner.send(Request::Applied(snapshot.index));
                     continue;
@@ -1180,7 +1196,12 @@ impl<S: StateMachine> Applier<S> {
                     }
                 }
             }
-            let _ = self.applied_term.send(last_term);
+            // Only when the term changed (nobody needs the same term told again).
+            self.applied_term.send_if_modified(|t| {
+                let changed = *t != last_term;
+                *t = last_term;
+                changed
+            });
             let _ = self.applied.send(last);
             self.last_term = last_term;
             self.metrics.applied_index.set(last as i64);

@@ -23,10 +23,11 @@ use serde_json::{Value, json};
 use super::cluster::{Replica, tail, work_dir};
 use super::{Reaped, sample};
 
-/// DESIGN.md §6 and issue 6: the leader under half a core with 10,000 agents; every agent
-/// re-attached within 30 s of a failover; no node falsely declared down.
+/// DESIGN.md §6 and issues 6 and 23: the leader under half a core with 10,000 agents; every
+/// agent re-attached within 15 s of a failover (issue 6 asked 30 s); no node falsely
+/// declared down.
 const BUDGET_LEADER_CPU_PERCENT: f64 = 50.0;
-const BUDGET_REATTACH_S: f64 = 30.0;
+const BUDGET_REATTACH_S: f64 = 15.0;
 
 #[derive(Debug, Args)]
 pub struct FleetBenchArgs {
@@ -365,11 +366,16 @@ pub async fn fleet(args: FleetBenchArgs) -> anyhow::Result<()> {
     let mut cursor: Option<String> = None;
     loop {
         let url = match &cursor {
+            // The leader's own view (`stale`: no quorum round per page while it is at its
+            // busiest): whether it declared nodes down is what is asked.
             Some(c) => format!(
-                "{}/v1/nodes?limit=1000&cursor={c}",
+                "{}/v1/nodes?limit=1000&stale=true&cursor={c}",
                 replicas[new_leader].api
             ),
-            None => format!("{}/v1/nodes?limit=1000", replicas[new_leader].api),
+            None => format!(
+                "{}/v1/nodes?limit=1000&stale=true",
+                replicas[new_leader].api
+            ),
         };
         let page = match api.http.get(&url).bearer_auth(&api.key).send().await {
             Ok(resp) if resp.status().is_success() => resp.json::<Value>().await?,

@@ -1,6 +1,7 @@
 //! `vmcloud bench raft`: commits through a Raft group of real replicas (threads of this
 //! process) over real QUIC with mutual TLS on loopback, fsync on, then the failover time after
-//! the leader is killed.
+//! the leader is killed. With `--peer etcd`, the same load on a 3-member etcd (Debian's
+//! `etcd-server`) on the same machine in the same run first, and the ratio.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ const BUDGET_SINGLE_CLIENT_P99_MS: f64 = 5.0;
 const BUDGET_FAILOVER_MS: f64 = 1_500.0;
 /// etcd on 2 vCPUs, 256 clients (DESIGN.md §6).
 const ANCHOR_ETCD_2VCPU: f64 = 4_581.0;
+/// Issue 23: at least this many times etcd's commits/s in the same run, with a lower p99.
+const BUDGET_ETCD_RATIO: f64 = 5.0;
 
 #[derive(Debug, Args)]
 pub struct RaftBenchArgs {
@@ -43,6 +46,9 @@ pub struct RaftBenchArgs {
     /// Skip the failover measurement.
     #[arg(long)]
     pub no_failover: bool,
+    /// Run the same load on this peer first, in the same run, and print the ratio.
+    #[arg(long, value_parser = ["etcd"])]
+    pub peer: Option<String>,
 }
 
 /// Counts applied entries; answers with the entry's index.
@@ -110,6 +116,22 @@ pub async fn raft(args: RaftBenchArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: &RaftBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let etcd = match &args.peer {
+        Some(_) => {
+            let etcd = super::etcd::Etcd::start(dir, args.replicas.max(1) as usize).await?;
+            eprintln!(
+                "etcd: {} members on loopback, fsync on; {} client(s), {} B puts, {:.1} s",
+                args.replicas,
+                args.clients,
+                args.payload,
+                args.duration.as_secs_f64()
+            );
+            let figures = etcd.load(args.clients, args.payload, args.duration).await?;
+            drop(etcd);
+            Some(figures)
+        }
+        None => None,
+    };
     let ca = Ca::generate("bench").context("generating the bench CA")?;
     let identities = (1..=args.replicas)
         .map(|id| ca.issue_scheduler(&id.to_string()))
@@ -185,6 +207,30 @@ async fn run(args: &RaftBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> 
     };
     println!("{:<28} {:>12.2} {:>14}", "latency p99 ms", p99, p99_budget);
     println!("{:<28} {:>12}", "failed writes", errors);
+    let ratio = etcd.as_ref().map(|e| commits_per_s / e.commits_per_s);
+    if let (Some(e), Some(ratio)) = (&etcd, ratio) {
+        println!(
+            "{:<28} {:>12.0} {:>14}   (etcd {}, same machine, same run, 256 B puts over gRPC)",
+            "etcd commits/s", e.commits_per_s, "", e.version
+        );
+        println!(
+            "{:<28} {:>12.2} {:>14}",
+            "etcd latency p50 ms", e.p50_ms, ""
+        );
+        println!(
+            "{:<28} {:>12.2} {:>14}",
+            "etcd latency p99 ms",
+            e.p99_ms,
+            format!("> {p99:.2}")
+        );
+        println!("{:<28} {:>12}", "etcd failed puts", e.errors);
+        println!(
+            "{:<28} {:>12.1} {:>14}",
+            "ours / etcd",
+            ratio,
+            format!("≥ {BUDGET_ETCD_RATIO:.0}")
+        );
+    }
     if let Some(f) = failover_ms {
         println!(
             "{:<28} {:>12.0} {:>14}   (etcd election timeout 1 s)",
@@ -206,6 +252,11 @@ async fn run(args: &RaftBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> 
             "p99_ms": p99,
             "failed_writes": errors,
             "failover_ms": failover_ms,
+            "etcd_commits_per_s": etcd.as_ref().map(|e| e.commits_per_s),
+            "etcd_p50_ms": etcd.as_ref().map(|e| e.p50_ms),
+            "etcd_p99_ms": etcd.as_ref().map(|e| e.p99_ms),
+            "etcd_version": etcd.as_ref().map(|e| e.version.clone()),
+            "ratio": ratio,
         })
     );
     let cluster = Arc::try_unwrap(cluster)

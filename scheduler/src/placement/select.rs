@@ -46,6 +46,23 @@ pub fn place_with(
     }
 }
 
+/// Hosts that can take it a CPU-only decision without a spread group compares before it
+/// chooses, instead of every host of the region: the cost of a decision then stays flat as
+/// the fleet grows (issue 23), as Kubernetes scores a sample of feasible nodes
+/// (`percentageOfNodesToScore`, at least 100). The sample starts at a place in the region's
+/// host list fixed by the instance's id — plans stay a pure function of the state — and CPU
+/// hosts are all looked at before any GPU host, so CPU work stays off GPU hosts as before.
+pub const CPU_SAMPLE: usize = 256;
+
+/// Where `instance`'s sample starts among `n` hosts.
+fn sample_start(instance: &Instance, n: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same on every replica and every run.
+    let mut h = std::hash::DefaultHasher::new();
+    instance.id.hash(&mut h);
+    (h.finish() % n.max(1) as u64) as usize
+}
+
 pub(crate) fn place_cpu(
     index: &FleetIndex<'_>,
     hosts: &[usize],
@@ -58,35 +75,43 @@ pub(crate) fn place_cpu(
     // (rack load of the spread group, has GPUs, most free memory first, position = node id
     // order) — smallest wins.
     let mut best: Option<(u32, bool, bool, std::cmp::Reverse<u64>, usize)> = None;
-    for &pos in hosts {
-        let node = index.hosts[pos];
-        if let Err(skip) = host_filter_at(index, pos, instance, spread) {
-            skipped.count(skip);
-            continue;
+    // Without a spread group: a sample (see [`CPU_SAMPLE`]), CPU hosts first. With one, every
+    // host: its racks are the first criterion.
+    let sampled = spread.is_none() && hosts.len() > CPU_SAMPLE;
+    let start = if sampled {
+        sample_start(instance, hosts.len())
+    } else {
+        0
+    };
+    let order = hosts[start..].iter().chain(&hosts[..start]);
+    let passes: &[Option<bool>] = if sampled {
+        &[Some(false), Some(true)]
+    } else {
+        &[None]
+    };
+    let mut feasible = 0;
+    'passes: for &gpu_hosts in passes {
+        if best.is_some() {
+            break;
         }
-        let u = &usage[pos];
-        let held = u.held.against(instance, false);
-        if !has_room(
-            &index.capacity[pos],
-            u,
-            instance,
-            &held,
-            &mut full,
-            &mut reserved,
-        ) {
-            continue;
-        }
-        let capacity = &index.capacity[pos];
-        let free_mem = capacity.memory_mib.saturating_sub(u.memory_mib);
-        let key = (
-            spread.map_or(0, |_| rack_load(spread, node)),
-            capacity.has_gpus,
-            !easy_to_reclaim(instance, u),
-            std::cmp::Reverse(free_mem),
-            pos,
-        );
-        if best.is_none_or(|b| key < b) {
-            best = Some(key);
+        for &pos in order.clone() {
+            if gpu_hosts.is_some_and(|g| index.capacity[pos].has_gpus != g) {
+                continue;
+            }
+            if place_cpu_at(
+                index,
+                pos,
+                usage,
+                instance,
+                spread,
+                (&mut full, &mut reserved, &mut skipped),
+                &mut best,
+            ) {
+                feasible += 1;
+                if sampled && feasible >= CPU_SAMPLE {
+                    break 'passes;
+                }
+            }
         }
     }
     best.map(|(.., pos)| Choice {
@@ -103,4 +128,44 @@ pub(crate) fn place_cpu(
             skipped.explain(instance, spread)
         )
     })
+}
+
+type CpuKey = (u32, bool, bool, std::cmp::Reverse<u64>, usize);
+
+/// Looks at the host at `pos` for `instance`: counts why it cannot take it, or keeps it in
+/// `best` if it is better. True when it can take it.
+fn place_cpu_at(
+    index: &FleetIndex<'_>,
+    pos: usize,
+    usage: &[Usage],
+    instance: &Instance,
+    spread: Option<&Spread>,
+    (full, reserved, skipped): (&mut usize, &mut usize, &mut Skipped),
+    best: &mut Option<CpuKey>,
+) -> bool {
+    {
+        let node = index.hosts[pos];
+        if let Err(skip) = host_filter_at(index, pos, instance, spread) {
+            skipped.count(skip);
+            return false;
+        }
+        let u = &usage[pos];
+        let held = u.held.against(instance, false);
+        if !has_room(&index.capacity[pos], u, instance, &held, full, reserved) {
+            return false;
+        }
+        let capacity = &index.capacity[pos];
+        let free_mem = capacity.memory_mib.saturating_sub(u.memory_mib);
+        let key = (
+            spread.map_or(0, |_| rack_load(spread, node)),
+            capacity.has_gpus,
+            !easy_to_reclaim(instance, u),
+            std::cmp::Reverse(free_mem),
+            pos,
+        );
+        if best.is_none_or(|b| key < b) {
+            *best = Some(key);
+        }
+        true
+    }
 }

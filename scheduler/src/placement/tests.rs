@@ -348,3 +348,48 @@ fn recorded_reason_is_not_proposed_again() {
         "an instance already looked at waits for capacity"
     );
 }
+
+/// In a region larger than the sample, CPU work looks at a bounded sample of the hosts that
+/// can take it — CPU hosts before any GPU host — and the plan is still a function of the
+/// state alone.
+#[test]
+fn cpu_work_in_a_large_region_scores_a_sample_and_stays_off_gpu_hosts() {
+    use crate::placement::select::CPU_SAMPLE;
+    let mut nodes: Vec<Node> = (0..CPU_SAMPLE * 4)
+        .map(|i| node(&format!("c{i:04}"), "par", 16, 64))
+        .collect();
+    nodes.extend((0..50).map(|i| gpu_node(&format!("g{i:02}"), "H100", 8, 8)));
+    let instances: Vec<Instance> = (0..100).map(|n| pending("par", 2, 4096, n)).collect();
+    let s = state(nodes.clone(), instances);
+    let plan = plan_pending(&s, true);
+    assert_eq!(plan.placements.len(), 100);
+    assert!(
+        plan.placements
+            .iter()
+            .all(|(_, c)| c.node.as_str().starts_with('c')),
+        "CPU work went to a GPU host while CPU hosts had room"
+    );
+    // Sampled from different places: the work is spread, not stacked on the first hosts.
+    let hosts: std::collections::BTreeSet<&NodeId> =
+        plan.placements.iter().map(|(_, c)| &c.node).collect();
+    assert!(hosts.len() > 50, "{} hosts for 100 instances", hosts.len());
+    assert_eq!(
+        plan_pending(&s, true).placements,
+        plan.placements,
+        "deterministic"
+    );
+
+    // Every CPU host full: the work goes to a GPU host (found past the whole CPU pass).
+    let full: Vec<Instance> = (0..CPU_SAMPLE * 4)
+        .map(|i| {
+            let mut f = pending("par", 16, 64 * 1024, i as i64);
+            f.state = InstanceState::Running;
+            f.node = Some(NodeId::parse(&format!("c{i:04}")).unwrap());
+            f
+        })
+        .chain(std::iter::once(pending("par", 2, 4096, 10_000)))
+        .collect();
+    let plan = plan_pending(&state(nodes, full), true);
+    assert_eq!(plan.placements.len(), 1, "{:?}", plan.unplaced);
+    assert!(plan.placements[0].1.node.as_str().starts_with('g'));
+}
