@@ -286,9 +286,15 @@ fn the_agent_role_writes_only_settings_the_agent_reads_and_the_agent_reads_them(
     )
     .unwrap();
     assert!(unit.contains("EnvironmentFile=/etc/vmcloud/agent.env"));
-    assert!(unit.contains("ExecStart=/usr/local/bin/vmcloud agent"));
-    let help = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
-        .args(["agent", "--help"])
+    // The role installs and runs the agent alone (decision 0015).
+    assert!(unit.contains("ExecStart=/usr/local/bin/vmcloud-agent\n"));
+    let tasks = std::fs::read_to_string(root.join("ansible/roles/agent/tasks/main.yml")).unwrap();
+    assert!(
+        tasks.contains("dest: /usr/local/bin/vmcloud-agent"),
+        "{tasks}"
+    );
+    let help = Command::new(env!("CARGO_BIN_EXE_vmcloud-agent"))
+        .arg("--help")
         .output()
         .unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
@@ -301,15 +307,14 @@ fn the_agent_role_writes_only_settings_the_agent_reads_and_the_agent_reads_them(
     for name in names {
         assert!(
             help.contains(&format!("env: {name}")),
-            "the role sets {name}, which `vmcloud agent` does not read"
+            "the role sets {name}, which `vmcloud-agent` does not read"
         );
     }
 
     // As the unit runs it: settings from the environment only. A missing CA is named, with
     // what to do.
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
-        .arg("agent")
+    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud-agent"))
         .env("VMCLOUD_AGENT_NODE", "par-r1-h07")
         .env("VMCLOUD_AGENT_PKI_DIR", dir.path().join("pki"))
         .env("VMCLOUD_AGENT_DATA_DIR", dir.path().join("data"))
