@@ -107,8 +107,9 @@ fn jitter_of(node: &NodeId) -> f64 {
 /// Datacenters whose partition alarm cleared: their hosts are coming back, and none is declared
 /// down while they do — for `grace` after the alarm cleared, and for as long after that as
 /// hosts of the datacenter keep being heard again after their silence (a host returning less
-/// than `reattach_quiet` ago): agents that failed to reconnect during a long cut wait out
-/// their backoff (up to 30 s, with jitter) and return over tens of seconds.
+/// than `grace` ago): agents that failed to reconnect during a long cut wait out a handshake
+/// timeout and their backoff (10 s and up to 15 s, with jitter), sometimes twice, and return
+/// over tens of seconds.
 #[derive(Debug, Default)]
 pub struct Heals(BTreeMap<String, Heal>);
 
@@ -140,8 +141,7 @@ impl Heals {
     /// Whether `region`'s hosts are still coming back at `now`.
     pub fn healing(&self, config: &LivenessConfig, region: &str, now: Instant) -> bool {
         self.0.get(region).is_some_and(|h| {
-            now.saturating_duration_since(h.cleared) < config.grace
-                || now.saturating_duration_since(h.last_return) < config.reattach_quiet
+            now.saturating_duration_since(h.cleared.max(h.last_return)) < config.grace
         })
     }
 
@@ -303,6 +303,15 @@ pub async fn run(
             n.last_heard = last_heard.get(&n.id).copied();
         }
         heals.forget_over(&config, now);
+        // A datacenter whose alarm clears on this very tick is healing already: the heal is
+        // recorded first, then the verdict made with it (else the hosts not back yet would be
+        // declared down on the tick the alarm lifts).
+        let still_silent = evaluate(&config, since, now, &nodes, last_first_heard, &heals).alarms;
+        for r in alarmed.iter() {
+            if !still_silent.iter().any(|a| &a.region == r) {
+                heals.cleared(r, now);
+            }
+        }
         let verdict = evaluate(&config, since, now, &nodes, last_first_heard, &heals);
         for alarm in &verdict.alarms {
             if alarmed.insert(alarm.region.clone()) {
@@ -324,7 +333,6 @@ pub async fn run(
                     grace = ?config.grace,
                     "the datacenter is heard again: its hosts have the grace to re-attach before any is declared down"
                 );
-                heals.cleared(r, now);
             }
             still
         });
@@ -494,16 +502,16 @@ mod tests {
         // But while hosts keep coming back (one returned at t=215, out of its backoff), the
         // rest are awaited a while longer…
         heals.returned("ams", at(215));
-        let v = evaluate(&config, t0, at(222), &nodes(222), None, &heals);
+        let v = evaluate(&config, t0, at(244), &nodes(244), None, &heals);
         assert!(v.declare_down.is_empty(), "{:?}", v.declare_down);
-        // …until none has returned for `reattach_quiet`.
-        let v = evaluate(&config, t0, at(226), &nodes(226), None, &heals);
+        // …until none has returned for the grace.
+        let v = evaluate(&config, t0, at(246), &nodes(246), None, &heals);
         assert_eq!(v.declare_down.len(), 5, "{:?}", v.declare_down);
-        heals.forget_over(&config, at(226));
-        assert!(!heals.healing(&config, "ams", at(226)));
+        heals.forget_over(&config, at(246));
+        assert!(!heals.healing(&config, "ams", at(246)));
         // A region that was never cut is not helped by a host of it returning.
-        heals.returned("par", at(225));
-        assert!(!heals.healing(&config, "par", at(226)));
+        heals.returned("par", at(245));
+        assert!(!heals.healing(&config, "par", at(246)));
     }
 
     #[test]

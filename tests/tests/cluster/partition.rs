@@ -350,7 +350,8 @@ async fn a_cut_datacenter_heals_without_a_host_declared_down_or_an_instance_chan
     run(&["ip", "link", "set", &net.link("ams"), "up"]);
     let healed = Instant::now();
     // Agents that kept failing during the cut wait out their backoff (≤ 15 s) and a handshake.
-    let watch = Duration::from_secs(GRACE_S + DOWN_AFTER_S + 5);
+    // A straggler may need two handshake timeouts and backoffs (10 s + up to 15 s each).
+    let watch = Duration::from_secs(2 * GRACE_S);
     let mut ready_after = None;
     while healed.elapsed() < watch {
         if let Some(nodes) = api.nodes(&leader_api).await {
