@@ -421,15 +421,7 @@ impl<O: Send + 'static> Raft<O> {
     ) -> Result<Outcome<O>, ProposeError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
-        let (done_tx, mut done_rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap()
-            .insert(context.clone(), done_tx);
-        let _forget = Forget {
-            waiters: &self.waiters,
-            context: &context,
-        };
+        let (mut done_rx, _forget) = self.wait_for_apply(&context);
         let mut tries = 0u32;
         let outcome = 'tries: loop {
             let (reply, answer) = oneshot::channel();
@@ -489,6 +481,24 @@ impl<O: Send + 'static> Raft<O> {
         Ok(outcome)
     }
 
+    /// Registers a waiter for the entry proposed with `context`; it goes when the guard drops
+    /// (however the proposing future ends).
+    fn wait_for_apply<'a>(
+        &'a self,
+        context: &'a [u8],
+    ) -> (oneshot::Receiver<Outcome<O>>, Forget<'a, O>) {
+        let (done_tx, done_rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap()
+            .insert(context.to_vec(), done_tx);
+        let forget = Forget {
+            waiters: &self.waiters,
+            context,
+        };
+        (done_rx, forget)
+    }
+
     /// Waits until a leader is known or `deadline` passes; true if one is known.
     async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> bool {
         let mut status = self.status.clone();
@@ -511,15 +521,7 @@ impl<O: Send + 'static> Raft<O> {
         context: Vec<u8>,
         make: impl FnOnce(Vec<u8>, oneshot::Sender<Result<(), ProposeError>>) -> Request,
     ) -> Result<Outcome<O>, ProposeError> {
-        let (done_tx, done_rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap()
-            .insert(context.clone(), done_tx);
-        let _forget = Forget {
-            waiters: &self.waiters,
-            context: &context,
-        };
+        let (done_rx, _forget) = self.wait_for_apply(&context);
         let (reply_tx, reply_rx) = oneshot::channel();
         self.requests
             .send(make(context.clone(), reply_tx))

@@ -165,15 +165,8 @@ impl Etcd {
                 (latencies, errors)
             }));
         }
-        let mut latencies = Vec::new();
-        let mut errors = 0;
-        for t in tasks {
-            let (l, e) = t.await?;
-            latencies.extend(l);
-            errors += e;
-        }
+        let (latencies, errors) = super::gather(tasks).await?;
         let elapsed = started.elapsed().as_secs_f64();
-        latencies.sort_by(f64::total_cmp);
         Ok(Figures {
             commits_per_s: latencies.len() as f64 / elapsed,
             p50_ms: super::percentile(&latencies, 50.0),

@@ -92,6 +92,22 @@ pub fn sample(pid: u32) -> anyhow::Result<(f64, f64)> {
     Ok((rss_kib / 1024.0, ticks / hz))
 }
 
+/// Waits for load clients that each return (latencies in ms, failures): all latencies,
+/// sorted, and the failures.
+pub async fn gather(
+    clients: Vec<tokio::task::JoinHandle<(Vec<f64>, u64)>>,
+) -> anyhow::Result<(Vec<f64>, u64)> {
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for c in clients {
+        let (l, e) = c.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok((latencies, errors))
+}
+
 /// The `p`th percentile of sorted samples (nearest rank); NaN when there are none.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

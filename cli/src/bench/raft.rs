@@ -171,15 +171,8 @@ async fn run(args: &RaftBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> 
             (latencies, errors)
         }));
     }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
-        latencies.extend(l);
-        errors += e;
-    }
+    let (latencies, errors) = super::gather(tasks).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_by(f64::total_cmp);
     let commits_per_s = latencies.len() as f64 / elapsed;
     let (p50, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
 
