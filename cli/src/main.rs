@@ -396,6 +396,9 @@ enum ApiCommand {
 enum SimCommand {
     /// Generate a fleet (seeded) and print its summary as JSON.
     Fleet(bench::placement::FleetArgs),
+    /// Replay a seeded month of arrivals and departures on an empty fleet through the
+    /// production planner: stranded GPUs, refused 8-GPU requests, GPU-hours filled.
+    Efficiency(bench::efficiency::EfficiencyArgs),
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -591,6 +594,9 @@ fn main() -> ExitCode {
             Command::Sim {
                 command: SimCommand::Fleet(args),
             } => bench::placement::fleet(args),
+            Command::Sim {
+                command: SimCommand::Efficiency(args),
+            } => bench::efficiency::efficiency(args),
         }
     });
     match result {

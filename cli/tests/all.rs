@@ -213,6 +213,59 @@ fn sim_fleet_and_bench_placement_run_at_small_size() {
 }
 
 #[test]
+fn sim_efficiency_replays_a_stream_on_an_empty_fleet_at_small_size() {
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+            .args([
+                "sim",
+                "efficiency",
+                "--hosts",
+                "300",
+                "--days",
+                "2",
+                "--seed",
+                "5",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let figures: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        figures
+    };
+    let figures = run();
+    for key in ["stranded_share", "refused_large_share", "filled_share"] {
+        let v = figures[key].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&v), "{key} is a share: {figures}");
+    }
+    // The stream fills the fleet to the goal and spot and backfill take most of the rest.
+    let on_demand = figures["on_demand_share"].as_f64().unwrap();
+    assert!((0.6..0.9).contains(&on_demand), "{figures}");
+    assert!(figures["filled_share"].as_f64().unwrap() > on_demand);
+    for kind in ["gpu-8", "session-1", "mig-1", "spot-1", "vps-0"] {
+        assert!(
+            figures["requests"][kind]["placed"].as_u64().unwrap() > 0,
+            "{kind} placed: {figures}"
+        );
+    }
+    // Seeded: the same seed replays the same month.
+    let again = run();
+    for key in [
+        "stranded_share",
+        "refused_large_share",
+        "filled_share",
+        "commands",
+    ] {
+        assert_eq!(figures[key], again[key], "{key}");
+    }
+}
+
+#[test]
 fn bench_schedule_places_through_three_replicas_at_small_size() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))

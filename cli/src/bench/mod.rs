@@ -7,6 +7,7 @@ pub mod audit;
 pub mod billing_run;
 pub mod cluster;
 pub mod create;
+pub mod efficiency;
 pub mod etcd;
 pub mod failover;
 pub mod fleet;
