@@ -11,7 +11,9 @@
 //!
 //! The stream, per region and GPU model: on-demand instances of 1, 2, 4 and 8 GPUs (as many
 //! as the model's hosts hold), cloud-gaming sessions (1 GPU, short) on L40S and RTX 4090, MIG
-//! slices on the hosts in MIG mode, VPSes on the CPU hosts. Their arrival rate follows the
+//! slices on the hosts in MIG mode, VPSes of 8 to 32 vCPUs on the CPU hosts (half their
+//! vCPUs: load enough to matter if it spilled onto GPU hosts, few enough instances to replay
+//! a month in minutes). Their arrival rate follows the
 //! load: it rises from an empty fleet until on-demand work holds `--load` of the GPUs, then
 //! keeps it there (Little's law, corrected by how far the load is from the goal). Spot
 //! instances and spot AI jobs (the backfill) wait in a standing queue and take what on-demand
@@ -164,6 +166,8 @@ struct Meta {
     gpus: u32,
     /// How long it runs once placed (jobs stop at their maximum run time instead).
     life_ms: Option<i64>,
+    /// Placed once already (a spot job member requeued after a preemption).
+    placed_before: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -569,6 +573,7 @@ impl Sim {
                 kind,
                 gpus,
                 life_ms: Some(life_ms),
+                placed_before: false,
             },
         );
         self.requests.entry((kind, gpus)).or_default().asked += 1;
@@ -624,6 +629,7 @@ impl Sim {
                     kind: Kind::Job,
                     gpus,
                     life_ms: None,
+                    placed_before: false,
                 },
             );
         }
@@ -681,10 +687,10 @@ impl Sim {
         for region in 0..REGIONS.len() {
             let goal = VPS_LOAD * self.cpu_vcpus[region] as f64;
             let pace = Self::pace(self.vps_vcpus[region] as f64, goal);
-            let (mean_vcpus, life_h) = (14.0 / 3.0, 72.0);
+            let (mean_vcpus, life_h) = (56.0 / 3.0, 72.0);
             for _ in 0..self.poisson(goal / mean_vcpus / life_h * step_h * pace) {
                 let (vcpus, memory_mib) =
-                    [(2, 4_096), (4, 8_192), (8, 32_768)][self.rng.random_range(0..3)];
+                    [(8, 16_384), (16, 65_536), (32, 131_072)][self.rng.random_range(0..3)];
                 self.create(None, region, Kind::Vps, 0, vcpus, memory_mib, life_h)?;
             }
         }
@@ -799,10 +805,15 @@ impl Sim {
         } else {
             self.vps_vcpus[meta.region] += u64::from(i.vcpus);
         }
-        self.requests
-            .entry((meta.kind, meta.gpus))
-            .or_default()
-            .placed += 1;
+        if !meta.placed_before {
+            self.requests
+                .entry((meta.kind, meta.gpus))
+                .or_default()
+                .placed += 1;
+            if let Some(m) = self.meta.get_mut(id) {
+                m.placed_before = true;
+            }
+        }
         if let Some(life) = meta.life_ms {
             self.departures
                 .push(Reverse((self.now_ms + life, id.clone())));

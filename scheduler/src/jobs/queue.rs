@@ -148,7 +148,9 @@ pub(crate) fn free_whole_gpus(
             n.region == region && n.state == NodeState::Ready && n.matches(pool, &no_labels)
         })
         .map(|node| {
-            let used = state.usage(&node.id);
+            let Some(used) = state.index.usage.get(&node.id) else {
+                return node.whole_gpus() as i64;
+            };
             let free = node
                 .gpus
                 .iter()
@@ -173,9 +175,13 @@ impl Timeline {
         pool: Option<&str>,
     ) -> Timeline {
         let free_now = free_whole_gpus(state, region, model, pool);
+        // Only instances with an end are events: the state's index of them, not every
+        // instance (this runs for each blocked queue head of each plan).
         let mut events: Vec<(i64, i64)> = state
-            .instances
-            .values()
+            .index
+            .terminating
+            .iter()
+            .filter_map(|(_, id)| state.instances.get(id))
             .filter(|i| {
                 i.region == region
                     && i.node.is_some()

@@ -28,12 +28,14 @@ pub struct FleetIndex<'s> {
     pub(crate) capacity: Vec<Capacity>,
 }
 
-/// A host's allocatable vCPUs and memory, and whether it has GPUs.
+/// A host's allocatable vCPUs and memory, and its GPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capacity {
     pub vcpus: u32,
     pub memory_mib: u64,
     pub has_gpus: bool,
+    /// GPUs given whole (not in MIG mode).
+    pub whole_gpus: u32,
 }
 
 impl Capacity {
@@ -42,8 +44,21 @@ impl Capacity {
             vcpus: node.allocatable_vcpus(),
             memory_mib: node.allocatable_memory_mib(),
             has_gpus: !node.gpus.is_empty(),
+            whole_gpus: node.whole_gpus() as u32,
         }
     }
+}
+
+/// The whole GPUs of `choice` if `instance` is spot.
+fn chosen_spot_gpus(choice: &Choice, instance: &Instance) -> u32 {
+    if instance.market != Market::Spot {
+        return 0;
+    }
+    choice
+        .gpus
+        .iter()
+        .filter(|g| matches!(g, vmcloud_proto::GpuBinding::Whole(_)))
+        .count() as u32
 }
 
 impl<'s> FleetIndex<'s> {
@@ -114,6 +129,7 @@ impl<'s> FleetIndex<'s> {
                 u.unbind(g);
             }
             u.spot -= u32::from(instance.market == Market::Spot);
+            u.spot_gpus -= chosen_spot_gpus(choice, instance);
         }
     }
 
@@ -127,6 +143,7 @@ impl<'s> FleetIndex<'s> {
                 u.bind(g);
             }
             u.spot += u32::from(instance.market == Market::Spot);
+            u.spot_gpus += chosen_spot_gpus(choice, instance);
             if instance.market == Market::Reserved {
                 // It took one of the slots held here.
                 u.held = u.held.against(instance, true);

@@ -10,7 +10,7 @@ use crate::placement::explain::Skipped;
 use crate::placement::explain::held_note;
 use crate::placement::filters::has_room;
 use crate::placement::filters::host_filter_at;
-use crate::placement::fleet_index::FleetIndex;
+use crate::placement::fleet_index::{Capacity, FleetIndex};
 use crate::placement::mig_slices::pick_slice;
 use crate::placement::plan::Choice;
 use crate::placement::score::easy_to_reclaim;
@@ -97,6 +97,23 @@ pub(crate) fn pick_for(
     }
 }
 
+/// For work that cannot be preempted: the GPUs of `node` such work could still have once
+/// `count` more are bound (free, or held by spot it may take back). Packing on this instead of
+/// on free GPUs keeps whole hosts clear of on-demand work while spot fills the gaps between,
+/// so that large requests find a host (by preempting spot if need be) and spot finds room.
+/// Spot itself packs on free GPUs (0 here).
+pub(crate) fn firm_free_after(
+    capacity: &Capacity,
+    used: &Usage,
+    instance: &Instance,
+    count: usize,
+) -> usize {
+    if instance.market == crate::instances::types::Market::Spot {
+        return 0;
+    }
+    (capacity.whole_gpus as usize).saturating_sub(used.firm_gpus() + count)
+}
+
 pub(crate) fn place_gpu(
     index: &FleetIndex<'_>,
     in_region: usize,
@@ -114,9 +131,11 @@ pub(crate) fn place_gpu(
     let (mut gpus_busy, mut full, mut reserved) = (0, 0, 0);
     let mut skipped = Skipped::default();
     // Spread first (the rack holding the fewest of the group); spot where it is easy to
-    // reclaim; then bin-packing: the host left with the fewest free GPUs of the model wins;
-    // among those, one where the GPUs can be local; then the first by node id.
-    let mut best: (u32, bool, usize) = (u32::MAX, true, usize::MAX);
+    // reclaim; then bin-packing: work that cannot be preempted goes where such work already
+    // holds the most GPUs (spot it may take back counts as free: see [`firm_free_after`]);
+    // then the host left with the fewest free GPUs of the model; among those, one where the
+    // GPUs can be local; then the first by node id.
+    let mut best: (u32, bool, usize, usize) = (u32::MAX, true, usize::MAX, usize::MAX);
     let mut tied: Vec<usize> = Vec::new();
     for &pos in with_model {
         let node = index.hosts[pos];
@@ -160,6 +179,7 @@ pub(crate) fn place_gpu(
         let key = (
             rack_load(spread, node),
             !easy_to_reclaim(instance, u),
+            firm_free_after(&index.capacity[pos], u, instance, count),
             free - count,
         );
         if key < best {

@@ -126,7 +126,7 @@ pub(crate) fn preempt_for_gang<'s>(
             continue;
         }
         let slots = ctx.slots(m);
-        let set = find_preemption(index, &usage, m, None, spot, &claimed, slots.as_ref())?;
+        let (_, set) = find_preemption(index, &usage, m, None, spot, &claimed, slots.as_ref())?;
         for v in set {
             let victim = state.instances.get(&v)?;
             let pos = victim.node.as_ref().and_then(|n| index.position(n))?;

@@ -9,12 +9,15 @@
 //! leaving capacity held for reservations to its owners (and to spot, which borrows it);
 //! **choose GPUs** on each host (the tightest NVLink group that holds the request, else one
 //! NUMA node, else any); **score**: spread groups across racks; spot where it is easy to
-//! reclaim (beside other spot, or on held capacity); GPU requests bin-pack (the host left with
-//! the fewest free GPUs wins, so whole hosts and NVLink groups stay free for big requests;
-//! local GPU sets break ties), CPU-only requests stay off GPU hosts when they can and spread
+//! reclaim (beside other spot, or on held capacity); GPU requests bin-pack — work that cannot
+//! be preempted on the GPUs such work already holds (spot counts as free: it can be taken
+//! back), then on free GPUs — so whole hosts and NVLink groups stay free for big requests
+//! (local GPU sets break ties); CPU-only requests stay off GPU hosts when they can and spread
 //! by free memory. A reserved instance goes to a free slot of its reservation. Work that
-//! fits nowhere may **preempt** spot (the cheapest set on one host, with notice). Every "no"
-//! is explained with counts.
+//! fits nowhere may **preempt** spot (on the most-used host, then the cheapest set, with
+//! notice); so may on-demand GPU work that would otherwise be the first on a whole host
+//! (`vmcloud sim efficiency` measures what this keeps whole). Spot is planned after the rest.
+//! Every "no" is explained with counts.
 
 pub mod explain;
 pub mod filters;
@@ -40,6 +43,7 @@ use crate::instances::types::{Instance, Market};
 use crate::placement::fleet_index::FleetIndex;
 use crate::placement::jobs::JobCtx;
 use crate::placement::jobs::plan_jobs;
+use crate::placement::plan::Choice;
 use crate::placement::plan::MAX_NEW_PER_PLAN;
 use crate::placement::plan::Plan;
 use crate::placement::preemption::SpotByHost;
@@ -49,6 +53,7 @@ use crate::placement::reserved::place_reserved;
 use crate::placement::select::place_with;
 use crate::placement::spread::SpreadGroups;
 use crate::state::ClusterState;
+use crate::state::index::Usage;
 
 /// Plans pending instances, oldest first (those nominated to a host by a preemption before
 /// the rest), counting capacity taken earlier in the same plan: every pending instance when
@@ -59,6 +64,27 @@ use crate::state::ClusterState;
 /// produces an empty plan.
 pub fn plan_pending(state: &ClusterState, all: bool) -> Plan {
     plan_region(state, all, None)
+}
+
+/// Whether `choice` puts whole GPUs of work that cannot be preempted on a host where no such
+/// work runs yet, leaving part of it free.
+fn starts_a_whole_host(
+    index: &FleetIndex<'_>,
+    usage: &[Usage],
+    instance: &Instance,
+    choice: &Choice,
+) -> bool {
+    let whole_request = instance
+        .gpu
+        .as_ref()
+        .is_some_and(|g| g.mig_profile.is_none());
+    if instance.market == Market::Spot || !whole_request {
+        return false;
+    }
+    let Some(pos) = index.position(&choice.node) else {
+        return false;
+    };
+    usage[pos].firm_gpus() == 0 && choice.gpus.len() < index.capacity[pos].whole_gpus as usize
 }
 
 /// [`plan_pending`] for the waiting work of one region (`None`: all regions). Regions share
@@ -74,11 +100,14 @@ pub fn plan_region(state: &ClusterState, all: bool, region: Option<&str>) -> Pla
     if pending.is_empty() {
         return Plan::default();
     }
-    // Game launches of VIP, then Priority+ gamers go first (see [`crate::session`]).
+    // Game launches of VIP, then Priority+ gamers go first (see [`crate::session`]); spot
+    // after the rest, so capacity that has just come free goes to work that cannot be
+    // preempted before spot fills it.
     pending.sort_by_key(|i| {
         (
             i.nominated_node.is_none(),
             crate::sessions::queue::launch_rank(i),
+            i.market == Market::Spot,
         )
     });
     // AI jobs wait in queues of their own, served after instances (below).
@@ -110,6 +139,35 @@ pub fn plan_region(state: &ClusterState, all: bool, region: Option<&str>) -> Pla
             Some(slots) => place_reserved(&index, &usage, instance, slots),
             None => place_with(&index, &usage, instance, group),
         };
+        // Work that cannot be preempted would be the first such work on a host: if spot can
+        // make room for it on a host such work already uses, it goes there instead and the
+        // whole host stays for a request that needs one (it starts once the spot instances'
+        // notice has run out). Without this, hosts fill with small on-demand instances one
+        // by one and 8-GPU requests find none.
+        let decision = match decision {
+            Ok(choice)
+                if slots.is_none()
+                    && group.is_none()
+                    && starts_a_whole_host(&index, &usage, instance, &choice) =>
+            {
+                if waiting {
+                    // Its nominated host's spot is leaving: it waits for that room.
+                    continue;
+                }
+                let spot = spot.get_or_insert_with(|| SpotByHost::new(state, &index));
+                match find_preemption(&index, &usage, instance, group, spot, &claimed, None) {
+                    Some((pos, victims)) if usage[pos].firm_gpus() > 0 => {
+                        for v in victims {
+                            claimed.insert(v.clone());
+                            plan.preemptions.push((v, instance.id.clone()));
+                        }
+                        continue;
+                    }
+                    _ => Ok(choice),
+                }
+            }
+            decision => decision,
+        };
         match decision {
             Ok(choice) => {
                 index.take(&mut usage, &choice, instance);
@@ -125,7 +183,7 @@ pub fn plan_region(state: &ClusterState, all: bool, region: Option<&str>) -> Pla
             Err(reason) => {
                 if instance.market != Market::Spot {
                     let spot = spot.get_or_insert_with(|| SpotByHost::new(state, &index));
-                    if let Some(victims) = find_preemption(
+                    if let Some((_, victims)) = find_preemption(
                         &index,
                         &usage,
                         instance,

@@ -9,6 +9,7 @@ use crate::placement::filters::fits_cpu_mem;
 use crate::placement::filters::host_filter;
 use crate::placement::fleet_index::Capacity;
 use crate::placement::fleet_index::FleetIndex;
+use crate::placement::gpus::firm_free_after;
 use crate::placement::gpus::leaves_held_gpus;
 use crate::placement::gpus::pick_for;
 use crate::placement::spread::Spread;
@@ -39,6 +40,9 @@ pub(crate) fn without(u: &mut Usage, v: &Instance) {
     for g in &v.gpus {
         u.unbind(g);
     }
+    u.spot_gpus = u
+        .spot_gpus
+        .saturating_sub(crate::state::index::spot_gpus(v));
 }
 
 /// Whether `v` is a warm VM of the class `instance` (a session launch) waits for: booting, it
@@ -53,13 +57,15 @@ fn refill_for(v: &Instance, instance: &Instance) -> bool {
         && v.pool == instance.pool
 }
 
-/// (instances stopped, GPUs freed, vCPUs freed, host position): smaller is cheaper.
-pub(crate) type PreemptionCost = (usize, usize, u32, usize);
+/// (GPUs left that the waiting work could have had, instances stopped, GPUs freed, vCPUs
+/// freed, host position): smaller is cheaper.
+pub(crate) type PreemptionCost = (usize, usize, usize, u32, usize);
 
 /// The cheapest set of spot instances on one host whose leaving lets `instance` fit there:
-/// fewest instances, then fewest GPUs, then fewest vCPUs stopped, then the first host. Per host
+/// on the host where work that cannot be preempted holds the most GPUs, then fewest
+/// instances, then fewest GPUs, then fewest vCPUs stopped, then the first host. Per host
 /// the smallest single instance that suffices, else a greedy set taken largest first. `None`
-/// when no host can be freed enough.
+/// when no host can be freed enough; else the host's position and the instances to stop.
 pub(crate) fn find_preemption(
     index: &FleetIndex<'_>,
     usage: &[Usage],
@@ -68,7 +74,7 @@ pub(crate) fn find_preemption(
     spot: &SpotByHost<'_>,
     claimed: &HashSet<InstanceId>,
     slots: Option<&HashMap<usize, u32>>,
-) -> Option<Vec<InstanceId>> {
+) -> Option<(usize, Vec<InstanceId>)> {
     let mut best: Option<(PreemptionCost, Vec<InstanceId>)> = None;
     for (&pos, victims) in &spot.by_host {
         let node = index.hosts[pos];
@@ -93,9 +99,20 @@ pub(crate) fn find_preemption(
                     leaves_held_gpus(node, u, req, &held) && pick_for(node, u, req).is_some()
                 })
         };
-        // The cost of a set: how many instances, then GPUs, then vCPUs it stops.
+        // Packing first (the host where work that cannot be preempted already holds the most
+        // GPUs, as [`crate::placement::gpus::place_gpu`] packs), then the cost of a set: how
+        // many instances, then GPUs, then vCPUs it stops.
+        let packing = instance.gpu.as_ref().map_or(0, |req| {
+            let count = if req.mig_profile.is_some() {
+                0
+            } else {
+                req.count as usize
+            };
+            firm_free_after(&index.capacity[pos], &usage[pos], instance, count)
+        });
         let cost = |set: &[&&Instance]| {
             (
+                packing,
                 set.len(),
                 set.iter().map(|v| v.gpus.len()).sum::<usize>(),
                 set.iter().map(|v| v.vcpus).sum::<u32>(),
@@ -143,5 +160,5 @@ pub(crate) fn find_preemption(
             }
         }
     }
-    best.map(|(_, victims)| victims)
+    best.map(|(cost, victims)| (cost.4, victims))
 }

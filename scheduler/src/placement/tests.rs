@@ -393,3 +393,66 @@ fn cpu_work_in_a_large_region_scores_a_sample_and_stays_off_gpu_hosts() {
     assert_eq!(plan.placements.len(), 1, "{:?}", plan.unplaced);
     assert!(plan.placements[0].1.node.as_str().starts_with('g'));
 }
+
+/// A running instance of `count` GPUs of host `node` (its first free ones from `first`).
+fn running_on(
+    node: &Node,
+    count: u32,
+    first: u32,
+    market: crate::instances::types::Market,
+) -> Instance {
+    let mut i = gpu_pending("H100", count, 0);
+    i.market = market;
+    i.state = InstanceState::Running;
+    i.node = Some(node.id.clone());
+    i.gpus = (first..first + count)
+        .map(|g| binding(&format!("0000:{:02x}:00.0", g + 1)))
+        .collect();
+    i
+}
+
+#[test]
+fn on_demand_packs_where_on_demand_runs_and_takes_spot_back_there_rather_than_start_a_whole_host() {
+    use crate::instances::types::Market;
+    // Host a: 6 GPUs of on-demand work and 2 of spot. Host b: 4 of spot, 4 free. Host c: empty.
+    let (a, b, c) = (
+        gpu_node("a", "H100", 8, 8),
+        gpu_node("b", "H100", 8, 8),
+        gpu_node("c", "H100", 8, 8),
+    );
+    let firm = running_on(&a, 6, 0, Market::OnDemand);
+    let spot_a = running_on(&a, 2, 6, Market::Spot);
+    let spot_b = running_on(&b, 4, 0, Market::Spot);
+    let spot_a_id = spot_a.id.clone();
+    // A 1-GPU on-demand request: free GPUs are only on b and c, where no on-demand work runs.
+    // Starting either would leave no whole host for an 8-GPU request; host a's spot is taken
+    // back instead (with notice), and the request is nominated there.
+    let one = gpu_pending("H100", 1, 1);
+    let one_id = one.id.clone();
+    let s = state(
+        vec![a.clone(), b.clone(), c.clone()],
+        vec![firm.clone(), spot_a.clone(), spot_b.clone(), one],
+    );
+    let plan = plan_pending(&s, true);
+    assert!(plan.placements.is_empty(), "{plan:?}");
+    assert_eq!(plan.preemptions, vec![(spot_a_id, one_id)]);
+
+    // Spot planned in the same round as on-demand work goes after it, and on-demand work with
+    // free GPUs on a host it already uses goes there: a 2-GPU on-demand request created after
+    // a spot one of 2 GPUs still gets host a's last two free GPUs.
+    let spot_new = {
+        let mut i = gpu_pending("H100", 2, 2);
+        i.market = Market::Spot;
+        i
+    };
+    let two = gpu_pending("H100", 2, 3);
+    let two_id = two.id.clone();
+    let s = state(vec![a, b, c], vec![firm, spot_b, spot_new, two]);
+    let plan = plan_pending(&s, true);
+    let (first, choice) = &plan.placements[0];
+    assert_eq!(first, &two_id, "on-demand first: {plan:?}");
+    assert_eq!(choice.node.as_str(), "a");
+    // The spot one then packs where spot already runs (b), leaving c whole.
+    let (_, spot_choice) = &plan.placements[1];
+    assert_eq!(spot_choice.node.as_str(), "b");
+}

@@ -53,14 +53,34 @@ pub struct Usage {
     pub held: Held,
     /// Spot instances holding capacity here.
     pub spot: u32,
+    /// Whole GPUs those spot instances hold: capacity on-demand work may take back.
+    pub spot_gpus: u32,
     /// The instances on the node (its desired config is built from them).
     pub instances: OrdSet<InstanceId>,
 }
 
+/// The whole GPUs `i` holds if it is spot (none otherwise).
+pub(crate) fn spot_gpus(i: &Instance) -> u32 {
+    if i.market != Market::Spot {
+        return 0;
+    }
+    i.gpus
+        .iter()
+        .filter(|g| matches!(g, GpuBinding::Whole(_)))
+        .count() as u32
+}
+
 impl Usage {
+    /// Whole GPUs bound to work that is not spot (on-demand and reserved work): what a
+    /// preemption cannot free.
+    pub fn firm_gpus(&self) -> usize {
+        self.gpus.len().saturating_sub(self.spot_gpus as usize)
+    }
+
     pub(crate) fn add(&mut self, i: &Instance) {
         self.instances.insert(i.id.clone());
         self.spot += u32::from(i.market == Market::Spot);
+        self.spot_gpus += spot_gpus(i);
         self.vcpus += i.vcpus;
         self.memory_mib += i.memory_mib;
         for g in &i.gpus {
@@ -89,6 +109,7 @@ impl Usage {
         self.spot = self
             .spot
             .saturating_sub(u32::from(i.market == Market::Spot));
+        self.spot_gpus = self.spot_gpus.saturating_sub(spot_gpus(i));
         self.vcpus = self.vcpus.saturating_sub(i.vcpus);
         self.memory_mib = self.memory_mib.saturating_sub(i.memory_mib);
         for g in &i.gpus {
