@@ -26,6 +26,17 @@ pub struct FleetIndex<'s> {
     /// What each host offers, in one dense vector: a decision scans thousands of hosts, and
     /// reading this instead of each host's record keeps the scan in cache.
     pub(crate) capacity: Vec<Capacity>,
+    /// Per region and GPU model, when the index was built: the most GPUs free on one host,
+    /// and how many of its hosts a request with no pool, labels or spread group leaves out.
+    pub(crate) gpu_bounds: HashMap<(&'s str, &'s str), GpuBound>,
+}
+
+/// See [`FleetIndex::gpu_bounds`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GpuBound {
+    pub(crate) max_free: usize,
+    pub(crate) not_ready: usize,
+    pub(crate) selector: usize,
 }
 
 /// A host's allocatable vCPUs and memory, and its GPUs.
@@ -99,6 +110,32 @@ impl<'s> FleetIndex<'s> {
             .map(|n| n.state == NodeState::Ready && n.pools.is_empty())
             .collect();
         let capacity = hosts.iter().map(|n| Capacity::of(n)).collect();
+        let no_labels = std::collections::BTreeMap::new();
+        let mut gpu_bounds: HashMap<(&str, &str), GpuBound> = HashMap::new();
+        for (&(region, model), positions) in &by_region_model {
+            let mut bound = GpuBound::default();
+            for &pos in positions {
+                let node = hosts[pos];
+                if node.state != NodeState::Ready {
+                    bound.not_ready += 1;
+                } else if !node.matches(None, &no_labels) {
+                    bound.selector += 1;
+                }
+                let used = state.index.usage.get(&node.id);
+                let free = node
+                    .gpus
+                    .iter()
+                    .filter(|g| {
+                        g.model == model
+                            && !g.mig
+                            && g.unhealthy.is_none()
+                            && used.is_none_or(|u| !u.gpus.contains(&g.pci_address))
+                    })
+                    .count();
+                bound.max_free = bound.max_free.max(free);
+            }
+            gpu_bounds.insert((region, model), bound);
+        }
         FleetIndex {
             hosts,
             position,
@@ -107,6 +144,7 @@ impl<'s> FleetIndex<'s> {
             single_model,
             ready_general,
             capacity,
+            gpu_bounds,
         }
     }
 

@@ -114,6 +114,15 @@ pub(crate) fn firm_free_after(
     (capacity.whole_gpus as usize).saturating_sub(used.firm_gpus() + count)
 }
 
+/// The best key a host can have (see [`place_gpu`]): once a host with it gives a local set,
+/// no other host can do better.
+const PERFECT: (u32, bool, usize, usize) = (0, false, 0, 0);
+
+/// How many ties [`place_gpu`] looks at for a local set.
+const TIES: usize = 32;
+
+/// `bounded`: `usage` has no more free GPUs than the state `index` was built from (only this
+/// plan's placements added), so the index's largest free count per model bounds every host.
 pub(crate) fn place_gpu(
     index: &FleetIndex<'_>,
     in_region: usize,
@@ -121,13 +130,42 @@ pub(crate) fn place_gpu(
     instance: &Instance,
     req: &GpuRequest,
     spread: Option<&Spread>,
+    bounded: bool,
 ) -> Result<Choice, String> {
     let count = req.count as usize;
     let empty = Vec::new();
-    let with_model = index
-        .by_region_model
-        .get(&(instance.region.as_str(), req.model.as_str()))
-        .unwrap_or(&empty);
+    let key = (instance.region.as_str(), req.model.as_str());
+    let with_model = index.by_region_model.get(&key).unwrap_or(&empty);
+    let explain = |gpus_busy: usize, full: usize, reserved: usize, skipped: &Skipped| {
+        format!(
+            "no host in {} with {}×{} free: {} hosts, {} without {}, {gpus_busy} with too few free, {full} without the vCPUs or memory{}{}",
+            instance.region,
+            req.count,
+            req.model,
+            in_region,
+            in_region - with_model.len(),
+            req.model,
+            held_note(reserved),
+            skipped.explain(instance, spread)
+        )
+    };
+    // More than any host had free when the plan began: every host of the model is either
+    // left out or has too few free. The same answer as the scan below gives, without it (a
+    // request that fits nowhere would otherwise cost a look at every host of its model).
+    let plain = instance.pool.is_none() && instance.node_selector.is_empty() && spread.is_none();
+    if bounded
+        && plain
+        && let Some(bound) = index.gpu_bounds.get(&key)
+        && count > bound.max_free
+    {
+        let skipped = Skipped {
+            not_ready: bound.not_ready,
+            selector: bound.selector,
+            spread: 0,
+        };
+        let busy = with_model.len() - bound.not_ready - bound.selector;
+        return Err(explain(busy, 0, 0, &skipped));
+    }
     let (mut gpus_busy, mut full, mut reserved) = (0, 0, 0);
     let mut skipped = Skipped::default();
     // Spread first (the rack holding the fewest of the group); spot where it is easy to
@@ -186,8 +224,21 @@ pub(crate) fn place_gpu(
             best = key;
             tied.clear();
         }
-        if key == best && tied.len() < 32 {
+        if key == best && tied.len() < TIES {
             tied.push(pos);
+            // Nothing beats a perfect host whose GPUs can be local, and the ties before it
+            // were not (each was looked at when it came): the scan would end choosing it.
+            if best == PERFECT {
+                if let Some((gpus, true)) = pick_gpus(node, u, &req.model, count) {
+                    return Ok(Choice {
+                        node: node.id.clone(),
+                        gpus: gpus.into_iter().map(GpuBinding::Whole).collect(),
+                    });
+                }
+                if tied.len() == TIES {
+                    break;
+                }
+            }
         }
     }
     let mut fallback = None;
@@ -204,17 +255,5 @@ pub(crate) fn place_gpu(
             fallback.get_or_insert(choice);
         }
     }
-    fallback.ok_or_else(|| {
-        format!(
-            "no host in {} with {}×{} free: {} hosts, {} without {}, {gpus_busy} with too few free, {full} without the vCPUs or memory{}{}",
-            instance.region,
-            req.count,
-            req.model,
-            in_region,
-            in_region - with_model.len(),
-            req.model,
-            held_note(reserved),
-            skipped.explain(instance, spread)
-        )
-    })
+    fallback.ok_or_else(|| explain(gpus_busy, full, reserved, &skipped))
 }

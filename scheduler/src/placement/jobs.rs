@@ -14,7 +14,7 @@ use crate::placement::preemption::find_preemption;
 use crate::placement::preemption::without;
 use crate::placement::reserved::free_slots;
 use crate::placement::reserved::place_reserved;
-use crate::placement::select::place_with;
+use crate::placement::select::place_beside_preemptions;
 use crate::state::ClusterState;
 use crate::state::index::Usage;
 
@@ -159,7 +159,7 @@ impl<'s> JobCtx<'s, '_> {
     pub(crate) fn decide(&self, usage: &[Usage], m: &Instance) -> Result<Choice, String> {
         match self.slots(m) {
             Some(slots) => place_reserved(self.index, usage, m, &slots),
-            None => place_with(self.index, usage, m, None),
+            None => place_beside_preemptions(self.index, usage, m, None),
         }
     }
 

@@ -23,12 +23,34 @@ pub fn place_one(
     place_with(index, usage, instance, None)
 }
 
-/// Decides one instance; `spread` is where its spread group already is.
+/// Decides one instance; `spread` is where its spread group already is. `usage` is the
+/// index's state with this plan's placements added (nothing taken out).
 pub fn place_with(
     index: &FleetIndex<'_>,
     usage: &[Usage],
     instance: &Instance,
     spread: Option<&Spread>,
+) -> Result<Choice, String> {
+    decide(index, usage, instance, spread, true)
+}
+
+/// [`place_with`] against usage that may have more free than the index's state (spot a
+/// planned preemption takes out).
+pub(crate) fn place_beside_preemptions(
+    index: &FleetIndex<'_>,
+    usage: &[Usage],
+    instance: &Instance,
+    spread: Option<&Spread>,
+) -> Result<Choice, String> {
+    decide(index, usage, instance, spread, false)
+}
+
+fn decide(
+    index: &FleetIndex<'_>,
+    usage: &[Usage],
+    instance: &Instance,
+    spread: Option<&Spread>,
+    bounded: bool,
 ) -> Result<Choice, String> {
     let Some(hosts) = index
         .by_region
@@ -41,7 +63,7 @@ pub fn place_with(
         Some(req) if req.mig_profile.is_some() => {
             place_mig(index, hosts.len(), usage, instance, req, spread)
         }
-        Some(req) => place_gpu(index, hosts.len(), usage, instance, req, spread),
+        Some(req) => place_gpu(index, hosts.len(), usage, instance, req, spread, bounded),
         None => place_cpu(index, hosts, usage, instance, spread),
     }
 }

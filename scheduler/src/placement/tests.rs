@@ -456,3 +456,40 @@ fn on_demand_packs_where_on_demand_runs_and_takes_spot_back_there_rather_than_st
     let (_, spot_choice) = &plan.placements[1];
     assert_eq!(spot_choice.node.as_str(), "b");
 }
+
+#[test]
+fn a_decision_bounded_by_the_index_answers_as_the_full_scan_does() {
+    use crate::placement::fleet_index::FleetIndex;
+    use crate::placement::select::{place_beside_preemptions, place_with};
+    // A generated fleet with GPU pools 80 % bound: most 8-GPU requests fit nowhere and are
+    // answered from the index's bounds; every answer, placement or reason, is the scan's.
+    let s = crate::fleet_generator::generate_fleet(300, 11, 0.8);
+    let index = FleetIndex::new(&s);
+    let mut usage = index.usage(&s);
+    let mut early = 0;
+    for (n, (model, count)) in [
+        ("H100", 8),
+        ("H100", 1),
+        ("A100", 8),
+        ("L40S", 4),
+        ("RTX4090", 2),
+        ("A100", 2),
+    ]
+    .into_iter()
+    .cycle()
+    .take(300)
+    .enumerate()
+    {
+        let mut i = gpu_pending(model, count, n as i64);
+        i.region = ["par", "fra", "ams"][n % 3].into();
+        let bounded = place_with(&index, &usage, &i, None);
+        let scanned = place_beside_preemptions(&index, &usage, &i, None);
+        assert_eq!(bounded, scanned, "request {n}: {count}×{model}");
+        let max_free = index.gpu_bounds[&(i.region.as_str(), model)].max_free;
+        early += usize::from(count as usize > max_free);
+        if let Ok(choice) = bounded {
+            index.take(&mut usage, &choice, &i);
+        }
+    }
+    assert!(early > 0, "some requests were answered from the bounds");
+}
