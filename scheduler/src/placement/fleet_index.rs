@@ -29,6 +29,19 @@ pub struct FleetIndex<'s> {
     /// Per region and GPU model, when the index was built: the most GPUs free on one host,
     /// and how many of its hosts a request with no pool, labels or spread group leaves out.
     pub(crate) gpu_bounds: HashMap<(&'s str, &'s str), GpuBound>,
+    /// Per region and GPU model: the hosts with a GPU of the model in MIG mode, and how a
+    /// request with no pool, labels or spread group would count the others.
+    pub(crate) mig_hosts: HashMap<(&'s str, &'s str), Vec<usize>>,
+    pub(crate) non_mig: HashMap<(&'s str, &'s str), HostCounts>,
+}
+
+/// Hosts a request with no pool, labels or spread group finds not ready, in a dedicated pool,
+/// or ready for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct HostCounts {
+    pub(crate) not_ready: usize,
+    pub(crate) selector: usize,
+    pub(crate) ready: usize,
 }
 
 /// See [`FleetIndex::gpu_bounds`].
@@ -112,14 +125,25 @@ impl<'s> FleetIndex<'s> {
         let capacity = hosts.iter().map(|n| Capacity::of(n)).collect();
         let no_labels = std::collections::BTreeMap::new();
         let mut gpu_bounds: HashMap<(&str, &str), GpuBound> = HashMap::new();
+        let mut mig_hosts: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        let mut non_mig: HashMap<(&str, &str), HostCounts> = HashMap::new();
         for (&(region, model), positions) in &by_region_model {
             let mut bound = GpuBound::default();
             for &pos in positions {
                 let node = hosts[pos];
+                let in_mig = node.gpus.iter().any(|g| g.mig && g.model == model);
+                if in_mig {
+                    mig_hosts.entry((region, model)).or_default().push(pos);
+                }
+                let counts = non_mig.entry((region, model)).or_default();
                 if node.state != NodeState::Ready {
                     bound.not_ready += 1;
+                    counts.not_ready += usize::from(!in_mig);
                 } else if !node.matches(None, &no_labels) {
                     bound.selector += 1;
+                    counts.selector += usize::from(!in_mig);
+                } else {
+                    counts.ready += usize::from(!in_mig);
                 }
                 let used = state.index.usage.get(&node.id);
                 let free = node
@@ -145,6 +169,8 @@ impl<'s> FleetIndex<'s> {
             ready_general,
             capacity,
             gpu_bounds,
+            mig_hosts,
+            non_mig,
         }
     }
 
