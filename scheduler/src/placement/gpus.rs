@@ -114,9 +114,16 @@ pub(crate) fn firm_free_after(
     (capacity.whole_gpus as usize).saturating_sub(used.firm_gpus() + count)
 }
 
-/// The best key a host can have (see [`place_gpu`]): once a host with it gives a local set,
-/// no other host can do better.
-const PERFECT: (u32, bool, usize, usize) = (0, false, 0, 0);
+/// The best key a host can have for `instance` (see [`place_gpu`]): once a host with it gives
+/// a local set, no other host can do better. (Only spot scores where spot is easy to reclaim.)
+fn perfect(instance: &Instance) -> (u32, bool, usize, usize) {
+    (
+        0,
+        instance.market != crate::instances::types::Market::Spot,
+        0,
+        0,
+    )
+}
 
 /// How many ties [`place_gpu`] looks at for a local set.
 const TIES: usize = 32;
@@ -174,6 +181,7 @@ pub(crate) fn place_gpu(
     // then the host left with the fewest free GPUs of the model; among those, one where the
     // GPUs can be local; then the first by node id.
     let mut best: (u32, bool, usize, usize) = (u32::MAX, true, usize::MAX, usize::MAX);
+    let perfect = perfect(instance);
     let mut tied: Vec<usize> = Vec::new();
     for &pos in with_model {
         let node = index.hosts[pos];
@@ -228,7 +236,7 @@ pub(crate) fn place_gpu(
             tied.push(pos);
             // Nothing beats a perfect host whose GPUs can be local, and the ties before it
             // were not (each was looked at when it came): the scan would end choosing it.
-            if best == PERFECT {
+            if best == perfect {
                 if let Some((gpus, true)) = pick_gpus(node, u, &req.model, count) {
                     return Ok(Choice {
                         node: node.id.clone(),

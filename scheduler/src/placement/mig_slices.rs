@@ -126,7 +126,9 @@ pub(crate) fn place_mig(
         if best.as_ref().is_none_or(|(b, _)| key < *b) {
             // A slice that fills its GPU, where spread and spot scoring have nothing to add:
             // no later host can beat it.
-            let perfect = (key.0, key.1, key.2) == (0, false, 0);
+            let perfect = key.0 == 0
+                && key.1 == (instance.market != crate::instances::types::Market::Spot)
+                && key.2 == 0;
             best = Some((key, slice));
             if perfect {
                 break;
