@@ -64,11 +64,13 @@ const EPOCH_MS: i64 = 1_767_225_600_000;
 
 #[derive(Debug, Args)]
 pub struct EfficiencyArgs {
+    /// Hosts of the generated fleet (the mix of `vmcloud sim fleet`), all empty at the start.
     #[arg(long, default_value_t = 10_000)]
     pub hosts: usize,
     /// Simulated days.
     #[arg(long, default_value_t = 30)]
     pub days: u32,
+    /// Seed of the fleet and of the stream: the same seed replays the same month.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Share of the GPUs on-demand work keeps bound once the fleet has filled.
