@@ -213,6 +213,56 @@ fn sim_fleet_and_bench_placement_run_at_small_size() {
 }
 
 #[test]
+fn bench_raft_beside_etcd_runs_both_and_prints_the_ratio() {
+    if !std::path::Path::new("/usr/bin/etcd").exists() {
+        vmcloud_proto::testing::skip(
+            "bench_raft_beside_etcd_runs_both_and_prints_the_ratio",
+            "no /usr/bin/etcd (Debian's etcd-server; scripts/test installs it as root)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .args([
+            "bench",
+            "raft",
+            "--replicas",
+            "3",
+            "--duration",
+            "1s",
+            "--clients",
+            "8",
+            "--no-failover",
+            "--peer",
+            "etcd",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let figures: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for key in [
+        "commits_per_s",
+        "etcd_commits_per_s",
+        "ratio",
+        "etcd_p99_ms",
+    ] {
+        assert!(
+            figures[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} missing: {stdout}"
+        );
+    }
+    // etcd's members and data are gone with the run.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
 fn sim_efficiency_replays_a_stream_on_an_empty_fleet_at_small_size() {
     let run = || {
         let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))

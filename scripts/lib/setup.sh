@@ -66,6 +66,25 @@ ensure_prometheus() {
   fi
 }
 
+# Debian's etcd, for `vmcloud bench raft --peer etcd` (its test starts a 3-member etcd on
+# loopback). The package's own service is not wanted.
+ensure_etcd() {
+  if [ -x /usr/bin/etcd ]; then
+    say "etcd present: $(/usr/bin/etcd --version 2>&1 | head -n1)"
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    say "not root and no etcd: the side-by-side Raft test will be skipped"
+    return 0
+  fi
+  say "installing etcd-server for the side-by-side Raft test"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+  if command -v systemctl >/dev/null; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
+}
+
 # The Python tools tests start (aiosmtpd: the SMTP sink mail goes to), in a virtual
 # environment in the repository (.venv, ignored by git). Tests that find none say they skipped.
 ensure_python_tools() {
