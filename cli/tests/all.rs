@@ -13,6 +13,23 @@ fn vmcloud(config_home: &std::path::Path, args: &[&str]) -> std::process::Output
         .unwrap()
 }
 
+/// Runs a benchmark or simulation, which must succeed, and returns its stdout and the JSON
+/// line of figures it ends with.
+fn figures(args: &[&str]) -> (String, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    (stdout, last)
+}
+
 #[test]
 fn version_names_git_sha_and_build_date() {
     let dir = tempfile::tempdir().unwrap();
@@ -222,31 +239,21 @@ fn bench_raft_beside_etcd_runs_both_and_prints_the_ratio() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
-        .args([
-            "bench",
-            "raft",
-            "--replicas",
-            "3",
-            "--duration",
-            "1s",
-            "--clients",
-            "8",
-            "--no-failover",
-            "--peer",
-            "etcd",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let figures: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let (stdout, figures) = figures(&[
+        "bench",
+        "raft",
+        "--replicas",
+        "3",
+        "--duration",
+        "1s",
+        "--clients",
+        "8",
+        "--no-failover",
+        "--peer",
+        "etcd",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     for key in [
         "commits_per_s",
         "etcd_commits_per_s",
@@ -265,28 +272,17 @@ fn bench_raft_beside_etcd_runs_both_and_prints_the_ratio() {
 #[test]
 fn sim_efficiency_replays_a_stream_on_an_empty_fleet_at_small_size() {
     let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_vmcloud"))
-            .args([
-                "sim",
-                "efficiency",
-                "--hosts",
-                "300",
-                "--days",
-                "2",
-                "--seed",
-                "5",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let figures: serde_json::Value =
-            serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-        figures
+        figures(&[
+            "sim",
+            "efficiency",
+            "--hosts",
+            "300",
+            "--days",
+            "2",
+            "--seed",
+            "5",
+        ])
+        .1
     };
     let figures = run();
     for key in ["stranded_share", "refused_large_share", "filled_share"] {

@@ -145,17 +145,8 @@ impl<'s> FleetIndex<'s> {
                 } else {
                     counts.ready += usize::from(!in_mig);
                 }
-                let used = state.index.usage.get(&node.id);
-                let free = node
-                    .gpus
-                    .iter()
-                    .filter(|g| {
-                        g.model == model
-                            && !g.mig
-                            && g.unhealthy.is_none()
-                            && used.is_none_or(|u| !u.gpus.contains(&g.pci_address))
-                    })
-                    .count();
+                let used = state.index.usage.get(&node.id).map(|u| &**u);
+                let free = crate::placement::gpus::free_whole(node, used, model).count();
                 bound.max_free = bound.max_free.max(free);
             }
             gpu_bounds.insert((region, model), bound);

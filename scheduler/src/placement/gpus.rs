@@ -19,6 +19,21 @@ use crate::placement::spread::Spread;
 use crate::reservations::types::Held;
 use crate::state::index::Usage;
 
+/// The GPUs of `node` a request for whole `model` GPUs may be given beside `used` (`None`:
+/// nothing bound): of the model, not in MIG mode, healthy, not bound.
+pub(crate) fn free_whole<'n>(
+    node: &'n Node,
+    used: Option<&'n Usage>,
+    model: &'n str,
+) -> impl Iterator<Item = &'n Gpu> + 'n {
+    node.gpus.iter().filter(move |g| {
+        g.model == model
+            && !g.mig
+            && g.unhealthy.is_none()
+            && used.is_none_or(|u| !u.gpus.contains(&g.pci_address))
+    })
+}
+
 /// Picks `count` free GPUs of `model` on `node`, as local as possible: the smallest NVLink
 /// group with enough free GPUs (an exact fit leaves no group broken), else the NUMA node with
 /// the fewest free ones that suffices, else the first free ones. Returns the GPUs and whether
@@ -29,16 +44,7 @@ pub fn pick_gpus(
     model: &str,
     count: usize,
 ) -> Option<(Vec<GpuId>, bool)> {
-    let free: Vec<&Gpu> = node
-        .gpus
-        .iter()
-        .filter(|g| {
-            g.model == model
-                && !g.mig
-                && g.unhealthy.is_none()
-                && !used.gpus.contains(&g.pci_address)
-        })
-        .collect();
+    let free: Vec<&Gpu> = free_whole(node, Some(used), model).collect();
     if free.len() < count {
         return None;
     }
@@ -193,15 +199,7 @@ pub(crate) fn place_gpu(
         let free = if index.single_model[pos] {
             node.gpus.len().saturating_sub(u.gpus.len())
         } else {
-            node.gpus
-                .iter()
-                .filter(|g| {
-                    g.model == req.model
-                        && !g.mig
-                        && g.unhealthy.is_none()
-                        && !u.gpus.contains(&g.pci_address)
-                })
-                .count()
+            free_whole(node, Some(u), &req.model).count()
         };
         if free < count {
             gpus_busy += 1;
