@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use vmcloud_proto::NodeId;
 
 use crate::instances::types::{Instance, Market};
-use crate::nodes::types::{Node, NodeState};
+use crate::nodes::types::{Gpu, Node, NodeState};
 use crate::placement::plan::Choice;
 use crate::state::ClusterState;
 use crate::state::index::Usage;
@@ -42,6 +42,21 @@ pub(crate) struct HostCounts {
     pub(crate) not_ready: usize,
     pub(crate) selector: usize,
     pub(crate) ready: usize,
+}
+
+/// The GPUs of `node` a request for whole `model` GPUs may be given beside `used` (`None`:
+/// nothing bound): of the model, not in MIG mode, healthy, not bound.
+pub(crate) fn free_whole<'n>(
+    node: &'n Node,
+    used: Option<&'n Usage>,
+    model: &'n str,
+) -> impl Iterator<Item = &'n Gpu> + 'n {
+    node.gpus.iter().filter(move |g| {
+        g.model == model
+            && !g.mig
+            && g.unhealthy.is_none()
+            && used.is_none_or(|u| !u.gpus.contains(&g.pci_address))
+    })
 }
 
 /// See [`FleetIndex::gpu_bounds`].
@@ -146,7 +161,7 @@ impl<'s> FleetIndex<'s> {
                     counts.ready += usize::from(!in_mig);
                 }
                 let used = state.index.usage.get(&node.id).map(|u| &**u);
-                let free = crate::placement::gpus::free_whole(node, used, model).count();
+                let free = free_whole(node, used, model).count();
                 bound.max_free = bound.max_free.max(free);
             }
             gpu_bounds.insert((region, model), bound);

@@ -10,7 +10,7 @@ use crate::placement::explain::Skipped;
 use crate::placement::explain::held_note;
 use crate::placement::filters::has_room;
 use crate::placement::filters::host_filter_at;
-use crate::placement::fleet_index::{Capacity, FleetIndex};
+use crate::placement::fleet_index::{Capacity, FleetIndex, free_whole};
 use crate::placement::mig_slices::pick_slice;
 use crate::placement::plan::Choice;
 use crate::placement::score::easy_to_reclaim;
@@ -18,21 +18,6 @@ use crate::placement::score::rack_load;
 use crate::placement::spread::Spread;
 use crate::reservations::types::Held;
 use crate::state::index::Usage;
-
-/// The GPUs of `node` a request for whole `model` GPUs may be given beside `used` (`None`:
-/// nothing bound): of the model, not in MIG mode, healthy, not bound.
-pub(crate) fn free_whole<'n>(
-    node: &'n Node,
-    used: Option<&'n Usage>,
-    model: &'n str,
-) -> impl Iterator<Item = &'n Gpu> + 'n {
-    node.gpus.iter().filter(move |g| {
-        g.model == model
-            && !g.mig
-            && g.unhealthy.is_none()
-            && used.is_none_or(|u| !u.gpus.contains(&g.pci_address))
-    })
-}
 
 /// Picks `count` free GPUs of `model` on `node`, as local as possible: the smallest NVLink
 /// group with enough free GPUs (an exact fit leaves no group broken), else the NUMA node with
